@@ -8,7 +8,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    println!("cargo:rerun-if-env-changed=TOUCHLINE_PROTO_ROOT");
+    let proto_root = match std::env::var_os("TOUCHLINE_PROTO_ROOT") {
+        Some(root) => PathBuf::from(root),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto"),
+    };
     println!("cargo:rerun-if-changed={}", proto_root.display());
 
     let mut files = Vec::new();

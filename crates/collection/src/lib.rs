@@ -1,0 +1,21 @@
+//! The collection service: takes in every channel's events and appends them,
+//! durably and exactly once, to the tenant's raw event log, which the
+//! governance stage tails.
+//!
+//! `domain` validates events without knowing about gRPC or SQL; `store` holds
+//! all SQL; `grpc` is the thin adapter.
+
+pub mod domain;
+pub mod grpc;
+pub mod store;
+
+pub use grpc::CollectionApi;
+
+/// The PostgreSQL schema this service owns.
+pub const SCHEMA: &str = "collection";
+
+/// Notified (payload: tenant) whenever a tenant's raw log grows.
+pub const RAW_LOG_CHANNEL: &str = "touchline_collection_raw_log";
+
+/// Migrations of the `collection` schema.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

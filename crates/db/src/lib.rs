@@ -1,0 +1,15 @@
+//! PostgreSQL for every touchline service: the connection pool, per-service
+//! schema migrations embedded in the binary, SQLSTATE classification, and the
+//! LISTEN/NOTIFY fan-out that wakes log tailers.
+//!
+//! Each service owns one schema and keeps its own `_sqlx_migrations` table in
+//! it, so the five migration histories never collide in a shared database.
+
+pub mod classify;
+pub mod notify;
+mod pool;
+
+pub use classify::{DbErrorKind, classify};
+pub use notify::LogNotifier;
+pub use pool::{DbConfig, connect, migrate};
+pub use sqlx;

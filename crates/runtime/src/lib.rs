@@ -1,0 +1,11 @@
+//! Server bootstrap shared by every touchline service: typed configuration
+//! (defaults → optional file → `TOUCHLINE_` environment), the gRPC server
+//! with its limits, health reporting, reflection, and the shutdown sequence.
+
+pub mod config;
+pub mod server;
+pub mod shutdown;
+pub mod tail;
+
+pub use server::{HealthHandle, ServerLimits};
+pub use shutdown::Shutdown;

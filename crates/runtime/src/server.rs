@@ -1,0 +1,112 @@
+//! The parts every gRPC server of touchline is built from: limits, health
+//! and reflection. The binary assembles them with the auth and trace layers.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// Limits applied to every server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Largest accepted request message, bytes (default 4 MiB).
+    pub max_message_bytes: usize,
+    /// Requests in flight per connection before new ones wait.
+    pub concurrency_per_connection: usize,
+    /// Upper bound on a unary call; a shorter `grpc-timeout` wins.
+    pub request_timeout_ms: u64,
+    /// How long health reports NOT_SERVING before the listener closes, so
+    /// load balancers stop routing first.
+    pub drain_delay_ms: u64,
+    /// How long in-flight calls may take to finish once draining.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            concurrency_per_connection: 256,
+            request_timeout_ms: 30_000,
+            drain_delay_ms: 1_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// A tonic server builder with touchline's limits applied.
+pub fn builder(limits: &ServerLimits) -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .timeout(Duration::from_millis(limits.request_timeout_ms))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+}
+
+/// Reflection over the touchline contracts and health, listing only the
+/// services this process mounts.
+pub fn reflection(
+    mounted: &[&str],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::Error,
+> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(touchline_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    for name in mounted {
+        builder = builder.with_service_name(*name);
+    }
+    builder.build_v1()
+}
+
+/// The health status of the services one process serves. Everything starts
+/// NOT_SERVING; the binary flips to SERVING once migrations ran and
+/// dependencies answered, and back during shutdown.
+#[derive(Clone)]
+pub struct HealthHandle {
+    reporter: HealthReporter,
+    services: Vec<String>,
+}
+
+impl std::fmt::Debug for HealthHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthHandle").field("services", &self.services).finish()
+    }
+}
+
+impl HealthHandle {
+    /// Starts the health service for `services` (full gRPC names), all NOT_SERVING.
+    pub async fn new(
+        services: &[&str],
+    ) -> (Self, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+        let (reporter, server) = tonic_health::server::health_reporter();
+        let handle = Self {
+            reporter,
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        handle.set_all(ServingStatus::NotServing).await;
+        (handle, server)
+    }
+
+    /// Every service and the overall ("") status SERVING.
+    pub async fn serving(&self) {
+        self.set_all(ServingStatus::Serving).await;
+    }
+
+    /// Every service and the overall status NOT_SERVING.
+    pub async fn not_serving(&self) {
+        self.set_all(ServingStatus::NotServing).await;
+    }
+
+    async fn set_all(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        for service in &self.services {
+            self.reporter.set_service_status(service, status).await;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests for touchline-telemetry, in one binary to save link time.
+//!
+//! Every test calls `install_in_memory()`, which installs one process-wide subscriber; tests run
+//! concurrently and share its exporter, so each one finds its own spans by trace or span id.
+
+mod grpc;
+mod propagation;
+mod support;
