@@ -1,1 +1,23 @@
-//! Nothing here: the suite lives in e2e/.
+//! Shared by the end-to-end suite and the pipeline benchmark: building
+//! events the way a client SDK would.
+
+use touchline_proto::common::v1::{Event, EventType, Identifier};
+
+/// A valid track event with a unique id for `person` at `epoch_ms`.
+pub fn sample_event(message_id: &str, person: u64, event: &str, epoch_ms: i64) -> Event {
+    Event {
+        message_id: message_id.to_owned(),
+        r#type: EventType::Track as i32,
+        event: event.to_owned(),
+        anonymous_id: format!("anon-{person}"),
+        original_timestamp: epoch_ms.to_string(),
+        channel: ["app", "mini_program", "web", "pos"][usize::try_from(person % 4).unwrap_or(0)].to_owned(),
+        source: "sdk-app".to_owned(),
+        identifiers: vec![Identifier {
+            r#type: "device_id".to_owned(),
+            value: format!("device-{person}"),
+            scope: String::new(),
+        }],
+        ..Default::default()
+    }
+}

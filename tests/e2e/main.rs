@@ -1,1 +1,15 @@
-//! End-to-end suite.
+//! End-to-end suite: the real application on port 0, real PostgreSQL (a
+//! fresh database per test), real Redis (a key prefix per test), called
+//! with the generated gRPC clients.
+
+mod auth;
+mod bad_input;
+mod health;
+mod pipeline;
+mod tracing_spans;
+
+/// Installs the process-wide in-memory span exporter before any test runs
+/// spans, so every test sees the same subscriber.
+pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
+    touchline_telemetry::testing::install_in_memory()
+}

@@ -5,19 +5,19 @@
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use serde::Serialize;
+use figment::providers::{Env, Format, Toml};
 use serde::de::DeserializeOwned;
 
 /// The environment prefix of every setting.
 pub const ENV_PREFIX: &str = "TOUCHLINE_";
 
-/// Loads `T` from its defaults, `file` (when given) and the environment.
+/// Loads `T` from `file` (when given) and the environment; what neither
+/// sets comes from `T`'s `#[serde(default)]`.
 pub fn load<T>(file: Option<&Path>) -> Result<T, Box<figment::Error>>
 where
-    T: DeserializeOwned + Serialize + Default,
+    T: DeserializeOwned,
 {
-    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    let mut figment = Figment::new();
     if let Some(path) = file {
         figment = figment.merge(Toml::file_exact(path));
     }

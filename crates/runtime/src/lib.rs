@@ -2,7 +2,9 @@
 //! (defaults → optional file → `TOUCHLINE_` environment), the gRPC server
 //! with its limits, health reporting, reflection, and the shutdown sequence.
 
+pub mod client;
 pub mod config;
+pub mod consumer;
 pub mod server;
 pub mod shutdown;
 pub mod tail;

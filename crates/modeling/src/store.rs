@@ -1,0 +1,162 @@
+//! All SQL of the modeling service.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// A clean event with its person, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewStoredEvent {
+    /// Clean log sequence.
+    pub sequence: i64,
+    /// Client message id.
+    pub message_id: String,
+    /// The resolved person.
+    pub person_id: Uuid,
+    /// Canonical name.
+    pub event_name: String,
+    /// Channel.
+    pub channel: String,
+    /// When it happened.
+    pub event_time: DateTime<Utc>,
+    /// Encoded `CleanEvent`.
+    pub payload: Vec<u8>,
+}
+
+/// A stored event read back.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// Clean log sequence.
+    pub sequence: i64,
+    /// Client message id.
+    pub message_id: String,
+    /// The person.
+    pub person_id: Uuid,
+    /// Canonical name.
+    pub event_name: String,
+    /// Channel.
+    pub channel: String,
+    /// When it happened.
+    pub event_time: DateTime<Utc>,
+    /// Encoded `CleanEvent`.
+    pub payload: Vec<u8>,
+}
+
+/// Count rows: key, events, persons.
+pub type Counts = Vec<(String, i64, i64)>;
+
+/// The cursors `consumer` has committed, per tenant.
+pub async fn load_cursors(pool: &PgPool, consumer: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query("SELECT tenant_id, last_sequence FROM modeling.consumer_cursors WHERE consumer = $1")
+        .bind(consumer)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Stores a batch and the consumed cursor in one transaction; idempotent.
+pub async fn commit_batch(
+    pool: &PgPool,
+    tenant: &str,
+    events: &[NewStoredEvent],
+    consumer: &str,
+    consumed_through: i64,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if !events.is_empty() {
+        let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+        let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+        let persons: Vec<Uuid> = events.iter().map(|e| e.person_id).collect();
+        let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
+        let channels: Vec<&str> = events.iter().map(|e| e.channel.as_str()).collect();
+        let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.event_time).collect();
+        let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+        sqlx::query(
+            "INSERT INTO modeling.events
+               (tenant_id, sequence, message_id, person_id, event_name, channel, event_time, payload)
+             SELECT $1, s, m, p, n, c, t, b
+               FROM UNNEST($2::bigint[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[])
+                 AS u(s, m, p, n, c, t, b)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&sequences)
+        .bind(&ids)
+        .bind(&persons)
+        .bind(&names)
+        .bind(&channels)
+        .bind(&times)
+        .bind(&payloads)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO modeling.consumer_cursors (consumer, tenant_id, last_sequence) VALUES ($1, $2, $3)
+         ON CONFLICT (consumer, tenant_id) DO UPDATE
+           SET last_sequence = GREATEST(modeling.consumer_cursors.last_sequence, EXCLUDED.last_sequence),
+               updated_at = now()",
+    )
+    .bind(consumer)
+    .bind(tenant)
+    .bind(consumed_through)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Totals and per-channel / per-event counts of events and distinct persons.
+pub async fn count_events(pool: &PgPool, tenant: &str) -> Result<(i64, i64, Counts, Counts), sqlx::Error> {
+    let totals = sqlx::query("SELECT count(*), count(DISTINCT person_id) FROM modeling.events WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(pool)
+        .await?;
+    let grouped = |column: &'static str| {
+        let sql = format!(
+            "SELECT {column}, count(*), count(DISTINCT person_id) FROM modeling.events
+              WHERE tenant_id = $1 GROUP BY {column} ORDER BY 2 DESC, 1"
+        );
+        async move {
+            sqlx::query(&sql)
+                .bind(tenant)
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+                .collect::<Result<Counts, sqlx::Error>>()
+        }
+    };
+    Ok((
+        totals.try_get(0)?,
+        totals.try_get(1)?,
+        grouped("channel").await?,
+        grouped("event_name").await?,
+    ))
+}
+
+/// Up to `limit` events after sequence `after`, in log order.
+pub async fn list_events(pool: &PgPool, tenant: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    sqlx::query(
+        "SELECT sequence, message_id, person_id, event_name, channel, event_time, payload
+           FROM modeling.events WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| {
+        Ok(StoredEvent {
+            sequence: row.try_get(0)?,
+            message_id: row.try_get(1)?,
+            person_id: row.try_get(2)?,
+            event_name: row.try_get(3)?,
+            channel: row.try_get(4)?,
+            event_time: row.try_get(5)?,
+            payload: row.try_get(6)?,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,169 @@
+//! The event-store worker: tails governance's clean log, resolves each
+//! event's identifiers to a person through the identity service, and stores
+//! the events with the consumed cursor in one transaction.
+
+use std::str::FromStr;
+
+use prost::Message as _;
+use sqlx::PgPool;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use touchline_proto::common::v1::{PartitionCursor, TailSelector};
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::{CleanEvent, TailCleanEventsRequest, TailCleanEventsResponse};
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::{BatchResolveRequest, ResolveItem};
+use touchline_runtime::Shutdown;
+use touchline_runtime::client::CallCredentials;
+use uuid::Uuid;
+
+use crate::store::{self, NewStoredEvent};
+
+/// A governance client carrying the worker's credentials.
+pub type GovernanceClient = GovernanceServiceClient<InterceptedService<Channel, CallCredentials>>;
+/// An identity client carrying the worker's credentials.
+pub type IdentityClient = IdentityServiceClient<InterceptedService<Channel, CallCredentials>>;
+
+/// The identity service takes at most this many identifiers per call.
+const MAX_IDENTIFIERS_PER_RESOLVE: usize = 1_000;
+
+/// Why a worker session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// An upstream call failed.
+    #[error("upstream call: {0}")]
+    Upstream(#[from] tonic::Status),
+    /// Committing failed.
+    #[error("storing events: {0}")]
+    Store(#[from] sqlx::Error),
+    /// An upstream answer made no sense.
+    #[error("upstream answer: {0}")]
+    Protocol(String),
+}
+
+/// Fills the unified event store from the clean log, for every tenant.
+#[derive(Debug, Clone)]
+pub struct EventStoreWorker {
+    pool: PgPool,
+    governance: GovernanceClient,
+    identity: IdentityClient,
+}
+
+impl EventStoreWorker {
+    /// A worker writing to `pool`.
+    pub fn new(pool: PgPool, governance: GovernanceClient, identity: IdentityClient) -> Self {
+        Self {
+            pool,
+            governance,
+            identity,
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) {
+        touchline_runtime::consumer::run(crate::CLEAN_LOG_CONSUMER, shutdown, || self.session()).await;
+    }
+
+    async fn session(&self) -> Result<(), WorkerError> {
+        let cursors = store::load_cursors(&self.pool, crate::CLEAN_LOG_CONSUMER)
+            .await?
+            .into_iter()
+            .map(|(tenant, after_sequence)| PartitionCursor { tenant, after_sequence })
+            .collect();
+        let request = TailCleanEventsRequest {
+            selector: Some(TailSelector {
+                cursors,
+                all_tenants: true,
+                max_batch_size: 500,
+            }),
+        };
+        let mut stream = self.governance.clone().tail_clean_events(request).await?.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.process(batch).await?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "modeling.store_batch", skip_all, fields(service = "modeling", tenant = %batch.tenant, events = batch.events.len(), lag))]
+    async fn process(&self, batch: TailCleanEventsResponse) -> Result<(), WorkerError> {
+        let Some(last) = batch.events.last().map(|e| e.sequence) else {
+            return Ok(());
+        };
+        tracing::Span::current().record("lag", batch.head_sequence - last);
+        let persons = self.resolve(&batch.tenant, &batch.events).await?;
+        let mut rows = Vec::with_capacity(batch.events.len());
+        for (event, person_id) in batch.events.iter().zip(persons) {
+            let span = tracing::info_span!("modeling.store_event", service = "modeling", message_id = %event.message_id);
+            if !event.traceparent.is_empty() {
+                touchline_telemetry::set_parent_from_traceparent(&span, &event.traceparent);
+            }
+            let _entered = span.enter();
+            let event_time = event
+                .event_time
+                .as_ref()
+                .and_then(|ts| chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0)))
+                .ok_or_else(|| WorkerError::Protocol(format!("clean event {} has no event time", event.sequence)))?;
+            let mut stored = event.clone();
+            stored.traceparent.clear();
+            rows.push(NewStoredEvent {
+                sequence: event.sequence,
+                message_id: event.message_id.clone(),
+                person_id,
+                event_name: event.event_name.clone(),
+                channel: event.channel.clone(),
+                event_time,
+                payload: stored.encode_to_vec(),
+            });
+        }
+        store::commit_batch(&self.pool, &batch.tenant, &rows, crate::CLEAN_LOG_CONSUMER, last).await?;
+        Ok(())
+    }
+
+    /// One person per event, resolving in calls of at most 1,000 identifiers.
+    async fn resolve(&self, tenant: &str, events: &[CleanEvent]) -> Result<Vec<Uuid>, WorkerError> {
+        let mut persons = Vec::with_capacity(events.len());
+        let mut chunk: Vec<ResolveItem> = Vec::new();
+        let mut identifiers_in_chunk = 0;
+        for event in events {
+            let size = event.identifiers.len();
+            if identifiers_in_chunk + size > MAX_IDENTIFIERS_PER_RESOLVE && !chunk.is_empty() {
+                persons.extend(self.resolve_chunk(tenant, std::mem::take(&mut chunk)).await?);
+                identifiers_in_chunk = 0;
+            }
+            identifiers_in_chunk += size;
+            chunk.push(ResolveItem {
+                identifiers: event.identifiers.clone(),
+                observed_at: event.event_time,
+                evidence_message_id: event.message_id.clone(),
+            });
+        }
+        if !chunk.is_empty() {
+            persons.extend(self.resolve_chunk(tenant, chunk).await?);
+        }
+        Ok(persons)
+    }
+
+    async fn resolve_chunk(&self, tenant: &str, items: Vec<ResolveItem>) -> Result<Vec<Uuid>, WorkerError> {
+        let expected = items.len();
+        let response = self
+            .identity
+            .clone()
+            .batch_resolve(BatchResolveRequest {
+                parent: format!("tenants/{tenant}"),
+                items,
+            })
+            .await?
+            .into_inner();
+        if response.results.len() != expected {
+            return Err(WorkerError::Protocol(format!(
+                "asked for {expected} persons, got {}",
+                response.results.len()
+            )));
+        }
+        response
+            .results
+            .iter()
+            .map(|r| Uuid::from_str(&r.person_id).map_err(|err| WorkerError::Protocol(format!("person id: {err}"))))
+            .collect()
+    }
+}

@@ -1,0 +1,287 @@
+//! Assembles a touchline process from its configuration: connects and
+//! migrates the database, binds the listeners, mounts the services with the
+//! trace and auth layers, health and reflection, starts the pipeline workers,
+//! and runs the shutdown sequence.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tonic::service::RoutesBuilder;
+use touchline_auth::{AuthLayer, ScopePolicy, TokenClaims, Verifier};
+use touchline_collection::CollectionApi;
+use touchline_db::LogNotifier;
+use touchline_governance::GovernanceApi;
+use touchline_governance::worker::CleaningWorker;
+use touchline_identity::{IdentityApi, IdentityCache};
+use touchline_modeling::ModelingApi;
+use touchline_modeling::worker::EventStoreWorker;
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::collection::v1::collection_service_server::CollectionServiceServer;
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::governance_service_server::GovernanceServiceServer;
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::identity_service_server::IdentityServiceServer;
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::modeling_service_server::ModelingServiceServer;
+use touchline_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
+use touchline_reporting::ReportingApi;
+use touchline_runtime::client::{CallCredentials, lazy_channel};
+use touchline_runtime::{HealthHandle, Shutdown};
+use touchline_telemetry::GrpcServerTraceLayer;
+
+use crate::config::{Config, ServiceName};
+
+/// Scopes of the platform account the stages use to call each other.
+pub const PIPELINE_SCOPES: [&str; 3] = ["pipeline:read", "identity:resolve", "models:read"];
+
+/// A running touchline process.
+#[derive(Debug)]
+pub struct Application {
+    addresses: BTreeMap<ServiceName, SocketAddr>,
+    shutdown: Shutdown,
+    tasks: JoinSet<()>,
+}
+
+impl Application {
+    /// Builds and starts everything `config` asks for; returns once the
+    /// listeners are bound and health reports SERVING.
+    pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let services: Vec<ServiceName> = {
+            let mut s = config.services.clone();
+            s.sort();
+            s.dedup();
+            s
+        };
+        anyhow::ensure!(!services.is_empty(), "no services selected");
+
+        let verifier = Verifier::from_config(&config.auth)
+            .await
+            .context("auth is not configured: set auth.jwks_file or auth.jwks_url, or for development auth.hs256_secret with auth.allow_hs256 = true")?;
+        let policy = ScopePolicy::new(touchline_proto::scopes::REQUIRED_SCOPES).context("scope table")?;
+        let pipeline_token = pipeline_token(&config)?;
+        let credentials = CallCredentials::bearer(&pipeline_token).context("pipeline token is not valid header text")?;
+
+        let needs_db = services.iter().any(|s| *s != ServiceName::Reporting);
+        let pool = if needs_db {
+            let pool = touchline_db::connect(&config.database)
+                .await
+                .context("cannot reach PostgreSQL (database.url / TOUCHLINE_DATABASE__URL)")?;
+            for (service, schema, migrator) in [
+                (ServiceName::Collection, touchline_collection::SCHEMA, &touchline_collection::MIGRATOR),
+                (ServiceName::Governance, touchline_governance::SCHEMA, &touchline_governance::MIGRATOR),
+                (ServiceName::Identity, touchline_identity::SCHEMA, &touchline_identity::MIGRATOR),
+                (ServiceName::Modeling, touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR),
+            ] {
+                if services.contains(&service) {
+                    touchline_db::migrate(&pool, schema, migrator)
+                        .await
+                        .with_context(|| format!("migrating schema {schema}"))?;
+                }
+            }
+            Some(pool)
+        } else {
+            None
+        };
+
+        // Bind every listener first so upstream URLs of local services are known.
+        let mut groups: BTreeMap<SocketAddr, Vec<ServiceName>> = BTreeMap::new();
+        for service in &services {
+            let addr = config.addresses.get(service).copied().unwrap_or(config.listen);
+            groups.entry(addr).or_default().push(*service);
+        }
+        let mut bound = Vec::new();
+        let mut addresses = BTreeMap::new();
+        for (addr, group) in groups {
+            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let local = listener.local_addr()?;
+            for service in &group {
+                addresses.insert(*service, local);
+            }
+            bound.push((listener, group));
+        }
+        let upstream = |service: ServiceName| -> anyhow::Result<String> {
+            match (addresses.get(&service), config.pipeline.upstream.get(&service)) {
+                (Some(local), _) => Ok(format!("http://{local}")),
+                (None, Some(url)) => Ok(url.clone()),
+                (None, None) => anyhow::bail!(
+                    "{} is neither served here nor configured in pipeline.upstream",
+                    service.as_str()
+                ),
+            }
+        };
+
+        let mut tasks = JoinSet::new();
+        let mut notifier_channels = Vec::new();
+        if services.contains(&ServiceName::Collection) {
+            notifier_channels.push(touchline_collection::RAW_LOG_CHANNEL);
+        }
+        if services.contains(&ServiceName::Governance) {
+            notifier_channels.push(touchline_governance::CLEAN_LOG_CHANNEL);
+        }
+        let notifier = match (&pool, notifier_channels.is_empty()) {
+            (Some(pool), false) => Some(LogNotifier::start(pool, &notifier_channels).await.context("LISTEN connection")?),
+            _ => None,
+        };
+
+        for (listener, group) in bound {
+            let mut routes = RoutesBuilder::default();
+            let names: Vec<&str> = group.iter().map(|s| s.grpc_name()).collect();
+            let (health, health_service) = HealthHandle::new(&names).await;
+            routes.add_service(health_service);
+            routes.add_service(touchline_runtime::server::reflection(&names).context("reflection")?);
+            let max = config.limits.max_message_bytes;
+            for service in &group {
+                match (service, &pool, &notifier) {
+                    (ServiceName::Collection, Some(pool), Some(notifier)) => {
+                        let api = CollectionApi::new(
+                            pool.clone(),
+                            notifier.clone(),
+                            shutdown.clone(),
+                            touchline_collection::grpc::DEFAULT_MAX_BATCH_EVENTS,
+                        );
+                        routes.add_service(CollectionServiceServer::new(api).max_decoding_message_size(max));
+                    }
+                    (ServiceName::Governance, Some(pool), Some(notifier)) => {
+                        let api = GovernanceApi::new(pool.clone(), notifier.clone(), shutdown.clone());
+                        routes.add_service(GovernanceServiceServer::new(api).max_decoding_message_size(max));
+                    }
+                    (ServiceName::Identity, Some(pool), _) => {
+                        let cache = IdentityCache::connect(&config.identity).await.context("identity cache")?;
+                        let api = IdentityApi::new(pool.clone(), cache);
+                        routes.add_service(IdentityServiceServer::new(api).max_decoding_message_size(max));
+                    }
+                    (ServiceName::Modeling, Some(pool), _) => {
+                        routes.add_service(
+                            ModelingServiceServer::new(ModelingApi::new(pool.clone())).max_decoding_message_size(max),
+                        );
+                    }
+                    (ServiceName::Reporting, _, _) => {
+                        let modeling = ModelingServiceClient::with_interceptor(
+                            lazy_channel(&upstream(ServiceName::Modeling)?)?,
+                            credentials.clone(),
+                        );
+                        routes.add_service(
+                            ReportingServiceServer::new(ReportingApi::new(modeling)).max_decoding_message_size(max),
+                        );
+                    }
+                    (service, _, _) => anyhow::bail!("{} needs the database", service.as_str()),
+                }
+            }
+            let server = touchline_runtime::server::builder(&config.limits)
+                .layer(GrpcServerTraceLayer::new())
+                .layer(AuthLayer::new(verifier.clone(), policy.clone()))
+                .add_routes(routes.routes());
+            let incoming = tokio_stream_listener(listener);
+            let drain_delay = Duration::from_millis(config.limits.drain_delay_ms);
+            let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+            let stop = shutdown.clone();
+            let deadline = shutdown.clone();
+            let stop_health = health.clone();
+            tasks.spawn(async move {
+                let signal = async move {
+                    stop.wait().await;
+                    stop_health.not_serving().await;
+                    tokio::time::sleep(drain_delay).await;
+                };
+                let serve = server.serve_with_incoming_shutdown(incoming, signal);
+                // The grace period starts when draining does; a server that
+                // cannot drain in time is abandoned rather than waited on.
+                let mut serve = std::pin::pin!(serve);
+                tokio::select! {
+                    result = &mut serve => log_server_end(result),
+                    () = async { deadline.wait().await; tokio::time::sleep(drain_delay + grace).await } => {
+                        tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; abandoning open calls");
+                    }
+                }
+            });
+            health.serving().await;
+        }
+
+        if let Some(pool) = &pool {
+            if services.contains(&ServiceName::Governance) {
+                let collection =
+                    CollectionServiceClient::with_interceptor(lazy_channel(&upstream(ServiceName::Collection)?)?, credentials.clone())
+                        .max_decoding_message_size(64 * 1024 * 1024);
+                tasks.spawn(CleaningWorker::new(pool.clone(), collection).run(shutdown.clone()));
+            }
+            if services.contains(&ServiceName::Modeling) {
+                let governance =
+                    GovernanceServiceClient::with_interceptor(lazy_channel(&upstream(ServiceName::Governance)?)?, credentials.clone())
+                        .max_decoding_message_size(64 * 1024 * 1024);
+                let identity =
+                    IdentityServiceClient::with_interceptor(lazy_channel(&upstream(ServiceName::Identity)?)?, credentials.clone());
+                tasks.spawn(EventStoreWorker::new(pool.clone(), governance, identity).run(shutdown.clone()));
+            }
+        }
+        for (service, addr) in &addresses {
+            tracing::info!(service = service.as_str(), %addr, "serving");
+        }
+        Ok(Self {
+            addresses,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Where each served service listens.
+    pub fn addresses(&self) -> &BTreeMap<ServiceName, SocketAddr> {
+        &self.addresses
+    }
+
+    /// The address of `service`, if served here.
+    pub fn address_of(&self, service: ServiceName) -> Option<SocketAddr> {
+        self.addresses.get(&service).copied()
+    }
+
+    /// The shutdown handle of this process.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Waits until shutdown has completed (servers drained, workers stopped).
+    pub async fn stopped(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+fn log_server_end(result: Result<(), tonic::transport::Error>) {
+    match result {
+        Ok(()) => tracing::info!("server drained and stopped"),
+        Err(err) => tracing::error!(error = %err, "server failed"),
+    }
+}
+
+fn tokio_stream_listener(listener: TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
+
+/// The token the stages present to each other.
+fn pipeline_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = &config.pipeline.token {
+        return Ok(token.expose_secret().to_owned());
+    }
+    match (&config.auth.hs256_secret, config.auth.allow_hs256) {
+        (Some(secret), true) => {
+            let claims = TokenClaims::new(
+                config.auth.issuer.clone(),
+                config.auth.audience.clone(),
+                "touchline-pipeline",
+                touchline_auth::PLATFORM_TENANT,
+            )
+            .with_scopes(PIPELINE_SCOPES)
+            .with_roles(["service"])
+            .with_ttl(Duration::from_secs(365 * 24 * 3600));
+            Ok(touchline_auth::mint_hs256(secret.expose_secret().as_bytes(), &claims)?)
+        }
+        _ => anyhow::bail!(
+            "pipeline.token is not set: give the stages a platform-account token (tenant \"*\", scopes {}) \
+             or enable the development HS256 secret",
+            PIPELINE_SCOPES.join(" ")
+        ),
+    }
+}
