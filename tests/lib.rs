@@ -11,7 +11,8 @@ pub fn sample_event(message_id: &str, person: u64, event: &str, epoch_ms: i64) -
         event: event.to_owned(),
         anonymous_id: format!("anon-{person}"),
         original_timestamp: epoch_ms.to_string(),
-        channel: ["app", "mini_program", "web", "pos"][usize::try_from(person % 4).unwrap_or(0)].to_owned(),
+        channel: ["app", "mini_program", "web", "pos"][usize::try_from(person % 4).unwrap_or(0)]
+            .to_owned(),
         source: "sdk-app".to_owned(),
         identifiers: vec![Identifier {
             r#type: "device_id".to_owned(),

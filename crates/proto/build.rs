@@ -66,7 +66,11 @@ fn name_default_stubs(out_dir: &Path) -> Result<(), Box<dyn std::error::Error>> 
         for line in source.lines() {
             let trimmed = line.trim_start();
             if let Some(rest) = trimmed.strip_prefix("pub trait ") {
-                service = rest.split([':', ' ', '<']).next().unwrap_or_default().to_owned();
+                service = rest
+                    .split([':', ' ', '<'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
             } else if let Some(rest) = trimmed.strip_prefix("async fn ") {
                 method = pascal_case(rest.split('(').next().unwrap_or_default());
             }

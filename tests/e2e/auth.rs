@@ -14,7 +14,8 @@ use touchline_proto::reporting::v1::reporting_service_client::ReportingServiceCl
 use touchline_testkit::{TEST_ISSUER, TEST_SECRET, TestApp, eventually, token};
 
 fn claims(tenant: &str) -> TokenClaims {
-    TokenClaims::new(TEST_ISSUER, TEST_ISSUER, "tester", tenant).with_scopes(["events:write", "models:read"])
+    TokenClaims::new(TEST_ISSUER, TEST_ISSUER, "tester", tenant)
+        .with_scopes(["events:write", "models:read"])
 }
 
 fn hs(claims: &TokenClaims, secret: &str) -> String {
@@ -64,7 +65,12 @@ async fn bad_tokens_are_unauthenticated_and_missing_scopes_denied() -> anyhow::R
             .ingest_events(one_event())
             .await
             .expect_err(case);
-        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{case}: {}", status.message());
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unauthenticated,
+            "{case}: {}",
+            status.message()
+        );
     }
 
     // A valid token without the RPC's scope.
@@ -83,7 +89,8 @@ async fn hs256_is_refused_when_not_enabled() -> anyhow::Result<()> {
     crate::init();
     let db = touchline_testkit::TestDatabase::create().await?;
     // The server trusts only a key set; the pipeline gets its own token.
-    let jwks = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/auth/tests/fixtures/test-only-jwks.json");
+    let jwks = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/auth/tests/fixtures/test-only-jwks.json");
     let pipeline_token = token("*", &["pipeline:read", "identity:resolve", "models:read"]);
     let app = TestApp::spawn_with(db, |config| {
         config.auth.allow_hs256 = false;
@@ -107,12 +114,18 @@ async fn tenants_never_see_each_others_data() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     let a = token("tenant-a", &["events:write", "models:read", "reports:read"]);
     let b = token("tenant-b", &["events:write", "models:read", "reports:read"]);
-    CollectionServiceClient::new(app.channel(&a)?).ingest_events(one_event()).await?;
+    CollectionServiceClient::new(app.channel(&a)?)
+        .ingest_events(one_event())
+        .await?;
     let mut modeling_a = ModelingServiceClient::new(app.channel(&a)?);
     eventually(Duration::from_secs(30), || {
         let mut m = modeling_a.clone();
         async move {
-            let n = m.count_events(CountEventsRequest::default()).await?.into_inner().total_events;
+            let n = m
+                .count_events(CountEventsRequest::default())
+                .await?
+                .into_inner()
+                .total_events;
             Ok((n == 1).then_some(()))
         }
     })
@@ -120,8 +133,22 @@ async fn tenants_never_see_each_others_data() -> anyhow::Result<()> {
     let _ = &mut modeling_a;
 
     let mut modeling_b = ModelingServiceClient::new(app.channel(&b)?);
-    assert_eq!(modeling_b.count_events(CountEventsRequest::default()).await?.into_inner().total_events, 0);
-    assert!(modeling_b.list_events(ListEventsRequest::default()).await?.into_inner().events.is_empty());
+    assert_eq!(
+        modeling_b
+            .count_events(CountEventsRequest::default())
+            .await?
+            .into_inner()
+            .total_events,
+        0
+    );
+    assert!(
+        modeling_b
+            .list_events(ListEventsRequest::default())
+            .await?
+            .into_inner()
+            .events
+            .is_empty()
+    );
     let denied = modeling_b
         .count_events(CountEventsRequest {
             parent: "tenants/tenant-a".into(),
@@ -130,7 +157,14 @@ async fn tenants_never_see_each_others_data() -> anyhow::Result<()> {
         .expect_err("other tenant");
     assert_eq!(denied.code(), tonic::Code::PermissionDenied);
     let mut reporting_b = ReportingServiceClient::new(app.channel(&b)?);
-    assert_eq!(reporting_b.get_event_counts(GetEventCountsRequest::default()).await?.into_inner().total_events, 0);
+    assert_eq!(
+        reporting_b
+            .get_event_counts(GetEventCountsRequest::default())
+            .await?
+            .into_inner()
+            .total_events,
+        0
+    );
     let denied = reporting_b
         .get_event_counts(GetEventCountsRequest {
             parent: "tenants/tenant-a".into(),

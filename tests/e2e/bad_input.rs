@@ -10,7 +10,8 @@ use touchline_testkit::{TestApp, token};
 async fn bad_events_are_rejected_one_by_one_and_the_rest_accepted() -> anyhow::Result<()> {
     crate::init();
     let app = TestApp::spawn().await?;
-    let mut collection = CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?);
+    let mut collection =
+        CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?);
     let good = sample_event("ok-1", 1, "view", 1_795_507_200_000);
     let mut empty_name = sample_event("bad-name", 1, "", 1_795_507_200_000);
     empty_name.event = String::new();
@@ -36,10 +37,18 @@ async fn bad_events_are_rejected_one_by_one_and_the_rest_accepted() -> anyhow::R
             IngestStatus::Accepted
         ]
     );
-    let field = |i: usize| response.results[i].violations.first().map(|v| (v.field.clone(), v.reason.clone()));
+    let field = |i: usize| {
+        response.results[i]
+            .violations
+            .first()
+            .map(|v| (v.field.clone(), v.reason.clone()))
+    };
     assert_eq!(field(1), Some(("event".into(), "EMPTY".into())));
     assert_eq!(field(2), Some(("anonymous_id".into(), "NUL_BYTE".into())));
-    assert_eq!(field(3), Some(("original_timestamp".into(), "UNPARSEABLE_TIMESTAMP".into())));
+    assert_eq!(
+        field(3),
+        Some(("original_timestamp".into(), "UNPARSEABLE_TIMESTAMP".into()))
+    );
     assert_eq!(response.accepted_count, 2);
     assert_eq!(response.rejected_count, 3);
     app.stop().await;
@@ -50,7 +59,8 @@ async fn bad_events_are_rejected_one_by_one_and_the_rest_accepted() -> anyhow::R
 async fn oversized_requests_name_the_limit() -> anyhow::Result<()> {
     crate::init();
     let app = TestApp::spawn().await?;
-    let mut collection = CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?);
+    let mut collection =
+        CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?);
     // More bytes than the 4 MiB message limit.
     let mut big = sample_event("big", 1, "view", 1_795_507_200_000);
     big.event = "x".repeat(200);
@@ -59,11 +69,19 @@ async fn oversized_requests_name_the_limit() -> anyhow::Result<()> {
         .ingest_events(IngestEventsRequest { events: vec![big] })
         .await
         .expect_err("too large");
-    assert!(status.message().contains(&(4 * 1024 * 1024).to_string()), "{status:?}");
+    assert!(
+        status.message().contains(&(4 * 1024 * 1024).to_string()),
+        "{status:?}"
+    );
 
     // More events than the per-call limit.
-    let events = (0..1_001).map(|i| sample_event(&format!("m{i}"), 1, "view", 1_795_507_200_000)).collect();
-    let status = collection.ingest_events(IngestEventsRequest { events }).await.expect_err("too many");
+    let events = (0..1_001)
+        .map(|i| sample_event(&format!("m{i}"), 1, "view", 1_795_507_200_000))
+        .collect();
+    let status = collection
+        .ingest_events(IngestEventsRequest { events })
+        .await
+        .expect_err("too many");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("1000"), "{}", status.message());
     app.stop().await;

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use tokio_stream::StreamExt as _;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-use tonic_reflection::pb::v1::ServerReflectionRequest;
 use touchline_testkit::{TestApp, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,9 +19,15 @@ async fn health_follows_readiness_and_shutdown() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     let channel = touchline_runtime::client::lazy_channel(&format!("http://{}", app.addr()))?;
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "touchline.collection.v1.CollectionService", "touchline.reporting.v1.ReportingService"] {
+    for service in [
+        "",
+        "touchline.collection.v1.CollectionService",
+        "touchline.reporting.v1.ReportingService",
+    ] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await?
             .into_inner()
             .status();
@@ -32,7 +38,11 @@ async fn health_follows_readiness_and_shutdown() -> anyhow::Result<()> {
     eventually(Duration::from_secs(5), || {
         let mut health = health.clone();
         async move {
-            let status = health.check(HealthCheckRequest::default()).await?.into_inner().status();
+            let status = health
+                .check(HealthCheckRequest::default())
+                .await?
+                .into_inner()
+                .status();
             Ok((status == ServingStatus::NotServing).then_some(()))
         }
     })
@@ -46,7 +56,10 @@ async fn reflection_lists_the_mounted_services() -> anyhow::Result<()> {
     crate::init();
     let db = touchline_testkit::TestDatabase::create().await?;
     let app = TestApp::spawn_with(db, |config| {
-        config.services = vec![touchline::ServiceName::Collection, touchline::ServiceName::Identity];
+        config.services = vec![
+            touchline::ServiceName::Collection,
+            touchline::ServiceName::Identity,
+        ];
     })
     .await?;
     let channel = touchline_runtime::client::lazy_channel(&format!("http://{}", app.addr()))?;

@@ -16,17 +16,27 @@ const TOTAL: usize = 10_000;
 const BATCH: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_events_arrive_exactly_once_and_resends_are_duplicates() -> anyhow::Result<()> {
+async fn ten_thousand_events_arrive_exactly_once_and_resends_are_duplicates() -> anyhow::Result<()>
+{
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token("acme", &["events:write", "models:read", "reports:read"]);
     let mut collection = CollectionServiceClient::new(app.channel(&token)?);
     let events: Vec<_> = (0..TOTAL)
-        .map(|i| sample_event(&format!("msg-{i:05}"), (i % 700) as u64, ["view", "add_to_cart", "submit_order"][i % 3], 1_795_507_200_000 + i as i64 * 1_000))
+        .map(|i| {
+            sample_event(
+                &format!("msg-{i:05}"),
+                (i % 700) as u64,
+                ["view", "add_to_cart", "submit_order"][i % 3],
+                1_795_507_200_000 + i as i64 * 1_000,
+            )
+        })
         .collect();
     for chunk in events.chunks(BATCH) {
         let response = collection
-            .ingest_events(IngestEventsRequest { events: chunk.to_vec() })
+            .ingest_events(IngestEventsRequest {
+                events: chunk.to_vec(),
+            })
             .await?
             .into_inner();
         assert_eq!(response.accepted_count as usize, chunk.len());
@@ -49,17 +59,25 @@ async fn ten_thousand_events_arrive_exactly_once_and_resends_are_duplicates() ->
     // Sending everything again stores nothing new and says so.
     for chunk in events.chunks(BATCH) {
         let response = collection
-            .ingest_events(IngestEventsRequest { events: chunk.to_vec() })
+            .ingest_events(IngestEventsRequest {
+                events: chunk.to_vec(),
+            })
             .await?
             .into_inner();
         assert_eq!(response.duplicate_count as usize, chunk.len());
         assert_eq!(response.accepted_count, 0);
     }
     let mut reporting = ReportingServiceClient::new(app.channel(&token)?);
-    let counts = reporting.get_event_counts(GetEventCountsRequest::default()).await?.into_inner();
+    let counts = reporting
+        .get_event_counts(GetEventCountsRequest::default())
+        .await?
+        .into_inner();
     assert_eq!(counts.total_events as usize, TOTAL);
     assert_eq!(counts.total_persons, 700, "one person per anonymous id");
-    assert_eq!(counts.by_channel.iter().map(|r| r.events).sum::<i64>() as usize, TOTAL);
+    assert_eq!(
+        counts.by_channel.iter().map(|r| r.events).sum::<i64>() as usize,
+        TOTAL
+    );
     assert_eq!(list_all(&mut modeling).await?.len(), TOTAL);
     app.stop().await;
     Ok(())
@@ -67,7 +85,10 @@ async fn ten_thousand_events_arrive_exactly_once_and_resends_are_duplicates() ->
 
 async fn list_all(
     modeling: &mut ModelingServiceClient<
-        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, touchline_runtime::client::CallCredentials>,
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            touchline_runtime::client::CallCredentials,
+        >,
     >,
 ) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();

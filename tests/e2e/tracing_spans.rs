@@ -13,7 +13,8 @@ async fn an_event_is_traced_from_collection_to_modeling() -> anyhow::Result<()> 
     let exporter = crate::init();
     let app = TestApp::spawn().await?;
     let message_id = format!("traced-{}", uuid::Uuid::new_v4());
-    let mut collection = CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?);
+    let mut collection =
+        CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?);
     let span = tracing::info_span!("test.client");
     {
         use tracing::Instrument as _;
@@ -45,7 +46,10 @@ async fn an_event_is_traced_from_collection_to_modeling() -> anyhow::Result<()> 
     })
     .await?;
     for service in ["collection.", "governance.", "modeling."] {
-        assert!(names.iter().any(|n| n.starts_with(service)), "no {service} span in {names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with(service)),
+            "no {service} span in {names:?}"
+        );
     }
     app.stop().await;
     Ok(())
@@ -54,7 +58,9 @@ async fn an_event_is_traced_from_collection_to_modeling() -> anyhow::Result<()> 
 /// Reads the OpenTelemetry context a tracing span carries.
 mod tracing_opentelemetry_ext {
     pub fn context_of(span: &tracing::Span) -> opentelemetry::Context {
-        let traceparent = span.in_scope(touchline_telemetry::current_traceparent).unwrap_or_default();
+        let traceparent = span
+            .in_scope(touchline_telemetry::current_traceparent)
+            .unwrap_or_default();
         let mut headers = http::HeaderMap::new();
         if let Ok(value) = traceparent.parse() {
             headers.insert("traceparent", value);

@@ -58,7 +58,9 @@ impl Principal {
             )),
             (Some(tenant), true) => Ok(tenant.to_owned()),
             (Some(tenant), false) if tenant == self.tenant => Ok(tenant.to_owned()),
-            (Some(_), false) => Err(tonic::Status::permission_denied("not allowed for this tenant")),
+            (Some(_), false) => Err(tonic::Status::permission_denied(
+                "not allowed for this tenant",
+            )),
         }
     }
 }
@@ -99,12 +101,18 @@ mod tests {
             p.tenant_for("tenants/t2").map_err(|s| s.code()),
             Err(tonic::Code::PermissionDenied)
         );
-        assert_eq!(p.tenant_for("t1").map_err(|s| s.code()), Err(tonic::Code::InvalidArgument));
+        assert_eq!(
+            p.tenant_for("t1").map_err(|s| s.code()),
+            Err(tonic::Code::InvalidArgument)
+        );
         let platform = Principal {
             tenant: PLATFORM_TENANT.to_owned(),
             ..sample()
         };
-        assert_eq!(platform.tenant_for("tenants/t2").ok().as_deref(), Some("t2"));
+        assert_eq!(
+            platform.tenant_for("tenants/t2").ok().as_deref(),
+            Some("t2")
+        );
         assert!(platform.tenant_for("").is_err());
     }
 

@@ -45,11 +45,27 @@ pub struct ValidEvent {
 /// Checks one event; every problem is reported, not only the first.
 pub fn validate(check: &EventCheck<'_>) -> Result<ValidEvent, Vec<FieldViolation>> {
     let mut violations = Vec::new();
-    check_id("message_id", check.message_id, true, MAX_MESSAGE_ID_BYTES, &mut violations);
-    check_id("event", check.event_name, check.requires_name, MAX_EVENT_NAME_BYTES, &mut violations);
+    check_id(
+        "message_id",
+        check.message_id,
+        true,
+        MAX_MESSAGE_ID_BYTES,
+        &mut violations,
+    );
+    check_id(
+        "event",
+        check.event_name,
+        check.requires_name,
+        MAX_EVENT_NAME_BYTES,
+        &mut violations,
+    );
     for (field, value) in &check.other_text {
         if value.contains('\0') {
-            violations.push(FieldViolation::new(field.clone(), "NUL_BYTE", "contains a NUL byte"));
+            violations.push(FieldViolation::new(
+                field.clone(),
+                "NUL_BYTE",
+                "contains a NUL byte",
+            ));
         }
     }
     let original = match parse_client_timestamp(check.original_timestamp) {
@@ -84,12 +100,24 @@ fn check_id(field: &str, value: &str, required: bool, max: usize, out: &mut Vec<
         return;
     }
     if value.len() > max {
-        out.push(FieldViolation::new(field, "TOO_LONG", format!("is longer than {max} bytes")));
+        out.push(FieldViolation::new(
+            field,
+            "TOO_LONG",
+            format!("is longer than {max} bytes"),
+        ));
     }
     if value.contains('\0') {
-        out.push(FieldViolation::new(field, "NUL_BYTE", "contains a NUL byte"));
+        out.push(FieldViolation::new(
+            field,
+            "NUL_BYTE",
+            "contains a NUL byte",
+        ));
     } else if value.chars().any(char::is_control) {
-        out.push(FieldViolation::new(field, "CONTROL_CHARACTER", "contains a control character"));
+        out.push(FieldViolation::new(
+            field,
+            "CONTROL_CHARACTER",
+            "contains a control character",
+        ));
     }
 }
 
@@ -144,12 +172,20 @@ mod tests {
         assert_eq!(reasons(&check), vec![("event".to_owned(), "EMPTY")]);
 
         let mut check = ok_event();
-        check.other_text.push(("properties.note".to_owned(), "a\0b"));
-        assert_eq!(reasons(&check), vec![("properties.note".to_owned(), "NUL_BYTE")]);
+        check
+            .other_text
+            .push(("properties.note".to_owned(), "a\0b"));
+        assert_eq!(
+            reasons(&check),
+            vec![("properties.note".to_owned(), "NUL_BYTE")]
+        );
 
         let mut check = ok_event();
         check.original_timestamp = "24/11/2026";
-        assert_eq!(reasons(&check), vec![("original_timestamp".to_owned(), "UNPARSEABLE_TIMESTAMP")]);
+        assert_eq!(
+            reasons(&check),
+            vec![("original_timestamp".to_owned(), "UNPARSEABLE_TIMESTAMP")]
+        );
     }
 
     #[test]
@@ -163,6 +199,9 @@ mod tests {
 
     #[test]
     fn repeats_within_a_batch_are_marked_after_the_first() {
-        assert_eq!(repeated_in_batch(["a", "b", "a", "c", "b"]), vec![false, false, true, false, true]);
+        assert_eq!(
+            repeated_in_batch(["a", "b", "a", "c", "b"]),
+            vec![false, false, true, false, true]
+        );
     }
 }

@@ -32,7 +32,12 @@ pub struct CollectionApi {
 
 impl CollectionApi {
     /// A service over `pool`; `notifier` must listen on [`crate::RAW_LOG_CHANNEL`].
-    pub fn new(pool: PgPool, notifier: LogNotifier, shutdown: Shutdown, max_batch_events: usize) -> Self {
+    pub fn new(
+        pool: PgPool,
+        notifier: LogNotifier,
+        shutdown: Shutdown,
+        max_batch_events: usize,
+    ) -> Self {
         Self {
             pool,
             notifier,
@@ -90,7 +95,11 @@ impl ApiError for CollectionError {
 
 #[tonic::async_trait]
 impl CollectionService for CollectionApi {
-    #[tracing::instrument(name = "collection.ingest_events", skip_all, fields(service = "collection", tenant, events))]
+    #[tracing::instrument(
+        name = "collection.ingest_events",
+        skip_all,
+        fields(service = "collection", tenant, events)
+    )]
     async fn ingest_events(
         &self,
         request: Request<pb::IngestEventsRequest>,
@@ -114,17 +123,28 @@ impl CollectionService for CollectionApi {
     async fn tail_raw_events(
         &self,
         request: Request<pb::TailRawEventsRequest>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<pb::TailRawEventsResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<pb::TailRawEventsResponse, Status>> + Send>>>,
+        Status,
+    > {
         let principal = touchline_auth::principal(&request)?;
         let selector = request.into_inner().selector;
         let source = PartitionCursors::new(RawLog(self.pool.clone()), &principal.tenant, selector)?;
-        let stream = spawn_tail(source, self.notifier.subscribe(crate::RAW_LOG_CHANNEL), self.shutdown.clone());
+        let stream = spawn_tail(
+            source,
+            self.notifier.subscribe(crate::RAW_LOG_CHANNEL),
+            self.shutdown.clone(),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }
 
 /// Validates, stores and reports on one batch.
-async fn ingest(pool: &PgPool, tenant: &str, events: &[Event]) -> Result<pb::IngestEventsResponse, CollectionError> {
+async fn ingest(
+    pool: &PgPool,
+    tenant: &str,
+    events: &[Event],
+) -> Result<pb::IngestEventsResponse, CollectionError> {
     let repeated = repeated_in_batch(events.iter().map(|e| e.message_id.as_str()));
     let mut results: Vec<pb::IngestResult> = Vec::with_capacity(events.len());
     let mut to_store = Vec::with_capacity(events.len());
@@ -220,7 +240,11 @@ fn check_of(event: &Event) -> EventCheck<'_> {
     }
 }
 
-fn collect_struct_text<'a>(path: &str, value: &'a prost_types::Struct, out: &mut Vec<(String, &'a str)>) {
+fn collect_struct_text<'a>(
+    path: &str,
+    value: &'a prost_types::Struct,
+    out: &mut Vec<(String, &'a str)>,
+) {
     for (key, field) in &value.fields {
         let path = format!("{path}.{key}");
         if key.contains('\0') {
@@ -230,7 +254,11 @@ fn collect_struct_text<'a>(path: &str, value: &'a prost_types::Struct, out: &mut
     }
 }
 
-fn collect_value_text<'a>(path: &str, value: &'a prost_types::Value, out: &mut Vec<(String, &'a str)>) {
+fn collect_value_text<'a>(
+    path: &str,
+    value: &'a prost_types::Value,
+    out: &mut Vec<(String, &'a str)>,
+) {
     use prost_types::value::Kind;
     match &value.kind {
         Some(Kind::StringValue(text)) => out.push((path.to_owned(), text.as_str())),
@@ -259,20 +287,35 @@ impl PartitionedLog for RawLog {
         store::heads(&self.0, tenants).await.map_err(store_status)
     }
 
-    async fn read_after(&self, tenant: &str, after: i64, limit: i64) -> Result<Vec<StoredRawEvent>, Status> {
-        store::read_after(&self.0, tenant, after, limit).await.map_err(store_status)
+    async fn read_after(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredRawEvent>, Status> {
+        store::read_after(&self.0, tenant, after, limit)
+            .await
+            .map_err(store_status)
     }
 
     fn sequence(record: &StoredRawEvent) -> i64 {
         record.sequence
     }
 
-    fn batch(tenant: &str, head: i64, records: Vec<StoredRawEvent>) -> Result<pb::TailRawEventsResponse, Status> {
+    fn batch(
+        tenant: &str,
+        head: i64,
+        records: Vec<StoredRawEvent>,
+    ) -> Result<pb::TailRawEventsResponse, Status> {
         let events = records
             .into_iter()
             .map(|record| {
-                let event = Event::decode(record.payload.as_slice())
-                    .map_err(|err| Status::internal(format!("raw record {} is unreadable: {err}", record.sequence)))?;
+                let event = Event::decode(record.payload.as_slice()).map_err(|err| {
+                    Status::internal(format!(
+                        "raw record {} is unreadable: {err}",
+                        record.sequence
+                    ))
+                })?;
                 Ok(pb::RawEvent {
                     sequence: record.sequence,
                     event: Some(event),
@@ -286,7 +329,6 @@ impl PartitionedLog for RawLog {
             tenant: tenant.to_owned(),
             events,
             head_sequence: head,
-            ..Default::default()
         })
     }
 }

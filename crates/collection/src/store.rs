@@ -44,7 +44,8 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let count = i64::try_from(events.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+    let count =
+        i64::try_from(events.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
     let mut tx = pool.begin().await?;
     // Taking the head row lock first serialises this tenant's appends, so
     // sequences become visible in order.
@@ -98,7 +99,10 @@ pub async fn append(
     let mut stored = vec![false; events.len()];
     for row in inserted {
         let sequence: i64 = row.try_get(0)?;
-        if let Some(slot) = usize::try_from(sequence - first).ok().and_then(|i| stored.get_mut(i)) {
+        if let Some(slot) = usize::try_from(sequence - first)
+            .ok()
+            .and_then(|i| stored.get_mut(i))
+        {
             *slot = true;
         }
     }
@@ -110,12 +114,17 @@ pub async fn append(
 }
 
 /// The newest sequence of each tenant (all tenants, or the named ones).
-pub async fn heads(pool: &PgPool, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn heads(
+    pool: &PgPool,
+    tenants: Option<&[String]>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let rows = match tenants {
         None => {
-            sqlx::query("SELECT tenant_id, last_sequence FROM collection.log_heads ORDER BY tenant_id")
-                .fetch_all(pool)
-                .await?
+            sqlx::query(
+                "SELECT tenant_id, last_sequence FROM collection.log_heads ORDER BY tenant_id",
+            )
+            .fetch_all(pool)
+            .await?
         }
         Some(tenants) => {
             sqlx::query(

@@ -59,9 +59,10 @@ pub fn classify(err: &sqlx::Error) -> DbErrorKind {
             Some(code) if code.starts_with("53") => DbErrorKind::InsufficientResources,
             _ => DbErrorKind::Other,
         },
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            DbErrorKind::ConnectionLost
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbErrorKind::ConnectionLost,
         sqlx::Error::PoolTimedOut => DbErrorKind::PoolExhausted,
         _ => DbErrorKind::Other,
     }

@@ -42,9 +42,10 @@ impl DbConfig {
     /// Parsed connect options; the URL is never logged.
     pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
         let options: PgConnectOptions = self.url.expose_secret().parse()?;
-        Ok(options
-            .application_name("touchline")
-            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(self.slow_statement_ms)))
+        Ok(options.application_name("touchline").log_slow_statements(
+            tracing::log::LevelFilter::Warn,
+            Duration::from_millis(self.slow_statement_ms),
+        ))
     }
 }
 
@@ -62,7 +63,9 @@ pub async fn connect(config: &DbConfig) -> Result<PgPool, sqlx::Error> {
 /// is closed afterwards so its `search_path` never leaks into the pool.
 pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> Result<(), sqlx::Error> {
     if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-        return Err(sqlx::Error::Configuration(format!("invalid schema name {schema:?}").into()));
+        return Err(sqlx::Error::Configuration(
+            format!("invalid schema name {schema:?}").into(),
+        ));
     }
     let mut conn = pool.acquire().await?.detach();
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))

@@ -100,7 +100,11 @@ pub struct FieldViolation {
 
 impl FieldViolation {
     /// A violation of `field` for `reason`, described for people.
-    pub fn new(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        reason: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
             description: description.into(),
@@ -139,7 +143,10 @@ pub fn to_status<E: ApiError + ?Sized>(err: &E) -> tonic::Status {
     let mut details = ErrorDetails::new();
     details.set_error_info(code.reason(), ERROR_DOMAIN, HashMap::new());
     for violation in err.field_violations() {
-        details.add_bad_request_violation(violation.field, format!("{}: {}", violation.reason, violation.description));
+        details.add_bad_request_violation(
+            violation.field,
+            format!("{}: {}", violation.reason, violation.description),
+        );
     }
     if let Some(delay) = err.retry_after() {
         details.set_retry_info(Some(delay));
@@ -195,16 +202,27 @@ mod tests {
     fn violations_and_retry_hints_become_details() {
         let status = to_status(&Bad(
             ErrorCode::InvalidArgument,
-            vec![FieldViolation::new("events[2].event", "EMPTY_EVENT_NAME", "must not be empty")],
+            vec![FieldViolation::new(
+                "events[2].event",
+                "EMPTY_EVENT_NAME",
+                "must not be empty",
+            )],
         ));
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request detail");
         assert_eq!(bad.field_violations[0].field, "events[2].event");
-        assert_eq!(details.error_info().map(|i| i.reason.as_str()), Some("INVALID_ARGUMENT"));
+        assert_eq!(
+            details.error_info().map(|i| i.reason.as_str()),
+            Some("INVALID_ARGUMENT")
+        );
 
         let limited = to_status(&Bad(ErrorCode::ResourceExhausted, vec![]));
-        let retry = limited.get_error_details().retry_info().cloned().expect("retry info");
+        let retry = limited
+            .get_error_details()
+            .retry_info()
+            .cloned()
+            .expect("retry info");
         assert_eq!(retry.retry_delay, Some(Duration::from_millis(250)));
     }
 }

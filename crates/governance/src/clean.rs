@@ -21,12 +21,16 @@ pub struct Quarantined {
 }
 
 /// Cleans one event received at `received_at`.
-pub fn clean(event: &Event, received_at: DateTime<Utc>) -> Result<(CleanEvent, DateTime<Utc>), Quarantined> {
-    let original = parse_client_timestamp(&event.original_timestamp).map_err(|err| Quarantined {
-        reason: "UNPARSEABLE_TIMESTAMP",
-        field: "original_timestamp",
-        detail: err.to_string(),
-    })?;
+pub fn clean(
+    event: &Event,
+    received_at: DateTime<Utc>,
+) -> Result<(CleanEvent, DateTime<Utc>), Quarantined> {
+    let original =
+        parse_client_timestamp(&event.original_timestamp).map_err(|err| Quarantined {
+            reason: "UNPARSEABLE_TIMESTAMP",
+            field: "original_timestamp",
+            detail: err.to_string(),
+        })?;
     let sent_at = match event.sent_at.trim() {
         "" => None,
         text => parse_client_timestamp(text).ok(),
@@ -146,6 +150,9 @@ mod tests {
         let mut e = event();
         e.anonymous_id.clear();
         let received = parse_client_timestamp("1795507260000").expect("valid");
-        assert_eq!(clean(&e, received).map_err(|q| q.reason), Err("NO_IDENTIFIER"));
+        assert_eq!(
+            clean(&e, received).map_err(|q| q.reason),
+            Err("NO_IDENTIFIER")
+        );
     }
 }

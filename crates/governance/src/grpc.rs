@@ -38,11 +38,19 @@ impl GovernanceService for GovernanceApi {
     async fn tail_clean_events(
         &self,
         request: Request<pb::TailCleanEventsRequest>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<pb::TailCleanEventsResponse, Status>> + Send>>>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<pb::TailCleanEventsResponse, Status>> + Send>>>,
+        Status,
+    > {
         let principal = touchline_auth::principal(&request)?;
         let selector = request.into_inner().selector;
-        let source = PartitionCursors::new(CleanLog(self.pool.clone()), &principal.tenant, selector)?;
-        let stream = spawn_tail(source, self.notifier.subscribe(crate::CLEAN_LOG_CHANNEL), self.shutdown.clone());
+        let source =
+            PartitionCursors::new(CleanLog(self.pool.clone()), &principal.tenant, selector)?;
+        let stream = spawn_tail(
+            source,
+            self.notifier.subscribe(crate::CLEAN_LOG_CHANNEL),
+            self.shutdown.clone(),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -66,20 +74,36 @@ impl PartitionedLog for CleanLog {
         store::heads(&self.0, tenants).await.map_err(store_status)
     }
 
-    async fn read_after(&self, tenant: &str, after: i64, limit: i64) -> Result<Vec<StoredCleanEvent>, Status> {
-        store::read_after(&self.0, tenant, after, limit).await.map_err(store_status)
+    async fn read_after(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredCleanEvent>, Status> {
+        store::read_after(&self.0, tenant, after, limit)
+            .await
+            .map_err(store_status)
     }
 
     fn sequence(record: &StoredCleanEvent) -> i64 {
         record.sequence
     }
 
-    fn batch(tenant: &str, head: i64, records: Vec<StoredCleanEvent>) -> Result<pb::TailCleanEventsResponse, Status> {
+    fn batch(
+        tenant: &str,
+        head: i64,
+        records: Vec<StoredCleanEvent>,
+    ) -> Result<pb::TailCleanEventsResponse, Status> {
         let events = records
             .into_iter()
             .map(|record| {
-                let mut event = pb::CleanEvent::decode(record.payload.as_slice())
-                    .map_err(|err| Status::internal(format!("clean record {} is unreadable: {err}", record.sequence)))?;
+                let mut event =
+                    pb::CleanEvent::decode(record.payload.as_slice()).map_err(|err| {
+                        Status::internal(format!(
+                            "clean record {} is unreadable: {err}",
+                            record.sequence
+                        ))
+                    })?;
                 event.sequence = record.sequence;
                 event.traceparent = record.traceparent.unwrap_or_default();
                 Ok(event)
@@ -89,7 +113,6 @@ impl PartitionedLog for CleanLog {
             tenant: tenant.to_owned(),
             events,
             head_sequence: head,
-            ..Default::default()
         })
     }
 }

@@ -49,14 +49,19 @@ pub struct StoredCleanEvent {
 }
 
 /// The cursors `consumer` has committed, per tenant.
-pub async fn load_cursors(pool: &PgPool, consumer: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query("SELECT tenant_id, last_sequence FROM governance.consumer_cursors WHERE consumer = $1")
-        .bind(consumer)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+pub async fn load_cursors(
+    pool: &PgPool,
+    consumer: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT tenant_id, last_sequence FROM governance.consumer_cursors WHERE consumer = $1",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect()
 }
 
 /// Commits one upstream batch: its clean and quarantined records, the clean
@@ -143,7 +148,10 @@ pub async fn commit_batch(
 }
 
 /// The newest clean sequence of each tenant (all, or the named ones).
-pub async fn heads(pool: &PgPool, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn heads(
+    pool: &PgPool,
+    tenants: Option<&[String]>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let query = match tenants {
         None => sqlx::query("SELECT tenant_id, last_sequence FROM governance.clean_heads ORDER BY tenant_id"),
         Some(tenants) => sqlx::query(

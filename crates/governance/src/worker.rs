@@ -49,14 +49,18 @@ impl CleaningWorker {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(crate::RAW_LOG_CONSUMER, shutdown, || self.session()).await;
+        touchline_runtime::consumer::run(crate::RAW_LOG_CONSUMER, shutdown, || self.session())
+            .await;
     }
 
     async fn session(&self) -> Result<(), WorkerError> {
         let cursors = store::load_cursors(&self.pool, crate::RAW_LOG_CONSUMER)
             .await?
             .into_iter()
-            .map(|(tenant, after_sequence)| PartitionCursor { tenant, after_sequence })
+            .map(|(tenant, after_sequence)| PartitionCursor {
+                tenant,
+                after_sequence,
+            })
             .collect();
         let request = TailRawEventsRequest {
             selector: Some(TailSelector {
@@ -65,7 +69,12 @@ impl CleaningWorker {
                 max_batch_size: self.batch_size,
             }),
         };
-        let mut stream = self.collection.clone().tail_raw_events(request).await?.into_inner();
+        let mut stream = self
+            .collection
+            .clone()
+            .tail_raw_events(request)
+            .await?
+            .into_inner();
         while let Some(batch) = stream.message().await? {
             self.process(batch).await?;
         }
@@ -81,12 +90,20 @@ impl CleaningWorker {
         let mut clean_rows = Vec::with_capacity(batch.events.len());
         let mut quarantined = Vec::new();
         for raw in &batch.events {
-            let span = tracing::info_span!("governance.clean_event", service = "governance", message_id = tracing::field::Empty);
+            let span = tracing::info_span!(
+                "governance.clean_event",
+                service = "governance",
+                message_id = tracing::field::Empty
+            );
             if !raw.traceparent.is_empty() {
                 touchline_telemetry::set_parent_from_traceparent(&span, &raw.traceparent);
             }
             let _entered = span.enter();
-            let message_id = raw.event.as_ref().map(|e| e.message_id.clone()).unwrap_or_default();
+            let message_id = raw
+                .event
+                .as_ref()
+                .map(|e| e.message_id.clone())
+                .unwrap_or_default();
             span.record("message_id", message_id.as_str());
             let received_at = raw.received_at.as_ref().and_then(from_timestamp);
             let outcome = match (&raw.event, received_at) {

@@ -47,15 +47,25 @@ impl ApiError for ModelingError {
     fn code(&self) -> ErrorCode {
         match self {
             ModelingError::BadPageToken | ModelingError::BadPageSize => ErrorCode::InvalidArgument,
-            ModelingError::Store(err) if touchline_db::classify(err).is_transient() => ErrorCode::Unavailable,
+            ModelingError::Store(err) if touchline_db::classify(err).is_transient() => {
+                ErrorCode::Unavailable
+            }
             ModelingError::Store(_) => ErrorCode::Internal,
         }
     }
 
     fn field_violations(&self) -> Vec<FieldViolation> {
         match self {
-            ModelingError::BadPageToken => vec![FieldViolation::new("page_token", "INVALID_PAGE_TOKEN", self.to_string())],
-            ModelingError::BadPageSize => vec![FieldViolation::new("page_size", "OUT_OF_RANGE", self.to_string())],
+            ModelingError::BadPageToken => vec![FieldViolation::new(
+                "page_token",
+                "INVALID_PAGE_TOKEN",
+                self.to_string(),
+            )],
+            ModelingError::BadPageSize => vec![FieldViolation::new(
+                "page_size",
+                "OUT_OF_RANGE",
+                self.to_string(),
+            )],
             ModelingError::Store(_) => Vec::new(),
         }
     }
@@ -69,7 +79,9 @@ fn decode_token(token: &str) -> Result<i64, ModelingError> {
     if token.is_empty() {
         return Ok(0);
     }
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| ModelingError::BadPageToken)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ModelingError::BadPageToken)?;
     std::str::from_utf8(&bytes)
         .ok()
         .and_then(|text| text.strip_prefix("seq:"))
@@ -80,7 +92,11 @@ fn decode_token(token: &str) -> Result<i64, ModelingError> {
 fn rows(counts: store::Counts) -> Vec<pb::EventCount> {
     counts
         .into_iter()
-        .map(|(key, events, persons)| pb::EventCount { key, events, persons })
+        .map(|(key, events, persons)| pb::EventCount {
+            key,
+            events,
+            persons,
+        })
         .collect()
 }
 
@@ -92,9 +108,10 @@ impl ModelingService for ModelingApi {
         request: Request<pb::CountEventsRequest>,
     ) -> Result<Response<pb::CountEventsResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
-        let (total_events, total_persons, by_channel, by_event) = store::count_events(&self.pool, &tenant)
-            .await
-            .map_err(|err| to_status(&ModelingError::Store(err)))?;
+        let (total_events, total_persons, by_channel, by_event) =
+            store::count_events(&self.pool, &tenant)
+                .await
+                .map_err(|err| to_status(&ModelingError::Store(err)))?;
         Ok(Response::new(pb::CountEventsResponse {
             total_events,
             total_persons,
@@ -124,13 +141,17 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(|err| to_status(&ModelingError::Store(err)))?;
         let next_page_token = match stored.last() {
-            Some(last) if stored.len() == usize::try_from(limit).unwrap_or(usize::MAX) => encode_token(last.sequence),
+            Some(last) if stored.len() == usize::try_from(limit).unwrap_or(usize::MAX) => {
+                encode_token(last.sequence)
+            }
             _ => String::new(),
         };
         let events = stored
             .into_iter()
             .map(|e| pb::StoredEvent {
-                properties: CleanEvent::decode(e.payload.as_slice()).ok().and_then(|c| c.properties),
+                properties: CleanEvent::decode(e.payload.as_slice())
+                    .ok()
+                    .and_then(|c| c.properties),
                 message_id: e.message_id,
                 person_id: e.person_id.to_string(),
                 event_name: e.event_name,
@@ -142,7 +163,10 @@ impl ModelingService for ModelingApi {
                 sequence: e.sequence,
             })
             .collect();
-        Ok(Response::new(pb::ListEventsResponse { events, next_page_token }))
+        Ok(Response::new(pb::ListEventsResponse {
+            events,
+            next_page_token,
+        }))
     }
 }
 

@@ -46,14 +46,19 @@ pub struct StoredEvent {
 pub type Counts = Vec<(String, i64, i64)>;
 
 /// The cursors `consumer` has committed, per tenant.
-pub async fn load_cursors(pool: &PgPool, consumer: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query("SELECT tenant_id, last_sequence FROM modeling.consumer_cursors WHERE consumer = $1")
-        .bind(consumer)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+pub async fn load_cursors(
+    pool: &PgPool,
+    consumer: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT tenant_id, last_sequence FROM modeling.consumer_cursors WHERE consumer = $1",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect()
 }
 
 /// Stores a batch and the consumed cursor in one transaction; idempotent.
@@ -107,11 +112,16 @@ pub async fn commit_batch(
 }
 
 /// Totals and per-channel / per-event counts of events and distinct persons.
-pub async fn count_events(pool: &PgPool, tenant: &str) -> Result<(i64, i64, Counts, Counts), sqlx::Error> {
-    let totals = sqlx::query("SELECT count(*), count(DISTINCT person_id) FROM modeling.events WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(pool)
-        .await?;
+pub async fn count_events(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<(i64, i64, Counts, Counts), sqlx::Error> {
+    let totals = sqlx::query(
+        "SELECT count(*), count(DISTINCT person_id) FROM modeling.events WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await?;
     let grouped = |column: &'static str| {
         let sql = format!(
             "SELECT {column}, count(*), count(DISTINCT person_id) FROM modeling.events
@@ -136,7 +146,12 @@ pub async fn count_events(pool: &PgPool, tenant: &str) -> Result<(i64, i64, Coun
 }
 
 /// Up to `limit` events after sequence `after`, in log order.
-pub async fn list_events(pool: &PgPool, tenant: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+pub async fn list_events(
+    pool: &PgPool,
+    tenant: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     sqlx::query(
         "SELECT sequence, message_id, person_id, event_name, channel, event_time, payload
            FROM modeling.events WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",

@@ -10,7 +10,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use touchline_proto::common::v1::{PartitionCursor, TailSelector};
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
-use touchline_proto::governance::v1::{CleanEvent, TailCleanEventsRequest, TailCleanEventsResponse};
+use touchline_proto::governance::v1::{
+    CleanEvent, TailCleanEventsRequest, TailCleanEventsResponse,
+};
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{BatchResolveRequest, ResolveItem};
 use touchline_runtime::Shutdown;
@@ -61,14 +63,18 @@ impl EventStoreWorker {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(crate::CLEAN_LOG_CONSUMER, shutdown, || self.session()).await;
+        touchline_runtime::consumer::run(crate::CLEAN_LOG_CONSUMER, shutdown, || self.session())
+            .await;
     }
 
     async fn session(&self) -> Result<(), WorkerError> {
         let cursors = store::load_cursors(&self.pool, crate::CLEAN_LOG_CONSUMER)
             .await?
             .into_iter()
-            .map(|(tenant, after_sequence)| PartitionCursor { tenant, after_sequence })
+            .map(|(tenant, after_sequence)| PartitionCursor {
+                tenant,
+                after_sequence,
+            })
             .collect();
         let request = TailCleanEventsRequest {
             selector: Some(TailSelector {
@@ -77,7 +83,12 @@ impl EventStoreWorker {
                 max_batch_size: 500,
             }),
         };
-        let mut stream = self.governance.clone().tail_clean_events(request).await?.into_inner();
+        let mut stream = self
+            .governance
+            .clone()
+            .tail_clean_events(request)
+            .await?
+            .into_inner();
         while let Some(batch) = stream.message().await? {
             self.process(batch).await?;
         }
@@ -101,8 +112,18 @@ impl EventStoreWorker {
             let event_time = event
                 .event_time
                 .as_ref()
-                .and_then(|ts| chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0)))
-                .ok_or_else(|| WorkerError::Protocol(format!("clean event {} has no event time", event.sequence)))?;
+                .and_then(|ts| {
+                    chrono::DateTime::from_timestamp(
+                        ts.seconds,
+                        u32::try_from(ts.nanos).unwrap_or(0),
+                    )
+                })
+                .ok_or_else(|| {
+                    WorkerError::Protocol(format!(
+                        "clean event {} has no event time",
+                        event.sequence
+                    ))
+                })?;
             let mut stored = event.clone();
             stored.traceparent.clear();
             rows.push(NewStoredEvent {
@@ -115,7 +136,14 @@ impl EventStoreWorker {
                 payload: stored.encode_to_vec(),
             });
         }
-        store::commit_batch(&self.pool, &batch.tenant, &rows, crate::CLEAN_LOG_CONSUMER, last).await?;
+        store::commit_batch(
+            &self.pool,
+            &batch.tenant,
+            &rows,
+            crate::CLEAN_LOG_CONSUMER,
+            last,
+        )
+        .await?;
         Ok(())
     }
 
@@ -127,7 +155,10 @@ impl EventStoreWorker {
         for event in events {
             let size = event.identifiers.len();
             if identifiers_in_chunk + size > MAX_IDENTIFIERS_PER_RESOLVE && !chunk.is_empty() {
-                persons.extend(self.resolve_chunk(tenant, std::mem::take(&mut chunk)).await?);
+                persons.extend(
+                    self.resolve_chunk(tenant, std::mem::take(&mut chunk))
+                        .await?,
+                );
                 identifiers_in_chunk = 0;
             }
             identifiers_in_chunk += size;
@@ -143,7 +174,11 @@ impl EventStoreWorker {
         Ok(persons)
     }
 
-    async fn resolve_chunk(&self, tenant: &str, items: Vec<ResolveItem>) -> Result<Vec<Uuid>, WorkerError> {
+    async fn resolve_chunk(
+        &self,
+        tenant: &str,
+        items: Vec<ResolveItem>,
+    ) -> Result<Vec<Uuid>, WorkerError> {
         let expected = items.len();
         let response = self
             .identity
@@ -163,7 +198,10 @@ impl EventStoreWorker {
         response
             .results
             .iter()
-            .map(|r| Uuid::from_str(&r.person_id).map_err(|err| WorkerError::Protocol(format!("person id: {err}"))))
+            .map(|r| {
+                Uuid::from_str(&r.person_id)
+                    .map_err(|err| WorkerError::Protocol(format!("person id: {err}")))
+            })
             .collect()
     }
 }

@@ -10,7 +10,8 @@ pub use prost_types;
 pub use tonic;
 
 /// Encoded `FileDescriptorSet` of every touchline proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/touchline_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/touchline_descriptor.bin"));
 
 /// Authorisation table generated from the `required_scope` method option.
 pub mod scopes {

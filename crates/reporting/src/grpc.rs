@@ -41,7 +41,11 @@ fn rows(counts: Vec<touchline_proto::modeling::v1::EventCount>, total: i64) -> V
 
 #[tonic::async_trait]
 impl ReportingService for ReportingApi {
-    #[tracing::instrument(name = "reporting.get_event_counts", skip_all, fields(service = "reporting"))]
+    #[tracing::instrument(
+        name = "reporting.get_event_counts",
+        skip_all,
+        fields(service = "reporting")
+    )]
     async fn get_event_counts(
         &self,
         request: Request<pb::GetEventCountsRequest>,

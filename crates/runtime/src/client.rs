@@ -37,7 +37,9 @@ impl CallCredentials {
     pub fn bearer(token: &str) -> Result<Self, tonic::metadata::errors::InvalidMetadataValue> {
         let mut value: MetadataValue<_> = format!("Bearer {token}").parse()?;
         value.set_sensitive(true);
-        Ok(Self { bearer: Some(value) })
+        Ok(Self {
+            bearer: Some(value),
+        })
     }
 
     /// No credentials: trace context only.
@@ -47,9 +49,14 @@ impl CallCredentials {
 }
 
 impl Interceptor for CallCredentials {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(bearer) = &self.bearer {
-            request.metadata_mut().insert("authorization", bearer.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
         }
         touchline_telemetry::inject_context(request.metadata_mut());
         Ok(request)

@@ -12,8 +12,10 @@ use serde::de::DeserializeOwned;
 pub const ENV_PREFIX: &str = "TOUCHLINE_";
 
 /// Loads `T` from `file` (when given) and the environment; what neither
-/// sets comes from `T`'s `#[serde(default)]`.
-pub fn load<T>(file: Option<&Path>) -> Result<T, Box<figment::Error>>
+/// sets comes from `T`'s `#[serde(default)]`. `not_settings` names
+/// `TOUCHLINE_` variables that mean something else (command-line options
+/// read from the environment) and are not configuration keys.
+pub fn load<T>(file: Option<&Path>, not_settings: &[&str]) -> Result<T, Box<figment::Error>>
 where
     T: DeserializeOwned,
 {
@@ -22,7 +24,7 @@ where
         figment = figment.merge(Toml::file_exact(path));
     }
     figment
-        .merge(Env::prefixed(ENV_PREFIX).split("__"))
+        .merge(Env::prefixed(ENV_PREFIX).ignore(not_settings).split("__"))
         .extract()
         .map_err(Box::new)
 }

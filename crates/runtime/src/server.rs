@@ -51,7 +51,9 @@ pub fn builder(limits: &ServerLimits) -> Server {
 pub fn reflection(
     mounted: &[&str],
 ) -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
     tonic_reflection::server::Error,
 > {
     let mut builder = tonic_reflection::server::Builder::configure()
@@ -75,7 +77,9 @@ pub struct HealthHandle {
 
 impl std::fmt::Debug for HealthHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HealthHandle").field("services", &self.services).finish()
+        f.debug_struct("HealthHandle")
+            .field("services", &self.services)
+            .finish()
     }
 }
 
@@ -83,7 +87,10 @@ impl HealthHandle {
     /// Starts the health service for `services` (full gRPC names), all NOT_SERVING.
     pub async fn new(
         services: &[&str],
-    ) -> (Self, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+    ) -> (
+        Self,
+        tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    ) {
         let (reporter, server) = tonic_health::server::health_reporter();
         let handle = Self {
             reporter,

@@ -26,7 +26,9 @@ pub trait LogSource: Send + 'static {
     type Batch: Send + 'static;
 
     /// Reads what follows the cursors and advances them; empty when caught up.
-    fn next_batches(&mut self) -> impl Future<Output = Result<Vec<Self::Batch>, tonic::Status>> + Send;
+    fn next_batches(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<Self::Batch>, tonic::Status>> + Send;
 }
 
 /// Streams `source` until the caller disconnects or the process shuts down.
@@ -100,7 +102,11 @@ pub trait PartitionedLog: Send + Sync + 'static {
     fn sequence(record: &Self::Record) -> i64;
 
     /// Packs records of one tenant into a response.
-    fn batch(tenant: &str, head: i64, records: Vec<Self::Record>) -> Result<Self::Batch, tonic::Status>;
+    fn batch(
+        tenant: &str,
+        head: i64,
+        records: Vec<Self::Record>,
+    ) -> Result<Self::Batch, tonic::Status>;
 }
 
 /// Largest batch a caller may ask for.
@@ -141,13 +147,17 @@ impl<L: PartitionedLog> PartitionCursors<L> {
                 ));
             }
             if !platform && cursor.tenant != caller_tenant {
-                return Err(tonic::Status::permission_denied("a cursor names another tenant"));
+                return Err(tonic::Status::permission_denied(
+                    "a cursor names another tenant",
+                ));
             }
             cursors.insert(cursor.tenant, cursor.after_sequence);
         }
         if cursors.is_empty() && !selector.all_tenants {
             if platform {
-                return Err(tonic::Status::invalid_argument("name tenants in cursors or set all_tenants"));
+                return Err(tonic::Status::invalid_argument(
+                    "name tenants in cursors or set all_tenants",
+                ));
             }
             cursors.insert(caller_tenant.to_owned(), 0);
         }

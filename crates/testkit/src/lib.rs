@@ -22,7 +22,8 @@ pub const TEST_ISSUER: &str = "touchline";
 
 /// The admin database URL tests create their databases from.
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// The Redis URL tests use.
@@ -47,8 +48,13 @@ impl TestDatabase {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .context("PostgreSQL is not reachable; run `make test`, which starts it")?;
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
-        let base = admin.rsplit_once('/').map(|(base, _)| base.to_owned()).unwrap_or(admin);
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base.to_owned())
+            .unwrap_or(admin);
         Ok(Self {
             url: format!("{base}/{name}"),
             name,
@@ -62,7 +68,10 @@ impl Drop for TestDatabase {
         // Dropping needs a connection of its own and must not depend on the
         // test's runtime still being alive, so it runs on a short-lived thread.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async move {
@@ -80,8 +89,10 @@ impl Drop for TestDatabase {
 /// A configuration for a test: its own database, a random Redis prefix,
 /// port 0, the test secret, short shutdown delays.
 pub fn test_config(db: &TestDatabase) -> Config {
-    let mut config = Config::default();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    };
     config.database.url = SecretString::from(db.url.clone());
     config.database.max_connections = 8;
     config.identity.redis_url = Some(redis_url());
@@ -112,7 +123,10 @@ impl TestApp {
     }
 
     /// Starts with a configuration adjusted by `adjust`.
-    pub async fn spawn_with(db: TestDatabase, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+    pub async fn spawn_with(
+        db: TestDatabase,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let mut config = test_config(&db);
         adjust(&mut config);
         let shutdown = Shutdown::new();
@@ -129,9 +143,15 @@ impl TestApp {
     }
 
     /// A channel to the application carrying `token`.
-    pub fn channel(&self, token: &str) -> anyhow::Result<InterceptedService<Channel, CallCredentials>> {
+    pub fn channel(
+        &self,
+        token: &str,
+    ) -> anyhow::Result<InterceptedService<Channel, CallCredentials>> {
         let channel = lazy_channel(&format!("http://{}", self.addr()))?;
-        Ok(InterceptedService::new(channel, CallCredentials::bearer(token)?))
+        Ok(InterceptedService::new(
+            channel,
+            CallCredentials::bearer(token)?,
+        ))
     }
 
     /// Stops the application and waits for it.
@@ -143,7 +163,8 @@ impl TestApp {
 
 /// A token for `tenant` with `scopes`, signed with the test secret.
 pub fn token(tenant: &str, scopes: &[&str]) -> String {
-    let claims = TokenClaims::new(TEST_ISSUER, TEST_ISSUER, "test-user", tenant).with_scopes(scopes.iter().copied());
+    let claims = TokenClaims::new(TEST_ISSUER, TEST_ISSUER, "test-user", tenant)
+        .with_scopes(scopes.iter().copied());
     touchline_auth::mint_hs256(TEST_SECRET.as_bytes(), &claims).unwrap_or_default()
 }
 
@@ -158,7 +179,10 @@ where
         if let Some(value) = check().await? {
             return Ok(value);
         }
-        anyhow::ensure!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

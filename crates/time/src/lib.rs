@@ -104,9 +104,18 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_read() {
         assert_eq!(parse_client_timestamp(""), Err(TimestampError::Empty));
-        assert_eq!(parse_client_timestamp("yesterday"), Err(TimestampError::Unrecognised));
-        assert_eq!(parse_client_timestamp("2026-11-24 08:00:00"), Err(TimestampError::Unrecognised));
-        assert_eq!(parse_client_timestamp("123456789012345678"), Err(TimestampError::OutOfRange));
+        assert_eq!(
+            parse_client_timestamp("yesterday"),
+            Err(TimestampError::Unrecognised)
+        );
+        assert_eq!(
+            parse_client_timestamp("2026-11-24 08:00:00"),
+            Err(TimestampError::Unrecognised)
+        );
+        assert_eq!(
+            parse_client_timestamp("123456789012345678"),
+            Err(TimestampError::OutOfRange)
+        );
     }
 
     #[test]

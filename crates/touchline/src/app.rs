@@ -62,9 +62,11 @@ impl Application {
         let verifier = Verifier::from_config(&config.auth)
             .await
             .context("auth is not configured: set auth.jwks_file or auth.jwks_url, or for development auth.hs256_secret with auth.allow_hs256 = true")?;
-        let policy = ScopePolicy::new(touchline_proto::scopes::REQUIRED_SCOPES).context("scope table")?;
+        let policy =
+            ScopePolicy::new(touchline_proto::scopes::REQUIRED_SCOPES).context("scope table")?;
         let pipeline_token = pipeline_token(&config)?;
-        let credentials = CallCredentials::bearer(&pipeline_token).context("pipeline token is not valid header text")?;
+        let credentials = CallCredentials::bearer(&pipeline_token)
+            .context("pipeline token is not valid header text")?;
 
         let needs_db = services.iter().any(|s| *s != ServiceName::Reporting);
         let pool = if needs_db {
@@ -72,10 +74,26 @@ impl Application {
                 .await
                 .context("cannot reach PostgreSQL (database.url / TOUCHLINE_DATABASE__URL)")?;
             for (service, schema, migrator) in [
-                (ServiceName::Collection, touchline_collection::SCHEMA, &touchline_collection::MIGRATOR),
-                (ServiceName::Governance, touchline_governance::SCHEMA, &touchline_governance::MIGRATOR),
-                (ServiceName::Identity, touchline_identity::SCHEMA, &touchline_identity::MIGRATOR),
-                (ServiceName::Modeling, touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR),
+                (
+                    ServiceName::Collection,
+                    touchline_collection::SCHEMA,
+                    &touchline_collection::MIGRATOR,
+                ),
+                (
+                    ServiceName::Governance,
+                    touchline_governance::SCHEMA,
+                    &touchline_governance::MIGRATOR,
+                ),
+                (
+                    ServiceName::Identity,
+                    touchline_identity::SCHEMA,
+                    &touchline_identity::MIGRATOR,
+                ),
+                (
+                    ServiceName::Modeling,
+                    touchline_modeling::SCHEMA,
+                    &touchline_modeling::MIGRATOR,
+                ),
             ] {
                 if services.contains(&service) {
                     touchline_db::migrate(&pool, schema, migrator)
@@ -91,13 +109,19 @@ impl Application {
         // Bind every listener first so upstream URLs of local services are known.
         let mut groups: BTreeMap<SocketAddr, Vec<ServiceName>> = BTreeMap::new();
         for service in &services {
-            let addr = config.addresses.get(service).copied().unwrap_or(config.listen);
+            let addr = config
+                .addresses
+                .get(service)
+                .copied()
+                .unwrap_or(config.listen);
             groups.entry(addr).or_default().push(*service);
         }
         let mut bound = Vec::new();
         let mut addresses = BTreeMap::new();
         for (addr, group) in groups {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
             let local = listener.local_addr()?;
             for service in &group {
                 addresses.insert(*service, local);
@@ -105,7 +129,10 @@ impl Application {
             bound.push((listener, group));
         }
         let upstream = |service: ServiceName| -> anyhow::Result<String> {
-            match (addresses.get(&service), config.pipeline.upstream.get(&service)) {
+            match (
+                addresses.get(&service),
+                config.pipeline.upstream.get(&service),
+            ) {
                 (Some(local), _) => Ok(format!("http://{local}")),
                 (None, Some(url)) => Ok(url.clone()),
                 (None, None) => anyhow::bail!(
@@ -124,7 +151,11 @@ impl Application {
             notifier_channels.push(touchline_governance::CLEAN_LOG_CHANNEL);
         }
         let notifier = match (&pool, notifier_channels.is_empty()) {
-            (Some(pool), false) => Some(LogNotifier::start(pool, &notifier_channels).await.context("LISTEN connection")?),
+            (Some(pool), false) => Some(
+                LogNotifier::start(pool, &notifier_channels)
+                    .await
+                    .context("LISTEN connection")?,
+            ),
             _ => None,
         };
 
@@ -133,7 +164,8 @@ impl Application {
             let names: Vec<&str> = group.iter().map(|s| s.grpc_name()).collect();
             let (health, health_service) = HealthHandle::new(&names).await;
             routes.add_service(health_service);
-            routes.add_service(touchline_runtime::server::reflection(&names).context("reflection")?);
+            routes
+                .add_service(touchline_runtime::server::reflection(&names).context("reflection")?);
             let max = config.limits.max_message_bytes;
             for service in &group {
                 match (service, &pool, &notifier) {
@@ -144,20 +176,30 @@ impl Application {
                             shutdown.clone(),
                             touchline_collection::grpc::DEFAULT_MAX_BATCH_EVENTS,
                         );
-                        routes.add_service(CollectionServiceServer::new(api).max_decoding_message_size(max));
+                        routes.add_service(
+                            CollectionServiceServer::new(api).max_decoding_message_size(max),
+                        );
                     }
                     (ServiceName::Governance, Some(pool), Some(notifier)) => {
-                        let api = GovernanceApi::new(pool.clone(), notifier.clone(), shutdown.clone());
-                        routes.add_service(GovernanceServiceServer::new(api).max_decoding_message_size(max));
+                        let api =
+                            GovernanceApi::new(pool.clone(), notifier.clone(), shutdown.clone());
+                        routes.add_service(
+                            GovernanceServiceServer::new(api).max_decoding_message_size(max),
+                        );
                     }
                     (ServiceName::Identity, Some(pool), _) => {
-                        let cache = IdentityCache::connect(&config.identity).await.context("identity cache")?;
+                        let cache = IdentityCache::connect(&config.identity)
+                            .await
+                            .context("identity cache")?;
                         let api = IdentityApi::new(pool.clone(), cache);
-                        routes.add_service(IdentityServiceServer::new(api).max_decoding_message_size(max));
+                        routes.add_service(
+                            IdentityServiceServer::new(api).max_decoding_message_size(max),
+                        );
                     }
                     (ServiceName::Modeling, Some(pool), _) => {
                         routes.add_service(
-                            ModelingServiceServer::new(ModelingApi::new(pool.clone())).max_decoding_message_size(max),
+                            ModelingServiceServer::new(ModelingApi::new(pool.clone()))
+                                .max_decoding_message_size(max),
                         );
                     }
                     (ServiceName::Reporting, _, _) => {
@@ -166,7 +208,8 @@ impl Application {
                             credentials.clone(),
                         );
                         routes.add_service(
-                            ReportingServiceServer::new(ReportingApi::new(modeling)).max_decoding_message_size(max),
+                            ReportingServiceServer::new(ReportingApi::new(modeling))
+                                .max_decoding_message_size(max),
                         );
                     }
                     (service, _, _) => anyhow::bail!("{} needs the database", service.as_str()),
@@ -204,18 +247,26 @@ impl Application {
 
         if let Some(pool) = &pool {
             if services.contains(&ServiceName::Governance) {
-                let collection =
-                    CollectionServiceClient::with_interceptor(lazy_channel(&upstream(ServiceName::Collection)?)?, credentials.clone())
-                        .max_decoding_message_size(64 * 1024 * 1024);
+                let collection = CollectionServiceClient::with_interceptor(
+                    lazy_channel(&upstream(ServiceName::Collection)?)?,
+                    credentials.clone(),
+                )
+                .max_decoding_message_size(64 * 1024 * 1024);
                 tasks.spawn(CleaningWorker::new(pool.clone(), collection).run(shutdown.clone()));
             }
             if services.contains(&ServiceName::Modeling) {
-                let governance =
-                    GovernanceServiceClient::with_interceptor(lazy_channel(&upstream(ServiceName::Governance)?)?, credentials.clone())
-                        .max_decoding_message_size(64 * 1024 * 1024);
-                let identity =
-                    IdentityServiceClient::with_interceptor(lazy_channel(&upstream(ServiceName::Identity)?)?, credentials.clone());
-                tasks.spawn(EventStoreWorker::new(pool.clone(), governance, identity).run(shutdown.clone()));
+                let governance = GovernanceServiceClient::with_interceptor(
+                    lazy_channel(&upstream(ServiceName::Governance)?)?,
+                    credentials.clone(),
+                )
+                .max_decoding_message_size(64 * 1024 * 1024);
+                let identity = IdentityServiceClient::with_interceptor(
+                    lazy_channel(&upstream(ServiceName::Identity)?)?,
+                    credentials.clone(),
+                );
+                tasks.spawn(
+                    EventStoreWorker::new(pool.clone(), governance, identity).run(shutdown.clone()),
+                );
             }
         }
         for (service, addr) in &addresses {
@@ -276,7 +327,10 @@ fn pipeline_token(config: &Config) -> anyhow::Result<String> {
             .with_scopes(PIPELINE_SCOPES)
             .with_roles(["service"])
             .with_ttl(Duration::from_secs(365 * 24 * 3600));
-            Ok(touchline_auth::mint_hs256(secret.expose_secret().as_bytes(), &claims)?)
+            Ok(touchline_auth::mint_hs256(
+                secret.expose_secret().as_bytes(),
+                &claims,
+            )?)
         }
         _ => anyhow::bail!(
             "pipeline.token is not set: give the stages a platform-account token (tenant \"*\", scopes {}) \

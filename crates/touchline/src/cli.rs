@@ -65,7 +65,9 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config: Config = touchline_runtime::config::load(cli.config.as_deref()).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let config: Config =
+        touchline_runtime::config::load(cli.config.as_deref(), &["config", "token"])
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
     match cli.command {
         Command::Sim(args) => touchline_sim::run(&args),
         Command::Token {
@@ -75,16 +77,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             subject,
             ttl_secs,
         } => {
-            let secret = config
-                .auth
-                .hs256_secret
-                .as_ref()
-                .context("set auth.hs256_secret (TOUCHLINE_AUTH__HS256_SECRET) to mint development tokens")?;
-            let claims = TokenClaims::new(config.auth.issuer.clone(), config.auth.audience.clone(), subject, tenant)
-                .with_scopes(scopes)
-                .with_roles(roles)
-                .with_ttl(Duration::from_secs(ttl_secs));
-            println!("{}", touchline_auth::mint_hs256(secret.expose_secret().as_bytes(), &claims)?);
+            let secret = config.auth.hs256_secret.as_ref().context(
+                "set auth.hs256_secret (TOUCHLINE_AUTH__HS256_SECRET) to mint development tokens",
+            )?;
+            let claims = TokenClaims::new(
+                config.auth.issuer.clone(),
+                config.auth.audience.clone(),
+                subject,
+                tenant,
+            )
+            .with_scopes(scopes)
+            .with_roles(roles)
+            .with_ttl(Duration::from_secs(ttl_secs));
+            println!(
+                "{}",
+                touchline_auth::mint_hs256(secret.expose_secret().as_bytes(), &claims)?
+            );
             Ok(())
         }
         Command::Migrate => runtime()?.block_on(migrate(&config)),
@@ -124,8 +132,14 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await
         .context("cannot reach PostgreSQL (database.url / TOUCHLINE_DATABASE__URL)")?;
     for (schema, migrator) in [
-        (touchline_collection::SCHEMA, &touchline_collection::MIGRATOR),
-        (touchline_governance::SCHEMA, &touchline_governance::MIGRATOR),
+        (
+            touchline_collection::SCHEMA,
+            &touchline_collection::MIGRATOR,
+        ),
+        (
+            touchline_governance::SCHEMA,
+            &touchline_governance::MIGRATOR,
+        ),
         (touchline_identity::SCHEMA, &touchline_identity::MIGRATOR),
         (touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR),
     ] {

@@ -42,7 +42,10 @@ const BATCH: usize = 500;
 /// Runs the demo.
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let telemetry = touchline_telemetry::init(&config.telemetry)?;
-    if config.auth.hs256_secret.is_none() && config.auth.jwks_file.is_none() && config.auth.jwks_url.is_none() {
+    if config.auth.hs256_secret.is_none()
+        && config.auth.jwks_file.is_none()
+        && config.auth.jwks_url.is_none()
+    {
         // A fresh development secret: tokens minted here die with the process.
         let secret: [u8; 32] = rand::random();
         config.auth.hs256_secret = Some(SecretString::from(hex::encode(secret)));
@@ -53,21 +56,37 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         .hs256_secret
         .clone()
         .context("the demo needs auth.hs256_secret with allow_hs256 = true")?;
-    let claims = TokenClaims::new(config.auth.issuer.clone(), config.auth.audience.clone(), "demo", args.tenant.clone())
-        .with_scopes(["events:write", "models:read", "reports:read"])
-        .with_roles(["marketing"]);
-    let token = touchline_auth::mint_hs256(secrecy::ExposeSecret::expose_secret(&secret).as_bytes(), &claims)?;
+    let claims = TokenClaims::new(
+        config.auth.issuer.clone(),
+        config.auth.audience.clone(),
+        "demo",
+        args.tenant.clone(),
+    )
+    .with_scopes(["events:write", "models:read", "reports:read"])
+    .with_roles(["marketing"]);
+    let token = touchline_auth::mint_hs256(
+        secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
+        &claims,
+    )?;
 
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let app = Application::build(config, shutdown.clone()).await?;
-    let addr = app.address_of(ServiceName::Collection).context("collection is not served")?;
-    println!("touchline is serving on {addr} (all five services)\ntouchline 已在 {addr} 启动（五个服务）");
+    let addr = app
+        .address_of(ServiceName::Collection)
+        .context("collection is not served")?;
+    println!(
+        "touchline is serving on {addr} (all five services)\ntouchline 已在 {addr} 启动（五个服务）"
+    );
     let credentials = CallCredentials::bearer(&token)?;
-    let mut collection = CollectionServiceClient::with_interceptor(lazy_channel(&format!("http://{addr}"))?, credentials.clone());
+    let mut collection = CollectionServiceClient::with_interceptor(
+        lazy_channel(&format!("http://{addr}"))?,
+        credentials.clone(),
+    );
 
     let started = Instant::now();
-    let cfg = touchline_sim::SimConfig::new(touchline_sim::TemplateKind::Retail, args.persons, args.seed);
+    let cfg =
+        touchline_sim::SimConfig::new(touchline_sim::TemplateKind::Retail, args.persons, args.seed);
     let events = touchline_sim::events(cfg)?;
     let (mut sent, mut accepted, mut duplicates, mut rejected) = (0usize, 0i64, 0i64, 0i64);
     let mut batch = Vec::with_capacity(BATCH);
@@ -100,10 +119,16 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let mut reporting = ReportingServiceClient::with_interceptor(lazy_channel(&format!("http://{addr}"))?, credentials);
+    let mut reporting = ReportingServiceClient::with_interceptor(
+        lazy_channel(&format!("http://{addr}"))?,
+        credentials,
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let counts = loop {
-        let counts = reporting.get_event_counts(GetEventCountsRequest::default()).await?.into_inner();
+        let counts = reporting
+            .get_event_counts(GetEventCountsRequest::default())
+            .await?
+            .into_inner();
         if counts.total_events >= accepted || Instant::now() > deadline {
             break counts;
         }
@@ -117,13 +142,31 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         counts.total_events,
         counts.total_persons
     );
-    println!("{:<22} {:>8} {:>8} {:>7}", "channel / 渠道", "events", "persons", "share");
+    println!(
+        "{:<22} {:>8} {:>8} {:>7}",
+        "channel / 渠道", "events", "persons", "share"
+    );
     for row in &counts.by_channel {
-        println!("{:<22} {:>8} {:>8} {:>6.1}%", row.key, row.events, row.persons, row.share * 100.0);
+        println!(
+            "{:<22} {:>8} {:>8} {:>6.1}%",
+            row.key,
+            row.events,
+            row.persons,
+            row.share * 100.0
+        );
     }
-    println!("\n{:<22} {:>8} {:>8} {:>7}", "event / 事件", "events", "persons", "share");
+    println!(
+        "\n{:<22} {:>8} {:>8} {:>7}",
+        "event / 事件", "events", "persons", "share"
+    );
     for row in counts.by_event.iter().take(15) {
-        println!("{:<22} {:>8} {:>8} {:>6.1}%", row.key, row.events, row.persons, row.share * 100.0);
+        println!(
+            "{:<22} {:>8} {:>8} {:>6.1}%",
+            row.key,
+            row.events,
+            row.persons,
+            row.share * 100.0
+        );
     }
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {

@@ -1,0 +1,85 @@
+# touchline: the verbs. `make` (or `make help`) lists them; each `## ` comment is its help line.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# Prerequisites run one after another, in the order written: `test` is a sequence of steps.
+.NOTPARALLEL:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+CARGO ?= cargo
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# The servers the tests use; override on the command line or in the environment.
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export REDIS_URL ?= redis://127.0.0.1:6379
+# sqlx's query macros read the committed .sqlx/ metadata instead of the live database above,
+# so a build never depends on the state of that database.
+export SQLX_OFFLINE ?= true
+
+SERVICES := bash scripts/services.sh
+# Installs the pinned buf into .tools/ on first use; the version is set in the script.
+BUF := bash scripts/buf.sh
+
+.PHONY: help demo test lint fmt proto bench build clean services fmt-check buf-lint clippy run-tests doc-tests
+
+help: ## List the targets (the default goal)
+	@echo "usage: make <target>"
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+# The demo uses the binary's own database (created when missing) and the Redis cache.
+demo: export TOUCHLINE_DATABASE__URL ?= postgres://postgres@127.0.0.1:5432/touchline
+demo: export TOUCHLINE_IDENTITY__REDIS_URL ?= $(REDIS_URL)
+demo: ## Run all five services on 127.0.0.1:50051 with the small demo data set (Ctrl-C stops)
+	@DATABASE_URL="$$TOUCHLINE_DATABASE__URL" REDIS_URL="$$TOUCHLINE_IDENTITY__REDIS_URL" $(SERVICES) --create-database
+	$(CARGO) build -p touchline
+	$(TARGET_DIR)/debug/touchline demo
+
+# Doc tests run before the main suite so that the run ends on the suite's summary, which is
+# what CI reads to count the tests.
+test: services fmt-check buf-lint clippy doc-tests run-tests ## What CI runs: services up, fmt check, buf lint, clippy, doc tests, all tests
+
+lint: fmt-check clippy buf-lint ## Check formatting, clippy (warnings are errors) and buf lint of the contracts
+
+fmt: ## Format all Rust code in place
+	$(CARGO) fmt --all
+
+proto: buf-lint ## Lint the contracts with buf and build the generated Rust crate
+	$(CARGO) build -p touchline-proto
+
+bench: services ## Run the release-mode benchmarks (pipeline throughput, data generation)
+	$(CARGO) run --release -p touchline-e2e --bin pipeline-bench
+	$(if $(wildcard crates/sim/examples/bench_large.rs),$(CARGO) run --release -p touchline-sim --example bench_large)
+
+build: ## Build the whole workspace (debug)
+	$(CARGO) build --workspace
+
+clean: ## Remove build output and the local tools in .tools/
+	$(CARGO) clean
+	rm -rf .tools
+
+services: ## Start the local PostgreSQL and Redis if they are down (quiet when up)
+	@$(SERVICES)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+buf-lint:
+	$(BUF) lint proto
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# nextest when installed (parallel per test, clear failure report), cargo test otherwise.
+run-tests:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace --no-fail-fast"; \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "$(CARGO) test --workspace --no-fail-fast"; \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+# nextest does not run doc tests.
+doc-tests:
+	$(CARGO) test --workspace --doc

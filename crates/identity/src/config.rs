@@ -1,0 +1,71 @@
+//! Settings of the identity service.
+
+use serde::{Deserialize, Serialize};
+
+/// Default Redis key prefix; tests use a random one.
+pub const DEFAULT_KEY_PREFIX: &str = "touchline";
+/// Default bound on every Redis call; past it the call falls back to PostgreSQL.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
+/// Default lifetime of a cached identifier → person entry (jittered ±10 %).
+pub const DEFAULT_CACHE_TTL_SECS: u64 = 3_600;
+
+/// How the identity service reaches its cache.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// `redis://host:port/db`; `None` runs without a cache (PostgreSQL only).
+    /// May carry a password, so it is never printed.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub redis_url: Option<String>,
+    /// First segment of every key: `{prefix}:identity:{tenant}:…`.
+    pub key_prefix: String,
+    /// Bound on each Redis call, milliseconds.
+    pub redis_timeout_ms: u64,
+    /// Lifetime of cached entries, seconds, before ±10 % jitter.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
+            cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
+        }
+    }
+}
+
+impl std::fmt::Debug for IdentityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityConfig")
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "[redacted]"))
+            .field("key_prefix", &self.key_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .finish()
+    }
+}
+
+fn serialize_redacted<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_url() {
+        let config = IdentityConfig {
+            redis_url: Some("redis://:hunter2@cache:6379/0".to_owned()),
+            ..IdentityConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(printed.contains("redacted"));
+    }
+}

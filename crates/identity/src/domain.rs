@@ -1,0 +1,576 @@
+//! Identifiers, their normalisation and the resolution rule, decided without
+//! gRPC, SQL or Redis.
+//!
+//! The rule of the exact-match graph: a set of identifiers seen together
+//! resolves to the oldest person any of them already belongs to (person ids
+//! are UUID v7, so the smallest id is the oldest); identifiers not yet known
+//! are linked to that person; when none is known, a new person owns them all.
+//! Known identifiers never move, even when they belong to other persons:
+//! joining persons is a merge, which this version does not do.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use touchline_error::FieldViolation;
+use uuid::Uuid;
+
+/// Most identifiers, summed over all items, one call may carry.
+pub const MAX_IDENTIFIERS_PER_CALL: usize = 1_000;
+/// Longest accepted identifier type, bytes.
+pub const MAX_TYPE_BYTES: usize = 64;
+/// Longest accepted identifier scope, bytes.
+pub const MAX_SCOPE_BYTES: usize = 256;
+/// Longest accepted identifier value, bytes.
+pub const MAX_VALUE_BYTES: usize = 512;
+/// Longest accepted evidence message id, bytes (the collection service's limit).
+pub const MAX_EVIDENCE_BYTES: usize = 128;
+
+/// The identifier type whose values are compared case-insensitively.
+pub const EMAIL: &str = "email";
+
+/// A normalised identifier: the key of the identity graph within a tenant.
+///
+/// Ordered by (type, scope, value) so writers can always insert in the same
+/// order, which keeps concurrent writers from deadlocking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentifierKey {
+    /// Lower-cased type, e.g. `email`, `wechat_openid`.
+    pub id_type: String,
+    /// Where the value is unique; empty for globally unique types.
+    pub scope: String,
+    /// The normalised value.
+    pub value: String,
+}
+
+impl IdentifierKey {
+    /// Normalises an identifier as a source sent it: every part trimmed, the
+    /// type lower-cased (types are a vocabulary, not data), email values
+    /// lower-cased. Scopes and other values keep their case: OpenIDs, app ids
+    /// and member cards are case-sensitive.
+    pub fn normalise(id_type: &str, scope: &str, value: &str) -> Self {
+        let id_type = id_type.trim().to_lowercase();
+        let value = if id_type == EMAIL {
+            value.trim().to_lowercase()
+        } else {
+            value.trim().to_owned()
+        };
+        Self {
+            id_type,
+            scope: scope.trim().to_owned(),
+            value,
+        }
+    }
+}
+
+/// One identifier as the request carries it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawIdentifier<'a> {
+    /// Identifier type.
+    pub id_type: &'a str,
+    /// Scope; may be empty.
+    pub scope: &'a str,
+    /// Value.
+    pub value: &'a str,
+}
+
+/// One item of a resolve request, borrowed from the request.
+#[derive(Debug, Clone, Default)]
+pub struct RawItem<'a> {
+    /// Identifiers seen together.
+    pub identifiers: Vec<RawIdentifier<'a>>,
+    /// When they were seen, as (seconds, nanos) since the Unix epoch.
+    pub observed_at: Option<(i64, i32)>,
+    /// The event that showed them together; may be empty.
+    pub evidence_message_id: &'a str,
+}
+
+/// A validated item: distinct normalised identifiers plus evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveItem {
+    /// Distinct keys, in the order they were first given; never empty.
+    pub keys: Vec<IdentifierKey>,
+    /// When they were seen together.
+    pub observed_at: Option<DateTime<Utc>>,
+    /// The event that showed them together; may be empty.
+    pub evidence_message_id: String,
+}
+
+/// Why a resolve request was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The call carries more identifiers than allowed.
+    #[error("a call may carry at most {limit} identifiers; this one has {actual}")]
+    TooManyIdentifiers {
+        /// The limit.
+        limit: usize,
+        /// What was sent.
+        actual: usize,
+    },
+    /// Some fields are invalid; every problem is listed.
+    #[error("the request has {} invalid field(s)", .0.len())]
+    Invalid(Vec<FieldViolation>),
+}
+
+/// Validates and normalises a request's items. The size limit is checked
+/// first, so an oversized call costs nothing more; otherwise every problem of
+/// every item is reported, not only the first.
+pub fn validate(items: &[RawItem<'_>]) -> Result<Vec<ResolveItem>, Rejection> {
+    let total: usize = items.iter().map(|item| item.identifiers.len()).sum();
+    if total > MAX_IDENTIFIERS_PER_CALL {
+        return Err(Rejection::TooManyIdentifiers {
+            limit: MAX_IDENTIFIERS_PER_CALL,
+            actual: total,
+        });
+    }
+    let mut violations = Vec::new();
+    let mut valid = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        if let Some(item) = validate_item(i, item, &mut violations) {
+            valid.push(item);
+        }
+    }
+    if violations.is_empty() {
+        Ok(valid)
+    } else {
+        Err(Rejection::Invalid(violations))
+    }
+}
+
+fn validate_item(
+    i: usize,
+    item: &RawItem<'_>,
+    out: &mut Vec<FieldViolation>,
+) -> Option<ResolveItem> {
+    let before = out.len();
+    if item.identifiers.is_empty() {
+        out.push(FieldViolation::new(
+            format!("items[{i}].identifiers"),
+            "EMPTY",
+            "an item needs at least one identifier",
+        ));
+    }
+    let mut keys = Vec::with_capacity(item.identifiers.len());
+    let mut seen = HashSet::with_capacity(item.identifiers.len());
+    for (j, raw) in item.identifiers.iter().enumerate() {
+        let path = format!("items[{i}].identifiers[{j}]");
+        check_text(
+            &format!("{path}.type"),
+            raw.id_type,
+            true,
+            MAX_TYPE_BYTES,
+            out,
+        );
+        check_text(
+            &format!("{path}.scope"),
+            raw.scope,
+            false,
+            MAX_SCOPE_BYTES,
+            out,
+        );
+        check_text(
+            &format!("{path}.value"),
+            raw.value,
+            true,
+            MAX_VALUE_BYTES,
+            out,
+        );
+        let key = IdentifierKey::normalise(raw.id_type, raw.scope, raw.value);
+        // The same identifier twice in one event says nothing new.
+        if seen.insert(key.clone()) {
+            keys.push(key);
+        }
+    }
+    check_text(
+        &format!("items[{i}].evidence_message_id"),
+        item.evidence_message_id,
+        false,
+        MAX_EVIDENCE_BYTES,
+        out,
+    );
+    let observed_at = match item.observed_at {
+        None => None,
+        Some((seconds, nanos)) => {
+            let instant = u32::try_from(nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(seconds, nanos))
+                .filter(|_| nanos < 1_000_000_000);
+            if instant.is_none() {
+                out.push(FieldViolation::new(
+                    format!("items[{i}].observed_at"),
+                    "TIMESTAMP_OUT_OF_RANGE",
+                    "is not a valid instant",
+                ));
+            }
+            instant
+        }
+    };
+    (out.len() == before).then(|| ResolveItem {
+        keys,
+        observed_at,
+        evidence_message_id: item.evidence_message_id.trim().to_owned(),
+    })
+}
+
+fn check_text(field: &str, value: &str, required: bool, max: usize, out: &mut Vec<FieldViolation>) {
+    if value.trim().is_empty() {
+        if required {
+            out.push(FieldViolation::new(field, "EMPTY", "must not be empty"));
+        }
+        return;
+    }
+    if value.len() > max {
+        out.push(FieldViolation::new(
+            field,
+            "TOO_LONG",
+            format!("is longer than {max} bytes"),
+        ));
+    }
+    // PostgreSQL text cannot hold NUL, and a control character in a key is
+    // always a source bug rather than an identifier.
+    if value.chars().any(char::is_control) {
+        out.push(FieldViolation::new(
+            field,
+            "CONTROL_CHARACTER",
+            "contains a control character",
+        ));
+    }
+}
+
+/// The distinct keys of `items`, in order of first appearance.
+pub fn distinct_keys<'a>(items: impl IntoIterator<Item = &'a ResolveItem>) -> Vec<IdentifierKey> {
+    let mut seen = HashSet::new();
+    let mut keys = Vec::new();
+    for item in items {
+        for key in &item.keys {
+            if seen.insert(key) {
+                keys.push(key.clone());
+            }
+        }
+    }
+    keys
+}
+
+/// The person an item resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution {
+    /// The person.
+    pub person_id: Uuid,
+    /// Whether this call created the person (true for every item of the call
+    /// that resolved to it, not only the first).
+    pub created: bool,
+}
+
+/// An identifier to link to a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    /// The identifier.
+    pub key: IdentifierKey,
+    /// Its person.
+    pub person_id: Uuid,
+    /// The item (index into the planned items) that showed it, for evidence.
+    pub item: usize,
+}
+
+/// What resolving a batch takes: the answers and the writes behind them.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// One per item, in order.
+    pub results: Vec<Resolution>,
+    /// Persons to create.
+    pub new_persons: Vec<Uuid>,
+    /// Identifiers to link, at most one link per key.
+    pub new_links: Vec<NewLink>,
+    /// The owner of every key of the items once the writes are done.
+    pub owners: HashMap<IdentifierKey, Uuid>,
+}
+
+/// Applies the resolution rule to `items` in order, given the owners already
+/// `known` for (some of) their keys. Items see the links planned by earlier
+/// items of the same batch, exactly as if they had been resolved one by one.
+/// `mint` makes new person ids (UUID v7 in production).
+pub fn plan<'a>(
+    items: impl IntoIterator<Item = &'a ResolveItem>,
+    known: HashMap<IdentifierKey, Uuid>,
+    mut mint: impl FnMut() -> Uuid,
+) -> Plan {
+    let mut owners = known;
+    let mut created = HashSet::new();
+    let mut plan = Plan::default();
+    for (index, item) in items.into_iter().enumerate() {
+        let oldest = item
+            .keys
+            .iter()
+            .filter_map(|key| owners.get(key))
+            .min()
+            .copied();
+        let person_id = match oldest {
+            Some(person_id) => person_id,
+            None => {
+                let person_id = mint();
+                created.insert(person_id);
+                plan.new_persons.push(person_id);
+                person_id
+            }
+        };
+        for key in &item.keys {
+            if !owners.contains_key(key) {
+                owners.insert(key.clone(), person_id);
+                plan.new_links.push(NewLink {
+                    key: key.clone(),
+                    person_id,
+                    item: index,
+                });
+            }
+        }
+        plan.results.push(Resolution {
+            person_id,
+            created: created.contains(&person_id),
+        });
+    }
+    plan.owners = owners;
+    plan
+}
+
+/// The answer the cache alone gives for an item: its person when every key
+/// is cached and all agree, `None` when PostgreSQL must decide (a missing key
+/// may have to be linked; disagreeing keys need the oldest-person rule over
+/// authoritative data).
+pub fn cached_answer(item: &ResolveItem, cached: &HashMap<IdentifierKey, Uuid>) -> Option<Uuid> {
+    let mut person = None;
+    for key in &item.keys {
+        let owner = cached.get(key)?;
+        match person {
+            None => person = Some(*owner),
+            Some(p) if p == *owner => {}
+            Some(_) => return None,
+        }
+    }
+    person
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw<'a>(id_type: &'a str, value: &'a str) -> RawIdentifier<'a> {
+        RawIdentifier {
+            id_type,
+            scope: "",
+            value,
+        }
+    }
+
+    fn item(keys: &[(&str, &str)]) -> ResolveItem {
+        ResolveItem {
+            keys: keys
+                .iter()
+                .map(|(t, v)| IdentifierKey::normalise(t, "", v))
+                .collect(),
+            observed_at: None,
+            evidence_message_id: String::new(),
+        }
+    }
+
+    fn key(t: &str, v: &str) -> IdentifierKey {
+        IdentifierKey::normalise(t, "", v)
+    }
+
+    fn minter() -> impl FnMut() -> Uuid {
+        let mut next = 100u128;
+        move || {
+            next += 1;
+            Uuid::from_u128(next)
+        }
+    }
+
+    fn fields(rejection: Rejection) -> Vec<(String, &'static str)> {
+        match rejection {
+            Rejection::Invalid(violations) => violations
+                .into_iter()
+                .map(|v| (v.field, v.reason))
+                .collect(),
+            Rejection::TooManyIdentifiers { .. } => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn normalisation_trims_and_lowercases_emails_only() {
+        let email = IdentifierKey::normalise(" Email ", " ", "  Ann@Example.COM ");
+        assert_eq!(
+            email,
+            IdentifierKey::normalise("email", "", "ann@example.com")
+        );
+        let openid = IdentifierKey::normalise("wechat_openid", " wxApp ", " oAbC ");
+        assert_eq!(openid.value, "oAbC");
+        assert_eq!(openid.scope, "wxApp");
+    }
+
+    #[test]
+    fn empty_items_and_fields_are_named() {
+        let items = [
+            RawItem::default(),
+            RawItem {
+                identifiers: vec![raw("phone", " "), raw("", "x"), raw("crm_id", "a\0b")],
+                ..RawItem::default()
+            },
+        ];
+        let got = fields(validate(&items).expect_err("invalid"));
+        assert_eq!(
+            got,
+            vec![
+                ("items[0].identifiers".to_owned(), "EMPTY"),
+                ("items[1].identifiers[0].value".to_owned(), "EMPTY"),
+                ("items[1].identifiers[1].type".to_owned(), "EMPTY"),
+                (
+                    "items[1].identifiers[2].value".to_owned(),
+                    "CONTROL_CHARACTER"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_identifier_limit_counts_across_items() {
+        let ids = vec![raw("device_id", "d"); 600];
+        let items = [
+            RawItem {
+                identifiers: ids.clone(),
+                ..RawItem::default()
+            },
+            RawItem {
+                identifiers: ids,
+                ..RawItem::default()
+            },
+        ];
+        assert_eq!(
+            validate(&items),
+            Err(Rejection::TooManyIdentifiers {
+                limit: MAX_IDENTIFIERS_PER_CALL,
+                actual: 1_200
+            })
+        );
+        assert!(validate(&items[..1]).is_ok());
+    }
+
+    #[test]
+    fn repeated_identifiers_in_an_item_collapse() {
+        let items = [RawItem {
+            identifiers: vec![raw("email", "A@x.io"), raw("email", "a@x.io ")],
+            observed_at: Some((1_795_507_200, 0)),
+            evidence_message_id: "m-1",
+        }];
+        let valid = validate(&items).expect("valid");
+        assert_eq!(valid[0].keys, vec![key("email", "a@x.io")]);
+        assert_eq!(
+            valid[0].observed_at.map(|t| t.timestamp()),
+            Some(1_795_507_200)
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_are_named() {
+        let items = [RawItem {
+            identifiers: vec![raw("phone", "1")],
+            observed_at: Some((0, -1)),
+            ..RawItem::default()
+        }];
+        assert_eq!(
+            fields(validate(&items).expect_err("invalid")),
+            vec![("items[0].observed_at".to_owned(), "TIMESTAMP_OUT_OF_RANGE")]
+        );
+    }
+
+    #[test]
+    fn unknown_identifiers_make_one_new_person() {
+        let plan = plan(
+            &[item(&[("phone", "1"), ("email", "a@x")])],
+            HashMap::new(),
+            minter(),
+        );
+        assert_eq!(plan.new_persons, vec![Uuid::from_u128(101)]);
+        assert_eq!(plan.new_links.len(), 2);
+        assert_eq!(
+            plan.results,
+            vec![Resolution {
+                person_id: Uuid::from_u128(101),
+                created: true
+            }]
+        );
+    }
+
+    #[test]
+    fn the_oldest_known_person_wins_and_known_identifiers_stay() {
+        let old = Uuid::from_u128(1);
+        let young = Uuid::from_u128(2);
+        let known = HashMap::from([(key("phone", "1"), young), (key("email", "a@x"), old)]);
+        let plan = plan(
+            &[item(&[
+                ("phone", "1"),
+                ("email", "a@x"),
+                ("device_id", "d"),
+            ])],
+            known,
+            minter(),
+        );
+        assert!(plan.new_persons.is_empty());
+        assert_eq!(
+            plan.results,
+            vec![Resolution {
+                person_id: old,
+                created: false
+            }]
+        );
+        assert_eq!(
+            plan.new_links,
+            vec![NewLink {
+                key: key("device_id", "d"),
+                person_id: old,
+                item: 0
+            }]
+        );
+        assert_eq!(plan.owners.get(&key("phone", "1")), Some(&young));
+    }
+
+    #[test]
+    fn later_items_see_links_planned_by_earlier_ones() {
+        let items = [
+            item(&[("phone", "1")]),
+            item(&[("phone", "1"), ("email", "a@x")]),
+            item(&[("email", "a@x")]),
+            item(&[("device_id", "other")]),
+        ];
+        let plan = plan(&items, HashMap::new(), minter());
+        let first = Resolution {
+            person_id: Uuid::from_u128(101),
+            created: true,
+        };
+        assert_eq!(plan.results[..3], [first, first, first]);
+        assert_eq!(plan.results[3].person_id, Uuid::from_u128(102));
+        assert_eq!(plan.new_persons.len(), 2);
+        assert_eq!(plan.new_links.len(), 3);
+        assert_eq!(plan.new_links[1].item, 1);
+    }
+
+    #[test]
+    fn the_cache_answers_only_when_every_key_agrees() {
+        let p = Uuid::from_u128(7);
+        let q = Uuid::from_u128(8);
+        let cached = HashMap::from([
+            (key("phone", "1"), p),
+            (key("email", "a@x"), p),
+            (key("crm_id", "c"), q),
+        ]);
+        assert_eq!(
+            cached_answer(&item(&[("phone", "1"), ("email", "a@x")]), &cached),
+            Some(p)
+        );
+        assert_eq!(
+            cached_answer(&item(&[("phone", "1"), ("crm_id", "c")]), &cached),
+            None
+        );
+        assert_eq!(
+            cached_answer(&item(&[("phone", "1"), ("phone", "2")]), &cached),
+            None
+        );
+    }
+}

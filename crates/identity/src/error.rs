@@ -1,0 +1,80 @@
+//! Failures of the identity service and how callers see them.
+//!
+//! Redis has no variant on purpose: a cache failure is logged and the call
+//! goes on against PostgreSQL.
+
+use std::time::Duration;
+
+use touchline_error::{ApiError, ErrorCode, FieldViolation};
+
+use crate::domain::Rejection;
+
+/// How long a caller should wait before retrying a transient failure.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// Failures of the identity service.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The request was refused as a whole.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Concurrent writers kept claiming the same identifiers; the whole call
+    /// may be retried.
+    #[error("identifiers kept changing concurrently; gave up after {attempts} attempts")]
+    Contention {
+        /// How many times the write was tried.
+        attempts: u32,
+    },
+    /// PostgreSQL failed.
+    #[error("resolving identifiers failed")]
+    Store(#[source] sqlx::Error),
+}
+
+impl ApiError for IdentityError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            IdentityError::Rejected(
+                Rejection::TooManyIdentifiers { .. } | Rejection::Invalid(_),
+            ) => ErrorCode::InvalidArgument,
+            IdentityError::Contention { .. } => ErrorCode::Aborted,
+            IdentityError::Store(err) => {
+                if touchline_db::classify(err).is_transient() {
+                    ErrorCode::Unavailable
+                } else {
+                    ErrorCode::Internal
+                }
+            }
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            IdentityError::Rejected(Rejection::TooManyIdentifiers { limit, .. }) => {
+                vec![FieldViolation::new(
+                    "items",
+                    "TOO_MANY_IDENTIFIERS",
+                    format!("at most {limit} identifiers per call, summed over all items"),
+                )]
+            }
+            IdentityError::Rejected(Rejection::Invalid(violations)) => violations.clone(),
+            IdentityError::Contention { .. } | IdentityError::Store(_) => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self.code() {
+            ErrorCode::Unavailable | ErrorCode::Aborted => Some(RETRY_AFTER),
+            ErrorCode::InvalidArgument
+            | ErrorCode::NotFound
+            | ErrorCode::AlreadyExists
+            | ErrorCode::FailedPrecondition
+            | ErrorCode::PermissionDenied
+            | ErrorCode::Unauthenticated
+            | ErrorCode::ResourceExhausted
+            | ErrorCode::DeadlineExceeded
+            | ErrorCode::Cancelled
+            | ErrorCode::Unimplemented
+            | ErrorCode::Internal => None,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The Redis cache-aside: hits answer like PostgreSQL, failures never fail a call.
+
+use redis::AsyncCommands as _;
+use touchline_identity::cache::cache_key;
+use touchline_identity::domain::IdentifierKey;
+use touchline_identity::{IdentityApi, IdentityCache, IdentityConfig};
+
+use crate::helpers::{REDIS_URL, TestDb, id, item, local_cache, resolve};
+
+async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(REDIS_URL)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis")
+}
+
+#[tokio::test]
+async fn hits_answer_like_postgresql_and_misses_are_filled() {
+    let db = TestDb::new(4).await;
+    let (cache, prefix) = local_cache().await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+
+    let from_pg = resolve(
+        &api,
+        "t1",
+        vec![item(vec![
+            id("email", "Cat@X.io"),
+            id("member_card", "m-7"),
+        ])],
+    )
+    .await;
+    let person = from_pg[0].person_id.clone();
+
+    // After commit both identifiers are cached, under normalised keys, with
+    // a TTL within the configured 600 s ± 10 %.
+    let mut redis = redis().await;
+    for key in [
+        IdentifierKey::normalise("email", "", "cat@x.io"),
+        IdentifierKey::normalise("member_card", "", "m-7"),
+    ] {
+        let name = cache_key(&prefix, "t1", &key);
+        let cached: Option<String> = redis.get(&name).await.expect("get");
+        assert_eq!(cached.as_deref(), Some(person.as_str()), "{name}");
+        let ttl: i64 = redis.ttl(&name).await.expect("ttl");
+        assert!((540..=660).contains(&ttl), "ttl {ttl}");
+    }
+
+    // Remove the rows behind the cache: an answer now can only come from Redis.
+    sqlx::query("DELETE FROM identity.identifiers WHERE tenant_id = 't1'")
+        .execute(&db.pool)
+        .await
+        .expect("delete identifiers");
+    let from_cache = resolve(&api, "t1", vec![item(vec![id("member_card", " m-7 ")])]).await;
+    assert_eq!(from_cache[0].person_id, person);
+    assert!(!from_cache[0].created);
+    assert_eq!(db.counts("t1").await.1, 0, "a hit writes nothing");
+
+    // A partly cached item goes to PostgreSQL, which is the authority.
+    let partly = resolve(
+        &api,
+        "t1",
+        vec![item(vec![
+            id("email", "cat@x.io"),
+            id("phone", "+8613800000009"),
+        ])],
+    )
+    .await;
+    assert!(partly[0].created, "postgresql no longer knows the email");
+    assert_ne!(partly[0].person_id, person);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_only_costs_the_cache() {
+    let db = TestDb::new(4).await;
+    let config = IdentityConfig {
+        redis_url: Some("redis://127.0.0.1:1".to_owned()),
+        ..IdentityConfig::default()
+    };
+    let cache = IdentityCache::connect(&config)
+        .await
+        .expect("a lazy connection never fails at start")
+        .expect("a cache when a url is set");
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+
+    let first = resolve(&api, "t1", vec![item(vec![id("phone", "+8613800000004")])]).await;
+    assert!(first[0].created);
+    let second = resolve(
+        &api,
+        "t1",
+        vec![item(vec![
+            id("phone", "+8613800000004"),
+            id("user_id", "u-4"),
+        ])],
+    )
+    .await;
+    assert_eq!(second[0].person_id, first[0].person_id);
+    assert_eq!(db.counts("t1").await, (1, 2));
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn no_url_means_no_cache_and_bad_settings_are_refused() {
+    assert!(
+        IdentityCache::connect(&IdentityConfig::default())
+            .await
+            .expect("no url is fine")
+            .is_none()
+    );
+    let zero_timeout = IdentityConfig {
+        redis_url: Some(REDIS_URL.to_owned()),
+        redis_timeout_ms: 0,
+        ..IdentityConfig::default()
+    };
+    assert!(IdentityCache::connect(&zero_timeout).await.is_err());
+    let bad_url = IdentityConfig {
+        redis_url: Some("not a url".to_owned()),
+        ..IdentityConfig::default()
+    };
+    assert!(IdentityCache::connect(&bad_url).await.is_err());
+}

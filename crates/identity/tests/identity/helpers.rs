@@ -1,0 +1,151 @@
+//! Fresh databases, principals and request builders shared by the tests.
+
+use std::collections::BTreeSet;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tonic::Request;
+use touchline_auth::Principal;
+use touchline_identity::{IdentityApi, IdentityCache, IdentityConfig};
+use touchline_proto::common::v1::Identifier;
+use touchline_proto::identity::v1 as pb;
+use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// A migrated database of its own, dropped by [`TestDb::drop`].
+pub struct TestDb {
+    pub pool: PgPool,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a database with a random name.
+    pub async fn new(max_connections: u32) -> TestDb {
+        let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(ADMIN_URL)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        admin.close().await.expect("close admin connection");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(&format!("{SERVER_URL}/{name}"))
+            .await
+            .expect("connect to test database");
+        touchline_db::migrate(
+            &pool,
+            touchline_identity::SCHEMA,
+            &touchline_identity::MIGRATOR,
+        )
+        .await
+        .expect("migrate");
+        TestDb { pool, name }
+    }
+
+    /// Closes the pool and drops the database.
+    pub async fn drop(self) {
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(ADMIN_URL)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+        admin.close().await.expect("close admin connection");
+    }
+
+    /// How many persons and identifiers `tenant` has.
+    pub async fn counts(&self, tenant: &str) -> (i64, i64) {
+        let persons: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM identity.persons WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_one(&self.pool)
+                .await
+                .expect("count persons");
+        let identifiers: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM identity.identifiers WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_one(&self.pool)
+                .await
+                .expect("count identifiers");
+        (persons, identifiers)
+    }
+}
+
+/// A cache on the local Redis under a random prefix, with a timeout generous
+/// enough that a busy machine never turns a healthy Redis into a miss.
+pub async fn local_cache() -> (IdentityCache, String) {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let config = IdentityConfig {
+        redis_url: Some(REDIS_URL.to_owned()),
+        key_prefix: prefix.clone(),
+        redis_timeout_ms: 5_000,
+        cache_ttl_secs: 600,
+    };
+    let cache = IdentityCache::connect(&config)
+        .await
+        .expect("valid cache config")
+        .expect("a cache when a url is set");
+    (cache, prefix)
+}
+
+/// A tenant-scoped caller.
+pub fn caller(tenant: &str) -> Principal {
+    Principal {
+        subject: "svc-governance".to_owned(),
+        tenant: tenant.to_owned(),
+        roles: Vec::new(),
+        scopes: BTreeSet::from(["identity:resolve".to_owned()]),
+    }
+}
+
+pub fn id(id_type: &str, value: &str) -> Identifier {
+    Identifier {
+        r#type: id_type.to_owned(),
+        value: value.to_owned(),
+        scope: String::new(),
+    }
+}
+
+pub fn item(identifiers: Vec<Identifier>) -> pb::ResolveItem {
+    pb::ResolveItem {
+        identifiers,
+        ..Default::default()
+    }
+}
+
+/// Calls BatchResolve as `principal`.
+pub async fn resolve_as(
+    api: &IdentityApi,
+    principal: Principal,
+    parent: &str,
+    items: Vec<pb::ResolveItem>,
+) -> Result<Vec<pb::ResolveResult>, tonic::Status> {
+    let mut request = Request::new(pb::BatchResolveRequest {
+        parent: parent.to_owned(),
+        items,
+    });
+    request.extensions_mut().insert(principal);
+    Ok(api.batch_resolve(request).await?.into_inner().results)
+}
+
+/// Calls BatchResolve for `tenant` and expects success.
+pub async fn resolve(
+    api: &IdentityApi,
+    tenant: &str,
+    items: Vec<pb::ResolveItem>,
+) -> Vec<pb::ResolveResult> {
+    resolve_as(api, caller(tenant), "", items)
+        .await
+        .expect("batch resolve")
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the identity service against real PostgreSQL and
+//! Redis: each test gets a fresh database and its own Redis key prefix.
+
+mod cache;
+mod helpers;
+mod resolve;
