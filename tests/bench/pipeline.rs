@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lag),
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY lag),
                 max(lag)
-           FROM (SELECT extract(epoch FROM m.stored_at - r.received_at) * 1000 AS lag
+           FROM (SELECT (extract(epoch FROM m.stored_at - r.received_at) * 1000)::float8 AS lag
                    FROM modeling.events m
                    JOIN collection.raw_events r USING (tenant_id, message_id)
                   WHERE m.message_id LIKE 's-%') l",

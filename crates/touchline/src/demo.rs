@@ -123,13 +123,21 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         lazy_channel(&format!("http://{addr}"))?,
         credentials,
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Quarantined events never reach the store, so wait until the counts
+    // settle (or everything accepted has arrived) rather than for a number.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut last, mut settled_since) = (-1i64, Instant::now());
     let counts = loop {
         let counts = reporting
             .get_event_counts(GetEventCountsRequest::default())
             .await?
             .into_inner();
-        if counts.total_events >= accepted || Instant::now() > deadline {
+        if counts.total_events != last {
+            last = counts.total_events;
+            settled_since = Instant::now();
+        }
+        let settled = counts.total_events > 0 && settled_since.elapsed() > Duration::from_secs(5);
+        if counts.total_events >= accepted || settled || Instant::now() > deadline {
             break counts;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
