@@ -47,9 +47,10 @@ fmt: ## Format all Rust code in place
 proto: buf-lint ## Lint the contracts with buf and build the generated Rust crate
 	$(CARGO) build -p touchline-proto
 
-bench: services ## Run the release-mode benchmarks (pipeline throughput, data generation)
+bench: services ## Release-mode benchmarks: pipeline throughput, governance acceptance on `medium`, `large` generation
 	$(CARGO) run --release -p touchline-e2e --bin pipeline-bench
-	$(if $(wildcard crates/sim/examples/bench_large.rs),$(CARGO) run --release -p touchline-sim --example bench_large)
+	$(CARGO) run --release -p touchline-e2e --bin governance-acceptance -- $(or $(PERSONS),20000)
+	$(CARGO) run --release -p touchline-sim --example bench_large -- $(or $(LARGE_PERSONS),1000000)
 
 build: ## Build the whole workspace (debug)
 	$(CARGO) build --workspace

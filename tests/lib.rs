@@ -1,5 +1,8 @@
-//! Shared by the end-to-end suite and the pipeline benchmark: building
-//! events the way a client SDK would.
+//! Shared by the end-to-end suite and the benchmarks: building events the
+//! way a client SDK would, and judging a run of the reference data set
+//! against its ground truth.
+
+pub mod acceptance;
 
 use touchline_proto::common::v1::{Event, EventType, Identifier};
 

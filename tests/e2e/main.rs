@@ -2,10 +2,15 @@
 //! fresh database per test), real Redis (a key prefix per test), called
 //! with the generated gRPC clients.
 
+mod acceptance;
 mod auth;
 mod bad_input;
 mod health;
+mod imports;
+mod ingest_stream;
 mod pipeline;
+mod sim_send;
+mod sources;
 mod tracing_spans;
 
 /// Installs the process-wide in-memory span exporter before any test runs
@@ -13,3 +18,8 @@ mod tracing_spans;
 pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
     touchline_telemetry::testing::install_in_memory()
 }
+mod cleaning;
+mod collection_fuzz;
+mod dictionary;
+mod quality;
+mod quarantine;

@@ -1,13 +1,21 @@
 //! What makes an event acceptable, decided without gRPC or SQL.
 //!
-//! Rejections are per event and name the field, so a bad row never fails
-//! its batch and the caller knows exactly what to fix.
+//! Collection refuses only what it cannot store or route: a missing or
+//! oversized message id, a track event without a name, NUL bytes in the
+//! fields kept as text columns. Everything about content — timestamps,
+//! property values, identifiers — is stored as received and judged by
+//! governance, which knows the source's formats and time zone and quarantines
+//! with a reason that can be fixed and replayed: refusing it here would lose
+//! the event unless the client resent it. Rejections are per event and name
+//! the field, so a bad row never fails its batch.
+
+pub mod import;
+pub mod names;
+pub mod source;
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
 use touchline_error::FieldViolation;
-use touchline_time::{TimestampError, parse_client_timestamp};
 
 /// Longest accepted message id, bytes.
 pub const MAX_MESSAGE_ID_BYTES: usize = 128;
@@ -23,27 +31,13 @@ pub struct EventCheck<'a> {
     pub requires_name: bool,
     /// The event name.
     pub event_name: &'a str,
-    /// Client clock when it happened.
-    pub original_timestamp: &'a str,
-    /// Client clock when it was sent; may be empty.
-    pub sent_at: &'a str,
-    /// Every other text value of the event with its field path, for the
-    /// checks that apply to all text (no NUL bytes: PostgreSQL text cannot
-    /// hold them and downstream systems mishandle them).
+    /// The other values stored as text columns (source, channel), with their
+    /// field paths: PostgreSQL text cannot hold a NUL byte.
     pub other_text: Vec<(String, &'a str)>,
 }
 
-/// The instants a valid event carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ValidEvent {
-    /// When it happened on the client's clock.
-    pub original: DateTime<Utc>,
-    /// When the client sent it, if it said.
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
 /// Checks one event; every problem is reported, not only the first.
-pub fn validate(check: &EventCheck<'_>) -> Result<ValidEvent, Vec<FieldViolation>> {
+pub fn validate(check: &EventCheck<'_>) -> Result<(), Vec<FieldViolation>> {
     let mut violations = Vec::new();
     check_id(
         "message_id",
@@ -68,27 +62,10 @@ pub fn validate(check: &EventCheck<'_>) -> Result<ValidEvent, Vec<FieldViolation
             ));
         }
     }
-    let original = match parse_client_timestamp(check.original_timestamp) {
-        Ok(instant) => Some(instant),
-        Err(err) => {
-            violations.push(timestamp_violation("original_timestamp", &err));
-            None
-        }
-    };
-    let sent_at = if check.sent_at.trim().is_empty() {
-        None
+    if violations.is_empty() {
+        Ok(())
     } else {
-        match parse_client_timestamp(check.sent_at) {
-            Ok(instant) => Some(instant),
-            Err(err) => {
-                violations.push(timestamp_violation("sent_at", &err));
-                None
-            }
-        }
-    };
-    match original {
-        Some(original) if violations.is_empty() => Ok(ValidEvent { original, sent_at }),
-        _ => Err(violations),
+        Err(violations)
     }
 }
 
@@ -121,15 +98,6 @@ fn check_id(field: &str, value: &str, required: bool, max: usize, out: &mut Vec<
     }
 }
 
-fn timestamp_violation(field: &str, err: &TimestampError) -> FieldViolation {
-    let reason = match err {
-        TimestampError::Empty => "EMPTY",
-        TimestampError::Unrecognised => "UNPARSEABLE_TIMESTAMP",
-        TimestampError::OutOfRange => "TIMESTAMP_OUT_OF_RANGE",
-    };
-    FieldViolation::new(field, reason, err.to_string())
-}
-
 /// Marks the events of a batch whose message id already appeared earlier in
 /// the same batch: only the first occurrence is stored.
 pub fn repeated_in_batch<'a>(message_ids: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
@@ -146,7 +114,6 @@ mod tests {
             message_id: "m-1",
             requires_name: true,
             event_name: "submit_order",
-            original_timestamp: "1795507200000",
             ..EventCheck::default()
         }
     }
@@ -166,26 +133,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_name_nul_and_bad_time_are_named() {
+    fn empty_name_and_nul_in_text_columns_are_named() {
         let mut check = ok_event();
         check.event_name = " ";
         assert_eq!(reasons(&check), vec![("event".to_owned(), "EMPTY")]);
 
         let mut check = ok_event();
-        check
-            .other_text
-            .push(("properties.note".to_owned(), "a\0b"));
-        assert_eq!(
-            reasons(&check),
-            vec![("properties.note".to_owned(), "NUL_BYTE")]
-        );
-
-        let mut check = ok_event();
-        check.original_timestamp = "24/11/2026";
-        assert_eq!(
-            reasons(&check),
-            vec![("original_timestamp".to_owned(), "UNPARSEABLE_TIMESTAMP")]
-        );
+        check.other_text.push(("source".to_owned(), "a\0b"));
+        assert_eq!(reasons(&check), vec![("source".to_owned(), "NUL_BYTE")]);
     }
 
     #[test]
@@ -203,5 +158,74 @@ mod tests {
             repeated_in_batch(["a", "b", "a", "c", "b"]),
             vec![false, false, true, false, true]
         );
+    }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Text built from the characters validation cares about.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => "[a-z0-9_.:-]{0,20}",
+                1 => "[ \t]{0,3}",
+                1 => ".{0,300}",
+                1 => "[a\u{0}\u{7}\n é]{0,8}",
+            ]
+        }
+
+        proptest! {
+            /// Validation never panics and refuses exactly what cannot be
+            /// stored or routed, naming each field at fault.
+            #[test]
+            fn validation_refuses_exactly_what_cannot_be_stored(
+                message_id in text(),
+                event_name in text(),
+                requires_name in any::<bool>(),
+                source in text(),
+            ) {
+                let check = EventCheck {
+                    message_id: &message_id,
+                    requires_name,
+                    event_name: &event_name,
+                    other_text: vec![("source".to_owned(), source.as_str())],
+                };
+                let bad_id = |v: &str, required: bool, max: usize| {
+                    if v.trim().is_empty() {
+                        required
+                    } else {
+                        v.len() > max || v.chars().any(char::is_control)
+                    }
+                };
+                let mut expected = Vec::new();
+                if bad_id(&message_id, true, MAX_MESSAGE_ID_BYTES) {
+                    expected.push("message_id");
+                }
+                if bad_id(&event_name, requires_name, MAX_EVENT_NAME_BYTES) {
+                    expected.push("event");
+                }
+                if source.contains('\0') {
+                    expected.push("source");
+                }
+                let mut fields: Vec<String> = validate(&check)
+                    .err()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.field)
+                    .collect();
+                fields.dedup();
+                prop_assert_eq!(fields, expected);
+            }
+
+            /// Only repeats after the first occurrence are marked.
+            #[test]
+            fn repeats_match_a_set(ids in proptest::collection::vec("[a-c]{0,2}", 0..40)) {
+                let marks = repeated_in_batch(ids.iter().map(String::as_str));
+                for (i, (id, repeated)) in ids.iter().zip(marks).enumerate() {
+                    prop_assert_eq!(repeated, ids[..i].contains(id));
+                }
+            }
+        }
     }
 }

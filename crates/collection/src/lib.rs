@@ -1,14 +1,23 @@
 //! The collection service: takes in every channel's events and appends them,
 //! durably and exactly once, to the tenant's raw event log, which the
-//! governance stage tails.
+//! governance stage tails; keeps the registry of sources and imports files.
 //!
-//! `domain` validates events without knowing about gRPC or SQL; `store` holds
-//! all SQL; `grpc` is the thin adapter.
+//! `domain` decides what is valid without knowing about gRPC or SQL; `store`
+//! holds all SQL; `ingest`, `committer`, `sources` and `imports` are the
+//! service layer that owns transactions; `grpc` is the thin adapter.
 
+pub mod committer;
+pub mod config;
 pub mod domain;
+pub mod error;
 pub mod grpc;
+pub mod imports;
+pub mod ingest;
+pub mod limits;
+pub mod sources;
 pub mod store;
 
+pub use config::CollectionConfig;
 pub use grpc::CollectionApi;
 
 /// The PostgreSQL schema this service owns.

@@ -1,10 +1,15 @@
-//! All SQL of the collection service.
+//! All SQL of the collection service. The raw log lives here; sources,
+//! counters and imports have their own modules.
+
+pub mod counts;
+pub mod imports;
+pub mod sources;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 /// An event to append to the raw log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewRawEvent {
     /// Client message id (unique per tenant).
     pub message_id: String,
@@ -16,6 +21,12 @@ pub struct NewRawEvent {
     pub channel: String,
     /// The encoded `touchline.common.v1.Event`.
     pub payload: Vec<u8>,
+    /// Trace context of the call that sent it.
+    pub traceparent: Option<String>,
+    /// The source revision it is received under (0: unregistered).
+    pub source_revision: i64,
+    /// The 1-based row of the imported file it came from.
+    pub import_row: Option<i64>,
 }
 
 /// A record read back from the raw log.
@@ -29,26 +40,33 @@ pub struct StoredRawEvent {
     pub received_at: DateTime<Utc>,
     /// Trace context of the ingest call.
     pub traceparent: Option<String>,
+    /// The source revision it was received under.
+    pub source_revision: i64,
+    /// The import id, for imported events.
+    pub file_import: Option<String>,
+    /// The row of the imported file.
+    pub import_row: Option<i64>,
 }
 
-/// Appends `events` to the tenant's raw log in one transaction and returns,
-/// per event, its sequence or `None` when its message id was stored before.
-/// The caller removes repeats within the batch first.
-pub async fn append(
-    pool: &PgPool,
+/// Appends `events` to the tenant's raw log inside the caller's transaction
+/// and returns, per event, its sequence or `None` when its message id was
+/// stored before (or earlier in `events`).
+///
+/// The head row lock taken first serialises this tenant's appends until the
+/// caller commits, so sequences become visible in order: a tailer reading
+/// "after N" can never miss a lower sequence committed later.
+pub async fn append_in(
+    conn: &mut PgConnection,
     tenant: &str,
     events: &[NewRawEvent],
     received_at: DateTime<Utc>,
-    traceparent: Option<&str>,
+    file_import: Option<&str>,
 ) -> Result<Vec<Option<i64>>, sqlx::Error> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
     let count =
         i64::try_from(events.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
-    let mut tx = pool.begin().await?;
-    // Taking the head row lock first serialises this tenant's appends, so
-    // sequences become visible in order.
     let last: i64 = sqlx::query_scalar(
         "INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
          ON CONFLICT (tenant_id) DO UPDATE
@@ -58,7 +76,7 @@ pub async fn append(
     )
     .bind(tenant)
     .bind(count)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     let first = last - count + 1;
     let sequences: Vec<i64> = (first..=last).collect();
@@ -67,12 +85,17 @@ pub async fn append(
     let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
     let channels: Vec<&str> = events.iter().map(|e| e.channel.as_str()).collect();
     let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let inserted = sqlx::query(
+    let traceparents: Vec<Option<&str>> = events.iter().map(|e| e.traceparent.as_deref()).collect();
+    let revisions: Vec<i64> = events.iter().map(|e| e.source_revision).collect();
+    let rows: Vec<Option<i64>> = events.iter().map(|e| e.import_row).collect();
+    let inserted: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO collection.raw_events
-           (tenant_id, sequence, message_id, event_name, source, channel, received_at, payload, traceparent)
-         SELECT $1, s, m, n, src, ch, $7, p, $8
-           FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $9::bytea[])
-             AS t(s, m, n, src, ch, p)
+           (tenant_id, sequence, message_id, event_name, source, channel, received_at, payload,
+            traceparent, source_revision, file_import, import_row)
+         SELECT $1, s, m, n, src, ch, $7, p, tp, rev, $12, r
+           FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $8::bytea[],
+                       $9::text[], $10::bigint[], $11::bigint[])
+             AS t(s, m, n, src, ch, p, tp, rev, r)
          ON CONFLICT (tenant_id, message_id) DO NOTHING
          RETURNING sequence",
     )
@@ -83,22 +106,22 @@ pub async fn append(
     .bind(&sources)
     .bind(&channels)
     .bind(received_at)
-    .bind(traceparent)
     .bind(&payloads)
-    .fetch_all(&mut *tx)
+    .bind(&traceparents)
+    .bind(&revisions)
+    .bind(&rows)
+    .bind(file_import)
+    .fetch_all(&mut *conn)
     .await?;
     if !inserted.is_empty() {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(crate::RAW_LOG_CHANNEL)
             .bind(tenant)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
     }
-    tx.commit().await?;
-
     let mut stored = vec![false; events.len()];
-    for row in inserted {
-        let sequence: i64 = row.try_get(0)?;
+    for sequence in inserted {
         if let Some(slot) = usize::try_from(sequence - first)
             .ok()
             .and_then(|i| stored.get_mut(i))
@@ -149,7 +172,9 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<StoredRawEvent>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT sequence, payload, received_at, traceparent FROM collection.raw_events
+        "SELECT sequence, payload, received_at, traceparent, source_revision, file_import,
+                import_row
+           FROM collection.raw_events
           WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(tenant)
@@ -164,7 +189,129 @@ pub async fn read_after(
                 payload: row.try_get(1)?,
                 received_at: row.try_get(2)?,
                 traceparent: row.try_get(3)?,
+                source_revision: row.try_get(4)?,
+                file_import: row.try_get(5)?,
+                import_row: row.try_get(6)?,
             })
         })
         .collect()
+}
+
+/// Per source, what a group commit hands to [`append_group`] besides the
+/// rows: how many of its rows are offered for storing, and the duplicates
+/// and rejections already decided before storing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupCounts {
+    /// Source id as events carried it (sorted, unique within a group).
+    pub source: String,
+    /// Rows of this source in the offered rows.
+    pub offered: i64,
+    /// Duplicates decided before storing.
+    pub duplicates: i64,
+    /// Rejections decided before storing.
+    pub rejected: i64,
+}
+
+/// Appends `events` to the tenant's raw log, adds the ingest counters of
+/// `hour`, and wakes tailers, all in ONE statement committed on its own:
+/// the head row's lock is held only while the statement runs and commits,
+/// with no client round trip inside it. Returns, per event, its sequence or
+/// `None` when its message id was stored before.
+///
+/// The head is bumped first (the insert reads the new head), so as with
+/// [`append_in`] the tenant's appends are serialised and sequences become
+/// visible in order. Counter rows are written in `counts` order (sorted by
+/// source), after the head lock, so concurrent writers cannot deadlock.
+pub async fn append_group(
+    conn: &mut PgConnection,
+    tenant: &str,
+    events: &[NewRawEvent],
+    received_at: DateTime<Utc>,
+    hour: DateTime<Utc>,
+    counts: &[GroupCounts],
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count =
+        i64::try_from(events.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+    let message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+    let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
+    let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
+    let channels: Vec<&str> = events.iter().map(|e| e.channel.as_str()).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    let traceparents: Vec<Option<&str>> = events.iter().map(|e| e.traceparent.as_deref()).collect();
+    let revisions: Vec<i64> = events.iter().map(|e| e.source_revision).collect();
+    let count_sources: Vec<&str> = counts.iter().map(|c| c.source.as_str()).collect();
+    let offered: Vec<i64> = counts.iter().map(|c| c.offered).collect();
+    let duplicates: Vec<i64> = counts.iter().map(|c| c.duplicates).collect();
+    let rejected: Vec<i64> = counts.iter().map(|c| c.rejected).collect();
+    let row = sqlx::query(
+        "WITH head AS (
+           INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
+           ON CONFLICT (tenant_id) DO UPDATE
+             SET last_sequence = collection.log_heads.last_sequence + EXCLUDED.last_sequence,
+                 updated_at = now()
+           RETURNING last_sequence
+         ), stored AS (
+           INSERT INTO collection.raw_events
+             (tenant_id, sequence, message_id, event_name, source, channel, received_at, payload,
+              traceparent, source_revision)
+           SELECT $1, head.last_sequence - $2 + t.o, t.m, t.n, t.src, t.ch, $3, t.p, t.tp, t.rev
+             FROM head,
+                  UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[],
+                         $10::bigint[]) WITH ORDINALITY AS t(m, n, src, ch, p, tp, rev, o)
+           ON CONFLICT (tenant_id, message_id) DO NOTHING
+           RETURNING sequence, source
+         ), counted AS (
+           INSERT INTO collection.ingest_counts
+             (tenant_id, hour, source, accepted, duplicates, rejected)
+           SELECT $1, $11, c.s, coalesce(a.n, 0), c.o - coalesce(a.n, 0) + c.d, c.r
+             FROM UNNEST($12::text[], $13::bigint[], $14::bigint[], $15::bigint[])
+                    WITH ORDINALITY AS c(s, o, d, r, k)
+             LEFT JOIN (SELECT source, count(*) AS n FROM stored GROUP BY source) a
+               ON a.source = c.s
+            ORDER BY c.k
+           ON CONFLICT (tenant_id, hour, source) DO UPDATE
+             SET accepted = collection.ingest_counts.accepted + EXCLUDED.accepted,
+                 duplicates = collection.ingest_counts.duplicates + EXCLUDED.duplicates,
+                 rejected = collection.ingest_counts.rejected + EXCLUDED.rejected
+         ), woken AS (
+           SELECT pg_notify($16, $1) FROM (SELECT 1 FROM stored LIMIT 1) AS any_stored
+         )
+         SELECT (SELECT last_sequence FROM head),
+                ARRAY(SELECT sequence FROM stored),
+                (SELECT count(*) FROM woken)",
+    )
+    .bind(tenant)
+    .bind(count)
+    .bind(received_at)
+    .bind(&message_ids)
+    .bind(&names)
+    .bind(&sources)
+    .bind(&channels)
+    .bind(&payloads)
+    .bind(&traceparents)
+    .bind(&revisions)
+    .bind(hour)
+    .bind(&count_sources)
+    .bind(&offered)
+    .bind(&duplicates)
+    .bind(&rejected)
+    .bind(crate::RAW_LOG_CHANNEL)
+    .fetch_one(&mut *conn)
+    .await?;
+    let last: i64 = row.try_get(0)?;
+    let inserted: Vec<i64> = row.try_get(1)?;
+    let first = last - count + 1;
+    let mut stored = vec![None; events.len()];
+    for sequence in inserted {
+        if let Some(slot) = usize::try_from(sequence - first)
+            .ok()
+            .and_then(|i| stored.get_mut(i))
+        {
+            *slot = Some(sequence);
+        }
+    }
+    Ok(stored)
 }

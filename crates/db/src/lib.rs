@@ -6,10 +6,14 @@
 //! it, so the five migration histories never collide in a shared database.
 
 pub mod classify;
+pub mod cursors;
 pub mod notify;
 mod pool;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use classify::{DbErrorKind, classify};
+pub use cursors::CursorTable;
 pub use notify::LogNotifier;
 pub use pool::{DbConfig, connect, migrate};
 pub use sqlx;

@@ -2,11 +2,18 @@
 //! quarantined ones with a typed reason) and publishes the clean event log,
 //! which the modeling stage tails.
 //!
-//! `clean` is the pure cleaning step, `store` holds all SQL, `worker` tails
-//! collection's raw log, `grpc` is the thin adapter.
+//! `domain` is the pure cleaning logic (dictionary, time, PII, mapping,
+//! natural keys), `store` holds all SQL, `sources` is the typed client of
+//! collection's source registry, `worker` tails collection's raw log,
+//! `replay` re-cleans quarantined events, `reprocess` re-cleans a range of
+//! raw events to report the difference, and `grpc` is the thin adapter.
 
-pub mod clean;
+pub mod domain;
 pub mod grpc;
+pub mod ingest;
+pub mod replay;
+pub mod reprocess;
+pub mod sources;
 pub mod store;
 pub mod worker;
 

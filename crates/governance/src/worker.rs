@@ -1,19 +1,29 @@
 //! The cleaning worker: tails collection's raw log from the cursors stored
-//! here, cleans each batch, and commits clean records, quarantined records
-//! and the cursor together.
+//! here, cleans each batch under the tenant's active dictionary, and commits
+//! clean records, quarantined records, the outcome ledger and the cursor
+//! together.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::collection::v1::{TailRawEventsRequest, TailRawEventsResponse};
+use touchline_proto::collection::v1::{RawEvent, TailRawEventsRequest, TailRawEventsResponse};
 use touchline_proto::common::v1::{PartitionCursor, TailSelector};
+use touchline_proto::governance::v1::QuarantineReason;
 use touchline_runtime::Shutdown;
 use touchline_runtime::client::CallCredentials;
+use tracing::Instrument as _;
 
-use crate::clean::{clean, from_timestamp};
-use crate::store::{self, NewCleanEvent, NewQuarantined};
+use crate::domain::clean::{Inputs, Quarantine, Violation, clean, from_timestamp_pb};
+use crate::domain::dictionary::Dictionary;
+use crate::domain::pii::{PrivacySettings, TenantKey};
+use crate::sources::{SourceLookup, SourceRegistry};
+use crate::store::publish::{Processed, Verdict, commit_batch};
+use crate::store::{self, tenant};
 
 /// A collection client carrying the worker's credentials.
 pub type CollectionClient = CollectionServiceClient<InterceptedService<Channel, CallCredentials>>;
@@ -21,12 +31,150 @@ pub type CollectionClient = CollectionServiceClient<InterceptedService<Channel, 
 /// Why a worker session ended.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The raw log stream failed.
-    #[error("raw log stream: {0}")]
+    /// The raw log stream or the source registry failed.
+    #[error("collection call: {0}")]
     Upstream(#[from] tonic::Status),
     /// Committing failed.
     #[error("committing clean events: {0}")]
     Store(#[from] sqlx::Error),
+}
+
+/// Governance settings that are not per tenant (config section `governance`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GovernanceSettings {
+    /// Country calling code for phones without one, unless a tenant sets its own.
+    pub default_country_code: String,
+}
+
+impl Default for GovernanceSettings {
+    fn default() -> Self {
+        Self {
+            default_country_code: "86".to_owned(),
+        }
+    }
+}
+
+/// What cleaning one tenant's events depends on, loaded once per batch.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    /// Active dictionary; `None` for pass-through.
+    pub dictionary: Option<Arc<Dictionary>>,
+    /// Privacy settings.
+    pub privacy: PrivacySettings,
+    /// Current key.
+    pub key: TenantKey,
+}
+
+/// Loads tenant state, keeping parsed dictionaries per (tenant, version).
+#[derive(Debug, Clone, Default)]
+pub struct TenantStates {
+    dictionaries: Arc<Mutex<HashMap<String, Arc<Dictionary>>>>,
+}
+
+impl TenantStates {
+    /// The state of `tenant` under its active dictionary, or under `version`
+    /// when it is non-zero (`None` when that version does not exist).
+    pub async fn load(
+        &self,
+        pool: &PgPool,
+        tenant_id: &str,
+        version: i64,
+        settings: &GovernanceSettings,
+    ) -> Result<Option<TenantState>, sqlx::Error> {
+        let active = tenant::active_version(pool, tenant_id).await?;
+        let wanted = if version > 0 { version } else { active };
+        let dictionary = if wanted == 0 {
+            None
+        } else {
+            let cached = self
+                .dictionaries
+                .lock()
+                .ok()
+                .and_then(|c| c.get(tenant_id).filter(|d| d.version == wanted).cloned());
+            match cached {
+                Some(d) => Some(d),
+                None => {
+                    let Some(d) = tenant::dictionary(pool, tenant_id, wanted).await? else {
+                        return Ok(None);
+                    };
+                    let d = Arc::new(d);
+                    if wanted == active
+                        && let Ok(mut c) = self.dictionaries.lock()
+                    {
+                        c.insert(tenant_id.to_owned(), d.clone());
+                    }
+                    Some(d)
+                }
+            }
+        };
+        Ok(Some(TenantState {
+            dictionary,
+            privacy: tenant::privacy_settings(pool, tenant_id, &settings.default_country_code)
+                .await?,
+            key: tenant::current_key(pool, tenant_id).await?,
+        }))
+    }
+}
+
+/// Cleans one raw event under `state`, fetching its source.
+pub async fn process_raw(
+    sources: &SourceRegistry,
+    tenant_id: &str,
+    state: &TenantState,
+    raw: &RawEvent,
+) -> Result<Processed, tonic::Status> {
+    let event = raw.event.clone().unwrap_or_default();
+    let received_at = raw.received_at.as_ref().and_then(from_timestamp_pb);
+    let source_id = event.source.trim().to_owned();
+    let verdict = match received_at {
+        None => Verdict::Quarantined(single(
+            QuarantineReason::MalformedPayload,
+            "received_at",
+            "the raw record lacks its receive time",
+        )),
+        Some(received_at) => match sources
+            .get(tenant_id, &source_id, raw.source_revision)
+            .await?
+        {
+            SourceLookup::Unknown(detail) => {
+                Verdict::Quarantined(single(QuarantineReason::UnknownSource, "source", detail))
+            }
+            SourceLookup::Found(spec) => match clean(Inputs {
+                event: &event,
+                received_at,
+                source: &spec,
+                dictionary: state.dictionary.as_deref(),
+                privacy: &state.privacy,
+                key: &state.key,
+            }) {
+                Ok(c) => Verdict::Clean(Box::new(c)),
+                Err(q) => Verdict::Quarantined(q),
+            },
+        },
+    };
+    Ok(Processed {
+        raw_sequence: raw.sequence,
+        message_id: event.message_id.clone(),
+        source: source_id,
+        source_event_name: event.event.clone(),
+        received_at: received_at.unwrap_or_default(),
+        source_revision: raw.source_revision,
+        dictionary_version: state.dictionary.as_ref().map_or(0, |d| d.version),
+        raw_event: event.encode_to_vec(),
+        traceparent: touchline_telemetry::current_traceparent(),
+        verdict,
+    })
+}
+
+fn single(reason: QuarantineReason, field: &str, detail: impl Into<String>) -> Quarantine {
+    Quarantine {
+        violations: vec![Violation {
+            reason,
+            field: field.to_owned(),
+            detail: detail.into(),
+        }],
+    }
 }
 
 /// Cleans the raw log into the clean log, for every tenant.
@@ -34,15 +182,22 @@ pub enum WorkerError {
 pub struct CleaningWorker {
     pool: PgPool,
     collection: CollectionClient,
+    sources: SourceRegistry,
+    states: TenantStates,
+    settings: GovernanceSettings,
     batch_size: i32,
 }
 
 impl CleaningWorker {
-    /// A worker writing to `pool` and reading from `collection`.
-    pub fn new(pool: PgPool, collection: CollectionClient) -> Self {
+    /// A worker writing to `pool` and reading raw events and sources from
+    /// `collection`.
+    pub fn new(pool: PgPool, collection: CollectionClient, settings: GovernanceSettings) -> Self {
         Self {
             pool,
+            sources: SourceRegistry::new(collection.clone()),
             collection,
+            states: TenantStates::default(),
+            settings,
             batch_size: 500,
         }
     }
@@ -87,8 +242,15 @@ impl CleaningWorker {
             return Ok(());
         };
         tracing::Span::current().record("lag", batch.head_sequence - last);
-        let mut clean_rows = Vec::with_capacity(batch.events.len());
-        let mut quarantined = Vec::new();
+        let Some(state) = self
+            .states
+            .load(&self.pool, &batch.tenant, 0, &self.settings)
+            .await?
+        else {
+            return Err(WorkerError::Store(sqlx::Error::RowNotFound));
+        };
+        let mut processed = Vec::with_capacity(batch.events.len());
+        let mut quarantined = 0usize;
         for raw in &batch.events {
             let span = tracing::info_span!(
                 "governance.clean_event",
@@ -98,53 +260,31 @@ impl CleaningWorker {
             if !raw.traceparent.is_empty() {
                 touchline_telemetry::set_parent_from_traceparent(&span, &raw.traceparent);
             }
-            let _entered = span.enter();
             let message_id = raw
                 .event
                 .as_ref()
                 .map(|e| e.message_id.clone())
                 .unwrap_or_default();
             span.record("message_id", message_id.as_str());
-            let received_at = raw.received_at.as_ref().and_then(from_timestamp);
-            let outcome = match (&raw.event, received_at) {
-                (Some(event), Some(received_at)) => clean(event, received_at),
-                _ => Err(crate::clean::Quarantined {
-                    reason: "MALFORMED_RAW_RECORD",
-                    field: "event",
-                    detail: "the raw record lacks its event or receive time".to_owned(),
-                }),
-            };
-            match outcome {
-                Ok((mut event, event_time)) => {
-                    event.sequence = raw.sequence;
-                    clean_rows.push(NewCleanEvent {
-                        sequence: raw.sequence,
-                        message_id: event.message_id.clone(),
-                        event_name: event.event_name.clone(),
-                        channel: event.channel.clone(),
-                        event_time,
-                        payload: event.encode_to_vec(),
-                        traceparent: touchline_telemetry::current_traceparent(),
-                    });
-                }
-                Err(q) => quarantined.push(NewQuarantined {
-                    sequence: raw.sequence,
-                    message_id,
-                    reason: q.reason.to_owned(),
-                    field: q.field.to_owned(),
-                    detail: q.detail,
-                }),
+            let p = process_raw(&self.sources, &batch.tenant, &state, raw)
+                .instrument(span)
+                .await?;
+            if matches!(p.verdict, Verdict::Quarantined(_)) {
+                quarantined += 1;
             }
+            processed.push(p);
         }
-        store::commit_batch(
+        commit_batch(
             &self.pool,
             &batch.tenant,
-            &clean_rows,
-            &quarantined,
+            &processed,
             crate::RAW_LOG_CONSUMER,
             last,
         )
         .await?;
+        if quarantined > 0 {
+            tracing::info!(tenant = %batch.tenant, quarantined, "events quarantined");
+        }
         Ok(())
     }
 }

@@ -8,6 +8,12 @@
 //! multiplexed connection serves the whole service; a call abandoned on
 //! timeout cannot desynchronise it, because the multiplexer pairs replies with
 //! requests itself.
+//!
+//! Entries carry the identifier's version (it grows on every merge, split
+//! or erasure that moves the identifier). Invalidations, relayed from the
+//! outbox after commit, replace an entry by a tombstone of the new version;
+//! a refill is only written when Redis holds nothing newer, so a lookup
+//! that read the graph before a move can never put the old owner back.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -28,6 +34,24 @@ pub const COOL_DOWN: Duration = Duration::from_secs(1);
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Bound on establishing a connection (the per-call timeout bounds each call).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Keys per MGET. A batch's lookups are split into commands of this size and
+/// sent together on the multiplexed connection (pipelined): one huge MGET
+/// keeps Redis busy for one long slice, and its reply must be parsed whole
+/// before anything else moves.
+pub const MGET_CHUNK: usize = 100;
+
+/// What the cache answered since it was created, for benchmarks and
+/// metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Keys found live.
+    pub hits: u64,
+    /// Keys asked and not found (or tombstoned).
+    pub misses: u64,
+    /// Keys not asked, or whose answer was lost, because Redis failed,
+    /// timed out or was cooling down (PostgreSQL answered instead).
+    pub fallbacks: u64,
+}
 
 /// Why the cache could not be set up. An unreachable Redis is not one of
 /// them: the connection is made lazily and its failures are tolerated.
@@ -42,7 +66,7 @@ pub enum CacheError {
 }
 
 /// The identity cache: `{prefix}:identity:{tenant}:{type}:{scope}:{value}` →
-/// person id, with a jittered TTL.
+/// `p:{person}:{version}` (or a tombstone `t:{version}`), with a jittered TTL.
 #[derive(Clone)]
 pub struct IdentityCache {
     conn: ConnectionManager,
@@ -50,6 +74,15 @@ pub struct IdentityCache {
     timeout: Duration,
     ttl_secs: u64,
     health: Arc<Health>,
+    script: Arc<redis::Script>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 impl std::fmt::Debug for IdentityCache {
@@ -107,107 +140,229 @@ impl IdentityCache {
             timeout,
             ttl_secs: config.cache_ttl_secs,
             health: Arc::new(Health::new()),
+            script: Arc::new(redis::Script::new(VERSIONED_SET)),
+            counters: Arc::new(Counters::default()),
         }))
     }
 
+    /// Lookups answered so far by this cache (shared by its clones).
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            fallbacks: self.counters.fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     /// The cached owners of those of `keys` that are cached. Empty when Redis
-    /// is slow, down or cooling down.
+    /// is slow, down or cooling down; tombstones read as misses. The keys are
+    /// asked in pipelined MGETs of [`MGET_CHUNK`], all bounded by one timeout.
     pub async fn get_many(
         &self,
         tenant: &str,
         keys: &[IdentifierKey],
     ) -> HashMap<IdentifierKey, Uuid> {
-        if keys.is_empty() || self.health.cooling_down() {
+        if keys.is_empty() {
             return HashMap::new();
         }
-        let names: Vec<String> = keys
-            .iter()
-            .map(|key| cache_key(&self.prefix, tenant, key))
-            .collect();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&names);
-        let mut conn = self.conn.clone();
-        let reply = tokio::time::timeout(
-            self.timeout,
-            cmd.query_async::<Vec<Option<String>>>(&mut conn),
-        )
-        .await;
-        let values = match reply {
-            Ok(Ok(values)) if values.len() == keys.len() => values,
-            Ok(Ok(values)) => {
-                self.health.failed(
-                    "mget",
-                    &format!("{} replies for {} keys", values.len(), keys.len()),
-                );
-                return HashMap::new();
+        if self.health.cooling_down() {
+            Self::count(&self.counters.fallbacks, keys.len());
+            return HashMap::new();
+        }
+        let lookups = keys.chunks(MGET_CHUNK).map(|chunk| {
+            let names: Vec<String> = chunk
+                .iter()
+                .map(|key| cache_key(&self.prefix, tenant, key))
+                .collect();
+            let mut conn = self.conn.clone();
+            async move {
+                let mut cmd = redis::cmd("MGET");
+                cmd.arg(&names);
+                cmd.query_async::<Vec<Option<String>>>(&mut conn).await
             }
-            Ok(Err(err)) => {
-                self.health.failed("mget", &err.to_string());
-                return HashMap::new();
-            }
+        });
+        let reply = tokio::time::timeout(self.timeout, futures::future::join_all(lookups)).await;
+        let replies = match reply {
+            Ok(replies) => replies,
             Err(_) => {
+                Self::count(&self.counters.fallbacks, keys.len());
                 self.health.failed("mget", "timed out");
                 return HashMap::new();
             }
         };
-        keys.iter()
-            .zip(values)
-            .filter_map(|(key, value)| {
-                // A value that is not a UUID was not written by us; treat it
-                // as a miss and let PostgreSQL answer (and overwrite it).
-                let person = Uuid::parse_str(value?.as_str()).ok()?;
-                Some((key.clone(), person))
-            })
-            .collect()
+        let mut found = HashMap::with_capacity(keys.len());
+        for (chunk, reply) in keys.chunks(MGET_CHUNK).zip(replies) {
+            let values = match reply {
+                Ok(values) if values.len() == chunk.len() => values,
+                Ok(values) => {
+                    Self::count(&self.counters.fallbacks, chunk.len());
+                    self.health.failed(
+                        "mget",
+                        &format!("{} replies for {} keys", values.len(), chunk.len()),
+                    );
+                    continue;
+                }
+                Err(err) => {
+                    Self::count(&self.counters.fallbacks, chunk.len());
+                    self.health.failed("mget", &err.to_string());
+                    continue;
+                }
+            };
+            for (key, value) in chunk.iter().zip(values) {
+                // Anything but a live entry we wrote is a miss: PostgreSQL
+                // answers and the refill overwrites it.
+                match value.as_deref().and_then(parse_entry) {
+                    Some((person, _)) => {
+                        found.insert(key.clone(), person);
+                    }
+                    None => Self::count(&self.counters.misses, 1),
+                }
+            }
+        }
+        Self::count(&self.counters.hits, found.len());
+        found
     }
 
-    /// Caches `entries`, each with the TTL jittered by ±10 % so entries
-    /// written together do not expire together. Best effort: failures are
-    /// logged, never returned.
-    pub async fn put_many<'a>(
+    /// Caches `entries` (identifier, person, version read from PostgreSQL),
+    /// each with the TTL jittered by ±10 %. An entry is only written when
+    /// Redis holds nothing newer: a live entry of the same or a later
+    /// version, or a tombstone of a later version (a move committed after
+    /// this caller read the graph). Best effort: failures are logged.
+    pub async fn fill_many<'a>(
         &self,
         tenant: &str,
-        entries: impl IntoIterator<Item = (&'a IdentifierKey, Uuid)>,
+        entries: impl IntoIterator<Item = (&'a IdentifierKey, Uuid, i64)>,
     ) {
         if self.health.cooling_down() {
             return;
         }
-        let (pipe, count) = self.set_pipeline(tenant, entries);
-        if count == 0 {
+        let (keys, args) = self.script_args(
+            entries
+                .into_iter()
+                .map(|(key, person, version)| {
+                    (
+                        cache_key(&self.prefix, tenant, key),
+                        format!("p:{person}:{version}"),
+                    )
+                })
+                .collect(),
+        );
+        if keys.is_empty() {
             return;
         }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut conn)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => self.health.failed("set", &err.to_string()),
-            Err(_) => self.health.failed("set", "timed out"),
+        if let Err(error) = self.run_script("fill", keys, args).await {
+            self.health.failed("fill", &error);
         }
     }
-    /// SETs with jittered TTLs for `entries`, and how many there are. Kept
-    /// out of the async path: the thread-local RNG must not live across an
-    /// await.
-    fn set_pipeline<'a>(
+
+    /// Replaces entries by tombstones of the given versions (tenant,
+    /// identifier, version after the change). Unlike fills, the caller must
+    /// learn about failures: the outbox keeps the rows and retries.
+    pub async fn invalidate_many<'a>(
         &self,
-        tenant: &str,
-        entries: impl IntoIterator<Item = (&'a IdentifierKey, Uuid)>,
-    ) -> (redis::Pipeline, usize) {
-        let mut pipe = redis::pipe();
-        let mut count = 0usize;
+        entries: impl IntoIterator<Item = (&'a str, &'a IdentifierKey, i64)>,
+    ) -> Result<(), String> {
+        if self.health.cooling_down() {
+            return Err("redis is cooling down after a failure".to_owned());
+        }
+        let (keys, args) = self.script_args(
+            entries
+                .into_iter()
+                .map(|(tenant, key, version)| {
+                    (cache_key(&self.prefix, tenant, key), format!("t:{version}"))
+                })
+                .collect(),
+        );
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.run_script("invalidate", keys, args)
+            .await
+            .inspect_err(|error| self.health.failed("invalidate", error))
+    }
+
+    /// Key names and script arguments (value, TTL per key) with jittered
+    /// TTLs. Kept out of the async path: the thread-local RNG must not live
+    /// across an await.
+    fn script_args(&self, entries: Vec<(String, String)>) -> (Vec<String>, Vec<String>) {
         let mut rng = rand::rng();
         let spread = (self.ttl_secs / 10).max(1);
         let shortest = self.ttl_secs.saturating_sub(spread).max(1);
         let longest = self.ttl_secs.saturating_add(spread);
-        for (key, person) in entries {
-            pipe.cmd("SET")
-                .arg(cache_key(&self.prefix, tenant, key))
-                .arg(person.to_string())
-                .arg("EX")
-                .arg(rng.random_range(shortest..=longest))
-                .ignore();
-            count += 1;
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut args = Vec::with_capacity(entries.len() * 2);
+        for (name, value) in entries {
+            keys.push(name);
+            args.push(value);
+            args.push(rng.random_range(shortest..=longest).to_string());
         }
-        (pipe, count)
+        (keys, args)
     }
+
+    async fn run_script(
+        &self,
+        mode: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<(), String> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(mode);
+        for key in &keys {
+            invocation.key(key);
+        }
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    }
+}
+
+/// Writes entries only when nothing newer is cached. Values are
+/// `p:{person}:{version}` (live) or `t:{version}` (tombstone); ARGV[1] is the
+/// mode, then a value and a TTL per key.
+const VERSIONED_SET: &str = r"
+local mode = ARGV[1]
+local written = 0
+for i, key in ipairs(KEYS) do
+  local value = ARGV[2 * i]
+  local ttl = ARGV[2 * i + 1]
+  local version = tonumber(string.match(value, ':(%d+)$'))
+  local current = redis.call('GET', key)
+  local write = true
+  if current then
+    local held = tonumber(string.match(current, ':(%d+)$'))
+    if held then
+      local tomb = string.sub(current, 1, 2) == 't:'
+      if mode == 'fill' and tomb then
+        write = held <= version
+      else
+        write = held < version
+      end
+    end
+  end
+  if write then
+    redis.call('SET', key, value, 'EX', ttl)
+    written = written + 1
+  end
+end
+return written
+";
+
+/// Parses a live entry into (person, version); `None` for tombstones and
+/// anything we did not write.
+pub fn parse_entry(value: &str) -> Option<(Uuid, i64)> {
+    let rest = value.strip_prefix("p:")?;
+    let (person, version) = rest.rsplit_once(':')?;
+    Some((Uuid::parse_str(person).ok()?, version.parse().ok()?))
 }
 
 /// The Redis key of `key` in `tenant`. Each part has `%` and `:` escaped, so

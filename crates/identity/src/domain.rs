@@ -1,12 +1,10 @@
-//! Identifiers, their normalisation and the resolution rule, decided without
-//! gRPC, SQL or Redis.
+//! Identifiers, their normalisation and validation, decided without gRPC,
+//! SQL or Redis.
 //!
-//! The rule of the exact-match graph: a set of identifiers seen together
-//! resolves to the oldest person any of them already belongs to (person ids
-//! are UUID v7, so the smallest id is the oldest); identifiers not yet known
-//! are linked to that person; when none is known, a new person owns them all.
-//! Known identifiers never move, even when they belong to other persons:
-//! joining persons is a merge, which this version does not do.
+//! Values arrive pseudonymised by governance (a keyed HMAC such as
+//! `k1:<hex>`) and are treated as opaque: trimmed, never parsed. The type is
+//! lower-cased, and email values lower-cased (harmless for digests, useful
+//! for the rare clear value). The resolution rule itself lives in `graph`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,7 +30,9 @@ pub const EMAIL: &str = "email";
 ///
 /// Ordered by (type, scope, value) so writers can always insert in the same
 /// order, which keeps concurrent writers from deadlocking.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct IdentifierKey {
     /// Lower-cased type, e.g. `email`, `wechat_openid`.
     pub id_type: String,
@@ -44,12 +44,13 @@ pub struct IdentifierKey {
 
 impl IdentifierKey {
     /// Normalises an identifier as a source sent it: every part trimmed, the
-    /// type lower-cased (types are a vocabulary, not data), email values
-    /// lower-cased. Scopes and other values keep their case: OpenIDs, app ids
-    /// and member cards are case-sensitive.
+    /// type lower-cased (types are a vocabulary, not data), clear email
+    /// addresses lower-cased. Everything else keeps its case: OpenIDs, app
+    /// ids and member cards are case-sensitive, and so may be a pseudonym
+    /// (an email pseudonymised upstream has no `@` and is left alone).
     pub fn normalise(id_type: &str, scope: &str, value: &str) -> Self {
         let id_type = id_type.trim().to_lowercase();
-        let value = if id_type == EMAIL {
+        let value = if id_type == EMAIL && value.contains('@') {
             value.trim().to_lowercase()
         } else {
             value.trim().to_owned()
@@ -250,85 +251,36 @@ pub fn distinct_keys<'a>(items: impl IntoIterator<Item = &'a ResolveItem>) -> Ve
     keys
 }
 
-/// The person an item resolved to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resolution {
-    /// The person.
-    pub person_id: Uuid,
-    /// Whether this call created the person (true for every item of the call
-    /// that resolved to it, not only the first).
-    pub created: bool,
-}
-
-/// An identifier to link to a person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewLink {
-    /// The identifier.
-    pub key: IdentifierKey,
-    /// Its person.
-    pub person_id: Uuid,
-    /// The item (index into the planned items) that showed it, for evidence.
-    pub item: usize,
-}
-
-/// What resolving a batch takes: the answers and the writes behind them.
-#[derive(Debug, Clone, Default)]
-pub struct Plan {
-    /// One per item, in order.
-    pub results: Vec<Resolution>,
-    /// Persons to create.
-    pub new_persons: Vec<Uuid>,
-    /// Identifiers to link, at most one link per key.
-    pub new_links: Vec<NewLink>,
-    /// The owner of every key of the items once the writes are done.
-    pub owners: HashMap<IdentifierKey, Uuid>,
-}
-
-/// Applies the resolution rule to `items` in order, given the owners already
-/// `known` for (some of) their keys. Items see the links planned by earlier
-/// items of the same batch, exactly as if they had been resolved one by one.
-/// `mint` makes new person ids (UUID v7 in production).
-pub fn plan<'a>(
-    items: impl IntoIterator<Item = &'a ResolveItem>,
-    known: HashMap<IdentifierKey, Uuid>,
-    mut mint: impl FnMut() -> Uuid,
-) -> Plan {
-    let mut owners = known;
-    let mut created = HashSet::new();
-    let mut plan = Plan::default();
-    for (index, item) in items.into_iter().enumerate() {
-        let oldest = item
-            .keys
-            .iter()
-            .filter_map(|key| owners.get(key))
-            .min()
-            .copied();
-        let person_id = match oldest {
-            Some(person_id) => person_id,
-            None => {
-                let person_id = mint();
-                created.insert(person_id);
-                plan.new_persons.push(person_id);
-                person_id
-            }
-        };
-        for key in &item.keys {
-            if !owners.contains_key(key) {
-                owners.insert(key.clone(), person_id);
-                plan.new_links.push(NewLink {
-                    key: key.clone(),
-                    person_id,
-                    item: index,
-                });
-            }
-        }
-        plan.results.push(Resolution {
-            person_id,
-            created: created.contains(&person_id),
-        });
+/// How an identifier value is shown: masked, never in full.
+///
+/// Pseudonymised values (`k1:<hex>`, a keyed HMAC from governance) show
+/// their key id and the first hex digits; emails keep the first letter and
+/// the domain; other values keep their first three and last four characters
+/// when long enough to hide the middle. Returns (masked, pseudonymised).
+pub fn mask(value: &str) -> (String, bool) {
+    if let Some((key_id, digest)) = value.split_once(':')
+        && !key_id.is_empty()
+        && key_id.len() <= 8
+        && key_id.chars().all(|c| c.is_ascii_alphanumeric())
+        && digest.len() >= 16
+        && digest.chars().all(|c| c.is_ascii_hexdigit())
+    {
+        let head: String = digest.chars().take(6).collect();
+        return (format!("{key_id}:{head}****"), true);
     }
-    plan.owners = owners;
-    plan
+    let chars: Vec<char> = value.chars().collect();
+    if let Some(at) = value.find('@') {
+        let first: String = chars.iter().take(1).collect();
+        return (format!("{first}***{}", &value[at..]), false);
+    }
+    if chars.len() >= 10 {
+        let head: String = chars[..3].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        (format!("{head}****{tail}"), false)
+    } else {
+        let first: String = chars.iter().take(1).collect();
+        (format!("{first}****"), false)
+    }
 }
 
 /// The answer the cache alone gives for an item: its person when every key
@@ -375,12 +327,18 @@ mod tests {
         IdentifierKey::normalise(t, "", v)
     }
 
-    fn minter() -> impl FnMut() -> Uuid {
-        let mut next = 100u128;
-        move || {
-            next += 1;
-            Uuid::from_u128(next)
-        }
+    #[test]
+    fn masks_hide_the_middle_and_recognise_pseudonyms() {
+        assert_eq!(mask("13812345678"), ("138****5678".to_owned(), false));
+        assert_eq!(
+            mask("zoe@example.com"),
+            ("z***@example.com".to_owned(), false)
+        );
+        assert_eq!(
+            mask("k1:0123456789abcdef0123"),
+            ("k1:012345****".to_owned(), true)
+        );
+        assert_eq!(mask("m-7"), ("m****".to_owned(), false));
     }
 
     fn fields(rejection: Rejection) -> Vec<(String, &'static str)> {
@@ -400,6 +358,8 @@ mod tests {
             email,
             IdentifierKey::normalise("email", "", "ann@example.com")
         );
+        let pseudonym = IdentifierKey::normalise("email", "", " k1:AbCd ");
+        assert_eq!(pseudonym.value, "k1:AbCd", "pseudonyms are opaque");
         let openid = IdentifierKey::normalise("wechat_openid", " wxApp ", " oAbC ");
         assert_eq!(openid.value, "oAbC");
         assert_eq!(openid.scope, "wxApp");
@@ -478,77 +438,6 @@ mod tests {
             fields(validate(&items).expect_err("invalid")),
             vec![("items[0].observed_at".to_owned(), "TIMESTAMP_OUT_OF_RANGE")]
         );
-    }
-
-    #[test]
-    fn unknown_identifiers_make_one_new_person() {
-        let plan = plan(
-            &[item(&[("phone", "1"), ("email", "a@x")])],
-            HashMap::new(),
-            minter(),
-        );
-        assert_eq!(plan.new_persons, vec![Uuid::from_u128(101)]);
-        assert_eq!(plan.new_links.len(), 2);
-        assert_eq!(
-            plan.results,
-            vec![Resolution {
-                person_id: Uuid::from_u128(101),
-                created: true
-            }]
-        );
-    }
-
-    #[test]
-    fn the_oldest_known_person_wins_and_known_identifiers_stay() {
-        let old = Uuid::from_u128(1);
-        let young = Uuid::from_u128(2);
-        let known = HashMap::from([(key("phone", "1"), young), (key("email", "a@x"), old)]);
-        let plan = plan(
-            &[item(&[
-                ("phone", "1"),
-                ("email", "a@x"),
-                ("device_id", "d"),
-            ])],
-            known,
-            minter(),
-        );
-        assert!(plan.new_persons.is_empty());
-        assert_eq!(
-            plan.results,
-            vec![Resolution {
-                person_id: old,
-                created: false
-            }]
-        );
-        assert_eq!(
-            plan.new_links,
-            vec![NewLink {
-                key: key("device_id", "d"),
-                person_id: old,
-                item: 0
-            }]
-        );
-        assert_eq!(plan.owners.get(&key("phone", "1")), Some(&young));
-    }
-
-    #[test]
-    fn later_items_see_links_planned_by_earlier_ones() {
-        let items = [
-            item(&[("phone", "1")]),
-            item(&[("phone", "1"), ("email", "a@x")]),
-            item(&[("email", "a@x")]),
-            item(&[("device_id", "other")]),
-        ];
-        let plan = plan(&items, HashMap::new(), minter());
-        let first = Resolution {
-            person_id: Uuid::from_u128(101),
-            created: true,
-        };
-        assert_eq!(plan.results[..3], [first, first, first]);
-        assert_eq!(plan.results[3].person_id, Uuid::from_u128(102));
-        assert_eq!(plan.new_persons.len(), 2);
-        assert_eq!(plan.new_links.len(), 3);
-        assert_eq!(plan.new_links[1].item, 1);
     }
 
     #[test]

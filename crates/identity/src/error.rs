@@ -25,9 +25,24 @@ pub enum IdentityError {
         /// How many times the write was tried.
         attempts: u32,
     },
+    /// A named resource does not exist (or belongs to another tenant).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The resource is not in a state that allows the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A concurrent change won (stale etag).
+    #[error("{0}")]
+    Stale(String),
     /// PostgreSQL failed.
-    #[error("resolving identifiers failed")]
+    #[error("identity storage failed")]
     Store(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for IdentityError {
+    fn from(err: sqlx::Error) -> Self {
+        IdentityError::Store(err)
+    }
 }
 
 impl ApiError for IdentityError {
@@ -36,7 +51,9 @@ impl ApiError for IdentityError {
             IdentityError::Rejected(
                 Rejection::TooManyIdentifiers { .. } | Rejection::Invalid(_),
             ) => ErrorCode::InvalidArgument,
-            IdentityError::Contention { .. } => ErrorCode::Aborted,
+            IdentityError::Contention { .. } | IdentityError::Stale(_) => ErrorCode::Aborted,
+            IdentityError::NotFound(_) => ErrorCode::NotFound,
+            IdentityError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             IdentityError::Store(err) => {
                 if touchline_db::classify(err).is_transient() {
                     ErrorCode::Unavailable
@@ -57,7 +74,11 @@ impl ApiError for IdentityError {
                 )]
             }
             IdentityError::Rejected(Rejection::Invalid(violations)) => violations.clone(),
-            IdentityError::Contention { .. } | IdentityError::Store(_) => Vec::new(),
+            IdentityError::Contention { .. }
+            | IdentityError::NotFound(_)
+            | IdentityError::FailedPrecondition(_)
+            | IdentityError::Stale(_)
+            | IdentityError::Store(_) => Vec::new(),
         }
     }
 

@@ -153,7 +153,7 @@ impl ModelingService for ModelingApi {
                     .ok()
                     .and_then(|c| c.properties),
                 message_id: e.message_id,
-                person_id: e.person_id.to_string(),
+                person_id: e.person_id.map(|p| p.to_string()).unwrap_or_default(),
                 event_name: e.event_name,
                 channel: e.channel,
                 event_time: Some(prost_types::Timestamp {

@@ -2,9 +2,12 @@
 //! the person it belongs to) and the journey models computed over it.
 //!
 //! `worker` tails governance's clean log and resolves persons through the
-//! identity service; `store` holds all SQL; `grpc` is the thin adapter.
+//! identity service; `identity_changes` applies identity's merges, splits,
+//! erasures and consent changes to the stored history; `store` holds all SQL; `grpc` is the thin adapter.
 
 pub mod grpc;
+pub mod identity_changes;
+pub mod split;
 pub mod store;
 pub mod worker;
 

@@ -8,7 +8,6 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use touchline_proto::common::v1::{PartitionCursor, TailSelector};
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::governance::v1::{
     CleanEvent, TailCleanEventsRequest, TailCleanEventsResponse,
@@ -25,6 +24,19 @@ use crate::store::{self, NewStoredEvent};
 pub type GovernanceClient = GovernanceServiceClient<InterceptedService<Channel, CallCredentials>>;
 /// An identity client carrying the worker's credentials.
 pub type IdentityClient = IdentityServiceClient<InterceptedService<Channel, CallCredentials>>;
+
+/// Whose an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The person identity resolved it to.
+    Person(Uuid),
+    /// Nobody: the event carries no identifier (an ad platform's daily report row). It is
+    /// stored without a person.
+    Nobody,
+    /// Every identifier is suppressed (an erased person's late event): not stored, so the
+    /// erasure is not undone.
+    Suppressed,
+}
 
 /// The identity service takes at most this many identifiers per call.
 const MAX_IDENTIFIERS_PER_RESOLVE: usize = 1_000;
@@ -68,20 +80,9 @@ impl EventStoreWorker {
     }
 
     async fn session(&self) -> Result<(), WorkerError> {
-        let cursors = store::load_cursors(&self.pool, crate::CLEAN_LOG_CONSUMER)
-            .await?
-            .into_iter()
-            .map(|(tenant, after_sequence)| PartitionCursor {
-                tenant,
-                after_sequence,
-            })
-            .collect();
+        let cursors = store::load_cursors(&self.pool, crate::CLEAN_LOG_CONSUMER).await?;
         let request = TailCleanEventsRequest {
-            selector: Some(TailSelector {
-                cursors,
-                all_tenants: true,
-                max_batch_size: 500,
-            }),
+            selector: Some(touchline_runtime::tail::resume_all_tenants(cursors, 500)),
         };
         let mut stream = self
             .governance
@@ -103,7 +104,16 @@ impl EventStoreWorker {
         tracing::Span::current().record("lag", batch.head_sequence - last);
         let persons = self.resolve(&batch.tenant, &batch.events).await?;
         let mut rows = Vec::with_capacity(batch.events.len());
-        for (event, person_id) in batch.events.iter().zip(persons) {
+        let mut suppressed = 0usize;
+        for (event, owner) in batch.events.iter().zip(persons) {
+            let person_id = match owner {
+                Owner::Person(person) => Some(person),
+                Owner::Nobody => None,
+                Owner::Suppressed => {
+                    suppressed += 1;
+                    continue;
+                }
+            };
             let span = tracing::info_span!("modeling.store_event", service = "modeling", message_id = %event.message_id);
             if !event.traceparent.is_empty() {
                 touchline_telemetry::set_parent_from_traceparent(&span, &event.traceparent);
@@ -136,6 +146,12 @@ impl EventStoreWorker {
                 payload: stored.encode_to_vec(),
             });
         }
+        if suppressed > 0 {
+            tracing::info!(
+                suppressed,
+                "events of erased persons not stored (suppressed identifiers)"
+            );
+        }
         store::commit_batch(
             &self.pool,
             &batch.tenant,
@@ -148,20 +164,34 @@ impl EventStoreWorker {
     }
 
     /// One person per event, resolving in calls of at most 1,000 identifiers.
-    async fn resolve(&self, tenant: &str, events: &[CleanEvent]) -> Result<Vec<Uuid>, WorkerError> {
+    async fn resolve(
+        &self,
+        tenant: &str,
+        events: &[CleanEvent],
+    ) -> Result<Vec<Owner>, WorkerError> {
         let mut persons = Vec::with_capacity(events.len());
         let mut chunk: Vec<ResolveItem> = Vec::new();
+        // Where each resolved item's answer goes in `persons`.
+        let mut slots: Vec<usize> = Vec::new();
         let mut identifiers_in_chunk = 0;
         for event in events {
             let size = event.identifiers.len();
+            if size == 0 {
+                persons.push(Owner::Nobody);
+                continue;
+            }
             if identifiers_in_chunk + size > MAX_IDENTIFIERS_PER_RESOLVE && !chunk.is_empty() {
-                persons.extend(
-                    self.resolve_chunk(tenant, std::mem::take(&mut chunk))
-                        .await?,
-                );
+                let owners = self
+                    .resolve_chunk(tenant, std::mem::take(&mut chunk))
+                    .await?;
+                for (slot, owner) in slots.drain(..).zip(owners) {
+                    persons[slot] = owner;
+                }
                 identifiers_in_chunk = 0;
             }
             identifiers_in_chunk += size;
+            slots.push(persons.len());
+            persons.push(Owner::Nobody);
             chunk.push(ResolveItem {
                 identifiers: event.identifiers.clone(),
                 observed_at: event.event_time,
@@ -169,7 +199,10 @@ impl EventStoreWorker {
             });
         }
         if !chunk.is_empty() {
-            persons.extend(self.resolve_chunk(tenant, chunk).await?);
+            let owners = self.resolve_chunk(tenant, chunk).await?;
+            for (slot, owner) in slots.drain(..).zip(owners) {
+                persons[slot] = owner;
+            }
         }
         Ok(persons)
     }
@@ -178,7 +211,7 @@ impl EventStoreWorker {
         &self,
         tenant: &str,
         items: Vec<ResolveItem>,
-    ) -> Result<Vec<Uuid>, WorkerError> {
+    ) -> Result<Vec<Owner>, WorkerError> {
         let expected = items.len();
         let response = self
             .identity
@@ -199,7 +232,13 @@ impl EventStoreWorker {
             .results
             .iter()
             .map(|r| {
+                // No person: every identifier is suppressed (an erased person's late event),
+                // and the event must not recreate them.
+                if r.person_id.is_empty() {
+                    return Ok(Owner::Suppressed);
+                }
                 Uuid::from_str(&r.person_id)
+                    .map(Owner::Person)
                     .map_err(|err| WorkerError::Protocol(format!("person id: {err}")))
             })
             .collect()

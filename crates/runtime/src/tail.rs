@@ -211,3 +211,24 @@ impl<L: PartitionedLog> LogSource for PartitionCursors<L> {
         Ok(batches)
     }
 }
+
+/// What a platform consumer asks a log for: every tenant's partition, resuming each from the
+/// cursor it committed (tenants without one start at the beginning).
+pub fn resume_all_tenants(
+    cursors: Vec<(String, i64)>,
+    max_batch_size: i32,
+) -> touchline_proto::common::v1::TailSelector {
+    touchline_proto::common::v1::TailSelector {
+        cursors: cursors
+            .into_iter()
+            .map(
+                |(tenant, after_sequence)| touchline_proto::common::v1::PartitionCursor {
+                    tenant,
+                    after_sequence,
+                },
+            )
+            .collect(),
+        all_tenants: true,
+        max_batch_size,
+    }
+}

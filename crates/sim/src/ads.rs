@@ -12,9 +12,49 @@ use crate::record::Field;
 use crate::rng;
 
 /// Writes every platform's daily report; updates the ad-report defect counters in `stats`.
+/// One row of an ad platform's daily report, as the platform delivers it.
+#[derive(Debug, Clone)]
+pub struct ReportRow {
+    /// Index of the report's file in the layout.
+    pub file: usize,
+    /// `date|campaign`, the row's natural key.
+    pub key: String,
+    /// Cells in the file's column order.
+    pub cells: Vec<Field>,
+    /// The account-local midnight the row reports on, UTC epoch milliseconds.
+    pub day_start_ms: i64,
+    /// Whether this is a later delivery of a row already sent.
+    pub resent: bool,
+}
+
+/// Writes every daily report row to its file, with its truth.
 pub fn write_daily_reports(ctx: &Ctx, stats: &mut Stats, out: &mut Output) -> Result<(), SimError> {
+    for row in daily_report_rows(ctx, stats) {
+        let defect = row.resent.then(|| {
+            (
+                DefectKind::AdReportResent.name(),
+                format!("row {} delivered again", row.key),
+            )
+        });
+        out.write_aggregate(
+            ctx,
+            row.file,
+            &row.key,
+            &row.cells,
+            row.day_start_ms,
+            defect,
+        )?;
+    }
+    Ok(())
+}
+
+/// The daily report rows of every platform, first deliveries then re-sent rows per platform.
+/// Needs the click counts of all persons, so it runs after the last person. The rows number
+/// campaigns × days, independent of the number of persons.
+pub fn daily_report_rows(ctx: &Ctx, stats: &mut Stats) -> Vec<ReportRow> {
     let t = ctx.t;
     let rate = ctx.cfg.rates.get(DefectKind::AdReportResent);
+    let mut rows = Vec::new();
     for (pl, platform) in t.platforms.iter().enumerate() {
         let file = ctx.layout.ad0 + 2 * pl;
         let tz = ctx.layout.files[file].tz;
@@ -47,36 +87,34 @@ pub fn write_daily_reports(ctx: &Ctx, stats: &mut Stats, out: &mut Output) -> Re
                         + r.random_range(50..500);
                 let spend =
                     (clicks as f64 * camp.cpc as f64 * r.random_range(0.85..1.15)).round() as i64;
-                let cells = vec![
-                    Field::Str(date.clone()),
-                    Field::Str(camp.id.into()),
-                    Field::Str(camp.name.into()),
-                    Field::Int(impressions),
-                    Field::Int(clicks as i64),
-                    Field::Money(spend),
-                    Field::Str(platform.currency.into()),
-                ];
-                let key = format!("{date}|{}", camp.id);
-                out.write_aggregate(ctx, file, &key, &cells, midnight, None)?;
+                let row = ReportRow {
+                    file,
+                    key: format!("{date}|{}", camp.id),
+                    cells: vec![
+                        Field::Str(date.clone()),
+                        Field::Str(camp.id.into()),
+                        Field::Str(camp.name.into()),
+                        Field::Int(impressions),
+                        Field::Int(clicks as i64),
+                        Field::Money(spend),
+                        Field::Str(platform.currency.into()),
+                    ],
+                    day_start_ms: midnight,
+                    resent: false,
+                };
                 stats.eligible[DefectKind::AdReportResent as usize] += 1;
                 if rate > 0.0 && mess.random_bool(rate) {
                     stats.planted[DefectKind::AdReportResent as usize] += 1;
-                    resend.push((key, cells, midnight));
+                    resend.push(ReportRow {
+                        resent: true,
+                        ..row.clone()
+                    });
                 }
+                rows.push(row);
             }
         }
-        for (key, cells, midnight) in resend {
-            let detail = format!("row {key} delivered again");
-            out.write_aggregate(
-                ctx,
-                file,
-                &key,
-                &cells,
-                midnight,
-                Some((DefectKind::AdReportResent.name(), detail)),
-            )?;
-            stats.defect_records[DefectKind::AdReportResent as usize] += 1;
-        }
+        stats.defect_records[DefectKind::AdReportResent as usize] += resend.len() as u64;
+        rows.extend(resend);
     }
-    Ok(())
+    rows
 }

@@ -242,7 +242,10 @@ impl Layout {
             let source = format!(
                 "{}-{}",
                 t.brand,
-                path.split('.').next().unwrap_or(&path).replace('/', "-")
+                path.split('.')
+                    .next()
+                    .unwrap_or(&path)
+                    .replace(['/', '_'], "-")
             );
             files.push(FileSpec {
                 path,

@@ -21,6 +21,7 @@ pub mod rng;
 pub mod send;
 pub mod template;
 pub mod verify;
+pub mod wire;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use std::time::Instant;
 
 pub use config::{DefectKind, Preset, Rates, SimConfig, TemplateKind};
 pub use record::{Event, Identifier};
-pub use send::{EventStream, events};
+pub use send::{EventStream, SendOptions, SendSummary, TruthEvent, events, send};
 
 /// Milliseconds per day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -51,12 +52,6 @@ pub enum SimError {
     /// An argument is out of range or malformed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// `--send` was asked for but the collection client is not part of this build.
-    #[error(
-        "sending to {0} is not built yet: the collection service client is not available; \
-         write files with --out instead (发送功能尚未构建)"
-    )]
-    SendNotBuilt(String),
     /// Verification of an output directory found inconsistencies.
     #[error("verification failed: {0}")]
     Verify(String),
@@ -202,8 +197,7 @@ pub fn generate(
 pub fn run(args: &SimArgs) -> anyhow::Result<()> {
     let cfg = args.config()?;
     if let Some(addr) = &args.send {
-        send::send(addr, cfg)?;
-        return Ok(());
+        return send_run(cfg, addr, args);
     }
     let Some(dir) = &args.out else {
         anyhow::bail!("--out is required unless --send is given");
@@ -238,5 +232,41 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
             summary.records
         );
     }
+    Ok(())
+}
+
+/// Streams the run to a collection service, on a runtime of its own.
+fn send_run(cfg: SimConfig, addr: &str, args: &SimArgs) -> anyhow::Result<()> {
+    let Some(token) = args.token.clone() else {
+        anyhow::bail!(
+            "--send needs --token or TOUCHLINE_TOKEN (scopes events:write sources:write; \
+             `touchline token` mints one) | 发送需要令牌"
+        );
+    };
+    let mut opts = SendOptions::new(addr, token);
+    opts.rate = args.send_rate;
+    if args.quiet {
+        opts.progress_every = None;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(send::send(cfg, &opts))?;
+    eprintln!(
+        "sim: sent {} events in {:.1}s: {} accepted, {} duplicates, {} rejected {:?}; {} sources registered\n\
+         已发送 {} 条事件：接收 {}，重复 {}，拒收 {}",
+        summary.sent,
+        summary.elapsed.as_secs_f64(),
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected_total(),
+        summary.rejected,
+        summary.sources_registered,
+        summary.sent,
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected_total(),
+    );
     Ok(())
 }

@@ -170,6 +170,22 @@ pub struct Defect {
     pub detail: String,
 }
 
+impl Defect {
+    /// For an [`DefectKind::EventAlias`] defect, the true name the alias stands for.
+    pub fn alias_of(&self) -> Option<&str> {
+        (self.kind == DefectKind::EventAlias)
+            .then(|| {
+                self.detail
+                    .split_once(ALIAS_SEPARATOR)
+                    .map(|(name, _)| name)
+            })
+            .flatten()
+    }
+}
+
+/// Separates the true name from the alias in an event-alias defect's detail.
+pub const ALIAS_SEPARATOR: &str = " sent as ";
+
 /// One output line with its truth.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -179,6 +195,8 @@ pub struct Record {
     pub key: String,
     /// True instant of what the record describes, UTC epoch milliseconds.
     pub true_ms: i64,
+    /// For SDK events, when a live collector received the batch (true clock), UTC epoch ms.
+    pub received_ms: Option<i64>,
     /// Content.
     pub body: Body,
     /// Planted defects.

@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use secrecy::SecretString;
-use sqlx::Connection as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use touchline::{Application, Config, ServiceName};
@@ -20,70 +18,11 @@ pub const TEST_SECRET: &str = "touchline-test-secret-not-for-production";
 /// Issuer and audience of test tokens.
 pub const TEST_ISSUER: &str = "touchline";
 
-/// The admin database URL tests create their databases from.
-pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
+pub use touchline_db::testing::{TestDatabase, admin_url};
 
 /// The Redis URL tests use.
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A database created for one test, dropped when the value is dropped.
-#[derive(Debug)]
-pub struct TestDatabase {
-    /// Its name.
-    pub name: String,
-    /// A URL connecting to it.
-    pub url: String,
-}
-
-impl TestDatabase {
-    /// Creates a fresh, empty database with a random name.
-    pub async fn create() -> anyhow::Result<Self> {
-        let name = format!("touchline_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .context("PostgreSQL is not reachable; run `make test`, which starts it")?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        let base = admin
-            .rsplit_once('/')
-            .map(|(base, _)| base.to_owned())
-            .unwrap_or(admin);
-        Ok(Self {
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Dropping needs a connection of its own and must not depend on the
-        // test's runtime still being alive, so it runs on a short-lived thread.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 /// A configuration for a test: its own database, a random Redis prefix,

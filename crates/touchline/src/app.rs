@@ -19,6 +19,7 @@ use touchline_governance::GovernanceApi;
 use touchline_governance::worker::CleaningWorker;
 use touchline_identity::{IdentityApi, IdentityCache};
 use touchline_modeling::ModelingApi;
+use touchline_modeling::identity_changes::IdentityChangesWorker;
 use touchline_modeling::worker::EventStoreWorker;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::collection::v1::collection_service_server::CollectionServiceServer;
@@ -37,7 +38,13 @@ use touchline_telemetry::GrpcServerTraceLayer;
 use crate::config::{Config, ServiceName};
 
 /// Scopes of the platform account the stages use to call each other.
-pub const PIPELINE_SCOPES: [&str; 3] = ["pipeline:read", "identity:resolve", "models:read"];
+pub const PIPELINE_SCOPES: [&str; 5] = [
+    "pipeline:read",
+    "identity:resolve",
+    "identity:erase",
+    "models:read",
+    "sources:read",
+];
 
 /// A running touchline process.
 #[derive(Debug)]
@@ -150,6 +157,9 @@ impl Application {
         if services.contains(&ServiceName::Governance) {
             notifier_channels.push(touchline_governance::CLEAN_LOG_CHANNEL);
         }
+        if services.contains(&ServiceName::Identity) {
+            notifier_channels.push(touchline_identity::CHANGES_CHANNEL);
+        }
         let notifier = match (&pool, notifier_channels.is_empty()) {
             (Some(pool), false) => Some(
                 LogNotifier::start(pool, &notifier_channels)
@@ -174,24 +184,38 @@ impl Application {
                             pool.clone(),
                             notifier.clone(),
                             shutdown.clone(),
-                            touchline_collection::grpc::DEFAULT_MAX_BATCH_EVENTS,
+                            config.collection.clone(),
                         );
                         routes.add_service(
                             CollectionServiceServer::new(api).max_decoding_message_size(max),
                         );
                     }
                     (ServiceName::Governance, Some(pool), Some(notifier)) => {
-                        let api =
-                            GovernanceApi::new(pool.clone(), notifier.clone(), shutdown.clone());
+                        let collection = CollectionServiceClient::with_interceptor(
+                            lazy_channel(&upstream(ServiceName::Collection)?)?,
+                            credentials.clone(),
+                        );
+                        let api = GovernanceApi::new(
+                            pool.clone(),
+                            notifier.clone(),
+                            shutdown.clone(),
+                            collection,
+                            config.governance.clone(),
+                        );
                         routes.add_service(
                             GovernanceServiceServer::new(api).max_decoding_message_size(max),
                         );
                     }
-                    (ServiceName::Identity, Some(pool), _) => {
+                    (ServiceName::Identity, Some(pool), notifier) => {
                         let cache = IdentityCache::connect(&config.identity)
                             .await
                             .context("identity cache")?;
-                        let api = IdentityApi::new(pool.clone(), cache);
+                        let mut api = IdentityApi::new(pool.clone(), cache);
+                        if let Some(notifier) = notifier {
+                            api = api.with_notifier(notifier.clone(), shutdown.clone());
+                        }
+                        // Cache invalidations leave through the outbox.
+                        tasks.spawn(api.relay().run(shutdown.clone()));
                         routes.add_service(
                             IdentityServiceServer::new(api).max_decoding_message_size(max),
                         );
@@ -252,7 +276,10 @@ impl Application {
                     credentials.clone(),
                 )
                 .max_decoding_message_size(64 * 1024 * 1024);
-                tasks.spawn(CleaningWorker::new(pool.clone(), collection).run(shutdown.clone()));
+                tasks.spawn(
+                    CleaningWorker::new(pool.clone(), collection, config.governance.clone())
+                        .run(shutdown.clone()),
+                );
             }
             if services.contains(&ServiceName::Modeling) {
                 let governance = GovernanceServiceClient::with_interceptor(
@@ -263,6 +290,10 @@ impl Application {
                 let identity = IdentityServiceClient::with_interceptor(
                     lazy_channel(&upstream(ServiceName::Identity)?)?,
                     credentials.clone(),
+                );
+                tasks.spawn(
+                    IdentityChangesWorker::new(pool.clone(), identity.clone())
+                        .run(shutdown.clone()),
                 );
                 tasks.spawn(
                     EventStoreWorker::new(pool.clone(), governance, identity).run(shutdown.clone()),

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use secrecy::SecretString;
 use serde::Deserialize;
 use touchline_auth::AuthConfig;
+use touchline_collection::CollectionConfig;
 use touchline_db::DbConfig;
 use touchline_identity::IdentityConfig;
 use touchline_runtime::ServerLimits;
@@ -88,6 +89,8 @@ pub struct Config {
     pub services: Vec<ServiceName>,
     /// PostgreSQL.
     pub database: DbConfig,
+    /// Collection service settings: batch and rate limits, source policy.
+    pub collection: CollectionConfig,
     /// Identity service settings, including the Redis cache.
     pub identity: IdentityConfig,
     /// Token verification.
@@ -98,6 +101,8 @@ pub struct Config {
     pub limits: ServerLimits,
     /// How the pipeline stages reach and authenticate to each other.
     pub pipeline: PipelineConfig,
+    /// Cleaning settings that are not per tenant.
+    pub governance: touchline_governance::worker::GovernanceSettings,
 }
 
 impl Default for Config {
@@ -107,11 +112,13 @@ impl Default for Config {
             addresses: BTreeMap::new(),
             services: ServiceName::ALL.to_vec(),
             database: DbConfig::default(),
+            collection: CollectionConfig::default(),
             identity: IdentityConfig::default(),
             auth: AuthConfig::default(),
             telemetry: TelemetryConfig::default(),
             limits: ServerLimits::default(),
             pipeline: PipelineConfig::default(),
+            governance: touchline_governance::worker::GovernanceSettings::default(),
         }
     }
 }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use secrecy::SecretString;
 use touchline_auth::TokenClaims;
-use touchline_proto::collection::v1::IngestEventsRequest;
-use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::common::v1 as common;
+use touchline_proto::governance::v1 as governance;
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::reporting::v1::GetEventCountsRequest;
 use touchline_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use touchline_runtime::Shutdown;
@@ -36,9 +35,6 @@ pub struct DemoArgs {
     pub exit: bool,
 }
 
-/// Events per IngestEvents call.
-const BATCH: usize = 500;
-
 /// Runs the demo.
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let telemetry = touchline_telemetry::init(&config.telemetry)?;
@@ -62,7 +58,15 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         "demo",
         args.tenant.clone(),
     )
-    .with_scopes(["events:write", "models:read", "reports:read"])
+    .with_scopes([
+        "events:write",
+        "sources:write",
+        "dictionary:write",
+        "dictionary:read",
+        "quality:read",
+        "models:read",
+        "reports:read",
+    ])
     .with_roles(["marketing"]);
     let token = touchline_auth::mint_hs256(
         secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
@@ -79,44 +83,33 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         "touchline is serving on {addr} (all five services)\ntouchline 已在 {addr} 启动（五个服务）"
     );
     let credentials = CallCredentials::bearer(&token)?;
-    let mut collection = CollectionServiceClient::with_interceptor(
+    let mut governance = GovernanceServiceClient::with_interceptor(
         lazy_channel(&format!("http://{addr}"))?,
         credentials.clone(),
     );
+    let parent = format!("tenants/{}", args.tenant);
+    start_from_retail_template(&mut governance, &parent).await?;
 
     let started = Instant::now();
     let cfg =
         touchline_sim::SimConfig::new(touchline_sim::TemplateKind::Retail, args.persons, args.seed);
-    let events = touchline_sim::events(cfg)?;
-    let (mut sent, mut accepted, mut duplicates, mut rejected) = (0usize, 0i64, 0i64, 0i64);
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut flush = async |batch: &mut Vec<common::Event>| -> anyhow::Result<()> {
-        let response = collection
-            .ingest_events(IngestEventsRequest {
-                events: std::mem::take(batch),
-            })
-            .await?
-            .into_inner();
-        accepted += i64::from(response.accepted_count);
-        duplicates += i64::from(response.duplicate_count);
-        rejected += i64::from(response.rejected_count);
-        Ok(())
-    };
-    for event in events {
-        batch.push(to_proto(event));
-        sent += 1;
-        if batch.len() == BATCH {
-            flush(&mut batch).await?;
-        }
-    }
-    if !batch.is_empty() {
-        flush(&mut batch).await?;
-    }
+    let mut opts = touchline_sim::SendOptions::new(addr.to_string(), token.clone());
+    opts.progress_every = None;
+    let sent = touchline_sim::send(cfg, &opts).await?;
+    let accepted = i64::try_from(sent.accepted).unwrap_or(i64::MAX);
     println!(
-        "sent {sent} events from {} persons in {:.1}s: {accepted} accepted, {duplicates} duplicates, {rejected} rejected (planted defects)\n\
-         已发送 {sent} 条事件：接收 {accepted}，重复 {duplicates}，拒收 {rejected}（含故意植入的脏数据）",
+        "sent {} events from {} persons in {:.1}s: {} accepted, {} duplicates, {} rejected (planted defects)\n\
+         已发送 {} 条事件：接收 {}，重复 {}，拒收 {}（含故意植入的脏数据）",
+        sent.sent,
         args.persons,
-        started.elapsed().as_secs_f64()
+        sent.elapsed.as_secs_f64(),
+        sent.accepted,
+        sent.duplicates,
+        sent.rejected_total(),
+        sent.sent,
+        sent.accepted,
+        sent.duplicates,
+        sent.rejected_total(),
     );
 
     let mut reporting = ReportingServiceClient::with_interceptor(
@@ -176,6 +169,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
             row.share * 100.0
         );
     }
+    print_quality(&mut governance, &parent).await?;
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {
         shutdown.trigger();
@@ -187,66 +181,90 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The generator's SDK-shaped event as the contract's `Event`.
-pub fn to_proto(event: touchline_sim::Event) -> common::Event {
-    let kind = match event.kind {
-        "identify" => common::EventType::Identify,
-        "page" => common::EventType::Page,
-        "screen" => common::EventType::Screen,
-        "alias" => common::EventType::Alias,
-        _ => common::EventType::Track,
+type Governance = GovernanceServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, CallCredentials>,
+>;
+
+/// The demo tenant starts from the retail industry template, so aliases such as
+/// `submit_order` arrive under their canonical names.
+async fn start_from_retail_template(
+    governance: &mut Governance,
+    parent: &str,
+) -> anyhow::Result<()> {
+    let applied = governance
+        .apply_industry_template(governance::ApplyIndustryTemplateRequest {
+            parent: parent.to_owned(),
+            template: "retail".to_owned(),
+            mode: governance::ApplyTemplateMode::Merge as i32,
+            ..Default::default()
+        })
+        .await
+        .context("applying the retail dictionary template")?
+        .into_inner();
+    let published = governance
+        .publish_dictionary_version(governance::PublishDictionaryVersionRequest {
+            parent: parent.to_owned(),
+            description: "demo: retail template".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .context("publishing the dictionary")?
+        .into_inner();
+    println!(
+        "event dictionary: retail template, {} canonical events, version {}\n事件字典：零售行业模板，{} 个标准事件",
+        applied.added_event_names.len()
+            + applied.updated_event_names.len()
+            + applied.unchanged_event_names.len(),
+        published
+            .dictionary_version
+            .map(|v| v.version)
+            .unwrap_or_default(),
+        applied.added_event_names.len()
+            + applied.updated_event_names.len()
+            + applied.unchanged_event_names.len(),
+    );
+    Ok(())
+}
+
+/// What governance made of the data: the quality report's totals and quarantine reasons.
+async fn print_quality(governance: &mut Governance, parent: &str) -> anyhow::Result<()> {
+    let report = governance
+        .get_quality_report(governance::GetQualityReportRequest {
+            parent: parent.to_owned(),
+            time_zone: "Asia/Shanghai".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .context("reading the quality report")?
+        .into_inner();
+    let Some(total) = report.total else {
+        return Ok(());
     };
-    let original_timestamp = match &event.original_timestamp {
-        serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    common::Event {
-        message_id: event.message_id,
-        r#type: kind as i32,
-        event: event.event.unwrap_or_default(),
-        anonymous_id: event.anonymous_id.unwrap_or_default(),
-        user_id: event.user_id.unwrap_or_default(),
-        previous_id: String::new(),
-        properties: Some(to_struct(event.properties)),
-        traits: None,
-        context: match event.context {
-            serde_json::Value::Object(map) => Some(to_struct(map)),
-            _ => None,
-        },
-        original_timestamp,
-        sent_at: event.sent_at.to_string(),
-        identifiers: event
-            .identifiers
-            .into_iter()
-            .map(|id| common::Identifier {
-                r#type: id.kind.to_string(),
-                value: id.value,
-                scope: id.scope.unwrap_or_default().to_owned(),
+    println!(
+        "\ndata quality / 数据质量: received {} = clean {} + quarantined {} + duplicates {}\n\
+         接收 {} = 合格 {} + 隔离 {} + 重复 {}；restatements / 重报 {}，late / 迟到 {}，timestamps corrected / 时间已校正 {}，identified / 可识别 {:.1}%",
+        total.received,
+        total.clean,
+        total.quarantined,
+        total.duplicates,
+        total.received,
+        total.clean,
+        total.quarantined,
+        total.duplicates,
+        total.restatements,
+        total.late_events,
+        total.timestamps_corrected,
+        total.identified_share * 100.0,
+    );
+    for reason in &total.quarantined_by_reason {
+        let name = governance::QuarantineReason::try_from(reason.reason)
+            .map(|r| {
+                r.as_str_name()
+                    .trim_start_matches("QUARANTINE_REASON_")
+                    .to_lowercase()
             })
-            .collect(),
-        source: event.source,
-        channel: event.channel.to_owned(),
+            .unwrap_or_default();
+        println!("  quarantined / 隔离 {name:<28} {:>7}", reason.count);
     }
-}
-
-fn to_struct(map: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: map.into_iter().map(|(k, v)| (k, to_value(v))).collect(),
-    }
-}
-
-fn to_value(value: serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match value {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        serde_json::Value::String(s) => Kind::StringValue(s),
-        serde_json::Value::Array(items) => Kind::ListValue(prost_types::ListValue {
-            values: items.into_iter().map(to_value).collect(),
-        }),
-        serde_json::Value::Object(map) => Kind::StructValue(to_struct(map)),
-    };
-    prost_types::Value { kind: Some(kind) }
+    Ok(())
 }

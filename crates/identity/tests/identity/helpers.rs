@@ -149,3 +149,170 @@ pub async fn resolve(
         .await
         .expect("batch resolve")
 }
+
+/// A tenant-scoped caller with every identity scope.
+pub fn admin(tenant: &str) -> Principal {
+    Principal {
+        subject: "ops-alice".to_owned(),
+        tenant: tenant.to_owned(),
+        roles: Vec::new(),
+        scopes: BTreeSet::from(
+            [
+                "identity:resolve",
+                "identity:read",
+                "identity:write",
+                "identity:erase",
+                "pipeline:read",
+            ]
+            .map(str::to_owned),
+        ),
+    }
+}
+
+/// A request carrying `principal`, as the auth layer would pass it on.
+pub fn req<T>(principal: Principal, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.extensions_mut().insert(principal);
+    request
+}
+
+/// An identifier with a scope.
+pub fn scoped(id_type: &str, scope: &str, value: &str) -> Identifier {
+    Identifier {
+        r#type: id_type.to_owned(),
+        value: value.to_owned(),
+        scope: scope.to_owned(),
+    }
+}
+
+/// An item with evidence.
+pub fn event(message_id: &str, identifiers: Vec<Identifier>) -> pb::ResolveItem {
+    pb::ResolveItem {
+        identifiers,
+        evidence_message_id: message_id.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Resolves one identifier now through the Resolve RPC.
+pub async fn who(api: &IdentityApi, tenant: &str, identifier: Identifier) -> Option<String> {
+    let request = req(
+        admin(tenant),
+        pb::ResolveRequest {
+            identifier: Some(identifier),
+            ..Default::default()
+        },
+    );
+    match api.resolve(request).await {
+        Ok(reply) => Some(reply.into_inner().person_id),
+        Err(status) if status.code() == tonic::Code::NotFound => None,
+        Err(status) => panic!("resolve failed: {status:?}"),
+    }
+}
+
+/// Every decision of the tenant, newest first.
+pub async fn merges(api: &IdentityApi, tenant: &str) -> Vec<pb::MergeRecord> {
+    api.list_merges(req(
+        admin(tenant),
+        pb::ListMergesRequest {
+            page_size: 1_000,
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("list merges")
+    .into_inner()
+    .merges
+}
+
+/// Distinct person ids of `results`.
+pub fn distinct(results: &[pb::ResolveResult]) -> std::collections::HashSet<String> {
+    results.iter().map(|r| r.person_id.clone()).collect()
+}
+
+/// A private redis-server on a free port, killed on drop.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// Starts a redis-server without persistence on a free port.
+    pub async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind a free port")
+            .local_addr()
+            .expect("local address")
+            .port();
+        let mut redis = OwnRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let url = self.url();
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills the server (as a crash would) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cache on `url` under a random prefix with the given timeout.
+pub async fn cache_at(url: &str, timeout_ms: u64) -> (IdentityCache, String) {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let config = IdentityConfig {
+        redis_url: Some(url.to_owned()),
+        key_prefix: prefix.clone(),
+        redis_timeout_ms: timeout_ms,
+        cache_ttl_secs: 600,
+    };
+    let cache = IdentityCache::connect(&config)
+        .await
+        .expect("valid cache config")
+        .expect("a cache when a url is set");
+    (cache, prefix)
+}

@@ -2,5 +2,9 @@
 //! Redis: each test gets a fresh database and its own Redis key prefix.
 
 mod cache;
+mod changes;
+mod erasure;
 mod helpers;
 mod resolve;
+mod rules;
+mod stress;

@@ -78,6 +78,13 @@ impl Gen<'_> {
         shared: Option<&str>,
         late_ms: i64,
     ) {
+        // The device stamped both times with the same skewed clock, so the instant a live
+        // collector received the batch is its sent-at less that skew.
+        let skew = ev
+            .original_timestamp
+            .as_i64()
+            .map_or(0, |stamped| stamped - t);
+        let received_ms = ev.sent_at - skew;
         let mut defects = Vec::new();
         let mut d = |kind, detail: String| defects.push(Defect { kind, detail });
         if let Some(site) = shared {
@@ -101,7 +108,11 @@ impl Gen<'_> {
             let alias = aliases[self.mess.random_range(0..aliases.len())];
             d(
                 DefectKind::EventAlias,
-                format!("{} sent as {alias}", ev.event.as_deref().unwrap_or("")),
+                format!(
+                    "{}{}{alias}",
+                    ev.event.as_deref().unwrap_or(""),
+                    crate::record::ALIAS_SEPARATOR
+                ),
             );
             ev.event = Some(alias.to_owned());
         }
@@ -203,14 +214,17 @@ impl Gen<'_> {
             file,
             key: key.clone(),
             true_ms: t,
+            received_ms: Some(received_ms),
             body: Body::Sdk(Box::new(ev)),
             defects,
         };
         let dup = retry.then(|| {
             let mut copy = rec.clone();
+            let delay = self.mess.random_range(30_000..600_000);
             if let Body::Sdk(e) = &mut copy.body {
-                e.sent_at += self.mess.random_range(30_000..600_000);
+                e.sent_at += delay;
             }
+            copy.received_ms = copy.received_ms.map(|ms| ms + delay);
             copy.defects.push(Defect {
                 kind: DefectKind::SdkRetryDuplicate,
                 detail: format!("retry of message {key}"),
@@ -288,8 +302,11 @@ impl Gen<'_> {
                     && let Some(o) = spec.overlap
                     && self.chance(DefectKind::DstOverlap)
                 {
+                    // The repeated hour's first pass: a naive local time cannot say which pass
+                    // it was, and the platform's documented rule takes the earlier instant, so
+                    // the truth planted here is the one a rule can recover.
                     let width = i64::from(o.before_s - o.after_s) * 1000;
-                    true_ms = o.at_ms - width + self.mess.random_range(0..2 * width);
+                    true_ms = o.at_ms - width + self.mess.random_range(0..width);
                     fields[c] = Field::Str(format_naive(true_ms, spec.tz));
                     defects.push(Defect {
                         kind: DefectKind::DstOverlap,
@@ -411,6 +428,7 @@ impl Gen<'_> {
             file,
             key,
             true_ms,
+            received_ms: None,
             body: Body::Row(row),
             defects,
         });

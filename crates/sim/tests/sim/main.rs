@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use touchline_sim::config::{DefectKind, Rates, SimConfig, TemplateKind};
+use touchline_sim::generate;
 use touchline_sim::verify::verify;
-use touchline_sim::{SimError, generate};
 
 fn run(cfg: SimConfig, dir: &Path) -> touchline_sim::Summary {
     generate(cfg, dir, &mut |_| {}).expect("generation succeeds")
@@ -210,7 +210,14 @@ fn event_stream_yields_every_person_record_with_identifiers() {
     let cfg = SimConfig::new(TemplateKind::Retail, 200, 4);
     let summary = run(cfg.clone(), dir.path());
     let events: Vec<_> = touchline_sim::events(cfg).expect("stream").collect();
-    assert_eq!(events.len() as u64, summary.stats.records);
+    // Every data line of every file is streamed: person records, then the ad report rows.
+    assert_eq!(events.len() as u64, summary.records);
+    let reports = events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("ad_daily_report"))
+        .count() as u64;
+    assert!(reports > 0);
+    assert_eq!(summary.stats.records + reports, summary.records);
     let pos = events
         .iter()
         .find(|e| e.channel == "pos")
@@ -240,15 +247,50 @@ fn cross_person_state_is_bounded_by_campaigns_and_days() {
 }
 
 #[test]
-fn send_is_reported_as_not_built_and_bad_rates_are_rejected() {
+fn send_to_nothing_fails_clearly_and_bad_rates_are_rejected() {
     let cfg = SimConfig::new(TemplateKind::Retail, 10, 1);
-    assert!(matches!(
-        touchline_sim::send::send("127.0.0.1:1", cfg),
-        Err(SimError::SendNotBuilt(_))
-    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let opts = touchline_sim::SendOptions::new("127.0.0.1:1", "token");
+    let err = runtime
+        .block_on(touchline_sim::send(cfg, &opts))
+        .expect_err("nothing listens on port 1");
+    assert!(
+        err.to_string().contains("CreateSource"),
+        "the failing call is named: {err}"
+    );
     let mut rates = Rates::default();
     assert!(rates.apply_override("event_alias=1.5").is_err());
     assert!(rates.apply_override("no_such_kind=0.1").is_err());
     assert!(rates.apply_override("event_alias=0.2").is_ok());
     assert_eq!(rates.get(DefectKind::EventAlias), 0.2);
+}
+
+#[test]
+fn streamed_events_carry_their_truth() {
+    let cfg = SimConfig::new(TemplateKind::Retail, 300, 11);
+    let mut stream = touchline_sim::events(cfg).expect("stream");
+    let (mut aliases, mut resent, mut total) = (0, 0, 0);
+    while let Some(t) = stream.next_with_truth() {
+        total += 1;
+        if t.event.event.as_deref() == Some("ad_daily_report") {
+            assert!(t.person.is_none());
+            resent += usize::from(t.defects.contains(&DefectKind::AdReportResent));
+            continue;
+        }
+        assert!(t.person.is_some(), "every person record names its person");
+        if t.defects.contains(&DefectKind::EventAlias) {
+            let true_name = t
+                .true_name
+                .as_deref()
+                .expect("an alias names its true event");
+            assert_ne!(Some(true_name), t.event.event.as_deref());
+            aliases += 1;
+        } else {
+            assert!(t.true_name.is_none());
+        }
+    }
+    assert!(total > 1000 && aliases > 0 && resent > 0);
 }

@@ -1,5 +1,7 @@
 //! All SQL of the modeling service.
 
+pub mod changes;
+
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -12,7 +14,7 @@ pub struct NewStoredEvent {
     /// Client message id.
     pub message_id: String,
     /// The resolved person.
-    pub person_id: Uuid,
+    pub person_id: Option<Uuid>,
     /// Canonical name.
     pub event_name: String,
     /// Channel.
@@ -31,7 +33,7 @@ pub struct StoredEvent {
     /// Client message id.
     pub message_id: String,
     /// The person.
-    pub person_id: Uuid,
+    pub person_id: Option<Uuid>,
     /// Canonical name.
     pub event_name: String,
     /// Channel.
@@ -45,23 +47,32 @@ pub struct StoredEvent {
 /// Count rows: key, events, persons.
 pub type Counts = Vec<(String, i64, i64)>;
 
+/// Modeling's consumer cursors.
+const CURSORS: touchline_db::CursorTable = touchline_db::CursorTable::in_schema("modeling");
+
 /// The cursors `consumer` has committed, per tenant.
 pub async fn load_cursors(
     pool: &PgPool,
     consumer: &str,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query(
-        "SELECT tenant_id, last_sequence FROM modeling.consumer_cursors WHERE consumer = $1",
-    )
-    .bind(consumer)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect()
+    CURSORS.load(&mut *pool.acquire().await?, consumer).await
 }
 
-/// Stores a batch and the consumed cursor in one transaction; idempotent.
+/// Moves `consumer`'s cursor for `tenant` inside the caller's transaction.
+pub async fn advance_cursor(
+    conn: &mut sqlx::PgConnection,
+    consumer: &str,
+    tenant: &str,
+    consumed_through: i64,
+) -> Result<(), sqlx::Error> {
+    CURSORS
+        .advance(conn, consumer, tenant, consumed_through)
+        .await
+}
+
+/// Stores a batch and the consumed cursor in one transaction; idempotent. A later clean event
+/// with a message id stored before is a restatement and replaces the stored one; a redelivered
+/// older one changes nothing.
 pub async fn commit_batch(
     pool: &PgPool,
     tenant: &str,
@@ -69,11 +80,14 @@ pub async fn commit_batch(
     consumer: &str,
     consumed_through: i64,
 ) -> Result<(), sqlx::Error> {
+    let latest = latest_per_message(events);
+    let events = latest.as_slice();
     let mut tx = pool.begin().await?;
+    changes::lock_tenant(&mut tx, tenant).await?;
     if !events.is_empty() {
         let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
         let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
-        let persons: Vec<Uuid> = events.iter().map(|e| e.person_id).collect();
+        let persons: Vec<Option<Uuid>> = events.iter().map(|e| e.person_id).collect();
         let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
         let channels: Vec<&str> = events.iter().map(|e| e.channel.as_str()).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.event_time).collect();
@@ -81,10 +95,16 @@ pub async fn commit_batch(
         sqlx::query(
             "INSERT INTO modeling.events
                (tenant_id, sequence, message_id, person_id, event_name, channel, event_time, payload)
-             SELECT $1, s, m, p, n, c, t, b
+             SELECT $1, s, m, COALESCE(r.to_person, p), n, c, t, b
                FROM UNNEST($2::bigint[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[])
                  AS u(s, m, p, n, c, t, b)
-             ON CONFLICT DO NOTHING",
+               LEFT JOIN modeling.person_redirects r ON r.tenant_id = $1 AND r.from_person = u.p
+             ON CONFLICT (tenant_id, message_id) DO UPDATE
+               SET sequence = EXCLUDED.sequence, person_id = EXCLUDED.person_id,
+                   event_name = EXCLUDED.event_name, channel = EXCLUDED.channel,
+                   event_time = EXCLUDED.event_time, payload = EXCLUDED.payload,
+                   stored_at = now()
+               WHERE modeling.events.sequence < EXCLUDED.sequence",
         )
         .bind(tenant)
         .bind(&sequences)
@@ -97,17 +117,9 @@ pub async fn commit_batch(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query(
-        "INSERT INTO modeling.consumer_cursors (consumer, tenant_id, last_sequence) VALUES ($1, $2, $3)
-         ON CONFLICT (consumer, tenant_id) DO UPDATE
-           SET last_sequence = GREATEST(modeling.consumer_cursors.last_sequence, EXCLUDED.last_sequence),
-               updated_at = now()",
-    )
-    .bind(consumer)
-    .bind(tenant)
-    .bind(consumed_through)
-    .execute(&mut *tx)
-    .await?;
+    CURSORS
+        .advance(&mut tx, consumer, tenant, consumed_through)
+        .await?;
     tx.commit().await
 }
 
@@ -174,4 +186,20 @@ pub async fn list_events(
         })
     })
     .collect()
+}
+
+/// The batch with only the highest sequence of each message id, in sequence order: one
+/// statement may not update a row twice.
+fn latest_per_message(events: &[NewStoredEvent]) -> Vec<&NewStoredEvent> {
+    let mut newest: std::collections::HashMap<&str, &NewStoredEvent> =
+        std::collections::HashMap::with_capacity(events.len());
+    for event in events {
+        let slot = newest.entry(event.message_id.as_str()).or_insert(event);
+        if slot.sequence < event.sequence {
+            *slot = event;
+        }
+    }
+    let mut latest: Vec<&NewStoredEvent> = newest.into_values().collect();
+    latest.sort_by_key(|e| e.sequence);
+    latest
 }

@@ -1,0 +1,266 @@
+//! Ingest of one batch, shared by IngestEvents and StreamEvents: limits,
+//! per-event validation, the group commit, and the per-event results.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use prost::Message;
+use touchline_error::FieldViolation;
+use touchline_proto::collection::v1 as pb;
+use touchline_proto::common::v1::{Event, EventType};
+
+use crate::committer::{GroupCommitter, RowOutcome, Submission};
+use crate::config::CollectionConfig;
+use crate::domain::{EventCheck, repeated_in_batch, validate};
+use crate::error::CollectionError;
+use crate::limits::IngestLimits;
+use crate::store::NewRawEvent;
+use crate::store::counts::CountDelta;
+
+/// Takes batches in; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    committer: GroupCommitter,
+    limits: Arc<IngestLimits>,
+    config: Arc<CollectionConfig>,
+}
+
+impl Ingestor {
+    /// An ingestor committing through `committer`.
+    pub fn new(committer: GroupCommitter, config: Arc<CollectionConfig>) -> Self {
+        Self {
+            committer,
+            limits: Arc::new(IngestLimits::new(&config)),
+            config,
+        }
+    }
+
+    /// Checks the batch against the size limits before anything else.
+    pub fn check_size(&self, events: usize, bytes: usize) -> Result<(), CollectionError> {
+        if events == 0 {
+            return Err(CollectionError::EmptyBatch);
+        }
+        if events > self.config.max_batch_events {
+            return Err(CollectionError::BatchTooLarge {
+                limit: self.config.max_batch_events,
+                actual: events,
+            });
+        }
+        if bytes > self.config.max_batch_bytes {
+            return Err(CollectionError::BatchTooBig {
+                limit: self.config.max_batch_bytes,
+                actual: bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates, commits and reports on one batch. Returns only after the
+    /// accepted events are committed.
+    pub async fn ingest(
+        &self,
+        tenant: &str,
+        events: &[Event],
+        traceparent: Option<String>,
+    ) -> Result<pb::IngestEventsResponse, CollectionError> {
+        let bytes: usize = events.iter().map(Message::encoded_len).sum();
+        self.check_size(events.len(), bytes)?;
+        let mut per_source: HashMap<&str, usize> = HashMap::new();
+        for event in events {
+            *per_source.entry(event.source.as_str()).or_default() += 1;
+        }
+        self.limits.check_rates(tenant, events.len(), &per_source)?;
+        let _permit = self.limits.admit(events.len()).await?;
+
+        let repeated = repeated_in_batch(events.iter().map(|e| e.message_id.as_str()));
+        let mut results: Vec<pb::IngestResult> = Vec::with_capacity(events.len());
+        let mut rows = Vec::with_capacity(events.len());
+        let mut row_index = Vec::with_capacity(events.len());
+        let mut turned_away: BTreeMap<&str, CountDelta> = BTreeMap::new();
+        for (index, (event, repeated)) in events.iter().zip(repeated).enumerate() {
+            let mut result = pb::IngestResult {
+                index: i32::try_from(index).unwrap_or(i32::MAX),
+                message_id: event.message_id.clone(),
+                ..Default::default()
+            };
+            match validate(&check_of(event)) {
+                Err(violations) => {
+                    result.set_status(pb::IngestStatus::Rejected);
+                    result.violations = violations.into_iter().map(to_pb_violation).collect();
+                    turned(&mut turned_away, &event.source).rejected += 1;
+                }
+                Ok(_) if repeated => {
+                    result.set_status(pb::IngestStatus::Duplicate);
+                    turned(&mut turned_away, &event.source).duplicates += 1;
+                }
+                Ok(_) => {
+                    row_index.push(index);
+                    rows.push(NewRawEvent {
+                        message_id: event.message_id.clone(),
+                        event_name: event.event.clone(),
+                        source: event.source.clone(),
+                        channel: event.channel.clone(),
+                        payload: event.encode_to_vec(),
+                        traceparent: traceparent.clone(),
+                        source_revision: 0,
+                        import_row: None,
+                    });
+                }
+            }
+            results.push(result);
+        }
+        let outcomes = self
+            .committer
+            .submit(Submission {
+                tenant: tenant.to_owned(),
+                rows,
+                turned_away: turned_away.into_values().collect(),
+            })
+            .await?;
+        for (index, outcome) in row_index.into_iter().zip(outcomes) {
+            if let Some(result) = results.get_mut(index) {
+                apply(result, outcome);
+            }
+        }
+        let count = |status: pb::IngestStatus| {
+            i32::try_from(results.iter().filter(|r| r.status() == status).count())
+                .unwrap_or(i32::MAX)
+        };
+        Ok(pb::IngestEventsResponse {
+            accepted_count: count(pb::IngestStatus::Accepted),
+            duplicate_count: count(pb::IngestStatus::Duplicate),
+            rejected_count: count(pb::IngestStatus::Rejected),
+            results,
+        })
+    }
+}
+
+fn turned<'a, 'm>(
+    map: &'m mut BTreeMap<&'a str, CountDelta>,
+    source: &'a str,
+) -> &'m mut CountDelta {
+    map.entry(source).or_insert_with(|| CountDelta {
+        source: countable(source),
+        ..CountDelta::default()
+    })
+}
+
+/// The counter key of a source as sent: a rejected event may carry a source
+/// PostgreSQL text cannot hold (a NUL byte), and counting it must never fail
+/// the rows stored beside it.
+fn countable(source: &str) -> String {
+    if source.contains('\0') {
+        source.replace('\0', "\u{FFFD}")
+    } else {
+        source.to_owned()
+    }
+}
+
+fn apply(result: &mut pb::IngestResult, outcome: RowOutcome) {
+    match outcome {
+        RowOutcome::Accepted(sequence) => {
+            result.set_status(pb::IngestStatus::Accepted);
+            result.sequence = sequence;
+        }
+        RowOutcome::Duplicate => result.set_status(pb::IngestStatus::Duplicate),
+        RowOutcome::SourceDisabled => {
+            result.set_status(pb::IngestStatus::Rejected);
+            result.violations.push(pb::FieldViolation {
+                field: "source".to_owned(),
+                description: "the source is disabled".to_owned(),
+                reason: "SOURCE_DISABLED".to_owned(),
+            });
+        }
+        RowOutcome::SourceNotRegistered => {
+            result.set_status(pb::IngestStatus::Rejected);
+            result.violations.push(pb::FieldViolation {
+                field: "source".to_owned(),
+                description: "the source is not registered".to_owned(),
+                reason: "SOURCE_NOT_REGISTERED".to_owned(),
+            });
+        }
+    }
+}
+
+/// The contract's form of a violation.
+pub fn to_pb_violation(v: FieldViolation) -> pb::FieldViolation {
+    pb::FieldViolation {
+        field: v.field,
+        description: v.description,
+        reason: v.reason.to_owned(),
+    }
+}
+
+fn check_of(event: &Event) -> EventCheck<'_> {
+    let mut other_text: Vec<(String, &str)> = Vec::new();
+    for (field, value) in [
+        ("source", event.source.as_str()),
+        ("channel", event.channel.as_str()),
+    ] {
+        push_text(&mut other_text, || field.to_owned(), value);
+    }
+    let requires_name = matches!(event.r#type(), EventType::Unspecified | EventType::Track);
+    EventCheck {
+        message_id: &event.message_id,
+        requires_name,
+        event_name: &event.event,
+        other_text,
+    }
+}
+
+/// Only text holding a NUL byte matters to the check, so the field path is
+/// built only then: the common, clean event allocates nothing here.
+fn push_text<'a>(out: &mut Vec<(String, &'a str)>, path: impl FnOnce() -> String, value: &'a str) {
+    if value.contains('\0') {
+        out.push((path(), value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![3 => "[a-z0-9_-]{1,12}", 1 => ".{0,12}", 1 => "[a\u{0}]{0,3}"]
+    }
+
+    proptest! {
+        /// Any event, whatever its type and text, is judged without a
+        /// panic; NUL in source or channel is named by field, and only track
+        /// (or untyped) events need a name.
+        #[test]
+        fn any_event_is_judged_field_by_field(
+            message_id in text(),
+            name in text(),
+            source in text(),
+            channel in text(),
+            kind in -2i32..8,
+        ) {
+            let event = Event {
+                message_id,
+                event: name,
+                source,
+                channel,
+                r#type: kind,
+                ..Default::default()
+            };
+            let fields: Vec<String> = validate(&check_of(&event))
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.field)
+                .collect();
+            prop_assert_eq!(fields.contains(&"source".to_owned()), event.source.contains('\0'));
+            prop_assert_eq!(fields.contains(&"channel".to_owned()), event.channel.contains('\0'));
+            let needs_name = matches!(event.r#type(), EventType::Unspecified | EventType::Track);
+            if !needs_name {
+                prop_assert!(!fields.contains(&"event".to_owned()) || !event.event.trim().is_empty());
+            }
+            if needs_name && event.event.trim().is_empty() {
+                prop_assert!(fields.contains(&"event".to_owned()));
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The gRPC adapter of the governance service: principal, convert, call,
+//! convert back. `dictionary`, `update`, `quarantine`, `reprocess` and
+//! `quality` hold the per-area adapters.
+
+mod convert;
+pub mod dictionary;
+pub mod quality;
+pub mod quarantine;
+pub mod reprocess;
+pub mod update;
+
+use std::pin::Pin;
+
+use prost::Message as _;
+use sqlx::PgPool;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use touchline_db::LogNotifier;
+use touchline_proto::governance::v1 as pb;
+use touchline_proto::governance::v1::governance_service_server::GovernanceService;
+use touchline_runtime::Shutdown;
+use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
+
+use crate::ingest::IngestCounts;
+use crate::replay::Replayer;
+use crate::reprocess::Reprocessor;
+use crate::sources::SourceRegistry;
+use crate::store::{self, StoredCleanEvent};
+use crate::worker::{CollectionClient, GovernanceSettings};
+
+/// The governance service's gRPC face.
+#[derive(Debug, Clone)]
+pub struct GovernanceApi {
+    pool: PgPool,
+    notifier: LogNotifier,
+    shutdown: Shutdown,
+    ingest: IngestCounts,
+    replayer: Replayer,
+    reprocessor: Reprocessor,
+}
+
+impl GovernanceApi {
+    /// A service over `pool`; `notifier` must listen on
+    /// [`crate::CLEAN_LOG_CHANNEL`]; `collection` (carrying the pipeline
+    /// token) serves the source registry and the ingest counters.
+    pub fn new(
+        pool: PgPool,
+        notifier: LogNotifier,
+        shutdown: Shutdown,
+        collection: CollectionClient,
+        settings: GovernanceSettings,
+    ) -> Self {
+        let replayer = Replayer::new(
+            pool.clone(),
+            SourceRegistry::new(collection.clone()),
+            settings.clone(),
+        );
+        let reprocessor = Reprocessor::new(pool.clone(), collection.clone(), settings);
+        Self {
+            pool,
+            notifier,
+            shutdown,
+            ingest: IngestCounts::new(collection),
+            replayer,
+            reprocessor,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl GovernanceService for GovernanceApi {
+    async fn tail_clean_events(
+        &self,
+        request: Request<pb::TailCleanEventsRequest>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<pb::TailCleanEventsResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let principal = touchline_auth::principal(&request)?;
+        let selector = request.into_inner().selector;
+        let source =
+            PartitionCursors::new(CleanLog(self.pool.clone()), &principal.tenant, selector)?;
+        let stream = spawn_tail(
+            source,
+            self.notifier.subscribe(crate::CLEAN_LOG_CHANNEL),
+            self.shutdown.clone(),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_industry_templates(
+        &self,
+        request: Request<pb::ListIndustryTemplatesRequest>,
+    ) -> Result<Response<pb::ListIndustryTemplatesResponse>, Status> {
+        touchline_auth::principal(&request)?;
+        Ok(Response::new(dictionary::list_templates(request.get_ref())))
+    }
+
+    async fn apply_industry_template(
+        &self,
+        request: Request<pb::ApplyIndustryTemplateRequest>,
+    ) -> Result<Response<pb::ApplyIndustryTemplateResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            dictionary::apply(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn create_canonical_event(
+        &self,
+        request: Request<pb::CreateCanonicalEventRequest>,
+    ) -> Result<Response<pb::CreateCanonicalEventResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            dictionary::create(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_canonical_event(
+        &self,
+        request: Request<pb::GetCanonicalEventRequest>,
+    ) -> Result<Response<pb::GetCanonicalEventResponse>, Status> {
+        let parent = request
+            .get_ref()
+            .name
+            .split("/canonicalEvents/")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+        Ok(Response::new(
+            dictionary::get(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_canonical_events(
+        &self,
+        request: Request<pb::ListCanonicalEventsRequest>,
+    ) -> Result<Response<pb::ListCanonicalEventsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            dictionary::list(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn update_canonical_event(
+        &self,
+        request: Request<pb::UpdateCanonicalEventRequest>,
+    ) -> Result<Response<pb::UpdateCanonicalEventResponse>, Status> {
+        let parent = request
+            .get_ref()
+            .canonical_event
+            .as_ref()
+            .map(|e| e.name.split("/canonicalEvents/").next().unwrap_or_default())
+            .unwrap_or_default()
+            .to_owned();
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+        Ok(Response::new(
+            update::update(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn publish_dictionary_version(
+        &self,
+        request: Request<pb::PublishDictionaryVersionRequest>,
+    ) -> Result<Response<pb::PublishDictionaryVersionResponse>, Status> {
+        let principal = touchline_auth::principal(&request)?;
+        let tenant = principal.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            dictionary::publish(&self.pool, &tenant, &principal.subject, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_dictionary_versions(
+        &self,
+        request: Request<pb::ListDictionaryVersionsRequest>,
+    ) -> Result<Response<pb::ListDictionaryVersionsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            dictionary::versions(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn list_quarantined(
+        &self,
+        request: Request<pb::ListQuarantinedRequest>,
+    ) -> Result<Response<pb::ListQuarantinedResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            quarantine::list(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn replay_quarantined(
+        &self,
+        request: Request<pb::ReplayQuarantinedRequest>,
+    ) -> Result<Response<pb::ReplayQuarantinedResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            quarantine::replay(&self.pool, &self.replayer, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn reprocess_range(
+        &self,
+        request: Request<pb::ReprocessRangeRequest>,
+    ) -> Result<Response<pb::ReprocessRangeResponse>, Status> {
+        let principal = touchline_auth::principal(&request)?;
+        let tenant = principal.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            reprocess::start(
+                &self.reprocessor,
+                &tenant,
+                &principal.subject,
+                request.get_ref(),
+            )
+            .await?,
+        ))
+    }
+
+    async fn get_reprocess_job(
+        &self,
+        request: Request<pb::GetReprocessJobRequest>,
+    ) -> Result<Response<pb::GetReprocessJobResponse>, Status> {
+        let parent = request
+            .get_ref()
+            .name
+            .split("/reprocessJobs/")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+        Ok(Response::new(
+            reprocess::get(&self.pool, &tenant, request.get_ref()).await?,
+        ))
+    }
+
+    async fn get_quality_report(
+        &self,
+        request: Request<pb::GetQualityReportRequest>,
+    ) -> Result<Response<pb::GetQualityReportResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        Ok(Response::new(
+            quality::report(&self.pool, &self.ingest, &tenant, request.get_ref()).await?,
+        ))
+    }
+}
+
+struct CleanLog(PgPool);
+
+fn store_status(err: sqlx::Error) -> Status {
+    tracing::error!(error = %touchline_error::cause_chain(&err), "reading the clean log failed");
+    if touchline_db::classify(&err).is_transient() {
+        Status::unavailable("the clean log is temporarily unavailable")
+    } else {
+        Status::internal("reading the clean log failed")
+    }
+}
+
+impl PartitionedLog for CleanLog {
+    type Record = StoredCleanEvent;
+    type Batch = pb::TailCleanEventsResponse;
+
+    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, Status> {
+        store::heads(&self.0, tenants).await.map_err(store_status)
+    }
+
+    async fn read_after(
+        &self,
+        tenant: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredCleanEvent>, Status> {
+        store::read_after(&self.0, tenant, after, limit)
+            .await
+            .map_err(store_status)
+    }
+
+    fn sequence(record: &StoredCleanEvent) -> i64 {
+        record.sequence
+    }
+
+    fn batch(
+        tenant: &str,
+        head: i64,
+        records: Vec<StoredCleanEvent>,
+    ) -> Result<pb::TailCleanEventsResponse, Status> {
+        let events = records
+            .into_iter()
+            .map(|record| {
+                let mut event =
+                    pb::CleanEvent::decode(record.payload.as_slice()).map_err(|err| {
+                        Status::internal(format!(
+                            "clean record {} is unreadable: {err}",
+                            record.sequence
+                        ))
+                    })?;
+                event.sequence = record.sequence;
+                event.traceparent = record.traceparent.unwrap_or_default();
+                Ok(event)
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        Ok(pb::TailCleanEventsResponse {
+            tenant: tenant.to_owned(),
+            events,
+            head_sequence: head,
+        })
+    }
+}

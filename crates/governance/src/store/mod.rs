@@ -1,0 +1,87 @@
+//! All SQL of the governance service, by concern: the clean log and
+//! cursors here, `publish` (committing cleaned batches and replays),
+//! `tenant` (keys, privacy settings, the active dictionary), `dictionary`
+//! (draft and versions), `quarantine` and `quality`.
+
+pub mod dictionary;
+pub mod publish;
+pub mod quality;
+pub mod quarantine;
+pub mod reprocess;
+pub mod tenant;
+
+use sqlx::{PgPool, Row};
+
+/// A clean record read back.
+#[derive(Debug, Clone)]
+pub struct StoredCleanEvent {
+    /// Position in the clean log.
+    pub sequence: i64,
+    /// Encoded `CleanEvent`.
+    pub payload: Vec<u8>,
+    /// Trace context of the cleaning step.
+    pub traceparent: Option<String>,
+}
+
+/// The cursors `consumer` has committed, per tenant.
+pub async fn load_cursors(
+    pool: &PgPool,
+    consumer: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT tenant_id, last_sequence FROM governance.consumer_cursors WHERE consumer = $1",
+    )
+    .bind(consumer)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect()
+}
+
+/// The newest clean sequence of each tenant (all, or the named ones).
+pub async fn heads(
+    pool: &PgPool,
+    tenants: Option<&[String]>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let query = match tenants {
+        None => sqlx::query("SELECT tenant_id, last_sequence FROM governance.clean_heads ORDER BY tenant_id"),
+        Some(tenants) => sqlx::query(
+            "SELECT tenant_id, last_sequence FROM governance.clean_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id",
+        )
+        .bind(tenants.to_vec()),
+    };
+    query
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Up to `limit` clean records after `after`, in order.
+pub async fn read_after(
+    pool: &PgPool,
+    tenant: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredCleanEvent>, sqlx::Error> {
+    sqlx::query(
+        "SELECT sequence, payload, traceparent FROM governance.clean_events
+          WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|row| {
+        Ok(StoredCleanEvent {
+            sequence: row.try_get(0)?,
+            payload: row.try_get(1)?,
+            traceparent: row.try_get(2)?,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,227 @@
+//! Reprocessing jobs, and what an earlier cleaning made of raw events.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+
+/// A stored job.
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    /// Id.
+    pub job_id: String,
+    /// State number.
+    pub state: i16,
+    /// Mode number.
+    pub mode: i16,
+    /// Received at or after.
+    pub range_start: DateTime<Utc>,
+    /// Received before.
+    pub range_end: DateTime<Utc>,
+    /// Source ids; empty for all.
+    pub sources: Vec<String>,
+    /// Dictionary version used.
+    pub dictionary_version: i64,
+    /// Raw events in the range.
+    pub total_events: i64,
+    /// Examined so far.
+    pub examined_events: i64,
+    /// Encoded `ReprocessDiff`.
+    pub diff: Option<Vec<u8>>,
+    /// Why it failed.
+    pub error: String,
+    /// Who started it.
+    pub creator: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Finished.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "job_id, state, mode, range_start, range_end, sources, dictionary_version,
+    total_events, examined_events, diff, error, creator, created_at, completed_at";
+
+fn job(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        job_id: r.try_get(0)?,
+        state: r.try_get(1)?,
+        mode: r.try_get(2)?,
+        range_start: r.try_get(3)?,
+        range_end: r.try_get(4)?,
+        sources: r.try_get(5)?,
+        dictionary_version: r.try_get(6)?,
+        total_events: r.try_get(7)?,
+        examined_events: r.try_get(8)?,
+        diff: r.try_get(9)?,
+        error: r.try_get(10)?,
+        creator: r.try_get(11)?,
+        created_at: r.try_get(12)?,
+        completed_at: r.try_get(13)?,
+    })
+}
+
+/// A new pending job, or the job an earlier call with `request_id` started
+/// (`false` then).
+pub async fn create(
+    pool: &PgPool,
+    tenant: &str,
+    new: &JobRow,
+    request_id: Option<&str>,
+) -> Result<(JobRow, bool), sqlx::Error> {
+    if let Some(id) = request_id {
+        let existing = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM governance.reprocess_jobs
+              WHERE tenant_id = $1 AND request_id = $2 AND created_at > now() - interval '24 hours'"
+        ))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(r) = existing {
+            return Ok((job(&r)?, false));
+        }
+    }
+    let row = sqlx::query(&format!(
+        "INSERT INTO governance.reprocess_jobs
+           (tenant_id, job_id, mode, range_start, range_end, sources, dictionary_version, creator, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO UPDATE
+           SET request_id = EXCLUDED.request_id
+         RETURNING {COLUMNS}, (xmax = 0)"
+    ))
+    .bind(tenant)
+    .bind(&new.job_id)
+    .bind(new.mode)
+    .bind(new.range_start)
+    .bind(new.range_end)
+    .bind(&new.sources)
+    .bind(new.dictionary_version)
+    .bind(&new.creator)
+    .bind(request_id)
+    .fetch_one(pool)
+    .await?;
+    let inserted: bool = row.try_get(14)?;
+    Ok((job(&row)?, inserted))
+}
+
+/// One job.
+pub async fn get(pool: &PgPool, tenant: &str, job_id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM governance.reprocess_jobs WHERE tenant_id = $1 AND job_id = $2"
+    ))
+    .bind(tenant)
+    .bind(job_id)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(job)
+    .transpose()
+}
+
+/// Where a job stands, as recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// State number; 3 and 4 are final.
+    pub state: i16,
+    /// Raw events in the range.
+    pub total: i64,
+    /// Examined so far.
+    pub examined: i64,
+    /// Encoded `ReprocessDiff`.
+    pub diff: Vec<u8>,
+    /// Why it failed.
+    pub error: String,
+}
+
+/// Records a job's progress; final states set the completion time.
+pub async fn progress(
+    pool: &PgPool,
+    tenant: &str,
+    job_id: &str,
+    p: &Progress,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE governance.reprocess_jobs
+            SET state = $3, total_events = $4, examined_events = $5, diff = $6, error = $7,
+                completed_at = CASE WHEN $3 >= 3 THEN now() ELSE NULL END
+          WHERE tenant_id = $1 AND job_id = $2",
+    )
+    .bind(tenant)
+    .bind(job_id)
+    .bind(p.state)
+    .bind(p.total)
+    .bind(p.examined)
+    .bind(&p.diff)
+    .bind(&p.error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The raw sequences received in `[start, end)` (only `sources` when not
+/// empty): first, last and how many, from the outcome ledger.
+pub async fn range(
+    pool: &PgPool,
+    tenant: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    sources: &[String],
+) -> Result<Option<(i64, i64, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT min(raw_sequence), max(raw_sequence), count(*) FROM governance.raw_outcomes
+          WHERE tenant_id = $1 AND received_at >= $2 AND received_at < $3
+            AND (cardinality($4::text[]) = 0 OR source = ANY($4))",
+    )
+    .bind(tenant)
+    .bind(start)
+    .bind(end)
+    .bind(sources)
+    .fetch_one(pool)
+    .await?;
+    let first: Option<i64> = row.try_get(0)?;
+    let last: Option<i64> = row.try_get(1)?;
+    Ok(match (first, last) {
+        (Some(f), Some(l)) => Some((f, l, row.try_get(2)?)),
+        _ => None,
+    })
+}
+
+/// What the earlier cleaning made of one raw event.
+#[derive(Debug, Clone)]
+pub struct Before {
+    /// Outcome code (see `publish::outcome`).
+    pub outcome: i16,
+    /// First quarantine reason number, 0 when not quarantined.
+    pub reason: i32,
+    /// The clean record published for it, if any (encoded `CleanEvent`).
+    pub clean: Option<Vec<u8>>,
+}
+
+/// The earlier outcomes of `sequences`, by raw sequence.
+pub async fn before(
+    pool: &PgPool,
+    tenant: &str,
+    sequences: &[i64],
+) -> Result<std::collections::HashMap<i64, Before>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT o.raw_sequence, o.outcome, o.reason, c.payload
+           FROM governance.raw_outcomes o
+           LEFT JOIN governance.clean_events c
+             ON c.tenant_id = o.tenant_id AND c.raw_sequence = o.raw_sequence
+          WHERE o.tenant_id = $1 AND o.raw_sequence = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(sequences)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                Before {
+                    outcome: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    clean: r.try_get(3)?,
+                },
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,154 @@
+//! Per-tenant state cleaning depends on: pseudonymisation keys, privacy
+//! settings, and the active dictionary version.
+
+use rand::RngCore as _;
+use sqlx::{PgPool, Row};
+
+use crate::domain::dictionary::Dictionary;
+use crate::domain::pii::{PrivacySettings, TenantKey};
+
+/// The tenant's current key, creating version 1 on first use.
+pub async fn current_key(pool: &PgPool, tenant: &str) -> Result<TenantKey, sqlx::Error> {
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    sqlx::query(
+        "INSERT INTO governance.tenant_keys (tenant_id, version, secret) VALUES ($1, 1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&secret)
+    .execute(pool)
+    .await?;
+    let row = sqlx::query(
+        "SELECT version, secret FROM governance.tenant_keys WHERE tenant_id = $1
+          ORDER BY version DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await?;
+    Ok(TenantKey {
+        version: row.try_get(0)?,
+        secret: row.try_get(1)?,
+    })
+}
+
+/// Adds the next key version, which becomes current: new pseudonyms carry
+/// it, old ones keep theirs.
+pub async fn rotate_key(pool: &PgPool, tenant: &str) -> Result<TenantKey, sqlx::Error> {
+    current_key(pool, tenant).await?;
+    let mut secret = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let version: i32 = sqlx::query_scalar(
+        "INSERT INTO governance.tenant_keys (tenant_id, version, secret)
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2 FROM governance.tenant_keys WHERE tenant_id = $1
+         RETURNING version",
+    )
+    .bind(tenant)
+    .bind(&secret)
+    .fetch_one(pool)
+    .await?;
+    Ok(TenantKey { version, secret })
+}
+
+/// The tenant's privacy settings (defaults plus its overrides and blocks).
+pub async fn privacy_settings(
+    pool: &PgPool,
+    tenant: &str,
+    default_country_code: &str,
+) -> Result<PrivacySettings, sqlx::Error> {
+    let mut settings = PrivacySettings {
+        default_country_code: default_country_code.to_owned(),
+        ..PrivacySettings::default()
+    };
+    if let Some(row) = sqlx::query(
+        "SELECT default_country_code, direct_types FROM governance.privacy_settings WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?
+    {
+        settings.default_country_code = row.try_get(0)?;
+        let extra: Vec<String> = row.try_get(1)?;
+        settings.direct_types.extend(extra);
+    }
+    let blocked = sqlx::query(
+        "SELECT identifier_type, value FROM governance.blocked_identifiers WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?;
+    for row in blocked {
+        let kind: String = row.try_get(0)?;
+        let value: String = row.try_get(1)?;
+        settings.blocked.insert((kind, value.trim().to_lowercase()));
+    }
+    Ok(settings)
+}
+
+/// Sets a tenant's privacy overrides (default country code, extra direct
+/// identifier types).
+pub async fn set_privacy_settings(
+    pool: &PgPool,
+    tenant: &str,
+    default_country_code: &str,
+    direct_types: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO governance.privacy_settings (tenant_id, default_country_code, direct_types)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id) DO UPDATE
+           SET default_country_code = EXCLUDED.default_country_code,
+               direct_types = EXCLUDED.direct_types, updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(default_country_code)
+    .bind(direct_types)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Blocks a value (normalised form) for a type, or for every type with `""`.
+pub async fn block_identifier(
+    pool: &PgPool,
+    tenant: &str,
+    identifier_type: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO governance.blocked_identifiers (tenant_id, identifier_type, value)
+         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(identifier_type)
+    .bind(value.trim().to_lowercase())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The number of the tenant's active dictionary version (0: none).
+pub async fn active_version(pool: &PgPool, tenant: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM governance.dictionary_versions WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
+/// A published dictionary version (`None`: no such version, or unreadable).
+pub async fn dictionary(
+    pool: &PgPool,
+    tenant: &str,
+    version: i64,
+) -> Result<Option<Dictionary>, sqlx::Error> {
+    let value: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT dictionary FROM governance.dictionary_versions WHERE tenant_id = $1 AND version = $2",
+    )
+    .bind(tenant)
+    .bind(version)
+    .fetch_optional(pool)
+    .await?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}

@@ -1,0 +1,237 @@
+//! Store tests on a real PostgreSQL (a fresh database per test): the
+//! outcome ledger invariant, cross-source dedup, restatements and
+//! exactly-once replay.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{Connection as _, PgPool};
+use touchline_governance::domain::clean::{Inputs, clean};
+use touchline_governance::domain::dictionary::{Dictionary, templates};
+use touchline_governance::domain::pii::PrivacySettings;
+use touchline_governance::domain::source::SourceSpec;
+use touchline_governance::domain::value::to_struct;
+use touchline_governance::store::publish::{Processed, Verdict, commit_batch};
+use touchline_governance::store::quarantine::{Filter, ReplayDone, apply_replay, list};
+use touchline_governance::store::{quality, tenant};
+use touchline_proto::common::v1::{Event, Identifier};
+
+async fn fresh_pool() -> anyhow::Result<PgPool> {
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("touchline_gov_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(admin);
+    let pool = PgPool::connect(&format!("{base}/{name}")).await?;
+    touchline_db::migrate(
+        &pool,
+        touchline_governance::SCHEMA,
+        &touchline_governance::MIGRATOR,
+    )
+    .await?;
+    Ok(pool)
+}
+
+fn retail() -> Dictionary {
+    let mut events = BTreeMap::new();
+    for t in templates().into_iter().filter(|t| t.id == "retail") {
+        for e in t.events {
+            events.insert(e.event_name.clone(), e);
+        }
+    }
+    Dictionary { version: 1, events }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+fn row(
+    seq: i64,
+    message_id: &str,
+    name: &str,
+    source: &str,
+    order: &str,
+    amount: &str,
+    card: &str,
+) -> (i64, Event) {
+    let props = json!({"order_id": order, "amount": amount});
+    (
+        seq,
+        Event {
+            message_id: message_id.into(),
+            event: name.into(),
+            source: source.into(),
+            original_timestamp: "2026-11-24 16:00:00".into(),
+            properties: Some(to_struct(&props.as_object().cloned().unwrap_or_default())),
+            identifiers: vec![Identifier {
+                r#type: "member_card".into(),
+                value: card.into(),
+                scope: "b".into(),
+            }],
+            ..Default::default()
+        },
+    )
+}
+
+async fn process(
+    pool: &PgPool,
+    dict: &Dictionary,
+    rows: &[(i64, Event)],
+) -> anyhow::Result<Vec<Processed>> {
+    let key = tenant::current_key(pool, "t1").await?;
+    let privacy = PrivacySettings::default();
+    let mut out = Vec::new();
+    for (seq, event) in rows {
+        let mut source = SourceSpec::generic(&event.source);
+        source.sdk = false;
+        source.time_zone = chrono_tz::Asia::Shanghai;
+        let verdict = match clean(Inputs {
+            event,
+            received_at: now(),
+            source: &source,
+            dictionary: Some(dict),
+            privacy: &privacy,
+            key: &key,
+        }) {
+            Ok(c) => Verdict::Clean(Box::new(c)),
+            Err(q) => Verdict::Quarantined(q),
+        };
+        out.push(Processed {
+            raw_sequence: *seq,
+            message_id: event.message_id.clone(),
+            source: event.source.clone(),
+            source_event_name: event.event.clone(),
+            received_at: now(),
+            source_revision: 0,
+            dictionary_version: dict.version,
+            raw_event: prost::Message::encode_to_vec(event),
+            traceparent: None,
+            verdict,
+        });
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn dedups_across_sources_restates_and_keeps_the_ledger_balanced() -> anyhow::Result<()> {
+    let pool = fresh_pool().await?;
+    let dict = retail();
+    let rows = vec![
+        row(1, "pos-1", "pos_order", "pos", "O-1", "129.00", "MC1"),
+        // The same order from the CRM export: a natural-key duplicate.
+        row(2, "crm-1", "member_order", "crm", "O-1", "¥129.00", "MC1"),
+        // The POS re-sends O-1 with changed content: a restatement.
+        row(3, "pos-1b", "pos_order", "pos", "O-1", "139.00", "MC1"),
+        // The POS re-sends it unchanged: a duplicate.
+        row(4, "pos-1c", "pos_order", "pos", "O-1", "139.00", "MC1"),
+        // Unknown to the dictionary: quarantined.
+        row(5, "x-1", "mystery", "pos", "O-2", "1", "MC2"),
+        row(6, "pos-2", "pos_order", "pos", "O-3", "5", "MC3"),
+    ];
+    let processed = process(&pool, &dict, &rows).await?;
+    commit_batch(&pool, "t1", &processed, "governance.clean", 6).await?;
+    // Re-committing the same batch changes nothing.
+    commit_batch(&pool, "t1", &processed, "governance.clean", 6).await?;
+
+    let clean: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT message_id, raw_sequence FROM governance.clean_events WHERE tenant_id = 't1' ORDER BY sequence",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        clean,
+        vec![
+            ("pos-1".into(), 1),
+            ("pos-1".into(), 3),
+            ("pos-2".into(), 6)
+        ]
+    );
+
+    let day = now().date_naive();
+    let counts = quality::day_counts(&pool, "t1", "UTC", day, day, &[]).await?;
+    let total: (i64, i64, i64, i64, i64) = counts.iter().fold((0, 0, 0, 0, 0), |a, c| {
+        (
+            a.0 + c.seen,
+            a.1 + c.clean,
+            a.2 + c.quarantined,
+            a.3 + c.duplicates_natural_key,
+            a.4 + c.restatements,
+        )
+    });
+    assert_eq!(total, (6, 2, 1, 2, 1));
+    assert_eq!(
+        total.0,
+        total.1 + total.2 + total.3 + total.4,
+        "received = clean + quarantined + duplicates"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn replay_releases_a_fixed_event_exactly_once() -> anyhow::Result<()> {
+    let pool = fresh_pool().await?;
+    let empty = Dictionary {
+        version: 1,
+        events: BTreeMap::new(),
+    };
+    let rows = vec![row(1, "pos-1", "pos_order", "pos", "O-1", "1", "MC1")];
+    let processed = process(&pool, &empty, &rows).await?;
+    commit_batch(&pool, "t1", &processed, "governance.clean", 1).await?;
+    let (listed, total) = list(&pool, "t1", &Filter::default(), 0, 10).await?;
+    assert_eq!((listed.len(), total), (1, 1));
+
+    // After the fix (the retail dictionary knows pos_order) it is released once.
+    let fixed = process(&pool, &retail(), &rows).await?;
+    let items: Vec<(Processed, bool)> = fixed.into_iter().map(|p| (p, false)).collect();
+    let first = apply_replay(&pool, "t1", &items).await?;
+    assert!(matches!(first[0], ReplayDone::Released(_)));
+    let second = apply_replay(&pool, "t1", &items).await?;
+    assert_eq!(second, vec![ReplayDone::Gone]);
+    let clean: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM governance.clean_events WHERE tenant_id = 't1'")
+            .fetch_one(&pool)
+            .await?;
+    assert_eq!(clean, 1);
+    let day = now().date_naive();
+    let counts = quality::day_counts(&pool, "t1", "UTC", day, day, &[]).await?;
+    assert_eq!(
+        counts
+            .iter()
+            .map(|c| (c.seen, c.clean, c.quarantined))
+            .collect::<Vec<_>>(),
+        vec![(1, 1, 0)]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_rotate_to_a_new_version() -> anyhow::Result<()> {
+    let pool = fresh_pool().await?;
+    let k1 = tenant::current_key(&pool, "t1").await?;
+    assert_eq!(k1.version, 1);
+    assert_eq!(
+        tenant::current_key(&pool, "t1").await?,
+        k1,
+        "stable until rotated"
+    );
+    let k2 = tenant::rotate_key(&pool, "t1").await?;
+    assert_eq!(k2.version, 2);
+    assert_ne!(k2.secret, k1.secret);
+    assert_eq!(tenant::current_key(&pool, "t1").await?.version, 2);
+    assert_eq!(
+        tenant::current_key(&pool, "t2").await?.version,
+        1,
+        "per tenant"
+    );
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! Unit tests of the resolution rule.
+
+use super::*;
+use crate::rules::{BlockedValue, Rules};
+
+fn key(t: &str, v: &str) -> IdentifierKey {
+    IdentifierKey::normalise(t, "", v)
+}
+
+fn item(keys: &[(&str, &str)]) -> ResolveItem {
+    ResolveItem {
+        keys: keys.iter().map(|(t, v)| key(t, v)).collect(),
+        observed_at: None,
+        evidence_message_id: String::new(),
+    }
+}
+
+fn minter() -> impl FnMut() -> Uuid {
+    let mut next = 100u128;
+    move || {
+        next += 1;
+        Uuid::from_u128(next)
+    }
+}
+
+fn p(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+/// A view where each (person, keys) owns its keys.
+fn view(persons: &[(u128, &[(&str, &str)])]) -> GraphView {
+    let mut view = GraphView::default();
+    for (person, keys) in persons {
+        let counts = view.type_counts.entry(p(*person)).or_default();
+        for (t, v) in *keys {
+            *counts.entry((*t).to_owned()).or_insert(0) += 1;
+            view.owners.insert(
+                key(t, v),
+                Known {
+                    person_id: p(*person),
+                    seen_with: Vec::new(),
+                },
+            );
+        }
+    }
+    view
+}
+
+fn defaults() -> CompiledRules {
+    CompiledRules::new(&Rules::default())
+}
+
+#[test]
+fn unknown_identifiers_make_one_new_person() {
+    let plan = plan(
+        &[item(&[("phone", "1"), ("email", "a@x")])],
+        GraphView::default(),
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert_eq!(plan.new_persons, vec![p(101)]);
+    assert_eq!(plan.new_links.len(), 2);
+    assert_eq!(plan.results[0].person_id, Some(p(101)));
+    assert!(plan.results[0].created);
+}
+
+#[test]
+fn anonymous_then_login_merges_into_the_oldest() {
+    // p1 browsed anonymously; p2 logged in elsewhere; the login event on
+    // p1's browser shows both.
+    let view = view(&[(1, &[("anonymous_id", "a")]), (2, &[("user_id", "u")])]);
+    let plan = plan(
+        &[item(&[
+            ("anonymous_id", "a"),
+            ("user_id", "u"),
+            ("phone", "k1:aa"),
+        ])],
+        view,
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert_eq!(
+        plan.merges,
+        vec![Merge {
+            survivor: p(1),
+            absorbed: vec![p(2)],
+            item: 0,
+            keys: item(&[("anonymous_id", "a"), ("user_id", "u"), ("phone", "k1:aa")]).keys,
+        }]
+    );
+    assert_eq!(plan.results[0].person_id, Some(p(1)));
+    assert_eq!(plan.new_links.len(), 1);
+    assert!(plan.refusals.is_empty());
+}
+
+#[test]
+fn a_shared_device_is_refused_once_then_inert() {
+    let rules = defaults();
+    let items = [
+        item(&[("device_id", "ipad"), ("user_id", "u1")]),
+        item(&[("device_id", "ipad"), ("user_id", "u2")]),
+        item(&[("device_id", "ipad"), ("phone", "k1:p3")]),
+        item(&[("device_id", "ipad"), ("user_id", "u4"), ("phone", "k1:p4")]),
+    ];
+    let plan = plan(
+        &items,
+        GraphView::default(),
+        &rules,
+        Options::default(),
+        minter(),
+    );
+    let persons: HashSet<Uuid> = plan.results.iter().filter_map(|r| r.person_id).collect();
+    assert_eq!(persons.len(), 4, "{:?}", plan.results);
+    assert!(plan.merges.is_empty());
+    assert!(plan.results[1].refused);
+    // After the refusal the device is inert: later events do not even try.
+    assert!(!plan.results[2].refused);
+    assert_eq!(plan.refusals.len(), 1);
+}
+
+#[test]
+fn a_shared_value_alone_names_nobody_and_its_sharing_is_reported() {
+    let items = [
+        item(&[("anonymous_id", "s"), ("user_id", "u1")]),
+        item(&[("anonymous_id", "s")]),
+        item(&[("anonymous_id", "s"), ("user_id", "u2")]),
+        item(&[("anonymous_id", "s")]),
+        item(&[("anonymous_id", "s"), ("user_id", "u1")]),
+    ];
+    let plan = plan(
+        &items,
+        GraphView::default(),
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    let first = plan.results[0].person_id;
+    // Before the second customer it looked personal.
+    assert_eq!(plan.results[1].person_id, first);
+    assert_ne!(plan.results[2].person_id, first);
+    assert_eq!(
+        plan.newly_shared,
+        vec![NewlyShared {
+            key: key("anonymous_id", "s"),
+            owner: p(101),
+            item: 2,
+        }]
+    );
+    // After it, alone it is nobody's; next to a personal id it follows it.
+    assert_eq!(plan.results[3].person_id, None);
+    assert_eq!(plan.results[3].unresolved, Some(Unresolved::Shared));
+    assert_eq!(plan.results[4].person_id, first);
+    assert_eq!(plan.results[4].unresolved, None);
+}
+
+#[test]
+fn erased_identifiers_win_over_shared_ones() {
+    let mut view = view(&[(1, &[("device_id", "d")])]);
+    if let Some(known) = view.owners.get_mut(&key("device_id", "d")) {
+        known.seen_with = vec![p(2)];
+    }
+    view.suppressed.insert(key("phone", "k1:gone"));
+    let plan = plan(
+        &[
+            item(&[("device_id", "d")]),
+            item(&[("device_id", "d"), ("phone", "k1:gone")]),
+        ],
+        view,
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert_eq!(plan.results[0].unresolved, Some(Unresolved::Shared));
+    assert_eq!(plan.results[1].unresolved, Some(Unresolved::Suppressed));
+    assert!(plan.is_read_only());
+}
+
+#[test]
+fn different_unique_ids_are_not_merged_and_go_to_review() {
+    let view = view(&[
+        (1, &[("crm_id", "c1"), ("phone", "k1:p")]),
+        (2, &[("crm_id", "c2"), ("email", "k1:e")]),
+    ]);
+    let plan = plan(
+        &[item(&[("phone", "k1:p"), ("email", "k1:e")])],
+        view,
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert!(plan.merges.is_empty());
+    assert_eq!(plan.refusals.len(), 1);
+    let refusal = &plan.refusals[0];
+    assert_eq!(refusal.reason, RefusalReason::UniqueTypeConflict);
+    assert!(refusal.review);
+    assert_eq!(refusal.person_id, Some(p(1)));
+    assert_eq!(refusal.others, vec![p(2)]);
+}
+
+#[test]
+fn blocked_values_never_link() {
+    let mut rules = Rules::default();
+    rules.blocked.push(BlockedValue {
+        key: key("phone", "k1:placeholder"),
+        reason: "placeholder".to_owned(),
+    });
+    let rules = CompiledRules::new(&rules);
+    let items = [
+        item(&[("phone", "k1:placeholder"), ("user_id", "u1")]),
+        item(&[("phone", "k1:placeholder"), ("user_id", "u2")]),
+        item(&[("phone", "k1:placeholder")]),
+    ];
+    let plan = plan(
+        &items,
+        GraphView::default(),
+        &rules,
+        Options::default(),
+        minter(),
+    );
+    assert!(plan.merges.is_empty());
+    assert!(plan.new_links.iter().all(|l| l.key.id_type != "phone"));
+    assert_ne!(plan.results[0].person_id, plan.results[1].person_id);
+    assert_eq!(plan.results[2].person_id, None);
+    assert_eq!(plan.results[2].unresolved, Some(Unresolved::Blocked));
+    assert!(plan.results[0].refused);
+}
+
+#[test]
+fn separated_persons_rejoin_only_explicitly() {
+    let mut view = view(&[(1, &[("phone", "k1:p")]), (2, &[("email", "k1:e")])]);
+    view.separations.insert(pair(p(1), p(2)));
+    let items = [item(&[("phone", "k1:p"), ("email", "k1:e")])];
+    let auto = plan(
+        &items,
+        view.clone(),
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert!(auto.merges.is_empty());
+    assert_eq!(auto.refusals[0].reason, RefusalReason::PreviouslySplit);
+    let explicit = Options {
+        explicit: true,
+        override_split: true,
+    };
+    let forced = plan(&items, view, &defaults(), explicit, minter());
+    assert_eq!(forced.merges.len(), 1);
+}
+
+#[test]
+fn suppressed_identifiers_are_ignored() {
+    let mut view = GraphView::default();
+    view.suppressed.insert(key("phone", "k1:gone"));
+    let items = [
+        item(&[("phone", "k1:gone")]),
+        item(&[("phone", "k1:gone"), ("anonymous_id", "a")]),
+    ];
+    let plan = plan(&items, view, &defaults(), Options::default(), minter());
+    assert_eq!(plan.results[0].person_id, None);
+    assert!(plan.results[1].person_id.is_some());
+    assert!(plan.new_links.iter().all(|l| l.key.id_type != "phone"));
+}
+
+#[test]
+fn later_items_see_merges_of_earlier_ones() {
+    let view = view(&[(1, &[("anonymous_id", "a")]), (2, &[("user_id", "u")])]);
+    let items = [
+        item(&[("user_id", "u")]),
+        item(&[("anonymous_id", "a"), ("user_id", "u")]),
+        item(&[("user_id", "u"), ("email", "k1:e")]),
+    ];
+    let plan = plan(&items, view, &defaults(), Options::default(), minter());
+    // Every item reports the person after the batch's merges.
+    assert!(plan.results.iter().all(|r| r.person_id == Some(p(1))));
+    assert_eq!(plan.new_links[0].person_id, p(1));
+}

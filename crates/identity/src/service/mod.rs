@@ -1,0 +1,544 @@
+//! The service layer: the cache protocol and the transactions, free of any
+//! transport.
+//!
+//! Resolving a batch: every identifier is looked up in Redis with one MGET;
+//! an item whose identifiers are all cached and agree is answered from
+//! there. The rest is planned against PostgreSQL: first optimistically
+//! without locks (most batches change nothing and stop there), otherwise in
+//! a transaction that locks the persons involved, re-reads their part of
+//! the graph, plans again and writes links, merges, the change log, the
+//! audit and the cache invalidations (outbox) together. A concurrent writer
+//! that got in between makes the transaction roll back and plan again. Only
+//! after commit is the cache refilled, with versions that keep a slow refill
+//! from undoing a later move.
+
+mod admin;
+mod relay;
+
+pub use admin::*;
+pub use relay::{OutboxRelay, SingleFlight};
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tokio::sync::Notify;
+use touchline_db::DbErrorKind;
+use uuid::Uuid;
+
+use crate::cache::IdentityCache;
+use crate::domain::{self, IdentifierKey, ResolveItem};
+use crate::error::IdentityError;
+use crate::graph::{self, GraphPlan, GraphView, Options, Outcome};
+use crate::rules::{CompiledRules, Rules};
+use crate::store::log::{NewChange, NewDecision};
+use crate::store::{self, LinkRow};
+
+/// How many times a batch is re-planned after losing a race before the call
+/// gives up with ABORTED.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Who made a change, for the audit and the change log.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    /// The token subject (`pipeline` for automatic decisions is implied by
+    /// the rule, not by this field).
+    pub subject: String,
+    /// Source system named by the call.
+    pub source: String,
+    /// Reason given by the caller.
+    pub reason: String,
+    /// W3C trace context of the call.
+    pub traceparent: String,
+}
+
+/// The identity service's state shared by every call.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pool: PgPool,
+    cache: Option<IdentityCache>,
+    relay_wake: Arc<Notify>,
+    flights: Arc<SingleFlight>,
+}
+
+/// A batch's answers and the decisions behind them.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// One per item.
+    pub outcomes: Vec<Outcome>,
+    /// What was decided (empty when answered from the cache).
+    pub plan: GraphPlan,
+    /// Audit record ids, one per merge then one per refusal of the plan.
+    pub decisions: Vec<Uuid>,
+    /// Review items opened or fed, per refusal of the plan.
+    pub review_items: Vec<Option<Uuid>>,
+    /// Owners and versions read by a read-only plan (what the cache may be
+    /// refilled with); `None` after writes, whose results are re-read.
+    pub versions: Option<HashMap<IdentifierKey, store::Owner>>,
+}
+
+impl Identity {
+    /// The service over `pool` (migrated), with Redis in front when `cache`
+    /// is given.
+    pub fn new(pool: PgPool, cache: Option<IdentityCache>) -> Self {
+        Self {
+            pool,
+            cache,
+            relay_wake: Arc::new(Notify::new()),
+            flights: Arc::new(SingleFlight::default()),
+        }
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The relay that carries this service's cache invalidations to Redis.
+    pub fn relay(&self) -> OutboxRelay {
+        OutboxRelay::new(
+            self.pool.clone(),
+            self.cache.clone(),
+            Arc::clone(&self.relay_wake),
+        )
+    }
+
+    /// The tenant's rules, or the defaults.
+    pub async fn rules(&self, tenant: &str) -> Result<Rules, IdentityError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(store::admin::load_rules(&mut conn, tenant)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Resolves `items` for `tenant`, one outcome per item in order.
+    pub async fn batch_resolve(
+        &self,
+        tenant: &str,
+        items: &[ResolveItem],
+        options: Options,
+        actor: &Actor,
+    ) -> Result<Resolved, IdentityError> {
+        if items.is_empty() {
+            return Ok(Resolved::default());
+        }
+        let cached = match (&self.cache, options.explicit) {
+            (Some(cache), false) => cache.get_many(tenant, &domain::distinct_keys(items)).await,
+            _ => HashMap::new(),
+        };
+        let mut results: Vec<Option<Outcome>> = items
+            .iter()
+            .map(|item| domain::cached_answer(item, &cached).map(Outcome::resolved))
+            .collect();
+        let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
+        tracing::Span::current().record("cache_hits", items.len() - pending.len());
+        let mut resolved = Resolved::default();
+        if !pending.is_empty() {
+            let pending_items: Vec<&ResolveItem> =
+                pending.iter().filter_map(|&i| items.get(i)).collect();
+            resolved = self
+                .resolve_in_store(tenant, &pending_items, options, actor)
+                .await?;
+            for (&i, outcome) in pending.iter().zip(&resolved.outcomes) {
+                results[i] = Some(*outcome);
+            }
+            let versions = resolved.versions.take();
+            self.refill(
+                tenant,
+                &domain::distinct_keys(pending_items.iter().copied()),
+                &cached,
+                versions,
+            )
+            .await;
+        }
+        resolved.outcomes = results.into_iter().flatten().collect();
+        Ok(resolved)
+    }
+
+    /// Caches the owners of `keys` that differ from what Redis returned:
+    /// those a read-only plan read, or (after writes) re-read after commit.
+    async fn refill(
+        &self,
+        tenant: &str,
+        keys: &[IdentifierKey],
+        cached: &HashMap<IdentifierKey, Uuid>,
+        versions: Option<HashMap<IdentifierKey, store::Owner>>,
+    ) {
+        let Some(cache) = &self.cache else { return };
+        let owners = match versions {
+            Some(versions) => Ok(versions),
+            None => match self.pool.acquire().await {
+                Ok(mut conn) => store::lookup(&mut conn, tenant, keys).await.map(|found| {
+                    found
+                        .into_iter()
+                        .map(|(key, (known, version))| {
+                            let owner = store::Owner {
+                                person_id: known.person_id,
+                                version,
+                                contested: !known.seen_with.is_empty(),
+                            };
+                            (key, owner)
+                        })
+                        .collect()
+                }),
+                Err(err) => Err(err),
+            },
+        };
+        match owners {
+            Ok(owners) => {
+                // A contested value stays out of the cache: whether it
+                // still names its owner is the rules' call (a shared device
+                // names nobody).
+                let entries = owners
+                    .iter()
+                    .filter(|(_, owner)| !owner.contested)
+                    .filter(|(key, owner)| cached.get(*key) != Some(&owner.person_id))
+                    .map(|(key, owner)| (key, owner.person_id, owner.version));
+                cache.fill_many(tenant, entries).await;
+                // A value this call found cached but contested (it just
+                // became shared) is dropped now rather than when the outbox
+                // relay gets to it, so the next call cannot be answered
+                // with its former owner. The relay's tombstone is the same.
+                let stale = owners
+                    .iter()
+                    .filter(|(key, owner)| owner.contested && cached.contains_key(*key))
+                    .map(|(key, owner)| (tenant, key, owner.version));
+                if let Err(error) = cache.invalidate_many(stale).await {
+                    tracing::debug!(error = %error, "early invalidation skipped; the relay will do it");
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cache refill skipped"),
+        }
+    }
+
+    async fn resolve_in_store(
+        &self,
+        tenant: &str,
+        items: &[&ResolveItem],
+        options: Options,
+        actor: &Actor,
+    ) -> Result<Resolved, IdentityError> {
+        let keys = domain::distinct_keys(items.iter().copied());
+        let mut conn = self.pool.acquire().await?;
+        let rules = CompiledRules::new(
+            &store::admin::load_rules(&mut conn, tenant)
+                .await?
+                .unwrap_or_default(),
+        );
+        for attempt in 1..=MAX_ATTEMPTS {
+            // Optimistic pass: most batches only read.
+            let (view, versions) = read_view(&mut conn, tenant, &keys, items).await?;
+            let plan = graph::plan(items.iter().copied(), view, &rules, options, Uuid::now_v7);
+            if plan.is_read_only() {
+                return Ok(Resolved {
+                    outcomes: plan.results.clone(),
+                    plan,
+                    versions: Some(versions),
+                    ..Resolved::default()
+                });
+            }
+            let mut tx = conn.begin().await?;
+            match self
+                .write_plan(&mut tx, tenant, items, &keys, &rules, options, actor)
+                .await
+            {
+                Ok(Some(resolved)) => {
+                    tx.commit().await?;
+                    self.relay_wake.notify_one();
+                    return Ok(resolved);
+                }
+                Ok(None) => {
+                    tx.rollback().await?;
+                    tracing::debug!(attempt, "graph changed concurrently; planning again");
+                }
+                Err(IdentityError::Store(err)) if retryable(&err) => {
+                    tx.rollback().await?;
+                    tracing::debug!(attempt, error = %err, "transaction lost a race; planning again");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(IdentityError::Contention {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Locks, re-reads, plans and writes; `None` when the graph moved under
+    /// us and the caller must roll back and try again.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the transaction's inputs, each used once"
+    )]
+    async fn write_plan(
+        &self,
+        tx: &mut PgConnection,
+        tenant: &str,
+        items: &[&ResolveItem],
+        keys: &[IdentifierKey],
+        rules: &CompiledRules,
+        options: Options,
+        actor: &Actor,
+    ) -> Result<Option<Resolved>, IdentityError> {
+        let before = store::lookup(tx, tenant, keys).await?;
+        let persons: Vec<Uuid> = before
+            .values()
+            .map(|(k, _)| k.person_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let active = store::lock_persons(tx, tenant, &persons).await?;
+        let (view, _) = read_view(tx, tenant, keys, items).await?;
+        if view.owners.values().any(|k| !active.contains(&k.person_id)) {
+            return Ok(None);
+        }
+        let plan = graph::plan(items.iter().copied(), view, rules, options, Uuid::now_v7);
+        let now = Utc::now();
+        let links: Vec<LinkRow<'_>> = plan
+            .new_links
+            .iter()
+            .map(|link| {
+                let item = items.get(link.item);
+                LinkRow {
+                    key: &link.key,
+                    person_id: link.person_id,
+                    observed_at: item.and_then(|item| item.observed_at),
+                    evidence_message_id: item.map_or("", |item| item.evidence_message_id.as_str()),
+                    seen_with: &link.seen_with,
+                }
+            })
+            .collect();
+        let written = store::create_and_link(tx, tenant, &plan.new_persons, &links, now).await?;
+        if written != links.len() {
+            return Ok(None);
+        }
+        for merge in &plan.merges {
+            store::merge(tx, tenant, merge.survivor, &merge.absorbed, now).await?;
+        }
+        store::add_seen_with(tx, tenant, &plan.seen_with).await?;
+        let changes: Vec<NewChange> = plan
+            .merges
+            .iter()
+            .map(|m| NewChange {
+                kind: "merge",
+                person_id: m.survivor,
+                others: m.absorbed.clone(),
+                ..NewChange::default()
+            })
+            .collect();
+        let sequences =
+            store::log::append_changes(tx, tenant, &changes, now, &actor.traceparent).await?;
+        let rule = if options.explicit {
+            "explicit_link"
+        } else {
+            "shared_event"
+        };
+        let evidence = |i: usize| {
+            items
+                .get(i)
+                .map_or(String::new(), |item| item.evidence_message_id.clone())
+        };
+        let mut decisions: Vec<NewDecision> = plan
+            .merges
+            .iter()
+            .zip(&sequences)
+            .map(|(m, seq)| NewDecision {
+                kind: "merge",
+                rule,
+                person_id: m.survivor,
+                others: m.absorbed.clone(),
+                identifiers: masked(&m.keys),
+                evidence_message_id: evidence(m.item),
+                source: actor.source.clone(),
+                actor: actor.subject.clone(),
+                reason: actor.reason.clone(),
+                change_sequence: *seq,
+                ..NewDecision::default()
+            })
+            .collect();
+        let mut review_items = Vec::with_capacity(plan.refusals.len());
+        for refusal in &plan.refusals {
+            let review = match (refusal.review, refusal.person_id, refusal.others.first()) {
+                (true, Some(person), Some(other)) => Some(
+                    store::log::upsert_review_item(
+                        tx,
+                        tenant,
+                        graph::pair(person, *other),
+                        refusal.reason.as_str(),
+                        &masked(&refusal.keys),
+                        &evidence(refusal.item),
+                        now,
+                    )
+                    .await?,
+                ),
+                _ => None,
+            };
+            review_items.push(review);
+            decisions.push(NewDecision {
+                kind: "refusal",
+                rule: "resolution_rule",
+                refusal_reason: refusal.reason.as_str(),
+                person_id: refusal.person_id.unwrap_or(Uuid::nil()),
+                others: refusal.others.clone(),
+                identifiers: masked(&refusal.keys),
+                evidence_message_id: evidence(refusal.item),
+                source: actor.source.clone(),
+                actor: actor.subject.clone(),
+                reason: actor.reason.clone(),
+                review_item_id: review,
+                ..NewDecision::default()
+            });
+        }
+        let decisions = store::log::insert_decisions(tx, tenant, &decisions, now).await?;
+        Ok(Some(Resolved {
+            outcomes: plan.results.clone(),
+            plan,
+            decisions,
+            review_items,
+            versions: None,
+        }))
+    }
+
+    /// The current owner of one identifier: Redis first, then PostgreSQL
+    /// with one lookup per identifier in flight (concurrent misses share
+    /// it), refilling the cache.
+    pub async fn resolve_one(
+        &self,
+        tenant: &str,
+        key: &IdentifierKey,
+    ) -> Result<Option<Uuid>, IdentityError> {
+        if let Some(cache) = &self.cache
+            && let Some(person) = cache
+                .get_many(tenant, std::slice::from_ref(key))
+                .await
+                .get(key)
+        {
+            return Ok(Some(*person));
+        }
+        let pool = self.pool.clone();
+        let cache = self.cache.clone();
+        let tenant_owned = tenant.to_owned();
+        let key_owned = key.clone();
+        let flight_key = crate::cache::cache_key("", tenant, key);
+        let owner = self
+            .flights
+            .run(flight_key, async move {
+                let mut conn = pool.acquire().await.map_err(Arc::new)?;
+                let owner = store::owner(&mut conn, &tenant_owned, &key_owned)
+                    .await
+                    .map_err(Arc::new)?;
+                drop(conn);
+                if let (Some(cache), Some(owner)) = (&cache, owner.filter(|o| !o.contested)) {
+                    cache
+                        .fill_many(
+                            &tenant_owned,
+                            [(&key_owned, owner.person_id, owner.version)],
+                        )
+                        .await;
+                }
+                Ok(owner)
+            })
+            .await
+            .map_err(|err| IdentityError::Store(unshare(&err)))?;
+        Ok(owner.map(|o| o.person_id))
+    }
+
+    /// Who owned `key` at `at`: (the person id then, the live person now).
+    pub async fn resolve_as_of(
+        &self,
+        tenant: &str,
+        key: &IdentifierKey,
+        at: chrono::DateTime<Utc>,
+    ) -> Result<Option<(Uuid, Uuid)>, IdentityError> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(then) = store::owner_at(&mut conn, tenant, key, at).await? else {
+            return Ok(None);
+        };
+        Ok(store::current_person(&mut conn, tenant, then)
+            .await?
+            .map(|now| (then, now)))
+    }
+}
+
+/// The part of the graph `keys` touch, and the versions of the known
+/// identifiers. Limits and separations are only read when some item could
+/// join anything (an unknown identifier, or identifiers of two persons):
+/// repeated events of known persons cost one lookup.
+async fn read_view(
+    conn: &mut PgConnection,
+    tenant: &str,
+    keys: &[IdentifierKey],
+    items: &[&ResolveItem],
+) -> Result<(GraphView, HashMap<IdentifierKey, store::Owner>), IdentityError> {
+    let mut versions = HashMap::with_capacity(keys.len());
+    let mut owners: HashMap<IdentifierKey, graph::Known> = HashMap::with_capacity(keys.len());
+    for (key, (known, version)) in store::lookup(conn, tenant, keys).await? {
+        versions.insert(
+            key.clone(),
+            store::Owner {
+                person_id: known.person_id,
+                version,
+                contested: !known.seen_with.is_empty(),
+            },
+        );
+        owners.insert(key, known);
+    }
+    let may_join = items.iter().any(|item| {
+        let mut first = None;
+        item.keys.iter().any(|key| match owners.get(key) {
+            None => true,
+            Some(known) => *first.get_or_insert(known.person_id) != known.person_id,
+        })
+    });
+    let unknown: Vec<IdentifierKey> = keys
+        .iter()
+        .filter(|k| !owners.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut view = GraphView {
+        suppressed: store::suppressed(conn, tenant, &unknown).await?,
+        ..GraphView::default()
+    };
+    if may_join {
+        let persons: Vec<Uuid> = owners
+            .values()
+            .map(|k| k.person_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        view.type_counts = store::type_counts(conn, tenant, &persons).await?;
+        view.separations = store::separations(conn, tenant, &persons).await?;
+    }
+    view.owners = owners;
+    Ok((view, versions))
+}
+
+/// Identifiers as the audit keeps them: (type, scope, masked value).
+pub fn masked(keys: &[IdentifierKey]) -> Vec<(String, String, String)> {
+    keys.iter()
+        .map(|k| (k.id_type.clone(), k.scope.clone(), domain::mask(&k.value).0))
+        .collect()
+}
+
+fn unshare(err: &sqlx::Error) -> sqlx::Error {
+    match err {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+fn retryable(err: &sqlx::Error) -> bool {
+    match touchline_db::classify(err) {
+        DbErrorKind::Deadlock
+        | DbErrorKind::SerializationFailure
+        | DbErrorKind::UniqueViolation => true,
+        DbErrorKind::ForeignKeyViolation
+        | DbErrorKind::ConstraintViolation
+        | DbErrorKind::QueryCanceled
+        | DbErrorKind::ConnectionLost
+        | DbErrorKind::PoolExhausted
+        | DbErrorKind::InsufficientResources
+        | DbErrorKind::Other => false,
+    }
+}

@@ -1,0 +1,163 @@
+//! Carrying cache invalidations from the outbox to Redis, and sharing
+//! concurrent cache misses.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
+use sqlx::{Connection as _, PgPool};
+use tokio::sync::Notify;
+use touchline_runtime::Shutdown;
+
+use crate::cache::IdentityCache;
+use crate::store::{self, Owner};
+
+/// Rows relayed per transaction.
+const RELAY_BATCH: i64 = 500;
+/// How often the relay looks even without a wake-up (rows left by a
+/// crashed process, or by another replica).
+const RELAY_POLL: Duration = Duration::from_secs(1);
+/// How often expired idempotency keys are deleted.
+const EXPIRE_EVERY: Duration = Duration::from_secs(600);
+/// Pause after a failure before trying again.
+const RELAY_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Relays the outbox: claims queued invalidations, writes their tombstones
+/// to Redis and deletes them, in one transaction per batch. A row is only
+/// deleted after Redis took it, so a crash or an outage delays an
+/// invalidation but never skips it.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay {
+    pool: PgPool,
+    cache: Option<IdentityCache>,
+    wake: Arc<Notify>,
+}
+
+impl OutboxRelay {
+    pub(super) fn new(pool: PgPool, cache: Option<IdentityCache>, wake: Arc<Notify>) -> Self {
+        Self { pool, cache, wake }
+    }
+
+    /// Relays until shutdown; also forgets expired idempotency keys.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut last_expiry: Option<std::time::Instant> = None;
+        loop {
+            if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
+                last_expiry = Some(std::time::Instant::now());
+                if let Err(err) = store::admin::expire_requests(&self.pool).await {
+                    tracing::warn!(error = %err, "expiring idempotency keys failed");
+                }
+            }
+            let pause = match self.drain().await {
+                Ok(_) => RELAY_POLL,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cache invalidation relay failed; retrying");
+                    RELAY_BACKOFF
+                }
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Relays everything queued now; returns how many rows were relayed.
+    /// Fails when PostgreSQL or Redis does (the rows stay queued).
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            let mut conn = self.pool.acquire().await.map_err(RelayError::Store)?;
+            let mut tx = conn.begin().await.map_err(RelayError::Store)?;
+            let rows = store::outbox::claim(&mut tx, RELAY_BATCH)
+                .await
+                .map_err(RelayError::Store)?;
+            if rows.is_empty() {
+                tx.commit().await.map_err(RelayError::Store)?;
+                return Ok(total);
+            }
+            if let Some(cache) = &self.cache {
+                cache
+                    .invalidate_many(rows.iter().map(|r| (r.tenant.as_str(), &r.key, r.version)))
+                    .await
+                    .map_err(RelayError::Cache)?;
+            }
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            store::outbox::delete(&mut tx, &ids)
+                .await
+                .map_err(RelayError::Store)?;
+            tx.commit().await.map_err(RelayError::Store)?;
+            total += rows.len();
+        }
+    }
+
+    /// How many invalidations wait in the outbox.
+    pub async fn pending(&self) -> Result<i64, RelayError> {
+        let mut conn = self.pool.acquire().await.map_err(RelayError::Store)?;
+        store::outbox::pending(&mut conn)
+            .await
+            .map_err(RelayError::Store)
+    }
+}
+
+/// Why relaying stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// PostgreSQL failed.
+    #[error("reading the outbox failed")]
+    Store(#[source] sqlx::Error),
+    /// Redis refused or timed out.
+    #[error("redis invalidation failed: {0}")]
+    Cache(String),
+}
+
+type FlightResult = Result<Option<Owner>, Arc<sqlx::Error>>;
+type Flight = Shared<BoxFuture<'static, FlightResult>>;
+
+/// One PostgreSQL lookup per identifier at a time: concurrent misses for
+/// the same identifier wait on the first one's result. A caller that is
+/// cancelled leaves the lookup to the others (a shared future runs while
+/// anyone polls it).
+#[derive(Default)]
+pub struct SingleFlight {
+    inflight: Mutex<HashMap<String, Flight>>,
+}
+
+impl std::fmt::Debug for SingleFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleFlight").finish_non_exhaustive()
+    }
+}
+
+impl SingleFlight {
+    /// Runs `lookup` for `key` unless one is in flight, then shares its result.
+    pub async fn run(
+        &self,
+        key: String,
+        lookup: impl Future<Output = FlightResult> + Send + 'static,
+    ) -> FlightResult {
+        let flight = {
+            let mut inflight = self
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            inflight
+                .entry(key.clone())
+                .or_insert_with(|| lookup.boxed().shared())
+                .clone()
+        };
+        let result = flight.clone().await;
+        let mut inflight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inflight.get(&key).is_some_and(|f| f.ptr_eq(&flight)) {
+            inflight.remove(&key);
+        }
+        result
+    }
+}

@@ -1,0 +1,503 @@
+//! SQL of the identity change log, the decision audit and the review queue.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::domain::IdentifierKey;
+
+/// The NOTIFY channel woken when the identity change log grows.
+pub const CHANGES_CHANNEL: &str = "identity_changes";
+
+/// A change to append to the log.
+#[derive(Debug, Clone, Default)]
+pub struct NewChange {
+    /// `merge`, `split`, `erasure` or `consent`.
+    pub kind: &'static str,
+    /// See the contract's `IdentityChange.person_id`.
+    pub person_id: Uuid,
+    /// See `IdentityChange.other_person_ids`.
+    pub others: Vec<Uuid>,
+    /// SPLIT: the identifiers moved.
+    pub moved: Vec<IdentifierKey>,
+    /// ERASURE: the erasure record.
+    pub erasure_id: Option<Uuid>,
+    /// CONSENT: the new opt-out.
+    pub marketing_opt_out: bool,
+}
+
+/// A stored change.
+#[derive(Debug, Clone)]
+pub struct StoredChange {
+    /// Position in the tenant's log.
+    pub sequence: i64,
+    /// Kind name.
+    pub kind: String,
+    /// Main person.
+    pub person_id: Uuid,
+    /// Other persons.
+    pub others: Vec<Uuid>,
+    /// SPLIT: moved identifiers.
+    pub moved: Vec<IdentifierKey>,
+    /// ERASURE: the erasure.
+    pub erasure_id: Option<Uuid>,
+    /// CONSENT: the opt-out.
+    pub marketing_opt_out: bool,
+    /// Commit time.
+    pub change_time: DateTime<Utc>,
+    /// Trace context.
+    pub traceparent: String,
+}
+
+/// Appends `changes` to the tenant's log, returning their sequences, and
+/// wakes tailers when the transaction commits.
+pub async fn append_changes(
+    conn: &mut PgConnection,
+    tenant: &str,
+    changes: &[NewChange],
+    now: DateTime<Utc>,
+    traceparent: &str,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = i64::try_from(changes.len()).unwrap_or(i64::MAX);
+    // Bumping the head row serialises appends per tenant, so sequences
+    // become visible in order.
+    let last: i64 = sqlx::query_scalar(
+        "INSERT INTO identity.change_heads (tenant_id, last_sequence) VALUES ($1, $2)
+         ON CONFLICT (tenant_id) DO UPDATE
+           SET last_sequence = identity.change_heads.last_sequence + EXCLUDED.last_sequence
+         RETURNING last_sequence",
+    )
+    .bind(tenant)
+    .bind(count)
+    .fetch_one(&mut *conn)
+    .await?;
+    let first = last - count + 1;
+    let mut sequences = Vec::with_capacity(changes.len());
+    for (offset, change) in (0i64..).zip(changes) {
+        let sequence = first + offset;
+        let moved = serde_json::to_value(&change.moved).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO identity.changes
+               (tenant_id, sequence, kind, person_id, other_person_ids, moved, erasure_id,
+                marketing_opt_out, change_time, traceparent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(tenant)
+        .bind(sequence)
+        .bind(change.kind)
+        .bind(change.person_id)
+        .bind(&change.others)
+        .bind(moved)
+        .bind(change.erasure_id)
+        .bind(change.marketing_opt_out)
+        .bind(now)
+        .bind(traceparent)
+        .execute(&mut *conn)
+        .await?;
+        sequences.push(sequence);
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(sequences)
+}
+
+/// The newest sequence of each tenant (all tenants, or the named ones).
+pub async fn heads(
+    pool: &PgPool,
+    tenants: Option<&[String]>,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = match tenants {
+        None => {
+            sqlx::query(
+                "SELECT tenant_id, last_sequence FROM identity.change_heads ORDER BY tenant_id",
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        Some(tenants) => {
+            sqlx::query(
+                "SELECT tenant_id, last_sequence FROM identity.change_heads
+                  WHERE tenant_id = ANY($1) ORDER BY tenant_id",
+            )
+            .bind(tenants)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Up to `limit` changes of `tenant` after `after`, in order.
+pub async fn read_after(
+    pool: &PgPool,
+    tenant: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredChange>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT sequence, kind, person_id, other_person_ids, moved, erasure_id,
+                marketing_opt_out, change_time, traceparent
+           FROM identity.changes
+          WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let moved: serde_json::Value = row.try_get(4)?;
+            Ok(StoredChange {
+                sequence: row.try_get(0)?,
+                kind: row.try_get(1)?,
+                person_id: row.try_get(2)?,
+                others: row.try_get(3)?,
+                moved: serde_json::from_value(moved)
+                    .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
+                erasure_id: row.try_get(5)?,
+                marketing_opt_out: row.try_get(6)?,
+                change_time: row.try_get(7)?,
+                traceparent: row.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// One audit record to write.
+#[derive(Debug, Clone, Default)]
+pub struct NewDecision {
+    /// `merge`, `refusal` or `split`.
+    pub kind: &'static str,
+    /// `shared_event`, `explicit_link`, `review_approval`, `explicit_split`,
+    /// `resolution_rule`.
+    pub rule: &'static str,
+    /// For refusals.
+    pub refusal_reason: &'static str,
+    /// Main person.
+    pub person_id: Uuid,
+    /// Other persons.
+    pub others: Vec<Uuid>,
+    /// The identifiers, already masked: (type, scope, masked value).
+    pub identifiers: Vec<(String, String, String)>,
+    /// Evidence event.
+    pub evidence_message_id: String,
+    /// Source.
+    pub source: String,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// A review item opened or resolved.
+    pub review_item_id: Option<Uuid>,
+    /// The change it produced (0 for none).
+    pub change_sequence: i64,
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone)]
+pub struct StoredDecision {
+    /// Its id.
+    pub decision_id: Uuid,
+    /// The record.
+    pub decision: NewDecisionOwned,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A read-back audit record (names as stored).
+#[derive(Debug, Clone)]
+pub struct NewDecisionOwned {
+    /// Kind.
+    pub kind: String,
+    /// Rule.
+    pub rule: String,
+    /// Refusal reason.
+    pub refusal_reason: String,
+    /// Main person.
+    pub person_id: Uuid,
+    /// Other persons.
+    pub others: Vec<Uuid>,
+    /// Masked identifiers.
+    pub identifiers: Vec<(String, String, String)>,
+    /// Evidence.
+    pub evidence_message_id: String,
+    /// Source.
+    pub source: String,
+    /// Actor.
+    pub actor: String,
+    /// Reason.
+    pub reason: String,
+    /// Review item.
+    pub review_item_id: Option<Uuid>,
+    /// Change.
+    pub change_sequence: i64,
+}
+
+/// Writes audit records; returns their ids.
+pub async fn insert_decisions(
+    conn: &mut PgConnection,
+    tenant: &str,
+    decisions: &[NewDecision],
+    now: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut ids = Vec::with_capacity(decisions.len());
+    for d in decisions {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO identity.decisions
+               (tenant_id, decision_id, kind, rule, refusal_reason, person_id, other_person_ids,
+                identifiers, evidence_message_id, source, actor, reason, review_item_id,
+                created_at, change_sequence)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(d.kind)
+        .bind(d.rule)
+        .bind(d.refusal_reason)
+        .bind(d.person_id)
+        .bind(&d.others)
+        .bind(serde_json::to_value(&d.identifiers).unwrap_or_default())
+        .bind(&d.evidence_message_id)
+        .bind(&d.source)
+        .bind(&d.actor)
+        .bind(&d.reason)
+        .bind(d.review_item_id)
+        .bind(now)
+        .bind(d.change_sequence)
+        .execute(&mut *conn)
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// A page of audit records, newest first, strictly older than `before`.
+pub async fn list_decisions(
+    pool: &PgPool,
+    tenant: &str,
+    person: Option<Uuid>,
+    kind: Option<&str>,
+    range: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<StoredDecision>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT decision_id, kind, rule, refusal_reason, person_id, other_person_ids,
+                identifiers, evidence_message_id, source, actor, reason, review_item_id,
+                created_at, change_sequence
+           FROM identity.decisions
+          WHERE tenant_id = $1
+            AND ($2::uuid IS NULL OR person_id = $2 OR $2 = ANY(other_person_ids))
+            AND ($3::text IS NULL OR kind = $3)
+            AND ($4::timestamptz IS NULL OR created_at >= $4)
+            AND ($5::timestamptz IS NULL OR created_at < $5)
+            AND ($6::uuid IS NULL OR decision_id < $6)
+          ORDER BY decision_id DESC LIMIT $7",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(kind)
+    .bind(range.0)
+    .bind(range.1)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let identifiers: serde_json::Value = row.try_get(6)?;
+            Ok(StoredDecision {
+                decision_id: row.try_get(0)?,
+                decision: NewDecisionOwned {
+                    kind: row.try_get(1)?,
+                    rule: row.try_get(2)?,
+                    refusal_reason: row.try_get(3)?,
+                    person_id: row.try_get(4)?,
+                    others: row.try_get(5)?,
+                    identifiers: serde_json::from_value(identifiers).unwrap_or_default(),
+                    evidence_message_id: row.try_get(7)?,
+                    source: row.try_get(8)?,
+                    actor: row.try_get(9)?,
+                    reason: row.try_get(10)?,
+                    review_item_id: row.try_get(11)?,
+                    change_sequence: row.try_get(13)?,
+                },
+                created_at: row.try_get(12)?,
+            })
+        })
+        .collect()
+}
+
+/// A review item as stored.
+#[derive(Debug, Clone)]
+pub struct StoredReviewItem {
+    /// Its id.
+    pub item_id: Uuid,
+    /// `open`, `approved`, `rejected`.
+    pub state: String,
+    /// Why refused.
+    pub refusal_reason: String,
+    /// The pair, smaller id first.
+    pub persons: (Uuid, Uuid),
+    /// Masked identifiers.
+    pub identifiers: Vec<(String, String, String)>,
+    /// Newest first, up to 20.
+    pub evidence_message_ids: Vec<String>,
+    /// How many events.
+    pub evidence_count: i64,
+    /// Opened.
+    pub created_at: DateTime<Utc>,
+    /// Decided.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Who decided.
+    pub resolver: String,
+    /// Note.
+    pub note: String,
+    /// For the etag.
+    pub version: i64,
+}
+
+/// Opens a review item for a pair, or adds evidence to the existing one
+/// (whatever its state: a rejected pair is not reopened). Returns its id.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one row's columns; a struct would only rename them"
+)]
+pub async fn upsert_review_item(
+    conn: &mut PgConnection,
+    tenant: &str,
+    pair: (Uuid, Uuid),
+    reason: &str,
+    identifiers: &[(String, String, String)],
+    evidence: &str,
+    now: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let evidence: Vec<&str> = if evidence.is_empty() {
+        Vec::new()
+    } else {
+        vec![evidence]
+    };
+    sqlx::query_scalar(
+        "INSERT INTO identity.review_items
+           (tenant_id, item_id, refusal_reason, person_a, person_b, identifiers,
+            evidence_message_ids, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT ON CONSTRAINT review_items_pair DO UPDATE
+           SET evidence_count = identity.review_items.evidence_count + 1,
+               evidence_message_ids =
+                 (EXCLUDED.evidence_message_ids || identity.review_items.evidence_message_ids)[1:20]
+         RETURNING item_id",
+    )
+    .bind(tenant)
+    .bind(Uuid::now_v7())
+    .bind(reason)
+    .bind(pair.0)
+    .bind(pair.1)
+    .bind(serde_json::to_value(identifiers).unwrap_or_default())
+    .bind(&evidence)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+const REVIEW_COLUMNS: &str = "item_id, state, refusal_reason, person_a, person_b, identifiers,
+    evidence_message_ids, evidence_count, created_at, resolved_at, resolver, note, version";
+
+fn review_row(row: &sqlx::postgres::PgRow) -> Result<StoredReviewItem, sqlx::Error> {
+    let identifiers: serde_json::Value = row.try_get(5)?;
+    Ok(StoredReviewItem {
+        item_id: row.try_get(0)?,
+        state: row.try_get(1)?,
+        refusal_reason: row.try_get(2)?,
+        persons: (row.try_get(3)?, row.try_get(4)?),
+        identifiers: serde_json::from_value(identifiers).unwrap_or_default(),
+        evidence_message_ids: row.try_get(6)?,
+        evidence_count: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        resolved_at: row.try_get(9)?,
+        resolver: row.try_get(10)?,
+        note: row.try_get(11)?,
+        version: row.try_get(12)?,
+    })
+}
+
+/// A page of review items: most evidence first, then by id; `after` is the
+/// (evidence_count, item_id) of the last item of the previous page.
+pub async fn list_review_items(
+    pool: &PgPool,
+    tenant: &str,
+    state: &str,
+    reason: Option<&str>,
+    after: Option<(i64, Uuid)>,
+    limit: i64,
+) -> Result<Vec<StoredReviewItem>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {REVIEW_COLUMNS} FROM identity.review_items
+          WHERE tenant_id = $1 AND state = $2 AND ($3::text IS NULL OR refusal_reason = $3)
+            AND ($4::bigint IS NULL OR (evidence_count, item_id) < ($4, $5))
+          ORDER BY evidence_count DESC, item_id DESC LIMIT $6"
+    ))
+    .bind(tenant)
+    .bind(state)
+    .bind(reason)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(review_row).collect()
+}
+
+/// One review item, locked for a decision.
+pub async fn lock_review_item(
+    conn: &mut PgConnection,
+    tenant: &str,
+    item: Uuid,
+) -> Result<Option<StoredReviewItem>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {REVIEW_COLUMNS} FROM identity.review_items
+          WHERE tenant_id = $1 AND item_id = $2 FOR UPDATE"
+    ))
+    .bind(tenant)
+    .bind(item)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(review_row).transpose()
+}
+
+/// Records a decision on a review item.
+pub async fn decide_review_item(
+    conn: &mut PgConnection,
+    tenant: &str,
+    item: Uuid,
+    state: &str,
+    resolver: &str,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<StoredReviewItem>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "UPDATE identity.review_items
+            SET state = $3, resolver = $4, note = $5, resolved_at = $6, version = version + 1
+          WHERE tenant_id = $1 AND item_id = $2
+         RETURNING {REVIEW_COLUMNS}"
+    ))
+    .bind(tenant)
+    .bind(item)
+    .bind(state)
+    .bind(resolver)
+    .bind(note)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(review_row).transpose()
+}

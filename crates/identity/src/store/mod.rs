@@ -1,0 +1,550 @@
+//! All SQL of the identity service. Every statement filters by tenant and
+//! takes a whole batch at once (`UNNEST` arrays), so a request costs a fixed
+//! number of round trips whatever its size.
+//!
+//! `mod.rs` holds the graph (identifiers, persons, merges, splits); `log`
+//! the change log, audit and review queue; `admin` rules, consent, erasure
+//! and profiles; `outbox` the cache invalidations.
+
+pub mod admin;
+pub mod log;
+pub mod outbox;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::domain::IdentifierKey;
+use crate::graph::Known;
+
+/// An identifier to link to a person, with the evidence of its first sighting.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkRow<'a> {
+    /// The identifier.
+    pub key: &'a IdentifierKey,
+    /// Its person.
+    pub person_id: Uuid,
+    /// When it was seen with the person's other identifiers.
+    pub observed_at: Option<DateTime<Utc>>,
+    /// The event that showed it; may be empty.
+    pub evidence_message_id: &'a str,
+    /// Persons it was already seen with.
+    pub seen_with: &'a [Uuid],
+}
+
+/// A current owner and the entry's version (what the cache stores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The person.
+    pub person_id: Uuid,
+    /// Grows on every move of the identifier (and when it is first seen
+    /// with another person).
+    pub version: i64,
+    /// Seen with other persons than its owner: whether it still names the
+    /// owner depends on the rules, so only PostgreSQL may answer for it.
+    pub contested: bool,
+}
+
+fn key_arrays(keys: &[IdentifierKey]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+    (
+        keys.iter().map(|k| k.id_type.as_str()).collect(),
+        keys.iter().map(|k| k.scope.as_str()).collect(),
+        keys.iter().map(|k| k.value.as_str()).collect(),
+    )
+}
+
+fn key_of(row: &sqlx::postgres::PgRow, from: usize) -> Result<IdentifierKey, sqlx::Error> {
+    Ok(IdentifierKey {
+        id_type: row.try_get(from)?,
+        scope: row.try_get(from + 1)?,
+        value: row.try_get(from + 2)?,
+    })
+}
+
+/// The owners (with versions and "seen with" lists) of those of `keys` that
+/// are linked.
+pub async fn lookup(
+    conn: &mut PgConnection,
+    tenant: &str,
+    keys: &[IdentifierKey],
+) -> Result<HashMap<IdentifierKey, (Known, i64)>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (types, scopes, values) = key_arrays(keys);
+    let rows = sqlx::query(
+        "SELECT i.id_type, i.id_scope, i.id_value, i.person_id, i.seen_with, i.version
+           FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+           JOIN identity.identifiers i
+             ON i.tenant_id = $1 AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let known = Known {
+                person_id: row.try_get(3)?,
+                seen_with: row.try_get(4)?,
+            };
+            Ok((key_of(&row, 0)?, (known, row.try_get(5)?)))
+        })
+        .collect()
+}
+
+/// How many identifiers of each type each of `persons` holds.
+pub async fn type_counts(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+) -> Result<HashMap<Uuid, HashMap<String, u32>>, sqlx::Error> {
+    let mut out: HashMap<Uuid, HashMap<String, u32>> = HashMap::new();
+    if persons.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT person_id, id_type, count(*) FROM identity.identifiers
+          WHERE tenant_id = $1 AND person_id = ANY($2) GROUP BY person_id, id_type",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .fetch_all(conn)
+    .await?;
+    for row in rows {
+        let count: i64 = row.try_get(2)?;
+        out.entry(row.try_get(0)?)
+            .or_default()
+            .insert(row.try_get(1)?, u32::try_from(count).unwrap_or(u32::MAX));
+    }
+    Ok(out)
+}
+
+/// Separated pairs (smaller id first) involving any of `persons`.
+pub async fn separations(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+) -> Result<HashSet<(Uuid, Uuid)>, sqlx::Error> {
+    if persons.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = sqlx::query(
+        "SELECT person_a, person_b FROM identity.separations
+          WHERE tenant_id = $1 AND (person_a = ANY($2) OR person_b = ANY($2))",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Those of `keys` that belonged to erased persons.
+pub async fn suppressed(
+    conn: &mut PgConnection,
+    tenant: &str,
+    keys: &[IdentifierKey],
+) -> Result<HashSet<IdentifierKey>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let (types, scopes, values) = key_arrays(keys);
+    let rows = sqlx::query(
+        "SELECT s.id_type, s.id_scope, s.id_value
+           FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+           JOIN identity.suppressed s
+             ON s.tenant_id = $1 AND s.id_type = k.t AND s.id_scope = k.s AND s.id_value = k.v",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|row| key_of(row, 0)).collect()
+}
+
+/// Locks `persons` (in id order, so concurrent writers queue instead of
+/// deadlocking) and returns those still active.
+pub async fn lock_persons(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    if persons.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = sqlx::query(
+        "SELECT person_id, state FROM identity.persons
+          WHERE tenant_id = $1 AND person_id = ANY($2)
+          ORDER BY person_id FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .fetch_all(conn)
+    .await?;
+    let mut active = HashSet::new();
+    for row in rows {
+        let state: String = row.try_get(1)?;
+        if state == "active" {
+            active.insert(row.try_get(0)?);
+        }
+    }
+    Ok(active)
+}
+
+/// Creates `persons` and links `links` in one statement (history included),
+/// returning how many links were written. A link whose identifier another
+/// transaction claimed first is skipped (`ON CONFLICT DO NOTHING`), so fewer
+/// than `links.len()` means the caller planned on stale data and must roll
+/// back and re-plan. Links are inserted in key order so concurrent writers
+/// take the unique index's entries in the same order.
+pub async fn create_and_link(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+    links: &[LinkRow<'_>],
+    now: DateTime<Utc>,
+) -> Result<usize, sqlx::Error> {
+    if persons.is_empty() && links.is_empty() {
+        return Ok(0);
+    }
+    let types: Vec<&str> = links.iter().map(|l| l.key.id_type.as_str()).collect();
+    let scopes: Vec<&str> = links.iter().map(|l| l.key.scope.as_str()).collect();
+    let values: Vec<&str> = links.iter().map(|l| l.key.value.as_str()).collect();
+    let owners: Vec<Uuid> = links.iter().map(|l| l.person_id).collect();
+    let observed: Vec<Option<DateTime<Utc>>> = links.iter().map(|l| l.observed_at).collect();
+    let evidence: Vec<&str> = links.iter().map(|l| l.evidence_message_id).collect();
+    // uuid[][] cannot be ragged: "seen with" lists are at most one person
+    // for new links, so they travel as a nullable uuid per link.
+    let seen: Vec<Option<Uuid>> = links.iter().map(|l| l.seen_with.first().copied()).collect();
+    // The persons are inserted by a sibling CTE of the same statement; the
+    // foreign key is checked at the end of the statement, when they exist.
+    let inserted = sqlx::query(
+        "WITH new_persons AS (
+           INSERT INTO identity.persons (tenant_id, person_id, created_at, updated_at)
+           SELECT $1, p, $2, $2 FROM UNNEST($3::uuid[]) AS n(p)
+         ), linked AS (
+           INSERT INTO identity.identifiers
+             (tenant_id, id_type, id_scope, id_value, person_id, linked_at, observed_at,
+              evidence_message_id, seen_with, last_seen_at)
+           SELECT $1, t, s, v, p, $2, o, e,
+                  CASE WHEN w IS NULL THEN '{}'::uuid[] ELSE ARRAY[w] END, o
+             FROM UNNEST($4::text[], $5::text[], $6::text[], $7::uuid[], $8::timestamptz[],
+                         $9::text[], $10::uuid[]) AS l(t, s, v, p, o, e, w)
+            ORDER BY t, s, v
+           ON CONFLICT ON CONSTRAINT identifiers_key DO NOTHING
+           RETURNING id_type, id_scope, id_value, person_id
+         ), history AS (
+           INSERT INTO identity.identifier_history
+             (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
+           SELECT $1, id_type, id_scope, id_value, person_id, $2 FROM linked
+         )
+         SELECT count(*) FROM linked",
+    )
+    .bind(tenant)
+    .bind(now)
+    .bind(persons)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .bind(&owners)
+    .bind(&observed)
+    .bind(&evidence)
+    .bind(&seen)
+    .fetch_one(conn)
+    .await?;
+    let count: i64 = inserted.try_get(0)?;
+    Ok(usize::try_from(count).unwrap_or(0))
+}
+
+/// Adds persons to identifiers' "seen with" lists. Each changed identifier
+/// gets a new version and a queued cache invalidation: a contested value is
+/// never answered from the cache.
+pub async fn add_seen_with(
+    conn: &mut PgConnection,
+    tenant: &str,
+    pairs: &[(IdentifierKey, Uuid)],
+) -> Result<(), sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<&str> = pairs.iter().map(|(k, _)| k.id_type.as_str()).collect();
+    let scopes: Vec<&str> = pairs.iter().map(|(k, _)| k.scope.as_str()).collect();
+    let values: Vec<&str> = pairs.iter().map(|(k, _)| k.value.as_str()).collect();
+    let persons: Vec<Uuid> = pairs.iter().map(|(_, p)| *p).collect();
+    // One row per identifier, so a key seen with two persons in one batch
+    // is updated once (an UPDATE ... FROM applies one source row per target).
+    sqlx::query(
+        "WITH k AS (
+           SELECT t, s, v, array_agg(DISTINCT p) AS ps
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::uuid[]) AS u(t, s, v, p)
+            GROUP BY t, s, v
+         ), changed AS (
+           UPDATE identity.identifiers i
+              SET seen_with = (SELECT array_agg(DISTINCT x)
+                                 FROM unnest(i.seen_with || k.ps) AS x),
+                  version = i.version + 1
+             FROM k
+            WHERE i.tenant_id = $1 AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
+              AND NOT (k.ps <@ i.seen_with) AND cardinality(i.seen_with) < 1001
+           RETURNING i.id_type, i.id_scope, i.id_value, i.version
+         )
+         INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
+         SELECT $1, id_type, id_scope, id_value, version FROM changed",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .bind(&persons)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves every identifier of `absorbed` to `survivor`, marks `absorbed` as
+/// merged (and redirects persons merged into them earlier), keeps history,
+/// combines consent (an opt-out wins) and queues cache invalidations.
+/// Returns how many identifiers moved.
+pub async fn merge(
+    conn: &mut PgConnection,
+    tenant: &str,
+    survivor: Uuid,
+    absorbed: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let mut all = absorbed.to_vec();
+    all.push(survivor);
+    let moved = sqlx::query(
+        "WITH moved AS (
+           UPDATE identity.identifiers
+              SET person_id = $2, version = version + 1
+            WHERE tenant_id = $1 AND person_id = ANY($3)
+           RETURNING id_type, id_scope, id_value, version
+         ), closed AS (
+           UPDATE identity.identifier_history h SET valid_to = $4
+             FROM moved m
+            WHERE h.tenant_id = $1 AND h.id_type = m.id_type AND h.id_scope = m.id_scope
+              AND h.id_value = m.id_value AND h.valid_to IS NULL
+         ), opened AS (
+           INSERT INTO identity.identifier_history
+             (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
+           SELECT $1, id_type, id_scope, id_value, $2, $4 FROM moved
+         ), queued AS (
+           INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
+           SELECT $1, id_type, id_scope, id_value, version FROM moved
+         )
+         SELECT count(*) FROM moved",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(absorbed)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE identity.identifiers
+            SET seen_with = ARRAY(SELECT unnest(seen_with) EXCEPT SELECT unnest($3::uuid[]))
+          WHERE tenant_id = $1 AND person_id = $2 AND seen_with && $3::uuid[]",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&all)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "WITH opted AS (
+           SELECT bool_or(marketing_opt_out) AS any_out FROM identity.persons
+            WHERE tenant_id = $1 AND person_id = ANY($3)
+         )
+         UPDATE identity.persons p
+            SET marketing_opt_out = p.marketing_opt_out OR opted.any_out, updated_at = $4
+           FROM opted
+          WHERE p.tenant_id = $1 AND p.person_id = $2",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(absorbed)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE identity.persons
+            SET state = 'merged', merged_into = $2, updated_at = $4
+          WHERE tenant_id = $1 AND (person_id = ANY($3) OR merged_into = ANY($3))",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(absorbed)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    let count: i64 = moved.try_get(0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Moves `keys` (which must belong to `person`) to the new person `into`,
+/// records the separation and queues cache invalidations. Returns how many
+/// identifiers moved.
+pub async fn split(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+    into: Uuid,
+    keys: &[IdentifierKey],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let (types, scopes, values) = key_arrays(keys);
+    sqlx::query(
+        "INSERT INTO identity.persons (tenant_id, person_id, created_at, updated_at,
+                                       marketing_opt_out)
+         SELECT $1, $2, $3, $3, marketing_opt_out FROM identity.persons
+          WHERE tenant_id = $1 AND person_id = $4",
+    )
+    .bind(tenant)
+    .bind(into)
+    .bind(now)
+    .bind(person)
+    .execute(&mut *conn)
+    .await?;
+    let moved = sqlx::query(
+        "WITH moved AS (
+           UPDATE identity.identifiers i
+              SET person_id = $2, version = i.version + 1, seen_with = '{}'
+             FROM UNNEST($4::text[], $5::text[], $6::text[]) AS k(t, s, v)
+            WHERE i.tenant_id = $1 AND i.person_id = $3
+              AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
+           RETURNING i.id_type, i.id_scope, i.id_value, i.version
+         ), closed AS (
+           UPDATE identity.identifier_history h SET valid_to = $7
+             FROM moved m
+            WHERE h.tenant_id = $1 AND h.id_type = m.id_type AND h.id_scope = m.id_scope
+              AND h.id_value = m.id_value AND h.valid_to IS NULL
+         ), opened AS (
+           INSERT INTO identity.identifier_history
+             (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
+           SELECT $1, id_type, id_scope, id_value, $2, $7 FROM moved
+         ), queued AS (
+           INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
+           SELECT $1, id_type, id_scope, id_value, version FROM moved
+         )
+         SELECT count(*) FROM moved",
+    )
+    .bind(tenant)
+    .bind(into)
+    .bind(person)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (a, b) = crate::graph::pair(person, into);
+    sqlx::query(
+        "INSERT INTO identity.separations (tenant_id, person_a, person_b) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(a)
+    .bind(b)
+    .execute(conn)
+    .await?;
+    let count: i64 = moved.try_get(0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// The identifiers of `person`.
+pub async fn identifiers_of(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+) -> Result<Vec<IdentifierKey>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id_type, id_scope, id_value FROM identity.identifiers
+          WHERE tenant_id = $1 AND person_id = $2 ORDER BY id_type, id_scope, id_value",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|row| key_of(row, 0)).collect()
+}
+
+/// The current owner of `key` and the entry's version.
+pub async fn owner(
+    conn: &mut PgConnection,
+    tenant: &str,
+    key: &IdentifierKey,
+) -> Result<Option<Owner>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT person_id, version, cardinality(seen_with) > 0 FROM identity.identifiers
+          WHERE tenant_id = $1 AND id_type = $2 AND id_scope = $3 AND id_value = $4",
+    )
+    .bind(tenant)
+    .bind(&key.id_type)
+    .bind(&key.scope)
+    .bind(&key.value)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(Owner {
+            person_id: row.try_get(0)?,
+            version: row.try_get(1)?,
+            contested: row.try_get(2)?,
+        })
+    })
+    .transpose()
+}
+
+/// Who owned `key` at `at`, if anyone (the person id of that time).
+pub async fn owner_at(
+    conn: &mut PgConnection,
+    tenant: &str,
+    key: &IdentifierKey,
+    at: DateTime<Utc>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT person_id FROM identity.identifier_history
+          WHERE tenant_id = $1 AND id_type = $2 AND id_scope = $3 AND id_value = $4
+            AND valid_from <= $5 AND (valid_to IS NULL OR valid_to > $5)
+          ORDER BY valid_from DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(&key.id_type)
+    .bind(&key.scope)
+    .bind(&key.value)
+    .bind(at)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The live person an id stands for today: itself, or the person it was
+/// merged into; `None` when unknown or erased.
+pub async fn current_person(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT state, merged_into FROM identity.persons WHERE tenant_id = $1 AND person_id = $2",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get(0)?;
+    let merged_into: Option<Uuid> = row.try_get(1)?;
+    Ok(match (state.as_str(), merged_into) {
+        ("merged", Some(into)) => Some(into),
+        _ => Some(person),
+    })
+}

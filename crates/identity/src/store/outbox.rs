@@ -1,0 +1,61 @@
+//! SQL of the cache-invalidation outbox.
+
+use sqlx::{PgConnection, Row};
+
+use crate::domain::IdentifierKey;
+
+/// One queued invalidation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    /// Row id (for deletion).
+    pub id: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// The identifier.
+    pub key: IdentifierKey,
+    /// Its version after the change.
+    pub version: i64,
+}
+
+/// Claims up to `limit` queued invalidations, oldest first; rows locked by
+/// another relay are skipped. The outbox is a platform-wide work queue, so
+/// this one statement reads every tenant's rows.
+pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Invalidation>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, id_type, id_scope, id_value, version FROM identity.outbox
+          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Invalidation {
+                id: row.try_get(0)?,
+                tenant: row.try_get(1)?,
+                key: IdentifierKey {
+                    id_type: row.try_get(2)?,
+                    scope: row.try_get(3)?,
+                    value: row.try_get(4)?,
+                },
+                version: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes relayed invalidations.
+pub async fn delete(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM identity.outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many invalidations wait.
+pub async fn pending(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM identity.outbox")
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,174 @@
+//! The identity-changes worker: tails the identity service's change log and applies each change
+//! to the event store in the same transaction as its cursor — merges move history to the
+//! surviving person, splits move the split-off identifiers' events, erasures delete (and queue
+//! their confirmation in an outbox), consent changes set the opt-out activation honours.
+
+use std::str::FromStr;
+
+use prost::Message as _;
+use sqlx::PgPool;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use touchline_proto::governance::v1::CleanEvent;
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::{
+    ConfirmErasureRequest, IdentityChange, IdentityChangeKind, TailIdentityChangesRequest,
+    TailIdentityChangesResponse,
+};
+use touchline_runtime::Shutdown;
+use touchline_runtime::client::CallCredentials;
+use uuid::Uuid;
+
+use crate::split::events_to_move;
+use crate::store::{self, changes};
+use crate::worker::WorkerError;
+
+/// The cursor name under which this worker records its progress.
+pub const IDENTITY_CHANGES_CONSUMER: &str = "modeling.identity_changes";
+
+/// The service name modeling confirms erasures under.
+pub const ERASURE_SERVICE: &str = "modeling";
+
+type IdentityClient = IdentityServiceClient<InterceptedService<Channel, CallCredentials>>;
+
+/// Applies identity's change log to the event store, for every tenant.
+#[derive(Debug, Clone)]
+pub struct IdentityChangesWorker {
+    pool: PgPool,
+    identity: IdentityClient,
+}
+
+impl IdentityChangesWorker {
+    /// A worker applying changes to `pool`.
+    pub fn new(pool: PgPool, identity: IdentityClient) -> Self {
+        Self { pool, identity }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) {
+        touchline_runtime::consumer::run(IDENTITY_CHANGES_CONSUMER, shutdown, || self.session())
+            .await;
+    }
+
+    async fn session(&self) -> Result<(), WorkerError> {
+        // Confirmations a previous run committed but did not deliver.
+        self.relay_confirmations().await?;
+        let cursors = store::load_cursors(&self.pool, IDENTITY_CHANGES_CONSUMER).await?;
+        let request = TailIdentityChangesRequest {
+            selector: Some(touchline_runtime::tail::resume_all_tenants(cursors, 500)),
+        };
+        let mut stream = self
+            .identity
+            .clone()
+            .tail_identity_changes(request)
+            .await?
+            .into_inner();
+        while let Some(batch) = stream.message().await? {
+            let erasures = self.apply(batch).await?;
+            if erasures {
+                self.relay_confirmations().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a batch; returns whether it held erasures to confirm.
+    #[tracing::instrument(name = "modeling.apply_identity_changes", skip_all, fields(service = "modeling", tenant = %batch.tenant, changes = batch.changes.len()))]
+    async fn apply(&self, batch: TailIdentityChangesResponse) -> Result<bool, WorkerError> {
+        let Some(last) = batch.changes.last().map(|c| c.sequence) else {
+            return Ok(false);
+        };
+        let tenant = batch.tenant.as_str();
+        let mut tx = self.pool.begin().await?;
+        changes::lock_tenant(&mut tx, tenant).await?;
+        let mut erasures = false;
+        for change in &batch.changes {
+            erasures |= change.kind() == IdentityChangeKind::Erasure;
+            apply_change(&mut tx, tenant, change).await?;
+        }
+        store::advance_cursor(&mut tx, IDENTITY_CHANGES_CONSUMER, tenant, last).await?;
+        tx.commit().await?;
+        Ok(erasures)
+    }
+
+    async fn relay_confirmations(&self) -> Result<(), WorkerError> {
+        let mut conn = self.pool.acquire().await?;
+        for (tenant, erasure, removed) in changes::pending_confirmations(&mut conn).await? {
+            self.identity
+                .clone()
+                .confirm_erasure(ConfirmErasureRequest {
+                    name: erasure.clone(),
+                    service: ERASURE_SERVICE.to_owned(),
+                    removed_records: removed,
+                    request_id: String::new(),
+                })
+                .await?;
+            changes::confirmation_sent(&mut conn, &tenant, &erasure).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply_change(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    change: &IdentityChange,
+) -> Result<(), WorkerError> {
+    let person = parse_person(&change.person_id)?;
+    let others = change
+        .other_person_ids
+        .iter()
+        .map(|p| parse_person(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    match change.kind() {
+        IdentityChangeKind::Merge => {
+            let moved = changes::apply_merge(conn, tenant, person, &others).await?;
+            tracing::info!(%person, merged = others.len(), events_moved = moved, "persons merged");
+        }
+        IdentityChangeKind::Split => {
+            let Some(new_person) = others.first().copied() else {
+                return Err(WorkerError::Protocol(format!(
+                    "split {} names no new person",
+                    change.sequence
+                )));
+            };
+            let stored = changes::events_of(conn, tenant, person).await?;
+            let decoded = stored
+                .iter()
+                .map(|(sequence, payload)| {
+                    CleanEvent::decode(payload.as_slice())
+                        .map(|event| (*sequence, event.identifiers))
+                        .map_err(|err| {
+                            WorkerError::Protocol(format!("stored event {sequence}: {err}"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let to_move = events_to_move(
+                decoded.iter().map(|(s, ids)| (*s, ids.as_slice())),
+                &change.moved_identifiers,
+            );
+            let moved = changes::move_events(conn, tenant, &to_move, new_person).await?;
+            tracing::info!(%person, %new_person, events_moved = moved, "person split");
+        }
+        IdentityChangeKind::Erasure => {
+            let mut persons = others;
+            persons.push(person);
+            let removed = changes::erase(conn, tenant, &persons, &change.erasure).await?;
+            tracing::info!(erasure = %change.erasure, removed, "person erased");
+        }
+        IdentityChangeKind::Consent => {
+            changes::set_opt_out(conn, tenant, person, change.marketing_opt_out).await?;
+        }
+        IdentityChangeKind::Unspecified => {
+            return Err(WorkerError::Protocol(format!(
+                "change {} has no kind",
+                change.sequence
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_person(id: &str) -> Result<Uuid, WorkerError> {
+    Uuid::from_str(id).map_err(|err| WorkerError::Protocol(format!("person id {id:?}: {err}")))
+}

@@ -1,0 +1,235 @@
+//! SQL that applies the identity service's change log to the event store: merges move history
+//! to the surviving person, splits move the events of the split-off identifiers, erasures
+//! delete, consent changes set the person's opt-out.
+//!
+//! Every change is applied under the tenant's store lock (see [`lock_tenant`]), which the
+//! event-store worker takes too, so an event resolved before a merge and stored after it is
+//! redirected rather than left under a person id that no longer exists.
+
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+/// Serialises the tenant's event-store writes with identity changes for the transaction.
+pub async fn lock_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('modeling.events:' || $1, 0))")
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the history of `merged` to `survivor` and redirects their ids; returns events moved.
+pub async fn apply_merge(
+    conn: &mut PgConnection,
+    tenant: &str,
+    survivor: Uuid,
+    merged: &[Uuid],
+) -> Result<u64, sqlx::Error> {
+    let merged: Vec<Uuid> = merged.iter().copied().filter(|p| *p != survivor).collect();
+    if merged.is_empty() {
+        return Ok(0);
+    }
+    let moved = sqlx::query(
+        "UPDATE modeling.events SET person_id = $2 WHERE tenant_id = $1 AND person_id = ANY($3)",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&merged)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    // Persons that pointed at a merged id now point at the survivor, so a chain of merges
+    // never needs more than one hop.
+    sqlx::query(
+        "UPDATE modeling.person_redirects SET to_person = $2 WHERE tenant_id = $1 AND to_person = ANY($3)",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&merged)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO modeling.person_redirects (tenant_id, from_person, to_person)
+         SELECT $1, m, $2 FROM UNNEST($3::uuid[]) AS m
+         ON CONFLICT (tenant_id, from_person) DO UPDATE SET to_person = EXCLUDED.to_person",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&merged)
+    .execute(&mut *conn)
+    .await?;
+    // The merged persons' attributes follow them; an opt-out is never lost by a merge.
+    sqlx::query(
+        "INSERT INTO modeling.person_attributes (tenant_id, person_id, marketing_opt_out)
+         SELECT $1, $2, bool_or(marketing_opt_out) FROM modeling.person_attributes
+          WHERE tenant_id = $1 AND person_id = ANY($3)
+         HAVING count(*) > 0
+         ON CONFLICT (tenant_id, person_id) DO UPDATE
+           SET marketing_opt_out = modeling.person_attributes.marketing_opt_out OR EXCLUDED.marketing_opt_out,
+               updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&merged)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM modeling.person_attributes WHERE tenant_id = $1 AND person_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(&merged)
+    .execute(&mut *conn)
+    .await?;
+    Ok(moved)
+}
+
+/// The stored events of `person`: sequence and encoded `CleanEvent`.
+pub async fn events_of(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT sequence, payload FROM modeling.events WHERE tenant_id = $1 AND person_id = $2",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect()
+}
+
+/// Moves the events at `sequences` to `person`; returns how many moved.
+pub async fn move_events(
+    conn: &mut PgConnection,
+    tenant: &str,
+    sequences: &[i64],
+    person: Uuid,
+) -> Result<u64, sqlx::Error> {
+    if sequences.is_empty() {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE modeling.events SET person_id = $2 WHERE tenant_id = $1 AND sequence = ANY($3)",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(sequences)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes every record of `persons` and queues the erasure's confirmation in the same
+/// transaction; returns the records removed.
+pub async fn erase(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+    erasure: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut removed =
+        sqlx::query("DELETE FROM modeling.events WHERE tenant_id = $1 AND person_id = ANY($2)")
+            .bind(tenant)
+            .bind(persons)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    for table in ["person_attributes"] {
+        removed += sqlx::query(&format!(
+            "DELETE FROM modeling.{table} WHERE tenant_id = $1 AND person_id = ANY($2)"
+        ))
+        .bind(tenant)
+        .bind(persons)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    removed += sqlx::query(
+        "DELETE FROM modeling.person_redirects WHERE tenant_id = $1 AND (from_person = ANY($2) OR to_person = ANY($2))",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if !erasure.is_empty() {
+        sqlx::query(
+            "INSERT INTO modeling.erasure_confirmations (tenant_id, erasure, removed_records)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, erasure) DO UPDATE
+               SET removed_records = modeling.erasure_confirmations.removed_records + EXCLUDED.removed_records",
+        )
+        .bind(tenant)
+        .bind(erasure)
+        .bind(i64::try_from(removed).unwrap_or(i64::MAX))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(removed)
+}
+
+/// Sets the marketing opt-out of `person`.
+pub async fn set_opt_out(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+    opt_out: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO modeling.person_attributes (tenant_id, person_id, marketing_opt_out)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id, person_id) DO UPDATE
+           SET marketing_opt_out = EXCLUDED.marketing_opt_out, updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(opt_out)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Erasure confirmations waiting to be relayed: tenant, erasure, records removed.
+pub async fn pending_confirmations(
+    conn: &mut PgConnection,
+) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query("SELECT tenant_id, erasure, removed_records FROM modeling.erasure_confirmations ORDER BY created_at LIMIT 100")
+        .fetch_all(conn)
+        .await?
+        .into_iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect()
+}
+
+/// Drops a relayed confirmation.
+pub async fn confirmation_sent(
+    conn: &mut PgConnection,
+    tenant: &str,
+    erasure: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM modeling.erasure_confirmations WHERE tenant_id = $1 AND erasure = $2")
+        .bind(tenant)
+        .bind(erasure)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marketing opt-out of `person` (false when never set).
+pub async fn opted_out(
+    pool: &sqlx::PgPool,
+    tenant: &str,
+    person: Uuid,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT marketing_opt_out FROM modeling.person_attributes WHERE tenant_id = $1 AND person_id = $2",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or(false))
+}

@@ -1,0 +1,4 @@
+//! Store tests of the modeling service on a fresh PostgreSQL database per test.
+
+mod changes;
+mod store;
