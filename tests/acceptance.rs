@@ -1022,7 +1022,8 @@ fn handled(
                     .filter(|i| i.kind == "phone" && !is_placeholder(&i.value))
                     .count();
                 let kept_phones = c.identifiers.iter().filter(|i| i.r#type == "phone").count();
-                !c.identifiers.iter().any(|i| is_placeholder(&i.value)) && kept_phones <= sent_phones
+                !c.identifiers.iter().any(|i| is_placeholder(&i.value))
+                    && kept_phones <= sent_phones
             }
             Fate::Quarantined(R::NoIdentifier) => true,
             _ => false,

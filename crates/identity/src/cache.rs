@@ -303,24 +303,35 @@ impl IdentityCache {
         (keys, args)
     }
 
+    /// Runs the script over `keys` in pipelined invocations of
+    /// [`MGET_CHUNK`] keys (a long script blocks Redis for its whole run),
+    /// all bounded by one timeout.
     async fn run_script(
         &self,
         mode: &str,
         keys: Vec<String>,
         args: Vec<String>,
     ) -> Result<(), String> {
-        let mut invocation = self.script.prepare_invoke();
-        invocation.arg(mode);
-        for key in &keys {
-            invocation.key(key);
-        }
-        for arg in &args {
-            invocation.arg(arg);
-        }
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
+        let calls = keys
+            .chunks(MGET_CHUNK)
+            .zip(args.chunks(MGET_CHUNK * 2))
+            .map(|(keys, args)| {
+                let mut invocation = self.script.prepare_invoke();
+                invocation.arg(mode);
+                for key in keys {
+                    invocation.key(key);
+                }
+                for arg in args {
+                    invocation.arg(arg);
+                }
+                let mut conn = self.conn.clone();
+                async move { invocation.invoke_async::<i64>(&mut conn).await }
+            });
+        match tokio::time::timeout(self.timeout, futures::future::join_all(calls)).await {
+            Ok(replies) => replies
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(()), |err| Err(err.to_string())),
             Err(_) => Err("timed out".to_owned()),
         }
     }

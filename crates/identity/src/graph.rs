@@ -295,6 +295,12 @@ fn find(redirect: &HashMap<Uuid, Uuid>, mut person: Uuid) -> Uuid {
     person
 }
 
+/// Whether a linked value is shared: seen with more persons than its type
+/// allows, so that alone it names none of them.
+pub fn is_shared(key: &IdentifierKey, known: &Known, rules: &CompiledRules) -> bool {
+    saturated(key, known, known.person_id, rules)
+}
+
 fn saturated(key: &IdentifierKey, known: &Known, owner: Uuid, rules: &CompiledRules) -> bool {
     let others = known
         .seen_with

@@ -5,18 +5,21 @@
 //! tenant. Identifiers seen together join their persons (merging into the
 //! oldest) as far as the tenant's rules allow; refusals are audited and
 //! conflicts between strong identifiers go to a review queue. Merges,
-//! splits, erasures and consent changes are appended to a per-tenant change
-//! log that modeling tails to move event histories.
+//! splits, detachments of shared values, erasures and consent changes are
+//! appended to a per-tenant change log that modeling tails to move event
+//! histories.
 //!
 //! `domain` validates identifiers and `graph` decides links and merges
-//! (`rules` holds the per-tenant rules), without knowing about gRPC, SQL or
-//! Redis; `store` holds all SQL; `cache` is the Redis cache-aside for
-//! identifier → person lookups; `service` owns transactions, the outbox
-//! relay and the cache protocol; `grpc` is the thin adapter. PostgreSQL is the system of record: Redis only
-//! ever saves a round trip and its failures never fail a call.
+//! (`rules` holds the per-tenant rules, `detach` which events shared values
+//! take off their owner), without knowing about gRPC, SQL or Redis; `store`
+//! holds all SQL; `cache` is the Redis cache-aside for identifier → person
+//! lookups; `service` owns transactions, the outbox relay and the cache
+//! protocol; `grpc` is the thin adapter. PostgreSQL is the system of record:
+//! Redis only ever saves a round trip and its failures never fail a call.
 
 pub mod cache;
 pub mod config;
+pub mod detach;
 pub mod domain;
 pub mod error;
 pub mod graph;

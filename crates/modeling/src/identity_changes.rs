@@ -1,7 +1,8 @@
 //! The identity-changes worker: tails the identity service's change log and applies each change
 //! to the event store in the same transaction as its cursor — merges move history to the
-//! surviving person, splits move the split-off identifiers' events, erasures delete (and queue
-//! their confirmation in an outbox), consent changes set the opt-out activation honours.
+//! surviving person, splits move the split-off identifiers' events, detaches take the person
+//! off events made only of identifiers found shared, erasures delete (and queue their
+//! confirmation in an outbox), consent changes set the opt-out activation honours.
 
 use std::str::FromStr;
 
@@ -9,6 +10,7 @@ use prost::Message as _;
 use sqlx::PgPool;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use touchline_proto::common::v1::Identifier;
 use touchline_proto::governance::v1::CleanEvent;
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{
@@ -123,7 +125,7 @@ async fn apply_change(
     match change.kind() {
         IdentityChangeKind::Merge => {
             let moved = changes::apply_merge(conn, tenant, person, &others).await?;
-            tracing::info!(%person, merged = others.len(), events_moved = moved, "persons merged");
+            tracing::debug!(%person, merged = others.len(), events_moved = moved, "persons merged");
         }
         IdentityChangeKind::Split => {
             let Some(new_person) = others.first().copied() else {
@@ -133,22 +135,24 @@ async fn apply_change(
                 )));
             };
             let stored = changes::events_of(conn, tenant, person).await?;
-            let decoded = stored
-                .iter()
-                .map(|(sequence, payload)| {
-                    CleanEvent::decode(payload.as_slice())
-                        .map(|event| (*sequence, event.identifiers))
-                        .map_err(|err| {
-                            WorkerError::Protocol(format!("stored event {sequence}: {err}"))
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let decoded = decode_identifiers(&stored)?;
             let to_move = events_to_move(
                 decoded.iter().map(|(s, ids)| (*s, ids.as_slice())),
                 &change.moved_identifiers,
             );
             let moved = changes::move_events(conn, tenant, &to_move, new_person).await?;
-            tracing::info!(%person, %new_person, events_moved = moved, "person split");
+            tracing::debug!(%person, %new_person, events_moved = moved, "person split");
+        }
+        IdentityChangeKind::Detach => {
+            let stored = changes::events_of(conn, tenant, person).await?;
+            let decoded = decode_identifiers(&stored)?;
+            let to_detach = events_to_move(
+                decoded.iter().map(|(s, ids)| (*s, ids.as_slice())),
+                &change.moved_identifiers,
+            );
+            changes::record_detached(conn, tenant, person, &change.moved_identifiers).await?;
+            let detached = changes::detach_events(conn, tenant, &to_detach).await?;
+            tracing::debug!(%person, events_detached = detached, "shared identifiers detached");
         }
         IdentityChangeKind::Erasure => {
             let mut persons = others;
@@ -167,6 +171,20 @@ async fn apply_change(
         }
     }
     Ok(())
+}
+
+/// The identifiers of stored events, by sequence.
+fn decode_identifiers(
+    stored: &[(i64, Vec<u8>)],
+) -> Result<Vec<(i64, Vec<Identifier>)>, WorkerError> {
+    stored
+        .iter()
+        .map(|(sequence, payload)| {
+            CleanEvent::decode(payload.as_slice())
+                .map(|event| (*sequence, event.identifiers))
+                .map_err(|err| WorkerError::Protocol(format!("stored event {sequence}: {err}")))
+        })
+        .collect()
 }
 
 fn parse_person(id: &str) -> Result<Uuid, WorkerError> {

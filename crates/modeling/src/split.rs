@@ -27,6 +27,12 @@ pub fn events_to_move<'a>(
         .collect()
 }
 
+/// Whether an event with `identifiers` is made only of `detached` ones (and so names nobody).
+pub fn only_detached(identifiers: &[Identifier], detached: &[Identifier]) -> bool {
+    let detached: HashSet<(&str, &str, &str)> = detached.iter().map(key).collect();
+    !identifiers.is_empty() && identifiers.iter().all(|id| detached.contains(&key(id)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

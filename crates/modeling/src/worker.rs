@@ -13,7 +13,7 @@ use touchline_proto::governance::v1::{
     CleanEvent, TailCleanEventsRequest, TailCleanEventsResponse,
 };
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use touchline_proto::identity::v1::{BatchResolveRequest, ResolveItem};
+use touchline_proto::identity::v1::{BatchResolveRequest, ResolveItem, UnresolvedReason};
 use touchline_runtime::Shutdown;
 use touchline_runtime::client::CallCredentials;
 use uuid::Uuid;
@@ -30,8 +30,8 @@ pub type IdentityClient = IdentityServiceClient<InterceptedService<Channel, Call
 enum Owner {
     /// The person identity resolved it to.
     Person(Uuid),
-    /// Nobody: the event carries no identifier (an ad platform's daily report row). It is
-    /// stored without a person.
+    /// Nobody: the event carries no identifier (an ad platform's daily report row), or only
+    /// blocked or shared ones (a store iPad's anonymous session). It is stored without a person.
     Nobody,
     /// Every identifier is suppressed (an erased person's late event): not stored, so the
     /// erasure is not undone.
@@ -149,7 +149,7 @@ impl EventStoreWorker {
         if suppressed > 0 {
             tracing::info!(
                 suppressed,
-                "events of erased persons not stored (suppressed identifiers)"
+                "events of erased persons not stored (their identifiers are suppressed)"
             );
         }
         store::commit_batch(
@@ -232,10 +232,15 @@ impl EventStoreWorker {
             .results
             .iter()
             .map(|r| {
-                // No person: every identifier is suppressed (an erased person's late event),
-                // and the event must not recreate them.
                 if r.person_id.is_empty() {
-                    return Ok(Owner::Suppressed);
+                    return Ok(match r.unresolved_reason() {
+                        // Blocked or shared identifiers: a real event that names nobody.
+                        UnresolvedReason::Blocked | UnresolvedReason::Shared => Owner::Nobody,
+                        // An erased person's late event must not recreate them.
+                        UnresolvedReason::Suppressed | UnresolvedReason::Unspecified => {
+                            Owner::Suppressed
+                        }
+                    });
                 }
                 Uuid::from_str(&r.person_id)
                     .map(Owner::Person)

@@ -106,6 +106,7 @@ pub async fn commit_batch(
     for (p, result) in clean.iter().zip(&published) {
         by_raw.insert(p.raw_sequence, *result);
     }
+    let mut outcomes = Vec::with_capacity(batch.len());
     for p in batch {
         match &p.verdict {
             Verdict::Clean(c) => {
@@ -114,22 +115,25 @@ pub async fn commit_batch(
                     Some(Published::Duplicate) => outcome::DUPLICATE_NATURAL_KEY,
                     _ => outcome::CLEAN,
                 };
-                record_outcome(&mut tx, tenant, p, code, 0, Some(c)).await?;
+                outcomes.push(OutcomeRow {
+                    processed: p,
+                    code,
+                    reason: 0,
+                    clean: Some(c),
+                });
             }
             Verdict::Quarantined(q) => {
                 insert_quarantine(&mut tx, tenant, p, q).await?;
-                record_outcome(
-                    &mut tx,
-                    tenant,
-                    p,
-                    outcome::QUARANTINED,
-                    q.reason() as i32,
-                    None,
-                )
-                .await?;
+                outcomes.push(OutcomeRow {
+                    processed: p,
+                    code: outcome::QUARANTINED,
+                    reason: q.reason() as i32,
+                    clean: None,
+                });
             }
         }
     }
+    record_outcomes(&mut tx, tenant, &outcomes).await?;
     sqlx::query(
         "INSERT INTO governance.consumer_cursors (consumer, tenant_id, last_sequence) VALUES ($1, $2, $3)
          ON CONFLICT (consumer, tenant_id) DO UPDATE
@@ -236,14 +240,19 @@ pub async fn publish(
     .bind(to_append)
     .fetch_one(&mut *conn)
     .await?;
+    // One statement for the clean rows and one for their natural keys: per-row round trips
+    // would bound the stage at a few thousand events per second.
     let mut next = head - to_append;
+    let mut rows = CleanRows::default();
+    // Per result slot: the clean sequence it would take and whether it restates.
+    let mut planned: Vec<Option<(i64, bool)>> = Vec::with_capacity(items.len());
     for (p, decision) in items.iter().zip(decisions) {
         let Verdict::Clean(c) = &p.verdict else {
-            results.push(Published::Duplicate);
+            planned.push(None);
             continue;
         };
         if decision == KeyDecision::Duplicate {
-            results.push(Published::Duplicate);
+            planned.push(None);
             continue;
         }
         next += 1;
@@ -255,49 +264,86 @@ pub async fn publish(
             event.message_id.clone_from(message_id);
             event.restatement = true;
         }
-        let inserted = sqlx::query(
-            "INSERT INTO governance.clean_events
-               (tenant_id, sequence, raw_sequence, message_id, event_name, channel, event_time, payload, traceparent)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (tenant_id, raw_sequence) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(next)
-        .bind(p.raw_sequence)
-        .bind(&event.message_id)
-        .bind(&event.event_name)
-        .bind(&event.channel)
-        .bind(c.event_time)
-        .bind(event.encode_to_vec())
-        .bind(p.traceparent.as_deref())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            results.push(Published::Duplicate);
+        rows.push(next, p, &event, c);
+        planned.push(Some((next, restated)));
+    }
+    let inserted: std::collections::HashSet<i64> = sqlx::query_scalar(
+        "INSERT INTO governance.clean_events
+           (tenant_id, sequence, raw_sequence, message_id, event_name, channel, event_time, payload, traceparent)
+         SELECT $1, s, r, m, n, c, t, b, tp
+           FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                       $7::timestamptz[], $8::bytea[], $9::text[])
+             AS u(s, r, m, n, c, t, b, tp)
+         ON CONFLICT (tenant_id, raw_sequence) DO NOTHING
+         RETURNING raw_sequence",
+    )
+    .bind(tenant)
+    .bind(&rows.sequences)
+    .bind(&rows.raw_sequences)
+    .bind(&rows.message_ids)
+    .bind(&rows.names)
+    .bind(&rows.channels)
+    .bind(&rows.times)
+    .bind(&rows.payloads)
+    .bind(&rows.traceparents)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .collect();
+    // The natural keys of what was inserted: the first record of a key keeps its source and
+    // message id, the latest content hash wins (one row per key per statement).
+    let mut keys: Vec<(&str, &str, &str, &[u8], i64)> = Vec::new();
+    let mut key_slot: HashMap<&str, usize> = HashMap::new();
+    for (p, plan) in items.iter().zip(&planned) {
+        let (Verdict::Clean(c), Some(_)) = (&p.verdict, plan) else {
+            continue;
+        };
+        let Some(key) = c.natural_key.as_deref() else {
+            continue;
+        };
+        if !inserted.contains(&p.raw_sequence) {
             continue;
         }
-        if let Some(key) = &c.natural_key {
-            sqlx::query(
-                "INSERT INTO governance.natural_keys
-                   (tenant_id, natural_key, source, message_id, content_hash, first_raw_sequence)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (tenant_id, natural_key) DO UPDATE
-                   SET content_hash = EXCLUDED.content_hash, updated_at = now()",
-            )
-            .bind(tenant)
-            .bind(key)
-            .bind(&p.source)
-            .bind(&event.message_id)
-            .bind(&c.content_hash)
-            .bind(p.raw_sequence)
-            .execute(&mut *conn)
-            .await?;
+        match key_slot.get(key) {
+            Some(&slot) => keys[slot].3 = &c.content_hash,
+            None => {
+                key_slot.insert(key, keys.len());
+                let message_id = rows
+                    .message_id_of(p.raw_sequence)
+                    .unwrap_or(p.message_id.as_str());
+                keys.push((key, &p.source, message_id, &c.content_hash, p.raw_sequence));
+            }
         }
-        results.push(if restated {
-            Published::Restated(next)
-        } else {
-            Published::New(next)
+    }
+    if !keys.is_empty() {
+        sqlx::query(
+            "INSERT INTO governance.natural_keys
+               (tenant_id, natural_key, source, message_id, content_hash, first_raw_sequence)
+             SELECT $1, k, s, m, h, r
+               FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])
+                 AS u(k, s, m, h, r)
+             ON CONFLICT (tenant_id, natural_key) DO UPDATE
+               SET content_hash = EXCLUDED.content_hash, updated_at = now()",
+        )
+        .bind(tenant)
+        .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.3).collect::<Vec<_>>())
+        .bind(keys.iter().map(|k| k.4).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (p, plan) in items.iter().zip(planned) {
+        results.push(match plan {
+            Some((sequence, restated)) if inserted.contains(&p.raw_sequence) => {
+                if restated {
+                    Published::Restated(sequence)
+                } else {
+                    Published::New(sequence)
+                }
+            }
+            _ => Published::Duplicate,
         });
     }
     sqlx::query("SELECT pg_notify($1, $2)")
@@ -306,6 +352,97 @@ pub async fn publish(
         .execute(&mut *conn)
         .await?;
     Ok(results)
+}
+
+/// The columns of clean rows to append, gathered for one UNNEST statement.
+#[derive(Default)]
+struct CleanRows {
+    sequences: Vec<i64>,
+    raw_sequences: Vec<i64>,
+    message_ids: Vec<String>,
+    names: Vec<String>,
+    channels: Vec<String>,
+    times: Vec<DateTime<Utc>>,
+    payloads: Vec<Vec<u8>>,
+    traceparents: Vec<Option<String>>,
+}
+
+impl CleanRows {
+    fn push(
+        &mut self,
+        sequence: i64,
+        p: &Processed,
+        event: &touchline_proto::governance::v1::CleanEvent,
+        c: &Cleaned,
+    ) {
+        self.sequences.push(sequence);
+        self.raw_sequences.push(p.raw_sequence);
+        self.message_ids.push(event.message_id.clone());
+        self.names.push(event.event_name.clone());
+        self.channels.push(event.channel.clone());
+        self.times.push(c.event_time);
+        self.payloads.push(event.encode_to_vec());
+        self.traceparents.push(p.traceparent.clone());
+    }
+
+    /// The message id the clean row of `raw_sequence` was appended under.
+    fn message_id_of(&self, raw_sequence: i64) -> Option<&str> {
+        self.raw_sequences
+            .iter()
+            .position(|r| *r == raw_sequence)
+            .and_then(|i| self.message_ids.get(i))
+            .map(String::as_str)
+    }
+}
+
+/// One ledger row: raw event, outcome code, quarantine reason, cleaning facts.
+pub struct OutcomeRow<'a> {
+    /// The raw event.
+    pub processed: &'a Processed,
+    /// Outcome code (see `outcome`).
+    pub code: i16,
+    /// Quarantine reason, 0 otherwise.
+    pub reason: i32,
+    /// The cleaning result, for clean outcomes.
+    pub clean: Option<&'a Cleaned>,
+}
+
+/// Writes (or, on replay, rewrites) the ledger rows of a batch in one statement.
+pub async fn record_outcomes(
+    conn: &mut PgConnection,
+    tenant: &str,
+    rows: &[OutcomeRow<'_>],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: &dyn Fn(&OutcomeRow<'_>) -> bool| rows.iter().map(f).collect::<Vec<bool>>();
+    sqlx::query(
+        "INSERT INTO governance.raw_outcomes
+           (tenant_id, raw_sequence, source, received_at, outcome, reason, late, corrected, identified, blocked_ids, invalid_ids)
+         SELECT $1, r, s, t, o, q, l, c, i, b, v
+           FROM UNNEST($2::bigint[], $3::text[], $4::timestamptz[], $5::smallint[], $6::integer[],
+                       $7::boolean[], $8::boolean[], $9::boolean[], $10::integer[], $11::integer[])
+             AS u(r, s, t, o, q, l, c, i, b, v)
+         ON CONFLICT (tenant_id, raw_sequence) DO UPDATE
+           SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason, late = EXCLUDED.late,
+               corrected = EXCLUDED.corrected, identified = EXCLUDED.identified,
+               blocked_ids = EXCLUDED.blocked_ids, invalid_ids = EXCLUDED.invalid_ids",
+    )
+    .bind(tenant)
+    .bind(rows.iter().map(|r| r.processed.raw_sequence).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.processed.source.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.processed.received_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.code).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.reason).collect::<Vec<_>>())
+    .bind(col(&|r| r.clean.is_some_and(|c| c.late)))
+    .bind(col(&|r| r.clean.is_some_and(|c| c.event.timestamp_corrected)))
+    .bind(col(&|r| r.clean.is_some_and(|c| c.identified)))
+    .bind(rows.iter().map(|r| r.clean.map_or(0, |c| c.event.blocked_identifiers)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.clean.map_or(0, |c| c.event.invalid_identifiers_dropped)).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Writes (or, on replay, rewrites) the ledger row of a raw event.

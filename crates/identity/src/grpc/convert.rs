@@ -261,6 +261,7 @@ pub fn change_to_pb(tenant: &str, c: StoredChange) -> pb::IdentityChange {
     let kind = match c.kind.as_str() {
         "merge" => pb::IdentityChangeKind::Merge,
         "split" => pb::IdentityChangeKind::Split,
+        "detach" => pb::IdentityChangeKind::Detach,
         "erasure" => pb::IdentityChangeKind::Erasure,
         "consent" => pb::IdentityChangeKind::Consent,
         _ => pb::IdentityChangeKind::Unspecified,

@@ -28,6 +28,7 @@ use touchline_db::DbErrorKind;
 use uuid::Uuid;
 
 use crate::cache::IdentityCache;
+use crate::detach;
 use crate::domain::{self, IdentifierKey, ResolveItem};
 use crate::error::IdentityError;
 use crate::graph::{self, GraphPlan, GraphView, Options, Outcome};
@@ -316,7 +317,7 @@ impl Identity {
             store::merge(tx, tenant, merge.survivor, &merge.absorbed, now).await?;
         }
         store::add_seen_with(tx, tenant, &plan.seen_with).await?;
-        let changes: Vec<NewChange> = plan
+        let mut changes: Vec<NewChange> = plan
             .merges
             .iter()
             .map(|m| NewChange {
@@ -326,6 +327,22 @@ impl Identity {
                 ..NewChange::default()
             })
             .collect();
+        // Values this batch made shared take the events made only of them
+        // off their owner; merges come first so the owner named is the
+        // surviving person.
+        if !plan.newly_shared.is_empty() {
+            let contested = store::contested_of(tx, tenant, &detach::owners(&plan)).await?;
+            changes.extend(
+                detach::detachments(&plan, &contested, rules)
+                    .into_iter()
+                    .map(|d| NewChange {
+                        kind: "detach",
+                        person_id: d.person_id,
+                        moved: d.keys,
+                        ..NewChange::default()
+                    }),
+            );
+        }
         let sequences =
             store::log::append_changes(tx, tenant, &changes, now, &actor.traceparent).await?;
         let rule = if options.explicit {

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use touchline_runtime::Shutdown;
 
 use crate::cache::IdentityCache;
+use crate::store::outbox::Locked;
 use crate::store::{self, Owner};
 
 /// Rows relayed per transaction.
@@ -51,7 +52,9 @@ impl OutboxRelay {
                     tracing::warn!(error = %err, "expiring idempotency keys failed");
                 }
             }
-            let pause = match self.drain().await {
+            // Rows another replica holds are its business (and come back
+            // on a later pass if it gives them up): no waiting here.
+            let pause = match self.relay_available().await {
                 Ok(_) => RELAY_POLL,
                 Err(err) => {
                     tracing::warn!(error = %err, "cache invalidation relay failed; retrying");
@@ -66,33 +69,63 @@ impl OutboxRelay {
         }
     }
 
-    /// Relays everything queued now; returns how many rows were relayed.
-    /// Fails when PostgreSQL or Redis does (the rows stay queued).
+    /// Relays everything queued now; returns how many rows were relayed
+    /// by this call. Rows another relay is working on count as queued: the
+    /// call returns only once that relay has settled them (or relays them
+    /// itself if it gave them back), so when it returns, every invalidation
+    /// committed before the call has reached Redis. Fails when PostgreSQL
+    /// or Redis does (the rows stay queued).
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut total = 0;
         loop {
-            let mut conn = self.pool.acquire().await.map_err(RelayError::Store)?;
-            let mut tx = conn.begin().await.map_err(RelayError::Store)?;
-            let rows = store::outbox::claim(&mut tx, RELAY_BATCH)
-                .await
-                .map_err(RelayError::Store)?;
-            if rows.is_empty() {
-                tx.commit().await.map_err(RelayError::Store)?;
-                return Ok(total);
+            total += self.relay_available().await?;
+            // Nothing left that is free: wait out the batches other relays
+            // hold. Skipping them would report an empty queue while their
+            // tombstones may not have been written yet (or never will be,
+            // if that relay fails and rolls back).
+            match self.relay_batch(Locked::Wait).await? {
+                0 => return Ok(total),
+                relayed => total += relayed,
             }
-            if let Some(cache) = &self.cache {
-                cache
-                    .invalidate_many(rows.iter().map(|r| (r.tenant.as_str(), &r.key, r.version)))
-                    .await
-                    .map_err(RelayError::Cache)?;
-            }
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            store::outbox::delete(&mut tx, &ids)
-                .await
-                .map_err(RelayError::Store)?;
-            tx.commit().await.map_err(RelayError::Store)?;
-            total += rows.len();
         }
+    }
+
+    /// Relays queued rows no other relay holds, batch after batch, until
+    /// none is left; returns how many rows were relayed.
+    async fn relay_available(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            match self.relay_batch(Locked::Skip).await? {
+                0 => return Ok(total),
+                relayed => total += relayed,
+            }
+        }
+    }
+
+    /// Claims one batch, writes its tombstones and deletes it, in one
+    /// transaction; returns how many rows it relayed.
+    async fn relay_batch(&self, locked: Locked) -> Result<usize, RelayError> {
+        let mut conn = self.pool.acquire().await.map_err(RelayError::Store)?;
+        let mut tx = conn.begin().await.map_err(RelayError::Store)?;
+        let rows = store::outbox::claim(&mut tx, RELAY_BATCH, locked)
+            .await
+            .map_err(RelayError::Store)?;
+        if rows.is_empty() {
+            tx.commit().await.map_err(RelayError::Store)?;
+            return Ok(0);
+        }
+        if let Some(cache) = &self.cache {
+            cache
+                .invalidate_many(rows.iter().map(|r| (r.tenant.as_str(), &r.key, r.version)))
+                .await
+                .map_err(RelayError::Cache)?;
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        store::outbox::delete(&mut tx, &ids)
+            .await
+            .map_err(RelayError::Store)?;
+        tx.commit().await.map_err(RelayError::Store)?;
+        Ok(rows.len())
     }
 
     /// How many invalidations wait in the outbox.

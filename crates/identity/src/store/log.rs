@@ -12,13 +12,13 @@ pub const CHANGES_CHANNEL: &str = "identity_changes";
 /// A change to append to the log.
 #[derive(Debug, Clone, Default)]
 pub struct NewChange {
-    /// `merge`, `split`, `erasure` or `consent`.
+    /// `merge`, `split`, `detach`, `erasure` or `consent`.
     pub kind: &'static str,
     /// See the contract's `IdentityChange.person_id`.
     pub person_id: Uuid,
     /// See `IdentityChange.other_person_ids`.
     pub others: Vec<Uuid>,
-    /// SPLIT: the identifiers moved.
+    /// SPLIT: the identifiers moved; DETACH: the identifiers found shared.
     pub moved: Vec<IdentifierKey>,
     /// ERASURE: the erasure record.
     pub erasure_id: Option<Uuid>,
@@ -37,7 +37,7 @@ pub struct StoredChange {
     pub person_id: Uuid,
     /// Other persons.
     pub others: Vec<Uuid>,
-    /// SPLIT: moved identifiers.
+    /// SPLIT: moved identifiers; DETACH: shared identifiers.
     pub moved: Vec<IdentifierKey>,
     /// ERASURE: the erasure.
     pub erasure_id: Option<Uuid>,

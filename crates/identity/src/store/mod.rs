@@ -265,6 +265,35 @@ pub async fn create_and_link(
     Ok(usize::try_from(count).unwrap_or(0))
 }
 
+/// The identifiers of `persons` seen with other persons (those the rules
+/// may count as shared), with their owners and "seen with" lists.
+pub async fn contested_of(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+) -> Result<Vec<(IdentifierKey, Known)>, sqlx::Error> {
+    if persons.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT id_type, id_scope, id_value, person_id, seen_with FROM identity.identifiers
+          WHERE tenant_id = $1 AND person_id = ANY($2) AND cardinality(seen_with) > 0",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let known = Known {
+                person_id: row.try_get(3)?,
+                seen_with: row.try_get(4)?,
+            };
+            Ok((key_of(row, 0)?, known))
+        })
+        .collect()
+}
+
 /// Adds persons to identifiers' "seen with" lists. Each changed identifier
 /// gets a new version and a queued cache invalidation: a contested value is
 /// never answered from the cache.

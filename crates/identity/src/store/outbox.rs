@@ -17,17 +17,35 @@ pub struct Invalidation {
     pub version: i64,
 }
 
-/// Claims up to `limit` queued invalidations, oldest first; rows locked by
-/// another relay are skipped. The outbox is a platform-wide work queue, so
-/// this one statement reads every tenant's rows.
-pub async fn claim(conn: &mut PgConnection, limit: i64) -> Result<Vec<Invalidation>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT id, tenant_id, id_type, id_scope, id_value, version FROM identity.outbox
-          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+/// What [`claim`] does with rows another relay holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locked {
+    /// Skip them: relays share the queue without waiting for each other.
+    Skip,
+    /// Wait until their holder commits or rolls back: rows it relayed and
+    /// deleted are gone, rows it gave back are claimed here.
+    Wait,
+}
+
+/// Claims up to `limit` queued invalidations, oldest first. The outbox is a
+/// platform-wide work queue, so this one statement reads every tenant's
+/// rows.
+pub async fn claim(
+    conn: &mut PgConnection,
+    limit: i64,
+    locked: Locked,
+) -> Result<Vec<Invalidation>, sqlx::Error> {
+    let sql = match locked {
+        Locked::Skip => {
+            "SELECT id, tenant_id, id_type, id_scope, id_value, version FROM identity.outbox
+              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+        }
+        Locked::Wait => {
+            "SELECT id, tenant_id, id_type, id_scope, id_value, version FROM identity.outbox
+              ORDER BY id LIMIT $1 FOR UPDATE"
+        }
+    };
+    let rows = sqlx::query(sql).bind(limit).fetch_all(conn).await?;
     rows.into_iter()
         .map(|row| {
             Ok(Invalidation {

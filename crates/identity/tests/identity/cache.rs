@@ -121,3 +121,70 @@ async fn no_url_means_no_cache_and_bad_settings_are_refused() {
     };
     assert!(IdentityCache::connect(&bad_url).await.is_err());
 }
+
+/// `drain` is a barrier: invalidations another relay is working on when it
+/// is called count as queued. Here that relay fails and gives its batch
+/// back; `drain` waits for it, relays the batch itself, and leaves the
+/// outbox empty (returning while the rows were held would leave their
+/// tombstones unwritten).
+#[tokio::test]
+async fn drain_waits_for_the_batch_another_relay_holds() {
+    let db = TestDb::new(4).await;
+    let (cache, _) = local_cache().await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+    resolve(&api, "t1", vec![item(vec![id("email", "dee@x.io")])]).await;
+    resolve(&api, "t1", vec![item(vec![id("member_card", "m-9")])]).await;
+    // Joining the two persons moves an identifier and queues its invalidation.
+    resolve(
+        &api,
+        "t1",
+        vec![item(vec![
+            id("email", "dee@x.io"),
+            id("member_card", "m-9"),
+        ])],
+    )
+    .await;
+    let relay = api.relay();
+    let queued = relay.pending().await.expect("pending");
+    assert!(queued > 0, "the merge queued invalidations");
+
+    // Another relay's batch in flight: every queued row locked by its
+    // open transaction.
+    let mut other = db.pool.begin().await.expect("begin");
+    let held: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM identity.outbox ORDER BY id FOR UPDATE")
+            .fetch_all(&mut *other)
+            .await
+            .expect("lock the batch");
+    assert_eq!(i64::try_from(held.len()).expect("row count"), queued);
+
+    let drain = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.drain().await }
+    });
+    // Poll until the drain waits on the held rows; it must not return first.
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !drain.is_finished(),
+            "drain returned while another relay held queued rows"
+        );
+        tokio::task::yield_now().await;
+    }
+    // That relay fails (Redis refused, say) and rolls back.
+    other.rollback().await.expect("rollback");
+
+    let relayed = drain.await.expect("drain task").expect("drain");
+    assert_eq!(i64::try_from(relayed).expect("relayed"), queued);
+    assert_eq!(relay.pending().await.expect("pending"), 0);
+    db.drop().await;
+}

@@ -2,45 +2,11 @@
 
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use touchline_identity::IdentityApi;
-use touchline_proto::common::v1::{PartitionCursor, TailSelector};
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
 
-use crate::helpers::{TestDb, admin, event, id, local_cache, merges, req, resolve, who};
-
-/// Reads the feed of `tenant` after `after` until `want` changes arrived.
-async fn feed(api: &IdentityApi, tenant: &str, after: i64, want: usize) -> Vec<pb::IdentityChange> {
-    let request = req(
-        admin(tenant),
-        pb::TailIdentityChangesRequest {
-            selector: Some(TailSelector {
-                cursors: vec![PartitionCursor {
-                    tenant: tenant.to_owned(),
-                    after_sequence: after,
-                }],
-                ..Default::default()
-            }),
-        },
-    );
-    let mut stream = api
-        .tail_identity_changes(request)
-        .await
-        .expect("tail")
-        .into_inner();
-    let mut changes = Vec::new();
-    while changes.len() < want {
-        let batch = tokio::time::timeout(Duration::from_secs(30), stream.next())
-            .await
-            .expect("changes arrive")
-            .expect("stream open")
-            .expect("batch");
-        assert_eq!(batch.tenant, tenant);
-        changes.extend(batch.changes);
-    }
-    changes
-}
+use crate::helpers::{TestDb, admin, event, feed, id, local_cache, merges, req, resolve, who};
 
 #[tokio::test]
 async fn a_wrong_merge_is_split_back_and_the_feed_tells_modeling() {
@@ -165,10 +131,18 @@ async fn a_wrong_merge_is_split_back_and_the_feed_tells_modeling() {
         Some(new_bob.clone())
     );
 
-    // The feed carries the merge then the split, in order, with what moved.
-    let changes = feed(&api, "t1", 0, 2).await;
-    assert_eq!(changes.len(), 2);
+    // The feed carries the merge then the split, in order, with what moved;
+    // then, as the replay showed bob's browser id with ann's account, that
+    // id names nobody any more and bob's events made only of it lose him.
+    let changes = feed(&api, "t1", 0, 3).await;
+    assert_eq!(changes.len(), 3);
     let (merge, split_change) = (&changes[0], &changes[1]);
+    assert_eq!(changes[2].kind, pb::IdentityChangeKind::Detach as i32);
+    assert_eq!(changes[2].person_id, new_bob);
+    assert_eq!(
+        changes[2].moved_identifiers,
+        vec![id("anonymous_id", "bob-web")]
+    );
     assert_eq!(merge.kind, pb::IdentityChangeKind::Merge as i32);
     assert_eq!(merge.person_id, ann);
     assert_eq!(merge.other_person_ids, vec![bob.clone()]);

@@ -1,13 +1,15 @@
 //! Fresh databases, principals and request builders shared by the tests.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use futures::StreamExt as _;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use tonic::Request;
 use touchline_auth::Principal;
 use touchline_identity::{IdentityApi, IdentityCache, IdentityConfig};
-use touchline_proto::common::v1::Identifier;
+use touchline_proto::common::v1::{Identifier, PartitionCursor, TailSelector};
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
 
@@ -315,4 +317,41 @@ pub async fn cache_at(url: &str, timeout_ms: u64) -> (IdentityCache, String) {
         .expect("valid cache config")
         .expect("a cache when a url is set");
     (cache, prefix)
+}
+
+/// Reads the feed of `tenant` after `after` until `want` changes arrived.
+pub async fn feed(
+    api: &IdentityApi,
+    tenant: &str,
+    after: i64,
+    want: usize,
+) -> Vec<pb::IdentityChange> {
+    let request = req(
+        admin(tenant),
+        pb::TailIdentityChangesRequest {
+            selector: Some(TailSelector {
+                cursors: vec![PartitionCursor {
+                    tenant: tenant.to_owned(),
+                    after_sequence: after,
+                }],
+                ..Default::default()
+            }),
+        },
+    );
+    let mut stream = api
+        .tail_identity_changes(request)
+        .await
+        .expect("tail")
+        .into_inner();
+    let mut changes = Vec::new();
+    while changes.len() < want {
+        let batch = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("changes arrive")
+            .expect("stream open")
+            .expect("batch");
+        assert_eq!(batch.tenant, tenant);
+        changes.extend(batch.changes);
+    }
+    changes
 }

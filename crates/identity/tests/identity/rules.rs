@@ -3,11 +3,12 @@
 
 use prost_types::FieldMask;
 use touchline_identity::IdentityApi;
+use touchline_proto::common::v1::Identifier;
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
 
 use crate::helpers::{
-    TestDb, admin, distinct, event, id, local_cache, merges, req, resolve, scoped, who,
+    TestDb, admin, distinct, event, feed, id, local_cache, merges, req, resolve, scoped, who,
 };
 
 async fn block(api: &IdentityApi, tenant: &str, values: &[(&str, &str)]) {
@@ -172,6 +173,26 @@ async fn events_made_only_of_a_shared_device_belong_to_nobody() {
     // A second customer logs in on it: the device is now shared.
     let b = resolve(&api, "t1", vec![event("b-login", with("u-b"))]).await;
     assert_ne!(b[0].person_id, a[0].person_id);
+    // The feed tells modeling to take the first customer's events made only
+    // of the iPad's ids off them, naming the ids as events carry them.
+    let detach = pb::IdentityChange {
+        kind: pb::IdentityChangeKind::Detach as i32,
+        person_id: a[0].person_id.clone(),
+        moved_identifiers: ipad(),
+        ..Default::default()
+    };
+    let only = |changes: Vec<pb::IdentityChange>| -> Vec<pb::IdentityChange> {
+        changes
+            .into_iter()
+            .map(|c| pb::IdentityChange {
+                kind: c.kind,
+                person_id: c.person_id,
+                moved_identifiers: c.moved_identifiers,
+                ..Default::default()
+            })
+            .collect()
+    };
+    assert_eq!(only(feed(&api, "t1", 0, 1).await), vec![detach.clone()]);
 
     // Anonymous screens on it name nobody, whoever is holding it, and the
     // cache does not answer for the first customer any more.
@@ -200,6 +221,47 @@ async fn events_made_only_of_a_shared_device_belong_to_nobody() {
     assert!(again[2].created, "{again:?}");
     assert_eq!(distinct(&again).len(), 3);
     assert!(again.iter().all(|r| r.unresolved_reason == 0));
+    // Only the moment it became shared detaches anything.
+    assert_eq!(only(feed(&api, "t1", 0, 1).await), vec![detach]);
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_detach_names_every_shared_value_of_the_owner() {
+    let db = TestDb::new(4).await;
+    let api = IdentityApi::new(db.pool.clone(), None);
+    let browser = || {
+        vec![
+            id("anonymous_id", "family-anon"),
+            id("device_id", "family-pc"),
+        ]
+    };
+    let mut first = browser();
+    first.push(id("user_id", "u-a"));
+    let a = resolve(&api, "t1", vec![event("a-login", first)]).await;
+
+    // The anonymous id is seen with a second account, later the device with
+    // a third: the second DETACH lists both, so an event made of the two
+    // leaves the first customer too.
+    let anon_and_b = vec![id("anonymous_id", "family-anon"), id("user_id", "u-b")];
+    resolve(&api, "t1", vec![event("b-login", anon_and_b)]).await;
+    let device_and_c = vec![id("device_id", "family-pc"), id("user_id", "u-c")];
+    resolve(&api, "t1", vec![event("c-login", device_and_c)]).await;
+    let changes = feed(&api, "t1", 0, 2).await;
+    let got: Vec<(i32, &str, &[Identifier])> = changes
+        .iter()
+        .map(|c| (c.kind, c.person_id.as_str(), c.moved_identifiers.as_slice()))
+        .collect();
+    let detach = pb::IdentityChangeKind::Detach as i32;
+    let person = a[0].person_id.as_str();
+    assert_eq!(
+        got,
+        vec![
+            (detach, person, &browser()[..1]),
+            (detach, person, &browser()[..]),
+        ]
+    );
+    assert!(changes[0].sequence < changes[1].sequence);
     db.drop().await;
 }
 

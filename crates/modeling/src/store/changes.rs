@@ -7,6 +7,7 @@
 //! redirected rather than left under a person id that no longer exists.
 
 use sqlx::{PgConnection, Row};
+use touchline_proto::common::v1::Identifier;
 use uuid::Uuid;
 
 /// Serialises the tenant's event-store writes with identity changes for the transaction.
@@ -52,6 +53,17 @@ pub async fn apply_merge(
         "INSERT INTO modeling.person_redirects (tenant_id, from_person, to_person)
          SELECT $1, m, $2 FROM UNNEST($3::uuid[]) AS m
          ON CONFLICT (tenant_id, from_person) DO UPDATE SET to_person = EXCLUDED.to_person",
+    )
+    .bind(tenant)
+    .bind(survivor)
+    .bind(&merged)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO modeling.detached_identifiers (tenant_id, person_id, id_type, id_scope, id_value)
+         SELECT tenant_id, $2, id_type, id_scope, id_value FROM modeling.detached_identifiers
+          WHERE tenant_id = $1 AND person_id = ANY($3)
+         ON CONFLICT DO NOTHING",
     )
     .bind(tenant)
     .bind(survivor)
@@ -122,6 +134,81 @@ pub async fn move_events(
     .rows_affected())
 }
 
+/// Remembers that `identifiers` were detached from `person`, so events resolved to them
+/// earlier but stored later are stored without a person.
+pub async fn record_detached(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+    identifiers: &[Identifier],
+) -> Result<(), sqlx::Error> {
+    if identifiers.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO modeling.detached_identifiers (tenant_id, person_id, id_type, id_scope, id_value)
+         SELECT $1, $2, t, s, v FROM UNNEST($3::text[], $4::text[], $5::text[]) AS u(t, s, v)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(person)
+    .bind(identifiers.iter().map(|i| i.r#type.as_str()).collect::<Vec<_>>())
+    .bind(identifiers.iter().map(|i| i.scope.as_str()).collect::<Vec<_>>())
+    .bind(identifiers.iter().map(|i| i.value.as_str()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The identifiers detached from each of `persons`.
+pub async fn detached_of(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<Identifier>>, sqlx::Error> {
+    let mut out: std::collections::HashMap<Uuid, Vec<Identifier>> =
+        std::collections::HashMap::new();
+    if persons.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT person_id, id_type, id_scope, id_value FROM modeling.detached_identifiers
+          WHERE tenant_id = $1 AND person_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .fetch_all(conn)
+    .await?;
+    for row in rows {
+        out.entry(row.try_get(0)?).or_default().push(Identifier {
+            r#type: row.try_get(1)?,
+            scope: row.try_get(2)?,
+            value: row.try_get(3)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Takes the person off the events at `sequences` (their identifiers turned out to be shared
+/// by several people); returns how many.
+pub async fn detach_events(
+    conn: &mut PgConnection,
+    tenant: &str,
+    sequences: &[i64],
+) -> Result<u64, sqlx::Error> {
+    if sequences.is_empty() {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE modeling.events SET person_id = NULL WHERE tenant_id = $1 AND sequence = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(sequences)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// Deletes every record of `persons` and queues the erasure's confirmation in the same
 /// transaction; returns the records removed.
 pub async fn erase(
@@ -137,7 +224,7 @@ pub async fn erase(
             .execute(&mut *conn)
             .await?
             .rows_affected();
-    for table in ["person_attributes"] {
+    for table in ["person_attributes", "detached_identifiers"] {
         removed += sqlx::query(&format!(
             "DELETE FROM modeling.{table} WHERE tenant_id = $1 AND person_id = ANY($2)"
         ))

@@ -3,6 +3,7 @@
 pub mod changes;
 
 use chrono::{DateTime, Utc};
+use prost::Message as _;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
@@ -84,10 +85,24 @@ pub async fn commit_batch(
     let events = latest.as_slice();
     let mut tx = pool.begin().await?;
     changes::lock_tenant(&mut tx, tenant).await?;
+    // An event resolved to a person before some of their identifiers were detached as shared,
+    // and made only of those, names nobody.
+    let resolved: Vec<Uuid> = events.iter().filter_map(|e| e.person_id).collect();
+    let detached = changes::detached_of(&mut tx, tenant, &resolved).await?;
+    let owner = |e: &NewStoredEvent| -> Option<Uuid> {
+        let person = e.person_id?;
+        let Some(ids) = detached.get(&person) else {
+            return Some(person);
+        };
+        let carried = touchline_proto::governance::v1::CleanEvent::decode(e.payload.as_slice())
+            .map(|c| c.identifiers)
+            .unwrap_or_default();
+        (!crate::split::only_detached(&carried, ids)).then_some(person)
+    };
     if !events.is_empty() {
         let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
         let ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
-        let persons: Vec<Option<Uuid>> = events.iter().map(|e| e.person_id).collect();
+        let persons: Vec<Option<Uuid>> = events.iter().map(|e| owner(e)).collect();
         let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
         let channels: Vec<&str> = events.iter().map(|e| e.channel.as_str()).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.event_time).collect();

@@ -99,3 +99,46 @@ async fn merge_split_and_erasure_reshape_the_history() -> anyhow::Result<()> {
     pool.close().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_detach_takes_the_person_off_events_made_only_of_shared_identifiers() -> anyhow::Result<()>
+{
+    let db = TestDatabase::create().await?;
+    let pool = db
+        .migrated_pool(touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR)
+        .await?;
+    let owner = Uuid::now_v7();
+    let mut logged_in = event(2, owner, "ipad");
+    let mut clean = CleanEvent::decode(logged_in.payload.as_slice())?;
+    clean.identifiers.push(Identifier {
+        r#type: "user_id".to_owned(),
+        value: "u-1".to_owned(),
+        scope: String::new(),
+    });
+    logged_in.payload = clean.encode_to_vec();
+    commit_batch(&pool, "t", &[event(1, owner, "ipad"), logged_in], "c", 2).await?;
+
+    let mut tx = pool.begin().await?;
+    let stored = changes::events_of(&mut tx, "t", owner).await?;
+    let decoded: Vec<(i64, Vec<Identifier>)> = stored
+        .iter()
+        .map(|(s, p)| Ok((*s, CleanEvent::decode(p.as_slice())?.identifiers)))
+        .collect::<Result<_, prost::DecodeError>>()?;
+    let shared = events_to_move(
+        decoded.iter().map(|(s, i)| (*s, i.as_slice())),
+        &[id("ipad")],
+    );
+    assert_eq!(changes::detach_events(&mut tx, "t", &shared).await?, 1);
+    changes::record_detached(&mut tx, "t", owner, &[id("ipad")]).await?;
+    tx.commit().await?;
+    // Resolved to the owner before the detach, stored after it: it names nobody either.
+    commit_batch(&pool, "t", &[event(3, owner, "ipad")], "c", 3).await?;
+    let rows: Vec<(i64, Option<Uuid>)> = sqlx::query_as(
+        "SELECT sequence, person_id FROM modeling.events WHERE tenant_id = 't' ORDER BY sequence",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(rows, vec![(1, None), (2, Some(owner)), (3, None)]);
+    pool.close().await;
+    Ok(())
+}
