@@ -250,7 +250,15 @@ fn percent(part: u64, whole: u64) -> f64 {
 }
 
 /// Sends a run of `persons` (retail template, `seed`) into `tenant` of `app` and judges it.
-pub async fn run(app: &TestApp, tenant: &str, persons: u64, seed: u64) -> anyhow::Result<Report> {
+/// With `score_identity`, also waits for the event store and scores identity resolution (the
+/// app must then serve identity and modeling too).
+pub async fn run(
+    app: &TestApp,
+    tenant: &str,
+    persons: u64,
+    seed: u64,
+    score_identity: bool,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let token = token(tenant, SCOPES);
     let channel = app.channel(&token)?;
@@ -305,22 +313,23 @@ pub async fn run(app: &TestApp, tenant: &str, persons: u64, seed: u64) -> anyhow
         .ok()
         .and_then(|r| r.into_inner().total);
 
-    let mut modeling =
-        ModelingServiceClient::new(app.channel(&token)?).max_decoding_message_size(64 << 20);
-    let stored = stored_persons(&mut modeling, &parent, settled.clean.len()).await?;
-
     let mut report = judge(&truth, &settled);
-    report.identity = Some(PairScores::of(truth.iter().filter_map(|s| {
-        let person = s.truth.person.as_deref()?;
-        // Events stored without a person (every identifier removed as a placeholder) are
-        // not a cluster.
-        let stored = stored
-            .get(&s.truth.event.message_id)
-            .filter(|p| !p.is_empty())?;
-        Some((stored.as_str(), person))
-    })));
-    report.identity_examples = identity_examples(&truth, &stored, &settled);
-    report.linkable_recall = Some(linkable_recall(&truth, &settled));
+    if score_identity {
+        let mut modeling = ModelingServiceClient::new(app.channel(&token)?)
+            .max_decoding_message_size(64 << 20);
+        let stored = stored_persons(&mut modeling, &parent, settled.clean.len()).await?;
+        report.identity = Some(PairScores::of(truth.iter().filter_map(|s| {
+            let person = s.truth.person.as_deref()?;
+            // Events stored without a person (every identifier removed as a placeholder,
+            // or shared by several people) are not a cluster.
+            let stored = stored
+                .get(&s.truth.event.message_id)
+                .filter(|p| !p.is_empty())?;
+            Some((stored.as_str(), person))
+        })));
+        report.identity_examples = identity_examples(&truth, &stored, &settled);
+        report.linkable_recall = Some(linkable_recall(&truth, &settled));
+    }
     report.persons = persons;
     report.quality_total = quality;
     report.seconds = started.elapsed().as_secs_f64();
@@ -357,7 +366,7 @@ async fn stored_persons(
         if complete || since.elapsed() > Duration::from_secs(15) || Instant::now() > deadline {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let mut out = HashMap::new();
     let mut page_token = String::new();

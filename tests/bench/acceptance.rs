@@ -2,9 +2,11 @@
 //! starts the real services on a fresh database, sends a run of the generator through them and
 //! prints how every planted defect and every untouched record ended.
 //!
-//! `cargo run --release -p touchline-e2e --bin governance-acceptance -- [PERSONS] [SEED]`
-//! (PERSONS defaults to the `medium` preset, 20,000).
+//! `cargo run --release -p touchline-e2e --bin governance-acceptance -- [PERSONS] [SEED] [STAGES]`
+//! (PERSONS defaults to the `medium` preset, 20,000; STAGES `all` (default) also scores
+//! identity resolution on the event store, `governance` serves collection and governance only).
 
+use touchline::ServiceName;
 use touchline_testkit::{TestApp, TestDatabase};
 
 #[tokio::main]
@@ -21,8 +23,15 @@ async fn main() -> anyhow::Result<()> {
         filter: "warn".to_owned(),
         ..Default::default()
     })?;
-    let app = TestApp::spawn_with(TestDatabase::create().await?, |_| {}).await?;
-    let report = touchline_e2e::acceptance::run(&app, "acceptance", persons, seed).await;
+    let all_stages = args.next().as_deref() != Some("governance");
+    let app = TestApp::spawn_with(TestDatabase::create().await?, |config| {
+        if !all_stages {
+            config.services = vec![ServiceName::Collection, ServiceName::Governance];
+        }
+    })
+    .await?;
+    let report =
+        touchline_e2e::acceptance::run(&app, "acceptance", persons, seed, all_stages).await;
     app.stop().await;
     let report = report?;
     println!("{report}");

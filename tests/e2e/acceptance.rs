@@ -9,7 +9,7 @@ use touchline_testkit::TestApp;
 async fn the_reference_data_set_comes_through_as_its_truth_says() -> anyhow::Result<()> {
     crate::init();
     let app = TestApp::spawn().await?;
-    let report = touchline_e2e::acceptance::run(&app, "truth", 150, 3).await;
+    let report = touchline_e2e::acceptance::run(&app, "truth", 150, 3, true).await;
     app.stop().await;
     let report = report?;
     println!("{report}");
