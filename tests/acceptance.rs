@@ -315,8 +315,8 @@ pub async fn run(
 
     let mut report = judge(&truth, &settled);
     if score_identity {
-        let mut modeling = ModelingServiceClient::new(app.channel(&token)?)
-            .max_decoding_message_size(64 << 20);
+        let mut modeling =
+            ModelingServiceClient::new(app.channel(&token)?).max_decoding_message_size(64 << 20);
         let stored = stored_persons(&mut modeling, &parent, settled.clean.len()).await?;
         report.identity = Some(PairScores::of(truth.iter().filter_map(|s| {
             let person = s.truth.person.as_deref()?;
