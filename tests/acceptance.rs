@@ -748,6 +748,29 @@ fn judge(sent: &[Sent], settled: &Settled) -> Report {
     for (i, s) in sent.iter().enumerate() {
         same.entry(thing(s, &canonical)).or_default().push(i);
     }
+    // Records sent under one message id (an SDK retry and its original): the first to commit
+    // is stored, the other is a duplicate, whichever of the two arrives first.
+    let mut by_message: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, s) in sent.iter().enumerate() {
+        by_message
+            .entry(s.truth.event.message_id.as_str())
+            .or_default()
+            .push(i);
+    }
+    let retry_split = |i: usize| {
+        let others = || {
+            by_message[sent[i].truth.event.message_id.as_str()]
+                .iter()
+                .filter(move |&&j| j != i)
+        };
+        match &fates[i] {
+            Fate::DuplicateMessageId => {
+                others().any(|&j| !matches!(fates[j], Fate::DuplicateMessageId | Fate::Rejected(_)))
+            }
+            Fate::Rejected(_) => false,
+            _ => others().any(|&j| fates[j] == Fate::DuplicateMessageId),
+        }
+    };
     let twin_kept = |i: usize| {
         let s = &sent[i];
         same.get(&thing(s, &canonical)).is_some_and(|group| {
@@ -781,7 +804,7 @@ fn judge(sent: &[Sent], settled: &Settled) -> Report {
             report.cross_source.1 += u64::from(
                 (*fate == Fate::Deduplicated && twin_kept(i))
                     || (matches!(fate, Fate::Clean(_))
-                        && twin_deduplicated(i, sent, &fates, &same, &canonical)),
+                        && twin_turned_away(i, sent, &fates, &same, &canonical)),
             );
         }
         let judged: Vec<DefectKind> = if s.truth.defects.iter().any(|k| is_terminal(*k)) {
@@ -797,7 +820,9 @@ fn judge(sent: &[Sent], settled: &Settled) -> Report {
         if judged.is_empty() {
             // A record without defects may still be the kept or the dropped copy of an order
             // present in two sources (only one copy carries the defect).
-            if *fate == Fate::Deduplicated && twin_kept(i) {
+            if (*fate == Fate::Deduplicated && twin_kept(i))
+                || (*fate == Fate::DuplicateMessageId && retry_split(i))
+            {
                 continue;
             }
             report.clean_checked += 1;
@@ -812,10 +837,16 @@ fn judge(sent: &[Sent], settled: &Settled) -> Report {
         // One record, one fate: it is right when it is right for any of its deciding defects.
         let pair_split = (*fate == Fate::Deduplicated && twin_kept(i))
             || (matches!(fate, Fate::Clean(_))
-                && twin_deduplicated(i, sent, &fates, &same, &canonical));
-        let right = judged
-            .iter()
-            .any(|kind| handled(*kind, s, fate, &canonical, pair_split));
+                && twin_turned_away(i, sent, &fates, &same, &canonical));
+        // A record rightly dropped as the duplicate of one kept is done with, whatever else
+        // was wrong with it.
+        let right = (*fate == Fate::Deduplicated && twin_kept(i))
+            || ((s.truth.defects.contains(&DefectKind::SdkRetryDuplicate)
+                || *fate == Fate::DuplicateMessageId)
+                && retry_split(i))
+            || judged
+                .iter()
+                .any(|kind| handled(*kind, s, fate, &canonical, pair_split));
         for kind in judged {
             let score = report.kinds.entry(kind.name()).or_default();
             score.planted += 1;
@@ -852,8 +883,9 @@ fn thing(sent: &Sent, canonical: &HashMap<String, String>) -> Thing {
     }
 }
 
-/// Whether the other copy of the same thing was the one deduplicated.
-fn twin_deduplicated(
+/// Whether the other copy of the same thing was the one turned away (deduplicated, or
+/// quarantined for a defect of its own).
+fn twin_turned_away(
     i: usize,
     sent: &[Sent],
     fates: &[Fate],
@@ -863,7 +895,7 @@ fn twin_deduplicated(
     same.get(&thing(&sent[i], canonical)).is_some_and(|group| {
         group
             .iter()
-            .any(|&j| j != i && fates[j] == Fate::Deduplicated)
+            .any(|&j| j != i && matches!(fates[j], Fate::Deduplicated | Fate::Quarantined(_)))
     })
 }
 
@@ -993,14 +1025,16 @@ fn handled(
         DefectKind::AmbiguousTimestamp => matches!(fate, Fate::Quarantined(R::InvalidTimestamp)),
         // Kept only when something else still identifies the person (e.g. a click id from
         // the landing page's URL parameters).
+        // An order log's missing order id is a missing required property.
         DefectKind::MissingId => match fate {
-            Fate::Quarantined(R::NoIdentifier) => true,
+            Fate::Quarantined(R::NoIdentifier | R::MissingRequiredProperty) => true,
             Fate::Clean(c) => !c.identifiers.is_empty(),
             _ => false,
         },
+        // A NUL inside an identifier column makes the identifier invalid.
         DefectKind::NulByte => matches!(
             fate,
-            Fate::Quarantined(R::InvalidPropertyValue | R::MalformedPayload)
+            Fate::Quarantined(R::InvalidPropertyValue | R::MalformedPayload | R::InvalidIdentifier)
         ),
         DefectKind::InvalidPhone => match fate {
             Fate::Quarantined(R::InvalidIdentifier) => true,
