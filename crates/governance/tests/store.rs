@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{Connection as _, PgPool};
+use sqlx::PgPool;
+use touchline_db::testing::TestDatabase;
 use touchline_governance::domain::clean::{Inputs, clean};
 use touchline_governance::domain::dictionary::{Dictionary, templates};
 use touchline_governance::domain::pii::PrivacySettings;
@@ -17,26 +18,16 @@ use touchline_governance::store::quarantine::{Filter, ReplayDone, apply_replay, 
 use touchline_governance::store::{quality, tenant};
 use touchline_proto::common::v1::{Event, Identifier};
 
-async fn fresh_pool() -> anyhow::Result<PgPool> {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("touchline_gov_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
+/// A migrated database of the test's own; it is dropped with the returned guard.
+async fn fresh_pool() -> anyhow::Result<(TestDatabase, PgPool)> {
+    let db = TestDatabase::create().await?;
+    let pool = db
+        .migrated_pool(
+            touchline_governance::SCHEMA,
+            &touchline_governance::MIGRATOR,
+        )
         .await?;
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_owned())
-        .unwrap_or(admin);
-    let pool = PgPool::connect(&format!("{base}/{name}")).await?;
-    touchline_db::migrate(
-        &pool,
-        touchline_governance::SCHEMA,
-        &touchline_governance::MIGRATOR,
-    )
-    .await?;
-    Ok(pool)
+    Ok((db, pool))
 }
 
 fn retail() -> Dictionary {
@@ -124,7 +115,7 @@ async fn process(
 
 #[tokio::test]
 async fn dedups_across_sources_restates_and_keeps_the_ledger_balanced() -> anyhow::Result<()> {
-    let pool = fresh_pool().await?;
+    let (_db, pool) = fresh_pool().await?;
     let dict = retail();
     let rows = vec![
         row(1, "pos-1", "pos_order", "pos", "O-1", "129.00", "MC1"),
@@ -179,7 +170,7 @@ async fn dedups_across_sources_restates_and_keeps_the_ledger_balanced() -> anyho
 
 #[tokio::test]
 async fn replay_releases_a_fixed_event_exactly_once() -> anyhow::Result<()> {
-    let pool = fresh_pool().await?;
+    let (_db, pool) = fresh_pool().await?;
     let empty = Dictionary {
         version: 1,
         events: BTreeMap::new(),
@@ -216,7 +207,7 @@ async fn replay_releases_a_fixed_event_exactly_once() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn keys_rotate_to_a_new_version() -> anyhow::Result<()> {
-    let pool = fresh_pool().await?;
+    let (_db, pool) = fresh_pool().await?;
     let k1 = tenant::current_key(&pool, "t1").await?;
     assert_eq!(k1.version, 1);
     assert_eq!(
