@@ -339,6 +339,28 @@ pub async fn add_seen_with(
     Ok(())
 }
 
+/// The rest of a statement whose CTE `moved` re-pointed identifiers to person `$2` (tenant
+/// `$1`): closes their history rows and opens new ones at the instant bound as `$time`, and
+/// queues their cache invalidations in the outbox, all in the same statement.
+fn record_moves(time: usize) -> String {
+    format!(
+        ", closed AS (
+           UPDATE identity.identifier_history h SET valid_to = ${time}
+             FROM moved m
+            WHERE h.tenant_id = $1 AND h.id_type = m.id_type AND h.id_scope = m.id_scope
+              AND h.id_value = m.id_value AND h.valid_to IS NULL
+         ), opened AS (
+           INSERT INTO identity.identifier_history
+             (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
+           SELECT $1, id_type, id_scope, id_value, $2, ${time} FROM moved
+         ), queued AS (
+           INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
+           SELECT $1, id_type, id_scope, id_value, version FROM moved
+         )
+         SELECT count(*) FROM moved"
+    )
+}
+
 /// Moves every identifier of `absorbed` to `survivor`, marks `absorbed` as
 /// merged (and redirects persons merged into them earlier), keeps history,
 /// combines consent (an opt-out wins) and queues cache invalidations.
@@ -352,27 +374,15 @@ pub async fn merge(
 ) -> Result<u64, sqlx::Error> {
     let mut all = absorbed.to_vec();
     all.push(survivor);
-    let moved = sqlx::query(
+    let moved = sqlx::query(&format!(
         "WITH moved AS (
            UPDATE identity.identifiers
               SET person_id = $2, version = version + 1
             WHERE tenant_id = $1 AND person_id = ANY($3)
            RETURNING id_type, id_scope, id_value, version
-         ), closed AS (
-           UPDATE identity.identifier_history h SET valid_to = $4
-             FROM moved m
-            WHERE h.tenant_id = $1 AND h.id_type = m.id_type AND h.id_scope = m.id_scope
-              AND h.id_value = m.id_value AND h.valid_to IS NULL
-         ), opened AS (
-           INSERT INTO identity.identifier_history
-             (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
-           SELECT $1, id_type, id_scope, id_value, $2, $4 FROM moved
-         ), queued AS (
-           INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
-           SELECT $1, id_type, id_scope, id_value, version FROM moved
-         )
-         SELECT count(*) FROM moved",
-    )
+         ){}",
+        record_moves(4)
+    ))
     .bind(tenant)
     .bind(survivor)
     .bind(absorbed)
@@ -444,29 +454,17 @@ pub async fn split(
     .bind(person)
     .execute(&mut *conn)
     .await?;
-    let moved = sqlx::query(
+    let moved = sqlx::query(&format!(
         "WITH moved AS (
            UPDATE identity.identifiers i
-              SET person_id = $2, version = i.version + 1, seen_with = '{}'
+              SET person_id = $2, version = i.version + 1, seen_with = '{{}}'
              FROM UNNEST($4::text[], $5::text[], $6::text[]) AS k(t, s, v)
             WHERE i.tenant_id = $1 AND i.person_id = $3
               AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
            RETURNING i.id_type, i.id_scope, i.id_value, i.version
-         ), closed AS (
-           UPDATE identity.identifier_history h SET valid_to = $7
-             FROM moved m
-            WHERE h.tenant_id = $1 AND h.id_type = m.id_type AND h.id_scope = m.id_scope
-              AND h.id_value = m.id_value AND h.valid_to IS NULL
-         ), opened AS (
-           INSERT INTO identity.identifier_history
-             (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
-           SELECT $1, id_type, id_scope, id_value, $2, $7 FROM moved
-         ), queued AS (
-           INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
-           SELECT $1, id_type, id_scope, id_value, version FROM moved
-         )
-         SELECT count(*) FROM moved",
-    )
+         ){}",
+        record_moves(7)
+    ))
     .bind(tenant)
     .bind(into)
     .bind(person)
