@@ -27,28 +27,7 @@ async fn a_fixed_dictionary_releases_a_quarantined_event_exactly_once() -> anyho
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token("quar", SCOPES);
-    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
-    governance
-        .create_canonical_event(CreateCanonicalEventRequest {
-            canonical_event_id: "checkout_started".to_owned(),
-            canonical_event: Some(CanonicalEvent::default()),
-            ..Default::default()
-        })
-        .await?;
-    governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest::default())
-        .await?;
-
-    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
-    let at = recent_ms();
-    collection
-        .ingest_events(IngestEventsRequest {
-            events: vec![
-                sample_event("q-known", 1, "checkout_started", at),
-                sample_event("q-unknown", 1, "begin_checkout", at + 1_000),
-            ],
-        })
-        .await?;
+    let mut governance = strict_dictionary_with_two_events(&app, &token, "q").await?;
 
     // The unknown name waits in quarantine with its reason.
     let filter = QuarantineFilter {
@@ -202,27 +181,7 @@ async fn a_dry_run_reprocessing_reports_what_a_new_version_would_change() -> any
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token("repro", SCOPES);
-    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
-    governance
-        .create_canonical_event(CreateCanonicalEventRequest {
-            canonical_event_id: "checkout_started".to_owned(),
-            canonical_event: Some(CanonicalEvent::default()),
-            ..Default::default()
-        })
-        .await?;
-    governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest::default())
-        .await?;
-    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
-    let at = recent_ms();
-    collection
-        .ingest_events(IngestEventsRequest {
-            events: vec![
-                sample_event("r-known", 1, "checkout_started", at),
-                sample_event("r-unknown", 1, "begin_checkout", at + 1_000),
-            ],
-        })
-        .await?;
+    let mut governance = strict_dictionary_with_two_events(&app, &token, "r").await?;
     clean_log_until(&app, &token, "repro", |latest| {
         latest.contains_key("r-known")
     })
@@ -338,4 +297,47 @@ async fn a_dry_run_reprocessing_reports_what_a_new_version_would_change() -> any
         .into_inner();
     assert_eq!(still.total_size, 1);
     Ok(())
+}
+
+/// Publishes a dictionary knowing only `checkout_started`, then sends `{prefix}-known` under
+/// that name and `{prefix}-unknown` as `begin_checkout`, which the dictionary does not know.
+async fn strict_dictionary_with_two_events(
+    app: &TestApp,
+    token: &str,
+    prefix: &str,
+) -> anyhow::Result<
+    GovernanceServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            touchline_runtime::client::CallCredentials,
+        >,
+    >,
+> {
+    let mut governance = GovernanceServiceClient::new(app.channel(token)?);
+    governance
+        .create_canonical_event(CreateCanonicalEventRequest {
+            canonical_event_id: "checkout_started".to_owned(),
+            canonical_event: Some(CanonicalEvent::default()),
+            ..Default::default()
+        })
+        .await?;
+    governance
+        .publish_dictionary_version(PublishDictionaryVersionRequest::default())
+        .await?;
+    let mut collection = CollectionServiceClient::new(app.channel(token)?);
+    let at = recent_ms();
+    collection
+        .ingest_events(IngestEventsRequest {
+            events: vec![
+                sample_event(&format!("{prefix}-known"), 1, "checkout_started", at),
+                sample_event(
+                    &format!("{prefix}-unknown"),
+                    1,
+                    "begin_checkout",
+                    at + 1_000,
+                ),
+            ],
+        })
+        .await?;
+    Ok(governance)
 }

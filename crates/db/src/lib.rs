@@ -7,6 +7,7 @@
 
 pub mod classify;
 pub mod cursors;
+pub mod heads;
 pub mod notify;
 mod pool;
 #[cfg(feature = "testing")]
@@ -14,6 +15,7 @@ pub mod testing;
 
 pub use classify::{DbErrorKind, classify};
 pub use cursors::CursorTable;
+pub use heads::HeadTable;
 pub use notify::LogNotifier;
 pub use pool::{DbConfig, connect, migrate};
 pub use sqlx;

@@ -39,24 +39,14 @@ pub async fn load_cursors(
     .collect()
 }
 
-/// The newest clean sequence of each tenant (all, or the named ones).
+/// The newest sequence of each tenant (all tenants, or the named ones).
 pub async fn heads(
     pool: &PgPool,
     tenants: Option<&[String]>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let query = match tenants {
-        None => sqlx::query("SELECT tenant_id, last_sequence FROM governance.clean_heads ORDER BY tenant_id"),
-        Some(tenants) => sqlx::query(
-            "SELECT tenant_id, last_sequence FROM governance.clean_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id",
-        )
-        .bind(tenants.to_vec()),
-    };
-    query
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+    touchline_db::HeadTable::named("governance.clean_heads")
+        .read(pool, tenants)
+        .await
 }
 
 /// Up to `limit` clean records after `after`, in order.

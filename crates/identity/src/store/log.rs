@@ -112,27 +112,9 @@ pub async fn heads(
     pool: &PgPool,
     tenants: Option<&[String]>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = match tenants {
-        None => {
-            sqlx::query(
-                "SELECT tenant_id, last_sequence FROM identity.change_heads ORDER BY tenant_id",
-            )
-            .fetch_all(pool)
-            .await?
-        }
-        Some(tenants) => {
-            sqlx::query(
-                "SELECT tenant_id, last_sequence FROM identity.change_heads
-                  WHERE tenant_id = ANY($1) ORDER BY tenant_id",
-            )
-            .bind(tenants)
-            .fetch_all(pool)
-            .await?
-        }
-    };
-    rows.into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+    touchline_db::HeadTable::named("identity.change_heads")
+        .read(pool, tenants)
+        .await
 }
 
 /// Up to `limit` changes of `tenant` after `after`, in order.
