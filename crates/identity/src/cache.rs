@@ -14,6 +14,13 @@
 //! outbox after commit, replace an entry by a tombstone of the new version;
 //! a refill is only written when Redis holds nothing newer, so a lookup
 //! that read the graph before a move can never put the old owner back.
+//!
+//! In front of Redis sits a bounded in-process layer ([`local`]) holding
+//! the same versioned entries, kept in step across processes by the
+//! invalidation channel ([`listener`]).
+
+pub mod listener;
+pub mod local;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -27,9 +34,13 @@ use uuid::Uuid;
 
 use crate::config::IdentityConfig;
 use crate::domain::IdentifierKey;
+use local::{Entry, LocalLayer};
 
-/// How long the cache stands aside after a failure before it is tried again.
+/// How long the cache stands aside after failing, before it is tried again.
 pub const COOL_DOWN: Duration = Duration::from_secs(1);
+/// Failures in a row that make the cache stand aside. One slow reply under
+/// a burst is not an outage; a dead Redis fails this many calls at once.
+pub const FAILURES_BEFORE_COOL_DOWN: u64 = 3;
 /// Least time between two warnings about Redis failures.
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Bound on establishing a connection (the per-call timeout bounds each call).
@@ -44,7 +55,9 @@ pub const MGET_CHUNK: usize = 100;
 /// metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Keys found live.
+    /// Keys found live in the in-process layer (no Redis call).
+    pub local_hits: u64,
+    /// Keys found live in Redis.
     pub hits: u64,
     /// Keys asked and not found (or tombstoned).
     pub misses: u64,
@@ -72,7 +85,10 @@ pub struct IdentityCache {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    fill_timeout: Duration,
     ttl_secs: u64,
+    local: Option<Arc<LocalLayer>>,
+    channel: String,
     health: Arc<Health>,
     script: Arc<redis::Script>,
     counters: Arc<Counters>,
@@ -80,6 +96,7 @@ pub struct IdentityCache {
 
 #[derive(Debug, Default)]
 struct Counters {
+    local_hits: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     fallbacks: AtomicU64,
@@ -91,7 +108,9 @@ impl std::fmt::Debug for IdentityCache {
         f.debug_struct("IdentityCache")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("fill_timeout", &self.fill_timeout)
             .field("ttl_secs", &self.ttl_secs)
+            .field("local", &self.local)
             .finish_non_exhaustive()
     }
 }
@@ -124,21 +143,40 @@ impl IdentityCache {
         if config.key_prefix.is_empty() {
             return Err(CacheError::InvalidSetting("key_prefix must not be empty"));
         }
+        if config.local_capacity > 0 && config.local_ttl_secs == 0 {
+            return Err(CacheError::InvalidSetting(
+                "local_ttl_secs must be positive when local_capacity is",
+            ));
+        }
         let client = redis::Client::open(url).map_err(CacheError::InvalidUrl)?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
+        // Fills are best effort and write through a script: a longer bound
+        // than reads, never shorter.
+        let fill_timeout = Duration::from_millis(config.redis_fill_timeout_ms).max(timeout);
         // Few reconnect retries: while Redis is down the cool-down keeps
         // callers away, and a fresh attempt starts after each failure anyway.
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT.max(timeout)))
             .set_number_of_retries(1)
             .set_max_delay(COOL_DOWN);
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
             .map_err(CacheError::InvalidUrl)?;
+        let local = (config.local_capacity > 0).then(|| {
+            let layer = Arc::new(LocalLayer::new(
+                config.local_capacity,
+                Duration::from_secs(config.local_ttl_secs),
+            ));
+            listener::spawn(client, conn.clone(), &config.key_prefix, &layer);
+            layer
+        });
         Ok(Some(Self {
             conn,
             prefix: config.key_prefix.clone(),
             timeout,
+            fill_timeout,
             ttl_secs: config.cache_ttl_secs,
+            local,
+            channel: listener::channel(&config.key_prefix),
             health: Arc::new(Health::new()),
             script: Arc::new(redis::Script::new(VERSIONED_SET)),
             counters: Arc::new(Counters::default()),
@@ -148,6 +186,7 @@ impl IdentityCache {
     /// Lookups answered so far by this cache (shared by its clones).
     pub fn stats(&self) -> CacheStats {
         CacheStats {
+            local_hits: self.counters.local_hits.load(Ordering::Relaxed),
             hits: self.counters.hits.load(Ordering::Relaxed),
             misses: self.counters.misses.load(Ordering::Relaxed),
             fallbacks: self.counters.fallbacks.load(Ordering::Relaxed),
@@ -158,47 +197,73 @@ impl IdentityCache {
         counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
-    /// The cached owners of those of `keys` that are cached. Empty when Redis
-    /// is slow, down or cooling down; tombstones read as misses. The keys are
-    /// asked in pipelined MGETs of [`MGET_CHUNK`], all bounded by one timeout.
+    /// The in-process layer, when configured (for metrics and tests).
+    pub fn local(&self) -> Option<&LocalLayer> {
+        self.local.as_deref()
+    }
+
+    /// The cached owners of those of `keys` that are cached: the in-process
+    /// layer first, then Redis for the rest, whose live answers are kept in
+    /// the layer. Redis being slow, down or cooling down only costs its
+    /// part of the answer; tombstones read as misses. Redis is asked in
+    /// pipelined MGETs of [`MGET_CHUNK`], all bounded by one timeout.
     pub async fn get_many(
         &self,
         tenant: &str,
         keys: &[IdentifierKey],
     ) -> HashMap<IdentifierKey, Uuid> {
+        let mut found = HashMap::with_capacity(keys.len());
         if keys.is_empty() {
-            return HashMap::new();
+            return found;
+        }
+        let layer = self.local.as_deref().filter(|layer| layer.trusted());
+        let mut remote: Vec<(&IdentifierKey, String)> = Vec::with_capacity(keys.len());
+        let mut moved = 0;
+        for key in keys {
+            let name = cache_key(&self.prefix, tenant, key);
+            match layer.and_then(|layer| layer.get(&name)) {
+                Some(Entry::Live { person, .. }) => {
+                    found.insert(key.clone(), person);
+                }
+                // Known to have moved: PostgreSQL answers.
+                Some(Entry::Tombstone { .. }) => moved += 1,
+                None => remote.push((key, name)),
+            }
+        }
+        Self::count(&self.counters.local_hits, found.len());
+        Self::count(&self.counters.misses, moved);
+        if remote.is_empty() {
+            // Answered without a single await that could wait: give the
+            // runtime its turn now and then, or a caller looping on hits
+            // starves every other task on its thread (timers included).
+            tokio::task::consume_budget().await;
+            return found;
         }
         if self.health.cooling_down() {
-            Self::count(&self.counters.fallbacks, keys.len());
-            return HashMap::new();
+            Self::count(&self.counters.fallbacks, remote.len());
+            return found;
         }
-        let lookups = keys.chunks(MGET_CHUNK).map(|chunk| {
-            let names: Vec<String> = chunk
-                .iter()
-                .map(|key| cache_key(&self.prefix, tenant, key))
-                .collect();
-            let mut conn = self.conn.clone();
-            async move {
-                let mut cmd = redis::cmd("MGET");
-                cmd.arg(&names);
-                cmd.query_async::<Vec<Option<String>>>(&mut conn).await
+        let lookups = remote.chunks(MGET_CHUNK).map(|chunk| {
+            let mut cmd = redis::cmd("MGET");
+            for (_, name) in chunk {
+                cmd.arg(name);
             }
+            let mut conn = self.conn.clone();
+            async move { cmd.query_async::<Vec<Option<String>>>(&mut conn).await }
         });
         let reply = tokio::time::timeout(self.timeout, futures::future::join_all(lookups)).await;
-        let replies = match reply {
-            Ok(replies) => replies,
-            Err(_) => {
-                Self::count(&self.counters.fallbacks, keys.len());
-                self.health.failed("mget", "timed out");
-                return HashMap::new();
-            }
+        let Ok(replies) = reply else {
+            Self::count(&self.counters.fallbacks, remote.len());
+            self.health.failed("mget", "timed out");
+            return found;
         };
-        let mut found = HashMap::with_capacity(keys.len());
-        for (chunk, reply) in keys.chunks(MGET_CHUNK).zip(replies) {
+        let mut hits = 0;
+        let mut failed = false;
+        for (chunk, reply) in remote.chunks(MGET_CHUNK).zip(replies) {
             let values = match reply {
                 Ok(values) if values.len() == chunk.len() => values,
                 Ok(values) => {
+                    failed = true;
                     Self::count(&self.counters.fallbacks, chunk.len());
                     self.health.failed(
                         "mget",
@@ -207,80 +272,109 @@ impl IdentityCache {
                     continue;
                 }
                 Err(err) => {
+                    failed = true;
                     Self::count(&self.counters.fallbacks, chunk.len());
                     self.health.failed("mget", &err.to_string());
                     continue;
                 }
             };
-            for (key, value) in chunk.iter().zip(values) {
+            for ((key, name), value) in chunk.iter().zip(values) {
                 // Anything but a live entry we wrote is a miss: PostgreSQL
                 // answers and the refill overwrites it.
                 match value.as_deref().and_then(parse_entry) {
-                    Some((person, _)) => {
-                        found.insert(key.clone(), person);
+                    Some((person, version)) => {
+                        hits += 1;
+                        found.insert((*key).clone(), person);
+                        if let Some(layer) = layer {
+                            layer.offer(name.clone(), Entry::Live { person, version });
+                        }
                     }
                     None => Self::count(&self.counters.misses, 1),
                 }
             }
         }
-        Self::count(&self.counters.hits, found.len());
+        if !failed {
+            self.health.succeeded();
+        }
+        Self::count(&self.counters.hits, hits);
         found
     }
 
     /// Caches `entries` (identifier, person, version read from PostgreSQL),
     /// each with the TTL jittered by ±10 %. An entry is only written when
-    /// Redis holds nothing newer: a live entry of the same or a later
-    /// version, or a tombstone of a later version (a move committed after
-    /// this caller read the graph). Best effort: failures are logged.
+    /// nothing newer is held: a live entry of the same or a later version,
+    /// or a tombstone of a later version (a move committed after this
+    /// caller read the graph). Best effort: failures are logged.
     pub async fn fill_many<'a>(
         &self,
         tenant: &str,
         entries: impl IntoIterator<Item = (&'a IdentifierKey, Uuid, i64)>,
     ) {
+        let entries: Vec<(String, Uuid, i64)> = entries
+            .into_iter()
+            .map(|(key, person, version)| (cache_key(&self.prefix, tenant, key), person, version))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        if let Some(layer) = &self.local {
+            for (name, person, version) in &entries {
+                layer.offer(
+                    name.clone(),
+                    Entry::Live {
+                        person: *person,
+                        version: *version,
+                    },
+                );
+            }
+        }
         if self.health.cooling_down() {
             return;
         }
         let (keys, args) = self.script_args(
             entries
                 .into_iter()
-                .map(|(key, person, version)| {
-                    (
-                        cache_key(&self.prefix, tenant, key),
-                        format!("p:{person}:{version}"),
-                    )
-                })
+                .map(|(name, person, version)| (name, format!("p:{person}:{version}")))
                 .collect(),
         );
-        if keys.is_empty() {
-            return;
-        }
-        if let Err(error) = self.run_script("fill", keys, args).await {
+        if let Err(error) = self.run_script("fill", keys, args, self.fill_timeout).await {
             self.health.failed("fill", &error);
         }
     }
 
     /// Replaces entries by tombstones of the given versions (tenant,
-    /// identifier, version after the change). Unlike fills, the caller must
-    /// learn about failures: the outbox keeps the rows and retries.
+    /// identifier, version after the change), here, in Redis and, through
+    /// the invalidation channel, in every other process's layer. Unlike
+    /// fills, the caller must learn about failures: the outbox keeps the
+    /// rows and retries.
     pub async fn invalidate_many<'a>(
         &self,
         entries: impl IntoIterator<Item = (&'a str, &'a IdentifierKey, i64)>,
     ) -> Result<(), String> {
+        let entries: Vec<(String, i64)> = entries
+            .into_iter()
+            .map(|(tenant, key, version)| (cache_key(&self.prefix, tenant, key), version))
+            .collect();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // The own layer first and unconditionally: a tombstone only ever
+        // sends an answer to PostgreSQL.
+        if let Some(layer) = &self.local {
+            for (name, version) in &entries {
+                layer.offer(name.clone(), Entry::Tombstone { version: *version });
+            }
+        }
         if self.health.cooling_down() {
             return Err("redis is cooling down after a failure".to_owned());
         }
         let (keys, args) = self.script_args(
             entries
                 .into_iter()
-                .map(|(tenant, key, version)| {
-                    (cache_key(&self.prefix, tenant, key), format!("t:{version}"))
-                })
+                .map(|(name, version)| (name, format!("t:{version}")))
                 .collect(),
         );
-        if keys.is_empty() {
-            return Ok(());
-        }
-        self.run_script("invalidate", keys, args)
+        self.run_script("invalidate", keys, args, self.timeout)
             .await
             .inspect_err(|error| self.health.failed("invalidate", error))
     }
@@ -305,19 +399,20 @@ impl IdentityCache {
 
     /// Runs the script over `keys` in pipelined invocations of
     /// [`MGET_CHUNK`] keys (a long script blocks Redis for its whole run),
-    /// all bounded by one timeout.
+    /// all bounded by one `timeout`.
     async fn run_script(
         &self,
         mode: &str,
         keys: Vec<String>,
         args: Vec<String>,
+        timeout: Duration,
     ) -> Result<(), String> {
         let calls = keys
             .chunks(MGET_CHUNK)
             .zip(args.chunks(MGET_CHUNK * 2))
             .map(|(keys, args)| {
                 let mut invocation = self.script.prepare_invoke();
-                invocation.arg(mode);
+                invocation.arg(mode).arg(&self.channel);
                 for key in keys {
                     invocation.key(key);
                 }
@@ -327,26 +422,35 @@ impl IdentityCache {
                 let mut conn = self.conn.clone();
                 async move { invocation.invoke_async::<i64>(&mut conn).await }
             });
-        match tokio::time::timeout(self.timeout, futures::future::join_all(calls)).await {
-            Ok(replies) => replies
-                .into_iter()
-                .find_map(Result::err)
-                .map_or(Ok(()), |err| Err(err.to_string())),
+        match tokio::time::timeout(timeout, futures::future::join_all(calls)).await {
+            Ok(replies) => match replies.into_iter().find_map(Result::err) {
+                Some(err) => Err(err.to_string()),
+                None => {
+                    self.health.succeeded();
+                    Ok(())
+                }
+            },
             Err(_) => Err("timed out".to_owned()),
         }
     }
 }
 
-/// Writes entries only when nothing newer is cached. Values are
-/// `p:{person}:{version}` (live) or `t:{version}` (tombstone); ARGV[1] is the
-/// mode, then a value and a TTL per key.
+/// Writes entries only when nothing newer is cached (the rule of
+/// [`local::replaces`]). Values are `p:{person}:{version}` (live) or
+/// `t:{version}` (tombstone); ARGV[1] is the mode, ARGV[2] the invalidation
+/// channel, then a value and a TTL per key. An invalidation publishes every
+/// key with its version, in this same run, for the other processes'
+/// in-process layers.
 const VERSIONED_SET: &str = r"
 local mode = ARGV[1]
 local written = 0
+local versions = {}
 for i, key in ipairs(KEYS) do
-  local value = ARGV[2 * i]
-  local ttl = ARGV[2 * i + 1]
-  local version = tonumber(string.match(value, ':(%d+)$'))
+  local value = ARGV[2 * i + 1]
+  local ttl = ARGV[2 * i + 2]
+  local version = string.match(value, ':(%d+)$')
+  versions[i] = version
+  version = tonumber(version)
   local current = redis.call('GET', key)
   local write = true
   if current then
@@ -364,6 +468,9 @@ for i, key in ipairs(KEYS) do
     redis.call('SET', key, value, 'EX', ttl)
     written = written + 1
   end
+end
+if mode == 'invalidate' and #KEYS > 0 then
+  redis.call('PUBLISH', ARGV[2], cjson.encode({keys = KEYS, versions = versions}))
 end
 return written
 ";
@@ -405,6 +512,8 @@ struct Health {
     last_warn_ms: AtomicU64,
     /// Failures not warned about since the last warning.
     suppressed: AtomicU64,
+    /// Failures since the last success.
+    in_a_row: AtomicU64,
 }
 
 impl Health {
@@ -414,6 +523,13 @@ impl Health {
             cool_until_ms: AtomicU64::new(0),
             last_warn_ms: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
+            in_a_row: AtomicU64::new(0),
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.in_a_row.load(Ordering::Relaxed) != 0 {
+            self.in_a_row.store(0, Ordering::Relaxed);
         }
     }
 
@@ -428,8 +544,10 @@ impl Health {
     fn failed(&self, operation: &'static str, error: &str) {
         let now = self.now_ms();
         let cool_down = u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX);
-        self.cool_until_ms
-            .store(now.saturating_add(cool_down), Ordering::Relaxed);
+        if self.in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= FAILURES_BEFORE_COOL_DOWN {
+            self.cool_until_ms
+                .store(now.saturating_add(cool_down), Ordering::Relaxed);
+        }
         let warn_every = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
         let last = self.last_warn_ms.load(Ordering::Relaxed);
         let due = last == 0 || now.saturating_add(1).saturating_sub(last) >= warn_every;
@@ -490,12 +608,18 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_starts_a_cool_down_and_warnings_are_spaced() {
+    fn failures_in_a_row_start_a_cool_down_and_warnings_are_spaced() {
         let health = Health::new();
+        assert!(!health.cooling_down());
+        // One slow reply, then a success: no cool-down.
+        health.failed("mget", "timed out");
+        health.succeeded();
+        health.failed("mget", "timed out");
+        assert!(!health.cooling_down());
+        health.failed("mget", "timed out");
         assert!(!health.cooling_down());
         health.failed("mget", "timed out");
         assert!(health.cooling_down());
-        health.failed("mget", "timed out");
-        assert_eq!(health.suppressed.load(Ordering::Relaxed), 1);
+        assert_eq!(health.suppressed.load(Ordering::Relaxed), 3);
     }
 }

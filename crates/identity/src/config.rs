@@ -8,6 +8,13 @@ pub const DEFAULT_KEY_PREFIX: &str = "touchline";
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
 /// Default lifetime of a cached identifier → person entry (jittered ±10 %).
 pub const DEFAULT_CACHE_TTL_SECS: u64 = 3_600;
+/// Default bound on writing a batch's refills to Redis.
+pub const DEFAULT_REDIS_FILL_TIMEOUT_MS: u64 = 250;
+/// Default size of the in-process layer in front of Redis, in entries
+/// (roughly 150 bytes each).
+pub const DEFAULT_LOCAL_CAPACITY: u64 = 500_000;
+/// Default lifetime of an in-process entry.
+pub const DEFAULT_LOCAL_TTL_SECS: u64 = 300;
 
 /// How the identity service reaches its cache.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -23,6 +30,13 @@ pub struct IdentityConfig {
     pub redis_timeout_ms: u64,
     /// Lifetime of cached entries, seconds, before ±10 % jitter.
     pub cache_ttl_secs: u64,
+    /// Bound on writing refills to Redis, milliseconds (never below
+    /// `redis_timeout_ms`).
+    pub redis_fill_timeout_ms: u64,
+    /// Entries the in-process layer holds in front of Redis; 0 turns it off.
+    pub local_capacity: u64,
+    /// Lifetime of an in-process entry, seconds.
+    pub local_ttl_secs: u64,
 }
 
 impl Default for IdentityConfig {
@@ -32,6 +46,9 @@ impl Default for IdentityConfig {
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             redis_timeout_ms: DEFAULT_REDIS_TIMEOUT_MS,
             cache_ttl_secs: DEFAULT_CACHE_TTL_SECS,
+            redis_fill_timeout_ms: DEFAULT_REDIS_FILL_TIMEOUT_MS,
+            local_capacity: DEFAULT_LOCAL_CAPACITY,
+            local_ttl_secs: DEFAULT_LOCAL_TTL_SECS,
         }
     }
 }
@@ -43,6 +60,9 @@ impl std::fmt::Debug for IdentityConfig {
             .field("key_prefix", &self.key_prefix)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("redis_fill_timeout_ms", &self.redis_fill_timeout_ms)
+            .field("local_capacity", &self.local_capacity)
+            .field("local_ttl_secs", &self.local_ttl_secs)
             .finish()
     }
 }

@@ -2,10 +2,14 @@
 
 use redis::AsyncCommands as _;
 use touchline_identity::cache::cache_key;
+use touchline_identity::cache::local::Entry;
 use touchline_identity::domain::IdentifierKey;
 use touchline_identity::{IdentityApi, IdentityCache, IdentityConfig};
 
-use crate::helpers::{REDIS_URL, TestDb, id, item, local_cache, resolve};
+use crate::helpers::{
+    OwnRedis, REDIS_URL, TestDb, cache_at, cache_under, id, item, layer_trusted, local_cache,
+    resolve,
+};
 
 async fn redis() -> redis::aio::MultiplexedConnection {
     redis::Client::open(REDIS_URL)
@@ -187,4 +191,90 @@ async fn drain_waits_for_the_batch_another_relay_holds() {
     assert_eq!(i64::try_from(relayed).expect("relayed"), queued);
     assert_eq!(relay.pending().await.expect("pending"), 0);
     db.drop().await;
+}
+
+/// Two replicas under one prefix: a move committed and relayed by one
+/// reaches the other's in-process layer through the invalidation channel,
+/// so the other stops answering with the former owner.
+#[tokio::test]
+async fn a_move_relayed_by_one_replica_reaches_the_others_layer() {
+    let db = TestDb::new(4).await;
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let (cache_a, cache_b) = (
+        cache_under(REDIS_URL, &prefix, 5_000).await,
+        cache_under(REDIS_URL, &prefix, 5_000).await,
+    );
+    layer_trusted(&cache_a).await;
+    layer_trusted(&cache_b).await;
+    let replica_a = IdentityApi::new(db.pool.clone(), Some(cache_a));
+    let replica_b = IdentityApi::new(db.pool.clone(), Some(cache_b.clone()));
+
+    // The oldest person survives a merge: the email's, created first.
+    let older = resolve(&replica_a, "t1", vec![item(vec![id("email", "old@x.io")])]).await;
+    let card = resolve(&replica_b, "t1", vec![item(vec![id("member_card", "m-1")])]).await;
+    // Replica B answers the card from its own layer now.
+    let name = cache_key(
+        &prefix,
+        "t1",
+        &IdentifierKey::normalise("member_card", "", "m-1"),
+    );
+    let layer_b = cache_b.local().expect("layer");
+    assert!(matches!(layer_b.get(&name), Some(Entry::Live { .. })));
+
+    // Replica A merges the card's person into the older one and relays.
+    resolve(
+        &replica_a,
+        "t1",
+        vec![item(vec![
+            id("email", "old@x.io"),
+            id("member_card", "m-1"),
+        ])],
+    )
+    .await;
+    replica_a.relay().drain().await.expect("drain");
+    let mut waited = 0;
+    while matches!(layer_b.get(&name), Some(Entry::Live { .. })) {
+        assert!(
+            waited < 200,
+            "the tombstone never reached replica B's layer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    let after = resolve(&replica_b, "t1", vec![item(vec![id("member_card", "m-1")])]).await;
+    assert_ne!(card[0].person_id, older[0].person_id);
+    assert_eq!(
+        after[0].person_id, older[0].person_id,
+        "B follows the merge"
+    );
+    db.drop().await;
+}
+
+/// A Redis that goes away takes the layer's trust with it (its
+/// invalidations could no longer arrive) and the layer comes back empty
+/// when Redis does.
+#[tokio::test]
+async fn a_silent_channel_empties_the_layer_until_it_speaks_again() {
+    let mut own = OwnRedis::start().await;
+    let (cache, prefix) = cache_at(&own.url(), 50).await;
+    layer_trusted(&cache).await;
+    let layer = cache.local().expect("layer");
+    let key = IdentifierKey::normalise("phone", "", "+8613800000001");
+    cache
+        .fill_many("t1", [(&key, uuid::Uuid::new_v4(), 1)])
+        .await;
+    let name = cache_key(&prefix, "t1", &key);
+    assert!(layer.get(&name).is_some());
+
+    own.kill();
+    let mut waited = 0;
+    while layer.trusted() {
+        assert!(waited < 200, "the layer kept serving with its channel gone");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    assert_eq!(layer.get(&name), None);
+    own.restart().await;
+    layer_trusted(&cache).await;
+    assert_eq!(layer.get(&name), None, "trust returns with an empty layer");
 }

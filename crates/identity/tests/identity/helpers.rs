@@ -93,6 +93,7 @@ pub async fn local_cache() -> (IdentityCache, String) {
         key_prefix: prefix.clone(),
         redis_timeout_ms: 5_000,
         cache_ttl_secs: 600,
+        ..IdentityConfig::default()
     };
     let cache = IdentityCache::connect(&config)
         .await
@@ -306,17 +307,35 @@ impl Drop for OwnRedis {
 /// A cache on `url` under a random prefix with the given timeout.
 pub async fn cache_at(url: &str, timeout_ms: u64) -> (IdentityCache, String) {
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    (cache_under(url, &prefix, timeout_ms).await, prefix)
+}
+
+/// A cache on `url` under `prefix`: two of them share their entries the way
+/// two replicas of the service do.
+pub async fn cache_under(url: &str, prefix: &str, timeout_ms: u64) -> IdentityCache {
     let config = IdentityConfig {
         redis_url: Some(url.to_owned()),
-        key_prefix: prefix.clone(),
+        key_prefix: prefix.to_owned(),
         redis_timeout_ms: timeout_ms,
         cache_ttl_secs: 600,
+        ..IdentityConfig::default()
     };
-    let cache = IdentityCache::connect(&config)
+    IdentityCache::connect(&config)
         .await
         .expect("valid cache config")
-        .expect("a cache when a url is set");
-    (cache, prefix)
+        .expect("a cache when a url is set")
+}
+
+/// Waits until the cache's in-process layer serves (its invalidation
+/// channel is up).
+pub async fn layer_trusted(cache: &IdentityCache) {
+    for _ in 0..400 {
+        if cache.local().is_some_and(|layer| layer.trusted()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the in-process layer never became trusted");
 }
 
 /// Reads the feed of `tenant` after `after` until `want` changes arrived.

@@ -10,31 +10,48 @@ use std::time::Duration;
 use rand::Rng as _;
 use rand::seq::SliceRandom as _;
 use redis::AsyncCommands as _;
+use touchline_identity::IdentityCache;
+use touchline_identity::cache::local::Entry;
 use touchline_identity::cache::{cache_key, parse_entry};
 use touchline_identity::domain::IdentifierKey;
 use touchline_identity::{Identity, IdentityApi};
 use touchline_runtime::Shutdown;
 use uuid::Uuid;
 
-use crate::helpers::{OwnRedis, REDIS_URL, TestDb, cache_at, event, id, resolve, who};
+use crate::helpers::{
+    OwnRedis, REDIS_URL, TestDb, cache_at, event, id, layer_trusted, resolve, who,
+};
 
-/// Every live cache entry of `keys`, compared with PostgreSQL: the number of
-/// entries naming another person than the graph does.
-async fn stale_entries(db: &TestDb, prefix: &str, tenant: &str, keys: &[IdentifierKey]) -> usize {
+/// Every live cache entry of `keys`, in Redis and in the in-process layer,
+/// compared with PostgreSQL: the number of entries naming another person
+/// than the graph does.
+async fn stale_entries(
+    db: &TestDb,
+    cache: &IdentityCache,
+    prefix: &str,
+    tenant: &str,
+    keys: &[IdentifierKey],
+) -> usize {
     let mut redis = redis::Client::open(REDIS_URL)
         .expect("url")
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
     let mut stale = 0;
+    let layer = cache
+        .local()
+        .expect("the in-process layer is on by default");
     for key in keys {
-        let cached: Option<String> = redis
-            .get(cache_key(prefix, tenant, key))
-            .await
-            .expect("get");
-        let Some((person, _)) = cached.as_deref().and_then(parse_entry) else {
-            continue;
+        let name = cache_key(prefix, tenant, key);
+        let cached: Option<String> = redis.get(&name).await.expect("get");
+        let remote = cached.as_deref().and_then(parse_entry).map(|(p, _)| p);
+        let local = match layer.get(&name) {
+            Some(Entry::Live { person, .. }) => Some(person),
+            _ => None,
         };
+        if remote.is_none() && local.is_none() {
+            continue;
+        }
         let owner: Option<Uuid> = sqlx::query_scalar(
             "SELECT person_id FROM identity.identifiers
               WHERE tenant_id = $1 AND id_type = $2 AND id_scope = $3 AND id_value = $4",
@@ -46,8 +63,10 @@ async fn stale_entries(db: &TestDb, prefix: &str, tenant: &str, keys: &[Identifi
         .fetch_optional(&db.pool)
         .await
         .expect("owner");
-        if owner != Some(person) {
-            stale += 1;
+        for person in [remote, local].into_iter().flatten() {
+            if owner != Some(person) {
+                stale += 1;
+            }
         }
     }
     stale
@@ -58,7 +77,8 @@ async fn racing_merges_and_lookups_leave_no_stale_entry() {
     const GROUPS: usize = 1_000;
     let db = TestDb::new(16).await;
     let (cache, prefix) = cache_at(REDIS_URL, 5_000).await;
-    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+    layer_trusted(&cache).await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache.clone()));
     let shutdown = Shutdown::new();
     let relay = tokio::spawn(api.relay().run(shutdown.clone()));
 
@@ -167,7 +187,10 @@ async fn racing_merges_and_lookups_leave_no_stale_entry() {
             ]
         })
         .collect();
-    assert_eq!(stale_entries(&db, &prefix, "t1", &keys).await, 0);
+    let layer = cache.local().expect("in-process layer");
+    assert!(layer.trusted(), "the layer served throughout");
+    assert!(!layer.is_empty(), "the layer held entries");
+    assert_eq!(stale_entries(&db, &cache, &prefix, "t1", &keys).await, 0);
     shutdown.trigger();
     relay.await.expect("relay stopped");
     db.drop().await;
