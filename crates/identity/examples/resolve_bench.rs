@@ -3,9 +3,17 @@
 //! cold cache, warm cache) and Resolve latency at a fixed call rate.
 //!
 //! `cargo run --release -p touchline-identity --example resolve_bench`
-//! Settings (environment): `BENCH_PERSONS` (default 100000),
-//! `BENCH_CONCURRENCY` (8), `BENCH_RATE` (1000 calls/s), `BENCH_SECONDS`
-//! (10), `DATABASE_URL`, `REDIS_URL`.
+//! Settings (environment): `BENCH_PERSONS` (default 100000; 1666667 makes
+//! the 5 million identifier graph), `BENCH_CONCURRENCY` (8), `BENCH_RATE`
+//! (1000 calls/s), `BENCH_SECONDS` (10), `BENCH_LOCAL_CAPACITY` (entries of
+//! the in-process layer, the service's default when unset), `DATABASE_URL`,
+//! `REDIS_URL`.
+//!
+//! Warm figures come in two kinds: a sweep over the whole graph (most keys
+//! answered by Redis, as many as fit by the in-process layer) and a sweep
+//! over a hot set that fits the in-process layer (half its capacity), the
+//! shape of real traffic where a minority of identifiers carries most
+//! lookups.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +107,19 @@ async fn sweep(api: &IdentityApi, persons: u64, concurrency: u64) -> anyhow::Res
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Peak resident memory of this process, MiB (0 where /proc is missing).
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let persons = env_or("BENCH_PERSONS", 100_000);
@@ -126,10 +147,13 @@ async fn main() -> anyhow::Result<()> {
         &touchline_identity::MIGRATOR,
     )
     .await?;
+    let defaults = IdentityConfig::default();
+    let local_capacity = env_or("BENCH_LOCAL_CAPACITY", defaults.local_capacity);
     let cache = |prefix: String| {
         let config = IdentityConfig {
             redis_url: Some(redis_url.clone()),
             key_prefix: prefix,
+            local_capacity,
             ..IdentityConfig::default()
         };
         async move { IdentityCache::connect(&config).await }
@@ -138,14 +162,31 @@ async fn main() -> anyhow::Result<()> {
 
     // Creating the graph (writes, no cache).
     let uncached = IdentityApi::new(pool.clone(), None);
+    let started = Instant::now();
     let create = sweep(&uncached, persons, concurrency).await?;
+    let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&pool)
+        .await?;
     println!(
-        "batch_resolve create: {create:.0} identifiers/s ({persons} persons, {} identifiers)",
-        persons * PER_PERSON as u64
+        "batch_resolve create: {create:.0} identifiers/s ({persons} persons, {} identifiers, {:.0} s, database {} MiB)",
+        persons * PER_PERSON as u64,
+        started.elapsed().as_secs_f64(),
+        size / (1 << 20)
     );
     // Cold: every identifier known, nothing cached.
     let redis = cache(prefix.clone()).await?;
     let stats = || redis.as_ref().map(IdentityCache::stats).unwrap_or_default();
+    // The in-process layer serves once its invalidation channel is up.
+    for _ in 0..200 {
+        if redis
+            .as_ref()
+            .and_then(IdentityCache::local)
+            .is_some_and(|l| l.trusted())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let api = IdentityApi::new(pool.clone(), redis.clone());
     let before = stats();
     let cold = sweep(&api, persons, concurrency).await?;
@@ -160,11 +201,27 @@ async fn main() -> anyhow::Result<()> {
     let warm = sweep(&api, persons, concurrency).await?;
     let after = stats();
     println!(
-        "batch_resolve warm cache: {warm:.0} identifiers/s (cache hits {}, misses {}, fallbacks {})",
+        "batch_resolve warm cache, whole graph: {warm:.0} identifiers/s (in-process hits {}, redis hits {}, misses {}, fallbacks {})",
+        after.local_hits - before.local_hits,
         after.hits - before.hits,
         after.misses - before.misses,
         after.fallbacks - before.fallbacks
     );
+    let hot = (local_capacity / 2 / PER_PERSON as u64).clamp(1, persons);
+    sweep(&api, hot, concurrency).await?;
+    let before = stats();
+    let warm_hot = sweep(&api, hot, concurrency).await?;
+    let after = stats();
+    println!(
+        "batch_resolve warm cache, hot set of {} identifiers: {warm_hot:.0} identifiers/s (in-process hits {}, redis hits {}, misses {}, fallbacks {})",
+        hot * PER_PERSON as u64,
+        after.local_hits - before.local_hits,
+        after.hits - before.hits,
+        after.misses - before.misses,
+        after.fallbacks - before.fallbacks
+    );
+    let peak = peak_rss_mib();
+    println!("peak RSS of the bench process (service in process): {peak} MiB");
 
     // Resolve at a fixed rate (warm cache), one call per tick.
     let mut histogram = hdrhistogram::Histogram::<u64>::new(3)?;

@@ -234,9 +234,15 @@ impl IdentityCache {
         Self::count(&self.counters.misses, moved);
         if remote.is_empty() {
             // Answered without a single await that could wait: give the
-            // runtime its turn now and then, or a caller looping on hits
-            // starves every other task on its thread (timers included).
-            tokio::task::consume_budget().await;
+            // runtime its turn, or a caller looping on hits starves every
+            // other task on its thread (timers and the invalidation
+            // listener included). A big batch is a millisecond of work, so
+            // it yields every time; small ones when their budget runs out.
+            if keys.len() >= MGET_CHUNK {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::task::consume_budget().await;
+            }
             return found;
         }
         if self.health.cooling_down() {

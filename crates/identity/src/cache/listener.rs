@@ -21,8 +21,10 @@ use super::local::{Entry, LocalLayer};
 
 /// How often the subscriber publishes its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
-/// Silence on the channel after which the layer is distrusted.
-pub const SILENCE: Duration = Duration::from_millis(1_500);
+/// Silence on the channel after which the layer is distrusted: six
+/// heartbeats, so a busy process does not flap between trusting and
+/// emptying its layer, while a hung Redis is noticed within seconds.
+pub const SILENCE: Duration = Duration::from_secs(3);
 /// Pause before subscribing again after a failure.
 const RETRY: Duration = Duration::from_millis(500);
 /// Bound on connecting and subscribing.
