@@ -6,8 +6,9 @@
 //! A job runs in the background of the server that accepted it, reading the
 //! raw log from collection between the first and last raw sequence the
 //! outcome ledger holds for the range, and records its progress after every
-//! batch. A job whose server stops while it runs stays RUNNING; start a new
-//! one (a dry run changes nothing, so repeating it is harmless).
+//! batch. A job whose server stops while it runs is reported FAILED once its
+//! progress is [`ORPHANED_AFTER`] old; start a new one (a dry run changes
+//! nothing, so repeating it is harmless).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,6 +34,10 @@ const MAX_SAMPLES: usize = 100;
 const BATCH: i32 = 500;
 /// Longest wait for the next raw batch before the job fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A pending or running job whose server has not recorded progress for this
+/// long is failed as orphaned: a live job records progress after every
+/// batch, and waits at most [`READ_TIMEOUT`] for one.
+pub const ORPHANED_AFTER: Duration = Duration::from_secs(3 * 60);
 
 /// Job states, as stored.
 pub mod state {

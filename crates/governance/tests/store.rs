@@ -226,3 +226,68 @@ async fn keys_rotate_to_a_new_version() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A job whose server stopped mid-run is reported failed once its heartbeat
+/// is old, and a late report of that server cannot revive it; a job whose
+/// server is alive is left alone.
+#[tokio::test]
+async fn an_orphaned_reprocess_job_is_reported_failed() -> anyhow::Result<()> {
+    use std::time::Duration;
+    use touchline_governance::store::reprocess::{self, JobRow, ORPHANED, Progress};
+
+    let (_db, pool) = fresh_pool().await?;
+    let new = |id: &str| JobRow {
+        job_id: id.to_owned(),
+        state: 1,
+        mode: 1,
+        range_start: now(),
+        range_end: now(),
+        sources: Vec::new(),
+        dictionary_version: 1,
+        total_events: 0,
+        examined_events: 0,
+        diff: None,
+        error: String::new(),
+        creator: "tester".to_owned(),
+        created_at: now(),
+        completed_at: None,
+    };
+    let running = Progress {
+        state: 2,
+        total: 10,
+        examined: 5,
+        ..Progress::default()
+    };
+    for id in ["alive", "orphan"] {
+        reprocess::create(&pool, "t1", &new(id), None).await?;
+        reprocess::progress(&pool, "t1", id, &running).await?;
+    }
+    sqlx::query(
+        "UPDATE governance.reprocess_jobs SET heartbeat_at = now() - interval '1 hour'
+          WHERE job_id = 'orphan'",
+    )
+    .execute(&pool)
+    .await?;
+
+    let limit = Duration::from_secs(180);
+    let alive = reprocess::get(&pool, "t1", "alive", limit).await?;
+    assert_eq!(alive.map(|j| j.state), Some(2), "a live job keeps running");
+    let orphan = reprocess::get(&pool, "t1", "orphan", limit)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("job vanished"))?;
+    assert_eq!(orphan.state, 4);
+    assert_eq!(orphan.error, ORPHANED);
+    assert!(orphan.completed_at.is_some());
+
+    // The stopped server comes back and reports success: too late.
+    let done = Progress {
+        state: 3,
+        total: 10,
+        examined: 10,
+        ..Progress::default()
+    };
+    reprocess::progress(&pool, "t1", "orphan", &done).await?;
+    let orphan = reprocess::get(&pool, "t1", "orphan", limit).await?;
+    assert_eq!(orphan.map(|j| j.state), Some(4));
+    Ok(())
+}

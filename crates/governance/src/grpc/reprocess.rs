@@ -120,7 +120,7 @@ pub async fn get(
                 "expected tenants/{tenant}/reprocessJobs/{reprocess_job}",
             )
         })?;
-    let job = store::get(pool, tenant, id)
+    let job = store::get(pool, tenant, id, crate::reprocess::ORPHANED_AFTER)
         .await?
         .ok_or_else(|| GovernanceError::NotFound(req.name.clone()))?;
     Ok(pb::GetReprocessJobResponse {

@@ -102,8 +102,31 @@ pub async fn create(
     Ok((job(&row)?, inserted))
 }
 
-/// One job.
-pub async fn get(pool: &PgPool, tenant: &str, job_id: &str) -> Result<Option<JobRow>, sqlx::Error> {
+/// Why an orphaned job failed, as its error says.
+pub const ORPHANED: &str = "the server running this job stopped before it finished; start the job again \
+     (运行此任务的服务在完成前停止，请重新发起)";
+
+/// One job. A pending or running job whose heartbeat is older than
+/// `orphaned_after` lost its server: it is marked failed first, so callers
+/// polling for a final state get one.
+pub async fn get(
+    pool: &PgPool,
+    tenant: &str,
+    job_id: &str,
+    orphaned_after: std::time::Duration,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query(
+        "UPDATE governance.reprocess_jobs
+            SET state = 4, error = $3, completed_at = now()
+          WHERE tenant_id = $1 AND job_id = $2 AND state IN (1, 2)
+            AND heartbeat_at < now() - make_interval(secs => $4)",
+    )
+    .bind(tenant)
+    .bind(job_id)
+    .bind(ORPHANED)
+    .bind(orphaned_after.as_secs_f64())
+    .execute(pool)
+    .await?;
     sqlx::query(&format!(
         "SELECT {COLUMNS} FROM governance.reprocess_jobs WHERE tenant_id = $1 AND job_id = $2"
     ))
@@ -141,8 +164,9 @@ pub async fn progress(
     sqlx::query(
         "UPDATE governance.reprocess_jobs
             SET state = $3, total_events = $4, examined_events = $5, diff = $6, error = $7,
-                completed_at = CASE WHEN $3 >= 3 THEN now() ELSE NULL END
-          WHERE tenant_id = $1 AND job_id = $2",
+                completed_at = CASE WHEN $3 >= 3 THEN now() ELSE NULL END,
+                heartbeat_at = now()
+          WHERE tenant_id = $1 AND job_id = $2 AND state IN (1, 2)",
     )
     .bind(tenant)
     .bind(job_id)
