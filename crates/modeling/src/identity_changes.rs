@@ -84,10 +84,22 @@ impl IdentityChangesWorker {
         let mut tx = self.pool.begin().await?;
         changes::lock_tenant(&mut tx, tenant).await?;
         let mut erasures = false;
+        // Consecutive merges are applied together; any other change ends the run, so it sees
+        // the merges before it and none after.
+        let mut merges: Vec<changes::Merge> = Vec::new();
         for change in &batch.changes {
             erasures |= change.kind() == IdentityChangeKind::Erasure;
+            if change.kind() == IdentityChangeKind::Merge {
+                merges.push(changes::Merge {
+                    survivor: parse_person(&change.person_id)?,
+                    merged: parse_persons(&change.other_person_ids)?,
+                });
+                continue;
+            }
+            apply_merges(&mut tx, tenant, &mut merges).await?;
             apply_change(&mut tx, tenant, change).await?;
         }
+        apply_merges(&mut tx, tenant, &mut merges).await?;
         store::advance_cursor(&mut tx, IDENTITY_CHANGES_CONSUMER, tenant, last).await?;
         tx.commit().await?;
         Ok(erasures)
@@ -111,17 +123,31 @@ impl IdentityChangesWorker {
     }
 }
 
+async fn apply_merges(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    merges: &mut Vec<changes::Merge>,
+) -> Result<(), WorkerError> {
+    if merges.is_empty() {
+        return Ok(());
+    }
+    let moved = changes::apply_merges(conn, tenant, merges).await?;
+    tracing::debug!(
+        merges = merges.len(),
+        events_moved = moved,
+        "persons merged"
+    );
+    merges.clear();
+    Ok(())
+}
+
 async fn apply_change(
     conn: &mut sqlx::PgConnection,
     tenant: &str,
     change: &IdentityChange,
 ) -> Result<(), WorkerError> {
     let person = parse_person(&change.person_id)?;
-    let others = change
-        .other_person_ids
-        .iter()
-        .map(|p| parse_person(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let others = parse_persons(&change.other_person_ids)?;
     match change.kind() {
         IdentityChangeKind::Merge => {
             let moved = changes::apply_merge(conn, tenant, person, &others).await?;
@@ -185,6 +211,10 @@ fn decode_identifiers(
                 .map_err(|err| WorkerError::Protocol(format!("stored event {sequence}: {err}")))
         })
         .collect()
+}
+
+fn parse_persons(ids: &[String]) -> Result<Vec<Uuid>, WorkerError> {
+    ids.iter().map(|p| parse_person(p)).collect()
 }
 
 fn parse_person(id: &str) -> Result<Uuid, WorkerError> {

@@ -7,6 +7,7 @@
 
 pub mod grpc;
 pub mod identity_changes;
+pub mod merges;
 pub mod split;
 pub mod store;
 pub mod worker;

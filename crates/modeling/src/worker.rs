@@ -38,6 +38,15 @@ enum Owner {
     Suppressed,
 }
 
+/// A batch of the clean log with its persons, ready to store.
+#[derive(Debug)]
+struct ResolvedBatch {
+    tenant: String,
+    rows: Vec<NewStoredEvent>,
+    /// The last sequence of the batch, stored events or not.
+    last: i64,
+}
+
 /// The identity service takes at most this many identifiers per call.
 const MAX_IDENTIFIERS_PER_RESOLVE: usize = 1_000;
 
@@ -90,16 +99,46 @@ impl EventStoreWorker {
             .tail_clean_events(request)
             .await?
             .into_inner();
-        while let Some(batch) = stream.message().await? {
-            self.process(batch).await?;
-        }
+        // Storing a batch overlaps resolving the next: resolution (a call to identity) is
+        // most of a batch's time, and the store would otherwise sit idle during it. Batches are
+        // still resolved one after another and stored in log order, each with its cursor.
+        let (ready, mut to_store) = tokio::sync::mpsc::channel::<ResolvedBatch>(1);
+        let resolve = async move {
+            while let Some(batch) = stream.message().await? {
+                let Some(resolved) = self.process(batch).await? else {
+                    continue;
+                };
+                if ready.send(resolved).await.is_err() {
+                    // The store side ended, with the error the session returns.
+                    break;
+                }
+            }
+            Ok::<(), WorkerError>(())
+        };
+        let store = async {
+            while let Some(batch) = to_store.recv().await {
+                store::commit_batch(
+                    &self.pool,
+                    &batch.tenant,
+                    &batch.rows,
+                    crate::CLEAN_LOG_CONSUMER,
+                    batch.last,
+                )
+                .await?;
+            }
+            Ok::<(), WorkerError>(())
+        };
+        tokio::try_join!(resolve, store)?;
         Ok(())
     }
 
     #[tracing::instrument(name = "modeling.store_batch", skip_all, fields(service = "modeling", tenant = %batch.tenant, events = batch.events.len(), lag))]
-    async fn process(&self, batch: TailCleanEventsResponse) -> Result<(), WorkerError> {
+    async fn process(
+        &self,
+        batch: TailCleanEventsResponse,
+    ) -> Result<Option<ResolvedBatch>, WorkerError> {
         let Some(last) = batch.events.last().map(|e| e.sequence) else {
-            return Ok(());
+            return Ok(None);
         };
         tracing::Span::current().record("lag", batch.head_sequence - last);
         let persons = self.resolve(&batch.tenant, &batch.events).await?;
@@ -152,15 +191,11 @@ impl EventStoreWorker {
                 "events of erased persons not stored (their identifiers are suppressed)"
             );
         }
-        store::commit_batch(
-            &self.pool,
-            &batch.tenant,
-            &rows,
-            crate::CLEAN_LOG_CONSUMER,
+        Ok(Some(ResolvedBatch {
+            tenant: batch.tenant,
+            rows,
             last,
-        )
-        .await?;
-        Ok(())
+        }))
     }
 
     /// One person per event, resolving in calls of at most 1,000 identifiers.

@@ -10,6 +10,9 @@ use sqlx::{PgConnection, Row};
 use touchline_proto::common::v1::Identifier;
 use uuid::Uuid;
 
+pub use crate::merges::Merge;
+use crate::merges::MergePlan;
+
 /// Serialises the tenant's event-store writes with identity changes for the transaction.
 pub async fn lock_tenant(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('modeling.events:' || $1, 0))")
@@ -26,72 +29,118 @@ pub async fn apply_merge(
     survivor: Uuid,
     merged: &[Uuid],
 ) -> Result<u64, sqlx::Error> {
-    let merged: Vec<Uuid> = merged.iter().copied().filter(|p| *p != survivor).collect();
-    if merged.is_empty() {
+    apply_merges(
+        conn,
+        tenant,
+        &[Merge {
+            survivor,
+            merged: merged.to_vec(),
+        }],
+    )
+    .await
+}
+
+/// Applies a run of merges, in order, with a fixed number of statements; returns the events
+/// whose person changed.
+pub async fn apply_merges(
+    conn: &mut PgConnection,
+    tenant: &str,
+    merges: &[Merge],
+) -> Result<u64, sqlx::Error> {
+    let plan = MergePlan::new(merges);
+    if plan.is_empty() {
         return Ok(0);
     }
-    let moved = sqlx::query(
-        "UPDATE modeling.events SET person_id = $2 WHERE tenant_id = $1 AND person_id = ANY($3)",
-    )
-    .bind(tenant)
-    .bind(survivor)
-    .bind(&merged)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    // Persons that pointed at a merged id now point at the survivor, so a chain of merges
-    // never needs more than one hop.
-    sqlx::query(
-        "UPDATE modeling.person_redirects SET to_person = $2 WHERE tenant_id = $1 AND to_person = ANY($3)",
-    )
-    .bind(tenant)
-    .bind(survivor)
-    .bind(&merged)
-    .execute(&mut *conn)
-    .await?;
+    let (from, to): (Vec<Uuid>, Vec<Uuid>) = plan.moves.iter().copied().unzip();
+    let mut moved = 0;
+    if !from.is_empty() {
+        moved = sqlx::query(
+            "UPDATE modeling.events e SET person_id = u.t
+               FROM UNNEST($2::uuid[], $3::uuid[]) AS u(f, t)
+              WHERE e.tenant_id = $1 AND e.person_id = u.f",
+        )
+        .bind(tenant)
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        // Persons that pointed at a merged id now point where it ended, so a chain of merges
+        // never needs more than one hop.
+        sqlx::query(
+            "UPDATE modeling.person_redirects r SET to_person = u.t
+               FROM UNNEST($2::uuid[], $3::uuid[]) AS u(f, t)
+              WHERE r.tenant_id = $1 AND r.to_person = u.f",
+        )
+        .bind(tenant)
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let (from, to): (Vec<Uuid>, Vec<Uuid>) = plan.redirects.iter().copied().unzip();
     sqlx::query(
         "INSERT INTO modeling.person_redirects (tenant_id, from_person, to_person)
-         SELECT $1, m, $2 FROM UNNEST($3::uuid[]) AS m
+         SELECT $1, f, t FROM UNNEST($2::uuid[], $3::uuid[]) AS u(f, t)
          ON CONFLICT (tenant_id, from_person) DO UPDATE SET to_person = EXCLUDED.to_person",
     )
     .bind(tenant)
-    .bind(survivor)
-    .bind(&merged)
+    .bind(&from)
+    .bind(&to)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO modeling.detached_identifiers (tenant_id, person_id, id_type, id_scope, id_value)
-         SELECT tenant_id, $2, id_type, id_scope, id_value FROM modeling.detached_identifiers
-          WHERE tenant_id = $1 AND person_id = ANY($3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(tenant)
-    .bind(survivor)
-    .bind(&merged)
-    .execute(&mut *conn)
-    .await?;
+    let (from, to): (Vec<Uuid>, Vec<Uuid>) = plan.detached_copies.iter().copied().unzip();
+    if !from.is_empty() {
+        sqlx::query(
+            "INSERT INTO modeling.detached_identifiers (tenant_id, person_id, id_type, id_scope, id_value)
+             SELECT d.tenant_id, u.t, d.id_type, d.id_scope, d.id_value
+               FROM UNNEST($2::uuid[], $3::uuid[]) AS u(f, t)
+               JOIN modeling.detached_identifiers d ON d.tenant_id = $1 AND d.person_id = u.f
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&from)
+        .bind(&to)
+        .execute(&mut *conn)
+        .await?;
+    }
     // The merged persons' attributes follow them; an opt-out is never lost by a merge.
-    sqlx::query(
-        "INSERT INTO modeling.person_attributes (tenant_id, person_id, marketing_opt_out)
-         SELECT $1, $2, bool_or(marketing_opt_out) FROM modeling.person_attributes
-          WHERE tenant_id = $1 AND person_id = ANY($3)
-         HAVING count(*) > 0
-         ON CONFLICT (tenant_id, person_id) DO UPDATE
-           SET marketing_opt_out = modeling.person_attributes.marketing_opt_out OR EXCLUDED.marketing_opt_out,
-               updated_at = now()",
+    let before: std::collections::HashMap<Uuid, bool> = sqlx::query(
+        "SELECT person_id, marketing_opt_out FROM modeling.person_attributes
+          WHERE tenant_id = $1 AND person_id = ANY($2)",
     )
     .bind(tenant)
-    .bind(survivor)
-    .bind(&merged)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "DELETE FROM modeling.person_attributes WHERE tenant_id = $1 AND person_id = ANY($2)",
-    )
-    .bind(tenant)
-    .bind(&merged)
-    .execute(&mut *conn)
-    .await?;
+    .bind(&plan.involved)
+    .fetch_all(&mut *conn)
+    .await?
+    .into_iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let attributes = plan.attributes(&before);
+    if !attributes.deletes.is_empty() {
+        sqlx::query(
+            "DELETE FROM modeling.person_attributes WHERE tenant_id = $1 AND person_id = ANY($2)",
+        )
+        .bind(tenant)
+        .bind(&attributes.deletes)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !attributes.upserts.is_empty() {
+        let (persons, opt_outs): (Vec<Uuid>, Vec<bool>) =
+            attributes.upserts.iter().copied().unzip();
+        sqlx::query(
+            "INSERT INTO modeling.person_attributes (tenant_id, person_id, marketing_opt_out)
+             SELECT $1, p, o FROM UNNEST($2::uuid[], $3::bool[]) AS u(p, o)
+             ON CONFLICT (tenant_id, person_id) DO UPDATE
+               SET marketing_opt_out = EXCLUDED.marketing_opt_out, updated_at = now()",
+        )
+        .bind(tenant)
+        .bind(&persons)
+        .bind(&opt_outs)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(moved)
 }
 

@@ -143,33 +143,31 @@ pub async fn count_events(
     pool: &PgPool,
     tenant: &str,
 ) -> Result<(i64, i64, Counts, Counts), sqlx::Error> {
-    let totals = sqlx::query(
-        "SELECT count(*), count(DISTINCT person_id) FROM modeling.events WHERE tenant_id = $1",
+    // One pass over the tenant's events for all three groupings: the store is polled while it
+    // fills, and three scans of a large tenant would compete with the writers.
+    // GROUPING(channel, event_name) is 3 for the totals, 1 per channel, 2 per event name.
+    let rows = sqlx::query(
+        "SELECT GROUPING(channel, event_name)::int, COALESCE(channel, event_name),
+                count(*), count(DISTINCT person_id)
+           FROM modeling.events WHERE tenant_id = $1
+          GROUP BY GROUPING SETS ((), (channel), (event_name))
+          ORDER BY 1, 3 DESC, 2",
     )
     .bind(tenant)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
-    let grouped = |column: &'static str| {
-        let sql = format!(
-            "SELECT {column}, count(*), count(DISTINCT person_id) FROM modeling.events
-              WHERE tenant_id = $1 GROUP BY {column} ORDER BY 2 DESC, 1"
-        );
-        async move {
-            sqlx::query(&sql)
-                .bind(tenant)
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-                .collect::<Result<Counts, sqlx::Error>>()
+    let (mut events, mut persons) = (0, 0);
+    let (mut channels, mut names) = (Counts::new(), Counts::new());
+    for row in rows {
+        let grouping: i32 = row.try_get(0)?;
+        let counts = (row.try_get(2)?, row.try_get(3)?);
+        match grouping {
+            1 => channels.push((row.try_get(1)?, counts.0, counts.1)),
+            2 => names.push((row.try_get(1)?, counts.0, counts.1)),
+            _ => (events, persons) = counts,
         }
-    };
-    Ok((
-        totals.try_get(0)?,
-        totals.try_get(1)?,
-        grouped("channel").await?,
-        grouped("event_name").await?,
-    ))
+    }
+    Ok((events, persons, channels, names))
 }
 
 /// Up to `limit` events after sequence `after`, in log order.
