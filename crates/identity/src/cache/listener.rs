@@ -21,10 +21,12 @@ use super::local::{Entry, LocalLayer};
 
 /// How often the subscriber publishes its heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
-/// Silence on the channel after which the layer is distrusted: six
-/// heartbeats, so a busy process does not flap between trusting and
-/// emptying its layer, while a hung Redis is noticed within seconds.
-pub const SILENCE: Duration = Duration::from_secs(3);
+/// Silence on the channel after which the layer is distrusted: twenty
+/// heartbeats. An overloaded machine delays heartbeats by seconds, and
+/// every loss of trust empties the layer, so a short bound would cost the
+/// layer exactly when it helps most; a hung Redis (which cannot take the
+/// relay's tombstones either) is still noticed within seconds.
+pub const SILENCE: Duration = Duration::from_secs(10);
 /// Pause before subscribing again after a failure.
 const RETRY: Duration = Duration::from_millis(500);
 /// Bound on connecting and subscribing.
