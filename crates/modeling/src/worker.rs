@@ -4,6 +4,7 @@
 
 use std::str::FromStr;
 
+use futures::TryStreamExt as _;
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::service::interceptor::InterceptedService;
@@ -46,6 +47,9 @@ struct ResolvedBatch {
     /// The last sequence of the batch, stored events or not.
     last: i64,
 }
+
+/// Clean-log batches being resolved at once.
+const RESOLVES_IN_FLIGHT: usize = 4;
 
 /// The identity service takes at most this many identifiers per call.
 const MAX_IDENTIFIERS_PER_RESOLVE: usize = 1_000;
@@ -93,22 +97,26 @@ impl EventStoreWorker {
         let request = TailCleanEventsRequest {
             selector: Some(touchline_runtime::tail::resume_all_tenants(cursors, 500)),
         };
-        let mut stream = self
+        let stream = self
             .governance
             .clone()
             .tail_clean_events(request)
             .await?
             .into_inner();
-        // Storing a batch overlaps resolving the next: resolution (a call to identity) is
-        // most of a batch's time, and the store would otherwise sit idle during it. Batches are
-        // still resolved one after another and stored in log order, each with its cursor.
+        // Resolution (a call to identity) is most of a batch's time and is bound by round trips
+        // and row locks, not by one core: several batches are resolved at once, and storing
+        // overlaps them. Batches are still stored one after another in log order, each with
+        // its cursor. An erasure applied between a batch's resolution and its storage is
+        // caught at storage (see `store::commit_batch`).
         let (ready, mut to_store) = tokio::sync::mpsc::channel::<ResolvedBatch>(1);
         let resolve = async move {
-            while let Some(batch) = stream.message().await? {
-                let Some(resolved) = self.process(batch).await? else {
-                    continue;
-                };
-                if ready.send(resolved).await.is_err() {
+            let mut resolved = stream
+                .map_err(WorkerError::from)
+                .map_ok(|batch| self.process(batch))
+                .try_buffered(RESOLVES_IN_FLIGHT);
+            while let Some(batch) = resolved.try_next().await? {
+                let Some(batch) = batch else { continue };
+                if ready.send(batch).await.is_err() {
                     // The store side ended, with the error the session returns.
                     break;
                 }

@@ -291,6 +291,20 @@ pub async fn erase(
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    // Remembered briefly so events resolved before the erasure and stored after it are
+    // dropped; older entries go, as no resolution stays in flight that long.
+    sqlx::query("DELETE FROM modeling.erased_persons WHERE erased_at < now() - interval '1 hour'")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO modeling.erased_persons (tenant_id, person_id)
+         SELECT $1, p FROM UNNEST($2::uuid[]) AS p
+         ON CONFLICT (tenant_id, person_id) DO UPDATE SET erased_at = now()",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .execute(&mut *conn)
+    .await?;
     if !erasure.is_empty() {
         sqlx::query(
             "INSERT INTO modeling.erasure_confirmations (tenant_id, erasure, removed_records)

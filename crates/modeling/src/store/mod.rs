@@ -114,6 +114,9 @@ pub async fn commit_batch(
                FROM UNNEST($2::bigint[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[])
                  AS u(s, m, p, n, c, t, b)
                LEFT JOIN modeling.person_redirects r ON r.tenant_id = $1 AND r.from_person = u.p
+              WHERE NOT EXISTS (
+                SELECT 1 FROM modeling.erased_persons e
+                 WHERE e.tenant_id = $1 AND e.person_id IN (u.p, r.to_person))
              ON CONFLICT (tenant_id, message_id) DO UPDATE
                SET sequence = EXCLUDED.sequence, person_id = EXCLUDED.person_id,
                    event_name = EXCLUDED.event_name, channel = EXCLUDED.channel,

@@ -96,6 +96,17 @@ async fn merge_split_and_erasure_reshape_the_history() -> anyhow::Result<()> {
     changes::confirmation_sent(&mut conn, "t", "tenants/t/erasures/e1").await?;
     assert!(changes::pending_confirmations(&mut conn).await?.is_empty());
     drop(conn);
+
+    // An event resolved to c before the erasure, stored after it (resolution runs ahead of
+    // storage), is dropped.
+    commit_batch(&pool, "t", &[event(4, c, "d2")], "c", 4).await?;
+    assert_eq!(persons(&pool).await?, vec![(1, a)]);
+    commit_batch(&pool, "t", &[event(5, a, "d1")], "c", 5).await?;
+    assert_eq!(
+        persons(&pool).await?,
+        vec![(1, a), (5, a)],
+        "others still land"
+    );
     pool.close().await;
     Ok(())
 }
