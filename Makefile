@@ -51,6 +51,7 @@ bench: services ## Release-mode benchmarks: pipeline throughput, governance acce
 	$(CARGO) run --release -p touchline-e2e --bin pipeline-bench
 	$(CARGO) run --release -p touchline-e2e --bin governance-acceptance -- $(or $(PERSONS),20000)
 	$(CARGO) run --release -p touchline-sim --example bench_large -- $(or $(LARGE_PERSONS),1000000)
+	$(CARGO) run --release -p touchline-e2e --bin graph-build -- $(or $(GRAPH_PERSONS),20000)
 
 build: ## Build the whole workspace (debug)
 	$(CARGO) build --workspace
