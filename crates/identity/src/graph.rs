@@ -573,6 +573,38 @@ fn absorb(cluster: &mut Cluster, component: Component, view: &GraphView, rules: 
     }
 }
 
+/// The persons a run of merges (survivor, absorbed) absorbs, each with the survivor it ends
+/// at: a survivor absorbed by a later merge hands on what it took, so applying the pairs at
+/// once leaves what applying the merges in order leaves. A survivor is never absorbed by
+/// itself, and a cycle (which the planner never produces) stops at the person it returns to.
+pub fn final_survivors(merges: &[(Uuid, &[Uuid])]) -> (Vec<Uuid>, Vec<Uuid>) {
+    let mut into: HashMap<Uuid, Uuid> = HashMap::new();
+    let mut order: Vec<Uuid> = Vec::new();
+    for (survivor, absorbed) in merges {
+        for person in absorbed.iter().filter(|p| *p != survivor) {
+            if into.insert(*person, *survivor).is_none() {
+                order.push(*person);
+            }
+        }
+    }
+    let end_of = |start: Uuid| {
+        let mut at = start;
+        for _ in 0..=into.len() {
+            match into.get(&at) {
+                Some(next) if *next != start => at = *next,
+                _ => break,
+            }
+        }
+        at
+    };
+    let survivors: Vec<Uuid> = order.iter().map(|p| end_of(*p)).collect();
+    order
+        .into_iter()
+        .zip(survivors)
+        .filter(|(absorbed, survivor)| absorbed != survivor)
+        .unzip()
+}
+
 fn commit_cluster(
     cluster: &Cluster,
     person: Uuid,

@@ -276,3 +276,16 @@ fn later_items_see_merges_of_earlier_ones() {
     assert!(plan.results.iter().all(|r| r.person_id == Some(p(1))));
     assert_eq!(plan.new_links[0].person_id, p(1));
 }
+
+#[test]
+fn a_run_of_merges_ends_each_absorbed_person_at_the_last_survivor_of_its_chain() {
+    let [a, b, c, d, e] = [1u128, 2, 3, 4, 5].map(Uuid::from_u128);
+    // b into a, then c into a, then a into d (d older); e into itself is no merge.
+    let (bs, cs, as_, es) = ([b], [c], [a], [e]);
+    let merges: Vec<(Uuid, &[Uuid])> = vec![(a, &bs), (a, &cs), (d, &as_), (e, &es)];
+    let (absorbed, survivors) = super::final_survivors(&merges);
+    assert_eq!(absorbed, vec![b, c, a]);
+    assert_eq!(survivors, vec![d, d, d]);
+    let (none, _) = super::final_survivors(&[]);
+    assert!(none.is_empty());
+}

@@ -313,9 +313,12 @@ impl Identity {
         if written != links.len() {
             return Ok(None);
         }
-        for merge in &plan.merges {
-            store::merge(tx, tenant, merge.survivor, &merge.absorbed, now).await?;
-        }
+        let merges: Vec<(Uuid, &[Uuid])> = plan
+            .merges
+            .iter()
+            .map(|m| (m.survivor, m.absorbed.as_slice()))
+            .collect();
+        store::merge_all(tx, tenant, &merges, now).await?;
         store::add_seen_with(tx, tenant, &plan.seen_with).await?;
         let mut changes: Vec<NewChange> = plan
             .merges

@@ -339,9 +339,10 @@ pub async fn add_seen_with(
     Ok(())
 }
 
-/// The rest of a statement whose CTE `moved` re-pointed identifiers to person `$2` (tenant
-/// `$1`): closes their history rows and opens new ones at the instant bound as `$time`, and
-/// queues their cache invalidations in the outbox, all in the same statement.
+/// The rest of a statement whose CTE `moved` re-pointed identifiers (returning their key,
+/// new `person_id` and version; tenant `$1`): closes their history rows and opens new ones at
+/// the instant bound as `$time`, and queues their cache invalidations in the outbox, all in
+/// the same statement.
 fn record_moves(time: usize) -> String {
     format!(
         ", closed AS (
@@ -352,7 +353,7 @@ fn record_moves(time: usize) -> String {
          ), opened AS (
            INSERT INTO identity.identifier_history
              (tenant_id, id_type, id_scope, id_value, person_id, valid_from)
-           SELECT $1, id_type, id_scope, id_value, $2, ${time} FROM moved
+           SELECT $1, id_type, id_scope, id_value, person_id, ${time} FROM moved
          ), queued AS (
            INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
            SELECT $1, id_type, id_scope, id_value, version FROM moved
@@ -361,10 +362,7 @@ fn record_moves(time: usize) -> String {
     )
 }
 
-/// Moves every identifier of `absorbed` to `survivor`, marks `absorbed` as
-/// merged (and redirects persons merged into them earlier), keeps history,
-/// combines consent (an opt-out wins) and queues cache invalidations.
-/// Returns how many identifiers moved.
+/// Moves every identifier of `absorbed` to `survivor`: one merge of [`merge_all`].
 pub async fn merge(
     conn: &mut PgConnection,
     tenant: &str,
@@ -372,57 +370,103 @@ pub async fn merge(
     absorbed: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {
-    let mut all = absorbed.to_vec();
-    all.push(survivor);
+    merge_all(conn, tenant, &[(survivor, absorbed)], now).await
+}
+
+/// Applies a plan's merges (survivor, absorbed) in a handful of statements, leaving what
+/// applying them one after another leaves: a survivor absorbed by a later merge hands on
+/// everything it took, so each absorbed person ends at the last survivor of its chain.
+/// Moves the identifiers, marks the absorbed persons merged (and redirects persons merged
+/// into them earlier), keeps history, combines consent (an opt-out wins) and queues cache
+/// invalidations. Returns how many identifiers moved.
+pub async fn merge_all(
+    conn: &mut PgConnection,
+    tenant: &str,
+    merges: &[(Uuid, &[Uuid])],
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let (absorbed, survivors) = crate::graph::final_survivors(merges);
+    if absorbed.is_empty() {
+        return Ok(0);
+    }
     let moved = sqlx::query(&format!(
-        "WITH moved AS (
-           UPDATE identity.identifiers
-              SET person_id = $2, version = version + 1
-            WHERE tenant_id = $1 AND person_id = ANY($3)
-           RETURNING id_type, id_scope, id_value, version
+        "WITH pairs AS (
+           SELECT * FROM UNNEST($2::uuid[], $3::uuid[]) AS p(absorbed, survivor)
+         ), moved AS (
+           UPDATE identity.identifiers i
+              SET person_id = pairs.survivor, version = i.version + 1
+             FROM pairs
+            WHERE i.tenant_id = $1 AND i.person_id = pairs.absorbed
+           RETURNING i.id_type, i.id_scope, i.id_value, i.person_id, i.version
          ){}",
         record_moves(4)
     ))
     .bind(tenant)
-    .bind(survivor)
-    .bind(absorbed)
+    .bind(&absorbed)
+    .bind(&survivors)
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
+    // Identifiers of a survivor stop counting as seen with the persons it absorbed (or
+    // itself): they are one person now.
     sqlx::query(
-        "UPDATE identity.identifiers
-            SET seen_with = ARRAY(SELECT unnest(seen_with) EXCEPT SELECT unnest($3::uuid[]))
-          WHERE tenant_id = $1 AND person_id = $2 AND seen_with && $3::uuid[]",
+        "WITH pairs AS (
+           SELECT * FROM UNNEST($2::uuid[], $3::uuid[]) AS p(absorbed, survivor)
+         ), groups AS (
+           SELECT survivor, array_agg(absorbed) || survivor AS members FROM pairs GROUP BY survivor
+         )
+         UPDATE identity.identifiers i
+            SET seen_with = ARRAY(SELECT unnest(i.seen_with) EXCEPT SELECT unnest(g.members))
+           FROM groups g
+          WHERE i.tenant_id = $1 AND i.person_id = g.survivor AND i.seen_with && g.members",
     )
     .bind(tenant)
-    .bind(survivor)
-    .bind(&all)
+    .bind(&absorbed)
+    .bind(&survivors)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "WITH opted AS (
-           SELECT bool_or(marketing_opt_out) AS any_out FROM identity.persons
-            WHERE tenant_id = $1 AND person_id = ANY($3)
+        "WITH pairs AS (
+           SELECT * FROM UNNEST($2::uuid[], $3::uuid[]) AS p(absorbed, survivor)
+         ), opted AS (
+           SELECT pairs.survivor, bool_or(x.marketing_opt_out) AS any_out
+             FROM pairs JOIN identity.persons x
+               ON x.tenant_id = $1 AND x.person_id = pairs.absorbed
+            GROUP BY pairs.survivor
          )
          UPDATE identity.persons p
             SET marketing_opt_out = p.marketing_opt_out OR opted.any_out, updated_at = $4
            FROM opted
-          WHERE p.tenant_id = $1 AND p.person_id = $2",
+          WHERE p.tenant_id = $1 AND p.person_id = opted.survivor",
     )
     .bind(tenant)
-    .bind(survivor)
-    .bind(absorbed)
+    .bind(&absorbed)
+    .bind(&survivors)
     .bind(now)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "UPDATE identity.persons
-            SET state = 'merged', merged_into = $2, updated_at = $4
-          WHERE tenant_id = $1 AND (person_id = ANY($3) OR merged_into = ANY($3))",
+        "UPDATE identity.persons p
+            SET state = 'merged', merged_into = pairs.survivor, updated_at = $4
+           FROM UNNEST($2::uuid[], $3::uuid[]) AS pairs(absorbed, survivor)
+          WHERE p.tenant_id = $1 AND p.person_id = pairs.absorbed",
     )
     .bind(tenant)
-    .bind(survivor)
-    .bind(absorbed)
+    .bind(&absorbed)
+    .bind(&survivors)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    // Persons merged into an absorbed one earlier point one hop to its survivor.
+    sqlx::query(
+        "UPDATE identity.persons p
+            SET merged_into = pairs.survivor, updated_at = $4
+           FROM UNNEST($2::uuid[], $3::uuid[]) AS pairs(absorbed, survivor)
+          WHERE p.tenant_id = $1 AND p.merged_into = pairs.absorbed",
+    )
+    .bind(tenant)
+    .bind(&absorbed)
+    .bind(&survivors)
     .bind(now)
     .execute(conn)
     .await?;
@@ -461,7 +505,7 @@ pub async fn split(
              FROM UNNEST($4::text[], $5::text[], $6::text[]) AS k(t, s, v)
             WHERE i.tenant_id = $1 AND i.person_id = $3
               AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
-           RETURNING i.id_type, i.id_scope, i.id_value, i.version
+           RETURNING i.id_type, i.id_scope, i.id_value, i.person_id, i.version
          ){}",
         record_moves(7)
     ))
