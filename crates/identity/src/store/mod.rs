@@ -445,31 +445,22 @@ pub async fn merge_all(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "UPDATE identity.persons p
-            SET state = 'merged', merged_into = pairs.survivor, updated_at = $4
-           FROM UNNEST($2::uuid[], $3::uuid[]) AS pairs(absorbed, survivor)
-          WHERE p.tenant_id = $1 AND p.person_id = pairs.absorbed",
-    )
-    .bind(tenant)
-    .bind(&absorbed)
-    .bind(&survivors)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    // Persons merged into an absorbed one earlier point one hop to its survivor.
-    sqlx::query(
-        "UPDATE identity.persons p
-            SET merged_into = pairs.survivor, updated_at = $4
-           FROM UNNEST($2::uuid[], $3::uuid[]) AS pairs(absorbed, survivor)
-          WHERE p.tenant_id = $1 AND p.merged_into = pairs.absorbed",
-    )
-    .bind(tenant)
-    .bind(&absorbed)
-    .bind(&survivors)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    // The absorbed persons, then those merged into them earlier, point one hop to the
+    // survivor (in this order: the first leaves no absorbed id behind for the second).
+    for column in ["person_id", "merged_into"] {
+        sqlx::query(&format!(
+            "UPDATE identity.persons p
+                SET state = 'merged', merged_into = pairs.survivor, updated_at = $4
+               FROM UNNEST($2::uuid[], $3::uuid[]) AS pairs(absorbed, survivor)
+              WHERE p.tenant_id = $1 AND p.{column} = pairs.absorbed"
+        ))
+        .bind(tenant)
+        .bind(&absorbed)
+        .bind(&survivors)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
     let count: i64 = moved.try_get(0)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
