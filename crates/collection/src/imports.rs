@@ -12,12 +12,13 @@ use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use touchline_proto::collection::v1::{
-    DataFormat, FileImport, ImportMetadata, ImportRowResult, ImportState, Source, SourceState,
+    CsvOptions, DataFormat, FileImport, ImportMetadata, ImportRowResult, ImportState, Source,
+    SourceState,
 };
 
 use crate::config::CollectionConfig;
-use crate::domain::import::{Layout, Preamble};
-use crate::domain::names;
+use crate::domain::import::{Encoding, Layout, Preamble};
+use crate::domain::{names, source as rules};
 use crate::error::CollectionError;
 use crate::store::imports::{self as store, ImportRecord, RowResult};
 use crate::store::sources;
@@ -162,14 +163,7 @@ impl Importer {
                     .into());
                 }
                 let csv = merge_csv(source.csv_options.clone(), metadata.csv_options.clone());
-                if !csv.encoding.is_empty() && !csv.encoding.eq_ignore_ascii_case("utf-8") {
-                    return Err(CollectionError::invalid(
-                        "metadata.csv_options.encoding",
-                        "UNSUPPORTED_ENCODING",
-                        "only UTF-8 files can be imported so far",
-                    )
-                    .into());
-                }
+                encoding_of(metadata.format, &csv)?;
                 let import_id = if metadata.import_id.is_empty() {
                     format!("i{}", uuid::Uuid::now_v7().simple())
                 } else {
@@ -210,6 +204,7 @@ impl Importer {
         let source = Source::decode(source.as_slice())
             .map_err(|err| CollectionError::from(sqlx::Error::Decode(Box::new(err))))?;
         let csv = decode_csv(&record.csv_options);
+        let encoding = encoding_of(record.format, &csv)?;
         let preamble = if record.received_bytes == 0 {
             Preamble {
                 skip_lines: u32::try_from(csv.skip_lines).unwrap_or(0),
@@ -227,6 +222,7 @@ impl Importer {
             layout: Layout {
                 format: DataFormat::try_from(record.format).unwrap_or(DataFormat::Csv),
                 csv,
+                encoding,
             },
             preamble,
             buffer: Vec::new(),
@@ -388,4 +384,26 @@ impl Importer {
             .collect();
         Ok((rows, next))
     }
+}
+
+/// The encoding an import reads its file in. Source and metadata
+/// validation already refuse names that are not encodings; JSON Lines is
+/// always UTF-8, so another encoding for it is refused.
+fn encoding_of(format: i32, csv: &CsvOptions) -> Result<Encoding, CollectionError> {
+    let field = "metadata.csv_options.encoding";
+    let encoding = Encoding::from_name(&csv.encoding).ok_or_else(|| {
+        CollectionError::invalid(
+            field,
+            "UNKNOWN_ENCODING",
+            format!("one of {}", rules::ENCODINGS.join(", ")),
+        )
+    })?;
+    if format == DataFormat::JsonLines as i32 && encoding != Encoding::Utf8 {
+        return Err(CollectionError::invalid(
+            field,
+            "UNSUPPORTED_ENCODING",
+            "JSON Lines files are read as UTF-8",
+        ));
+    }
+    Ok(encoding)
 }

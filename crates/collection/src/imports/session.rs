@@ -98,6 +98,12 @@ impl Session {
             return Err(self.fail("a row is longer than 4 MiB").await);
         }
         if last {
+            // The cutter consumes the whole file on its last call; should
+            // bytes be left, the import fails rather than report success
+            // with rows unread.
+            if !self.buffer.is_empty() {
+                return Err(self.fail("the end of the file could not be read").await);
+            }
             return self.finish().await.map(Step::Done);
         }
         if self.since_progress.0 >= PROGRESS_BYTES || self.since_progress.1 >= PROGRESS_ROWS {

@@ -6,6 +6,8 @@
 use touchline_error::FieldViolation;
 use touchline_proto::collection::v1::{CsvOptions, DataFormat};
 
+use super::decode::{Encoding, Input};
+
 /// Longest row accepted; a longer one fails the import (memory stays bounded).
 pub const MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
 /// Longest raw text kept for a rejected row.
@@ -38,6 +40,9 @@ pub struct Layout {
     pub format: DataFormat,
     /// CSV options in effect.
     pub csv: CsvOptions,
+    /// The character encoding `csv.encoding` names (CSV only: JSON Lines
+    /// is UTF-8).
+    pub encoding: Encoding,
 }
 
 /// Where the reader is in the preamble of a CSV file.
@@ -69,7 +74,8 @@ fn quote(csv: &CsvOptions) -> u8 {
 /// Cuts complete rows off `buf`, which starts at file offset `base`. A row
 /// is complete once bytes follow it, or at the end of the file (`last`).
 /// The preamble (skipped lines, header) is consumed first and recorded in
-/// `preamble`.
+/// `preamble`. A CSV file in an encoding other than UTF-8 is decoded before
+/// it is cut (see `decode`); offsets stay those of the file's bytes.
 pub fn cut_rows(
     layout: &Layout,
     preamble: &mut Preamble,
@@ -77,69 +83,99 @@ pub fn cut_rows(
     base: u64,
     last: bool,
 ) -> Cut {
-    let mut start = 0usize;
-    if base == 0 && buf.starts_with(b"\xEF\xBB\xBF") {
-        start = 3;
-    }
+    // JSON Lines is UTF-8 whatever the CSV options say.
+    let encoding = match layout.format {
+        DataFormat::JsonLines => Encoding::Utf8,
+        _ => layout.encoding,
+    };
+    let bom = encoding.bom();
+    let start = if base == 0 && buf.starts_with(bom) {
+        bom.len()
+    } else {
+        0
+    };
     if layout.format == DataFormat::JsonLines {
         return cut_lines(buf, start, base, last);
     }
+    let input = Input::new(encoding, &buf[start..], last);
+    let mut cut = cut_csv(layout, preamble, &input, base + start as u64, last);
+    cut.consumed += start;
+    cut
+}
+
+/// Cuts CSV rows off `input`, whose first byte is at file offset `base`;
+/// `consumed` counts the input's original bytes. Should a position ever not
+/// map back to them, cutting stops there rather than report a wrong offset
+/// (and the upload fails if the file ends unread).
+fn cut_csv(
+    layout: &Layout,
+    preamble: &mut Preamble,
+    input: &Input<'_>,
+    base: u64,
+    last: bool,
+) -> Cut {
+    let buf = input.bytes();
+    let mut cut = Cut::default();
+    // Offset in `buf` up to which the cut accounts for the input.
+    let mut done = 0usize;
     while preamble.skip_lines > 0 {
-        match buf[start..].iter().position(|b| *b == b'\n') {
-            Some(nl) => {
-                start += nl + 1;
-                preamble.skip_lines -= 1;
-            }
-            None if last => {
-                start = buf.len();
-                preamble.skip_lines = 0;
-            }
-            None => {
-                return Cut {
-                    rows: Vec::new(),
-                    consumed: start,
-                };
-            }
-        }
+        let (next, left) = match buf[done..].iter().position(|b| *b == b'\n') {
+            Some(nl) => (done + nl + 1, preamble.skip_lines - 1),
+            None if last => (buf.len(), 0),
+            None => return cut,
+        };
+        let Some(consumed) = input.offset(next) else {
+            return cut;
+        };
+        done = next;
+        cut.consumed = consumed;
+        preamble.skip_lines = left;
     }
+    let start = done;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter(&layout.csv))
         .quote(quote(&layout.csv))
         .from_reader(&buf[start..]);
-    let mut cut = Cut {
-        rows: Vec::new(),
-        consumed: start,
-    };
     let mut record = csv::ByteRecord::new();
+    let at = |position: &csv::Position| {
+        start.saturating_add(usize::try_from(position.byte()).unwrap_or(usize::MAX))
+    };
     loop {
-        let row_start = usize::try_from(reader.position().byte()).unwrap_or(usize::MAX);
+        let row_start = at(reader.position());
         let read = reader.read_byte_record(&mut record);
-        let end = usize::try_from(reader.position().byte()).unwrap_or(usize::MAX);
+        let end = at(reader.position());
         match read {
             Ok(false) => {
                 // Only blank lines were left.
-                if last {
-                    cut.consumed = buf.len();
+                if last && let Some(consumed) = input.offset(buf.len()) {
+                    cut.consumed = consumed;
                 }
                 return cut;
             }
-            Ok(true) | Err(_) if start + end >= buf.len() && !last => return cut,
+            Ok(true) | Err(_) if end >= buf.len() && !last => return cut,
             Ok(true) => {
-                let cells: Result<Vec<String>, _> = record
-                    .iter()
-                    .map(|cell| String::from_utf8(cell.to_vec()))
-                    .collect();
-                let first = record.position().map_or(row_start, |p| {
-                    usize::try_from(p.byte()).unwrap_or(row_start)
-                });
-                let raw = text(&buf[start + first..start + end]);
-                cut.consumed = start + end;
+                let first = row_begin(buf, record.position().map_or(row_start, at), end);
+                let (Some(offset), Some(consumed)) = (input.offset(first), input.offset(end))
+                else {
+                    return cut;
+                };
+                let raw = text(&buf[first..end]);
+                cut.consumed = consumed;
+                let offset = base + offset as u64;
+                let cells: Result<Vec<String>, FieldViolation> = match input.violation(first, end) {
+                    Some(violation) => Err(violation),
+                    None => record
+                        .iter()
+                        .map(|cell| String::from_utf8(cell.to_vec()))
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| FieldViolation::new("row", "INVALID_UTF8", "not valid UTF-8")),
+                };
                 match cells {
                     Ok(cells) if layout.csv.no_header_row || preamble.header.is_some() => {
                         cut.rows.push(RawRow {
-                            offset: base + (start + first) as u64,
+                            offset,
                             values: Ok(RowValues::Csv(cells)),
                             raw,
                         });
@@ -148,31 +184,42 @@ pub fn cut_rows(
                     Err(_) if preamble.header.is_none() && !layout.csv.no_header_row => {
                         preamble.header = Some(Vec::new());
                     }
-                    Err(_) => cut.rows.push(RawRow {
-                        offset: base + (start + first) as u64,
-                        values: Err(FieldViolation::new(
-                            "row",
-                            "INVALID_UTF8",
-                            "not valid UTF-8",
-                        )),
+                    Err(violation) => cut.rows.push(RawRow {
+                        offset,
+                        values: Err(violation),
                         raw,
                     }),
                 }
             }
             Err(err) => {
-                cut.consumed = start + end;
+                let row_start = row_begin(buf, row_start, end);
+                let (Some(offset), Some(consumed)) = (input.offset(row_start), input.offset(end))
+                else {
+                    return cut;
+                };
+                cut.consumed = consumed;
                 cut.rows.push(RawRow {
-                    offset: base + (start + row_start) as u64,
+                    offset: base + offset as u64,
                     values: Err(FieldViolation::new(
                         "row",
                         "UNREADABLE_ROW",
                         err.to_string(),
                     )),
-                    raw: text(&buf[start + row_start..start + end]),
+                    raw: text(&buf[row_start..end]),
                 });
             }
         }
     }
+}
+
+/// Where a row's own bytes begin: the reader counts the blank lines before
+/// it, and after CRLF the LF, as part of the row; its offset and raw text
+/// start past them, at its first byte in the file.
+fn row_begin(buf: &[u8], from: usize, end: usize) -> usize {
+    from + buf[from..end]
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count()
 }
 
 fn cut_lines(buf: &[u8], mut start: usize, base: u64, last: bool) -> Cut {
@@ -215,7 +262,13 @@ fn cut_lines(buf: &[u8], mut start: usize, base: u64, last: bool) -> Cut {
 
 fn text(bytes: &[u8]) -> String {
     let cut = &bytes[..bytes.len().min(MAX_RAW_BYTES)];
-    String::from_utf8_lossy(cut).trim_end().to_owned()
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    // A character cut in two at the limit became U+FFFD, which may be
+    // longer than what it replaced.
+    while text.len() > MAX_RAW_BYTES {
+        text.pop();
+    }
+    text.trim_end().to_owned()
 }
 
 #[cfg(test)]
@@ -226,6 +279,7 @@ mod tests {
         Layout {
             format: DataFormat::Csv,
             csv: CsvOptions::default(),
+            encoding: Encoding::Utf8,
         }
     }
 
@@ -265,6 +319,7 @@ mod tests {
         let layout = Layout {
             format: DataFormat::JsonLines,
             csv: CsvOptions::default(),
+            encoding: Encoding::Utf8,
         };
         let cut = cut_rows(
             &layout,

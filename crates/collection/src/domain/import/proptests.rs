@@ -175,28 +175,132 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
     bytes
 }
 
+const ENCODINGS: [Encoding; 5] = [
+    Encoding::Utf8,
+    Encoding::Gbk,
+    Encoding::Gb18030,
+    Encoding::Utf16Le,
+    Encoding::Utf16Be,
+];
+
 fn file() -> impl Strategy<Value = (Layout, Vec<u8>)> {
     let edits = vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..6);
     prop_oneof![
-        (csv_options(), csv_bytes(), edits.clone()).prop_map(|(csv, bytes, edits)| {
-            (
-                Layout {
-                    format: DataFormat::Csv,
-                    csv,
-                },
-                mutate(bytes, &edits),
-            )
-        }),
+        (
+            csv_options(),
+            proptest::sample::select(ENCODINGS.to_vec()),
+            csv_bytes(),
+            edits.clone()
+        )
+            .prop_map(|(csv, encoding, bytes, edits)| {
+                (
+                    Layout {
+                        format: DataFormat::Csv,
+                        csv,
+                        encoding,
+                    },
+                    mutate(bytes, &edits),
+                )
+            }),
         (json_bytes(), edits).prop_map(|(bytes, edits)| {
             (
                 Layout {
                     format: DataFormat::JsonLines,
                     csv: CsvOptions::default(),
+                    encoding: Encoding::Utf8,
                 },
                 mutate(bytes, &edits),
             )
         }),
     ]
+}
+
+/// A CJK character whose GBK form ends in `byte`: such a character holds
+/// a delimiter or quote byte that a raw-byte cutter would split at.
+fn gbk_char_ending_in(byte: u8) -> String {
+    ('\u{4E00}'..='\u{9FA5}')
+        .map(String::from)
+        .find(|c| encoding_rs::GBK.encode(c).0.get(1) == Some(&byte))
+        .unwrap_or_default()
+}
+
+/// `text` in `encoding`, with a byte-order mark when `bom` (for the
+/// encodings that have one).
+fn encode(text: &str, encoding: Encoding, bom: bool) -> Vec<u8> {
+    let mut out = if bom {
+        encoding.bom().to_vec()
+    } else {
+        Vec::new()
+    };
+    match encoding {
+        Encoding::Utf8 => out.extend_from_slice(text.as_bytes()),
+        Encoding::Gbk => out.extend_from_slice(&encoding_rs::GBK.encode(text).0),
+        Encoding::Gb18030 => out.extend_from_slice(&encoding_rs::GB18030.encode(text).0),
+        Encoding::Utf16Le => out.extend(text.encode_utf16().flat_map(u16::to_le_bytes)),
+        Encoding::Utf16Be => out.extend(text.encode_utf16().flat_map(u16::to_be_bytes)),
+    }
+    out
+}
+
+/// `bytes` decoded strictly, or `None` if they do not decode.
+fn decode_exactly(bytes: &[u8], encoding: Encoding) -> Option<String> {
+    let decoder = match encoding {
+        Encoding::Utf8 => encoding_rs::UTF_8,
+        Encoding::Gbk => encoding_rs::GBK,
+        Encoding::Gb18030 => encoding_rs::GB18030,
+        Encoding::Utf16Le => encoding_rs::UTF_16LE,
+        Encoding::Utf16Be => encoding_rs::UTF_16BE,
+    };
+    decoder
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .map(|text| text.into_owned())
+}
+
+fn to_usize(offset: u64) -> usize {
+    usize::try_from(offset).unwrap_or(usize::MAX)
+}
+
+/// A CSV text whose every character GBK can encode: Chinese cells, cells
+/// quoted around delimiters, quotes and line breaks, and characters whose
+/// GBK bytes hold `|` (one of the delimiters), `\` or `@`.
+fn chinese_csv(delimiter: char) -> impl Strategy<Value = String> {
+    let tricky = [
+        gbk_char_ending_in(b'|'),
+        gbk_char_ending_in(b'\\'),
+        gbk_char_ending_in(b'@'),
+    ]
+    .concat();
+    let cell = prop_oneof![
+        2 => "[a-z0-9]{0,5}",
+        3 => proptest::sample::select(vec!["张三", "李四", "王小明", "北京市朝阳区", "会员卡", "€", ""])
+            .prop_map(str::to_owned),
+        1 => Just(tricky),
+        1 => proptest::sample::select(vec!["张,三", "说\"好\"的", "第一行\n第二行", "a\r\nb"])
+            .prop_map(move |inner| {
+                let inner = inner.replace(',', &delimiter.to_string());
+                format!("\"{}\"", inner.replace('"', "\"\""))
+            }),
+    ];
+    let row = ("[a-z0-9]{1,5}", vec(cell, 0..4)).prop_map(move |(id, cells)| {
+        let mut row = id;
+        for cell in cells {
+            row.push(delimiter);
+            row.push_str(&cell);
+        }
+        row
+    });
+    let ending = prop_oneof![Just("\n"), Just("\r\n")];
+    (vec((row, ending), 0..10), any::<bool>()).prop_map(move |(rows, end_with_break)| {
+        let mut text = format!("编号{delimiter}姓名{delimiter}地址\n");
+        let count = rows.len();
+        for (i, (row, ending)) in rows.into_iter().enumerate() {
+            text.push_str(&row);
+            if i + 1 < count || end_with_break {
+                text.push_str(ending);
+            }
+        }
+        text
+    })
 }
 
 /// Feeds `data` the way an upload session does: the unconsumed bytes plus
@@ -285,7 +389,11 @@ proptest! {
             .collect();
         lines.insert(at, bad);
         let data = lines.join(&b"\n"[..]);
-        let layout = Layout { format: DataFormat::JsonLines, csv: CsvOptions::default() };
+        let layout = Layout {
+            format: DataFormat::JsonLines,
+            csv: CsvOptions::default(),
+            encoding: Encoding::Utf8,
+        };
         let (rows, _) = feed(&layout, &data, &chunk_sizes);
         prop_assert_eq!(rows.len(), good.len() + 1);
         for (i, row) in rows.iter().enumerate() {
@@ -322,7 +430,11 @@ proptest! {
         lines.insert(at, bad);
         let mut data = b"id,time\n".to_vec();
         data.extend(lines.join(&b"\n"[..]));
-        let layout = Layout { format: DataFormat::Csv, csv: CsvOptions::default() };
+        let layout = Layout {
+            format: DataFormat::Csv,
+            csv: CsvOptions::default(),
+            encoding: Encoding::Utf8,
+        };
         let (rows, preamble) = feed(&layout, &data, &chunk_sizes);
         prop_assert_eq!(rows.len(), good.len() + 1);
         let source = Source {
@@ -340,6 +452,40 @@ proptest! {
                 row_event("src", &source, "imp", 1, &Row::new(values, &header, &[]))
             });
             prop_assert_eq!(event.is_err(), i == at, "row {}: {:?}", i, event);
+        }
+    }
+
+    /// A file in any declared encoding is cut into the rows of its text,
+    /// however its bytes arrive: the same cells as the UTF-8 file, and each
+    /// row's offset is where its bytes start in the encoded file.
+    #[test]
+    fn an_encoded_file_is_cut_like_its_text(
+        (delimiter, text) in proptest::sample::select(vec![',', '|', ';', '\t'])
+            .prop_flat_map(|d| (Just(d), chinese_csv(d))),
+        encoding in proptest::sample::select(ENCODINGS.to_vec()),
+        bom in any::<bool>(),
+        chunk_sizes in vec(1usize..64, 1..8),
+    ) {
+        let csv = CsvOptions { delimiter: delimiter.to_string(), ..Default::default() };
+        let utf8 = Layout { format: DataFormat::Csv, csv: csv.clone(), encoding: Encoding::Utf8 };
+        let (expected, expected_preamble) = feed(&utf8, text.as_bytes(), &[text.len().max(1)]);
+        let data = encode(&text, encoding, bom);
+        let layout = Layout { format: DataFormat::Csv, csv, encoding };
+        let (rows, preamble) = feed(&layout, &data, &chunk_sizes);
+        prop_assert_eq!(&preamble.header, &expected_preamble.header);
+        prop_assert_eq!(rows.len(), expected.len());
+        for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
+            prop_assert_eq!(&row.values, &want.values, "row {}", i);
+            prop_assert_eq!(&row.raw, &want.raw, "row {}", i);
+            // The row's bytes, up to the next row, are its text encoded.
+            let to = rows.get(i + 1).map_or(data.len(), |next| to_usize(next.offset));
+            let want_to = expected.get(i + 1).map_or(text.len(), |next| to_usize(next.offset));
+            let bytes = data.get(to_usize(row.offset)..to).unwrap_or_default();
+            prop_assert_eq!(
+                decode_exactly(bytes, encoding),
+                text.get(to_usize(want.offset)..want_to).map(str::to_owned),
+                "row {}", i
+            );
         }
     }
 }
