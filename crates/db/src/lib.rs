@@ -1,6 +1,7 @@
 //! PostgreSQL for every touchline service: the connection pool, per-service
 //! schema migrations embedded in the binary, SQLSTATE classification, and the
-//! LISTEN/NOTIFY fan-out that wakes log tailers.
+//! LISTEN/NOTIFY fan-out that wakes log tailers, and the upkeep of the
+//! services' tables where autovacuum is off.
 //!
 //! Each service owns one schema and keeps its own `_sqlx_migrations` table in
 //! it, so the five migration histories never collide in a shared database.
@@ -12,10 +13,12 @@ pub mod notify;
 mod pool;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod upkeep;
 
 pub use classify::{DbErrorKind, classify};
 pub use cursors::CursorTable;
 pub use heads::HeadTable;
 pub use notify::LogNotifier;
 pub use pool::{DbConfig, connect, migrate};
+pub use upkeep::{Upkeep, UpkeepConfig, UpkeepMode};
 pub use sqlx;

@@ -21,6 +21,9 @@ pub struct DbConfig {
     pub acquire_timeout_ms: u64,
     /// Statements slower than this are logged at warn.
     pub slow_statement_ms: u64,
+    /// VACUUM and ANALYZE of the services' own tables when PostgreSQL's
+    /// autovacuum is off.
+    pub upkeep: crate::UpkeepConfig,
 }
 
 fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -34,6 +37,7 @@ impl Default for DbConfig {
             max_connections: 16,
             acquire_timeout_ms: 5_000,
             slow_statement_ms: 1_000,
+            upkeep: crate::UpkeepConfig::default(),
         }
     }
 }

@@ -14,7 +14,8 @@ use tokio::task::JoinSet;
 use tonic::service::RoutesBuilder;
 use touchline_auth::{AuthLayer, ScopePolicy, TokenClaims, Verifier};
 use touchline_collection::CollectionApi;
-use touchline_db::LogNotifier;
+use touchline_db::sqlx::migrate::Migrator;
+use touchline_db::{LogNotifier, Upkeep};
 use touchline_governance::GovernanceApi;
 use touchline_governance::worker::CleaningWorker;
 use touchline_identity::{IdentityApi, IdentityCache};
@@ -80,28 +81,7 @@ impl Application {
             let pool = touchline_db::connect(&config.database)
                 .await
                 .context("cannot reach PostgreSQL (database.url / TOUCHLINE_DATABASE__URL)")?;
-            for (service, schema, migrator) in [
-                (
-                    ServiceName::Collection,
-                    touchline_collection::SCHEMA,
-                    &touchline_collection::MIGRATOR,
-                ),
-                (
-                    ServiceName::Governance,
-                    touchline_governance::SCHEMA,
-                    &touchline_governance::MIGRATOR,
-                ),
-                (
-                    ServiceName::Identity,
-                    touchline_identity::SCHEMA,
-                    &touchline_identity::MIGRATOR,
-                ),
-                (
-                    ServiceName::Modeling,
-                    touchline_modeling::SCHEMA,
-                    &touchline_modeling::MIGRATOR,
-                ),
-            ] {
+            for (service, schema, migrator) in owned_schemas() {
                 if services.contains(&service) {
                     touchline_db::migrate(&pool, schema, migrator)
                         .await
@@ -270,6 +250,14 @@ impl Application {
         }
 
         if let Some(pool) = &pool {
+            let schemas: Vec<String> = owned_schemas()
+                .into_iter()
+                .filter(|(service, _, _)| services.contains(service))
+                .map(|(_, schema, _)| schema.to_owned())
+                .collect();
+            let upkeep = Upkeep::new(pool.clone(), schemas, config.database.upkeep);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { upkeep.run_until(stop.wait()).await });
             if services.contains(&ServiceName::Governance) {
                 let collection = CollectionServiceClient::with_interceptor(
                     lazy_channel(&upstream(ServiceName::Collection)?)?,
@@ -329,6 +317,32 @@ impl Application {
     pub async fn stopped(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The services that keep tables, with their schema and its migrations.
+fn owned_schemas() -> [(ServiceName, &'static str, &'static Migrator); 4] {
+    [
+        (
+            ServiceName::Collection,
+            touchline_collection::SCHEMA,
+            &touchline_collection::MIGRATOR,
+        ),
+        (
+            ServiceName::Governance,
+            touchline_governance::SCHEMA,
+            &touchline_governance::MIGRATOR,
+        ),
+        (
+            ServiceName::Identity,
+            touchline_identity::SCHEMA,
+            &touchline_identity::MIGRATOR,
+        ),
+        (
+            ServiceName::Modeling,
+            touchline_modeling::SCHEMA,
+            &touchline_modeling::MIGRATOR,
+        ),
+    ]
 }
 
 fn log_server_end(result: Result<(), tonic::transport::Error>) {
