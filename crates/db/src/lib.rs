@@ -20,5 +20,5 @@ pub use cursors::CursorTable;
 pub use heads::HeadTable;
 pub use notify::LogNotifier;
 pub use pool::{DbConfig, connect, migrate};
-pub use upkeep::{Upkeep, UpkeepConfig, UpkeepMode};
 pub use sqlx;
+pub use upkeep::{Upkeep, UpkeepConfig, UpkeepMode};

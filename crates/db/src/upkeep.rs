@@ -378,7 +378,9 @@ mod database_tests {
     #[tokio::test]
     async fn a_pass_vacuums_the_churned_table_and_leaves_the_quiet_one() {
         let url = admin_url();
-        let pool = PgPool::connect(&url).await.expect("connecting to PostgreSQL");
+        let pool = PgPool::connect(&url)
+            .await
+            .expect("connecting to PostgreSQL");
         let schema = fresh_schema(&pool).await;
         churn(&url, &schema).await;
         // The statistics collector may still be publishing; wait for the
@@ -407,7 +409,11 @@ mod database_tests {
         let report = report.expect("an upkeep pass");
         assert_eq!(report.vacuumed, vec![format!("{schema}.churned")]);
         assert!(report.analysed.is_empty(), "{report:?}");
-        assert_eq!((vacuumed.0, vacuumed.1), (1, 1), "vacuum and analyze counts");
+        assert_eq!(
+            (vacuumed.0, vacuumed.1),
+            (1, 1),
+            "vacuum and analyze counts"
+        );
         assert_eq!(vacuumed.2, 0, "dead rows left after VACUUM");
         assert_eq!((quiet.0, quiet.1), (0, 0), "the quiet table was touched");
     }
