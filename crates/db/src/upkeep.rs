@@ -22,7 +22,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row as _};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Row as _};
+use tracing::log;
 
 /// When the service vacuums and analyses its own tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -201,12 +202,24 @@ impl Upkeep {
     /// Reads the statistics of the schemas' tables and vacuums or analyses
     /// those due.
     pub async fn pass(&self) -> Result<PassReport, sqlx::Error> {
-        let tables = self.stats().await?;
+        let due: Vec<(TableStats, Work)> = self
+            .stats()
+            .await?
+            .into_iter()
+            .filter_map(|table| needed(&table, &self.config.thresholds).map(|work| (table, work)))
+            .collect();
         let mut report = PassReport::default();
-        for table in tables {
-            let Some(work) = needed(&table, &self.config.thresholds) else {
-                continue;
-            };
+        if due.is_empty() {
+            return Ok(report);
+        }
+        // A connection of its own, outside the pool: VACUUM of a big table
+        // takes seconds, which must neither hold a connection the service's
+        // calls wait for nor be reported as a slow statement of theirs.
+        let options = (*self.pool.connect_options())
+            .clone()
+            .log_slow_statements(log::LevelFilter::Off, Duration::ZERO);
+        let mut conn = PgConnection::connect_with(&options).await?;
+        for (table, work) in due {
             let statement = match work {
                 Work::VacuumAnalyze => format!("VACUUM (ANALYZE, SKIP_LOCKED) {}", table.name),
                 Work::Analyze => format!("ANALYZE (SKIP_LOCKED) {}", table.name),
@@ -214,7 +227,7 @@ impl Upkeep {
             let started = Instant::now();
             // The simple protocol: VACUUM may not run inside the implicit
             // transaction a pipelined extended-protocol exchange can open.
-            sqlx::raw_sql(&statement).execute(&self.pool).await?;
+            sqlx::raw_sql(&statement).execute(&mut conn).await?;
             tracing::debug!(
                 table = %table.name,
                 live = table.live,
@@ -229,6 +242,7 @@ impl Upkeep {
                 Work::Analyze => report.analysed.push(table.name),
             }
         }
+        conn.close().await?;
         Ok(report)
     }
 
