@@ -49,9 +49,10 @@ impl PartitionedLog for RawLog {
         &self,
         tenant: &str,
         after: i64,
+        up_to: i64,
         limit: i64,
     ) -> Result<Vec<StoredRawEvent>, Status> {
-        store::read_after(&self.0, tenant, after, limit)
+        store::read_after(&self.0, tenant, after, up_to, limit)
             .await
             .map_err(store_status)
     }

@@ -467,9 +467,10 @@ impl PartitionedLog for ChangeLog {
         &self,
         tenant: &str,
         after: i64,
+        up_to: i64,
         limit: i64,
     ) -> Result<Vec<StoredChange>, Status> {
-        crate::store::log::read_after(&self.0, tenant, after, limit)
+        crate::store::log::read_after(&self.0, tenant, after, up_to, limit)
             .await
             .map_err(log_status)
     }
