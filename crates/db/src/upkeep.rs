@@ -22,7 +22,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Row as _};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{ConnectOptions as _, PgPool, Row as _};
 use tracing::log;
 
 /// When the service vacuums and analyses its own tables.
@@ -133,6 +134,10 @@ pub struct PassReport {
 #[derive(Debug, Clone)]
 pub struct Upkeep {
     pool: PgPool,
+    /// One connection of its own, opened when first needed: VACUUM of a big
+    /// table takes seconds, which must neither hold a connection the
+    /// service's calls wait for nor be logged as a slow statement of theirs.
+    vacuum_pool: PgPool,
     schemas: Vec<String>,
     config: UpkeepConfig,
 }
@@ -140,8 +145,17 @@ pub struct Upkeep {
 impl Upkeep {
     /// Upkeep of `schemas` through `pool`.
     pub fn new(pool: PgPool, schemas: Vec<String>, config: UpkeepConfig) -> Self {
+        let options = (*pool.connect_options())
+            .clone()
+            .log_slow_statements(log::LevelFilter::Off, Duration::ZERO);
+        let vacuum_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
         Self {
             pool,
+            vacuum_pool,
             schemas,
             config,
         }
@@ -212,13 +226,6 @@ impl Upkeep {
         if due.is_empty() {
             return Ok(report);
         }
-        // A connection of its own, outside the pool: VACUUM of a big table
-        // takes seconds, which must neither hold a connection the service's
-        // calls wait for nor be reported as a slow statement of theirs.
-        let options = (*self.pool.connect_options())
-            .clone()
-            .log_slow_statements(log::LevelFilter::Off, Duration::ZERO);
-        let mut conn = PgConnection::connect_with(&options).await?;
         for (table, work) in due {
             let statement = match work {
                 Work::VacuumAnalyze => format!("VACUUM (ANALYZE, SKIP_LOCKED) {}", table.name),
@@ -227,7 +234,7 @@ impl Upkeep {
             let started = Instant::now();
             // The simple protocol: VACUUM may not run inside the implicit
             // transaction a pipelined extended-protocol exchange can open.
-            sqlx::raw_sql(&statement).execute(&mut conn).await?;
+            sqlx::raw_sql(&statement).execute(&self.vacuum_pool).await?;
             tracing::debug!(
                 table = %table.name,
                 live = table.live,
@@ -242,7 +249,6 @@ impl Upkeep {
                 Work::Analyze => report.analysed.push(table.name),
             }
         }
-        conn.close().await?;
         Ok(report)
     }
 
