@@ -19,6 +19,9 @@ use touchline_proto::collection::v1::{
 };
 use touchline_proto::common::v1::Event;
 
+mod common;
+use common::fresh_pool;
+
 const TENANT: &str = "acme";
 const ROWS: usize = 300;
 /// The row whose name holds a byte GBK has no character for.
@@ -28,18 +31,6 @@ const CHUNK: usize = 997;
 
 const NAMES: [&str; 4] = ["张三", "李四", "王小明", "欧阳娜娜"];
 const NOTE: &str = "买了\"羽绒服\",会员价";
-
-/// A migrated database of the test's own; it is dropped with the guard.
-async fn fresh_pool() -> anyhow::Result<(TestDatabase, PgPool)> {
-    let db = TestDatabase::create().await?;
-    let pool = db
-        .migrated_pool(
-            touchline_collection::SCHEMA,
-            &touchline_collection::MIGRATOR,
-        )
-        .await?;
-    Ok((db, pool))
-}
 
 fn gbk(text: &str) -> Vec<u8> {
     let (bytes, _, unmappable) = encoding_rs::GBK.encode(text);

@@ -9,21 +9,12 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use sqlx::{Connection as _, PgPool};
 use touchline_collection::store::{self, GroupCounts, NewRawEvent};
-use touchline_db::testing::TestDatabase;
+
+mod common;
+use common::fresh_pool;
 
 const TENANT: &str = "acme";
 const SOURCE: &str = "app";
-
-async fn fresh_pool() -> anyhow::Result<(TestDatabase, PgPool)> {
-    let db = TestDatabase::create().await?;
-    let pool = db
-        .migrated_pool(
-            touchline_collection::SCHEMA,
-            &touchline_collection::MIGRATOR,
-        )
-        .await?;
-    Ok((db, pool))
-}
 
 fn events(prefix: &str, n: usize) -> Vec<NewRawEvent> {
     (0..n)
@@ -70,6 +61,18 @@ async fn store_in(
 async fn reserve(pool: &PgPool, n: usize) -> anyhow::Result<i64> {
     let mut conn = pool.acquire().await?;
     Ok(store::reserve(&mut conn, TENANT, n as i64).await?)
+}
+
+/// Makes every open reservation old enough to be taken back.
+async fn age_reservations_past_lapse(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE collection.log_reservations
+            SET reserved_at = now() - make_interval(secs => $1)",
+    )
+    .bind((store::RESERVATION_LAPSES_AFTER_SECS + 1) as f64)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 async fn visible_head(pool: &PgPool) -> anyhow::Result<i64> {
@@ -121,13 +124,7 @@ async fn a_lapsed_range_is_taken_back_and_its_late_rows_are_refused() -> anyhow:
 
     // Young reservations are left alone.
     assert_eq!(store::release_lapsed(&pool).await?, 0);
-    sqlx::query(
-        "UPDATE collection.log_reservations
-            SET reserved_at = now() - make_interval(secs => $1)",
-    )
-    .bind((store::RESERVATION_LAPSES_AFTER_SECS + 1) as f64)
-    .execute(&pool)
-    .await?;
+    age_reservations_past_lapse(&pool).await?;
     assert_eq!(store::release_lapsed(&pool).await?, 1);
     assert_eq!(visible_head(&pool).await?, 3);
     assert_eq!(sequences(&pool, 0, 3).await?, vec![3]);
@@ -149,13 +146,7 @@ async fn a_lapsed_range_is_taken_back_and_its_late_rows_are_refused() -> anyhow:
 async fn a_range_being_stored_is_never_taken_back() -> anyhow::Result<()> {
     let (db, pool) = fresh_pool().await?;
     let first = reserve(&pool, 1).await?;
-    sqlx::query(
-        "UPDATE collection.log_reservations
-            SET reserved_at = now() - make_interval(secs => $1)",
-    )
-    .bind((store::RESERVATION_LAPSES_AFTER_SECS + 1) as f64)
-    .execute(&pool)
-    .await?;
+    age_reservations_past_lapse(&pool).await?;
     // A writer in the middle of storing holds the reservation's row lock.
     let mut writer = sqlx::PgConnection::connect(&db.url).await?;
     let mut tx = writer.begin().await?;
