@@ -4,15 +4,11 @@
 //! thousand per second).
 //!
 //! Each tenant is served by one committer task, chosen by hashing the
-//! tenant. A task takes the first waiting submission, gathers whatever else
-//! is already queued (and, for a short bounded linger, what arrives next),
-//! commits it all at once and only then answers each submitter:
+//! tenant, so within a process the tenant's head-row lock is never
+//! contended. A task takes the first waiting submission, gathers whatever
+//! else is already queued (and, for a short bounded linger, what arrives
+//! next), commits it all at once and only then answers each submitter:
 //! acknowledged always means committed.
-//!
-//! A group first reserves its range of sequences in a short statement of its
-//! own, then stores its rows in a second one, so several groups of one
-//! tenant insert at once (`commits_in_flight`); readers see the log only
-//! below the lowest range still reserved (see `store::heads`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash as _, Hasher as _};
@@ -30,8 +26,6 @@ use crate::store::{self, GroupCounts, NewRawEvent, sources};
 
 /// Submissions queued per committer before submitters wait.
 const QUEUE_DEPTH: usize = 256;
-/// How often lapsed log reservations are looked for.
-const RELEASE_LAPSED_EVERY: Duration = Duration::from_secs(10);
 
 /// Events one caller wants committed, with the counts of those it already
 /// turned away (for the ingest counters).
@@ -64,20 +58,9 @@ pub enum CommitError {
     /// PostgreSQL failed; nothing of the submission was committed.
     #[error("storing the batch failed")]
     Store(#[source] Arc<sqlx::Error>),
-    /// The group's reserved place in the log was taken back before its
-    /// rows were stored (the server stalled for longer than
-    /// [`store::RESERVATION_LAPSES_AFTER_SECS`]); nothing was stored.
-    #[error("the batch's place in the log lapsed before it was stored; nothing was stored")]
-    Lapsed,
     /// The committer stopped (shutdown).
     #[error("the committer stopped")]
     Stopped,
-}
-
-impl From<sqlx::Error> for CommitError {
-    fn from(err: sqlx::Error) -> Self {
-        CommitError::Store(Arc::new(err))
-    }
 }
 
 struct Job {
@@ -115,9 +98,9 @@ impl GroupCommitter {
                 tx
             })
             .collect();
-        let shards: Arc<[mpsc::Sender<Job>]> = shards.into();
-        tokio::spawn(release_lapsed(pool, Arc::downgrade(&shards)));
-        Self { shards }
+        Self {
+            shards: shards.into(),
+        }
     }
 
     /// Commits `submission` together with whatever else is waiting and
@@ -165,9 +148,9 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, settings: Settings) {
                 .push(job);
         }
         for (tenant, jobs) in by_tenant {
-            // Gathering the next group overlaps with this commit, and
-            // groups of one tenant store in parallel: each has its own
-            // reserved range.
+            // Gathering the next group overlaps with this commit; the
+            // tenant's head-row lock still orders the transactions, so
+            // sequences become visible in order.
             let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
                 return;
             };
@@ -176,28 +159,6 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, settings: Settings) {
                 commit_group(&pool, &tenant, jobs, settings).await;
                 drop(permit);
             });
-        }
-    }
-}
-
-/// Takes back reservations whose writer died between reserving and storing
-/// (of this replica or another), so readers get past the gap; ends with the
-/// committer.
-async fn release_lapsed(pool: PgPool, alive: std::sync::Weak<[mpsc::Sender<Job>]>) {
-    let mut tick = tokio::time::interval(RELEASE_LAPSED_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if alive.strong_count() == 0 {
-            return;
-        }
-        match store::release_lapsed(&pool).await {
-            Ok(0) => {}
-            Ok(released) => tracing::warn!(
-                released,
-                "took back log reservations whose writer stopped before storing"
-            ),
-            Err(error) => tracing::debug!(%error, "releasing lapsed log reservations failed"),
         }
     }
 }
@@ -213,6 +174,7 @@ async fn commit_group(pool: &PgPool, tenant: &str, mut jobs: Vec<Job>, settings:
         }
         Err(err) => {
             tracing::warn!(error = %err, tenant, "group commit failed");
+            let err = CommitError::Store(Arc::new(err));
             for job in jobs {
                 let _ = job.reply.send(Err(err.clone()));
             }
@@ -225,7 +187,7 @@ async fn write_group(
     tenant: &str,
     jobs: &mut [Job],
     settings: Settings,
-) -> Result<Vec<Vec<RowOutcome>>, CommitError> {
+) -> Result<Vec<Vec<RowOutcome>>, sqlx::Error> {
     let received_at = Utc::now();
     // No explicit transaction: the source lookup reads committed state (as
     // it would inside a read-committed transaction), and the append is one
@@ -304,22 +266,8 @@ async fn write_group(
         counts::add_in(&mut conn, tenant, hour, &deltas).await?;
         return Ok(outcomes);
     }
-    let count =
-        i64::try_from(to_store.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
-    let first = store::reserve(&mut conn, tenant, count).await?;
-    let Some(sequences) = store::append_group(
-        &mut conn,
-        tenant,
-        first,
-        &to_store,
-        received_at,
-        hour,
-        &counts,
-    )
-    .await?
-    else {
-        return Err(CommitError::Lapsed);
-    };
+    let sequences =
+        store::append_group(&mut conn, tenant, &to_store, received_at, hour, &counts).await?;
     for ((j, r), sequence) in slots.into_iter().zip(sequences) {
         if let (Some(sequence), Some(slot)) =
             (sequence, outcomes.get_mut(j).and_then(|o| o.get_mut(r)))

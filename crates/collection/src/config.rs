@@ -38,8 +38,8 @@ pub struct CollectionConfig {
     /// Independent committers; a tenant always uses the same one, so its
     /// sequences are allocated without lock contention.
     pub committers: usize,
-    /// Group commits one committer may have open at once; each stores its
-    /// rows in its own reserved range, in parallel with the others.
+    /// Group commits one committer may have open at once: the next group
+    /// is gathered and written while the previous one commits.
     pub commits_in_flight: usize,
     /// Batches a StreamEvents call may have in flight before the server
     /// stops reading from it.

@@ -60,9 +60,6 @@ pub enum CollectionError {
     /// The service is shutting down.
     #[error("the service is shutting down")]
     ShuttingDown,
-    /// The call was cut short with nothing stored; sending it again is safe.
-    #[error("{0}")]
-    Interrupted(&'static str),
 }
 
 impl CollectionError {
@@ -98,9 +95,6 @@ impl From<CommitError> for CollectionError {
     fn from(err: CommitError) -> Self {
         match err {
             CommitError::Store(err) => CollectionError::Store(err),
-            CommitError::Lapsed => CollectionError::Interrupted(
-                "the batch's place in the log lapsed before it was stored; nothing was stored, send it again",
-            ),
             CommitError::Stopped => CollectionError::ShuttingDown,
         }
     }
@@ -119,9 +113,7 @@ impl ApiError for CollectionError {
             CollectionError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             CollectionError::StaleEtag => ErrorCode::Aborted,
             CollectionError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            CollectionError::ShuttingDown | CollectionError::Interrupted(_) => {
-                ErrorCode::Unavailable
-            }
+            CollectionError::ShuttingDown => ErrorCode::Unavailable,
             CollectionError::Store(err) => {
                 if touchline_db::classify(err).is_transient() {
                     ErrorCode::Unavailable
@@ -150,7 +142,6 @@ impl ApiError for CollectionError {
             | CollectionError::StaleEtag
             | CollectionError::FailedPrecondition(_)
             | CollectionError::ShuttingDown
-            | CollectionError::Interrupted(_)
             | CollectionError::Store(_) => Vec::new(),
         }
     }

@@ -52,10 +52,9 @@ pub struct StoredRawEvent {
 /// and returns, per event, its sequence or `None` when its message id was
 /// stored before (or earlier in `events`).
 ///
-/// The head row lock taken first is held until the caller commits, so no
-/// range can be reserved above these sequences before they are visible:
-/// a tailer reading "after N" up to a visible head can never miss a lower
-/// sequence committed later.
+/// The head row lock taken first serialises this tenant's appends until the
+/// caller commits, so sequences become visible in order: a tailer reading
+/// "after N" can never miss a lower sequence committed later.
 pub async fn append_in(
     conn: &mut PgConnection,
     tenant: &str,
@@ -137,103 +136,32 @@ pub async fn append_in(
         .collect())
 }
 
-/// Each tenant's visible head (all tenants, or the named ones): the newest
-/// sequence below which every sequence is settled, stored or never to be
-/// stored. That is the log head, or just below the lowest range an append
-/// still holds reserved.
-///
-/// One statement reads heads and reservations in one snapshot: a range not
-/// shown as reserved there was either stored before it or reserved after it,
-/// above every range it shows.
+/// The newest sequence of each tenant (all tenants, or the named ones).
 pub async fn heads(
     pool: &PgPool,
     tenants: Option<&[String]>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT h.tenant_id,
-                least(h.last_sequence,
-                      coalesce((SELECT min(r.first_sequence) - 1 FROM collection.log_reservations r
-                                 WHERE r.tenant_id = h.tenant_id),
-                               h.last_sequence))
-           FROM collection.log_heads h
-          WHERE $1::text[] IS NULL OR h.tenant_id = ANY($1)
-          ORDER BY h.tenant_id",
-    )
-    .bind(tenants)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+    touchline_db::HeadTable::named("collection.log_heads")
+        .read(pool, tenants)
+        .await
 }
 
-/// How long a reservation may wait for its rows before another writer may
-/// take it back (its writer died between the two statements). A writer still
-/// storing holds the reservation's row lock and is never taken back.
-pub const RESERVATION_LAPSES_AFTER_SECS: i64 = 30;
-
-/// Deletes reservations older than [`RESERVATION_LAPSES_AFTER_SECS`] whose
-/// writer is not storing them now, so readers get past the gap they leave.
-/// Returns how many it deleted.
-pub async fn release_lapsed(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM collection.log_reservations r
-          USING (SELECT tenant_id, first_sequence FROM collection.log_reservations
-                  WHERE reserved_at < now() - make_interval(secs => $1)
-                  FOR UPDATE SKIP LOCKED) lapsed
-          WHERE r.tenant_id = lapsed.tenant_id AND r.first_sequence = lapsed.first_sequence",
-    )
-    .bind(RESERVATION_LAPSES_AFTER_SECS as f64)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// Reserves `count` sequences of the tenant's log in a statement committed
-/// on its own (the head row is locked only that long); returns the first.
-pub async fn reserve(
-    conn: &mut PgConnection,
-    tenant: &str,
-    count: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH head AS (
-           INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
-           ON CONFLICT (tenant_id) DO UPDATE
-             SET last_sequence = collection.log_heads.last_sequence + EXCLUDED.last_sequence,
-                 updated_at = now()
-           RETURNING last_sequence
-         )
-         INSERT INTO collection.log_reservations (tenant_id, first_sequence, last_sequence)
-         SELECT $1, last_sequence - $2 + 1, last_sequence FROM head
-         RETURNING first_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(conn)
-    .await
-}
-
-/// Up to `limit` records of the tenant's log after `after` and up to
-/// `up_to` (a visible head from [`heads`]: above it, a range still being
-/// stored may sit below records already stored), in order.
+/// Up to `limit` records of the tenant's log after `after`, in order.
 pub async fn read_after(
     pool: &PgPool,
     tenant: &str,
     after: i64,
-    up_to: i64,
     limit: i64,
 ) -> Result<Vec<StoredRawEvent>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT sequence, payload, received_at, traceparent, source_revision, file_import,
                 import_row
            FROM collection.raw_events
-          WHERE tenant_id = $1 AND sequence > $2 AND sequence <= $4 ORDER BY sequence LIMIT $3",
+          WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(tenant)
     .bind(after)
     .bind(limit)
-    .bind(up_to)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
@@ -266,30 +194,29 @@ pub struct GroupCounts {
     pub rejected: i64,
 }
 
-/// Stores `events` in the range reserved at `first` (see [`reserve`]; as
-/// many sequences as events), adds the ingest counters of `hour`, wakes
-/// tailers and ends the reservation, all in ONE statement committed on its
-/// own, with no lock that other appends of the tenant wait for. Returns, per
-/// event, its sequence or `None` when its message id was stored before; or
-/// `None` altogether, with nothing stored or counted, when the reservation
-/// was taken back as lapsed (see [`release_lapsed`]).
+/// Appends `events` to the tenant's raw log, adds the ingest counters of
+/// `hour`, and wakes tailers, all in ONE statement committed on its own:
+/// the head row's lock is held only while the statement runs and commits,
+/// with no client round trip inside it. Returns, per event, its sequence or
+/// `None` when its message id was stored before.
 ///
-/// Rows go in in message id order and counter rows in `counts` order
-/// (sorted by source), so two appends carrying some of the same message ids
-/// or sources wait for each other instead of deadlocking.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one statement's inputs, each bound once"
-)]
+/// The head is bumped first (the insert reads the new head), so as with
+/// [`append_in`] the tenant's appends are serialised and sequences become
+/// visible in order. Counter rows are written in `counts` order (sorted by
+/// source), after the head lock, so concurrent writers cannot deadlock.
 pub async fn append_group(
     conn: &mut PgConnection,
     tenant: &str,
-    first: i64,
     events: &[NewRawEvent],
     received_at: DateTime<Utc>,
     hour: DateTime<Utc>,
     counts: &[GroupCounts],
-) -> Result<Option<Vec<Option<i64>>>, sqlx::Error> {
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count =
+        i64::try_from(events.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
     let message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
     let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
     let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
@@ -302,20 +229,20 @@ pub async fn append_group(
     let duplicates: Vec<i64> = counts.iter().map(|c| c.duplicates).collect();
     let rejected: Vec<i64> = counts.iter().map(|c| c.rejected).collect();
     let row = sqlx::query(
-        "WITH released AS (
-           DELETE FROM collection.log_reservations
-            WHERE tenant_id = $1 AND first_sequence = $2
-           RETURNING first_sequence
+        "WITH head AS (
+           INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
+           ON CONFLICT (tenant_id) DO UPDATE
+             SET last_sequence = collection.log_heads.last_sequence + EXCLUDED.last_sequence,
+                 updated_at = now()
+           RETURNING last_sequence
          ), stored AS (
            INSERT INTO collection.raw_events
              (tenant_id, sequence, message_id, event_name, source, channel, received_at, payload,
               traceparent, source_revision)
-           SELECT $1, released.first_sequence - 1 + t.o, t.m, t.n, t.src, t.ch, $3, t.p, t.tp,
-                  t.rev
-             FROM released,
+           SELECT $1, head.last_sequence - $2 + t.o, t.m, t.n, t.src, t.ch, $3, t.p, t.tp, t.rev
+             FROM head,
                   UNNEST($4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[],
                          $10::bigint[]) WITH ORDINALITY AS t(m, n, src, ch, p, tp, rev, o)
-            ORDER BY t.m
            ON CONFLICT (tenant_id, message_id) DO NOTHING
            RETURNING sequence, source
          ), counted AS (
@@ -326,7 +253,6 @@ pub async fn append_group(
                     WITH ORDINALITY AS c(s, o, d, r, k)
              LEFT JOIN (SELECT source, count(*) AS n FROM stored GROUP BY source) a
                ON a.source = c.s
-            WHERE EXISTS (SELECT 1 FROM released)
             ORDER BY c.k
            ON CONFLICT (tenant_id, hour, source) DO UPDATE
              SET accepted = collection.ingest_counts.accepted + EXCLUDED.accepted,
@@ -335,12 +261,12 @@ pub async fn append_group(
          ), woken AS (
            SELECT pg_notify($16, $1) FROM (SELECT 1 FROM stored LIMIT 1) AS any_stored
          )
-         SELECT (SELECT count(*) FROM released),
+         SELECT (SELECT last_sequence FROM head),
                 ARRAY(SELECT sequence FROM stored),
                 (SELECT count(*) FROM woken)",
     )
     .bind(tenant)
-    .bind(first)
+    .bind(count)
     .bind(received_at)
     .bind(&message_ids)
     .bind(&names)
@@ -357,11 +283,9 @@ pub async fn append_group(
     .bind(crate::RAW_LOG_CHANNEL)
     .fetch_one(&mut *conn)
     .await?;
-    let released: i64 = row.try_get(0)?;
-    if released == 0 {
-        return Ok(None);
-    }
+    let last: i64 = row.try_get(0)?;
     let inserted: Vec<i64> = row.try_get(1)?;
+    let first = last - count + 1;
     let mut stored = vec![None; events.len()];
     for sequence in inserted {
         if let Some(slot) = usize::try_from(sequence - first)
@@ -371,5 +295,5 @@ pub async fn append_group(
             *slot = Some(sequence);
         }
     }
-    Ok(Some(stored))
+    Ok(stored)
 }

@@ -84,20 +84,17 @@ pub trait PartitionedLog: Send + Sync + 'static {
     /// One streamed response.
     type Batch: Send + 'static;
 
-    /// Newest sequence per tenant (all tenants when `tenants` is `None`)
-    /// below which every sequence is settled: stored, or never to be.
+    /// Newest sequence per tenant (all tenants when `tenants` is `None`).
     fn heads(
         &self,
         tenants: Option<&[String]>,
     ) -> impl Future<Output = Result<Vec<(String, i64)>, tonic::Status>> + Send;
 
-    /// Up to `limit` records after `after` and up to `up_to` (a head this
-    /// log gave), in order.
+    /// Up to `limit` records after `after`, in order.
     fn read_after(
         &self,
         tenant: &str,
         after: i64,
-        up_to: i64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<Self::Record>, tonic::Status>> + Send;
 
@@ -197,16 +194,13 @@ impl<L: PartitionedLog> LogSource for PartitionCursors<L> {
             if head <= *cursor {
                 continue;
             }
-            let records = self
-                .log
-                .read_after(&tenant, *cursor, head, self.limit)
-                .await?;
+            let records = self.log.read_after(&tenant, *cursor, self.limit).await?;
             let full = i64::try_from(records.len()).unwrap_or(i64::MAX) >= self.limit;
             if let Some(last) = records.last() {
                 *cursor = L::sequence(last);
             }
-            // Everything up to the head is settled, so a short read means
-            // nothing else up to it exists (its sequences were duplicates).
+            // Head and records commit together, so a short read means nothing
+            // else up to the head exists (its sequences were duplicates).
             if !full {
                 *cursor = (*cursor).max(head);
             }

@@ -269,10 +269,9 @@ impl PartitionedLog for CleanLog {
         &self,
         tenant: &str,
         after: i64,
-        up_to: i64,
         limit: i64,
     ) -> Result<Vec<StoredCleanEvent>, Status> {
-        store::read_after(&self.0, tenant, after, up_to, limit)
+        store::read_after(&self.0, tenant, after, limit)
             .await
             .map_err(store_status)
     }

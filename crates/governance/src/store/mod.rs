@@ -54,18 +54,15 @@ pub async fn read_after(
     pool: &PgPool,
     tenant: &str,
     after: i64,
-    up_to: i64,
     limit: i64,
 ) -> Result<Vec<StoredCleanEvent>, sqlx::Error> {
     sqlx::query(
         "SELECT sequence, payload, traceparent FROM governance.clean_events
-          WHERE tenant_id = $1 AND sequence > $2 AND sequence <= $4
-          ORDER BY sequence LIMIT $3",
+          WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(tenant)
     .bind(after)
     .bind(limit)
-    .bind(up_to)
     .fetch_all(pool)
     .await?
     .into_iter()

@@ -467,10 +467,9 @@ impl PartitionedLog for ChangeLog {
         &self,
         tenant: &str,
         after: i64,
-        up_to: i64,
         limit: i64,
     ) -> Result<Vec<StoredChange>, Status> {
-        crate::store::log::read_after(&self.0, tenant, after, up_to, limit)
+        crate::store::log::read_after(&self.0, tenant, after, limit)
             .await
             .map_err(log_status)
     }

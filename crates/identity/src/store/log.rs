@@ -122,20 +122,17 @@ pub async fn read_after(
     pool: &PgPool,
     tenant: &str,
     after: i64,
-    up_to: i64,
     limit: i64,
 ) -> Result<Vec<StoredChange>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT sequence, kind, person_id, other_person_ids, moved, erasure_id,
                 marketing_opt_out, change_time, traceparent
            FROM identity.changes
-          WHERE tenant_id = $1 AND sequence > $2 AND sequence <= $4
-          ORDER BY sequence LIMIT $3",
+          WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(tenant)
     .bind(after)
     .bind(limit)
-    .bind(up_to)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
