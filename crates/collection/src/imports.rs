@@ -18,7 +18,7 @@ use touchline_proto::collection::v1::{
 
 use crate::config::CollectionConfig;
 use crate::domain::import::{Encoding, Layout, Preamble};
-use crate::domain::{names, source as rules};
+use crate::domain::names;
 use crate::error::CollectionError;
 use crate::store::imports::{self as store, ImportRecord, RowResult};
 use crate::store::sources;
@@ -395,7 +395,7 @@ fn encoding_of(format: i32, csv: &CsvOptions) -> Result<Encoding, CollectionErro
         CollectionError::invalid(
             field,
             "UNKNOWN_ENCODING",
-            format!("one of {}", rules::ENCODINGS.join(", ")),
+            format!("one of {}", Encoding::names()),
         )
     })?;
     if format == DataFormat::JsonLines as i32 && encoding != Encoding::Utf8 {

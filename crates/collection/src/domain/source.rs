@@ -8,11 +8,11 @@ use touchline_proto::collection::v1::{
 };
 use touchline_proto::common::v1::{EventType, ValueType};
 
+use crate::domain::import::Encoding;
+
 /// Timestamp format keywords besides strftime patterns.
 pub const TIMESTAMP_KEYWORDS: [&str; 4] =
     ["rfc3339", "epoch_seconds", "epoch_millis", "epoch_micros"];
-/// Encodings a CSV file may declare.
-pub const ENCODINGS: [&str; 5] = ["UTF-8", "GBK", "GB18030", "UTF-16LE", "UTF-16BE"];
 /// Canonical fields a mapping may target besides `properties.` / `traits.` / `context.` paths.
 pub const TARGET_FIELDS: [&str; 6] = [
     "event",
@@ -305,15 +305,11 @@ pub fn check_csv(out: &mut Vec<FieldViolation>, at: &str, csv: &CsvOptions) {
             "must not be negative",
         ));
     }
-    if !csv.encoding.is_empty()
-        && !ENCODINGS
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(&csv.encoding))
-    {
+    if Encoding::from_name(&csv.encoding).is_none() {
         out.push(FieldViolation::new(
             format!("{at}.encoding"),
             "UNKNOWN_ENCODING",
-            format!("one of {}", ENCODINGS.join(", ")),
+            format!("one of {}", Encoding::names()),
         ));
     }
 }

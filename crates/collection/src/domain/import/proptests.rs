@@ -175,20 +175,12 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
     bytes
 }
 
-const ENCODINGS: [Encoding; 5] = [
-    Encoding::Utf8,
-    Encoding::Gbk,
-    Encoding::Gb18030,
-    Encoding::Utf16Le,
-    Encoding::Utf16Be,
-];
-
 fn file() -> impl Strategy<Value = (Layout, Vec<u8>)> {
     let edits = vec((any::<usize>(), any::<u8>(), any::<u8>()), 0..6);
     prop_oneof![
         (
             csv_options(),
-            proptest::sample::select(ENCODINGS.to_vec()),
+            proptest::sample::select(Encoding::ALL.to_vec()),
             csv_bytes(),
             edits.clone()
         )
@@ -462,7 +454,7 @@ proptest! {
     fn an_encoded_file_is_cut_like_its_text(
         (delimiter, text) in proptest::sample::select(vec![',', '|', ';', '\t'])
             .prop_flat_map(|d| (Just(d), chinese_csv(d))),
-        encoding in proptest::sample::select(ENCODINGS.to_vec()),
+        encoding in proptest::sample::select(Encoding::ALL.to_vec()),
         bom in any::<bool>(),
         chunk_sizes in vec(1usize..64, 1..8),
     ) {
