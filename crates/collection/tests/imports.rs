@@ -295,3 +295,79 @@ async fn an_unknown_or_misplaced_encoding_is_refused() -> anyhow::Result<()> {
     assert!(err.contains("JSON Lines files are read as UTF-8"), "{err}");
     Ok(())
 }
+
+/// A report export that opens with title lines before its header, each
+/// longer than a chunk, so an upload can break between two of them.
+fn titled_export() -> (Vec<u8>, usize) {
+    let mut data = Vec::new();
+    for title in ["门店日报 (Store daily report)", "导出时间 2026-11-24"] {
+        data.extend_from_slice(title.as_bytes());
+        data.extend(std::iter::repeat_n(b' ', 1_200));
+        data.extend_from_slice(b"\r\n");
+    }
+    data.extend_from_slice("单号,门店,付款时间,手机,姓名,备注\r\n".as_bytes());
+    let rows = 20;
+    for i in 1..=rows {
+        let line = format!(
+            "T{i:04},上海{}店,2026-11-24 11:{:02}:00,1390000{i:04},{},ok\r\n",
+            i % 3,
+            i % 60,
+            NAMES[i % NAMES.len()]
+        );
+        data.extend_from_slice(line.as_bytes());
+    }
+    (data, rows)
+}
+
+#[tokio::test]
+async fn an_upload_broken_between_skipped_lines_resumes_with_the_right_header() -> anyhow::Result<()>
+{
+    let (_db, pool, importer) = setup().await?;
+    let source = Source {
+        csv_options: Some(CsvOptions {
+            skip_lines: 2,
+            ..Default::default()
+        }),
+        ..pos_source()
+    };
+    sources::create(&pool, TENANT, "pos-titled", source, "", false).await?;
+    let (data, rows) = titled_export();
+    let meta = |import_id: &str| ImportMetadata {
+        source: format!("tenants/{TENANT}/sources/pos-titled"),
+        file_name: "日报.csv".to_owned(),
+        ..metadata(&data, import_id)
+    };
+    // Two chunks end inside the second title line, after the first.
+    let first_title = data.iter().position(|b| *b == b'\n').unwrap_or(0) + 1;
+    let cut = 2 * CHUNK;
+    assert!(first_title < cut && cut < 2 * first_title);
+    let mut first = importer.open(TENANT, "tester", meta("titled")).await?;
+    let midway = send(&mut first, &data, 0, cut).await?;
+    drop(first);
+    assert_eq!(midway.state(), ImportState::Uploading);
+    assert_eq!(midway.rows_processed, 0);
+
+    let resume = ImportMetadata {
+        resume_token: midway.resume_token.clone(),
+        ..meta("")
+    };
+    let mut second = importer.open(TENANT, "tester", resume).await?;
+    let from = usize::try_from(midway.received_bytes)?;
+    let done = send(&mut second, &data, from, data.len()).await?;
+    assert_eq!(done.state(), ImportState::Succeeded);
+    assert_eq!(done.rows_processed as usize, rows);
+    assert_eq!(done.rows_accepted as usize, rows);
+
+    let events = stored(&pool, "titled").await?;
+    assert_eq!(events.len(), rows);
+    for (row, event) in &events {
+        let i = usize::try_from(*row)?;
+        assert_eq!(
+            property(event, "姓名").as_deref(),
+            Some(NAMES[i % NAMES.len()]),
+            "row {i} is read under the file's own header"
+        );
+        assert_eq!(event.identifiers[0].value, format!("1390000{i:04}"));
+    }
+    Ok(())
+}

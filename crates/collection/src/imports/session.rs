@@ -218,7 +218,10 @@ impl Session {
         let mut preamble = self.preamble.clone();
         let Cut { rows, consumed } =
             cut_rows(&self.layout, &mut preamble, &self.buffer, base, last);
-        if consumed == 0 {
+        // The import row records the header but no count of lines still to
+        // skip, so nothing is committed until the preamble is read whole: an
+        // upload broken inside it resumes from byte 0 and skips them again.
+        if consumed == 0 || (!last && !preamble.is_complete(&self.layout)) {
             return Ok(());
         }
         let header = preamble.header.clone().unwrap_or_default();

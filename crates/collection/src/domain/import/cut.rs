@@ -54,6 +54,15 @@ pub struct Preamble {
     pub header: Option<Vec<String>>,
 }
 
+impl Preamble {
+    /// Whether every skipped line and the header (when the file has one)
+    /// have been read; JSON Lines has no preamble.
+    pub fn is_complete(&self, layout: &Layout) -> bool {
+        layout.format == DataFormat::JsonLines
+            || (self.skip_lines == 0 && (layout.csv.no_header_row || self.header.is_some()))
+    }
+}
+
 /// Rows cut from a buffer and how many bytes they used.
 #[derive(Debug, Default)]
 pub struct Cut {
