@@ -223,7 +223,7 @@ impl Application {
                 .layer(GrpcServerTraceLayer::new())
                 .layer(AuthLayer::new(verifier.clone(), policy.clone()))
                 .add_routes(routes.routes());
-            let incoming = tokio_stream_listener(listener);
+            let incoming = touchline_runtime::server::incoming(listener);
             let drain_delay = Duration::from_millis(config.limits.drain_delay_ms);
             let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
             let stop = shutdown.clone();
@@ -350,10 +350,6 @@ fn log_server_end(result: Result<(), tonic::transport::Error>) {
         Ok(()) => tracing::info!("server drained and stopped"),
         Err(err) => tracing::error!(error = %err, "server failed"),
     }
-}
-
-fn tokio_stream_listener(listener: TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
-    tokio_stream::wrappers::TcpListenerStream::new(listener)
 }
 
 /// The token the stages present to each other.
