@@ -1,7 +1,8 @@
 //! Pipeline benchmark, the real application in-process against local PostgreSQL and Redis:
 //!
 //! 1. durable ingest: IngestEvents acknowledged per second (batches of 500, 4 concurrent
-//!    producers) with collection served alone;
+//!    producers) with collection served alone, by COPY (new message ids) and by the
+//!    conflict-tolerant INSERT a tenant falls back to after a duplicate;
 //! 2. collection and governance: the same backlog cleaned (clean events/s sustained), then the
 //!    lag from acknowledgement to clean at a steady rate (default 10,000 events/s);
 //! 3. the whole pipeline: the backlog into the event store, then the lag from acknowledgement
@@ -47,6 +48,20 @@ async fn main() -> anyhow::Result<()> {
     );
     alone.stop().await;
     memory("after ingest alone")?;
+
+    // 1b. The same through the conflict-tolerant INSERT path that a tenant
+    // takes after sending a duplicate message id.
+    let inserting = TestApp::spawn_with(TestDatabase::create().await?, |config| {
+        config.services = vec![ServiceName::Collection];
+        config.collection.copy_appends = false;
+    })
+    .await?;
+    let (total, secs) = ingest(&inserting, &token, "i").await?;
+    println!(
+        "durable ingest, collection alone, INSERT path (after a duplicate): {total} events in {secs:.2}s = {:.0} events/s",
+        total as f64 / secs
+    );
+    inserting.stop().await;
 
     // 2. Collection and governance: the backlog drained, then the lag to clean at a steady rate.
     let stages = TestApp::spawn_with(TestDatabase::create().await?, |config| {

@@ -20,9 +20,10 @@ use sqlx::PgPool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use touchline_proto::collection::v1::SourceState;
 
+use crate::append_path::{AppendPath, AppendPaths};
 use crate::config::CollectionConfig;
 use crate::store::counts::{self, CountDelta};
-use crate::store::{self, GroupCounts, NewRawEvent, sources};
+use crate::store::{self, GroupCounts, NewRawEvent, copy_append, sources};
 
 /// Submissions queued per committer before submitters wait.
 const QUEUE_DEPTH: usize = 256;
@@ -94,7 +95,8 @@ impl GroupCommitter {
         let shards: Vec<_> = (0..config.committers.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                tokio::spawn(run(pool.clone(), rx, settings));
+                let paths = AppendPaths::new(config.copy_appends);
+                tokio::spawn(run(pool.clone(), rx, settings, paths));
                 tx
             })
             .collect();
@@ -119,7 +121,7 @@ impl GroupCommitter {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, settings: Settings) {
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, settings: Settings, paths: AppendPaths) {
     let in_flight = Arc::new(Semaphore::new(settings.commits_in_flight));
     while let Some(first) = rx.recv().await {
         let mut events = first.submission.rows.len();
@@ -155,8 +157,9 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, settings: Settings) {
                 return;
             };
             let pool = pool.clone();
+            let paths = paths.clone();
             tokio::spawn(async move {
-                commit_group(&pool, &tenant, jobs, settings).await;
+                commit_group(&pool, &tenant, jobs, settings, &paths).await;
                 drop(permit);
             });
         }
@@ -164,8 +167,14 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, settings: Settings) {
 }
 
 /// Commits the jobs of one tenant in one transaction and answers them.
-async fn commit_group(pool: &PgPool, tenant: &str, mut jobs: Vec<Job>, settings: Settings) {
-    let result = write_group(pool, tenant, &mut jobs, settings).await;
+async fn commit_group(
+    pool: &PgPool,
+    tenant: &str,
+    mut jobs: Vec<Job>,
+    settings: Settings,
+    paths: &AppendPaths,
+) {
+    let result = write_group(pool, tenant, &mut jobs, settings, paths).await;
     match result {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
@@ -187,6 +196,7 @@ async fn write_group(
     tenant: &str,
     jobs: &mut [Job],
     settings: Settings,
+    paths: &AppendPaths,
 ) -> Result<Vec<Vec<RowOutcome>>, sqlx::Error> {
     let received_at = Utc::now();
     // No explicit transaction: the source lookup reads committed state (as
@@ -266,8 +276,16 @@ async fn write_group(
         counts::add_in(&mut conn, tenant, hour, &deltas).await?;
         return Ok(outcomes);
     }
-    let sequences =
-        store::append_group(&mut conn, tenant, &to_store, received_at, hour, &counts).await?;
+    let sequences = store_rows(
+        &mut conn,
+        tenant,
+        &to_store,
+        received_at,
+        hour,
+        &counts,
+        paths,
+    )
+    .await?;
     for ((j, r), sequence) in slots.into_iter().zip(sequences) {
         if let (Some(sequence), Some(slot)) =
             (sequence, outcomes.get_mut(j).and_then(|o| o.get_mut(r)))
@@ -276,6 +294,37 @@ async fn write_group(
         }
     }
     Ok(outcomes)
+}
+
+/// Stores the rows by the tenant's current [`AppendPath`]; per row, its
+/// sequence or `None` for a message id stored before.
+async fn store_rows(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    rows: &[NewRawEvent],
+    received_at: DateTime<Utc>,
+    hour: DateTime<Utc>,
+    counts: &[GroupCounts],
+    paths: &AppendPaths,
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    let sequences = match paths.choose(tenant) {
+        AppendPath::Copy => {
+            let appended =
+                copy_append::append_group_by_copy(conn, tenant, rows, received_at, hour, counts)
+                    .await?;
+            if appended.conflicted {
+                paths.copy_conflicted(tenant);
+            }
+            appended.sequences
+        }
+        AppendPath::Insert => {
+            let sequences =
+                store::append_group(conn, tenant, rows, received_at, hour, counts).await?;
+            paths.inserted(tenant, sequences.iter().filter(|s| s.is_none()).count());
+            sequences
+        }
+    };
+    Ok(sequences)
 }
 
 fn count_of<'a>(

@@ -41,6 +41,10 @@ pub struct CollectionConfig {
     /// Group commits one committer may have open at once: the next group
     /// is gathered and written while the previous one commits.
     pub commits_in_flight: usize,
+    /// Write group commits with COPY while a tenant's message ids are new,
+    /// falling back to INSERT … ON CONFLICT after a duplicate. Off: always
+    /// INSERT.
+    pub copy_appends: bool,
     /// Batches a StreamEvents call may have in flight before the server
     /// stops reading from it.
     pub stream_max_in_flight_batches: usize,
@@ -64,6 +68,7 @@ impl Default for CollectionConfig {
             max_group_events: 8_000,
             committers: 2,
             commits_in_flight: 2,
+            copy_appends: true,
             stream_max_in_flight_batches: 16,
             max_open_imports: 64,
         }

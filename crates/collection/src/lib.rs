@@ -6,6 +6,7 @@
 //! holds all SQL; `ingest`, `committer`, `sources` and `imports` are the
 //! service layer that owns transactions; `grpc` is the thin adapter.
 
+pub mod append_path;
 pub mod committer;
 pub mod config;
 pub mod domain;

@@ -1,6 +1,8 @@
 //! All SQL of the collection service. The raw log lives here; sources,
 //! counters and imports have their own modules.
 
+pub mod copy;
+pub mod copy_append;
 pub mod counts;
 pub mod imports;
 pub mod sources;
@@ -65,8 +67,27 @@ pub async fn append_in(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let count =
-        i64::try_from(events.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+    let first = reserve(conn, tenant, events.len()).await?;
+    let stored = insert_rows(conn, tenant, first, events, received_at, file_import).await?;
+    if stored.iter().any(Option::is_some) {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(crate::RAW_LOG_CHANNEL)
+            .bind(tenant)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(stored)
+}
+
+/// Bumps the tenant's head by `count` and returns the first of the
+/// sequences reserved. The head row stays locked until the caller's
+/// transaction ends, which is what orders the tenant's appends.
+pub(crate) async fn reserve(
+    conn: &mut PgConnection,
+    tenant: &str,
+    count: usize,
+) -> Result<i64, sqlx::Error> {
+    let count = i64::try_from(count).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
     let last: i64 = sqlx::query_scalar(
         "INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
          ON CONFLICT (tenant_id) DO UPDATE
@@ -78,8 +99,21 @@ pub async fn append_in(
     .bind(count)
     .fetch_one(&mut *conn)
     .await?;
-    let first = last - count + 1;
-    let sequences: Vec<i64> = (first..=last).collect();
+    Ok(last - count + 1)
+}
+
+/// Inserts `events` at the sequences from `first` on, skipping message ids
+/// stored before (or earlier in `events`); per event, its sequence or
+/// `None`. The caller holds the tenant's head lock for those sequences.
+pub(crate) async fn insert_rows(
+    conn: &mut PgConnection,
+    tenant: &str,
+    first: i64,
+    events: &[NewRawEvent],
+    received_at: DateTime<Utc>,
+    file_import: Option<&str>,
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    let sequences: Vec<i64> = (first..).take(events.len()).collect();
     let message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
     let names: Vec<&str> = events.iter().map(|e| e.event_name.as_str()).collect();
     let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
@@ -113,27 +147,16 @@ pub async fn append_in(
     .bind(file_import)
     .fetch_all(&mut *conn)
     .await?;
-    if !inserted.is_empty() {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::RAW_LOG_CHANNEL)
-            .bind(tenant)
-            .execute(&mut *conn)
-            .await?;
-    }
-    let mut stored = vec![false; events.len()];
+    let mut stored = vec![None; events.len()];
     for sequence in inserted {
         if let Some(slot) = usize::try_from(sequence - first)
             .ok()
             .and_then(|i| stored.get_mut(i))
         {
-            *slot = true;
+            *slot = Some(sequence);
         }
     }
-    Ok(sequences
-        .iter()
-        .zip(stored)
-        .map(|(sequence, stored)| stored.then_some(*sequence))
-        .collect())
+    Ok(stored)
 }
 
 /// The newest sequence of each tenant (all tenants, or the named ones).

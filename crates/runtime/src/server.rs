@@ -153,7 +153,10 @@ mod tests {
             .next()
             .await
             .ok_or_else(|| std::io::Error::other("the listener closed"))??;
-        assert!(stream.nodelay()?, "TCP_NODELAY is set on the accepted socket");
+        assert!(
+            stream.nodelay()?,
+            "TCP_NODELAY is set on the accepted socket"
+        );
         Ok(())
     }
 }
