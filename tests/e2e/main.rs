@@ -23,3 +23,4 @@ mod collection_fuzz;
 mod dictionary;
 mod quality;
 mod quarantine;
+mod reprocess_apply;

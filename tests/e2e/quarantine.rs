@@ -14,7 +14,7 @@ use touchline_proto::governance::v1::{
     CanonicalEvent, CreateCanonicalEventRequest, EventAlias, GetReprocessJobRequest,
     ListQuarantinedRequest, PublishDictionaryVersionRequest, QuarantineFilter, QuarantineReason,
     QuarantineState, QuarantinedEventNames, ReplayOutcome, ReplayQuarantinedRequest,
-    ReprocessJobState, ReprocessMode, ReprocessRangeRequest, UpdateCanonicalEventRequest,
+    ReprocessJobState, ReprocessRangeRequest, UpdateCanonicalEventRequest,
     replay_quarantined_request::Selection,
 };
 use touchline_proto::prost_types::FieldMask;
@@ -234,17 +234,6 @@ async fn a_dry_run_reprocessing_reports_what_a_new_version_would_change() -> any
         .err()
         .map(|s| s.code());
     assert_eq!(open, Some(tonic::Code::InvalidArgument));
-    let apply = governance
-        .reprocess_range(ReprocessRangeRequest {
-            received_time: Some(range),
-            mode: ReprocessMode::Apply as i32,
-            ..Default::default()
-        })
-        .await
-        .err()
-        .map(|s| s.code());
-    assert_eq!(apply, Some(tonic::Code::Unimplemented));
-
     let job = governance
         .reprocess_range(ReprocessRangeRequest {
             received_time: Some(range),

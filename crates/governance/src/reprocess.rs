@@ -1,14 +1,17 @@
 //! Reprocessing jobs: clean the raw events received in a time range again
 //! under a dictionary version and report how the outcome differs from the
-//! first cleaning. Dry runs only: APPLY is refused until publishing the
-//! difference (restatements, retractions, releases) is built.
+//! first cleaning. In APPLY mode the difference is also published: an event
+//! whose clean content changed is restated in the clean log, one that now
+//! fails a rule is retracted and quarantined, and a quarantined one that now
+//! passes is released. Duplicates stay duplicates.
 //!
 //! A job runs in the background of the server that accepted it, reading the
 //! raw log from collection between the first and last raw sequence the
 //! outcome ledger holds for the range, and records its progress after every
 //! batch. A job whose server stops while it runs is reported FAILED once its
-//! progress is [`ORPHANED_AFTER`] old; start a new one (a dry run changes
-//! nothing, so repeating it is harmless).
+//! progress is [`ORPHANED_AFTER`] old; start a new one. Repeating a job is
+//! harmless: each batch's changes are committed with the ledger they are
+//! judged against, so a second APPLY finds them unchanged.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,8 +27,11 @@ use touchline_proto::governance::v1::{
 use crate::domain::clean::from_timestamp_pb;
 use crate::domain::diff::{Change, Side, compare};
 use crate::sources::SourceRegistry;
-use crate::store::publish::{Verdict, outcome};
-use crate::store::reprocess::{self as store, JobRow, Progress};
+use crate::store::corrections::{self, Correction};
+use crate::store::publish::{Processed, Verdict, outcome};
+use crate::store::quarantine::apply_replay;
+use crate::store::reprocess::{self as store, Created, JobRow, Progress, mode};
+use crate::store::tenant;
 use crate::worker::{CollectionClient, GovernanceSettings, TenantState, TenantStates, process_raw};
 
 /// Samples kept per job.
@@ -57,9 +63,18 @@ pub enum StartError {
     /// No such dictionary version.
     #[error("dictionary version {0} does not exist")]
     VersionNotFound(i64),
-    /// APPLY is not built yet.
-    #[error("only dry runs are supported")]
-    ApplyUnsupported,
+    /// APPLY publishes under the active version only: events cleaned from
+    /// now on use it, and the past must not be made to disagree with them.
+    #[error("dictionary version {asked} is not the active version {active}")]
+    NotActiveVersion {
+        /// The version asked for.
+        asked: i64,
+        /// The active version.
+        active: i64,
+    },
+    /// Another APPLY job over an overlapping range is still running.
+    #[error("reprocessing job {0} is applying an overlapping range")]
+    ApplyRunning(String),
     /// The database failed.
     #[error("storage: {0}")]
     Store(#[from] sqlx::Error),
@@ -76,7 +91,7 @@ pub struct JobSpec {
     pub sources: Vec<String>,
     /// Dictionary version; 0 for the active one.
     pub dictionary_version: i64,
-    /// Apply (not supported) rather than dry run.
+    /// Apply rather than dry run.
     pub apply: bool,
     /// Subject of the caller.
     pub creator: String,
@@ -111,7 +126,13 @@ impl Reprocessor {
     /// call with the same request id started).
     pub async fn start(&self, tenant: &str, spec: JobSpec) -> Result<JobRow, StartError> {
         if spec.apply {
-            return Err(StartError::ApplyUnsupported);
+            let active = tenant::active_version(&self.pool, tenant).await?;
+            if spec.dictionary_version != 0 && spec.dictionary_version != active {
+                return Err(StartError::NotActiveVersion {
+                    asked: spec.dictionary_version,
+                    active,
+                });
+            }
         }
         let state = self
             .states
@@ -121,7 +142,11 @@ impl Reprocessor {
         let new = JobRow {
             job_id: uuid::Uuid::new_v4().to_string(),
             state: state::PENDING,
-            mode: 1,
+            mode: if spec.apply {
+                mode::APPLY
+            } else {
+                mode::DRY_RUN
+            },
             range_start: spec.start,
             range_end: spec.end,
             sources: spec.sources.clone(),
@@ -134,15 +159,25 @@ impl Reprocessor {
             created_at: chrono::Utc::now(),
             completed_at: None,
         };
-        let (job, inserted) =
-            store::create(&self.pool, tenant, &new, spec.request_id.as_deref()).await?;
-        if inserted {
-            let runner = self.clone();
-            let tenant = tenant.to_owned();
-            let started = job.clone();
-            tokio::spawn(async move { runner.run(&tenant, &started, &state).await });
+        let created = store::create(
+            &self.pool,
+            tenant,
+            &new,
+            spec.request_id.as_deref(),
+            ORPHANED_AFTER,
+        )
+        .await?;
+        match created {
+            Created::Started(job) => {
+                let runner = self.clone();
+                let tenant = tenant.to_owned();
+                let started = job.clone();
+                tokio::spawn(async move { runner.run(&tenant, &started, &state).await });
+                Ok(job)
+            }
+            Created::Existing(job) => Ok(job),
+            Created::Overlapping(job_id) => Err(StartError::ApplyRunning(job_id)),
         }
-        Ok(job)
     }
 
     async fn run(&self, tenant: &str, job: &JobRow, state: &TenantState) {
@@ -238,17 +273,31 @@ impl Reprocessor {
             let before = store::before(&self.pool, tenant, &sequences)
                 .await
                 .map_err(store_error)?;
+            let mut changed: Vec<(Processed, Option<&store::Before>)> = Vec::new();
             for raw in selected {
                 let after = process_raw(&self.sources, tenant, state, raw)
                     .await
                     .map_err(|s| format!("source registry: {}", s.message()))?;
-                let after_side = match after.verdict {
-                    Verdict::Clean(c) => Side::Clean(Some(Box::new(c.event))),
+                let after_side = match &after.verdict {
+                    Verdict::Clean(c) => Side::Clean(Some(Box::new(c.event.clone()))),
                     Verdict::Quarantined(q) => Side::Quarantined(q.reason()),
                 };
-                let before_side = before.get(&raw.sequence).map(side_of);
-                diff.add(raw.sequence, &after.message_id, before_side, &after_side);
+                let earlier = before.get(&raw.sequence);
+                let change = diff.add(
+                    raw.sequence,
+                    &after.message_id,
+                    earlier.map(side_of),
+                    &after_side,
+                );
+                if change != Change::Unchanged {
+                    changed.push((after, earlier));
+                }
                 progress.examined += 1;
+            }
+            if job.mode == mode::APPLY {
+                self.publish_changes(tenant, &changed)
+                    .await
+                    .map_err(store_error)?;
             }
             progress.diff = diff.to_pb().encode_to_vec();
             store::progress(&self.pool, tenant, &job.job_id, progress)
@@ -258,6 +307,40 @@ impl Reprocessor {
                 return Ok(());
             }
         }
+    }
+}
+
+impl Reprocessor {
+    /// Publishes the changed outcomes of one batch: published events are
+    /// restated or retracted, quarantined ones replayed. Duplicates (by
+    /// message id or natural key) published nothing and stay as they are.
+    async fn publish_changes(
+        &self,
+        tenant: &str,
+        changed: &[(Processed, Option<&store::Before>)],
+    ) -> Result<(), sqlx::Error> {
+        let mut restated = Vec::new();
+        let mut replayed = Vec::new();
+        for (after, before) in changed {
+            let Some(before) = before else { continue };
+            match before.outcome {
+                outcome::CLEAN | outcome::RESTATEMENT => restated.push(Correction {
+                    processed: after,
+                    message_id: before
+                        .clean_message_id
+                        .clone()
+                        .unwrap_or_else(|| after.message_id.clone()),
+                    outcome: before.outcome,
+                }),
+                outcome::QUARANTINED => replayed.push((after.clone(), false)),
+                _ => {}
+            }
+        }
+        corrections::apply(&self.pool, tenant, &restated).await?;
+        if !replayed.is_empty() {
+            apply_replay(&self.pool, tenant, &replayed).await?;
+        }
+        Ok(())
     }
 }
 
@@ -287,7 +370,14 @@ struct Diff {
 }
 
 impl Diff {
-    fn add(&mut self, raw_sequence: i64, message_id: &str, before: Option<Side>, after: &Side) {
+    /// Counts one event's change and returns it.
+    fn add(
+        &mut self,
+        raw_sequence: i64,
+        message_id: &str,
+        before: Option<Side>,
+        after: &Side,
+    ) -> Change {
         // An event the first cleaning has no record of (should not happen:
         // the range comes from the ledger) counts as newly seen.
         let before = before.unwrap_or(Side::Quarantined(QuarantineReason::Unspecified));
@@ -329,6 +419,7 @@ impl Diff {
                 changed_fields: fields,
             });
         }
+        change
     }
 
     fn to_pb(&self) -> ReprocessDiff {

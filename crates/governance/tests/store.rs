@@ -259,7 +259,7 @@ async fn an_orphaned_reprocess_job_is_reported_failed() -> anyhow::Result<()> {
         ..Progress::default()
     };
     for id in ["alive", "orphan"] {
-        reprocess::create(&pool, "t1", &new(id), None).await?;
+        reprocess::create(&pool, "t1", &new(id), None, Duration::from_secs(180)).await?;
         reprocess::progress(&pool, "t1", id, &running).await?;
     }
     sqlx::query(
@@ -289,5 +289,68 @@ async fn an_orphaned_reprocess_job_is_reported_failed() -> anyhow::Result<()> {
     reprocess::progress(&pool, "t1", "orphan", &done).await?;
     let orphan = reprocess::get(&pool, "t1", "orphan", limit).await?;
     assert_eq!(orphan.map(|j| j.state), Some(4));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_apply_job_is_refused_while_another_applies_an_overlapping_range() -> anyhow::Result<()>
+{
+    use std::time::Duration;
+    use touchline_governance::store::reprocess::{self, Created, JobRow, mode};
+
+    let (_db, pool) = fresh_pool().await?;
+    let hour = chrono::TimeDelta::hours(1);
+    let job = |id: &str, job_mode: i16, from: i64, to: i64, sources: &[&str]| JobRow {
+        job_id: id.to_owned(),
+        state: 1,
+        mode: job_mode,
+        range_start: now() + hour * i32::try_from(from).unwrap_or(0),
+        range_end: now() + hour * i32::try_from(to).unwrap_or(0),
+        sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+        dictionary_version: 1,
+        total_events: 0,
+        examined_events: 0,
+        diff: None,
+        error: String::new(),
+        creator: "tester".to_owned(),
+        created_at: now(),
+        completed_at: None,
+    };
+    let limit = Duration::from_secs(180);
+    let started = |c: &Created| matches!(c, Created::Started(_));
+    let first =
+        reprocess::create(&pool, "t1", &job("a", mode::APPLY, 0, 4, &[]), None, limit).await?;
+    assert!(started(&first));
+    let overlapping = reprocess::create(
+        &pool,
+        "t1",
+        &job("b", mode::APPLY, 3, 6, &["pos"]),
+        None,
+        limit,
+    )
+    .await?;
+    assert!(
+        matches!(&overlapping, Created::Overlapping(id) if id == "a"),
+        "{overlapping:?}"
+    );
+    // Dry runs, other ranges and other tenants are not held up.
+    for (tenant, new) in [
+        ("t1", job("c", mode::DRY_RUN, 0, 4, &[])),
+        ("t1", job("d", mode::APPLY, 4, 8, &[])),
+        ("t2", job("e", mode::APPLY, 0, 4, &[])),
+    ] {
+        let created = reprocess::create(&pool, tenant, &new, None, limit).await?;
+        assert!(started(&created), "{} {created:?}", new.job_id);
+    }
+    // Once the first job is orphaned, the range is free again.
+    sqlx::query(
+        "UPDATE governance.reprocess_jobs SET heartbeat_at = now() - interval '1 hour'
+          WHERE job_id = 'a'",
+    )
+    .execute(&pool)
+    .await?;
+    let again =
+        reprocess::create(&pool, "t1", &job("f", mode::APPLY, 1, 2, &[]), None, limit).await?;
+    assert!(started(&again), "{again:?}");
     Ok(())
 }

@@ -153,6 +153,13 @@ impl EventStoreWorker {
         let mut rows = Vec::with_capacity(batch.events.len());
         let mut suppressed = 0usize;
         for (event, owner) in batch.events.iter().zip(persons) {
+            if event.retraction {
+                rows.push(NewStoredEvent::retraction(
+                    event.sequence,
+                    &event.message_id,
+                ));
+                continue;
+            }
             let person_id = match owner {
                 Owner::Person(person) => Some(person),
                 Owner::Nobody => None,
@@ -191,6 +198,7 @@ impl EventStoreWorker {
                 channel: event.channel.clone(),
                 event_time,
                 payload: stored.encode_to_vec(),
+                retraction: false,
             });
         }
         if suppressed > 0 {
@@ -218,6 +226,7 @@ impl EventStoreWorker {
         let mut slots: Vec<usize> = Vec::new();
         let mut identifiers_in_chunk = 0;
         for event in events {
+            // A retraction carries no identifiers: it names nobody.
             let size = event.identifiers.len();
             if size == 0 {
                 persons.push(Owner::Nobody);

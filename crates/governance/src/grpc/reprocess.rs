@@ -19,9 +19,15 @@ impl From<StartError> for GovernanceError {
     fn from(e: StartError) -> Self {
         match e {
             StartError::VersionNotFound(v) => Self::NotFound(format!("dictionaryVersions/{v}")),
-            StartError::ApplyUnsupported => Self::Unimplemented(
-                "REPROCESS_MODE_APPLY is not available yet; run a dry run".to_owned(),
-            ),
+            StartError::NotActiveVersion { asked, active } => Self::FailedPrecondition(format!(
+                "APPLY publishes under the active dictionary version {active}, not {asked}: \
+                 publish the version first, or run a dry run \
+                 (应用模式只能使用当前生效的词典版本 {active}：请先发布该版本，或改为试运行)"
+            )),
+            StartError::ApplyRunning(job) => Self::FailedPrecondition(format!(
+                "reprocessJobs/{job} is applying an overlapping range; wait for it to finish \
+                 (任务 {job} 正在应用重叠的时间范围，请待其完成)"
+            )),
             StartError::Store(e) => Self::Store(e),
         }
     }

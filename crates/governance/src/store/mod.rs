@@ -3,6 +3,7 @@
 //! `tenant` (keys, privacy settings, the active dictionary), `dictionary`
 //! (draft and versions), `quarantine` and `quality`.
 
+pub mod corrections;
 pub mod dictionary;
 pub mod publish;
 pub mod quality;

@@ -101,7 +101,7 @@ pub async fn commit_batch(
         .copied()
         .filter(|p| matches!(p.verdict, Verdict::Clean(_)))
         .collect();
-    let published = publish(&mut tx, tenant, &clean).await?;
+    let published = publish(&mut tx, tenant, &clean, false).await?;
     let mut by_raw: HashMap<i64, Published> = HashMap::new();
     for (p, result) in clean.iter().zip(&published) {
         by_raw.insert(p.raw_sequence, *result);
@@ -150,12 +150,15 @@ pub async fn commit_batch(
 
 /// Publishes clean candidates in order: decides duplicates and
 /// restatements against the stored natural keys (locked), allocates clean
-/// sequences after the head and appends. Candidates whose raw sequence was
-/// already published are reported as duplicates of themselves and skipped.
+/// sequences after the head and appends. On a first publication
+/// (`republish` false), candidates whose raw sequence was already published
+/// are reported as duplicates of themselves and skipped; a republication (a
+/// release after a retraction) appends the raw event's next revision.
 pub async fn publish(
     conn: &mut PgConnection,
     tenant: &str,
     items: &[&Processed],
+    republish: bool,
 ) -> Result<Vec<Published>, sqlx::Error> {
     if items.is_empty() {
         return Ok(Vec::new());
@@ -269,12 +272,18 @@ pub async fn publish(
     }
     let inserted: std::collections::HashSet<i64> = sqlx::query_scalar(
         "INSERT INTO governance.clean_events
-           (tenant_id, sequence, raw_sequence, message_id, event_name, channel, event_time, payload, traceparent)
-         SELECT $1, s, r, m, n, c, t, b, tp
+           (tenant_id, sequence, raw_sequence, revision, message_id, event_name, channel,
+            event_time, payload, traceparent)
+         SELECT $1, s, r,
+                CASE WHEN $10 THEN COALESCE(
+                  (SELECT max(e.revision) + 1 FROM governance.clean_events e
+                    WHERE e.tenant_id = $1 AND e.raw_sequence = u.r), 0)
+                ELSE 0 END,
+                m, n, c, t, b, tp
            FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
                        $7::timestamptz[], $8::bytea[], $9::text[])
              AS u(s, r, m, n, c, t, b, tp)
-         ON CONFLICT (tenant_id, raw_sequence) DO NOTHING
+         ON CONFLICT (tenant_id, raw_sequence, revision) DO NOTHING
          RETURNING raw_sequence",
     )
     .bind(tenant)
@@ -286,6 +295,7 @@ pub async fn publish(
     .bind(&rows.times)
     .bind(&rows.payloads)
     .bind(&rows.traceparents)
+    .bind(republish)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
@@ -485,14 +495,47 @@ async fn insert_quarantine(
     p: &Processed,
     q: &Quarantine,
 ) -> Result<(), sqlx::Error> {
+    write_quarantine(conn, tenant, p, q, "ON CONFLICT DO NOTHING").await
+}
+
+/// Quarantines a raw event that was published before (reprocessing found it
+/// failing a rule): a row left by an earlier quarantine and release is
+/// reopened with the new reason.
+pub async fn requarantine(
+    conn: &mut PgConnection,
+    tenant: &str,
+    p: &Processed,
+    q: &Quarantine,
+) -> Result<(), sqlx::Error> {
+    write_quarantine(
+        conn,
+        tenant,
+        p,
+        q,
+        "ON CONFLICT (tenant_id, sequence) DO UPDATE
+           SET state = 1, reason = EXCLUDED.reason, field = EXCLUDED.field,
+               detail = EXCLUDED.detail, raw_event = EXCLUDED.raw_event,
+               reason_number = EXCLUDED.reason_number, violations = EXCLUDED.violations,
+               dictionary_version = EXCLUDED.dictionary_version, quarantined_at = now()",
+    )
+    .await
+}
+
+async fn write_quarantine(
+    conn: &mut PgConnection,
+    tenant: &str,
+    p: &Processed,
+    q: &Quarantine,
+    on_conflict: &str,
+) -> Result<(), sqlx::Error> {
     let first = q.first();
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO governance.quarantine
            (tenant_id, sequence, message_id, reason, field, detail, source, source_event_name,
             received_at, source_revision, raw_event, reason_number, violations, dictionary_version, traceparent)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT DO NOTHING",
-    )
+         {on_conflict}"
+    ))
     .bind(tenant)
     .bind(p.raw_sequence)
     .bind(&p.message_id)

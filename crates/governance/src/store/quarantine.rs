@@ -199,17 +199,20 @@ pub async fn apply_replay(
                 (1i16, ReplayDone::StillQuarantined)
             }
             Verdict::Clean(c) => {
-                let already: bool = sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM governance.clean_events WHERE tenant_id = $1 AND message_id = $2)",
+                // Clean unless its latest record is a retraction.
+                let latest: Option<bool> = sqlx::query_scalar(
+                    "SELECT NOT retracted FROM governance.clean_events
+                      WHERE tenant_id = $1 AND message_id = $2 ORDER BY sequence DESC LIMIT 1",
                 )
                 .bind(tenant)
                 .bind(&p.message_id)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                let already = latest == Some(true);
                 let published = if already {
                     Published::Duplicate
                 } else {
-                    publish(&mut tx, tenant, &[p])
+                    publish(&mut tx, tenant, &[p], latest.is_some())
                         .await?
                         .first()
                         .copied()
@@ -245,7 +248,7 @@ pub async fn apply_replay(
     Ok(done)
 }
 
-/// Which of `message_ids` already have a clean record.
+/// Which of `message_ids` have a clean record now (not retracted).
 pub async fn clean_message_ids(
     pool: &PgPool,
     tenant: &str,
@@ -255,8 +258,11 @@ pub async fn clean_message_ids(
         return Ok(std::collections::HashSet::new());
     }
     let found: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT message_id FROM governance.clean_events
-          WHERE tenant_id = $1 AND message_id = ANY($2)",
+        "SELECT message_id FROM (
+           SELECT DISTINCT ON (message_id) message_id, retracted FROM governance.clean_events
+            WHERE tenant_id = $1 AND message_id = ANY($2)
+            ORDER BY message_id, sequence DESC) latest
+          WHERE NOT retracted",
     )
     .bind(tenant)
     .bind(message_ids)

@@ -58,14 +58,30 @@ fn job(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
     })
 }
 
-/// A new pending job, or the job an earlier call with `request_id` started
-/// (`false` then).
+/// What [`create`] did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// Recorded a new pending job.
+    Started(JobRow),
+    /// An earlier call with the same request id started this job.
+    Existing(JobRow),
+    /// Not recorded: this APPLY job (by id) covers an overlapping range and
+    /// is still alive.
+    Overlapping(String),
+}
+
+/// Records a new pending job, unless an earlier call with `request_id`
+/// started one, or the new job applies and another live APPLY job (progress
+/// under `orphaned_after` old) overlaps its range. Starts of APPLY jobs of
+/// a tenant are serialised, so two cannot both pass that check.
 pub async fn create(
     pool: &PgPool,
     tenant: &str,
     new: &JobRow,
     request_id: Option<&str>,
-) -> Result<(JobRow, bool), sqlx::Error> {
+    orphaned_after: std::time::Duration,
+) -> Result<Created, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     if let Some(id) = request_id {
         let existing = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM governance.reprocess_jobs
@@ -73,10 +89,37 @@ pub async fn create(
         ))
         .bind(tenant)
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(r) = existing {
-            return Ok((job(&r)?, false));
+            return Ok(Created::Existing(job(&r)?));
+        }
+    }
+    if new.mode == mode::APPLY {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('governance.reprocess_apply'), hashtext($1))",
+        )
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+        let overlapping: Option<String> = sqlx::query_scalar(
+            "SELECT job_id FROM governance.reprocess_jobs
+              WHERE tenant_id = $1 AND mode = $2 AND state IN (1, 2)
+                AND heartbeat_at >= now() - make_interval(secs => $3)
+                AND range_start < $5 AND $4 < range_end
+                AND (cardinality(sources) = 0 OR cardinality($6::text[]) = 0 OR sources && $6)
+              LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(mode::APPLY)
+        .bind(orphaned_after.as_secs_f64())
+        .bind(new.range_start)
+        .bind(new.range_end)
+        .bind(&new.sources)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(job_id) = overlapping {
+            return Ok(Created::Overlapping(job_id));
         }
     }
     let row = sqlx::query(&format!(
@@ -96,10 +139,24 @@ pub async fn create(
     .bind(new.dictionary_version)
     .bind(&new.creator)
     .bind(request_id)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     let inserted: bool = row.try_get(14)?;
-    Ok((job(&row)?, inserted))
+    let job = job(&row)?;
+    tx.commit().await?;
+    Ok(if inserted {
+        Created::Started(job)
+    } else {
+        Created::Existing(job)
+    })
+}
+
+/// Job modes, as stored.
+pub mod mode {
+    /// Report only.
+    pub const DRY_RUN: i16 = 1;
+    /// Report and publish.
+    pub const APPLY: i16 = 2;
 }
 
 /// Why an orphaned job failed, as its error says.
@@ -215,8 +272,12 @@ pub struct Before {
     pub outcome: i16,
     /// First quarantine reason number, 0 when not quarantined.
     pub reason: i32,
-    /// The clean record published for it, if any (encoded `CleanEvent`).
+    /// The latest clean record published for it, if any (encoded
+    /// `CleanEvent`; a retraction's when it was withdrawn).
     pub clean: Option<Vec<u8>>,
+    /// The message id that record was published under (a restatement's is
+    /// the first record's).
+    pub clean_message_id: Option<String>,
 }
 
 /// The earlier outcomes of `sequences`, by raw sequence.
@@ -226,10 +287,12 @@ pub async fn before(
     sequences: &[i64],
 ) -> Result<std::collections::HashMap<i64, Before>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT o.raw_sequence, o.outcome, o.reason, c.payload
+        "SELECT o.raw_sequence, o.outcome, o.reason, c.payload, c.message_id
            FROM governance.raw_outcomes o
-           LEFT JOIN governance.clean_events c
-             ON c.tenant_id = o.tenant_id AND c.raw_sequence = o.raw_sequence
+           LEFT JOIN LATERAL (
+             SELECT payload, message_id FROM governance.clean_events c
+              WHERE c.tenant_id = o.tenant_id AND c.raw_sequence = o.raw_sequence
+              ORDER BY c.revision DESC LIMIT 1) c ON true
           WHERE o.tenant_id = $1 AND o.raw_sequence = ANY($2)",
     )
     .bind(tenant)
@@ -244,6 +307,7 @@ pub async fn before(
                     outcome: r.try_get(1)?,
                     reason: r.try_get(2)?,
                     clean: r.try_get(3)?,
+                    clean_message_id: r.try_get(4)?,
                 },
             ))
         })

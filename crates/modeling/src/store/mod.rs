@@ -24,6 +24,25 @@ pub struct NewStoredEvent {
     pub event_time: DateTime<Utc>,
     /// Encoded `CleanEvent`.
     pub payload: Vec<u8>,
+    /// The clean log withdrew the event with this message id: it is
+    /// deleted rather than stored.
+    pub retraction: bool,
+}
+
+impl NewStoredEvent {
+    /// The withdrawal of `message_id` at clean `sequence`.
+    pub fn retraction(sequence: i64, message_id: &str) -> Self {
+        Self {
+            sequence,
+            message_id: message_id.to_owned(),
+            person_id: None,
+            event_name: String::new(),
+            channel: String::new(),
+            event_time: DateTime::<Utc>::UNIX_EPOCH,
+            payload: Vec::new(),
+            retraction: true,
+        }
+    }
 }
 
 /// A stored event read back.
@@ -72,8 +91,8 @@ pub async fn advance_cursor(
 }
 
 /// Stores a batch and the consumed cursor in one transaction; idempotent. A later clean event
-/// with a message id stored before is a restatement and replaces the stored one; a redelivered
-/// older one changes nothing.
+/// with a message id stored before is a restatement and replaces the stored one; a retraction
+/// deletes it; a redelivered older one changes nothing.
 pub async fn commit_batch(
     pool: &PgPool,
     tenant: &str,
@@ -82,7 +101,9 @@ pub async fn commit_batch(
     consumed_through: i64,
 ) -> Result<(), sqlx::Error> {
     let latest = latest_per_message(events);
-    let events = latest.as_slice();
+    let (retractions, stored): (Vec<&NewStoredEvent>, Vec<&NewStoredEvent>) =
+        latest.into_iter().partition(|e| e.retraction);
+    let events = stored.as_slice();
     let mut tx = pool.begin().await?;
     changes::lock_tenant(&mut tx, tenant).await?;
     // An event resolved to a person before some of their identifiers were detached as shared,
@@ -132,6 +153,20 @@ pub async fn commit_batch(
         .bind(&channels)
         .bind(&times)
         .bind(&payloads)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !retractions.is_empty() {
+        let ids: Vec<&str> = retractions.iter().map(|e| e.message_id.as_str()).collect();
+        let sequences: Vec<i64> = retractions.iter().map(|e| e.sequence).collect();
+        sqlx::query(
+            "DELETE FROM modeling.events e
+              USING UNNEST($2::text[], $3::bigint[]) AS r(m, s)
+              WHERE e.tenant_id = $1 AND e.message_id = r.m AND e.sequence < r.s",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .bind(&sequences)
         .execute(&mut *tx)
         .await?;
     }

@@ -38,6 +38,7 @@ fn event(sequence: i64, person: Uuid, device: &str) -> NewStoredEvent {
             .single()
             .unwrap_or_default(),
         payload: clean.encode_to_vec(),
+        retraction: false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The event store keeps one row per message id: a restatement (a later clean event with the
-//! same message id) replaces it; a redelivered older one changes nothing.
+//! same message id) replaces it; a retraction deletes it; a redelivered older one changes
+//! nothing.
 
 use chrono::{TimeZone as _, Utc};
 use sqlx::PgPool;
@@ -18,6 +19,7 @@ fn event(sequence: i64, message_id: &str, name: &str) -> NewStoredEvent {
             .single()
             .unwrap_or_default(),
         payload: name.as_bytes().to_vec(),
+        retraction: false,
     }
 }
 
@@ -67,6 +69,57 @@ async fn a_restatement_replaces_and_a_redelivery_does_not() -> anyhow::Result<()
     .fetch_one(&pool)
     .await?;
     assert_eq!(cursor, 5, "the cursor never moves back");
+    pool.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retraction_deletes_and_a_later_restatement_stores_again() -> anyhow::Result<()> {
+    let db = TestDatabase::create().await?;
+    let pool = db
+        .migrated_pool(touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR)
+        .await?;
+    commit_batch(
+        &pool,
+        "t",
+        &[event(1, "m1", "first"), event(2, "m2", "other")],
+        "c",
+        2,
+    )
+    .await?;
+    commit_batch(
+        &pool,
+        "t",
+        &[
+            NewStoredEvent::retraction(7, "m1"),
+            NewStoredEvent::retraction(8, "m9"),
+        ],
+        "c",
+        8,
+    )
+    .await?;
+    assert_eq!(
+        rows(&pool).await?,
+        vec![(2, "m2".to_owned(), "other".to_owned())],
+        "m1 is withdrawn; a retraction of an unknown id changes nothing"
+    );
+    // In one batch, the latest record per message id decides.
+    commit_batch(
+        &pool,
+        "t",
+        &[
+            event(9, "m1", "released"),
+            NewStoredEvent::retraction(10, "m2"),
+            event(3, "m2", "late"),
+        ],
+        "c",
+        10,
+    )
+    .await?;
+    assert_eq!(
+        rows(&pool).await?,
+        vec![(9, "m1".to_owned(), "released".to_owned())]
+    );
     pool.close().await;
     Ok(())
 }

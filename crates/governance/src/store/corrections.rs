@@ -1,0 +1,153 @@
+//! Publishing what reprocessing in APPLY mode changed about raw events the
+//! first cleaning published: a restating record when the clean content
+//! changed, or a retraction (and the event quarantined) when it now fails a
+//! rule. Each is a new revision of the raw event in the clean log, appended
+//! after the head with the outcome ledger rewritten in the same
+//! transaction, so received = clean + quarantined + duplicates still holds
+//! and a repeated job finds nothing left to change.
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use sqlx::PgPool;
+use touchline_proto::governance::v1::CleanEvent;
+
+use super::publish::{Processed, Verdict, outcome, record_outcome, requarantine};
+
+/// One published raw event whose cleaning changed.
+#[derive(Debug, Clone)]
+pub struct Correction<'a> {
+    /// The raw event cleaned again.
+    pub processed: &'a Processed,
+    /// The message id its clean records carry (a restatement's is the
+    /// first record's).
+    pub message_id: String,
+    /// Its ledger outcome so far: clean or restatement.
+    pub outcome: i16,
+}
+
+/// Appends one record per correction and rewrites the ledger, in one
+/// transaction: a clean verdict restates the event, a quarantined one
+/// retracts it.
+pub async fn apply(
+    pool: &PgPool,
+    tenant: &str,
+    corrections: &[Correction<'_>],
+) -> Result<(), sqlx::Error> {
+    if corrections.is_empty() {
+        return Ok(());
+    }
+    let count =
+        i64::try_from(corrections.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+    let mut tx = pool.begin().await?;
+    let head: i64 = sqlx::query_scalar(
+        "INSERT INTO governance.clean_heads (tenant_id, last_sequence) VALUES ($1, $2)
+         ON CONFLICT (tenant_id) DO UPDATE
+           SET last_sequence = governance.clean_heads.last_sequence + EXCLUDED.last_sequence,
+               updated_at = now()
+         RETURNING last_sequence",
+    )
+    .bind(tenant)
+    .bind(count)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut rows = Records::default();
+    for (sequence, c) in (head - count + 1..).zip(corrections) {
+        let p = c.processed;
+        match &p.verdict {
+            Verdict::Clean(cleaned) => {
+                let mut event = cleaned.event.clone();
+                event.message_id.clone_from(&c.message_id);
+                event.raw_sequence = p.raw_sequence;
+                event.dictionary_version = p.dictionary_version;
+                event.restatement = true;
+                rows.push(sequence, p, &event, cleaned.event_time, false);
+                record_outcome(&mut tx, tenant, p, c.outcome, 0, Some(cleaned)).await?;
+            }
+            Verdict::Quarantined(q) => {
+                let event = CleanEvent {
+                    message_id: c.message_id.clone(),
+                    raw_sequence: p.raw_sequence,
+                    dictionary_version: p.dictionary_version,
+                    retraction: true,
+                    ..CleanEvent::default()
+                };
+                rows.push(sequence, p, &event, p.received_at, true);
+                requarantine(&mut tx, tenant, p, q).await?;
+                record_outcome(
+                    &mut tx,
+                    tenant,
+                    p,
+                    outcome::QUARANTINED,
+                    q.reason() as i32,
+                    None,
+                )
+                .await?;
+            }
+        }
+    }
+    sqlx::query(
+        "INSERT INTO governance.clean_events
+           (tenant_id, sequence, raw_sequence, revision, retracted, message_id, event_name,
+            channel, event_time, payload, traceparent)
+         SELECT $1, s, r,
+                COALESCE((SELECT max(e.revision) + 1 FROM governance.clean_events e
+                           WHERE e.tenant_id = $1 AND e.raw_sequence = u.r), 0),
+                x, m, n, c, t, b, tp
+           FROM UNNEST($2::bigint[], $3::bigint[], $4::boolean[], $5::text[], $6::text[],
+                       $7::text[], $8::timestamptz[], $9::bytea[], $10::text[])
+             AS u(s, r, x, m, n, c, t, b, tp)",
+    )
+    .bind(tenant)
+    .bind(&rows.sequences)
+    .bind(&rows.raw_sequences)
+    .bind(&rows.retracted)
+    .bind(&rows.message_ids)
+    .bind(&rows.names)
+    .bind(&rows.channels)
+    .bind(&rows.times)
+    .bind(&rows.payloads)
+    .bind(&rows.traceparents)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(crate::CLEAN_LOG_CHANNEL)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// The columns of the records to append, for one UNNEST statement.
+#[derive(Default)]
+struct Records {
+    sequences: Vec<i64>,
+    raw_sequences: Vec<i64>,
+    retracted: Vec<bool>,
+    message_ids: Vec<String>,
+    names: Vec<String>,
+    channels: Vec<String>,
+    times: Vec<DateTime<Utc>>,
+    payloads: Vec<Vec<u8>>,
+    traceparents: Vec<Option<String>>,
+}
+
+impl Records {
+    fn push(
+        &mut self,
+        sequence: i64,
+        p: &Processed,
+        event: &CleanEvent,
+        time: DateTime<Utc>,
+        retracted: bool,
+    ) {
+        self.sequences.push(sequence);
+        self.raw_sequences.push(p.raw_sequence);
+        self.retracted.push(retracted);
+        self.message_ids.push(event.message_id.clone());
+        self.names.push(event.event_name.clone());
+        self.channels.push(event.channel.clone());
+        self.times.push(time);
+        self.payloads.push(event.encode_to_vec());
+        self.traceparents.push(p.traceparent.clone());
+    }
+}
