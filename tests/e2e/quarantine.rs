@@ -11,16 +11,16 @@ use touchline_proto::collection::v1::collection_service_client::CollectionServic
 use touchline_proto::common::v1::TimeRange;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::governance::v1::{
-    CanonicalEvent, CreateCanonicalEventRequest, EventAlias, GetReprocessJobRequest,
-    ListQuarantinedRequest, PublishDictionaryVersionRequest, QuarantineFilter, QuarantineReason,
-    QuarantineState, QuarantinedEventNames, ReplayOutcome, ReplayQuarantinedRequest,
-    ReprocessJobState, ReprocessRangeRequest, UpdateCanonicalEventRequest,
-    replay_quarantined_request::Selection,
+    CanonicalEvent, CreateCanonicalEventRequest, EventAlias, ListQuarantinedRequest,
+    PublishDictionaryVersionRequest, QuarantineFilter, QuarantineReason, QuarantineState,
+    QuarantinedEventNames, ReplayOutcome, ReplayQuarantinedRequest, ReprocessRangeRequest,
+    UpdateCanonicalEventRequest, replay_quarantined_request::Selection,
 };
 use touchline_proto::prost_types::FieldMask;
 use touchline_testkit::{TestApp, eventually, token};
 
 use crate::dictionary::{SCOPES, clean_log_until, recent_ms};
+use crate::reprocess_apply::{Governance, run_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_dictionary_releases_a_quarantined_event_exactly_once() -> anyhow::Result<()> {
@@ -234,38 +234,15 @@ async fn a_dry_run_reprocessing_reports_what_a_new_version_would_change() -> any
         .err()
         .map(|s| s.code());
     assert_eq!(open, Some(tonic::Code::InvalidArgument));
-    let job = governance
-        .reprocess_range(ReprocessRangeRequest {
+    let done = run_job(
+        &mut governance,
+        ReprocessRangeRequest {
             received_time: Some(range),
             ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .reprocess_job
-        .ok_or_else(|| anyhow::anyhow!("no job"))?;
-    assert_eq!(job.dictionary_version, 2);
-    let done = eventually(Duration::from_secs(60), || {
-        let mut governance = governance.clone();
-        let name = job.name.clone();
-        async move {
-            let job = governance
-                .get_reprocess_job(GetReprocessJobRequest { name })
-                .await?
-                .into_inner()
-                .reprocess_job;
-            Ok(job.filter(|j| {
-                j.state == ReprocessJobState::Succeeded as i32
-                    || j.state == ReprocessJobState::Failed as i32
-            }))
-        }
-    })
+        },
+    )
     .await?;
-    assert_eq!(
-        done.state,
-        ReprocessJobState::Succeeded as i32,
-        "{}",
-        done.error
-    );
+    assert_eq!(done.dictionary_version, 2);
     assert_eq!((done.total_events, done.examined_events), (2, 2));
     let diff = done.diff.unwrap_or_default();
     assert_eq!((diff.newly_clean_count, diff.unchanged_count), (1, 1));
@@ -294,14 +271,7 @@ async fn strict_dictionary_with_two_events(
     app: &TestApp,
     token: &str,
     prefix: &str,
-) -> anyhow::Result<
-    GovernanceServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            tonic::transport::Channel,
-            touchline_runtime::client::CallCredentials,
-        >,
-    >,
-> {
+) -> anyhow::Result<Governance> {
     let mut governance = GovernanceServiceClient::new(app.channel(token)?);
     governance
         .create_canonical_event(CreateCanonicalEventRequest {

@@ -25,7 +25,8 @@ use touchline_testkit::{TestApp, eventually, token};
 
 use crate::dictionary::{SCOPES, recent_ms};
 
-type Governance = GovernanceServiceClient<
+/// The governance client the tests use.
+pub(crate) type Governance = GovernanceServiceClient<
     tonic::service::interceptor::InterceptedService<
         tonic::transport::Channel,
         touchline_runtime::client::CallCredentials,
@@ -96,7 +97,8 @@ async fn update(
     Ok(())
 }
 
-async fn run_job(
+/// Starts a reprocessing job and waits until it succeeded (an error if it failed).
+pub(crate) async fn run_job(
     governance: &mut Governance,
     request: ReprocessRangeRequest,
 ) -> anyhow::Result<ReprocessJob> {

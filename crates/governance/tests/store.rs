@@ -233,25 +233,10 @@ async fn keys_rotate_to_a_new_version() -> anyhow::Result<()> {
 #[tokio::test]
 async fn an_orphaned_reprocess_job_is_reported_failed() -> anyhow::Result<()> {
     use std::time::Duration;
-    use touchline_governance::store::reprocess::{self, JobRow, ORPHANED, Progress};
+    use touchline_governance::store::reprocess::{self, ORPHANED, Progress};
 
     let (_db, pool) = fresh_pool().await?;
-    let new = |id: &str| JobRow {
-        job_id: id.to_owned(),
-        state: 1,
-        mode: 1,
-        range_start: now(),
-        range_end: now(),
-        sources: Vec::new(),
-        dictionary_version: 1,
-        total_events: 0,
-        examined_events: 0,
-        diff: None,
-        error: String::new(),
-        creator: "tester".to_owned(),
-        created_at: now(),
-        completed_at: None,
-    };
+    let new = |id: &str| job_row(id, 1, (now(), now()), &[]);
     let running = Progress {
         state: 2,
         total: 10,
@@ -296,25 +281,17 @@ async fn an_orphaned_reprocess_job_is_reported_failed() -> anyhow::Result<()> {
 async fn an_apply_job_is_refused_while_another_applies_an_overlapping_range() -> anyhow::Result<()>
 {
     use std::time::Duration;
-    use touchline_governance::store::reprocess::{self, Created, JobRow, mode};
+    use touchline_governance::store::reprocess::{self, Created, mode};
 
     let (_db, pool) = fresh_pool().await?;
     let hour = chrono::TimeDelta::hours(1);
-    let job = |id: &str, job_mode: i16, from: i64, to: i64, sources: &[&str]| JobRow {
-        job_id: id.to_owned(),
-        state: 1,
-        mode: job_mode,
-        range_start: now() + hour * i32::try_from(from).unwrap_or(0),
-        range_end: now() + hour * i32::try_from(to).unwrap_or(0),
-        sources: sources.iter().map(|s| (*s).to_owned()).collect(),
-        dictionary_version: 1,
-        total_events: 0,
-        examined_events: 0,
-        diff: None,
-        error: String::new(),
-        creator: "tester".to_owned(),
-        created_at: now(),
-        completed_at: None,
+    let job = |id: &str, job_mode: i16, from: i32, to: i32, sources: &[&str]| {
+        job_row(
+            id,
+            job_mode,
+            (now() + hour * from, now() + hour * to),
+            sources,
+        )
     };
     let limit = Duration::from_secs(180);
     let started = |c: &Created| matches!(c, Created::Started(_));
@@ -353,4 +330,29 @@ async fn an_apply_job_is_refused_while_another_applies_an_overlapping_range() ->
         reprocess::create(&pool, "t1", &job("f", mode::APPLY, 1, 2, &[]), None, limit).await?;
     assert!(started(&again), "{again:?}");
     Ok(())
+}
+
+/// A pending job of `mode` over `range` received times.
+fn job_row(
+    id: &str,
+    mode: i16,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    sources: &[&str],
+) -> touchline_governance::store::reprocess::JobRow {
+    touchline_governance::store::reprocess::JobRow {
+        job_id: id.to_owned(),
+        state: 1,
+        mode,
+        range_start: range.0,
+        range_end: range.1,
+        sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+        dictionary_version: 1,
+        total_events: 0,
+        examined_events: 0,
+        diff: None,
+        error: String::new(),
+        creator: "tester".to_owned(),
+        created_at: now(),
+        completed_at: None,
+    }
 }

@@ -6,12 +6,10 @@
 //! transaction, so received = clean + quarantined + duplicates still holds
 //! and a repeated job finds nothing left to change.
 
-use chrono::{DateTime, Utc};
-use prost::Message as _;
 use sqlx::PgPool;
 use touchline_proto::governance::v1::CleanEvent;
 
-use super::publish::{Processed, Verdict, outcome, record_outcome, requarantine};
+use super::publish::{CleanRows, Processed, Verdict, outcome, record_outcome, requarantine};
 
 /// One published raw event whose cleaning changed.
 #[derive(Debug, Clone)]
@@ -50,7 +48,7 @@ pub async fn apply(
     .bind(count)
     .fetch_one(&mut *tx)
     .await?;
-    let mut rows = Records::default();
+    let mut rows = CleanRows::default();
     for (sequence, c) in (head - count + 1..).zip(corrections) {
         let p = c.processed;
         match &p.verdict {
@@ -115,39 +113,4 @@ pub async fn apply(
         .execute(&mut *tx)
         .await?;
     tx.commit().await
-}
-
-/// The columns of the records to append, for one UNNEST statement.
-#[derive(Default)]
-struct Records {
-    sequences: Vec<i64>,
-    raw_sequences: Vec<i64>,
-    retracted: Vec<bool>,
-    message_ids: Vec<String>,
-    names: Vec<String>,
-    channels: Vec<String>,
-    times: Vec<DateTime<Utc>>,
-    payloads: Vec<Vec<u8>>,
-    traceparents: Vec<Option<String>>,
-}
-
-impl Records {
-    fn push(
-        &mut self,
-        sequence: i64,
-        p: &Processed,
-        event: &CleanEvent,
-        time: DateTime<Utc>,
-        retracted: bool,
-    ) {
-        self.sequences.push(sequence);
-        self.raw_sequences.push(p.raw_sequence);
-        self.retracted.push(retracted);
-        self.message_ids.push(event.message_id.clone());
-        self.names.push(event.event_name.clone());
-        self.channels.push(event.channel.clone());
-        self.times.push(time);
-        self.payloads.push(event.encode_to_vec());
-        self.traceparents.push(p.traceparent.clone());
-    }
 }

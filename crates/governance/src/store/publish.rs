@@ -267,7 +267,7 @@ pub async fn publish(
             event.message_id.clone_from(message_id);
             event.restatement = true;
         }
-        rows.push(next, p, &event, c);
+        rows.push(next, p, &event, c.event_time, false);
         planned.push(Some((next, restated)));
     }
     let inserted: std::collections::HashSet<i64> = sqlx::query_scalar(
@@ -366,31 +366,36 @@ pub async fn publish(
 
 /// The columns of clean rows to append, gathered for one UNNEST statement.
 #[derive(Default)]
-struct CleanRows {
-    sequences: Vec<i64>,
-    raw_sequences: Vec<i64>,
-    message_ids: Vec<String>,
-    names: Vec<String>,
-    channels: Vec<String>,
-    times: Vec<DateTime<Utc>>,
-    payloads: Vec<Vec<u8>>,
-    traceparents: Vec<Option<String>>,
+pub(crate) struct CleanRows {
+    pub(crate) sequences: Vec<i64>,
+    pub(crate) raw_sequences: Vec<i64>,
+    pub(crate) retracted: Vec<bool>,
+    pub(crate) message_ids: Vec<String>,
+    pub(crate) names: Vec<String>,
+    pub(crate) channels: Vec<String>,
+    pub(crate) times: Vec<DateTime<Utc>>,
+    pub(crate) payloads: Vec<Vec<u8>>,
+    pub(crate) traceparents: Vec<Option<String>>,
 }
 
 impl CleanRows {
-    fn push(
+    /// `event` at clean `sequence`, published for raw event `p`, ordered in
+    /// the log at `time`; `retracted` when it withdraws the message id.
+    pub(crate) fn push(
         &mut self,
         sequence: i64,
         p: &Processed,
         event: &touchline_proto::governance::v1::CleanEvent,
-        c: &Cleaned,
+        time: DateTime<Utc>,
+        retracted: bool,
     ) {
         self.sequences.push(sequence);
         self.raw_sequences.push(p.raw_sequence);
+        self.retracted.push(retracted);
         self.message_ids.push(event.message_id.clone());
         self.names.push(event.event_name.clone());
         self.channels.push(event.channel.clone());
-        self.times.push(c.event_time);
+        self.times.push(time);
         self.payloads.push(event.encode_to_vec());
         self.traceparents.push(p.traceparent.clone());
     }
