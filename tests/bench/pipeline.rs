@@ -11,6 +11,8 @@
 //! and the process's memory after each phase.
 //!
 //! `cargo run --release -p touchline-e2e --bin pipeline-bench [STEADY_RATE]`
+//! (`BENCH_COPY_APPENDS=false`: phases 2 and 3 append with INSERT instead of COPY;
+//! `BENCH_INGEST_ONLY=true`: phase 1 alone)
 
 use std::time::{Duration, Instant};
 
@@ -62,10 +64,17 @@ async fn main() -> anyhow::Result<()> {
         total as f64 / secs
     );
     inserting.stop().await;
+    if std::env::var("BENCH_INGEST_ONLY").is_ok_and(|v| v == "true") {
+        return Ok(());
+    }
 
     // 2. Collection and governance: the backlog drained, then the lag to clean at a steady rate.
+    // Later phases append the way a deployment does; `BENCH_COPY_APPENDS=false` makes them
+    // insert instead, to see what the append path costs the stages that read the raw log.
+    let copy_appends = std::env::var("BENCH_COPY_APPENDS").map_or(true, |v| v != "false");
     let stages = TestApp::spawn_with(TestDatabase::create().await?, |config| {
         config.services = vec![ServiceName::Collection, ServiceName::Governance];
+        config.collection.copy_appends = copy_appends;
     })
     .await?;
     let mut conn = sqlx::PgConnection::connect(&stages.db.url).await?;
@@ -89,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
     memory("after collection + governance")?;
 
     // 3. The whole pipeline: the backlog into the event store, then the lag to modeling.
-    let app = TestApp::spawn().await?;
+    let app = TestApp::spawn_with(TestDatabase::create().await?, |config| {
+        config.collection.copy_appends = copy_appends;
+    })
+    .await?;
     let mut conn = sqlx::PgConnection::connect(&app.db.url).await?;
     let started = Instant::now();
     let (total, secs) = ingest(&app, &token, "t").await?;
