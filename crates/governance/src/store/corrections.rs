@@ -9,7 +9,9 @@
 use sqlx::PgPool;
 use touchline_proto::governance::v1::CleanEvent;
 
-use super::publish::{CleanRows, Processed, Verdict, outcome, record_outcome, requarantine};
+use super::publish::{
+    CleanRows, Processed, Verdict, bump_clean_head, outcome, record_outcome, requarantine,
+};
 
 /// One published raw event whose cleaning changed.
 #[derive(Debug, Clone)]
@@ -37,17 +39,7 @@ pub async fn apply(
     let count =
         i64::try_from(corrections.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
     let mut tx = pool.begin().await?;
-    let head: i64 = sqlx::query_scalar(
-        "INSERT INTO governance.clean_heads (tenant_id, last_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE
-           SET last_sequence = governance.clean_heads.last_sequence + EXCLUDED.last_sequence,
-               updated_at = now()
-         RETURNING last_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(&mut *tx)
-    .await?;
+    let head = bump_clean_head(&mut tx, tenant, count).await?;
     let mut rows = CleanRows::default();
     for (sequence, c) in (head - count + 1..).zip(corrections) {
         let p = c.processed;

@@ -232,17 +232,7 @@ pub async fn publish(
         results.resize(items.len(), Published::Duplicate);
         return Ok(results);
     }
-    let head: i64 = sqlx::query_scalar(
-        "INSERT INTO governance.clean_heads (tenant_id, last_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE
-           SET last_sequence = governance.clean_heads.last_sequence + EXCLUDED.last_sequence,
-               updated_at = now()
-         RETURNING last_sequence",
-    )
-    .bind(tenant)
-    .bind(to_append)
-    .fetch_one(&mut *conn)
-    .await?;
+    let head = bump_clean_head(conn, tenant, to_append).await?;
     // One statement for the clean rows and one for their natural keys: per-row round trips
     // would bound the stage at a few thousand events per second.
     let mut next = head - to_append;
@@ -362,6 +352,27 @@ pub async fn publish(
         .execute(&mut *conn)
         .await?;
     Ok(results)
+}
+
+/// Moves the tenant's clean head `count` sequences on and returns the new
+/// head; the head row stays locked until the caller's transaction ends,
+/// which orders the tenant's appends to the clean log.
+pub(crate) async fn bump_clean_head(
+    conn: &mut PgConnection,
+    tenant: &str,
+    count: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO governance.clean_heads (tenant_id, last_sequence) VALUES ($1, $2)
+         ON CONFLICT (tenant_id) DO UPDATE
+           SET last_sequence = governance.clean_heads.last_sequence + EXCLUDED.last_sequence,
+               updated_at = now()
+         RETURNING last_sequence",
+    )
+    .bind(tenant)
+    .bind(count)
+    .fetch_one(conn)
+    .await
 }
 
 /// The columns of clean rows to append, gathered for one UNNEST statement.
