@@ -24,6 +24,8 @@ use touchline_proto::collection::v1::IngestEventsRequest;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_testkit::{TestApp, TestDatabase, token};
 
+/// The tenant the benchmark writes as.
+const TENANT: &str = "bench";
 const PRODUCERS: usize = 4;
 const BATCH: usize = 500;
 const BATCHES_PER_PRODUCER: usize = 100;
@@ -36,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(10_000);
-    let token = token("bench", &["events:write", "models:read"]);
+    let token = token(TENANT, &["events:write", "models:read"]);
 
     // 1a. Collection alone: the acknowledgement path and nothing else on the 2 cores.
     let alone = TestApp::spawn_with(TestDatabase::create().await?, |config| {
@@ -84,14 +86,26 @@ async fn main() -> anyhow::Result<()> {
         "durable ingest, governance cleaning behind it: {total} events in {secs:.2}s = {:.0} events/s",
         total as f64 / secs
     );
-    wait_for(&mut conn, "governance.clean_events", total as i64).await?;
+    wait_for(
+        &mut conn,
+        &[GOVERNANCE],
+        "governance.clean_events",
+        total as i64,
+    )
+    .await?;
     let clean_secs = started.elapsed().as_secs_f64();
     println!(
         "governance: all {total} events clean after {clean_secs:.2}s = {:.0} clean events/s sustained",
         total as f64 / clean_secs
     );
     let sent = steady(&stages, &token, steady_rate).await?;
-    wait_for(&mut conn, "governance.clean_events", (total + sent) as i64).await?;
+    wait_for(
+        &mut conn,
+        &[GOVERNANCE],
+        "governance.clean_events",
+        (total + sent) as i64,
+    )
+    .await?;
     let (p50, p99, max) = lag(&mut conn, "governance.clean_events", "cleaned_at").await?;
     println!("  ack → clean p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
     stages.stop().await;
@@ -109,7 +123,13 @@ async fn main() -> anyhow::Result<()> {
         "durable ingest, whole pipeline running: {total} events in {secs:.2}s = {:.0} events/s",
         total as f64 / secs
     );
-    wait_for(&mut conn, "modeling.events", total as i64).await?;
+    wait_for(
+        &mut conn,
+        &[GOVERNANCE, MODELING],
+        "modeling.events",
+        total as i64,
+    )
+    .await?;
     let store_secs = started.elapsed().as_secs_f64();
     println!(
         "modeling: all {total} events stored after {store_secs:.2}s = {:.0} events/s end to end (clean + resolve + store)",
@@ -117,7 +137,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let rate = (steady_rate / 5).max(1_000);
     let sent = steady(&app, &token, rate).await?;
-    wait_for(&mut conn, "modeling.events", (total + sent) as i64).await?;
+    wait_for(
+        &mut conn,
+        &[GOVERNANCE, MODELING],
+        "modeling.events",
+        (total + sent) as i64,
+    )
+    .await?;
     let (p50, p99, max) = lag(&mut conn, "modeling.events", "stored_at").await?;
     println!("  ack → modeling p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms");
     memory("after the whole pipeline")?;
@@ -214,21 +240,64 @@ async fn ingest(app: &TestApp, token: &str, prefix: &'static str) -> anyhow::Res
     ))
 }
 
-async fn wait_for(conn: &mut sqlx::PgConnection, table: &str, expected: i64) -> anyhow::Result<()> {
+/// A stage reading a log: its consumer cursors and the log's heads.
+struct Stage {
+    consumer: &'static str,
+    cursors: &'static str,
+    heads: &'static str,
+}
+
+const GOVERNANCE: Stage = Stage {
+    consumer: "governance.clean",
+    cursors: "governance.consumer_cursors",
+    heads: "collection.log_heads",
+};
+const MODELING: Stage = Stage {
+    consumer: "modeling.events",
+    cursors: "modeling.consumer_cursors",
+    heads: "governance.clean_heads",
+};
+
+/// Waits until each of `stages`, in order, has consumed its log up to the head, then checks
+/// that `table` holds `expected` rows. Progress is polled with single-row reads: a `count(*)`
+/// of a table of 200,000 rows every 20 ms would itself take most of a core from the stages
+/// being measured.
+async fn wait_for(
+    conn: &mut sqlx::PgConnection,
+    stages: &[Stage],
+    table: &str,
+    expected: i64,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+    for stage in stages {
+        loop {
+            let (cursor, head): (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
+                "SELECT (SELECT last_sequence FROM {} WHERE consumer = $1 AND tenant_id = $2),
+                        (SELECT last_sequence FROM {} WHERE tenant_id = $2)",
+                stage.cursors, stage.heads
+            ))
+            .bind(stage.consumer)
+            .bind(TENANT)
             .fetch_one(&mut *conn)
             .await?;
-        if n >= expected {
-            return Ok(());
+            if let (Some(cursor), Some(head)) = (cursor, head)
+                && cursor >= head
+            {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not drain: at {cursor:?} of {head:?}",
+                stage.consumer
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{table} did not drain: {n} of {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(&mut *conn)
+        .await?;
+    anyhow::ensure!(n >= expected, "{table} holds {n} rows of {expected}");
+    Ok(())
 }
 
 /// Prints the process's resident memory now and at its peak (servers and load generator).
