@@ -75,30 +75,7 @@ pub async fn apply(
             }
         }
     }
-    sqlx::query(
-        "INSERT INTO governance.clean_events
-           (tenant_id, sequence, raw_sequence, revision, retracted, message_id, event_name,
-            channel, event_time, payload, traceparent)
-         SELECT $1, s, r,
-                COALESCE((SELECT max(e.revision) + 1 FROM governance.clean_events e
-                           WHERE e.tenant_id = $1 AND e.raw_sequence = u.r), 0),
-                x, m, n, c, t, b, tp
-           FROM UNNEST($2::bigint[], $3::bigint[], $4::boolean[], $5::text[], $6::text[],
-                       $7::text[], $8::timestamptz[], $9::bytea[], $10::text[])
-             AS u(s, r, x, m, n, c, t, b, tp)",
-    )
-    .bind(tenant)
-    .bind(&rows.sequences)
-    .bind(&rows.raw_sequences)
-    .bind(&rows.retracted)
-    .bind(&rows.message_ids)
-    .bind(&rows.names)
-    .bind(&rows.channels)
-    .bind(&rows.times)
-    .bind(&rows.payloads)
-    .bind(&rows.traceparents)
-    .execute(&mut *tx)
-    .await?;
+    rows.insert(&mut tx, tenant, true).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(crate::CLEAN_LOG_CHANNEL)
         .bind(tenant)

@@ -260,36 +260,7 @@ pub async fn publish(
         rows.push(next, p, &event, c.event_time, false);
         planned.push(Some((next, restated)));
     }
-    let inserted: std::collections::HashSet<i64> = sqlx::query_scalar(
-        "INSERT INTO governance.clean_events
-           (tenant_id, sequence, raw_sequence, revision, message_id, event_name, channel,
-            event_time, payload, traceparent)
-         SELECT $1, s, r,
-                CASE WHEN $10 THEN COALESCE(
-                  (SELECT max(e.revision) + 1 FROM governance.clean_events e
-                    WHERE e.tenant_id = $1 AND e.raw_sequence = u.r), 0)
-                ELSE 0 END,
-                m, n, c, t, b, tp
-           FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                       $7::timestamptz[], $8::bytea[], $9::text[])
-             AS u(s, r, m, n, c, t, b, tp)
-         ON CONFLICT (tenant_id, raw_sequence, revision) DO NOTHING
-         RETURNING raw_sequence",
-    )
-    .bind(tenant)
-    .bind(&rows.sequences)
-    .bind(&rows.raw_sequences)
-    .bind(&rows.message_ids)
-    .bind(&rows.names)
-    .bind(&rows.channels)
-    .bind(&rows.times)
-    .bind(&rows.payloads)
-    .bind(&rows.traceparents)
-    .bind(republish)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    let inserted = rows.insert(conn, tenant, republish).await?;
     // The natural keys of what was inserted: the first record of a key keeps its source and
     // message id, the latest content hash wins (one row per key per statement).
     let mut keys: Vec<(&str, &str, &str, &[u8], i64)> = Vec::new();
@@ -390,6 +361,47 @@ pub(crate) struct CleanRows {
 }
 
 impl CleanRows {
+    /// Inserts the rows, each as the next revision of its raw event when
+    /// `next_revision`, else as revision 0 (a first publication, skipped when
+    /// the raw event was published before); the raw sequences inserted.
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut PgConnection,
+        tenant: &str,
+        next_revision: bool,
+    ) -> Result<std::collections::HashSet<i64>, sqlx::Error> {
+        let inserted: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO governance.clean_events
+               (tenant_id, sequence, raw_sequence, revision, retracted, message_id, event_name,
+                channel, event_time, payload, traceparent)
+             SELECT $1, s, r,
+                    CASE WHEN $11 THEN COALESCE(
+                      (SELECT max(e.revision) + 1 FROM governance.clean_events e
+                        WHERE e.tenant_id = $1 AND e.raw_sequence = u.r), 0)
+                    ELSE 0 END,
+                    x, m, n, c, t, b, tp
+               FROM UNNEST($2::bigint[], $3::bigint[], $4::boolean[], $5::text[], $6::text[],
+                           $7::text[], $8::timestamptz[], $9::bytea[], $10::text[])
+                 AS u(s, r, x, m, n, c, t, b, tp)
+             ON CONFLICT (tenant_id, raw_sequence, revision) DO NOTHING
+             RETURNING raw_sequence",
+        )
+        .bind(tenant)
+        .bind(&self.sequences)
+        .bind(&self.raw_sequences)
+        .bind(&self.retracted)
+        .bind(&self.message_ids)
+        .bind(&self.names)
+        .bind(&self.channels)
+        .bind(&self.times)
+        .bind(&self.payloads)
+        .bind(&self.traceparents)
+        .bind(next_revision)
+        .fetch_all(conn)
+        .await?;
+        Ok(inserted.into_iter().collect())
+    }
+
     /// `event` at clean `sequence`, published for raw event `p`, ordered in
     /// the log at `time`; `retracted` when it withdraws the message id.
     pub(crate) fn push(
