@@ -289,16 +289,14 @@ impl Reprocessor {
                     earlier.map(side_of),
                     &after_side,
                 );
-                if change != Change::Unchanged {
+                if job.mode == mode::APPLY && change != Change::Unchanged {
                     changed.push((after, earlier));
                 }
                 progress.examined += 1;
             }
-            if job.mode == mode::APPLY {
-                self.publish_changes(tenant, &changed)
-                    .await
-                    .map_err(store_error)?;
-            }
+            self.publish_changes(tenant, &changed)
+                .await
+                .map_err(store_error)?;
             progress.diff = diff.to_pb().encode_to_vec();
             store::progress(&self.pool, tenant, &job.job_id, progress)
                 .await
@@ -311,7 +309,7 @@ impl Reprocessor {
 }
 
 impl Reprocessor {
-    /// Publishes the changed outcomes of one batch: published events are
+    /// Publishes the changed outcomes of one batch (none in a dry run): published events are
     /// restated or retracted, quarantined ones replayed. Duplicates (by
     /// message id or natural key) published nothing and stay as they are.
     async fn publish_changes(

@@ -10,7 +10,8 @@ use sqlx::PgPool;
 use touchline_proto::governance::v1::CleanEvent;
 
 use super::publish::{
-    CleanRows, Processed, Verdict, bump_clean_head, outcome, record_outcome, requarantine,
+    CleanRows, OutcomeRow, Processed, Verdict, bump_clean_head, outcome, record_outcomes,
+    requarantine,
 };
 
 /// One published raw event whose cleaning changed.
@@ -41,6 +42,7 @@ pub async fn apply(
     let mut tx = pool.begin().await?;
     let head = bump_clean_head(&mut tx, tenant, count).await?;
     let mut rows = CleanRows::default();
+    let mut ledger = Vec::with_capacity(corrections.len());
     for (sequence, c) in (head - count + 1..).zip(corrections) {
         let p = c.processed;
         match &p.verdict {
@@ -51,7 +53,12 @@ pub async fn apply(
                 event.dictionary_version = p.dictionary_version;
                 event.restatement = true;
                 rows.push(sequence, p, &event, cleaned.event_time, false);
-                record_outcome(&mut tx, tenant, p, c.outcome, 0, Some(cleaned)).await?;
+                ledger.push(OutcomeRow {
+                    processed: p,
+                    code: c.outcome,
+                    reason: 0,
+                    clean: Some(cleaned),
+                });
             }
             Verdict::Quarantined(q) => {
                 let event = CleanEvent {
@@ -63,19 +70,17 @@ pub async fn apply(
                 };
                 rows.push(sequence, p, &event, p.received_at, true);
                 requarantine(&mut tx, tenant, p, q).await?;
-                record_outcome(
-                    &mut tx,
-                    tenant,
-                    p,
-                    outcome::QUARANTINED,
-                    q.reason() as i32,
-                    None,
-                )
-                .await?;
+                ledger.push(OutcomeRow {
+                    processed: p,
+                    code: outcome::QUARANTINED,
+                    reason: q.reason() as i32,
+                    clean: None,
+                });
             }
         }
     }
     rows.insert(&mut tx, tenant, true).await?;
+    record_outcomes(&mut tx, tenant, &ledger).await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(crate::CLEAN_LOG_CHANNEL)
         .bind(tenant)
