@@ -142,11 +142,20 @@ pub fn to_status<E: ApiError + ?Sized>(err: &E) -> tonic::Status {
     };
     let mut details = ErrorDetails::new();
     details.set_error_info(code.reason(), ERROR_DOMAIN, HashMap::new());
-    for violation in err.field_violations() {
-        details.add_bad_request_violation(
-            violation.field,
-            format!("{}: {}", violation.reason, violation.description),
-        );
+    let violations: Vec<tonic_types::FieldViolation> = err
+        .field_violations()
+        .into_iter()
+        .map(|violation| tonic_types::FieldViolation {
+            // The reason leads the description too, for callers that show
+            // the text alone.
+            description: format!("{}: {}", violation.reason, violation.description),
+            field: violation.field,
+            reason: violation.reason.to_owned(),
+            localized_message: None,
+        })
+        .collect();
+    if !violations.is_empty() {
+        details.set_bad_request(violations);
     }
     if let Some(delay) = err.retry_after() {
         details.set_retry_info(Some(delay));
@@ -212,6 +221,11 @@ mod tests {
         let details = status.get_error_details();
         let bad = details.bad_request().expect("bad request detail");
         assert_eq!(bad.field_violations[0].field, "events[2].event");
+        assert_eq!(bad.field_violations[0].reason, "EMPTY_EVENT_NAME");
+        assert_eq!(
+            bad.field_violations[0].description,
+            "EMPTY_EVENT_NAME: must not be empty"
+        );
         assert_eq!(
             details.error_info().map(|i| i.reason.as_str()),
             Some("INVALID_ARGUMENT")

@@ -28,6 +28,10 @@ use touchline_proto::common::v1::Identifier;
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
 
+/// The allocator the `touchline` binary runs the service with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TENANT: &str = "bench";
 /// Identifiers per person, and per BatchResolve call (the contract's limit).
 const PER_PERSON: usize = 3;

@@ -22,8 +22,6 @@
 pub mod listener;
 pub mod local;
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
 use crate::config::IdentityConfig;
-use crate::domain::IdentifierKey;
+use crate::domain::{IdentifierKey, KeyMap};
 use local::{Entry, LocalLayer};
 
 /// How long the cache stands aside after failing, before it is tried again.
@@ -207,23 +205,19 @@ impl IdentityCache {
     /// the layer. Redis being slow, down or cooling down only costs its
     /// part of the answer; tombstones read as misses. Redis is asked in
     /// pipelined MGETs of [`MGET_CHUNK`], all bounded by one timeout.
-    pub async fn get_many(
-        &self,
-        tenant: &str,
-        keys: &[IdentifierKey],
-    ) -> HashMap<IdentifierKey, Uuid> {
-        let mut found = HashMap::with_capacity(keys.len());
+    pub async fn get_many<'k>(&self, tenant: &str, keys: &[&'k IdentifierKey]) -> KeyMap<'k, Uuid> {
+        let mut found = KeyMap::with_capacity_and_hasher(keys.len(), Default::default());
         if keys.is_empty() {
             return found;
         }
         let layer = self.local.as_deref().filter(|layer| layer.trusted());
         let mut remote: Vec<(&IdentifierKey, String)> = Vec::with_capacity(keys.len());
         let mut moved = 0;
-        for key in keys {
+        for &key in keys {
             let name = cache_key(&self.prefix, tenant, key);
             match layer.and_then(|layer| layer.get(&name)) {
                 Some(Entry::Live { person, .. }) => {
-                    found.insert(key.clone(), person);
+                    found.insert(key, person);
                 }
                 // Known to have moved: PostgreSQL answers.
                 Some(Entry::Tombstone { .. }) => moved += 1,
@@ -290,7 +284,7 @@ impl IdentityCache {
                 match value.as_deref().and_then(parse_entry) {
                     Some((person, version)) => {
                         hits += 1;
-                        found.insert((*key).clone(), person);
+                        found.insert(*key, person);
                         if let Some(layer) = layer {
                             layer.offer(name.clone(), Entry::Live { person, version });
                         }
@@ -492,21 +486,38 @@ pub fn parse_entry(value: &str) -> Option<(Uuid, i64)> {
 /// The Redis key of `key` in `tenant`. Each part has `%` and `:` escaped, so
 /// a value containing `:` can never collide with another identifier's key.
 pub fn cache_key(prefix: &str, tenant: &str, key: &IdentifierKey) -> String {
-    format!(
-        "{prefix}:identity:{}:{}:{}:{}",
-        escape(tenant),
-        escape(&key.id_type),
-        escape(&key.scope),
-        escape(&key.value)
-    )
+    // Built in one buffer: this runs for every identifier of every lookup.
+    let parts = [tenant, &key.id_type, &key.scope, &key.value];
+    let escaped: usize = parts.iter().map(|p| p.len() + 2 * escapes(p)).sum();
+    let mut name = String::with_capacity(prefix.len() + ":identity".len() + 4 + escaped);
+    name.push_str(prefix);
+    name.push_str(":identity");
+    for part in parts {
+        name.push(':');
+        push_escaped(&mut name, part);
+    }
+    name
 }
 
-fn escape(part: &str) -> Cow<'_, str> {
-    if part.contains(['%', ':']) {
-        Cow::Owned(part.replace('%', "%25").replace(':', "%3A"))
-    } else {
-        Cow::Borrowed(part)
+/// Characters of `part` that `push_escaped` expands to three.
+fn escapes(part: &str) -> usize {
+    part.bytes().filter(|b| matches!(b, b'%' | b':')).count()
+}
+
+/// Appends `part` with `%` and `:` percent-encoded, so no part can forge a
+/// separator.
+fn push_escaped(out: &mut String, part: &str) {
+    let mut rest = part;
+    while let Some(at) = rest.find(['%', ':']) {
+        out.push_str(&rest[..at]);
+        out.push_str(if rest.as_bytes()[at] == b'%' {
+            "%25"
+        } else {
+            "%3A"
+        });
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
 }
 
 /// Failure bookkeeping shared by all clones of a cache.
@@ -611,6 +622,16 @@ mod tests {
             value: "c".to_owned(),
         };
         assert_ne!(cache_key("tl", "t1", &a), cache_key("tl", "t1", &percent));
+        assert_eq!(cache_key("tl", "t1", &a), "tl:identity:t1:x:a%3Ab:c");
+        assert_eq!(
+            cache_key("tl", "t1", &percent),
+            "tl:identity:t1:x:a%253Ab:c"
+        );
+        let pseudonym = IdentifierKey::normalise("phone", "", "k1:00ff");
+        assert_eq!(
+            cache_key("", "t:2", &pseudonym),
+            ":identity:t%3A2:phone::k1%3A00ff"
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub const MAX_VALUE_BYTES: usize = 512;
 /// Longest accepted evidence message id, bytes (the collection service's limit).
 pub const MAX_EVIDENCE_BYTES: usize = 128;
 
+/// Identifiers per item below which duplicates are found by a scan.
+const LINEAR_DEDUP_LIMIT: usize = 16;
+
 /// The identifier type whose values are compared case-insensitively.
 pub const EMAIL: &str = "email";
 
@@ -49,7 +52,16 @@ impl IdentifierKey {
     /// ids and member cards are case-sensitive, and so may be a pseudonym
     /// (an email pseudonymised upstream has no `@` and is left alone).
     pub fn normalise(id_type: &str, scope: &str, value: &str) -> Self {
-        let id_type = id_type.trim().to_lowercase();
+        let id_type = id_type.trim();
+        // Types are nearly always lower-case already; skip the copy-and-map.
+        let id_type = if id_type
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+        {
+            id_type.to_lowercase()
+        } else {
+            id_type.to_owned()
+        };
         let value = if id_type == EMAIL && value.contains('@') {
             value.trim().to_lowercase()
         } else {
@@ -150,39 +162,30 @@ fn validate_item(
             "an item needs at least one identifier",
         ));
     }
-    let mut keys = Vec::with_capacity(item.identifiers.len());
-    let mut seen = HashSet::with_capacity(item.identifiers.len());
+    let mut keys: Vec<IdentifierKey> = Vec::with_capacity(item.identifiers.len());
+    // Items hold a handful of identifiers, where a scan beats hashing; a
+    // set takes over for the rare item of hundreds.
+    let mut seen: Option<HashSet<IdentifierKey>> = None;
     for (j, raw) in item.identifiers.iter().enumerate() {
-        let path = format!("items[{i}].identifiers[{j}]");
-        check_text(
-            &format!("{path}.type"),
-            raw.id_type,
-            true,
-            MAX_TYPE_BYTES,
-            out,
-        );
-        check_text(
-            &format!("{path}.scope"),
-            raw.scope,
-            false,
-            MAX_SCOPE_BYTES,
-            out,
-        );
-        check_text(
-            &format!("{path}.value"),
-            raw.value,
-            true,
-            MAX_VALUE_BYTES,
-            out,
-        );
+        let path = |part: &str| format!("items[{i}].identifiers[{j}].{part}");
+        check_text(|| path("type"), raw.id_type, true, MAX_TYPE_BYTES, out);
+        check_text(|| path("scope"), raw.scope, false, MAX_SCOPE_BYTES, out);
+        check_text(|| path("value"), raw.value, true, MAX_VALUE_BYTES, out);
         let key = IdentifierKey::normalise(raw.id_type, raw.scope, raw.value);
         // The same identifier twice in one event says nothing new.
-        if seen.insert(key.clone()) {
+        let repeated = if keys.len() < LINEAR_DEDUP_LIMIT {
+            keys.contains(&key)
+        } else {
+            !seen
+                .get_or_insert_with(|| keys.iter().cloned().collect())
+                .insert(key.clone())
+        };
+        if !repeated {
             keys.push(key);
         }
     }
     check_text(
-        &format!("items[{i}].evidence_message_id"),
+        || format!("items[{i}].evidence_message_id"),
         item.evidence_message_id,
         false,
         MAX_EVIDENCE_BYTES,
@@ -212,16 +215,24 @@ fn validate_item(
     })
 }
 
-fn check_text(field: &str, value: &str, required: bool, max: usize, out: &mut Vec<FieldViolation>) {
+/// Checks one text field; `field` names it, and is only built for a
+/// violation (the valid path allocates nothing here).
+fn check_text(
+    field: impl Fn() -> String,
+    value: &str,
+    required: bool,
+    max: usize,
+    out: &mut Vec<FieldViolation>,
+) {
     if value.trim().is_empty() {
         if required {
-            out.push(FieldViolation::new(field, "EMPTY", "must not be empty"));
+            out.push(FieldViolation::new(field(), "EMPTY", "must not be empty"));
         }
         return;
     }
     if value.len() > max {
         out.push(FieldViolation::new(
-            field,
+            field(),
             "TOO_LONG",
             format!("is longer than {max} bytes"),
         ));
@@ -230,25 +241,48 @@ fn check_text(field: &str, value: &str, required: bool, max: usize, out: &mut Ve
     // always a source bug rather than an identifier.
     if value.chars().any(char::is_control) {
         out.push(FieldViolation::new(
-            field,
+            field(),
             "CONTROL_CHARACTER",
             "contains a control character",
         ));
     }
 }
 
+/// A map keyed by borrowed identifiers, hashed with a fast seeded hasher
+/// (the warm lookup path hashes every identifier several times).
+pub type KeyMap<'a, V> = HashMap<&'a IdentifierKey, V, foldhash::fast::RandomState>;
+
 /// The distinct keys of `items`, in order of first appearance.
-pub fn distinct_keys<'a>(items: impl IntoIterator<Item = &'a ResolveItem>) -> Vec<IdentifierKey> {
-    let mut seen = HashSet::new();
+pub fn distinct_keys<'a>(
+    items: impl IntoIterator<Item = &'a ResolveItem>,
+) -> Vec<&'a IdentifierKey> {
+    let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
     let mut keys = Vec::new();
     for item in items {
         for key in &item.keys {
             if seen.insert(key) {
-                keys.push(key.clone());
+                keys.push(key);
             }
         }
     }
     keys
+}
+
+/// The key id and digest of a value in pseudonym form (`k1:<hex>`).
+fn pseudonym_parts(value: &str) -> Option<(&str, &str)> {
+    let (key_id, digest) = value.split_once(':')?;
+    (!key_id.is_empty()
+        && key_id.len() <= 8
+        && key_id.chars().all(|c| c.is_ascii_alphanumeric())
+        && digest.len() >= 16
+        && digest.chars().all(|c| c.is_ascii_hexdigit()))
+    .then_some((key_id, digest))
+}
+
+/// Whether `value` is in the pseudonym form governance gives direct
+/// identifiers.
+pub fn is_pseudonym(value: &str) -> bool {
+    pseudonym_parts(value).is_some()
 }
 
 /// How an identifier value is shown: masked, never in full.
@@ -258,13 +292,7 @@ pub fn distinct_keys<'a>(items: impl IntoIterator<Item = &'a ResolveItem>) -> Ve
 /// the domain; other values keep their first three and last four characters
 /// when long enough to hide the middle. Returns (masked, pseudonymised).
 pub fn mask(value: &str) -> (String, bool) {
-    if let Some((key_id, digest)) = value.split_once(':')
-        && !key_id.is_empty()
-        && key_id.len() <= 8
-        && key_id.chars().all(|c| c.is_ascii_alphanumeric())
-        && digest.len() >= 16
-        && digest.chars().all(|c| c.is_ascii_hexdigit())
-    {
+    if let Some((key_id, digest)) = pseudonym_parts(value) {
         let head: String = digest.chars().take(6).collect();
         return (format!("{key_id}:{head}****"), true);
     }
@@ -287,7 +315,7 @@ pub fn mask(value: &str) -> (String, bool) {
 /// is cached and all agree, `None` when PostgreSQL must decide (a missing key
 /// may have to be linked; disagreeing keys need the oldest-person rule over
 /// authoritative data).
-pub fn cached_answer(item: &ResolveItem, cached: &HashMap<IdentifierKey, Uuid>) -> Option<Uuid> {
+pub fn cached_answer(item: &ResolveItem, cached: &KeyMap<'_, Uuid>) -> Option<Uuid> {
     let mut person = None;
     for key in &item.keys {
         let owner = cached.get(key)?;
@@ -428,6 +456,26 @@ mod tests {
     }
 
     #[test]
+    fn repeats_collapse_in_large_items_too() {
+        // Past the scan limit a set finds repeats: of keys seen before it
+        // took over, and of keys seen after.
+        let values: Vec<String> = (0..40).map(|n| format!("d-{n}")).collect();
+        let mut identifiers: Vec<RawIdentifier<'_>> =
+            values.iter().map(|v| raw("device_id", v)).collect();
+        identifiers.push(raw("device_id", "d-3"));
+        identifiers.push(raw("Device_ID", " d-39 "));
+        identifiers.push(raw("device_id", "d-40"));
+        let items = [RawItem {
+            identifiers,
+            ..RawItem::default()
+        }];
+        let valid = validate(&items).expect("valid");
+        let mut expected: Vec<IdentifierKey> = values.iter().map(|v| key("device_id", v)).collect();
+        expected.push(key("device_id", "d-40"));
+        assert_eq!(valid[0].keys, expected);
+    }
+
+    #[test]
     fn bad_timestamps_are_named() {
         let items = [RawItem {
             identifiers: vec![raw("phone", "1")],
@@ -444,11 +492,8 @@ mod tests {
     fn the_cache_answers_only_when_every_key_agrees() {
         let p = Uuid::from_u128(7);
         let q = Uuid::from_u128(8);
-        let cached = HashMap::from([
-            (key("phone", "1"), p),
-            (key("email", "a@x"), p),
-            (key("crm_id", "c"), q),
-        ]);
+        let (phone, email, crm) = (key("phone", "1"), key("email", "a@x"), key("crm_id", "c"));
+        let cached: KeyMap<'_, Uuid> = [(&phone, p), (&email, p), (&crm, q)].into_iter().collect();
         assert_eq!(
             cached_answer(&item(&[("phone", "1"), ("email", "a@x")]), &cached),
             Some(p)

@@ -8,7 +8,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use touchline_error::FieldViolation;
 
-use crate::domain::IdentifierKey;
+use crate::domain::{self, IdentifierKey};
+
+/// Identifier types governance always pseudonymises before they reach
+/// identity (a tenant may add more there; those it cannot know here).
+const PSEUDONYMISED_TYPES: [&str; 2] = ["phone", "email"];
 
 /// Highest accepted `max_persons_per_value`.
 pub const MAX_PERSONS_LIMIT: u32 = 1_000;
@@ -248,6 +252,19 @@ pub fn validate(rules: &Rules) -> Result<(), Vec<FieldViolation>> {
                 "EMPTY",
                 "type and value are required",
             ));
+        } else if PSEUDONYMISED_TYPES.contains(&b.key.id_type.as_str())
+            && !domain::is_pseudonym(&b.key.value)
+        {
+            // Identity never sees these types in clear, so a clear value
+            // here would be stored and silently never match.
+            out.push(FieldViolation::new(
+                format!("identity_rules.blocked_values[{i}].value"),
+                "NOT_PSEUDONYMISED",
+                "phone and email values reach identity only as pseudonyms (k1:<hex>), so a \
+                 clear value would never match; give the pseudonym as clean events carry it / \
+                 手机号和邮箱只以假名形式（k1:<hex>）到达身份服务，明文值永远不会命中；\
+                 请填写清洗后事件中的假名",
+            ));
         }
     }
     if out.is_empty() { Ok(()) } else { Err(out) }
@@ -278,6 +295,41 @@ mod tests {
         assert_eq!(
             reasons,
             vec!["DUPLICATE_TYPE", "OUT_OF_RANGE", "OUT_OF_RANGE"]
+        );
+    }
+
+    #[test]
+    fn clear_phones_and_emails_cannot_be_blocked() {
+        let blocked = |id_type: &str, value: &str| BlockedValue {
+            key: IdentifierKey::normalise(id_type, "", value),
+            reason: String::new(),
+        };
+        let rules = Rules {
+            blocked: vec![
+                blocked("phone", "+8613912345678"),
+                blocked("phone", &format!("k1:{}", "ab".repeat(32))),
+                blocked("email", "Shop@Example.com"),
+                blocked("device_id", "00000000-0000-0000-0000-000000000000"),
+            ],
+            ..Rules::default()
+        };
+        let violations = validate(&rules).expect_err("clear values");
+        let named: Vec<(&str, &str)> = violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.reason))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (
+                    "identity_rules.blocked_values[0].value",
+                    "NOT_PSEUDONYMISED"
+                ),
+                (
+                    "identity_rules.blocked_values[2].value",
+                    "NOT_PSEUDONYMISED"
+                ),
+            ]
         );
     }
 }

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::cache::IdentityCache;
 use crate::detach;
-use crate::domain::{self, IdentifierKey, ResolveItem};
+use crate::domain::{self, IdentifierKey, KeyMap, ResolveItem};
 use crate::error::IdentityError;
 use crate::graph::{self, GraphPlan, GraphView, Options, Outcome};
 use crate::rules::{CompiledRules, Rules};
@@ -126,7 +126,7 @@ impl Identity {
         }
         let cached = match (&self.cache, options.explicit) {
             (Some(cache), false) => cache.get_many(tenant, &domain::distinct_keys(items)).await,
-            _ => HashMap::new(),
+            _ => KeyMap::default(),
         };
         let mut results: Vec<Option<Outcome>> = items
             .iter()
@@ -162,8 +162,8 @@ impl Identity {
     async fn refill(
         &self,
         tenant: &str,
-        keys: &[IdentifierKey],
-        cached: &HashMap<IdentifierKey, Uuid>,
+        keys: &[&IdentifierKey],
+        cached: &KeyMap<'_, Uuid>,
         versions: Option<HashMap<IdentifierKey, store::Owner>>,
     ) {
         let Some(cache) = &self.cache else { return };
@@ -220,7 +220,10 @@ impl Identity {
         options: Options,
         actor: &Actor,
     ) -> Result<Resolved, IdentityError> {
-        let keys = domain::distinct_keys(items.iter().copied());
+        let keys: Vec<IdentifierKey> = domain::distinct_keys(items.iter().copied())
+            .into_iter()
+            .cloned()
+            .collect();
         let mut conn = self.pool.acquire().await?;
         let rules = CompiledRules::new(
             &store::admin::load_rules(&mut conn, tenant)
@@ -428,10 +431,7 @@ impl Identity {
         key: &IdentifierKey,
     ) -> Result<Option<Uuid>, IdentityError> {
         if let Some(cache) = &self.cache
-            && let Some(person) = cache
-                .get_many(tenant, std::slice::from_ref(key))
-                .await
-                .get(key)
+            && let Some(person) = cache.get_many(tenant, &[key]).await.get(key)
         {
             return Ok(Some(*person));
         }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod log;
 pub mod outbox;
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -47,11 +48,11 @@ pub struct Owner {
     pub contested: bool,
 }
 
-fn key_arrays(keys: &[IdentifierKey]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+fn key_arrays<K: Borrow<IdentifierKey>>(keys: &[K]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
     (
-        keys.iter().map(|k| k.id_type.as_str()).collect(),
-        keys.iter().map(|k| k.scope.as_str()).collect(),
-        keys.iter().map(|k| k.value.as_str()).collect(),
+        keys.iter().map(|k| k.borrow().id_type.as_str()).collect(),
+        keys.iter().map(|k| k.borrow().scope.as_str()).collect(),
+        keys.iter().map(|k| k.borrow().value.as_str()).collect(),
     )
 }
 
@@ -65,10 +66,10 @@ fn key_of(row: &sqlx::postgres::PgRow, from: usize) -> Result<IdentifierKey, sql
 
 /// The owners (with versions and "seen with" lists) of those of `keys` that
 /// are linked.
-pub async fn lookup(
+pub async fn lookup<K: Borrow<IdentifierKey>>(
     conn: &mut PgConnection,
     tenant: &str,
-    keys: &[IdentifierKey],
+    keys: &[K],
 ) -> Result<HashMap<IdentifierKey, (Known, i64)>, sqlx::Error> {
     if keys.is_empty() {
         return Ok(HashMap::new());

@@ -47,6 +47,50 @@ async fn block(api: &IdentityApi, tenant: &str, values: &[(&str, &str)]) {
 }
 
 #[tokio::test]
+async fn a_clear_phone_cannot_be_blocked_and_changes_nothing() {
+    use tonic_types::StatusExt as _;
+    let db = TestDb::new(2).await;
+    let api = IdentityApi::new(db.pool.clone(), None);
+    let refused = api
+        .update_identity_rules(req(
+            admin("t1"),
+            pb::UpdateIdentityRulesRequest {
+                identity_rules: Some(pb::IdentityRules {
+                    blocked_values: vec![pb::BlockedValue {
+                        r#type: "phone".to_owned(),
+                        value: "13912345678".to_owned(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["blocked_values".to_owned()],
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("a clear phone would never match");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let details = refused.get_error_details();
+    let violation = &details
+        .bad_request()
+        .expect("field violations")
+        .field_violations[0];
+    assert_eq!(violation.field, "identity_rules.blocked_values[0].value");
+    assert_eq!(violation.reason, "NOT_PSEUDONYMISED");
+    let stored = api
+        .get_identity_rules(req(admin("t1"), pb::GetIdentityRulesRequest::default()))
+        .await
+        .expect("rules")
+        .into_inner()
+        .identity_rules
+        .expect("rules");
+    assert_eq!(stored.revision, 0, "the refused update stored nothing");
+    assert!(stored.blocked_values.is_empty());
+}
+
+#[tokio::test]
 async fn blocked_values_never_merge_anyone() {
     let db = TestDb::new(4).await;
     let (cache, _) = local_cache().await;
