@@ -421,24 +421,37 @@ pub struct DecisionFilter {
 }
 
 impl Identity {
-    /// The reply remembered for an idempotency key, if any.
-    pub async fn replay(
+    /// Claims an idempotency key before a keyed call acts.
+    pub async fn claim_request(
         &self,
         tenant: &str,
         request_id: Uuid,
         method: &str,
-    ) -> Result<Option<Vec<u8>>, IdentityError> {
-        Ok(store::admin::stored_response(&self.pool, tenant, request_id, method).await?)
+    ) -> Result<store::admin::Claim, IdentityError> {
+        Ok(store::admin::claim_request(&self.pool, tenant, request_id, method).await?)
     }
 
-    /// Remembers the reply of a call made with an idempotency key.
-    pub async fn remember(
+    /// Stores the reply of a keyed call that owns its key.
+    pub async fn complete_request(
         &self,
         tenant: &str,
         request_id: Uuid,
         method: &str,
         response: &[u8],
     ) -> Result<(), IdentityError> {
-        Ok(store::admin::store_response(&self.pool, tenant, request_id, method, response).await?)
+        Ok(
+            store::admin::complete_request(&self.pool, tenant, request_id, method, response)
+                .await?,
+        )
+    }
+
+    /// Gives up the key of a keyed call that failed or was cancelled.
+    pub async fn release_request(
+        &self,
+        tenant: &str,
+        request_id: Uuid,
+        method: &str,
+    ) -> Result<(), IdentityError> {
+        Ok(store::admin::release_request(&self.pool, tenant, request_id, method).await?)
     }
 }

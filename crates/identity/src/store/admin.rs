@@ -421,28 +421,67 @@ pub async fn confirm_erasure(
 /// How long an idempotency key is remembered.
 pub const REQUEST_RETENTION_HOURS: i32 = 24;
 
-/// The stored reply of an earlier call with the same idempotency key.
-pub async fn stored_response(
+/// A claim older than this with no reply is taken to be left by a crashed
+/// process (the calls keyed this way finish in well under a second).
+pub const STALE_CLAIM_SECONDS: i32 = 60;
+
+/// What a call finds when it claims its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is this call's: it acts, then completes or releases it.
+    Owned,
+    /// Another call with the key is acting now.
+    InFlight,
+    /// An earlier call finished; its reply.
+    Done(Vec<u8>),
+}
+
+/// Claims an idempotency key. A key past its retention, or claimed longer
+/// than [`STALE_CLAIM_SECONDS`] ago without a reply, is claimed afresh.
+pub async fn claim_request(
     pool: &PgPool,
     tenant: &str,
     request_id: Uuid,
     method: &str,
-) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT response FROM identity.requests
-          WHERE tenant_id = $1 AND request_id = $2 AND method = $3
-            AND created_at > now() - make_interval(hours => $4)",
+) -> Result<Claim, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO identity.requests AS r (tenant_id, request_id, method, response)
+         VALUES ($1, $2, $3, NULL)
+         ON CONFLICT (tenant_id, request_id, method) DO UPDATE
+            SET response = NULL, created_at = now()
+          WHERE r.created_at < now() - make_interval(hours => $4)
+             OR (r.response IS NULL AND r.created_at < now() - make_interval(secs => $5))
+         RETURNING 1",
     )
     .bind(tenant)
     .bind(request_id)
     .bind(method)
     .bind(REQUEST_RETENTION_HOURS)
+    .bind(f64::from(STALE_CLAIM_SECONDS))
     .fetch_optional(pool)
-    .await
+    .await?;
+    if claimed.is_some() {
+        return Ok(Claim::Owned);
+    }
+    let held: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+        "SELECT response FROM identity.requests
+          WHERE tenant_id = $1 AND request_id = $2 AND method = $3",
+    )
+    .bind(tenant)
+    .bind(request_id)
+    .bind(method)
+    .fetch_optional(pool)
+    .await?;
+    // Gone since the insert: its owner failed and released it. Reporting
+    // it in flight sends the caller back, and its retry claims it.
+    Ok(match held.flatten() {
+        Some(reply) => Claim::Done(reply),
+        None => Claim::InFlight,
+    })
 }
 
-/// Remembers a reply for its idempotency key (the first one wins).
-pub async fn store_response(
+/// Stores the reply of the call that owns the key.
+pub async fn complete_request(
     pool: &PgPool,
     tenant: &str,
     request_id: Uuid,
@@ -450,13 +489,32 @@ pub async fn store_response(
     response: &[u8],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO identity.requests (tenant_id, request_id, method, response)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        "UPDATE identity.requests SET response = $4
+          WHERE tenant_id = $1 AND request_id = $2 AND method = $3 AND response IS NULL",
     )
     .bind(tenant)
     .bind(request_id)
     .bind(method)
     .bind(response)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Gives up a claim whose call failed, so a retry acts afresh.
+pub async fn release_request(
+    pool: &PgPool,
+    tenant: &str,
+    request_id: Uuid,
+    method: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM identity.requests
+          WHERE tenant_id = $1 AND request_id = $2 AND method = $3 AND response IS NULL",
+    )
+    .bind(tenant)
+    .bind(request_id)
+    .bind(method)
     .execute(pool)
     .await?;
     Ok(())

@@ -5,6 +5,7 @@ mod cache;
 mod changes;
 mod erasure;
 mod helpers;
+mod requests;
 mod resolve;
 mod rules;
 mod stress;
