@@ -11,6 +11,19 @@ use uuid::Uuid;
 
 use crate::helpers::{TestDb, admin, event, id, req, resolve};
 
+/// Moves the claim time of tenant t1's key for `method` back by `by`.
+async fn age(pool: &sqlx::PgPool, method: &str, by: &str) {
+    sqlx::query(
+        "UPDATE identity.requests SET created_at = now() - $2::interval
+          WHERE tenant_id = 't1' AND method = $1",
+    )
+    .bind(method)
+    .bind(by)
+    .execute(pool)
+    .await
+    .expect("age the key");
+}
+
 #[tokio::test]
 async fn a_key_is_claimed_once_completed_released_and_taken_over_when_stale() {
     let db = TestDb::new(2).await;
@@ -51,22 +64,10 @@ async fn a_key_is_claimed_once_completed_released_and_taken_over_when_stale() {
 
     // A claim a crashed process left behind is taken over after a minute,
     // and a reply past its retention is forgotten.
-    sqlx::query(
-        "UPDATE identity.requests SET created_at = now() - interval '2 minutes'
-          WHERE tenant_id = 't1' AND method = 'SplitPerson'",
-    )
-    .execute(pool)
-    .await
-    .expect("age the claim");
+    age(pool, "SplitPerson", "2 minutes").await;
     assert_eq!(claim("t1", "SplitPerson").await, Claim::Owned);
     assert_eq!(claim("t1", "SplitPerson").await, Claim::InFlight);
-    sqlx::query(
-        "UPDATE identity.requests SET created_at = now() - interval '25 hours'
-          WHERE tenant_id = 't1' AND method = 'LinkIdentifiers'",
-    )
-    .execute(pool)
-    .await
-    .expect("age the reply");
+    age(pool, "LinkIdentifiers", "25 hours").await;
     assert_eq!(claim("t1", "LinkIdentifiers").await, Claim::Owned);
     db.drop().await;
 }
