@@ -76,3 +76,98 @@ async fn a_phone_is_pseudonymised_and_masked_and_never_kept_in_clear() -> anyhow
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_blocks_a_clear_phone_and_cleaning_drops_it() -> anyhow::Result<()> {
+    use tonic_types::StatusExt as _;
+    use touchline_proto::governance::v1 as governance;
+    use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let scopes: Vec<&str> = SCOPES
+        .iter()
+        .copied()
+        .chain(["privacy:read", "privacy:write"])
+        .collect();
+    let token = token("blocks", &scopes);
+    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
+    let settings = |blocked: Vec<(&str, &str)>| governance::UpdatePrivacySettingsRequest {
+        privacy_settings: Some(governance::PrivacySettings {
+            blocked_identifiers: blocked
+                .into_iter()
+                .map(|(t, v)| governance::BlockedIdentifier {
+                    r#type: t.to_owned(),
+                    value: v.to_owned(),
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+
+    // A value that cannot be a phone is refused, naming it; nothing is stored.
+    let refused = governance
+        .update_privacy_settings(settings(vec![("phone", "139 1234 5678"), ("phone", "12")]))
+        .await
+        .expect_err("an unnormalisable phone");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let details = refused.get_error_details();
+    let violation = &details
+        .bad_request()
+        .ok_or_else(|| anyhow::anyhow!("no field violations"))?
+        .field_violations[0];
+    assert_eq!(
+        violation.field,
+        "privacy_settings.blocked_identifiers[1].value"
+    );
+    assert_eq!(violation.reason, "UNNORMALISABLE");
+    let stored = governance
+        .get_privacy_settings(governance::GetPrivacySettingsRequest::default())
+        .await?
+        .into_inner()
+        .privacy_settings
+        .ok_or_else(|| anyhow::anyhow!("no settings"))?;
+    assert!(stored.blocked_identifiers.is_empty());
+    assert!(stored.update_time.is_none(), "still the defaults");
+    assert_eq!(stored.default_country_code, "86");
+
+    // The front desk's number, blocked in clear, shown back masked.
+    let updated = governance
+        .update_privacy_settings(settings(vec![("phone", "139 1234 5678")]))
+        .await?
+        .into_inner()
+        .privacy_settings
+        .ok_or_else(|| anyhow::anyhow!("no settings"))?;
+    assert_eq!(updated.name, "tenants/blocks/privacySettings");
+    assert_eq!(updated.blocked_identifiers.len(), 1);
+    assert_eq!(updated.blocked_identifiers[0].value, "139****5678");
+    assert!(updated.update_time.is_some());
+
+    // Written another way on an event, it is dropped and counted; the
+    // event keeps its other identifier.
+    let mut event = sample_event("blocks-1", 8, "view_item", recent_ms());
+    event.identifiers.push(Identifier {
+        r#type: "phone".to_owned(),
+        value: "+86 139-1234-5678".to_owned(),
+        scope: String::new(),
+    });
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    collection
+        .ingest_events(IngestEventsRequest {
+            events: vec![event],
+        })
+        .await?;
+    let log = clean_log_until(&app, &token, "blocks", |latest| {
+        latest.contains_key("blocks-1")
+    })
+    .await?;
+    let clean = &log[0];
+    assert!(
+        clean.identifiers.iter().all(|i| i.r#type != "phone"),
+        "{:?}",
+        clean.identifiers
+    );
+    assert!(!clean.identifiers.is_empty(), "the other identifier stays");
+    assert_eq!(clean.blocked_identifiers, 1);
+    Ok(())
+}

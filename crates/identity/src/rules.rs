@@ -261,9 +261,10 @@ pub fn validate(rules: &Rules) -> Result<(), Vec<FieldViolation>> {
                 format!("identity_rules.blocked_values[{i}].value"),
                 "NOT_PSEUDONYMISED",
                 "phone and email values reach identity only as pseudonyms (k1:<hex>), so a \
-                 clear value would never match; give the pseudonym as clean events carry it / \
-                 手机号和邮箱只以假名形式（k1:<hex>）到达身份服务，明文值永远不会命中；\
-                 请填写清洗后事件中的假名",
+                 clear value would never match; block it in governance's privacy settings \
+                 (UpdatePrivacySettings) or give its pseudonym / 手机号和邮箱只以假名形式\
+                 （k1:<hex>）到达身份服务，明文值永远不会命中；请在治理服务的隐私设置\
+                 （UpdatePrivacySettings）中屏蔽，或填写其假名",
             ));
         }
     }

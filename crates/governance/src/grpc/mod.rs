@@ -4,6 +4,7 @@
 
 mod convert;
 pub mod dictionary;
+pub mod privacy;
 pub mod quality;
 pub mod quarantine;
 pub mod reprocess;
@@ -37,6 +38,8 @@ pub struct GovernanceApi {
     ingest: IngestCounts,
     replayer: Replayer,
     reprocessor: Reprocessor,
+    /// Phones without a country code take this unless the tenant set one.
+    default_country_code: String,
 }
 
 impl GovernanceApi {
@@ -55,6 +58,7 @@ impl GovernanceApi {
             SourceRegistry::new(collection.clone()),
             settings.clone(),
         );
+        let default_country_code = settings.default_country_code.clone();
         let reprocessor = Reprocessor::new(pool.clone(), collection.clone(), settings);
         Self {
             pool,
@@ -63,6 +67,7 @@ impl GovernanceApi {
             ingest: IngestCounts::new(collection),
             replayer,
             reprocessor,
+            default_country_code,
         }
     }
 }
@@ -86,6 +91,33 @@ impl GovernanceService for GovernanceApi {
             self.shutdown.clone(),
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_privacy_settings(
+        &self,
+        request: Request<pb::GetPrivacySettingsRequest>,
+    ) -> Result<Response<pb::GetPrivacySettingsResponse>, Status> {
+        let principal = touchline_auth::principal(&request)?;
+        let tenant = principal.tenant_for(privacy::parent_of(&request.get_ref().name)?)?;
+        Ok(Response::new(
+            privacy::get(&self.pool, &tenant, &self.default_country_code).await?,
+        ))
+    }
+
+    async fn update_privacy_settings(
+        &self,
+        request: Request<pb::UpdatePrivacySettingsRequest>,
+    ) -> Result<Response<pb::UpdatePrivacySettingsResponse>, Status> {
+        let principal = touchline_auth::principal(&request)?;
+        let wanted = request
+            .get_ref()
+            .privacy_settings
+            .clone()
+            .unwrap_or_default();
+        let tenant = principal.tenant_for(privacy::parent_of(&wanted.name)?)?;
+        Ok(Response::new(
+            privacy::update(&self.pool, &tenant, &self.default_country_code, &wanted).await?,
+        ))
     }
 
     async fn list_industry_templates(

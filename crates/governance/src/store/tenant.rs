@@ -1,11 +1,12 @@
 //! Per-tenant state cleaning depends on: pseudonymisation keys, privacy
 //! settings, and the active dictionary version.
 
+use chrono::{DateTime, Utc};
 use rand::RngCore as _;
 use sqlx::{PgPool, Row};
 
 use crate::domain::dictionary::Dictionary;
-use crate::domain::pii::{PrivacySettings, TenantKey};
+use crate::domain::pii::{DEFAULT_DIRECT_TYPES, PrivacySettings, TenantKey};
 
 /// The tenant's current key, creating version 1 on first use.
 pub async fn current_key(pool: &PgPool, tenant: &str) -> Result<TenantKey, sqlx::Error> {
@@ -85,46 +86,64 @@ pub async fn privacy_settings(
     Ok(settings)
 }
 
-/// Sets a tenant's privacy overrides (default country code, extra direct
-/// identifier types).
-pub async fn set_privacy_settings(
+/// Replaces a tenant's privacy settings (validated, blocked values in their
+/// normalised form) in one transaction; returns when they changed.
+pub async fn replace_privacy_settings(
     pool: &PgPool,
     tenant: &str,
-    default_country_code: &str,
-    direct_types: &[String],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    settings: &PrivacySettings,
+) -> Result<DateTime<Utc>, sqlx::Error> {
+    let extra: Vec<&str> = settings
+        .direct_types
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !DEFAULT_DIRECT_TYPES.contains(t))
+        .collect();
+    let mut tx = pool.begin().await?;
+    let changed: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO governance.privacy_settings (tenant_id, default_country_code, direct_types)
          VALUES ($1, $2, $3)
          ON CONFLICT (tenant_id) DO UPDATE
            SET default_country_code = EXCLUDED.default_country_code,
-               direct_types = EXCLUDED.direct_types, updated_at = now()",
+               direct_types = EXCLUDED.direct_types, updated_at = now()
+         RETURNING updated_at",
     )
     .bind(tenant)
-    .bind(default_country_code)
-    .bind(direct_types)
-    .execute(pool)
+    .bind(&settings.default_country_code)
+    .bind(&extra)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(())
-}
-
-/// Blocks a value (normalised form) for a type, or for every type with `""`.
-pub async fn block_identifier(
-    pool: &PgPool,
-    tenant: &str,
-    identifier_type: &str,
-    value: &str,
-) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM governance.blocked_identifiers WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    let (kinds, values): (Vec<&str>, Vec<&str>) = settings
+        .blocked
+        .iter()
+        .map(|(kind, value)| (kind.as_str(), value.as_str()))
+        .unzip();
     sqlx::query(
         "INSERT INTO governance.blocked_identifiers (tenant_id, identifier_type, value)
-         VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+         SELECT $1, k, v FROM UNNEST($2::text[], $3::text[]) AS b(k, v)",
     )
     .bind(tenant)
-    .bind(identifier_type)
-    .bind(value.trim().to_lowercase())
-    .execute(pool)
+    .bind(&kinds)
+    .bind(&values)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// When the tenant's privacy settings last changed (`None`: never set).
+pub async fn privacy_updated_at(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT updated_at FROM governance.privacy_settings WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The number of the tenant's active dictionary version (0: none).
