@@ -111,6 +111,14 @@ impl FieldViolation {
             reason,
         }
     }
+
+    /// (field, reason) of each violation: what tests and logs compare.
+    pub fn field_reasons(violations: &[FieldViolation]) -> Vec<(&str, &'static str)> {
+        violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.reason))
+            .collect()
+    }
 }
 
 /// An error a service can return to its callers.

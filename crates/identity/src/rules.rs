@@ -315,10 +315,7 @@ mod tests {
             ..Rules::default()
         };
         let violations = validate(&rules).expect_err("clear values");
-        let named: Vec<(&str, &str)> = violations
-            .iter()
-            .map(|v| (v.field.as_str(), v.reason))
-            .collect();
+        let named = FieldViolation::field_reasons(&violations);
         assert_eq!(
             named,
             vec![

@@ -189,10 +189,7 @@ mod tests {
             "86",
         )
         .expect_err("invalid");
-        let named: Vec<(&str, &str)> = violations
-            .iter()
-            .map(|v| (v.field.as_str(), v.reason))
-            .collect();
+        let named = FieldViolation::field_reasons(&violations);
         assert_eq!(
             named,
             vec![
