@@ -79,27 +79,17 @@ pub async fn append_in(
     Ok(stored)
 }
 
-/// Bumps the tenant's head by `count` and returns the first of the
-/// sequences reserved. The head row stays locked until the caller's
-/// transaction ends, which is what orders the tenant's appends.
+/// The raw log's heads.
+const HEADS: touchline_db::HeadTable = touchline_db::HeadTable::named("collection.log_heads");
+
+/// Reserves `count` sequences of the tenant's raw log and returns the first;
+/// the head stays locked until the caller's transaction ends.
 pub(crate) async fn reserve(
     conn: &mut PgConnection,
     tenant: &str,
     count: usize,
 ) -> Result<i64, sqlx::Error> {
-    let count = i64::try_from(count).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
-    let last: i64 = sqlx::query_scalar(
-        "INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE
-           SET last_sequence = collection.log_heads.last_sequence + EXCLUDED.last_sequence,
-               updated_at = now()
-         RETURNING last_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(last - count + 1)
+    HEADS.reserve(conn, tenant, count).await
 }
 
 /// Inserts `events` at the sequences from `first` on, skipping message ids
@@ -164,9 +154,7 @@ pub async fn heads(
     pool: &PgPool,
     tenants: Option<&[String]>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    touchline_db::HeadTable::named("collection.log_heads")
-        .read(pool, tenants)
-        .await
+    HEADS.read(pool, tenants).await
 }
 
 /// Up to `limit` records of the tenant's log after `after`, in order.

@@ -10,8 +10,8 @@ use sqlx::PgPool;
 use touchline_proto::governance::v1::CleanEvent;
 
 use super::publish::{
-    CleanRows, OutcomeRow, Processed, Verdict, bump_clean_head, outcome, record_outcomes,
-    requarantine,
+    CleanRows, OutcomeRow, Processed, Verdict, outcome, record_outcomes, requarantine,
+    reserve_clean,
 };
 
 /// One published raw event whose cleaning changed.
@@ -37,13 +37,11 @@ pub async fn apply(
     if corrections.is_empty() {
         return Ok(());
     }
-    let count =
-        i64::try_from(corrections.len()).map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
     let mut tx = pool.begin().await?;
-    let head = bump_clean_head(&mut tx, tenant, count).await?;
+    let first = reserve_clean(&mut tx, tenant, corrections.len()).await?;
     let mut rows = CleanRows::default();
     let mut ledger = Vec::with_capacity(corrections.len());
-    for (sequence, c) in (head - count + 1..).zip(corrections) {
+    for (sequence, c) in (first..).zip(corrections) {
         let p = c.processed;
         match &p.verdict {
             Verdict::Clean(cleaned) => {

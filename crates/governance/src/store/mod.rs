@@ -40,14 +40,16 @@ pub async fn load_cursors(
     .collect()
 }
 
+/// The clean log's heads.
+const CLEAN_HEADS: touchline_db::HeadTable =
+    touchline_db::HeadTable::named("governance.clean_heads");
+
 /// The newest sequence of each tenant (all tenants, or the named ones).
 pub async fn heads(
     pool: &PgPool,
     tenants: Option<&[String]>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    touchline_db::HeadTable::named("governance.clean_heads")
-        .read(pool, tenants)
-        .await
+    CLEAN_HEADS.read(pool, tenants).await
 }
 
 /// Up to `limit` clean records after `after`, in order.

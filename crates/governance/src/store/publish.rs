@@ -192,7 +192,7 @@ pub async fn publish(
         }
     }
     let mut decisions = Vec::with_capacity(items.len());
-    let mut to_append = 0i64;
+    let mut to_append = 0usize;
     for p in items {
         let Verdict::Clean(c) = &p.verdict else {
             decisions.push(KeyDecision::Duplicate);
@@ -232,10 +232,10 @@ pub async fn publish(
         results.resize(items.len(), Published::Duplicate);
         return Ok(results);
     }
-    let head = bump_clean_head(conn, tenant, to_append).await?;
+    let first = reserve_clean(conn, tenant, to_append).await?;
     // One statement for the clean rows and one for their natural keys: per-row round trips
     // would bound the stage at a few thousand events per second.
-    let mut next = head - to_append;
+    let mut next = first - 1;
     let mut rows = CleanRows::default();
     // Per result slot: the clean sequence it would take and whether it restates.
     let mut planned: Vec<Option<(i64, bool)>> = Vec::with_capacity(items.len());
@@ -325,25 +325,15 @@ pub async fn publish(
     Ok(results)
 }
 
-/// Moves the tenant's clean head `count` sequences on and returns the new
-/// head; the head row stays locked until the caller's transaction ends,
-/// which orders the tenant's appends to the clean log.
-pub(crate) async fn bump_clean_head(
+/// Reserves `count` sequences of the tenant's clean log and returns the
+/// first; the head stays locked until the caller's transaction ends, which
+/// orders the tenant's appends to the clean log.
+pub(crate) async fn reserve_clean(
     conn: &mut PgConnection,
     tenant: &str,
-    count: i64,
+    count: usize,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO governance.clean_heads (tenant_id, last_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE
-           SET last_sequence = governance.clean_heads.last_sequence + EXCLUDED.last_sequence,
-               updated_at = now()
-         RETURNING last_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(conn)
-    .await
+    super::CLEAN_HEADS.reserve(conn, tenant, count).await
 }
 
 /// The columns of clean rows to append, gathered for one UNNEST statement.

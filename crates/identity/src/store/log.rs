@@ -61,20 +61,9 @@ pub async fn append_changes(
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    let count = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-    // Bumping the head row serialises appends per tenant, so sequences
-    // become visible in order.
-    let last: i64 = sqlx::query_scalar(
-        "INSERT INTO identity.change_heads (tenant_id, last_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE
-           SET last_sequence = identity.change_heads.last_sequence + EXCLUDED.last_sequence
-         RETURNING last_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
-    let first = last - count + 1;
+    // Reserving serialises appends per tenant, so sequences become visible
+    // in order.
+    let first = CHANGE_HEADS.reserve(conn, tenant, changes.len()).await?;
     let mut sequences = Vec::with_capacity(changes.len());
     for (offset, change) in (0i64..).zip(changes) {
         let sequence = first + offset;
@@ -107,14 +96,16 @@ pub async fn append_changes(
     Ok(sequences)
 }
 
+/// The identity change log's heads.
+const CHANGE_HEADS: touchline_db::HeadTable =
+    touchline_db::HeadTable::named("identity.change_heads");
+
 /// The newest sequence of each tenant (all tenants, or the named ones).
 pub async fn heads(
     pool: &PgPool,
     tenants: Option<&[String]>,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    touchline_db::HeadTable::named("identity.change_heads")
-        .read(pool, tenants)
-        .await
+    CHANGE_HEADS.read(pool, tenants).await
 }
 
 /// Up to `limit` changes of `tenant` after `after`, in order.
