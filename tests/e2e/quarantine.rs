@@ -20,7 +20,7 @@ use touchline_proto::prost_types::FieldMask;
 use touchline_testkit::{TestApp, eventually, token};
 
 use crate::dictionary::{SCOPES, clean_log_until, recent_ms};
-use crate::reprocess_apply::{Governance, run_job};
+use crate::reprocess_apply::{Governance, hour_around_now, run_job};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_dictionary_releases_a_quarantined_event_exactly_once() -> anyhow::Result<()> {
@@ -217,11 +217,7 @@ async fn a_dry_run_reprocessing_reports_what_a_new_version_would_change() -> any
         .publish_dictionary_version(PublishDictionaryVersionRequest::default())
         .await?;
 
-    let now = std::time::SystemTime::now();
-    let range = TimeRange {
-        start_time: Some((now - Duration::from_secs(3_600)).into()),
-        end_time: Some((now + Duration::from_secs(3_600)).into()),
-    };
+    let range = hour_around_now();
     let open = governance
         .reprocess_range(ReprocessRangeRequest {
             received_time: Some(TimeRange {

@@ -98,6 +98,15 @@ async fn update(
 }
 
 /// Starts a reprocessing job and waits until it succeeded (an error if it failed).
+/// Receive times from an hour ago to an hour ahead: every event a test just sent.
+pub(crate) fn hour_around_now() -> TimeRange {
+    let now = std::time::SystemTime::now();
+    TimeRange {
+        start_time: Some((now - Duration::from_secs(3_600)).into()),
+        end_time: Some((now + Duration::from_secs(3_600)).into()),
+    }
+}
+
 pub(crate) async fn run_job(
     governance: &mut Governance,
     request: ReprocessRangeRequest,
@@ -199,11 +208,7 @@ async fn an_applied_reprocessing_restates_retracts_and_releases() -> anyhow::Res
         .publish_dictionary_version(PublishDictionaryVersionRequest::default())
         .await?;
 
-    let now = std::time::SystemTime::now();
-    let range = TimeRange {
-        start_time: Some((now - Duration::from_secs(3_600)).into()),
-        end_time: Some((now + Duration::from_secs(3_600)).into()),
-    };
+    let range = hour_around_now();
     let apply = ReprocessRangeRequest {
         received_time: Some(range),
         mode: ReprocessMode::Apply as i32,

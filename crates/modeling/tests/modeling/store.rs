@@ -31,8 +31,9 @@ async fn rows(pool: &PgPool) -> anyhow::Result<Vec<(i64, String, String)>> {
     .await?)
 }
 
-#[tokio::test]
-async fn a_restatement_replaces_and_a_redelivery_does_not() -> anyhow::Result<()> {
+/// A fresh event store holding m1 ("first") at 1 and m2 ("other") at 2,
+/// consumer `c` at 2. The database lives as long as the returned handle.
+async fn seeded() -> anyhow::Result<(TestDatabase, PgPool)> {
     let db = TestDatabase::create().await?;
     let pool = db
         .migrated_pool(touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR)
@@ -45,6 +46,12 @@ async fn a_restatement_replaces_and_a_redelivery_does_not() -> anyhow::Result<()
         2,
     )
     .await?;
+    Ok((db, pool))
+}
+
+#[tokio::test]
+async fn a_restatement_replaces_and_a_redelivery_does_not() -> anyhow::Result<()> {
+    let (_db, pool) = seeded().await?;
     // The restatement of m1 and, in the same batch, a redelivery of the original.
     commit_batch(
         &pool,
@@ -75,18 +82,7 @@ async fn a_restatement_replaces_and_a_redelivery_does_not() -> anyhow::Result<()
 
 #[tokio::test]
 async fn a_retraction_deletes_and_a_later_restatement_stores_again() -> anyhow::Result<()> {
-    let db = TestDatabase::create().await?;
-    let pool = db
-        .migrated_pool(touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR)
-        .await?;
-    commit_batch(
-        &pool,
-        "t",
-        &[event(1, "m1", "first"), event(2, "m2", "other")],
-        "c",
-        2,
-    )
-    .await?;
+    let (_db, pool) = seeded().await?;
     commit_batch(
         &pool,
         "t",
