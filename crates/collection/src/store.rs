@@ -70,11 +70,7 @@ pub async fn append_in(
     let first = reserve(conn, tenant, events.len()).await?;
     let stored = insert_rows(conn, tenant, first, events, received_at, file_import).await?;
     if stored.iter().any(Option::is_some) {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::RAW_LOG_CHANNEL)
-            .bind(tenant)
-            .execute(&mut *conn)
-            .await?;
+        touchline_db::wake_tailers(&mut *conn, crate::RAW_LOG_CHANNEL, tenant).await?;
     }
     Ok(stored)
 }

@@ -18,7 +18,7 @@ pub mod upkeep;
 pub use classify::{DbErrorKind, classify};
 pub use cursors::CursorTable;
 pub use heads::HeadTable;
-pub use notify::LogNotifier;
+pub use notify::{LogNotifier, wake_tailers};
 pub use pool::{DbConfig, connect, migrate};
 pub use sqlx;
 pub use upkeep::{Upkeep, UpkeepConfig, UpkeepMode};

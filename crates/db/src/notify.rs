@@ -10,10 +10,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Tells the tailers of `channel` that `tenant`'s partition grew. Sent
+/// inside the appending transaction, so PostgreSQL delivers it on commit
+/// and never for a rolled-back append.
+pub async fn wake_tailers(
+    conn: &mut PgConnection,
+    channel: &str,
+    tenant: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(tenant)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 /// Fan-out of PostgreSQL notifications on a fixed set of channels.
 #[derive(Clone)]

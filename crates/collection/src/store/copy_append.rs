@@ -70,11 +70,7 @@ pub async fn append_group_by_copy(
     };
     counts::add_in(&mut tx, tenant, hour, &deltas(events, &sequences, counts)).await?;
     if sequences.iter().any(Option::is_some) {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(crate::RAW_LOG_CHANNEL)
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
+        touchline_db::wake_tailers(&mut tx, crate::RAW_LOG_CHANNEL, tenant).await?;
     }
     tx.commit().await?;
     Ok(CopyAppend {

@@ -79,10 +79,6 @@ pub async fn apply(
     }
     rows.insert(&mut tx, tenant, true).await?;
     record_outcomes(&mut tx, tenant, &ledger).await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(crate::CLEAN_LOG_CHANNEL)
-        .bind(tenant)
-        .execute(&mut *tx)
-        .await?;
+    touchline_db::wake_tailers(&mut tx, crate::CLEAN_LOG_CHANNEL, tenant).await?;
     tx.commit().await
 }

@@ -317,11 +317,7 @@ pub async fn publish(
             _ => Published::Duplicate,
         });
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(crate::CLEAN_LOG_CHANNEL)
-        .bind(tenant)
-        .execute(&mut *conn)
-        .await?;
+    touchline_db::wake_tailers(&mut *conn, crate::CLEAN_LOG_CHANNEL, tenant).await?;
     Ok(results)
 }
 

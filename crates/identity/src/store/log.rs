@@ -88,11 +88,7 @@ pub async fn append_changes(
         .await?;
         sequences.push(sequence);
     }
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANGES_CHANNEL)
-        .bind(tenant)
-        .execute(conn)
-        .await?;
+    touchline_db::wake_tailers(conn, CHANGES_CHANNEL, tenant).await?;
     Ok(sequences)
 }
 
