@@ -11,7 +11,7 @@ pub mod cursors;
 pub mod heads;
 pub mod notify;
 mod pool;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod upkeep;
 

@@ -336,18 +336,15 @@ mod tests {
     }
 }
 
-/// Against the real server: a schema of its own per test in the admin
-/// database, dropped at the end.
+/// Against the real server. VACUUM can only remove rows no open snapshot
+/// in the same database may still see, and the rest of the suite runs
+/// transactions in parallel, so each test gets a database of its own.
 #[cfg(test)]
 mod database_tests {
     use sqlx::Connection as _;
 
     use super::*;
-
-    fn admin_url() -> String {
-        std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-    }
+    use crate::testing::{TestDatabase, admin_url};
 
     async fn fresh_schema(pool: &PgPool) -> String {
         let schema = format!("upkeep_test_{}", uuid::Uuid::new_v4().simple());
@@ -397,7 +394,10 @@ mod database_tests {
 
     #[tokio::test]
     async fn a_pass_vacuums_the_churned_table_and_leaves_the_quiet_one() {
-        let url = admin_url();
+        let database = TestDatabase::create()
+            .await
+            .expect("creating the test database");
+        let url = database.url.clone();
         let pool = PgPool::connect(&url)
             .await
             .expect("connecting to PostgreSQL");
@@ -422,10 +422,7 @@ mod database_tests {
         let report = upkeep.pass().await;
         let vacuumed = counts(&pool, &schema, "churned").await;
         let quiet = counts(&pool, &schema, "quiet").await;
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&pool)
-            .await
-            .expect("dropping the test schema");
+        pool.close().await;
         let report = report.expect("an upkeep pass");
         assert_eq!(report.vacuumed, vec![format!("{schema}.churned")]);
         assert!(report.analysed.is_empty(), "{report:?}");
