@@ -120,22 +120,42 @@ async fn a_fixed_dictionary_releases_a_quarantined_event_exactly_once() -> anyho
     assert_eq!(dry.released_count, 1);
     assert_eq!(dry.results[0].clean_sequence, 0);
 
-    let request_id = "6f1c1f0e-2b7a-4c55-9d0e-4f7c1f2a9b10".to_owned();
-    let released = governance
-        .replay_quarantined(ReplayQuarantinedRequest {
-            request_id: request_id.clone(),
-            ..by_name(false)
-        })
-        .await?
-        .into_inner();
+    // Duplicates of one keyed replay sent together act once: each is
+    // answered with the first call's reply or told to retry shortly.
+    let keyed = ReplayQuarantinedRequest {
+        request_id: "6f1c1f0e-2b7a-4c55-9d0e-4f7c1f2a9b10".to_owned(),
+        ..by_name(false)
+    };
+    let mut duplicates = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (mut governance, keyed) = (governance.clone(), keyed.clone());
+        duplicates.spawn(async move { governance.replay_quarantined(keyed).await });
+    }
+    let mut replies = Vec::new();
+    for answer in duplicates.join_all().await {
+        match answer {
+            Ok(reply) => replies.push(reply.into_inner()),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+                let details = tonic_types::StatusExt::get_error_details(&status);
+                assert!(details.retry_info().is_some(), "{status:?}");
+            }
+        }
+    }
+    let released = replies.first().cloned().expect("one duplicate acted");
+    assert!(replies.iter().all(|reply| *reply == released));
     // A retry with the same key gets the first answer back.
-    let retried = governance
-        .replay_quarantined(ReplayQuarantinedRequest {
-            request_id,
-            ..by_name(false)
-        })
-        .await?
-        .into_inner();
+    let retried = eventually(Duration::from_secs(10), || {
+        let (mut governance, keyed) = (governance.clone(), keyed.clone());
+        async move {
+            match governance.replay_quarantined(keyed).await {
+                Ok(reply) => Ok(Some(reply.into_inner())),
+                Err(status) if status.code() == tonic::Code::Aborted => Ok(None),
+                Err(status) => Err(status.into()),
+            }
+        }
+    })
+    .await?;
     assert_eq!(retried, released);
     assert_eq!(released.released_count, 1);
     assert_eq!(released.results[0].outcome, ReplayOutcome::Released as i32);

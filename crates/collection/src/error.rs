@@ -51,6 +51,9 @@ pub enum CollectionError {
     /// The etag is stale.
     #[error("the etag is stale: re-read the source and retry")]
     StaleEtag,
+    /// Another call with the same idempotency key is acting now.
+    #[error("{}", touchline_error::REQUEST_IN_FLIGHT)]
+    InFlight,
     /// The resource is not in a state that allows the operation.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -111,7 +114,7 @@ impl ApiError for CollectionError {
             }
             CollectionError::NotFound(_) => ErrorCode::NotFound,
             CollectionError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            CollectionError::StaleEtag => ErrorCode::Aborted,
+            CollectionError::StaleEtag | CollectionError::InFlight => ErrorCode::Aborted,
             CollectionError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             CollectionError::ShuttingDown => ErrorCode::Unavailable,
             CollectionError::Store(err) => {
@@ -140,6 +143,7 @@ impl ApiError for CollectionError {
             | CollectionError::NotFound(_)
             | CollectionError::AlreadyExists(_)
             | CollectionError::StaleEtag
+            | CollectionError::InFlight
             | CollectionError::FailedPrecondition(_)
             | CollectionError::ShuttingDown
             | CollectionError::Store(_) => Vec::new(),
@@ -152,6 +156,7 @@ impl ApiError for CollectionError {
                 LimitError::RateExceeded { retry_after, .. } | LimitError::Busy { retry_after },
             ) => Some(*retry_after),
             CollectionError::ShuttingDown => Some(Duration::from_secs(1)),
+            CollectionError::InFlight => Some(Duration::from_millis(200)),
             _ if self.code() == ErrorCode::Unavailable => Some(Duration::from_millis(200)),
             _ => None,
         }

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use touchline_db::{Claim, RequestKey};
 use touchline_proto::collection::v1::{Source, SourceKind, SourceState};
 
 use crate::domain::{names, source as rules};
@@ -25,6 +26,27 @@ fn decode(bytes: &[u8]) -> Result<Source, CollectionError> {
     Source::decode(bytes).map_err(|err| {
         CollectionError::Store(std::sync::Arc::new(sqlx::Error::Decode(Box::new(err))))
     })
+}
+
+/// Claims a keyed write's request id in the transaction that makes the
+/// write, and gives back the first call's reply when there was one. A retry
+/// racing the first call waits on the key until the first commits (then it
+/// reads the reply) or rolls back (then the key is its own), so a write is
+/// never made twice. Unkeyed calls claim nothing.
+async fn claim(
+    tx: &mut PgConnection,
+    key: &RequestKey<'_>,
+) -> Result<Option<Vec<u8>>, CollectionError> {
+    if key.request_id.is_empty() {
+        return Ok(None);
+    }
+    match store::REQUESTS.claim(tx, key).await? {
+        Claim::Owned => Ok(None),
+        Claim::Done(reply) => Ok(Some(reply)),
+        // Only a claim left without a reply by some other path; in a
+        // transaction every claim commits with its reply.
+        Claim::InFlight => Err(CollectionError::InFlight),
+    }
 }
 
 /// Registers a source; with `request_id`, a retry returns the first answer.
@@ -63,10 +85,12 @@ pub async fn create(
         return Ok(source);
     }
     let mut tx = pool.begin().await?;
-    let operation = "create_source";
-    if !request_id.is_empty()
-        && let Some(first) = store::find_response(&mut tx, tenant, operation, request_id).await?
-    {
+    let key = RequestKey {
+        tenant,
+        request_id,
+        method: "create_source",
+    };
+    if let Some(first) = claim(&mut tx, &key).await? {
         return decode(&first);
     }
     let payload = source.encode_to_vec();
@@ -89,7 +113,7 @@ pub async fn create(
         )));
     }
     if !request_id.is_empty() {
-        store::save_response(&mut tx, tenant, operation, request_id, &payload).await?;
+        store::REQUESTS.complete(&mut tx, &key, &payload).await?;
     }
     tx.commit().await?;
     tracing::info!(tenant, source = source_id, "source created");
@@ -200,12 +224,14 @@ pub async fn update(
     update: Update<'_>,
 ) -> Result<Source, CollectionError> {
     let source_id = update.source_id;
-    let operation = format!("update_source/{source_id}");
+    let method = format!("update_source/{source_id}");
     let mut tx = pool.begin().await?;
-    if !update.request_id.is_empty()
-        && let Some(first) =
-            store::find_response(&mut tx, tenant, &operation, update.request_id).await?
-    {
+    let key = RequestKey {
+        tenant,
+        request_id: update.request_id,
+        method: &method,
+    };
+    if let Some(first) = claim(&mut tx, &key).await? {
         return decode(&first);
     }
     let current = store::lock_current(&mut tx, tenant, source_id)
@@ -240,7 +266,7 @@ pub async fn update(
     )
     .await?;
     if !update.request_id.is_empty() {
-        store::save_response(&mut tx, tenant, &operation, update.request_id, &payload).await?;
+        store::REQUESTS.complete(&mut tx, &key, &payload).await?;
     }
     tx.commit().await?;
     tracing::info!(

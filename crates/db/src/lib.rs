@@ -11,6 +11,7 @@ pub mod cursors;
 pub mod heads;
 pub mod notify;
 mod pool;
+pub mod requests;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod upkeep;
@@ -20,5 +21,6 @@ pub use cursors::CursorTable;
 pub use heads::HeadTable;
 pub use notify::{LogNotifier, wake_tailers};
 pub use pool::{DbConfig, connect, migrate};
+pub use requests::{Claim, RequestKey, RequestTable, Run};
 pub use sqlx;
 pub use upkeep::{Upkeep, UpkeepConfig, UpkeepMode};

@@ -16,6 +16,11 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The domain every `ErrorInfo` detail names.
 pub const ERROR_DOMAIN: &str = "touchline.dev";
 
+/// What a call hears (as ABORTED, with a retry hint) when another call with
+/// its idempotency key is still acting.
+pub const REQUEST_IN_FLIGHT: &str = "a call with this request_id is still in progress; retry it \
+     shortly / 使用相同 request_id 的调用仍在进行中，请稍后重试";
+
 /// What kind of failure an error is, independent of transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {

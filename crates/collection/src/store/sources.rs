@@ -194,45 +194,6 @@ async fn insert_revision(
     Ok(())
 }
 
-/// The stored answer to an earlier call with the same request id (within a
-/// day), if any.
-pub async fn find_response(
-    conn: &mut PgConnection,
-    tenant: &str,
-    operation: &str,
-    request_id: &str,
-) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT response FROM collection.idempotent_requests
-          WHERE tenant_id = $1 AND operation = $2 AND request_id = $3
-            AND created_at > now() - interval '24 hours'",
-    )
-    .bind(tenant)
-    .bind(operation)
-    .bind(request_id)
-    .fetch_optional(&mut *conn)
-    .await
-}
-
-/// Records the answer to a call with a request id.
-pub async fn save_response(
-    conn: &mut PgConnection,
-    tenant: &str,
-    operation: &str,
-    request_id: &str,
-    response: &[u8],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO collection.idempotent_requests (tenant_id, operation, request_id, response)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, operation, request_id)
-           DO UPDATE SET response = EXCLUDED.response, created_at = now()",
-    )
-    .bind(tenant)
-    .bind(operation)
-    .bind(request_id)
-    .bind(response)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+/// Idempotency keys of CreateSource and UpdateSource.
+pub const REQUESTS: touchline_db::RequestTable =
+    touchline_db::RequestTable::named("collection.idempotent_requests");

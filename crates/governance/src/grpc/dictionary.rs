@@ -28,6 +28,9 @@ pub enum GovernanceError {
     /// Concurrent change.
     #[error("{0}")]
     Aborted(String),
+    /// Another call with the same idempotency key is acting now.
+    #[error("{}", touchline_error::REQUEST_IN_FLIGHT)]
+    InFlight,
     /// A dependency is briefly unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -46,7 +49,7 @@ impl ApiError for GovernanceError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            Self::Aborted(_) => ErrorCode::Aborted,
+            Self::Aborted(_) | Self::InFlight => ErrorCode::Aborted,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Unimplemented(_) => ErrorCode::Unimplemented,
             Self::Store(e) if touchline_db::classify(e).is_transient() => ErrorCode::Unavailable,
@@ -64,6 +67,7 @@ impl ApiError for GovernanceError {
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             Self::Unavailable(_) => Some(std::time::Duration::from_secs(1)),
+            Self::InFlight => Some(std::time::Duration::from_millis(200)),
             Self::Store(e) if touchline_db::classify(e).is_transient() => {
                 Some(std::time::Duration::from_secs(1))
             }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
+use touchline_db::Run;
 use touchline_error::FieldViolation;
 use touchline_proto::common::v1::Event;
 use touchline_proto::governance::v1 as pb;
@@ -251,16 +252,35 @@ pub async fn replay(
     req: &pb::ReplayQuarantinedRequest,
 ) -> Result<pb::ReplayQuarantinedResponse, GovernanceError> {
     let request_id = req.request_id.trim();
-    if !request_id.is_empty() && !req.validate_only {
-        if uuid::Uuid::parse_str(request_id).is_err() {
-            return Err(invalid("request_id", "INVALID_REQUEST_ID", "not a UUID"));
-        }
-        if let Some(bytes) = store::stored_response(pool, tenant, request_id, REPLAY_METHOD).await?
-            && let Ok(previous) = pb::ReplayQuarantinedResponse::decode(bytes.as_slice())
-        {
-            return Ok(previous);
-        }
+    if request_id.is_empty() || req.validate_only {
+        return replay_unkeyed(replayer, tenant, req).await;
     }
+    let request_id = uuid::Uuid::parse_str(request_id)
+        .map_err(|_| invalid("request_id", "INVALID_REQUEST_ID", "not a UUID"))?
+        .to_string();
+    let key = touchline_db::RequestKey {
+        tenant,
+        request_id: &request_id,
+        method: REPLAY_METHOD,
+    };
+    let call = replay_unkeyed(replayer, tenant, req);
+    match store::REQUESTS
+        .run(pool, &key, call, |reply| reply.encode_to_vec())
+        .await?
+    {
+        Run::Acted(result) => result,
+        Run::Replayed(bytes) => pb::ReplayQuarantinedResponse::decode(bytes.as_slice())
+            .map_err(|err| GovernanceError::Store(sqlx::Error::Decode(Box::new(err)))),
+        Run::InFlight => Err(GovernanceError::InFlight),
+    }
+}
+
+/// `ReplayQuarantined` itself, without regard to its idempotency key.
+async fn replay_unkeyed(
+    replayer: &Replayer,
+    tenant: &str,
+    req: &pb::ReplayQuarantinedRequest,
+) -> Result<pb::ReplayQuarantinedResponse, GovernanceError> {
     let plan = plan(tenant, req)?;
     let by_name = matches!(plan.selection, Selection::Names(_));
     let filter_for_token = match &req.selection {
@@ -324,16 +344,6 @@ pub async fn replay(
         .collect();
     by_reason.sort_by_key(|r| r.reason);
     response.still_quarantined_by_reason = by_reason;
-    if !request_id.is_empty() && !req.validate_only {
-        store::store_response(
-            pool,
-            tenant,
-            request_id,
-            REPLAY_METHOD,
-            &response.encode_to_vec(),
-        )
-        .await?;
-    }
     Ok(response)
 }
 

@@ -271,47 +271,6 @@ pub async fn clean_message_ids(
     Ok(found.into_iter().collect())
 }
 
-/// The response stored for a retried write with `request_id`, when the
-/// first call was under 24 hours ago and was the same `method`.
-pub async fn stored_response(
-    pool: &PgPool,
-    tenant: &str,
-    request_id: &str,
-    method: &str,
-) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT response FROM governance.idempotency
-          WHERE tenant_id = $1 AND request_id = $2 AND method = $3
-            AND created_at > now() - interval '24 hours'",
-    )
-    .bind(tenant)
-    .bind(request_id)
-    .bind(method)
-    .fetch_optional(pool)
-    .await
-}
-
-/// Remembers the response of a write with `request_id` (an expired entry
-/// is replaced).
-pub async fn store_response(
-    pool: &PgPool,
-    tenant: &str,
-    request_id: &str,
-    method: &str,
-    response: &[u8],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO governance.idempotency (tenant_id, request_id, method, response)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant_id, request_id) DO UPDATE
-           SET method = EXCLUDED.method, response = EXCLUDED.response, created_at = now()
-         WHERE governance.idempotency.created_at <= now() - interval '24 hours'",
-    )
-    .bind(tenant)
-    .bind(request_id)
-    .bind(method)
-    .bind(response)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
+/// Idempotency keys of ReplayQuarantined.
+pub const REQUESTS: touchline_db::RequestTable =
+    touchline_db::RequestTable::named("governance.idempotency");

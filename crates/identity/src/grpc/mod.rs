@@ -403,12 +403,10 @@ impl IdentityService for IdentityApi {
 /// Runs `call` once per idempotency key: a retry with the same `request_id`
 /// (within the retention) gets the first reply back, and a duplicate that
 /// arrives while the first is still acting is told to retry (ABORTED)
-/// instead of acting beside it. The key is claimed before the call and its
-/// reply stored after; a call that fails, or is cancelled, releases the key
-/// so its retry acts afresh. A crash between the call's commit and storing
-/// its reply leaves a claim that expires after a minute; a retry then acts
-/// again, which the operations keyed this way tolerate (they are safe to
-/// repeat, or fail cleanly with FAILED_PRECONDITION).
+/// instead of acting beside it. A crash between the call's commit and
+/// storing its reply leaves a claim that goes stale after a minute; a retry
+/// then acts again, which the operations keyed this way tolerate (they are
+/// safe to repeat, or fail cleanly with FAILED_PRECONDITION).
 pub(crate) async fn idempotent<T, F>(
     api: &IdentityApi,
     tenant: &str,
@@ -420,86 +418,31 @@ where
     T: touchline_proto::prost::Message + Default,
     F: std::future::Future<Output = Result<Response<T>, Status>>,
 {
-    use crate::store::admin::Claim;
-    use tonic_types::StatusExt as _;
-    let key = match request_id.trim() {
+    use touchline_db::Run;
+    let request_id = match request_id.trim() {
         "" => return call.await,
-        id => convert::parse_uuid(id, "request_id")?,
+        id => convert::parse_uuid(id, "request_id")?.to_string(),
     };
-    let identity = &api.identity;
-    match identity
-        .claim_request(tenant, key, method)
-        .await
-        .map_err(|err| to_status(&err))?
-    {
-        Claim::Done(bytes) => {
-            let reply = T::decode(bytes.as_slice())
-                .map_err(|_| Status::internal("a stored reply is unreadable"))?;
-            return Ok(Response::new(reply));
-        }
-        Claim::InFlight => {
-            let mut details = tonic_types::ErrorDetails::new();
-            details.set_retry_info(Some(std::time::Duration::from_millis(200)));
-            return Err(Status::with_error_details(
-                tonic::Code::Aborted,
-                "a call with this request_id is still in progress; retry it shortly / \
-                 使用相同 request_id 的调用仍在进行中，请稍后重试",
-                details,
-            ));
-        }
-        Claim::Owned => {}
-    }
-    let mut claim = ClaimGuard {
-        identity: identity.clone(),
-        tenant: tenant.to_owned(),
-        key,
+    let key = touchline_db::RequestKey {
+        tenant,
+        request_id: &request_id,
         method,
-        armed: true,
     };
-    let result = call.await;
-    // Finished: the key is completed or released below, not by the guard.
-    claim.armed = false;
-    match &result {
-        Ok(reply) => {
-            let bytes = touchline_proto::prost::Message::encode_to_vec(reply.get_ref());
-            if let Err(err) = identity.complete_request(tenant, key, method, &bytes).await {
-                tracing::warn!(error = %err, method, "remembering an idempotent reply failed");
-            }
-        }
-        Err(_) => {
-            if let Err(err) = identity.release_request(tenant, key, method).await {
-                tracing::warn!(error = %err, method, "releasing an idempotency key failed");
-            }
-        }
-    }
-    result
-}
-
-/// Releases a claimed idempotency key when the call holding it is dropped
-/// mid-way (the client went away), so the client's retry is not refused
-/// until the claim goes stale.
-struct ClaimGuard {
-    identity: crate::service::Identity,
-    tenant: String,
-    key: uuid::Uuid,
-    method: &'static str,
-    armed: bool,
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let identity = self.identity.clone();
-        let (tenant, key, method) = (std::mem::take(&mut self.tenant), self.key, self.method);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(err) = identity.release_request(&tenant, key, method).await {
-                    tracing::warn!(error = %err, method, "releasing a cancelled call's idempotency key failed");
-                }
-            });
-        }
+    let run = api
+        .identity
+        .run_keyed(&key, call, |reply: &Response<T>| {
+            touchline_proto::prost::Message::encode_to_vec(reply.get_ref())
+        })
+        .await
+        .map_err(|err| to_status(&err))?;
+    match run {
+        Run::Acted(result) => result,
+        Run::Replayed(bytes) => T::decode(bytes.as_slice())
+            .map(Response::new)
+            .map_err(|_| Status::internal("a stored reply is unreadable")),
+        Run::InFlight => Err(to_status(&IdentityError::Stale(
+            touchline_error::REQUEST_IN_FLIGHT.to_owned(),
+        ))),
     }
 }
 

@@ -421,37 +421,19 @@ pub struct DecisionFilter {
 }
 
 impl Identity {
-    /// Claims an idempotency key before a keyed call acts.
-    pub async fn claim_request(
+    /// Runs a keyed call once per idempotency key (see
+    /// [`touchline_db::RequestTable::run`]).
+    pub async fn run_keyed<T, E, F>(
         &self,
-        tenant: &str,
-        request_id: Uuid,
-        method: &str,
-    ) -> Result<store::admin::Claim, IdentityError> {
-        Ok(store::admin::claim_request(&self.pool, tenant, request_id, method).await?)
-    }
-
-    /// Stores the reply of a keyed call that owns its key.
-    pub async fn complete_request(
-        &self,
-        tenant: &str,
-        request_id: Uuid,
-        method: &str,
-        response: &[u8],
-    ) -> Result<(), IdentityError> {
-        Ok(
-            store::admin::complete_request(&self.pool, tenant, request_id, method, response)
-                .await?,
-        )
-    }
-
-    /// Gives up the key of a keyed call that failed or was cancelled.
-    pub async fn release_request(
-        &self,
-        tenant: &str,
-        request_id: Uuid,
-        method: &str,
-    ) -> Result<(), IdentityError> {
-        Ok(store::admin::release_request(&self.pool, tenant, request_id, method).await?)
+        key: &touchline_db::RequestKey<'_>,
+        call: F,
+        encode: impl FnOnce(&T) -> Vec<u8>,
+    ) -> Result<touchline_db::Run<Result<T, E>>, IdentityError>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        Ok(store::admin::REQUESTS
+            .run(&self.pool, key, call, encode)
+            .await?)
     }
 }

@@ -48,7 +48,7 @@ impl OutboxRelay {
         loop {
             if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
                 last_expiry = Some(std::time::Instant::now());
-                if let Err(err) = store::admin::expire_requests(&self.pool).await {
+                if let Err(err) = store::admin::REQUESTS.expire(&self.pool).await {
                     tracing::warn!(error = %err, "expiring idempotency keys failed");
                 }
             }

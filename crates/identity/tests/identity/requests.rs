@@ -1,76 +1,14 @@
 //! Idempotency keys: a keyed call claims its key before acting, so a
-//! duplicate never acts beside it, and a retry gets the first reply.
+//! duplicate never acts beside it, and a retry gets the first reply. The
+//! key's life cycle is tested with the shared table code in touchline-db.
 
 use std::time::Duration;
 
 use touchline_identity::IdentityApi;
-use touchline_identity::store::admin::{Claim, claim_request, complete_request, release_request};
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
-use uuid::Uuid;
 
 use crate::helpers::{TestDb, admin, event, id, req, resolve};
-
-/// Moves the claim time of tenant t1's key for `method` back by `by`.
-async fn age(pool: &sqlx::PgPool, method: &str, by: &str) {
-    sqlx::query(
-        "UPDATE identity.requests SET created_at = now() - $2::interval
-          WHERE tenant_id = 't1' AND method = $1",
-    )
-    .bind(method)
-    .bind(by)
-    .execute(pool)
-    .await
-    .expect("age the key");
-}
-
-#[tokio::test]
-async fn a_key_is_claimed_once_completed_released_and_taken_over_when_stale() {
-    let db = TestDb::new(2).await;
-    let pool = &db.pool;
-    let key = Uuid::from_u128(1);
-    let claim = |tenant: &'static str, method: &'static str| async move {
-        claim_request(pool, tenant, key, method)
-            .await
-            .expect("claim")
-    };
-
-    assert_eq!(claim("t1", "LinkIdentifiers").await, Claim::Owned);
-    assert_eq!(claim("t1", "LinkIdentifiers").await, Claim::InFlight);
-    // Keys are per tenant and per method.
-    assert_eq!(claim("t2", "LinkIdentifiers").await, Claim::Owned);
-    assert_eq!(claim("t1", "SplitPerson").await, Claim::Owned);
-    complete_request(pool, "t1", key, "LinkIdentifiers", b"reply")
-        .await
-        .expect("complete");
-    assert_eq!(
-        claim("t1", "LinkIdentifiers").await,
-        Claim::Done(b"reply".to_vec())
-    );
-
-    // A failed call gives its key back.
-    release_request(pool, "t2", key, "LinkIdentifiers")
-        .await
-        .expect("release");
-    assert_eq!(claim("t2", "LinkIdentifiers").await, Claim::Owned);
-    // Releasing never drops a finished call's reply.
-    release_request(pool, "t1", key, "LinkIdentifiers")
-        .await
-        .expect("release");
-    assert_eq!(
-        claim("t1", "LinkIdentifiers").await,
-        Claim::Done(b"reply".to_vec())
-    );
-
-    // A claim a crashed process left behind is taken over after a minute,
-    // and a reply past its retention is forgotten.
-    age(pool, "SplitPerson", "2 minutes").await;
-    assert_eq!(claim("t1", "SplitPerson").await, Claim::Owned);
-    assert_eq!(claim("t1", "SplitPerson").await, Claim::InFlight);
-    age(pool, "LinkIdentifiers", "25 hours").await;
-    assert_eq!(claim("t1", "LinkIdentifiers").await, Claim::Owned);
-    db.drop().await;
-}
 
 #[tokio::test]
 async fn concurrent_duplicates_of_a_keyed_link_act_once() {
