@@ -171,3 +171,96 @@ async fn a_tenant_blocks_a_clear_phone_and_cleaning_drops_it() -> anyhow::Result
     assert_eq!(clean.blocked_identifiers, 1);
     Ok(())
 }
+
+/// Blocking a value takes effect from the next batch; history cleaned before
+/// is put right by an APPLY reprocessing, which restates the events that
+/// carried it without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_blocked_later_is_removed_from_history_by_an_applied_reprocessing()
+-> anyhow::Result<()> {
+    use touchline_proto::governance::v1 as governance;
+    use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+
+    use crate::reprocess_apply::{hour_around_now, run_job};
+
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let scopes: Vec<&str> = SCOPES.iter().copied().chain(["privacy:write"]).collect();
+    let token = token("lateblock", &scopes);
+    let with_phone = |message_id: &str, person: u64, phone: &str| {
+        let mut event = sample_event(message_id, person, "view_item", recent_ms());
+        event.identifiers.push(Identifier {
+            r#type: "phone".to_owned(),
+            value: phone.to_owned(),
+            scope: String::new(),
+        });
+        event
+    };
+    CollectionServiceClient::new(app.channel(&token)?)
+        .ingest_events(IngestEventsRequest {
+            events: vec![
+                // The store's front-desk number, typed in for two customers.
+                with_phone("desk-1", 1, "139 1234 5678"),
+                with_phone("desk-2", 2, "+86 139-1234-5678"),
+                with_phone("own-3", 3, "137 5566 7788"),
+            ],
+        })
+        .await?;
+    let phones = |log: &[touchline_proto::governance::v1::CleanEvent], id: &str| {
+        log.iter()
+            .rev()
+            .find(|e| e.message_id == id)
+            .map(|e| e.identifiers.iter().filter(|i| i.r#type == "phone").count())
+            .unwrap_or(usize::MAX)
+    };
+    let before = clean_log_until(&app, &token, "lateblock", |latest| latest.len() == 3).await?;
+    assert_eq!(
+        ["desk-1", "desk-2", "own-3"].map(|id| phones(&before, id)),
+        [1, 1, 1]
+    );
+
+    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
+    governance
+        .update_privacy_settings(governance::UpdatePrivacySettingsRequest {
+            privacy_settings: Some(governance::PrivacySettings {
+                blocked_identifiers: vec![governance::BlockedIdentifier {
+                    r#type: "phone".to_owned(),
+                    value: "13912345678".to_owned(),
+                }],
+                ..Default::default()
+            }),
+        })
+        .await?;
+    let done = run_job(
+        &mut governance,
+        governance::ReprocessRangeRequest {
+            received_time: Some(hour_around_now()),
+            mode: governance::ReprocessMode::Apply as i32,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let diff = done.diff.unwrap_or_default();
+    assert_eq!(
+        (diff.properties_changed_count, diff.unchanged_count),
+        (2, 1),
+        "{diff:?}"
+    );
+
+    // Both front-desk events are restated without the number and count it
+    // as blocked; the customer's own number stays.
+    let after = clean_log_until(&app, &token, "lateblock", |latest| {
+        latest
+            .values()
+            .filter(|e| e.restatement && e.blocked_identifiers == 1)
+            .count()
+            == 2
+    })
+    .await?;
+    assert_eq!(
+        ["desk-1", "desk-2", "own-3"].map(|id| phones(&after, id)),
+        [0, 0, 1]
+    );
+    assert_eq!(after.len(), 5, "two restatements, nothing else");
+    Ok(())
+}
