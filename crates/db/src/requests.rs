@@ -143,13 +143,7 @@ impl RequestTable {
               WHERE tenant_id = $1 AND request_id = $2 AND method = $3 AND response IS NULL",
             table = self.table
         );
-        sqlx::query(&sql)
-            .bind(key.tenant)
-            .bind(key.request_id)
-            .bind(key.method)
-            .bind(reply)
-            .execute(conn)
-            .await?;
+        keyed(&sql, key).bind(reply).execute(conn).await?;
         Ok(())
     }
 
@@ -160,12 +154,7 @@ impl RequestTable {
               WHERE tenant_id = $1 AND request_id = $2 AND method = $3 AND response IS NULL",
             table = self.table
         );
-        sqlx::query(&sql)
-            .bind(key.tenant)
-            .bind(key.request_id)
-            .bind(key.method)
-            .execute(pool)
-            .await?;
+        keyed(&sql, key).execute(pool).await?;
         Ok(())
     }
 
@@ -234,6 +223,17 @@ impl RequestTable {
         }
         Ok(Run::Acted(result))
     }
+}
+
+/// A statement about one key, its first three parameters bound to it.
+fn keyed<'q>(
+    sql: &'q str,
+    key: &RequestKey<'q>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql)
+        .bind(key.tenant)
+        .bind(key.request_id)
+        .bind(key.method)
 }
 
 #[derive(Debug, Default)]
