@@ -24,6 +24,7 @@
 //! method).
 
 use std::future::Future;
+use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 
@@ -33,6 +34,33 @@ pub const RETENTION_HOURS: i32 = 24;
 /// A claim older than this without a reply is taken to be left by a
 /// crashed process: the calls keyed this way finish in seconds.
 pub const STALE_CLAIM_SECONDS: i32 = 60;
+
+/// How often keys past their retention are deleted.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes the keys past their retention in `tables` now and every
+/// [`EXPIRE_EVERY`], until `stop` completes. One process doing it is enough;
+/// replicas doing it too only delete nothing.
+pub async fn expire_until(pool: PgPool, tables: Vec<RequestTable>, stop: impl Future<Output = ()>) {
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        for table in &tables {
+            match table.expire(&pool).await {
+                Ok(0) => {}
+                Ok(expired) => {
+                    tracing::debug!(table = table.table, expired, "expired idempotency keys")
+                }
+                Err(err) => {
+                    tracing::warn!(table = table.table, error = %err, "expiring idempotency keys failed")
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(EXPIRE_EVERY) => {}
+            () = &mut stop => return,
+        }
+    }
+}
 
 /// What a call finds when it claims its key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use tonic::service::RoutesBuilder;
 use touchline_auth::{AuthLayer, ScopePolicy, TokenClaims, Verifier};
 use touchline_collection::CollectionApi;
 use touchline_db::sqlx::migrate::Migrator;
-use touchline_db::{LogNotifier, Upkeep};
+use touchline_db::{LogNotifier, RequestTable, Upkeep};
 use touchline_governance::GovernanceApi;
 use touchline_governance::worker::CleaningWorker;
 use touchline_identity::{IdentityApi, IdentityCache};
@@ -258,6 +258,16 @@ impl Application {
             let upkeep = Upkeep::new(pool.clone(), schemas, config.database.upkeep);
             let stop = shutdown.clone();
             tasks.spawn(async move { upkeep.run_until(stop.wait()).await });
+            let request_tables: Vec<RequestTable> = request_tables()
+                .into_iter()
+                .filter(|(service, _)| services.contains(service))
+                .map(|(_, table)| table)
+                .collect();
+            let (expiry_pool, stop) = (pool.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                touchline_db::requests::expire_until(expiry_pool, request_tables, stop.wait())
+                    .await;
+            });
             if services.contains(&ServiceName::Governance) {
                 let collection = CollectionServiceClient::with_interceptor(
                     lazy_channel(&upstream(ServiceName::Collection)?)?,
@@ -320,6 +330,24 @@ impl Application {
 }
 
 /// The services that keep tables, with their schema and its migrations.
+/// The idempotency-key tables of the services that keep them.
+fn request_tables() -> [(ServiceName, RequestTable); 3] {
+    [
+        (
+            ServiceName::Collection,
+            touchline_collection::store::sources::REQUESTS,
+        ),
+        (
+            ServiceName::Governance,
+            touchline_governance::store::quarantine::REQUESTS,
+        ),
+        (
+            ServiceName::Identity,
+            touchline_identity::store::admin::REQUESTS,
+        ),
+    ]
+}
+
 fn owned_schemas() -> [(ServiceName, &'static str, &'static Migrator); 4] {
     [
         (

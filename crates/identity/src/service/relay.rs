@@ -21,8 +21,6 @@ const RELAY_BATCH: i64 = 500;
 /// How often the relay looks even without a wake-up (rows left by a
 /// crashed process, or by another replica).
 const RELAY_POLL: Duration = Duration::from_secs(1);
-/// How often expired idempotency keys are deleted.
-const EXPIRE_EVERY: Duration = Duration::from_secs(600);
 /// Pause after a failure before trying again.
 const RELAY_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -42,16 +40,9 @@ impl OutboxRelay {
         Self { pool, cache, wake }
     }
 
-    /// Relays until shutdown; also forgets expired idempotency keys.
+    /// Relays until shutdown.
     pub async fn run(self, shutdown: Shutdown) {
-        let mut last_expiry: Option<std::time::Instant> = None;
         loop {
-            if last_expiry.is_none_or(|at| at.elapsed() >= EXPIRE_EVERY) {
-                last_expiry = Some(std::time::Instant::now());
-                if let Err(err) = store::admin::REQUESTS.expire(&self.pool).await {
-                    tracing::warn!(error = %err, "expiring idempotency keys failed");
-                }
-            }
             // Rows another replica holds are its business (and come back
             // on a later pass if it gives them up): no waiting here.
             let pause = match self.relay_available().await {
