@@ -113,17 +113,27 @@ async fn a_published_template_maps_aliases_to_canonical_names() -> anyhow::Resul
         "applying changes the draft only"
     );
 
+    let publish = PublishDictionaryVersionRequest {
+        description: "retail template".to_owned(),
+        request_id: "2c9d8e7f-6a5b-4c3d-9e2f-1a0b9c8d7e6f".to_owned(),
+        ..Default::default()
+    };
     let published = governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest {
-            description: "retail template".to_owned(),
-            ..Default::default()
-        })
+        .publish_dictionary_version(publish.clone())
         .await?
         .into_inner()
         .dictionary_version
         .ok_or_else(|| anyhow::anyhow!("no version in the response"))?;
     assert_eq!(published.version, 1);
     assert!(published.active);
+    // A retry with the key gets the version the first call published, where
+    // a new call finds nothing to publish.
+    let retried = governance
+        .publish_dictionary_version(publish)
+        .await?
+        .into_inner()
+        .dictionary_version;
+    assert_eq!(retried.as_ref(), Some(&published));
     let unchanged = governance
         .publish_dictionary_version(PublishDictionaryVersionRequest::default())
         .await

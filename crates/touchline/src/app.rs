@@ -339,7 +339,7 @@ fn request_tables() -> [(ServiceName, RequestTable); 3] {
         ),
         (
             ServiceName::Governance,
-            touchline_governance::store::quarantine::REQUESTS,
+            touchline_governance::store::REQUESTS,
         ),
         (
             ServiceName::Identity,

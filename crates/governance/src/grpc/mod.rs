@@ -4,6 +4,7 @@
 
 mod convert;
 pub mod dictionary;
+mod keyed;
 pub mod privacy;
 pub mod quality;
 pub mod quarantine;
@@ -133,8 +134,18 @@ impl GovernanceService for GovernanceApi {
         request: Request<pb::ApplyIndustryTemplateRequest>,
     ) -> Result<Response<pb::ApplyIndustryTemplateResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.get_ref();
+        let call = dictionary::apply(&self.pool, &tenant, req);
         Ok(Response::new(
-            dictionary::apply(&self.pool, &tenant, request.get_ref()).await?,
+            keyed::once(
+                &self.pool,
+                &tenant,
+                &req.request_id,
+                req.validate_only,
+                "ApplyIndustryTemplate",
+                call,
+            )
+            .await?,
         ))
     }
 
@@ -143,8 +154,18 @@ impl GovernanceService for GovernanceApi {
         request: Request<pb::CreateCanonicalEventRequest>,
     ) -> Result<Response<pb::CreateCanonicalEventResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.get_ref();
+        let call = dictionary::create(&self.pool, &tenant, req);
         Ok(Response::new(
-            dictionary::create(&self.pool, &tenant, request.get_ref()).await?,
+            keyed::once(
+                &self.pool,
+                &tenant,
+                &req.request_id,
+                req.validate_only,
+                "CreateCanonicalEvent",
+                call,
+            )
+            .await?,
         ))
     }
 
@@ -187,8 +208,18 @@ impl GovernanceService for GovernanceApi {
             .unwrap_or_default()
             .to_owned();
         let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+        let req = request.get_ref();
+        let call = update::update(&self.pool, &tenant, req);
         Ok(Response::new(
-            update::update(&self.pool, &tenant, request.get_ref()).await?,
+            keyed::once(
+                &self.pool,
+                &tenant,
+                &req.request_id,
+                req.validate_only,
+                "UpdateCanonicalEvent",
+                call,
+            )
+            .await?,
         ))
     }
 
@@ -198,8 +229,18 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::PublishDictionaryVersionResponse>, Status> {
         let principal = touchline_auth::principal(&request)?;
         let tenant = principal.tenant_for(&request.get_ref().parent)?;
+        let req = request.get_ref();
+        let call = dictionary::publish(&self.pool, &tenant, &principal.subject, req);
         Ok(Response::new(
-            dictionary::publish(&self.pool, &tenant, &principal.subject, request.get_ref()).await?,
+            keyed::once(
+                &self.pool,
+                &tenant,
+                &req.request_id,
+                req.validate_only,
+                "PublishDictionaryVersion",
+                call,
+            )
+            .await?,
         ))
     }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
-use touchline_db::Run;
 use touchline_error::FieldViolation;
 use touchline_proto::common::v1::Event;
 use touchline_proto::governance::v1 as pb;
@@ -251,28 +250,15 @@ pub async fn replay(
     tenant: &str,
     req: &pb::ReplayQuarantinedRequest,
 ) -> Result<pb::ReplayQuarantinedResponse, GovernanceError> {
-    let request_id = req.request_id.trim();
-    if request_id.is_empty() || req.validate_only {
-        return replay_unkeyed(replayer, tenant, req).await;
-    }
-    let request_id = uuid::Uuid::parse_str(request_id)
-        .map_err(|_| invalid("request_id", "INVALID_REQUEST_ID", "not a UUID"))?
-        .to_string();
-    let key = touchline_db::RequestKey {
+    super::keyed::once(
+        pool,
         tenant,
-        request_id: &request_id,
-        method: REPLAY_METHOD,
-    };
-    let call = replay_unkeyed(replayer, tenant, req);
-    match store::REQUESTS
-        .run(pool, &key, call, |reply| reply.encode_to_vec())
-        .await?
-    {
-        Run::Acted(result) => result,
-        Run::Replayed(bytes) => pb::ReplayQuarantinedResponse::decode(bytes.as_slice())
-            .map_err(|err| GovernanceError::Store(sqlx::Error::Decode(Box::new(err)))),
-        Run::InFlight => Err(GovernanceError::InFlight),
-    }
+        &req.request_id,
+        req.validate_only,
+        REPLAY_METHOD,
+        replay_unkeyed(replayer, tenant, req),
+    )
+    .await
 }
 
 /// `ReplayQuarantined` itself, without regard to its idempotency key.

@@ -13,6 +13,10 @@ pub mod tenant;
 
 use sqlx::{PgPool, Row};
 
+/// Idempotency keys of the writes that take a `request_id`.
+pub const REQUESTS: touchline_db::RequestTable =
+    touchline_db::RequestTable::named("governance.idempotency");
+
 /// A clean record read back.
 #[derive(Debug, Clone)]
 pub struct StoredCleanEvent {

@@ -270,7 +270,3 @@ pub async fn clean_message_ids(
     .await?;
     Ok(found.into_iter().collect())
 }
-
-/// Idempotency keys of ReplayQuarantined.
-pub const REQUESTS: touchline_db::RequestTable =
-    touchline_db::RequestTable::named("governance.idempotency");
