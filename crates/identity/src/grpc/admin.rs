@@ -196,7 +196,10 @@ pub(super) async fn set_consent(
     }))
 }
 
-fn rules_tenant(principal: &touchline_auth::Principal, name: &str) -> Result<String, Status> {
+pub(super) fn rules_tenant(
+    principal: &touchline_auth::Principal,
+    name: &str,
+) -> Result<String, Status> {
     match name.strip_suffix("/identityRules") {
         Some(parent) => principal.tenant_for(parent),
         None if name.is_empty() => principal.tenant_for(""),

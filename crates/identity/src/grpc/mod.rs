@@ -345,7 +345,30 @@ impl IdentityService for IdentityApi {
         &self,
         request: Request<pb::UpdateIdentityRulesRequest>,
     ) -> Result<Response<pb::UpdateIdentityRulesResponse>, Status> {
-        admin::update_identity_rules(self, request).await
+        let req = request.get_ref();
+        let keyed = match &req.identity_rules {
+            Some(rules) if !req.validate_only && !req.request_id.trim().is_empty() => {
+                let principal = touchline_auth::principal(&request)?;
+                Some((
+                    admin::rules_tenant(&principal, &rules.name)?,
+                    req.request_id.clone(),
+                ))
+            }
+            _ => None,
+        };
+        match keyed {
+            Some((tenant, request_id)) => {
+                idempotent(
+                    self,
+                    &tenant,
+                    &request_id,
+                    "UpdateIdentityRules",
+                    admin::update_identity_rules(self, request),
+                )
+                .await
+            }
+            None => admin::update_identity_rules(self, request).await,
+        }
     }
 
     async fn list_merges(

@@ -500,9 +500,31 @@ async fn rules_are_validated_and_versioned() {
     assert_eq!(stored.revision, 1);
     // The same etag again is stale now.
     let stale = api
-        .update_identity_rules(update(raised))
+        .update_identity_rules(update(raised.clone()))
         .await
         .expect_err("stale");
     assert_eq!(stale.code(), tonic::Code::Aborted);
+
+    // With a request id, a retry whose first call went through (its reply
+    // lost on the way) gets that reply instead of the stale etag.
+    raised.etag = stored.etag.clone();
+    raised.default_max_persons_per_value = 4;
+    let keyed = || {
+        let mut call = update(raised.clone());
+        call.get_mut().request_id = "7e6d5c4b-3a29-4180-9f8e-7d6c5b4a3928".to_owned();
+        call
+    };
+    let first = api
+        .update_identity_rules(keyed())
+        .await
+        .expect("keyed update")
+        .into_inner();
+    let retried = api
+        .update_identity_rules(keyed())
+        .await
+        .expect("keyed retry")
+        .into_inner();
+    assert_eq!(retried, first);
+    assert_eq!(first.identity_rules.map(|r| r.revision), Some(2));
     db.drop().await;
 }
