@@ -81,6 +81,12 @@ pub async fn list(
         AND ($6::timestamptz IS NULL OR received_at < $6)
         AND ($7 = '' OR source_event_name = $7)
         AND (cardinality($8::bigint[]) = 0 OR sequence = ANY($8))";
+    // The page and its total come from one snapshot: read apart, an event
+    // quarantined in between was counted but missing from the page.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM governance.quarantine WHERE {where_clause} AND sequence > $9
           ORDER BY sequence LIMIT $10"
@@ -95,7 +101,7 @@ pub async fn list(
     .bind(&filter.sequences)
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     let total: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM (SELECT 1 FROM governance.quarantine WHERE {where_clause} LIMIT 100000) t"
@@ -108,8 +114,9 @@ pub async fn list(
     .bind(filter.to)
     .bind(&filter.source_event_name)
     .bind(&filter.sequences)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     let rows = rows
         .into_iter()
         .map(|r| {
