@@ -116,9 +116,13 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event() -> anyhow::Result<()> 
     child.start_kill()?;
     child.wait().await?;
     let acknowledged = producer.await?;
+    // The producer has one batch in flight: the kill may land after its
+    // commit and before its acknowledgement, so one batch of the 3,000
+    // stored may be unacknowledged.
     assert!(
-        acknowledged.len() >= 3_000,
-        "the producer was cut off mid-stream"
+        acknowledged.len() >= 3_000 - 100,
+        "the producer was cut off mid-stream: {} acknowledged",
+        acknowledged.len()
     );
 
     let mut restarted = start(addr, &db, &prefix)?;
