@@ -1,0 +1,1 @@
+//! attribution: to be built.

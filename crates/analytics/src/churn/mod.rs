@@ -1,0 +1,1 @@
+//! churn: to be built.

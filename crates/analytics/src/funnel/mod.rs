@@ -1,0 +1,1 @@
+//! funnel: to be built.
