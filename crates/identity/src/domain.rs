@@ -2,7 +2,9 @@
 //! SQL or Redis.
 //!
 //! Values arrive pseudonymised by governance (a keyed HMAC such as
-//! `k1:<hex>`) and are treated as opaque: trimmed, never parsed. The type is
+//! `k1:<hex>`) and are treated as opaque: trimmed, never parsed. A value
+//! that is a phone number or an email address in clear is refused (see
+//! `clear`), whatever its type. The type is
 //! lower-cased, and email values lower-cased (harmless for digests, useful
 //! for the rare clear value). The resolution rule itself lives in `graph`.
 
@@ -171,6 +173,11 @@ fn validate_item(
         check_text(|| path("type"), raw.id_type, true, MAX_TYPE_BYTES, out);
         check_text(|| path("scope"), raw.scope, false, MAX_SCOPE_BYTES, out);
         check_text(|| path("value"), raw.value, true, MAX_VALUE_BYTES, out);
+        // Refused per identifier and before anything is looked up, so a
+        // clear value never reaches a table, a Redis key name or a log.
+        if crate::clear::looks_clear(raw.value).is_some() {
+            out.push(crate::clear::violation(path("value")));
+        }
         let key = IdentifierKey::normalise(raw.id_type, raw.scope, raw.value);
         // The same identifier twice in one event says nothing new.
         let repeated = if keys.len() < LINEAR_DEDUP_LIMIT {
@@ -443,12 +450,13 @@ mod tests {
     #[test]
     fn repeated_identifiers_in_an_item_collapse() {
         let items = [RawItem {
-            identifiers: vec![raw("email", "A@x.io"), raw("email", "a@x.io ")],
+            // Not an address (one label after `@`), so not refused as clear.
+            identifiers: vec![raw("email", "A@x"), raw("email", "a@x ")],
             observed_at: Some((1_795_507_200, 0)),
             evidence_message_id: "m-1",
         }];
         let valid = validate(&items).expect("valid");
-        assert_eq!(valid[0].keys, vec![key("email", "a@x.io")]);
+        assert_eq!(valid[0].keys, vec![key("email", "a@x")]);
         assert_eq!(
             valid[0].observed_at.map(|t| t.timestamp()),
             Some(1_795_507_200)

@@ -18,6 +18,7 @@
 //! Redis only ever saves a round trip and its failures never fail a call.
 
 pub mod cache;
+pub mod clear;
 pub mod config;
 pub mod detach;
 pub mod domain;

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use touchline_error::FieldViolation;
 
+use crate::clear;
 use crate::domain::{self, IdentifierKey};
 
 /// Identifier types governance always pseudonymises before they reach
@@ -252,20 +253,16 @@ pub fn validate(rules: &Rules) -> Result<(), Vec<FieldViolation>> {
                 "EMPTY",
                 "type and value are required",
             ));
-        } else if PSEUDONYMISED_TYPES.contains(&b.key.id_type.as_str())
-            && !domain::is_pseudonym(&b.key.value)
+        } else if (PSEUDONYMISED_TYPES.contains(&b.key.id_type.as_str())
+            && !domain::is_pseudonym(&b.key.value))
+            || clear::looks_clear(&b.key.value).is_some()
         {
-            // Identity never sees these types in clear, so a clear value
-            // here would be stored and silently never match.
-            out.push(FieldViolation::new(
-                format!("identity_rules.blocked_values[{i}].value"),
-                "NOT_PSEUDONYMISED",
-                "phone and email values reach identity only as pseudonyms (k1:<hex>), so a \
-                 clear value would never match; block it in governance's privacy settings \
-                 (UpdatePrivacySettings) or give its pseudonym / 手机号和邮箱只以假名形式\
-                 （k1:<hex>）到达身份服务，明文值永远不会命中；请在治理服务的隐私设置\
-                 （UpdatePrivacySettings）中屏蔽，或填写其假名",
-            ));
+            // Identity never sees these values in clear, so a clear value
+            // here would be stored and silently never match. The check is
+            // the one every identifier entering identity passes.
+            out.push(clear::violation(format!(
+                "identity_rules.blocked_values[{i}].value"
+            )));
         }
     }
     if out.is_empty() { Ok(()) } else { Err(out) }

@@ -559,6 +559,7 @@ fn retryable(err: &sqlx::Error) -> bool {
         | DbErrorKind::ConnectionLost
         | DbErrorKind::PoolExhausted
         | DbErrorKind::InsufficientResources
+        | DbErrorKind::DataException
         | DbErrorKind::Other => false,
     }
 }

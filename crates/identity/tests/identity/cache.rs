@@ -7,8 +7,8 @@ use touchline_identity::domain::IdentifierKey;
 use touchline_identity::{IdentityApi, IdentityCache, IdentityConfig};
 
 use crate::helpers::{
-    OwnRedis, REDIS_URL, TestDb, cache_at, cache_under, id, item, layer_trusted, local_cache,
-    resolve,
+    OwnRedis, REDIS_URL, TestDb, as_governance_sends, cache_at, cache_under, id, item,
+    layer_trusted, local_cache, resolve,
 };
 
 async fn redis() -> redis::aio::MultiplexedConnection {
@@ -40,7 +40,7 @@ async fn hits_answer_like_postgresql_and_misses_are_filled() {
     // a TTL within the configured 600 s ± 10 %.
     let mut redis = redis().await;
     for key in [
-        IdentifierKey::normalise("email", "", "cat@x.io"),
+        IdentifierKey::normalise("email", "", &as_governance_sends("cat@x.io")),
         IdentifierKey::normalise("member_card", "", "m-7"),
     ] {
         let name = cache_key(&prefix, "t1", &key);

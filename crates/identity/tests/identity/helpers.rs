@@ -112,12 +112,42 @@ pub fn caller(tenant: &str) -> Principal {
     }
 }
 
+/// An identifier as governance hands it on: a value that is a phone or an
+/// email in clear becomes a pseudonym (`k1:<64 hex>`, stable for the same
+/// trimmed, lower-cased value), like governance's keyed HMAC would make it.
 pub fn id(id_type: &str, value: &str) -> Identifier {
+    clear_id(id_type, &as_governance_sends(value))
+}
+
+/// An identifier exactly as given, clear values included (what a caller
+/// bypassing governance would send).
+pub fn clear_id(id_type: &str, value: &str) -> Identifier {
     Identifier {
         r#type: id_type.to_owned(),
         value: value.to_owned(),
         scope: String::new(),
     }
+}
+
+/// `value`, pseudonymised when it is a clear phone or email.
+pub fn as_governance_sends(value: &str) -> String {
+    if touchline_identity::clear::looks_clear(value).is_none() {
+        return value.to_owned();
+    }
+    pseudonym(&value.trim().to_lowercase())
+}
+
+/// A stable stand-in for governance's HMAC of `normalised`.
+pub fn pseudonym(normalised: &str) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let digest: String = (0u8..4)
+        .map(|round| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            (round, normalised).hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        })
+        .collect();
+    format!("k1:{digest}")
 }
 
 pub fn item(identifiers: Vec<Identifier>) -> pb::ResolveItem {

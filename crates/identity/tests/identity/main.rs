@@ -3,6 +3,7 @@
 
 mod cache;
 mod changes;
+mod clear;
 mod erasure;
 mod helpers;
 mod requests;
