@@ -1,0 +1,222 @@
+//! The total BG/NBD log-likelihood and its gradient, fast enough for millions of customers.
+//!
+//! Customers are sorted by x once. Every term that depends on x only (`A1`, `A2` and their
+//! derivatives, which need lnΓ and ψ) is then computed once per distinct x and multiplied by the
+//! number of customers sharing it; per customer only `ln(α+T)`, `ln(α+t_x)` and one exponential
+//! remain. Rows are cut into fixed-size chunks whose partial sums are added in chunk order, so
+//! the result is the same whatever the number of threads that computed the chunks.
+//!
+//! Gradient of one customer with x > 0, where `w = logistic(A4 − A3)` is its churn score and
+//! `D = ln(α+T) − ln(α+t_x)`:
+//! `∂r = ψ(r+x) − ψ(r) + ln α − ln(α+T) + w·D`,
+//! `∂α = r/α − (r+x)/(α+T) + w·(r+x)·(1/(α+T) − 1/(α+t_x))`,
+//! `∂a = ψ(a+b) − ψ(a+b+x) + w/a`, `∂b = ψ(a+b) + ψ(b+x) − ψ(b) − ψ(a+b+x) − w/(b+x−1)`;
+//! for x = 0 the `w` terms vanish.
+
+use super::model::{BgNbdParams, CustomerSummary, softplus_and_logistic};
+use super::special::digamma;
+
+/// Rows per chunk: the unit of work of one thread and of the fixed summation order.
+const CHUNK_ROWS: usize = 16_384;
+
+/// Customers sharing one x: rows `start..end` of the sorted columns.
+#[derive(Debug, Clone, Copy)]
+struct XGroup {
+    x: f64,
+    start: usize,
+    end: usize,
+}
+
+/// A log-likelihood and its gradient with respect to (r, α, a, b).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct LikelihoodSum {
+    pub(crate) value: f64,
+    pub(crate) gradient: [f64; 4],
+}
+
+impl LikelihoodSum {
+    /// Adds another partial sum.
+    fn merge(&mut self, other: &Self) {
+        self.value += other.value;
+        for (mine, theirs) in self.gradient.iter_mut().zip(other.gradient) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// Customers in the layout the likelihood wants: columns sorted by x, grouped by x.
+#[derive(Debug, Clone)]
+pub(crate) struct FitData {
+    groups: Vec<XGroup>,
+    recency: Vec<f64>,
+    age: Vec<f64>,
+}
+
+impl FitData {
+    /// Sorts and groups already validated customers.
+    pub(crate) fn new(customers: &[CustomerSummary]) -> Self {
+        let mut order: Vec<usize> = (0..customers.len()).collect();
+        order.sort_by_key(|&i| customers[i].repeat_purchases);
+        let recency = order.iter().map(|&i| customers[i].recency).collect();
+        let age = order.iter().map(|&i| customers[i].age).collect();
+        let mut groups: Vec<XGroup> = Vec::new();
+        for (row, &i) in order.iter().enumerate() {
+            let x = customers[i].repeat_purchases as f64;
+            match groups.last_mut() {
+                Some(group) if group.x == x => group.end = row + 1,
+                _ => groups.push(XGroup {
+                    x,
+                    start: row,
+                    end: row + 1,
+                }),
+            }
+        }
+        Self {
+            groups,
+            recency,
+            age,
+        }
+    }
+
+    /// Customers held.
+    pub(crate) fn len(&self) -> usize {
+        self.age.len()
+    }
+
+    /// The largest T, for scale-aware start values.
+    pub(crate) fn max_age(&self) -> f64 {
+        self.age.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// The total log-likelihood and its gradient, chunks spread over `threads` threads.
+    pub(crate) fn evaluate(&self, params: &BgNbdParams, threads: usize) -> LikelihoodSum {
+        let mut total = self.group_terms(params);
+        let chunk_count = self.len().div_ceil(CHUNK_ROWS);
+        let threads = threads.clamp(1, chunk_count.max(1));
+        let partials: Vec<LikelihoodSum> = if threads == 1 {
+            (0..chunk_count)
+                .map(|chunk| self.chunk_terms(params, chunk))
+                .collect()
+        } else {
+            let per_thread = chunk_count.div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let chunks = (t * per_thread)..((t + 1) * per_thread).min(chunk_count);
+                        scope.spawn(move || {
+                            chunks
+                                .map(|chunk| self.chunk_terms(params, chunk))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                // A panicking worker is a bug in this module; surface it rather than hide it.
+                handles
+                    .into_iter()
+                    .flat_map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            })
+        };
+        for partial in &partials {
+            total.merge(partial);
+        }
+        total
+    }
+
+    /// The x-only terms `A1 + A2` and their derivatives, times the group sizes.
+    fn group_terms(&self, params: &BgNbdParams) -> LikelihoodSum {
+        let BgNbdParams { r, alpha, a, b } = *params;
+        let (lg_r, lg_ab, lg_b, ln_alpha) = (
+            libm::lgamma(r),
+            libm::lgamma(a + b),
+            libm::lgamma(b),
+            alpha.ln(),
+        );
+        let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
+        let mut sum = LikelihoodSum::default();
+        for group in &self.groups {
+            let count = (group.end - group.start) as f64;
+            let x = group.x;
+            let (a1, a2, d_r, d_a, d_b) = if x == 0.0 {
+                (r * ln_alpha, 0.0, ln_alpha, 0.0, 0.0)
+            } else {
+                let psi_abx = digamma(a + b + x);
+                (
+                    libm::lgamma(r + x) - lg_r + r * ln_alpha,
+                    lg_ab + libm::lgamma(b + x) - lg_b - libm::lgamma(a + b + x),
+                    digamma(r + x) - psi_r + ln_alpha,
+                    psi_ab - psi_abx,
+                    psi_ab + digamma(b + x) - psi_b - psi_abx,
+                )
+            };
+            sum.value += count * (a1 + a2);
+            sum.gradient[0] += count * d_r;
+            sum.gradient[1] += count * r / alpha;
+            sum.gradient[2] += count * d_a;
+            sum.gradient[3] += count * d_b;
+        }
+        sum
+    }
+
+    /// The per-customer terms `ln(e^A3 + [x>0] e^A4)` of one chunk of rows.
+    fn chunk_terms(&self, params: &BgNbdParams, chunk: usize) -> LikelihoodSum {
+        let rows = (chunk * CHUNK_ROWS)..((chunk + 1) * CHUNK_ROWS).min(self.len());
+        let first_group = self.groups.partition_point(|group| group.end <= rows.start);
+        let mut sum = LikelihoodSum::default();
+        for group in self.groups[first_group..]
+            .iter()
+            .take_while(|group| group.start < rows.end)
+        {
+            let from = group.start.max(rows.start);
+            let to = group.end.min(rows.end);
+            let partial = if group.x == 0.0 {
+                self.never_repeated(params, from, to)
+            } else {
+                self.repeated(params, group.x, from, to)
+            };
+            sum.merge(&partial);
+        }
+        sum
+    }
+
+    /// Rows with x = 0: `A3 = −r ln(α+T)`.
+    fn never_repeated(&self, params: &BgNbdParams, from: usize, to: usize) -> LikelihoodSum {
+        let (mut log_sum, mut inverse_sum) = (0.0, 0.0);
+        for &age in &self.age[from..to] {
+            let shifted = params.alpha + age;
+            log_sum += shifted.ln();
+            inverse_sum += 1.0 / shifted;
+        }
+        LikelihoodSum {
+            value: -params.r * log_sum,
+            gradient: [-log_sum, -params.r * inverse_sum, 0.0, 0.0],
+        }
+    }
+
+    /// Rows with one x > 0: `A3 + softplus(A4 − A3)`.
+    fn repeated(&self, params: &BgNbdParams, x: f64, from: usize, to: usize) -> LikelihoodSum {
+        let BgNbdParams { r, alpha, a, b } = *params;
+        let rx = r + x;
+        let offset = a.ln() - (b + x - 1.0).ln();
+        let (mut value, mut d_r, mut d_alpha, mut w_sum) = (0.0, 0.0, 0.0, 0.0);
+        for (&age, &recency) in self.age[from..to].iter().zip(&self.recency[from..to]) {
+            let (shifted_age, shifted_recency) = (alpha + age, alpha + recency);
+            let log_age = shifted_age.ln();
+            let widening = log_age - shifted_recency.ln();
+            let log_odds = offset + rx * widening;
+            let (softplus, w) = softplus_and_logistic(log_odds);
+            value += softplus - rx * log_age;
+            d_r += w * widening - log_age;
+            d_alpha += w * (1.0 / shifted_age - 1.0 / shifted_recency) - 1.0 / shifted_age;
+            w_sum += w;
+        }
+        LikelihoodSum {
+            value,
+            gradient: [d_r, rx * d_alpha, w_sum / a, -w_sum / (b + x - 1.0)],
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The BG/NBD probability-alive model (Fader, Hardie and Lee, 2005).
+//!
+//! `model` holds the parameters, the customer summary, the per-customer likelihood and
+//! P(alive); `summary` builds summaries from raw purchase times; `likelihood` is the fast total
+//! likelihood with its gradient; `optimize` and `fit` find the maximum-likelihood parameters;
+//! `forecast` gives the expected purchases in a coming period.
+
+pub mod fit;
+pub mod forecast;
+mod likelihood;
+pub mod model;
+mod optimize;
+mod special;
+pub mod summary;
+
+pub use fit::{BgNbdFit, FitOptions, fit_bgnbd};
+pub use forecast::{MAX_SERIES_TERMS, expected_purchases};
+pub use model::{
+    BgNbdParams, CustomerSummary, churn_score, customer_log_likelihood, log_likelihood,
+    probability_alive,
+};
+pub use summary::{SummaryBuilder, TimeUnit};

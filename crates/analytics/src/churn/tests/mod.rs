@@ -1,0 +1,5 @@
+//! Tests of the churn models: scenarios, naive references and edge cases.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod inactivity;
+mod rfm;
