@@ -80,7 +80,11 @@ pub fn shapley_attribution(
                     reason: "must be at least 1".to_owned(),
                 });
             }
-            Ok(conversion_rate_game(table, options))
+            Ok(conversion_rate_game(
+                table,
+                options,
+                SHAPLEY_EXACT_CHANNEL_LIMIT,
+            ))
         }
     }
 }
@@ -155,10 +159,16 @@ fn channel_sets(table: &PathTable) -> ChannelSets {
     ChannelSets { active, sets }
 }
 
-fn conversion_rate_game(table: &PathTable, options: ShapleyOptions) -> ShapleyResult {
+/// The conversion-rate game, exact up to `exact_limit` active channels (tests lower it to
+/// check the sampling estimate against the exact values).
+pub(super) fn conversion_rate_game(
+    table: &PathTable,
+    options: ShapleyOptions,
+    exact_limit: usize,
+) -> ShapleyResult {
     let ChannelSets { active, sets } = channel_sets(table);
     let n = active.len();
-    let (local_values, approximate, samples) = if n <= SHAPLEY_EXACT_CHANNEL_LIMIT {
+    let (local_values, approximate, samples) = if n <= exact_limit {
         (exact_rate_values(n, &sets), false, 0)
     } else {
         let values = sampled_rate_values(n, &sets, options.samples, options.seed);
@@ -225,14 +235,16 @@ fn exact_rate_values(n: usize, sets: &[(Vec<u32>, f64, f64)]) -> Vec<f64> {
     values
 }
 
-/// `w(s) = s!(n−s−1)!/n! = 1 / (n·C(n−1, s))` for coalition sizes s = 0..n−1.
+/// `w(s) = s!(n−s−1)!/n! = 1 / (n·C(n−1, s))` for coalition sizes s = 0..n−1, and 0 for the
+/// grand coalition (nobody is left to join it).
 fn coalition_weights(n: usize) -> Vec<f64> {
-    let mut weights = Vec::with_capacity(n.max(1));
+    let mut weights = Vec::with_capacity(n + 1);
     let mut binomial = 1.0f64;
     for s in 0..n {
         weights.push(1.0 / (n as f64 * binomial));
         binomial = binomial * (n - 1 - s) as f64 / (s + 1) as f64;
     }
+    weights.push(0.0);
     weights
 }
 
