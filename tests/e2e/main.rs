@@ -9,6 +9,7 @@ mod health;
 mod imports;
 mod ingest_stream;
 mod pipeline;
+mod poison;
 mod sim_send;
 mod sources;
 mod tracing_spans;

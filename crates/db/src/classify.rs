@@ -22,6 +22,10 @@ pub enum DbErrorKind {
     PoolExhausted,
     /// 53xxx: the server ran out of a resource.
     InsufficientResources,
+    /// Class 22 (data exception: a NUL or invalid byte sequence, a value out of range) or 54
+    /// (a program limit, such as an over-long index row): this record can never be stored
+    /// as it is, so it is set aside with a reason instead of being retried.
+    DataException,
     /// Anything else: a bug or a schema mismatch.
     Other,
 }
@@ -39,8 +43,20 @@ impl DbErrorKind {
             | DbErrorKind::ForeignKeyViolation
             | DbErrorKind::ConstraintViolation
             | DbErrorKind::QueryCanceled
+            | DbErrorKind::DataException
             | DbErrorKind::Other => false,
         }
+    }
+}
+
+impl DbErrorKind {
+    /// Whether the failure is about the records written, not the database: the same records
+    /// fail again however often they are retried, and the others may pass without them.
+    pub fn is_about_the_record(self) -> bool {
+        matches!(
+            self,
+            DbErrorKind::DataException | DbErrorKind::ConstraintViolation
+        )
     }
 }
 
@@ -57,6 +73,9 @@ pub fn classify(err: &sqlx::Error) -> DbErrorKind {
             Some("57P01" | "57P02" | "57P03") => DbErrorKind::ConnectionLost,
             Some(code) if code.starts_with("08") => DbErrorKind::ConnectionLost,
             Some(code) if code.starts_with("53") => DbErrorKind::InsufficientResources,
+            Some(code) if code.starts_with("22") || code.starts_with("54") => {
+                DbErrorKind::DataException
+            }
             _ => DbErrorKind::Other,
         },
         sqlx::Error::Io(_)

@@ -236,6 +236,56 @@ impl CleaningWorker {
         Ok(())
     }
 
+    /// Commits a batch the store refused event by event, so that the one record it cannot
+    /// take is quarantined with the store's reason and the rest flow on; the cursor moves to
+    /// the end of the batch with the last of them. Returns how many were set aside here.
+    async fn commit_one_by_one(
+        &self,
+        tenant: &str,
+        processed: Vec<Processed>,
+        last: i64,
+    ) -> Result<usize, WorkerError> {
+        let count = processed.len();
+        let mut set_aside = 0;
+        for (index, mut p) in processed.into_iter().enumerate() {
+            let through = if index + 1 == count {
+                last
+            } else {
+                p.raw_sequence
+            };
+            let one = std::slice::from_ref(&p);
+            match commit_batch(&self.pool, tenant, one, crate::RAW_LOG_CONSUMER, through).await {
+                Ok(()) => continue,
+                Err(err) if touchline_db::classify(&err).is_about_the_record() => {
+                    let code = match &err {
+                        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                        _ => None,
+                    };
+                    tracing::warn!(tenant, raw_sequence = p.raw_sequence, sqlstate = ?code, "the store refused an event; quarantining it");
+                    p.verdict = Verdict::Quarantined(single(
+                        QuarantineReason::MalformedPayload,
+                        "event",
+                        format!(
+                            "the event store cannot hold this event (SQLSTATE {})",
+                            code.as_deref().unwrap_or("unknown")
+                        ),
+                    ));
+                    set_aside += 1;
+                    commit_batch(
+                        &self.pool,
+                        tenant,
+                        std::slice::from_ref(&p),
+                        crate::RAW_LOG_CONSUMER,
+                        through,
+                    )
+                    .await?;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(set_aside)
+    }
+
     #[tracing::instrument(name = "governance.clean_batch", skip_all, fields(service = "governance", tenant = %batch.tenant, events = batch.events.len(), lag))]
     async fn process(&self, batch: TailRawEventsResponse) -> Result<(), WorkerError> {
         let Some(last) = batch.events.last().map(|e| e.sequence) else {
@@ -274,14 +324,24 @@ impl CleaningWorker {
             }
             processed.push(p);
         }
-        commit_batch(
+        match commit_batch(
             &self.pool,
             &batch.tenant,
             &processed,
             crate::RAW_LOG_CONSUMER,
             last,
         )
-        .await?;
+        .await
+        {
+            Ok(()) => {}
+            Err(err) if touchline_db::classify(&err).is_about_the_record() => {
+                tracing::warn!(tenant = %batch.tenant, error = %err, "the store refused a batch; committing its events one by one");
+                quarantined += self
+                    .commit_one_by_one(&batch.tenant, processed, last)
+                    .await?;
+            }
+            Err(err) => return Err(err.into()),
+        }
         if quarantined > 0 {
             tracing::info!(tenant = %batch.tenant, quarantined, "events quarantined");
         }

@@ -19,6 +19,7 @@ use touchline_runtime::Shutdown;
 use touchline_runtime::client::CallCredentials;
 use uuid::Uuid;
 
+use crate::store::dead_letters::{DeadLetter, DeadLetterReason};
 use crate::store::{self, NewStoredEvent};
 
 /// A governance client carrying the worker's credentials.
@@ -27,7 +28,7 @@ pub type GovernanceClient = GovernanceServiceClient<InterceptedService<Channel, 
 pub type IdentityClient = IdentityServiceClient<InterceptedService<Channel, CallCredentials>>;
 
 /// Whose an event is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Owner {
     /// The person identity resolved it to.
     Person(Uuid),
@@ -37,6 +38,9 @@ enum Owner {
     /// Every identifier is suppressed (an erased person's late event): not stored, so the
     /// erasure is not undone.
     Suppressed,
+    /// Identity cannot take this event's identifiers, however often it is asked: the event is
+    /// set aside as a dead letter and the rest of the batch flows on.
+    SetAside(DeadLetterReason, String),
 }
 
 /// A batch of the clean log with its persons, ready to store.
@@ -44,6 +48,8 @@ enum Owner {
 struct ResolvedBatch {
     tenant: String,
     rows: Vec<NewStoredEvent>,
+    /// Events set aside, stored with the batch's cursor.
+    dead: Vec<DeadLetter>,
     /// The last sequence of the batch, stored events or not.
     last: i64,
 }
@@ -52,7 +58,7 @@ struct ResolvedBatch {
 const RESOLVES_IN_FLIGHT: usize = 4;
 
 /// The identity service takes at most this many identifiers per call.
-const MAX_IDENTIFIERS_PER_RESOLVE: usize = 1_000;
+const MAX_IDENTIFIERS_PER_RESOLVE: usize = touchline_bounds::MAX_IDENTIFIERS_PER_CALL;
 
 /// Why a worker session ended.
 #[derive(Debug, thiserror::Error)]
@@ -125,10 +131,14 @@ impl EventStoreWorker {
         };
         let store = async {
             while let Some(batch) = to_store.recv().await {
-                store::commit_batch(
+                if !batch.dead.is_empty() {
+                    tracing::warn!(tenant = %batch.tenant, set_aside = batch.dead.len(), "clean events set aside as dead letters");
+                }
+                store::commit_batch_setting_aside(
                     &self.pool,
                     &batch.tenant,
                     &batch.rows,
+                    &batch.dead,
                     crate::CLEAN_LOG_CONSUMER,
                     batch.last,
                 )
@@ -151,6 +161,7 @@ impl EventStoreWorker {
         tracing::Span::current().record("lag", batch.head_sequence - last);
         let persons = self.resolve(&batch.tenant, &batch.events).await?;
         let mut rows = Vec::with_capacity(batch.events.len());
+        let mut dead = Vec::new();
         let mut suppressed = 0usize;
         for (event, owner) in batch.events.iter().zip(persons) {
             if event.retraction {
@@ -167,27 +178,27 @@ impl EventStoreWorker {
                     suppressed += 1;
                     continue;
                 }
+                Owner::SetAside(reason, detail) => {
+                    dead.push(dead_letter(event, reason, detail));
+                    continue;
+                }
             };
             let span = tracing::info_span!("modeling.store_event", service = "modeling", message_id = %event.message_id);
             if !event.traceparent.is_empty() {
                 touchline_telemetry::set_parent_from_traceparent(&span, &event.traceparent);
             }
             let _entered = span.enter();
-            let event_time = event
-                .event_time
-                .as_ref()
-                .and_then(|ts| {
-                    chrono::DateTime::from_timestamp(
-                        ts.seconds,
-                        u32::try_from(ts.nanos).unwrap_or(0),
-                    )
-                })
-                .ok_or_else(|| {
-                    WorkerError::Protocol(format!(
-                        "clean event {} has no event time",
-                        event.sequence
-                    ))
-                })?;
+            let event_time = event.event_time.as_ref().and_then(|ts| {
+                chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
+            });
+            let Some(event_time) = event_time else {
+                dead.push(dead_letter(
+                    event,
+                    DeadLetterReason::NoEventTime,
+                    "the clean event has no valid event time".to_owned(),
+                ));
+                continue;
+            };
             let mut stored = event.clone();
             stored.traceparent.clear();
             rows.push(NewStoredEvent {
@@ -210,6 +221,7 @@ impl EventStoreWorker {
         Ok(Some(ResolvedBatch {
             tenant: batch.tenant,
             rows,
+            dead,
             last,
         }))
     }
@@ -232,9 +244,16 @@ impl EventStoreWorker {
                 persons.push(Owner::Nobody);
                 continue;
             }
+            if size > MAX_IDENTIFIERS_PER_RESOLVE {
+                persons.push(Owner::SetAside(
+                    DeadLetterReason::TooManyIdentifiers,
+                    format!("{size} identifiers, over the {MAX_IDENTIFIERS_PER_RESOLVE} one resolve call holds"),
+                ));
+                continue;
+            }
             if identifiers_in_chunk + size > MAX_IDENTIFIERS_PER_RESOLVE && !chunk.is_empty() {
                 let owners = self
-                    .resolve_chunk(tenant, std::mem::take(&mut chunk))
+                    .resolve_isolating(tenant, std::mem::take(&mut chunk))
                     .await?;
                 for (slot, owner) in slots.drain(..).zip(owners) {
                     persons[slot] = owner;
@@ -251,12 +270,45 @@ impl EventStoreWorker {
             });
         }
         if !chunk.is_empty() {
-            let owners = self.resolve_chunk(tenant, chunk).await?;
+            let owners = self.resolve_isolating(tenant, chunk).await?;
             for (slot, owner) in slots.drain(..).zip(owners) {
                 persons[slot] = owner;
             }
         }
         Ok(persons)
+    }
+
+    /// Resolves a chunk; when identity refuses it as invalid, resolves each item alone, so the
+    /// item it cannot take is set aside and the others are resolved. A transient failure
+    /// (UNAVAILABLE, a deadline) is returned, and the batch is read again later.
+    async fn resolve_isolating(
+        &self,
+        tenant: &str,
+        items: Vec<ResolveItem>,
+    ) -> Result<Vec<Owner>, WorkerError> {
+        let status = match self.resolve_chunk(tenant, items.clone()).await {
+            Err(WorkerError::Upstream(status)) if refuses_the_records(&status) => status,
+            other => return other,
+        };
+        tracing::warn!(tenant, code = ?status.code(), items = items.len(), "identity refused a resolve call; resolving its items one by one");
+        let mut owners = Vec::with_capacity(items.len());
+        for item in items {
+            match self.resolve_chunk(tenant, vec![item]).await {
+                Ok(mut one) => owners.push(one.pop().unwrap_or(Owner::Nobody)),
+                Err(WorkerError::Upstream(status)) if refuses_the_records(&status) => {
+                    owners.push(Owner::SetAside(
+                        DeadLetterReason::IdentifiersRefused,
+                        format!(
+                            "identity answered {:?}: {}",
+                            status.code(),
+                            status.message()
+                        ),
+                    ));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(owners)
     }
 
     async fn resolve_chunk(
@@ -299,5 +351,26 @@ impl EventStoreWorker {
                     .map_err(|err| WorkerError::Protocol(format!("person id: {err}")))
             })
             .collect()
+    }
+}
+
+/// Whether identity's answer is about the records sent (the same call fails again forever),
+/// not about identity or the network.
+fn refuses_the_records(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange
+    )
+}
+
+fn dead_letter(event: &CleanEvent, reason: DeadLetterReason, detail: String) -> DeadLetter {
+    let mut payload = event.clone();
+    payload.traceparent.clear();
+    DeadLetter {
+        sequence: event.sequence,
+        message_id: event.message_id.clone(),
+        reason,
+        detail,
+        payload: payload.encode_to_vec(),
     }
 }

@@ -221,7 +221,16 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
 
     // Identifiers.
     let ids = identifiers(&w, inputs.privacy, inputs.key);
-    if ids.kept.is_empty() && !def.is_some_and(|d| d.anonymous_allowed) {
+    if let Some(count) = ids.too_many {
+        violations.push(violation(
+            QuarantineReason::InvalidIdentifier,
+            "identifiers",
+            format!(
+                "the event carries {count} identifiers, over {}",
+                touchline_bounds::MAX_IDENTIFIERS_PER_EVENT
+            ),
+        ));
+    } else if ids.kept.is_empty() && !def.is_some_and(|d| d.anonymous_allowed) {
         let (reason, detail) = if ids.invalid > 0 {
             (
                 QuarantineReason::InvalidIdentifier,
@@ -250,8 +259,14 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
         if let Some(key) = map.iter().find(|(_, v)| has_nul(v)).map(|(k, _)| k) {
             violations.push(violation(
                 QuarantineReason::InvalidPropertyValue,
-                &format!("{area}.{key}"),
+                &format!("{area}.{}", printable(key)),
                 "contains a NUL character",
+            ));
+        } else if let Some(key) = map.iter().find(|(k, v)| key_has_nul(k, v)).map(|(k, _)| k) {
+            violations.push(violation(
+                QuarantineReason::InvalidPropertyValue,
+                &format!("{area}.{}", printable(key)),
+                "a key contains a NUL character",
             ));
         }
     }
@@ -505,6 +520,22 @@ fn pseudonymise_direct_fields(
             }
         }
     }
+}
+
+/// True when a key at or below this entry holds a NUL, which jsonb cannot store either.
+fn key_has_nul(key: &str, v: &Value) -> bool {
+    key.contains('\0')
+        || match v {
+            Value::Array(a) => a.iter().any(|v| key_has_nul("", v)),
+            Value::Object(m) => m.iter().any(|(k, v)| key_has_nul(k, v)),
+            _ => false,
+        }
+}
+
+/// A key as a field path can show it: the quarantine record is stored as text, which cannot
+/// hold the NUL that made the key unusable.
+fn printable(key: &str) -> String {
+    key.replace('\0', "\u{FFFD}")
 }
 
 fn has_nul(v: &Value) -> bool {

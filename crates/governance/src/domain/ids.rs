@@ -15,6 +15,9 @@ pub(crate) struct Ids {
     pub(crate) blocked: i32,
     pub(crate) invalid: i32,
     pub(crate) first_invalid_field: String,
+    /// How many identifiers the event carried when that is over
+    /// [`touchline_bounds::MAX_IDENTIFIERS_PER_EVENT`]: the event is quarantined.
+    pub(crate) too_many: Option<usize>,
 }
 
 /// Normalises, blocks and pseudonymises every identifier of `w`.
@@ -25,6 +28,7 @@ pub(crate) fn identifiers(w: &Working, privacy: &PrivacySettings, key: &TenantKe
         blocked: 0,
         invalid: 0,
         first_invalid_field: "identifiers".to_owned(),
+        too_many: None,
     };
     let top = [
         ("anonymous_id", &w.anonymous_id, "anonymous_id"),
@@ -58,8 +62,24 @@ pub(crate) fn identifiers(w: &Working, privacy: &PrivacySettings, key: &TenantKe
             format!("identifiers[{i}]"),
         ));
     }
+    if candidates.len() > touchline_bounds::MAX_IDENTIFIERS_PER_EVENT {
+        out.too_many = Some(candidates.len());
+        return out;
+    }
     for (kind, value, scope, field) in candidates {
         if kind.is_empty() || value.trim().is_empty() {
+            continue;
+        }
+        // What identity and modeling cannot hold (a NUL in a type or scope, a value of
+        // thousands of characters) is dropped here and counted, like a value that cannot be
+        // normalised, so it never reaches the stages after this one.
+        if let Some((part, _)) = touchline_bounds::check_identifier(&kind, &scope, value.trim()) {
+            note_invalid(&mut out, format!("{field}.{part}"));
+            continue;
+        }
+        // An OpenID is unique only within its app: without the app's scope it names nobody.
+        if kind == "wechat_openid" && scope.is_empty() {
+            note_invalid(&mut out, format!("{field}.scope"));
             continue;
         }
         let direct = privacy.direct_types.contains(&kind);
@@ -78,19 +98,30 @@ pub(crate) fn identifiers(w: &Working, privacy: &PrivacySettings, key: &TenantKe
         let normalised = match pii::normalise(&kind, &value, &privacy.default_country_code) {
             Ok(n) => n,
             Err(_) => {
-                if out.invalid == 0 {
-                    out.first_invalid_field = field;
-                }
-                out.invalid += 1;
+                note_invalid(&mut out, field);
                 continue;
             }
         };
-        if pii::is_blocked(&kind, &normalised, privacy) {
+        // A phone or an email under another type (`user_id`, a source's own id) is personal
+        // data all the same: it is hashed as what it is, so the same address links whatever
+        // field carried it.
+        let detected = if direct {
+            None
+        } else {
+            pii::detect_direct(&normalised)
+        };
+        let is_detected = detected.is_some();
+        let (pii_kind, normalised) = match detected {
+            Some((k, n)) => (k, n),
+            None => (kind.as_str(), normalised),
+        };
+        if pii::is_blocked(pii_kind, &normalised, privacy) {
             out.blocked += 1;
             continue;
         }
+        let direct = direct || is_detected;
         let stored = if direct {
-            pii::pseudonymise(key, &kind, &normalised)
+            pii::pseudonymise(key, pii_kind, &normalised)
         } else {
             normalised.clone()
         };
@@ -103,11 +134,18 @@ pub(crate) fn identifiers(w: &Working, privacy: &PrivacySettings, key: &TenantKe
             out.masked.push(MaskedIdentifier {
                 r#type: kind.clone(),
                 value: stored,
-                masked: pii::mask(&kind, &normalised),
+                masked: pii::mask(pii_kind, &normalised),
             });
         }
     }
     out
+}
+
+fn note_invalid(out: &mut Ids, field: String) {
+    if out.invalid == 0 {
+        out.first_invalid_field = field;
+    }
+    out.invalid += 1;
 }
 
 fn push_unique(list: &mut Vec<Identifier>, id: Identifier) -> bool {

@@ -167,6 +167,36 @@ fn normalise_email(raw: &str) -> Result<String, String> {
     }
 }
 
+/// The direct identifier a value of any other field is, if it is one: an email address, or a
+/// phone number written with its country code (`+…`) or as an 11-digit mainland mobile. Sources
+/// put phones and emails into `user_id`, `anonymous_id` and ids of their own; wherever one
+/// arrives it is pseudonymised like a declared phone or email, so that no clear value reaches
+/// identity, its cache keys or the event store. Other digit strings (member cards, CRM ids)
+/// are not taken for phones.
+pub fn detect_direct(value: &str) -> Option<(&'static str, String)> {
+    let value = value.trim();
+    if value.contains('@') {
+        return normalise_email(value).ok().map(|n| ("email", n));
+    }
+    let compact: String = value
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+        .collect();
+    let digits = compact.strip_prefix('+').unwrap_or(&compact);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let plausible = if compact.starts_with('+') {
+        (8..=15).contains(&digits.len())
+    } else {
+        digits.len() == 11 && digits.starts_with('1')
+    };
+    if !plausible {
+        return None;
+    }
+    normalise_phone(&compact, "86").ok().map(|n| ("phone", n))
+}
+
 /// True when a normalised value is a placeholder or blocked for the tenant.
 pub fn is_blocked(kind: &str, normalised: &str, settings: &PrivacySettings) -> bool {
     let lower = normalised.to_lowercase();

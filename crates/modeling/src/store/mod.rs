@@ -1,6 +1,7 @@
 //! All SQL of the modeling service.
 
 pub mod changes;
+pub mod dead_letters;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
@@ -100,6 +101,19 @@ pub async fn commit_batch(
     consumer: &str,
     consumed_through: i64,
 ) -> Result<(), sqlx::Error> {
+    commit_batch_setting_aside(pool, tenant, events, &[], consumer, consumed_through).await
+}
+
+/// [`commit_batch`], with the batch's events that cannot be stored written as dead letters in
+/// the same transaction, so the cursor passes them and they can be listed.
+pub async fn commit_batch_setting_aside(
+    pool: &PgPool,
+    tenant: &str,
+    events: &[NewStoredEvent],
+    dead: &[dead_letters::DeadLetter],
+    consumer: &str,
+    consumed_through: i64,
+) -> Result<(), sqlx::Error> {
     let latest = latest_per_message(events);
     let (retractions, stored): (Vec<&NewStoredEvent>, Vec<&NewStoredEvent>) =
         latest.into_iter().partition(|e| e.retraction);
@@ -170,6 +184,7 @@ pub async fn commit_batch(
         .execute(&mut *tx)
         .await?;
     }
+    dead_letters::insert(&mut tx, tenant, dead).await?;
     CURSORS
         .advance(&mut tx, consumer, tenant, consumed_through)
         .await?;

@@ -1,0 +1,181 @@
+//! Events no test of ours used to send: each is acknowledged by collection, and none may stop
+//! the pipeline, for its own tenant or another. Every one ends clean (in the event store),
+//! quarantined with a typed reason, or set aside; a canary of another tenant and a sentinel of
+//! the same tenant sent after them both reach modeling.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use touchline_e2e::sample_event;
+use touchline_proto::collection::v1::IngestEventsRequest;
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::common::v1::{Event, Identifier};
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::{ListQuarantinedRequest, QuarantineReason};
+use touchline_proto::modeling::v1::ListEventsRequest;
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::prost_types::{Struct, Value, value::Kind};
+use touchline_testkit::{TestApp, eventually, token};
+
+const SCOPES: &[&str] = &["events:write", "models:read", "quarantine:read"];
+const T0: i64 = 1_795_507_200_000;
+
+fn text(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    }
+}
+
+fn with_properties(mut event: Event, entries: &[(&str, Value)]) -> Event {
+    event.properties = Some(Struct {
+        fields: entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    });
+    event
+}
+
+fn id(kind: &str, value: &str, scope: &str) -> Identifier {
+    Identifier {
+        r#type: kind.to_owned(),
+        value: value.to_owned(),
+        scope: scope.to_owned(),
+    }
+}
+
+/// The poison events an independent client found, with what each must become.
+fn poison() -> Vec<(Event, Option<QuarantineReason>)> {
+    let nul_key_and_value = with_properties(
+        sample_event("p-nul-kv", 1, "view", T0),
+        &[("k\u{0}", text("v\u{0}"))],
+    );
+    let nul_key_only = with_properties(
+        sample_event("p-nul-k", 2, "view", T0),
+        &[("k\u{0}", text("v"))],
+    );
+    let mut nul_type = sample_event("p-nul-type", 3, "view", T0);
+    nul_type.identifiers.push(id("dev\u{0}ice", "x", ""));
+    let mut nul_scope = sample_event("p-nul-scope", 4, "view", T0);
+    nul_scope
+        .identifiers
+        .push(id("wechat_openid", "o-1", "wx\u{0}"));
+    let mut nul_type_alone = sample_event("p-nul-type-alone", 5, "view", T0);
+    nul_type_alone.anonymous_id.clear();
+    nul_type_alone.identifiers = vec![id("dev\u{0}ice", "x", "")];
+    let mut long_anonymous = sample_event("p-long-anon", 6, "view", T0);
+    long_anonymous.anonymous_id = "a".repeat(6_000);
+    long_anonymous.identifiers.clear();
+    let mut many_ids = sample_event("p-many-ids", 7, "view", T0);
+    many_ids.identifiers = (0..1_500)
+        .map(|i| id("device_id", &format!("d-{i}"), ""))
+        .collect();
+    let mut openid_without_app = sample_event("p-openid", 8, "view", T0);
+    openid_without_app.anonymous_id.clear();
+    openid_without_app.identifiers = vec![id("wechat_openid", "o-2", "")];
+    vec![
+        (
+            nul_key_and_value,
+            Some(QuarantineReason::InvalidPropertyValue),
+        ),
+        (nul_key_only, Some(QuarantineReason::InvalidPropertyValue)),
+        // The unusable identifier is dropped and counted; the others identify the person.
+        (nul_type, None),
+        (nul_scope, None),
+        (nul_type_alone, Some(QuarantineReason::InvalidIdentifier)),
+        (long_anonymous, Some(QuarantineReason::InvalidIdentifier)),
+        (many_ids, Some(QuarantineReason::InvalidIdentifier)),
+        (
+            openid_without_app,
+            Some(QuarantineReason::InvalidIdentifier),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_events_are_set_aside_and_stop_no_tenant() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let acme = token("acme", SCOPES);
+    let globex = token("globex", SCOPES);
+    let cases = poison();
+    let mut collection = CollectionServiceClient::new(app.channel(&acme)?);
+    for (event, _) in &cases {
+        let ack = collection
+            .ingest_events(IngestEventsRequest {
+                events: vec![event.clone()],
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            ack.accepted_count, 1,
+            "{} is acknowledged",
+            event.message_id
+        );
+    }
+    collection
+        .ingest_events(IngestEventsRequest {
+            events: vec![sample_event("sentinel", 9, "view", T0 + 1_000)],
+        })
+        .await?;
+    CollectionServiceClient::new(app.channel(&globex)?)
+        .ingest_events(IngestEventsRequest {
+            events: vec![sample_event("canary", 1, "view", T0 + 2_000)],
+        })
+        .await?;
+
+    let canary = stored_ids(&app, &globex, |ids| ids.contains("canary")).await?;
+    assert_eq!(canary, BTreeSet::from(["canary".to_owned()]));
+    let stored = stored_ids(&app, &acme, |ids| ids.contains("sentinel")).await?;
+
+    let mut governance = GovernanceServiceClient::new(app.channel(&acme)?);
+    let quarantined = governance
+        .list_quarantined(ListQuarantinedRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .quarantined_events;
+    for (event, expected) in &cases {
+        let id = &event.message_id;
+        let verdict = quarantined
+            .iter()
+            .find(|q| q.event.as_ref().is_some_and(|e| &e.message_id == id))
+            .map(|q| q.reason());
+        match expected {
+            Some(reason) => assert_eq!(verdict, Some(*reason), "{id} is quarantined"),
+            None => {
+                assert_eq!(verdict, None, "{id} is not quarantined");
+                assert!(stored.contains(id), "{id} is in the event store");
+            }
+        }
+    }
+    app.stop().await;
+    Ok(())
+}
+
+/// The message ids in `tenant`'s event store once `done` holds for them.
+async fn stored_ids(
+    app: &TestApp,
+    token: &str,
+    done: impl Fn(&BTreeSet<String>) -> bool,
+) -> anyhow::Result<BTreeSet<String>> {
+    let modeling = ModelingServiceClient::new(app.channel(token)?);
+    eventually(Duration::from_secs(30), || {
+        let mut modeling = modeling.clone();
+        let done = &done;
+        async move {
+            let page = modeling
+                .list_events(ListEventsRequest {
+                    page_size: 1_000,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let ids: BTreeSet<String> = page.events.into_iter().map(|e| e.message_id).collect();
+            Ok(done(&ids).then_some(ids))
+        }
+    })
+    .await
+}
