@@ -7,10 +7,10 @@
 
 pub mod fit;
 pub mod forecast;
-mod likelihood;
+pub(crate) mod likelihood;
 pub mod model;
-mod optimize;
-mod special;
+pub(crate) mod optimize;
+pub(crate) mod special;
 pub mod summary;
 
 pub use fit::{BgNbdFit, FitOptions, fit_bgnbd};
