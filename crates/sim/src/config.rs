@@ -230,6 +230,27 @@ pub struct SimConfig {
     pub days: u32,
     /// Planted-mess rates.
     pub rates: Rates,
+    /// Households whose members share a phone number (see [`crate::household`]).
+    pub phones: PhoneSharing,
+}
+
+/// Fractions of households (pairs of persons) sharing one phone number. Not defects: real
+/// customers do this, and identity must tell the members apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PhoneSharing {
+    /// Families using one number, each member with their own member card and accounts.
+    pub family: f64,
+    /// Numbers recycled by the carrier from one member to the other.
+    pub recycled: f64,
+}
+
+impl Default for PhoneSharing {
+    fn default() -> Self {
+        PhoneSharing {
+            family: 0.02,
+            recycled: 0.01,
+        }
+    }
 }
 
 impl SimConfig {
@@ -242,6 +263,7 @@ impl SimConfig {
             end_date: default_end_date(),
             days: 180,
             rates: Rates::default(),
+            phones: PhoneSharing::default(),
         }
     }
 
@@ -271,6 +293,13 @@ impl SimConfig {
             return Err(SimError::InvalidArgument(format!(
                 "days must be within 7..=3660, got {}",
                 self.days
+            )));
+        }
+        let PhoneSharing { family, recycled } = self.phones;
+        if !(family >= 0.0 && recycled >= 0.0 && family + recycled <= 1.0) {
+            return Err(SimError::InvalidArgument(format!(
+                "family and recycled phone shares must be non-negative and sum to at most 1, \
+                 got {family} and {recycled}"
             )));
         }
         Ok(())

@@ -12,6 +12,7 @@
 pub mod ads;
 pub mod config;
 pub mod engine;
+pub mod household;
 pub mod layout;
 pub mod manifest;
 pub mod output;
@@ -27,7 +28,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use config::{DefectKind, Preset, Rates, SimConfig, TemplateKind};
+pub use config::{DefectKind, PhoneSharing, Preset, Rates, SimConfig, TemplateKind};
 pub use record::{Event, Identifier};
 pub use send::{EventStream, SendOptions, SendSummary, TruthEvent, events, send};
 
@@ -97,6 +98,12 @@ pub struct SimArgs {
     /// Multiply every defect rate by this factor (0 for clean data).
     #[arg(long, default_value_t = 1.0)]
     pub mess: f64,
+    /// Share of households (pairs of persons) whose members use one phone number.
+    #[arg(long, default_value_t = PhoneSharing::default().family)]
+    pub family_phones: f64,
+    /// Share of households whose phone number the carrier recycles from one to the other.
+    #[arg(long, default_value_t = PhoneSharing::default().recycled)]
+    pub recycled_phones: f64,
     /// Stream the events to a collection service at this address instead of writing files.
     #[arg(long, value_name = "ADDR")]
     pub send: Option<String>,
@@ -128,6 +135,10 @@ impl SimArgs {
             )));
         }
         cfg.rates.scale(self.mess);
+        cfg.phones = PhoneSharing {
+            family: self.family_phones,
+            recycled: self.recycled_phones,
+        };
         for spec in &self.rates {
             cfg.rates.apply_override(spec)?;
         }

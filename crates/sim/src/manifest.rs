@@ -136,6 +136,7 @@ pub fn write_manifest(ctx: &Ctx, stats: &Stats, out: &Output) -> Result<(), SimE
             "churn": truth_paths::CHURN,
             "optouts": truth_paths::OPTOUTS,
             "shared_devices": truth_paths::SHARED_DEVICES,
+            "phone_holders": truth_paths::PHONE_HOLDERS,
             "conversion_model": truth_paths::MODEL,
         },
         "persons_churned": stats.churned,

@@ -118,6 +118,9 @@ pub mod truth_paths {
     pub const CHURN: &str = "truth/churn.csv";
     /// Who opted out of marketing and when.
     pub const OPTOUTS: &str = "truth/optouts.csv";
+    /// `phone,person_id,valid_from_ms,valid_to_ms,sharing` for every phone number more than
+    /// one person holds (a family's, a recycled one); empty bounds are open.
+    pub const PHONE_HOLDERS: &str = "truth/phone_holders.csv";
     /// Store devices shared by many customers.
     pub const SHARED_DEVICES: &str = "truth/shared_devices.csv";
     /// The conversion model and the channels' true contributions.
@@ -137,6 +140,7 @@ pub struct Output {
     journeys: Sink,
     churn: Sink,
     optouts: Sink,
+    phone_holders: Sink,
     buf: String,
 }
 
@@ -171,6 +175,10 @@ impl Output {
         )?;
         let churn = open(tp::CHURN, "person_id,churn_date,churn_ms,last_activity_ms")?;
         let optouts = open(tp::OPTOUTS, "person_id,crm_id,opt_out_ms")?;
+        let phone_holders = open(
+            tp::PHONE_HOLDERS,
+            "phone,person_id,valid_from_ms,valid_to_ms,sharing",
+        )?;
         let mut shared = open(tp::SHARED_DEVICES, "device_id,site")?;
         for (i, site) in ctx.t.sites.iter().enumerate() {
             for n in 0..2 {
@@ -187,6 +195,7 @@ impl Output {
             journeys,
             churn,
             optouts,
+            phone_holders,
             buf: String::new(),
         })
     }
@@ -292,7 +301,28 @@ impl Output {
                 Field::Int(o),
             ]))?;
         }
-        Ok(())
+        self.write_phone_holding(ctx, p)
+    }
+
+    /// The person's holding of a number their household shares, if any.
+    fn write_phone_holding(&mut self, ctx: &Ctx, p: &Person) -> Result<(), SimError> {
+        let Some(h) = crate::household::household_of(&ctx.cfg, p.idx) else {
+            return Ok(());
+        };
+        let (number, from, to) = match (h.sharing, &p.phone_change) {
+            (crate::household::Sharing::Family, _) | (_, None) => (&p.phone, None, None),
+            (crate::household::Sharing::Recycled, Some((at, number))) if p.idx == h.second => {
+                (number, Some(*at), None)
+            }
+            (crate::household::Sharing::Recycled, Some((at, _))) => (&p.phone, None, Some(*at)),
+        };
+        self.phone_holders.line(&csv_line(&[
+            text(number.clone()),
+            text(p.id.clone()),
+            from.map_or(Field::Null, Field::Int),
+            to.map_or(Field::Null, Field::Int),
+            text(h.sharing.name()),
+        ]))
     }
 
     /// Appends an aggregate row (no true person) to data file `file`; returns its line number.
@@ -340,6 +370,7 @@ impl Output {
             &mut self.journeys,
             &mut self.churn,
             &mut self.optouts,
+            &mut self.phone_holders,
         ] {
             s.flush()?;
         }

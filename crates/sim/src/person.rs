@@ -32,8 +32,11 @@ pub struct Person {
     pub idx: u64,
     /// True person id (`P00000042`).
     pub id: String,
-    /// Mainland mobile number, 11 digits.
+    /// Mainland mobile number, 11 digits: the one held at the start of the period.
     pub phone: String,
+    /// A change of number: from this instant (epoch ms) on, the person uses this one (a
+    /// recycled number's holders, see [`crate::household`]).
+    pub phone_change: Option<(i64, String)>,
     /// Email, if they have given one.
     pub email: Option<String>,
     /// Member card number (valid once a member).
@@ -109,6 +112,24 @@ fn device(rng: &mut SimRng, os_hint: Option<&'static str>) -> Device {
     }
 }
 
+/// Person `idx`'s own number, drawn first from their stream `rng` (a fresh stream of theirs
+/// gives the same number, which is how a household partner finds it).
+pub fn own_phone(seed: u64, idx: u64, rng: &mut SimRng) -> String {
+    const PREFIXES: [&str; 10] = [
+        "138", "139", "136", "150", "151", "186", "187", "135", "188", "137",
+    ];
+    let suffix = rng::permute_decimal(idx, seed, 8);
+    let phone = format!(
+        "{}{suffix:08}",
+        PREFIXES[rng.random_range(0..PREFIXES.len())]
+    );
+    if phone == PLACEHOLDER_PHONE {
+        // The suffix is unique per person, so another prefix keeps the number unique.
+        return format!("139{suffix:08}");
+    }
+    phone
+}
+
 impl Person {
     /// Draws person `idx` of the run; `start_ms..end_ms` is the period.
     pub fn draw(
@@ -119,18 +140,7 @@ impl Person {
         end_ms: i64,
         rng: &mut SimRng,
     ) -> Person {
-        const PREFIXES: [&str; 10] = [
-            "138", "139", "136", "150", "151", "186", "187", "135", "188", "137",
-        ];
-        let suffix = rng::permute_decimal(idx, seed, 8);
-        let mut phone = format!(
-            "{}{suffix:08}",
-            PREFIXES[rng.random_range(0..PREFIXES.len())]
-        );
-        if phone == PLACEHOLDER_PHONE {
-            // The suffix is unique per person, so another prefix keeps the number unique.
-            phone = format!("139{suffix:08}");
-        }
+        let phone = own_phone(seed, idx, rng);
         let email = rng.random_bool(0.45).then(|| {
             format!(
                 "user{:09}@mail{}.example.cn",
@@ -166,6 +176,7 @@ impl Person {
             idx,
             id: format!("P{idx:08}"),
             phone,
+            phone_change: None,
             email,
             member_card: format!("{card:010}"),
             crm_id: format!("C{crm:09}"),
@@ -187,6 +198,14 @@ impl Person {
             app_logged_in: false,
             mp_authorised: false,
             oa_followed: false,
+        }
+    }
+
+    /// The phone number the person uses at `ms`.
+    pub fn phone_at(&self, ms: i64) -> &str {
+        match &self.phone_change {
+            Some((from, number)) if ms >= *from => number,
+            _ => &self.phone,
         }
     }
 

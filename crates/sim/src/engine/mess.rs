@@ -157,7 +157,13 @@ impl Gen<'_> {
         }
         if ev.identifiers.iter().any(|i| i.kind == "phone") && self.chance(DefectKind::InvalidPhone)
         {
-            let bad = spoil_phone(&mut self.mess, &self.p.phone);
+            // Spoil the number the event carries (a recycled number's holders change theirs).
+            let sent = ev
+                .identifiers
+                .iter()
+                .find(|i| i.kind == "phone")
+                .map_or_else(|| self.p.phone.clone(), |i| i.value.clone());
+            let bad = spoil_phone(&mut self.mess, &sent);
             for i in ev.identifiers.iter_mut().filter(|i| i.kind == "phone") {
                 i.value = bad.clone();
             }

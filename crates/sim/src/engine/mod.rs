@@ -140,7 +140,8 @@ pub fn generate_person(ctx: &Ctx, idx: u64, stats: &mut Stats, out: &mut PersonO
     out.journeys.clear();
     out.last_activity_ms = None;
     let mut rng = rng::stream(ctx.cfg.seed, DOMAIN_PERSON, idx);
-    let p = Person::draw(ctx.t, ctx.cfg.seed, idx, ctx.start_ms, ctx.end_ms, &mut rng);
+    let mut p = Person::draw(ctx.t, ctx.cfg.seed, idx, ctx.start_ms, ctx.end_ms, &mut rng);
+    share_phone(&ctx.cfg, &mut p);
     let mut g = Gen {
         ctx,
         p,
@@ -165,6 +166,28 @@ pub fn generate_person(ctx: &Ctx, idx: u64, stats: &mut Stats, out: &mut PersonO
             .max();
     }
     g.p
+}
+
+/// Gives `p` the number their household shares, if it does (see [`crate::household`]).
+fn share_phone(cfg: &SimConfig, p: &mut Person) {
+    let Some(h) = crate::household::household_of(cfg, p.idx) else {
+        return;
+    };
+    let first_number = || {
+        let mut partner = rng::stream(cfg.seed, DOMAIN_PERSON, h.first);
+        crate::person::own_phone(cfg.seed, h.first, &mut partner)
+    };
+    match (h.sharing, p.idx == h.first) {
+        (crate::household::Sharing::Family, true) => {}
+        (crate::household::Sharing::Family, false) => p.phone = first_number(),
+        (crate::household::Sharing::Recycled, true) => {
+            let new_number = crate::household::replacement_phone(cfg.seed, p.idx);
+            p.phone_change = Some((h.handover_ms, new_number));
+        }
+        (crate::household::Sharing::Recycled, false) => {
+            p.phone_change = Some((h.second_from_ms(), first_number()));
+        }
+    }
 }
 
 impl Gen<'_> {

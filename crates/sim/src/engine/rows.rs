@@ -18,12 +18,13 @@ fn s(v: impl Into<String>) -> Field {
 }
 
 impl Gen<'_> {
-    fn member_ids(&self) -> Vec<Identifier> {
+    /// The member's identifiers as the CRM holds them at `at`.
+    fn member_ids(&self, at: i64) -> Vec<Identifier> {
         let t = self.ctx.t;
         let mut v = vec![
             Identifier::scoped("crm_id", self.p.crm_id.clone(), t.crm_system),
             Identifier::scoped("member_card", self.p.member_card.clone(), t.brand),
-            Identifier::global("phone", self.p.phone.clone()),
+            Identifier::global("phone", self.p.phone_at(at).to_owned()),
         ];
         if let Some(e) = &self.p.email {
             v.push(Identifier::global("email", e.clone()));
@@ -35,10 +36,12 @@ impl Gen<'_> {
     pub(super) fn crm_member_export(&mut self, joined: i64) {
         let tier = ["silver", "gold", "platinum"][self.rng.random_range(0..3)];
         let site = self.ctx.t.sites[self.p.site].id;
+        // The export is taken at period start: the number held then.
+        let at = self.ctx.start_ms;
         let fields = vec![
             s(&self.p.crm_id),
             s(&self.p.member_card),
-            s(&self.p.phone),
+            s(self.p.phone_at(at)),
             self.p.email.clone().map_or(Field::Null, Field::Str),
             s(tier),
             s(site),
@@ -50,7 +53,7 @@ impl Gen<'_> {
                 chrono_tz::Asia::Shanghai,
             )),
         ];
-        let ids = self.member_ids();
+        let ids = self.member_ids(at);
         self.push_row(
             ids::CRM_MEMBERS,
             self.p.crm_id.clone(),
@@ -68,13 +71,13 @@ impl Gen<'_> {
             s(&self.p.crm_id),
             s(&self.p.member_card),
             s(change),
-            s(&self.p.phone),
+            s(self.p.phone_at(t)),
             self.p.email.clone().map_or(Field::Null, Field::Str),
             Field::Bool(marketing),
             Field::Bool(marketing),
             Field::Int(t),
         ];
-        let ids = self.member_ids();
+        let ids = self.member_ids(t);
         self.push_row(ids::CRM_UPDATES, key, t, "member_update", fields, ids);
     }
 
@@ -101,13 +104,13 @@ impl Gen<'_> {
         let fields = vec![
             s(&key),
             s(&self.p.crm_id),
-            s(&self.p.phone),
+            s(self.p.phone_at(t)),
             s(campaign),
             Field::Int(t),
         ];
         let ids = vec![
             Identifier::scoped("crm_id", self.p.crm_id.clone(), self.ctx.t.crm_system),
-            Identifier::global("phone", self.p.phone.clone()),
+            Identifier::global("phone", self.p.phone_at(t).to_owned()),
         ];
         self.push_row(ids::CRM_SENDS, key, t, "marketing_send", fields, ids);
     }
@@ -287,9 +290,10 @@ impl Gen<'_> {
     ) {
         let v = self.ctx.t.vocab;
         let phone = if full_phone || self.rng.random_bool(0.3) {
-            self.p.phone.clone()
+            self.p.phone_at(t).to_owned()
         } else {
-            format!("{}****{}", &self.p.phone[..3], &self.p.phone[7..])
+            let number = self.p.phone_at(t);
+            format!("{}****{}", &number[..3], &number[7..])
         };
         let (buyer_kind, scope) = if file == ids::MARKET {
             ("marketplace_buyer", self.ctx.t.marketplace)
@@ -335,7 +339,7 @@ impl Gen<'_> {
             ));
         }
         if phone {
-            ids.push(Identifier::global("phone", self.p.phone.clone()));
+            ids.push(Identifier::global("phone", self.p.phone_at(t).to_owned()));
         }
         let fields = vec![
             s(order_id),
@@ -346,7 +350,11 @@ impl Gen<'_> {
             } else {
                 Field::Null
             },
-            if phone { s(&self.p.phone) } else { Field::Null },
+            if phone {
+                s(self.p.phone_at(t))
+            } else {
+                Field::Null
+            },
             Field::Money(total),
             s(items),
             s(format!("E{:03}", self.rng.random_range(1..40))),
@@ -418,7 +426,7 @@ impl Gen<'_> {
         let member = self.p.is_member(t);
         let channel = ["hotline", "wechat", "online_chat"][self.rng.random_range(0..3)];
         let closed = t + self.rng.random_range(600_000..3 * crate::DAY_MS);
-        let mut ids = vec![Identifier::global("phone", self.p.phone.clone())];
+        let mut ids = vec![Identifier::global("phone", self.p.phone_at(t).to_owned())];
         if member {
             ids.push(Identifier::scoped(
                 "member_card",
@@ -430,7 +438,7 @@ impl Gen<'_> {
             s(&key),
             Field::Int(t),
             s(channel),
-            s(&self.p.phone),
+            s(self.p.phone_at(t)),
             if member {
                 s(&self.p.member_card)
             } else {
@@ -455,7 +463,7 @@ impl Gen<'_> {
             .round()
             .clamp(0.0, 10.0) as i64;
         let csat = (1 + score / 2).min(5);
-        let mut ids = vec![Identifier::global("phone", self.p.phone.clone())];
+        let mut ids = vec![Identifier::global("phone", self.p.phone_at(t).to_owned())];
         if member {
             ids.push(Identifier::scoped(
                 "member_card",
@@ -466,7 +474,7 @@ impl Gen<'_> {
         let fields = vec![
             s(&key),
             Field::Int(t),
-            s(&self.p.phone),
+            s(self.p.phone_at(t)),
             if member {
                 s(&self.p.member_card)
             } else {

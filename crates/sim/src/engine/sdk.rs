@@ -225,7 +225,7 @@ impl Gen<'_> {
         props: Map<String, Value>,
         t: i64,
     ) {
-        let phone = self.p.phone.clone();
+        let phone = self.p.phone_at(t).to_owned();
         self.emit_inner(s, kind, name, props, t, Some(phone));
     }
 
