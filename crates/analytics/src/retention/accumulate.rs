@@ -33,8 +33,11 @@ pub struct RetentionAccumulator<'m> {
     pub(super) tables: Vec<TableCounts>,
     table_of: HashMap<u32, usize>,
     persons_considered: u64,
-    /// Reused per-person buffer.
+    /// Reused per-person buffer (breakdown path).
     scratch: Vec<Bucketed>,
+    /// Reused per-person bitsets of start and return intervals (path without breakdown).
+    start_bits: Vec<u64>,
+    return_bits: Vec<u64>,
 }
 
 impl<'m> RetentionAccumulator<'m> {
@@ -45,6 +48,8 @@ impl<'m> RetentionAccumulator<'m> {
             table_of: HashMap::new(),
             persons_considered: 0,
             scratch: Vec::new(),
+            start_bits: Vec::new(),
+            return_bits: Vec::new(),
         };
         if !model.options.breakdown {
             // Without a breakdown there is always exactly one table, even with no persons.
@@ -61,6 +66,86 @@ impl<'m> RetentionAccumulator<'m> {
     /// Adds one person's timeline (any order).
     pub fn add_person(&mut self, events: &[RetentionEvent]) {
         self.persons_considered += 1;
+        if self.model.options.breakdown {
+            self.add_split_person(events);
+        } else {
+            self.add_unsplit_person(events);
+        }
+    }
+
+    /// Without a breakdown: one bitset of start intervals and one of return intervals, no
+    /// sorting (the common, fast case).
+    fn add_unsplit_person(&mut self, events: &[RetentionEvent]) {
+        let grid = &self.model.grid;
+        let words = grid.len().div_ceil(64);
+        let mut starts = std::mem::take(&mut self.start_bits);
+        let mut returns = std::mem::take(&mut self.return_bits);
+        starts.clear();
+        starts.resize(words, 0);
+        returns.clear();
+        returns.resize(words, 0);
+        let mut started_before = false;
+        for event in events {
+            match grid.locate(event.time_ms) {
+                Location::Before => started_before |= event.flags & START != 0,
+                Location::Inside(index) => {
+                    let bit = 1u64 << (index % 64);
+                    if event.flags & START != 0 {
+                        starts[index / 64] |= bit;
+                    }
+                    if event.flags & RETURN != 0 {
+                        returns[index / 64] |= bit;
+                    }
+                }
+                Location::After => {}
+            }
+        }
+        let cohorts = self.model.cohorts;
+        {
+            let mut cohort_starts = set_bits(&starts).take_while(|&index| index < cohorts);
+            match self.model.options.cohort_type {
+                CohortType::FirstTime => {
+                    if let Some(cohort) = cohort_starts.next().filter(|_| !started_before) {
+                        self.add_bit_cohort(cohort, &returns);
+                    }
+                }
+                CohortType::Recurring => {
+                    for cohort in cohort_starts {
+                        self.add_bit_cohort(cohort, &returns);
+                    }
+                }
+            }
+        }
+        self.start_bits = starts;
+        self.return_bits = returns;
+    }
+
+    /// Counts one person in cohort `cohort` of the single table, given their return bitset.
+    fn add_bit_cohort(&mut self, cohort: usize, returns: &[u64]) {
+        let periods = self.model.options.periods;
+        let counts = &mut self.tables[0];
+        counts.sizes[cohort] += 1;
+        let row = &mut counts.retained[cohort * periods..(cohort + 1) * periods];
+        let later = set_bits(returns).skip_while(|&interval| interval <= cohort);
+        match self.model.options.return_mode {
+            ReturnMode::On => {
+                for interval in later.take_while(|&interval| interval < cohort + periods) {
+                    row[interval - cohort] += 1;
+                }
+            }
+            ReturnMode::OnOrAfter => {
+                if let Some(last) = later.last() {
+                    let reached = (last - cohort).min(periods - 1);
+                    for cell in &mut row[1..=reached] {
+                        *cell += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// With a breakdown: events sorted by value then interval, one group per value.
+    fn add_split_person(&mut self, events: &[RetentionEvent]) {
         let grid = &self.model.grid;
         let with_breakdown = self.model.options.breakdown;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -178,4 +263,19 @@ impl<'m> RetentionAccumulator<'m> {
         }
         self.persons_considered += other.persons_considered;
     }
+}
+
+/// The set bits of a bitset, in increasing order.
+fn set_bits(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    bits.iter().enumerate().flat_map(|(word_index, &word)| {
+        let mut rest = word;
+        std::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            Some(word_index * 64 + bit)
+        })
+    })
 }
