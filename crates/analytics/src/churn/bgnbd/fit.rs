@@ -6,12 +6,21 @@
 //! the caller's time unit rather than on lifetimes' internally rescaled α; default 0).
 //!
 //! Start values are fixed: r = a = b = 1 and α = the largest T (1 when every T is 0), which puts
-//! the start on the data's time scale whatever the unit. See `optimize` for the stopping rule.
+//! the start on the data's time scale whatever the unit. Above twice `warm_start_sample`
+//! customers, a first fit on a systematic sample (every k-th customer in (x, t_x, T) order, about
+//! `warm_start_sample` of them, to a looser tolerance) gives the start of the full fit, which
+//! then needs only a few passes over all customers. Both steps depend only on the set of
+//! customers, never on their order. See `optimize` for the stopping rule.
 
 use super::likelihood::FitData;
 use super::model::{BgNbdParams, CustomerSummary};
 use super::optimize::minimize_bfgs;
 use crate::churn::error::ChurnError;
+
+/// The default warm-start sample size.
+pub const DEFAULT_WARM_START_SAMPLE: usize = 50_000;
+/// The gradient tolerance of the warm-start fit.
+const WARM_START_TOLERANCE: f64 = 1e-6;
 
 /// How a fit runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +34,9 @@ pub struct FitOptions {
     pub max_iterations: u32,
     /// Threads evaluating the likelihood; default 1. The result does not depend on it.
     pub threads: usize,
+    /// Above twice this many customers, a fit on a sample of about this many gives the start
+    /// of the full fit; default 50,000, 0 turns the warm start off.
+    pub warm_start_sample: usize,
 }
 
 impl Default for FitOptions {
@@ -34,6 +46,7 @@ impl Default for FitOptions {
             gradient_tolerance: 1e-9,
             max_iterations: 500,
             threads: 1,
+            warm_start_sample: DEFAULT_WARM_START_SAMPLE,
         }
     }
 }
@@ -45,7 +58,7 @@ pub struct BgNbdFit {
     pub params: BgNbdParams,
     /// The log-likelihood (summed over customers, without the penalty) at those parameters.
     pub log_likelihood: f64,
-    /// Optimiser iterations taken.
+    /// Optimiser iterations taken (warm start included).
     pub iterations: u32,
     /// True when the stopping rule's gradient test passed.
     pub converged: bool,
@@ -68,23 +81,31 @@ pub fn fit_bgnbd(
     for (index, customer) in customers.iter().enumerate() {
         customer.validate(Some(index))?;
     }
-    let data = FitData::new(customers);
-    let count = data.len() as f64;
+    let mut sorted = customers.to_vec();
+    FitData::sort(&mut sorted);
+    let data = FitData::from_sorted(sorted.iter().copied());
     let max_age = data.max_age();
     let start_alpha = if max_age > 0.0 { max_age } else { 1.0 };
-    let start = [1.0, start_alpha, 1.0, 1.0].map(f64::ln);
-    let objective = |theta: &[f64; 4]| {
-        let params = BgNbdParams::from_array(theta.map(f64::exp));
-        let sum = data.evaluate(&params, options.threads);
-        let values = params.to_array();
-        let penalty: f64 = values.iter().map(|v| v * v).sum::<f64>() * options.penalizer;
-        let gradient: [f64; 4] = std::array::from_fn(|i| {
-            (-sum.gradient[i] / count + 2.0 * options.penalizer * values[i]) * values[i]
-        });
-        (-sum.value / count + penalty, gradient)
-    };
+    let mut start = [1.0, start_alpha, 1.0, 1.0].map(f64::ln);
+    let mut warm_iterations = 0;
+    let sample_size = options.warm_start_sample;
+    if sample_size > 0 && sorted.len() > 2 * sample_size {
+        let stride = sorted.len() / sample_size;
+        let sample = FitData::from_sorted(sorted.iter().copied().step_by(stride));
+        let warm = minimize_bfgs(
+            objective(&sample, options),
+            start,
+            WARM_START_TOLERANCE,
+            options.max_iterations,
+        );
+        if warm.value.is_finite() {
+            start = warm.point;
+        }
+        warm_iterations = warm.iterations;
+    }
+    drop(sorted);
     let minimum = minimize_bfgs(
-        objective,
+        objective(&data, options),
         start,
         options.gradient_tolerance,
         options.max_iterations,
@@ -94,10 +115,29 @@ pub fn fit_bgnbd(
     Ok(BgNbdFit {
         params,
         log_likelihood,
-        iterations: minimum.iterations,
+        iterations: warm_iterations + minimum.iterations,
         converged: minimum.converged,
         customer_count: customers.len() as u64,
     })
+}
+
+/// The minimised function of θ = ln(r, α, a, b): the mean negative log-likelihood plus the
+/// penalty, with its gradient in θ.
+fn objective<'a>(
+    data: &'a FitData,
+    options: &'a FitOptions,
+) -> impl FnMut(&[f64; 4]) -> (f64, [f64; 4]) + 'a {
+    let count = data.customer_count() as f64;
+    move |theta: &[f64; 4]| {
+        let params = BgNbdParams::from_array(theta.map(f64::exp));
+        let sum = data.evaluate(&params, options.threads);
+        let values = params.to_array();
+        let penalty: f64 = values.iter().map(|v| v * v).sum::<f64>() * options.penalizer;
+        let gradient: [f64; 4] = std::array::from_fn(|i| {
+            (-sum.gradient[i] / count + 2.0 * options.penalizer * values[i]) * values[i]
+        });
+        (-sum.value / count + penalty, gradient)
+    }
 }
 
 fn validate_options(options: &FitOptions) -> Result<(), ChurnError> {

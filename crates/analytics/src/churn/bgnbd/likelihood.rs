@@ -1,6 +1,8 @@
 //! The total BG/NBD log-likelihood and its gradient, fast enough for millions of customers.
 //!
-//! Customers are sorted by x once. Every term that depends on x only (`A1`, `A2` and their
+//! Customers are sorted by (x, t_x, T) once and identical summaries are kept once with a weight
+//! (summaries in whole days repeat a lot: a large tenant has far fewer distinct (x, t_x, T) than
+//! customers). Every term that depends on x only (`A1`, `A2` and their
 //! derivatives, which need lnΓ and ψ) is then computed once per distinct x and multiplied by the
 //! number of customers sharing it; per customer only `ln(α+T)`, `ln(α+t_x)` and one exponential
 //! remain. Rows are cut into fixed-size chunks whose partial sums are added in chunk order, so
@@ -44,43 +46,80 @@ impl LikelihoodSum {
     }
 }
 
-/// Customers in the layout the likelihood wants: columns sorted by x, grouped by x.
+/// Customers in the layout the likelihood wants: distinct summaries with their counts, sorted
+/// and grouped by x.
 #[derive(Debug, Clone)]
 pub(crate) struct FitData {
     groups: Vec<XGroup>,
     recency: Vec<f64>,
     age: Vec<f64>,
+    weight: Vec<f64>,
+    customer_count: usize,
 }
 
 impl FitData {
-    /// Sorts and groups already validated customers.
+    /// Sorts customers the way `from_sorted` wants them.
+    pub(crate) fn sort(customers: &mut [CustomerSummary]) {
+        customers.sort_unstable_by(|p, q| {
+            p.repeat_purchases
+                .cmp(&q.repeat_purchases)
+                .then(p.recency.total_cmp(&q.recency))
+                .then(p.age.total_cmp(&q.age))
+        });
+    }
+
+    /// Sorts, deduplicates and groups already validated customers.
+    #[cfg(test)]
     pub(crate) fn new(customers: &[CustomerSummary]) -> Self {
-        let mut order: Vec<usize> = (0..customers.len()).collect();
-        order.sort_by_key(|&i| customers[i].repeat_purchases);
-        let recency = order.iter().map(|&i| customers[i].recency).collect();
-        let age = order.iter().map(|&i| customers[i].age).collect();
-        let mut groups: Vec<XGroup> = Vec::new();
-        for (row, &i) in order.iter().enumerate() {
-            let x = customers[i].repeat_purchases as f64;
-            match groups.last_mut() {
+        let mut sorted = customers.to_vec();
+        Self::sort(&mut sorted);
+        Self::from_sorted(sorted.iter().copied())
+    }
+
+    /// Deduplicates and groups validated customers already in `sort` order.
+    pub(crate) fn from_sorted(sorted: impl Iterator<Item = CustomerSummary>) -> Self {
+        let mut data = Self {
+            groups: Vec::new(),
+            recency: Vec::new(),
+            age: Vec::new(),
+            weight: Vec::new(),
+            customer_count: 0,
+        };
+        let mut previous: Option<CustomerSummary> = None;
+        for customer in sorted {
+            data.customer_count += 1;
+            if previous == Some(customer) {
+                if let Some(weight) = data.weight.last_mut() {
+                    *weight += 1.0;
+                }
+                continue;
+            }
+            previous = Some(customer);
+            let row = data.age.len();
+            data.recency.push(customer.recency);
+            data.age.push(customer.age);
+            data.weight.push(1.0);
+            let x = customer.repeat_purchases as f64;
+            match data.groups.last_mut() {
                 Some(group) if group.x == x => group.end = row + 1,
-                _ => groups.push(XGroup {
+                _ => data.groups.push(XGroup {
                     x,
                     start: row,
                     end: row + 1,
                 }),
             }
         }
-        Self {
-            groups,
-            recency,
-            age,
-        }
+        data
     }
 
-    /// Customers held.
-    pub(crate) fn len(&self) -> usize {
+    /// Distinct summaries held.
+    fn len(&self) -> usize {
         self.age.len()
+    }
+
+    /// Customers held, duplicates included.
+    pub(crate) fn customer_count(&self) -> usize {
+        self.customer_count
     }
 
     /// The largest T, for scale-aware start values.
@@ -139,7 +178,7 @@ impl FitData {
         let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
         let mut sum = LikelihoodSum::default();
         for group in &self.groups {
-            let count = (group.end - group.start) as f64;
+            let count: f64 = self.weight[group.start..group.end].iter().sum();
             let x = group.x;
             let (a1, a2, d_r, d_a, d_b) = if x == 0.0 {
                 (r * ln_alpha, 0.0, ln_alpha, 0.0, 0.0)
@@ -186,10 +225,10 @@ impl FitData {
     /// Rows with x = 0: `A3 = −r ln(α+T)`.
     fn never_repeated(&self, params: &BgNbdParams, from: usize, to: usize) -> LikelihoodSum {
         let (mut log_sum, mut inverse_sum) = (0.0, 0.0);
-        for &age in &self.age[from..to] {
+        for (&age, &weight) in self.age[from..to].iter().zip(&self.weight[from..to]) {
             let shifted = params.alpha + age;
-            log_sum += shifted.ln();
-            inverse_sum += 1.0 / shifted;
+            log_sum += weight * shifted.ln();
+            inverse_sum += weight / shifted;
         }
         LikelihoodSum {
             value: -params.r * log_sum,
@@ -203,16 +242,21 @@ impl FitData {
         let rx = r + x;
         let offset = a.ln() - (b + x - 1.0).ln();
         let (mut value, mut d_r, mut d_alpha, mut w_sum) = (0.0, 0.0, 0.0, 0.0);
-        for (&age, &recency) in self.age[from..to].iter().zip(&self.recency[from..to]) {
+        let rows = self.age[from..to]
+            .iter()
+            .zip(&self.recency[from..to])
+            .zip(&self.weight[from..to]);
+        for ((&age, &recency), &weight) in rows {
             let (shifted_age, shifted_recency) = (alpha + age, alpha + recency);
             let log_age = shifted_age.ln();
             let widening = log_age - shifted_recency.ln();
             let log_odds = offset + rx * widening;
             let (softplus, w) = softplus_and_logistic(log_odds);
-            value += softplus - rx * log_age;
-            d_r += w * widening - log_age;
-            d_alpha += w * (1.0 / shifted_age - 1.0 / shifted_recency) - 1.0 / shifted_age;
-            w_sum += w;
+            let inverse_age = 1.0 / shifted_age;
+            value += weight * (softplus - rx * log_age);
+            d_r += weight * (w * widening - log_age);
+            d_alpha += weight * (w * (inverse_age - 1.0 / shifted_recency) - inverse_age);
+            w_sum += weight * w;
         }
         LikelihoodSum {
             value,

@@ -13,7 +13,7 @@ pub(crate) mod optimize;
 pub(crate) mod special;
 pub mod summary;
 
-pub use fit::{BgNbdFit, FitOptions, fit_bgnbd};
+pub use fit::{BgNbdFit, DEFAULT_WARM_START_SAMPLE, FitOptions, fit_bgnbd};
 pub use forecast::{MAX_SERIES_TERMS, expected_purchases};
 pub use model::{
     BgNbdParams, CustomerSummary, churn_score, customer_log_likelihood, log_likelihood,

@@ -102,6 +102,26 @@ fn recovers_simulated_parameters() {
     )
     .unwrap();
     assert_eq!(threaded, fit);
+    // A warm start from a 2,000-customer sample lands on the same optimum.
+    let warm = fit_bgnbd(
+        &customers,
+        &FitOptions {
+            warm_start_sample: 2_000,
+            ..FitOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(warm.converged);
+    let pairs = [
+        (warm.params.r, p.r),
+        (warm.params.alpha, p.alpha),
+        (warm.params.a, p.a),
+        (warm.params.b, p.b),
+    ];
+    assert!(
+        pairs.iter().all(|&(w, f)| (w / f - 1.0).abs() < 1e-6),
+        "{warm:?}"
+    );
     // A penalizer pulls the parameters towards 0.
     let penalized = fit_bgnbd(
         &customers,

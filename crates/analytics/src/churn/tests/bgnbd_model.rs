@@ -67,6 +67,12 @@ proptest! {
         let sum = data.evaluate(&p, 1);
         let direct = log_likelihood(&p, &customers);
         prop_assert!((sum.value - direct).abs() <= 1e-9 * direct.abs().max(1.0));
+        // Duplicated customers are kept once with a weight: twice the data, twice the sums.
+        let doubled = FitData::new(&[customers.clone(), customers.clone()].concat()).evaluate(&p, 2);
+        prop_assert!((doubled.value - 2.0 * direct).abs() <= 1e-9 * direct.abs().max(1.0));
+        for i in 0..4 {
+            prop_assert!((doubled.gradient[i] - 2.0 * sum.gradient[i]).abs() <= 1e-9 * sum.gradient[i].abs().max(1.0));
+        }
         // Central differences of the naive per-customer sum, in each parameter.
         let values = [p.r, p.alpha, p.a, p.b];
         for i in 0..4 {
