@@ -135,17 +135,41 @@ fn time<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Option<Durati
     (median(durations), cpu, last.unwrap())
 }
 
+impl Dataset {
+    fn lifecycle_persons(&self) -> Vec<LifecyclePerson<'_>> {
+        self.ranges
+            .iter()
+            .zip(&self.first_seen)
+            .map(|(&(a, b), &first)| LifecyclePerson {
+                first_seen_ms: Some(first),
+                activity_ms: &self.times[a..b],
+            })
+            .collect()
+    }
+
+    fn retention_persons(&self) -> Vec<&[RetentionEvent]> {
+        self.ranges
+            .iter()
+            .map(|&(a, b)| &self.retention[a..b])
+            .collect()
+    }
+
+    fn path_persons(&self) -> Vec<&[PathEvent]> {
+        self.ranges
+            .iter()
+            .map(|&(a, b)| &self.paths[a..b])
+            .collect()
+    }
+}
+
 fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.first().map(String::as_str) == Some("export") {
         let numbers: Vec<u64> = raw.iter().skip(2).map(|a| a.parse().unwrap()).collect();
         let dir = std::path::PathBuf::from(raw.get(1).expect("export needs a directory"));
-        export(
-            &dir,
-            numbers.first().copied().unwrap_or(7),
-            numbers.get(1).copied().unwrap_or(20_000) as usize,
-        )
-        .unwrap();
+        let seed = numbers.first().copied().unwrap_or(7);
+        let persons = numbers.get(1).copied().unwrap_or(20_000) as usize;
+        export(&dir, seed, persons).unwrap();
         return;
     }
     let args: Vec<u64> = raw.iter().map(|a| a.parse().unwrap()).collect();
@@ -155,73 +179,56 @@ fn main() {
     let started = Instant::now();
     let data = generate(seed, persons, Starts::FirstEvent);
     println!(
-        "generated {} events of {} persons over {DAYS} days (seed {seed}) in {:?}",
+        "generated {} events of {persons} persons over {DAYS} days (seed {seed}) in {:?}",
         data.times.len(),
-        persons,
         started.elapsed()
     );
     let week = Calendar::from_zone_name(Interval::Week, "Asia/Shanghai", Weekday::Mon).unwrap();
+    bench_lifecycle(&data, &week, runs);
+    bench_retention(&data, &week, runs);
+    bench_paths(&data, runs);
+}
+
+/// Lifecycle: the last 26 weeks, K = 3.
+fn bench_lifecycle(data: &Dataset, week: &Calendar, runs: usize) {
     let end_ms = EPOCH_MS + DAYS * DAY_MS;
-
-    // Lifecycle: the last 26 weeks, K = 3.
-    let lifecycle_grid = IntervalGrid::from_instant(&week, end_ms - 26 * 7 * DAY_MS, 26).unwrap();
-    let lifecycle = LifecycleModel::new(&week, &lifecycle_grid, 3).unwrap();
-    let lifecycle_persons: Vec<LifecyclePerson<'_>> = data
-        .ranges
-        .iter()
-        .zip(&data.first_seen)
-        .map(|(&(a, b), &first)| LifecyclePerson {
-            first_seen_ms: Some(first),
-            activity_ms: &data.times[a..b],
-        })
-        .collect();
-    let (elapsed, cpu, report) = time(runs, || {
-        lifecycle.run(&lifecycle_persons, THREADS).intervals()
-    });
+    let grid = IntervalGrid::from_instant(week, end_ms - 26 * 7 * DAY_MS, 26).unwrap();
+    let model = LifecycleModel::new(week, &grid, 3).unwrap();
+    let persons = data.lifecycle_persons();
+    let (elapsed, cpu, report) = time(runs, || model.run(&persons, THREADS).intervals());
     let new: u64 = report.iter().map(|i| i.counts.new).sum();
-    println!(
-        "lifecycle 26 weeks, K=3: median {elapsed:?}, cpu per run {cpu:?} (new persons: {new})"
-    );
+    println!("lifecycle 26 weeks, K=3: median {elapsed:?}, cpu per run {cpu:?} (new: {new})");
+}
 
-    // Retention: 12 weekly first-time cohorts, 12 periods.
-    let cohort_grid = IntervalGrid::from_instant(&week, EPOCH_MS + 7 * DAY_MS, 12).unwrap();
+/// Retention: 12 weekly first-time cohorts, 12 periods.
+fn bench_retention(data: &Dataset, week: &Calendar, runs: usize) {
+    let end_ms = EPOCH_MS + DAYS * DAY_MS;
+    let cohorts = IntervalGrid::from_instant(week, EPOCH_MS + 7 * DAY_MS, 12).unwrap();
     let options = RetentionOptions {
         cohort_type: CohortType::FirstTime,
         periods: 12,
         ..RetentionOptions::default()
     };
-    let retention = RetentionModel::new(&week, &cohort_grid, options).unwrap();
-    let retention_persons: Vec<&[RetentionEvent]> = data
-        .ranges
-        .iter()
-        .map(|&(a, b)| &data.retention[a..b])
-        .collect();
-    let (elapsed, cpu, result) = time(runs, || {
-        retention
-            .run(&retention_persons, THREADS)
-            .result(end_ms, 25)
-    });
+    let model = RetentionModel::new(week, &cohorts, options).unwrap();
+    let persons = data.retention_persons();
+    let (elapsed, cpu, result) = time(runs, || model.run(&persons, THREADS).result(end_ms, 25));
     let cohorted: u64 = result.tables[0].cohorts.iter().map(|c| c.size).sum();
     println!(
         "retention 12 weekly cohorts: median {elapsed:?}, cpu per run {cpu:?} (cohorted: {cohorted})"
     );
+}
 
-    // Paths: five steps, the 50 heaviest edges.
-    let path_persons: Vec<&[PathEvent]> = data
-        .ranges
-        .iter()
-        .map(|&(a, b)| &data.paths[a..b])
-        .collect();
-    let path_options = PathOptions::default();
+/// Paths: five steps, the 50 heaviest edges.
+fn bench_paths(data: &Dataset, runs: usize) {
+    let persons = data.path_persons();
+    let options = PathOptions::default();
     let (elapsed, cpu, edges) = time(runs, || {
-        let graph = paths::run(&path_persons, &path_options, THREADS)
-            .unwrap()
-            .graph();
+        let graph = paths::run(&persons, &options, THREADS).unwrap().graph();
         graph.top_edges(EdgeSelection::default())
     });
+    let heaviest = edges.first().map_or(0, |e| e.stats.transitions);
     println!(
-        "paths 5 steps, 50 heaviest edges: median {elapsed:?}, cpu per run {cpu:?} (heaviest: {})",
-        edges.first().map_or(0, |e| e.stats.transitions)
+        "paths 5 steps, 50 heaviest edges: median {elapsed:?}, cpu per run {cpu:?} (heaviest: {heaviest})"
     );
 }
 
@@ -238,46 +245,49 @@ fn export(dir: &std::path::Path, seed: u64, persons: usize) -> std::io::Result<(
         }
     }
     std::fs::write(dir.join("events.csv"), events)?;
+    std::fs::write(
+        dir.join("lifecycle_day_berlin.csv"),
+        export_lifecycle(&data),
+    )?;
+    std::fs::write(
+        dir.join("retention_week_berlin.csv"),
+        export_retention(&data),
+    )?;
+    std::fs::write(dir.join("path_edges.csv"), export_paths(&data))?;
+    let events = data.times.len();
+    println!(
+        "exported {events} events of {persons} persons (seed {seed}) to {}",
+        dir.display()
+    );
+    Ok(())
+}
 
-    // Daily lifecycle in Berlin, 45 days across the spring change (2025-03-30), K = 3.
+/// Daily lifecycle in Berlin, 45 days across the spring change (2025-03-30), K = 3.
+fn export_lifecycle(data: &Dataset) -> String {
     let day = Calendar::from_zone_name(Interval::Day, "Europe/Berlin", Weekday::Mon).unwrap();
     let reported = IntervalGrid::from_instant(&day, EPOCH_MS + 73 * DAY_MS, 45).unwrap();
     let model = LifecycleModel::new(&day, &reported, 3).unwrap();
-    let people: Vec<LifecyclePerson<'_>> = data
-        .ranges
-        .iter()
-        .zip(&data.first_seen)
-        .map(|(&(a, b), &first)| LifecyclePerson {
-            first_seen_ms: Some(first),
-            activity_ms: &data.times[a..b],
-        })
-        .collect();
-    let mut lifecycle = String::from("start_ms,new,returning,resurrecting,dormant,churned\n");
-    for interval in model.run(&people, THREADS).intervals() {
-        let c = interval.counts;
-        let start = interval.start_ms;
-        writeln!(
-            lifecycle,
-            "{start},{},{},{},{},{}",
-            c.new, c.returning, c.resurrecting, c.dormant, c.churned
-        )
-        .unwrap();
+    let mut csv = String::from("start_ms,new,returning,resurrecting,dormant,churned\n");
+    for interval in model.run(&data.lifecycle_persons(), THREADS).intervals() {
+        let (start, c) = (interval.start_ms, interval.counts);
+        let counts = [c.new, c.returning, c.resurrecting, c.dormant, c.churned];
+        let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
+        writeln!(csv, "{start},{}", counts.join(",")).unwrap();
     }
-    std::fs::write(dir.join("lifecycle_day_berlin.csv"), lifecycle)?;
+    csv
+}
 
-    // Weekly retention in Berlin (Monday weeks), 12 cohorts, 8 periods, both cohort types.
+/// Weekly retention in Berlin (Monday weeks), 12 cohorts, 8 periods, both cohort types.
+fn export_retention(data: &Dataset) -> String {
     let week = Calendar::from_zone_name(Interval::Week, "Europe/Berlin", Weekday::Mon).unwrap();
     let cohorts = IntervalGrid::from_instant(&week, EPOCH_MS + 33 * DAY_MS, 12).unwrap();
-    let timelines: Vec<&[RetentionEvent]> = data
-        .ranges
-        .iter()
-        .map(|&(a, b)| &data.retention[a..b])
-        .collect();
-    let mut retention = String::from("cohort_type,cohort_start_ms,period,size,retained\n");
-    for (name, cohort_type) in [
+    let timelines = data.retention_persons();
+    let mut csv = String::from("cohort_type,cohort_start_ms,period,size,retained\n");
+    let types = [
         ("first_time", CohortType::FirstTime),
         ("recurring", CohortType::Recurring),
-    ] {
+    ];
+    for (name, cohort_type) in types {
         let options = RetentionOptions {
             cohort_type,
             periods: 8,
@@ -286,43 +296,31 @@ fn export(dir: &std::path::Path, seed: u64, persons: usize) -> std::io::Result<(
         let model = RetentionModel::new(&week, &cohorts, options).unwrap();
         let result = model.run(&timelines, THREADS).result(i64::MAX, 1);
         for cohort in &result.tables[0].cohorts {
+            let (start, size) = (cohort.start_ms, cohort.size);
             for cell in &cohort.cells {
-                let (start, size) = (cohort.start_ms, cohort.size);
-                writeln!(
-                    retention,
-                    "{name},{start},{},{size},{}",
-                    cell.period, cell.retained
-                )
-                .unwrap();
+                let (period, retained) = (cell.period, cell.retained);
+                writeln!(csv, "{name},{start},{period},{size},{retained}").unwrap();
             }
         }
     }
-    std::fs::write(dir.join("retention_week_berlin.csv"), retention)?;
+    csv
+}
 
-    // Paths with the default options: every edge.
-    let path_persons: Vec<&[PathEvent]> = data
-        .ranges
-        .iter()
-        .map(|&(a, b)| &data.paths[a..b])
-        .collect();
-    let graph = paths::run(&path_persons, &PathOptions::default(), THREADS)
+/// Paths with the default options: every edge.
+fn export_paths(data: &Dataset) -> String {
+    let graph = paths::run(&data.path_persons(), &PathOptions::default(), THREADS)
         .unwrap()
         .graph();
-    let mut edges = String::from("position,source,target,transitions,persons,total_time_ms\n");
+    let mut csv = String::from("position,source,target,transitions,persons,total_time_ms\n");
     for edge in &graph.edges {
         let (k, s) = (edge.key, edge.stats);
+        let (position, source, target) = (k.position, k.source_item, k.target_item);
+        let (transitions, persons, total) = (s.transitions, s.persons, s.total_time_ms);
         writeln!(
-            edges,
-            "{},{},{},{},{},{}",
-            k.position, k.source_item, k.target_item, s.transitions, s.persons, s.total_time_ms
+            csv,
+            "{position},{source},{target},{transitions},{persons},{total}"
         )
         .unwrap();
     }
-    std::fs::write(dir.join("path_edges.csv"), edges)?;
-    println!(
-        "exported {} events of {persons} persons (seed {seed}) to {}",
-        data.times.len(),
-        dir.display()
-    );
-    Ok(())
+    csv
 }

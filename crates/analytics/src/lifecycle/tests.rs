@@ -116,40 +116,8 @@ fn daily(name: &'static str, first: &'static str, count: usize) -> Scenario {
     }
 }
 
-fn scenarios() -> Vec<Scenario> {
-    let weekly_persons = || {
-        vec![
-            (
-                Seen::FirstActivity,
-                vec![
-                    "2020-02-01T12",
-                    "2020-02-05T12",
-                    "2020-02-10T12",
-                    "2020-02-15T12",
-                    "2020-02-27T12",
-                    "2020-03-02T12",
-                ],
-            ),
-            (Seen::FirstActivity, vec!["2020-02-11T12", "2020-02-18T12"]),
-            (Seen::FirstActivity, vec!["2020-02-12T12"]),
-            (Seen::FirstActivity, vec!["2020-02-27T12"]),
-        ]
-    };
-    let weekly = |name, week_start| Scenario {
-        name,
-        interval: Interval::Week,
-        week_start,
-        first: "2020-02-05T00",
-        count: 6,
-        persons: weekly_persons(),
-        new: vec![0, 2, 0, 1, 0, 0],
-        returning: vec![1, 1, 1, 0, 1, 0],
-        resurrecting: vec![0, 0, 0, 1, 0, 0],
-        dormant: vec![0, 0, 2, 1, 1, 1],
-        // Ours: the third empty week after p3 (active in week 1) and p2 (week 2).
-        churned: Some(vec![0, 0, 0, 0, 1, 1]),
-        ..daily("", "2020-02-05T00", 6)
-    };
+/// PostHog daily scenarios in UTC on their four standard persons (or a subset).
+fn posthog_daily_scenarios() -> Vec<Scenario> {
     vec![
         // PostHog: test_lifecycle_trend (also _all_events and _action), 12th to 19th.
         Scenario {
@@ -222,6 +190,45 @@ fn scenarios() -> Vec<Scenario> {
             dormant: vec![0, 1, 0, 0, 1, 0, 1, 0],
             ..daily("posthog merged ids", "2020-01-12T00", 8)
         },
+    ]
+}
+
+/// PostHog scenarios on other intervals and time zones.
+fn posthog_calendar_scenarios() -> Vec<Scenario> {
+    let weekly_persons = || {
+        vec![
+            (
+                Seen::FirstActivity,
+                vec![
+                    "2020-02-01T12",
+                    "2020-02-05T12",
+                    "2020-02-10T12",
+                    "2020-02-15T12",
+                    "2020-02-27T12",
+                    "2020-03-02T12",
+                ],
+            ),
+            (Seen::FirstActivity, vec!["2020-02-11T12", "2020-02-18T12"]),
+            (Seen::FirstActivity, vec!["2020-02-12T12"]),
+            (Seen::FirstActivity, vec!["2020-02-27T12"]),
+        ]
+    };
+    let weekly = |name, week_start| Scenario {
+        name,
+        interval: Interval::Week,
+        week_start,
+        first: "2020-02-05T00",
+        count: 6,
+        persons: weekly_persons(),
+        new: vec![0, 2, 0, 1, 0, 0],
+        returning: vec![1, 1, 1, 0, 1, 0],
+        resurrecting: vec![0, 0, 0, 1, 0, 0],
+        dormant: vec![0, 0, 2, 1, 1, 1],
+        // Ours: the third empty week after p3 (active in week 1) and p2 (week 2).
+        churned: Some(vec![0, 0, 0, 0, 1, 1]),
+        ..daily("", "2020-02-05T00", 6)
+    };
+    vec![
         // PostHog: test_lifecycle_trend_weeks_sunday and _monday.
         weekly("posthog weeks sunday", Weekday::Sun),
         weekly("posthog weeks monday", Weekday::Mon),
@@ -280,6 +287,12 @@ fn scenarios() -> Vec<Scenario> {
             churned: Some(vec![0; 4]),
             ..daily("posthog dormant on dst", "2025-03-08T20", 4)
         },
+    ]
+}
+
+/// touchline's own scenarios for churn and the look-back.
+fn touchline_scenarios() -> Vec<Scenario> {
+    vec![
         // Ours: K = 1 counts a person entering inactivity both dormant and churned.
         Scenario {
             k: 1,
@@ -311,9 +324,18 @@ fn scenarios() -> Vec<Scenario> {
     ]
 }
 
+fn scenarios() -> Vec<Scenario> {
+    let mut all = posthog_daily_scenarios();
+    all.extend(posthog_calendar_scenarios());
+    all.extend(touchline_scenarios());
+    all
+}
+
 #[test]
 fn scenario_counts() {
-    for scenario in scenarios() {
+    let all = scenarios();
+    assert_eq!(all.len(), 13);
+    for scenario in all {
         let report = run(&scenario);
         let name = scenario.name;
         assert_eq!(report.len(), scenario.count, "{name}");
@@ -398,29 +420,17 @@ fn person_history_shows_one_status_per_interval() {
     assert_eq!(history[0].start_ms, t("2020-01-12T00"));
 }
 
-#[test]
-fn person_stages() {
-    let model = day_model("2020-01-01T00", 20, 3);
-    let stage = |first_seen: &str, activity: &[&str], as_of: &str| {
-        let activity: Vec<i64> = activity.iter().map(|hour| t(hour)).collect();
-        let person = LifecyclePerson {
-            first_seen_ms: Some(t(first_seen)),
-            activity_ms: &activity,
-        };
-        model
-            .person_stage(&person, t(as_of))
-            .unwrap()
-            .map(|s| (s.stage, s.since_ms, s.last_active_ms))
-    };
+/// (first seen, activity, as of, expected stage, since, last active)
+type StageCase = (
+    &'static str,
+    Vec<&'static str>,
+    &'static str,
+    Option<(LifecycleStage, &'static str, &'static str)>,
+);
+
+fn stage_cases() -> Vec<StageCase> {
     use LifecycleStage::*;
-    // (first seen, activity, as of, expected stage, since, last active)
-    type StageCase = (
-        &'static str,
-        Vec<&'static str>,
-        &'static str,
-        Option<(LifecycleStage, &'static str, &'static str)>,
-    );
-    let cases: Vec<StageCase> = vec![
+    vec![
         (
             "2020-01-10T09",
             vec!["2020-01-10T09"],
@@ -473,7 +483,24 @@ fn person_stages() {
             None,
         ),
         ("2020-01-05T09", vec![], "2020-01-09T20", None),
-    ];
+    ]
+}
+
+#[test]
+fn person_stages() {
+    let model = day_model("2020-01-01T00", 20, 3);
+    let stage = |first_seen: &str, activity: &[&str], as_of: &str| {
+        let activity: Vec<i64> = activity.iter().map(|hour| t(hour)).collect();
+        let person = LifecyclePerson {
+            first_seen_ms: Some(t(first_seen)),
+            activity_ms: &activity,
+        };
+        model
+            .person_stage(&person, t(as_of))
+            .unwrap()
+            .map(|s| (s.stage, s.since_ms, s.last_active_ms))
+    };
+    let cases = stage_cases();
     for (first_seen, activity, as_of, expected) in cases {
         let expected = expected.map(|(stage, since, last)| (stage, t(since), t(last)));
         assert_eq!(

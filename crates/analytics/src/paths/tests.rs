@@ -75,7 +75,8 @@ struct Scenario {
     persons_counted: u64,
 }
 
-fn scenarios() -> Vec<Scenario> {
+/// Session cutting, repeats and the step limit.
+fn session_scenarios() -> Vec<Scenario> {
     let base = PathOptions::default();
     vec![
         Scenario {
@@ -129,6 +130,13 @@ fn scenarios() -> Vec<Scenario> {
             sessions: 1,
             persons_counted: 1,
         },
+    ]
+}
+
+/// Start and end items, exclusions and distinct persons.
+fn shaping_scenarios() -> Vec<Scenario> {
+    let base = PathOptions::default();
+    vec![
         Scenario {
             name: "start item: sessions without it are left out",
             persons: vec![vec![(0, X), (1, A), (2, B)], vec![(0, C), (1, D)]],
@@ -194,6 +202,12 @@ fn scenarios() -> Vec<Scenario> {
             persons_counted: 2,
         },
     ]
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let mut all = session_scenarios();
+    all.extend(shaping_scenarios());
+    all
 }
 
 #[test]
