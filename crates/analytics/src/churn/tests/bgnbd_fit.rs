@@ -75,16 +75,18 @@ fn recovers_simulated_parameters() {
     let fit = fit_bgnbd(&customers, &FitOptions::default()).unwrap();
     assert!(fit.converged, "{fit:?}");
     assert_eq!(fit.customer_count, 20_000);
-    // The maximum is at least as likely as the truth.
+    // With this seed the fit lands within 1% of every parameter; the bounds leave room for a
+    // different random stream, not for a wrong likelihood. The maximum is at least as likely
+    // as the truth.
     assert!(fit.log_likelihood >= log_likelihood(&truth, &customers));
     let close = |got: f64, want: f64, tolerance: f64| (got / want - 1.0).abs() <= tolerance;
     let p = fit.params;
     assert!(
-        close(p.r, truth.r, 0.1) && close(p.alpha, truth.alpha, 0.1),
+        close(p.r, truth.r, 0.05) && close(p.alpha, truth.alpha, 0.05),
         "{p:?}"
     );
     assert!(
-        close(p.a, truth.a, 0.25) && close(p.b, truth.b, 0.25),
+        close(p.a, truth.a, 0.1) && close(p.b, truth.b, 0.1),
         "{p:?}"
     );
     // The reported likelihood is the total at the reported parameters.
