@@ -291,3 +291,55 @@ fn report_totals_merge_across_partitions() {
         assert_eq!(cell.person_count, count);
     }
 }
+
+/// RFM values as (recency days, frequency, monetary), or none.
+type ExpectedValues = Option<(i64, u64, f64)>;
+
+#[test]
+fn values_from_purchases() {
+    let as_of = 400 * DAY;
+    let lookback = 365 * DAY;
+    let buy = |day: i64, value: f64| Purchase {
+        time: day * DAY,
+        value,
+    };
+    // (purchases, expected (recency days, frequency, monetary))
+    let cases: Vec<(Vec<Purchase>, ExpectedValues)> = vec![
+        (vec![], None),
+        // Exactly at the window start is outside; after as_of is outside.
+        (vec![buy(35, 10.0), buy(401, 5.0)], None),
+        (vec![buy(36, 10.0)], Some((364, 1, 10.0))),
+        // Order does not matter; same-second purchases both count; a refund lowers the total.
+        (
+            vec![
+                buy(390, 20.0),
+                buy(100, 5.0),
+                buy(390, 20.0),
+                buy(200, -7.5),
+            ],
+            Some((10, 4, 37.5)),
+        ),
+        (vec![buy(400, 1.0)], Some((0, 1, 1.0))),
+    ];
+    for (purchases, expected) in cases {
+        let got = rfm_values(&purchases, as_of, lookback)
+            .unwrap()
+            .map(|v| (v.recency_secs / DAY, v.frequency, v.monetary));
+        assert_eq!(got, expected, "{purchases:?}");
+    }
+    assert!(rfm_values(&[buy(1, 1.0)], as_of, -1).is_err());
+    assert!(rfm_values(&[buy(390, f64::INFINITY)], as_of, lookback).is_err());
+    // Extreme times do not overflow.
+    assert_eq!(
+        rfm_values(
+            &[Purchase {
+                time: i64::MIN,
+                value: 1.0
+            }],
+            i64::MIN + 10,
+            i64::MAX
+        )
+        .unwrap(),
+        None
+    );
+}
