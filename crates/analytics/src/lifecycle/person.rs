@@ -103,6 +103,26 @@ impl LifecycleModel {
         }))
     }
 
+    /// Every person's stage as of `as_of_ms`, in input order, folding `threads` partitions
+    /// side by side (for segment rules over all persons).
+    pub fn stages(
+        &self,
+        persons: &[LifecyclePerson<'_>],
+        as_of_ms: i64,
+        threads: usize,
+    ) -> Result<Vec<Option<PersonStage>>, LifecycleError> {
+        crate::calendar::run_partitioned(
+            persons,
+            threads,
+            Vec::new,
+            |stages, person| {
+                stages.push(self.person_stage(person, as_of_ms)?);
+                Ok(())
+            },
+            |all, partition| all.extend(partition),
+        )
+    }
+
     fn active_stage(
         &self,
         bits: &[u64],

@@ -514,6 +514,28 @@ fn person_stages() {
         activity_ms: &[],
     };
     assert!(model.person_stage(&person, t("2019-01-01T00")).is_err());
+
+    // All persons at once, in input order, on any number of threads.
+    let activity: Vec<Vec<i64>> = stage_cases()
+        .iter()
+        .map(|case| case.1.iter().map(|hour| t(hour)).collect())
+        .collect();
+    let persons: Vec<LifecyclePerson<'_>> = stage_cases()
+        .iter()
+        .zip(&activity)
+        .map(|(case, activity_ms)| LifecyclePerson {
+            first_seen_ms: Some(t(case.0)),
+            activity_ms,
+        })
+        .collect();
+    let as_of = t("2020-01-09T20");
+    let one_by_one: Vec<_> = persons
+        .iter()
+        .map(|person| model.person_stage(person, as_of).unwrap())
+        .collect();
+    assert_eq!(model.stages(&persons, as_of, 3).unwrap(), one_by_one);
+    assert!(one_by_one.iter().any(Option::is_some) && one_by_one.iter().any(Option::is_none));
+    assert!(model.stages(&persons, t("2019-01-01T00"), 2).is_err());
 }
 
 #[test]
