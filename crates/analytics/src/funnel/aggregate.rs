@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use super::evaluate::{PersonOutcome, PersonStatus};
 use super::persons::{PersonIndex, PersonLog};
 
+/// Breakdown codes below this are counted in a vector indexed by code.
+const DENSE_CODES: usize = 1_024;
+
 /// Step counts and conversion-time samples of a set of persons.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepStats {
@@ -167,7 +170,11 @@ pub struct FunnelReport {
 pub struct FunnelAccumulator {
     steps: usize,
     overall: StepStats,
-    by_value: BTreeMap<u32, StepStats>,
+    /// Breakdown rows of codes below [`DENSE_CODES`], indexed by code (a lookup per person
+    /// must be cheap); rows with no person have a zero `count(1)` and are skipped.
+    dense: Vec<StepStats>,
+    /// Breakdown rows of larger codes.
+    sparse: BTreeMap<u32, StepStats>,
     considered: u64,
     excluded: u64,
     persons: Option<PersonLog>,
@@ -179,7 +186,8 @@ impl FunnelAccumulator {
         Self {
             steps,
             overall: StepStats::new(steps),
-            by_value: BTreeMap::new(),
+            dense: Vec::new(),
+            sparse: BTreeMap::new(),
             considered: 0,
             excluded: 0,
             persons: keep_persons.then(PersonLog::default),
@@ -201,10 +209,7 @@ impl FunnelAccumulator {
         let times = outcome.counted_step_times();
         self.overall.add(reached, times);
         for value in &outcome.values {
-            self.by_value
-                .entry(*value)
-                .or_insert_with(|| StepStats::new(self.steps))
-                .add(reached, times);
+            self.row(*value).add(reached, times);
         }
         if let Some(log) = &mut self.persons {
             log.record(person, outcome);
@@ -214,19 +219,39 @@ impl FunnelAccumulator {
     /// Folds another partition's counts into this one.
     pub fn merge(&mut self, other: FunnelAccumulator) {
         self.overall.merge(&other.overall);
-        for (value, stats) in &other.by_value {
-            match self.by_value.get_mut(value) {
-                Some(mine) => mine.merge(stats),
-                None => {
-                    self.by_value.insert(*value, stats.clone());
-                }
-            }
+        for (value, stats) in other.rows() {
+            self.row(value).merge(stats);
         }
         self.considered += other.considered;
         self.excluded += other.excluded;
         if let (Some(mine), Some(theirs)) = (&mut self.persons, other.persons) {
             mine.merge(theirs);
         }
+    }
+
+    /// The statistics of one breakdown code, created empty on first use.
+    fn row(&mut self, value: u32) -> &mut StepStats {
+        let steps = self.steps;
+        match usize::try_from(value) {
+            Ok(index) if index < DENSE_CODES => {
+                if self.dense.len() <= index {
+                    self.dense.resize_with(index + 1, || StepStats::new(steps));
+                }
+                &mut self.dense[index]
+            }
+            _ => self
+                .sparse
+                .entry(value)
+                .or_insert_with(|| StepStats::new(steps)),
+        }
+    }
+
+    /// Every breakdown row with persons, by ascending code.
+    fn rows(&self) -> impl Iterator<Item = (u32, &StepStats)> {
+        let dense = (0u32..)
+            .zip(&self.dense)
+            .filter(|(_, stats)| stats.ended_at.iter().any(|&n| n > 0));
+        dense.chain(self.sparse.iter().map(|(value, stats)| (*value, stats)))
     }
 
     /// The overall statistics so far.
@@ -238,9 +263,8 @@ impl FunnelAccumulator {
     /// plus the person index when persons were kept.
     pub fn finish(self, top: usize) -> (FunnelReport, Option<PersonIndex>) {
         let mut rows: Vec<(u64, u32, &StepStats)> = self
-            .by_value
-            .iter()
-            .map(|(value, stats)| (stats.counts().first().copied().unwrap_or(0), *value, stats))
+            .rows()
+            .map(|(value, stats)| (stats.counts().first().copied().unwrap_or(0), value, stats))
             .collect();
         rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let omitted_values = rows.len().saturating_sub(top);

@@ -127,18 +127,23 @@ impl<'f> FunnelEvaluator<'f> {
                 reason: "a person has more than 4 billion events",
             });
         }
-        if let Some(index) = events
-            .windows(2)
-            .position(|w| (w[1].time, w[1].seq) < (w[0].time, w[0].seq))
-        {
-            return Err(FunnelError::UnsortedEvents { index: index + 1 });
-        }
-        if let Some(spec) = self.funnel.definition.breakdown
-            && let Some(event) = events.iter().find(|e| e.breakdown >= spec.value_count)
-        {
-            return Err(FunnelError::BreakdownCodeOutOfRange {
-                code: event.breakdown,
-            });
+        let value_count = self
+            .funnel
+            .definition
+            .breakdown
+            .map_or(u32::MAX, |spec| spec.value_count);
+        let mut previous = (i64::MIN, 0u64);
+        for (index, event) in events.iter().enumerate() {
+            let key = (event.time, event.seq);
+            if key < previous {
+                return Err(FunnelError::UnsortedEvents { index });
+            }
+            previous = key;
+            if event.breakdown >= value_count {
+                return Err(FunnelError::BreakdownCodeOutOfRange {
+                    code: event.breakdown,
+                });
+            }
         }
         Ok(())
     }

@@ -137,8 +137,12 @@ impl SequentialScratch {
             starting_at,
         };
         self.reset(steps);
+        let all_steps = super::unordered::step_mask(steps);
         for (index, event) in (0u32..).zip(events) {
-            self.expire(event.time);
+            // Ordered funnels ignore events that match nothing; strict ones are broken by them.
+            if event.steps & all_steps == 0 && event.exclusions == 0 && !rules.strict {
+                continue;
+            }
             self.advance(&rules, index, event);
             if event.steps & 1 != 0 {
                 self.start(&rules, index, event);
@@ -162,16 +166,16 @@ impl SequentialScratch {
         self.tracker = Tracker::default();
     }
 
-    /// Retires the attempts whose window ended before `now`; they can no longer change.
-    fn expire(&mut self, now: i64) {
-        for (k, queue) in self.queues.iter_mut().enumerate() {
-            while let Some(front) = queue.front() {
-                if front.deadline >= now {
-                    break;
-                }
-                self.tracker.retire(front, k + 1);
-                queue.pop_front();
+    /// Retires the attempts of step index `k` whose window ended before `now`; they can no
+    /// longer change. Done lazily, only on the queue an event is about to read.
+    fn expire(&mut self, k: usize, now: i64) {
+        let queue = &mut self.queues[k];
+        while let Some(front) = queue.front() {
+            if front.deadline >= now {
+                break;
             }
+            self.tracker.retire(front, k + 1);
+            queue.pop_front();
         }
     }
 
@@ -179,36 +183,45 @@ impl SequentialScratch {
     fn advance(&mut self, rules: &Rules<'_>, index: u32, event: &FunnelEvent) {
         for k in (0..rules.steps - 1).rev() {
             let matches = event.steps & (1 << (k + 1)) != 0;
-            let same_type = rules.funnel.same_type[k + 1];
-            let queue = &mut self.queues[k];
-            let split = if rules.strict {
-                match queue.back_mut() {
-                    Some(active) if !active.frozen => {
-                        if matches && (active.last_time < event.time || same_type) {
-                            queue.len() - 1..queue.len()
-                        } else {
-                            active.frozen = true;
-                            continue;
-                        }
-                    }
-                    _ => continue,
-                }
-            } else if !matches {
+            if !matches && !rules.strict {
                 continue;
-            } else {
-                // Equal-timestamp rule: blocked attempts form the queue's suffix.
-                let blocked_from = if same_type {
-                    queue.len()
-                } else {
-                    queue.partition_point(|a| a.last_time < event.time)
+            }
+            let same_type = rules.funnel.same_type[k + 1];
+            let split = if rules.strict {
+                let Some(active) = self.queues[k].back_mut().filter(|a| !a.frozen) else {
+                    continue;
                 };
-                0..blocked_from
+                let eligible = active.last_time < event.time || same_type;
+                if matches && eligible && active.deadline >= event.time {
+                    self.queues[k].len() - 1..self.queues[k].len()
+                } else {
+                    active.frozen = true;
+                    continue;
+                }
+            } else {
+                self.expire(k, event.time);
+                let queue = &self.queues[k];
+                // Equal-timestamp rule: blocked attempts form the queue's (short) suffix.
+                let mut end = queue.len();
+                while !same_type && end > 0 && queue[end - 1].last_time == event.time {
+                    end -= 1;
+                }
+                0..end
             };
             if split.is_empty() {
                 continue;
             }
             self.moved.clear();
-            self.moved.extend(queue.drain(split));
+            let queue = &mut self.queues[k];
+            for _ in split {
+                // Strict takes the active attempt at the back; ordered takes a prefix.
+                let attempt = if rules.strict {
+                    queue.pop_back()
+                } else {
+                    queue.pop_front()
+                };
+                self.moved.extend(attempt);
+            }
             self.place_moved(rules, k + 1, index, event.time);
         }
     }
@@ -234,12 +247,7 @@ impl SequentialScratch {
             {
                 continue;
             }
-            if let Some(last) = queue.back()
-                && rules.dominated(last, attempt, now)
-            {
-                queue.pop_back();
-            }
-            queue.push_back(*attempt);
+            push_compacted(queue, *attempt, rules, now);
         }
     }
 
@@ -253,13 +261,7 @@ impl SequentialScratch {
             clean: true,
             frozen: false,
         };
-        let queue = &mut self.queues[0];
-        if let Some(last) = queue.back()
-            && rules.dominated(last, &attempt, event.time)
-        {
-            queue.pop_back();
-        }
-        queue.push_back(attempt);
+        push_compacted(&mut self.queues[0], attempt, rules, event.time);
     }
 
     /// Invalidates the live attempts that this exclusion event falls inside of.
@@ -269,6 +271,7 @@ impl SequentialScratch {
             if covering == 0 {
                 continue;
             }
+            self.expire(k, event.time);
             let queue = &mut self.queues[k];
             for attempt in queue.iter_mut() {
                 // The event that filled the exclusion's from-step is not "after" it.
@@ -317,6 +320,22 @@ fn push_node(trail: &mut Vec<TrailNode>, event: u32, parent: u32) -> u32 {
     let node = u32::try_from(trail.len()).unwrap_or(u32::MAX);
     trail.push(TrailNode { event, parent });
     node
+}
+
+/// Appends an attempt, first dropping the queue's trailing attempts that a later one
+/// dominates, so queues stay short (amortised O(1): each attempt is dropped once).
+fn push_compacted(queue: &mut VecDeque<Attempt>, attempt: Attempt, rules: &Rules<'_>, now: i64) {
+    loop {
+        let len = queue.len();
+        if len >= 1 && rules.dominated(&queue[len - 1], &attempt, now) {
+            queue.pop_back();
+        } else if len >= 2 && rules.dominated(&queue[len - 2], &queue[len - 1], now) {
+            queue.remove(len - 2);
+        } else {
+            break;
+        }
+    }
+    queue.push_back(attempt);
 }
 
 /// Drops the attempts of a queue that a later attempt in it dominates.
