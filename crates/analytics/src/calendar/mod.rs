@@ -13,7 +13,9 @@
 //! - a local midnight that happens twice (clocks set back over midnight) starts at the earlier
 //!   of the two instants;
 //! - an hour is the local clock hour of the instant under the instant's own UTC offset, so the
-//!   repeated hour of an autumn change is two distinct intervals of 60 minutes each.
+//!   repeated hour of an autumn change is two distinct intervals of 60 minutes each; where the
+//!   offset changes by a fraction of an hour (Lord Howe Island), the hour holding the change
+//!   is cut at it into two shorter intervals.
 //!
 //! Chrono is only used to build interval boundaries; models bucket events with an
 //! [`IntervalGrid`], computed once per query, by binary search over its boundaries. The
@@ -122,11 +124,7 @@ impl Calendar {
     pub fn interval_start(&self, instant_ms: i64) -> Result<i64, CalendarError> {
         let local = self.local(instant_ms)?;
         let start = match self.interval {
-            Interval::Hour => {
-                let offset_ms = i64::from(local.offset().fix().local_minus_utc()) * 1000;
-                let local_ms = instant_ms.saturating_add(offset_ms);
-                local_ms - local_ms.rem_euclid(HOUR_MS) - offset_ms
-            }
+            Interval::Hour => self.hour_start(instant_ms, offset_ms(&local))?,
             Interval::Day => self.local_midnight(local.date_naive())?,
             Interval::Week => self.local_midnight(self.week_first_day(local.date_naive()))?,
             Interval::Month => self.local_midnight(month_first_day(local.date_naive()))?,
@@ -167,6 +165,28 @@ impl Calendar {
         self.interval_start(start.saturating_sub(1))
     }
 
+    /// The local clock hour under the instant's own offset; when that hour began under
+    /// another offset (a change by a fraction of an hour, as on Lord Howe Island), the hour
+    /// starts at the change instead.
+    fn hour_start(&self, instant_ms: i64, offset: i64) -> Result<i64, CalendarError> {
+        let local_ms = instant_ms.saturating_add(offset);
+        let candidate = local_ms - local_ms.rem_euclid(HOUR_MS) - offset;
+        if offset_ms(&self.local(candidate)?) == offset {
+            return Ok(candidate);
+        }
+        // The offset changed in (candidate, instant]: find the change to the millisecond.
+        let (mut before, mut after) = (candidate, instant_ms);
+        while after - before > 1 {
+            let middle = before + (after - before) / 2;
+            if offset_ms(&self.local(middle)?) == offset {
+                after = middle;
+            } else {
+                before = middle;
+            }
+        }
+        Ok(after)
+    }
+
     fn local(&self, instant_ms: i64) -> Result<DateTime<Tz>, CalendarError> {
         let utc = DateTime::from_timestamp_millis(instant_ms).ok_or(CalendarError::OutOfRange {
             field: "time",
@@ -203,6 +223,11 @@ impl Calendar {
         }
         Err(out_of_range(naive.date()))
     }
+}
+
+/// The UTC offset of a local time, in milliseconds.
+fn offset_ms(local: &DateTime<Tz>) -> i64 {
+    i64::from(local.offset().fix().local_minus_utc()) * 1000
 }
 
 fn out_of_range(date: NaiveDate) -> CalendarError {

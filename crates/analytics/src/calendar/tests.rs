@@ -143,6 +143,21 @@ fn repeated_autumn_hour_is_two_hours() {
         hour.next_start(before_gap).unwrap(),
         ms("2024-03-31T01:00:00Z")
     );
+    // Lord Howe Island moves its clocks by half an hour (02:00 +10:30 becomes 02:30 +11):
+    // the hour holding the change is cut at it.
+    let lord_howe = calendar(Interval::Hour, "Australia/Lord_Howe");
+    let cut = lord_howe
+        .interval_start(ms("2021-10-02T15:45:00Z"))
+        .unwrap();
+    assert_eq!(cut, ms("2021-10-02T15:30:00Z"));
+    assert_eq!(
+        lord_howe.previous_start(cut).unwrap(),
+        ms("2021-10-02T14:30:00Z")
+    );
+    assert_eq!(
+        lord_howe.next_start(cut).unwrap(),
+        ms("2021-10-02T16:00:00Z")
+    );
     // Half-hour zones bucket on their local hour, not the UTC hour.
     let kolkata = calendar(Interval::Hour, "Asia/Kolkata");
     let start = kolkata.interval_start(ms("2024-05-15T10:42:00Z")).unwrap();
@@ -243,7 +258,10 @@ fn grid_starting_in_a_range() {
     assert_eq!(empty.index_of(5), None);
 }
 
-const ZONES: [&str; 6] = [
+const ZONES: [&str; 9] = [
+    "Australia/Lord_Howe",
+    "America/Havana",
+    "America/Santiago",
     "UTC",
     "Europe/Berlin",
     "America/New_York",
