@@ -179,3 +179,148 @@ async fn stored_ids(
     })
     .await
 }
+
+/// Personal data and contracts an independent client found leaking or unenforced: identifier
+/// fields at nested paths stayed readable, a phone or an email sent as `user_id` was stored in
+/// clear by identity, an unknown source id ended clean, and NaN became null without a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_contacts_unknown_sources_and_nan_are_handled_as_the_contract_says()
+-> anyhow::Result<()> {
+    use touchline_proto::collection::v1::{
+        CreateSourceRequest, DataFormat, IdentifierField, Source, SourceKind,
+    };
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let mut scopes = SCOPES.to_vec();
+    scopes.push("sources:write");
+    let acme = token("acme", &scopes);
+    let mut collection = CollectionServiceClient::new(app.channel(&acme)?);
+    let field = |path: &str, kind: &str| IdentifierField {
+        source_field: path.to_owned(),
+        identifier_type: kind.to_owned(),
+        ..Default::default()
+    };
+    collection
+        .create_source(CreateSourceRequest {
+            source_id: "crm-export".to_owned(),
+            source: Some(Source {
+                display_name: "CRM export".to_owned(),
+                kind: SourceKind::AppSdk as i32,
+                format: DataFormat::Events as i32,
+                channel: "app".to_owned(),
+                time_zone: "Asia/Shanghai".to_owned(),
+                identifier_fields: vec![
+                    field("contact.mobile_no", "phone"),
+                    field("contact.mail", "email"),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let contact = Value {
+        kind: Some(Kind::StructValue(Struct {
+            fields: [
+                ("mobile_no".to_owned(), text("139 8765 4321")),
+                ("mail".to_owned(), text("Wang.Fang@Example.cn")),
+            ]
+            .into_iter()
+            .collect(),
+        })),
+    };
+    let mut nested = with_properties(
+        sample_event("pii-nested", 1, "view", T0),
+        &[("contact", contact), ("note", text("13712345678"))],
+    );
+    nested.source = "crm-export".to_owned();
+    let mut email_as_user = sample_event("pii-user-id", 2, "view", T0);
+    email_as_user.source = "crm-export".to_owned();
+    email_as_user.user_id = "li.lei@example.cn".to_owned();
+    let mut typo = sample_event("unknown-source", 3, "view", T0);
+    typo.source = "crm-exprot".to_owned();
+    let mut nan = with_properties(
+        sample_event("nan-price", 4, "view", T0),
+        &[(
+            "price",
+            Value {
+                kind: Some(Kind::NumberValue(f64::NAN)),
+            },
+        )],
+    );
+    nan.source = "crm-export".to_owned();
+    let ack = collection
+        .ingest_events(IngestEventsRequest {
+            events: vec![nested, email_as_user, typo, nan],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(ack.accepted_count, 4);
+
+    let stored = stored_ids(&app, &acme, |ids| {
+        ids.contains("pii-nested") && ids.contains("pii-user-id")
+    })
+    .await?;
+    assert!(!stored.contains("unknown-source") && !stored.contains("nan-price"));
+    let quarantined = GovernanceServiceClient::new(app.channel(&acme)?)
+        .list_quarantined(ListQuarantinedRequest::default())
+        .await?
+        .into_inner()
+        .quarantined_events;
+    let reason_of = |id: &str| {
+        quarantined
+            .iter()
+            .find(|q| q.event.as_ref().is_some_and(|e| e.message_id == id))
+            .map(|q| q.reason())
+    };
+    assert_eq!(
+        reason_of("unknown-source"),
+        Some(QuarantineReason::UnknownSource)
+    );
+    assert_eq!(
+        reason_of("nan-price"),
+        Some(QuarantineReason::InvalidPropertyValue)
+    );
+
+    // No clear value in any reply of the event store, nor in any table of identity or
+    // modeling, nor in a Redis key.
+    let page = ModelingServiceClient::new(app.channel(&acme)?)
+        .list_events(ListEventsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let clear = ["8765", "wang.fang", "Wang.Fang", "li.lei", "12345678"];
+    let reply = format!("{page:?}");
+    for value in clear {
+        assert!(!reply.contains(value), "{value} in a modeling reply");
+    }
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url).await?;
+    for schema in ["identity", "modeling"] {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+        )
+        .bind(schema)
+        .fetch_all(&mut db)
+        .await?;
+        for table in tables {
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT t::text FROM {schema}.{table} t"))
+                    .fetch_all(&mut db)
+                    .await?;
+            // Rows print bytea columns (stored payloads) as hex, so each value is looked for
+            // both as text and as hex.
+            for row in rows {
+                for value in ["wang.fang", "li.lei@", "13987654321", "8613712345678"] {
+                    let hex: String = value.bytes().map(|b| format!("{b:02x}")).collect();
+                    assert!(
+                        !row.contains(value) && !row.contains(&hex),
+                        "{value} in {schema}.{table}"
+                    );
+                }
+            }
+        }
+    }
+    app.stop().await;
+    Ok(())
+}

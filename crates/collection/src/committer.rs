@@ -21,6 +21,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use touchline_proto::collection::v1::SourceState;
 
 use crate::append_path::{AppendPath, AppendPaths};
+
+/// The source revision a raw event carries when its tenant registers sources and this one
+/// is not among them (the raw log's contract calls it -1).
+pub const UNREGISTERED_SOURCE: i64 = -1;
 use crate::config::CollectionConfig;
 use crate::store::counts::{self, CountDelta};
 use crate::store::{self, GroupCounts, NewRawEvent, copy_append, sources};
@@ -222,6 +226,12 @@ async fn write_group(
             .into_iter()
             .collect()
     };
+    // A tenant that registers its sources is told about an id that is none of them (a typo, a
+    // source not yet registered): the event is kept and governance quarantines it as
+    // UNKNOWN_SOURCE, so it can be replayed once the source exists. A tenant that registers
+    // none sends generic SDK streams, which need no registration.
+    let unmatched = source_ids.iter().any(|id| !heads.contains_key(*id));
+    let registers_sources = unmatched && sources::any_registered(&mut conn, tenant).await?;
     let disabled = SourceState::Disabled as i32;
     let mut outcomes: Vec<Vec<RowOutcome>> = Vec::with_capacity(jobs.len());
     let mut to_store: Vec<NewRawEvent> = Vec::new();
@@ -238,6 +248,10 @@ async fn write_group(
                     None
                 }
                 None if settings.require_registered => Some(RowOutcome::SourceNotRegistered),
+                None if registers_sources && !row.source.is_empty() => {
+                    row.source_revision = UNREGISTERED_SOURCE;
+                    None
+                }
                 None => None,
             };
             let c = count_of(&mut counts, &row.source);

@@ -47,14 +47,20 @@ impl SourceRegistry {
     }
 
     /// The source `source` of `tenant` at `revision`; revision 0 (an
-    /// unregistered source) is a generic SDK stream and needs no call.
+    /// unregistered source of a tenant that registers none) is a generic SDK
+    /// stream and needs no call; revision -1 names no registered source.
     pub async fn get(
         &self,
         tenant: &str,
         source: &str,
         revision: i64,
     ) -> Result<SourceLookup, tonic::Status> {
-        if revision <= 0 || source.trim().is_empty() {
+        if revision < 0 {
+            return Ok(SourceLookup::Unknown(
+                "the tenant registers its sources and this id is none of them".to_owned(),
+            ));
+        }
+        if revision == 0 || source.trim().is_empty() {
             return Ok(SourceLookup::Found(Arc::new(SourceSpec::generic(source))));
         }
         let key = (tenant.to_owned(), source.to_owned(), revision);

@@ -13,6 +13,14 @@ pub struct SourceHead {
     pub state: i32,
 }
 
+/// Whether the tenant has registered any source at all.
+pub async fn any_registered(conn: &mut PgConnection, tenant: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM collection.sources WHERE tenant_id = $1)")
+        .bind(tenant)
+        .fetch_one(&mut *conn)
+        .await
+}
+
 /// Current revision and state of each named source that exists.
 pub async fn heads_in(
     conn: &mut PgConnection,

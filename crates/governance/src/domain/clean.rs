@@ -16,6 +16,7 @@ use super::ids::identifiers;
 use super::mapping::{Working, apply_source, coerce};
 use super::natural_key::{content_hash, natural_key};
 use super::pii::{self, PrivacySettings, TenantKey};
+use super::pii_scan;
 use super::source::SourceSpec;
 use super::timestamp::{self, TimeContext, TimeProblem};
 use super::value::{depth, from_struct, is_blank, to_struct, to_value};
@@ -111,6 +112,21 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
         return Err(Quarantine {
             violations: vec![v],
         });
+    }
+    // JSON, and so the clean log, cannot hold NaN or ±Infinity: turning them into null would
+    // change the data without a trace, so the event is quarantined naming the field.
+    for (area, fields) in [
+        ("properties", event.properties.as_ref()),
+        ("traits", event.traits.as_ref()),
+        ("context", event.context.as_ref()),
+    ] {
+        if let Some(path) = fields.and_then(|f| non_finite_path(f, area)) {
+            return Err(Quarantine::single(
+                QuarantineReason::InvalidPropertyValue,
+                &path,
+                "is not a finite number (NaN or an infinity)",
+            ));
+        }
     }
     apply_source(&mut w, inputs.source).map_err(|e| {
         let reason = if e.type_error {
@@ -272,6 +288,14 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
     }
     pseudonymise_direct_fields(&mut w.properties, inputs.privacy, inputs.key);
     pseudonymise_direct_fields(&mut w.traits, inputs.privacy, inputs.key);
+    pii_scan::pseudonymise_declared_paths(
+        &mut w.properties,
+        &w.personal_paths,
+        inputs.privacy,
+        inputs.key,
+    );
+    pii_scan::pseudonymise_contact_values(&mut w.properties, inputs.key);
+    pii_scan::pseudonymise_contact_values(&mut w.traits, inputs.key);
 
     let Some(time) = time.filter(|_| violations.is_empty()) else {
         violations.sort_by_key(|v| v.reason as i32);
@@ -376,6 +400,7 @@ fn working(event: &Event) -> Working {
             .map(|i| (i.r#type.clone(), i.value.clone(), i.scope.clone()))
             .collect(),
         originals: Map::new(),
+        personal_paths: Vec::new(),
     }
 }
 
@@ -500,7 +525,7 @@ fn pseudonymise_direct_fields(
         if map.get(&name).is_none_or(|v| {
             v.is_null()
                 || v.as_str()
-                    .is_some_and(|s| s.trim().is_empty() || s.contains('*'))
+                    .is_some_and(|s| s.trim().is_empty() || pii_scan::looks_masked(s))
         }) {
             continue;
         }
@@ -520,6 +545,31 @@ fn pseudonymise_direct_fields(
             }
         }
     }
+}
+
+/// The path of the first NaN or infinite number in `fields`, if any.
+fn non_finite_path(fields: &prost_types::Struct, prefix: &str) -> Option<String> {
+    use prost_types::value::Kind;
+    fn walk(v: &prost_types::Value, path: String) -> Option<String> {
+        match &v.kind {
+            Some(Kind::NumberValue(n)) if !n.is_finite() => Some(path),
+            Some(Kind::StructValue(s)) => non_finite_path(s, &path),
+            Some(Kind::ListValue(l)) => l
+                .values
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    let mut keys: Vec<&String> = fields.fields.keys().collect();
+    keys.sort();
+    keys.into_iter().find_map(|k| {
+        fields
+            .fields
+            .get(k)
+            .and_then(|v| walk(v, format!("{prefix}.{}", printable(k))))
+    })
 }
 
 /// True when a key at or below this entry holds a NUL, which jsonb cannot store either.

@@ -43,6 +43,9 @@ pub struct Working {
     pub identifiers: Vec<(String, String, String)>,
     /// Canonical path → value as delivered, for values that were changed.
     pub originals: Map<String, Value>,
+    /// (property path, identifier type) of the identifier fields the source declares: their
+    /// values stay in the properties, so they are pseudonymised there too.
+    pub personal_paths: Vec<(String, String)>,
 }
 
 /// A mapping or coercion failure.
@@ -135,6 +138,8 @@ pub fn apply_source(w: &mut Working, spec: &SourceSpec) -> Result<(), MappingErr
         .unwrap_or_else(|| f.scope.clone());
         w.identifiers
             .push((f.identifier_type.clone(), value, scope));
+        w.personal_paths
+            .push((f.source_field.clone(), f.identifier_type.clone()));
     }
     if !spec.event_name_field.is_empty()
         && let Some(name) = get_path(&input, &spec.event_name_field).and_then(scalar_text)

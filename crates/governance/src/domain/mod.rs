@@ -13,6 +13,7 @@ pub mod ids;
 pub mod mapping;
 pub mod natural_key;
 pub mod pii;
+pub mod pii_scan;
 pub mod privacy;
 pub mod source;
 pub mod timestamp;
