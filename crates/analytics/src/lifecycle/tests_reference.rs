@@ -10,7 +10,14 @@ use std::collections::BTreeSet;
 
 const DAY_MS: i64 = 86_400_000;
 const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-const ZONES: [&str; 4] = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai"];
+const ZONES: [&str; 6] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Shanghai",
+    "Australia/Lord_Howe",
+    "America/Havana",
+];
 
 struct NaivePerson {
     active: BTreeSet<i64>,

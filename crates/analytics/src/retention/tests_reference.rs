@@ -11,7 +11,14 @@ use std::collections::BTreeSet;
 
 const HOUR_MS: i64 = 3_600_000;
 const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-const ZONES: [&str; 4] = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai"];
+const ZONES: [&str; 6] = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Shanghai",
+    "Australia/Lord_Howe",
+    "America/Havana",
+];
 
 /// (breakdown, cohorts as (start, size, cells as (retained, partial)), average as (retained, partial))
 type Projection = (u32, Vec<(i64, u64, Vec<(u64, bool)>)>, Vec<(u64, bool)>);
