@@ -42,6 +42,7 @@ mod fxhash;
 mod heuristics;
 mod journey;
 mod markov;
+mod path_index;
 mod path_table;
 mod paths_text;
 mod roi;
@@ -58,6 +59,7 @@ pub use markov::{
 pub use path_table::{PathRow, PathTable, PathTableBuilder};
 pub use paths_text::{
     MAX_REPORTED_VIOLATIONS, PathsField, PathsTextError, PathsTextViolation, parse_paths_text,
+    parse_paths_text_parallel,
 };
 pub use roi::{ChannelRoi, channel_roi};
 pub use shapley::{

@@ -2,8 +2,8 @@
 //! value and its non-converting journeys. Every model except time decay reads this table.
 
 use super::credits::AttributionError;
-use super::fxhash::FxHashMap;
 use super::journey::Journey;
+use super::path_index::{PathIndex, name_hash, sequence_hash};
 
 /// Distinct channel sequences with their journey counts, and the channel names behind the codes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -98,8 +98,8 @@ impl PathTable {
 #[derive(Debug, Clone, Default)]
 pub struct PathTableBuilder {
     table: PathTable,
-    path_index: FxHashMap<Vec<u32>, usize>,
-    name_index: FxHashMap<String, u32>,
+    path_index: PathIndex,
+    name_index: PathIndex,
 }
 
 impl PathTableBuilder {
@@ -112,11 +112,8 @@ impl PathTableBuilder {
     /// A repeated name keeps its first code.
     pub fn with_channels(names: Vec<String>) -> Self {
         let mut builder = Self::new();
-        for (code, name) in names.iter().enumerate() {
-            builder
-                .name_index
-                .entry(name.clone())
-                .or_insert(code as u32);
+        for name in &names {
+            builder.name_index.insert_next(name_hash(name));
         }
         builder.table.channels = names;
         builder
@@ -124,12 +121,14 @@ impl PathTableBuilder {
 
     /// The code of a channel name, adding it when new.
     pub fn channel_code(&mut self, name: &str) -> u32 {
-        if let Some(&code) = self.name_index.get(name) {
-            return code;
+        let hash = name_hash(name);
+        let channels = &self.table.channels;
+        if let Some(code) = self.name_index.find(hash, |row| channels[row] == name) {
+            return code as u32;
         }
         let code = self.table.channels.len() as u32;
         self.table.channels.push(name.to_owned());
-        self.name_index.insert(name.to_owned(), code);
+        self.name_index.insert_next(hash);
         code
     }
 
@@ -251,13 +250,14 @@ impl PathTableBuilder {
     /// for a path not seen before.
     pub(crate) fn add_checked(&mut self, codes: &[u32], conversions: f64, value: f64, nulls: f64) {
         let table = &mut self.table;
-        if let Some(&index) = self.path_index.get(codes) {
+        let hash = sequence_hash(codes);
+        let stored = |row: usize| &table.codes[table.offsets[row]..table.offsets[row + 1]] == codes;
+        if let Some(index) = self.path_index.find(hash, stored) {
             table.conversions[index] += conversions;
             table.value[index] += value;
             table.nulls[index] += nulls;
             return;
         }
-        let index = table.conversions.len();
         if table.offsets.is_empty() {
             table.offsets.push(0);
         }
@@ -266,6 +266,17 @@ impl PathTableBuilder {
         table.conversions.push(conversions);
         table.value.push(value);
         table.nulls.push(nulls);
-        self.path_index.insert(codes.to_vec(), index);
+        self.path_index.insert_next(hash);
+    }
+
+    /// Makes room for about `paths` more distinct paths of `codes` channel entries in all.
+    pub(crate) fn reserve(&mut self, paths: usize, codes: usize) {
+        self.path_index.reserve(paths);
+        let table = &mut self.table;
+        table.codes.reserve(codes);
+        table.offsets.reserve(paths + 1);
+        for column in [&mut table.conversions, &mut table.value, &mut table.nulls] {
+            column.reserve(paths);
+        }
     }
 }

@@ -4,7 +4,10 @@
 
 use proptest::prelude::*;
 
-use super::{MAX_REPORTED_VIOLATIONS, PathsField, PathsTextError, parse_paths_text};
+use super::{
+    MAX_REPORTED_VIOLATIONS, PathsField, PathsTextError, parse_paths_text,
+    parse_paths_text_parallel,
+};
 
 fn violations(text: &str) -> Vec<(usize, PathsField)> {
     let error: PathsTextError = parse_paths_text(text, ">").unwrap_err();
@@ -154,5 +157,20 @@ proptest! {
         distinct.sort();
         distinct.dedup();
         prop_assert_eq!(paths.len(), distinct.len());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn parallel_parse_equals_sequential(
+        rows in prop::collection::vec("(path;conversions;value;nulls|[ab]( ?> ?[abc]){0,3};[0-3];[0-9];[0-2]|[ab>;x ]{0,6}|)", 0..30),
+        threads in 1usize..5,
+    ) {
+        let text = rows.join("\n");
+        let sequential = parse_paths_text(&text, ">");
+        let parallel = parse_paths_text_parallel(&text, ">", threads);
+        prop_assert_eq!(sequential, parallel);
     }
 }

@@ -69,7 +69,7 @@ impl Chain {
 
     /// Builds the chain of order `order` (1–3, checked by the caller).
     pub(crate) fn build(table: &PathTable, order: usize) -> Chain {
-        let mut builder = ChainBuilder::default();
+        let mut builder = ChainBuilder::new(table.channel_count(), order);
         for row in table.rows() {
             let weight = row.conversions + row.nulls;
             if weight <= 0.0 {
@@ -93,26 +93,86 @@ impl Chain {
     }
 }
 
-#[derive(Default)]
+/// Largest window space (all windows of length 1..=k over the channels) indexed by a direct
+/// table; beyond it windows are hashed.
+const DENSE_WINDOW_SPACE: u64 = 1 << 21;
+
+/// Accumulates states and transition counts. Window states are found by a direct table when
+/// the window space is small (always for the usual dozen channels) and by hashing otherwise;
+/// each state's transitions are a short list searched linearly (a window state moves to at
+/// most channels + 2 states), and the start state's are a dense array by target.
 struct ChainBuilder {
+    channel_count: u64,
     windows: Vec<Window>,
-    state_index: FxHashMap<u128, u32>,
-    edge_index: FxHashMap<u64, usize>,
-    edges: Vec<(u32, u32, f64)>,
+    dense_states: Vec<u32>,
+    hashed_states: FxHashMap<u128, u32>,
+    start_counts: Vec<f64>,
+    rows: Vec<Vec<(u32, f64)>>,
+    /// Conversion value leaving each state.
     value_out: Vec<f64>,
 }
 
+const NO_STATE: u32 = u32::MAX;
+
 impl ChainBuilder {
-    fn state(&mut self, channels: &[u32]) -> u32 {
-        let mut window = Window {
-            len: channels.len() as u8,
-            codes: [0; 3],
+    fn new(channel_count: usize, order: usize) -> Self {
+        let c = channel_count as u64;
+        let space =
+            (1..=order as u32).try_fold(0u64, |sum, len| sum.checked_add(c.checked_pow(len)?));
+        let dense_states = match space {
+            Some(space) if space <= DENSE_WINDOW_SPACE => vec![NO_STATE; space as usize],
+            _ => Vec::new(),
         };
-        window.codes[..channels.len()].copy_from_slice(channels);
+        Self {
+            channel_count: c,
+            windows: Vec::new(),
+            dense_states,
+            hashed_states: FxHashMap::default(),
+            start_counts: Vec::new(),
+            rows: vec![Vec::new(); FIRST_WINDOW as usize],
+            value_out: vec![0.0; FIRST_WINDOW as usize],
+        }
+    }
+
+    /// Position of a window in the direct table: windows of length 1 first, then 2, then 3.
+    fn dense_slot(&self, channels: &[u32]) -> usize {
+        let c = self.channel_count;
+        let offset = match channels.len() {
+            1 => 0,
+            2 => c,
+            _ => c + c * c,
+        };
+        let within = channels
+            .iter()
+            .fold(0u64, |acc, &code| acc * c + u64::from(code));
+        (offset + within) as usize
+    }
+
+    fn state(&mut self, channels: &[u32]) -> u32 {
         let next = FIRST_WINDOW + self.windows.len() as u32;
-        let state = *self.state_index.entry(window.key()).or_insert(next);
+        let state = if self.dense_states.is_empty() {
+            let mut window = Window {
+                len: channels.len() as u8,
+                codes: [0; 3],
+            };
+            window.codes[..channels.len()].copy_from_slice(channels);
+            *self.hashed_states.entry(window.key()).or_insert(next)
+        } else {
+            let slot = self.dense_slot(channels);
+            if self.dense_states[slot] == NO_STATE {
+                self.dense_states[slot] = next;
+            }
+            self.dense_states[slot]
+        };
         if state == next {
+            let mut window = Window {
+                len: channels.len() as u8,
+                codes: [0; 3],
+            };
+            window.codes[..channels.len()].copy_from_slice(channels);
             self.windows.push(window);
+            self.rows.push(Vec::new());
+            self.value_out.push(0.0);
         }
         state
     }
@@ -121,45 +181,50 @@ impl ChainBuilder {
         if count <= 0.0 {
             return;
         }
-        let key = u64::from(from) << 32 | u64::from(to);
-        let next = self.edges.len();
-        let index = *self.edge_index.entry(key).or_insert(next);
-        if index == next {
-            self.edges.push((from, to, 0.0));
+        if from == START {
+            let needed = to as usize + 1;
+            if self.start_counts.len() < needed {
+                self.start_counts.resize(needed, 0.0);
+            }
+            self.start_counts[to as usize] += count;
+            return;
         }
-        self.edges[index].2 += count;
-        let needed = from as usize + 1;
-        if self.value_out.len() < needed {
-            self.value_out.resize(needed, 0.0);
+        let row = &mut self.rows[from as usize];
+        match row.iter_mut().find(|(target, _)| *target == to) {
+            Some((_, total)) => *total += count,
+            None => row.push((to, count)),
         }
     }
 
     fn finish(mut self) -> Chain {
         let state_count = self.windows.len() + FIRST_WINDOW as usize;
-        self.edges.sort_unstable_by_key(|&(from, to, _)| (from, to));
-        self.value_out.resize(state_count, 0.0);
+        let start_row: Vec<(u32, f64)> = self
+            .start_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0.0)
+            .map(|(to, &count)| (to as u32, count))
+            .collect();
+        self.rows[START as usize] = start_row;
+        self.value_out[START as usize] = 0.0;
         let mut chain = Chain {
             windows: self.windows,
-            row_start: vec![0; state_count + 1],
+            row_start: Vec::with_capacity(state_count + 1),
             value_reward: vec![0.0; state_count],
             ..Chain::default()
         };
-        let mut out_total = vec![0.0; state_count];
-        for &(from, _, count) in &self.edges {
-            chain.row_start[from as usize + 1] += 1;
-            out_total[from as usize] += count;
-        }
-        for s in 0..state_count {
-            chain.row_start[s + 1] += chain.row_start[s];
-        }
-        for &(from, to, count) in &self.edges {
-            chain.targets.push(to);
-            chain.counts.push(count);
-            chain.probabilities.push(count / out_total[from as usize]);
-        }
-        for (s, reward) in chain.value_reward.iter_mut().enumerate() {
-            if out_total[s] > 0.0 {
-                *reward = self.value_out[s] / out_total[s];
+        chain.row_start.push(0);
+        for (s, row) in self.rows.iter_mut().enumerate() {
+            row.sort_unstable_by_key(|&(to, _)| to);
+            let out_total: f64 = row.iter().map(|&(_, count)| count).sum();
+            for &(to, count) in row.iter() {
+                chain.targets.push(to);
+                chain.counts.push(count);
+                chain.probabilities.push(count / out_total);
+            }
+            chain.row_start.push(chain.targets.len());
+            if out_total > 0.0 {
+                chain.value_reward[s] = self.value_out[s] / out_total;
             }
         }
         chain
