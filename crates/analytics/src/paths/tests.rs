@@ -418,3 +418,48 @@ fn empty_and_extreme_timelines() {
 fn graph_of_nothing() -> PathGraph {
     run(&[], &PathOptions::default(), 2).unwrap().graph()
 }
+
+#[test]
+fn posthog_path_scenarios() {
+    // Scenario from PostHog's paths tests, test_current_url_paths_and_logic (pages `/` = 1,
+    // `/about` = 2, `/pricing` = 3; minutes after 03:21:34 on the same day).
+    let (home, about, pricing) = (1, 2, 3);
+    let pages = vec![
+        timeline(&[(0, home), (7, about)]),
+        timeline(&[(0, home), (7, pricing), (8, about)]),
+        timeline(&[(0, pricing), (7, home)]),
+        timeline(&[(0, home), (7, pricing)]),
+    ];
+    // Scenario from test_custom_event_paths: custom events 1, 2 and 3, all created at the same
+    // instant, so the sequence orders them.
+    let (first, second, third) = (1, 2, 3);
+    let custom = vec![
+        timeline(&[(0, first), (0, third)]),
+        timeline(&[(0, first), (0, second), (0, third)]),
+        timeline(&[(0, second), (0, first)]),
+        timeline(&[(0, first), (0, second)]),
+    ];
+    // Both expect: 1_a → 2_b twice, then three single edges in key order.
+    for (persons, [a, b, c]) in [
+        (pages, [home, pricing, about]),
+        (custom, [first, second, third]),
+    ] {
+        let graph = graph(&persons, &PathOptions::default());
+        let top: Vec<(u8, u32, u32, u64)> = graph
+            .top_edges(EdgeSelection::default())
+            .iter()
+            .map(|e| {
+                (
+                    e.key.position,
+                    e.key.source_item,
+                    e.key.target_item,
+                    e.stats.persons,
+                )
+            })
+            .collect();
+        assert_eq!(
+            top,
+            [(1, a, b, 2), (1, a, c, 1), (1, b, a, 1), (2, b, c, 1)]
+        );
+    }
+}
