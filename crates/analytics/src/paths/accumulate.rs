@@ -170,14 +170,22 @@ impl PathAccumulator {
             return;
         }
         self.persons += 1;
-        self.person_nodes.sort_unstable();
+        // One session holds each position once, so its keys are already distinct: only a
+        // person with several sessions needs sorting to group repeated keys.
+        let sessions = self
+            .person_nodes
+            .iter()
+            .filter(|(key, _)| key.position == 1);
+        if sessions.count() > 1 {
+            self.person_nodes.sort_unstable();
+            self.person_edges.sort_unstable_by_key(|&(key, _)| key);
+        }
         for group in self.person_nodes.chunk_by(|a, b| a.0 == b.0) {
             let stats = self.nodes.entry(group[0].0).or_default();
             stats.sessions += group.len() as u64;
             stats.persons += 1;
             stats.drop_offs += group.iter().filter(|(_, ends)| *ends).count() as u64;
         }
-        self.person_edges.sort_unstable_by_key(|&(key, _)| key);
         for group in self.person_edges.chunk_by(|a, b| a.0 == b.0) {
             let stats = self.edges.entry(group[0].0).or_default();
             stats.transitions += group.len() as u64;
