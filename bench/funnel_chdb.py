@@ -34,7 +34,7 @@ def run_ours(args):
     ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     print(output.strip())
-    line = next(l for l in output.splitlines() if "breakdown none" in l)
+    line = next(l for l in output.splitlines() if l.startswith("ordered") and "breakdown none" in l)
     median = float(re.search(r"median ([0-9.]+) ms", line).group(1))
     counts = [int(c) for c in re.search(r"counts \[([0-9, ]+)\]", line).group(1).split(",")]
     return median, counts

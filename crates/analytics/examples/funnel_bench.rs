@@ -1,5 +1,6 @@
-//! Times a 4-step ordered funnel (14-day window, first-touch breakdown) over a synthetic data
-//! set: by default 1 M persons, about 10 M events over 180 days, from a seed, on 2 threads.
+//! Times a 4-step ordered funnel (14-day window, first-touch breakdown, then none) over a
+//! synthetic data set — by default 1 M persons, about 10 M events over 180 days, from a seed —
+//! on 2 threads; then the same funnel strict and unordered.
 //!
 //! ```text
 //! cargo run --release -p touchline-analytics --example funnel_bench -- \
@@ -123,11 +124,11 @@ fn generate(seed: u64, persons: usize) -> DataSet {
     data
 }
 
-fn funnel(breakdown: bool) -> Result<ValidFunnel, Box<dyn Error>> {
+fn funnel(order: FunnelOrder, breakdown: bool) -> Result<ValidFunnel, Box<dyn Error>> {
     let definition = FunnelDefinition {
         step_event_types: (0..STEPS as u32).collect(),
         window_ms: 14 * DAY_MS,
-        order: FunnelOrder::Ordered,
+        order,
         exclusions: Vec::new(),
         breakdown: breakdown.then_some(BreakdownSpec {
             attribution: Attribution::FirstTouch,
@@ -207,10 +208,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("csv: {path}");
     }
     let batches = partitions(&data, options.threads);
-    for breakdown in [true, false] {
-        let (median, counts, rows) = time_runs(&funnel(breakdown)?, &batches, options.runs)?;
+    let variants = [
+        (FunnelOrder::Ordered, true),
+        (FunnelOrder::Ordered, false),
+        (FunnelOrder::Strict, false),
+        (FunnelOrder::Unordered, false),
+    ];
+    for (order, breakdown) in variants {
+        let (median, counts, rows) = time_runs(&funnel(order, breakdown)?, &batches, options.runs)?;
         println!(
-            "ordered 4-step funnel, 14-day window, breakdown {}: median {median:.1} ms over {} runs on {} threads; counts {counts:?}; {rows} breakdown rows",
+            "{} 4-step funnel, 14-day window, breakdown {}: median {median:.1} ms over {} runs on {} threads; counts {counts:?}; {rows} breakdown rows",
+            format!("{order:?}").to_lowercase(),
             if breakdown { "first_touch" } else { "none" },
             options.runs,
             batches.len(),

@@ -9,8 +9,9 @@
 //! The step-k event is the event with which the matching first reached k steps, so step times
 //! never decrease and conversion times are the gaps between them.
 //!
-//! Cost: O(attempts × events in the window × steps²) at worst; each person is independent and
-//! the buffers are reused, so nothing is allocated per event.
+//! Cost: O(events × steps) when no event matches two steps (then the matching is just the set
+//! of distinct steps); otherwise O(attempts × events in the window × steps²) at worst. The
+//! buffers are reused, so nothing is allocated per event.
 
 use super::definition::{FunnelEvent, MAX_STEPS, ValidFunnel};
 use super::sequential::AttemptPick;
@@ -47,6 +48,13 @@ impl UnorderedScratch {
         let all_steps = step_mask(steps);
         pick.furthest = 0;
         pick.counted = 0;
+        if events
+            .iter()
+            .all(|e| (e.steps & all_steps).count_ones() <= 1)
+        {
+            self.evaluate_single_matches(funnel, events, pick);
+            return;
+        }
         for (start, first) in events.iter().enumerate() {
             if first.steps & all_steps == 0 {
                 continue;
@@ -58,6 +66,53 @@ impl UnorderedScratch {
                 pick.furthest = reach;
                 pick.counted = reach;
                 pick.step_events[..reach].copy_from_slice(&self.reached_at[..reach]);
+            }
+        }
+    }
+
+    /// The common case where no event matches two steps: the matching is then just the set
+    /// of distinct steps seen, and step k's event is the k-th first occurrence after the
+    /// start. Walking the starts backwards keeps each step's next occurrence, so this is
+    /// O(events × steps).
+    fn evaluate_single_matches(
+        &mut self,
+        funnel: &ValidFunnel,
+        events: &[FunnelEvent],
+        pick: &mut AttemptPick,
+    ) {
+        let steps = funnel.step_count();
+        let all_steps = step_mask(steps);
+        let mut next_at = [NO_EVENT; MAX_STEPS];
+        let mut next_exclusion = NO_EVENT;
+        for (start, first) in events.iter().enumerate().rev() {
+            let start = u32::try_from(start).unwrap_or(NO_EVENT);
+            if let Some(after) = events.get(start as usize + 1)
+                && after.exclusions != 0
+            {
+                next_exclusion = start + 1;
+            }
+            let mask = first.steps & all_steps;
+            if mask == 0 {
+                continue;
+            }
+            next_at[mask.trailing_zeros() as usize] = start;
+            let deadline = first.time.saturating_add(funnel.definition.window_ms);
+            let mut reach = 0;
+            for &at in &next_at[..steps] {
+                let inside = at < next_exclusion
+                    && events.get(at as usize).is_some_and(|e| e.time <= deadline);
+                if inside {
+                    self.reached_at[reach] = at;
+                    reach += 1;
+                }
+            }
+            // Walking backwards, a tie keeps the later start already recorded.
+            if reach > pick.furthest {
+                let reached = &mut self.reached_at[..reach];
+                reached.sort_unstable();
+                pick.furthest = reach;
+                pick.counted = reach;
+                pick.step_events[..reach].copy_from_slice(reached);
             }
         }
     }
