@@ -139,7 +139,12 @@ fn position_shares(len: usize, first: f64, last: f64) -> impl Iterator<Item = f6
         1 => (1.0, 0.0, 0.0),
         2 if first + last > 0.0 => (first / (first + last), 0.0, last / (first + last)),
         2 => (0.5, 0.0, 0.5),
-        _ => (first, (1.0 - first - last) / (len - 2) as f64, last),
+        // Shares summing to 1 within 1e-12 must not leave a negative middle.
+        _ => (
+            first,
+            (1.0 - first - last).max(0.0) / (len - 2) as f64,
+            last,
+        ),
     };
     (0..len).map(move |i| {
         if i == 0 {

@@ -93,6 +93,51 @@ impl PathTable {
     }
 }
 
+impl PathTable {
+    /// Aggregates journey partitions on one thread each and merges them in partition order, so
+    /// the table (path order, channel codes, sums) is the same as adding every journey in
+    /// order on one thread. A journey's error index counts across all partitions.
+    pub fn from_journey_partitions(
+        channel_names: &[String],
+        partitions: &[&[Journey<'_>]],
+    ) -> Result<PathTable, AttributionError> {
+        let offsets: Vec<usize> = partitions
+            .iter()
+            .scan(0, |seen, p| {
+                let offset = *seen;
+                *seen += p.len();
+                Some(offset)
+            })
+            .collect();
+        let build = |partition: &[Journey<'_>], offset: usize| {
+            let mut builder = PathTableBuilder::with_channels(channel_names.to_vec());
+            for (i, journey) in partition.iter().enumerate() {
+                builder.add_journey(offset + i, journey)?;
+            }
+            Ok::<_, AttributionError>(builder)
+        };
+        let built: Vec<Result<PathTableBuilder, AttributionError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = partitions
+                .iter()
+                .zip(&offsets)
+                .map(|(partition, &offset)| scope.spawn(move || build(partition, offset)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut merged = PathTableBuilder::with_channels(channel_names.to_vec());
+        for builder in built {
+            merged.merge(builder?);
+        }
+        Ok(merged.finish())
+    }
+}
+
 /// Builds a [`PathTable`]: repeated identical paths add up. One builder per partition; merge
 /// them with [`PathTableBuilder::merge`].
 #[derive(Debug, Clone, Default)]

@@ -312,6 +312,57 @@ fn journeys_aggregate_into_paths_and_partitions_merge() {
 }
 
 #[test]
+fn journey_partitions_aggregate_like_one_sequence() {
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let channels: Vec<Vec<u32>> = (0..40u32)
+        .map(|i| (0..1 + i % 4).map(|k| (i * 7 + k) % 3).collect())
+        .collect();
+    let times: Vec<Vec<i64>> = channels
+        .iter()
+        .map(|c| (0..c.len() as i64).collect())
+        .collect();
+    let journeys: Vec<Journey<'_>> = channels
+        .iter()
+        .zip(&times)
+        .enumerate()
+        .map(|(i, (c, t))| Journey {
+            channels: c,
+            touch_times_ms: t,
+            end_ms: 10,
+            converted: i % 3 == 0,
+            value: i as f64,
+        })
+        .collect();
+    let mut sequential = PathTableBuilder::with_channels(names.clone());
+    for (i, journey) in journeys.iter().enumerate() {
+        sequential.add_journey(i, journey).unwrap();
+    }
+    let (left, right) = journeys.split_at(17);
+    let partitioned = PathTable::from_journey_partitions(&names, &[left, right]).unwrap();
+    assert_eq!(partitioned, sequential.finish());
+    // An invalid journey is named by its index across partitions.
+    let bad = [Journey {
+        channels: &[9],
+        touch_times_ms: &[0],
+        end_ms: 1,
+        converted: true,
+        value: 1.0,
+    }];
+    let error = PathTable::from_journey_partitions(&names, &[left, &bad]).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            AttributionError::InvalidJourney {
+                journey: 17,
+                field: "channels",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
 fn roi_per_channel() {
     let credits = ChannelCredits {
         conversions: vec![4.0, 0.0, 2.0],

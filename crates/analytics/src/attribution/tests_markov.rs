@@ -50,34 +50,39 @@ fn reference_states(path: &[u32], order: usize) -> Vec<Vec<u32>> {
     states
 }
 
-fn reference(table: &PathTable, order: usize) -> Reference {
-    // Transient states: index 0 = start, then windows by first appearance in a BTreeMap.
+/// The chain as the reference sees it: transient state 0 is start, `n` is conversion and
+/// `n + 1` null; counts by (from, to).
+struct ReferenceChain {
+    n: usize,
+    counts: BTreeMap<(usize, usize), f64>,
+    out: Vec<f64>,
+    value_out: Vec<f64>,
+    states: Vec<Vec<u32>>,
+}
+
+fn reference_chain(table: &PathTable, order: usize) -> ReferenceChain {
     let mut index: BTreeMap<Vec<u32>, usize> = BTreeMap::new();
-    let mut counts: BTreeMap<(usize, usize), f64> = BTreeMap::new(); // to: n = conv, n+1 = null
-    let mut value_out: BTreeMap<usize, f64> = BTreeMap::new();
     let mut edges = Vec::new();
-    for row in table.rows() {
-        let weight = row.conversions + row.nulls;
-        if weight == 0.0 {
-            continue;
-        }
+    let mut value_at: BTreeMap<usize, f64> = BTreeMap::new();
+    for row in table.rows().filter(|r| r.conversions + r.nulls > 0.0) {
         let mut from = 0;
         for state in reference_states(row.channels, order) {
             let next = index.len() + 1;
             let to = *index.entry(state).or_insert(next);
-            edges.push((from, to, weight));
+            edges.push((from, Some(to), row.conversions + row.nulls));
             from = to;
         }
-        edges.push((from, usize::MAX, row.conversions));
-        edges.push((from, usize::MAX - 1, row.nulls));
-        *value_out.entry(from).or_default() += row.value;
+        edges.push((from, None, row.conversions));
+        edges.push((from, Some(usize::MAX), row.nulls));
+        *value_at.entry(from).or_default() += row.value;
     }
     let n = index.len() + 1;
+    let mut counts: BTreeMap<(usize, usize), f64> = BTreeMap::new();
     for (from, to, w) in edges {
         let to = match to {
-            usize::MAX => n,
-            t if t == usize::MAX - 1 => n + 1,
-            t => t,
+            None => n,
+            Some(usize::MAX) => n + 1,
+            Some(t) => t,
         };
         *counts.entry((from, to)).or_default() += w;
     }
@@ -85,52 +90,59 @@ fn reference(table: &PathTable, order: usize) -> Reference {
     for (&(from, _), &w) in &counts {
         out[from] += w;
     }
-    let contains: Vec<Vec<u32>> = {
-        let mut by_index = vec![Vec::new(); n];
-        for (state, &i) in &index {
-            by_index[i] = state.clone();
-        }
-        by_index
-    };
-    let solve_with = |removed: Option<u32>| -> (f64, f64) {
-        let dead = |s: usize| removed.is_some_and(|c| s > 0 && s < n && contains[s].contains(&c));
-        // I − Q over transient states; transitions into dead states go to null (dropped).
-        let mut a = vec![vec![0.0; n]; n];
-        let mut r_conv = vec![0.0; n];
-        let mut r_value = vec![0.0; n];
-        for i in 0..n {
-            a[i][i] = 1.0;
-            if out[i] > 0.0 {
-                r_value[i] = value_out.get(&i).copied().unwrap_or(0.0) / out[i];
-            }
-        }
-        for (&(from, to), &w) in &counts {
-            let p = w / out[from];
-            if dead(from) {
-                continue;
-            }
-            if to == n {
-                r_conv[from] += p;
-            } else if to < n && !dead(to) {
-                a[from][to] -= p;
-            }
-        }
-        for i in (0..n).filter(|&i| dead(i)) {
-            r_value[i] = 0.0;
-        }
-        let fundamental = invert(a);
-        let conv: f64 = (0..n).map(|j| fundamental[0][j] * r_conv[j]).sum();
-        let value: f64 = (0..n).map(|j| fundamental[0][j] * r_value[j]).sum();
-        (conv, value)
-    };
-    let (conversion, value) = solve_with(None);
-    let mut conversion_without = Vec::new();
-    let mut value_without = Vec::new();
-    for c in 0..table.channel_count() as u32 {
-        let (conv, val) = solve_with(Some(c));
-        conversion_without.push(conv);
-        value_without.push(val);
+    let mut states = vec![Vec::new(); n];
+    for (state, &i) in &index {
+        states[i] = state.clone();
     }
+    let value_out = (0..n)
+        .map(|i| value_at.get(&i).copied().unwrap_or(0.0))
+        .collect();
+    ReferenceChain {
+        n,
+        counts,
+        out,
+        value_out,
+        states,
+    }
+}
+
+/// (P(conversion), expected value) from start, by the fundamental matrix, with the states
+/// containing `removed` sending everything to null.
+fn reference_solve(chain: &ReferenceChain, removed: Option<u32>) -> (f64, f64) {
+    let n = chain.n;
+    let dead = |s: usize| removed.is_some_and(|c| s > 0 && s < n && chain.states[s].contains(&c));
+    let mut a = vec![vec![0.0; n]; n];
+    let mut r_conv = vec![0.0; n];
+    let mut r_value = vec![0.0; n];
+    for i in 0..n {
+        a[i][i] = 1.0;
+        if chain.out[i] > 0.0 && !dead(i) {
+            r_value[i] = chain.value_out[i] / chain.out[i];
+        }
+    }
+    for (&(from, to), &w) in &chain.counts {
+        let p = w / chain.out[from];
+        if dead(from) {
+            continue;
+        }
+        if to == n {
+            r_conv[from] += p;
+        } else if to < n && !dead(to) {
+            a[from][to] -= p;
+        }
+    }
+    let fundamental = invert(a);
+    let conv: f64 = (0..n).map(|j| fundamental[0][j] * r_conv[j]).sum();
+    let value: f64 = (0..n).map(|j| fundamental[0][j] * r_value[j]).sum();
+    (conv, value)
+}
+
+fn reference(table: &PathTable, order: usize) -> Reference {
+    let chain = reference_chain(table, order);
+    let (conversion, value) = reference_solve(&chain, None);
+    let (conversion_without, value_without) = (0..table.channel_count() as u32)
+        .map(|c| reference_solve(&chain, Some(c)))
+        .unzip();
     Reference {
         conversion,
         value,
