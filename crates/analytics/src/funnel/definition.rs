@@ -118,6 +118,12 @@ pub enum FunnelError {
         /// The offending code.
         code: u32,
     },
+    /// A person has more events than the evaluators can index (`u32`).
+    #[error("a person has {count} events, more than can be evaluated")]
+    TooManyEvents {
+        /// The person's number of events.
+        count: usize,
+    },
     /// A partition's person ids and offsets do not describe its events.
     #[error("partition {partition} is malformed: {reason}")]
     MalformedPartition {

@@ -122,9 +122,8 @@ impl<'f> FunnelEvaluator<'f> {
 
     fn check(&self, events: &[FunnelEvent]) -> Result<(), FunnelError> {
         if events.len() >= u32::MAX as usize {
-            return Err(FunnelError::MalformedPartition {
-                partition: 0,
-                reason: "a person has more than 4 billion events",
+            return Err(FunnelError::TooManyEvents {
+                count: events.len(),
             });
         }
         let value_count = self

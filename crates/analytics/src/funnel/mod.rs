@@ -7,7 +7,9 @@
 //! [`FunnelEvaluator`] finds each person's counted attempt; [`FunnelAccumulator`] counts
 //! persons and merges across partitions; [`run_partitions`] does both on scoped threads;
 //! [`FunnelAccumulator::finish`] gives the [`FunnelReport`] and the [`PersonIndex`] that
-//! lists who reached or dropped at a step.
+//! lists who reached or dropped at a step. Only events inside the scope's time range are
+//! passed in (the contract's rule, as PostHog): an attempt whose later steps would fall after
+//! the range end simply stops there.
 //!
 //! # Rules
 //!
@@ -64,10 +66,10 @@
 //! Ordered and strict funnels are one pass per person, O(events × steps), allocation-free
 //! with the evaluator's reused buffers. Unordered funnels are O(attempts × events in window ×
 //! steps²) at worst. Memory for the figures: one `i64` per counted person and step past the
-//! first, per row they count in (see [`aggregate`]); the person index adds about 48 bytes per
+//! first, per row they count in (see [`StepStats`]); the person index adds about 48 bytes per
 //! counted person.
 
-pub mod aggregate;
+mod aggregate;
 mod definition;
 mod evaluate;
 mod parallel;
