@@ -4,7 +4,9 @@
 //! conversion time or the analysis end, a converted flag and a value) or aggregated paths in
 //! the common `path;conversions;value;nulls` layout ([`parse_paths_text`]). Both end up in a
 //! [`PathTable`]: distinct channel sequences with their converting and non-converting journey
-//! counts, built by mergeable accumulators so partitions can be aggregated on separate threads.
+//! counts, built by mergeable accumulators so partitions can be aggregated on separate threads
+//! ([`PathTable::from_journey_partitions`], [`parse_paths_text_parallel`]); merging in
+//! partition order gives the same table as one sequential pass.
 //!
 //! Models, each a pure function returning [`ChannelCredits`] indexed by channel code:
 //! - [`heuristic_credits`]: first touch, last touch, linear (per occurrence or per distinct
