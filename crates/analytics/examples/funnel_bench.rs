@@ -155,16 +155,40 @@ fn partitions(data: &DataSet, threads: usize) -> Vec<PersonBatch<'_>> {
         .collect()
 }
 
-/// Runs the funnel `runs` times; returns the median milliseconds and the step counts.
+/// What the timed runs measured.
+struct Timing {
+    /// Median wall time of a run, in ms.
+    median_ms: f64,
+    /// Process CPU time per run (all threads), in ms; `None` where it cannot be read. On a
+    /// busy machine this stays honest when wall time does not.
+    cpu_ms: Option<f64>,
+    counts: Vec<u64>,
+    rows: usize,
+}
+
+/// The process's user + system CPU time in ms, from Linux's `/proc/self/stat` (clock ticks
+/// of 10 ms).
+fn process_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) * 10.0)
+}
+
+/// Runs the funnel `runs` times.
 fn time_runs(
     funnel: &ValidFunnel,
     batches: &[PersonBatch<'_>],
     runs: usize,
-) -> Result<(f64, Vec<u64>, usize), Box<dyn Error>> {
+) -> Result<Timing, Box<dyn Error>> {
+    let runs = runs.max(1);
     let mut timings = Vec::with_capacity(runs);
     let mut counts = Vec::new();
     let mut rows = 0;
-    for _ in 0..runs.max(1) {
+    let cpu_before = process_cpu_ms();
+    for _ in 0..runs {
         let started = Instant::now();
         let accumulator = run_partitions(funnel, batches, false)?;
         let (report, _) = accumulator.finish(25);
@@ -172,8 +196,16 @@ fn time_runs(
         counts = report.overall.iter().map(|s| s.count).collect();
         rows = report.breakdown.len();
     }
+    let cpu_ms = process_cpu_ms()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / runs as f64);
     timings.sort_by(f64::total_cmp);
-    Ok((timings[timings.len() / 2], counts, rows))
+    Ok(Timing {
+        median_ms: timings[timings.len() / 2],
+        cpu_ms,
+        counts,
+        rows,
+    })
 }
 
 fn write_csv(data: &DataSet, path: &str) -> Result<(), Box<dyn Error>> {
@@ -215,13 +247,19 @@ fn main() -> Result<(), Box<dyn Error>> {
         (FunnelOrder::Unordered, false),
     ];
     for (order, breakdown) in variants {
-        let (median, counts, rows) = time_runs(&funnel(order, breakdown)?, &batches, options.runs)?;
+        let timing = time_runs(&funnel(order, breakdown)?, &batches, options.runs)?;
         println!(
-            "{} 4-step funnel, 14-day window, breakdown {}: median {median:.1} ms over {} runs on {} threads; counts {counts:?}; {rows} breakdown rows",
+            "{} 4-step funnel, 14-day window, breakdown {}: median {:.1} ms over {} runs on {} threads (cpu {} ms per run); counts {:?}; {} breakdown rows",
             format!("{order:?}").to_lowercase(),
             if breakdown { "first_touch" } else { "none" },
+            timing.median_ms,
             options.runs,
             batches.len(),
+            timing
+                .cpu_ms
+                .map_or("?".to_owned(), |ms| format!("{ms:.0}")),
+            timing.counts,
+            timing.rows,
         );
     }
     Ok(())
