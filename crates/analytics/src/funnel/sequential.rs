@@ -275,7 +275,10 @@ impl SequentialScratch {
             let queue = &mut self.queues[k];
             for attempt in queue.iter_mut() {
                 // The event that filled the exclusion's from-step is not "after" it.
-                let fresh = self.trail[attempt.node as usize].event == index;
+                let fresh = self
+                    .trail
+                    .get(attempt.node as usize)
+                    .is_some_and(|node| node.event == index);
                 let applying = if fresh {
                     covering & !rules.starting_at[k]
                 } else {
