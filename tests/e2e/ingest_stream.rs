@@ -153,3 +153,55 @@ async fn tenants_over_their_rate_get_resource_exhausted_with_a_retry_hint() -> a
     app.stop().await;
     Ok(())
 }
+
+/// A batch refused as a whole ends the stream, and no batch sent after it is stored: the
+/// stream used to commit a later batch it never acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_after_a_refused_batch_is_stored() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let writer = token("acme", &["events:write", "pipeline:read"]);
+    let mut client = CollectionServiceClient::new(app.channel(&writer)?);
+    let events = |from: usize, to: usize| -> Vec<Event> {
+        (from..to)
+            .map(|i| sample_event(&format!("r-{i}"), i as u64, "view", 1_795_507_200_000))
+            .collect()
+    };
+    let over_limit = 1_001; // the default max_batch_events is 1,000
+    let requests = vec![
+        batch("first", events(0, 10)),
+        batch("too-big", events(10, 10 + over_limit)),
+        batch("after", events(20_000, 20_010)),
+    ];
+    let mut answers = client
+        .stream_events(tokio_stream::iter(requests))
+        .await?
+        .into_inner();
+    let mut acked = Vec::new();
+    let status = loop {
+        match answers.message().await {
+            Ok(Some(answer)) => {
+                if let Some(Answer::Ack(ack)) = answer.response {
+                    acked.push(ack.batch_id);
+                }
+            }
+            Ok(None) => anyhow::bail!("the stream ended without refusing the oversized batch"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(
+        acked,
+        ["first"],
+        "the batch before the refused one is answered"
+    );
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url).await?;
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM collection.raw_events WHERE tenant_id = 'acme' AND message_id LIKE 'r-2____'",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    assert_eq!(stored, 0, "the batch after the refused one is not stored");
+    app.stop().await;
+    Ok(())
+}

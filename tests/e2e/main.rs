@@ -13,6 +13,7 @@ mod poison;
 mod sim_send;
 mod sources;
 mod tracing_spans;
+mod transport_codes;
 
 /// Installs the process-wide in-memory span exporter before any test runs
 /// spans, so every test sees the same subscriber.

@@ -17,6 +17,12 @@ use crate::limits::IngestLimits;
 use crate::store::NewRawEvent;
 use crate::store::counts::CountDelta;
 
+/// A batch let in: holds its share of the in-flight bound until it is answered.
+#[derive(Debug)]
+pub struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Takes batches in; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
@@ -63,6 +69,15 @@ impl Ingestor {
         events: &[Event],
         traceparent: Option<String>,
     ) -> Result<pb::IngestEventsResponse, CollectionError> {
+        let admitted = self.admit(tenant, events).await?;
+        self.ingest_admitted(admitted, tenant, events, traceparent)
+            .await
+    }
+
+    /// Everything that can refuse a batch as a whole — its size, the rates, the admission
+    /// bound — before any of it is stored. A stream runs this for its batches one after
+    /// another, in order, so a batch refused here is never followed by a later one stored.
+    pub async fn admit(&self, tenant: &str, events: &[Event]) -> Result<Admitted, CollectionError> {
         let bytes: usize = events.iter().map(Message::encoded_len).sum();
         self.check_size(events.len(), bytes)?;
         let mut per_source: HashMap<&str, usize> = HashMap::new();
@@ -70,7 +85,21 @@ impl Ingestor {
             *per_source.entry(event.source.as_str()).or_default() += 1;
         }
         self.limits.check_rates(tenant, events.len(), &per_source)?;
-        let _permit = self.limits.admit(events.len()).await?;
+        Ok(Admitted {
+            _permit: self.limits.admit(events.len()).await?,
+        })
+    }
+
+    /// Validates, commits and reports on a batch [`Ingestor::admit`] let in; cannot refuse the
+    /// batch as a whole except for a storage failure.
+    pub async fn ingest_admitted(
+        &self,
+        admitted: Admitted,
+        tenant: &str,
+        events: &[Event],
+        traceparent: Option<String>,
+    ) -> Result<pb::IngestEventsResponse, CollectionError> {
+        let _admitted = admitted;
 
         let repeated = repeated_in_batch(events.iter().map(|e| e.message_id.as_str()));
         let mut results: Vec<pb::IngestResult> = Vec::with_capacity(events.len());

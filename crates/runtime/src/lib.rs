@@ -3,6 +3,7 @@
 //! with its limits, health reporting, reflection, and the shutdown sequence.
 
 pub mod client;
+pub mod codes;
 pub mod config;
 pub mod consumer;
 pub mod server;

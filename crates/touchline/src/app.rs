@@ -220,6 +220,7 @@ impl Application {
                 }
             }
             let server = touchline_runtime::server::builder(&config.limits)
+                .layer(touchline_runtime::codes::layer())
                 .layer(GrpcServerTraceLayer::new())
                 .layer(AuthLayer::new(verifier.clone(), policy.clone()))
                 .add_routes(routes.routes());

@@ -58,36 +58,57 @@ pub(super) async fn stream_events(
                 next = inbound.message(), if !inbound_done && pending.len() < max_in_flight => {
                     match next {
                         Ok(Some(batch)) => {
+                            // Batches are admitted in order, before any later one is read:
+                            // one refused here ends the stream once the earlier ones are
+                            // answered, and no batch after it is stored.
+                            // Earlier batches keep being answered while this one waits for
+                            // admission: they hold the in-flight bound it waits on.
+                            let admission = {
+                                let mut admit = std::pin::pin!(admit_batch(&ingestor, &tenant, &batch));
+                                loop {
+                                    tokio::select! {
+                                        admitted = &mut admit => break admitted,
+                                        Some(answer) = pending.next(), if !pending.is_empty() => {
+                                            if !send_answer(answer, &mut summary, &tx).await {
+                                                return;
+                                            }
+                                        }
+                                    }
+                                }
+                            };
+                            let admitted = match admission {
+                                Ok(admitted) => admitted,
+                                Err(status) => {
+                                    answer_pending(&mut pending, &mut summary, &tx).await;
+                                    let _ = tx.send(Err(status)).await;
+                                    return;
+                                }
+                            };
                             let ingestor = ingestor.clone();
                             let tenant = tenant.clone();
                             let traceparent = traceparent.clone();
                             pending.push_back(async move {
-                                ack_batch(&ingestor, &tenant, batch, traceparent).await
+                                ack_batch(&ingestor, admitted, &tenant, batch, traceparent).await
                             });
                         }
                         Ok(None) => inbound_done = true,
-                        // The caller broke the stream; nothing to answer.
-                        Err(_) => return,
+                        // A batch that does not decode, or is over the size limit, is the
+                        // caller's to fix: the earlier batches are answered, then the error
+                        // with the contract's code. Any other error means the caller broke
+                        // the stream, and there is nobody to answer.
+                        Err(status) => {
+                            let status = touchline_runtime::codes::contract_status(status);
+                            if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted) {
+                                answer_pending(&mut pending, &mut summary, &tx).await;
+                                let _ = tx.send(Err(status)).await;
+                            }
+                            return;
+                        }
                     }
                 }
                 Some(answer) = pending.next(), if !pending.is_empty() => {
-                    match answer {
-                        Ok(ack) => {
-                            summary.batch_count += 1;
-                            summary.accepted_count += i64::from(ack.accepted_count);
-                            summary.duplicate_count += i64::from(ack.duplicate_count);
-                            summary.rejected_count += i64::from(ack.rejected_count);
-                            let response = pb::StreamEventsResponse {
-                                response: Some(pb::stream_events_response::Response::Ack(ack)),
-                            };
-                            if tx.send(Ok(response)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(status) => {
-                            let _ = tx.send(Err(status)).await;
-                            return;
-                        }
+                    if !send_answer(answer, &mut summary, &tx).await {
+                        return;
                     }
                 }
                 () = tx.closed() => return,
@@ -101,12 +122,51 @@ pub(super) async fn stream_events(
     Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
 }
 
-async fn ack_batch(
+type Answer = Result<pb::StreamEventsBatchAck, Status>;
+type Responses = mpsc::Sender<Result<pb::StreamEventsResponse, Status>>;
+
+/// Sends one batch's answer; false when the stream is over (an error sent, or the caller gone).
+async fn send_answer(
+    answer: Answer,
+    summary: &mut pb::StreamEventsSummary,
+    tx: &Responses,
+) -> bool {
+    match answer {
+        Ok(ack) => {
+            summary.batch_count += 1;
+            summary.accepted_count += i64::from(ack.accepted_count);
+            summary.duplicate_count += i64::from(ack.duplicate_count);
+            summary.rejected_count += i64::from(ack.rejected_count);
+            let response = pb::StreamEventsResponse {
+                response: Some(pb::stream_events_response::Response::Ack(ack)),
+            };
+            tx.send(Ok(response)).await.is_ok()
+        }
+        Err(status) => {
+            let _ = tx.send(Err(status)).await;
+            false
+        }
+    }
+}
+
+/// Answers every batch already admitted, in order, before the stream ends with an error.
+async fn answer_pending<F: std::future::Future<Output = Answer>>(
+    pending: &mut FuturesOrdered<F>,
+    summary: &mut pb::StreamEventsSummary,
+    tx: &Responses,
+) {
+    while let Some(answer) = pending.next().await {
+        if !send_answer(answer, summary, tx).await {
+            return;
+        }
+    }
+}
+
+async fn admit_batch(
     ingestor: &crate::ingest::Ingestor,
     tenant: &str,
-    batch: pb::StreamEventsRequest,
-    traceparent: Option<String>,
-) -> Result<pb::StreamEventsBatchAck, Status> {
+    batch: &pb::StreamEventsRequest,
+) -> Result<crate::ingest::Admitted, Status> {
     if batch.batch_id.trim().is_empty() {
         return Err(to_status(&CollectionError::invalid(
             "batch_id",
@@ -114,8 +174,21 @@ async fn ack_batch(
             "every batch needs an id",
         )));
     }
+    ingestor
+        .admit(tenant, &batch.events)
+        .await
+        .map_err(|err| to_status(&err))
+}
+
+async fn ack_batch(
+    ingestor: &crate::ingest::Ingestor,
+    admitted: crate::ingest::Admitted,
+    tenant: &str,
+    batch: pb::StreamEventsRequest,
+    traceparent: Option<String>,
+) -> Answer {
     let response = ingestor
-        .ingest(tenant, &batch.events, traceparent)
+        .ingest_admitted(admitted, tenant, &batch.events, traceparent)
         .await
         .map_err(|err| to_status(&err))?;
     let last_sequence = response
