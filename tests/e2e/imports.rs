@@ -256,3 +256,130 @@ async fn a_wrong_checksum_fails_the_import_with_data_loss() -> anyhow::Result<()
     app.stop().await;
     Ok(())
 }
+
+/// A small POS export whose `paid_at` column the source maps to the event time, with a
+/// Chinese store name: the same rows in UTF-8 and in GBK.
+fn mapped_file(prefix: &str, store: &[u8]) -> Vec<u8> {
+    let mut data = b"receipt_no,store,paid_at,phone,total\n".to_vec();
+    for i in 1..=3 {
+        data.extend_from_slice(format!("{prefix}{i:03},").as_bytes());
+        data.extend_from_slice(store);
+        data.extend_from_slice(
+            format!(",2026-11-24 10:0{i}:00,1391234000{i},{i}9.00\n").as_bytes(),
+        );
+    }
+    data
+}
+
+/// Imported rows travel the whole pipeline: the mapped column becomes the event time in
+/// governance, in UTF-8 and GBK alike, instead of every row being quarantined
+/// FIELD_MAPPING_FAILED; and a file whose quote is never closed fails instead of ending
+/// SUCCEEDED with its rows swallowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_rows_are_cleaned_by_their_mapping_and_a_broken_quote_fails() -> anyhow::Result<()>
+{
+    use std::time::Duration;
+    use touchline_proto::collection::v1::CsvOptions;
+    use touchline_proto::modeling::v1::ListEventsRequest;
+    use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(
+        "acme",
+        &[
+            "events:write",
+            "sources:write",
+            "sources:read",
+            "models:read",
+        ],
+    );
+    let mut client = CollectionServiceClient::new(app.channel(&token)?);
+    for (id, encoding) in [("pos-utf8", "utf-8"), ("pos-gbk", "gbk")] {
+        let mut source = pos_source();
+        source.csv_options = Some(CsvOptions {
+            encoding: encoding.to_owned(),
+            ..Default::default()
+        });
+        client
+            .create_source(CreateSourceRequest {
+                source_id: id.to_owned(),
+                source: Some(source),
+                ..Default::default()
+            })
+            .await?;
+    }
+    let mut db = sqlx::PgConnection::connect(&app.db.url).await?;
+    let mut sha256 = async |data: &[u8]| -> anyhow::Result<String> {
+        Ok(sqlx::query_scalar("SELECT encode(sha256($1), 'hex')")
+            .bind(data)
+            .fetch_one(&mut db)
+            .await?)
+    };
+    let utf8 = mapped_file("U", "门店".as_bytes());
+    let gbk = mapped_file("G", &[0xc3, 0xc5, 0xb5, 0xea]);
+    for (id, data) in [("pos-utf8", &utf8), ("pos-gbk", &gbk)] {
+        let metadata = ImportMetadata {
+            source: format!("tenants/acme/sources/{id}"),
+            format: DataFormat::Csv as i32,
+            size_bytes: data.len() as i64,
+            sha256: sha256(data).await?,
+            import_id: format!("{id}-1"),
+            ..Default::default()
+        };
+        let state = upload(&mut client, &metadata, data, 0, data.len()).await?;
+        assert_eq!(state, ImportState::Succeeded, "{id}");
+    }
+    let modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let events = touchline_testkit::eventually(Duration::from_secs(30), || {
+        let mut modeling = modeling.clone();
+        async move {
+            let page = modeling
+                .list_events(ListEventsRequest {
+                    page_size: 100,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok((page.events.len() >= 6).then_some(page.events))
+        }
+    })
+    .await?;
+    assert_eq!(events.len(), 6, "every imported row is clean");
+    for event in &events {
+        let time = event.event_time.clone().unwrap_or_default();
+        // 2026-11-24 10:0x:00 in Shanghai is 02:0x:00 UTC.
+        assert_eq!(
+            time.seconds / 60 % (24 * 60) / 60,
+            2,
+            "{}",
+            event.message_id
+        );
+    }
+
+    let broken = b"receipt_no,store,paid_at,phone,total\nB1,\"s1,2026-11-24 10:00:00,13912340001,1\nB2,s1,2026-11-24 10:01:00,13912340002,2\nB3,s1,2026-11-24 10:02:00,13912340003,3\n".to_vec();
+    let metadata = ImportMetadata {
+        source: "tenants/acme/sources/pos-utf8".to_owned(),
+        format: DataFormat::Csv as i32,
+        size_bytes: broken.len() as i64,
+        sha256: sha256(&broken).await?,
+        import_id: "broken-quote".to_owned(),
+        ..Default::default()
+    };
+    let outcome = upload(&mut client, &metadata, &broken, 0, broken.len()).await;
+    let failed = client
+        .get_import(GetImportRequest {
+            name: "tenants/acme/imports/broken-quote".to_owned(),
+        })
+        .await?
+        .into_inner()
+        .file_import
+        .unwrap_or_default();
+    assert!(outcome.is_err(), "the upload is refused");
+    assert_eq!(failed.state(), ImportState::Failed);
+    assert_eq!(
+        failed.rows_processed, 0,
+        "no row is taken from the unreadable tail"
+    );
+    app.stop().await;
+    Ok(())
+}

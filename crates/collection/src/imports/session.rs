@@ -102,7 +102,9 @@ impl Session {
             // bytes be left, the import fails rather than report success
             // with rows unread.
             if !self.buffer.is_empty() {
-                return Err(self.fail("the end of the file could not be read").await);
+                return Err(self
+                    .fail("the end of the file could not be read (a quoted field is never closed, or a character is cut off)")
+                    .await);
             }
             return self.finish().await.map(Step::Done);
         }

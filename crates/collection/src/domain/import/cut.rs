@@ -72,11 +72,11 @@ pub struct Cut {
     pub consumed: usize,
 }
 
-fn delimiter(csv: &CsvOptions) -> u8 {
+pub(crate) fn delimiter(csv: &CsvOptions) -> u8 {
     csv.delimiter.bytes().next().unwrap_or(b',')
 }
 
-fn quote(csv: &CsvOptions) -> u8 {
+pub(crate) fn quote(csv: &CsvOptions) -> u8 {
     csv.quote.bytes().next().unwrap_or(b'"')
 }
 
@@ -164,6 +164,19 @@ fn cut_csv(
                 return cut;
             }
             Ok(true) | Err(_) if end >= buf.len() && !last => return cut,
+            // The reader takes a quote that is never closed to run to the end of the file,
+            // swallowing every row after it as one cell. Left unconsumed, the rest of the
+            // file fails the import instead of ending it with rows silently lost.
+            Ok(true)
+                if end >= buf.len()
+                    && ends_inside_quotes(
+                        &buf[row_start..end],
+                        delimiter(&layout.csv),
+                        quote(&layout.csv),
+                    ) =>
+            {
+                return cut;
+            }
             Ok(true) => {
                 let first = row_begin(buf, record.position().map_or(row_start, at), end);
                 let (Some(offset), Some(consumed)) = (input.offset(first), input.offset(end))
@@ -219,6 +232,31 @@ fn cut_csv(
             }
         }
     }
+}
+
+/// Whether CSV text ends inside a quoted field: a quote opens one only at the start of a
+/// field, and inside it a doubled quote stands for itself.
+pub(crate) fn ends_inside_quotes(text: &[u8], delimiter: u8, quote: u8) -> bool {
+    let mut at_field_start = true;
+    let mut quoted = false;
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        if quoted {
+            if b == quote {
+                if text.get(i + 1) == Some(&quote) {
+                    i += 1;
+                } else {
+                    quoted = false;
+                }
+            }
+        } else if at_field_start && b == quote {
+            quoted = true;
+        }
+        at_field_start = !quoted && (b == delimiter || b == b'\n' || b == b'\r');
+        i += 1;
+    }
+    quoted
 }
 
 /// Where a row's own bytes begin: the reader counts the blank lines before
@@ -290,6 +328,27 @@ mod tests {
             csv: CsvOptions::default(),
             encoding: Encoding::Utf8,
         }
+    }
+
+    #[test]
+    fn a_quote_never_closed_leaves_the_rest_of_the_file_unread() {
+        let data = b"a,b\n1,\"open\n2,x\n3,y\n";
+        let mut preamble = Preamble::default();
+        let cut = cut_rows(&csv_layout(), &mut preamble, data, 0, true);
+        assert!(
+            cut.rows.is_empty(),
+            "no row is taken from a file that never closes its quote"
+        );
+        assert!(
+            cut.consumed < data.len(),
+            "the rest is left for the import to fail on"
+        );
+        // Doubled quotes inside a closed field, and a quote inside an unquoted field, are fine.
+        let fine = b"a,b\n1,\"say \"\"hi\"\"\"\n2,ab\"c\n";
+        let mut preamble = Preamble::default();
+        let cut = cut_rows(&csv_layout(), &mut preamble, fine, 0, true);
+        assert_eq!(cut.rows.len(), 2);
+        assert_eq!(cut.consumed, fine.len());
     }
 
     #[test]

@@ -188,7 +188,18 @@ pub fn row_event(
     for mapping in &source.field_mappings {
         mapped.insert(mapping.source_field.as_str());
         let value = if mapping.constant.is_empty() {
-            row.get(&mapping.source_field)
+            let value = row.get(&mapping.source_field);
+            // The column is kept as delivered as well: governance applies the same mapping,
+            // with the revision's coercions, to the event's properties, and must find it
+            // there (it removes it from the clean event when the mapping moves it).
+            if let Some(delivered) = &value {
+                event
+                    .properties
+                    .get_or_insert_with(Default::default)
+                    .fields
+                    .insert(mapping.source_field.clone(), delivered.clone());
+            }
+            value
         } else {
             Some(string(mapping.constant.clone()))
         };

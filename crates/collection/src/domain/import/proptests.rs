@@ -319,7 +319,20 @@ fn feed(layout: &Layout, data: &[u8], chunk_sizes: &[usize]) -> (Vec<RawRow>, Pr
         buffer.drain(..cut.consumed);
         base += cut.consumed as u64;
         if last {
-            assert!(buffer.is_empty(), "the last call consumes everything");
+            // The last call consumes everything, except a CSV tail that never closes a quote:
+            // that is left for the import to fail on, not read as one cell swallowing the
+            // rows after it.
+            let decoded = super::decode::Input::new(layout.encoding, &buffer, true);
+            let unclosed = layout.format != DataFormat::JsonLines
+                && super::cut::ends_inside_quotes(
+                    decoded.bytes(),
+                    super::cut::delimiter(&layout.csv),
+                    super::cut::quote(&layout.csv),
+                );
+            assert!(
+                buffer.is_empty() || unclosed,
+                "the last call consumes everything"
+            );
             return (rows, preamble);
         }
     }
