@@ -106,6 +106,7 @@ mod tests {
         Known {
             person_id: p(person),
             seen_with: seen.iter().map(|s| p(*s)).collect(),
+            ..Known::default()
         }
     }
 

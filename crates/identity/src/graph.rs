@@ -25,10 +25,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{IdentifierKey, ResolveItem};
 use crate::rules::CompiledRules;
+use crate::timeline;
 
 /// Why a link or merge was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,12 +78,18 @@ impl RefusalReason {
 }
 
 /// What the graph knows about one identifier of the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Known {
     /// Its person.
     pub person_id: Uuid,
     /// Other persons it was seen with on refused events.
     pub seen_with: Vec<Uuid>,
+    /// When its person last used it (to the day), if known.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// When it was handed over to its person (see `timeline`).
+    pub held_since: Option<DateTime<Utc>>,
+    /// Who held it before the handover (the live person that id stands for).
+    pub previous: Option<Uuid>,
 }
 
 /// The part of the graph a batch touches, read inside its transaction.
@@ -200,6 +208,19 @@ pub struct NewlyShared {
     pub item: usize,
 }
 
+/// A weak value that changed hands (see `timeline`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The value.
+    pub key: IdentifierKey,
+    /// Its holder until `at`.
+    pub from: Uuid,
+    /// Its holder from `at`.
+    pub to: Uuid,
+    /// The instant of the event that showed the new holder.
+    pub at: DateTime<Utc>,
+}
+
 /// Everything a batch decides: answers and the writes behind them.
 #[derive(Debug, Clone, Default)]
 pub struct GraphPlan {
@@ -217,6 +238,10 @@ pub struct GraphPlan {
     pub seen_with: Vec<(IdentifierKey, Uuid)>,
     /// Values this batch made shared, in the order it did.
     pub newly_shared: Vec<NewlyShared>,
+    /// Weak values that changed hands, in order.
+    pub handovers: Vec<Handover>,
+    /// Later uses of known values by their holder (key, instant).
+    pub last_seen: Vec<(IdentifierKey, DateTime<Utc>)>,
 }
 
 impl GraphPlan {
@@ -227,6 +252,8 @@ impl GraphPlan {
             && self.merges.is_empty()
             && self.refusals.is_empty()
             && self.seen_with.is_empty()
+            && self.handovers.is_empty()
+            && self.last_seen.is_empty()
     }
 }
 
@@ -236,6 +263,8 @@ struct Component {
     rank: u32,
     person: Option<Uuid>,
     keys: Vec<IdentifierKey>,
+    /// Known only through phones its person has not used for long.
+    stale: bool,
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +305,12 @@ pub fn plan<'a>(
             created.insert(person);
         }
         out.results.push(outcome);
+    }
+    // Handovers name the persons the batch's merges leave, which is where
+    // the merges (applied before them) leave the value.
+    for handover in &mut out.handovers {
+        handover.from = find(&redirect, handover.from);
+        handover.to = find(&redirect, handover.to);
     }
     // Report where each item ended after every merge of the batch.
     for result in &mut out.results {
@@ -344,24 +379,32 @@ fn plan_item(
         }
         match view.owners.get(key) {
             Some(known) => {
-                let owner = find(redirect, known.person_id);
-                if saturated(key, known, owner, rules) {
+                let (holder, as_of) = timeline::holder_at(known, item.observed_at);
+                let owner = find(redirect, holder);
+                if !as_of && saturated(key, known, owner, rules) {
                     // Shared: evidence of nobody in particular.
                     shared = true;
                     continue;
                 }
+                // A phone its holder has not used for long may have changed
+                // hands (see `timeline`).
+                let stale =
+                    !as_of && !options.explicit && is_stale(key, known, owner, item, view, rules);
                 let component = by_person.entry(owner).or_insert_with(|| Component {
                     rank: limits.rank,
                     person: Some(owner),
                     keys: Vec::new(),
+                    stale: true,
                 });
                 component.rank = component.rank.min(limits.rank);
                 component.keys.push(key.clone());
+                component.stale &= stale;
             }
             None => components.push(Component {
                 rank: limits.rank,
                 person: None,
                 keys: vec![key.clone()],
+                stale: false,
             }),
         }
     }
@@ -418,6 +461,8 @@ fn plan_item(
         };
     };
     commit_cluster(&cluster, person, index, item, view, redirect, out);
+    // Refusals of the item come after the uses are recorded below, so a
+    // value handed over is recorded once, by the handover.
 
     // Refused new identifiers make a second person among themselves.
     let mut second = Cluster::default();
@@ -425,6 +470,23 @@ fn plan_item(
     for (component, reason) in rejected {
         refused = true;
         match component.person {
+            Some(other)
+                if reason == RefusalReason::UniqueTypeConflict
+                    && component.stale
+                    && item.observed_at.is_some() =>
+            {
+                // Not a family sharing the phone (then its holder would have
+                // used it lately) but a number that changed hands.
+                hand_over(&component, other, person, item, view, out);
+                out.refusals.push(Refusal {
+                    person_id: Some(person),
+                    others: vec![other],
+                    reason,
+                    keys: item.keys.clone(),
+                    item: index,
+                    review: false,
+                });
+            }
             Some(other) => {
                 let review = reason == RefusalReason::UniqueTypeConflict
                     && !cluster.persons.is_empty()
@@ -468,7 +530,8 @@ fn plan_item(
                 key.clone(),
                 Known {
                     person_id: other,
-                    seen_with: Vec::new(),
+                    last_seen: item.observed_at,
+                    ..Known::default()
                 },
             );
         }
@@ -485,6 +548,7 @@ fn plan_item(
             review: false,
         });
     }
+    record_use(&item.keys, person, item, view, redirect, out);
     if !blocked.is_empty() {
         out.refusals.push(Refusal {
             person_id: Some(person),
@@ -500,6 +564,84 @@ fn plan_item(
         created: new_person,
         refused,
         unresolved: None,
+    }
+}
+
+/// Whether `key` (held by `owner`) went unused long enough before the item
+/// that it may have changed hands.
+fn is_stale(
+    key: &IdentifierKey,
+    known: &Known,
+    owner: Uuid,
+    item: &ResolveItem,
+    view: &GraphView,
+    rules: &CompiledRules,
+) -> bool {
+    let holder_has_unique = view
+        .type_counts
+        .get(&owner)
+        .is_some_and(|counts| timeline::holds_unique(counts, rules));
+    timeline::stale(key, known, item.observed_at, holder_has_unique, rules)
+}
+
+/// Hands the values of `component` (stale phones of `from`) over to
+/// `person` as of the item's instant (see `timeline`).
+fn hand_over(
+    component: &Component,
+    from: Uuid,
+    person: Uuid,
+    item: &ResolveItem,
+    view: &mut GraphView,
+    out: &mut GraphPlan,
+) {
+    let Some(at) = item.observed_at else { return };
+    for key in &component.keys {
+        for (who, delta) in [(from, -1i64), (person, 1)] {
+            let count = view
+                .type_counts
+                .entry(who)
+                .or_default()
+                .entry(key.id_type.clone())
+                .or_insert(0);
+            *count = u32::try_from((i64::from(*count) + delta).max(0)).unwrap_or(0);
+        }
+        view.owners.insert(
+            key.clone(),
+            Known {
+                person_id: person,
+                seen_with: Vec::new(),
+                last_seen: Some(at),
+                held_since: Some(at),
+                previous: Some(from),
+            },
+        );
+        out.handovers.push(Handover {
+            key: key.clone(),
+            from,
+            to: person,
+            at,
+        });
+    }
+}
+
+/// Writes the later use of the item's values that stayed with `person`.
+fn record_use(
+    touched: &[IdentifierKey],
+    person: Uuid,
+    item: &ResolveItem,
+    view: &mut GraphView,
+    redirect: &HashMap<Uuid, Uuid>,
+    out: &mut GraphPlan,
+) {
+    let Some(at) = item.observed_at else { return };
+    for key in touched {
+        if let Some(known) = view.owners.get_mut(key)
+            && find(redirect, known.person_id) == person
+            && timeline::advances(known, Some(at))
+        {
+            known.last_seen = Some(at);
+            out.last_seen.push((key.clone(), at));
+        }
     }
 }
 
@@ -645,7 +787,8 @@ fn commit_cluster(
             key.clone(),
             Known {
                 person_id: person,
-                seen_with: Vec::new(),
+                last_seen: item.observed_at,
+                ..Known::default()
             },
         );
     }

@@ -38,7 +38,7 @@ fn view(persons: &[(u128, &[(&str, &str)])]) -> GraphView {
                 key(t, v),
                 Known {
                     person_id: p(*person),
-                    seen_with: Vec::new(),
+                    ..Known::default()
                 },
             );
         }

@@ -28,6 +28,7 @@ pub mod grpc;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod timeline;
 
 pub use cache::IdentityCache;
 pub use config::IdentityConfig;

@@ -6,7 +6,7 @@
 //! their own index alone (the partner's number is re-derived, never looked up).
 //!
 //! - A **family** pair uses the first member's number for the whole period, both of them, each
-//!   with their own member card, account and devices.
+//!   with their own member card (both are members), account and devices.
 //! - A **recycled** pair: the first member uses the number until the handover instant, then a
 //!   new number of their own; the carrier keeps the number unused for [`RECYCLE_GAP_DAYS`], then
 //!   the second member uses it (before that, their own number).

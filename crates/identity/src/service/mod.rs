@@ -285,15 +285,20 @@ impl Identity {
         actor: &Actor,
     ) -> Result<Option<Resolved>, IdentityError> {
         let before = store::lookup(tx, tenant, keys).await?;
+        // Previous holders of handed-over values are locked too: an event
+        // observed before a handover may link to them.
         let persons: Vec<Uuid> = before
             .values()
-            .map(|(k, _)| k.person_id)
+            .flat_map(|(k, _)| [Some(k.person_id), k.previous])
+            .flatten()
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
         let active = store::lock_persons(tx, tenant, &persons).await?;
         let (view, _) = read_view(tx, tenant, keys, items).await?;
-        if view.owners.values().any(|k| !active.contains(&k.person_id)) {
+        if view.owners.values().any(|k| {
+            !active.contains(&k.person_id) || k.previous.is_some_and(|p| !active.contains(&p))
+        }) {
             return Ok(None);
         }
         let plan = graph::plan(items.iter().copied(), view, rules, options, Uuid::now_v7);
@@ -322,6 +327,10 @@ impl Identity {
             .map(|m| (m.survivor, m.absorbed.as_slice()))
             .collect();
         store::merge_all(tx, tenant, &merges, now).await?;
+        if store::timeline::hand_over(tx, tenant, &plan.handovers).await? != plan.handovers.len() {
+            return Ok(None);
+        }
+        store::timeline::record_last_seen(tx, tenant, &plan.last_seen).await?;
         store::add_seen_with(tx, tenant, &plan.seen_with).await?;
         let mut changes: Vec<NewChange> = plan
             .merges

@@ -4,11 +4,13 @@
 //!
 //! `mod.rs` holds the graph (identifiers, persons, merges, splits); `log`
 //! the change log, audit and review queue; `admin` rules, consent, erasure
-//! and profiles; `outbox` the cache invalidations.
+//! and profiles; `outbox` the cache invalidations; `timeline` the last uses
+//! and handovers of weak identifiers.
 
 pub mod admin;
 pub mod log;
 pub mod outbox;
+pub mod timeline;
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
@@ -75,11 +77,17 @@ pub async fn lookup<K: Borrow<IdentifierKey>>(
         return Ok(HashMap::new());
     }
     let (types, scopes, values) = key_arrays(keys);
+    // A previous holder merged since stands for the person it was merged
+    // into (merged ids point one hop to their survivor).
     let rows = sqlx::query(
-        "SELECT i.id_type, i.id_scope, i.id_value, i.person_id, i.seen_with, i.version
+        "SELECT i.id_type, i.id_scope, i.id_value, i.person_id, i.seen_with, i.version,
+                i.last_seen_at, i.held_since,
+                CASE WHEN pp.state = 'merged' THEN pp.merged_into ELSE i.previous_person_id END
            FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
            JOIN identity.identifiers i
-             ON i.tenant_id = $1 AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v",
+             ON i.tenant_id = $1 AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
+           LEFT JOIN identity.persons pp
+             ON pp.tenant_id = $1 AND pp.person_id = i.previous_person_id",
     )
     .bind(tenant)
     .bind(&types)
@@ -92,6 +100,9 @@ pub async fn lookup<K: Borrow<IdentifierKey>>(
             let known = Known {
                 person_id: row.try_get(3)?,
                 seen_with: row.try_get(4)?,
+                last_seen: row.try_get(6)?,
+                held_since: row.try_get(7)?,
+                previous: row.try_get(8)?,
             };
             Ok((key_of(&row, 0)?, (known, row.try_get(5)?)))
         })
@@ -289,6 +300,7 @@ pub async fn contested_of(
             let known = Known {
                 person_id: row.try_get(3)?,
                 seen_with: row.try_get(4)?,
+                ..Known::default()
             };
             Ok((key_of(row, 0)?, known))
         })

@@ -177,10 +177,13 @@ async fn tenants_never_share_persons() {
 
     // A platform account acts for the tenant it names; a tenant caller may
     // not name another tenant.
-    let platform = Principal {
+    let mut platform = Principal {
         tenant: PLATFORM_TENANT.to_owned(),
         ..caller("")
     };
+    platform
+        .scopes
+        .insert(touchline_auth::PLATFORM_SCOPE.to_owned());
     let as_b = resolve_as(
         &api,
         platform,

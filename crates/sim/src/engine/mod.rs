@@ -178,8 +178,17 @@ fn share_phone(cfg: &SimConfig, p: &mut Person) {
         crate::person::own_phone(cfg.seed, h.first, &mut partner)
     };
     match (h.sharing, p.idx == h.first) {
-        (crate::household::Sharing::Family, true) => {}
-        (crate::household::Sharing::Family, false) => p.phone = first_number(),
+        (crate::household::Sharing::Family, first) => {
+            // Family members each hold their own member card: the case a phone must not
+            // merge. A non-member joins the programme a while before the period.
+            if p.member_from.is_none() {
+                let days = 30 + i64::try_from(p.idx % 300).unwrap_or(0);
+                p.member_from = Some(cfg.start_ms() - days * crate::DAY_MS);
+            }
+            if !first {
+                p.phone = first_number();
+            }
+        }
         (crate::household::Sharing::Recycled, true) => {
             let new_number = crate::household::replacement_phone(cfg.seed, p.idx);
             p.phone_change = Some((h.handover_ms, new_number));
