@@ -25,237 +25,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{IdentifierKey, ResolveItem};
 use crate::rules::CompiledRules;
 use crate::timeline;
 
-/// Why a link or merge was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RefusalReason {
-    /// The value was seen with more persons than its type allows.
-    MaxPersonsPerValue,
-    /// The person would hold too many values of a type.
-    MaxValuesPerPerson,
-    /// Both persons hold a different value of a unique type.
-    UniqueTypeConflict,
-    /// The value is blocked.
-    BlockedValue,
-    /// The persons were split apart before.
-    PreviouslySplit,
-    /// Only never-merge types connect the persons.
-    TypeCannotMerge,
-}
+#[path = "graph_types.rs"]
+mod types;
 
-impl RefusalReason {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalReason::MaxPersonsPerValue => "max_persons_per_value",
-            RefusalReason::MaxValuesPerPerson => "max_values_per_person",
-            RefusalReason::UniqueTypeConflict => "unique_type_conflict",
-            RefusalReason::BlockedValue => "blocked_value",
-            RefusalReason::PreviouslySplit => "previously_split",
-            RefusalReason::TypeCannotMerge => "type_cannot_merge",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Option<Self> {
-        [
-            RefusalReason::MaxPersonsPerValue,
-            RefusalReason::MaxValuesPerPerson,
-            RefusalReason::UniqueTypeConflict,
-            RefusalReason::BlockedValue,
-            RefusalReason::PreviouslySplit,
-            RefusalReason::TypeCannotMerge,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == name)
-    }
-}
-
-/// What the graph knows about one identifier of the batch.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Known {
-    /// Its person.
-    pub person_id: Uuid,
-    /// Other persons it was seen with on refused events.
-    pub seen_with: Vec<Uuid>,
-    /// When its person last used it (to the day), if known.
-    pub last_seen: Option<DateTime<Utc>>,
-    /// When it was handed over to its person (see `timeline`).
-    pub held_since: Option<DateTime<Utc>>,
-    /// Who held it before the handover (the live person that id stands for).
-    pub previous: Option<Uuid>,
-}
-
-/// The part of the graph a batch touches, read inside its transaction.
-#[derive(Debug, Clone, Default)]
-pub struct GraphView {
-    /// Owners of the batch's known identifiers.
-    pub owners: HashMap<IdentifierKey, Known>,
-    /// How many identifiers of each type every owning person holds.
-    pub type_counts: HashMap<Uuid, HashMap<String, u32>>,
-    /// Pairs of persons a split separated, smaller id first.
-    pub separations: HashSet<(Uuid, Uuid)>,
-    /// Identifiers of erased persons.
-    pub suppressed: HashSet<IdentifierKey>,
-}
-
-/// How the links of a batch were asserted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Options {
-    /// An explicit assertion (LinkIdentifiers) rather than events.
-    pub explicit: bool,
-    /// Join persons even if a split separated them.
-    pub override_split: bool,
-}
-
-/// An identifier to link to a person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewLink {
-    /// The identifier.
-    pub key: IdentifierKey,
-    /// Its person.
-    pub person_id: Uuid,
-    /// The item that showed it.
-    pub item: usize,
-    /// Persons it was seen with already (refused with the item's person).
-    pub seen_with: Vec<Uuid>,
-}
-
-/// Persons joined into the oldest of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merge {
-    /// The surviving (oldest) person.
-    pub survivor: Uuid,
-    /// The persons merged into it.
-    pub absorbed: Vec<Uuid>,
-    /// The item that showed the evidence.
-    pub item: usize,
-    /// The identifiers of that item.
-    pub keys: Vec<IdentifierKey>,
-}
-
-/// A link or merge a rule refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The person the item went with (none when nothing resolved).
-    pub person_id: Option<Uuid>,
-    /// The persons not joined to it.
-    pub others: Vec<Uuid>,
-    /// Why.
-    pub reason: RefusalReason,
-    /// The identifiers of the item.
-    pub keys: Vec<IdentifierKey>,
-    /// The item.
-    pub item: usize,
-    /// Whether a human should look at it (two existing persons in conflict).
-    pub review: bool,
-}
-
-/// Why an item resolved to no person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Unresolved {
-    /// Some identifier belongs to an erased person (the event must not
-    /// recreate them).
-    Suppressed,
-    /// Every identifier is blocked.
-    Blocked,
-    /// Every linkable identifier is shared by more persons than allowed.
-    Shared,
-}
-
-/// The answer for one item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
-    /// The person, after every merge of the batch; `None` when no
-    /// identifier of the item could name one (see `unresolved`).
-    pub person_id: Option<Uuid>,
-    /// Whether this batch created the person.
-    pub created: bool,
-    /// Whether a rule refused part of the item's links.
-    pub refused: bool,
-    /// Why `person_id` is `None`.
-    pub unresolved: Option<Unresolved>,
-}
-
-impl Outcome {
-    /// An item answered with `person`.
-    pub fn resolved(person: Uuid) -> Self {
-        Self {
-            person_id: Some(person),
-            created: false,
-            refused: false,
-            unresolved: None,
-        }
-    }
-}
-
-/// A value that stopped naming one person: seen with more persons than its
-/// type allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewlyShared {
-    /// The value.
-    pub key: IdentifierKey,
-    /// Its owner when it became shared (after the batch's merges so far):
-    /// the person whose events made only of shared values must be detached.
-    pub owner: Uuid,
-    /// The item that showed it with one person too many.
-    pub item: usize,
-}
-
-/// A weak value that changed hands (see `timeline`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handover {
-    /// The value.
-    pub key: IdentifierKey,
-    /// Its holder until `at`.
-    pub from: Uuid,
-    /// Its holder from `at`.
-    pub to: Uuid,
-    /// The instant of the event that showed the new holder.
-    pub at: DateTime<Utc>,
-}
-
-/// Everything a batch decides: answers and the writes behind them.
-#[derive(Debug, Clone, Default)]
-pub struct GraphPlan {
-    /// One per item, in order.
-    pub results: Vec<Outcome>,
-    /// Persons to create.
-    pub new_persons: Vec<Uuid>,
-    /// Identifiers to link.
-    pub new_links: Vec<NewLink>,
-    /// Merges, in the order they must be applied.
-    pub merges: Vec<Merge>,
-    /// Refusals to record.
-    pub refusals: Vec<Refusal>,
-    /// Known identifiers newly seen with a person (key, person).
-    pub seen_with: Vec<(IdentifierKey, Uuid)>,
-    /// Values this batch made shared, in the order it did.
-    pub newly_shared: Vec<NewlyShared>,
-    /// Weak values that changed hands, in order.
-    pub handovers: Vec<Handover>,
-    /// Later uses of known values by their holder (key, instant).
-    pub last_seen: Vec<(IdentifierKey, DateTime<Utc>)>,
-}
-
-impl GraphPlan {
-    /// Whether the plan writes nothing.
-    pub fn is_read_only(&self) -> bool {
-        self.new_persons.is_empty()
-            && self.new_links.is_empty()
-            && self.merges.is_empty()
-            && self.refusals.is_empty()
-            && self.seen_with.is_empty()
-            && self.handovers.is_empty()
-            && self.last_seen.is_empty()
-    }
-}
+pub use types::*;
 
 /// A set of identifiers of the item that would join as one.
 #[derive(Debug, Clone)]
@@ -323,7 +102,8 @@ pub fn plan<'a>(
     out
 }
 
-fn find(redirect: &HashMap<Uuid, Uuid>, mut person: Uuid) -> Uuid {
+/// The person `person` ended in after the merges planned so far.
+pub(crate) fn find(redirect: &HashMap<Uuid, Uuid>, mut person: Uuid) -> Uuid {
     while let Some(next) = redirect.get(&person) {
         person = *next;
     }
@@ -477,7 +257,7 @@ fn plan_item(
             {
                 // Not a family sharing the phone (then its holder would have
                 // used it lately) but a number that changed hands.
-                hand_over(&component, other, person, item, view, out);
+                timeline::hand_over(&component.keys, other, person, item, view, out);
                 out.refusals.push(Refusal {
                     person_id: Some(person),
                     others: vec![other],
@@ -548,7 +328,7 @@ fn plan_item(
             review: false,
         });
     }
-    record_use(&item.keys, person, item, view, redirect, out);
+    timeline::record_use(&item.keys, person, item, view, redirect, out);
     if !blocked.is_empty() {
         out.refusals.push(Refusal {
             person_id: Some(person),
@@ -584,67 +364,6 @@ fn is_stale(
     timeline::stale(key, known, item.observed_at, holder_has_unique, rules)
 }
 
-/// Hands the values of `component` (stale phones of `from`) over to
-/// `person` as of the item's instant (see `timeline`).
-fn hand_over(
-    component: &Component,
-    from: Uuid,
-    person: Uuid,
-    item: &ResolveItem,
-    view: &mut GraphView,
-    out: &mut GraphPlan,
-) {
-    let Some(at) = item.observed_at else { return };
-    for key in &component.keys {
-        for (who, delta) in [(from, -1i64), (person, 1)] {
-            let count = view
-                .type_counts
-                .entry(who)
-                .or_default()
-                .entry(key.id_type.clone())
-                .or_insert(0);
-            *count = u32::try_from((i64::from(*count) + delta).max(0)).unwrap_or(0);
-        }
-        view.owners.insert(
-            key.clone(),
-            Known {
-                person_id: person,
-                seen_with: Vec::new(),
-                last_seen: Some(at),
-                held_since: Some(at),
-                previous: Some(from),
-            },
-        );
-        out.handovers.push(Handover {
-            key: key.clone(),
-            from,
-            to: person,
-            at,
-        });
-    }
-}
-
-/// Writes the later use of the item's values that stayed with `person`.
-fn record_use(
-    touched: &[IdentifierKey],
-    person: Uuid,
-    item: &ResolveItem,
-    view: &mut GraphView,
-    redirect: &HashMap<Uuid, Uuid>,
-    out: &mut GraphPlan,
-) {
-    let Some(at) = item.observed_at else { return };
-    for key in touched {
-        if let Some(known) = view.owners.get_mut(key)
-            && find(redirect, known.person_id) == person
-            && timeline::advances(known, Some(at))
-        {
-            known.last_seen = Some(at);
-            out.last_seen.push((key.clone(), at));
-        }
-    }
-}
-
 fn check(
     cluster: &Cluster,
     component: &Component,
@@ -674,7 +393,11 @@ fn check(
             return Err(RefusalReason::PreviouslySplit);
         }
     }
-    for (id_type, n) in component_counts(component, view) {
+    // In type order, so the reason reported (and whether a review item is
+    // opened) never depends on a hash map's order.
+    let mut counts: Vec<(String, u32)> = component_counts(component, view).into_iter().collect();
+    counts.sort();
+    for (id_type, n) in counts {
         let limits = rules.limits(&id_type);
         let have = cluster.counts.get(&id_type).copied().unwrap_or(0);
         if have.saturating_add(n) > limits.max_values_per_person {

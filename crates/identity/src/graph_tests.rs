@@ -1,6 +1,8 @@
 //! Unit tests of the resolution rule.
 
 use super::*;
+use chrono::{DateTime, Utc};
+
 use crate::rules::{BlockedValue, Rules};
 
 fn key(t: &str, v: &str) -> IdentifierKey {
@@ -288,4 +290,101 @@ fn a_run_of_merges_ends_each_absorbed_person_at_the_last_survivor_of_its_chain()
     assert_eq!(survivors, vec![d, d, d]);
     let (none, _) = super::final_survivors(&[]);
     assert!(none.is_empty());
+}
+
+fn at_day(day: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(1_780_000_000 + day * 86_400, 0)
+}
+
+fn item_at(day: i64, keys: &[(&str, &str)]) -> ResolveItem {
+    ResolveItem {
+        observed_at: at_day(day),
+        ..item(keys)
+    }
+}
+
+/// Person 1 holds member card `m-a` and phone `p`, last used on day 0.
+fn card_holder_with_phone() -> GraphView {
+    let mut view = view(&[(1, &[("member_card", "m-a"), ("phone", "p")])]);
+    if let Some(known) = view.owners.get_mut(&key("phone", "p")) {
+        known.last_seen = at_day(0);
+    }
+    view
+}
+
+#[test]
+fn a_family_phone_in_use_by_both_card_holders_is_shared_not_merged() {
+    let plan = plan(
+        &[
+            item_at(1, &[("member_card", "m-b"), ("phone", "p")]),
+            item_at(2, &[("phone", "p")]),
+            item_at(3, &[("phone", "p"), ("anonymous_id", "b-app")]),
+        ],
+        card_holder_with_phone(),
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert!(plan.merges.is_empty() && plan.handovers.is_empty());
+    let b = plan.results[0].person_id.expect("the second card holder");
+    assert_ne!(b, p(1));
+    assert_eq!(plan.refusals[0].reason, RefusalReason::UniqueTypeConflict);
+    assert_eq!(plan.newly_shared[0].key, key("phone", "p"));
+    // Alone the phone names nobody, and it bridges nothing to its holder.
+    assert_eq!(plan.results[1].unresolved, Some(Unresolved::Shared));
+    let app = plan.results[2].person_id.expect("the app id's own person");
+    assert!(app != p(1) && app != b);
+}
+
+#[test]
+fn a_recycled_phone_changes_hands_after_the_gap_and_earlier_events_keep_their_holder() {
+    let plan = plan(
+        &[
+            item_at(40, &[("member_card", "m-b"), ("phone", "p")]),
+            item_at(41, &[("phone", "p")]),
+            // A late event from before the handover.
+            item_at(-3, &[("phone", "p"), ("anonymous_id", "a-web")]),
+        ],
+        card_holder_with_phone(),
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    let b = plan.results[0].person_id.expect("the new holder");
+    assert_ne!(b, p(1));
+    assert!(plan.merges.is_empty(), "the holders are not merged");
+    assert_eq!(
+        plan.handovers,
+        vec![Handover {
+            key: key("phone", "p"),
+            from: p(1),
+            to: b,
+            at: at_day(40).expect("a time"),
+        }]
+    );
+    assert!(plan.newly_shared.is_empty(), "a handover is not sharing");
+    assert_eq!(plan.results[1].person_id, Some(b), "after: the new holder");
+    assert_eq!(plan.results[2].person_id, Some(p(1)), "before: the old one");
+    assert!(
+        plan.new_links
+            .iter()
+            .any(|l| l.key == key("anonymous_id", "a-web") && l.person_id == p(1))
+    );
+}
+
+#[test]
+fn without_a_time_or_within_the_gap_nothing_changes_hands() {
+    for observed in [None, at_day(29)] {
+        let mut first = item(&[("member_card", "m-b"), ("phone", "p")]);
+        first.observed_at = observed;
+        let plan = plan(
+            &[first],
+            card_holder_with_phone(),
+            &defaults(),
+            Options::default(),
+            minter(),
+        );
+        assert!(plan.handovers.is_empty(), "{observed:?}");
+        assert_eq!(plan.refusals[0].reason, RefusalReason::UniqueTypeConflict);
+    }
 }

@@ -28,10 +28,13 @@
 //! Without an `observed_at` on the event nothing is stale and nothing is
 //! handed over: time is the only evidence of a handover.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::HashMap;
 
-use crate::domain::IdentifierKey;
-use crate::graph::Known;
+use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
+
+use crate::domain::{IdentifierKey, ResolveItem};
+use crate::graph::{GraphPlan, GraphView, Handover, Known};
 use crate::rules::CompiledRules;
 
 /// The types whose values change hands: carriers give a phone number out
@@ -77,7 +80,7 @@ pub fn stale(
 /// The person `known` named at `at`: its previous holder for an event
 /// observed before it was handed over, its holder otherwise. The flag says
 /// whether the previous holder was chosen.
-pub fn holder_at(known: &Known, at: Option<DateTime<Utc>>) -> (uuid::Uuid, bool) {
+pub fn holder_at(known: &Known, at: Option<DateTime<Utc>>) -> (Uuid, bool) {
     match (known.held_since, known.previous, at) {
         (Some(since), Some(previous), Some(at)) if at < since => (previous, true),
         _ => (known.person_id, false),
@@ -103,11 +106,71 @@ pub fn holds_unique<'a>(
         .any(|(id_type, n)| *n > 0 && rules.limits(id_type).unique)
 }
 
+/// Hands `keys` (stale phones of `from`) over to `person` as of the item's
+/// instant.
+pub(crate) fn hand_over(
+    keys: &[IdentifierKey],
+    from: Uuid,
+    person: Uuid,
+    item: &ResolveItem,
+    view: &mut GraphView,
+    out: &mut GraphPlan,
+) {
+    let Some(at) = item.observed_at else { return };
+    for key in keys {
+        for (who, delta) in [(from, -1i64), (person, 1)] {
+            let count = view
+                .type_counts
+                .entry(who)
+                .or_default()
+                .entry(key.id_type.clone())
+                .or_insert(0);
+            *count = u32::try_from((i64::from(*count) + delta).max(0)).unwrap_or(0);
+        }
+        view.owners.insert(
+            key.clone(),
+            Known {
+                person_id: person,
+                seen_with: Vec::new(),
+                last_seen: Some(at),
+                held_since: Some(at),
+                previous: Some(from),
+            },
+        );
+        out.handovers.push(Handover {
+            key: key.clone(),
+            from,
+            to: person,
+            at,
+        });
+    }
+}
+
+/// Writes the later use of the item's values that stayed with `person`.
+pub(crate) fn record_use(
+    touched: &[IdentifierKey],
+    person: Uuid,
+    item: &ResolveItem,
+    view: &mut GraphView,
+    redirect: &HashMap<Uuid, Uuid>,
+    out: &mut GraphPlan,
+) {
+    let Some(at) = item.observed_at else { return };
+    for key in touched {
+        if let Some(known) = view.owners.get_mut(key)
+            && crate::graph::find(redirect, known.person_id) == person
+            && advances(known, Some(at))
+        {
+            known.last_seen = Some(at);
+            out.last_seen.push((key.clone(), at));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::Rules;
-    use uuid::Uuid;
 
     fn at(days: i64) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp(1_780_000_000 + days * 86_400, 0)
