@@ -188,3 +188,47 @@ async fn tenants_never_see_each_others_data() -> anyhow::Result<()> {
     app.stop().await;
     Ok(())
 }
+
+/// Tenancy is data, not a wildcard: a tenant claim of `*` with an ordinary scope reads
+/// nothing, and a tenant claim that is no valid tenant id (a NUL, a `/`) is refused as
+/// UNAUTHENTICATED instead of reaching the stores (INTERNAL) or naming another resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_claims_are_validated_and_the_wildcard_needs_the_platform_scope()
+-> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    CollectionServiceClient::new(app.channel(&token("acme", &["events:write"]))?)
+        .ingest_events(one_event())
+        .await?;
+    for tenant in ["*", "a\u{0}b", "A/x", "tenants/A", &"t".repeat(65)] {
+        let caller = token(tenant, &["models:read", "events:write"]);
+        let status = ModelingServiceClient::new(app.channel(&caller)?)
+            .list_events(ListEventsRequest {
+                parent: "tenants/acme".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "tenant {tenant:?}");
+    }
+    // With the explicit platform scope, the wildcard acts for the tenant it names.
+    let platform = token("*", &["models:read", touchline_auth::PLATFORM_SCOPE]);
+    let mut modeling = ModelingServiceClient::new(app.channel(&platform)?);
+    eventually(Duration::from_secs(30), || {
+        let mut modeling = modeling.clone();
+        async move {
+            let page = modeling
+                .list_events(ListEventsRequest {
+                    parent: "tenants/acme".to_owned(),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok((page.events.len() == 1).then_some(()))
+        }
+    })
+    .await?;
+    let _ = &mut modeling;
+    app.stop().await;
+    Ok(())
+}

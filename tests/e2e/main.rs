@@ -8,6 +8,8 @@ mod bad_input;
 mod health;
 mod imports;
 mod ingest_stream;
+mod metadata_limits;
+mod outage;
 mod pipeline;
 mod poison;
 mod sim_send;

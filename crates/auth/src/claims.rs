@@ -92,6 +92,7 @@ impl RawClaims {
                 .into_iter()
                 .filter(|s| !s.trim().is_empty()),
         );
+        check_tenant(&tenant, &scopes)?;
         Ok(Principal {
             subject,
             tenant,
@@ -100,6 +101,44 @@ impl RawClaims {
         })
     }
 }
+
+/// Longest tenant id, bytes.
+pub const MAX_TENANT_BYTES: usize = 64;
+
+/// A tenant claim is validated like any resource id: 1 to 64 ASCII letters, digits, `-`, `_`
+/// or `.`, starting with a letter or digit — so it can never carry a NUL, a `/` that would
+/// make `tenants/{tenant}` another resource, or text a store could not hold. The platform
+/// claim `*` grants nothing by itself: it needs the explicit [`PLATFORM_SCOPE`].
+fn check_tenant(tenant: &str, scopes: &BTreeSet<String>) -> Result<(), AuthError> {
+    if tenant == crate::PLATFORM_TENANT {
+        return if scopes.contains(PLATFORM_SCOPE) {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidClaims {
+                reason: format!("tenant \"*\" needs the {PLATFORM_SCOPE} scope"),
+            })
+        };
+    }
+    let well_formed = tenant.len() <= MAX_TENANT_BYTES
+        && tenant
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidClaims {
+            reason: "the tenant claim is not a valid tenant id".to_owned(),
+        })
+    }
+}
+
+/// The scope that lets a platform account (tenant claim `*`) act for any tenant: the stages'
+/// own pipeline account, and operators' tools. Every call made with it is logged for audit.
+pub const PLATFORM_SCOPE: &str = "tenants:all";
 
 fn non_empty(value: Option<String>, claim: &str) -> Result<String, AuthError> {
     match value {

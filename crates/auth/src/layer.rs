@@ -128,6 +128,16 @@ where
             }
             match authorise(&verifier, &policy, req.headers(), &path).await {
                 Ok(principal) => {
+                    // Acting for every tenant is an explicit grant, and each use of it is
+                    // written to the audit trail (target `touchline::audit`).
+                    if principal.is_platform() {
+                        tracing::info!(
+                            target: "touchline::audit",
+                            subject = %principal.subject,
+                            path = %path,
+                            "platform account call"
+                        );
+                    }
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }

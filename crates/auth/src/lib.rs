@@ -31,6 +31,7 @@ mod policy;
 mod principal;
 mod verifier;
 
+pub use claims::{MAX_TENANT_BYTES, PLATFORM_SCOPE};
 pub use config::{
     AuthConfig, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_JWKS_REFETCH_COOLDOWN_SECS,
     DEFAULT_LEEWAY_SECS,

@@ -31,9 +31,11 @@ impl Principal {
     }
 
     /// Whether the caller is a platform service account, whose tenant claim
-    /// is `*` and who acts for the tenant a request names.
+    /// is `*` and who acts for the tenant a request names. Verification lets
+    /// `*` through only with the platform scope; the scope is checked again
+    /// here so a principal built any other way grants nothing.
     pub fn is_platform(&self) -> bool {
-        self.tenant == PLATFORM_TENANT
+        self.tenant == PLATFORM_TENANT && self.has_scope(crate::PLATFORM_SCOPE)
     }
 
     /// The tenant a request acts on. `parent` is `tenants/{tenant}` or empty
@@ -52,6 +54,9 @@ impl Principal {
             },
         };
         match (named, self.is_platform()) {
+            (None, false) if self.tenant == PLATFORM_TENANT => Err(
+                tonic::Status::permission_denied("not allowed for this tenant"),
+            ),
             (None, false) => Ok(self.tenant.clone()),
             (None, true) => Err(tonic::Status::invalid_argument(
                 "platform accounts must name the tenant in parent",
@@ -105,10 +110,15 @@ mod tests {
             p.tenant_for("t1").map_err(|s| s.code()),
             Err(tonic::Code::InvalidArgument)
         );
-        let platform = Principal {
+        let wildcard = Principal {
             tenant: PLATFORM_TENANT.to_owned(),
             ..sample()
         };
+        assert!(!wildcard.is_platform(), "the claim alone grants nothing");
+        assert!(wildcard.tenant_for("tenants/t2").is_err());
+        assert!(wildcard.tenant_for("").is_err());
+        let mut platform = wildcard;
+        platform.scopes.insert(crate::PLATFORM_SCOPE.to_owned());
         assert_eq!(
             platform.tenant_for("tenants/t2").ok().as_deref(),
             Some("t2")

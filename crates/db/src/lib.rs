@@ -15,6 +15,7 @@ pub mod requests;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod upkeep;
+pub mod watchdog;
 
 pub use classify::{DbErrorKind, classify};
 pub use cursors::CursorTable;

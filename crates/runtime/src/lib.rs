@@ -6,6 +6,8 @@ pub mod client;
 pub mod codes;
 pub mod config;
 pub mod consumer;
+pub mod gate;
+pub mod metadata;
 pub mod server;
 pub mod shutdown;
 pub mod tail;

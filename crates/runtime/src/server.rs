@@ -47,6 +47,7 @@ pub fn builder(limits: &ServerLimits) -> Server {
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .timeout(Duration::from_millis(limits.request_timeout_ms))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_max_header_list_size(Some(crate::metadata::MAX_HEADER_LIST_BYTES))
 }
 
 /// The connections accepted on `listener`, with `TCP_NODELAY` and TCP

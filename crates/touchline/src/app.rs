@@ -15,6 +15,7 @@ use tonic::service::RoutesBuilder;
 use touchline_auth::{AuthLayer, ScopePolicy, TokenClaims, Verifier};
 use touchline_collection::CollectionApi;
 use touchline_db::sqlx::migrate::Migrator;
+use touchline_db::watchdog::{Change, Watchdog};
 use touchline_db::{LogNotifier, RequestTable, Upkeep};
 use touchline_governance::GovernanceApi;
 use touchline_governance::worker::CleaningWorker;
@@ -39,7 +40,8 @@ use touchline_telemetry::GrpcServerTraceLayer;
 use crate::config::{Config, ServiceName};
 
 /// Scopes of the platform account the stages use to call each other.
-pub const PIPELINE_SCOPES: [&str; 5] = [
+pub const PIPELINE_SCOPES: [&str; 6] = [
+    touchline_auth::PLATFORM_SCOPE,
     "pipeline:read",
     "identity:resolve",
     "identity:erase",
@@ -149,6 +151,10 @@ impl Application {
             _ => None,
         };
 
+        // Shut while the database does not answer (see `watch_database`); never shut in a
+        // process without one.
+        let gate = touchline_runtime::gate::DependencyGate::new();
+        let mut healths = Vec::new();
         for (listener, group) in bound {
             let mut routes = RoutesBuilder::default();
             let names: Vec<&str> = group.iter().map(|s| s.grpc_name()).collect();
@@ -221,6 +227,8 @@ impl Application {
             }
             let server = touchline_runtime::server::builder(&config.limits)
                 .layer(touchline_runtime::codes::layer())
+                .layer(touchline_runtime::metadata::layer())
+                .layer(touchline_runtime::gate::gate_layer(gate.clone()))
                 .layer(GrpcServerTraceLayer::new())
                 .layer(AuthLayer::new(verifier.clone(), policy.clone()))
                 .add_routes(routes.routes());
@@ -248,6 +256,12 @@ impl Application {
                 }
             });
             health.serving().await;
+            healths.push(health);
+        }
+
+        if pool.is_some() {
+            let watchdog = Watchdog::new(config.database.connect_options()?);
+            tasks.spawn(watch_database(watchdog, gate, healths, shutdown.clone()));
         }
 
         if let Some(pool) = &pool {
@@ -382,6 +396,51 @@ fn log_server_end(result: Result<(), tonic::transport::Error>) {
 }
 
 /// The token the stages present to each other.
+/// Pings the database every second: while it does not answer, calls are refused at once with
+/// UNAVAILABLE and a retry hint, and health reports NOT_SERVING; both come back when it does.
+/// Each outage is logged twice (when it starts, and when it ends with its length and the
+/// failed pings), never once per ping.
+async fn watch_database(
+    mut watchdog: Watchdog,
+    gate: touchline_runtime::gate::DependencyGate,
+    healths: Vec<HealthHandle>,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(touchline_db::watchdog::PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        match watchdog.check().await {
+            Some(Change::Down) => {
+                gate.set_down(true);
+                tracing::warn!(
+                    "the database does not answer; refusing calls with UNAVAILABLE until it does"
+                );
+                for health in &healths {
+                    health.not_serving().await;
+                }
+            }
+            Some(Change::Up { outage, failures }) => {
+                gate.set_down(false);
+                tracing::info!(
+                    outage_ms = outage.as_millis() as u64,
+                    failed_pings = failures,
+                    "the database answers again"
+                );
+                if !shutdown.is_triggered() {
+                    for health in &healths {
+                        health.serving().await;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+}
+
 fn pipeline_token(config: &Config) -> anyhow::Result<String> {
     if let Some(token) = &config.pipeline.token {
         return Ok(token.expose_secret().to_owned());
