@@ -30,6 +30,10 @@ pub struct TelemetryConfig {
     /// OTLP/gRPC collector endpoint such as `http://127.0.0.1:4317`. When unset, spans still
     /// get trace ids (so context propagates and logs correlate) but are not exported.
     pub otlp_endpoint: Option<String>,
+    /// Address of the Prometheus scrape endpoint (`GET /metrics`), such as `0.0.0.0:9464`.
+    /// When unset the binary serves none; metrics still reach OTLP when that is configured.
+    /// Read by the binary, which binds it and calls [`crate::metrics::serve_metrics`].
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for TelemetryConfig {
@@ -39,6 +43,7 @@ impl Default for TelemetryConfig {
             log_format: LogFormat::Auto,
             filter: "info".to_owned(),
             otlp_endpoint: None,
+            metrics_listen: None,
         }
     }
 }
@@ -55,19 +60,24 @@ mod tests {
         assert_eq!(cfg.filter, "info");
         assert_eq!(cfg.log_format, LogFormat::Auto);
         assert_eq!(cfg.otlp_endpoint, None);
+        assert_eq!(cfg.metrics_listen, None);
     }
 
     #[test]
     fn fields_parse_from_lowercase_names() {
         let cfg: TelemetryConfig = serde_json::from_str(
             r#"{"service_name":"identity","log_format":"json","filter":"debug",
-                "otlp_endpoint":"http://127.0.0.1:4317"}"#,
+                "otlp_endpoint":"http://127.0.0.1:4317","metrics_listen":"127.0.0.1:9464"}"#,
         )
         .expect("full object parses");
         assert_eq!(cfg.service_name, "identity");
         assert_eq!(cfg.log_format, LogFormat::Json);
         assert_eq!(cfg.filter, "debug");
         assert_eq!(cfg.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert_eq!(
+            cfg.metrics_listen,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
 
         let pretty: TelemetryConfig =
             serde_json::from_str(r#"{"log_format":"pretty"}"#).expect("pretty parses");

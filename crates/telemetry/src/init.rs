@@ -14,6 +14,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, TelemetryConfig};
+use crate::metrics::{self, Metrics, MetricsHandle};
 
 /// Set once [`init`] has installed the global subscriber, so a second call is refused up front
 /// instead of building (and leaking) a second exporter.
@@ -22,22 +23,37 @@ static INITIALISED: AtomicBool = AtomicBool::new(false);
 /// Instrumentation scope reported with every span.
 const SCOPE: &str = env!("CARGO_PKG_NAME");
 
-/// Keeps the tracer provider alive; flushes and shuts it down on [`TelemetryGuard::shutdown`]
-/// or drop. Hold it in `main` until the server has drained.
+/// Keeps the tracer and meter providers alive; flushes and shuts them down on
+/// [`TelemetryGuard::shutdown`] or drop. Hold it in `main` until the server has drained.
 #[must_use = "dropping the guard shuts telemetry down immediately"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    metrics: Option<Metrics>,
+    metrics_handle: MetricsHandle,
 }
 
 impl TelemetryGuard {
-    /// Flushes buffered spans to the exporter and shuts the tracer provider down.
+    /// What the Prometheus scrape endpoint serves: pass it to
+    /// [`crate::metrics::serve_metrics`]. The same as [`crate::metrics::handle`].
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        self.metrics_handle.clone()
+    }
+
+    /// Flushes buffered spans and metrics to their exporters and shuts both providers down.
     ///
-    /// This blocks while the exporter drains. On a multi-threaded Tokio runtime it moves off
+    /// This blocks while the exporters drain. On a multi-threaded Tokio runtime it moves off
     /// the worker first; on a current-thread runtime call it from `spawn_blocking`, because the
     /// OTLP client needs the runtime to make progress while this waits.
     pub fn shutdown(mut self) -> anyhow::Result<()> {
-        self.shutdown_provider()
+        self.shutdown_providers()
+    }
+
+    /// Shuts both providers down, the tracer's first; both are attempted even if one fails.
+    fn shutdown_providers(&mut self) -> anyhow::Result<()> {
+        let traces = self.shutdown_provider();
+        let metrics = self.metrics.take().map_or(Ok(()), Metrics::shutdown);
+        traces.and(metrics)
     }
 
     fn shutdown_provider(&mut self) -> anyhow::Result<()> {
@@ -58,7 +74,7 @@ impl TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Err(error) = self.shutdown_provider() {
+        if let Err(error) = self.shutdown_providers() {
             tracing::warn!(error = format!("{error:#}"), "telemetry shutdown failed");
         }
     }
@@ -72,16 +88,28 @@ impl Drop for TelemetryGuard {
 ///   when nothing is exported; with `cfg.otlp_endpoint` set, spans are exported over OTLP/gRPC
 ///   through a batch processor. Exporting needs a Tokio runtime: call this from inside one.
 /// - The global propagator becomes W3C TraceContext (`traceparent`/`tracestate`).
+/// - The global meter provider reports to a Prometheus registry (serve it with
+///   [`crate::metrics::serve_metrics`] and [`TelemetryGuard::metrics_handle`]) and, with
+///   `cfg.otlp_endpoint` set, exports over OTLP/gRPC every 60 s.
 ///
 /// Errors when the filter does not parse, when exporting is asked for outside a Tokio
-/// runtime, when the exporter cannot be built, and when a global subscriber is already set
-/// (a second call, or [`crate::testing::install_in_memory`] ran first).
+/// runtime, when an exporter cannot be built, and when a global subscriber or meter provider
+/// is already set (a second call, or [`crate::testing::install_in_memory`] or
+/// [`crate::metrics::install`] ran first).
 pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     let filter = build_filter(&cfg.filter, std::env::var("RUST_LOG").ok())?;
     let provider = build_provider(cfg)?;
+    let meters = match metrics::build(cfg) {
+        Ok(meters) => meters,
+        Err(error) => {
+            shutdown_unused(&provider);
+            return Err(error);
+        }
+    };
 
-    if INITIALISED.swap(true, Ordering::SeqCst) {
+    if INITIALISED.swap(true, Ordering::SeqCst) || metrics::is_installed() {
         shutdown_unused(&provider);
+        let _ = meters.shutdown();
         bail!("telemetry is already initialised in this process");
     }
 
@@ -113,8 +141,10 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         .try_init();
     if let Err(error) = installed {
         shutdown_unused(&provider);
+        let _ = meters.shutdown();
         return Err(error).context("installing the global tracing subscriber");
     }
+    metrics::install_built(&meters)?;
 
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     // Code that uses the OpenTelemetry API directly gets the same pipeline.
@@ -127,6 +157,8 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
     );
     Ok(TelemetryGuard {
         provider: Some(provider),
+        metrics_handle: meters.handle(),
+        metrics: Some(meters),
     })
 }
 

@@ -1,0 +1,348 @@
+//! Server-side RPC metrics for tonic: the duration and final status of every call.
+//!
+//! One histogram, `rpc.server.call.duration` in seconds, with `rpc.system = "grpc"`,
+//! `rpc.service`, `rpc.method` and `rpc.grpc.status_code`. Its `_count` is the call rate and
+//! the share of non-zero codes the error rate, so no separate counter is kept.
+//!
+//! A call ends when its status is known: at the response head for trailers-only answers (every
+//! error tonic or a handler returns before streaming), otherwise at the trailers that close the
+//! response body. A body that ends without trailers counts as the HTTP status implies (200 →
+//! OK); one dropped before its end, or a call dropped before its response, counts as CANCELLED.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use http_body::{Body, Frame, SizeHint};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+
+/// The value used for service and method names that are not real routes of the server.
+const OTHER: &str = "_OTHER";
+/// gRPC status codes this module reasons about.
+const OK: i64 = 0;
+const CANCELLED: i64 = 1;
+const UNKNOWN: i64 = 2;
+const UNIMPLEMENTED: i64 = 12;
+
+/// Bucket bounds in seconds, as OpenTelemetry's RPC conventions advise for call durations.
+const BOUNDARIES: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// A tower layer for tonic servers that records [`rpc.server.call.duration`](self) per call:
+/// `Server::builder().layer(RpcMetricsLayer::new())`.
+///
+/// Instruments come from the global meter provider when the layer is created, so create it
+/// after [`crate::init`] (or [`crate::metrics::install`]). UNIMPLEMENTED answers are recorded
+/// with service and method `_OTHER`: a caller can send any path, and unknown ones must not
+/// become new series.
+#[derive(Debug, Clone)]
+pub struct RpcMetricsLayer {
+    duration: Histogram<f64>,
+}
+
+impl Default for RpcMetricsLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RpcMetricsLayer {
+    /// Creates the layer and its histogram.
+    pub fn new() -> Self {
+        let duration = super::meter()
+            .f64_histogram("rpc.server.call.duration")
+            .with_unit("s")
+            .with_description("Duration of gRPC calls served, until their status is sent")
+            .with_boundaries(BOUNDARIES.to_vec())
+            .build();
+        Self { duration }
+    }
+}
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetricsService {
+            inner,
+            duration: self.duration.clone(),
+        }
+    }
+}
+
+/// The service produced by [`RpcMetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct RpcMetricsService<S> {
+    inner: S,
+    duration: Histogram<f64>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetricsService<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    ResBody: Body,
+{
+    type Response = http::Response<RpcMetricsBody<ResBody>>;
+    type Error = S::Error;
+    type Future = RpcMetricsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let call = Call::start(self.duration.clone(), request.uri().path());
+        RpcMetricsFuture {
+            inner: self.inner.call(request),
+            call: Some(call),
+        }
+    }
+}
+
+/// One call being measured; recorded exactly once, as CANCELLED if dropped unfinished.
+struct Call {
+    duration: Histogram<f64>,
+    start: Instant,
+    service: String,
+    method: String,
+    done: bool,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("service", &self.service)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    fn start(duration: Histogram<f64>, path: &str) -> Self {
+        // gRPC paths are `/<package.Service>/<Method>`.
+        let (service, method) = path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .filter(|(service, method)| {
+                !service.is_empty() && !method.is_empty() && !method.contains('/')
+            })
+            .unwrap_or((OTHER, OTHER));
+        Self {
+            duration,
+            start: Instant::now(),
+            service: service.to_owned(),
+            method: method.to_owned(),
+            done: false,
+        }
+    }
+
+    fn finish(mut self, code: i64) {
+        self.record(code);
+    }
+
+    fn record(&mut self, code: i64) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let (service, method) = if code == UNIMPLEMENTED {
+            (OTHER.to_owned(), OTHER.to_owned())
+        } else {
+            (
+                std::mem::take(&mut self.service),
+                std::mem::take(&mut self.method),
+            )
+        };
+        let attributes = [
+            KeyValue::new("rpc.system", "grpc"),
+            KeyValue::new("rpc.service", service),
+            KeyValue::new("rpc.method", method),
+            KeyValue::new("rpc.grpc.status_code", code),
+        ];
+        self.duration
+            .record(self.start.elapsed().as_secs_f64(), &attributes);
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.record(CANCELLED);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`RpcMetricsService`].
+    #[derive(Debug)]
+    pub struct RpcMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        call: Option<Call>,
+    }
+}
+
+impl<F, ResBody, E> Future for RpcMetricsFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+    ResBody: Body,
+{
+    type Output = Result<http::Response<RpcMetricsBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let call = this.call.take();
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                // The service failed before any gRPC status existed.
+                if let Some(call) = call {
+                    call.finish(UNKNOWN);
+                }
+                return Poll::Ready(Err(error));
+            }
+        };
+        let end_code = if response.status() == http::StatusCode::OK {
+            OK
+        } else {
+            code_from_http(response.status())
+        };
+        let header_code = status_code(response.headers());
+        let call = match (call, header_code) {
+            (Some(call), Some(code)) => {
+                call.finish(code);
+                None
+            }
+            (Some(call), None) if response.body().is_end_stream() => {
+                call.finish(end_code);
+                None
+            }
+            (call, _) => call,
+        };
+        Poll::Ready(Ok(response.map(|inner| RpcMetricsBody {
+            inner,
+            call,
+            end_code,
+        })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response body of [`RpcMetricsService`]: the inner body, watched for its trailers.
+    #[derive(Debug)]
+    pub struct RpcMetricsBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+        end_code: i64,
+    }
+}
+
+impl<B: Default> Default for RpcMetricsBody<B> {
+    /// An unmeasured body; lets layers inside this one build error responses of this type.
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            call: None,
+            end_code: OK,
+        }
+    }
+}
+
+impl<B: Body> Body for RpcMetricsBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = ready!(this.inner.as_mut().poll_frame(cx));
+        let code = match &polled {
+            Some(Ok(frame)) => match frame.trailers_ref() {
+                Some(trailers) => Some(status_code(trailers).unwrap_or(*this.end_code)),
+                // hyper stops polling a body that reports its end, so look now.
+                None if this.inner.is_end_stream() => Some(*this.end_code),
+                None => None,
+            },
+            Some(Err(_)) => Some(UNKNOWN),
+            None => Some(*this.end_code),
+        };
+        if let Some(code) = code
+            && let Some(call) = this.call.take()
+        {
+            call.finish(code);
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The `grpc-status` in `headers` (response headers or trailers), if there is a readable one.
+fn status_code(headers: &http::HeaderMap) -> Option<i64> {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<i64>().ok())
+}
+
+/// The gRPC code a client infers from an HTTP status without `grpc-status`, per gRPC's
+/// "HTTP to gRPC status code mapping".
+fn code_from_http(status: http::StatusCode) -> i64 {
+    match status.as_u16() {
+        400 => 13,             // INTERNAL
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 => UNIMPLEMENTED,  // UNIMPLEMENTED
+        429 | 502..=504 => 14, // UNAVAILABLE
+        _ => UNKNOWN,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(path: &str) -> (String, String) {
+        let call = Call::start(
+            opentelemetry::global::meter("t").f64_histogram("x").build(),
+            path,
+        );
+        let out = (call.service.clone(), call.method.clone());
+        drop(call);
+        out
+    }
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            parts("/grpc.health.v1.Health/Check"),
+            ("grpc.health.v1.Health".to_owned(), "Check".to_owned())
+        );
+        for odd in ["/", "", "/a", "/a/", "//m", "/a/b/c"] {
+            assert_eq!(parts(odd), (OTHER.to_owned(), OTHER.to_owned()), "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn status_is_read_from_headers_and_http_status() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(status_code(&headers), None);
+        headers.insert("grpc-status", http::HeaderValue::from_static("5"));
+        assert_eq!(status_code(&headers), Some(5));
+        headers.insert("grpc-status", http::HeaderValue::from_static("x"));
+        assert_eq!(status_code(&headers), None);
+        assert_eq!(code_from_http(http::StatusCode::NOT_FOUND), 12);
+        assert_eq!(code_from_http(http::StatusCode::SERVICE_UNAVAILABLE), 14);
+        assert_eq!(code_from_http(http::StatusCode::IM_A_TEAPOT), 2);
+    }
+}
