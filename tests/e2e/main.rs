@@ -11,6 +11,7 @@ mod ingest_stream;
 mod metadata_limits;
 mod outage;
 mod pipeline;
+mod pipeline_status;
 mod poison;
 mod sim_send;
 mod sources;

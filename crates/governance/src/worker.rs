@@ -186,6 +186,7 @@ pub struct CleaningWorker {
     states: TenantStates,
     settings: GovernanceSettings,
     batch_size: i32,
+    status: touchline_runtime::status::PipelineStatus,
 }
 
 impl CleaningWorker {
@@ -199,13 +200,22 @@ impl CleaningWorker {
             states: TenantStates::default(),
             settings,
             batch_size: 500,
+            status: touchline_runtime::status::PipelineStatus::new(),
         }
+    }
+
+    /// Reports positions and errors into `status` (the process's shared one).
+    pub fn with_status(mut self, status: touchline_runtime::status::PipelineStatus) -> Self {
+        self.status = status;
+        self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(crate::RAW_LOG_CONSUMER, shutdown, || self.session())
-            .await;
+        touchline_runtime::consumer::run(crate::RAW_LOG_CONSUMER, shutdown, &self.status, || {
+            self.session()
+        })
+        .await;
     }
 
     async fn session(&self) -> Result<(), WorkerError> {
@@ -292,6 +302,8 @@ impl CleaningWorker {
             return Ok(());
         };
         tracing::Span::current().record("lag", batch.head_sequence - last);
+        self.status
+            .saw_head(crate::RAW_LOG_CONSUMER, &batch.tenant, batch.head_sequence);
         let Some(state) = self
             .states
             .load(&self.pool, &batch.tenant, 0, &self.settings)
@@ -342,6 +354,9 @@ impl CleaningWorker {
             }
             Err(err) => return Err(err.into()),
         }
+        self.status
+            .committed(crate::RAW_LOG_CONSUMER, &batch.tenant, last);
+        self.status.recovered(crate::RAW_LOG_CONSUMER);
         if quarantined > 0 {
             tracing::info!(tenant = %batch.tenant, quarantined, "events quarantined");
         }

@@ -38,18 +38,31 @@ type IdentityClient = IdentityServiceClient<InterceptedService<Channel, CallCred
 pub struct IdentityChangesWorker {
     pool: PgPool,
     identity: IdentityClient,
+    status: touchline_runtime::status::PipelineStatus,
 }
 
 impl IdentityChangesWorker {
     /// A worker applying changes to `pool`.
     pub fn new(pool: PgPool, identity: IdentityClient) -> Self {
-        Self { pool, identity }
+        Self {
+            pool,
+            identity,
+            status: touchline_runtime::status::PipelineStatus::new(),
+        }
+    }
+
+    /// Reports positions and errors into `status` (the process's shared one).
+    pub fn with_status(mut self, status: touchline_runtime::status::PipelineStatus) -> Self {
+        self.status = status;
+        self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(IDENTITY_CHANGES_CONSUMER, shutdown, || self.session())
-            .await;
+        touchline_runtime::consumer::run(IDENTITY_CHANGES_CONSUMER, shutdown, &self.status, || {
+            self.session()
+        })
+        .await;
     }
 
     async fn session(&self) -> Result<(), WorkerError> {
@@ -81,6 +94,8 @@ impl IdentityChangesWorker {
             return Ok(false);
         };
         let tenant = batch.tenant.as_str();
+        self.status
+            .saw_head(IDENTITY_CHANGES_CONSUMER, tenant, batch.head_sequence);
         let mut tx = self.pool.begin().await?;
         changes::lock_tenant(&mut tx, tenant).await?;
         let mut erasures = false;
@@ -102,6 +117,9 @@ impl IdentityChangesWorker {
         apply_merges(&mut tx, tenant, &mut merges).await?;
         store::advance_cursor(&mut tx, IDENTITY_CHANGES_CONSUMER, tenant, last).await?;
         tx.commit().await?;
+        self.status
+            .committed(IDENTITY_CHANGES_CONSUMER, tenant, last);
+        self.status.recovered(IDENTITY_CHANGES_CONSUMER);
         Ok(erasures)
     }
 

@@ -80,6 +80,7 @@ pub struct EventStoreWorker {
     pool: PgPool,
     governance: GovernanceClient,
     identity: IdentityClient,
+    status: touchline_runtime::status::PipelineStatus,
 }
 
 impl EventStoreWorker {
@@ -89,13 +90,22 @@ impl EventStoreWorker {
             pool,
             governance,
             identity,
+            status: touchline_runtime::status::PipelineStatus::new(),
         }
+    }
+
+    /// Reports positions and errors into `status` (the process's shared one).
+    pub fn with_status(mut self, status: touchline_runtime::status::PipelineStatus) -> Self {
+        self.status = status;
+        self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(crate::CLEAN_LOG_CONSUMER, shutdown, || self.session())
-            .await;
+        touchline_runtime::consumer::run(crate::CLEAN_LOG_CONSUMER, shutdown, &self.status, || {
+            self.session()
+        })
+        .await;
     }
 
     async fn session(&self) -> Result<(), WorkerError> {
@@ -143,6 +153,9 @@ impl EventStoreWorker {
                     batch.last,
                 )
                 .await?;
+                self.status
+                    .committed(crate::CLEAN_LOG_CONSUMER, &batch.tenant, batch.last);
+                self.status.recovered(crate::CLEAN_LOG_CONSUMER);
             }
             Ok::<(), WorkerError>(())
         };
@@ -159,6 +172,11 @@ impl EventStoreWorker {
             return Ok(None);
         };
         tracing::Span::current().record("lag", batch.head_sequence - last);
+        self.status.saw_head(
+            crate::CLEAN_LOG_CONSUMER,
+            &batch.tenant,
+            batch.head_sequence,
+        );
         let persons = self.resolve(&batch.tenant, &batch.events).await?;
         let mut rows = Vec::with_capacity(batch.events.len());
         let mut dead = Vec::new();

@@ -26,6 +26,14 @@ pub mod common {
     }
 }
 
+/// Pipeline status: where every stage stands in the log it consumes.
+pub mod pipeline {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("touchline.pipeline.v1");
+    }
+}
+
 /// The collection service: ingestion and the raw event log.
 pub mod collection {
     /// Version 1.

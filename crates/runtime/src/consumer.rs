@@ -18,8 +18,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Runs `session` again and again until shutdown. A session that returns
 /// `Ok` ended normally (the stream closed) and is reopened at once; one that
 /// fails is retried after a growing pause.
-pub async fn run<F, Fut, E>(name: &'static str, shutdown: Shutdown, mut session: F)
-where
+pub async fn run<F, Fut, E>(
+    name: &'static str,
+    shutdown: Shutdown,
+    status: &crate::status::PipelineStatus,
+    mut session: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -33,7 +37,9 @@ where
         match outcome {
             Ok(()) => backoff = FIRST_BACKOFF,
             Err(err) => {
-                tracing::warn!(consumer = name, error = %err, retry_in_ms = backoff.as_millis() as u64, "pipeline consumer session failed");
+                let error = err.to_string();
+                status.failed(name, truncated(&error));
+                tracing::warn!(consumer = name, error = %error, retry_in_ms = backoff.as_millis() as u64, "pipeline consumer session failed");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = shutdown.wait() => break,
@@ -43,4 +49,13 @@ where
         }
     }
     tracing::info!(consumer = name, "pipeline consumer stopped");
+}
+
+/// An error as the status shows it: at most 500 bytes, cut at a character boundary.
+fn truncated(error: &str) -> &str {
+    let mut end = error.len().min(500);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error[..end]
 }

@@ -10,6 +10,8 @@ pub mod gate;
 pub mod metadata;
 pub mod server;
 pub mod shutdown;
+pub mod status;
+pub mod status_api;
 pub mod tail;
 
 pub use server::{HealthHandle, ServerLimits};

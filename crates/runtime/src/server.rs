@@ -130,6 +130,16 @@ impl HealthHandle {
         self.set_all(ServingStatus::NotServing).await;
     }
 
+    /// One service's status, leaving the others and the overall status as they are.
+    pub async fn set_service(&self, service: &str, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status(service, status).await;
+    }
+
     async fn set_all(&self, status: ServingStatus) {
         self.reporter.set_service_status("", status).await;
         for service in &self.services {

@@ -34,6 +34,8 @@ use touchline_proto::modeling::v1::modeling_service_server::ModelingServiceServe
 use touchline_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use touchline_reporting::ReportingApi;
 use touchline_runtime::client::{CallCredentials, lazy_channel};
+use touchline_runtime::status::PipelineStatus;
+use touchline_runtime::status_api::PipelineApi;
 use touchline_runtime::{HealthHandle, Shutdown};
 use touchline_telemetry::GrpcServerTraceLayer;
 
@@ -155,9 +157,12 @@ impl Application {
         // process without one.
         let gate = touchline_runtime::gate::DependencyGate::new();
         let mut healths = Vec::new();
+        let pipeline_status = PipelineStatus::new();
         for (listener, group) in bound {
             let mut routes = RoutesBuilder::default();
-            let names: Vec<&str> = group.iter().map(|s| s.grpc_name()).collect();
+            let mut names: Vec<&str> = group.iter().map(|s| s.grpc_name()).collect();
+            names.push(PIPELINE_SERVICE);
+            routes.add_service(PipelineApi::server(pipeline_status.clone()));
             let (health, health_service) = HealthHandle::new(&names).await;
             routes.add_service(health_service);
             routes
@@ -259,6 +264,11 @@ impl Application {
             healths.push(health);
         }
 
+        tasks.spawn(report_stuck_consumers(
+            pipeline_status.clone(),
+            healths.clone(),
+            shutdown.clone(),
+        ));
         if pool.is_some() {
             let watchdog = Watchdog::new(config.database.connect_options()?);
             tasks.spawn(watch_database(watchdog, gate, healths, shutdown.clone()));
@@ -291,6 +301,7 @@ impl Application {
                 .max_decoding_message_size(64 * 1024 * 1024);
                 tasks.spawn(
                     CleaningWorker::new(pool.clone(), collection, config.governance.clone())
+                        .with_status(pipeline_status.clone())
                         .run(shutdown.clone()),
                 );
             }
@@ -306,10 +317,13 @@ impl Application {
                 );
                 tasks.spawn(
                     IdentityChangesWorker::new(pool.clone(), identity.clone())
+                        .with_status(pipeline_status.clone())
                         .run(shutdown.clone()),
                 );
                 tasks.spawn(
-                    EventStoreWorker::new(pool.clone(), governance, identity).run(shutdown.clone()),
+                    EventStoreWorker::new(pool.clone(), governance, identity)
+                        .with_status(pipeline_status.clone())
+                        .run(shutdown.clone()),
                 );
             }
         }
@@ -396,6 +410,39 @@ fn log_server_end(result: Result<(), tonic::transport::Error>) {
 }
 
 /// The token the stages present to each other.
+/// The gRPC name of the pipeline status service every server mounts.
+const PIPELINE_SERVICE: &str = "touchline.pipeline.v1.PipelineService";
+
+/// Every second, turns the pipeline service's health entry NOT_SERVING while a consumer of
+/// this process is stuck (and SERVING again once none is), logging each change once.
+async fn report_stuck_consumers(
+    status: PipelineStatus,
+    healths: Vec<HealthHandle>,
+    shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stuck = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.wait() => return,
+        }
+        let now = status.any_stuck();
+        if now == stuck {
+            continue;
+        }
+        stuck = now;
+        if stuck {
+            tracing::warn!("a pipeline consumer is stuck; see GetPipelineStatus");
+        } else {
+            tracing::info!("no pipeline consumer is stuck any more");
+        }
+        for health in &healths {
+            health.set_service(PIPELINE_SERVICE, !stuck).await;
+        }
+    }
+}
+
 /// Pings the database every second: while it does not answer, calls are refused at once with
 /// UNAVAILABLE and a retry hint, and health reports NOT_SERVING; both come back when it does.
 /// Each outage is logged twice (when it starts, and when it ends with its length and the
