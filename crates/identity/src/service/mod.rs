@@ -177,7 +177,7 @@ impl Identity {
                             let owner = store::Owner {
                                 person_id: known.person_id,
                                 version,
-                                contested: !known.seen_with.is_empty(),
+                                contested: is_contested(&known),
                             };
                             (key, owner)
                         })
@@ -507,7 +507,7 @@ async fn read_view(
             store::Owner {
                 person_id: known.person_id,
                 version,
-                contested: !known.seen_with.is_empty(),
+                contested: is_contested(&known),
             },
         );
         owners.insert(key, known);
@@ -540,6 +540,14 @@ async fn read_view(
     }
     view.owners = owners;
     Ok((view, versions))
+}
+
+/// Whether a value stays out of the cache: one seen with other persons
+/// (whether it still names its owner is the rules' call), or one handed over
+/// (it names its holder as of the event's time, which a cached owner cannot
+/// say).
+fn is_contested(known: &graph::Known) -> bool {
+    !known.seen_with.is_empty() || known.held_since.is_some()
 }
 
 /// Identifiers as the audit keeps them: (type, scope, masked value).

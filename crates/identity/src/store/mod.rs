@@ -45,8 +45,9 @@ pub struct Owner {
     /// Grows on every move of the identifier (and when it is first seen
     /// with another person).
     pub version: i64,
-    /// Seen with other persons than its owner: whether it still names the
-    /// owner depends on the rules, so only PostgreSQL may answer for it.
+    /// Seen with other persons than its owner (whether it still names the
+    /// owner depends on the rules), or handed over from another person (who
+    /// it names depends on the event's time): only PostgreSQL may answer.
     pub contested: bool,
 }
 
@@ -560,7 +561,8 @@ pub async fn owner(
     key: &IdentifierKey,
 ) -> Result<Option<Owner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT person_id, version, cardinality(seen_with) > 0 FROM identity.identifiers
+        "SELECT person_id, version, cardinality(seen_with) > 0 OR held_since IS NOT NULL
+           FROM identity.identifiers
           WHERE tenant_id = $1 AND id_type = $2 AND id_scope = $3 AND id_value = $4",
     )
     .bind(tenant)

@@ -12,3 +12,4 @@ mod resolve;
 mod rules;
 mod simdata;
 mod stress;
+mod timeline;

@@ -1,0 +1,101 @@
+//! Phones over time through the service, with the Redis cache in front: a
+//! family's phone never merges its card holders, a recycled number is
+//! attributed by time (before the handover to its first holder, after it to
+//! the second), whether the answer could come from the cache or not.
+
+use touchline_identity::IdentityApi;
+use touchline_proto::identity::v1 as pb;
+
+use crate::helpers::{TestDb, id, local_cache, resolve};
+
+const DAY: i64 = 86_400;
+const T0: i64 = 1_780_000_000;
+
+fn at(day: i64, identifiers: Vec<touchline_proto::common::v1::Identifier>) -> pb::ResolveItem {
+    pb::ResolveItem {
+        identifiers,
+        observed_at: Some(prost_types::Timestamp {
+            seconds: T0 + day * DAY,
+            nanos: 0,
+        }),
+        evidence_message_id: format!("m-{day}"),
+    }
+}
+
+#[tokio::test]
+async fn a_recycled_number_is_attributed_by_time_even_through_the_cache() {
+    let db = TestDb::new(4).await;
+    let (cache, _) = local_cache().await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+    let phone = || id("phone", "+8613912345678");
+    let first = resolve(
+        &api,
+        "t1",
+        vec![at(0, vec![id("member_card", "m-a"), phone()])],
+    )
+    .await[0]
+        .person_id
+        .clone();
+    // Cached now: a later answer may come from Redis.
+    assert_eq!(
+        resolve(&api, "t1", vec![at(1, vec![phone()])]).await[0].person_id,
+        first
+    );
+    // Forty days unused, then shown with another member card: a new holder.
+    let second = resolve(
+        &api,
+        "t1",
+        vec![at(41, vec![id("member_card", "m-b"), phone()])],
+    )
+    .await[0]
+        .person_id
+        .clone();
+    assert_ne!(second, first, "the two holders are not merged");
+    for _ in 0..2 {
+        let answers = resolve(
+            &api,
+            "t1",
+            vec![
+                at(42, vec![phone()]),
+                at(5, vec![phone()]),
+                at(43, vec![phone(), id("anonymous_id", "b-web")]),
+            ],
+        )
+        .await;
+        assert_eq!(answers[0].person_id, second, "after the handover");
+        assert_eq!(answers[1].person_id, first, "before it, as of its time");
+        assert_eq!(answers[2].person_id, second);
+    }
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_family_phone_used_by_two_card_holders_merges_nobody() {
+    let db = TestDb::new(4).await;
+    let (cache, _) = local_cache().await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+    let phone = || id("phone", "+8613912345678");
+    let answers = resolve(
+        &api,
+        "t1",
+        vec![
+            // One customer first uses the phone with nothing unique, then
+            // with her card; her husband uses it with his card in between.
+            at(0, vec![phone(), id("anonymous_id", "a-web")]),
+            at(2, vec![id("member_card", "m-a"), phone()]),
+            at(3, vec![id("member_card", "m-b"), phone()]),
+            at(4, vec![phone(), id("anonymous_id", "b-app")]),
+            at(
+                5,
+                vec![id("member_card", "m-b"), id("anonymous_id", "b-app")],
+            ),
+        ],
+    )
+    .await;
+    let (a, b) = (&answers[1].person_id, &answers[2].person_id);
+    assert_ne!(a, b, "two card holders are two persons");
+    assert_eq!(&answers[0].person_id, a);
+    assert!(answers[3].unresolved || &answers[3].person_id != a);
+    assert_eq!(&answers[4].person_id, b, "his app id went to nobody else");
+    db.drop().await;
+}
