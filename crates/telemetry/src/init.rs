@@ -201,6 +201,12 @@ fn shutdown_unused(provider: &SdkTracerProvider) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
         TraceService, TraceServiceServer,
     };
@@ -208,6 +214,7 @@ mod tests {
         ExportTraceServiceRequest, ExportTraceServiceResponse,
     };
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use tokio::sync::mpsc;
 
     #[test]
     fn rust_log_overrides_configured_filter() {
@@ -240,39 +247,102 @@ mod tests {
         assert!(format!("{error:#}").contains("tokio runtime"), "{error:#}");
     }
 
-    /// A minimal OTLP trace receiver that forwards every export request to the test.
-    struct Receiver {
-        requests: tokio::sync::mpsc::Sender<ExportTraceServiceRequest>,
+    /// A minimal OTLP receiver that forwards every export request to the test.
+    struct Receiver<T> {
+        requests: mpsc::Sender<T>,
+    }
+
+    impl<T> Receiver<T> {
+        async fn forward(&self, request: T) -> Result<(), tonic::Status> {
+            self.requests
+                .send(request)
+                .await
+                .map_err(|_| tonic::Status::unavailable("test receiver gone"))
+        }
     }
 
     #[tonic::async_trait]
-    impl TraceService for Receiver {
+    impl TraceService for Receiver<ExportTraceServiceRequest> {
         async fn export(
             &self,
             request: tonic::Request<ExportTraceServiceRequest>,
         ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-            self.requests
-                .send(request.into_inner())
-                .await
-                .map_err(|_| tonic::Status::unavailable("test receiver gone"))?;
+            self.forward(request.into_inner()).await?;
             Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
         }
     }
 
-    /// The only test in this binary that installs the global subscriber, so it can assert both
-    /// the export path and that a second `init` is refused.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn spans_reach_an_otlp_receiver_and_second_init_is_refused() {
+    #[tonic::async_trait]
+    impl MetricsService for Receiver<ExportMetricsServiceRequest> {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportMetricsServiceRequest>,
+        ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+            self.forward(request.into_inner()).await?;
+            Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+        }
+    }
+
+    /// Starts a trace and metrics receiver on an ephemeral port.
+    async fn start_receiver() -> (
+        std::net::SocketAddr,
+        mpsc::Receiver<ExportTraceServiceRequest>,
+        mpsc::Receiver<ExportMetricsServiceRequest>,
+    ) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().expect("receiver address");
-        let (requests, mut received) = tokio::sync::mpsc::channel(64);
+        let (traces, received_traces) = mpsc::channel(64);
+        let (metrics, received_metrics) = mpsc::channel(64);
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(Receiver { requests }))
+                .add_service(TraceServiceServer::new(Receiver { requests: traces }))
+                .add_service(MetricsServiceServer::new(Receiver { requests: metrics }))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
+        (addr, received_traces, received_metrics)
+    }
+
+    /// Waits for an export that carries the counter `name`, and returns its total.
+    async fn exported_counter(
+        received: &mut mpsc::Receiver<ExportMetricsServiceRequest>,
+        name: &str,
+    ) -> u64 {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as Number;
+        let wait = async {
+            loop {
+                let request = received.recv().await.expect("receiver alive");
+                let metrics = request
+                    .resource_metrics
+                    .into_iter()
+                    .flat_map(|resource| resource.scope_metrics)
+                    .flat_map(|scope| scope.metrics);
+                for metric in metrics.filter(|metric| metric.name == name) {
+                    if let Some(Data::Sum(sum)) = metric.data {
+                        return sum
+                            .data_points
+                            .iter()
+                            .filter_map(|point| match point.value {
+                                Some(Number::AsInt(n)) => u64::try_from(n).ok(),
+                                _ => None,
+                            })
+                            .sum();
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+            .await
+            .expect("metric exported before the deadline")
+    }
+
+    /// The only test in this binary that installs the global subscriber and meter provider, so
+    /// it can assert both export paths and that a second `init` is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_and_metrics_reach_an_otlp_receiver_and_second_init_is_refused() {
+        let (addr, mut received, mut received_metrics) = start_receiver().await;
 
         let cfg = TelemetryConfig {
             service_name: "telemetry-otlp-test".to_owned(),
@@ -293,7 +363,10 @@ mod tests {
             .in_scope(crate::current_traceparent)
             .expect("span has a trace context");
         drop(span);
+        crate::metrics::pipeline().count_quarantined("otlp_probe", 2);
         guard.shutdown().expect("flush and shut down");
+        let quarantined = exported_counter(&mut received_metrics, "touchline.quarantine.events");
+        assert_eq!(quarantined.await, 2);
 
         // The trace id is the second dash-separated field of a traceparent.
         let trace_id_hex = traceparent.split('-').nth(1).expect("traceparent trace id");

@@ -7,12 +7,16 @@
 //! A call ends when its status is known: at the response head for trailers-only answers (every
 //! error tonic or a handler returns before streaming), otherwise at the trailers that close the
 //! response body. A body that ends without trailers counts as the HTTP status implies (200 →
-//! OK); one dropped before its end, or a call dropped before its response, counts as CANCELLED.
+//! OK); one dropped before its end, or a call dropped before its response, counts as CANCELLED,
+//! or DEADLINE_EXCEEDED once its deadline has passed. tonic applies its own timeout (and
+//! concurrency limit) outside every layer, so a call it cuts short is only seen being dropped;
+//! tell the layer the server's timeout with [`RpcMetricsLayer::with_server_timeout`] so those
+//! count as DEADLINE_EXCEEDED, as the caller sees them.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use opentelemetry::KeyValue;
@@ -24,6 +28,7 @@ const OTHER: &str = "_OTHER";
 const OK: i64 = 0;
 const CANCELLED: i64 = 1;
 const UNKNOWN: i64 = 2;
+const DEADLINE_EXCEEDED: i64 = 4;
 const UNIMPLEMENTED: i64 = 12;
 
 /// Bucket bounds in seconds, as OpenTelemetry's RPC conventions advise for call durations.
@@ -41,6 +46,7 @@ const BOUNDARIES: [f64; 14] = [
 #[derive(Debug, Clone)]
 pub struct RpcMetricsLayer {
     duration: Histogram<f64>,
+    server_timeout: Option<Duration>,
 }
 
 impl Default for RpcMetricsLayer {
@@ -58,7 +64,18 @@ impl RpcMetricsLayer {
             .with_description("Duration of gRPC calls served, until their status is sent")
             .with_boundaries(BOUNDARIES.to_vec())
             .build();
-        Self { duration }
+        Self {
+            duration,
+            server_timeout: None,
+        }
+    }
+
+    /// The timeout the server applies to every call (`Server::builder().timeout(..)`), so calls
+    /// it cuts short count as DEADLINE_EXCEEDED rather than CANCELLED. A shorter `grpc-timeout`
+    /// sent by the caller is taken into account without this.
+    pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
+        self.server_timeout = Some(timeout);
+        self
     }
 }
 
@@ -69,6 +86,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
         RpcMetricsService {
             inner,
             duration: self.duration.clone(),
+            server_timeout: self.server_timeout,
         }
     }
 }
@@ -78,6 +96,7 @@ impl<S> tower::Layer<S> for RpcMetricsLayer {
 pub struct RpcMetricsService<S> {
     inner: S,
     duration: Histogram<f64>,
+    server_timeout: Option<Duration>,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetricsService<S>
@@ -94,7 +113,16 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let call = Call::start(self.duration.clone(), request.uri().path());
+        let client_timeout = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| parse_grpc_timeout(value.as_bytes()));
+        let deadline = match (self.server_timeout, client_timeout) {
+            (Some(server), Some(client)) => Some(server.min(client)),
+            (server, client) => server.or(client),
+        };
+        let mut call = Call::start(self.duration.clone(), request.uri().path());
+        call.deadline = deadline;
         RpcMetricsFuture {
             inner: self.inner.call(request),
             call: Some(call),
@@ -108,6 +136,8 @@ struct Call {
     start: Instant,
     service: String,
     method: String,
+    /// After this long, a call dropped unfinished was cut by a timeout.
+    deadline: Option<Duration>,
     done: bool,
 }
 
@@ -135,6 +165,7 @@ impl Call {
             start: Instant::now(),
             service: service.to_owned(),
             method: method.to_owned(),
+            deadline: None,
             done: false,
         }
     }
@@ -168,7 +199,14 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
-        self.record(CANCELLED);
+        let timed_out = self
+            .deadline
+            .is_some_and(|deadline| self.start.elapsed() >= deadline);
+        self.record(if timed_out {
+            DEADLINE_EXCEEDED
+        } else {
+            CANCELLED
+        });
     }
 }
 
@@ -295,6 +333,24 @@ fn status_code(headers: &http::HeaderMap) -> Option<i64> {
         .and_then(|value| value.trim().parse::<i64>().ok())
 }
 
+/// A `grpc-timeout` header value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
 /// The gRPC code a client infers from an HTTP status without `grpc-status`, per gRPC's
 /// "HTTP to gRPC status code mapping".
 fn code_from_http(status: http::StatusCode) -> i64 {
@@ -310,6 +366,10 @@ fn code_from_http(status: http::StatusCode) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+
     use super::*;
 
     fn parts(path: &str) -> (String, String) {
@@ -333,6 +393,148 @@ mod tests {
         }
     }
 
+    /// Serves one call whose response body yields `frames`, reads `read` frames of it, drops
+    /// the rest, and returns the `(status code, count)` pairs the histogram recorded.
+    async fn serve_one(frames: Vec<Frame<Bytes>>, read: usize) -> Vec<(i64, u64)> {
+        use http_body_util::BodyExt as _;
+        use opentelemetry::metrics::MeterProvider as _;
+        use tower::ServiceExt as _;
+
+        let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_periodic_exporter(exporter.clone())
+            .build();
+        let layer = RpcMetricsLayer {
+            duration: provider.meter("test").f64_histogram("d").build(),
+            server_timeout: None,
+        };
+        let mut stream = Some(tokio_stream::iter(
+            frames.into_iter().map(Ok::<_, Infallible>),
+        ));
+        let service = tower::Layer::layer(
+            &layer,
+            tower::service_fn(move |_: http::Request<()>| {
+                let body = http_body_util::StreamBody::new(stream.take().expect("called once"));
+                async move { Ok::<_, Infallible>(http::Response::new(body)) }
+            }),
+        );
+        let request = http::Request::builder()
+            .uri("/pkg.Svc/Stream")
+            .body(())
+            .expect("valid request");
+        let mut body = service
+            .oneshot(request)
+            .await
+            .expect("response")
+            .into_body();
+        for _ in 0..read {
+            let _ = body.frame().await;
+        }
+        drop(body);
+        provider.force_flush().expect("flush");
+        recorded(&exporter)
+    }
+
+    fn recorded(exporter: &opentelemetry_sdk::metrics::InMemoryMetricExporter) -> Vec<(i64, u64)> {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let mut out = Vec::new();
+        let exported = exporter.get_finished_metrics().expect("exported");
+        let metrics = exported
+            .iter()
+            .flat_map(|resource| resource.scope_metrics())
+            .flat_map(|scope| scope.metrics());
+        for metric in metrics {
+            let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+                continue;
+            };
+            for point in histogram.data_points() {
+                let code = point
+                    .attributes()
+                    .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+                    .and_then(|kv| match kv.value {
+                        opentelemetry::Value::I64(code) => Some(code),
+                        _ => None,
+                    })
+                    .expect("status code attribute");
+                out.push((code, point.count()));
+            }
+        }
+        out
+    }
+
+    /// A call whose handler never answers, abandoned after 30 ms like tonic's own timeout does.
+    async fn abandon_one(
+        layer_timeout: Option<Duration>,
+        header: Option<&'static str>,
+    ) -> Vec<(i64, u64)> {
+        use opentelemetry::metrics::MeterProvider as _;
+        use tower::ServiceExt as _;
+
+        let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+        let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_periodic_exporter(exporter.clone())
+            .build();
+        let layer = RpcMetricsLayer {
+            duration: provider.meter("test").f64_histogram("d").build(),
+            server_timeout: layer_timeout,
+        };
+        let service = tower::Layer::layer(
+            &layer,
+            tower::service_fn(|_: http::Request<()>| {
+                std::future::pending::<
+                    Result<http::Response<http_body_util::Empty<Bytes>>, Infallible>,
+                >()
+            }),
+        );
+        let mut request = http::Request::builder().uri("/pkg.Svc/Slow");
+        if let Some(header) = header {
+            request = request.header("grpc-timeout", header);
+        }
+        let call = service.oneshot(request.body(()).expect("valid request"));
+        let abandoned = tokio::time::timeout(Duration::from_millis(30), call).await;
+        assert!(abandoned.is_err(), "the handler never answers");
+        provider.force_flush().expect("flush");
+        recorded(&exporter)
+    }
+
+    #[tokio::test]
+    async fn abandoned_calls_count_as_cancelled_or_deadline_exceeded() {
+        assert_eq!(abandon_one(None, None).await, [(CANCELLED, 1)]);
+        assert_eq!(
+            abandon_one(Some(Duration::from_millis(10)), None).await,
+            [(DEADLINE_EXCEEDED, 1)]
+        );
+        assert_eq!(
+            abandon_one(None, Some("10m")).await,
+            [(DEADLINE_EXCEEDED, 1)]
+        );
+        assert_eq!(
+            abandon_one(Some(Duration::from_secs(60)), None).await,
+            [(CANCELLED, 1)]
+        );
+    }
+
+    fn trailers(code: &'static str) -> Frame<Bytes> {
+        let mut map = http::HeaderMap::new();
+        map.insert("grpc-status", http::HeaderValue::from_static(code));
+        Frame::trailers(map)
+    }
+
+    #[tokio::test]
+    async fn status_comes_from_trailers_end_or_drop() {
+        let data = || Frame::data(Bytes::from_static(b"message"));
+        // A streamed answer that fails after a message: the code is in the trailers.
+        assert_eq!(serve_one(vec![data(), trailers("13")], 5).await, [(13, 1)]);
+        assert_eq!(serve_one(vec![data(), trailers("0")], 5).await, [(0, 1)]);
+        // A 200 body that ends without trailers counts as OK.
+        assert_eq!(serve_one(vec![data()], 5).await, [(0, 1)]);
+        // A body dropped before its end: the caller went away.
+        assert_eq!(
+            serve_one(vec![data(), data(), trailers("0")], 1).await,
+            [(1, 1)]
+        );
+    }
+
     #[test]
     fn status_is_read_from_headers_and_http_status() {
         let mut headers = http::HeaderMap::new();
@@ -344,5 +546,14 @@ mod tests {
         assert_eq!(code_from_http(http::StatusCode::NOT_FOUND), 12);
         assert_eq!(code_from_http(http::StatusCode::SERVICE_UNAVAILABLE), 14);
         assert_eq!(code_from_http(http::StatusCode::IM_A_TEAPOT), 2);
+        assert_eq!(
+            parse_grpc_timeout(b"250m"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        for bad in [&b""[..], b"m", b"123456789m", b"12x", b"-1m", b"1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
     }
 }
