@@ -196,15 +196,12 @@ pub async fn count_events(
     pool: &PgPool,
     tenant: &str,
 ) -> Result<(i64, i64, Counts, Counts), sqlx::Error> {
-    // One pass over the tenant's events for all three groupings: the store is polled while it
-    // fills, and three scans of a large tenant would compete with the writers.
-    // GROUPING(channel, event_name) is 3 for the totals, 1 per channel, 2 per event name.
+    // The counters are kept by triggers on modeling.events (migration 0008), so this reads a
+    // row per channel and per event name, whatever the size of the store.
     let rows = sqlx::query(
-        "SELECT GROUPING(channel, event_name)::int, COALESCE(channel, event_name),
-                count(*), count(DISTINCT person_id)
-           FROM modeling.events WHERE tenant_id = $1
-          GROUP BY GROUPING SETS ((), (channel), (event_name))
-          ORDER BY 1, 3 DESC, 2",
+        "SELECT dim::int, key, events, persons FROM modeling.event_counters
+          WHERE tenant_id = $1 AND (events > 0 OR dim = 2)
+          ORDER BY dim, events DESC, key",
     )
     .bind(tenant)
     .fetch_all(pool)
@@ -212,11 +209,11 @@ pub async fn count_events(
     let (mut events, mut persons) = (0, 0);
     let (mut channels, mut names) = (Counts::new(), Counts::new());
     for row in rows {
-        let grouping: i32 = row.try_get(0)?;
+        let dim: i32 = row.try_get(0)?;
         let counts = (row.try_get(2)?, row.try_get(3)?);
-        match grouping {
-            1 => channels.push((row.try_get(1)?, counts.0, counts.1)),
-            2 => names.push((row.try_get(1)?, counts.0, counts.1)),
+        match dim {
+            0 => channels.push((row.try_get(1)?, counts.0, counts.1)),
+            1 => names.push((row.try_get(1)?, counts.0, counts.1)),
             _ => (events, persons) = counts,
         }
     }

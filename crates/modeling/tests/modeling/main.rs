@@ -1,4 +1,5 @@
 //! Store tests of the modeling service on a fresh PostgreSQL database per test.
 
 mod changes;
+mod counters;
 mod store;
