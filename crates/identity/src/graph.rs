@@ -44,6 +44,8 @@ struct Component {
     keys: Vec<IdentifierKey>,
     /// Known only through phones its person has not used for long.
     stale: bool,
+    /// Known only through weak values seen with other persons too.
+    contested: bool,
 }
 
 #[derive(Debug, Default)]
@@ -175,20 +177,35 @@ fn plan_item(
                     person: Some(owner),
                     keys: Vec::new(),
                     stale: true,
+                    contested: true,
                 });
                 component.rank = component.rank.min(limits.rank);
                 component.keys.push(key.clone());
                 component.stale &= stale;
+                component.contested &= timeline::is_contested(key, known, owner, redirect, rules);
             }
             None => components.push(Component {
                 rank: limits.rank,
                 person: None,
                 keys: vec![key.clone()],
                 stale: false,
+                contested: false,
             }),
         }
     }
     components.extend(by_person.into_values());
+    // A weak value already seen with another person than its holder (a
+    // second card holder on a family phone, under a limit that lets it be
+    // shared by a few) still names its holder alone, but never brings the
+    // event's other identifiers to the holder: which of them is there is
+    // unknown. It only counts the event's person as seen with it.
+    let mut bypassed: Vec<IdentifierKey> = Vec::new();
+    if components.iter().any(|c| !c.contested) {
+        for component in components.iter().filter(|c| c.contested) {
+            bypassed.extend(component.keys.iter().cloned());
+        }
+        components.retain(|c| !c.contested);
+    }
     // Strongest first; at equal rank existing persons (oldest first) before
     // new identifiers, so an event goes with who it already knows.
     components.sort_by(|a, b| {
@@ -241,6 +258,9 @@ fn plan_item(
         };
     };
     commit_cluster(&cluster, person, index, item, view, redirect, out);
+    for key in &bypassed {
+        mark_seen(key, person, index, view, redirect, rules, out);
+    }
     // Refusals of the item come after the uses are recorded below, so a
     // value handed over is recorded once, by the handover.
 

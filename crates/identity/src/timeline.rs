@@ -87,6 +87,23 @@ pub fn holder_at(known: &Known, at: Option<DateTime<Utc>>) -> (Uuid, bool) {
     }
 }
 
+/// Whether a weak `key` (held by `owner`) was seen with another person:
+/// under a limit of more than one person it still names its holder, but no
+/// longer bridges (see `graph`). Unique types are never contested this way.
+pub fn is_contested(
+    key: &IdentifierKey,
+    known: &Known,
+    owner: Uuid,
+    redirect: &HashMap<Uuid, Uuid>,
+    rules: &CompiledRules,
+) -> bool {
+    !rules.limits(&key.id_type).unique
+        && known
+            .seen_with
+            .iter()
+            .any(|p| crate::graph::find(redirect, *p) != owner)
+}
+
 /// Whether a sighting at `at` should be written as the value's last use.
 pub fn advances(known: &Known, at: Option<DateTime<Utc>>) -> bool {
     match (known.last_seen, at) {

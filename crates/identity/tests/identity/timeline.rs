@@ -99,3 +99,48 @@ async fn a_family_phone_used_by_two_card_holders_merges_nobody() {
     assert_eq!(&answers[4].person_id, b, "his app id went to nobody else");
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_family_phone_a_tenant_lets_three_persons_share_bridges_nobody() {
+    let db = TestDb::new(4).await;
+    let mut rules = touchline_identity::rules::Rules::default();
+    for rule in rules.types.iter_mut().filter(|r| r.id_type == "phone") {
+        rule.max_persons_per_value = 3;
+    }
+    let mut conn = db.pool.acquire().await.expect("a connection");
+    touchline_identity::store::admin::save_rules(&mut conn, "t1", &rules, 0, chrono::Utc::now())
+        .await
+        .expect("rules saved")
+        .expect("no concurrent edit");
+    drop(conn);
+    let (cache, _) = local_cache().await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+    let phone = || id("phone", "+8613912345678");
+    let answers = resolve(
+        &api,
+        "t1",
+        vec![
+            at(0, vec![id("member_card", "m-a"), phone()]),
+            at(1, vec![id("member_card", "m-b"), phone()]),
+            at(2, vec![phone(), id("anonymous_id", "b-app")]),
+            at(
+                3,
+                vec![id("member_card", "m-b"), id("anonymous_id", "b-app")],
+            ),
+            at(4, vec![phone()]),
+        ],
+    )
+    .await;
+    let (a, b) = (&answers[0].person_id, &answers[1].person_id);
+    assert_ne!(a, b);
+    assert_ne!(
+        &answers[2].person_id, a,
+        "the phone brought his app id to her"
+    );
+    assert_eq!(&answers[3].person_id, b, "his app id is his");
+    assert_eq!(
+        &answers[4].person_id, a,
+        "alone, the phone names its holder"
+    );
+    db.drop().await;
+}
