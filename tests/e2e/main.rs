@@ -9,6 +9,7 @@ mod health;
 mod imports;
 mod ingest_stream;
 mod metadata_limits;
+mod metrics;
 mod outage;
 mod pipeline;
 mod pipeline_status;

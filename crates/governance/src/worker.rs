@@ -167,6 +167,15 @@ pub async fn process_raw(
     })
 }
 
+/// Quarantined events by reason, for the metrics (a batch refused by the store and committed
+/// event by event may add a few more, counted where they are set aside).
+fn count_quarantined(reasons: &[QuarantineReason]) {
+    let metrics = touchline_telemetry::metrics::pipeline();
+    for reason in reasons {
+        metrics.count_quarantined(reason.as_str_name(), 1);
+    }
+}
+
 fn single(reason: QuarantineReason, field: &str, detail: impl Into<String>) -> Quarantine {
     Quarantine {
         violations: vec![Violation {
@@ -336,6 +345,13 @@ impl CleaningWorker {
             }
             processed.push(p);
         }
+        let processed_reasons: Vec<QuarantineReason> = processed
+            .iter()
+            .filter_map(|p| match &p.verdict {
+                Verdict::Quarantined(q) => Some(q.reason()),
+                Verdict::Clean(_) => None,
+            })
+            .collect();
         match commit_batch(
             &self.pool,
             &batch.tenant,
@@ -354,6 +370,7 @@ impl CleaningWorker {
             }
             Err(err) => return Err(err.into()),
         }
+        count_quarantined(&processed_reasons);
         self.status
             .committed(crate::RAW_LOG_CONSUMER, &batch.tenant, last);
         self.status.recovered(crate::RAW_LOG_CONSUMER);

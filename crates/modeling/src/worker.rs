@@ -143,6 +143,10 @@ impl EventStoreWorker {
             while let Some(batch) = to_store.recv().await {
                 if !batch.dead.is_empty() {
                     tracing::warn!(tenant = %batch.tenant, set_aside = batch.dead.len(), "clean events set aside as dead letters");
+                    let metrics = touchline_telemetry::metrics::pipeline();
+                    for letter in &batch.dead {
+                        metrics.count_dead_letters(letter.reason.code(), 1);
+                    }
                 }
                 store::commit_batch_setting_aside(
                     &self.pool,

@@ -55,6 +55,7 @@ pub const PIPELINE_SCOPES: [&str; 6] = [
 #[derive(Debug)]
 pub struct Application {
     addresses: BTreeMap<ServiceName, SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
 }
@@ -153,6 +154,26 @@ impl Application {
             _ => None,
         };
 
+        let metrics_addr = match config.telemetry.metrics_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+                let local = listener.local_addr()?;
+                let stop = shutdown.clone();
+                tasks.spawn(touchline_telemetry::metrics::serve_metrics(
+                    listener,
+                    touchline_telemetry::metrics::handle(),
+                    async move { stop.wait().await },
+                ));
+                Some(local)
+            }
+            None => None,
+        };
+        // Built once, after telemetry set the global meter provider, and shared by every
+        // server: outermost, so it records the code each caller actually got.
+        let rpc_metrics = touchline_telemetry::RpcMetricsLayer::new()
+            .with_server_timeout(Duration::from_millis(config.limits.request_timeout_ms));
         // Shut while the database does not answer (see `watch_database`); never shut in a
         // process without one.
         let gate = touchline_runtime::gate::DependencyGate::new();
@@ -231,6 +252,7 @@ impl Application {
                 }
             }
             let server = touchline_runtime::server::builder(&config.limits)
+                .layer(rpc_metrics.clone())
                 .layer(touchline_runtime::codes::layer())
                 .layer(touchline_runtime::metadata::layer())
                 .layer(touchline_runtime::gate::gate_layer(gate.clone()))
@@ -332,9 +354,15 @@ impl Application {
         }
         Ok(Self {
             addresses,
+            metrics_addr,
             shutdown,
             tasks,
         })
+    }
+
+    /// Where the Prometheus scrape endpoint listens, when `telemetry.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Where each served service listens.
@@ -427,6 +455,7 @@ async fn report_stuck_consumers(
             _ = tick.tick() => {}
             () = shutdown.wait() => return,
         }
+        record_lag(&status);
         let now = status.any_stuck();
         if now == stuck {
             continue;
@@ -440,6 +469,25 @@ async fn report_stuck_consumers(
         for health in &healths {
             health.set_service(PIPELINE_SERVICE, !stuck).await;
         }
+    }
+}
+
+/// Each consumer's lag, as gauges per log, consumer and tenant.
+fn record_lag(status: &PipelineStatus) {
+    let metrics = touchline_telemetry::metrics::pipeline();
+    for row in status.rows(std::time::SystemTime::now()) {
+        let log = match row.consumer.as_str() {
+            touchline_governance::RAW_LOG_CONSUMER => "raw",
+            touchline_modeling::CLEAN_LOG_CONSUMER => "clean",
+            _ => "identity_changes",
+        };
+        metrics.record_lag(
+            log,
+            &row.consumer,
+            &row.tenant,
+            row.lag_events(),
+            row.lag.as_secs_f64(),
+        );
     }
 }
 

@@ -330,6 +330,10 @@ impl Session {
             .into());
         }
         tx.commit().await?;
+        touchline_telemetry::metrics::pipeline().import_progress(
+            u64::try_from(progress.processed).unwrap_or(0),
+            u64::try_from(consumed).unwrap_or(0),
+        );
         self.preamble = preamble;
         self.buffer.drain(..consumed);
         self.record.received_bytes = progress.to_offset;
