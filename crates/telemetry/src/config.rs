@@ -34,6 +34,8 @@ pub struct TelemetryConfig {
     /// When unset the binary serves none; metrics still reach OTLP when that is configured.
     /// Read by the binary, which binds it and calls [`crate::metrics::serve_metrics`].
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A file the log lines are appended to instead of stderr (JSON lines).
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 impl Default for TelemetryConfig {
@@ -44,6 +46,7 @@ impl Default for TelemetryConfig {
             filter: "info".to_owned(),
             otlp_endpoint: None,
             metrics_listen: None,
+            log_file: None,
         }
     }
 }

@@ -113,10 +113,32 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         bail!("telemetry is already initialised in this process");
     }
 
+    // A log file, when configured, takes the lines instead of stderr (the demo keeps its
+    // screen for its own output that way); its lines are JSON, as for any non-terminal.
+    let file = match &cfg.log_file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the log file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let use_json = match cfg.log_format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
+        LogFormat::Auto => file.is_some() || !std::io::stderr().is_terminal(),
+    };
+    let to_terminal = file.is_none() && std::io::stderr().is_terminal();
+    let writer = || match &file {
+        Some(file) => match file.try_clone() {
+            Ok(file) => {
+                tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(file))
+            }
+            Err(_) => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        },
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
     };
     // Both formats are built as optional layers so the subscriber has one concrete type.
     let json_layer = use_json.then(|| {
@@ -124,12 +146,12 @@ pub fn init(cfg: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_writer(std::io::stderr)
+            .with_writer(writer())
     });
     let pretty_layer = (!use_json).then(|| {
         tracing_subscriber::fmt::layer()
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
+            .with_ansi(to_terminal)
+            .with_writer(writer())
     });
     let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(SCOPE));
 

@@ -37,10 +37,19 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
-    // The demo's own lines are the output; service logs only when something is wrong
-    // (RUST_LOG still raises them).
-    config.telemetry.filter = "warn".to_owned();
+    // The demo's own lines are the output: the services' logs go to a file it names (unless
+    // the configuration chose one), so no log line interleaves with the summary.
+    let log_file = config
+        .telemetry
+        .log_file
+        .get_or_insert_with(|| std::env::temp_dir().join("touchline-demo.log"))
+        .clone();
     let telemetry = touchline_telemetry::init(&config.telemetry)?;
+    println!(
+        "service logs: {path}
+服务日志：{path}",
+        path = log_file.display()
+    );
     if config.auth.hs256_secret.is_none()
         && config.auth.jwks_file.is_none()
         && config.auth.jwks_url.is_none()
