@@ -3,6 +3,7 @@
 //! with the generated gRPC clients.
 
 mod acceptance;
+mod architecture;
 mod auth;
 mod bad_input;
 mod health;

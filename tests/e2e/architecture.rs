@@ -1,0 +1,105 @@
+//! The shape of the house, checked from the resolved dependency graph (`cargo metadata`):
+//! services never depend on services (they call each other through gRPC clients), shared
+//! crates never depend on services, and the analytics crate stays pure — no tonic, sqlx or
+//! tokio anywhere beneath it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+const SERVICES: &[&str] = &[
+    "touchline-collection",
+    "touchline-governance",
+    "touchline-identity",
+    "touchline-modeling",
+    "touchline-reporting",
+];
+const SHARED: &[&str] = &[
+    "touchline-proto",
+    "touchline-error",
+    "touchline-telemetry",
+    "touchline-auth",
+    "touchline-db",
+    "touchline-runtime",
+    "touchline-bounds",
+    "touchline-time",
+    "touchline-analytics",
+];
+
+/// Package name → the names of its normal (non-dev, non-build) dependencies, resolved.
+fn graph() -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()?;
+    anyhow::ensure!(output.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let names: BTreeMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    let mut graph = BTreeMap::new();
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = node["id"].as_str().and_then(|id| names.get(id)) else {
+            continue;
+        };
+        let deps: BTreeSet<String> = node["deps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"].is_null())
+            })
+            .filter_map(|d| d["pkg"].as_str().and_then(|id| names.get(id)))
+            .map(|n| (*n).to_owned())
+            .collect();
+        graph.insert((*name).to_owned(), deps);
+    }
+    Ok(graph)
+}
+
+fn beneath(graph: &BTreeMap<String, BTreeSet<String>>, root: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(name) = stack.pop() {
+        for dep in graph.get(&name).into_iter().flatten() {
+            if seen.insert(dep.clone()) {
+                stack.push(dep.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn services_and_shared_crates_depend_only_where_the_house_allows() -> anyhow::Result<()> {
+    let graph = graph()?;
+    // The binary mounts every service: the graph is read right, so the checks below can fail.
+    let binary = beneath(&graph, "touchline");
+    assert!(SERVICES.iter().all(|s| binary.contains(*s)), "{binary:?}");
+    for crate_name in SERVICES.iter().chain(SHARED) {
+        let below = beneath(&graph, crate_name);
+        anyhow::ensure!(
+            graph.contains_key(*crate_name),
+            "{crate_name} is in the workspace"
+        );
+        let services: Vec<&&str> = SERVICES.iter().filter(|s| below.contains(**s)).collect();
+        assert!(
+            services.is_empty(),
+            "{crate_name} depends on the services {services:?}"
+        );
+    }
+    let pure = beneath(&graph, "touchline-analytics");
+    for io in ["tonic", "sqlx", "tokio", "redis"] {
+        assert!(!pure.contains(io), "touchline-analytics pulls in {io}");
+    }
+    Ok(())
+}
