@@ -9,9 +9,11 @@
 //! appended to a per-tenant change log that modeling tails to move event
 //! histories.
 //!
-//! `domain` validates identifiers and `graph` decides links and merges
-//! (`rules` holds the per-tenant rules, `detach` which events shared values
-//! take off their owner), without knowing about gRPC, SQL or Redis; `store`
+//! `domain` validates identifiers (`clear` refuses phones and emails in
+//! clear) and `graph` decides links and merges (`rules` holds the per-tenant
+//! rules, `detach` which events shared values take off their owner,
+//! `timeline` how a phone changes hands over time), without knowing about
+//! gRPC, SQL or Redis; `store`
 //! holds all SQL; `cache` is the Redis cache-aside for identifier → person
 //! lookups; `service` owns transactions, the outbox relay and the cache
 //! protocol; `grpc` is the thin adapter. PostgreSQL is the system of record:

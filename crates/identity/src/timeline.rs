@@ -14,7 +14,10 @@
 //!   counted as seen with the other person. Past its type's limit (one person
 //!   for phones by default) it is shared and names nobody, so a family's
 //!   phone never merges the family, and an event carrying only it resolves
-//!   to no one.
+//!   to no one. Where a tenant lets a few persons share a value (a higher
+//!   `max_persons_per_value`), a value seen with a second person still
+//!   names its holder when alone, but no longer brings an event's other
+//!   identifiers to the holder (`is_contested`).
 //! - **Handover.** If the holder has not used it for at least the gap, and
 //!   the value is of a type that changes hands ([`RECYCLED_TYPES`]: a phone
 //!   number the carrier gave out again), it now belongs to the event's
@@ -163,7 +166,7 @@ pub(crate) fn hand_over(
     }
 }
 
-/// Writes the later use of the item's values that stayed with `person`.
+/// Records the later use of the item's phones that stayed with `person`.
 pub(crate) fn record_use(
     touched: &[IdentifierKey],
     person: Uuid,
@@ -173,7 +176,12 @@ pub(crate) fn record_use(
     out: &mut GraphPlan,
 ) {
     let Some(at) = item.observed_at else { return };
-    for key in touched {
+    // Only the types that change hands need their last use: a write per
+    // value and day, not per identifier of every event.
+    for key in touched
+        .iter()
+        .filter(|k| RECYCLED_TYPES.contains(&k.id_type.as_str()))
+    {
         if let Some(known) = view.owners.get_mut(key)
             && crate::graph::find(redirect, known.person_id) == person
             && advances(known, Some(at))
