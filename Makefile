@@ -13,15 +13,12 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # The servers the tests use; override on the command line or in the environment.
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export REDIS_URL ?= redis://127.0.0.1:6379
-# sqlx's query macros read the committed .sqlx/ metadata instead of the live database above,
-# so a build never depends on the state of that database.
-export SQLX_OFFLINE ?= true
 
 SERVICES := bash scripts/services.sh
 # Installs the pinned buf into .tools/ on first use; the version is set in the script.
 BUF := bash scripts/buf.sh
 
-.PHONY: help demo test lint fmt proto bench build clean services fmt-check buf-lint clippy run-tests doc-tests
+.PHONY: buf-breaking help demo test lint fmt proto bench bench-analytics compare fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests
 
 help: ## List the targets (the default goal)
 	@echo "usage: make <target>"
@@ -37,9 +34,9 @@ demo: ## Run all five services on 127.0.0.1:50051 with the small demo data set (
 
 # Doc tests run before the main suite so that the run ends on the suite's summary, which is
 # what CI reads to count the tests.
-test: services fmt-check buf-lint clippy doc-tests run-tests ## What CI runs: services up, fmt check, buf lint, clippy, doc tests, all tests
+test: services lint doc-tests run-tests ## What CI runs: services up, every lint gate, doc tests, all tests
 
-lint: fmt-check clippy buf-lint ## Check formatting, clippy (warnings are errors) and buf lint of the contracts
+lint: fmt-check clippy buf-lint buf-breaking ## Check formatting, clippy (warnings are errors), buf lint and buf breaking of the contracts
 
 fmt: ## Format all Rust code in place
 	$(CARGO) fmt --all
@@ -52,6 +49,20 @@ bench: services ## Release-mode benchmarks: pipeline throughput, governance acce
 	$(CARGO) run --release -p touchline-e2e --bin governance-acceptance -- $(or $(PERSONS),20000)
 	$(CARGO) run --release -p touchline-sim --example bench_large -- $(or $(LARGE_PERSONS),1000000)
 	$(CARGO) run --release -p touchline-e2e --bin graph-build -- $(or $(GRAPH_PERSONS),20000)
+
+bench-analytics: ## Release-mode journey models on 10 M synthetic events of 1 M persons (funnels, lifecycle, retention, paths)
+	$(CARGO) run --release -p touchline-analytics --example funnel_bench
+	$(CARGO) run --release -p touchline-analytics --example journey_bench
+
+# The peers are installed by scripts/peers.sh into a virtual environment of their own.
+compare: ## Side by side with the peers on the same data: ClickHouse windowFunnel (chdb), ChannelAttribution, lifetimes
+	PY=$$(bash scripts/peers.sh | tail -1) && \
+	  $$PY bench/funnel_chdb.py && \
+	  $$PY bench/attribution_compare.py && \
+	  $$PY bench/churn_compare.py
+
+fuzz-long: services ## The cross-stage fuzz run on 100,000 arbitrary events through the real services
+	$(CARGO) run --release -p touchline-e2e --bin fuzz-pipeline -- $(or $(EVENTS),100000)
 
 build: ## Build the whole workspace (debug)
 	$(CARGO) build --workspace
@@ -68,6 +79,14 @@ fmt-check:
 
 buf-lint:
 	$(BUF) lint proto
+
+# The contracts against the previous commit's: a breaking change needs a new package version.
+buf-breaking:
+	@if git rev-parse --verify -q HEAD~1 >/dev/null; then \
+		$(BUF) breaking proto --against '.git#ref=HEAD~1,subdir=proto'; \
+	else \
+		echo "buf breaking: no previous commit in this clone; nothing to compare against"; \
+	fi
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

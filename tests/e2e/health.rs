@@ -84,7 +84,9 @@ async fn reflection_lists_the_mounted_services() -> anyhow::Result<()> {
         vec![
             "grpc.health.v1.Health",
             "touchline.collection.v1.CollectionService",
-            "touchline.identity.v1.IdentityService"
+            "touchline.identity.v1.IdentityService",
+            // Every process serves the status of its own pipeline consumers.
+            "touchline.pipeline.v1.PipelineService",
         ]
     );
     app.stop().await;

@@ -11,18 +11,27 @@ use http::{HeaderValue, Response};
 /// What a caller is told about a request that does not decode.
 const NOT_A_MESSAGE: &str =
     "the request is not a valid protobuf message of this method; nothing of it was processed";
-/// What a caller is told about a request over the message size limit.
-const TOO_LARGE: &str = "the request is larger than this server accepts; send smaller batches";
-
 /// The contract's code and message for a transport-level refusal, if `code` and `message` are
-/// one (tonic's decode or size refusals).
-pub fn contract_code(code: tonic::Code, message: &str) -> Option<(tonic::Code, &'static str)> {
+/// one (tonic's decode or size refusals). The size refusal keeps the two figures tonic gives
+/// (`found N bytes, the limit is: L bytes`), so the caller learns the limit.
+pub fn contract_code(code: tonic::Code, message: &str) -> Option<(tonic::Code, String)> {
     match code {
         tonic::Code::Internal if message.contains("failed to decode Protobuf message") => {
-            Some((tonic::Code::InvalidArgument, NOT_A_MESSAGE))
+            Some((tonic::Code::InvalidArgument, NOT_A_MESSAGE.to_owned()))
         }
         tonic::Code::OutOfRange if message.contains("message length too large") => {
-            Some((tonic::Code::ResourceExhausted, TOO_LARGE))
+            let figures: Vec<&str> = message
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let text = match figures.as_slice() {
+                [found, limit, ..] => format!(
+                    "the request holds {found} bytes, over this server's limit of {limit} bytes; send smaller batches"
+                ),
+                _ => "the request is larger than this server accepts; send smaller batches"
+                    .to_owned(),
+            };
+            Some((tonic::Code::ResourceExhausted, text))
         }
         _ => None,
     }
@@ -55,7 +64,10 @@ pub fn rewrite_response<B>(mut response: Response<B>) -> Response<B> {
         .unwrap_or_default();
     if let Some((code, message)) = contract_code(code, &message) {
         headers.insert("grpc-status", HeaderValue::from(code as i32));
-        headers.insert("grpc-message", HeaderValue::from_static(message));
+        match HeaderValue::from_str(&message) {
+            Ok(value) => headers.insert("grpc-message", value),
+            Err(_) => headers.insert("grpc-message", HeaderValue::from_static(NOT_A_MESSAGE)),
+        };
         headers.remove("grpc-status-details-bin");
     }
     response
@@ -103,7 +115,9 @@ mod tests {
         let size = tonic::Status::out_of_range(
             "Error, decoded message length too large: found 5300000 bytes, the limit is: 4194304 bytes",
         );
-        assert_eq!(contract_status(size).code(), tonic::Code::ResourceExhausted);
+        let size = contract_status(size);
+        assert_eq!(size.code(), tonic::Code::ResourceExhausted);
+        assert!(size.message().contains("4194304"), "{size:?}");
         let other = tonic::Status::internal("something else");
         assert_eq!(contract_status(other).code(), tonic::Code::Internal);
     }
