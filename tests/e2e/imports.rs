@@ -346,7 +346,7 @@ async fn imported_rows_are_cleaned_by_their_mapping_and_a_broken_quote_fails() -
     .await?;
     assert_eq!(events.len(), 6, "every imported row is clean");
     for event in &events {
-        let time = event.event_time.clone().unwrap_or_default();
+        let time = event.event_time.unwrap_or_default();
         // 2026-11-24 10:0x:00 in Shanghai is 02:0x:00 UTC.
         assert_eq!(
             time.seconds / 60 % (24 * 60) / 60,
