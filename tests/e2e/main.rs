@@ -6,6 +6,7 @@ mod acceptance;
 mod architecture;
 mod auth;
 mod bad_input;
+mod determinism;
 mod health;
 mod imports;
 mod ingest_stream;

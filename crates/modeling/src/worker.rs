@@ -120,15 +120,27 @@ impl EventStoreWorker {
             .await?
             .into_inner();
         // Resolution (a call to identity) is most of a batch's time and is bound by round trips
-        // and row locks, not by one core: several batches are resolved at once, and storing
-        // overlaps them. Batches are still stored one after another in log order, each with
+        // and row locks, not by one core: batches of different tenants are resolved at once,
+        // and storing overlaps them. One tenant's batches are resolved one after another, in
+        // log order: identity's answer depends on what it saw first (a recycled number, a
+        // value shared past its limit), so the same events must reach it in the same order to
+        // give the same persons. Batches are stored one after another in log order, each with
         // its cursor. An erasure applied between a batch's resolution and its storage is
         // caught at storage (see `store::commit_batch`).
         let (ready, mut to_store) = tokio::sync::mpsc::channel::<ResolvedBatch>(1);
+        let turns = TenantTurns::default();
         let resolve = async move {
             let mut resolved = stream
                 .map_err(WorkerError::from)
-                .map_ok(|batch| self.process(batch))
+                .map_ok(|batch| {
+                    let turn = turns.take(&batch.tenant);
+                    async move {
+                        turn.wait().await;
+                        let processed = self.process(batch).await;
+                        turn.done();
+                        processed
+                    }
+                })
                 .try_buffered(RESOLVES_IN_FLIGHT);
             while let Some(batch) = resolved.try_next().await? {
                 let Some(batch) = batch else { continue };
@@ -394,5 +406,60 @@ fn dead_letter(event: &CleanEvent, reason: DeadLetterReason, detail: String) -> 
         reason,
         detail,
         payload: payload.encode_to_vec(),
+    }
+}
+
+/// Per tenant, the order in which its batches may be resolved: a ticket is taken when a batch
+/// is read (in log order), and a batch resolves only once every earlier ticket is done.
+#[derive(Debug, Default)]
+struct TenantTurns {
+    tenants: std::sync::Mutex<std::collections::HashMap<String, TenantQueue>>,
+}
+
+#[derive(Debug)]
+struct TenantQueue {
+    next_ticket: u64,
+    done: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// One batch's place in its tenant's queue.
+#[derive(Debug)]
+struct Turn {
+    ticket: u64,
+    done: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl TenantTurns {
+    fn take(&self, tenant: &str) -> Turn {
+        let mut tenants = match self.tenants.lock() {
+            Ok(tenants) => tenants,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let queue = tenants
+            .entry(tenant.to_owned())
+            .or_insert_with(|| TenantQueue {
+                next_ticket: 0,
+                done: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            });
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        Turn {
+            ticket,
+            done: queue.done.clone(),
+        }
+    }
+}
+
+impl Turn {
+    /// Waits until every earlier batch of the tenant is resolved.
+    async fn wait(&self) {
+        let mut done = self.done.subscribe();
+        let _ = done.wait_for(|finished| *finished >= self.ticket).await;
+    }
+
+    /// Lets the next batch of the tenant go.
+    fn done(&self) {
+        self.done
+            .send_modify(|finished| *finished = (*finished).max(self.ticket + 1));
     }
 }
