@@ -195,6 +195,14 @@ impl IdentityCache {
         counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
+    /// Counts lookups for the process metrics (`touchline.identity.cache.lookups`).
+    fn record(hit: bool, n: usize) {
+        if n > 0 {
+            touchline_telemetry::metrics::pipeline()
+                .cache_lookup(hit, u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
     /// The in-process layer, when configured (for metrics and tests).
     pub fn local(&self) -> Option<&LocalLayer> {
         self.local.as_deref()
@@ -226,6 +234,8 @@ impl IdentityCache {
         }
         Self::count(&self.counters.local_hits, found.len());
         Self::count(&self.counters.misses, moved);
+        Self::record(true, found.len());
+        Self::record(false, moved);
         if remote.is_empty() {
             // Answered without a single await that could wait: give the
             // runtime its turn, or a caller looping on hits starves every
@@ -289,7 +299,10 @@ impl IdentityCache {
                             layer.offer(name.clone(), Entry::Live { person, version });
                         }
                     }
-                    None => Self::count(&self.counters.misses, 1),
+                    None => {
+                        Self::count(&self.counters.misses, 1);
+                        Self::record(false, 1);
+                    }
                 }
             }
         }
@@ -297,6 +310,7 @@ impl IdentityCache {
             self.health.succeeded();
         }
         Self::count(&self.counters.hits, hits);
+        Self::record(true, hits);
         found
     }
 

@@ -21,8 +21,48 @@ const RELAY_BATCH: i64 = 500;
 /// How often the relay looks even without a wake-up (rows left by a
 /// crashed process, or by another replica).
 const RELAY_POLL: Duration = Duration::from_secs(1);
-/// Pause after a failure before trying again.
+/// Pause after a first failure before trying again; it doubles with each failure after it.
 const RELAY_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest pause between attempts while Redis or PostgreSQL stays down.
+const RELAY_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The relay's run of failures: the pause before the next attempt grows from
+/// [`RELAY_BACKOFF`] to [`RELAY_MAX_BACKOFF`], and the run is logged when it starts, at
+/// every tenth failure, and when it ends — never once per attempt.
+#[derive(Debug, Default)]
+struct Failures {
+    count: u32,
+    pause: Duration,
+}
+
+impl Failures {
+    fn after(&mut self, outcome: Result<(), RelayError>) -> Duration {
+        match outcome {
+            Ok(()) => {
+                if self.count > 0 {
+                    tracing::info!(
+                        failed_attempts = self.count,
+                        "cache invalidation relay works again"
+                    );
+                }
+                *self = Self::default();
+                RELAY_POLL
+            }
+            Err(err) => {
+                self.count += 1;
+                self.pause = if self.count == 1 {
+                    RELAY_BACKOFF
+                } else {
+                    (self.pause * 2).min(RELAY_MAX_BACKOFF)
+                };
+                if self.count == 1 || self.count.is_multiple_of(10) {
+                    tracing::warn!(error = %err, failed_attempts = self.count, retry_in_ms = self.pause.as_millis() as u64, "cache invalidation relay failed; retrying with backoff");
+                }
+                self.pause
+            }
+        }
+    }
+}
 
 /// Relays the outbox: claims queued invalidations, writes their tombstones
 /// to Redis and deletes them, in one transaction per batch. A row is only
@@ -42,16 +82,21 @@ impl OutboxRelay {
 
     /// Relays until shutdown.
     pub async fn run(self, shutdown: Shutdown) {
+        let mut failures = Failures::default();
         loop {
             // Rows another replica holds are its business (and come back
             // on a later pass if it gives them up): no waiting here.
-            let pause = match self.relay_available().await {
-                Ok(_) => RELAY_POLL,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cache invalidation relay failed; retrying");
-                    RELAY_BACKOFF
+            let outcome = self.relay_available().await;
+            let pause = failures.after(outcome.map(|_| ()));
+            if failures.count > 0 {
+                // While failing, new writes do not cut the pause short: each wake-up would
+                // be another attempt against a dependency that is down.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = shutdown.wait() => return,
                 }
-            };
+                continue;
+            }
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(pause) => {}
@@ -183,5 +228,28 @@ impl SingleFlight {
             inflight.remove(&key);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_to_the_cap_and_a_success_resets() {
+        let mut failures = Failures::default();
+        let down = || Err(RelayError::Cache("timed out".to_owned()));
+        let pauses: Vec<Duration> = (0..10).map(|_| failures.after(down())).collect();
+        assert_eq!(pauses[0], RELAY_BACKOFF);
+        assert_eq!(pauses[1], RELAY_BACKOFF * 2);
+        assert!(pauses.windows(2).all(|w| w[1] >= w[0]), "{pauses:?}");
+        assert_eq!(pauses[9], RELAY_MAX_BACKOFF);
+        assert_eq!(failures.after(Ok(())), RELAY_POLL);
+        assert_eq!(failures.count, 0);
+        assert_eq!(
+            failures.after(down()),
+            RELAY_BACKOFF,
+            "a new run starts small"
+        );
     }
 }
