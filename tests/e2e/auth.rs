@@ -209,7 +209,11 @@ async fn tenant_claims_are_validated_and_the_wildcard_needs_the_platform_scope()
             })
             .await
             .expect_err("refused");
-        assert_eq!(status.code(), tonic::Code::Unauthenticated, "tenant {tenant:?}");
+        assert_eq!(
+            status.code(),
+            tonic::Code::Unauthenticated,
+            "tenant {tenant:?}"
+        );
     }
     // With the explicit platform scope, the wildcard acts for the tenant it names.
     let platform = token("*", &["models:read", touchline_auth::PLATFORM_SCOPE]);
