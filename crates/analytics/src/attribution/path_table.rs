@@ -116,20 +116,10 @@ impl PathTable {
             }
             Ok::<_, AttributionError>(builder)
         };
-        let built: Vec<Result<PathTableBuilder, AttributionError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = partitions
-                .iter()
-                .zip(&offsets)
-                .map(|(partition, &offset)| scope.spawn(move || build(partition, offset)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+        let built =
+            crate::calendar::on_threads(partitions.iter().zip(&offsets), |(partition, &offset)| {
+                build(partition, offset)
+            });
         let mut merged = PathTableBuilder::with_channels(channel_names.to_vec());
         for builder in built {
             merged.merge(builder?);

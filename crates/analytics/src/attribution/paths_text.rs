@@ -122,20 +122,7 @@ pub fn parse_paths_text_parallel(
     let parsed: Vec<Parser> = if parts.len() == 1 {
         vec![parse(&parts[0], text.len())]
     } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .iter()
-                .zip(&ends)
-                .map(|(part, &end)| scope.spawn(move || parse(part, end)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        })
+        crate::calendar::on_threads(parts.iter().zip(&ends), |(part, &end)| parse(part, end))
     };
     let mut parsed = parsed.into_iter();
     let mut first = parsed.next().unwrap_or_default();

@@ -22,11 +22,14 @@
 //! [`run_partitioned`] helper lives here too because every journey model that buckets by
 //! interval also folds persons in partitions and merges the accumulators.
 
+mod bits;
 mod grid;
 mod partition;
 
+pub(crate) use bits::set_bits;
 pub use grid::{IntervalGrid, Location};
 pub use partition::run_partitioned;
+pub(crate) use partition::{on_threads, run_partitioned_infallible};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Weekday};
 use chrono_tz::Tz;

@@ -66,19 +66,8 @@ pub fn run_partitions(
     for (index, batch) in partitions.iter().enumerate() {
         batch.check(index)?;
     }
-    let results: Vec<Result<FunnelAccumulator, FunnelError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = partitions
-            .iter()
-            .map(|batch| scope.spawn(move || run_partition(funnel, batch, keep_persons)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| match handle.join() {
-                Ok(result) => result,
-                // A panic in a worker is a bug in this module: let it surface as one.
-                Err(payload) => std::panic::resume_unwind(payload),
-            })
-            .collect()
+    let results = crate::calendar::on_threads(partitions, |batch| {
+        run_partition(funnel, batch, keep_persons)
     });
     let mut merged = FunnelAccumulator::new(funnel.step_count(), keep_persons);
     for result in results {

@@ -175,20 +175,13 @@ impl LifecycleModel {
 
     /// Counts every person, folding `threads` partitions side by side.
     pub fn run(&self, persons: &[LifecyclePerson<'_>], threads: usize) -> LifecycleAccumulator<'_> {
-        let folded = crate::calendar::run_partitioned(
+        crate::calendar::run_partitioned_infallible(
             persons,
             threads,
             || self.accumulator(),
-            |accumulator, person| {
-                accumulator.add_person(person);
-                Ok::<(), std::convert::Infallible>(())
-            },
+            |accumulator, person| accumulator.add_person(person),
             |total, partial| total.merge(&partial),
-        );
-        match folded {
-            Ok(accumulator) => accumulator,
-            Err(never) => match never {},
-        }
+        )
     }
 }
 
@@ -206,21 +199,6 @@ fn mark_activity(grid: &IntervalGrid, activity_ms: &[i64], bits: &mut Vec<u64>) 
 /// Whether interval `index` is marked in `bits`.
 fn is_marked(bits: &[u64], index: usize) -> bool {
     bits[index / 64] & (1 << (index % 64)) != 0
-}
-
-/// The marked intervals in increasing order.
-fn marked(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
-    bits.iter().enumerate().flat_map(|(word_index, &word)| {
-        let mut rest = word;
-        std::iter::from_fn(move || {
-            if rest == 0 {
-                return None;
-            }
-            let bit = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            Some(word_index * 64 + bit)
-        })
-    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The lifecycle report: per reported interval, how many persons had each status.
 
-use super::{LifecycleModel, LifecyclePerson, mark_activity, marked};
+use super::{LifecycleModel, LifecyclePerson, mark_activity};
+use crate::calendar::set_bits;
 
 /// Persons per status in one interval (all positive; see the module docs for the sign).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -69,7 +70,7 @@ impl<'m> LifecycleAccumulator<'m> {
             .first_seen_ms
             .and_then(|instant| grid.index_of(instant));
         let mut previous: Option<usize> = None;
-        for active in marked(&bits) {
+        for active in set_bits(&bits) {
             if let Some(before) = previous {
                 self.count_inactive_run(before, active);
             }

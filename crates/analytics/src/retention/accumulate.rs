@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::{CohortType, RETURN, RetentionEvent, RetentionModel, ReturnMode, START};
-use crate::calendar::Location;
+use crate::calendar::{Location, set_bits};
 
 /// Where an event falls: before the grid, or in grid interval `slot − 1`.
 const BEFORE_GRID: u32 = 0;
@@ -263,19 +263,4 @@ impl<'m> RetentionAccumulator<'m> {
         }
         self.persons_considered += other.persons_considered;
     }
-}
-
-/// The set bits of a bitset, in increasing order.
-fn set_bits(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
-    bits.iter().enumerate().flat_map(|(word_index, &word)| {
-        let mut rest = word;
-        std::iter::from_fn(move || {
-            if rest == 0 {
-                return None;
-            }
-            let bit = rest.trailing_zeros() as usize;
-            rest &= rest - 1;
-            Some(word_index * 64 + bit)
-        })
-    })
 }

@@ -163,20 +163,13 @@ impl RetentionModel {
 
     /// Adds every person (one timeline each), folding `threads` partitions side by side.
     pub fn run(&self, persons: &[&[RetentionEvent]], threads: usize) -> RetentionAccumulator<'_> {
-        let folded = crate::calendar::run_partitioned(
+        crate::calendar::run_partitioned_infallible(
             persons,
             threads,
             || self.accumulator(),
-            |accumulator, events| {
-                accumulator.add_person(events);
-                Ok::<(), std::convert::Infallible>(())
-            },
+            |accumulator, events| accumulator.add_person(events),
             |total, partial| total.merge(&partial),
-        );
-        match folded {
-            Ok(accumulator) => accumulator,
-            Err(never) => match never {},
-        }
+        )
     }
 }
 

@@ -212,20 +212,7 @@ fn removal_solves(
     if threads == 1 {
         return solve_chunk(&channels);
     }
-    let results: Vec<Result<Vec<solve::Absorption>, AttributionError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = channels
-                .chunks(chunk)
-                .map(|codes| scope.spawn(move || solve_chunk(codes)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+    let results = crate::calendar::on_threads(channels.chunks(chunk), solve_chunk);
     let mut all = Vec::with_capacity(channel_count);
     for result in results {
         all.extend(result?);

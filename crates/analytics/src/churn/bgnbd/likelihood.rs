@@ -138,27 +138,16 @@ impl FitData {
                 .collect()
         } else {
             let per_thread = chunk_count.div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let chunks = (t * per_thread)..((t + 1) * per_thread).min(chunk_count);
-                        scope.spawn(move || {
-                            chunks
-                                .map(|chunk| self.chunk_terms(params, chunk))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                // A panicking worker is a bug in this module; surface it rather than hide it.
-                handles
-                    .into_iter()
-                    .flat_map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
+            let thread_chunks =
+                (0..threads).map(|t| (t * per_thread)..((t + 1) * per_thread).min(chunk_count));
+            crate::calendar::on_threads(thread_chunks, |chunks| {
+                chunks
+                    .map(|chunk| self.chunk_terms(params, chunk))
+                    .collect::<Vec<_>>()
             })
+            .into_iter()
+            .flatten()
+            .collect()
         };
         for partial in &partials {
             total.merge(partial);
