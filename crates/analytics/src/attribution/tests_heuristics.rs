@@ -13,7 +13,7 @@ use super::{
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()))
+    super::tests_markov::close(a, b, 1e-9)
 }
 
 fn credits_close(got: &ChannelCredits, want: &[f64]) -> bool {

@@ -181,7 +181,7 @@ fn invert(mut a: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
     inverse
 }
 
-fn close(a: f64, b: f64, tolerance: f64) -> bool {
+pub(super) fn close(a: f64, b: f64, tolerance: f64) -> bool {
     (a - b).abs() <= tolerance * (1.0 + a.abs().max(b.abs()))
 }
 

@@ -5,12 +5,8 @@
 use proptest::prelude::*;
 
 use super::shapley::conversion_rate_game;
-use super::tests_markov::table;
+use super::tests_markov::{close, table};
 use super::{PathTable, PathTableBuilder, ShapleyGame, ShapleyOptions, shapley_attribution};
-
-fn close(a: f64, b: f64, tolerance: f64) -> bool {
-    (a - b).abs() <= tolerance * (1.0 + a.abs().max(b.abs()))
-}
 
 /// v(S) straight from the definition, scanning every path.
 fn naive_game(paths: &PathTable, game: ShapleyGame, coalition: u32) -> f64 {

@@ -25,6 +25,8 @@
 mod bits;
 mod grid;
 mod partition;
+#[cfg(test)]
+pub(crate) mod test_inputs;
 
 pub(crate) use bits::set_bits;
 pub use grid::{IntervalGrid, Location};

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+use super::test_inputs::any_interval;
 use super::*;
 use chrono::Utc;
 use proptest::prelude::*;
@@ -269,15 +270,6 @@ const ZONES: [&str; 9] = [
     "Asia/Kolkata",
     "America/Sao_Paulo",
 ];
-
-fn any_interval() -> impl Strategy<Value = Interval> {
-    prop_oneof![
-        Just(Interval::Hour),
-        Just(Interval::Day),
-        Just(Interval::Week),
-        Just(Interval::Month)
-    ]
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]

@@ -4,20 +4,12 @@
 //! definitions, with the time-zone database asked for every event and every step back.
 
 use super::*;
+use crate::calendar::test_inputs::{BASE_MS, ZONES};
 use chrono::Weekday;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
 const DAY_MS: i64 = 86_400_000;
-const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-const ZONES: [&str; 6] = [
-    "UTC",
-    "Europe/Berlin",
-    "America/New_York",
-    "Asia/Shanghai",
-    "Australia/Lord_Howe",
-    "America/Havana",
-];
 
 struct NaivePerson {
     active: BTreeSet<i64>,

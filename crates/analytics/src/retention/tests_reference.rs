@@ -5,20 +5,12 @@
 
 use super::*;
 use crate::calendar::Interval;
+use crate::calendar::test_inputs::{BASE_MS, ZONES, any_interval};
 use chrono::Weekday;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
 const HOUR_MS: i64 = 3_600_000;
-const BASE_MS: i64 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
-const ZONES: [&str; 6] = [
-    "UTC",
-    "Europe/Berlin",
-    "America/New_York",
-    "Asia/Shanghai",
-    "Australia/Lord_Howe",
-    "America/Havana",
-];
 
 /// (breakdown, cohorts as (start, size, cells as (retained, partial)), average as (retained, partial))
 type Projection = (u32, Vec<(i64, u64, Vec<(u64, bool)>)>, Vec<(u64, bool)>);
@@ -149,15 +141,6 @@ fn project(result: &RetentionResult) -> Vec<Projection> {
             (table.breakdown, cohorts, average)
         })
         .collect()
-}
-
-fn any_interval() -> impl Strategy<Value = Interval> {
-    prop_oneof![
-        Just(Interval::Hour),
-        Just(Interval::Day),
-        Just(Interval::Week),
-        Just(Interval::Month)
-    ]
 }
 
 fn any_options() -> impl Strategy<Value = RetentionOptions> {
