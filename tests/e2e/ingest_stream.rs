@@ -205,3 +205,35 @@ async fn nothing_after_a_refused_batch_is_stored() -> anyhow::Result<()> {
     app.stop().await;
     Ok(())
 }
+
+/// A message id repeats only what the batch stores: when its first occurrence is rejected, a
+/// later valid event with the same id is accepted, not called a duplicate of nothing (found by
+/// the cross-stage fuzz run). Sources are stored trimmed, as governance reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_of_a_rejected_event_is_judged_on_its_own() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let writer = token("acme", &["events:write"]);
+    let mut client = CollectionServiceClient::new(app.channel(&writer)?);
+    let mut bad = sample_event("same-id", 1, "view", 1_795_507_200_000);
+    bad.channel = "a\u{0}b".to_owned();
+    let mut good = sample_event("same-id", 1, "view", 1_795_507_200_000);
+    good.source = "  sdk-app \t".to_owned();
+    let reply = client
+        .ingest_events(IngestEventsRequest {
+            events: vec![bad, good],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(reply.results[0].status(), IngestStatus::Rejected);
+    assert_eq!(reply.results[1].status(), IngestStatus::Accepted);
+    let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url).await?;
+    let source: String = sqlx::query_scalar(
+        "SELECT source FROM collection.raw_events WHERE tenant_id = 'acme' AND message_id = 'same-id'",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    assert_eq!(source, "sdk-app");
+    app.stop().await;
+    Ok(())
+}

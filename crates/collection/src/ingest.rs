@@ -11,7 +11,7 @@ use touchline_proto::common::v1::{Event, EventType};
 
 use crate::committer::{GroupCommitter, RowOutcome, Submission};
 use crate::config::CollectionConfig;
-use crate::domain::{EventCheck, repeated_in_batch, validate};
+use crate::domain::{EventCheck, validate};
 use crate::error::CollectionError;
 use crate::limits::IngestLimits;
 use crate::store::NewRawEvent;
@@ -82,7 +82,7 @@ impl Ingestor {
         self.check_size(events.len(), bytes)?;
         let mut per_source: HashMap<&str, usize> = HashMap::new();
         for event in events {
-            *per_source.entry(event.source.as_str()).or_default() += 1;
+            *per_source.entry(event.source.trim()).or_default() += 1;
         }
         self.limits.check_rates(tenant, events.len(), &per_source)?;
         Ok(Admitted {
@@ -101,12 +101,17 @@ impl Ingestor {
     ) -> Result<pb::IngestEventsResponse, CollectionError> {
         let _admitted = admitted;
 
-        let repeated = repeated_in_batch(events.iter().map(|e| e.message_id.as_str()));
+        // A message id repeats only what the batch stores: an event whose first occurrence was
+        // rejected is judged on its own, not called a duplicate of nothing.
+        let mut stored_ids: std::collections::HashSet<&str> = std::collections::HashSet::new();
         let mut results: Vec<pb::IngestResult> = Vec::with_capacity(events.len());
         let mut rows = Vec::with_capacity(events.len());
         let mut row_index = Vec::with_capacity(events.len());
         let mut turned_away: BTreeMap<&str, CountDelta> = BTreeMap::new();
-        for (index, (event, repeated)) in events.iter().zip(repeated).enumerate() {
+        for (index, event) in events.iter().enumerate() {
+            // Sources are counted and stored trimmed, as governance reads them, so the
+            // quality report's received and outcome counts fall in the same row.
+            let source = event.source.trim();
             let mut result = pb::IngestResult {
                 index: i32::try_from(index).unwrap_or(i32::MAX),
                 message_id: event.message_id.clone(),
@@ -116,18 +121,18 @@ impl Ingestor {
                 Err(violations) => {
                     result.set_status(pb::IngestStatus::Rejected);
                     result.violations = violations.into_iter().map(to_pb_violation).collect();
-                    turned(&mut turned_away, &event.source).rejected += 1;
+                    turned(&mut turned_away, source).rejected += 1;
                 }
-                Ok(_) if repeated => {
+                Ok(_) if !stored_ids.insert(event.message_id.as_str()) => {
                     result.set_status(pb::IngestStatus::Duplicate);
-                    turned(&mut turned_away, &event.source).duplicates += 1;
+                    turned(&mut turned_away, source).duplicates += 1;
                 }
                 Ok(_) => {
                     row_index.push(index);
                     rows.push(NewRawEvent {
                         message_id: event.message_id.clone(),
                         event_name: event.event.clone(),
-                        source: event.source.clone(),
+                        source: source.to_owned(),
                         channel: event.channel.clone(),
                         payload: event.encode_to_vec(),
                         traceparent: traceparent.clone(),
