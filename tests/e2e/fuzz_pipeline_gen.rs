@@ -618,6 +618,8 @@ pub struct Ledger {
     /// Time spent generating the events.
     generating: Duration,
     failures: Vec<String>,
+    /// Ids answered DUPLICATE before any event with that id was accepted.
+    unfounded: Vec<String>,
 }
 
 impl Ledger {
@@ -654,9 +656,7 @@ impl Ledger {
                 IngestStatus::Duplicate => {
                     self.duplicates += 1;
                     if !self.accepted.contains_key(id) {
-                        self.failures.push(format!(
-                            "{id:?} is called a duplicate but was never accepted"
-                        ));
+                        self.unfounded.push(id.clone());
                     }
                 }
                 IngestStatus::Rejected => {
@@ -1161,6 +1161,14 @@ async fn judge(app: &TestApp, tenant: &str, ledger: Ledger) -> anyhow::Result<Ta
         .collect();
     failures.extend(check_report(&rows, &total, &ledger, &down));
     failures.extend(ledger.failures.iter().cloned());
+    for id in &ledger.unfounded {
+        let later = if ledger.accepted.contains_key(id) {
+            "accepted only in a later answer"
+        } else {
+            "never accepted"
+        };
+        failures.push(format!("{id:?} is called a duplicate but was {later}"));
+    }
     Ok(Tally {
         tenant: tenant.to_owned(),
         ledger,

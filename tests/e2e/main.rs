@@ -28,6 +28,7 @@ pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
 }
 mod cleaning;
 mod collection_fuzz;
+mod fuzz_pipeline;
 mod dictionary;
 mod quality;
 mod quarantine;
