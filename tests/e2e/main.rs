@@ -28,8 +28,8 @@ pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
 }
 mod cleaning;
 mod collection_fuzz;
-mod fuzz_pipeline;
 mod dictionary;
+mod fuzz_pipeline;
 mod quality;
 mod quarantine;
 mod reprocess_apply;
