@@ -354,6 +354,7 @@ async fn stored_persons(
         let total = modeling
             .count_events(modeling_pb::CountEventsRequest {
                 parent: parent.to_owned(),
+                ..Default::default()
             })
             .await
             .context("CountEvents")?
@@ -376,6 +377,7 @@ async fn stored_persons(
                 parent: parent.to_owned(),
                 page_size: 1_000,
                 page_token: page_token.clone(),
+                ..Default::default()
             })
             .await
             .context("ListEvents")?

@@ -26,11 +26,17 @@ const SHARED: &[&str] = &[
 
 /// Package name → the names of its normal (non-dev, non-build) dependencies, resolved.
 fn graph() -> anyhow::Result<BTreeMap<String, BTreeSet<String>>> {
+    // Not offline: the resolve names every platform's crates, and a fresh machine has fetched
+    // only this platform's for the build.
     let output = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()?;
-    anyhow::ensure!(output.status.success(), "cargo metadata failed");
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let names: BTreeMap<&str, &str> = metadata["packages"]
         .as_array()

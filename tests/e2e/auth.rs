@@ -152,6 +152,7 @@ async fn tenants_never_see_each_others_data() -> anyhow::Result<()> {
     let denied = modeling_b
         .count_events(CountEventsRequest {
             parent: "tenants/tenant-a".into(),
+            ..Default::default()
         })
         .await
         .expect_err("other tenant");

@@ -1145,7 +1145,7 @@ async fn judge(app: &TestApp, tenant: &str, ledger: Ledger) -> anyhow::Result<Ta
             (down, fates, failures)
         }
     };
-    // Rows are per source as sent, and collection bounds no source id: with hostile ones the
+    // Rows are per source and hour: with thousands of distinct (valid, hostile) source ids the
     // report outgrows the default 4 MiB reply limit.
     let report = GovernanceServiceClient::new(app.channel(&token(tenant, SCOPES))?)
         .max_decoding_message_size(MAX_REPLY_BYTES)

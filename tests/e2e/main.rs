@@ -32,4 +32,5 @@ mod dictionary;
 mod fuzz_pipeline;
 mod quality;
 mod quarantine;
+mod read_your_writes;
 mod reprocess_apply;

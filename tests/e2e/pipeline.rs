@@ -99,6 +99,7 @@ async fn list_all(
                 parent: String::new(),
                 page_size: 1_000,
                 page_token,
+                ..Default::default()
             })
             .await?
             .into_inner();

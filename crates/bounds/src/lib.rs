@@ -19,6 +19,11 @@ pub const MAX_IDENTIFIER_SCOPE_BYTES: usize = 256;
 pub const MAX_IDENTIFIER_VALUE_BYTES: usize = 512;
 /// Longest property, trait or context key, bytes.
 pub const MAX_KEY_BYTES: usize = 256;
+/// Longest source id an event may carry, bytes. Sources are counted per id in the ingest
+/// counters and the quality report, so an unbounded id would grow every report that names it.
+pub const MAX_SOURCE_BYTES: usize = 128;
+/// Longest channel an event may carry, bytes; governance maps it onto the dictionary's channels.
+pub const MAX_CHANNEL_BYTES: usize = 128;
 
 /// Why a text cannot be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! What makes an event acceptable, decided without gRPC or SQL.
 //!
 //! Collection refuses only what it cannot store or route: a missing or
-//! oversized message id, a track event without a name, NUL bytes in the
-//! fields kept as text columns. Everything about content — timestamps,
+//! oversized message id, a track event without a name, a source or channel
+//! that is too long or holds a control character (both are text columns and
+//! counter keys). Everything about content — timestamps,
 //! property values, identifiers — is stored as received and judged by
 //! governance, which knows the source's formats and time zone and quarantines
 //! with a reason that can be fixed and replayed: refusing it here would lose
@@ -31,9 +32,10 @@ pub struct EventCheck<'a> {
     pub requires_name: bool,
     /// The event name.
     pub event_name: &'a str,
-    /// The other values stored as text columns (source, channel), with their
-    /// field paths: PostgreSQL text cannot hold a NUL byte.
-    pub other_text: Vec<(String, &'a str)>,
+    /// The source id as sent; may be empty.
+    pub source: &'a str,
+    /// The channel as sent; may be empty.
+    pub channel: &'a str,
 }
 
 /// Checks one event; every problem is reported, not only the first.
@@ -53,15 +55,20 @@ pub fn validate(check: &EventCheck<'_>) -> Result<(), Vec<FieldViolation>> {
         MAX_EVENT_NAME_BYTES,
         &mut violations,
     );
-    for (field, value) in &check.other_text {
-        if value.contains('\0') {
-            violations.push(FieldViolation::new(
-                field.clone(),
-                "NUL_BYTE",
-                "contains a NUL byte",
-            ));
-        }
-    }
+    check_id(
+        "source",
+        check.source,
+        false,
+        touchline_bounds::MAX_SOURCE_BYTES,
+        &mut violations,
+    );
+    check_id(
+        "channel",
+        check.channel,
+        false,
+        touchline_bounds::MAX_CHANNEL_BYTES,
+        &mut violations,
+    );
     if violations.is_empty() {
         Ok(())
     } else {
@@ -139,8 +146,20 @@ mod tests {
         assert_eq!(reasons(&check), vec![("event".to_owned(), "EMPTY")]);
 
         let mut check = ok_event();
-        check.other_text.push(("source".to_owned(), "a\0b"));
+        check.source = "a\0b";
         assert_eq!(reasons(&check), vec![("source".to_owned(), "NUL_BYTE")]);
+
+        let long = "c".repeat(touchline_bounds::MAX_CHANNEL_BYTES + 1);
+        let mut check = ok_event();
+        check.source = "pos\u{1b}";
+        check.channel = &long;
+        assert_eq!(
+            reasons(&check),
+            vec![
+                ("source".to_owned(), "CONTROL_CHARACTER"),
+                ("channel".to_owned(), "TOO_LONG")
+            ]
+        );
     }
 
     #[test]
@@ -189,7 +208,8 @@ mod tests {
                     message_id: &message_id,
                     requires_name,
                     event_name: &event_name,
-                    other_text: vec![("source".to_owned(), source.as_str())],
+                    source: &source,
+                    channel: "",
                 };
                 let bad_id = |v: &str, required: bool, max: usize| {
                     if v.trim().is_empty() {
@@ -205,7 +225,7 @@ mod tests {
                 if bad_id(&event_name, requires_name, MAX_EVENT_NAME_BYTES) {
                     expected.push("event");
                 }
-                if source.contains('\0') {
+                if bad_id(&source, false, touchline_bounds::MAX_SOURCE_BYTES) {
                     expected.push("source");
                 }
                 let mut fields: Vec<String> = validate(&check)

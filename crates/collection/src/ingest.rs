@@ -179,12 +179,14 @@ fn turned<'a, 'm>(
     })
 }
 
-/// The counter key of a source as sent: a rejected event may carry a source
-/// PostgreSQL text cannot hold (a NUL byte), and counting it must never fail
-/// the rows stored beside it.
+/// The counter key of a source as sent. A rejected event may carry a source no counter should
+/// hold (a NUL byte, a control character, a megabyte of text): it is counted under the empty
+/// source, so counting never fails the rows stored beside it and no report grows with junk.
 fn countable(source: &str) -> String {
-    if source.contains('\0') {
-        source.replace('\0', "\u{FFFD}")
+    if touchline_bounds::check_name(source.trim(), false, touchline_bounds::MAX_SOURCE_BYTES)
+        .is_some()
+    {
+        String::new()
     } else {
         source.to_owned()
     }
@@ -226,27 +228,14 @@ pub fn to_pb_violation(v: FieldViolation) -> pb::FieldViolation {
 }
 
 fn check_of(event: &Event) -> EventCheck<'_> {
-    let mut other_text: Vec<(String, &str)> = Vec::new();
-    for (field, value) in [
-        ("source", event.source.as_str()),
-        ("channel", event.channel.as_str()),
-    ] {
-        push_text(&mut other_text, || field.to_owned(), value);
-    }
     let requires_name = matches!(event.r#type(), EventType::Unspecified | EventType::Track);
     EventCheck {
         message_id: &event.message_id,
         requires_name,
         event_name: &event.event,
-        other_text,
-    }
-}
-
-/// Only text holding a NUL byte matters to the check, so the field path is
-/// built only then: the common, clean event allocates nothing here.
-fn push_text<'a>(out: &mut Vec<(String, &'a str)>, path: impl FnOnce() -> String, value: &'a str) {
-    if value.contains('\0') {
-        out.push((path(), value));
+        // Stored and counted trimmed, so judged trimmed.
+        source: event.source.trim(),
+        channel: &event.channel,
     }
 }
 
@@ -262,8 +251,8 @@ mod tests {
 
     proptest! {
         /// Any event, whatever its type and text, is judged without a
-        /// panic; NUL in source or channel is named by field, and only track
-        /// (or untyped) events need a name.
+        /// panic; a source or channel that cannot be held is named by field,
+        /// and only track (or untyped) events need a name.
         #[test]
         fn any_event_is_judged_field_by_field(
             message_id in text(),
@@ -286,8 +275,15 @@ mod tests {
                 .into_iter()
                 .map(|v| v.field)
                 .collect();
-            prop_assert_eq!(fields.contains(&"source".to_owned()), event.source.contains('\0'));
-            prop_assert_eq!(fields.contains(&"channel".to_owned()), event.channel.contains('\0'));
+            let unfit = |v: &str, max| touchline_bounds::check_name(v, false, max).is_some();
+            prop_assert_eq!(
+                fields.contains(&"source".to_owned()),
+                unfit(event.source.trim(), touchline_bounds::MAX_SOURCE_BYTES)
+            );
+            prop_assert_eq!(
+                fields.contains(&"channel".to_owned()),
+                unfit(&event.channel, touchline_bounds::MAX_CHANNEL_BYTES)
+            );
             let needs_name = matches!(event.r#type(), EventType::Unspecified | EventType::Track);
             if !needs_name {
                 prop_assert!(!fields.contains(&"event".to_owned()) || !event.event.trim().is_empty());

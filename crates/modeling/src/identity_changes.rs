@@ -8,21 +8,17 @@ use std::str::FromStr;
 
 use prost::Message as _;
 use sqlx::PgPool;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use touchline_proto::common::v1::Identifier;
 use touchline_proto::governance::v1::CleanEvent;
-use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{
-    ConfirmErasureRequest, IdentityChange, IdentityChangeKind, TailIdentityChangesRequest,
-    TailIdentityChangesResponse,
+    IdentityChange, IdentityChangeKind, TailIdentityChangesResponse,
 };
 use touchline_runtime::Shutdown;
-use touchline_runtime::client::CallCredentials;
 use uuid::Uuid;
 
 use crate::split::events_to_move;
 use crate::store::{self, changes};
+use crate::upstream::Identity;
 use crate::worker::WorkerError;
 
 /// The cursor name under which this worker records its progress.
@@ -31,19 +27,17 @@ pub const IDENTITY_CHANGES_CONSUMER: &str = "modeling.identity_changes";
 /// The service name modeling confirms erasures under.
 pub const ERASURE_SERVICE: &str = "modeling";
 
-type IdentityClient = IdentityServiceClient<InterceptedService<Channel, CallCredentials>>;
-
 /// Applies identity's change log to the event store, for every tenant.
 #[derive(Debug, Clone)]
 pub struct IdentityChangesWorker {
     pool: PgPool,
-    identity: IdentityClient,
+    identity: Identity,
     status: touchline_runtime::status::PipelineStatus,
 }
 
 impl IdentityChangesWorker {
     /// A worker applying changes to `pool`.
-    pub fn new(pool: PgPool, identity: IdentityClient) -> Self {
+    pub fn new(pool: PgPool, identity: Identity) -> Self {
         Self {
             pool,
             identity,
@@ -69,15 +63,10 @@ impl IdentityChangesWorker {
         // Confirmations a previous run committed but did not deliver.
         self.relay_confirmations().await?;
         let cursors = store::load_cursors(&self.pool, IDENTITY_CHANGES_CONSUMER).await?;
-        let request = TailIdentityChangesRequest {
-            selector: Some(touchline_runtime::tail::resume_all_tenants(cursors, 500)),
-        };
         let mut stream = self
             .identity
-            .clone()
-            .tail_identity_changes(request)
-            .await?
-            .into_inner();
+            .tail_changes(touchline_runtime::tail::resume_all_tenants(cursors, 500))
+            .await?;
         while let Some(batch) = stream.message().await? {
             let erasures = self.apply(batch).await?;
             if erasures {
@@ -127,13 +116,7 @@ impl IdentityChangesWorker {
         let mut conn = self.pool.acquire().await?;
         for (tenant, erasure, removed) in changes::pending_confirmations(&mut conn).await? {
             self.identity
-                .clone()
-                .confirm_erasure(ConfirmErasureRequest {
-                    name: erasure.clone(),
-                    service: ERASURE_SERVICE.to_owned(),
-                    removed_records: removed,
-                    request_id: String::new(),
-                })
+                .confirm_erasure(erasure.clone(), ERASURE_SERVICE, removed)
                 .await?;
             changes::confirmation_sent(&mut conn, &tenant, &erasure).await?;
         }

@@ -1,17 +1,28 @@
 //! The modeling service: the unified event store (every clean event with
 //! the person it belongs to) and the journey models computed over it.
 //!
-//! `worker` tails governance's clean log and resolves persons through the
-//! identity service; `identity_changes` applies identity's merges, splits,
-//! erasures and consent changes to the stored history; `store` holds all SQL; `grpc` is the thin adapter.
+//! Identity's shape: `grpc` is the thin adapter (authorise, convert), `service` the
+//! transport-free layer (reads, the read-your-writes wait, dead-letter replay), `domain` the
+//! request rules, `store` all SQL, `error` the one mapping to gRPC codes. The pipeline side:
+//! `worker` tails governance's clean log and stores each batch, resolving persons through
+//! `resolve` (one tenant's batches in turn, see `turns`); `identity_changes` applies identity's
+//! merges, splits, erasures and consent changes (`merges`, `split`) to the stored history.
+//! `upstream` holds the typed clients of governance and identity.
 
+pub mod domain;
+pub mod error;
 pub mod grpc;
 pub mod identity_changes;
 pub mod merges;
+pub mod resolve;
+pub mod service;
 pub mod split;
 pub mod store;
+mod turns;
+pub mod upstream;
 pub mod worker;
 
+pub use error::ModelingError;
 pub use grpc::ModelingApi;
 
 /// The PostgreSQL schema this service owns.

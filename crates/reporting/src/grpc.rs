@@ -56,12 +56,10 @@ impl ReportingService for ReportingApi {
             .clone()
             .count_events(CountEventsRequest {
                 parent: format!("tenants/{tenant}"),
+                ..CountEventsRequest::default()
             })
             .await
-            .map_err(|status| {
-                tracing::warn!(code = ?status.code(), message = status.message(), "modeling call failed");
-                Status::unavailable("the modeling service did not answer; retry shortly")
-            })?
+            .map_err(|status| upstream_failure(&status))?
             .into_inner();
         let total = counts.total_events;
         Ok(Response::new(pb::GetEventCountsResponse {
@@ -70,5 +68,27 @@ impl ReportingService for ReportingApi {
             by_channel: rows(counts.by_channel, total),
             by_event: rows(counts.by_event, total),
         }))
+    }
+}
+
+/// A failed modeling call as this call's answer: what concerns the caller (its deadline, its
+/// rights, a limit) keeps its code; anything else is modeling's trouble, which the caller can
+/// only retry. The upstream's text stays in the log.
+fn upstream_failure(status: &Status) -> Status {
+    tracing::warn!(code = ?status.code(), message = status.message(), "modeling call failed");
+    match status.code() {
+        tonic::Code::DeadlineExceeded => {
+            Status::deadline_exceeded("the modeling service did not answer within the deadline")
+        }
+        tonic::Code::PermissionDenied => {
+            Status::permission_denied("the caller may not read these counts")
+        }
+        tonic::Code::Unauthenticated => {
+            Status::unauthenticated("the caller's credentials were refused")
+        }
+        tonic::Code::ResourceExhausted => {
+            Status::resource_exhausted("the modeling service is at its limit; retry later")
+        }
+        _ => Status::unavailable("the modeling service did not answer; retry shortly"),
     }
 }

@@ -22,12 +22,11 @@ use touchline_governance::worker::CleaningWorker;
 use touchline_identity::{IdentityApi, IdentityCache};
 use touchline_modeling::ModelingApi;
 use touchline_modeling::identity_changes::IdentityChangesWorker;
+use touchline_modeling::upstream::{Governance, Identity};
 use touchline_modeling::worker::EventStoreWorker;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::collection::v1::collection_service_server::CollectionServiceServer;
-use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::governance::v1::governance_service_server::GovernanceServiceServer;
-use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::modeling_service_server::ModelingServiceServer;
@@ -203,10 +202,13 @@ impl Application {
                         );
                     }
                     (ServiceName::Governance, Some(pool), Some(notifier)) => {
+                        // The quality report reads ingest counters per source and hour, which
+                        // may pass the default 4 MiB for a tenant with many sources.
                         let collection = CollectionServiceClient::with_interceptor(
                             lazy_channel(&upstream(ServiceName::Collection)?)?,
                             credentials.clone(),
-                        );
+                        )
+                        .max_decoding_message_size(64 * 1024 * 1024);
                         let api = GovernanceApi::new(
                             pool.clone(),
                             notifier.clone(),
@@ -233,9 +235,18 @@ impl Application {
                         );
                     }
                     (ServiceName::Modeling, Some(pool), _) => {
+                        let api = ModelingApi::new(pool.clone()).with_upstreams(
+                            Governance::new(
+                                lazy_channel(&upstream(ServiceName::Governance)?)?,
+                                credentials.clone(),
+                            ),
+                            Identity::new(
+                                lazy_channel(&upstream(ServiceName::Identity)?)?,
+                                credentials.clone(),
+                            ),
+                        );
                         routes.add_service(
-                            ModelingServiceServer::new(ModelingApi::new(pool.clone()))
-                                .max_decoding_message_size(max),
+                            ModelingServiceServer::new(api).max_decoding_message_size(max),
                         );
                     }
                     (ServiceName::Reporting, _, _) => {
@@ -328,12 +339,11 @@ impl Application {
                 );
             }
             if services.contains(&ServiceName::Modeling) {
-                let governance = GovernanceServiceClient::with_interceptor(
+                let governance = Governance::new(
                     lazy_channel(&upstream(ServiceName::Governance)?)?,
                     credentials.clone(),
-                )
-                .max_decoding_message_size(64 * 1024 * 1024);
-                let identity = IdentityServiceClient::with_interceptor(
+                );
+                let identity = Identity::new(
                     lazy_channel(&upstream(ServiceName::Identity)?)?,
                     credentials.clone(),
                 );

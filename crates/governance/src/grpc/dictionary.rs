@@ -37,8 +37,9 @@ pub enum GovernanceError {
     /// Part of the contract not built yet.
     #[error("{0}")]
     Unimplemented(String),
-    /// Database trouble.
-    #[error("storage: {0}")]
+    /// Database trouble. The driver's text stays in the server log (the cause chain); callers
+    /// get this sentence only.
+    #[error("the governance store could not answer")]
     Store(#[from] sqlx::Error),
 }
 

@@ -18,11 +18,13 @@ use sqlx::PgPool;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use touchline_db::LogNotifier;
+use touchline_error::{FieldViolation, to_status};
 use touchline_proto::governance::v1 as pb;
 use touchline_proto::governance::v1::governance_service_server::GovernanceService;
 use touchline_runtime::Shutdown;
 use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 
+use crate::grpc::dictionary::GovernanceError;
 use crate::ingest::IngestCounts;
 use crate::replay::Replayer;
 use crate::reprocess::Reprocessor;
@@ -306,6 +308,28 @@ impl GovernanceService for GovernanceApi {
         Ok(Response::new(
             reprocess::get(&self.pool, &tenant, request.get_ref()).await?,
         ))
+    }
+
+    async fn get_clean_position(
+        &self,
+        request: Request<pb::GetCleanPositionRequest>,
+    ) -> Result<Response<pb::GetCleanPositionResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let raw_sequence = request.get_ref().raw_sequence;
+        if raw_sequence < 0 {
+            return Err(to_status(&GovernanceError::Invalid(vec![
+                FieldViolation::new("raw_sequence", "OUT_OF_RANGE", "must not be negative"),
+            ])));
+        }
+        let (raw_cursor, clean_head) =
+            store::clean_position(&self.pool, crate::RAW_LOG_CONSUMER, &tenant)
+                .await
+                .map_err(|err| to_status(&GovernanceError::Store(err)))?;
+        Ok(Response::new(pb::GetCleanPositionResponse {
+            cleaned: raw_cursor >= raw_sequence,
+            raw_cursor,
+            clean_head,
+        }))
     }
 
     async fn get_quality_report(

@@ -44,6 +44,28 @@ pub async fn load_cursors(
     .collect()
 }
 
+/// How far `consumer` (the cleaning worker) has read the tenant's raw log, and the tenant's
+/// newest clean record, read in one statement so that both come from the same snapshot: every
+/// clean record of an event up to the cursor is at or before it. The newest record, not the
+/// head: a reserved sequence may stay unused (a duplicate found at insert), and a consumer's
+/// cursor stops at the last record it read.
+pub async fn clean_position(
+    pool: &PgPool,
+    consumer: &str,
+    tenant: &str,
+) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COALESCE((SELECT last_sequence FROM governance.consumer_cursors
+                           WHERE consumer = $1 AND tenant_id = $2), 0),
+                COALESCE((SELECT sequence FROM governance.clean_events
+                           WHERE tenant_id = $2 ORDER BY sequence DESC LIMIT 1), 0)",
+    )
+    .bind(consumer)
+    .bind(tenant)
+    .fetch_one(pool)
+    .await
+}
+
 /// The clean log's heads.
 const CLEAN_HEADS: touchline_db::HeadTable =
     touchline_db::HeadTable::named("governance.clean_heads");

@@ -1,7 +1,7 @@
 //! Dead letters: clean events the event store set aside with a typed reason instead of
 //! retrying them forever, written in the same transaction as the cursor that passes them.
 
-use sqlx::{PgConnection, PgPool, Row as _};
+use sqlx::{PgConnection, PgPool};
 
 /// Why a clean event was set aside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +72,33 @@ pub async fn insert(
     Ok(())
 }
 
+/// Removes the dead letters of `message_ids` older than the record now applied at the matching
+/// entry of `sequences`: a newer record or a retraction of the same message supersedes them, so
+/// replaying them could only bring back what the log has since replaced.
+pub async fn retire_superseded(
+    conn: &mut PgConnection,
+    tenant: &str,
+    message_ids: &[&str],
+    sequences: &[i64],
+) -> Result<(), sqlx::Error> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM modeling.dead_letters d
+          USING UNNEST($2::text[], $3::bigint[]) AS n(m, s)
+          WHERE d.tenant_id = $1 AND d.message_id = n.m AND d.sequence < n.s",
+    )
+    .bind(tenant)
+    .bind(message_ids)
+    .bind(sequences)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// One stored dead letter, as listed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredDeadLetter {
     /// Clean-log sequence.
     pub sequence: i64,
@@ -83,6 +108,10 @@ pub struct StoredDeadLetter {
     pub reason: String,
     /// For people.
     pub detail: String,
+    /// When it was set aside.
+    pub set_aside_at: chrono::DateTime<chrono::Utc>,
+    /// The clean event as received (encoded `CleanEvent`).
+    pub payload: Vec<u8>,
 }
 
 /// The tenant's dead letters after `after_sequence`, oldest first, at most `limit`.
@@ -92,23 +121,66 @@ pub async fn list(
     after_sequence: i64,
     limit: i64,
 ) -> Result<Vec<StoredDeadLetter>, sqlx::Error> {
-    sqlx::query(
-        "SELECT sequence, message_id, reason, detail FROM modeling.dead_letters
+    sqlx::query_as(
+        "SELECT sequence, message_id, reason, detail, set_aside_at, payload FROM modeling.dead_letters
           WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
     .bind(tenant)
     .bind(after_sequence)
     .bind(limit)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(StoredDeadLetter {
-            sequence: row.try_get(0)?,
-            message_id: row.try_get(1)?,
-            reason: row.try_get(2)?,
-            detail: row.try_get(3)?,
-        })
-    })
-    .collect()
+    .await
+}
+
+/// The tenant's dead letters with these sequences (all of them, oldest first, up to `limit`
+/// when `sequences` is empty).
+pub async fn load(
+    pool: &PgPool,
+    tenant: &str,
+    sequences: &[i64],
+    limit: i64,
+) -> Result<Vec<StoredDeadLetter>, sqlx::Error> {
+    if sequences.is_empty() {
+        return list(pool, tenant, 0, limit).await;
+    }
+    sqlx::query_as(
+        "SELECT sequence, message_id, reason, detail, set_aside_at, payload FROM modeling.dead_letters
+          WHERE tenant_id = $1 AND sequence = ANY($2) ORDER BY sequence",
+    )
+    .bind(tenant)
+    .bind(sequences)
+    .fetch_all(pool)
+    .await
+}
+
+/// Settles a replay in one transaction under the tenant's lock: stores `rows`, gives the letters
+/// still set aside their new reason, and deletes the letters in `gone` (stored or dropped).
+pub async fn settle_replay(
+    pool: &PgPool,
+    tenant: &str,
+    rows: &[crate::store::NewStoredEvent],
+    still: &[DeadLetter],
+    gone: &[i64],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    crate::store::changes::lock_tenant(&mut tx, tenant).await?;
+    crate::store::apply_rows(&mut tx, tenant, rows).await?;
+    for letter in still {
+        sqlx::query(
+            "UPDATE modeling.dead_letters SET reason = $3, detail = $4
+              WHERE tenant_id = $1 AND sequence = $2",
+        )
+        .bind(tenant)
+        .bind(letter.sequence)
+        .bind(letter.reason.code())
+        .bind(&letter.detail)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM modeling.dead_letters WHERE tenant_id = $1 AND sequence = ANY($2)")
+        .bind(tenant)
+        .bind(gone)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }

@@ -79,6 +79,18 @@ pub async fn load_cursors(
     CURSORS.load(&mut *pool.acquire().await?, consumer).await
 }
 
+/// How far `consumer` has applied the tenant's log (0 before anything).
+pub async fn cursor(pool: &PgPool, consumer: &str, tenant: &str) -> Result<i64, sqlx::Error> {
+    let cursor: Option<i64> = sqlx::query_scalar(
+        "SELECT last_sequence FROM modeling.consumer_cursors WHERE consumer = $1 AND tenant_id = $2",
+    )
+    .bind(consumer)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?;
+    Ok(cursor.unwrap_or(0))
+}
+
 /// Moves `consumer`'s cursor for `tenant` inside the caller's transaction.
 pub async fn advance_cursor(
     conn: &mut sqlx::PgConnection,
@@ -114,16 +126,32 @@ pub async fn commit_batch_setting_aside(
     consumer: &str,
     consumed_through: i64,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    changes::lock_tenant(&mut tx, tenant).await?;
+    apply_rows(&mut tx, tenant, events).await?;
+    dead_letters::insert(&mut tx, tenant, dead).await?;
+    CURSORS
+        .advance(&mut tx, consumer, tenant, consumed_through)
+        .await?;
+    tx.commit().await
+}
+
+/// Stores, restates or retracts `events` inside the caller's transaction (which holds the
+/// tenant's lock). A record older than the one stored changes nothing; a newer record or a
+/// retraction of a message id also retires its older dead letters, which it supersedes.
+pub async fn apply_rows(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    events: &[NewStoredEvent],
+) -> Result<(), sqlx::Error> {
     let latest = latest_per_message(events);
     let (retractions, stored): (Vec<&NewStoredEvent>, Vec<&NewStoredEvent>) =
         latest.into_iter().partition(|e| e.retraction);
     let events = stored.as_slice();
-    let mut tx = pool.begin().await?;
-    changes::lock_tenant(&mut tx, tenant).await?;
     // An event resolved to a person before some of their identifiers were detached as shared,
     // and made only of those, names nobody.
     let resolved: Vec<Uuid> = events.iter().filter_map(|e| e.person_id).collect();
-    let detached = changes::detached_of(&mut tx, tenant, &resolved).await?;
+    let detached = changes::detached_of(&mut *tx, tenant, &resolved).await?;
     let owner = |e: &NewStoredEvent| -> Option<Uuid> {
         let person = e.person_id?;
         let Some(ids) = detached.get(&person) else {
@@ -184,11 +212,16 @@ pub async fn commit_batch_setting_aside(
         .execute(&mut *tx)
         .await?;
     }
-    dead_letters::insert(&mut tx, tenant, dead).await?;
-    CURSORS
-        .advance(&mut tx, consumer, tenant, consumed_through)
-        .await?;
-    tx.commit().await
+    let all: Vec<&NewStoredEvent> = events.iter().chain(&retractions).copied().collect();
+    dead_letters::retire_superseded(
+        tx,
+        tenant,
+        &all.iter()
+            .map(|e| e.message_id.as_str())
+            .collect::<Vec<_>>(),
+        &all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+    )
+    .await
 }
 
 /// Totals and per-channel / per-event counts of events and distinct persons.

@@ -31,7 +31,9 @@ use crate::config::TelemetryConfig;
 
 pub use endpoint::{MetricsHandle, serve_metrics};
 pub use pipeline::{PipelineMetrics, pipeline};
-pub use rpc::{RpcMetricsBody, RpcMetricsFuture, RpcMetricsLayer, RpcMetricsService};
+pub use rpc::{
+    RpcMetricsBody, RpcMetricsFuture, RpcMetricsLayer, RpcMetricsService, parse_grpc_timeout,
+};
 
 /// Set once a meter provider has been made global, so a second one is refused: instruments
 /// created from the first would otherwise keep reporting to a provider nobody reads.

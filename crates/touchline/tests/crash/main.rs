@@ -141,6 +141,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event() -> anyhow::Result<()> 
                         parent: String::new(),
                         page_size: 1_000,
                         page_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();

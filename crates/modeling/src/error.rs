@@ -1,0 +1,93 @@
+//! The modeling service's failures and how each reaches a caller: the one place where they
+//! become gRPC codes (through [`touchline_error::to_status`]). A store failure's text stays in
+//! the server log; an upstream's code is kept, so a caller can tell an outage of governance or
+//! identity (UNAVAILABLE, retry) from a request the upstream refused.
+
+use std::time::Duration;
+
+use touchline_error::{ApiError, ErrorCode, FieldViolation};
+
+/// Failures of the modeling service.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelingError {
+    /// Fields of the request that cannot be served.
+    #[error("the request has {} invalid field(s)", .0.len())]
+    Invalid(Vec<FieldViolation>),
+    /// The store does not yet reflect the raw-log position the caller asked for.
+    #[error(
+        "the event store does not yet reflect raw-log position {wanted}; retry, or raise the deadline"
+    )]
+    NotYetVisible {
+        /// The position asked for.
+        wanted: i64,
+    },
+    /// The caller's deadline comes before the store reflects the position asked for.
+    #[error("the caller's deadline passed before the event store reflected raw-log position {wanted}")]
+    DeadlineExceeded {
+        /// The position asked for.
+        wanted: i64,
+    },
+    /// A service modeling relies on failed; its code is kept.
+    #[error("{service} could not answer ({code:?})")]
+    Upstream {
+        /// governance or identity.
+        service: &'static str,
+        /// The upstream's code.
+        code: tonic::Code,
+    },
+    /// PostgreSQL failed.
+    #[error("the event store could not answer")]
+    Store(#[from] sqlx::Error),
+}
+
+impl ModelingError {
+    /// One invalid field.
+    pub fn invalid(field: &str, reason: &'static str, description: impl Into<String>) -> Self {
+        ModelingError::Invalid(vec![FieldViolation::new(field, reason, description)])
+    }
+
+    /// A failed call to `service`, its code kept.
+    pub fn upstream(service: &'static str, status: &tonic::Status) -> Self {
+        tracing::warn!(service, code = ?status.code(), message = status.message(), "upstream call failed");
+        ModelingError::Upstream {
+            service,
+            code: status.code(),
+        }
+    }
+}
+
+impl ApiError for ModelingError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ModelingError::Invalid(_) => ErrorCode::InvalidArgument,
+            ModelingError::NotYetVisible { .. } => ErrorCode::Unavailable,
+            ModelingError::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
+            ModelingError::Upstream { code, .. } => match code {
+                tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+                tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+                tonic::Code::Cancelled => ErrorCode::Cancelled,
+                // Whatever else an upstream says about a call modeling built, the caller can
+                // only wait and retry.
+                _ => ErrorCode::Unavailable,
+            },
+            ModelingError::Store(err) if touchline_db::classify(err).is_transient() => {
+                ErrorCode::Unavailable
+            }
+            ModelingError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    fn field_violations(&self) -> Vec<FieldViolation> {
+        match self {
+            ModelingError::Invalid(violations) => violations.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self.code() {
+            ErrorCode::Unavailable => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The gRPC adapter of the modeling service: authorise, convert, call the service layer,
+//! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
+
+mod convert;
+
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use touchline_error::to_status;
+use touchline_proto::modeling::v1 as pb;
+use touchline_proto::modeling::v1::modeling_service_server::ModelingService;
+
+use crate::domain;
+use crate::error::ModelingError;
+use crate::service::{Freshness, Modeling};
+use crate::upstream::{Governance, Identity};
+
+/// The modeling service's gRPC face.
+#[derive(Debug, Clone)]
+pub struct ModelingApi {
+    modeling: Modeling,
+}
+
+impl ModelingApi {
+    /// A service over `pool`; see [`ModelingApi::with_upstreams`].
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            modeling: Modeling::new(pool),
+        }
+    }
+
+    /// Reads clean-log positions from `governance` (reads that wait for their writes) and
+    /// resolves replayed dead letters through `identity`.
+    pub fn with_upstreams(mut self, governance: Governance, identity: Identity) -> Self {
+        self.modeling = self.modeling.with_upstreams(governance, identity);
+        self
+    }
+}
+
+fn status(err: ModelingError) -> Status {
+    to_status(&err)
+}
+
+/// The position a read waits for, and what is left of the caller's deadline (`grpc-timeout`).
+fn freshness<T>(request: &Request<T>, min_raw_sequence: i64) -> Result<Freshness, Status> {
+    Ok(Freshness {
+        min_raw: domain::min_raw_sequence(min_raw_sequence).map_err(status)?,
+        deadline: request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| touchline_telemetry::metrics::parse_grpc_timeout(v.as_bytes())),
+    })
+}
+
+#[tonic::async_trait]
+impl ModelingService for ModelingApi {
+    #[tracing::instrument(name = "modeling.count_events", skip_all, fields(service = "modeling"))]
+    async fn count_events(
+        &self,
+        request: Request<pb::CountEventsRequest>,
+    ) -> Result<Response<pb::CountEventsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let fresh = freshness(&request, request.get_ref().min_raw_sequence)?;
+        let counts = self
+            .modeling
+            .count_events(&tenant, fresh)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::counts(counts)))
+    }
+
+    #[tracing::instrument(name = "modeling.list_events", skip_all, fields(service = "modeling"))]
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let fresh = freshness(&request, request.get_ref().min_raw_sequence)?;
+        let req = request.into_inner();
+        let limit = domain::page_size(req.page_size).map_err(status)?;
+        let after = domain::decode_token(&req.page_token).map_err(status)?;
+        let page = self
+            .modeling
+            .list_events(&tenant, after, limit, fresh)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::events(page, limit)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_dead_letters",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_dead_letters(
+        &self,
+        request: Request<pb::ListDeadLettersRequest>,
+    ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.into_inner();
+        let limit = domain::page_size(req.page_size).map_err(status)?;
+        let after = domain::decode_token(&req.page_token).map_err(status)?;
+        let letters = self
+            .modeling
+            .list_dead_letters(&tenant, after, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::dead_letters(letters, limit)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.replay_dead_letters",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn replay_dead_letters(
+        &self,
+        request: Request<pb::ReplayDeadLettersRequest>,
+    ) -> Result<Response<pb::ReplayDeadLettersResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let results = self
+            .modeling
+            .replay_dead_letters(&tenant, &request.get_ref().sequences)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(convert::replay(results)))
+    }
+}

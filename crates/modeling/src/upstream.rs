@@ -1,0 +1,173 @@
+//! Typed clients of the services modeling reads from: governance (the clean log and where it
+//! stands) and identity (persons and their change log).
+//!
+//! Each call has its deadline here, once, instead of at every call site; streams have none
+//! (they live as long as the consumer). The credentials and the W3C trace context travel with
+//! every call through [`CallCredentials`]. Failures come back as the upstream's
+//! `tonic::Status`, code intact, so the caller can tell a refused record (INVALID_ARGUMENT)
+//! from a passing outage (UNAVAILABLE).
+
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use touchline_proto::common::v1::TailSelector;
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::{
+    GetCleanPositionRequest, TailCleanEventsRequest, TailCleanEventsResponse,
+};
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::{
+    BatchResolveRequest, ConfirmErasureRequest, ResolveItem, ResolveResult,
+    TailIdentityChangesRequest, TailIdentityChangesResponse,
+};
+use touchline_runtime::client::CallCredentials;
+
+/// The largest clean-log or change-log batch modeling accepts (a batch of 500 events with
+/// large properties passes the default 4 MiB).
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+/// A position lookup is one indexed read.
+const POSITION_DEADLINE: Duration = Duration::from_secs(2);
+/// A resolve call of up to 1,000 identifiers, row locks included.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(30);
+/// An erasure confirmation is one row.
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The generated governance client with the service's credentials.
+pub type GovernanceStub = GovernanceServiceClient<InterceptedService<Channel, CallCredentials>>;
+/// The generated identity client with the service's credentials.
+pub type IdentityStub = IdentityServiceClient<InterceptedService<Channel, CallCredentials>>;
+
+/// Where cleaning stands for one raw-log position of a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanPosition {
+    /// Whether every raw event up to the position asked about was cleaned.
+    pub cleaned: bool,
+    /// The clean-log head as of governance's raw cursor.
+    pub clean_head: i64,
+}
+
+/// Governance, as modeling uses it.
+#[derive(Debug, Clone)]
+pub struct Governance {
+    stub: GovernanceStub,
+}
+
+impl Governance {
+    /// Calls through `channel` with `credentials`.
+    pub fn new(channel: Channel, credentials: CallCredentials) -> Self {
+        Self {
+            stub: GovernanceServiceClient::with_interceptor(channel, credentials)
+                .max_decoding_message_size(MAX_REPLY_BYTES),
+        }
+    }
+
+    /// The clean log from `selector` on, as a stream that waits for new events.
+    pub async fn tail(
+        &self,
+        selector: TailSelector,
+    ) -> Result<tonic::Streaming<TailCleanEventsResponse>, tonic::Status> {
+        let request = TailCleanEventsRequest {
+            selector: Some(selector),
+        };
+        Ok(self
+            .stub
+            .clone()
+            .tail_clean_events(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Where cleaning stands for `raw_sequence` of `tenant`.
+    pub async fn clean_position(
+        &self,
+        tenant: &str,
+        raw_sequence: i64,
+    ) -> Result<CleanPosition, tonic::Status> {
+        let mut request = tonic::Request::new(GetCleanPositionRequest {
+            parent: format!("tenants/{tenant}"),
+            raw_sequence,
+        });
+        request.set_timeout(POSITION_DEADLINE);
+        let reply = self
+            .stub
+            .clone()
+            .get_clean_position(request)
+            .await?
+            .into_inner();
+        Ok(CleanPosition {
+            cleaned: reply.cleaned,
+            clean_head: reply.clean_head,
+        })
+    }
+}
+
+/// Identity, as modeling uses it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    stub: IdentityStub,
+}
+
+impl Identity {
+    /// Calls through `channel` with `credentials`.
+    pub fn new(channel: Channel, credentials: CallCredentials) -> Self {
+        Self {
+            stub: IdentityServiceClient::with_interceptor(channel, credentials)
+                .max_decoding_message_size(MAX_REPLY_BYTES),
+        }
+    }
+
+    /// One person (or the reason for none) per item, in item order.
+    pub async fn batch_resolve(
+        &self,
+        tenant: &str,
+        items: Vec<ResolveItem>,
+    ) -> Result<Vec<ResolveResult>, tonic::Status> {
+        let mut request = tonic::Request::new(BatchResolveRequest {
+            parent: format!("tenants/{tenant}"),
+            items,
+        });
+        request.set_timeout(RESOLVE_DEADLINE);
+        Ok(self
+            .stub
+            .clone()
+            .batch_resolve(request)
+            .await?
+            .into_inner()
+            .results)
+    }
+
+    /// Identity's change log from `selector` on, as a stream that waits for new changes.
+    pub async fn tail_changes(
+        &self,
+        selector: TailSelector,
+    ) -> Result<tonic::Streaming<TailIdentityChangesResponse>, tonic::Status> {
+        let request = TailIdentityChangesRequest {
+            selector: Some(selector),
+        };
+        Ok(self
+            .stub
+            .clone()
+            .tail_identity_changes(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Tells identity that modeling removed `removed_records` for the erasure `name`.
+    pub async fn confirm_erasure(
+        &self,
+        name: String,
+        service: &str,
+        removed_records: i64,
+    ) -> Result<(), tonic::Status> {
+        let mut request = tonic::Request::new(ConfirmErasureRequest {
+            name,
+            service: service.to_owned(),
+            removed_records,
+            request_id: String::new(),
+        });
+        request.set_timeout(CONFIRM_DEADLINE);
+        self.stub.clone().confirm_erasure(request).await?;
+        Ok(())
+    }
+}
