@@ -221,6 +221,18 @@ pub struct GraphPlan {
 }
 
 impl GraphPlan {
+    /// Where the plan's merges leave each person they absorb (the last
+    /// survivor of its chain).
+    pub fn survivors(&self) -> HashMap<Uuid, Uuid> {
+        let merges: Vec<(Uuid, &[Uuid])> = self
+            .merges
+            .iter()
+            .map(|m| (m.survivor, m.absorbed.as_slice()))
+            .collect();
+        let (absorbed, survivors) = crate::graph::final_survivors(&merges);
+        absorbed.into_iter().zip(survivors).collect()
+    }
+
     /// Whether the plan writes nothing.
     pub fn is_read_only(&self) -> bool {
         self.new_persons.is_empty()

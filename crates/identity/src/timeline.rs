@@ -107,6 +107,19 @@ pub fn is_contested(
             .any(|p| crate::graph::find(redirect, *p) != owner)
 }
 
+/// Whether `item` is a use of a value that changes hands: a phone with the
+/// instant it was seen. Such an item is always planned, never answered from
+/// the cache alone, because its use must be recorded (it is what tells a
+/// family still sharing the number from a holder who gave it up) and
+/// because who the number names depends on that instant.
+pub fn records_use(item: &ResolveItem) -> bool {
+    item.observed_at.is_some()
+        && item
+            .keys
+            .iter()
+            .any(|k| RECYCLED_TYPES.contains(&k.id_type.as_str()))
+}
+
 /// Whether a sighting at `at` should be written as the value's last use.
 pub fn advances(known: &Known, at: Option<DateTime<Utc>>) -> bool {
     match (known.last_seen, at) {

@@ -3,11 +3,13 @@
 //!
 //! Resolving a batch: every identifier is looked up in Redis with one MGET;
 //! an item whose identifiers are all cached and agree is answered from
-//! there. The rest is planned against PostgreSQL: first optimistically
-//! without locks (most batches change nothing and stop there), otherwise in
-//! a transaction that locks the persons involved, re-reads their part of
-//! the graph, plans again and writes links, merges, the change log, the
-//! audit and the cache invalidations (outbox) together. A concurrent writer
+//! there (following the batch's own merges), unless it carries a phone with
+//! its instant: that use must be recorded, and who the number names depends
+//! on the instant (see `timeline`). The rest is planned against PostgreSQL:
+//! first optimistically without locks (most batches change nothing and
+//! stop there), otherwise in a transaction that locks the persons involved,
+//! re-reads their part of the graph, plans again and writes links, merges,
+//! the change log, the audit and the cache invalidations (outbox) together. A concurrent writer
 //! that got in between makes the transaction roll back and plan again. Only
 //! after commit is the cache refilled, with versions that keep a slow refill
 //! from undoing a later move.
@@ -35,6 +37,7 @@ use crate::graph::{self, GraphPlan, GraphView, Options, Outcome};
 use crate::rules::{CompiledRules, Rules};
 use crate::store::log::{NewChange, NewDecision};
 use crate::store::{self, LinkRow};
+use crate::timeline;
 
 /// How many times a batch is re-planned after losing a race before the call
 /// gives up with ABORTED.
@@ -125,12 +128,22 @@ impl Identity {
             return Ok(Resolved::default());
         }
         let cached = match (&self.cache, options.explicit) {
-            (Some(cache), false) => cache.get_many(tenant, &domain::distinct_keys(items)).await,
+            (Some(cache), false) => {
+                let answerable = items.iter().filter(|item| !timeline::records_use(item));
+                cache
+                    .get_many(tenant, &domain::distinct_keys(answerable))
+                    .await
+            }
             _ => KeyMap::default(),
         };
         let mut results: Vec<Option<Outcome>> = items
             .iter()
-            .map(|item| domain::cached_answer(item, &cached).map(Outcome::resolved))
+            .map(|item| {
+                if timeline::records_use(item) {
+                    return None;
+                }
+                domain::cached_answer(item, &cached).map(Outcome::resolved)
+            })
             .collect();
         let pending: Vec<usize> = (0..items.len()).filter(|&i| results[i].is_none()).collect();
         tracing::Span::current().record("cache_hits", items.len() - pending.len());
@@ -141,6 +154,14 @@ impl Identity {
             resolved = self
                 .resolve_in_store(tenant, &pending_items, options, actor)
                 .await?;
+            // An answer the cache gave names the person the batch's own
+            // merges leave it in, like every planned answer.
+            let survivors = resolved.plan.survivors();
+            for outcome in results.iter_mut().flatten() {
+                if let Some(survivor) = outcome.person_id.and_then(|p| survivors.get(&p)) {
+                    outcome.person_id = Some(*survivor);
+                }
+            }
             for (&i, outcome) in pending.iter().zip(&resolved.outcomes) {
                 results[i] = Some(*outcome);
             }

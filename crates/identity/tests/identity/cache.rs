@@ -278,3 +278,35 @@ async fn a_silent_channel_empties_the_layer_until_it_speaks_again() {
     layer_trusted(&cache).await;
     assert_eq!(layer.get(&name), None, "trust returns with an empty layer");
 }
+
+/// An item the cache answers names where the same call's merges leave its person: the
+/// anonymous id's person is merged into the card's person by the next item, and both items
+/// answer with the card's person.
+#[tokio::test]
+async fn a_cached_answer_follows_the_merges_of_its_own_call() {
+    let db = TestDb::new(4).await;
+    let (cache, _) = local_cache().await;
+    let api = IdentityApi::new(db.pool.clone(), Some(cache));
+    let card = resolve(&api, "t1", vec![item(vec![id("member_card", "m-1")])]).await[0]
+        .person_id
+        .clone();
+    let browser = resolve(&api, "t1", vec![item(vec![id("anonymous_id", "a-1")])]).await[0]
+        .person_id
+        .clone();
+    assert_ne!(card, browser);
+    let answers = resolve(
+        &api,
+        "t1",
+        vec![
+            item(vec![id("anonymous_id", "a-1")]),
+            item(vec![id("anonymous_id", "a-1"), id("member_card", "m-1")]),
+        ],
+    )
+    .await;
+    assert_eq!(answers[1].person_id, card, "merged into the older person");
+    assert_eq!(
+        answers[0].person_id, card,
+        "the cached answer follows the merge"
+    );
+    db.drop().await;
+}

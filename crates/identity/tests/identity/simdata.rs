@@ -1,7 +1,7 @@
 //! Generated customers through identity, scored against the generator's truth: the events of
 //! a run as governance would hand them on (normalised, placeholders and invalid phones
 //! dropped, phones and emails pseudonymised), resolved in calls of at most 1,000 identifiers,
-//! several calls in flight like modeling's worker.
+//! one after another as modeling hands on a tenant's batches, or several in flight.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -142,7 +142,8 @@ fn sim_event(truth: &TruthEvent) -> Option<SimEvent> {
 }
 
 /// Resolves `events` in order: consecutive calls of at most 1,000 identifiers, `in_flight`
-/// of them at once. Returns the person of each event ("" when unresolved).
+/// of them at once, the cache invalidations relayed after each wave. Returns the person of
+/// each event ("" when unresolved).
 pub async fn resolve_all(
     api: &IdentityApi,
     tenant: &str,
@@ -173,6 +174,12 @@ pub async fn resolve_all(
         for reply in replies {
             out.extend(reply.into_iter().map(|r| r.person_id));
         }
+        // The relay keeps up, as it does beside a serving process: what the
+        // calls moved is invalidated before the next ones read the cache.
+        api.relay()
+            .drain()
+            .await
+            .expect("relay the cache invalidations");
     }
     out
 }

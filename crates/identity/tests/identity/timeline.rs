@@ -144,3 +144,49 @@ async fn a_family_phone_a_tenant_lets_three_persons_share_bridges_nobody() {
     );
     db.drop().await;
 }
+
+/// A phone's use is recorded even when the cache alone could answer the event: the first
+/// card holder keeps using the family phone (day 25, answered from the cache otherwise), so
+/// the second card holder showing it on day 40 shares it, as without a cache, instead of
+/// taking it over from a holder who seemed silent since day 0.
+#[tokio::test]
+async fn a_use_answered_from_the_cache_still_counts_as_a_use() {
+    let mut outcomes = Vec::new();
+    for cached in [false, true] {
+        let db = TestDb::new(4).await;
+        let cache = if cached {
+            Some(local_cache().await.0)
+        } else {
+            None
+        };
+        let api = IdentityApi::new(db.pool.clone(), cache);
+        let phone = || id("phone", "+8613912345678");
+        let card_a = || id("member_card", "m-a");
+        let a = resolve(&api, "t1", vec![at(0, vec![card_a(), phone()])]).await[0]
+            .person_id
+            .clone();
+        assert_eq!(
+            resolve(&api, "t1", vec![at(25, vec![card_a(), phone()])]).await[0].person_id,
+            a
+        );
+        let b = resolve(
+            &api,
+            "t1",
+            vec![at(40, vec![id("member_card", "m-b"), phone()])],
+        )
+        .await[0]
+            .person_id
+            .clone();
+        assert_ne!(a, b, "the card holders are not merged");
+        let alone = resolve(&api, "t1", vec![at(41, vec![phone()])]).await[0].clone();
+        outcomes.push((cached, alone.unresolved, alone.person_id == b));
+        db.drop().await;
+    }
+    // Shared by two card holders in use at once: alone it names nobody, with or without
+    // the cache.
+    assert_eq!(
+        outcomes,
+        vec![(false, true, false), (true, true, false)],
+        "(cached, unresolved, names the second holder)"
+    );
+}
