@@ -207,9 +207,15 @@ fn plan_item(
         components.retain(|c| !c.contested);
     }
     // Strongest first; at equal rank existing persons (oldest first) before
-    // new identifiers, so an event goes with who it already knows.
+    // new identifiers, so an event goes with who it already knows. Persons
+    // known only through a number they have not used for long come last,
+    // whatever its rank: the silent number is the weakest evidence on the
+    // event, so where it conflicts with the event's other identifiers it is
+    // the number that changes hands (see `timeline`), not the others that
+    // are refused from their own person.
     components.sort_by(|a, b| {
-        (a.rank, a.person.is_none(), a.person, &a.keys).cmp(&(
+        (a.stale, a.rank, a.person.is_none(), a.person, &a.keys).cmp(&(
+            b.stale,
             b.rank,
             b.person.is_none(),
             b.person,

@@ -373,6 +373,41 @@ fn a_recycled_phone_changes_hands_after_the_gap_and_earlier_events_keep_their_ho
 }
 
 #[test]
+fn a_recycled_phone_goes_to_the_person_a_weaker_identifier_names() {
+    // The new holder's app install is known with their own card; the event carries only it
+    // and the number: the number, silent since day 0, is the weaker evidence and changes
+    // hands, instead of the app id being refused from its own person for review.
+    let mut view = card_holder_with_phone();
+    for (t, v) in [("member_card", "m-b"), ("anonymous_id", "b-app")] {
+        view.owners.insert(
+            key(t, v),
+            Known {
+                person_id: p(2),
+                ..Known::default()
+            },
+        );
+        *view
+            .type_counts
+            .entry(p(2))
+            .or_default()
+            .entry(t.to_owned())
+            .or_insert(0) += 1;
+    }
+    let plan = plan(
+        &[item_at(40, &[("phone", "p"), ("anonymous_id", "b-app")])],
+        view,
+        &defaults(),
+        Options::default(),
+        minter(),
+    );
+    assert_eq!(plan.results[0].person_id, Some(p(2)));
+    assert!(plan.merges.is_empty());
+    assert_eq!(plan.handovers.len(), 1);
+    assert_eq!((plan.handovers[0].from, plan.handovers[0].to), (p(1), p(2)));
+    assert!(plan.refusals.iter().all(|r| !r.review), "no review item");
+}
+
+#[test]
 fn without_a_time_or_within_the_gap_nothing_changes_hands() {
     for observed in [None, at_day(29)] {
         let mut first = item(&[("member_card", "m-b"), ("phone", "p")]);
