@@ -1,7 +1,8 @@
 //! The shape of the house, checked from the resolved dependency graph (`cargo metadata`):
 //! services never depend on services (they call each other through gRPC clients), shared
 //! crates never depend on services, and the analytics crate stays pure — no tonic, sqlx or
-//! tokio anywhere beneath it.
+//! tokio anywhere beneath it. And every crate uses what it declares: a dependency no source
+//! names is dead weight in every build, and hides what the crate really stands on.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -107,5 +108,90 @@ fn services_and_shared_crates_depend_only_where_the_house_allows() -> anyhow::Re
     for io in ["tonic", "sqlx", "tokio", "redis"] {
         assert!(!pure.contains(io), "touchline-analytics pulls in {io}");
     }
+    Ok(())
+}
+
+/// Declared dependencies that no source of the crate names, allowed with the reason.
+const NAMED_ELSEWHERE: &[(&str, &str, &str)] = &[(
+    "touchline-proto",
+    "tonic-prost",
+    "the code generated into OUT_DIR names it",
+)];
+
+/// The `.rs` text of every file under `path` (a file or a folder).
+fn sources(path: &std::path::Path, out: &mut String) -> std::io::Result<()> {
+    if path.is_file() {
+        if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(path)?);
+        }
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(path)? {
+        sources(&entry?.path(), out)?;
+    }
+    Ok(())
+}
+
+/// Whether `text` names `ident` as a whole word.
+fn names(text: &str, ident: &str) -> bool {
+    text.match_indices(ident).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + ident.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !word(before) && !word(after)
+    })
+}
+
+#[test]
+fn every_declared_dependency_is_used_by_the_code_that_declares_it() -> anyhow::Result<()> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()?;
+    anyhow::ensure!(output.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let mut unused = Vec::new();
+    let mut checked = 0;
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or_default();
+        // Normal dependencies serve the library and binaries (and the build script); what only
+        // tests, examples or benches use belongs under dev-dependencies.
+        let mut text = String::new();
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let kinds: Vec<&str> = target["kind"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str())
+                .collect();
+            let Some(src) = target["src_path"].as_str().map(std::path::Path::new) else {
+                continue;
+            };
+            if kinds.contains(&"custom-build") {
+                sources(src, &mut text)?;
+            } else if kinds.iter().any(|k| ["lib", "bin", "proc-macro"].contains(k)) {
+                sources(src.parent().unwrap_or(src), &mut text)?;
+            }
+        }
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            if !dep["kind"].is_null() {
+                continue;
+            }
+            let declared = dep["name"].as_str().unwrap_or_default();
+            let ident = dep["rename"].as_str().unwrap_or(declared).replace('-', "_");
+            checked += 1;
+            let allowed = NAMED_ELSEWHERE
+                .iter()
+                .any(|(p, d, _)| *p == name && *d == declared);
+            if !allowed && !names(&text, &ident) {
+                unused.push(format!("{name} → {declared}"));
+            }
+        }
+    }
+    assert!(checked > 50, "the manifests were read ({checked} dependencies)");
+    assert!(
+        unused.is_empty(),
+        "declared but never named (remove, or move to dev-dependencies): {unused:?}"
+    );
     Ok(())
 }
