@@ -8,7 +8,7 @@ pub mod imports;
 pub mod sources;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 /// An event to append to the raw log.
 #[derive(Debug, Clone, Default)]
@@ -32,7 +32,7 @@ pub struct NewRawEvent {
 }
 
 /// A record read back from the raw log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredRawEvent {
     /// Position in the tenant's log.
     pub sequence: i64,
@@ -160,7 +160,7 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredRawEvent>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT sequence, payload, received_at, traceparent, source_revision, file_import,
                 import_row
            FROM collection.raw_events
@@ -170,20 +170,7 @@ pub async fn read_after(
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(StoredRawEvent {
-                sequence: row.try_get(0)?,
-                payload: row.try_get(1)?,
-                received_at: row.try_get(2)?,
-                traceparent: row.try_get(3)?,
-                source_revision: row.try_get(4)?,
-                file_import: row.try_get(5)?,
-                import_row: row.try_get(6)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// Per source, what a group commit hands to [`append_group`] besides the
@@ -199,6 +186,16 @@ pub struct GroupCounts {
     pub duplicates: i64,
     /// Rejections decided before storing.
     pub rejected: i64,
+}
+
+/// What the one statement of [`append_group`] answers. Its `woken` column
+/// is selected only so the notifying CTE runs; it is not read.
+#[derive(sqlx::FromRow)]
+struct GroupAppended {
+    /// The head after this group's sequences were reserved.
+    last_sequence: i64,
+    /// The sequences the group stored (message ids new to the tenant).
+    inserted: Vec<i64>,
 }
 
 /// Appends `events` to the tenant's raw log, adds the ingest counters of
@@ -235,7 +232,7 @@ pub async fn append_group(
     let offered: Vec<i64> = counts.iter().map(|c| c.offered).collect();
     let duplicates: Vec<i64> = counts.iter().map(|c| c.duplicates).collect();
     let rejected: Vec<i64> = counts.iter().map(|c| c.rejected).collect();
-    let row = sqlx::query(
+    let appended: GroupAppended = sqlx::query_as(
         "WITH head AS (
            INSERT INTO collection.log_heads (tenant_id, last_sequence) VALUES ($1, $2)
            ON CONFLICT (tenant_id) DO UPDATE
@@ -268,9 +265,9 @@ pub async fn append_group(
          ), woken AS (
            SELECT pg_notify($16, $1) FROM (SELECT 1 FROM stored LIMIT 1) AS any_stored
          )
-         SELECT (SELECT last_sequence FROM head),
-                ARRAY(SELECT sequence FROM stored),
-                (SELECT count(*) FROM woken)",
+         SELECT (SELECT last_sequence FROM head) AS last_sequence,
+                ARRAY(SELECT sequence FROM stored) AS inserted,
+                (SELECT count(*) FROM woken) AS woken",
     )
     .bind(tenant)
     .bind(count)
@@ -290,11 +287,9 @@ pub async fn append_group(
     .bind(crate::RAW_LOG_CHANNEL)
     .fetch_one(&mut *conn)
     .await?;
-    let last: i64 = row.try_get(0)?;
-    let inserted: Vec<i64> = row.try_get(1)?;
-    let first = last - count + 1;
+    let first = appended.last_sequence - count + 1;
     let mut stored = vec![None; events.len()];
-    for sequence in inserted {
+    for sequence in appended.inserted {
         if let Some(slot) = usize::try_from(sequence - first)
             .ok()
             .and_then(|i| stored.get_mut(i))

@@ -1,10 +1,10 @@
 //! Ingest counters per source and UTC hour of receipt.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 /// Counter increments for one source in one hour.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct CountDelta {
     /// Source id as events carried it.
     pub source: String,
@@ -53,11 +53,12 @@ pub async fn add_in(
 }
 
 /// One stored counter row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CountRow {
     /// Start of the UTC hour.
     pub hour: DateTime<Utc>,
     /// The counts.
+    #[sqlx(flatten)]
     pub delta: CountDelta,
 }
 
@@ -69,7 +70,7 @@ pub async fn read(
     end: DateTime<Utc>,
     sources: &[String],
 ) -> Result<Vec<CountRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT hour, source, accepted, duplicates, rejected FROM collection.ingest_counts
           WHERE tenant_id = $1 AND hour >= $2 AND hour < $3
             AND (cardinality($4::text[]) = 0 OR source = ANY($4))
@@ -80,18 +81,5 @@ pub async fn read(
     .bind(end)
     .bind(sources)
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(CountRow {
-                hour: row.try_get(0)?,
-                delta: CountDelta {
-                    source: row.try_get(1)?,
-                    accepted: row.try_get(2)?,
-                    duplicates: row.try_get(3)?,
-                    rejected: row.try_get(4)?,
-                },
-            })
-        })
-        .collect()
+    .await
 }

@@ -1,11 +1,10 @@
 //! Imports and their row results.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
-/// An import as stored.
-#[derive(Debug, Clone, Default)]
+/// An import as stored, each field named as its column.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct ImportRecord {
     /// Import id.
     pub import_id: String,
@@ -59,33 +58,6 @@ const COLUMNS: &str =
     csv_options, header, creator, resume_token, create_time, update_time, upload_complete_time,
     complete_time";
 
-fn record(row: &PgRow) -> Result<ImportRecord, sqlx::Error> {
-    Ok(ImportRecord {
-        import_id: row.try_get(0)?,
-        source_id: row.try_get(1)?,
-        source_revision: row.try_get(2)?,
-        format: row.try_get(3)?,
-        file_name: row.try_get(4)?,
-        size_bytes: row.try_get(5)?,
-        sha256: row.try_get(6)?,
-        state: row.try_get(7)?,
-        received_bytes: row.try_get(8)?,
-        rows_processed: row.try_get(9)?,
-        rows_accepted: row.try_get(10)?,
-        rows_duplicate: row.try_get(11)?,
-        rows_rejected: row.try_get(12)?,
-        error: row.try_get(13)?,
-        csv_options: row.try_get(14)?,
-        header: row.try_get(15)?,
-        creator: row.try_get(16)?,
-        resume_token: row.try_get(17)?,
-        create_time: row.try_get(18)?,
-        update_time: row.try_get(19)?,
-        upload_complete_time: row.try_get(20)?,
-        complete_time: row.try_get(21)?,
-    })
-}
-
 /// Creates an import; false when the id is taken.
 pub async fn insert(
     conn: &mut PgConnection,
@@ -120,14 +92,13 @@ pub async fn get(
     tenant: &str,
     import_id: &str,
 ) -> Result<Option<ImportRecord>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM collection.imports WHERE tenant_id = $1 AND import_id = $2"
     ))
     .bind(tenant)
     .bind(import_id)
     .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(record).transpose()
+    .await
 }
 
 /// The import a resume token belongs to.
@@ -136,14 +107,13 @@ pub async fn by_resume_token(
     tenant: &str,
     token: &str,
 ) -> Result<Option<ImportRecord>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM collection.imports WHERE tenant_id = $1 AND resume_token = $2"
     ))
     .bind(tenant)
     .bind(token)
     .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(record).transpose()
+    .await
 }
 
 /// Imports newest first, after the `(create_time, import_id)` of the last
@@ -157,7 +127,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ImportRecord>, sqlx::Error> {
     let (after_time, after_id) = after.unzip();
-    let rows = sqlx::query(&format!(
+    sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM collection.imports
           WHERE tenant_id = $1
             AND ($2::text IS NULL OR source_id = $2)
@@ -172,12 +142,11 @@ pub async fn list(
     .bind(after_id)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.iter().map(record).collect()
+    .await
 }
 
 /// The outcome of one row, to store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct RowResult {
     /// 1-based row.
     pub row: i64,
@@ -339,8 +308,8 @@ pub async fn rows(
     statuses: &[i32],
     limit: i64,
 ) -> Result<Vec<RowResult>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT row_number, byte_offset, status, message_id, sequence, violations, raw
+    sqlx::query_as(
+        "SELECT row_number AS row, byte_offset, status, message_id, sequence, violations, raw
            FROM collection.import_rows
           WHERE tenant_id = $1 AND import_id = $2 AND row_number > $3
             AND (cardinality($4::integer[]) = 0 OR status = ANY($4))
@@ -352,18 +321,5 @@ pub async fn rows(
     .bind(statuses)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(RowResult {
-                row: row.try_get(0)?,
-                byte_offset: row.try_get(1)?,
-                status: row.try_get(2)?,
-                message_id: row.try_get(3)?,
-                sequence: row.try_get(4)?,
-                violations: row.try_get(5)?,
-                raw: row.try_get(6)?,
-            })
-        })
-        .collect()
+    .await
 }

@@ -2,15 +2,30 @@
 //! plus the idempotency records of retried writes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 /// The current revision and state of a source, as ingest needs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct SourceHead {
     /// Current revision.
     pub revision: i64,
     /// `touchline.collection.v1.SourceState` as stored.
     pub state: i32,
+}
+
+/// A source's id with its head, as [`heads_in`] reads them.
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    source_id: String,
+    #[sqlx(flatten)]
+    head: SourceHead,
+}
+
+/// A source's id with its current encoded form, as [`list`] reads them.
+#[derive(sqlx::FromRow)]
+struct ListedSource {
+    source_id: String,
+    payload: Vec<u8>,
 }
 
 /// Whether the tenant has registered any source at all.
@@ -27,7 +42,7 @@ pub async fn heads_in(
     tenant: &str,
     source_ids: &[&str],
 ) -> Result<Vec<(String, SourceHead)>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<HeadRow> = sqlx::query_as(
         "SELECT source_id, revision, state FROM collection.sources
           WHERE tenant_id = $1 AND source_id = ANY($2)",
     )
@@ -35,17 +50,10 @@ pub async fn heads_in(
     .bind(source_ids)
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok((
-                row.try_get(0)?,
-                SourceHead {
-                    revision: row.try_get(1)?,
-                    state: row.try_get(2)?,
-                },
-            ))
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.source_id, row.head))
+        .collect())
 }
 
 /// The encoded source at `revision`, or at its current revision when
@@ -98,7 +106,7 @@ pub async fn list(
     show_disabled: bool,
     disabled_state: i32,
 ) -> Result<Vec<(String, Vec<u8>)>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows: Vec<ListedSource> = sqlx::query_as(
         "SELECT s.source_id, r.payload FROM collection.sources s
            JOIN collection.source_revisions r
              ON r.tenant_id = s.tenant_id AND r.source_id = s.source_id AND r.revision = s.revision
@@ -115,9 +123,10 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.source_id, row.payload))
+        .collect())
 }
 
 /// A revision to write.

@@ -12,8 +12,7 @@ use touchline_collection::store::copy_append::append_group_by_copy;
 use touchline_collection::store::counts::CountRow;
 use touchline_collection::store::{GroupCounts, NewRawEvent, counts};
 
-mod common;
-use common::fresh_pool;
+use crate::helpers::fresh_pool;
 
 const TENANT: &str = "acme";
 

@@ -19,8 +19,7 @@ use touchline_proto::collection::v1::{
 };
 use touchline_proto::common::v1::Event;
 
-mod common;
-use common::fresh_pool;
+use crate::helpers::fresh_pool;
 
 const TENANT: &str = "acme";
 const ROWS: usize = 300;

@@ -1,8 +1,6 @@
 //! The source registry against a real database: writes keyed by a request
 //! id act once, however their retries race.
 
-mod common;
-
 use touchline_collection::sources::{self, Update};
 use touchline_proto::collection::v1::{DataFormat, Source, SourceKind};
 
@@ -19,7 +17,7 @@ fn app_source() -> Source {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_retries_of_a_keyed_update_make_one_revision() -> anyhow::Result<()> {
-    let (_db, pool) = common::fresh_pool().await?;
+    let (_db, pool) = crate::helpers::fresh_pool().await?;
     sources::create(&pool, "acme", "sdk-app", app_source(), "", false).await?;
 
     // No etag: only the request id keeps the retries from each making a
