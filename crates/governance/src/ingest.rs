@@ -3,17 +3,10 @@
 //! at ingest (they never reach the raw log, so governance cannot count them
 //! itself). Used by the quality report.
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeDelta, Utc};
-use tonic::Code;
-use touchline_proto::collection::v1::{GetIngestCountsRequest, IngestCount};
 
 use crate::domain::clean::{from_timestamp_pb, timestamp_pb};
-use crate::worker::CollectionClient;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-const ATTEMPTS: u32 = 3;
+use crate::upstream::Collection;
 /// The longest range one call may ask for (collection allows 31 days).
 const WINDOW: TimeDelta = TimeDelta::days(30);
 
@@ -34,12 +27,12 @@ pub struct HourCount {
 /// pipeline token.
 #[derive(Debug, Clone)]
 pub struct IngestCounts {
-    client: CollectionClient,
+    client: Collection,
 }
 
 impl IngestCounts {
     /// Counters read through `client`.
-    pub fn new(client: CollectionClient) -> Self {
+    pub fn new(client: Collection) -> Self {
         Self { client }
     }
 
@@ -56,7 +49,11 @@ impl IngestCounts {
         let mut from = start;
         while from < end {
             let to = (from + WINDOW).min(end);
-            for c in self.call(tenant, from, to, sources).await? {
+            let counts = self
+                .client
+                .ingest_counts(tenant, timestamp_pb(from), timestamp_pb(to), sources)
+                .await?;
+            for c in counts {
                 let Some(hour) = c.hour.as_ref().and_then(from_timestamp_pb) else {
                     continue;
                 };
@@ -70,35 +67,5 @@ impl IngestCounts {
             from = to;
         }
         Ok(out)
-    }
-
-    async fn call(
-        &self,
-        tenant: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        sources: &[String],
-    ) -> Result<Vec<IngestCount>, tonic::Status> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = tonic::Request::new(GetIngestCountsRequest {
-                parent: format!("tenants/{tenant}"),
-                start_time: Some(timestamp_pb(start)),
-                end_time: Some(timestamp_pb(end)),
-                sources: sources.to_vec(),
-            });
-            request.set_timeout(DEADLINE);
-            match self.client.clone().get_ingest_counts(request).await {
-                Ok(r) => return Ok(r.into_inner().counts),
-                Err(status)
-                    if attempt < ATTEMPTS
-                        && matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(status) => return Err(status),
-            }
-        }
     }
 }

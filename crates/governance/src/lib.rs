@@ -3,8 +3,9 @@
 //! which the modeling stage tails.
 //!
 //! `domain` is the pure cleaning logic (dictionary, time, PII, mapping,
-//! natural keys), `store` holds all SQL, `sources` is the typed client of
-//! collection's source registry, `worker` tails collection's raw log,
+//! natural keys), `store` holds all SQL, `upstream` is the typed client of
+//! collection (raw log, source registry, ingest counters), `sources` caches
+//! the source settings cleaning needs, `worker` tails collection's raw log,
 //! `replay` re-cleans quarantined events, `reprocess` re-cleans a range of
 //! raw events to report the difference, and `grpc` is the thin adapter.
 
@@ -15,6 +16,7 @@ pub mod replay;
 pub mod reprocess;
 pub mod sources;
 pub mod store;
+pub mod upstream;
 pub mod worker;
 
 pub use grpc::GovernanceApi;

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use prost::Message as _;
 use sqlx::PgPool;
-use touchline_proto::collection::v1::TailRawEventsRequest;
 use touchline_proto::common::v1::{PartitionCursor, TailSelector};
 use touchline_proto::governance::v1::{
     CleanEvent, QuarantineReason, ReasonCount, ReprocessDiff, ReprocessSample,
@@ -32,7 +31,8 @@ use crate::store::publish::{Processed, Verdict, outcome};
 use crate::store::quarantine::apply_replay;
 use crate::store::reprocess::{self as store, Created, JobRow, Progress, mode};
 use crate::store::tenant;
-use crate::worker::{CollectionClient, GovernanceSettings, TenantState, TenantStates, process_raw};
+use crate::upstream::Collection;
+use crate::worker::{GovernanceSettings, TenantState, TenantStates, process_raw};
 
 /// Samples kept per job.
 const MAX_SAMPLES: usize = 100;
@@ -103,7 +103,7 @@ pub struct JobSpec {
 #[derive(Debug, Clone)]
 pub struct Reprocessor {
     pool: PgPool,
-    collection: CollectionClient,
+    collection: Collection,
     sources: SourceRegistry,
     states: TenantStates,
     settings: GovernanceSettings,
@@ -112,7 +112,7 @@ pub struct Reprocessor {
 impl Reprocessor {
     /// Jobs writing to `pool`, reading raw events and sources from
     /// `collection`.
-    pub fn new(pool: PgPool, collection: CollectionClient, settings: GovernanceSettings) -> Self {
+    pub fn new(pool: PgPool, collection: Collection, settings: GovernanceSettings) -> Self {
         Self {
             pool,
             sources: SourceRegistry::new(collection.clone()),
@@ -228,23 +228,18 @@ impl Reprocessor {
         store::progress(&self.pool, tenant, &job.job_id, progress)
             .await
             .map_err(store_error)?;
-        let request = TailRawEventsRequest {
-            selector: Some(TailSelector {
+        let mut stream = self
+            .collection
+            .tail_raw(TailSelector {
                 cursors: vec![PartitionCursor {
                     tenant: tenant.to_owned(),
                     after_sequence: first - 1,
                 }],
                 all_tenants: false,
                 max_batch_size: BATCH,
-            }),
-        };
-        let mut stream = self
-            .collection
-            .clone()
-            .tail_raw_events(request)
+            })
             .await
-            .map_err(|s| format!("reading the raw log: {}", s.message()))?
-            .into_inner();
+            .map_err(|s| format!("reading the raw log: {}", s.message()))?;
         loop {
             let batch = tokio::time::timeout(READ_TIMEOUT, stream.message())
                 .await

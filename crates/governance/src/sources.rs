@@ -1,22 +1,17 @@
-//! The typed client of collection's source registry: fetches a source at
-//! the revision a raw event was received under, with a deadline and retries
-//! of transient failures, and caches it per (tenant, source, revision) —
-//! revisions are immutable, so entries never go stale.
+//! Collection's source registry as cleaning needs it: the source at the revision a raw event
+//! was received under (through the typed client, with its deadline and retries), cached per
+//! (tenant, source, revision) — revisions are immutable, so entries never go stale.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use tonic::Code;
-use touchline_proto::collection::v1::{GetSourceRequest, Source};
+use touchline_proto::collection::v1::Source;
 
 use crate::domain::source::{SourceSpec, from_proto};
-use crate::worker::CollectionClient;
+use crate::upstream::Collection;
 
 /// Cached entries before the cache is cleared (bounded memory).
 const MAX_CACHED: usize = 10_000;
-const DEADLINE: Duration = Duration::from_secs(10);
-const ATTEMPTS: u32 = 3;
 
 /// Cached specs by (tenant, source, revision).
 type SpecCache = Arc<Mutex<HashMap<(String, String, i64), Arc<SourceSpec>>>>;
@@ -33,13 +28,13 @@ pub enum SourceLookup {
 /// Source settings, fetched and cached.
 #[derive(Debug, Clone)]
 pub struct SourceRegistry {
-    client: CollectionClient,
+    client: Collection,
     cache: SpecCache,
 }
 
 impl SourceRegistry {
     /// A registry reading through `client` (carrying the pipeline token).
-    pub fn new(client: CollectionClient) -> Self {
+    pub fn new(client: Collection) -> Self {
         Self {
             client,
             cache: Arc::new(Mutex::new(HashMap::new())),
@@ -106,40 +101,17 @@ impl SourceRegistry {
             .map(|spec| (Arc::new(spec), revision)))
     }
 
-    /// One `GetSource` call with retries of transient failures; the inner
-    /// `Err` says why the source is unknown.
+    /// The source at `revision`; the inner `Err` says why it is unknown.
     async fn fetch(
         &self,
         tenant: &str,
         source: &str,
         revision: i64,
     ) -> Result<Result<Source, String>, tonic::Status> {
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
-            let mut request = tonic::Request::new(GetSourceRequest {
-                name: format!("tenants/{tenant}/sources/{source}"),
-                revision,
-            });
-            request.set_timeout(DEADLINE);
-            match self.client.clone().get_source(request).await {
-                Ok(r) => break r.into_inner(),
-                Err(status) if status.code() == Code::NotFound => {
-                    return Ok(Err(format!(
-                        "source {source} revision {revision} is not registered"
-                    )));
-                }
-                Err(status)
-                    if attempt < ATTEMPTS
-                        && matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                Err(status) => return Err(status),
-            }
-        };
-        Ok(response
-            .source
-            .ok_or_else(|| format!("source {source} came back empty")))
+        Ok(self
+            .client
+            .get_source(tenant, source, revision)
+            .await?
+            .ok_or_else(|| format!("source {source} revision {revision} is not registered")))
     }
 }

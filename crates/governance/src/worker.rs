@@ -8,14 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
 use sqlx::PgPool;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::collection::v1::{RawEvent, TailRawEventsRequest, TailRawEventsResponse};
+use touchline_proto::collection::v1::{RawEvent, TailRawEventsResponse};
 use touchline_proto::common::v1::{PartitionCursor, TailSelector};
 use touchline_proto::governance::v1::QuarantineReason;
 use touchline_runtime::Shutdown;
-use touchline_runtime::client::CallCredentials;
 use tracing::Instrument as _;
 
 use crate::domain::clean::{Inputs, Quarantine, Violation, clean, from_timestamp_pb};
@@ -24,9 +20,7 @@ use crate::domain::pii::{PrivacySettings, TenantKey};
 use crate::sources::{SourceLookup, SourceRegistry};
 use crate::store::publish::{Processed, Verdict, commit_batch};
 use crate::store::{self, tenant};
-
-/// A collection client carrying the worker's credentials.
-pub type CollectionClient = CollectionServiceClient<InterceptedService<Channel, CallCredentials>>;
+use crate::upstream::Collection;
 
 /// Why a worker session ended.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +184,7 @@ fn single(reason: QuarantineReason, field: &str, detail: impl Into<String>) -> Q
 #[derive(Debug, Clone)]
 pub struct CleaningWorker {
     pool: PgPool,
-    collection: CollectionClient,
+    collection: Collection,
     sources: SourceRegistry,
     states: TenantStates,
     settings: GovernanceSettings,
@@ -201,7 +195,7 @@ pub struct CleaningWorker {
 impl CleaningWorker {
     /// A worker writing to `pool` and reading raw events and sources from
     /// `collection`.
-    pub fn new(pool: PgPool, collection: CollectionClient, settings: GovernanceSettings) -> Self {
+    pub fn new(pool: PgPool, collection: Collection, settings: GovernanceSettings) -> Self {
         Self {
             pool,
             sources: SourceRegistry::new(collection.clone()),
@@ -236,19 +230,14 @@ impl CleaningWorker {
                 after_sequence,
             })
             .collect();
-        let request = TailRawEventsRequest {
-            selector: Some(TailSelector {
+        let mut stream = self
+            .collection
+            .tail_raw(TailSelector {
                 cursors,
                 all_tenants: true,
                 max_batch_size: self.batch_size,
-            }),
-        };
-        let mut stream = self
-            .collection
-            .clone()
-            .tail_raw_events(request)
-            .await?
-            .into_inner();
+            })
+            .await?;
         while let Some(batch) = stream.message().await? {
             self.process(batch).await?;
         }

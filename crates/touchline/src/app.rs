@@ -18,13 +18,14 @@ use touchline_db::sqlx::migrate::Migrator;
 use touchline_db::watchdog::{Change, Watchdog};
 use touchline_db::{LogNotifier, RequestTable, Upkeep};
 use touchline_governance::GovernanceApi;
+use touchline_governance::upstream::Collection;
 use touchline_governance::worker::CleaningWorker;
 use touchline_identity::{IdentityApi, IdentityCache};
 use touchline_modeling::ModelingApi;
 use touchline_modeling::identity_changes::IdentityChangesWorker;
 use touchline_modeling::upstream::{Governance, Identity};
 use touchline_modeling::worker::EventStoreWorker;
-use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+
 use touchline_proto::collection::v1::collection_service_server::CollectionServiceServer;
 use touchline_proto::governance::v1::governance_service_server::GovernanceServiceServer;
 use touchline_proto::identity::v1::identity_service_server::IdentityServiceServer;
@@ -202,13 +203,10 @@ impl Application {
                         );
                     }
                     (ServiceName::Governance, Some(pool), Some(notifier)) => {
-                        // The quality report reads ingest counters per source and hour, which
-                        // may pass the default 4 MiB for a tenant with many sources.
-                        let collection = CollectionServiceClient::with_interceptor(
+                        let collection = Collection::new(
                             lazy_channel(&upstream(ServiceName::Collection)?)?,
                             credentials.clone(),
-                        )
-                        .max_decoding_message_size(64 * 1024 * 1024);
+                        );
                         let api = GovernanceApi::new(
                             pool.clone(),
                             notifier.clone(),
@@ -327,11 +325,10 @@ impl Application {
                     .await;
             });
             if services.contains(&ServiceName::Governance) {
-                let collection = CollectionServiceClient::with_interceptor(
+                let collection = Collection::new(
                     lazy_channel(&upstream(ServiceName::Collection)?)?,
                     credentials.clone(),
-                )
-                .max_decoding_message_size(64 * 1024 * 1024);
+                );
                 tasks.spawn(
                     CleaningWorker::new(pool.clone(), collection, config.governance.clone())
                         .with_status(pipeline_status.clone())

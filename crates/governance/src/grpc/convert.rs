@@ -113,7 +113,7 @@ pub fn event_from_pb(id: &str, e: &pb::CanonicalEvent) -> EventDef {
         },
         conversion: e.conversion,
         value_property: e.value_property.clone(),
-        deprecated: e.state == 2,
+        deprecated: e.state() == pb::CanonicalEventState::Deprecated,
         natural_key_properties: e.natural_key_properties.clone(),
         anonymous_allowed: e.anonymous_allowed,
         template: String::new(),

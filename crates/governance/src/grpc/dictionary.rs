@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use tonic::Status;
 use touchline_error::{ApiError, ErrorCode, FieldViolation, to_status};
+use touchline_proto::common::v1::{Department, TouchpointType};
 use touchline_proto::governance::v1 as pb;
 
 use super::convert::{event_from_pb, event_to_pb};
@@ -89,10 +90,10 @@ fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceEr
 
 /// `ListIndustryTemplates`.
 pub fn list_templates(req: &pb::ListIndustryTemplatesRequest) -> pb::ListIndustryTemplatesResponse {
-    let full = req.view == 2;
+    let full = req.view() == pb::TemplateView::Full;
     let industry_templates = templates()
         .into_iter()
-        .filter(|t| req.industry == 0 || t.industry == req.industry)
+        .filter(|t| req.industry() == pb::Industry::Unspecified || t.industry == req.industry)
         .map(|t| pb::IndustryTemplate {
             name: format!("industryTemplates/{}", t.id),
             industry: t.industry,
@@ -142,7 +143,8 @@ pub async fn apply(
         .into_iter()
         .map(|(k, v)| (k, v.def))
         .collect();
-    let merge = apply_template(&draft, &template, req.mode == 2);
+    let overwrite = req.mode() == pb::ApplyTemplateMode::Overwrite;
+    let merge = apply_template(&draft, &template, overwrite);
     if !req.validate_only {
         store::upsert_events(pool, tenant, &merge.writes).await?;
     }
@@ -250,11 +252,13 @@ pub async fn list(
     let all: Vec<pb::CanonicalEvent> = events_of(pool, tenant, req.dictionary_version)
         .await?
         .into_iter()
-        .filter(|e| req.show_deprecated || e.state != 2)
+        .filter(|e| req.show_deprecated || e.state() != pb::CanonicalEventState::Deprecated)
         .filter(|e| {
             let t = e.touchpoint.clone().unwrap_or_default();
-            (req.touchpoint_type == 0 || t.touchpoint_type == req.touchpoint_type)
-                && (req.owning_department == 0 || t.owning_department == req.owning_department)
+            let any_type = req.touchpoint_type() == TouchpointType::Unspecified;
+            let any_department = req.owning_department() == Department::Unspecified;
+            (any_type || t.touchpoint_type == req.touchpoint_type)
+                && (any_department || t.owning_department == req.owning_department)
         })
         .filter(|e| req.page_token.is_empty() || e.event_name > req.page_token)
         .collect();

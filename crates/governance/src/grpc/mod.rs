@@ -30,7 +30,8 @@ use crate::replay::Replayer;
 use crate::reprocess::Reprocessor;
 use crate::sources::SourceRegistry;
 use crate::store::{self, StoredCleanEvent};
-use crate::worker::{CollectionClient, GovernanceSettings};
+use crate::upstream::Collection;
+use crate::worker::GovernanceSettings;
 
 /// The governance service's gRPC face.
 #[derive(Debug, Clone)]
@@ -53,7 +54,7 @@ impl GovernanceApi {
         pool: PgPool,
         notifier: LogNotifier,
         shutdown: Shutdown,
-        collection: CollectionClient,
+        collection: Collection,
         settings: GovernanceSettings,
     ) -> Self {
         let replayer = Replayer::new(
