@@ -1,7 +1,7 @@
 //! Assembles a touchline process from its configuration: connects and
-//! migrates the database, binds the listeners, mounts the services with the
-//! trace and auth layers, health and reflection, starts the pipeline workers,
-//! and runs the shutdown sequence.
+//! migrates the database, binds the listeners, mounts the services (see
+//! `mount`: each service's routes and its workers) with the trace and auth
+//! layers, health and reflection, and runs the shutdown sequence.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,33 +13,18 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tonic::service::RoutesBuilder;
 use touchline_auth::{AuthLayer, ScopePolicy, TokenClaims, Verifier};
-use touchline_collection::CollectionApi;
+use touchline_db::sqlx::PgPool;
 use touchline_db::sqlx::migrate::Migrator;
 use touchline_db::watchdog::{Change, Watchdog};
 use touchline_db::{LogNotifier, RequestTable, Upkeep};
-use touchline_governance::GovernanceApi;
-use touchline_governance::upstream::Collection;
-use touchline_governance::worker::CleaningWorker;
-use touchline_identity::{IdentityApi, IdentityCache};
-use touchline_modeling::ModelingApi;
-use touchline_modeling::identity_changes::IdentityChangesWorker;
-use touchline_modeling::upstream::{Governance, Identity};
-use touchline_modeling::worker::EventStoreWorker;
-
-use touchline_proto::collection::v1::collection_service_server::CollectionServiceServer;
-use touchline_proto::governance::v1::governance_service_server::GovernanceServiceServer;
-use touchline_proto::identity::v1::identity_service_server::IdentityServiceServer;
-use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
-use touchline_proto::modeling::v1::modeling_service_server::ModelingServiceServer;
-use touchline_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
-use touchline_reporting::ReportingApi;
-use touchline_runtime::client::{CallCredentials, lazy_channel};
+use touchline_runtime::client::CallCredentials;
 use touchline_runtime::status::PipelineStatus;
 use touchline_runtime::status_api::PipelineApi;
 use touchline_runtime::{HealthHandle, Shutdown};
 use touchline_telemetry::GrpcServerTraceLayer;
 
 use crate::config::{Config, ServiceName};
+use crate::mount::{Shared, Upstreams, mount};
 
 /// Scopes of the platform account the stages use to call each other.
 pub const PIPELINE_SCOPES: [&str; 6] = [
@@ -64,121 +49,46 @@ impl Application {
     /// Builds and starts everything `config` asks for; returns once the
     /// listeners are bound and health reports SERVING.
     pub async fn build(config: Config, shutdown: Shutdown) -> anyhow::Result<Self> {
-        let services: Vec<ServiceName> = {
-            let mut s = config.services.clone();
-            s.sort();
-            s.dedup();
-            s
-        };
-        anyhow::ensure!(!services.is_empty(), "no services selected");
-
+        let services = selected_services(&config)?;
         let verifier = Verifier::from_config(&config.auth)
             .await
             .context("auth is not configured: set auth.jwks_file or auth.jwks_url, or for development auth.hs256_secret with auth.allow_hs256 = true")?;
         let policy =
             ScopePolicy::new(touchline_proto::scopes::REQUIRED_SCOPES).context("scope table")?;
-        let pipeline_token = pipeline_token(&config)?;
-        let credentials = CallCredentials::bearer(&pipeline_token)
+        let credentials = CallCredentials::bearer(&pipeline_token(&config)?)
             .context("pipeline token is not valid header text")?;
-
-        let needs_db = services.iter().any(|s| *s != ServiceName::Reporting);
-        let pool = if needs_db {
-            let pool = touchline_db::connect(&config.database)
-                .await
-                .context("cannot reach PostgreSQL (database.url / TOUCHLINE_DATABASE__URL)")?;
-            for (service, schema, migrator) in owned_schemas() {
-                if services.contains(&service) {
-                    touchline_db::migrate(&pool, schema, migrator)
-                        .await
-                        .with_context(|| format!("migrating schema {schema}"))?;
-                }
-            }
-            Some(pool)
-        } else {
-            None
-        };
-
+        let pool = open_database(&config, &services).await?;
         // Bind every listener first so upstream URLs of local services are known.
-        let mut groups: BTreeMap<SocketAddr, Vec<ServiceName>> = BTreeMap::new();
-        for service in &services {
-            let addr = config
-                .addresses
-                .get(service)
-                .copied()
-                .unwrap_or(config.listen);
-            groups.entry(addr).or_default().push(*service);
-        }
-        let mut bound = Vec::new();
-        let mut addresses = BTreeMap::new();
-        for (addr, group) in groups {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {addr}"))?;
-            let local = listener.local_addr()?;
-            for service in &group {
-                addresses.insert(*service, local);
-            }
-            bound.push((listener, group));
-        }
-        let upstream = |service: ServiceName| -> anyhow::Result<String> {
-            match (
-                addresses.get(&service),
-                config.pipeline.upstream.get(&service),
-            ) {
-                (Some(local), _) => Ok(format!("http://{local}")),
-                (None, Some(url)) => Ok(url.clone()),
-                (None, None) => anyhow::bail!(
-                    "{} is neither served here nor configured in pipeline.upstream",
-                    service.as_str()
-                ),
-            }
-        };
-
+        let (bound, addresses) = bind_listeners(&config, &services).await?;
+        let notifier = start_notifier(pool.as_ref(), &services).await?;
         let mut tasks = JoinSet::new();
-        let mut notifier_channels = Vec::new();
-        if services.contains(&ServiceName::Collection) {
-            notifier_channels.push(touchline_collection::RAW_LOG_CHANNEL);
-        }
-        if services.contains(&ServiceName::Governance) {
-            notifier_channels.push(touchline_governance::CLEAN_LOG_CHANNEL);
-        }
-        if services.contains(&ServiceName::Identity) {
-            notifier_channels.push(touchline_identity::CHANGES_CHANNEL);
-        }
-        let notifier = match (&pool, notifier_channels.is_empty()) {
-            (Some(pool), false) => Some(
-                LogNotifier::start(pool, &notifier_channels)
-                    .await
-                    .context("LISTEN connection")?,
-            ),
-            _ => None,
+        let metrics_addr = serve_metrics(&config, &shutdown, &mut tasks).await?;
+        let layers = ServerLayers {
+            // Built once, after telemetry set the global meter provider, and shared by every
+            // server: outermost, so it records the code each caller actually got.
+            rpc_metrics: touchline_telemetry::RpcMetricsLayer::new()
+                .with_server_timeout(Duration::from_millis(config.limits.request_timeout_ms)),
+            // Shut while the database does not answer (see `watch_database`); never shut in a
+            // process without one.
+            gate: touchline_runtime::gate::DependencyGate::new(),
+            verifier,
+            policy,
         };
-
-        let metrics_addr = match config.telemetry.metrics_listen {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-                let local = listener.local_addr()?;
-                let stop = shutdown.clone();
-                tasks.spawn(touchline_telemetry::metrics::serve_metrics(
-                    listener,
-                    touchline_telemetry::metrics::handle(),
-                    async move { stop.wait().await },
-                ));
-                Some(local)
-            }
-            None => None,
-        };
-        // Built once, after telemetry set the global meter provider, and shared by every
-        // server: outermost, so it records the code each caller actually got.
-        let rpc_metrics = touchline_telemetry::RpcMetricsLayer::new()
-            .with_server_timeout(Duration::from_millis(config.limits.request_timeout_ms));
-        // Shut while the database does not answer (see `watch_database`); never shut in a
-        // process without one.
-        let gate = touchline_runtime::gate::DependencyGate::new();
-        let mut healths = Vec::new();
         let pipeline_status = PipelineStatus::new();
+        let shared = Shared {
+            config: &config,
+            pool: pool.as_ref(),
+            notifier: notifier.as_ref(),
+            credentials: &credentials,
+            upstreams: Upstreams {
+                local: &addresses,
+                configured: &config.pipeline.upstream,
+            },
+            status: &pipeline_status,
+            shutdown: &shutdown,
+        };
+        let mut background = Vec::new();
+        let mut healths = Vec::new();
         for (listener, group) in bound {
             let mut routes = RoutesBuilder::default();
             let mut names: Vec<&str> = group.iter().map(|s| s.grpc_name()).collect();
@@ -188,173 +98,32 @@ impl Application {
             routes.add_service(health_service);
             routes
                 .add_service(touchline_runtime::server::reflection(&names).context("reflection")?);
-            let max = config.limits.max_message_bytes;
             for service in &group {
-                match (service, &pool, &notifier) {
-                    (ServiceName::Collection, Some(pool), Some(notifier)) => {
-                        let api = CollectionApi::new(
-                            pool.clone(),
-                            notifier.clone(),
-                            shutdown.clone(),
-                            config.collection.clone(),
-                        );
-                        routes.add_service(
-                            CollectionServiceServer::new(api).max_decoding_message_size(max),
-                        );
-                    }
-                    (ServiceName::Governance, Some(pool), Some(notifier)) => {
-                        let collection = Collection::new(
-                            lazy_channel(&upstream(ServiceName::Collection)?)?,
-                            credentials.clone(),
-                        );
-                        let api = GovernanceApi::new(
-                            pool.clone(),
-                            notifier.clone(),
-                            shutdown.clone(),
-                            collection,
-                            config.governance.clone(),
-                        );
-                        routes.add_service(
-                            GovernanceServiceServer::new(api).max_decoding_message_size(max),
-                        );
-                    }
-                    (ServiceName::Identity, Some(pool), notifier) => {
-                        let cache = IdentityCache::connect(&config.identity)
-                            .await
-                            .context("identity cache")?;
-                        let mut api = IdentityApi::new(pool.clone(), cache);
-                        if let Some(notifier) = notifier {
-                            api = api.with_notifier(notifier.clone(), shutdown.clone());
-                        }
-                        // Cache invalidations leave through the outbox.
-                        tasks.spawn(api.relay().run(shutdown.clone()));
-                        routes.add_service(
-                            IdentityServiceServer::new(api).max_decoding_message_size(max),
-                        );
-                    }
-                    (ServiceName::Modeling, Some(pool), _) => {
-                        let api = ModelingApi::new(pool.clone()).with_upstreams(
-                            Governance::new(
-                                lazy_channel(&upstream(ServiceName::Governance)?)?,
-                                credentials.clone(),
-                            ),
-                            Identity::new(
-                                lazy_channel(&upstream(ServiceName::Identity)?)?,
-                                credentials.clone(),
-                            ),
-                        );
-                        routes.add_service(
-                            ModelingServiceServer::new(api).max_decoding_message_size(max),
-                        );
-                    }
-                    (ServiceName::Reporting, _, _) => {
-                        let modeling = ModelingServiceClient::with_interceptor(
-                            lazy_channel(&upstream(ServiceName::Modeling)?)?,
-                            credentials.clone(),
-                        );
-                        routes.add_service(
-                            ReportingServiceServer::new(ReportingApi::new(modeling))
-                                .max_decoding_message_size(max),
-                        );
-                    }
-                    (service, _, _) => anyhow::bail!("{} needs the database", service.as_str()),
-                }
+                mount(*service, &shared, &mut routes, &mut background).await?;
             }
-            let server = touchline_runtime::server::builder(&config.limits)
-                .layer(rpc_metrics.clone())
-                .layer(touchline_runtime::codes::layer())
-                .layer(touchline_runtime::metadata::layer())
-                .layer(touchline_runtime::gate::gate_layer(gate.clone()))
-                .layer(GrpcServerTraceLayer::new())
-                .layer(AuthLayer::new(verifier.clone(), policy.clone()))
-                .add_routes(routes.routes());
-            let incoming = touchline_runtime::server::incoming(listener);
-            let drain_delay = Duration::from_millis(config.limits.drain_delay_ms);
-            let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
-            let stop = shutdown.clone();
-            let deadline = shutdown.clone();
-            let stop_health = health.clone();
-            tasks.spawn(async move {
-                let signal = async move {
-                    stop.wait().await;
-                    stop_health.not_serving().await;
-                    tokio::time::sleep(drain_delay).await;
-                };
-                let serve = server.serve_with_incoming_shutdown(incoming, signal);
-                // The grace period starts when draining does; a server that
-                // cannot drain in time is abandoned rather than waited on.
-                let mut serve = std::pin::pin!(serve);
-                tokio::select! {
-                    result = &mut serve => log_server_end(result),
-                    () = async { deadline.wait().await; tokio::time::sleep(drain_delay + grace).await } => {
-                        tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; abandoning open calls");
-                    }
-                }
-            });
+            serve(
+                &config, &layers, routes, listener, &health, &shutdown, &mut tasks,
+            );
             health.serving().await;
             healths.push(health);
         }
-
+        for task in background {
+            tasks.spawn(task);
+        }
         tasks.spawn(report_stuck_consumers(
             pipeline_status.clone(),
             healths.clone(),
             shutdown.clone(),
         ));
-        if pool.is_some() {
-            let watchdog = Watchdog::new(config.database.connect_options()?);
-            tasks.spawn(watch_database(watchdog, gate, healths, shutdown.clone()));
-        }
-
         if let Some(pool) = &pool {
-            let schemas: Vec<String> = owned_schemas()
-                .into_iter()
-                .filter(|(service, _, _)| services.contains(service))
-                .map(|(_, schema, _)| schema.to_owned())
-                .collect();
-            let upkeep = Upkeep::new(pool.clone(), schemas, config.database.upkeep);
-            let stop = shutdown.clone();
-            tasks.spawn(async move { upkeep.run_until(stop.wait()).await });
-            let request_tables: Vec<RequestTable> = request_tables()
-                .into_iter()
-                .filter(|(service, _)| services.contains(service))
-                .map(|(_, table)| table)
-                .collect();
-            let (expiry_pool, stop) = (pool.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                touchline_db::requests::expire_until(expiry_pool, request_tables, stop.wait())
-                    .await;
-            });
-            if services.contains(&ServiceName::Governance) {
-                let collection = Collection::new(
-                    lazy_channel(&upstream(ServiceName::Collection)?)?,
-                    credentials.clone(),
-                );
-                tasks.spawn(
-                    CleaningWorker::new(pool.clone(), collection, config.governance.clone())
-                        .with_status(pipeline_status.clone())
-                        .run(shutdown.clone()),
-                );
-            }
-            if services.contains(&ServiceName::Modeling) {
-                let governance = Governance::new(
-                    lazy_channel(&upstream(ServiceName::Governance)?)?,
-                    credentials.clone(),
-                );
-                let identity = Identity::new(
-                    lazy_channel(&upstream(ServiceName::Identity)?)?,
-                    credentials.clone(),
-                );
-                tasks.spawn(
-                    IdentityChangesWorker::new(pool.clone(), identity.clone())
-                        .with_status(pipeline_status.clone())
-                        .run(shutdown.clone()),
-                );
-                tasks.spawn(
-                    EventStoreWorker::new(pool.clone(), governance, identity)
-                        .with_status(pipeline_status.clone())
-                        .run(shutdown.clone()),
-                );
-            }
+            let watchdog = Watchdog::new(config.database.connect_options()?);
+            tasks.spawn(watch_database(
+                watchdog,
+                layers.gate,
+                healths,
+                shutdown.clone(),
+            ));
+            spawn_upkeep(pool, &config, &services, &shutdown, &mut tasks);
         }
         for (service, addr) in &addresses {
             tracing::info!(service = service.as_str(), %addr, "serving");
@@ -391,6 +160,205 @@ impl Application {
     pub async fn stopped(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The services to run, each once.
+fn selected_services(config: &Config) -> anyhow::Result<Vec<ServiceName>> {
+    let mut services = config.services.clone();
+    services.sort();
+    services.dedup();
+    anyhow::ensure!(!services.is_empty(), "no services selected");
+    Ok(services)
+}
+
+/// Connects and migrates the schemas of the services that keep data (all but reporting).
+async fn open_database(
+    config: &Config,
+    services: &[ServiceName],
+) -> anyhow::Result<Option<PgPool>> {
+    if services.iter().all(|s| *s == ServiceName::Reporting) {
+        return Ok(None);
+    }
+    let pool = touchline_db::connect(&config.database)
+        .await
+        .context("cannot reach PostgreSQL (database.url / TOUCHLINE_DATABASE__URL)")?;
+    for (service, schema, migrator) in owned_schemas() {
+        if services.contains(&service) {
+            touchline_db::migrate(&pool, schema, migrator)
+                .await
+                .with_context(|| format!("migrating schema {schema}"))?;
+        }
+    }
+    Ok(Some(pool))
+}
+
+/// Listeners bound, with the services each serves.
+type BoundListeners = Vec<(TcpListener, Vec<ServiceName>)>;
+
+/// Binds one listener per distinct address; services without their own address share
+/// `config.listen`.
+async fn bind_listeners(
+    config: &Config,
+    services: &[ServiceName],
+) -> anyhow::Result<(BoundListeners, BTreeMap<ServiceName, SocketAddr>)> {
+    let mut groups: BTreeMap<SocketAddr, Vec<ServiceName>> = BTreeMap::new();
+    for service in services {
+        let addr = config
+            .addresses
+            .get(service)
+            .copied()
+            .unwrap_or(config.listen);
+        groups.entry(addr).or_default().push(*service);
+    }
+    let mut bound = Vec::new();
+    let mut addresses = BTreeMap::new();
+    for (addr, group) in groups {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr()?;
+        for service in &group {
+            addresses.insert(*service, local);
+        }
+        bound.push((listener, group));
+    }
+    Ok((bound, addresses))
+}
+
+/// One LISTEN connection for the logs served here (collection's raw log, governance's clean
+/// log, identity's changes), when there are any.
+async fn start_notifier(
+    pool: Option<&PgPool>,
+    services: &[ServiceName],
+) -> anyhow::Result<Option<LogNotifier>> {
+    let channels: Vec<&str> = [
+        (
+            ServiceName::Collection,
+            touchline_collection::RAW_LOG_CHANNEL,
+        ),
+        (
+            ServiceName::Governance,
+            touchline_governance::CLEAN_LOG_CHANNEL,
+        ),
+        (ServiceName::Identity, touchline_identity::CHANGES_CHANNEL),
+    ]
+    .into_iter()
+    .filter(|(service, _)| services.contains(service))
+    .map(|(_, channel)| channel)
+    .collect();
+    match pool {
+        Some(pool) if !channels.is_empty() => Ok(Some(
+            LogNotifier::start(pool, &channels)
+                .await
+                .context("LISTEN connection")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Serves the Prometheus scrape endpoint when `telemetry.metrics_listen` is set.
+async fn serve_metrics(
+    config: &Config,
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(addr) = config.telemetry.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+    let local = listener.local_addr()?;
+    let stop = shutdown.clone();
+    tasks.spawn(touchline_telemetry::metrics::serve_metrics(
+        listener,
+        touchline_telemetry::metrics::handle(),
+        async move { stop.wait().await },
+    ));
+    Ok(Some(local))
+}
+
+/// The layers every server wraps its routes in.
+struct ServerLayers {
+    rpc_metrics: touchline_telemetry::RpcMetricsLayer,
+    gate: touchline_runtime::gate::DependencyGate,
+    verifier: Verifier,
+    policy: ScopePolicy,
+}
+
+/// Serves `routes` on `listener` until shutdown, with the shared layers and the drain
+/// sequence: health NOT_SERVING, the drain delay, then at most the grace period for open calls.
+fn serve(
+    config: &Config,
+    layers: &ServerLayers,
+    routes: RoutesBuilder,
+    listener: TcpListener,
+    health: &HealthHandle,
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<()>,
+) {
+    let server = touchline_runtime::server::builder(&config.limits)
+        .layer(layers.rpc_metrics.clone())
+        .layer(touchline_runtime::codes::layer())
+        .layer(touchline_runtime::metadata::layer())
+        .layer(touchline_runtime::gate::gate_layer(layers.gate.clone()))
+        .layer(GrpcServerTraceLayer::new())
+        .layer(AuthLayer::new(
+            layers.verifier.clone(),
+            layers.policy.clone(),
+        ))
+        .add_routes(routes.routes());
+    let incoming = touchline_runtime::server::incoming(listener);
+    let drain_delay = Duration::from_millis(config.limits.drain_delay_ms);
+    let grace = Duration::from_millis(config.limits.shutdown_grace_ms);
+    let stop = shutdown.clone();
+    let deadline = shutdown.clone();
+    let stop_health = health.clone();
+    tasks.spawn(async move {
+        let signal = async move {
+            stop.wait().await;
+            stop_health.not_serving().await;
+            tokio::time::sleep(drain_delay).await;
+        };
+        let serve = server.serve_with_incoming_shutdown(incoming, signal);
+        // The grace period starts when draining does; a server that
+        // cannot drain in time is abandoned rather than waited on.
+        let mut serve = std::pin::pin!(serve);
+        tokio::select! {
+            result = &mut serve => log_server_end(result),
+            () = async { deadline.wait().await; tokio::time::sleep(drain_delay + grace).await } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace period over; abandoning open calls");
+            }
+        }
+    });
+}
+
+/// The database's housekeeping for the schemas served here, and the expiry of idempotency
+/// records.
+fn spawn_upkeep(
+    pool: &PgPool,
+    config: &Config,
+    services: &[ServiceName],
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<()>,
+) {
+    let schemas: Vec<String> = owned_schemas()
+        .into_iter()
+        .filter(|(service, _, _)| services.contains(service))
+        .map(|(_, schema, _)| schema.to_owned())
+        .collect();
+    let upkeep = Upkeep::new(pool.clone(), schemas, config.database.upkeep);
+    let stop = shutdown.clone();
+    tasks.spawn(async move { upkeep.run_until(stop.wait()).await });
+    let request_tables: Vec<RequestTable> = request_tables()
+        .into_iter()
+        .filter(|(service, _)| services.contains(service))
+        .map(|(_, table)| table)
+        .collect();
+    let (expiry_pool, stop) = (pool.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        touchline_db::requests::expire_until(expiry_pool, request_tables, stop.wait()).await;
+    });
 }
 
 /// The services that keep tables, with their schema and its migrations.
