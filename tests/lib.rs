@@ -1,6 +1,10 @@
 //! Shared by the end-to-end suite and the benchmarks: building events the
 //! way a client SDK would, and judging a run of the reference data set
 //! against its ground truth.
+#![allow(
+    clippy::too_many_lines,
+    reason = "the acceptance scenario and its helpers read top to bottom"
+)]
 
 pub mod acceptance;
 

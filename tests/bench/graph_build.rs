@@ -10,6 +10,10 @@
 //! Events are generated lazily person by person on a thread of their own and handed over a
 //! bounded queue, so neither the run nor the calls waiting for the service pile up in memory:
 //! the peak reported is the service's working set plus a constant for the generator.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's script reads top to bottom"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

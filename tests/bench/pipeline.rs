@@ -13,6 +13,10 @@
 //! `cargo run --release -p touchline-e2e --bin pipeline-bench [STEADY_RATE]`
 //! (`BENCH_COPY_APPENDS=false`: phases 2 and 3 append with INSERT instead of COPY;
 //! `BENCH_INGEST_ONLY=true`: phase 1 alone)
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's script reads top to bottom"
+)]
 
 use std::time::{Duration, Instant};
 

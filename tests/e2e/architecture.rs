@@ -169,7 +169,10 @@ fn every_declared_dependency_is_used_by_the_code_that_declares_it() -> anyhow::R
             };
             if kinds.contains(&"custom-build") {
                 sources(src, &mut text)?;
-            } else if kinds.iter().any(|k| ["lib", "bin", "proc-macro"].contains(k)) {
+            } else if kinds
+                .iter()
+                .any(|k| ["lib", "bin", "proc-macro"].contains(k))
+            {
                 sources(src.parent().unwrap_or(src), &mut text)?;
             }
         }
@@ -188,7 +191,10 @@ fn every_declared_dependency_is_used_by_the_code_that_declares_it() -> anyhow::R
             }
         }
     }
-    assert!(checked > 50, "the manifests were read ({checked} dependencies)");
+    assert!(
+        checked > 50,
+        "the manifests were read ({checked} dependencies)"
+    );
     assert!(
         unused.is_empty(),
         "declared but never named (remove, or move to dev-dependencies): {unused:?}"

@@ -1,6 +1,10 @@
 //! End-to-end suite: the real application on port 0, real PostgreSQL (a
 //! fresh database per test), real Redis (a key prefix per test), called
 //! with the generated gRPC clients.
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom, one step after another"
+)]
 
 mod acceptance;
 mod architecture;

@@ -80,6 +80,10 @@ impl Importer {
     }
 
     /// Starts or resumes the upload the metadata describes.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "opening an import is one sequence: validate, decode the preamble, record, start the session"
+    )]
     pub async fn open(
         &self,
         tenant: &str,

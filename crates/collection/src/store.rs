@@ -208,6 +208,10 @@ struct GroupAppended {
 /// [`append_in`] the tenant's appends are serialised and sequences become
 /// visible in order. Counter rows are written in `counts` order (sorted by
 /// source), after the head lock, so concurrent writers cannot deadlock.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one group append's statements in order inside one transaction: head, rows, counters, wake-up"
+)]
 pub async fn append_group(
     conn: &mut PgConnection,
     tenant: &str,

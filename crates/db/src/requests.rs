@@ -456,6 +456,10 @@ mod database_tests {
     }
 
     #[tokio::test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "a concurrency scenario told step by step"
+    )]
     async fn concurrent_runs_of_one_key_act_once_and_failures_and_cancellations_release_it() {
         let (_database, pool) = keyed_pool().await;
         let acted = Arc::new(AtomicUsize::new(0));

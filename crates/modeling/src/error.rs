@@ -22,7 +22,9 @@ pub enum ModelingError {
         wanted: i64,
     },
     /// The caller's deadline comes before the store reflects the position asked for.
-    #[error("the caller's deadline passed before the event store reflected raw-log position {wanted}")]
+    #[error(
+        "the caller's deadline passed before the event store reflected raw-log position {wanted}"
+    )]
     DeadlineExceeded {
         /// The position asked for.
         wanted: i64,

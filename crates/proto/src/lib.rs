@@ -4,6 +4,7 @@
 //! descriptor and the scope table, both produced by the build script. Services
 //! and clients depend on this crate for `tonic` and `prost` too, so versions
 //! never split across the workspace.
+#![allow(clippy::too_many_lines, reason = "the generated clients and servers")]
 
 pub use prost;
 pub use prost_types;

@@ -220,6 +220,10 @@ pub struct Layout {
 
 impl Layout {
     /// Builds the layout of `t` for the period `[start_ms, end_ms)`.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "lays out a template's whole brand (stores, campaigns, channels) in the order of its random draws"
+    )]
     pub fn new(t: &Template, start_ms: i64, end_ms: i64) -> Result<Layout, SimError> {
         let brand_tz = "Asia/Shanghai";
         let mut files = Vec::new();

@@ -201,6 +201,10 @@ impl Output {
     }
 
     /// Writes one person's records and truth.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "writes one person's rows to every truth file in turn"
+    )]
     pub fn write_person(&mut self, ctx: &Ctx, p: &Person, out: &PersonOut) -> Result<(), SimError> {
         for rec in &out.records {
             let spec = &ctx.layout.files[rec.file];

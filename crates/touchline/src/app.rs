@@ -63,17 +63,7 @@ impl Application {
         let notifier = start_notifier(pool.as_ref(), &services).await?;
         let mut tasks = JoinSet::new();
         let metrics_addr = serve_metrics(&config, &shutdown, &mut tasks).await?;
-        let layers = ServerLayers {
-            // Built once, after telemetry set the global meter provider, and shared by every
-            // server: outermost, so it records the code each caller actually got.
-            rpc_metrics: touchline_telemetry::RpcMetricsLayer::new()
-                .with_server_timeout(Duration::from_millis(config.limits.request_timeout_ms)),
-            // Shut while the database does not answer (see `watch_database`); never shut in a
-            // process without one.
-            gate: touchline_runtime::gate::DependencyGate::new(),
-            verifier,
-            policy,
-        };
+        let layers = ServerLayers::new(&config, verifier, policy);
         let pipeline_status = PipelineStatus::new();
         let shared = Shared {
             config: &config,
@@ -284,6 +274,22 @@ struct ServerLayers {
     gate: touchline_runtime::gate::DependencyGate,
     verifier: Verifier,
     policy: ScopePolicy,
+}
+
+impl ServerLayers {
+    fn new(config: &Config, verifier: Verifier, policy: ScopePolicy) -> Self {
+        Self {
+            // Built once, after telemetry set the global meter provider, and shared by every
+            // server: outermost, so it records the code each caller actually got.
+            rpc_metrics: touchline_telemetry::RpcMetricsLayer::new()
+                .with_server_timeout(Duration::from_millis(config.limits.request_timeout_ms)),
+            // Shut while the database does not answer (see `watch_database`); never shut in a
+            // process without one.
+            gate: touchline_runtime::gate::DependencyGate::new(),
+            verifier,
+            policy,
+        }
+    }
 }
 
 /// Serves `routes` on `listener` until shutdown, with the shared layers and the drain

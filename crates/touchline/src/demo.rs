@@ -36,6 +36,10 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the demo's script: start, load, then show each result in turn"
+)]
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     // The demo's own lines are the output: the services' logs go to a file it names (unless
     // the configuration chose one), so no log line interleaves with the summary.

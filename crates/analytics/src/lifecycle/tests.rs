@@ -194,6 +194,10 @@ fn posthog_daily_scenarios() -> Vec<Scenario> {
 }
 
 /// PostHog scenarios on other intervals and time zones.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a table of PostHog's scenarios, one row after another"
+)]
 fn posthog_calendar_scenarios() -> Vec<Scenario> {
     let weekly_persons = || {
         vec![

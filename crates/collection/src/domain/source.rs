@@ -49,6 +49,10 @@ pub fn is_valid_timestamp_format(format: &str) -> bool {
 
 /// Fills defaults (time zone `UTC`, state ACTIVE, default formats) and
 /// checks every field; reports every problem, not only the first.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat list of per-field checks that reports every problem of a source, not only the first"
+)]
 pub fn normalise(mut source: Source) -> Result<Source, Vec<FieldViolation>> {
     let mut out = Vec::new();
     if source.time_zone.trim().is_empty() {

@@ -28,6 +28,10 @@ pub(super) async fn ingest_events(
     Ok(Response::new(response))
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the stream's loop (admit in order, ingest, answer) with its state local to the loop"
+)]
 pub(super) async fn stream_events(
     api: &CollectionApi,
     request: Request<Streaming<pb::StreamEventsRequest>>,

@@ -214,6 +214,10 @@ impl Session {
 
     /// Cuts the complete rows off the buffer and commits them with the new
     /// offset in one transaction.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one chunk of an import commits rows, rejections, progress and counters in one transaction"
+    )]
     async fn commit(&mut self, last: bool) -> Result<(), ImportError> {
         let base = u64::try_from(self.record.received_bytes).unwrap_or(0);
         let had_header = self.preamble.header.is_some();

@@ -105,6 +105,10 @@ pub struct Cleaned {
 }
 
 /// Cleans one event.
+#[expect(
+    clippy::too_many_lines,
+    reason = "the cleaning of one event in the order the contract fixes (mapping, name, time, identifiers, PII, properties, rules); each step is a call and the length is the sequence"
+)]
 pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
     let event = inputs.event;
     let mut w = working(event);

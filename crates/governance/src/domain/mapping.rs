@@ -61,6 +61,10 @@ pub struct MappingError {
 }
 
 /// Applies the source's mappings, identifier fields and event-name rules.
+#[expect(
+    clippy::too_many_lines,
+    reason = "applies a source's field mappings one kind after another over the same working event"
+)]
 pub fn apply_source(w: &mut Working, spec: &SourceSpec) -> Result<(), MappingError> {
     let input = std::mem::take(&mut w.properties);
     let mut output = if spec.drop_unmapped {

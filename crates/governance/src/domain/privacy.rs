@@ -28,6 +28,10 @@ pub struct RawSettings<'a> {
 /// Checks `raw`, naming every problem, and returns the settings in the form
 /// cleaning compares against: blocked values normalised for their type and
 /// lower-cased.
+#[expect(
+    clippy::too_many_lines,
+    reason = "a flat list of per-setting checks that reports every problem, not only the first"
+)]
 pub fn validate(
     raw: &RawSettings<'_>,
     service_default_code: &str,

@@ -334,6 +334,10 @@ async fn replay_unkeyed(
 }
 
 /// The request as a plan, validated.
+#[expect(
+    clippy::too_many_lines,
+    reason = "turns each filter and fix of a replay request into the plan and reports every invalid field"
+)]
 fn plan(tenant: &str, req: &pb::ReplayQuarantinedRequest) -> Result<ReplayPlan, GovernanceError> {
     use pb::replay_quarantined_request::Selection as Sel;
     if req.corrections.len() > MAX_NAMED {

@@ -74,6 +74,10 @@ fn apply_path(into: &mut EventDef, from: &EventDef, path: &str) -> Result<(), Go
 }
 
 /// `UpdateCanonicalEvent`.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one optimistic update: read, check the etag, apply the mask field by field, validate, write"
+)]
 pub async fn update(
     pool: &sqlx::PgPool,
     tenant: &str,

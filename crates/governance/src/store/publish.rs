@@ -154,6 +154,10 @@ pub async fn commit_batch(
 /// (`republish` false), candidates whose raw sequence was already published
 /// are reported as duplicates of themselves and skipped; a republication (a
 /// release after a retraction) appends the raw event's next revision.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one batch's publication in one transaction: message-id and natural-key duplicates, restatements, clean rows, outcomes, head, wake-up"
+)]
 pub async fn publish(
     conn: &mut PgConnection,
     tenant: &str,

@@ -155,6 +155,10 @@ pub enum ReplayDone {
 
 /// Applies re-cleaned verdicts to quarantined events, each only if it is
 /// still quarantined (row lock), so a replayed event is released once.
+#[expect(
+    clippy::too_many_lines,
+    reason = "settles a replay in one transaction: published, still quarantined and dropped events with their outcomes"
+)]
 pub async fn apply_replay(
     pool: &PgPool,
     tenant: &str,

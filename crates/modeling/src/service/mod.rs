@@ -127,8 +127,14 @@ impl Modeling {
                     service: "governance",
                     code: tonic::Code::Unavailable,
                 })?;
-                visibility::wait_until_reflected(&self.pool, governance, tenant, raw, fresh.deadline)
-                    .await
+                visibility::wait_until_reflected(
+                    &self.pool,
+                    governance,
+                    tenant,
+                    raw,
+                    fresh.deadline,
+                )
+                .await
             }
             None => Ok(store::cursor(&self.pool, crate::CLEAN_LOG_CONSUMER, tenant).await?),
         }

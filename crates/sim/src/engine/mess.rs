@@ -70,6 +70,10 @@ impl Gen<'_> {
     }
 
     /// Finishes an SDK event: plants defects, records it, maybe re-sends it.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "applies every kind of SDK mess to one event, each a few lines, in a fixed order the truth files rely on"
+    )]
     pub(super) fn push_sdk(
         &mut self,
         file: usize,
@@ -274,6 +278,10 @@ impl Gen<'_> {
     #[allow(
         clippy::too_many_arguments,
         reason = "the row and its planting options"
+    )]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "applies every kind of source mess to one file row, each a few lines, in a fixed order the truth files rely on"
     )]
     fn push_row_opts(
         &mut self,

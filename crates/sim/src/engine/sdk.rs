@@ -240,6 +240,10 @@ impl Gen<'_> {
         self.emit_inner(s, kind, name, props, t, None);
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "builds one SDK event field by field from the session; the order of random draws is part of the seed's output"
+    )]
     fn emit_inner(
         &mut self,
         s: &mut SessionCtx,

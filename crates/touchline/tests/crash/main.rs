@@ -1,5 +1,6 @@
 //! The real binary killed with SIGKILL while a producer is mid-stream, then
 //! restarted: every acknowledged event ends in modeling exactly once.
+#![allow(clippy::too_many_lines, reason = "a crash scenario told step by step")]
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
