@@ -237,3 +237,56 @@ async fn a_repeat_of_a_rejected_event_is_judged_on_its_own() -> anyhow::Result<(
     app.stop().await;
     Ok(())
 }
+
+/// A message id sent in an early batch of a stream and again in a later one is stored from the
+/// early batch: the later copy is its duplicate, never the other way round, even when the
+/// early batch is large and the later one tiny (so the later one would be ready first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_batches_commit_in_order() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let writer = token("acme", &["events:write"]);
+    let mut client = CollectionServiceClient::new(app.channel(&writer)?);
+    for round in 0..15 {
+        let big: Vec<Event> = (0..1_000)
+            .map(|i| sample_event(&format!("o{round}-{i}"), i, "view", 1_795_507_200_000))
+            .collect();
+        let small = vec![sample_event(
+            &format!("o{round}-999"),
+            1,
+            "view",
+            1_795_507_200_000,
+        )];
+        let requests = vec![
+            StreamEventsRequest {
+                return_all_results: true,
+                ..batch("big", big)
+            },
+            StreamEventsRequest {
+                return_all_results: true,
+                ..batch("small", small)
+            },
+        ];
+        let mut answers = client
+            .stream_events(tokio_stream::iter(requests))
+            .await?
+            .into_inner();
+        let mut acks = Vec::new();
+        while let Some(answer) = answers.message().await? {
+            if let Some(Answer::Ack(ack)) = answer.response {
+                acks.push(ack);
+            }
+        }
+        let [big, small] = acks.as_slice() else {
+            anyhow::bail!("two acknowledgements, got {}", acks.len());
+        };
+        assert_eq!(big.accepted_count, 1_000, "round {round}");
+        assert_eq!(
+            small.results[0].status(),
+            IngestStatus::Duplicate,
+            "round {round}: the later copy is the duplicate"
+        );
+    }
+    app.stop().await;
+    Ok(())
+}

@@ -2,7 +2,7 @@
 
 use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use touchline_error::to_status;
@@ -47,6 +47,7 @@ pub(super) async fn stream_events(
     let tenant = principal.tenant;
     tokio::spawn(async move {
         let mut pending = FuturesOrdered::new();
+        let mut previous_committed: Option<oneshot::Receiver<()>> = None;
         let mut summary = pb::StreamEventsSummary::default();
         let mut inbound_done = false;
         loop {
@@ -91,8 +92,21 @@ pub(super) async fn stream_events(
                             let ingestor = ingestor.clone();
                             let tenant = tenant.clone();
                             let traceparent = traceparent.clone();
+                            // A stream's batches commit in order, one after the other, as the
+                            // events of one batch do: a message id repeated in a later batch
+                            // is its duplicate, never the other way round. Reading, admission
+                            // and answering still overlap the commits.
+                            let (done, next_may_commit) = oneshot::channel::<()>();
+                            let previous = previous_committed.replace(next_may_commit);
                             pending.push_back(async move {
-                                ack_batch(&ingestor, admitted, &tenant, batch, traceparent).await
+                                if let Some(previous) = previous {
+                                    // Err: the earlier batch ended (answered or failed).
+                                    let _ = previous.await;
+                                }
+                                let answer =
+                                    ack_batch(&ingestor, admitted, &tenant, batch, traceparent).await;
+                                drop(done);
+                                answer
                             });
                         }
                         Ok(None) => inbound_done = true,
