@@ -37,6 +37,10 @@ pub enum IdentityError {
     /// PostgreSQL failed.
     #[error("identity storage failed")]
     Store(#[source] sqlx::Error),
+    /// Planning a batch on the blocking pool did not finish: it panicked, or
+    /// the runtime is shutting down.
+    #[error("planning the batch failed")]
+    Planner(#[source] tokio::task::JoinError),
 }
 
 impl From<sqlx::Error> for IdentityError {
@@ -61,6 +65,13 @@ impl ApiError for IdentityError {
                     ErrorCode::Internal
                 }
             }
+            IdentityError::Planner(err) => {
+                if err.is_cancelled() {
+                    ErrorCode::Unavailable
+                } else {
+                    ErrorCode::Internal
+                }
+            }
         }
     }
 
@@ -78,7 +89,8 @@ impl ApiError for IdentityError {
             | IdentityError::NotFound(_)
             | IdentityError::FailedPrecondition(_)
             | IdentityError::Stale(_)
-            | IdentityError::Store(_) => Vec::new(),
+            | IdentityError::Store(_)
+            | IdentityError::Planner(_) => Vec::new(),
         }
     }
 

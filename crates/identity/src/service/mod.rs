@@ -15,6 +15,7 @@
 //! from undoing a later move.
 
 mod admin;
+mod planner;
 mod relay;
 
 pub use admin::*;
@@ -38,6 +39,7 @@ use crate::rules::{CompiledRules, Rules};
 use crate::store::log::{NewChange, NewDecision};
 use crate::store::{self, LinkRow};
 use crate::timeline;
+use planner::Planner;
 
 /// How many times a batch is re-planned after losing a race before the call
 /// gives up with ABORTED.
@@ -251,10 +253,11 @@ impl Identity {
                 .await?
                 .unwrap_or_default(),
         );
+        let planner = Planner::new(items, rules, options);
         for attempt in 1..=MAX_ATTEMPTS {
             // Optimistic pass: most batches only read.
             let (view, versions) = read_view(&mut conn, tenant, &keys, items).await?;
-            let plan = graph::plan(items.iter().copied(), view, &rules, options, Uuid::now_v7);
+            let plan = planner.plan(view).await?;
             if plan.is_read_only() {
                 return Ok(Resolved {
                     outcomes: plan.results.clone(),
@@ -265,7 +268,7 @@ impl Identity {
             }
             let mut tx = conn.begin().await?;
             match self
-                .write_plan(&mut tx, tenant, items, &keys, &rules, options, actor)
+                .write_plan(&mut tx, tenant, items, &keys, &planner, actor)
                 .await
             {
                 Ok(Some(resolved)) => {
@@ -291,9 +294,9 @@ impl Identity {
 
     /// Locks, re-reads, plans and writes; `None` when the graph moved under
     /// us and the caller must roll back and try again.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the transaction's inputs, each used once"
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one transaction's writes in the order they must apply: links, merges, handovers, uses, seen-with, detachments, change log, audit, review items"
     )]
     async fn write_plan(
         &self,
@@ -301,10 +304,10 @@ impl Identity {
         tenant: &str,
         items: &[&ResolveItem],
         keys: &[IdentifierKey],
-        rules: &CompiledRules,
-        options: Options,
+        planner: &Planner,
         actor: &Actor,
     ) -> Result<Option<Resolved>, IdentityError> {
+        let (rules, options) = (planner.rules.as_ref(), planner.options);
         let before = store::lookup(tx, tenant, keys).await?;
         // Previous holders of handed-over values are locked too: an event
         // observed before a handover may link to them.
@@ -322,7 +325,7 @@ impl Identity {
         }) {
             return Ok(None);
         }
-        let plan = graph::plan(items.iter().copied(), view, rules, options, Uuid::now_v7);
+        let plan = planner.plan(view).await?;
         let now = Utc::now();
         let links: Vec<LinkRow<'_>> = plan
             .new_links
