@@ -14,6 +14,10 @@
 //! over a hot set that fits the in-process layer (half its capacity), the
 //! shape of real traffic where a minority of identifiers carries most
 //! lookups.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's script reads top to bottom"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -213,6 +213,10 @@ impl IdentityCache {
     /// the layer. Redis being slow, down or cooling down only costs its
     /// part of the answer; tombstones read as misses. Redis is asked in
     /// pipelined MGETs of [`MGET_CHUNK`], all bounded by one timeout.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one MGET and the checks of every answer (version, tenant, shape) that keep a stale or foreign entry out"
+    )]
     pub async fn get_many<'k>(&self, tenant: &str, keys: &[&'k IdentifierKey]) -> KeyMap<'k, Uuid> {
         let mut found = KeyMap::with_capacity_and_hasher(keys.len(), Default::default());
         if keys.is_empty() {

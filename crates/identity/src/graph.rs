@@ -133,6 +133,10 @@ fn saturated(key: &IdentifierKey, known: &Known, owner: Uuid, rules: &CompiledRu
     clippy::too_many_arguments,
     reason = "the planner's state is threaded explicitly to keep it pure"
 )]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the linking rules of one item in the order they apply (blocked, shared, unique conflicts, as-of phones, merges); each rule needs what the earlier ones decided"
+)]
 fn plan_item(
     index: usize,
     item: &ResolveItem,

@@ -68,6 +68,10 @@ impl IdentityApi {
         self.identity.relay()
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the adapter of LinkIdentifiers: authorise, convert every identifier with its field path, call, convert the outcome"
+    )]
     async fn link(
         &self,
         request: Request<pb::LinkIdentifiersRequest>,

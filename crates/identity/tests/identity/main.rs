@@ -1,5 +1,9 @@
 //! Integration tests of the identity service against real PostgreSQL and
 //! Redis: each test gets a fresh database and its own Redis key prefix.
+#![allow(
+    clippy::too_many_lines,
+    reason = "scenario tests read top to bottom, one step after another"
+)]
 
 mod cache;
 mod changes;
