@@ -18,10 +18,10 @@
 //! held back from the load and appended afterwards in clean-log order, in batches of 1,000,
 //! a twentieth of them late (enough appends for every partition to compact a few times).
 //!
-//! Queries run on the projection as the appends and identity changes left it (deltas and
-//! removed rows pending, as in service), or with `--compact` after folding them in.
-//! `--baseline` also runs each model the way its own benchmark does, on inputs materialised
-//! up front (outside the timing), to show what reading through the projection costs.
+//! Queries run on the projection as appends and identity changes left it (deltas and removals
+//! pending), or with `--compact` after folding them in. `--baseline` also runs each model on
+//! inputs materialised before timing, to show what reading through the projection costs.
+//! Run with `MIMALLOC_PURGE_DELAY=0` for a resident set that follows the counted heap.
 
 #![allow(
     clippy::unwrap_used,
@@ -49,6 +49,10 @@ use touchline_projection::{
     Event, MAX_PROPERTIES, MemoryReport, NewEvent, Projection, ProjectionConfig, Touch,
 };
 
+/// The allocator the service binary runs with, so the resident set means what it would there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DAY_MS: i64 = 24 * 3_600 * 1_000;
 const MINUTE_MS: i64 = 60_000;
 /// 2026-01-01T00:00:00Z.
@@ -70,6 +74,7 @@ const STORES: u32 = 200;
 /// Events per batch when appending after the load.
 const APPEND_BATCH: usize = 1_000;
 
+/// The flags; `only` names one query (funnel, weekly, paths).
 struct Options {
     seed: u64,
     persons: usize,
@@ -77,9 +82,7 @@ struct Options {
     threads: usize,
     partitions: usize,
     baseline: bool,
-    /// Run only this query (funnel, weekly, paths).
     only: Option<String>,
-    /// Fold deltas and removals into the segments before the queries.
     compact: bool,
 }
 
@@ -249,10 +252,13 @@ fn arrival_order(held_back: &mut [NewEvent], seed: u64) {
     }
 }
 
-fn print_memory(label: &str, memory: &MemoryReport) {
+/// Prints the counted heap by part, and the process's resident set beyond `outside` bytes
+/// (what the process held before the load, and events not yet appended) per event.
+fn print_memory(label: &str, memory: &MemoryReport, outside: usize) {
     let per = |bytes: usize| bytes as f64 / memory.events.max(1) as f64;
+    let resident = resident_bytes().map_or(0.0, |bytes| per(bytes.saturating_sub(outside)));
     println!(
-        "{label}: {:.2} bytes/event ({:.1} MiB per million events; target <= 24 bytes) over {} events: \
+        "{label}: {:.2} bytes/event counted, {resident:.2} resident ({:.1} MiB per million events counted; target <= 24 bytes) over {} events: \
          dense {:.2}, persons {:.2}, sparse {:.2} (values {:.2}), removed {:.2}, delta {:.2} ({} rows), dictionaries {:.3}",
         memory.bytes_per_event(),
         memory.mib_per_million_events(),
@@ -266,6 +272,14 @@ fn print_memory(label: &str, memory: &MemoryReport) {
         memory.delta_events,
         per(memory.dictionary_bytes),
     );
+}
+
+/// The process's resident set in bytes (Linux): a cross-check of the counted heap.
+fn resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The process's user + system CPU time in ms, from Linux's `/proc/self/stat`.
@@ -341,13 +355,11 @@ fn append_held_back(projection: &mut Projection, held_back: &mut [NewEvent], see
     for batch in held_back.chunks(APPEND_BATCH) {
         projection.append(batch).unwrap();
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let (elapsed, count) = (started.elapsed().as_secs_f64(), held_back.len());
+    let per_event = elapsed * 1e6 / count.max(1) as f64;
+    let compactions = projection.compactions();
     println!(
-        "append: {} events in batches of {APPEND_BATCH}, 5 % late by 1-3 days: {:.2} s ({:.2} us per event, {} partition compactions included)",
-        held_back.len(),
-        elapsed,
-        elapsed * 1e6 / held_back.len().max(1) as f64,
-        projection.compactions(),
+        "append: {count} events in batches of {APPEND_BATCH}, 5 % late by 1-3 days: {elapsed:.2} s ({per_event:.2} us per event, {compactions} partition compactions included)"
     );
 }
 
@@ -356,31 +368,22 @@ fn identity_changes(projection: &mut Projection, persons: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1d);
     let count = 1_000;
     let mut person = || rng.random_range(0..persons as u64);
-    let pairs: Vec<(u64, u64, u64)> = (0..count).map(|_| (person(), person(), person())).collect();
+    let picks: Vec<[u64; 3]> = (0..count).map(|_| [person(), person(), person()]).collect();
+    let per_op = |started: Instant| started.elapsed().as_secs_f64() * 1e6 / count as f64;
     let started = Instant::now();
-    let mut moved = 0;
-    for &(survivor, absorbed, _) in &pairs {
-        moved += projection.merge(survivor, absorbed);
-    }
-    let merge_us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    let moved: usize = picks.iter().map(|p| projection.merge(p[0], p[1])).sum();
+    let merge_us = per_op(started);
     let started = Instant::now();
     let mut split = 0;
-    for (index, &(from, _, _)) in pairs.iter().enumerate() {
-        let seqs: Vec<u64> = projection
-            .timeline(from)
-            .iter()
-            .step_by(2)
-            .map(|e| e.seq)
-            .collect();
-        split += projection.split(from, persons as u64 + index as u64, &seqs);
+    for (index, pick) in (persons as u64..).zip(&picks) {
+        let timeline = projection.timeline(pick[0]);
+        let seqs: Vec<u64> = timeline.iter().step_by(2).map(|e| e.seq).collect();
+        split += projection.split(pick[0], index, &seqs);
     }
-    let split_us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    let split_us = per_op(started);
     let started = Instant::now();
-    let mut erased = 0;
-    for &(_, _, gone) in &pairs {
-        erased += projection.erase(gone);
-    }
-    let erase_us = started.elapsed().as_secs_f64() * 1e6 / count as f64;
+    let erased: usize = picks.iter().map(|p| projection.erase(p[2])).sum();
+    let erase_us = per_op(started);
     println!(
         "identity: {count} merges {merge_us:.1} us each ({moved} events moved), {count} splits {split_us:.1} us each (reading the timeline included; {split} moved), {count} erasures {erase_us:.1} us each ({erased} removed)"
     );
@@ -560,18 +563,21 @@ fn baseline(projection: &Projection, options: &Options) -> Result<(), Box<dyn Er
 fn main() -> Result<(), Box<dyn Error>> {
     let options = parse_options()?;
     let mut held_back = Vec::new();
+    let start = resident_bytes().unwrap_or(0);
     let mut projection = load(&options, &mut held_back)?;
-    print_memory("memory after load", &projection.memory());
+    let held = held_back.capacity() * size_of::<NewEvent>();
+    print_memory("memory after load", &projection.memory(), start + held);
     append_held_back(&mut projection, &mut held_back, options.seed);
-    print_memory("memory after appends", &projection.memory());
+    drop(held_back);
+    print_memory("memory after appends", &projection.memory(), start);
     identity_changes(&mut projection, options.persons, options.seed);
-    print_memory("memory after identity changes", &projection.memory());
+    print_memory("memory after identity changes", &projection.memory(), start);
     if options.compact {
         let started = Instant::now();
         projection.compact_all(options.threads);
         let elapsed = started.elapsed().as_secs_f64() * 1_000.0;
         println!("compacted every partition in {elapsed:.0} ms");
-        print_memory("memory after compaction", &projection.memory());
+        print_memory("memory after compaction", &projection.memory(), start);
     }
     let wanted = |name: &str| options.only.as_deref().is_none_or(|only| only == name);
     if wanted("funnel") {
