@@ -4,9 +4,10 @@
 //! Identity must never store a direct identifier unhashed: not in its
 //! tables, not in the names of its Redis keys. It cannot pseudonymise
 //! either (the tenant's HMAC key is governance's), so a value that looks
-//! like a clear phone or email is refused where it enters: BatchResolve,
-//! LinkIdentifiers, SetConsent and the lookups, and the blocked values of
-//! the rules. The test is on the value, not on the type: a login id that is
+//! like a clear phone or email is refused where it enters: in BatchResolve
+//! the item carrying it stays unresolved (the call's other items resolve);
+//! LinkIdentifiers, SetConsent, the lookups and the blocked values of the
+//! rules refuse the call. The test is on the value, not on the type: a login id that is
 //! an email address (`user_id = ann@example.cn`) is as direct as an email.
 //! Pseudonyms (`k1:<hex>`) are never refused.
 

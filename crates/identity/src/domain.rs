@@ -128,20 +128,16 @@ pub enum Rejection {
 
 /// Validates and normalises a request's items. The size limit is checked
 /// first, so an oversized call costs nothing more; otherwise every problem of
-/// every item is reported, not only the first.
+/// every item is reported, not only the first. A phone or email in clear is
+/// one of those problems.
 pub fn validate(items: &[RawItem<'_>]) -> Result<Vec<ResolveItem>, Rejection> {
-    let total: usize = items.iter().map(|item| item.identifiers.len()).sum();
-    if total > MAX_IDENTIFIERS_PER_CALL {
-        return Err(Rejection::TooManyIdentifiers {
-            limit: MAX_IDENTIFIERS_PER_CALL,
-            actual: total,
-        });
-    }
+    let checked = validate_each(items)?;
     let mut violations = Vec::new();
-    let mut valid = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        if let Some(item) = validate_item(i, item, &mut violations) {
-            valid.push(item);
+    let mut valid = Vec::with_capacity(checked.len());
+    for item in checked {
+        match item {
+            Checked::Valid(item) => valid.push(item),
+            Checked::NotPseudonymised(clear) => violations.extend(clear),
         }
     }
     if violations.is_empty() {
@@ -151,10 +147,56 @@ pub fn validate(items: &[RawItem<'_>]) -> Result<Vec<ResolveItem>, Rejection> {
     }
 }
 
+/// A request item after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// Valid and normalised.
+    Valid(ResolveItem),
+    /// Valid but for values in clear (phones or emails, see `clear`): the
+    /// violations naming them. Nothing of the item may be looked up or
+    /// stored.
+    NotPseudonymised(Vec<FieldViolation>),
+}
+
+/// Validates and normalises a request's items like [`validate`], except that
+/// an item whose only problem is a value in clear is returned as
+/// [`Checked::NotPseudonymised`] rather than refusing the request: one event
+/// carrying a clear phone is the data's problem, not the call's. Any other
+/// problem still refuses the request, listing every violation.
+pub fn validate_each(items: &[RawItem<'_>]) -> Result<Vec<Checked>, Rejection> {
+    let total: usize = items.iter().map(|item| item.identifiers.len()).sum();
+    if total > MAX_IDENTIFIERS_PER_CALL {
+        return Err(Rejection::TooManyIdentifiers {
+            limit: MAX_IDENTIFIERS_PER_CALL,
+            actual: total,
+        });
+    }
+    let mut violations = Vec::new();
+    let mut checked = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let mut clear = Vec::new();
+        let before = violations.len();
+        let valid = validate_item(i, item, &mut violations, &mut clear);
+        match valid {
+            Some(item) if clear.is_empty() => checked.push(Checked::Valid(item)),
+            _ if violations.len() == before => checked.push(Checked::NotPseudonymised(clear)),
+            _ => violations.extend(clear),
+        }
+    }
+    if violations.is_empty() {
+        Ok(checked)
+    } else {
+        Err(Rejection::Invalid(violations))
+    }
+}
+
+/// Checks one item: its problems go to `out`, its values in clear to
+/// `clear`; the item when `out` gained nothing.
 fn validate_item(
     i: usize,
     item: &RawItem<'_>,
     out: &mut Vec<FieldViolation>,
+    clear: &mut Vec<FieldViolation>,
 ) -> Option<ResolveItem> {
     let before = out.len();
     if item.identifiers.is_empty() {
@@ -176,7 +218,7 @@ fn validate_item(
         // Refused per identifier and before anything is looked up, so a
         // clear value never reaches a table, a Redis key name or a log.
         if crate::clear::looks_clear(raw.value).is_some() {
-            out.push(crate::clear::violation(path("value")));
+            clear.push(crate::clear::violation(path("value")));
         }
         let key = IdentifierKey::normalise(raw.id_type, raw.scope, raw.value);
         // The same identifier twice in one event says nothing new.
@@ -481,6 +523,45 @@ mod tests {
         let mut expected: Vec<IdentifierKey> = values.iter().map(|v| key("device_id", v)).collect();
         expected.push(key("device_id", "d-40"));
         assert_eq!(valid[0].keys, expected);
+    }
+
+    #[test]
+    fn an_item_whose_only_problem_is_a_clear_value_is_set_apart() {
+        let item = |ids: Vec<RawIdentifier<'static>>| RawItem {
+            identifiers: ids,
+            ..RawItem::default()
+        };
+        let items = [
+            item(vec![raw("crm_id", "c-1")]),
+            item(vec![raw("user_id", "ann@example.cn"), raw("crm_id", "c-2")]),
+        ];
+        let checked = validate_each(&items).expect("one valid, one clear");
+        assert!(matches!(&checked[0], Checked::Valid(v) if v.keys.len() == 1));
+        assert!(matches!(
+            &checked[1],
+            Checked::NotPseudonymised(v) if v.len() == 1
+                && v[0].field == "items[1].identifiers[0].value"
+        ));
+        // The strict form refuses the same request.
+        assert_eq!(
+            fields(validate(&items).expect_err("clear")),
+            vec![(
+                "items[1].identifiers[0].value".to_owned(),
+                crate::clear::NOT_PSEUDONYMISED
+            )]
+        );
+        // Beside another problem, the call is refused as a whole.
+        let items = [item(vec![raw("phone", "13912345678"), raw("", "x")])];
+        assert_eq!(
+            fields(validate_each(&items).expect_err("empty type")),
+            vec![
+                ("items[0].identifiers[1].type".to_owned(), "EMPTY"),
+                (
+                    "items[0].identifiers[0].value".to_owned(),
+                    crate::clear::NOT_PSEUDONYMISED
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -220,6 +220,12 @@ impl Resolver {
                     return Ok(match r.unresolved_reason() {
                         // Blocked or shared identifiers: a real event that names nobody.
                         UnresolvedReason::Blocked | UnresolvedReason::Shared => Owner::Nobody,
+                        // A phone or email in clear: identity will never take it.
+                        UnresolvedReason::NotPseudonymised => Owner::SetAside(
+                            DeadLetterReason::IdentifiersRefused,
+                            "identity refused a phone or email in clear (NOT_PSEUDONYMISED)"
+                                .to_owned(),
+                        ),
                         // An erased person's late event must not recreate them.
                         UnresolvedReason::Suppressed | UnresolvedReason::Unspecified => {
                             Owner::Suppressed

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::{self, IdentifierKey, RawIdentifier, RawItem};
 use crate::error::IdentityError;
-use crate::graph::{RefusalReason, Unresolved};
+use crate::graph::{Outcome, RefusalReason, Unresolved};
 use crate::rules::{BlockedValue, Rules, TypeRule};
 use crate::service::Actor;
 use crate::store::admin::{StoredErasure, StoredPerson};
@@ -184,6 +184,38 @@ pub fn unresolved_reason(reason: Option<Unresolved>) -> pb::UnresolvedReason {
         Some(Unresolved::Blocked) => pb::UnresolvedReason::Blocked,
         Some(Unresolved::Shared) => pb::UnresolvedReason::Shared,
     }
+}
+
+/// The results of a BatchResolve call in request order: the outcomes of the
+/// valid items (the service answers each, in order) where the item was
+/// valid, unresolved with NOT_PSEUDONYMISED where it carried a value in
+/// clear.
+pub fn resolve_results(
+    checked: &[domain::Checked],
+    outcomes: Vec<Outcome>,
+) -> Vec<pb::ResolveResult> {
+    let mut outcomes = outcomes.into_iter();
+    checked
+        .iter()
+        .map(|item| match item {
+            domain::Checked::Valid(_) => {
+                outcomes
+                    .next()
+                    .map_or_else(pb::ResolveResult::default, |o| pb::ResolveResult {
+                        person_id: o.person_id.map(|p| p.to_string()).unwrap_or_default(),
+                        created: o.created,
+                        refused: o.refused,
+                        unresolved: o.person_id.is_none(),
+                        unresolved_reason: unresolved_reason(o.unresolved) as i32,
+                    })
+            }
+            domain::Checked::NotPseudonymised(_) => pb::ResolveResult {
+                unresolved: true,
+                unresolved_reason: pb::UnresolvedReason::NotPseudonymised as i32,
+                ..pb::ResolveResult::default()
+            },
+        })
+        .collect()
 }
 
 /// The domain refusal reason of a contract value (`None` for UNSPECIFIED).

@@ -25,9 +25,7 @@ use crate::error::IdentityError;
 use crate::graph::Options;
 use crate::service::{Identity, OutboxRelay};
 use crate::store::log::{CHANGES_CHANNEL, StoredChange};
-use convert::{
-    actor, key_of, merge_name, person_name, raw_item, refusal_to_pb, review_name, unresolved_reason,
-};
+use convert::{actor, key_of, merge_name, person_name, raw_item, refusal_to_pb, review_name};
 
 /// The identity service's gRPC face.
 #[derive(Debug, Clone)]
@@ -195,24 +193,22 @@ impl IdentityService for IdentityApi {
             items.iter().map(|i| i.identifiers.len()).sum::<usize>(),
         );
         let raw: Vec<RawItem<'_>> = items.iter().map(raw_item).collect();
-        let valid = domain::validate(&raw).map_err(|r| to_status(&IdentityError::from(r)))?;
+        let checked =
+            domain::validate_each(&raw).map_err(|r| to_status(&IdentityError::from(r)))?;
+        let valid: Vec<domain::ResolveItem> = checked
+            .iter()
+            .filter_map(|c| match c {
+                domain::Checked::Valid(item) => Some(item.clone()),
+                domain::Checked::NotPseudonymised(_) => None,
+            })
+            .collect();
         let resolved = self
             .identity
             .batch_resolve(&tenant, &valid, Options::default(), &actor)
             .await
             .map_err(|err| to_status(&err))?;
         Ok(Response::new(pb::BatchResolveResponse {
-            results: resolved
-                .outcomes
-                .into_iter()
-                .map(|o| pb::ResolveResult {
-                    person_id: o.person_id.map(|p| p.to_string()).unwrap_or_default(),
-                    created: o.created,
-                    refused: o.refused,
-                    unresolved: o.person_id.is_none(),
-                    unresolved_reason: unresolved_reason(o.unresolved) as i32,
-                })
-                .collect(),
+            results: convert::resolve_results(&checked, resolved.outcomes),
         }))
     }
 

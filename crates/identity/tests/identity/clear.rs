@@ -1,6 +1,7 @@
 //! Clear phones and emails, under any identifier type, never reach
-//! identity's tables or Redis key names: BatchResolve, LinkIdentifiers and
-//! SetConsent refuse them with NOT_PSEUDONYMISED, pseudonyms pass.
+//! identity's tables or Redis key names: BatchResolve leaves an item carrying
+//! one unresolved (NOT_PSEUDONYMISED) and resolves the others, LinkIdentifiers
+//! and SetConsent refuse them with NOT_PSEUDONYMISED, pseudonyms pass.
 
 use redis::AsyncCommands as _;
 use tonic_types::StatusExt as _;
@@ -46,14 +47,13 @@ async fn stored_values(db: &TestDb, tenant: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn batch_resolve_refuses_clear_values_under_any_type() {
+async fn batch_resolve_leaves_items_with_clear_values_unresolved_and_resolves_the_rest() {
     let db = TestDb::new(4).await;
     let (cache, prefix) = local_cache().await;
     let api = IdentityApi::new(db.pool.clone(), Some(cache));
-    let refused = resolve_as(
+    let answers = resolve(
         &api,
-        caller("t1"),
-        "",
+        "t1",
         vec![
             item(vec![id("member_card", "m-1")]),
             item(vec![
@@ -63,27 +63,55 @@ async fn batch_resolve_refuses_clear_values_under_any_type() {
             item(vec![clear_id("anonymous_id", "139 1234 5678")]),
             item(vec![clear_id("phone", "+8613912345678")]),
             item(vec![clear_id("email", "Ann@Example.com")]),
+            item(vec![id("member_card", "m-2")]),
+        ],
+    )
+    .await;
+    let reasons: Vec<(bool, pb::UnresolvedReason)> = answers
+        .iter()
+        .map(|r| (r.unresolved, r.unresolved_reason()))
+        .collect();
+    let clear = (true, pb::UnresolvedReason::NotPseudonymised);
+    let resolved = (false, pb::UnresolvedReason::Unspecified);
+    assert_eq!(
+        reasons,
+        vec![resolved, clear, clear, clear, clear, resolved]
+    );
+    assert!(answers[0].created && answers[5].created);
+    assert!(answers[1..5].iter().all(|r| r.person_id.is_empty()));
+    // Nothing of a refused item is stored, not even its pseudonymous crm id.
+    assert_eq!(db.counts("t1").await, (2, 2), "the two cards only");
+    let keys = redis_keys(&prefix).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+
+    // A clear value beside another problem: the call is refused as a whole,
+    // naming both.
+    let refused = resolve_as(
+        &api,
+        caller("t1"),
+        "",
+        vec![
+            item(vec![id("member_card", "m-3")]),
+            item(vec![clear_id("phone", "+8613912345678"), clear_id("", "x")]),
         ],
     )
     .await
-    .expect_err("clear values are refused");
+    .expect_err("an empty type is the call's problem");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let reason = "NOT_PSEUDONYMISED".to_owned();
     assert_eq!(
         violations(&refused),
         vec![
-            ("items[1].identifiers[0].value".to_owned(), reason.clone()),
-            ("items[2].identifiers[0].value".to_owned(), reason.clone()),
-            ("items[3].identifiers[0].value".to_owned(), reason.clone()),
-            ("items[4].identifiers[0].value".to_owned(), reason),
+            (
+                "items[1].identifiers[1].type".to_owned(),
+                "EMPTY".to_owned()
+            ),
+            (
+                "items[1].identifiers[0].value".to_owned(),
+                "NOT_PSEUDONYMISED".to_owned()
+            ),
         ]
     );
-    assert_eq!(
-        db.counts("t1").await,
-        (0, 0),
-        "nothing of the call is stored"
-    );
-    assert!(redis_keys(&prefix).await.is_empty(), "no key was written");
+    assert_eq!(db.counts("t1").await, (2, 2), "nothing of that call");
 
     // The same identifiers pseudonymised resolve, and neither the tables
     // nor the key names hold a clear value.
