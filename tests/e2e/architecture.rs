@@ -1,7 +1,7 @@
 //! The shape of the house, checked from the resolved dependency graph (`cargo metadata`):
 //! services never depend on services (they call each other through gRPC clients), shared
-//! crates never depend on services, and the analytics crate stays pure — no tonic, sqlx or
-//! tokio anywhere beneath it. And every crate uses what it declares: a dependency no source
+//! crates never depend on services, and the analytics and projection crates stay pure — no
+//! tonic, sqlx or tokio anywhere beneath them. And every crate uses what it declares: a dependency no source
 //! names is dead weight in every build, and hides what the crate really stands on.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +23,7 @@ const SHARED: &[&str] = &[
     "touchline-bounds",
     "touchline-time",
     "touchline-analytics",
+    "touchline-projection",
 ];
 
 /// Package name → the names of its normal (non-dev, non-build) dependencies, resolved.
@@ -104,9 +105,11 @@ fn services_and_shared_crates_depend_only_where_the_house_allows() -> anyhow::Re
             "{crate_name} depends on the services {services:?}"
         );
     }
-    let pure = beneath(&graph, "touchline-analytics");
-    for io in ["tonic", "sqlx", "tokio", "redis"] {
-        assert!(!pure.contains(io), "touchline-analytics pulls in {io}");
+    for pure_crate in ["touchline-analytics", "touchline-projection"] {
+        let pure = beneath(&graph, pure_crate);
+        for io in ["tonic", "sqlx", "tokio", "redis"] {
+            assert!(!pure.contains(io), "{pure_crate} pulls in {io}");
+        }
     }
     Ok(())
 }
