@@ -30,20 +30,7 @@ where
     if workers == 1 {
         return run(0).map(|state| vec![state]);
     }
-    let run = &run;
-    let results: Vec<Result<A, E>> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|worker| scope.spawn(move || run(worker)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| match handle.join() {
-                Ok(result) => result,
-                // A panicking worker is a bug here, not an input problem: carry it on.
-                Err(payload) => std::panic::resume_unwind(payload),
-            })
-            .collect()
-    });
+    let results = touchline_analytics::calendar::on_threads(0..workers, run);
     results.into_iter().collect()
 }
 

@@ -30,8 +30,8 @@ pub(crate) mod test_inputs;
 
 pub(crate) use bits::set_bits;
 pub use grid::{IntervalGrid, Location};
-pub use partition::run_partitioned;
-pub(crate) use partition::{on_threads, run_partitioned_infallible};
+pub(crate) use partition::run_partitioned_infallible;
+pub use partition::{on_threads, run_partitioned};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Weekday};
 use chrono_tz::Tz;

@@ -80,12 +80,9 @@ where
 /// Runs `work` on every part, each on its own scoped thread, and returns the results in part
 /// order (never in the order the threads finish).
 ///
-/// A panicking worker is a bug in this crate, not an input problem: the panic is carried on
-/// to the caller.
-pub(crate) fn on_threads<P, R>(
-    parts: impl IntoIterator<Item = P>,
-    work: impl Fn(P) -> R + Sync,
-) -> Vec<R>
+/// A panicking worker is a bug, not an input problem: the panic is carried on to the caller.
+/// The one scoped-thread runner of the analytics models and the projection that feeds them.
+pub fn on_threads<P, R>(parts: impl IntoIterator<Item = P>, work: impl Fn(P) -> R + Sync) -> Vec<R>
 where
     P: Send,
     R: Send,
