@@ -40,6 +40,13 @@ pub enum ModelingError {
     /// PostgreSQL failed.
     #[error("the event store could not answer")]
     Store(#[from] sqlx::Error),
+    /// The journey projection refused what the service handed it: a bug or a full
+    /// dictionary, never the caller's request (requests are checked before).
+    #[error("the journey projection failed")]
+    Projection(#[source] touchline_projection::ProjectionError),
+    /// A task of the service failed (the log says how).
+    #[error("the {0} failed")]
+    Internal(&'static str),
 }
 
 impl ModelingError {
@@ -76,6 +83,10 @@ impl ApiError for ModelingError {
                 ErrorCode::Unavailable
             }
             ModelingError::Store(_) => ErrorCode::Internal,
+            ModelingError::Projection(touchline_projection::ProjectionError::DictionaryFull {
+                ..
+            }) => ErrorCode::ResourceExhausted,
+            ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }
 

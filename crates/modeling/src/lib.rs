@@ -7,12 +7,14 @@
 //! `worker` tails governance's clean log and stores each batch, resolving persons through
 //! `resolve` (one tenant's batches in turn, see `turns`); `identity_changes` applies identity's
 //! merges, splits, erasures and consent changes (`merges`, `split`) to the stored history.
-//! `upstream` holds the typed clients of governance and identity.
+//! `upstream` holds the typed clients of governance and identity. `journeys` keeps each
+//! queried tenant's in-memory projection current and runs the journey models over it.
 
 pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod identity_changes;
+pub mod journeys;
 pub mod merges;
 pub mod resolve;
 pub mod service;

@@ -14,7 +14,8 @@ use tonic::transport::Channel;
 use touchline_proto::common::v1::TailSelector;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::governance::v1::{
-    GetCleanPositionRequest, TailCleanEventsRequest, TailCleanEventsResponse,
+    GetCleanPositionRequest, ListCanonicalEventsRequest, TailCleanEventsRequest,
+    TailCleanEventsResponse,
 };
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{
@@ -30,6 +31,10 @@ const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 const POSITION_DEADLINE: Duration = Duration::from_secs(2);
 /// A resolve call of up to 1,000 identifiers, row locks included.
 const RESOLVE_DEADLINE: Duration = Duration::from_secs(30);
+/// A page of the event dictionary.
+const DICTIONARY_DEADLINE: Duration = Duration::from_secs(5);
+/// Most dictionary pages read for one question (1,000 names a page).
+const MAX_DICTIONARY_PAGES: usize = 20;
 /// An erasure confirmation is one row.
 const CONFIRM_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -99,6 +104,34 @@ impl Governance {
             cleaned: reply.cleaned,
             clean_head: reply.clean_head,
         })
+    }
+
+    /// The canonical event names of `tenant`'s draft dictionary, deprecated ones included.
+    pub async fn canonical_event_names(&self, tenant: &str) -> Result<Vec<String>, tonic::Status> {
+        let mut names = Vec::new();
+        let mut page_token = String::new();
+        for _ in 0..MAX_DICTIONARY_PAGES {
+            let mut request = tonic::Request::new(ListCanonicalEventsRequest {
+                parent: format!("tenants/{tenant}"),
+                page_size: 1_000,
+                page_token,
+                show_deprecated: true,
+                ..ListCanonicalEventsRequest::default()
+            });
+            request.set_timeout(DICTIONARY_DEADLINE);
+            let reply = self
+                .stub
+                .clone()
+                .list_canonical_events(request)
+                .await?
+                .into_inner();
+            names.extend(reply.canonical_events.into_iter().map(|e| e.event_name));
+            if reply.next_page_token.is_empty() {
+                break;
+            }
+            page_token = reply.next_page_token;
+        }
+        Ok(names)
     }
 }
 

@@ -27,9 +27,10 @@ use crate::config::{Config, ServiceName};
 use crate::mount::{Shared, Upstreams, mount};
 
 /// Scopes of the platform account the stages use to call each other.
-pub const PIPELINE_SCOPES: [&str; 6] = [
+pub const PIPELINE_SCOPES: [&str; 7] = [
     touchline_auth::PLATFORM_SCOPE,
     "pipeline:read",
+    "dictionary:read",
     "identity:resolve",
     "identity:erase",
     "models:read",

@@ -262,11 +262,23 @@ impl FunnelAccumulator {
     /// The figures, with at most `top` breakdown rows and the rest folded into `other`;
     /// plus the person index when persons were kept.
     pub fn finish(self, top: usize) -> (FunnelReport, Option<PersonIndex>) {
+        self.finish_ordered(top, u32::cmp)
+    }
+
+    /// [`FunnelAccumulator::finish`], breaking ties of `count(1)` between values with
+    /// `tie_break` over their codes instead of the codes' order. Codes depend on the order
+    /// values were first seen, which differs between a long-lived projection and a rebuilt
+    /// one; ordering ties by the values' text keeps results identical across rebuilds.
+    pub fn finish_ordered(
+        self,
+        top: usize,
+        tie_break: impl Fn(&u32, &u32) -> std::cmp::Ordering,
+    ) -> (FunnelReport, Option<PersonIndex>) {
         let mut rows: Vec<(u64, u32, &StepStats)> = self
             .rows()
             .map(|(value, stats)| (stats.counts().first().copied().unwrap_or(0), value, stats))
             .collect();
-        rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| tie_break(&a.1, &b.1)));
         let omitted_values = rows.len().saturating_sub(top);
         let other = (omitted_values > 0).then(|| {
             let mut folded = StepStats::new(self.steps);

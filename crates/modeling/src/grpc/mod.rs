@@ -2,6 +2,7 @@
 //! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
 
 mod convert;
+mod journeys;
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -123,5 +124,26 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         Ok(Response::new(convert::replay(results)))
+    }
+
+    #[tracing::instrument(name = "modeling.run_funnel", skip_all, fields(service = "modeling"))]
+    async fn run_funnel(
+        &self,
+        request: Request<pb::RunFunnelRequest>,
+    ) -> Result<Response<pb::RunFunnelResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = journeys::funnel_query(request.get_ref().funnel.as_ref()).ok_or_else(|| {
+            status(ModelingError::invalid(
+                "funnel",
+                "REQUIRED",
+                "a funnel is required",
+            ))
+        })?;
+        let figures = self
+            .modeling
+            .run_funnel(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(journeys::funnel_reply(figures)))
     }
 }

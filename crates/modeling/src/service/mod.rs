@@ -2,6 +2,7 @@
 //! event store, the read-your-writes wait and the replay of dead letters; the gRPC adapter only
 //! authorises and converts.
 
+mod journeys;
 mod replay;
 mod visibility;
 
@@ -11,6 +12,7 @@ pub use visibility::MAX_WAIT;
 use sqlx::PgPool;
 
 use crate::error::ModelingError;
+use crate::journeys::Journeys;
 use crate::resolve::Resolver;
 use crate::store::dead_letters::{self, StoredDeadLetter};
 use crate::store::{self, Counts, StoredEvent};
@@ -53,6 +55,7 @@ pub struct Modeling {
     pool: PgPool,
     governance: Option<Governance>,
     resolver: Option<Resolver>,
+    journeys: Journeys,
 }
 
 impl Modeling {
@@ -60,6 +63,7 @@ impl Modeling {
     /// UNAVAILABLE until [`Modeling::with_upstreams`] gives it governance and identity.
     pub fn new(pool: PgPool) -> Self {
         Self {
+            journeys: Journeys::new(pool.clone()),
             pool,
             governance: None,
             resolver: None,

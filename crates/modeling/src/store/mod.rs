@@ -2,6 +2,7 @@
 
 pub mod changes;
 pub mod dead_letters;
+pub mod journal;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;

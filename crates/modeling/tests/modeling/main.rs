@@ -2,4 +2,5 @@
 
 mod changes;
 mod counters;
+mod journeys;
 mod store;

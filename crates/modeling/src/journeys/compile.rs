@@ -1,0 +1,324 @@
+//! A valid query bound to one tenant's projection: names become dictionary codes, filters
+//! become code sets, and an event name no stored event carries is refused with the nearest
+//! names that do (a funnel over a misspelt name would otherwise answer zeros, silently).
+
+use touchline_analytics::funnel::{Attribution, ExclusionRange};
+use touchline_projection::query::{
+    Condition, Dimension, Filter, FunnelBreakdown, FunnelExclusion, FunnelSpec,
+};
+use touchline_projection::{CodeSet, Dictionary, Projection};
+use touchline_proto::common::v1::{Department, TouchpointType};
+
+use super::query::{
+    BreakdownAttribution, Field, FieldFilter, Matcher, Operator, ValidFunnel, Violations,
+};
+
+/// The projection column a field reads.
+pub fn dimension(field: Field) -> Dimension {
+    match field {
+        Field::EventName => Dimension::Event,
+        Field::Channel => Dimension::Channel,
+        Field::Touchpoint => Dimension::Touchpoint,
+        Field::Source => Dimension::Source,
+        Field::TouchpointType => Dimension::TouchpointType,
+        Field::Department => Dimension::Department,
+    }
+}
+
+/// The text of an enum column's code: its short lower-case name (`online`,
+/// `after_sales`, `marketing`); the empty string for unspecified or unknown.
+fn enum_text(field: Field, code: u32) -> String {
+    let number = i32::try_from(code).unwrap_or(0);
+    let name = match field {
+        Field::TouchpointType => TouchpointType::try_from(number)
+            .ok()
+            .filter(|t| *t != TouchpointType::Unspecified)
+            .map(|t| {
+                t.as_str_name()
+                    .trim_start_matches("TOUCHPOINT_TYPE_")
+                    .to_owned()
+            }),
+        Field::Department => Department::try_from(number)
+            .ok()
+            .filter(|d| *d != Department::Unspecified)
+            .map(|d| d.as_str_name().trim_start_matches("DEPARTMENT_").to_owned()),
+        _ => None,
+    };
+    name.map(|n| n.to_ascii_lowercase()).unwrap_or_default()
+}
+
+fn dictionary(projection: &Projection, field: Field) -> Option<&Dictionary> {
+    let dictionaries = projection.dictionaries();
+    match field {
+        Field::EventName => Some(&dictionaries.events),
+        Field::Channel => Some(&dictionaries.channels),
+        Field::Touchpoint => Some(&dictionaries.touchpoints),
+        Field::Source => Some(&dictionaries.sources),
+        Field::TouchpointType | Field::Department => None,
+    }
+}
+
+/// The text of `code` in `field`'s column (what a breakdown row is labelled with).
+pub fn text(projection: &Projection, field: Field, code: u32) -> String {
+    match dictionary(projection, field) {
+        Some(dictionary) => dictionary.text(code).unwrap_or_default().to_owned(),
+        None => enum_text(field, code),
+    }
+}
+
+/// A value as an enum column's text: the contract's full name (`TOUCHPOINT_TYPE_OFFLINE`)
+/// and the short one (`offline`) in any case.
+fn enum_value(value: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    lower
+        .strip_prefix("touchpoint_type_")
+        .or_else(|| lower.strip_prefix("department_"))
+        .unwrap_or(&lower)
+        .to_owned()
+}
+
+/// Whether a column's text satisfies a filter. The missing value is the empty string, so
+/// NOT_EQUALS and NOT_CONTAINS match it, as the contract says. Text columns compare
+/// exactly; enum columns (`is_enum`) by name in any case.
+fn accepts(filter: &FieldFilter, text: &str, is_enum: bool) -> bool {
+    let equal = |value: &String| {
+        if is_enum {
+            !text.is_empty() && enum_value(value) == text
+        } else {
+            value == text
+        }
+    };
+    let first = filter.values.first();
+    match filter.operator {
+        Operator::Equals => filter.values.iter().any(equal),
+        Operator::NotEquals => !filter.values.iter().any(equal),
+        Operator::Contains => first.is_some_and(|v| text.contains(v.as_str())),
+        Operator::NotContains => !first.is_some_and(|v| text.contains(v.as_str())),
+        Operator::IsSet => !text.is_empty(),
+        Operator::IsNotSet => text.is_empty(),
+        Operator::Unsupported(_) => false,
+    }
+}
+
+fn filter(projection: &Projection, filter: &FieldFilter) -> Option<Filter> {
+    let field = Field::parse(&filter.field).ok()?;
+    let codes = match dictionary(projection, field) {
+        Some(dictionary) => dictionary.matching(|text| accepts(filter, text, false)),
+        None => {
+            CodeSet::of((0..256u32).filter(|&code| accepts(filter, &enum_text(field, code), true)))
+        }
+    };
+    Some(Filter {
+        dimension: dimension(field),
+        codes,
+    })
+}
+
+/// Up to three known event names (stored, or `defined` in the dictionary) closest to `name`.
+pub fn nearest_names(events: &Dictionary, defined: &[String], name: &str) -> Vec<String> {
+    let stored = (1..events.len() as u32).filter_map(|code| events.text(code));
+    let mut known: Vec<&str> = stored.chain(defined.iter().map(String::as_str)).collect();
+    known.sort_unstable();
+    known.dedup();
+    let mut scored: Vec<(usize, &str)> = known
+        .into_iter()
+        .map(|known| (strsim::levenshtein(name, known), known))
+        .filter(|(distance, known)| *distance <= (known.len().max(name.len()) / 2).max(2))
+        .collect();
+    scored.sort();
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, known)| known.to_owned())
+        .collect()
+}
+
+/// A condition no event meets: a step on an event the dictionary defines but nobody did yet.
+fn nothing() -> Condition {
+    Condition {
+        event: None,
+        filters: vec![Filter {
+            dimension: Dimension::Event,
+            codes: CodeSet::default(),
+        }],
+    }
+}
+
+/// What a query's event names are checked against: the names stored events carry (the
+/// projection's dictionary) and the names the tenant's event dictionary defines.
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    /// The tenant's projection.
+    pub projection: &'a Projection,
+    /// Names the event dictionary defines (empty when it could not be read).
+    pub defined: &'a [String],
+}
+
+fn condition(
+    known: Known<'_>,
+    matcher: &Matcher,
+    path: &str,
+    problems: &mut Violations,
+) -> Condition {
+    let projection = known.projection;
+    let events = &projection.dictionaries().events;
+    let event = if matcher.event_name.is_empty() {
+        None
+    } else if let Some(code) = events.code(&matcher.event_name) {
+        Some(code)
+    } else if known.defined.contains(&matcher.event_name) {
+        return nothing();
+    } else {
+        let nearest = nearest_names(events, known.defined, &matcher.event_name);
+        let hint = if nearest.is_empty() {
+            String::new()
+        } else {
+            format!("; nearest: {}", nearest.join(", "))
+        };
+        problems.add(
+            format!("{path}.event_name"),
+            "UNKNOWN_EVENT_NAME",
+            format!(
+                "neither the event dictionary nor any stored event has the name {:?}{hint}",
+                matcher.event_name
+            ),
+        );
+        None
+    };
+    Condition {
+        event,
+        filters: matcher
+            .filters
+            .iter()
+            .filter_map(|f| filter(projection, f))
+            .collect(),
+    }
+}
+
+/// The scope's event conditions as one condition, when there are any.
+pub fn scope_condition(projection: &Projection, filters: &[FieldFilter]) -> Option<Condition> {
+    (!filters.is_empty()).then(|| Condition {
+        event: None,
+        filters: filters
+            .iter()
+            .filter_map(|f| filter(projection, f))
+            .collect(),
+    })
+}
+
+/// The funnel over the projection's codes.
+pub fn funnel(known: Known<'_>, funnel: &ValidFunnel) -> Result<FunnelSpec, Violations> {
+    let mut problems = Violations::default();
+    let steps = funnel
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, (_, matcher))| {
+            condition(
+                known,
+                matcher,
+                &format!("funnel.steps[{index}].event"),
+                &mut problems,
+            )
+        })
+        .collect();
+    let exclusions = funnel
+        .exclusions
+        .iter()
+        .enumerate()
+        .map(|(index, (matcher, from_step, to_step))| FunnelExclusion {
+            range: ExclusionRange {
+                from_step: *from_step,
+                to_step: *to_step,
+            },
+            condition: condition(
+                known,
+                matcher,
+                &format!("funnel.exclusions[{index}].event"),
+                &mut problems,
+            ),
+        })
+        .collect();
+    let breakdown = funnel
+        .breakdown
+        .map(|(field, _, attribution)| FunnelBreakdown {
+            dimension: dimension(field),
+            attribution: match attribution {
+                BreakdownAttribution::FirstTouch => Attribution::FirstTouch,
+                BreakdownAttribution::LastTouch => Attribution::LastTouch,
+                BreakdownAttribution::Step(step) => Attribution::Step(step.max(1) as usize),
+                BreakdownAttribution::AllEvents => Attribution::AllEvents,
+            },
+        });
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(FunnelSpec {
+        steps,
+        window_ms: funnel.window_ms,
+        order: funnel.order,
+        exclusions,
+        breakdown,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter_of(operator: Operator, values: &[&str]) -> FieldFilter {
+        FieldFilter {
+            field: "channel".into(),
+            operator,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn text_filters_follow_the_contract_on_missing_values() {
+        let eq = filter_of(Operator::Equals, &["pos", "app"]);
+        assert!(accepts(&eq, "pos", false) && !accepts(&eq, "web", false));
+        assert!(!accepts(&eq, "", false) && !accepts(&eq, "POS", false));
+        let ne = filter_of(Operator::NotEquals, &["pos"]);
+        assert!(
+            accepts(&ne, "", false) && accepts(&ne, "web", false) && !accepts(&ne, "pos", false)
+        );
+        let contains = filter_of(Operator::Contains, &["we"]);
+        assert!(accepts(&contains, "wechat", false) && !accepts(&contains, "pos", false));
+        let not_contains = filter_of(Operator::NotContains, &["we"]);
+        assert!(accepts(&not_contains, "", false) && !accepts(&not_contains, "wechat", false));
+        assert!(accepts(&filter_of(Operator::IsSet, &[]), "x", false));
+        assert!(accepts(&filter_of(Operator::IsNotSet, &[]), "", false));
+    }
+
+    #[test]
+    fn enum_columns_answer_to_short_and_full_names() {
+        assert_eq!(enum_text(Field::TouchpointType, 4), "after_sales");
+        assert_eq!(enum_text(Field::Department, 1), "marketing");
+        assert_eq!(enum_text(Field::Department, 0), "");
+        assert_eq!(enum_text(Field::Department, 200), "");
+        let full = filter_of(Operator::Equals, &["TOUCHPOINT_TYPE_OFFLINE"]);
+        assert!(accepts(&full, "offline", true) && !accepts(&full, "online", true));
+        let short = filter_of(Operator::Equals, &["Marketing"]);
+        assert!(accepts(&short, "marketing", true) && !accepts(&short, "", true));
+        let dept = filter_of(Operator::NotEquals, &["DEPARTMENT_PRODUCT"]);
+        assert!(!accepts(&dept, "product", true) && accepts(&dept, "", true));
+    }
+
+    #[test]
+    fn the_nearest_names_are_the_closest_stored_ones() {
+        let mut events = Dictionary::new("event_name", 100);
+        for name in ["add_to_cart", "submit_order", "pay_order", "view_item"] {
+            events.intern(name).ok();
+        }
+        assert_eq!(
+            nearest_names(&events, &[], "add_to_krt"),
+            vec!["add_to_cart"]
+        );
+        assert_eq!(nearest_names(&events, &[], "pay"), Vec::<String>::new());
+        let defined = ["refund".to_owned()];
+        assert_eq!(nearest_names(&events, &defined, "refnd"), vec!["refund"]);
+        let nearest = nearest_names(&events, &defined, "submit_ordr");
+        assert_eq!(nearest.first().map(String::as_str), Some("submit_order"));
+    }
+}

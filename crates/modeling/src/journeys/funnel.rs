@@ -1,0 +1,129 @@
+//! Running a valid funnel over a tenant's view and shaping its figures for the reply.
+
+use touchline_analytics::funnel::StepSummary;
+use touchline_projection::query::{Scope, TimeRange};
+
+use super::compile;
+use super::query::{ValidFunnel, Violations};
+use super::view::TenantView;
+use crate::store::journal::Positions;
+
+/// One step's figures with its label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepFigures {
+    /// The step's label.
+    pub label: String,
+    /// Counts, rates and times.
+    pub summary: StepSummary,
+}
+
+/// What a result was computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Computation {
+    /// Store positions the view reflected.
+    pub positions: Positions,
+    /// The range used, `[start, end)` in ms.
+    pub range: (i64, i64),
+    /// Persons considered.
+    pub persons_considered: u64,
+}
+
+/// A funnel's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunnelFigures {
+    /// Over every person.
+    pub steps: Vec<StepFigures>,
+    /// Per breakdown value (its text), the largest first.
+    pub breakdown: Vec<(String, Vec<StepFigures>)>,
+    /// The values past the limit, folded together.
+    pub other: Option<Vec<StepFigures>>,
+    /// How many values were folded.
+    pub omitted_values: usize,
+    /// What it was computed from.
+    pub computation: Computation,
+}
+
+fn labelled(funnel: &ValidFunnel, summaries: Vec<StepSummary>) -> Vec<StepFigures> {
+    summaries
+        .into_iter()
+        .map(|summary| StepFigures {
+            label: funnel
+                .steps
+                .get(summary.step.saturating_sub(1))
+                .map(|(label, _)| label.clone())
+                .unwrap_or_default(),
+            summary,
+        })
+        .collect()
+}
+
+/// Errors of a funnel run: names the data does not know, or the projection's refusal.
+#[derive(Debug)]
+pub enum RunError {
+    /// Fields naming what the tenant's data does not hold.
+    Invalid(Violations),
+    /// The projection refused the compiled query (a bug: the query was checked).
+    Projection(touchline_projection::ProjectionError),
+}
+
+/// Runs `funnel` over `view` on up to `threads` threads; `defined` holds the event names the
+/// tenant's dictionary defines (a step on one of them that nobody did yet counts zero).
+pub fn run(
+    view: &TenantView,
+    funnel: &ValidFunnel,
+    defined: &[String],
+    threads: usize,
+) -> Result<FunnelFigures, RunError> {
+    let projection = &view.projection;
+    let known = compile::Known {
+        projection,
+        defined,
+    };
+    let spec = compile::funnel(known, funnel).map_err(RunError::Invalid)?;
+    let scope_condition = compile::scope_condition(projection, &funnel.event_filters);
+    let scope = Scope {
+        time_range: Some(TimeRange {
+            from_ms: funnel.range.0,
+            to_ms: funnel.range.1,
+        }),
+        events: scope_condition.as_ref(),
+        persons: None,
+    };
+    let accumulator = projection
+        .funnel(&spec, &scope, threads, false)
+        .map_err(RunError::Projection)?;
+    let (field, top) = funnel
+        .breakdown
+        .map_or((None, 0), |(field, limit, _)| (Some(field), limit));
+    // Ties between values go by their text, never their codes (see `finish_ordered`).
+    let (report, _) = match field {
+        Some(field) => accumulator.finish_ordered(top, |a, b| {
+            compile::text(projection, field, *a).cmp(&compile::text(projection, field, *b))
+        }),
+        None => accumulator.finish(top),
+    };
+    let breakdown = match field {
+        Some(field) => report
+            .breakdown
+            .into_iter()
+            .map(|row| {
+                (
+                    compile::text(projection, field, row.value),
+                    labelled(funnel, row.steps),
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(FunnelFigures {
+        steps: labelled(funnel, report.overall),
+        breakdown,
+        other: report.other.map(|steps| labelled(funnel, steps)),
+        omitted_values: report.omitted_values,
+        computation: Computation {
+            positions: view.positions,
+            range: funnel.range,
+            persons_considered: report.persons_considered,
+        },
+    })
+}

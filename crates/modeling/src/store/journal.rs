@@ -1,0 +1,213 @@
+//! SQL the journey projection reads: a tenant's whole event store in one snapshot (the
+//! rebuild), and what changed since a revision (the catch-up). See migration 0009 for why a
+//! revision orders a tenant's changes.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+/// A stored event with a person, as the projection takes it.
+#[derive(Debug, Clone)]
+pub struct JournalEvent {
+    /// Clean-log sequence.
+    pub sequence: i64,
+    /// The person.
+    pub person_id: Uuid,
+    /// Canonical name.
+    pub event_name: String,
+    /// Channel.
+    pub channel: String,
+    /// When it happened.
+    pub event_time: DateTime<Utc>,
+    /// Encoded `CleanEvent`.
+    pub payload: Vec<u8>,
+}
+
+/// Where an event was before it was deleted or changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// Clean-log sequence.
+    pub sequence: i64,
+    /// The person who held it.
+    pub person_id: Uuid,
+}
+
+/// The positions a read of the store reflects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// The newest revision of the tenant's events (0 when none).
+    pub revision: i64,
+    /// The event-store worker's clean-log cursor.
+    pub clean_sequence: i64,
+    /// The identity-change consumer's cursor.
+    pub identity_sequence: i64,
+}
+
+/// What changed since a revision: removals first, then the events as they are now.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Events deleted or moved away.
+    pub removals: Vec<Removal>,
+    /// Events added or changed.
+    pub events: Vec<JournalEvent>,
+    /// Where the read stood.
+    pub positions: Positions,
+}
+
+/// Rows read per round trip of the rebuild.
+pub const LOAD_CHUNK: usize = 20_000;
+
+async fn snapshot(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn positions(
+    conn: &mut PgConnection,
+    tenant: &str,
+    at_least: i64,
+) -> Result<Positions, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT GREATEST($2,
+                  (SELECT max(revision) FROM modeling.events WHERE tenant_id = $1),
+                  (SELECT max(revision) FROM modeling.event_removals WHERE tenant_id = $1)),
+                COALESCE((SELECT last_sequence FROM modeling.consumer_cursors
+                           WHERE consumer = $3 AND tenant_id = $1), 0),
+                COALESCE((SELECT last_sequence FROM modeling.consumer_cursors
+                           WHERE consumer = $4 AND tenant_id = $1), 0)",
+    )
+    .bind(tenant)
+    .bind(at_least)
+    .bind(crate::CLEAN_LOG_CONSUMER)
+    .bind(crate::identity_changes::IDENTITY_CHANGES_CONSUMER)
+    .fetch_one(conn)
+    .await?;
+    Ok(Positions {
+        revision: row.try_get(0)?,
+        clean_sequence: row.try_get(1)?,
+        identity_sequence: row.try_get(2)?,
+    })
+}
+
+fn journal_event(row: &sqlx::postgres::PgRow) -> Result<JournalEvent, sqlx::Error> {
+    Ok(JournalEvent {
+        sequence: row.try_get("sequence")?,
+        person_id: row.try_get("person_id")?,
+        event_name: row.try_get("event_name")?,
+        channel: row.try_get("channel")?,
+        event_time: row.try_get("event_time")?,
+        payload: row.try_get("payload")?,
+    })
+}
+
+/// Reads every event of `tenant` that belongs to a person, in one snapshot, sending them to
+/// `sink` in chunks of [`LOAD_CHUNK`]; returns the positions of that snapshot. Stops early
+/// when the sink's receiver is gone (the builder failed; it reports why).
+pub async fn load(
+    pool: &PgPool,
+    tenant: &str,
+    sink: &tokio::sync::mpsc::Sender<Vec<JournalEvent>>,
+) -> Result<Positions, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    snapshot(&mut tx).await?;
+    let positions = positions(&mut tx, tenant, 0).await?;
+    let mut rows = sqlx::query(
+        "SELECT sequence, person_id, event_name, channel, event_time, payload
+           FROM modeling.events WHERE tenant_id = $1 AND person_id IS NOT NULL",
+    )
+    .bind(tenant)
+    .fetch(&mut *tx);
+    let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+    while let Some(row) = rows.try_next().await? {
+        chunk.push(journal_event(&row)?);
+        if chunk.len() == LOAD_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
+            if sink.send(full).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(rows);
+    if !chunk.is_empty() {
+        // A closed sink means the builder already failed and reports why.
+        let _closed = sink.send(chunk).await;
+    }
+    tx.commit().await?;
+    Ok(positions)
+}
+
+/// What changed in `tenant`'s events after `revision`, read in one snapshot. At most `limit`
+/// rows of each kind are read; `None` when more changed than that (rebuild instead).
+pub async fn changes_since(
+    pool: &PgPool,
+    tenant: &str,
+    revision: i64,
+    limit: i64,
+) -> Result<Option<Changes>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    snapshot(&mut tx).await?;
+    let positions = positions(&mut tx, tenant, revision).await?;
+    if positions.revision == revision {
+        tx.commit().await?;
+        return Ok(Some(Changes {
+            positions,
+            ..Changes::default()
+        }));
+    }
+    let removals: Vec<Removal> = sqlx::query(
+        "SELECT sequence, person_id FROM modeling.event_removals
+          WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(revision)
+    .bind(limit + 1)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Removal {
+            sequence: row.try_get(0)?,
+            person_id: row.try_get(1)?,
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let events: Vec<JournalEvent> = sqlx::query(
+        "SELECT sequence, person_id, event_name, channel, event_time, payload
+           FROM modeling.events
+          WHERE tenant_id = $1 AND revision > $2 AND person_id IS NOT NULL
+          ORDER BY revision LIMIT $3",
+    )
+    .bind(tenant)
+    .bind(revision)
+    .bind(limit + 1)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(journal_event)
+    .collect::<Result<_, sqlx::Error>>()?;
+    tx.commit().await?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if removals.len() > limit || events.len() > limit {
+        return Ok(None);
+    }
+    Ok(Some(Changes {
+        removals,
+        events,
+        positions,
+    }))
+}
+
+/// Forgets removals older than `age`; returns how many.
+pub async fn prune_removals(pool: &PgPool, age: std::time::Duration) -> Result<u64, sqlx::Error> {
+    let seconds = age.as_secs_f64();
+    let done = sqlx::query(
+        "DELETE FROM modeling.event_removals WHERE removed_at < now() - make_interval(secs => $1)",
+    )
+    .bind(seconds)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
