@@ -33,6 +33,7 @@ pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
 mod cleaning;
 mod collection_fuzz;
 mod dictionary;
+mod funnels;
 mod fuzz_pipeline;
 mod quality;
 mod quarantine;
