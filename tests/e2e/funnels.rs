@@ -215,7 +215,7 @@ async fn funnels_equal_a_naive_count_and_follow_identity_changes() -> anyhow::Re
     }
     let mut timelines: BTreeMap<String, Vec<Stored>> = BTreeMap::new();
     for event in &stored {
-        let time = event.event_time.clone().unwrap_or_default();
+        let time = event.event_time.unwrap_or_default();
         timelines
             .entry(event.person_id.clone())
             .or_default()
