@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use touchline_auth::TokenClaims;
 use touchline_proto::governance::v1 as governance;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::reporting::v1::GetEventCountsRequest;
 use touchline_proto::reporting::v1::reporting_service_client::ReportingServiceClient;
 use touchline_runtime::Shutdown;
@@ -109,6 +110,8 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let cfg =
         touchline_sim::SimConfig::new(touchline_sim::TemplateKind::Retail, args.persons, args.seed);
+    // Journey results cover the generated period (one day of margin for shifted clocks).
+    let cfg_range = (cfg.start_ms() - 86_400_000, cfg.end_ms() + 86_400_000);
     let mut opts = touchline_sim::SendOptions::new(addr.to_string(), token.clone());
     opts.progress_every = None;
     let sent = touchline_sim::send(cfg, &opts).await?;
@@ -202,6 +205,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     print_quality(&mut governance, &parent).await?;
+    let mut modeling = ModelingServiceClient::with_interceptor(
+        lazy_channel(&format!("http://{addr}"))?,
+        CallCredentials::bearer(&token)?,
+    );
+    let range = (cfg_range.0, cfg_range.1);
+    crate::demo_journeys::print_funnel(&mut modeling, &parent, range).await?;
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {
         shutdown.trigger();
