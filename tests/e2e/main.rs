@@ -31,6 +31,7 @@ pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
     touchline_telemetry::testing::install_in_memory()
 }
 mod cleaning;
+mod cohorts;
 mod collection_fuzz;
 mod dictionary;
 mod funnels;

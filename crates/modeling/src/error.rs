@@ -44,6 +44,9 @@ pub enum ModelingError {
     /// dictionary, never the caller's request (requests are checked before).
     #[error("the journey projection failed")]
     Projection(#[source] touchline_projection::ProjectionError),
+    /// The named thing does not exist (or was erased).
+    #[error("no such {0}")]
+    NotFound(&'static str),
     /// A task of the service failed (the log says how).
     #[error("the {0} failed")]
     Internal(&'static str),
@@ -86,6 +89,7 @@ impl ApiError for ModelingError {
             ModelingError::Projection(touchline_projection::ProjectionError::DictionaryFull {
                 ..
             }) => ErrorCode::ResourceExhausted,
+            ModelingError::NotFound(_) => ErrorCode::NotFound,
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -11,13 +11,13 @@ use crate::journeys::query::{
     FunnelStep, Matcher, Operator, Scope,
 };
 
-fn ms(at: &prost_types::Timestamp) -> i64 {
+pub(super) fn ms(at: &prost_types::Timestamp) -> i64 {
     at.seconds
         .saturating_mul(1_000)
         .saturating_add(i64::from(at.nanos) / 1_000_000)
 }
 
-fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
+pub(super) fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1_000),
         nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
@@ -70,14 +70,14 @@ fn filters(filters: &[common::PropertyFilter]) -> Vec<FieldFilter> {
         .collect()
 }
 
-fn matcher(event: Option<&pb::EventMatcher>) -> Option<Matcher> {
+pub(super) fn matcher(event: Option<&pb::EventMatcher>) -> Option<Matcher> {
     event.map(|e| Matcher {
         event_name: e.event_name.clone(),
         filters: filters(&e.filters),
     })
 }
 
-fn scope(scope: Option<&pb::AnalysisScope>) -> Scope {
+pub(super) fn scope(scope: Option<&pb::AnalysisScope>) -> Scope {
     let Some(scope) = scope else {
         return Scope::default();
     };
@@ -87,6 +87,8 @@ fn scope(scope: Option<&pb::AnalysisScope>) -> Scope {
         end_ms: range.and_then(|r| r.end_time.as_ref()).map(ms),
         event_filters: filters(&scope.event_filters),
         segment: scope.segment.clone(),
+        time_zone: scope.time_zone.clone(),
+        week_start: scope.week_start,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gRPC adapter of the modeling service: authorise, convert, call the service layer,
 //! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
 
+mod cohorts;
 mod convert;
 mod journeys;
 
@@ -145,5 +146,69 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         Ok(Response::new(journeys::funnel_reply(figures)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.run_retention",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn run_retention(
+        &self,
+        request: Request<pb::RunRetentionRequest>,
+    ) -> Result<Response<pb::RunRetentionResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = cohorts::retention_query(request.get_ref());
+        let figures = self
+            .modeling
+            .run_retention(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cohorts::retention_reply(figures)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.run_lifecycle",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn run_lifecycle(
+        &self,
+        request: Request<pb::RunLifecycleRequest>,
+    ) -> Result<Response<pb::RunLifecycleResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = cohorts::lifecycle_query(request.get_ref());
+        let figures = self
+            .modeling
+            .run_lifecycle(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cohorts::lifecycle_reply(figures)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.get_person_lifecycle",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn get_person_lifecycle(
+        &self,
+        request: Request<pb::GetPersonLifecycleRequest>,
+    ) -> Result<Response<pb::GetPersonLifecycleResponse>, Status> {
+        let (parent, person) = cohorts::person_name(&request.get_ref().name).ok_or_else(|| {
+            status(ModelingError::invalid(
+                "name",
+                "INVALID_NAME",
+                "name is tenants/{tenant}/persons/{person id}",
+            ))
+        })?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let query = cohorts::person_query(request.get_ref(), person);
+        let figures = self
+            .modeling
+            .person_lifecycle(&tenant, query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(cohorts::person_reply(figures)))
     }
 }

@@ -6,7 +6,7 @@ use touchline_analytics::funnel::{Attribution, ExclusionRange};
 use touchline_projection::query::{
     Condition, Dimension, Filter, FunnelBreakdown, FunnelExclusion, FunnelSpec,
 };
-use touchline_projection::{CodeSet, Dictionary, Projection};
+use touchline_projection::{CodeSet, Dictionary, Event, Projection};
 use touchline_proto::common::v1::{Department, TouchpointType};
 
 use super::query::{
@@ -154,7 +154,7 @@ pub struct Known<'a> {
     pub defined: &'a [String],
 }
 
-fn condition(
+pub(super) fn condition(
     known: Known<'_>,
     matcher: &Matcher,
     path: &str,
@@ -192,6 +192,73 @@ fn condition(
             .iter()
             .filter_map(|f| filter(projection, f))
             .collect(),
+    }
+}
+
+/// The code `event` has in `dimension`'s column.
+fn code_in(event: &Event, dimension: Dimension) -> u32 {
+    let touch = event.touch;
+    match dimension {
+        Dimension::Event => event.event,
+        Dimension::Channel => touch.channel,
+        Dimension::Touchpoint => touch.touchpoint,
+        Dimension::Source => touch.source,
+        Dimension::TouchpointType => u32::from(touch.touchpoint_type),
+        Dimension::Department => u32::from(touch.department),
+        Dimension::ChannelTouchpoint => u32::MAX,
+        Dimension::Property(slot) => event.properties.get(slot).copied().unwrap_or(0),
+    }
+}
+
+/// Whether one event meets `condition` (for a single person's timeline; whole-tenant scans
+/// go through the projection's compiled matcher instead).
+pub fn matches(condition: &Condition, event: &Event) -> bool {
+    condition.event.is_none_or(|code| code == event.event)
+        && condition
+            .filters
+            .iter()
+            .all(|filter| filter.codes.contains(code_in(event, filter.dimension)))
+}
+
+/// Qualifying activity: any of `matchers` (none: every event). Several matchers without
+/// filters become one condition on the event column; a matcher with filters must stand
+/// alone, since the projection's activity is one condition.
+pub fn any_of(
+    known: Known<'_>,
+    matchers: &[Matcher],
+    path: &str,
+    problems: &mut Violations,
+) -> Condition {
+    match matchers {
+        [] => Condition::any(),
+        [single] => condition(known, single, &format!("{path}[0]"), problems),
+        several => {
+            if several
+                .iter()
+                .any(|m| !m.filters.is_empty() || m.event_name.is_empty())
+            {
+                problems.add(
+                    path,
+                    "UNSUPPORTED",
+                    "several qualifying events must each name an event and carry no filters; use one event with filters instead",
+                );
+                return Condition::any();
+            }
+            let mut codes = CodeSet::default();
+            for (index, matcher) in several.iter().enumerate() {
+                let one = condition(known, matcher, &format!("{path}[{index}]"), problems);
+                if let Some(code) = one.event {
+                    codes.insert(code);
+                }
+            }
+            Condition {
+                event: None,
+                filters: vec![Filter {
+                    dimension: Dimension::Event,
+                    codes,
+                }],
+            }
+        }
     }
 }
 

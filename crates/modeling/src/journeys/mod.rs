@@ -18,8 +18,10 @@
 mod compile;
 mod encode;
 pub mod funnel;
+pub mod lifecycle;
 mod persons;
 pub mod query;
+pub mod retention;
 mod view;
 
 use std::collections::HashMap;

@@ -2,6 +2,7 @@
 //! meet before it touches any data. Each rule that fails adds a field violation, so one
 //! answer names every problem of a request.
 
+use touchline_analytics::calendar::{Calendar, Interval};
 use touchline_error::FieldViolation;
 
 /// Most steps of a funnel.
@@ -107,6 +108,50 @@ pub struct Scope {
     pub event_filters: Vec<FieldFilter>,
     /// A segment, when the scope names one.
     pub segment: String,
+    /// The IANA time zone intervals are cut in (empty: UTC).
+    pub time_zone: String,
+    /// The week start as the contract numbers it (0: Monday).
+    pub week_start: i32,
+}
+
+/// The calendar of a scope: `interval` cut in its time zone with its week start.
+pub fn calendar(
+    scope: &Scope,
+    interval: Interval,
+    path: &str,
+    problems: &mut Violations,
+) -> Calendar {
+    use chrono::Weekday;
+    let week_start = match scope.week_start {
+        0 | 1 => Weekday::Mon,
+        2 => Weekday::Tue,
+        3 => Weekday::Wed,
+        4 => Weekday::Thu,
+        5 => Weekday::Fri,
+        6 => Weekday::Sat,
+        7 => Weekday::Sun,
+        _ => {
+            problems.add(
+                format!("{path}.week_start"),
+                "OUT_OF_RANGE",
+                "an unknown weekday",
+            );
+            Weekday::Mon
+        }
+    };
+    let zone = if scope.time_zone.is_empty() {
+        "UTC"
+    } else {
+        scope.time_zone.as_str()
+    };
+    Calendar::from_zone_name(interval, zone, week_start).unwrap_or_else(|_| {
+        problems.add(
+            format!("{path}.time_zone"),
+            "UNKNOWN_TIME_ZONE",
+            format!("{zone:?} is not an IANA time zone such as Asia/Shanghai"),
+        );
+        Calendar::new(interval, chrono_tz::UTC, week_start)
+    })
 }
 
 /// The order of a funnel's steps.
@@ -202,6 +247,38 @@ pub struct ValidFunnel {
     pub range: (i64, i64),
     /// The scope's event conditions.
     pub event_filters: Vec<FieldFilter>,
+}
+
+/// A breakdown's field and size after defaults; `path` names the `Breakdown` message.
+pub fn breakdown_of(
+    field: &str,
+    limit: i32,
+    path: &str,
+    problems: &mut Violations,
+) -> (Field, usize) {
+    let field = Field::parse(field).unwrap_or_else(|reason| {
+        problems.add(
+            format!("{path}.field"),
+            reason,
+            format!(
+                "cannot break down by {field:?}: use event_name, channel, touchpoint, source, touchpoint_type or department"
+            ),
+        );
+        Field::Channel
+    });
+    let limit = match limit {
+        0 => DEFAULT_BREAKDOWN_LIMIT,
+        n if n > 0 && n as usize <= MAX_BREAKDOWN_LIMIT => n as usize,
+        _ => {
+            problems.add(
+                format!("{path}.limit"),
+                "OUT_OF_RANGE",
+                format!("from 1 to {MAX_BREAKDOWN_LIMIT}, or 0 for {DEFAULT_BREAKDOWN_LIMIT}"),
+            );
+            DEFAULT_BREAKDOWN_LIMIT
+        }
+    };
+    (field, limit)
 }
 
 /// Collects the violations of one request.
@@ -418,37 +495,20 @@ impl FunnelQuery {
         problems: &mut Violations,
     ) -> Option<(Field, usize, BreakdownAttribution)> {
         self.breakdown.as_ref().map(|breakdown| {
-            let field = Field::parse(&breakdown.field).unwrap_or_else(|reason| {
-                problems.add(
-                    "funnel.breakdown.breakdown.field",
-                    reason,
-                    format!(
-                        "cannot break down by {:?}: use event_name, channel, touchpoint, source, touchpoint_type or department",
-                        breakdown.field
-                    ),
-                );
-                Field::Channel
-            });
-            let limit = match breakdown.limit {
-                0 => DEFAULT_BREAKDOWN_LIMIT,
-                n if n > 0 && n as usize <= MAX_BREAKDOWN_LIMIT => n as usize,
-                _ => {
-                    problems.add(
-                        "funnel.breakdown.breakdown.limit",
-                        "OUT_OF_RANGE",
-                        format!("from 1 to {MAX_BREAKDOWN_LIMIT}, or 0 for {DEFAULT_BREAKDOWN_LIMIT}"),
-                    );
-                    DEFAULT_BREAKDOWN_LIMIT
-                }
-            };
+            let (field, limit) = breakdown_of(
+                &breakdown.field,
+                breakdown.limit,
+                "funnel.breakdown.breakdown",
+                problems,
+            );
             if let BreakdownAttribution::Step(step) = breakdown.attribution
                 && (step < 1 || step > count as i32)
             {
-                    problems.add(
-                        "funnel.breakdown.step",
-                        "INVALID_STEP",
-                        format!("STEP attribution names a step from 1 to {count}"),
-                    );
+                problems.add(
+                    "funnel.breakdown.step",
+                    "INVALID_STEP",
+                    format!("STEP attribution names a step from 1 to {count}"),
+                );
             }
             (field, limit, breakdown.attribution)
         })

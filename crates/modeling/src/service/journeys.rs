@@ -1,42 +1,135 @@
 //! Journey analytics calls: check the request, take the tenant's current view, run the model
 //! on the blocking pool.
 
+use uuid::Uuid;
+
 use super::Modeling;
 use crate::error::ModelingError;
+use crate::journeys::TenantView;
 use crate::journeys::funnel::{self, FunnelFigures, RunError};
-use crate::journeys::query::FunnelQuery;
+use crate::journeys::lifecycle::{
+    self, LifecycleFigures, LifecycleQuery, PersonError, PersonLifecycle, PersonLifecycleQuery,
+};
+use crate::journeys::query::{FunnelQuery, Violations};
+use crate::journeys::retention::{self, RetentionFigures, RetentionQuery};
+
+fn invalid(problems: Violations) -> ModelingError {
+    ModelingError::Invalid(problems.0)
+}
+
+fn failed(err: RunError) -> ModelingError {
+    match err {
+        RunError::Invalid(problems) => invalid(problems),
+        RunError::Projection(err) => ModelingError::Projection(err),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
 
 impl Modeling {
-    /// The funnel's figures over every event committed before the call.
-    pub async fn run_funnel(
+    /// Runs `work` on the tenant's current view on the blocking pool, with the event names
+    /// the tenant's dictionary defines when `names` holds one the view has never stored.
+    async fn on_view<T, W>(
         &self,
         tenant: &str,
-        query: &FunnelQuery,
-    ) -> Result<FunnelFigures, ModelingError> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let funnel = query
-            .validate(now_ms)
-            .map_err(|problems| ModelingError::Invalid(problems.0))?;
+        names: Vec<String>,
+        work: W,
+    ) -> Result<T, ModelingError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&TenantView, &[String], usize) -> Result<T, ModelingError> + Send + 'static,
+    {
         let view = self.journeys.current(tenant).await?;
         let events = &view.projection.dictionaries().events;
-        let unseen = funnel.event_names().any(|name| events.code(name).is_none());
+        let unseen = names.iter().any(|name| events.code(name).is_none());
         let defined = if unseen {
             self.defined_event_names(tenant).await
         } else {
             Vec::new()
         };
         let threads = self.journeys.threads();
-        let ran =
-            tokio::task::spawn_blocking(move || funnel::run(&view, &funnel, &defined, threads))
-                .await
-                .map_err(|err| {
-                    tracing::error!(error = %err, "a funnel task failed");
-                    ModelingError::Internal("funnel")
-                })?;
-        ran.map_err(|err| match err {
-            RunError::Invalid(problems) => ModelingError::Invalid(problems.0),
-            RunError::Projection(err) => ModelingError::Projection(err),
+        tokio::task::spawn_blocking(move || work(&view, &defined, threads))
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "a journey task failed");
+                ModelingError::Internal("journey query")
+            })?
+    }
+
+    /// The funnel's figures over every event committed before the call.
+    pub async fn run_funnel(
+        &self,
+        tenant: &str,
+        query: &FunnelQuery,
+    ) -> Result<FunnelFigures, ModelingError> {
+        let funnel = query.validate(now_ms()).map_err(invalid)?;
+        let names = funnel.event_names().map(str::to_owned).collect();
+        self.on_view(tenant, names, move |view, defined, threads| {
+            funnel::run(view, &funnel, defined, threads).map_err(failed)
         })
+        .await
+    }
+
+    /// Retention tables over every event committed before the call.
+    pub async fn run_retention(
+        &self,
+        tenant: &str,
+        query: &RetentionQuery,
+    ) -> Result<RetentionFigures, ModelingError> {
+        let retention = query.validate(now_ms()).map_err(invalid)?;
+        let names = retention.event_names().map(str::to_owned).collect();
+        self.on_view(tenant, names, move |view, defined, threads| {
+            retention::run(view, &retention, defined, threads).map_err(failed)
+        })
+        .await
+    }
+
+    /// Lifecycle counts per interval over every event committed before the call.
+    pub async fn run_lifecycle(
+        &self,
+        tenant: &str,
+        query: &LifecycleQuery,
+    ) -> Result<LifecycleFigures, ModelingError> {
+        let now = now_ms();
+        let lifecycle = query.validate(now).map_err(invalid)?;
+        let names = lifecycle.event_names().map(str::to_owned).collect();
+        self.on_view(tenant, names, move |view, defined, threads| {
+            lifecycle::run(view, &lifecycle, defined, now, threads).map_err(failed)
+        })
+        .await
+    }
+
+    /// One person's lifecycle stage and history.
+    pub async fn person_lifecycle(
+        &self,
+        tenant: &str,
+        query: PersonLifecycleQuery,
+    ) -> Result<PersonLifecycle, ModelingError> {
+        let Ok(person) = Uuid::parse_str(&query.person) else {
+            return Err(ModelingError::invalid(
+                "name",
+                "INVALID_PERSON",
+                "name is tenants/{tenant}/persons/{person id}",
+            ));
+        };
+        let person = crate::store::survivor_of(&self.pool, tenant, person).await?;
+        let names = query
+            .options
+            .qualifying
+            .iter()
+            .map(|m| m.event_name.clone())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let now = now_ms();
+        self.on_view(tenant, names, move |view, defined, _| {
+            lifecycle::person(view, &query, person, defined, now).map_err(|err| match err {
+                PersonError::Invalid(problems) => invalid(problems),
+                PersonError::NotFound => ModelingError::NotFound("person"),
+            })
+        })
+        .await
     }
 
     /// The names the tenant's event dictionary defines; empty (names are then checked

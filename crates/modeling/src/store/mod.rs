@@ -69,6 +69,18 @@ pub struct StoredEvent {
 /// Count rows: key, events, persons.
 pub type Counts = Vec<(String, i64, i64)>;
 
+/// The person `person` is now: the survivor it was merged into, or itself.
+pub async fn survivor_of(pool: &PgPool, tenant: &str, person: Uuid) -> Result<Uuid, sqlx::Error> {
+    let survivor: Option<Uuid> = sqlx::query_scalar(
+        "SELECT to_person FROM modeling.person_redirects WHERE tenant_id = $1 AND from_person = $2",
+    )
+    .bind(tenant)
+    .bind(person)
+    .fetch_optional(pool)
+    .await?;
+    Ok(survivor.unwrap_or(person))
+}
+
 /// Modeling's consumer cursors.
 const CURSORS: touchline_db::CursorTable = touchline_db::CursorTable::in_schema("modeling");
 
