@@ -1,6 +1,6 @@
 //! Funnels through the real services: events sent to collection, cleaned, joined into
 //! persons and stored, then RunFunnel over them. The figures equal a deliberately naive
-//! funnel computed here from the stored events (ListEvents), and identity's changes show
+//! funnel and path count computed here from the stored events (ListEvents), and identity's changes show
 //! in the next answer: an erased person leaves the funnel, two persons linked into one
 //! reach the step neither reached alone.
 
@@ -18,7 +18,7 @@ use touchline_proto::identity::v1::{ForgetPersonRequest, LinkIdentifiersRequest}
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, Breakdown, CountEventsRequest, EventMatcher, FunnelBreakdown, FunnelDefinition,
-    FunnelStep, ListEventsRequest, RunFunnelRequest, RunFunnelResponse,
+    FunnelStep, ListEventsRequest, RunFunnelRequest, RunFunnelResponse, RunPathsRequest,
 };
 use touchline_runtime::client::CallCredentials;
 use touchline_testkit::{TestApp, token};
@@ -45,6 +45,7 @@ struct Stored {
     sequence: i64,
     step: Option<usize>,
     channel: String,
+    name: String,
 }
 
 /// The furthest step (1-based, 0 for none) of an ordered funnel over one person's events,
@@ -124,7 +125,7 @@ fn funnel_request(canonical: &[String]) -> RunFunnelRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn funnels_equal_a_naive_count_and_follow_identity_changes() -> anyhow::Result<()> {
+async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> anyhow::Result<()> {
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token(TENANT, SCOPES);
@@ -224,6 +225,7 @@ async fn funnels_equal_a_naive_count_and_follow_identity_changes() -> anyhow::Re
                 sequence: event.sequence,
                 step: canonical.iter().position(|n| *n == event.event_name),
                 channel: event.channel.clone(),
+                name: event.event_name.clone(),
             });
     }
     let mut expected = vec![0i64; 4];
@@ -251,6 +253,73 @@ async fn funnels_equal_a_naive_count_and_follow_identity_changes() -> anyhow::Re
     assert_eq!(
         ran.computation.as_ref().map(|c| c.persons_considered),
         Some(timelines.len() as i64)
+    );
+
+    // Paths: the transitions of every session's first three events equal a naive count.
+    let gap_ms = 86_400_000;
+    let mut expected_edges: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut sessions = 0;
+    for timeline in timelines.values() {
+        let mut session: Vec<&Stored> = Vec::new();
+        let mut close = |session: &mut Vec<&Stored>| {
+            if !session.is_empty() {
+                sessions += 1;
+            }
+            for (position, pair) in session
+                .iter()
+                .take(3)
+                .collect::<Vec<_>>()
+                .windows(2)
+                .enumerate()
+            {
+                let key = (
+                    format!("{}_{}", position + 1, pair[0].name),
+                    format!("{}_{}", position + 2, pair[1].name),
+                );
+                *expected_edges.entry(key).or_default() += 1;
+            }
+            session.clear();
+        };
+        for event in timeline {
+            if session
+                .last()
+                .is_some_and(|last| event.time_ms - last.time_ms > gap_ms)
+            {
+                close(&mut session);
+            }
+            session.push(event);
+        }
+        close(&mut session);
+    }
+    let paths = modeling
+        .run_paths(RunPathsRequest {
+            session_gap: Some(prost_types::Duration {
+                seconds: gap_ms / 1_000,
+                nanos: 0,
+            }),
+            max_steps: 3,
+            max_edges: 1_000,
+            scope: request.funnel.as_ref().and_then(|f| f.scope.clone()),
+            ..RunPathsRequest::default()
+        })
+        .await?
+        .into_inner();
+    let edges: BTreeMap<(String, String), i64> = paths
+        .edges
+        .iter()
+        .map(|e| {
+            (
+                (e.source_key.clone(), e.target_key.clone()),
+                e.transition_count,
+            )
+        })
+        .collect();
+    assert_eq!(edges, expected_edges, "path edges equal a naive count");
+    assert_eq!(paths.session_count, sessions);
+    let weights: Vec<i64> = paths.edges.iter().map(|e| e.transition_count).collect();
+    assert!(
+        weights.windows(2).all(|w| w[0] >= w[1]),
+        "heaviest first: {weights:?}"
     );
 
     // Linking the shopper's two devices makes one person who reaches the last step.

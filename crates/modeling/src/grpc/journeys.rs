@@ -24,7 +24,7 @@ pub(super) fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
     }
 }
 
-fn duration_ms(ms: f64) -> prost_types::Duration {
+pub(super) fn duration_ms(ms: f64) -> prost_types::Duration {
     let whole = ms.floor();
     prost_types::Duration {
         seconds: (whole / 1_000.0).floor() as i64,

@@ -4,6 +4,7 @@
 mod cohorts;
 mod convert;
 mod journeys;
+mod paths;
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -210,5 +211,20 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         Ok(Response::new(cohorts::person_reply(figures)))
+    }
+
+    #[tracing::instrument(name = "modeling.run_paths", skip_all, fields(service = "modeling"))]
+    async fn run_paths(
+        &self,
+        request: Request<pb::RunPathsRequest>,
+    ) -> Result<Response<pb::RunPathsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = paths::paths_query(request.get_ref());
+        let figures = self
+            .modeling
+            .run_paths(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(paths::paths_reply(figures)))
     }
 }

@@ -19,6 +19,7 @@ mod compile;
 mod encode;
 pub mod funnel;
 pub mod lifecycle;
+pub mod paths;
 mod persons;
 pub mod query;
 pub mod retention;

@@ -10,6 +10,7 @@ use crate::journeys::funnel::{self, FunnelFigures, RunError};
 use crate::journeys::lifecycle::{
     self, LifecycleFigures, LifecycleQuery, PersonError, PersonLifecycle, PersonLifecycleQuery,
 };
+use crate::journeys::paths::{self, PathFigures, PathsQuery};
 use crate::journeys::query::{FunnelQuery, Violations};
 use crate::journeys::retention::{self, RetentionFigures, RetentionQuery};
 
@@ -97,6 +98,20 @@ impl Modeling {
         let names = lifecycle.event_names().map(str::to_owned).collect();
         self.on_view(tenant, names, move |view, defined, threads| {
             lifecycle::run(view, &lifecycle, defined, now, threads).map_err(failed)
+        })
+        .await
+    }
+
+    /// The heaviest paths over every event committed before the call.
+    pub async fn run_paths(
+        &self,
+        tenant: &str,
+        query: &PathsQuery,
+    ) -> Result<PathFigures, ModelingError> {
+        let paths = query.validate(now_ms()).map_err(invalid)?;
+        let names = paths.event_names().map(str::to_owned).collect();
+        self.on_view(tenant, names, move |view, defined, threads| {
+            paths::run(view, &paths, defined, threads).map_err(failed)
         })
         .await
     }
