@@ -1,8 +1,8 @@
-//! Funnels through the real services: events sent to collection, cleaned, joined into
-//! persons and stored, then RunFunnel over them. The figures equal a deliberately naive
-//! funnel and path count computed here from the stored events (ListEvents), and identity's changes show
-//! in the next answer: an erased person leaves the funnel, two persons linked into one
-//! reach the step neither reached alone.
+//! Funnels and paths through the real services: events sent to collection, cleaned, joined
+//! into persons and stored, then RunFunnel and RunPaths over them. The figures equal a
+//! deliberately naive funnel and path count computed here from the stored events
+//! (ListEvents), and identity's changes show in the next answer: an erased person leaves the
+//! funnel, two persons linked into one reach the step neither reached alone.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
