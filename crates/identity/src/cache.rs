@@ -74,6 +74,9 @@ pub enum CacheError {
     /// A setting is out of range.
     #[error("invalid identity cache setting: {0}")]
     InvalidSetting(&'static str),
+    /// The store's epoch could not be read.
+    #[error("the identity store's epoch could not be read")]
+    Store(#[source] sqlx::Error),
 }
 
 /// The identity cache: `{prefix}:identity:{tenant}:{type}:{scope}:{value}` →
@@ -179,6 +182,27 @@ impl IdentityCache {
             script: Arc::new(redis::Script::new(VERSIONED_SET)),
             counters: Arc::new(Counters::default()),
         }))
+    }
+
+    /// The cache `config` describes for the identity store behind `pool`: its keys live
+    /// under the configured prefix followed by the store's epoch, so a cache never answers
+    /// with entries written against another database (one dropped and created again, with
+    /// person ids that do not exist here). Replicas over one database share the entries.
+    pub async fn connect_to_store(
+        config: &IdentityConfig,
+        pool: &sqlx::PgPool,
+    ) -> Result<Option<Self>, CacheError> {
+        let epoch = crate::store::store_epoch(pool)
+            .await
+            .map_err(CacheError::Store)?;
+        let mut config = config.clone();
+        config.key_prefix = format!("{}:{}", config.key_prefix, epoch.simple());
+        Self::connect(&config).await
+    }
+
+    /// The prefix every key of this cache starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Lookups answered so far by this cache (shared by its clones).

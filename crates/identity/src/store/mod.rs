@@ -70,6 +70,13 @@ fn key_of(row: &sqlx::postgres::PgRow, from: usize) -> Result<IdentifierKey, sql
     })
 }
 
+/// The random id of this database (migration 0008): what the cache keys live under.
+pub async fn store_epoch(pool: &sqlx::PgPool) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar("SELECT epoch FROM identity.store_epoch")
+        .fetch_one(pool)
+        .await
+}
+
 /// The owners (with versions and "seen with" lists) of those of `keys` that
 /// are linked.
 pub async fn lookup<K: Borrow<IdentifierKey>>(

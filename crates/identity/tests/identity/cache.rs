@@ -310,3 +310,59 @@ async fn a_cached_answer_follows_the_merges_of_its_own_call() {
     );
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_cache_never_answers_from_another_databases_entries() {
+    // Two databases behind one configured prefix, as when a database is dropped and made
+    // again while Redis keeps its entries.
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let config = IdentityConfig {
+        redis_url: Some(REDIS_URL.to_owned()),
+        key_prefix: prefix.clone(),
+        redis_timeout_ms: 5_000,
+        cache_ttl_secs: 600,
+        ..IdentityConfig::default()
+    };
+    let (old, new) = (TestDb::new(2).await, TestDb::new(2).await);
+    let cache_of = |db: &TestDb| {
+        let pool = db.pool.clone();
+        let config = config.clone();
+        async move {
+            IdentityCache::connect_to_store(&config, &pool)
+                .await
+                .expect("valid cache config")
+                .expect("a cache when a url is set")
+        }
+    };
+    let (old_cache, new_cache) = (cache_of(&old).await, cache_of(&new).await);
+    assert_ne!(old_cache.prefix(), new_cache.prefix());
+    assert!(old_cache.prefix().starts_with(&prefix));
+    let again = cache_of(&old).await;
+    assert_eq!(again.prefix(), old_cache.prefix(), "replicas share entries");
+
+    let before = resolve(
+        &IdentityApi::new(old.pool.clone(), Some(old_cache)),
+        "t1",
+        vec![item(vec![id("member_card", "m-42")])],
+    )
+    .await;
+    let after = resolve(
+        &IdentityApi::new(new.pool.clone(), Some(new_cache)),
+        "t1",
+        vec![item(vec![id("member_card", "m-42")])],
+    )
+    .await;
+    assert_ne!(
+        before[0].person_id, after[0].person_id,
+        "the new database makes its own person, not the old one's"
+    );
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM identity.persons WHERE person_id::text = $1")
+            .bind(&after[0].person_id)
+            .fetch_one(&new.pool)
+            .await
+            .expect("count");
+    assert_eq!(stored, 1, "the answer names a person of this database");
+    old.drop().await;
+    new.drop().await;
+}
