@@ -211,6 +211,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     );
     let range = (cfg_range.0, cfg_range.1);
     crate::demo_journeys::print_funnel(&mut modeling, &parent, range).await?;
+    crate::demo_journeys::print_retention(&mut modeling, &parent, range).await?;
+    crate::demo_journeys::print_lifecycle(&mut modeling, &parent, range).await?;
+    crate::demo_journeys::print_paths(&mut modeling, &parent, range).await?;
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {
         shutdown.trigger();

@@ -1,6 +1,6 @@
-//! The journey results the demo prints once the data is in: the purchase funnel, broken
-//! down by channel.
-//! 演示中的旅程分析结果：购买漏斗（按渠道拆分）。
+//! The journey results the demo prints once the data is in: the purchase funnel broken down
+//! by channel, a weekly retention grid, the lifecycle per week and the top touchpoint paths.
+//! 演示中的旅程分析结果：购买漏斗（按渠道拆分）、周留存、生命周期、热门触点路径。
 
 use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1 as modeling;
@@ -138,6 +138,168 @@ pub async fn print_funnel(
             counts.join(" → "),
             funnel.omitted_breakdown_values,
             funnel.omitted_breakdown_values
+        );
+    }
+    Ok(())
+}
+
+fn scope(range: (i64, i64)) -> modeling::AnalysisScope {
+    modeling::AnalysisScope {
+        time_range: Some(TimeRange {
+            start_time: Some(timestamp(range.0)),
+            end_time: Some(timestamp(range.1)),
+        }),
+        time_zone: "Asia/Shanghai".to_owned(),
+        ..modeling::AnalysisScope::default()
+    }
+}
+
+fn day(timestamp: Option<&prost_types::Timestamp>) -> String {
+    timestamp
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| {
+            t.with_timezone(&chrono_tz::Asia::Shanghai)
+                .format("%m-%d")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+const WEEK_MS: i64 = 7 * 86_400_000;
+
+/// Prints weekly retention of the last 8 weeks' first purchases, returns being any event.
+pub async fn print_retention(
+    modeling: &mut Modeling,
+    parent: &str,
+    range: (i64, i64),
+) -> anyhow::Result<()> {
+    let cohorts = (range.1 - 8 * WEEK_MS, range.1);
+    let started = std::time::Instant::now();
+    let reply = modeling
+        .run_retention(modeling::RunRetentionRequest {
+            parent: parent.to_owned(),
+            start_event: Some(modeling::EventMatcher {
+                event_name: "view_item".to_owned(),
+                filters: Vec::new(),
+            }),
+            return_event: Some(modeling::EventMatcher::default()),
+            interval: modeling::Interval::Week as i32,
+            periods: 6,
+            scope: Some(scope(cohorts)),
+            ..modeling::RunRetentionRequest::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "\nweekly retention: first product view, back with any event / 周留存：首次浏览商品后再次到访 ({} ms)",
+        started.elapsed().as_millis()
+    );
+    println!(
+        "{:<8} {:>6}  week 0 → 5 (%) / 第 0–5 周留存率",
+        "cohort", "size"
+    );
+    let Some(table) = reply.tables.first() else {
+        return Ok(());
+    };
+    for cohort in &table.cohorts {
+        let cells: Vec<String> = cohort
+            .cells
+            .iter()
+            .map(|c| format!("{:>5.1}", c.rate * 100.0))
+            .collect();
+        println!(
+            "{:<8} {:>6}  {}",
+            day(cohort.start_time.as_ref()),
+            cohort.size,
+            cells.join(" ")
+        );
+    }
+    let average: Vec<String> = table
+        .average
+        .iter()
+        .map(|c| format!("{:>5.1}", c.rate * 100.0))
+        .collect();
+    println!("{:<8} {:>6}  {}", "avg/均值", "", average.join(" "));
+    Ok(())
+}
+
+/// Prints the lifecycle of the last 12 weeks.
+pub async fn print_lifecycle(
+    modeling: &mut Modeling,
+    parent: &str,
+    range: (i64, i64),
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let reply = modeling
+        .run_lifecycle(modeling::RunLifecycleRequest {
+            parent: parent.to_owned(),
+            options: Some(modeling::LifecycleOptions {
+                interval: modeling::Interval::Week as i32,
+                ..modeling::LifecycleOptions::default()
+            }),
+            scope: Some(scope((range.1 - 12 * WEEK_MS, range.1))),
+        })
+        .await?
+        .into_inner();
+    println!(
+        "\nlifecycle per week / 每周生命周期 ({} ms)",
+        started.elapsed().as_millis()
+    );
+    println!(
+        "{:<8} {:>9} {:>12} {:>15} {:>10} {:>10}",
+        "week/周",
+        "new/新增",
+        "returning/回访",
+        "resurrecting/唤回",
+        "dormant/沉睡",
+        "churned/流失"
+    );
+    for interval in &reply.intervals {
+        println!(
+            "{:<8} {:>9} {:>12} {:>15} {:>10} {:>10}",
+            day(interval.start_time.as_ref()),
+            interval.new_count,
+            interval.returning_count,
+            interval.resurrecting_count,
+            interval.dormant_count,
+            interval.churned_count
+        );
+    }
+    Ok(())
+}
+
+/// Prints the heaviest transitions between touchpoints from the start of a session.
+pub async fn print_paths(
+    modeling: &mut Modeling,
+    parent: &str,
+    range: (i64, i64),
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let reply = modeling
+        .run_paths(modeling::RunPathsRequest {
+            parent: parent.to_owned(),
+            item_kind: modeling::PathItemKind::Touchpoint as i32,
+            max_steps: 4,
+            collapse_repeats: true,
+            max_edges: 10,
+            scope: Some(scope(range)),
+            ..modeling::RunPathsRequest::default()
+        })
+        .await?
+        .into_inner();
+    println!(
+        "\ntop touchpoint paths from the first touch of a session / 会话首个触点起的热门路径: {} sessions, {} persons ({} ms)",
+        reply.session_count,
+        reply.person_count,
+        started.elapsed().as_millis()
+    );
+    for edge in &reply.edges {
+        println!(
+            "  {:>6} × {:<34} → {:<34} {}",
+            edge.transition_count,
+            edge.source_key,
+            edge.target_key,
+            human(edge.mean_time_between.as_ref())
         );
     }
     Ok(())
