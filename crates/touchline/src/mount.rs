@@ -172,7 +172,7 @@ async fn mount_identity(
     tasks: &mut Vec<Background>,
 ) -> anyhow::Result<()> {
     let pool = shared.pool(ServiceName::Identity)?;
-    let cache = IdentityCache::connect_to_store(&shared.config.identity, &pool)
+    let cache = IdentityCache::connect_to_store(&shared.config.identity, pool)
         .await
         .context("identity cache")?;
     let mut api = IdentityApi::new(pool.clone(), cache);
