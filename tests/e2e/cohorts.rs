@@ -187,6 +187,26 @@ async fn retention_and_lifecycle_match_the_hand_worked_answers() -> anyhow::Resu
         .err()
         .map(|s| s.code());
     assert_eq!(bad, Some(tonic::Code::InvalidArgument));
+    // A start before year 1 is refused, not a crash of the calendar.
+    let ancient = modeling
+        .run_retention(RunRetentionRequest {
+            start_event: Some(EventMatcher::default()),
+            scope: Some(AnalysisScope {
+                time_range: Some(TimeRange {
+                    start_time: Some(prost_types::Timestamp {
+                        seconds: -8_334_601_315_200,
+                        nanos: 0,
+                    }),
+                    end_time: None,
+                }),
+                ..AnalysisScope::default()
+            }),
+            ..RunRetentionRequest::default()
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(ancient, Some(tonic::Code::InvalidArgument));
     app.stop().await;
     Ok(())
 }

@@ -12,13 +12,14 @@ use rand_chacha::ChaCha8Rng;
 use touchline_e2e::sample_event;
 use touchline_proto::collection::v1::IngestEventsRequest;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::common::v1::{Identifier, TimeRange};
+use touchline_proto::common::v1::{FilterOperator, Identifier, PropertyFilter, TimeRange};
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{ForgetPersonRequest, LinkIdentifiersRequest};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, Breakdown, CountEventsRequest, EventMatcher, FunnelBreakdown, FunnelDefinition,
-    FunnelStep, ListEventsRequest, RunFunnelRequest, RunFunnelResponse, RunPathsRequest,
+    FunnelStep, ListEventsRequest, PathItemKind, RunFunnelRequest, RunFunnelResponse,
+    RunPathsRequest,
 };
 use touchline_runtime::client::CallCredentials;
 use touchline_testkit::{TestApp, token};
@@ -320,6 +321,39 @@ async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> a
     assert!(
         weights.windows(2).all(|w| w[0] >= w[1]),
         "heaviest first: {weights:?}"
+    );
+
+    // The scope's event filters hold for paths too: only the store's touchpoints remain.
+    let pos_only = modeling
+        .run_paths(RunPathsRequest {
+            item_kind: PathItemKind::Touchpoint as i32,
+            session_gap: Some(prost_types::Duration {
+                seconds: gap_ms / 1_000,
+                nanos: 0,
+            }),
+            scope: request
+                .funnel
+                .as_ref()
+                .and_then(|f| f.scope.clone())
+                .map(|mut scope| {
+                    scope.event_filters = vec![PropertyFilter {
+                        field: "channel".to_owned(),
+                        operator: FilterOperator::Equals as i32,
+                        values: vec![prost_types::Value {
+                            kind: Some(prost_types::value::Kind::StringValue("pos".to_owned())),
+                        }],
+                    }];
+                    scope
+                }),
+            ..RunPathsRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert!(!pos_only.nodes.is_empty());
+    assert!(
+        pos_only.nodes.iter().all(|n| n.item.starts_with("pos/")),
+        "{:?}",
+        pos_only.nodes
     );
 
     // Linking the shopper's two devices makes one person who reaches the last step.

@@ -33,7 +33,7 @@ CREATE TABLE modeling.event_removals (
     revision   bigint      NOT NULL,
     sequence   bigint      NOT NULL,
     person_id  uuid        NOT NULL,
-    removed_at timestamptz NOT NULL DEFAULT now(),
+    removed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (tenant_id, revision)
 );
 CREATE INDEX event_removals_at ON modeling.event_removals (removed_at);

@@ -43,6 +43,11 @@ impl Loader {
         self.projection.dictionaries_mut()
     }
 
+    /// Gives `touch` its code now; see [`Projection::intern_touch`].
+    pub fn intern_touch(&mut self, touch: crate::Touch) -> Result<u16, crate::ProjectionError> {
+        self.projection.intern_touch(touch)
+    }
+
     /// Adds events in any order. The batch is checked first: on an error nothing of it is
     /// added.
     pub fn push(&mut self, batch: &[NewEvent]) -> Result<(), ProjectionError> {

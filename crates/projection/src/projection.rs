@@ -154,6 +154,17 @@ impl Projection {
         self.touches.touch(code)
     }
 
+    /// Gives `touch` its code now (the code it already has, if any), so that a caller can set
+    /// aside the one event whose touch no longer fits (the table holds [`crate::MAX_TOUCHES`])
+    /// before appending a batch, which would otherwise be refused whole.
+    pub fn intern_touch(&mut self, touch: Touch) -> Result<u16, ProjectionError> {
+        let dictionaries = &self.dictionaries;
+        dictionaries.channels.check(touch.channel)?;
+        dictionaries.touchpoints.check(touch.touchpoint)?;
+        dictionaries.sources.check(touch.source)?;
+        self.touches.intern(touch)
+    }
+
     /// The partition that holds `person`.
     pub fn partition_of(&self, person: u64) -> usize {
         partition_of(person, self.partitions.len())
@@ -305,6 +316,45 @@ impl Projection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_touch_table_refuses_a_new_touch_and_keeps_the_old_ones() -> Result<(), ProjectionError>
+    {
+        let mut projection = Projection::new(ProjectionConfig::default())?;
+        let channel = projection.dictionaries_mut().channels.intern("pos")?;
+        let touch = |source| Touch {
+            channel,
+            source,
+            ..Touch::default()
+        };
+        // Code 0 is the empty touch, there from the start.
+        for i in 1..crate::MAX_TOUCHES {
+            let source = projection
+                .dictionaries_mut()
+                .sources
+                .intern(&format!("s{i}"))?;
+            projection.intern_touch(touch(source))?;
+        }
+        let one_more = projection.dictionaries_mut().sources.intern("one more")?;
+        assert_eq!(
+            projection.intern_touch(touch(one_more)),
+            Err(ProjectionError::DictionaryFull {
+                column: "touch",
+                limit: crate::MAX_TOUCHES
+            })
+        );
+        let first = projection.dictionaries().sources.code("s1").unwrap_or(0);
+        assert_eq!(
+            projection.intern_touch(touch(first)),
+            Ok(1),
+            "known touches keep their code"
+        );
+        assert!(
+            projection.intern_touch(touch(u32::MAX)).is_err(),
+            "codes are checked"
+        );
+        Ok(())
+    }
 
     #[test]
     fn partitions_are_balanced_and_stable() {

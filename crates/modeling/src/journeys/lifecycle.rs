@@ -1,17 +1,19 @@
 //! Lifecycle over a tenant's view: the counts per interval, and one person's stage and
 //! history.
 
-use touchline_analytics::calendar::{Interval, IntervalGrid};
+use touchline_analytics::calendar::{Calendar, CalendarError, Interval, IntervalGrid};
 use touchline_analytics::lifecycle::{
-    DEFAULT_CHURN_INTERVALS, LifecycleIntervalCounts, LifecycleModel, LifecyclePerson,
-    MAX_REPORTED_INTERVALS, PersonInterval, PersonStage,
+    DEFAULT_CHURN_INTERVALS, LifecycleError, LifecycleIntervalCounts, LifecycleModel,
+    LifecyclePerson, MAX_REPORTED_INTERVALS, PersonInterval, PersonStage,
 };
 use touchline_projection::query::{FirstSeen, LifecycleSpec, Scope as ProjectionScope};
 use uuid::Uuid;
 
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
-use super::query::{Matcher, Scope, Violations, calendar, resolve_range};
+use super::query::{
+    FieldFilter, Matcher, OpenStart, Scope, Violations, calendar, check_instant, resolve_range,
+};
 use super::view::TenantView;
 
 /// Intervals reported by default.
@@ -58,6 +60,7 @@ pub struct PersonLifecycleQuery {
 #[derive(Debug, Clone)]
 pub struct ValidLifecycle {
     qualifying: Vec<Matcher>,
+    event_filters: Vec<FieldFilter>,
     model: LifecycleModel,
     range: (i64, i64),
 }
@@ -99,81 +102,110 @@ fn churn_intervals(asked: i32, problems: &mut Violations) -> u32 {
     }
 }
 
-/// The model over `count` intervals ending with the one holding `end_ms`.
+/// Which intervals a lifecycle reports.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    /// Those starting in `[from, to)`.
+    Range(i64, i64),
+    /// `count` intervals, the last holding `at_ms`.
+    Ending { at_ms: i64, count: usize },
+}
+
+/// Where a lifecycle's violations are reported: the calendar fields' prefix and the field
+/// naming the span.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    calendar: &'static str,
+    span: &'static str,
+}
+
+fn grid_of(calendar: &Calendar, span: Span) -> Result<IntervalGrid, CalendarError> {
+    match span {
+        Span::Range(from, to) => {
+            IntervalGrid::starting_in(calendar, from, to, MAX_REPORTED_INTERVALS)
+        }
+        Span::Ending { at_ms, count } => {
+            let mut start = calendar.interval_start(at_ms)?;
+            for _ in 1..count {
+                start = calendar.previous_start(start)?;
+            }
+            IntervalGrid::from_instant(calendar, start, count)
+        }
+    }
+}
+
+/// The model over `span`, and the range its reported intervals cover.
 fn model(
     options: &LifecycleOptions,
     scope: &Scope,
-    range: Option<(i64, i64)>,
-    now_ms: i64,
-    count: usize,
+    span: Span,
+    fields: Fields,
     problems: &mut Violations,
 ) -> Option<(LifecycleModel, (i64, i64))> {
-    let calendar = calendar(
-        scope,
-        options.interval.unwrap_or(Interval::Week),
-        "scope",
-        problems,
-    );
+    let interval = options.interval.unwrap_or(Interval::Week);
+    let calendar = calendar(scope, interval, fields.calendar, problems);
     let k = churn_intervals(options.churn_intervals, problems);
     if !problems.is_empty() {
         return None;
     }
-    let grid = match range {
-        Some((from, to)) => IntervalGrid::starting_in(&calendar, from, to, MAX_REPORTED_INTERVALS),
-        None => calendar
-            .interval_start(now_ms)
-            .and_then(|end| {
-                let mut start = end;
-                for _ in 1..count {
-                    start = calendar.previous_start(start)?;
-                }
-                Ok(start)
-            })
-            .and_then(|start| IntervalGrid::from_instant(&calendar, start, count)),
+    let grid = match grid_of(&calendar, span) {
+        Ok(grid) => grid,
+        Err(err) => {
+            problems.add(fields.span, "OUT_OF_RANGE", err.to_string());
+            return None;
+        }
     };
-    let built = grid.map_err(|err| err.to_string()).and_then(|grid| {
-        let range = (grid.start(0), grid.start(grid.len()));
-        LifecycleModel::new(&calendar, &grid, k)
-            .map(|model| (model, range))
-            .map_err(|err| err.to_string())
-    });
-    match built {
-        Ok(built) => Some(built),
-        Err(reason) => {
-            let field = if reason.contains("churn") {
-                "options.churn_intervals"
-            } else if reason.contains("interval") && reason.contains("day, week or month") {
-                "options.interval"
+    let range = (grid.start(0), grid.start(grid.len()));
+    match LifecycleModel::new(&calendar, &grid, k) {
+        Ok(model) => Some((model, range)),
+        Err(LifecycleError::InvalidInput { field, reason }) => {
+            let field = if field.starts_with("options.") {
+                field
             } else {
-                "scope.time_range"
+                fields.span
             };
             problems.add(field, "OUT_OF_RANGE", reason);
+            None
+        }
+        Err(err @ LifecycleError::Calendar(_)) => {
+            problems.add(fields.span, "OUT_OF_RANGE", err.to_string());
             None
         }
     }
 }
 
 impl LifecycleQuery {
-    /// Applies defaults and checks every rule.
+    /// Applies defaults and checks every rule: the reported intervals are those starting in
+    /// the scope's range, or the 8 ending with the one holding the range's end (now when
+    /// unset).
     pub fn validate(&self, now_ms: i64) -> Result<ValidLifecycle, Violations> {
         let mut problems = Violations::default();
-        let explicit = (self.scope.start_ms.is_some() || self.scope.end_ms.is_some())
-            .then(|| resolve_range(&self.scope, now_ms, 0, "scope", &mut problems));
-        if explicit.is_none() {
-            // Filters and segment are checked even without a range.
-            resolve_range(&self.scope, now_ms, 1, "scope", &mut problems);
-        }
-        let built = model(
-            &self.options,
+        let (from, to) = resolve_range(
             &self.scope,
-            explicit,
             now_ms,
-            DEFAULT_INTERVALS,
+            0,
+            OpenStart::DefaultLength,
+            "scope",
             &mut problems,
         );
-        match built {
+        let span = match self.scope.start_ms {
+            Some(_) => Span::Range(from, to),
+            None => Span::Ending {
+                at_ms: to.saturating_sub(1),
+                count: DEFAULT_INTERVALS,
+            },
+        };
+        let fields = Fields {
+            calendar: "scope.",
+            span: "scope.time_range",
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        match model(&self.options, &self.scope, span, fields, &mut problems) {
             Some((model, range)) if problems.is_empty() => Ok(ValidLifecycle {
                 qualifying: self.options.qualifying.clone(),
+                event_filters: self.scope.event_filters.clone(),
                 model,
                 range,
             }),
@@ -219,13 +251,13 @@ pub fn run(
         activity,
         first_seen: FirstSeen::EarliestEvent,
     };
+    let filters = compile::scope_condition(projection, &lifecycle.event_filters);
+    let scope = ProjectionScope {
+        events: filters.as_ref(),
+        ..ProjectionScope::default()
+    };
     let accumulator = projection
-        .lifecycle(
-            &lifecycle.model,
-            &spec,
-            &ProjectionScope::default(),
-            threads,
-        )
+        .lifecycle(&lifecycle.model, &spec, &scope, threads)
         .map_err(RunError::Projection)?;
     Ok(LifecycleFigures {
         intervals: accumulator.intervals(),
@@ -269,14 +301,19 @@ pub fn person(
             DEFAULT_HISTORY
         }
     };
-    let built = model(
-        &query.options,
-        &query.scope,
-        None,
-        as_of,
-        history,
-        &mut problems,
-    );
+    let fields = Fields {
+        calendar: "",
+        span: "as_of",
+    };
+    let built = if check_instant(as_of, "as_of", &mut problems) && problems.is_empty() {
+        let span = Span::Ending {
+            at_ms: as_of,
+            count: history,
+        };
+        model(&query.options, &query.scope, span, fields, &mut problems)
+    } else {
+        None
+    };
     let projection = &view.projection;
     let known = Known {
         projection,

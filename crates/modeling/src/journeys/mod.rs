@@ -132,6 +132,8 @@ impl Journeys {
     }
 
     /// Applies the changes since the view's revision; false when the view must be rebuilt.
+    /// A failed apply drops the view (its removals were done, its additions not), so the
+    /// next query rebuilds rather than reading or retrying a half-applied change.
     async fn catch_up(&self, tenant: &str, slot: &Slot) -> Result<bool, ModelingError> {
         let Some(revision) = slot
             .view
@@ -148,13 +150,19 @@ impl Journeys {
             return Ok(false);
         };
         let mut guard = RwLock::write_owned(slot.view.clone()).await;
-        tokio::task::spawn_blocking(move || match guard.as_mut() {
-            Some(view) => view.apply(changes).map(|_| true),
-            None => Ok(false),
+        tokio::task::spawn_blocking(move || {
+            let applied = guard.as_mut().map(|view| view.apply(changes));
+            match applied {
+                Some(Ok(_)) => Ok(true),
+                Some(Err(err)) => {
+                    *guard = None;
+                    Err(ModelingError::Projection(err))
+                }
+                None => Ok(false),
+            }
         })
         .await
         .map_err(internal("journey catch-up"))?
-        .map_err(ModelingError::Projection)
     }
 
     /// Builds the tenant's view from one snapshot: the rows stream from PostgreSQL into a

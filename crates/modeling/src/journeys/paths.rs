@@ -10,11 +10,15 @@ use touchline_projection::query::{Dimension, PathSpec, Scope as ProjectionScope,
 
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
-use super::query::{DEFAULT_RANGE_MS, Matcher, Scope, Violations, resolve_range};
+use super::query::{DEFAULT_RANGE_MS, Matcher, OpenStart, Scope, Violations, resolve_range};
 use super::view::TenantView;
 
 /// Most items excluded.
 const MAX_EXCLUDED: usize = 50;
+/// The shortest session gap.
+const MIN_SESSION_GAP_MS: i64 = 60_000;
+/// The longest session gap.
+const MAX_SESSION_GAP_MS: i64 = 7 * 86_400_000;
 
 /// What a path's items are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,10 +118,13 @@ impl PathsQuery {
             collapse_repeats: self.collapse_repeats,
             ..PathOptions::default()
         };
-        if let Err(touchline_analytics::paths::PathsError::InvalidInput { field, reason }) =
-            options.validate()
-        {
-            problems.add(field, "OUT_OF_RANGE", reason);
+        // Each field on its own, so one answer names every problem (the model's own check
+        // stops at the first).
+        if !(MIN_SESSION_GAP_MS..=MAX_SESSION_GAP_MS).contains(&options.session_gap_ms) {
+            problems.add("session_gap", "OUT_OF_RANGE", "from 1 minute to 7 days");
+        }
+        if !(2..=20).contains(&options.max_steps) {
+            problems.add("max_steps", "OUT_OF_RANGE", "from 2 to 20, or 0 for 5");
         }
         if self.exclude_items.len() > MAX_EXCLUDED {
             problems.add(
@@ -155,6 +162,7 @@ impl PathsQuery {
             &self.scope,
             now_ms,
             DEFAULT_RANGE_MS,
+            OpenStart::Earliest,
             "scope",
             &mut problems,
         );
@@ -295,12 +303,13 @@ pub fn run(
         item: dimension(kind),
         events,
     };
+    let filters = compile::scope_condition(projection, &query.scope.event_filters);
     let scope = ProjectionScope {
         time_range: Some(TimeRange {
             from_ms: paths.range.0,
             to_ms: paths.range.1,
         }),
-        events: None,
+        events: filters.as_ref(),
         persons: None,
     };
     let accumulator = projection

@@ -118,7 +118,7 @@ pub struct Scope {
 pub fn calendar(
     scope: &Scope,
     interval: Interval,
-    path: &str,
+    prefix: &str,
     problems: &mut Violations,
 ) -> Calendar {
     use chrono::Weekday;
@@ -132,7 +132,7 @@ pub fn calendar(
         7 => Weekday::Sun,
         _ => {
             problems.add(
-                format!("{path}.week_start"),
+                format!("{prefix}week_start"),
                 "OUT_OF_RANGE",
                 "an unknown weekday",
             );
@@ -146,7 +146,7 @@ pub fn calendar(
     };
     Calendar::from_zone_name(interval, zone, week_start).unwrap_or_else(|_| {
         problems.add(
-            format!("{path}.time_zone"),
+            format!("{prefix}time_zone"),
             "UNKNOWN_TIME_ZONE",
             format!("{zone:?} is not an IANA time zone such as Asia/Shanghai"),
         );
@@ -354,28 +354,58 @@ fn check_matcher(matcher: Option<&Matcher>, path: &str, problems: &mut Violation
     }
 }
 
+/// The earliest instant a request may name: 0001-01-01T00:00:00Z, the first a
+/// `google.protobuf.Timestamp` can hold.
+pub const MIN_REQUEST_MS: i64 = -62_135_596_800_000;
+/// The latest: 9999-12-31T23:59:59.999Z.
+pub const MAX_REQUEST_MS: i64 = 253_402_300_799_999;
+
+/// Whether `ms` is an instant a request may name; adds a violation of `field` when not.
+pub fn check_instant(ms: i64, field: &str, problems: &mut Violations) -> bool {
+    let fits = (MIN_REQUEST_MS..=MAX_REQUEST_MS).contains(&ms);
+    if !fits {
+        problems.add(
+            field,
+            "OUT_OF_RANGE",
+            "times run from 0001-01-01 to 9999-12-31 (UTC)",
+        );
+    }
+    fits
+}
+
+/// What an unset start of the range means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenStart {
+    /// The earliest data (funnels, paths).
+    Earliest,
+    /// The default length before the end (retention and lifecycle, whose cohorts and
+    /// intervals must be few enough to list).
+    DefaultLength,
+}
+
 /// The scope's range after defaults: unset both → the `default_ms` before `now_ms`; an unset
-/// start → the earliest data; an unset end → now.
+/// start → per `open_start`; an unset end → now. Also checks the scope's filters and segment.
 pub fn resolve_range(
     scope: &Scope,
     now_ms: i64,
     default_ms: i64,
+    open_start: OpenStart,
     path: &str,
     problems: &mut Violations,
 ) -> (i64, i64) {
-    let range = match (scope.start_ms, scope.end_ms) {
-        (None, None) => (now_ms - default_ms, now_ms),
-        (start, end) => (
-            start.unwrap_or(touchline_projection::MIN_TIME_MS),
-            end.unwrap_or(now_ms),
-        ),
+    let field = format!("{path}.time_range");
+    let end = scope.end_ms.unwrap_or(now_ms);
+    let start = match (scope.start_ms, open_start) {
+        (Some(start), _) => start,
+        (None, OpenStart::Earliest) if scope.end_ms.is_some() => MIN_REQUEST_MS,
+        (None, _) => end.saturating_sub(default_ms),
     };
-    if range.0 >= range.1 {
-        problems.add(
-            format!("{path}.time_range"),
-            "EMPTY_RANGE",
-            "start_time must come before end_time",
-        );
+    let range = (start, end);
+    if check_instant(start, &field, problems)
+        && check_instant(end, &field, problems)
+        && start >= end
+    {
+        problems.add(field, "EMPTY_RANGE", "start_time must come before end_time");
     }
     check_filters(
         &scope.event_filters,
@@ -443,6 +473,7 @@ impl FunnelQuery {
             &self.scope,
             now_ms,
             DEFAULT_RANGE_MS,
+            OpenStart::Earliest,
             "funnel.scope",
             &mut problems,
         );
@@ -512,5 +543,98 @@ impl FunnelQuery {
             }
             (field, limit, breakdown.attribution)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn funnel(scope: Scope) -> FunnelQuery {
+        let step = |name: &str| FunnelStep {
+            label: String::new(),
+            event: Some(Matcher {
+                event_name: name.to_owned(),
+                filters: Vec::new(),
+            }),
+        };
+        FunnelQuery {
+            steps: vec![step("a"), step("b")],
+            window_ms: None,
+            order: FunnelOrder::Ordered,
+            exclusions: Vec::new(),
+            breakdown: None,
+            scope,
+        }
+    }
+
+    fn fields(problems: &Violations) -> Vec<&str> {
+        problems.0.iter().map(|v| v.field.as_str()).collect()
+    }
+
+    #[test]
+    fn ranges_default_to_the_last_30_days_and_refuse_times_a_timestamp_cannot_hold() {
+        let now = 1_800_000_000_000;
+        let valid = funnel(Scope::default()).validate(now).map_err(|p| p.0);
+        assert_eq!(valid.map(|f| f.range), Ok((now - DEFAULT_RANGE_MS, now)));
+        let end_only = funnel(Scope {
+            end_ms: Some(now),
+            ..Scope::default()
+        });
+        assert_eq!(
+            end_only.validate(now).map(|f| f.range).map_err(|p| p.0),
+            Ok((MIN_REQUEST_MS, now)),
+            "an open start is the earliest data"
+        );
+        for start in [MIN_REQUEST_MS - 1, -8_334_601_315_200_000, i64::MIN] {
+            let far = funnel(Scope {
+                start_ms: Some(start),
+                ..Scope::default()
+            });
+            let problems = far.validate(now).err().unwrap_or_default();
+            assert_eq!(fields(&problems), ["funnel.scope.time_range"]);
+        }
+        let backwards = funnel(Scope {
+            start_ms: Some(now),
+            end_ms: Some(now - 1),
+            ..Scope::default()
+        });
+        let problems = backwards.validate(now).err().unwrap_or_default();
+        assert_eq!(problems.0.first().map(|v| v.reason), Some("EMPTY_RANGE"));
+    }
+
+    #[test]
+    fn every_problem_of_a_funnel_is_named_at_once() {
+        let mut query = funnel(Scope {
+            segment: "tenants/t/segments/s".to_owned(),
+            time_zone: "Mars/Olympus".to_owned(),
+            ..Scope::default()
+        });
+        query.steps.truncate(1);
+        query.window_ms = Some(0);
+        query.exclusions.push(FunnelExclusion {
+            event: None,
+            from_step: 2,
+            to_step: 1,
+        });
+        query.breakdown = Some(FunnelBreakdown {
+            field: "properties.size".to_owned(),
+            limit: 101,
+            attribution: BreakdownAttribution::Step(3),
+        });
+        let problems = query.validate(0).err().unwrap_or_default();
+        assert_eq!(
+            fields(&problems),
+            [
+                "funnel.steps",
+                "funnel.conversion_window",
+                "funnel.exclusions[0].event",
+                "funnel.exclusions[0].to_step",
+                "funnel.breakdown.breakdown.field",
+                "funnel.breakdown.breakdown.limit",
+                "funnel.breakdown.step",
+                "funnel.scope.segment",
+            ]
+        );
     }
 }

@@ -10,7 +10,9 @@ use touchline_projection::query::{Condition, RetentionSpec, Scope as ProjectionS
 
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
-use super::query::{Field, Matcher, Scope, Violations, breakdown_of, calendar, resolve_range};
+use super::query::{
+    Field, Matcher, OpenStart, Scope, Violations, breakdown_of, calendar, resolve_range,
+};
 use super::view::TenantView;
 
 /// A retention as a caller asked for it.
@@ -38,7 +40,8 @@ pub struct RetentionQuery {
 #[derive(Debug, Clone)]
 pub struct ValidRetention {
     start: Matcher,
-    returning: Matcher,
+    /// `None`: the start event.
+    returning: Option<Matcher>,
     model: RetentionModel,
     breakdown: Option<(Field, usize)>,
     /// The cohort range asked for (or defaulted).
@@ -69,7 +72,7 @@ impl RetentionQuery {
             problems.add("start_event", "REQUIRED", "a start event is required");
             Matcher::default()
         });
-        let returning = self.returning.clone().unwrap_or_else(|| start.clone());
+        let returning = self.returning.clone();
         let periods = match self.periods {
             0 => touchline_analytics::retention::DEFAULT_PERIODS,
             n if n > 0 && n as usize <= MAX_PERIODS => n as usize,
@@ -83,7 +86,7 @@ impl RetentionQuery {
             }
         };
         let interval = self.interval.unwrap_or(Interval::Week);
-        let calendar = calendar(&self.scope, interval, "scope", &mut problems);
+        let calendar = calendar(&self.scope, interval, "scope.", &mut problems);
         let breakdown = self
             .breakdown
             .as_ref()
@@ -103,6 +106,7 @@ impl RetentionQuery {
             &self.scope,
             now_ms,
             now_ms - default_from,
+            OpenStart::DefaultLength,
             "scope",
             &mut problems,
         );
@@ -147,8 +151,8 @@ impl RetentionQuery {
 impl ValidRetention {
     /// The event names it names.
     pub fn event_names(&self) -> impl Iterator<Item = &str> {
-        [&self.start, &self.returning]
-            .into_iter()
+        std::iter::once(&self.start)
+            .chain(self.returning.as_ref())
             .map(|m| m.event_name.as_str())
             .filter(|n| !n.is_empty())
     }
@@ -167,9 +171,14 @@ pub fn run(
         defined,
     };
     let mut problems = Violations::default();
+    let start = compile::condition(known, &retention.start, "start_event", &mut problems);
+    let returning = match &retention.returning {
+        Some(matcher) => compile::condition(known, matcher, "return_event", &mut problems),
+        None => start.clone(),
+    };
     let spec = RetentionSpec {
-        start: compile::condition(known, &retention.start, "start_event", &mut problems),
-        returning: compile::condition(known, &retention.returning, "return_event", &mut problems),
+        start,
+        returning,
         breakdown: retention
             .breakdown
             .map(|(field, _)| compile::dimension(field)),

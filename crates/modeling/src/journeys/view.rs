@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use touchline_projection::{NewEvent, Projection, ProjectionConfig};
+use touchline_projection::{
+    Dictionaries, Loader, NewEvent, Projection, ProjectionConfig, ProjectionError, Touch,
+};
 
 use super::encode::{Unprojectable, encode};
 use super::persons::PersonKeys;
@@ -31,64 +33,97 @@ pub struct TenantView {
     pub set_aside: u64,
 }
 
-fn set_aside(stored: &JournalEvent, err: &Unprojectable) {
-    tracing::warn!(
-        sequence = stored.sequence,
-        reason = err.reason(),
-        error = %err,
-        "a stored event was left out of the journey projection"
-    );
+/// What stored events are encoded into: a projection, or a loader building one.
+trait Target {
+    fn dictionaries(&mut self) -> &mut Dictionaries;
+    fn touch(&mut self, touch: Touch) -> Result<u16, ProjectionError>;
+}
+
+impl Target for Projection {
+    fn dictionaries(&mut self) -> &mut Dictionaries {
+        self.dictionaries_mut()
+    }
+    fn touch(&mut self, touch: Touch) -> Result<u16, ProjectionError> {
+        self.intern_touch(touch)
+    }
+}
+
+impl Target for Loader {
+    fn dictionaries(&mut self) -> &mut Dictionaries {
+        self.dictionaries_mut()
+    }
+    fn touch(&mut self, touch: Touch) -> Result<u16, ProjectionError> {
+        self.intern_touch(touch)
+    }
+}
+
+/// Encodes `stored` into `batch`, setting aside (logged, counted) each event the projection
+/// cannot hold, so the rest of the batch is never refused because of one of them.
+fn encode_all(
+    target: &mut impl Target,
+    persons: &mut PersonKeys,
+    stored: &[JournalEvent],
+    batch: &mut Vec<NewEvent>,
+) -> u64 {
+    let mut skipped = 0;
+    for event in stored {
+        let encoded = encode(target.dictionaries(), persons, event).and_then(|new| {
+            target.touch(new.event.touch).map_err(Unprojectable::from)?;
+            Ok(new)
+        });
+        match encoded {
+            Ok(new) => batch.push(new),
+            Err(err) => {
+                skipped += 1;
+                tracing::warn!(
+                    sequence = event.sequence,
+                    reason = err.reason(),
+                    error = %err,
+                    "a stored event was left out of the journey projection"
+                );
+            }
+        }
+    }
+    skipped
 }
 
 impl TenantView {
-    /// An empty view.
-    pub fn empty() -> Result<Self, touchline_projection::ProjectionError> {
-        Ok(Self {
-            projection: Projection::new(config())?,
-            persons: PersonKeys::default(),
-            positions: Positions::default(),
-            set_aside: 0,
-        })
-    }
-
     /// Builds a view from chunks of a store snapshot (see `store::journal::load`), on up to
     /// `threads` threads.
     pub fn build(
         chunks: impl Iterator<Item = Vec<JournalEvent>>,
         threads: usize,
-    ) -> Result<Self, touchline_projection::ProjectionError> {
+    ) -> Result<Self, ProjectionError> {
         let mut loader = Projection::new(config())?.loader(threads);
         let mut persons = PersonKeys::default();
-        let mut skipped = 0;
+        let mut set_aside = 0;
         let mut batch = Vec::new();
         for chunk in chunks {
             batch.clear();
-            for stored in &chunk {
-                match encode(loader.dictionaries_mut(), &mut persons, stored) {
-                    Ok(event) => batch.push(event),
-                    Err(err) => {
-                        skipped += 1;
-                        set_aside(stored, &err);
-                    }
-                }
-            }
+            set_aside += encode_all(&mut loader, &mut persons, &chunk, &mut batch);
             loader.push(&batch)?;
         }
         Ok(Self {
             projection: loader.finish(),
             persons,
             positions: Positions::default(),
-            set_aside: skipped,
+            set_aside,
         })
     }
 
-    /// Applies what changed since the view's revision: each removal takes the event from the
-    /// person who held it (a no-op when the view never had it), then every added or changed
-    /// event enters under its current person. Returns the events that entered.
-    pub fn apply(
-        &mut self,
-        changes: Changes,
-    ) -> Result<usize, touchline_projection::ProjectionError> {
+    /// Applies what changed since the view's revision: every added or changed event is
+    /// encoded first (so a refusal leaves the view as it was), then each removal takes the
+    /// event from the person who held it (a no-op when the view never had it), then the
+    /// events enter under their current persons. Returns the events that entered. After an
+    /// error the view must be rebuilt: the append is refused whole, but removals were done.
+    pub fn apply(&mut self, changes: Changes) -> Result<usize, ProjectionError> {
+        let mut batch: Vec<NewEvent> = Vec::with_capacity(changes.events.len());
+        self.set_aside += encode_all(
+            &mut self.projection,
+            &mut self.persons,
+            &changes.events,
+            &mut batch,
+        );
         let mut removed: HashMap<u64, Vec<u64>> = HashMap::new();
         for removal in &changes.removals {
             let (Some(person), Ok(seq)) = (
@@ -101,20 +136,6 @@ impl TenantView {
         }
         for (person, seqs) in removed {
             self.projection.remove_events(person, &seqs);
-        }
-        let mut batch: Vec<NewEvent> = Vec::with_capacity(changes.events.len());
-        for stored in &changes.events {
-            match encode(
-                self.projection.dictionaries_mut(),
-                &mut self.persons,
-                stored,
-            ) {
-                Ok(event) => batch.push(event),
-                Err(err) => {
-                    self.set_aside += 1;
-                    set_aside(stored, &err);
-                }
-            }
         }
         self.projection.append(&batch)?;
         self.positions = changes.positions;

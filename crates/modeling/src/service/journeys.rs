@@ -45,10 +45,14 @@ impl Modeling {
         let view = self.journeys.current(tenant).await?;
         let events = &view.projection.dictionaries().events;
         let unseen = names.iter().any(|name| events.code(name).is_none());
-        let defined = if unseen {
-            self.defined_event_names(tenant).await
+        let (view, defined) = if unseen {
+            // The dictionary is read without holding the view: a slow governance must not
+            // keep the tenant's next catch-up (and every query queued behind it) waiting.
+            drop(view);
+            let defined = self.defined_event_names(tenant).await;
+            (self.journeys.current(tenant).await?, defined)
         } else {
-            Vec::new()
+            (view, Vec::new())
         };
         let threads = self.journeys.threads();
         tokio::task::spawn_blocking(move || work(&view, &defined, threads))
