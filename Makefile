@@ -50,9 +50,11 @@ bench: services ## Release-mode benchmarks: pipeline throughput, governance acce
 	$(CARGO) run --release -p touchline-sim --example bench_large -- $(or $(LARGE_PERSONS),1000000)
 	$(CARGO) run --release -p touchline-e2e --bin graph-build -- $(or $(GRAPH_PERSONS),20000)
 
-bench-analytics: ## Release-mode journey models on 10 M synthetic events of 1 M persons (funnels, lifecycle, retention, paths)
+bench-analytics: services ## Release-mode journey models on 10 M synthetic events of 1 M persons: the models alone, the projection, and the service over PostgreSQL (rebuild, queries, freshness)
 	$(CARGO) run --release -p touchline-analytics --example funnel_bench
 	$(CARGO) run --release -p touchline-analytics --example journey_bench
+	MIMALLOC_PURGE_DELAY=0 $(CARGO) run --release -p touchline-projection --example projection_bench -- --baseline
+	$(CARGO) run --release -p touchline-modeling --example journeys_bench
 
 # The peers are installed by scripts/peers.sh into a virtual environment of their own.
 compare: ## Side by side with the peers on the same data: ClickHouse windowFunnel (chdb), ChannelAttribution, lifetimes
