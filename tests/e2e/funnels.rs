@@ -18,8 +18,8 @@ use touchline_proto::identity::v1::{ForgetPersonRequest, LinkIdentifiersRequest}
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, Breakdown, CountEventsRequest, EventMatcher, FunnelBreakdown, FunnelDefinition,
-    FunnelStep, ListEventsRequest, PathItemKind, RunFunnelRequest, RunFunnelResponse,
-    RunPathsRequest,
+    FunnelStep, ListEventsRequest, ListFunnelDropOffsRequest, PathItemKind, RunFunnelRequest,
+    RunFunnelResponse, RunPathsRequest,
 };
 use touchline_runtime::client::CallCredentials;
 use touchline_testkit::{TestApp, token};
@@ -231,9 +231,13 @@ async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> a
     }
     let mut expected = vec![0i64; 4];
     let mut expected_by_channel: BTreeMap<String, i64> = BTreeMap::new();
-    for timeline in timelines.values_mut() {
+    let mut dropped_at_2: Vec<String> = Vec::new();
+    for (person, timeline) in &mut timelines {
         timeline.sort_by_key(|e| (e.time_ms, e.sequence));
         let (furthest, channel) = naive_person(timeline);
+        if furthest == 1 {
+            dropped_at_2.push(person.clone());
+        }
         for count in expected.iter_mut().take(furthest) {
             *count += 1;
         }
@@ -255,6 +259,41 @@ async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> a
         ran.computation.as_ref().map(|c| c.persons_considered),
         Some(timelines.len() as i64)
     );
+
+    // The persons who dropped at step 2, paged 10 at a time, are the naive ones, by id.
+    let mut listed = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = modeling
+            .list_funnel_drop_offs(ListFunnelDropOffsRequest {
+                funnel: request.funnel.clone(),
+                step: 2,
+                page_size: 10,
+                page_token,
+                ..ListFunnelDropOffsRequest::default()
+            })
+            .await?
+            .into_inner();
+        assert_eq!(page.total_size, ran.steps[1].drop_off);
+        assert_eq!(page.opted_out_count, 0);
+        listed.extend(page.persons.into_iter().map(|p| p.person_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    dropped_at_2.sort();
+    assert_eq!(listed, dropped_at_2, "drop-offs at step 2");
+    let beyond = modeling
+        .list_funnel_drop_offs(ListFunnelDropOffsRequest {
+            funnel: request.funnel.clone(),
+            step: 5,
+            ..ListFunnelDropOffsRequest::default()
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(beyond, Some(tonic::Code::InvalidArgument));
 
     // Paths: the transitions of every session's first three events equal a naive count.
     let gap_ms = 86_400_000;

@@ -44,6 +44,10 @@ pub enum ModelingError {
     /// dictionary, never the caller's request (requests are checked before).
     #[error("the journey projection failed")]
     Projection(#[source] touchline_projection::ProjectionError),
+    /// A page token's computation is gone (expired after an hour, or made by another
+    /// replica): the listing must start again.
+    #[error("the listing this page token continues has expired; start again without a token")]
+    ListingExpired,
     /// The named thing does not exist (or was erased).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -90,6 +94,7 @@ impl ApiError for ModelingError {
                 ..
             }) => ErrorCode::ResourceExhausted,
             ModelingError::NotFound(_) => ErrorCode::NotFound,
+            ModelingError::ListingExpired => ErrorCode::FailedPrecondition,
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }

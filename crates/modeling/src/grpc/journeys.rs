@@ -5,6 +5,7 @@ use prost_types::value::Kind;
 use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
 
+use crate::journeys::dropoffs::DropOffPage;
 use crate::journeys::funnel::{Computation, FunnelFigures, StepFigures};
 use crate::journeys::query::{
     BreakdownAttribution, FieldFilter, FunnelBreakdown, FunnelExclusion, FunnelOrder, FunnelQuery,
@@ -192,6 +193,26 @@ pub(super) fn funnel_reply(figures: FunnelFigures) -> pb::RunFunnelResponse {
             value: String::new(),
             steps: steps(figures),
         }),
+    }
+}
+
+pub(super) fn drop_offs_reply(tenant: &str, page: DropOffPage) -> pb::ListFunnelDropOffsResponse {
+    pb::ListFunnelDropOffsResponse {
+        persons: page
+            .persons
+            .iter()
+            .map(|d| pb::FunnelDropOff {
+                person: format!("tenants/{tenant}/persons/{}", d.person),
+                person_id: d.person.to_string(),
+                furthest_step: i32::try_from(d.furthest_step).unwrap_or(i32::MAX),
+                furthest_step_time: Some(timestamp_ms(d.furthest_ms)),
+                start_time: Some(timestamp_ms(d.start_ms)),
+            })
+            .collect(),
+        next_page_token: page.next_page_token,
+        total_size: i64::try_from(page.total).unwrap_or(i64::MAX),
+        opted_out_count: i64::try_from(page.opted_out).unwrap_or(i64::MAX),
+        computation: Some(computation(page.computation)),
     }
 }
 

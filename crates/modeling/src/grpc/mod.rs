@@ -14,6 +14,7 @@ use touchline_proto::modeling::v1::modeling_service_server::ModelingService;
 
 use crate::domain;
 use crate::error::ModelingError;
+use crate::journeys::dropoffs::DropOffQuery;
 use crate::service::{Freshness, Modeling};
 use crate::upstream::{Governance, Identity};
 
@@ -226,5 +227,38 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         Ok(Response::new(paths::paths_reply(figures)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_funnel_drop_offs",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_funnel_drop_offs(
+        &self,
+        request: Request<pb::ListFunnelDropOffsRequest>,
+    ) -> Result<Response<pb::ListFunnelDropOffsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.get_ref();
+        let funnel = journeys::funnel_query(req.funnel.as_ref()).ok_or_else(|| {
+            status(ModelingError::invalid(
+                "funnel",
+                "REQUIRED",
+                "a funnel is required",
+            ))
+        })?;
+        let query = DropOffQuery {
+            funnel,
+            step: req.step,
+            breakdown_value: req.breakdown_value.clone(),
+            page_size: domain::page_size(req.page_size).map_err(status)?,
+            page_token: req.page_token.clone(),
+        };
+        let page = self
+            .modeling
+            .list_funnel_drop_offs(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(journeys::drop_offs_reply(&tenant, page)))
     }
 }

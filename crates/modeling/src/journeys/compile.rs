@@ -58,6 +58,14 @@ fn dictionary(projection: &Projection, field: Field) -> Option<&Dictionary> {
     }
 }
 
+/// The code of `text` in `field`'s column, when an event carries it.
+pub fn code_of(projection: &Projection, field: Field, text: &str) -> Option<u32> {
+    match dictionary(projection, field) {
+        Some(dictionary) => dictionary.code(text),
+        None => (0..256u32).find(|&code| enum_text(field, code) == text),
+    }
+}
+
 /// The text of `code` in `field`'s column (what a breakdown row is labelled with).
 pub fn text(projection: &Projection, field: Field, code: u32) -> String {
     match dictionary(projection, field) {

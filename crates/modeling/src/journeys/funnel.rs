@@ -1,6 +1,8 @@
 //! Running a valid funnel over a tenant's view and shaping its figures for the reply.
 
-use touchline_analytics::funnel::StepSummary;
+use touchline_analytics::funnel::{
+    FunnelAccumulator, ListedPerson, PersonQuery, PersonSelection, StepSummary,
+};
 use touchline_projection::query::{Scope, TimeRange};
 
 use super::compile;
@@ -66,14 +68,14 @@ pub enum RunError {
     Projection(touchline_projection::ProjectionError),
 }
 
-/// Runs `funnel` over `view` on up to `threads` threads; `defined` holds the event names the
-/// tenant's dictionary defines (a step on one of them that nobody did yet counts zero).
-pub fn run(
+/// The funnel's accumulator over `view`, with the person index when `keep_persons`.
+fn accumulate(
     view: &TenantView,
     funnel: &ValidFunnel,
     defined: &[String],
     threads: usize,
-) -> Result<FunnelFigures, RunError> {
+    keep_persons: bool,
+) -> Result<FunnelAccumulator, RunError> {
     let projection = &view.projection;
     let known = compile::Known {
         projection,
@@ -89,9 +91,61 @@ pub fn run(
         events: scope_condition.as_ref(),
         persons: None,
     };
-    let accumulator = projection
-        .funnel(&spec, &scope, threads, false)
-        .map_err(RunError::Projection)?;
+    projection
+        .funnel(&spec, &scope, threads, keep_persons)
+        .map_err(RunError::Projection)
+}
+
+/// The persons whose furthest step is `step − 1` (2 ≤ `step` ≤ the last), with `value` as
+/// text when the funnel has a breakdown, by person key.
+pub fn dropped_at(
+    view: &TenantView,
+    funnel: &ValidFunnel,
+    defined: &[String],
+    threads: usize,
+    step: usize,
+    value: Option<&str>,
+) -> Result<(Vec<ListedPerson>, Computation), RunError> {
+    let accumulator = accumulate(view, funnel, defined, threads, true)?;
+    let (report, index) = accumulator.finish(0);
+    let computation = Computation {
+        positions: view.positions,
+        range: funnel.range,
+        persons_considered: report.persons_considered,
+    };
+    let code = match (funnel.breakdown, value) {
+        (Some((field, _, _)), Some(text)) => {
+            match compile::code_of(&view.projection, field, text) {
+                Some(code) => Some(code),
+                // A value no event carries has no persons.
+                None => return Ok((Vec::new(), computation)),
+            }
+        }
+        _ => None,
+    };
+    let persons = index.map_or_else(Vec::new, |index| {
+        index
+            .list(&PersonQuery {
+                selection: PersonSelection::DroppedAt(step),
+                value: code,
+                after: None,
+                limit: usize::MAX,
+            })
+            .persons
+    });
+    Ok((persons, computation))
+}
+
+/// Runs `funnel` over `view` on up to `threads` threads; `defined` holds the event names the
+/// tenant's dictionary defines (a step on one of them that nobody did yet counts zero).
+pub fn run(
+    view: &TenantView,
+    funnel: &ValidFunnel,
+    defined: &[String],
+    threads: usize,
+) -> Result<FunnelFigures, RunError> {
+    let projection = &view.projection;
+    let accumulator = accumulate(view, funnel, defined, threads, false)?;
     let (field, top) = funnel
         .breakdown
         .map_or((None, 0), |(field, limit, _)| (Some(field), limit));

@@ -16,9 +16,11 @@
 //! - `encode`, `persons`: stored events and person ids as the projection keys them.
 
 mod compile;
+pub mod dropoffs;
 mod encode;
 pub mod funnel;
 pub mod lifecycle;
+pub mod listings;
 pub mod paths;
 mod persons;
 pub mod query;
@@ -59,6 +61,8 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct Journeys {
     pool: PgPool,
+    /// Person listings paged over one computation.
+    pub listings: listings::Listings,
     tenants: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
     threads: usize,
     pruned_at: Arc<Mutex<Option<Instant>>>,
@@ -79,6 +83,7 @@ impl Journeys {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
+            listings: listings::Listings::default(),
             tenants: Arc::default(),
             threads: std::thread::available_parallelism().map_or(2, usize::from),
             pruned_at: Arc::default(),

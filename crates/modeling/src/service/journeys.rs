@@ -6,10 +6,12 @@ use uuid::Uuid;
 use super::Modeling;
 use crate::error::ModelingError;
 use crate::journeys::TenantView;
+use crate::journeys::dropoffs::{self, DropOffPage, DropOffQuery};
 use crate::journeys::funnel::{self, FunnelFigures, RunError};
 use crate::journeys::lifecycle::{
     self, LifecycleFigures, LifecycleQuery, PersonError, PersonLifecycle, PersonLifecycleQuery,
 };
+use crate::journeys::listings::{ListingError, request_key};
 use crate::journeys::paths::{self, PathFigures, PathsQuery};
 use crate::journeys::query::{FunnelQuery, Violations};
 use crate::journeys::retention::{self, RetentionFigures, RetentionQuery};
@@ -118,6 +120,72 @@ impl Modeling {
             paths::run(view, &paths, defined, threads).map_err(failed)
         })
         .await
+    }
+
+    /// A page of the persons who dropped at a funnel step, opted-out persons left out, by
+    /// person id; every page of a listing comes from its first page's computation.
+    pub async fn list_funnel_drop_offs(
+        &self,
+        tenant: &str,
+        query: &DropOffQuery,
+    ) -> Result<DropOffPage, ModelingError> {
+        let request = request_key(&format!(
+            "{tenant}|{:?}|{}|{}",
+            query.funnel, query.step, query.breakdown_value
+        ));
+        let funnel = query.funnel.validate(now_ms()).map_err(invalid)?;
+        let steps = funnel.steps.len();
+        let step = usize::try_from(query.step).unwrap_or(0);
+        if !(2..=steps).contains(&step) {
+            return Err(ModelingError::invalid(
+                "step",
+                "OUT_OF_RANGE",
+                format!("the step persons dropped at, from 2 to {steps}"),
+            ));
+        }
+        let (listing, offset) =
+            match dropoffs::decode_token(&query.page_token)? {
+                Some((id, offset)) => {
+                    let listing = self.journeys.listings.get(id, request).map_err(
+                        |err| match err {
+                            ListingError::Expired => ModelingError::ListingExpired,
+                            ListingError::OtherRequest => ModelingError::invalid(
+                                "page_token",
+                                "INVALID_PAGE_TOKEN",
+                                "the page token belongs to another listing: send the same request",
+                            ),
+                        },
+                    )?;
+                    (Some((id, listing)), offset)
+                }
+                None => (None, 0),
+            };
+        let (id, listing) = match listing {
+            Some(found) => found,
+            None => {
+                let value =
+                    (!query.breakdown_value.is_empty()).then(|| query.breakdown_value.clone());
+                let names = funnel.event_names().map(str::to_owned).collect();
+                let (dropped, computation) = self
+                    .on_view(tenant, names, move |view, defined, threads| {
+                        let (persons, computation) = funnel::dropped_at(
+                            view,
+                            &funnel,
+                            defined,
+                            threads,
+                            step,
+                            value.as_deref(),
+                        )
+                        .map_err(failed)?;
+                        Ok((dropoffs::with_ids(view, &persons), computation))
+                    })
+                    .await?;
+                let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
+                let listing = dropoffs::listing(dropped, &opted_out, computation);
+                self.journeys.listings.put(request, listing)
+            }
+        };
+        Ok(dropoffs::page(id, &listing, offset, query.page_size))
     }
 
     /// One person's lifecycle stage and history.

@@ -81,6 +81,21 @@ pub async fn survivor_of(pool: &PgPool, tenant: &str, person: Uuid) -> Result<Uu
     Ok(survivor.unwrap_or(person))
 }
 
+/// The persons of `tenant` who opted out of marketing.
+pub async fn opted_out_persons(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let persons: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT person_id FROM modeling.person_attributes
+          WHERE tenant_id = $1 AND marketing_opt_out",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await?;
+    Ok(persons.into_iter().collect())
+}
+
 /// Modeling's consumer cursors.
 const CURSORS: touchline_db::CursorTable = touchline_db::CursorTable::in_schema("modeling");
 
