@@ -2,5 +2,6 @@
 
 mod changes;
 mod counters;
+mod funnel_scenarios;
 mod journeys;
 mod store;
