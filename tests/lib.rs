@@ -29,3 +29,34 @@ pub fn sample_event(message_id: &str, person: u64, event: &str, epoch_ms: i64) -
         ..Default::default()
     }
 }
+
+/// The modeling client the suite calls with (credentials on every call).
+pub type Modeling = touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        touchline_runtime::client::CallCredentials,
+    >,
+>;
+
+/// Every stored event of the caller's tenant, page by page, in store order.
+pub async fn stored_events(
+    modeling: &mut Modeling,
+) -> anyhow::Result<Vec<touchline_proto::modeling::v1::StoredEvent>> {
+    let mut events = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = modeling
+            .list_events(touchline_proto::modeling::v1::ListEventsRequest {
+                page_size: 1_000,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        events.extend(page.events);
+        if page.next_page_token.is_empty() {
+            return Ok(events);
+        }
+        page_token = page.next_page_token;
+    }
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use touchline_proto::governance::v1::GetQualityReportRequest;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::modeling::v1::CountEventsRequest;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
-use touchline_proto::modeling::v1::{CountEventsRequest, ListEventsRequest};
 use touchline_sim::{SendOptions, SimConfig, TemplateKind};
 use touchline_testkit::{TestApp, eventually, token};
 
@@ -65,26 +65,11 @@ async fn persons_of_one_run() -> anyhow::Result<BTreeSet<Vec<String>>> {
     .await?;
     let mut modeling = modeling;
     let mut by_person: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = modeling
-            .list_events(ListEventsRequest {
-                page_size: 1_000,
-                page_token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        for event in page.events {
-            by_person
-                .entry(event.person_id)
-                .or_default()
-                .push(event.message_id);
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
+    for event in touchline_e2e::stored_events(&mut modeling).await? {
+        by_person
+            .entry(event.person_id)
+            .or_default()
+            .push(event.message_id);
     }
     app.stop().await;
     Ok(by_person

@@ -18,15 +18,12 @@ use touchline_proto::identity::v1::{ForgetPersonRequest, LinkIdentifiersRequest}
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, Breakdown, CountEventsRequest, EventMatcher, FunnelBreakdown, FunnelDefinition,
-    FunnelStep, ListEventsRequest, ListFunnelDropOffsRequest, PathItemKind, RunFunnelRequest,
-    RunFunnelResponse, RunPathsRequest,
+    FunnelStep, ListFunnelDropOffsRequest, PathItemKind, RunFunnelRequest, RunFunnelResponse,
+    RunPathsRequest,
 };
-use touchline_runtime::client::CallCredentials;
 use touchline_testkit::{TestApp, token};
 
-type Modeling = ModelingServiceClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, CallCredentials>,
->;
+use touchline_e2e::Modeling;
 
 const SCOPES: &[&str] = &[
     "events:write",
@@ -183,23 +180,7 @@ async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> a
         .await?;
 
     // The stored events, as the naive funnel reads them.
-    let mut stored = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = modeling
-            .list_events(ListEventsRequest {
-                page_size: 1_000,
-                page_token,
-                ..ListEventsRequest::default()
-            })
-            .await?
-            .into_inner();
-        stored.extend(page.events);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let stored = touchline_e2e::stored_events(&mut modeling).await?;
     assert_eq!(stored.len(), events.len(), "every event is stored");
     let source_of: BTreeMap<&str, &str> = events
         .iter()

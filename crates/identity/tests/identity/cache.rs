@@ -8,7 +8,7 @@ use touchline_identity::{IdentityApi, IdentityCache, IdentityConfig};
 
 use crate::helpers::{
     OwnRedis, REDIS_URL, TestDb, as_governance_sends, cache_at, cache_under, id, item,
-    layer_trusted, local_cache, resolve,
+    layer_trusted, local_cache, local_config, resolve,
 };
 
 async fn redis() -> redis::aio::MultiplexedConnection {
@@ -316,13 +316,7 @@ async fn a_cache_never_answers_from_another_databases_entries() {
     // Two databases behind one configured prefix, as when a database is dropped and made
     // again while Redis keeps its entries.
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let config = IdentityConfig {
-        redis_url: Some(REDIS_URL.to_owned()),
-        key_prefix: prefix.clone(),
-        redis_timeout_ms: 5_000,
-        cache_ttl_secs: 600,
-        ..IdentityConfig::default()
-    };
+    let config = local_config(&prefix);
     let (old, new) = (TestDb::new(2).await, TestDb::new(2).await);
     let cache_of = |db: &TestDb| {
         let pool = db.pool.clone();

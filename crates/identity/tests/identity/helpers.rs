@@ -88,18 +88,23 @@ impl TestDb {
 /// enough that a busy machine never turns a healthy Redis into a miss.
 pub async fn local_cache() -> (IdentityCache, String) {
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let config = IdentityConfig {
-        redis_url: Some(REDIS_URL.to_owned()),
-        key_prefix: prefix.clone(),
-        redis_timeout_ms: 5_000,
-        cache_ttl_secs: 600,
-        ..IdentityConfig::default()
-    };
+    let config = local_config(&prefix);
     let cache = IdentityCache::connect(&config)
         .await
         .expect("valid cache config")
         .expect("a cache when a url is set");
     (cache, prefix)
+}
+
+/// A cache configuration on the local Redis under `prefix`.
+pub fn local_config(prefix: &str) -> IdentityConfig {
+    IdentityConfig {
+        redis_url: Some(REDIS_URL.to_owned()),
+        key_prefix: prefix.to_owned(),
+        redis_timeout_ms: 5_000,
+        cache_ttl_secs: 600,
+        ..IdentityConfig::default()
+    }
 }
 
 /// A tenant-scoped caller.

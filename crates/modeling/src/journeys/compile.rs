@@ -5,6 +5,7 @@
 use touchline_analytics::funnel::{Attribution, ExclusionRange};
 use touchline_projection::query::{
     Condition, Dimension, Filter, FunnelBreakdown, FunnelExclusion, FunnelSpec,
+    Scope as ProjectionScope, TimeRange,
 };
 use touchline_projection::{CodeSet, Dictionary, Event, Projection};
 use touchline_proto::common::v1::{Department, TouchpointType};
@@ -270,15 +271,43 @@ pub fn any_of(
     }
 }
 
-/// The scope's event conditions as one condition, when there are any.
-pub fn scope_condition(projection: &Projection, filters: &[FieldFilter]) -> Option<Condition> {
-    (!filters.is_empty()).then(|| Condition {
-        event: None,
-        filters: filters
-            .iter()
-            .filter_map(|f| filter(projection, f))
-            .collect(),
-    })
+/// A scope's range and event conditions compiled for one query; [`ScopeFor::scope`] lends
+/// them to the projection.
+#[derive(Debug, Clone)]
+pub struct ScopeFor {
+    range: Option<(i64, i64)>,
+    events: Option<Condition>,
+}
+
+impl ScopeFor {
+    /// Events in `range` (all, when `None`) meeting every filter.
+    pub fn new(
+        projection: &Projection,
+        range: Option<(i64, i64)>,
+        filters: &[FieldFilter],
+    ) -> Self {
+        Self {
+            range,
+            events: (!filters.is_empty()).then(|| Condition {
+                event: None,
+                filters: filters
+                    .iter()
+                    .filter_map(|f| filter(projection, f))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The projection's scope.
+    pub fn scope(&self) -> ProjectionScope<'_> {
+        ProjectionScope {
+            time_range: self
+                .range
+                .map(|(from_ms, to_ms)| TimeRange { from_ms, to_ms }),
+            events: self.events.as_ref(),
+            persons: None,
+        }
+    }
 }
 
 /// The funnel over the projection's codes.

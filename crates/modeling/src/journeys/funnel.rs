@@ -3,7 +3,6 @@
 use touchline_analytics::funnel::{
     FunnelAccumulator, ListedPerson, PersonQuery, PersonSelection, StepSummary,
 };
-use touchline_projection::query::{Scope, TimeRange};
 
 use super::compile;
 use super::query::{ValidFunnel, Violations};
@@ -82,17 +81,9 @@ fn accumulate(
         defined,
     };
     let spec = compile::funnel(known, funnel).map_err(RunError::Invalid)?;
-    let scope_condition = compile::scope_condition(projection, &funnel.event_filters);
-    let scope = Scope {
-        time_range: Some(TimeRange {
-            from_ms: funnel.range.0,
-            to_ms: funnel.range.1,
-        }),
-        events: scope_condition.as_ref(),
-        persons: None,
-    };
+    let scope = compile::ScopeFor::new(projection, Some(funnel.range), &funnel.event_filters);
     projection
-        .funnel(&spec, &scope, threads, keep_persons)
+        .funnel(&spec, &scope.scope(), threads, keep_persons)
         .map_err(RunError::Projection)
 }
 

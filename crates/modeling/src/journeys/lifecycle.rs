@@ -6,7 +6,7 @@ use touchline_analytics::lifecycle::{
     DEFAULT_CHURN_INTERVALS, LifecycleError, LifecycleIntervalCounts, LifecycleModel,
     LifecyclePerson, MAX_REPORTED_INTERVALS, PersonInterval, PersonStage,
 };
-use touchline_projection::query::{FirstSeen, LifecycleSpec, Scope as ProjectionScope};
+use touchline_projection::query::{FirstSeen, LifecycleSpec};
 use uuid::Uuid;
 
 use super::compile::{self, Known};
@@ -251,13 +251,9 @@ pub fn run(
         activity,
         first_seen: FirstSeen::EarliestEvent,
     };
-    let filters = compile::scope_condition(projection, &lifecycle.event_filters);
-    let scope = ProjectionScope {
-        events: filters.as_ref(),
-        ..ProjectionScope::default()
-    };
+    let scope = compile::ScopeFor::new(projection, None, &lifecycle.event_filters);
     let accumulator = projection
-        .lifecycle(&lifecycle.model, &spec, &scope, threads)
+        .lifecycle(&lifecycle.model, &spec, &scope.scope(), threads)
         .map_err(RunError::Projection)?;
     Ok(LifecycleFigures {
         intervals: accumulator.intervals(),

@@ -6,7 +6,7 @@ use touchline_analytics::paths::{
     PathNode, PathOptions,
 };
 use touchline_projection::Projection;
-use touchline_projection::query::{Dimension, PathSpec, Scope as ProjectionScope, TimeRange};
+use touchline_projection::query::{Dimension, PathSpec};
 
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
@@ -303,17 +303,9 @@ pub fn run(
         item: dimension(kind),
         events,
     };
-    let filters = compile::scope_condition(projection, &query.scope.event_filters);
-    let scope = ProjectionScope {
-        time_range: Some(TimeRange {
-            from_ms: paths.range.0,
-            to_ms: paths.range.1,
-        }),
-        events: filters.as_ref(),
-        persons: None,
-    };
+    let scope = compile::ScopeFor::new(projection, Some(paths.range), &query.scope.event_filters);
     let accumulator = projection
-        .paths(&options, &spec, &scope, threads)
+        .paths(&options, &spec, &scope.scope(), threads)
         .map_err(RunError::Projection)?;
     let graph = accumulator.graph();
     let render = |node: NodeKey| key(projection, kind, node);

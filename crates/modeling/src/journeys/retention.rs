@@ -6,7 +6,7 @@ use touchline_analytics::retention::{
     CohortType, MAX_COHORTS, MAX_PERIODS, RetentionModel, RetentionOptions, RetentionTable,
     ReturnMode,
 };
-use touchline_projection::query::{Condition, RetentionSpec, Scope as ProjectionScope};
+use touchline_projection::query::RetentionSpec;
 
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
@@ -186,14 +186,10 @@ pub fn run(
     if !problems.is_empty() {
         return Err(RunError::Invalid(problems));
     }
-    let filters: Option<Condition> = compile::scope_condition(projection, &retention.event_filters);
-    let scope = ProjectionScope {
-        time_range: None,
-        events: filters.as_ref(),
-        persons: None,
-    };
+    // Every start event counts, before the range too: a first-time cohort needs the first.
+    let scope = compile::ScopeFor::new(projection, None, &retention.event_filters);
     let accumulator = projection
-        .retention(&retention.model, &spec, &scope, threads)
+        .retention(&retention.model, &spec, &scope.scope(), threads)
         .map_err(RunError::Projection)?;
     let limit = retention.breakdown.map_or(1, |(_, limit)| limit);
     let result = accumulator.result(retention.data_end_ms, usize::MAX);
