@@ -48,6 +48,16 @@ pub enum ModelingError {
     /// replica): the listing must start again.
     #[error("the listing this page token continues has expired; start again without a token")]
     ListingExpired,
+    /// A query could hold more memory than one query may.
+    #[error(
+        "the query could hold up to {estimate_mib} MiB, over the {budget_mib} MiB one query may use; narrow its range, steps or breakdown"
+    )]
+    TooLarge {
+        /// The query's upper bound.
+        estimate_mib: u64,
+        /// The budget.
+        budget_mib: u64,
+    },
     /// The named thing does not exist (or was erased).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -95,6 +105,7 @@ impl ApiError for ModelingError {
             }) => ErrorCode::ResourceExhausted,
             ModelingError::NotFound(_) => ErrorCode::NotFound,
             ModelingError::ListingExpired => ErrorCode::FailedPrecondition,
+            ModelingError::TooLarge { .. } => ErrorCode::ResourceExhausted,
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }

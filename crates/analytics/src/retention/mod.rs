@@ -151,6 +151,11 @@ impl RetentionModel {
         })
     }
 
+    /// How many cohort intervals the model has.
+    pub fn cohorts(&self) -> usize {
+        self.cohorts
+    }
+
     /// The settings.
     pub fn options(&self) -> &RetentionOptions {
         &self.options

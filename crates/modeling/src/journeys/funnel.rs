@@ -65,6 +65,8 @@ pub enum RunError {
     Invalid(Violations),
     /// The projection refused the compiled query (a bug: the query was checked).
     Projection(touchline_projection::ProjectionError),
+    /// The query could hold more memory than a query may.
+    TooLarge(super::budget::TooLarge),
 }
 
 /// The funnel's accumulator over `view`, with the person index when `keep_persons`.
@@ -81,6 +83,7 @@ fn accumulate(
         defined,
     };
     let spec = compile::funnel(known, funnel).map_err(RunError::Invalid)?;
+    super::budget::funnel(view, funnel, threads, keep_persons).map_err(RunError::TooLarge)?;
     let scope = compile::ScopeFor::new(projection, Some(funnel.range), &funnel.event_filters);
     projection
         .funnel(&spec, &scope.scope(), threads, keep_persons)

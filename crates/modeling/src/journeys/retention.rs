@@ -187,6 +187,9 @@ pub fn run(
         return Err(RunError::Invalid(problems));
     }
     // Every start event counts, before the range too: a first-time cohort needs the first.
+    let cells = (retention.model.cohorts() as u64 + 1)
+        .saturating_mul(retention.model.options().periods as u64);
+    super::budget::retention(view, cells, spec.breakdown, threads).map_err(RunError::TooLarge)?;
     let scope = compile::ScopeFor::new(projection, None, &retention.event_filters);
     let accumulator = projection
         .retention(&retention.model, &spec, &scope.scope(), threads)

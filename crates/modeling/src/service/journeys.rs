@@ -24,6 +24,10 @@ fn failed(err: RunError) -> ModelingError {
     match err {
         RunError::Invalid(problems) => invalid(problems),
         RunError::Projection(err) => ModelingError::Projection(err),
+        RunError::TooLarge(too_large) => ModelingError::TooLarge {
+            estimate_mib: too_large.estimate >> 20,
+            budget_mib: too_large.budget >> 20,
+        },
     }
 }
 
