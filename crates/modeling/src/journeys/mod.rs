@@ -20,6 +20,7 @@ mod compile;
 pub mod dropoffs;
 mod encode;
 pub mod funnel;
+mod funnel_query;
 pub mod lifecycle;
 pub mod listings;
 pub mod paths;
