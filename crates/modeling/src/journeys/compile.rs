@@ -10,6 +10,7 @@ use touchline_projection::query::{
 use touchline_projection::{CodeSet, Dictionary, Event, Projection};
 use touchline_proto::common::v1::{Department, TouchpointType};
 
+use super::cancel::Cancel;
 use super::query::{
     BreakdownAttribution, Field, FieldFilter, Matcher, Operator, ValidFunnel, Violations,
 };
@@ -271,21 +272,33 @@ pub fn any_of(
     }
 }
 
-/// A scope's range and event conditions compiled for one query; [`ScopeFor::scope`] lends
-/// them to the projection.
-#[derive(Debug, Clone)]
+/// A scope's range and event conditions compiled for one query, with the query's cancel
+/// flag; [`ScopeFor::scope`] lends them to the projection.
 pub struct ScopeFor {
     range: Option<(i64, i64)>,
     events: Option<Condition>,
+    /// Admits every person until the query is cancelled, then none (see `cancel`).
+    persons: Box<dyn Fn(u64) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for ScopeFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopeFor")
+            .field("range", &self.range)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScopeFor {
-    /// Events in `range` (all, when `None`) meeting every filter.
+    /// Events in `range` (all, when `None`) meeting every filter, until `cancel` is raised.
     pub fn new(
         projection: &Projection,
         range: Option<(i64, i64)>,
         filters: &[FieldFilter],
+        cancel: &Cancel,
     ) -> Self {
+        let cancel = cancel.clone();
         Self {
             range,
             events: (!filters.is_empty()).then(|| Condition {
@@ -295,6 +308,7 @@ impl ScopeFor {
                     .filter_map(|f| filter(projection, f))
                     .collect(),
             }),
+            persons: Box::new(move |_| !cancel.is_cancelled()),
         }
     }
 
@@ -305,7 +319,7 @@ impl ScopeFor {
                 .range
                 .map(|(from_ms, to_ms)| TimeRange { from_ms, to_ms }),
             events: self.events.as_ref(),
-            persons: None,
+            persons: Some(&*self.persons),
         }
     }
 }

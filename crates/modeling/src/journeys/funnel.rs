@@ -4,6 +4,7 @@ use touchline_analytics::funnel::{
     FunnelAccumulator, ListedPerson, PersonQuery, PersonSelection, StepSummary,
 };
 
+use super::RunContext;
 use super::compile;
 use super::query::{ValidFunnel, Violations};
 use super::view::TenantView;
@@ -73,20 +74,24 @@ pub enum RunError {
 fn accumulate(
     view: &TenantView,
     funnel: &ValidFunnel,
-    defined: &[String],
-    threads: usize,
+    run: &RunContext,
     keep_persons: bool,
 ) -> Result<FunnelAccumulator, RunError> {
     let projection = &view.projection;
     let known = compile::Known {
         projection,
-        defined,
+        defined: &run.defined,
     };
     let spec = compile::funnel(known, funnel).map_err(RunError::Invalid)?;
-    super::budget::funnel(view, funnel, threads, keep_persons).map_err(RunError::TooLarge)?;
-    let scope = compile::ScopeFor::new(projection, Some(funnel.range), &funnel.event_filters);
+    super::budget::funnel(view, funnel, run.threads, keep_persons).map_err(RunError::TooLarge)?;
+    let scope = compile::ScopeFor::new(
+        projection,
+        Some(funnel.range),
+        &funnel.event_filters,
+        &run.cancel,
+    );
     projection
-        .funnel(&spec, &scope.scope(), threads, keep_persons)
+        .funnel(&spec, &scope.scope(), run.threads, keep_persons)
         .map_err(RunError::Projection)
 }
 
@@ -95,12 +100,11 @@ fn accumulate(
 pub fn dropped_at(
     view: &TenantView,
     funnel: &ValidFunnel,
-    defined: &[String],
-    threads: usize,
+    run: &RunContext,
     step: usize,
     value: Option<&str>,
 ) -> Result<(Vec<ListedPerson>, Computation), RunError> {
-    let accumulator = accumulate(view, funnel, defined, threads, true)?;
+    let accumulator = accumulate(view, funnel, run, true)?;
     let (report, index) = accumulator.finish(0);
     let computation = Computation {
         positions: view.positions,
@@ -135,11 +139,10 @@ pub fn dropped_at(
 pub fn run(
     view: &TenantView,
     funnel: &ValidFunnel,
-    defined: &[String],
-    threads: usize,
+    run: &RunContext,
 ) -> Result<FunnelFigures, RunError> {
     let projection = &view.projection;
-    let accumulator = accumulate(view, funnel, defined, threads, false)?;
+    let accumulator = accumulate(view, funnel, run, false)?;
     let (field, top) = funnel
         .breakdown
         .map_or((None, 0), |(field, limit, _)| (Some(field), limit));
@@ -174,4 +177,70 @@ pub fn run(
             persons_considered: report.persons_considered,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::journeys::query::{FunnelOrder, FunnelQuery, FunnelStep, Matcher, Scope};
+    use crate::store::journal::JournalEvent;
+
+    fn view() -> TenantView {
+        let stored: Vec<JournalEvent> = (0..100i64)
+            .map(|i| JournalEvent {
+                sequence: i + 1,
+                person_id: uuid::Uuid::from_u128(u128::from(i as u64 / 2) + 1),
+                event_name: if i % 2 == 0 { "view" } else { "buy" }.to_owned(),
+                channel: "app".to_owned(),
+                event_time: chrono::Utc
+                    .timestamp_millis_opt(1_000_000 + i * 1_000)
+                    .single()
+                    .unwrap_or_default(),
+                payload: touchline_proto::governance::v1::CleanEvent::default().encode_to_vec(),
+            })
+            .collect();
+        TenantView::build(std::iter::once(stored), 2).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn funnel() -> ValidFunnel {
+        let step = |name: &str| FunnelStep {
+            label: String::new(),
+            event: Some(Matcher {
+                event_name: name.to_owned(),
+                filters: Vec::new(),
+            }),
+        };
+        let query = FunnelQuery {
+            steps: vec![step("view"), step("buy")],
+            window_ms: None,
+            order: FunnelOrder::Ordered,
+            exclusions: Vec::new(),
+            breakdown: None,
+            scope: Scope {
+                start_ms: Some(0),
+                end_ms: Some(10_000_000),
+                ..Scope::default()
+            },
+        };
+        query
+            .validate(0)
+            .unwrap_or_else(|problems| panic!("{problems:?}"))
+    }
+
+    #[test]
+    fn a_cancelled_query_looks_at_no_more_persons() {
+        let view = view();
+        let run = RunContext {
+            threads: 2,
+            ..RunContext::default()
+        };
+        let counted = super::run(&view, &funnel(), &run).map(|f| f.computation.persons_considered);
+        assert_eq!(counted.ok(), Some(50));
+        run.cancel.cancel();
+        let counted = super::run(&view, &funnel(), &run).map(|f| f.computation.persons_considered);
+        assert_eq!(counted.ok(), Some(0));
+    }
 }

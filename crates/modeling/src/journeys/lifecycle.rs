@@ -9,6 +9,7 @@ use touchline_analytics::lifecycle::{
 use touchline_projection::query::{FirstSeen, LifecycleSpec};
 use uuid::Uuid;
 
+use super::RunContext;
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
 use super::query::{
@@ -228,14 +229,13 @@ impl ValidLifecycle {
 pub fn run(
     view: &TenantView,
     lifecycle: &ValidLifecycle,
-    defined: &[String],
     now_ms: i64,
-    threads: usize,
+    run: &RunContext,
 ) -> Result<LifecycleFigures, RunError> {
     let projection = &view.projection;
     let known = Known {
         projection,
-        defined,
+        defined: &run.defined,
     };
     let mut problems = Violations::default();
     let activity = compile::any_of(
@@ -251,9 +251,9 @@ pub fn run(
         activity,
         first_seen: FirstSeen::EarliestEvent,
     };
-    let scope = compile::ScopeFor::new(projection, None, &lifecycle.event_filters);
+    let scope = compile::ScopeFor::new(projection, None, &lifecycle.event_filters, &run.cancel);
     let accumulator = projection
-        .lifecycle(&lifecycle.model, &spec, &scope.scope(), threads)
+        .lifecycle(&lifecycle.model, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
     Ok(LifecycleFigures {
         intervals: accumulator.intervals(),

@@ -16,6 +16,7 @@
 //! - `encode`, `persons`: stored events and person ids as the projection keys them.
 
 mod budget;
+mod cancel;
 mod compile;
 pub mod dropoffs;
 mod encode;
@@ -36,6 +37,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
+pub use cancel::Cancel;
 pub use view::TenantView;
 
 use crate::error::ModelingError;
@@ -68,6 +70,18 @@ pub struct Journeys {
     tenants: Arc<Mutex<HashMap<String, Arc<Slot>>>>,
     threads: usize,
     pruned_at: Arc<Mutex<Option<Instant>>>,
+}
+
+/// What a query runs with besides its view.
+#[derive(Debug, Clone, Default)]
+pub struct RunContext {
+    /// The event names the tenant's dictionary defines (read only when the query names one
+    /// the view has never stored).
+    pub defined: Vec<String>,
+    /// Threads the query may use.
+    pub threads: usize,
+    /// Raised when the caller is gone.
+    pub cancel: Cancel,
 }
 
 /// A tenant's view, read-locked for one query.

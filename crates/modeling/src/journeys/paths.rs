@@ -8,6 +8,7 @@ use touchline_analytics::paths::{
 use touchline_projection::Projection;
 use touchline_projection::query::{Dimension, PathSpec};
 
+use super::RunContext;
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
 use super::query::{DEFAULT_RANGE_MS, Matcher, OpenStart, Scope, Violations, resolve_range};
@@ -282,15 +283,14 @@ fn bind_items(
 pub fn run(
     view: &TenantView,
     paths: &ValidPaths,
-    defined: &[String],
-    threads: usize,
+    run: &RunContext,
 ) -> Result<PathFigures, RunError> {
     let projection = &view.projection;
     let query = &paths.query;
     let kind = query.kind;
     let known = Known {
         projection,
-        defined,
+        defined: &run.defined,
     };
     let mut problems = Violations::default();
     let events = (!query.include.is_empty())
@@ -303,9 +303,14 @@ pub fn run(
         item: dimension(kind),
         events,
     };
-    let scope = compile::ScopeFor::new(projection, Some(paths.range), &query.scope.event_filters);
+    let scope = compile::ScopeFor::new(
+        projection,
+        Some(paths.range),
+        &query.scope.event_filters,
+        &run.cancel,
+    );
     let accumulator = projection
-        .paths(&options, &spec, &scope.scope(), threads)
+        .paths(&options, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
     let graph = accumulator.graph();
     let render = |node: NodeKey| key(projection, kind, node);

@@ -8,6 +8,7 @@ use touchline_analytics::retention::{
 };
 use touchline_projection::query::RetentionSpec;
 
+use super::RunContext;
 use super::compile::{self, Known};
 use super::funnel::{Computation, RunError};
 use super::query::{
@@ -162,13 +163,12 @@ impl ValidRetention {
 pub fn run(
     view: &TenantView,
     retention: &ValidRetention,
-    defined: &[String],
-    threads: usize,
+    run: &RunContext,
 ) -> Result<RetentionFigures, RunError> {
     let projection = &view.projection;
     let known = Known {
         projection,
-        defined,
+        defined: &run.defined,
     };
     let mut problems = Violations::default();
     let start = compile::condition(known, &retention.start, "start_event", &mut problems);
@@ -189,10 +189,11 @@ pub fn run(
     // Every start event counts, before the range too: a first-time cohort needs the first.
     let cells = (retention.model.cohorts() as u64 + 1)
         .saturating_mul(retention.model.options().periods as u64);
-    super::budget::retention(view, cells, spec.breakdown, threads).map_err(RunError::TooLarge)?;
-    let scope = compile::ScopeFor::new(projection, None, &retention.event_filters);
+    super::budget::retention(view, cells, spec.breakdown, run.threads)
+        .map_err(RunError::TooLarge)?;
+    let scope = compile::ScopeFor::new(projection, None, &retention.event_filters, &run.cancel);
     let accumulator = projection
-        .retention(&retention.model, &spec, &scope.scope(), threads)
+        .retention(&retention.model, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
     let limit = retention.breakdown.map_or(1, |(_, limit)| limit);
     let result = accumulator.result(retention.data_end_ms, usize::MAX);

@@ -5,7 +5,6 @@ use uuid::Uuid;
 
 use super::Modeling;
 use crate::error::ModelingError;
-use crate::journeys::TenantView;
 use crate::journeys::dropoffs::{self, DropOffPage, DropOffQuery};
 use crate::journeys::funnel::{self, FunnelFigures, RunError};
 use crate::journeys::lifecycle::{
@@ -15,6 +14,7 @@ use crate::journeys::listings::{ListingError, request_key};
 use crate::journeys::paths::{self, PathFigures, PathsQuery};
 use crate::journeys::query::{FunnelQuery, Violations};
 use crate::journeys::retention::{self, RetentionFigures, RetentionQuery};
+use crate::journeys::{Cancel, RunContext, TenantView};
 
 fn invalid(problems: Violations) -> ModelingError {
     ModelingError::Invalid(problems.0)
@@ -37,7 +37,9 @@ fn now_ms() -> i64 {
 
 impl Modeling {
     /// Runs `work` on the tenant's current view on the blocking pool, with the event names
-    /// the tenant's dictionary defines when `names` holds one the view has never stored.
+    /// the tenant's dictionary defines when `names` holds one the view has never stored. If
+    /// the call is dropped (the client cancelled, or its deadline passed), the running query
+    /// is told to stop.
     async fn on_view<T, W>(
         &self,
         tenant: &str,
@@ -46,7 +48,7 @@ impl Modeling {
     ) -> Result<T, ModelingError>
     where
         T: Send + 'static,
-        W: FnOnce(&TenantView, &[String], usize) -> Result<T, ModelingError> + Send + 'static,
+        W: FnOnce(&TenantView, &RunContext) -> Result<T, ModelingError> + Send + 'static,
     {
         let view = self.journeys.current(tenant).await?;
         let events = &view.projection.dictionaries().events;
@@ -60,13 +62,20 @@ impl Modeling {
         } else {
             (view, Vec::new())
         };
-        let threads = self.journeys.threads();
-        tokio::task::spawn_blocking(move || work(&view, &defined, threads))
+        let run = RunContext {
+            defined,
+            threads: self.journeys.threads(),
+            cancel: Cancel::default(),
+        };
+        let guard = run.cancel.on_drop();
+        let done = tokio::task::spawn_blocking(move || work(&view, &run))
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, "a journey task failed");
                 ModelingError::Internal("journey query")
-            })?
+            })?;
+        guard.disarm();
+        done
     }
 
     /// The funnel's figures over every event committed before the call.
@@ -77,8 +86,8 @@ impl Modeling {
     ) -> Result<FunnelFigures, ModelingError> {
         let funnel = query.validate(now_ms()).map_err(invalid)?;
         let names = funnel.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, defined, threads| {
-            funnel::run(view, &funnel, defined, threads).map_err(failed)
+        self.on_view(tenant, names, move |view, run| {
+            funnel::run(view, &funnel, run).map_err(failed)
         })
         .await
     }
@@ -91,8 +100,8 @@ impl Modeling {
     ) -> Result<RetentionFigures, ModelingError> {
         let retention = query.validate(now_ms()).map_err(invalid)?;
         let names = retention.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, defined, threads| {
-            retention::run(view, &retention, defined, threads).map_err(failed)
+        self.on_view(tenant, names, move |view, run| {
+            retention::run(view, &retention, run).map_err(failed)
         })
         .await
     }
@@ -106,8 +115,8 @@ impl Modeling {
         let now = now_ms();
         let lifecycle = query.validate(now).map_err(invalid)?;
         let names = lifecycle.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, defined, threads| {
-            lifecycle::run(view, &lifecycle, defined, now, threads).map_err(failed)
+        self.on_view(tenant, names, move |view, run| {
+            lifecycle::run(view, &lifecycle, now, run).map_err(failed)
         })
         .await
     }
@@ -120,8 +129,8 @@ impl Modeling {
     ) -> Result<PathFigures, ModelingError> {
         let paths = query.validate(now_ms()).map_err(invalid)?;
         let names = paths.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, defined, threads| {
-            paths::run(view, &paths, defined, threads).map_err(failed)
+        self.on_view(tenant, names, move |view, run| {
+            paths::run(view, &paths, run).map_err(failed)
         })
         .await
     }
@@ -171,16 +180,10 @@ impl Modeling {
                     (!query.breakdown_value.is_empty()).then(|| query.breakdown_value.clone());
                 let names = funnel.event_names().map(str::to_owned).collect();
                 let (dropped, computation) = self
-                    .on_view(tenant, names, move |view, defined, threads| {
-                        let (persons, computation) = funnel::dropped_at(
-                            view,
-                            &funnel,
-                            defined,
-                            threads,
-                            step,
-                            value.as_deref(),
-                        )
-                        .map_err(failed)?;
+                    .on_view(tenant, names, move |view, run| {
+                        let (persons, computation) =
+                            funnel::dropped_at(view, &funnel, run, step, value.as_deref())
+                                .map_err(failed)?;
                         Ok((dropoffs::with_ids(view, &persons), computation))
                     })
                     .await?;
@@ -214,8 +217,8 @@ impl Modeling {
             .filter(|n| !n.is_empty())
             .collect();
         let now = now_ms();
-        self.on_view(tenant, names, move |view, defined, _| {
-            lifecycle::person(view, &query, person, defined, now).map_err(|err| match err {
+        self.on_view(tenant, names, move |view, run| {
+            lifecycle::person(view, &query, person, &run.defined, now).map_err(|err| match err {
                 PersonError::Invalid(problems) => invalid(problems),
                 PersonError::NotFound => ModelingError::NotFound("person"),
             })
