@@ -10,6 +10,7 @@
 //! raw events to report the difference, and `grpc` is the thin adapter.
 
 pub mod domain;
+pub mod error;
 pub mod grpc;
 pub mod ingest;
 pub mod replay;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod upstream;
 pub mod worker;
 
+pub use error::GovernanceError;
 pub use grpc::GovernanceApi;
 
 /// The PostgreSQL schema this service owns.

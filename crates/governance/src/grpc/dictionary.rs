@@ -2,90 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use tonic::Status;
-use touchline_error::{ApiError, ErrorCode, FieldViolation, to_status};
+use touchline_error::FieldViolation;
 use touchline_proto::common::v1::{Department, TouchpointType};
 use touchline_proto::governance::v1 as pb;
 
 use super::convert::{event_from_pb, event_to_pb};
 use crate::domain::dictionary::{Dictionary, apply_template, templates, validate_event};
+use crate::error::GovernanceError;
 use crate::store::{dictionary as store, tenant};
 
-/// Errors of the governance API.
-#[derive(Debug, thiserror::Error)]
-pub enum GovernanceError {
-    /// Bad input.
-    #[error("invalid argument")]
-    Invalid(Vec<FieldViolation>),
-    /// Missing resource.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// Name taken.
-    #[error("{0} already exists")]
-    AlreadyExists(String),
-    /// Draft inconsistent or unchanged.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Concurrent change.
-    #[error("{0}")]
-    Aborted(String),
-    /// Another call with the same idempotency key is acting now.
-    #[error("{}", touchline_error::REQUEST_IN_FLIGHT)]
-    InFlight,
-    /// A dependency is briefly unavailable.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Part of the contract not built yet.
-    #[error("{0}")]
-    Unimplemented(String),
-    /// Database trouble. The driver's text stays in the server log (the cause chain); callers
-    /// get this sentence only.
-    #[error("the governance store could not answer")]
-    Store(#[from] sqlx::Error),
-}
-
-impl ApiError for GovernanceError {
-    fn code(&self) -> ErrorCode {
-        match self {
-            Self::Invalid(_) => ErrorCode::InvalidArgument,
-            Self::NotFound(_) => ErrorCode::NotFound,
-            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            Self::Aborted(_) | Self::InFlight => ErrorCode::Aborted,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Unimplemented(_) => ErrorCode::Unimplemented,
-            Self::Store(e) if touchline_db::classify(e).is_transient() => ErrorCode::Unavailable,
-            Self::Store(_) => ErrorCode::Internal,
-        }
-    }
-
-    fn field_violations(&self) -> Vec<FieldViolation> {
-        match self {
-            Self::Invalid(v) => v.clone(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Self::Unavailable(_) => Some(std::time::Duration::from_secs(1)),
-            Self::InFlight => Some(std::time::Duration::from_millis(200)),
-            Self::Store(e) if touchline_db::classify(e).is_transient() => {
-                Some(std::time::Duration::from_secs(1))
-            }
-            _ => None,
-        }
-    }
-}
-
-impl From<GovernanceError> for Status {
-    fn from(e: GovernanceError) -> Self {
-        to_status(&e)
-    }
-}
-
 fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
-    GovernanceError::Invalid(vec![FieldViolation::new(field, reason, description)])
+    GovernanceError::invalid(field, reason, description)
 }
 
 /// `ListIndustryTemplates`.

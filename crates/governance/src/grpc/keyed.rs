@@ -7,7 +7,7 @@ use std::future::Future;
 use prost::Message;
 use touchline_db::{RequestKey, Run};
 
-use super::dictionary::GovernanceError;
+use crate::error::GovernanceError;
 use crate::store;
 
 /// Runs `call` once per (tenant, `request_id`, `method`). An empty

@@ -24,7 +24,7 @@ use touchline_proto::governance::v1::governance_service_server::GovernanceServic
 use touchline_runtime::Shutdown;
 use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 
-use crate::grpc::dictionary::GovernanceError;
+use crate::error::GovernanceError;
 use crate::ingest::IngestCounts;
 use crate::replay::Replayer;
 use crate::reprocess::Reprocessor;
@@ -341,6 +341,14 @@ impl GovernanceService for GovernanceApi {
         Ok(Response::new(
             quality::report(&self.pool, &self.ingest, &tenant, request.get_ref()).await?,
         ))
+    }
+}
+
+/// Where the service's failures become statuses (the enum's [`touchline_error::ApiError`]
+/// mapping decides the code; internal text stays in the log).
+impl From<GovernanceError> for Status {
+    fn from(e: GovernanceError) -> Self {
+        to_status(&e)
     }
 }
 

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use touchline_proto::governance::v1 as pb;
 
-use super::dictionary::GovernanceError;
 use crate::domain::clean::timestamp_pb;
 use crate::domain::pii::{self, PrivacySettings};
 use crate::domain::privacy::{self, RawSettings};
+use crate::error::GovernanceError;
 use crate::store::tenant;
 
 /// The resource name's suffix after `tenants/{tenant}`.

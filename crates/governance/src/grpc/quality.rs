@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use touchline_error::FieldViolation;
 use touchline_proto::governance::v1 as pb;
 
-use super::dictionary::GovernanceError;
+use crate::error::GovernanceError;
 use crate::ingest::IngestCounts;
 use crate::store::quality::{DayCounts, day_counts};
 

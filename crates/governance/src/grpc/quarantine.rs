@@ -9,9 +9,9 @@ use touchline_error::FieldViolation;
 use touchline_proto::common::v1::Event;
 use touchline_proto::governance::v1 as pb;
 
-use super::dictionary::GovernanceError;
 use crate::domain::clean::{from_timestamp_pb, timestamp_pb};
-use crate::replay::{Outcome, ReplayError, ReplayPlan, Replayer, Selection};
+use crate::error::GovernanceError;
+use crate::replay::{Outcome, ReplayPlan, Replayer, Selection};
 use crate::store::quarantine::{self as store, Filter, QuarantinedRow};
 
 /// Most names or corrections in one replay.
@@ -21,24 +21,6 @@ const REPLAY_DEFAULT: i64 = 1_000;
 const REPLAY_MAX: i64 = 10_000;
 /// The method name idempotency keys are recorded under.
 const REPLAY_METHOD: &str = "ReplayQuarantined";
-
-impl From<ReplayError> for GovernanceError {
-    fn from(e: ReplayError) -> Self {
-        match e {
-            ReplayError::VersionNotFound(v) => Self::NotFound(format!("dictionaryVersions/{v}")),
-            ReplayError::MessageIdChanged(s) => invalid(
-                "corrections",
-                "MESSAGE_ID_CHANGED",
-                &format!("the correction of quarantined event {s} changes its message id"),
-            ),
-            ReplayError::Upstream(status) => {
-                tracing::warn!(code = ?status.code(), "source registry unavailable during replay");
-                Self::Unavailable("the source registry is unavailable; retry".to_owned())
-            }
-            ReplayError::Store(e) => Self::Store(e),
-        }
-    }
-}
 
 fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
     GovernanceError::Invalid(vec![FieldViolation::new(field, reason, description)])

@@ -3,9 +3,9 @@
 use touchline_error::FieldViolation;
 use touchline_proto::governance::v1 as pb;
 
-use super::dictionary::GovernanceError;
 use crate::domain::clean::{from_timestamp_pb, timestamp_pb};
-use crate::reprocess::{JobSpec, Reprocessor, StartError};
+use crate::error::GovernanceError;
+use crate::reprocess::{JobSpec, Reprocessor};
 use crate::store::reprocess::{self as store, JobRow};
 
 /// The longest range one job may cover.
@@ -13,24 +13,6 @@ const MAX_DAYS: i64 = 400;
 
 fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
     GovernanceError::Invalid(vec![FieldViolation::new(field, reason, description)])
-}
-
-impl From<StartError> for GovernanceError {
-    fn from(e: StartError) -> Self {
-        match e {
-            StartError::VersionNotFound(v) => Self::NotFound(format!("dictionaryVersions/{v}")),
-            StartError::NotActiveVersion { asked, active } => Self::FailedPrecondition(format!(
-                "APPLY publishes under the active dictionary version {active}, not {asked}: \
-                 publish the version first, or run a dry run \
-                 (应用模式只能使用当前生效的词典版本 {active}：请先发布该版本，或改为试运行)"
-            )),
-            StartError::ApplyRunning(job) => Self::FailedPrecondition(format!(
-                "reprocessJobs/{job} is applying an overlapping range; wait for it to finish \
-                 (任务 {job} 正在应用重叠的时间范围，请待其完成)"
-            )),
-            StartError::Store(e) => Self::Store(e),
-        }
-    }
 }
 
 /// `ReprocessRange`.

@@ -5,8 +5,8 @@ use touchline_error::FieldViolation;
 use touchline_proto::governance::v1 as pb;
 
 use super::convert::{event_from_pb, event_to_pb};
-use super::dictionary::GovernanceError;
 use crate::domain::dictionary::{Dictionary, EventDef, validate_event};
+use crate::error::GovernanceError;
 use crate::store::dictionary as store;
 
 fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
