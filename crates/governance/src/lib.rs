@@ -2,23 +2,30 @@
 //! quarantined ones with a typed reason) and publishes the clean event log,
 //! which the modeling stage tails.
 //!
-//! `domain` is the pure cleaning logic (dictionary, time, PII, mapping,
-//! natural keys), `store` holds all SQL, `upstream` is the typed client of
-//! collection (raw log, source registry, ingest counters), `sources` caches
-//! the source settings cleaning needs, `worker` tails collection's raw log,
-//! `replay` re-cleans quarantined events, `reprocess` re-cleans a range of
-//! raw events to report the difference, and `grpc` is the thin adapter.
+//! Identity's and modeling's shape: `grpc` is the thin adapter (authorise,
+//! convert), `service` the transport-free layer (the dictionary's draft and
+//! versions, privacy settings, quarantine listing and replay, reprocess jobs,
+//! the quality ledger), `domain` the pure cleaning logic (dictionary, time,
+//! PII, mapping, natural keys) and the request rules, `store` all SQL, and
+//! `error` the one mapping to gRPC codes. The pipeline side: `upstream` is the
+//! typed client of collection (raw log, source registry, ingest counters),
+//! `sources` caches the source settings cleaning needs, `worker` tails
+//! collection's raw log, `replay` re-cleans quarantined events and `reprocess`
+//! re-cleans a range of raw events to report the difference.
 
 pub mod domain;
+pub mod error;
 pub mod grpc;
 pub mod ingest;
 pub mod replay;
 pub mod reprocess;
+pub mod service;
 pub mod sources;
 pub mod store;
 pub mod upstream;
 pub mod worker;
 
+pub use error::GovernanceError;
 pub use grpc::GovernanceApi;
 
 /// The PostgreSQL schema this service owns.

@@ -1,92 +1,15 @@
-//! Dictionary RPCs: thin conversions around the draft and versions.
+//! Dictionary RPCs: conversions around the service's draft and versions.
 
-use std::collections::BTreeMap;
-
-use tonic::Status;
-use touchline_error::{ApiError, ErrorCode, FieldViolation, to_status};
 use touchline_proto::common::v1::{Department, TouchpointType};
 use touchline_proto::governance::v1 as pb;
 
 use super::convert::{event_from_pb, event_to_pb};
-use crate::domain::dictionary::{Dictionary, apply_template, templates, validate_event};
-use crate::store::{dictionary as store, tenant};
-
-/// Errors of the governance API.
-#[derive(Debug, thiserror::Error)]
-pub enum GovernanceError {
-    /// Bad input.
-    #[error("invalid argument")]
-    Invalid(Vec<FieldViolation>),
-    /// Missing resource.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// Name taken.
-    #[error("{0} already exists")]
-    AlreadyExists(String),
-    /// Draft inconsistent or unchanged.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Concurrent change.
-    #[error("{0}")]
-    Aborted(String),
-    /// Another call with the same idempotency key is acting now.
-    #[error("{}", touchline_error::REQUEST_IN_FLIGHT)]
-    InFlight,
-    /// A dependency is briefly unavailable.
-    #[error("{0}")]
-    Unavailable(String),
-    /// Part of the contract not built yet.
-    #[error("{0}")]
-    Unimplemented(String),
-    /// Database trouble. The driver's text stays in the server log (the cause chain); callers
-    /// get this sentence only.
-    #[error("the governance store could not answer")]
-    Store(#[from] sqlx::Error),
-}
-
-impl ApiError for GovernanceError {
-    fn code(&self) -> ErrorCode {
-        match self {
-            Self::Invalid(_) => ErrorCode::InvalidArgument,
-            Self::NotFound(_) => ErrorCode::NotFound,
-            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            Self::Aborted(_) | Self::InFlight => ErrorCode::Aborted,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Unimplemented(_) => ErrorCode::Unimplemented,
-            Self::Store(e) if touchline_db::classify(e).is_transient() => ErrorCode::Unavailable,
-            Self::Store(_) => ErrorCode::Internal,
-        }
-    }
-
-    fn field_violations(&self) -> Vec<FieldViolation> {
-        match self {
-            Self::Invalid(v) => v.clone(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Self::Unavailable(_) => Some(std::time::Duration::from_secs(1)),
-            Self::InFlight => Some(std::time::Duration::from_millis(200)),
-            Self::Store(e) if touchline_db::classify(e).is_transient() => {
-                Some(std::time::Duration::from_secs(1))
-            }
-            _ => None,
-        }
-    }
-}
-
-impl From<GovernanceError> for Status {
-    fn from(e: GovernanceError) -> Self {
-        to_status(&e)
-    }
-}
-
-fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
-    GovernanceError::Invalid(vec![FieldViolation::new(field, reason, description)])
-}
+use crate::domain::clean::timestamp_pb;
+use crate::domain::dictionary::templates;
+use crate::domain::{names, pages};
+use crate::error::GovernanceError;
+use crate::service::{CanonicalEvent, EventQuery, Governance, PublishRequest};
+use crate::store::dictionary::VersionRow;
 
 /// `ListIndustryTemplates`.
 pub fn list_templates(req: &pb::ListIndustryTemplatesRequest) -> pb::ListIndustryTemplatesResponse {
@@ -126,28 +49,19 @@ pub fn list_templates(req: &pb::ListIndustryTemplatesRequest) -> pb::ListIndustr
 
 /// `ApplyIndustryTemplate`.
 pub async fn apply(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::ApplyIndustryTemplateRequest,
 ) -> Result<pb::ApplyIndustryTemplateResponse, GovernanceError> {
-    let id = req
-        .template
-        .strip_prefix("industryTemplates/")
-        .unwrap_or(&req.template);
-    let template = templates()
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(|| GovernanceError::NotFound(format!("industryTemplates/{id}")))?;
-    let draft: BTreeMap<_, _> = store::draft(pool, tenant)
-        .await?
-        .into_iter()
-        .map(|(k, v)| (k, v.def))
-        .collect();
     let overwrite = req.mode() == pb::ApplyTemplateMode::Overwrite;
-    let merge = apply_template(&draft, &template, overwrite);
-    if !req.validate_only {
-        store::upsert_events(pool, tenant, &merge.writes).await?;
-    }
+    let merge = governance
+        .apply_template(
+            tenant,
+            names::template_id(&req.template),
+            overwrite,
+            req.validate_only,
+        )
+        .await?;
     Ok(pb::ApplyIndustryTemplateResponse {
         added_event_names: merge.added,
         updated_event_names: merge.updated,
@@ -157,276 +71,147 @@ pub async fn apply(
 
 /// `CreateCanonicalEvent`.
 pub async fn create(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::CreateCanonicalEventRequest,
 ) -> Result<pb::CreateCanonicalEventResponse, GovernanceError> {
     let Some(event) = &req.canonical_event else {
-        return Err(invalid(
+        return Err(GovernanceError::invalid(
             "canonical_event",
             "REQUIRED",
             "the canonical event is required",
         ));
     };
     let def = event_from_pb(req.canonical_event_id.trim(), event);
-    let problems = validate_event(&def);
-    if !problems.is_empty() {
-        return Err(GovernanceError::Invalid(
-            problems
-                .into_iter()
-                .map(|(f, d)| FieldViolation::new(f, "INVALID", d))
-                .collect(),
-        ));
-    }
-    let parent = format!("tenants/{tenant}");
-    if req.validate_only {
-        return Ok(pb::CreateCanonicalEventResponse {
-            canonical_event: Some(event_to_pb(&parent, &def, None)),
-        });
-    }
-    if !store::insert_event(pool, tenant, &def).await? {
-        return Err(GovernanceError::AlreadyExists(format!(
-            "{parent}/canonicalEvents/{}",
-            def.event_name
-        )));
-    }
-    let stored = store::draft(pool, tenant).await?;
+    let created = governance
+        .create_event(tenant, def, req.validate_only)
+        .await?;
     Ok(pb::CreateCanonicalEventResponse {
-        canonical_event: Some(event_to_pb(&parent, &def, stored.get(&def.event_name))),
+        canonical_event: Some(canonical_event(tenant, &created)),
     })
 }
 
-/// The events of the draft (version 0) or of a published version.
-async fn events_of(
-    pool: &sqlx::PgPool,
-    tenant: &str,
-    version: i64,
-) -> Result<Vec<pb::CanonicalEvent>, GovernanceError> {
-    let parent = format!("tenants/{tenant}");
-    if version == 0 {
-        let draft = store::draft(pool, tenant).await?;
-        return Ok(draft
-            .values()
-            .map(|d| event_to_pb(&parent, &d.def, Some(d)))
-            .collect());
-    }
-    let dict = tenant::dictionary(pool, tenant, version)
-        .await?
-        .ok_or_else(|| {
-            GovernanceError::NotFound(format!("{parent}/dictionaryVersions/{version}"))
-        })?;
-    Ok(dict
-        .events
-        .values()
-        .map(|e| event_to_pb(&parent, e, None))
-        .collect())
+/// A service event as the contract's, named under the tenant.
+pub fn canonical_event(tenant: &str, event: &CanonicalEvent) -> pb::CanonicalEvent {
+    event_to_pb(
+        &format!("tenants/{tenant}"),
+        &event.def,
+        event.stored.as_ref(),
+    )
 }
 
 /// `GetCanonicalEvent`.
 pub async fn get(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::GetCanonicalEventRequest,
 ) -> Result<pb::GetCanonicalEventResponse, GovernanceError> {
-    let found = events_of(pool, tenant, req.dictionary_version)
-        .await?
-        .into_iter()
-        .find(|e| e.name == req.name)
-        .ok_or_else(|| GovernanceError::NotFound(req.name.clone()))?;
+    let found = governance
+        .canonical_event(tenant, req.dictionary_version, &req.name)
+        .await?;
     Ok(pb::GetCanonicalEventResponse {
-        canonical_event: Some(found),
+        canonical_event: Some(canonical_event(tenant, &found)),
     })
 }
 
 /// `ListCanonicalEvents` (page token: the last name returned).
 pub async fn list(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::ListCanonicalEventsRequest,
 ) -> Result<pb::ListCanonicalEventsResponse, GovernanceError> {
-    let size = usize::try_from(match req.page_size {
-        n if n <= 0 => 100,
-        n => n.min(1000),
-    })
-    .unwrap_or(100);
-    let all: Vec<pb::CanonicalEvent> = events_of(pool, tenant, req.dictionary_version)
-        .await?
-        .into_iter()
-        .filter(|e| req.show_deprecated || e.state() != pb::CanonicalEventState::Deprecated)
-        .filter(|e| {
-            let t = e.touchpoint.clone().unwrap_or_default();
-            let any_type = req.touchpoint_type() == TouchpointType::Unspecified;
-            let any_department = req.owning_department() == Department::Unspecified;
-            (any_type || t.touchpoint_type == req.touchpoint_type)
-                && (any_department || t.owning_department == req.owning_department)
-        })
-        .filter(|e| req.page_token.is_empty() || e.event_name > req.page_token)
-        .collect();
-    let more = all.len() > size;
-    let page: Vec<_> = all.into_iter().take(size).collect();
-    let next = if more {
-        page.last()
-            .map(|e| e.event_name.clone())
-            .unwrap_or_default()
-    } else {
-        String::new()
+    // An unknown enum number reads as unspecified, which filters nothing.
+    let query = EventQuery {
+        version: req.dictionary_version,
+        show_deprecated: req.show_deprecated,
+        touchpoint_type: (req.touchpoint_type() != TouchpointType::Unspecified)
+            .then_some(req.touchpoint_type),
+        owning_department: (req.owning_department() != Department::Unspecified)
+            .then_some(req.owning_department),
+        after_name: req.page_token.clone(),
+        size: pages::canonical_events_page(req.page_size),
     };
-    let draft_etag = if req.dictionary_version == 0 {
-        draft_etag(pool, tenant).await?
-    } else {
-        String::new()
-    };
+    let page = governance.list_events(tenant, &query).await?;
     Ok(pb::ListCanonicalEventsResponse {
-        canonical_events: page,
-        next_page_token: next,
-        draft_etag,
+        canonical_events: page
+            .events
+            .iter()
+            .map(|e| canonical_event(tenant, e))
+            .collect(),
+        next_page_token: page.next_page_token,
+        draft_etag: page.draft_etag,
     })
-}
-
-async fn draft_etag(pool: &sqlx::PgPool, tenant: &str) -> Result<String, GovernanceError> {
-    let draft = store::draft(pool, tenant).await?;
-    let latest = draft
-        .values()
-        .map(|d| d.updated_at.timestamp_micros())
-        .max()
-        .unwrap_or(0);
-    Ok(format!("{}-{latest}", draft.len()))
 }
 
 /// `PublishDictionaryVersion`.
 pub async fn publish(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     publisher: &str,
     req: &pb::PublishDictionaryVersionRequest,
 ) -> Result<pb::PublishDictionaryVersionResponse, GovernanceError> {
-    if !req.draft_etag.is_empty() && req.draft_etag != draft_etag(pool, tenant).await? {
-        return Err(GovernanceError::Aborted(
-            "the draft changed since it was reviewed".into(),
-        ));
-    }
-    let draft = store::draft(pool, tenant).await?;
-    let dictionary = Dictionary {
-        version: 0,
-        events: draft
-            .iter()
-            .map(|(k, v)| (k.clone(), v.def.clone()))
-            .collect(),
-    };
-    let conflicts = dictionary.conflicts();
-    if !conflicts.is_empty() {
-        return Err(GovernanceError::FailedPrecondition(conflicts.join("; ")));
-    }
-    let active = tenant::active_version(pool, tenant).await?;
-    let previous = tenant::dictionary(pool, tenant, active)
-        .await?
-        .unwrap_or_default();
-    let mut changes = Vec::new();
-    for (name, def) in &dictionary.events {
-        match previous.events.get(name) {
-            None => changes.push((name.clone(), 1)),
-            Some(old) if old != def && def.deprecated && !old.deprecated => {
-                changes.push((name.clone(), 3))
-            }
-            Some(old) if old != def => changes.push((name.clone(), 2)),
-            Some(_) => {}
-        }
-    }
-    if changes.is_empty() && active > 0 {
-        return Err(GovernanceError::FailedPrecondition(
-            "nothing changed since the active version".into(),
-        ));
-    }
-    let version = if req.validate_only {
-        active + 1
-    } else {
-        store::publish(
-            pool,
+    let published = governance
+        .publish(
             tenant,
-            active,
-            &dictionary,
-            &req.description,
-            publisher,
-            &changes,
+            PublishRequest {
+                draft_etag: &req.draft_etag,
+                description: &req.description,
+                publisher,
+                validate_only: req.validate_only,
+            },
         )
-        .await?
-        .ok_or_else(|| {
-            GovernanceError::Aborted("another version was published concurrently".into())
-        })?
-    };
+        .await?;
     Ok(pb::PublishDictionaryVersionResponse {
         dictionary_version: Some(pb::DictionaryVersion {
-            name: format!("tenants/{tenant}/dictionaryVersions/{version}"),
-            version,
+            name: format!("tenants/{tenant}/dictionaryVersions/{}", published.version),
+            version: published.version,
             description: req.description.clone(),
-            publish_time: Some(crate::domain::clean::timestamp_pb(chrono::Utc::now())),
+            publish_time: Some(timestamp_pb(chrono::Utc::now())),
             publisher: publisher.to_owned(),
             active: true,
-            canonical_event_count: i32::try_from(dictionary.events.len()).unwrap_or(i32::MAX),
+            canonical_event_count: i32::try_from(published.event_count).unwrap_or(i32::MAX),
             validation_rule_count: 0,
-            changes: changes
-                .into_iter()
-                .map(|(event_name, kind)| pb::DictionaryChange { event_name, kind })
-                .collect(),
+            changes: changes(published.changes),
         }),
     })
 }
 
+fn changes(changes: Vec<(String, i32)>) -> Vec<pb::DictionaryChange> {
+    changes
+        .into_iter()
+        .map(|(event_name, kind)| pb::DictionaryChange { event_name, kind })
+        .collect()
+}
+
 /// `ListDictionaryVersions` (page token: the last version returned).
 pub async fn versions(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::ListDictionaryVersionsRequest,
 ) -> Result<pb::ListDictionaryVersionsResponse, GovernanceError> {
-    let size = i64::from(if req.page_size <= 0 {
-        50
-    } else {
-        req.page_size.min(500)
-    });
-    let before = if req.page_token.is_empty() {
-        i64::MAX
-    } else {
-        req.page_token.parse::<i64>().map_err(|_| {
-            invalid(
-                "page_token",
-                "INVALID_PAGE_TOKEN",
-                "not a token this call returned",
-            )
-        })?
-    };
-    let active = tenant::active_version(pool, tenant).await?;
-    let rows = store::versions(pool, tenant, size + 1, before).await?;
-    let more = rows.len() > usize::try_from(size).unwrap_or(usize::MAX);
-    let list: Vec<_> = rows
-        .into_iter()
-        .take(usize::try_from(size).unwrap_or(50))
-        .collect();
-    let next = if more {
-        list.last()
-            .map(|v| v.version.to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let size = pages::versions_page(req.page_size);
+    let before = pages::versions_before(&req.page_token)?;
+    let page = governance.versions(tenant, size, before).await?;
     Ok(pb::ListDictionaryVersionsResponse {
-        dictionary_versions: list
+        dictionary_versions: page
+            .versions
             .into_iter()
-            .map(|v| pb::DictionaryVersion {
-                name: format!("tenants/{tenant}/dictionaryVersions/{}", v.version),
-                version: v.version,
-                description: v.description,
-                publish_time: Some(crate::domain::clean::timestamp_pb(v.published_at)),
-                publisher: v.publisher,
-                active: v.version == active,
-                canonical_event_count: i32::try_from(v.dictionary.events.len()).unwrap_or(i32::MAX),
-                validation_rule_count: 0,
-                changes: v
-                    .changes
-                    .into_iter()
-                    .map(|(event_name, kind)| pb::DictionaryChange { event_name, kind })
-                    .collect(),
-            })
+            .map(|v| version_to_pb(tenant, v, page.active))
             .collect(),
-        next_page_token: next,
+        next_page_token: page.next_page_token,
     })
+}
+
+fn version_to_pb(tenant: &str, v: VersionRow, active: i64) -> pb::DictionaryVersion {
+    pb::DictionaryVersion {
+        name: format!("tenants/{tenant}/dictionaryVersions/{}", v.version),
+        version: v.version,
+        description: v.description,
+        publish_time: Some(timestamp_pb(v.published_at)),
+        publisher: v.publisher,
+        active: v.version == active,
+        canonical_event_count: i32::try_from(v.dictionary.events.len()).unwrap_or(i32::MAX),
+        validation_rule_count: 0,
+        changes: changes(v.changes),
+    }
 }

@@ -1,15 +1,15 @@
-//! The gRPC adapter of the governance service: principal, convert, call,
-//! convert back. `dictionary`, `update`, `quarantine`, `reprocess` and
-//! `quality` hold the per-area adapters.
+//! The gRPC adapter of the governance service: authorise, convert, call the service layer,
+//! convert back. `dictionary`, `update`, `privacy`, `quarantine`, `reprocess` and `quality`
+//! hold the per-area conversions; errors become statuses in one place (the `From` below,
+//! through [`touchline_error::to_status`]).
 
 mod convert;
-pub mod dictionary;
-mod keyed;
-pub mod privacy;
-pub mod quality;
-pub mod quarantine;
-pub mod reprocess;
-pub mod update;
+mod dictionary;
+mod privacy;
+mod quality;
+mod quarantine;
+mod reprocess;
+mod update;
 
 use std::pin::Pin;
 
@@ -18,32 +18,25 @@ use sqlx::PgPool;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use touchline_db::LogNotifier;
-use touchline_error::{FieldViolation, to_status};
+use touchline_error::to_status;
 use touchline_proto::governance::v1 as pb;
 use touchline_proto::governance::v1::governance_service_server::GovernanceService;
 use touchline_runtime::Shutdown;
 use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 
-use crate::grpc::dictionary::GovernanceError;
-use crate::ingest::IngestCounts;
-use crate::replay::Replayer;
-use crate::reprocess::Reprocessor;
-use crate::sources::SourceRegistry;
-use crate::store::{self, StoredCleanEvent};
+use crate::domain::names;
+use crate::error::GovernanceError;
+use crate::service::{Governance, WriteKey};
+use crate::store::StoredCleanEvent;
 use crate::upstream::Collection;
 use crate::worker::GovernanceSettings;
 
 /// The governance service's gRPC face.
 #[derive(Debug, Clone)]
 pub struct GovernanceApi {
-    pool: PgPool,
+    governance: Governance,
     notifier: LogNotifier,
     shutdown: Shutdown,
-    ingest: IngestCounts,
-    replayer: Replayer,
-    reprocessor: Reprocessor,
-    /// Phones without a country code take this unless the tenant set one.
-    default_country_code: String,
 }
 
 impl GovernanceApi {
@@ -57,22 +50,16 @@ impl GovernanceApi {
         collection: Collection,
         settings: GovernanceSettings,
     ) -> Self {
-        let replayer = Replayer::new(
-            pool.clone(),
-            SourceRegistry::new(collection.clone()),
-            settings.clone(),
-        );
-        let default_country_code = settings.default_country_code.clone();
-        let reprocessor = Reprocessor::new(pool.clone(), collection.clone(), settings);
         Self {
-            pool,
+            governance: Governance::new(pool, collection, settings),
             notifier,
             shutdown,
-            ingest: IngestCounts::new(collection),
-            replayer,
-            reprocessor,
-            default_country_code,
         }
+    }
+
+    /// The service layer behind the adapter.
+    pub fn governance(&self) -> &Governance {
+        &self.governance
     }
 }
 
@@ -87,8 +74,11 @@ impl GovernanceService for GovernanceApi {
     > {
         let principal = touchline_auth::principal(&request)?;
         let selector = request.into_inner().selector;
-        let source =
-            PartitionCursors::new(CleanLog(self.pool.clone()), &principal.tenant, selector)?;
+        let source = PartitionCursors::new(
+            CleanLog(self.governance.clone()),
+            &principal.tenant,
+            selector,
+        )?;
         let stream = spawn_tail(
             source,
             self.notifier.subscribe(crate::CLEAN_LOG_CHANNEL),
@@ -102,9 +92,9 @@ impl GovernanceService for GovernanceApi {
         request: Request<pb::GetPrivacySettingsRequest>,
     ) -> Result<Response<pb::GetPrivacySettingsResponse>, Status> {
         let principal = touchline_auth::principal(&request)?;
-        let tenant = principal.tenant_for(privacy::parent_of(&request.get_ref().name)?)?;
+        let tenant = principal.tenant_for(names::privacy_parent(&request.get_ref().name)?)?;
         Ok(Response::new(
-            privacy::get(&self.pool, &tenant, &self.default_country_code).await?,
+            privacy::get(&self.governance, &tenant).await?,
         ))
     }
 
@@ -118,9 +108,9 @@ impl GovernanceService for GovernanceApi {
             .privacy_settings
             .clone()
             .unwrap_or_default();
-        let tenant = principal.tenant_for(privacy::parent_of(&wanted.name)?)?;
+        let tenant = principal.tenant_for(names::privacy_parent(&wanted.name)?)?;
         Ok(Response::new(
-            privacy::update(&self.pool, &tenant, &self.default_country_code, &wanted).await?,
+            privacy::update(&self.governance, &tenant, &wanted).await?,
         ))
     }
 
@@ -138,17 +128,14 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::ApplyIndustryTemplateResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         let req = request.get_ref();
-        let call = dictionary::apply(&self.pool, &tenant, req);
+        let key = WriteKey {
+            request_id: &req.request_id,
+            validate_only: req.validate_only,
+            method: "ApplyIndustryTemplate",
+        };
+        let call = dictionary::apply(&self.governance, &tenant, req);
         Ok(Response::new(
-            keyed::once(
-                &self.pool,
-                &tenant,
-                &req.request_id,
-                req.validate_only,
-                "ApplyIndustryTemplate",
-                call,
-            )
-            .await?,
+            self.governance.once(&tenant, key, call).await?,
         ))
     }
 
@@ -158,17 +145,14 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::CreateCanonicalEventResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         let req = request.get_ref();
-        let call = dictionary::create(&self.pool, &tenant, req);
+        let key = WriteKey {
+            request_id: &req.request_id,
+            validate_only: req.validate_only,
+            method: "CreateCanonicalEvent",
+        };
+        let call = dictionary::create(&self.governance, &tenant, req);
         Ok(Response::new(
-            keyed::once(
-                &self.pool,
-                &tenant,
-                &req.request_id,
-                req.validate_only,
-                "CreateCanonicalEvent",
-                call,
-            )
-            .await?,
+            self.governance.once(&tenant, key, call).await?,
         ))
     }
 
@@ -176,16 +160,10 @@ impl GovernanceService for GovernanceApi {
         &self,
         request: Request<pb::GetCanonicalEventRequest>,
     ) -> Result<Response<pb::GetCanonicalEventResponse>, Status> {
-        let parent = request
-            .get_ref()
-            .name
-            .split("/canonicalEvents/")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+        let parent = names::parent_before(&request.get_ref().name, "canonicalEvents");
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
         Ok(Response::new(
-            dictionary::get(&self.pool, &tenant, request.get_ref()).await?,
+            dictionary::get(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 
@@ -195,7 +173,7 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::ListCanonicalEventsResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         Ok(Response::new(
-            dictionary::list(&self.pool, &tenant, request.get_ref()).await?,
+            dictionary::list(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 
@@ -207,22 +185,18 @@ impl GovernanceService for GovernanceApi {
             .get_ref()
             .canonical_event
             .as_ref()
-            .map(|e| e.name.split("/canonicalEvents/").next().unwrap_or_default())
-            .unwrap_or_default()
-            .to_owned();
-        let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+            .map(|e| names::parent_before(&e.name, "canonicalEvents"))
+            .unwrap_or_default();
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
         let req = request.get_ref();
-        let call = update::update(&self.pool, &tenant, req);
+        let key = WriteKey {
+            request_id: &req.request_id,
+            validate_only: req.validate_only,
+            method: "UpdateCanonicalEvent",
+        };
+        let call = update::update(&self.governance, &tenant, req);
         Ok(Response::new(
-            keyed::once(
-                &self.pool,
-                &tenant,
-                &req.request_id,
-                req.validate_only,
-                "UpdateCanonicalEvent",
-                call,
-            )
-            .await?,
+            self.governance.once(&tenant, key, call).await?,
         ))
     }
 
@@ -233,17 +207,14 @@ impl GovernanceService for GovernanceApi {
         let principal = touchline_auth::principal(&request)?;
         let tenant = principal.tenant_for(&request.get_ref().parent)?;
         let req = request.get_ref();
-        let call = dictionary::publish(&self.pool, &tenant, &principal.subject, req);
+        let key = WriteKey {
+            request_id: &req.request_id,
+            validate_only: req.validate_only,
+            method: "PublishDictionaryVersion",
+        };
+        let call = dictionary::publish(&self.governance, &tenant, &principal.subject, req);
         Ok(Response::new(
-            keyed::once(
-                &self.pool,
-                &tenant,
-                &req.request_id,
-                req.validate_only,
-                "PublishDictionaryVersion",
-                call,
-            )
-            .await?,
+            self.governance.once(&tenant, key, call).await?,
         ))
     }
 
@@ -253,7 +224,7 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::ListDictionaryVersionsResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         Ok(Response::new(
-            dictionary::versions(&self.pool, &tenant, request.get_ref()).await?,
+            dictionary::versions(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 
@@ -263,7 +234,7 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::ListQuarantinedResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         Ok(Response::new(
-            quarantine::list(&self.pool, &tenant, request.get_ref()).await?,
+            quarantine::list(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 
@@ -273,7 +244,7 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::ReplayQuarantinedResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         Ok(Response::new(
-            quarantine::replay(&self.pool, &self.replayer, &tenant, request.get_ref()).await?,
+            quarantine::replay(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 
@@ -285,7 +256,7 @@ impl GovernanceService for GovernanceApi {
         let tenant = principal.tenant_for(&request.get_ref().parent)?;
         Ok(Response::new(
             reprocess::start(
-                &self.reprocessor,
+                &self.governance,
                 &tenant,
                 &principal.subject,
                 request.get_ref(),
@@ -298,16 +269,10 @@ impl GovernanceService for GovernanceApi {
         &self,
         request: Request<pb::GetReprocessJobRequest>,
     ) -> Result<Response<pb::GetReprocessJobResponse>, Status> {
-        let parent = request
-            .get_ref()
-            .name
-            .split("/reprocessJobs/")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let tenant = touchline_auth::principal(&request)?.tenant_for(&parent)?;
+        let parent = names::parent_before(&request.get_ref().name, "reprocessJobs");
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
         Ok(Response::new(
-            reprocess::get(&self.pool, &tenant, request.get_ref()).await?,
+            reprocess::get(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 
@@ -316,20 +281,14 @@ impl GovernanceService for GovernanceApi {
         request: Request<pb::GetCleanPositionRequest>,
     ) -> Result<Response<pb::GetCleanPositionResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
-        let raw_sequence = request.get_ref().raw_sequence;
-        if raw_sequence < 0 {
-            return Err(to_status(&GovernanceError::Invalid(vec![
-                FieldViolation::new("raw_sequence", "OUT_OF_RANGE", "must not be negative"),
-            ])));
-        }
-        let (raw_cursor, clean_head) =
-            store::clean_position(&self.pool, crate::RAW_LOG_CONSUMER, &tenant)
-                .await
-                .map_err(|err| to_status(&GovernanceError::Store(err)))?;
+        let position = self
+            .governance
+            .clean_position(&tenant, request.get_ref().raw_sequence)
+            .await?;
         Ok(Response::new(pb::GetCleanPositionResponse {
-            cleaned: raw_cursor >= raw_sequence,
-            raw_cursor,
-            clean_head,
+            cleaned: position.cleaned,
+            raw_cursor: position.raw_cursor,
+            clean_head: position.clean_head,
         }))
     }
 
@@ -339,12 +298,21 @@ impl GovernanceService for GovernanceApi {
     ) -> Result<Response<pb::GetQualityReportResponse>, Status> {
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         Ok(Response::new(
-            quality::report(&self.pool, &self.ingest, &tenant, request.get_ref()).await?,
+            quality::report(&self.governance, &tenant, request.get_ref()).await?,
         ))
     }
 }
 
-struct CleanLog(PgPool);
+/// Where the service's failures become statuses (the enum's [`touchline_error::ApiError`]
+/// mapping decides the code; internal text stays in the log).
+impl From<GovernanceError> for Status {
+    fn from(e: GovernanceError) -> Self {
+        to_status(&e)
+    }
+}
+
+/// The clean log as a partitioned log, read through the service.
+struct CleanLog(Governance);
 
 fn store_status(err: sqlx::Error) -> Status {
     tracing::error!(error = %touchline_error::cause_chain(&err), "reading the clean log failed");
@@ -360,7 +328,7 @@ impl PartitionedLog for CleanLog {
     type Batch = pb::TailCleanEventsResponse;
 
     async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, Status> {
-        store::heads(&self.0, tenants).await.map_err(store_status)
+        self.0.clean_heads(tenants).await.map_err(store_status)
     }
 
     async fn read_after(
@@ -369,7 +337,8 @@ impl PartitionedLog for CleanLog {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredCleanEvent>, Status> {
-        store::read_after(&self.0, tenant, after, limit)
+        self.0
+            .clean_after(tenant, after, limit)
             .await
             .map_err(store_status)
     }

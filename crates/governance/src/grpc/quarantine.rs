@@ -2,47 +2,21 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
 use prost::Message as _;
-use sha2::{Digest as _, Sha256};
-use touchline_error::FieldViolation;
 use touchline_proto::common::v1::Event;
 use touchline_proto::governance::v1 as pb;
 
-use super::dictionary::GovernanceError;
 use crate::domain::clean::{from_timestamp_pb, timestamp_pb};
-use crate::replay::{Outcome, ReplayError, ReplayPlan, Replayer, Selection};
-use crate::store::quarantine::{self as store, Filter, QuarantinedRow};
+use crate::domain::{names, pages};
+use crate::error::GovernanceError;
+use crate::replay::{Outcome, ReplayPlan, ReplayRun, Selection};
+use crate::service::{Governance, WriteKey, continues_after};
+use crate::store::quarantine::{Filter, QuarantinedRow};
 
 /// Most names or corrections in one replay.
 const MAX_NAMED: usize = 1_000;
-/// Replay page size with a filter: default and maximum.
-const REPLAY_DEFAULT: i64 = 1_000;
-const REPLAY_MAX: i64 = 10_000;
 /// The method name idempotency keys are recorded under.
 const REPLAY_METHOD: &str = "ReplayQuarantined";
-
-impl From<ReplayError> for GovernanceError {
-    fn from(e: ReplayError) -> Self {
-        match e {
-            ReplayError::VersionNotFound(v) => Self::NotFound(format!("dictionaryVersions/{v}")),
-            ReplayError::MessageIdChanged(s) => invalid(
-                "corrections",
-                "MESSAGE_ID_CHANGED",
-                &format!("the correction of quarantined event {s} changes its message id"),
-            ),
-            ReplayError::Upstream(status) => {
-                tracing::warn!(code = ?status.code(), "source registry unavailable during replay");
-                Self::Unavailable("the source registry is unavailable; retry".to_owned())
-            }
-            ReplayError::Store(e) => Self::Store(e),
-        }
-    }
-}
-
-fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
-    GovernanceError::Invalid(vec![FieldViolation::new(field, reason, description)])
-}
 
 /// A filter of the request, validated.
 fn filter_from(
@@ -53,7 +27,7 @@ fn filter_from(
     let f = f.cloned().unwrap_or_default();
     for r in &f.reasons {
         if *r <= 0 || pb::QuarantineReason::try_from(*r).is_err() {
-            return Err(invalid(
+            return Err(GovernanceError::invalid(
                 &format!("{field}.reasons"),
                 "INVALID_REASON",
                 "not a quarantine reason",
@@ -64,7 +38,7 @@ fn filter_from(
     let from = match range.start_time.as_ref() {
         None => None,
         Some(t) => Some(from_timestamp_pb(t).ok_or_else(|| {
-            invalid(
+            GovernanceError::invalid(
                 &format!("{field}.received_time.start_time"),
                 "INVALID_TIME",
                 "out of range",
@@ -74,7 +48,7 @@ fn filter_from(
     let to = match range.end_time.as_ref() {
         None => None,
         Some(t) => Some(from_timestamp_pb(t).ok_or_else(|| {
-            invalid(
+            GovernanceError::invalid(
                 &format!("{field}.received_time.end_time"),
                 "INVALID_TIME",
                 "out of range",
@@ -84,7 +58,7 @@ fn filter_from(
     if let (Some(a), Some(b)) = (from, to)
         && a > b
     {
-        return Err(invalid(
+        return Err(GovernanceError::invalid(
             &format!("{field}.received_time"),
             "INVALID_RANGE",
             "start_time is after end_time",
@@ -96,7 +70,11 @@ fn filter_from(
             Ok(pb::QuarantineState::Unspecified) => state_numbers.push(1),
             Ok(state) => state_numbers.push(i16::try_from(state as i32).unwrap_or(1)),
             Err(_) => {
-                return Err(invalid("states", "INVALID_STATE", "not a quarantine state"));
+                return Err(GovernanceError::invalid(
+                    "states",
+                    "INVALID_STATE",
+                    "not a quarantine state",
+                ));
             }
         }
     }
@@ -111,42 +89,6 @@ fn filter_from(
         states: state_numbers,
         sequences: Vec::new(),
     })
-}
-
-/// A short fingerprint of a filter, so a page token is only accepted with
-/// the filter it was issued for.
-fn fingerprint(f: &Filter) -> String {
-    let text = format!(
-        "{}|{:?}|{:?}|{:?}|{}|{:?}",
-        f.source, f.reasons, f.from, f.to, f.source_event_name, f.states
-    );
-    hex::encode(&Sha256::digest(text.as_bytes())[..8])
-}
-
-fn page_token(after: i64, f: &Filter) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{after}.{}", fingerprint(f)))
-}
-
-fn parse_token(token: &str, f: &Filter) -> Result<i64, GovernanceError> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    let bad = || {
-        invalid(
-            "page_token",
-            "INVALID_PAGE_TOKEN",
-            "not a token this call returned for the same filter",
-        )
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (after, print) = text.split_once('.').ok_or_else(bad)?;
-    if print != fingerprint(f) {
-        return Err(bad());
-    }
-    after.parse::<i64>().map_err(|_| bad())
 }
 
 /// A stored row as the contract's message.
@@ -195,131 +137,66 @@ fn text(v: &serde_json::Value, key: &str) -> String {
 
 /// `ListQuarantined`.
 pub async fn list(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::ListQuarantinedRequest,
 ) -> Result<pb::ListQuarantinedResponse, GovernanceError> {
-    let size = i64::from(match req.page_size {
-        n if n < 0 => {
-            return Err(invalid(
-                "page_size",
-                "INVALID_PAGE_SIZE",
-                "must not be negative",
-            ));
-        }
-        0 => 100,
-        n => n.min(1_000),
-    });
+    let size = pages::quarantine_page(req.page_size)?;
     let filter = filter_from(req.filter.as_ref(), &req.states, "filter")?;
-    let after = parse_token(&req.page_token, &filter)?;
-    let (rows, total) = store::list(pool, tenant, &filter, after, size + 1).await?;
-    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > size;
-    let page: Vec<&QuarantinedRow> = rows
-        .iter()
-        .take(usize::try_from(size).unwrap_or(100))
-        .collect();
-    let next_page_token = match page.last() {
-        Some(last) if more => page_token(last.sequence, &filter),
-        _ => String::new(),
-    };
+    let page = governance
+        .list_quarantined(tenant, &filter, &req.page_token, size)
+        .await?;
     Ok(pb::ListQuarantinedResponse {
-        quarantined_events: page.into_iter().map(|r| to_pb(tenant, r)).collect(),
-        next_page_token,
-        total_size: total,
+        quarantined_events: page.rows.iter().map(|r| to_pb(tenant, r)).collect(),
+        next_page_token: page.next_page_token,
+        total_size: page.total,
     })
 }
 
-/// The raw sequence named by `tenants/{tenant}/quarantinedEvents/{sequence}`.
-fn sequence_of(tenant: &str, name: &str, field: &str) -> Result<i64, GovernanceError> {
-    name.strip_prefix(&format!("tenants/{tenant}/quarantinedEvents/"))
-        .and_then(|s| s.parse::<i64>().ok())
-        .filter(|s| *s > 0)
-        .ok_or_else(|| {
-            invalid(
-                field,
-                "INVALID_NAME",
-                "expected tenants/{tenant}/quarantinedEvents/{sequence} of the caller's tenant",
-            )
-        })
-}
-
-/// `ReplayQuarantined`.
+/// `ReplayQuarantined`, once per request id.
 pub async fn replay(
-    pool: &sqlx::PgPool,
-    replayer: &Replayer,
+    governance: &Governance,
     tenant: &str,
     req: &pb::ReplayQuarantinedRequest,
 ) -> Result<pb::ReplayQuarantinedResponse, GovernanceError> {
-    super::keyed::once(
-        pool,
-        tenant,
-        &req.request_id,
-        req.validate_only,
-        REPLAY_METHOD,
-        replay_unkeyed(replayer, tenant, req),
-    )
-    .await
+    let key = WriteKey {
+        request_id: &req.request_id,
+        validate_only: req.validate_only,
+        method: REPLAY_METHOD,
+    };
+    governance
+        .once(tenant, key, replay_unkeyed(governance, tenant, req))
+        .await
 }
 
 /// `ReplayQuarantined` itself, without regard to its idempotency key.
 async fn replay_unkeyed(
-    replayer: &Replayer,
+    governance: &Governance,
     tenant: &str,
     req: &pb::ReplayQuarantinedRequest,
 ) -> Result<pb::ReplayQuarantinedResponse, GovernanceError> {
     let plan = plan(tenant, req)?;
     let by_name = matches!(plan.selection, Selection::Names(_));
-    let filter_for_token = match &req.selection {
-        Some(pb::replay_quarantined_request::Selection::Filter(f)) => {
-            Some(filter_from(Some(f), &[], "filter")?)
-        }
-        _ => None,
-    };
-    let run = replayer.replay(tenant, &plan).await?;
+    let (run, next_page_token) = governance.replay_quarantined(tenant, &plan).await?;
+    Ok(replay_to_pb(tenant, &run, next_page_token, by_name))
+}
+
+/// A replay's outcomes as the contract counts them; per-event results only when the events
+/// were named.
+fn replay_to_pb(
+    tenant: &str,
+    run: &ReplayRun,
+    next_page_token: String,
+    by_name: bool,
+) -> pb::ReplayQuarantinedResponse {
     let mut response = pb::ReplayQuarantinedResponse {
         examined_count: i64::try_from(run.outcomes.len()).unwrap_or(i64::MAX),
-        next_page_token: match (run.continue_after, &filter_for_token) {
-            (Some(after), Some(f)) => page_token(after, f),
-            _ => String::new(),
-        },
+        next_page_token,
         ..Default::default()
     };
     let mut reasons: HashMap<i32, i64> = HashMap::new();
     for (sequence, outcome) in &run.outcomes {
-        let mut result = pb::ReplayResult {
-            name: format!("tenants/{tenant}/quarantinedEvents/{sequence}"),
-            ..Default::default()
-        };
-        match outcome {
-            Outcome::Released(clean) => {
-                response.released_count += 1;
-                result.outcome = pb::ReplayOutcome::Released as i32;
-                result.clean_sequence = *clean;
-            }
-            Outcome::StillQuarantined(q) => {
-                response.still_quarantined_count += 1;
-                *reasons.entry(q.reason() as i32).or_default() += 1;
-                result.outcome = pb::ReplayOutcome::StillQuarantined as i32;
-                result.reason = q.reason() as i32;
-                result.violations = q
-                    .violations
-                    .iter()
-                    .map(|v| pb::QuarantineViolation {
-                        reason: v.reason as i32,
-                        field: v.field.clone(),
-                        description: v.detail.clone(),
-                        ..Default::default()
-                    })
-                    .collect();
-            }
-            Outcome::Duplicate => {
-                response.duplicate_count += 1;
-                result.outcome = pb::ReplayOutcome::Duplicate as i32;
-            }
-            Outcome::NotFound => {
-                result.outcome = pb::ReplayOutcome::NotFound as i32;
-            }
-        }
+        let result = replay_result(tenant, *sequence, outcome, &mut response, &mut reasons);
         if by_name {
             response.results.push(result);
         }
@@ -330,101 +207,72 @@ async fn replay_unkeyed(
         .collect();
     by_reason.sort_by_key(|r| r.reason);
     response.still_quarantined_by_reason = by_reason;
-    Ok(response)
+    response
+}
+
+/// One event's outcome, counted into `response` and `reasons`.
+fn replay_result(
+    tenant: &str,
+    sequence: i64,
+    outcome: &Outcome,
+    response: &mut pb::ReplayQuarantinedResponse,
+    reasons: &mut HashMap<i32, i64>,
+) -> pb::ReplayResult {
+    let mut result = pb::ReplayResult {
+        name: format!("tenants/{tenant}/quarantinedEvents/{sequence}"),
+        ..Default::default()
+    };
+    match outcome {
+        Outcome::Released(clean) => {
+            response.released_count += 1;
+            result.outcome = pb::ReplayOutcome::Released as i32;
+            result.clean_sequence = *clean;
+        }
+        Outcome::StillQuarantined(q) => {
+            response.still_quarantined_count += 1;
+            *reasons.entry(q.reason() as i32).or_default() += 1;
+            result.outcome = pb::ReplayOutcome::StillQuarantined as i32;
+            result.reason = q.reason() as i32;
+            result.violations = q
+                .violations
+                .iter()
+                .map(|v| pb::QuarantineViolation {
+                    reason: v.reason as i32,
+                    field: v.field.clone(),
+                    description: v.detail.clone(),
+                    ..Default::default()
+                })
+                .collect();
+        }
+        Outcome::Duplicate => {
+            response.duplicate_count += 1;
+            result.outcome = pb::ReplayOutcome::Duplicate as i32;
+        }
+        Outcome::NotFound => {
+            result.outcome = pb::ReplayOutcome::NotFound as i32;
+        }
+    }
+    result
 }
 
 /// The request as a plan, validated.
-#[expect(
-    clippy::too_many_lines,
-    reason = "turns each filter and fix of a replay request into the plan and reports every invalid field"
-)]
 fn plan(tenant: &str, req: &pb::ReplayQuarantinedRequest) -> Result<ReplayPlan, GovernanceError> {
-    use pb::replay_quarantined_request::Selection as Sel;
     if req.corrections.len() > MAX_NAMED {
-        return Err(invalid(
+        return Err(GovernanceError::invalid(
             "corrections",
             "TOO_MANY",
             "at most 1,000 corrections",
         ));
     }
     if req.dictionary_version < 0 {
-        return Err(invalid(
+        return Err(GovernanceError::invalid(
             "dictionary_version",
             "INVALID_VERSION",
             "must not be negative",
         ));
     }
-    let selection = match &req.selection {
-        None => {
-            return Err(invalid(
-                "selection",
-                "REQUIRED",
-                "name the events or give a filter",
-            ));
-        }
-        Some(Sel::Names(names)) => {
-            if names.names.is_empty() {
-                return Err(invalid(
-                    "names.names",
-                    "REQUIRED",
-                    "name at least one event",
-                ));
-            }
-            if names.names.len() > MAX_NAMED {
-                return Err(invalid("names.names", "TOO_MANY", "at most 1,000 names"));
-            }
-            let mut sequences = Vec::with_capacity(names.names.len());
-            for (i, name) in names.names.iter().enumerate() {
-                let s = sequence_of(tenant, name, &format!("names.names[{i}]"))?;
-                if !sequences.contains(&s) {
-                    sequences.push(s);
-                }
-            }
-            Selection::Names(sequences)
-        }
-        Some(Sel::Filter(f)) => {
-            let filter = filter_from(Some(f), &[], "filter")?;
-            let max = match i64::from(req.max_events) {
-                n if n < 0 => {
-                    return Err(invalid(
-                        "max_events",
-                        "INVALID_MAX_EVENTS",
-                        "must not be negative",
-                    ));
-                }
-                0 => REPLAY_DEFAULT,
-                n => n.min(REPLAY_MAX),
-            };
-            let after = parse_token(&req.page_token, &filter)?;
-            Selection::Filter { filter, after, max }
-        }
-    };
-    let mut corrections = HashMap::new();
-    for (i, c) in req.corrections.iter().enumerate() {
-        let field = format!("corrections[{i}]");
-        let s = sequence_of(
-            tenant,
-            &c.quarantined_event,
-            &format!("{field}.quarantined_event"),
-        )?;
-        let Some(event) = c.event.clone() else {
-            return Err(invalid(
-                &format!("{field}.event"),
-                "REQUIRED",
-                "the corrected event is required",
-            ));
-        };
-        if let Selection::Names(names) = &selection
-            && !names.contains(&s)
-        {
-            return Err(invalid(
-                &format!("{field}.quarantined_event"),
-                "NOT_SELECTED",
-                "corrects an event that is not among the named ones",
-            ));
-        }
-        corrections.insert(s, event);
-    }
+    let selection = selection(tenant, req)?;
+    let corrections = corrections(tenant, req, &selection)?;
     Ok(ReplayPlan {
         selection,
         corrections,
@@ -433,49 +281,92 @@ fn plan(tenant: &str, req: &pb::ReplayQuarantinedRequest) -> Result<ReplayPlan, 
     })
 }
 
+/// Which events the request replays: named ones, or a page of those a filter matches.
+fn selection(
+    tenant: &str,
+    req: &pb::ReplayQuarantinedRequest,
+) -> Result<Selection, GovernanceError> {
+    use pb::replay_quarantined_request::Selection as Sel;
+    match &req.selection {
+        None => Err(GovernanceError::invalid(
+            "selection",
+            "REQUIRED",
+            "name the events or give a filter",
+        )),
+        Some(Sel::Names(names)) => named(tenant, &names.names),
+        Some(Sel::Filter(f)) => {
+            let filter = filter_from(Some(f), &[], "filter")?;
+            let max = pages::replay_max_events(req.max_events)?;
+            let after = continues_after(&req.page_token, &filter)?;
+            Ok(Selection::Filter { filter, after, max })
+        }
+    }
+}
+
+/// The named events, each once, in the order first named.
+fn named(tenant: &str, names: &[String]) -> Result<Selection, GovernanceError> {
+    if names.is_empty() {
+        return Err(GovernanceError::invalid(
+            "names.names",
+            "REQUIRED",
+            "name at least one event",
+        ));
+    }
+    if names.len() > MAX_NAMED {
+        return Err(GovernanceError::invalid(
+            "names.names",
+            "TOO_MANY",
+            "at most 1,000 names",
+        ));
+    }
+    let mut sequences = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let s = names::quarantined_sequence(tenant, name, &format!("names.names[{i}]"))?;
+        if !sequences.contains(&s) {
+            sequences.push(s);
+        }
+    }
+    Ok(Selection::Names(sequences))
+}
+
+/// The corrected events by raw sequence; with named events, each must correct one of them.
+fn corrections(
+    tenant: &str,
+    req: &pb::ReplayQuarantinedRequest,
+    selection: &Selection,
+) -> Result<HashMap<i64, Event>, GovernanceError> {
+    let mut corrections = HashMap::new();
+    for (i, c) in req.corrections.iter().enumerate() {
+        let field = format!("corrections[{i}]");
+        let s = names::quarantined_sequence(
+            tenant,
+            &c.quarantined_event,
+            &format!("{field}.quarantined_event"),
+        )?;
+        let Some(event) = c.event.clone() else {
+            return Err(GovernanceError::invalid(
+                &format!("{field}.event"),
+                "REQUIRED",
+                "the corrected event is required",
+            ));
+        };
+        if let Selection::Names(names) = selection
+            && !names.contains(&s)
+        {
+            return Err(GovernanceError::invalid(
+                &format!("{field}.quarantined_event"),
+                "NOT_SELECTED",
+                "corrects an event that is not among the named ones",
+            ));
+        }
+        corrections.insert(s, event);
+    }
+    Ok(corrections)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn page_tokens_only_continue_the_filter_they_were_issued_for() {
-        let filter = Filter {
-            source: "pos".into(),
-            states: vec![1],
-            ..Filter::default()
-        };
-        let token = page_token(42, &filter);
-        assert_eq!(parse_token(&token, &filter).ok(), Some(42));
-        assert_eq!(parse_token("", &filter).ok(), Some(0));
-        let other = Filter {
-            source: "crm".into(),
-            ..filter.clone()
-        };
-        assert!(matches!(
-            parse_token(&token, &other),
-            Err(GovernanceError::Invalid(_))
-        ));
-        assert!(matches!(
-            parse_token("not-a-token", &filter),
-            Err(GovernanceError::Invalid(_))
-        ));
-    }
-
-    #[test]
-    fn names_must_belong_to_the_callers_tenant() {
-        assert_eq!(
-            sequence_of("t1", "tenants/t1/quarantinedEvents/7", "names").ok(),
-            Some(7)
-        );
-        for bad in [
-            "tenants/t2/quarantinedEvents/7",
-            "tenants/t1/quarantinedEvents/x",
-            "tenants/t1/quarantinedEvents/0",
-            "7",
-        ] {
-            assert!(sequence_of("t1", bad, "names").is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_replay_needs_exactly_one_bounded_selection() {

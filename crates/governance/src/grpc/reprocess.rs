@@ -1,73 +1,37 @@
 //! `ReprocessRange` and `GetReprocessJob`.
 
-use touchline_error::FieldViolation;
 use touchline_proto::governance::v1 as pb;
 
-use super::dictionary::GovernanceError;
 use crate::domain::clean::{from_timestamp_pb, timestamp_pb};
-use crate::reprocess::{JobSpec, Reprocessor, StartError};
-use crate::store::reprocess::{self as store, JobRow};
-
-/// The longest range one job may cover.
-const MAX_DAYS: i64 = 400;
-
-fn invalid(field: &str, reason: &'static str, description: &str) -> GovernanceError {
-    GovernanceError::Invalid(vec![FieldViolation::new(field, reason, description)])
-}
-
-impl From<StartError> for GovernanceError {
-    fn from(e: StartError) -> Self {
-        match e {
-            StartError::VersionNotFound(v) => Self::NotFound(format!("dictionaryVersions/{v}")),
-            StartError::NotActiveVersion { asked, active } => Self::FailedPrecondition(format!(
-                "APPLY publishes under the active dictionary version {active}, not {asked}: \
-                 publish the version first, or run a dry run \
-                 (应用模式只能使用当前生效的词典版本 {active}：请先发布该版本，或改为试运行)"
-            )),
-            StartError::ApplyRunning(job) => Self::FailedPrecondition(format!(
-                "reprocessJobs/{job} is applying an overlapping range; wait for it to finish \
-                 (任务 {job} 正在应用重叠的时间范围，请待其完成)"
-            )),
-            StartError::Store(e) => Self::Store(e),
-        }
-    }
-}
+use crate::domain::{names, ranges};
+use crate::error::GovernanceError;
+use crate::reprocess::JobSpec;
+use crate::service::Governance;
+use crate::store::reprocess::JobRow;
 
 /// `ReprocessRange`.
 pub async fn start(
-    reprocessor: &Reprocessor,
+    governance: &Governance,
     tenant: &str,
     creator: &str,
     req: &pb::ReprocessRangeRequest,
 ) -> Result<pb::ReprocessRangeResponse, GovernanceError> {
+    let spec = job_spec(creator, req)?;
+    let job = governance.start_reprocess(tenant, spec).await?;
+    Ok(pb::ReprocessRangeResponse {
+        reprocess_job: Some(to_pb(tenant, &job)),
+    })
+}
+
+/// The request as a job, checked.
+fn job_spec(creator: &str, req: &pb::ReprocessRangeRequest) -> Result<JobSpec, GovernanceError> {
     let range = req.received_time.unwrap_or_default();
-    let bound = |ts: Option<&prost_types::Timestamp>, field: &str| {
-        ts.and_then(from_timestamp_pb).ok_or_else(|| {
-            invalid(
-                &format!("received_time.{field}"),
-                "REQUIRED",
-                "both ends of the range are required",
-            )
-        })
-    };
-    let start = bound(range.start_time.as_ref(), "start_time")?;
-    let end = bound(range.end_time.as_ref(), "end_time")?;
-    if end <= start {
-        return Err(invalid(
-            "received_time.end_time",
-            "INVALID_RANGE",
-            "must be after start_time",
-        ));
-    }
-    if end - start > chrono::TimeDelta::days(MAX_DAYS) {
-        return Err(invalid(
-            "received_time",
-            "RANGE_TOO_LONG",
-            "at most 400 days",
-        ));
-    }
+    let (start, end) = ranges::reprocess_range(
+        range.start_time.as_ref().and_then(from_timestamp_pb),
+        range.end_time.as_ref().and_then(from_timestamp_pb),
+    )?;
     if req.dictionary_version < 0 {
-        return Err(invalid(
+        return Err(GovernanceError::invalid(
             "dictionary_version",
             "INVALID_VERSION",
             "must not be negative",
@@ -76,11 +40,21 @@ pub async fn start(
     let apply = match pb::ReprocessMode::try_from(req.mode) {
         Ok(pb::ReprocessMode::Unspecified | pb::ReprocessMode::DryRun) => false,
         Ok(pb::ReprocessMode::Apply) => true,
-        Err(_) => return Err(invalid("mode", "INVALID_MODE", "not a reprocess mode")),
+        Err(_) => {
+            return Err(GovernanceError::invalid(
+                "mode",
+                "INVALID_MODE",
+                "not a reprocess mode",
+            ));
+        }
     };
     let request_id = req.request_id.trim();
     if !request_id.is_empty() && uuid::Uuid::parse_str(request_id).is_err() {
-        return Err(invalid("request_id", "INVALID_REQUEST_ID", "not a UUID"));
+        return Err(GovernanceError::invalid(
+            "request_id",
+            "INVALID_REQUEST_ID",
+            "not a UUID",
+        ));
     }
     let mut sources: Vec<String> = req
         .sources
@@ -90,43 +64,26 @@ pub async fn start(
         .collect();
     sources.sort();
     sources.dedup();
-    let job = reprocessor
-        .start(
-            tenant,
-            JobSpec {
-                start,
-                end,
-                sources,
-                dictionary_version: req.dictionary_version,
-                apply,
-                creator: creator.to_owned(),
-                request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
-            },
-        )
-        .await?;
-    Ok(pb::ReprocessRangeResponse {
-        reprocess_job: Some(to_pb(tenant, &job)),
+    Ok(JobSpec {
+        start,
+        end,
+        sources,
+        dictionary_version: req.dictionary_version,
+        apply,
+        creator: creator.to_owned(),
+        request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
     })
 }
 
 /// `GetReprocessJob`.
 pub async fn get(
-    pool: &sqlx::PgPool,
+    governance: &Governance,
     tenant: &str,
     req: &pb::GetReprocessJobRequest,
 ) -> Result<pb::GetReprocessJobResponse, GovernanceError> {
-    let id = req
-        .name
-        .strip_prefix(&format!("tenants/{tenant}/reprocessJobs/"))
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            invalid(
-                "name",
-                "INVALID_NAME",
-                "expected tenants/{tenant}/reprocessJobs/{reprocess_job}",
-            )
-        })?;
-    let job = store::get(pool, tenant, id, crate::reprocess::ORPHANED_AFTER)
+    let id = names::reprocess_job_id(tenant, &req.name)?;
+    let job = governance
+        .reprocess_job(tenant, id)
         .await?
         .ok_or_else(|| GovernanceError::NotFound(req.name.clone()))?;
     Ok(pb::GetReprocessJobResponse {
