@@ -357,10 +357,14 @@ impl PartitionedLog for CleanLog {
             .map(|record| {
                 let mut event =
                     pb::CleanEvent::decode(record.payload.as_slice()).map_err(|err| {
-                        Status::internal(format!(
-                            "clean record {} is unreadable: {err}",
-                            record.sequence
-                        ))
+                        // The decoder's text stays in the log; the caller learns which
+                        // record, not the store's internals.
+                        tracing::error!(
+                            sequence = record.sequence,
+                            error = %err,
+                            "a stored clean record does not decode"
+                        );
+                        Status::internal(format!("clean record {} is unreadable", record.sequence))
                     })?;
                 event.sequence = record.sequence;
                 event.traceparent = record.traceparent.unwrap_or_default();
