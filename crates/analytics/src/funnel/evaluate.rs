@@ -7,6 +7,7 @@
 use super::definition::{
     Attribution, FunnelError, FunnelEvent, FunnelOrder, MAX_STEPS, MISSING_VALUE, ValidFunnel,
 };
+use super::forward::{self, ForwardScratch};
 use super::sequential::{AttemptPick, SequentialScratch};
 use super::unordered::{UnorderedScratch, step_mask};
 
@@ -59,6 +60,8 @@ impl PersonOutcome {
 #[derive(Debug)]
 pub struct FunnelEvaluator<'f> {
     funnel: &'f ValidFunnel,
+    /// Ordered without exclusions: the forward pass, which gives the same pick for less.
+    forward: Option<ForwardScratch>,
     sequential: SequentialScratch,
     unordered: UnorderedScratch,
     pick: AttemptPick,
@@ -69,6 +72,7 @@ impl<'f> FunnelEvaluator<'f> {
     pub fn new(funnel: &'f ValidFunnel) -> Self {
         Self {
             funnel,
+            forward: forward::applies(funnel).then(ForwardScratch::default),
             sequential: SequentialScratch::default(),
             unordered: UnorderedScratch::default(),
             pick: AttemptPick::default(),
@@ -87,12 +91,13 @@ impl<'f> FunnelEvaluator<'f> {
         out: &mut PersonOutcome,
     ) -> Result<(), FunnelError> {
         self.check(events)?;
-        match self.funnel.definition.order {
-            FunnelOrder::Ordered | FunnelOrder::Strict => {
+        match (&mut self.forward, self.funnel.definition.order) {
+            (Some(forward), _) => forward.evaluate(self.funnel, events, &mut self.pick),
+            (None, FunnelOrder::Ordered | FunnelOrder::Strict) => {
                 self.sequential
                     .evaluate(self.funnel, events, &mut self.pick);
             }
-            FunnelOrder::Unordered => {
+            (None, FunnelOrder::Unordered) => {
                 self.unordered.evaluate(self.funnel, events, &mut self.pick);
             }
         }
