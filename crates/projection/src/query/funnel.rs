@@ -20,11 +20,10 @@ use touchline_analytics::funnel::{
     FunnelEvaluator, FunnelEvent, FunnelOrder, PersonBatch, PersonOutcome, ValidFunnel,
 };
 
-use super::{
-    CompiledScope, Condition, Dimension, Matcher, Plain, PlainRow, Reader, Scope, fill_person,
-};
+use super::{CompiledScope, Condition, Dimension, Matcher, Plain, Reader, Scope};
 use crate::error::ProjectionError;
-use crate::fields::{EventFields, EventVisitor};
+use crate::event::{unpack_seq, unpack_time};
+use crate::fields::{EventFields, EventVisitor, Slices};
 use crate::projection::Projection;
 use crate::timeline::PersonEvents;
 
@@ -74,43 +73,107 @@ struct Compiled<'a> {
     plain: Option<Plain>,
 }
 
+/// A person's events as the funnel reads them, at the front of the worker's buffer.
+#[derive(Clone, Copy, Debug)]
+struct Filled {
+    /// How many events.
+    len: usize,
+    /// The steps any of them matches: a person matching no step that can start an attempt
+    /// is known not to enter without a second look at the events.
+    steps: u32,
+}
+
 impl Compiled<'_> {
-    /// Writes `person`'s events as the funnel reads them to the front of `out` and returns
-    /// how many; `None` when the person is not considered (see [`fill_person`]).
+    /// Writes `person`'s events as the funnel reads them to the front of `out`; `None` when
+    /// the person is not considered (no event in scope).
     #[inline]
-    fn fill(&self, person: &PersonEvents<'_>, out: &mut Vec<FunnelEvent>) -> Option<usize> {
+    fn fill(&self, person: &PersonEvents<'_>, out: &mut Vec<FunnelEvent>) -> Option<Filled> {
         if !self.scope.admits_person(person.person()) {
             return None;
         }
-        let (every_event, steps) = (self.every_event, self.steps);
-        let step_bits = (1u32 << steps) - 1;
-        let row = |row: &PlainRow| {
-            let event = FunnelEvent {
-                time: row.time_ms,
-                seq: row.seq,
-                steps: row.mask & step_bits,
-                exclusions: row.mask >> steps,
-                breakdown: row.column,
-            };
-            (event, row.mask != 0 || every_event)
-        };
-        let general = |out: &mut Vec<FunnelEvent>| {
-            let bound = person.upper_bound();
-            if out.len() < bound {
-                out.resize(bound, FunnelEvent::default());
+        if let (Some(plain), Some((segment, start, end))) = (&self.plain, person.plain_range()) {
+            if out.len() < end - start {
+                out.resize(end - start, FunnelEvent::default());
             }
-            let mut fill = Fill {
-                compiled: self,
-                step_bits,
-                out,
-                len: 0,
-                considered: false,
-            };
-            person.visit(&mut fill);
-            fill.considered.then_some(fill.len)
+            return self.fill_plain(plain, &segment.slices(start, end), out);
+        }
+        let bound = person.upper_bound();
+        if out.len() < bound {
+            out.resize(bound, FunnelEvent::default());
+        }
+        let mut fill = Fill {
+            compiled: self,
+            step_bits: (1u32 << self.steps) - 1,
+            out,
+            len: 0,
+            seen: 0,
+            considered: false,
         };
-        let blank = FunnelEvent::default();
-        fill_person(person, self.plain.as_ref(), out, blank, row, general)
+        person.visit(&mut fill);
+        let filled = Filled {
+            len: fill.len,
+            steps: fill.seen,
+        };
+        fill.considered.then_some(filled)
+    }
+
+    /// The fill of a plain timeline (one untouched segment range) of a [`Plain`] query:
+    /// table lookups and one store per event, without a branch on the data. Every event is
+    /// written and the length only advances past those the funnel sees: whether an event
+    /// matches a step is data, and a branch on it mispredicts often enough to cost as much
+    /// as the rest of the loop.
+    #[inline]
+    fn fill_plain(
+        &self,
+        plain: &Plain,
+        slices: &Slices<'_>,
+        out: &mut [FunnelEvent],
+    ) -> Option<Filled> {
+        let steps = self.steps;
+        let step_bits = (1u32 << steps) - 1;
+        // Strict funnels keep every event; the others only those matching something.
+        let keep_all = usize::from(self.every_event);
+        // No time range is the widest one: stored times are 48-bit, so none reaches the end.
+        let (from_ms, to_ms) = plain
+            .range
+            .map_or((i64::MIN, i64::MAX), |r| (r.from_ms, r.to_ms));
+        let columns = slices
+            .time_low
+            .iter()
+            .zip(slices.time_high)
+            .zip(slices.seq_low.iter().zip(slices.seq_high))
+            .zip(slices.event.iter().zip(slices.touch));
+        let (mut len, mut in_scope_any, mut seen) = (0usize, 0usize, 0u32);
+        for (((&time_low, &time_high), (&seq_low, &seq_high)), (&code, &touch)) in columns {
+            let time = unpack_time(time_low, time_high);
+            let mask = plain.masks.get(usize::from(code)).copied().unwrap_or(0);
+            let column = if plain.by_event {
+                u32::from(code)
+            } else {
+                plain.by_touch.get(usize::from(touch)).copied().unwrap_or(0)
+            };
+            let in_scope = usize::from(from_ms <= time) & usize::from(time < to_ms);
+            let keep = in_scope & (usize::from(mask != 0) | keep_all);
+            let Some(slot) = out.get_mut(len) else {
+                break;
+            };
+            *slot = FunnelEvent {
+                time,
+                seq: unpack_seq(seq_low, seq_high),
+                steps: mask & step_bits,
+                exclusions: mask >> steps,
+                breakdown: column,
+            };
+            len += keep;
+            in_scope_any |= in_scope;
+            // All ones when kept, zero otherwise.
+            seen |= mask & (keep as u32).wrapping_neg();
+        }
+        let filled = Filled {
+            len,
+            steps: seen & step_bits,
+        };
+        (in_scope_any != 0).then_some(filled)
     }
 }
 
@@ -120,6 +183,8 @@ struct Fill<'c, 'a, 'o> {
     step_bits: u32,
     out: &'o mut [FunnelEvent],
     len: usize,
+    /// The steps the kept events match.
+    seen: u32,
     considered: bool,
 }
 
@@ -145,7 +210,10 @@ impl EventVisitor for Fill<'_, '_, '_> {
             exclusions: mask >> compiled.steps,
             breakdown: compiled.breakdown.as_ref().map_or(0, |r| r.read(event)),
         };
-        self.len += usize::from(mask != 0 || compiled.every_event);
+        let keep = mask != 0 || compiled.every_event;
+        self.len += usize::from(keep);
+        // All ones when kept, zero otherwise.
+        self.seen |= mask & self.step_bits & u32::from(keep).wrapping_neg();
     }
 }
 
@@ -241,14 +309,14 @@ impl Projection {
                 events: Vec::new(),
             },
             |worker, person| {
-                let Some(len) = compiled.fill(&person, &mut worker.events) else {
+                let Some(filled) = compiled.fill(&person, &mut worker.events) else {
                     return Ok(());
                 };
-                let events = worker.events.get(..len).unwrap_or_default();
-                if !events.iter().any(|event| event.steps & entry_bits != 0) {
+                if filled.steps & entry_bits == 0 {
                     worker.accumulator.add(person.person(), &not_entered);
                     return Ok(());
                 }
+                let events = worker.events.get(..filled.len).unwrap_or_default();
                 worker.evaluator.evaluate(events, &mut worker.outcome)?;
                 worker.accumulator.add(person.person(), &worker.outcome);
                 Ok::<(), ProjectionError>(())
@@ -292,8 +360,8 @@ impl FunnelColumns {
         self.offsets.push(0);
         let mut person_events = Vec::new();
         partition.for_each_person(&projection.touches, |person| {
-            if let Some(len) = compiled.fill(&person, &mut person_events) {
-                self.events.extend_from_slice(&person_events[..len]);
+            if let Some(filled) = compiled.fill(&person, &mut person_events) {
+                self.events.extend_from_slice(&person_events[..filled.len]);
                 self.person_ids.push(person.person());
                 self.offsets.push(self.events.len());
             }
