@@ -62,6 +62,8 @@ pub struct FunnelEvaluator<'f> {
     funnel: &'f ValidFunnel,
     /// Ordered without exclusions: the forward pass, which gives the same pick for less.
     forward: Option<ForwardScratch>,
+    /// Breakdown codes must be below this (`u32::MAX` without a breakdown).
+    value_count: u32,
     sequential: SequentialScratch,
     unordered: UnorderedScratch,
     pick: AttemptPick,
@@ -73,6 +75,10 @@ impl<'f> FunnelEvaluator<'f> {
         Self {
             funnel,
             forward: forward::applies(funnel).then(ForwardScratch::default),
+            value_count: funnel
+                .definition
+                .breakdown
+                .map_or(u32::MAX, |spec| spec.value_count),
             sequential: SequentialScratch::default(),
             unordered: UnorderedScratch::default(),
             pick: AttemptPick::default(),
@@ -90,15 +96,22 @@ impl<'f> FunnelEvaluator<'f> {
         events: &[FunnelEvent],
         out: &mut PersonOutcome,
     ) -> Result<(), FunnelError> {
-        self.check(events)?;
-        match (&mut self.forward, self.funnel.definition.order) {
-            (Some(forward), _) => forward.evaluate(self.funnel, events, &mut self.pick),
-            (None, FunnelOrder::Ordered | FunnelOrder::Strict) => {
-                self.sequential
-                    .evaluate(self.funnel, events, &mut self.pick);
+        if let Some(forward) = &mut self.forward {
+            check_length(events)?;
+            // The pass checks the input as it goes; on a fault the full check names it.
+            if !forward.evaluate(self.funnel, events, self.value_count, &mut self.pick) {
+                self.check(events)?;
             }
-            (None, FunnelOrder::Unordered) => {
-                self.unordered.evaluate(self.funnel, events, &mut self.pick);
+        } else {
+            self.check(events)?;
+            match self.funnel.definition.order {
+                FunnelOrder::Ordered | FunnelOrder::Strict => {
+                    self.sequential
+                        .evaluate(self.funnel, events, &mut self.pick);
+                }
+                FunnelOrder::Unordered => {
+                    self.unordered.evaluate(self.funnel, events, &mut self.pick);
+                }
             }
         }
         let pick = &self.pick;
@@ -126,16 +139,8 @@ impl<'f> FunnelEvaluator<'f> {
     }
 
     fn check(&self, events: &[FunnelEvent]) -> Result<(), FunnelError> {
-        if events.len() >= u32::MAX as usize {
-            return Err(FunnelError::TooManyEvents {
-                count: events.len(),
-            });
-        }
-        let value_count = self
-            .funnel
-            .definition
-            .breakdown
-            .map_or(u32::MAX, |spec| spec.value_count);
+        check_length(events)?;
+        let value_count = self.value_count;
         let mut previous = (i64::MIN, 0u64);
         for (index, event) in events.iter().enumerate() {
             let key = (event.time, event.seq);
@@ -151,6 +156,16 @@ impl<'f> FunnelEvaluator<'f> {
         }
         Ok(())
     }
+}
+
+/// Event indices are `u32`.
+fn check_length(events: &[FunnelEvent]) -> Result<(), FunnelError> {
+    if events.len() >= u32::MAX as usize {
+        return Err(FunnelError::TooManyEvents {
+            count: events.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Fills `out.values` for a counted person.

@@ -61,20 +61,30 @@ pub(crate) fn applies(funnel: &ValidFunnel) -> bool {
 }
 
 impl ForwardScratch {
-    /// Runs an ordered funnel without exclusions over one person's sorted events.
+    /// Runs an ordered funnel without exclusions over one person's events, checking on the
+    /// way that they are sorted by `(time, seq)` and their breakdown codes are below
+    /// `value_count`; false (and `pick` meaningless) when they are not, so the caller's
+    /// full check names the fault. One pass instead of two.
     pub(crate) fn evaluate(
         &mut self,
         funnel: &ValidFunnel,
         events: &[FunnelEvent],
+        value_count: u32,
         pick: &mut AttemptPick,
-    ) {
+    ) -> bool {
         let steps = funnel.step_count();
         let all_steps = super::unordered::step_mask(steps);
         let window = funnel.definition.window_ms;
         // Slots at or above `reached` have never been used this person: they are set up
         // when first reached instead of being cleared for every person.
         let mut reached = 0usize;
+        let (mut previous_time, mut previous_seq, mut faulty) = (i64::MIN, 0u64, false);
         for (index, event) in (0u32..).zip(events) {
+            // Without branches: faults are rare, and the flag is read once at the end.
+            let unsorted = (event.time < previous_time)
+                | ((event.time == previous_time) & (event.seq < previous_seq));
+            faulty |= unsorted | (event.breakdown >= value_count);
+            (previous_time, previous_seq) = (event.time, event.seq);
             let matched = event.steps & all_steps;
             if matched == 0 {
                 continue;
@@ -96,11 +106,15 @@ impl ForwardScratch {
                 self.arrive(0, attempt, &mut reached);
             }
         }
+        if faulty {
+            return false;
+        }
         pick.furthest = reached;
         pick.counted = reached;
         if let Some(counted) = reached.checked_sub(1).map(|k| self.latest[k]) {
             trail(funnel, events, counted, reached, pick);
         }
+        true
     }
 
     /// Moves the attempt of step index `k` that may advance on an event at `now` to `k + 1`.

@@ -8,7 +8,10 @@ use proptest::prelude::*;
 use super::reference;
 use crate::funnel::forward::ForwardScratch;
 use crate::funnel::sequential::{AttemptPick, SequentialScratch};
-use crate::funnel::{FunnelDefinition, FunnelEvent, FunnelOrder};
+use crate::funnel::{
+    Attribution, BreakdownSpec, FunnelDefinition, FunnelError, FunnelEvaluator, FunnelEvent,
+    FunnelOrder, PersonOutcome,
+};
 
 /// `(step event types, window in seconds)`: few types, so neighbouring steps often share one.
 fn funnel() -> impl Strategy<Value = FunnelDefinition> {
@@ -63,7 +66,7 @@ proptest! {
         let events = build(&definition, &raw);
         let valid = definition.clone().validate().expect("generated funnels are valid");
         let (mut fast, mut general) = (AttemptPick::default(), AttemptPick::default());
-        ForwardScratch::default().evaluate(&valid, &events, &mut fast);
+        prop_assert!(ForwardScratch::default().evaluate(&valid, &events, u32::MAX, &mut fast));
         SequentialScratch::default().evaluate(&valid, &events, &mut general);
         prop_assert_eq!(fast.furthest, general.furthest);
         prop_assert_eq!(fast.counted, general.counted);
@@ -84,10 +87,63 @@ proptest! {
         for raw in &persons {
             let events = build(&definition, raw);
             let (mut again, mut fresh) = (AttemptPick::default(), AttemptPick::default());
-            reused.evaluate(&valid, &events, &mut again);
-            ForwardScratch::default().evaluate(&valid, &events, &mut fresh);
+            prop_assert!(reused.evaluate(&valid, &events, u32::MAX, &mut again));
+            prop_assert!(ForwardScratch::default().evaluate(&valid, &events, u32::MAX, &mut fresh));
             prop_assert_eq!(again.furthest, fresh.furthest);
             prop_assert_eq!(counted_events(&again), counted_events(&fresh));
         }
+    }
+}
+
+/// The first fault of the input in index order, as the evaluator must name it.
+fn naive_fault(events: &[FunnelEvent], value_count: u32) -> Option<FunnelError> {
+    events.iter().enumerate().find_map(|(index, event)| {
+        let unsorted = index > 0 && {
+            let previous = &events[index - 1];
+            (event.time, event.seq) < (previous.time, previous.seq)
+        };
+        if unsorted {
+            Some(FunnelError::UnsortedEvents { index })
+        } else if event.breakdown >= value_count {
+            Some(FunnelError::BreakdownCodeOutOfRange {
+                code: event.breakdown,
+            })
+        } else {
+            None
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// The forward pass checks its input on the way; the evaluator must still refuse
+    /// exactly what the full check refuses, naming the first fault.
+    #[test]
+    fn faulty_input_is_refused_as_by_the_full_check(
+        definition in funnel(),
+        raw in prop::collection::vec((0i64..6, 0u32..4, any::<u32>(), 0u32..5), 0..12),
+        shuffle in any::<bool>(),
+    ) {
+        let definition = FunnelDefinition {
+            breakdown: Some(BreakdownSpec {
+                attribution: Attribution::FirstTouch,
+                value_count: 4,
+            }),
+            ..definition
+        };
+        let plain: Vec<(i64, u32, u32)> = raw.iter().map(|&(t, k, f, _)| (t, k, f)).collect();
+        let mut events = build(&definition, &plain);
+        for (event, &(_, _, _, code)) in events.iter_mut().zip(&raw) {
+            // Mostly valid codes, a fault one time in five.
+            event.breakdown = code;
+        }
+        if shuffle {
+            events.reverse();
+        }
+        let valid = definition.validate().expect("generated funnels are valid");
+        let mut outcome = PersonOutcome::default();
+        let result = FunnelEvaluator::new(&valid).evaluate(&events, &mut outcome);
+        prop_assert_eq!(result.err(), naive_fault(&events, 4));
     }
 }
