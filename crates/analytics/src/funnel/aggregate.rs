@@ -49,16 +49,27 @@ impl StepStats {
         }
     }
 
-    fn merge(&mut self, other: &StepStats) {
+    fn merge(&mut self, other: StepStats) {
         for (mine, theirs) in self.ended_at.iter_mut().zip(&other.ended_at) {
             *mine += theirs;
         }
-        for (mine, theirs) in self.from_previous.iter_mut().zip(&other.from_previous) {
-            mine.extend_from_slice(theirs);
+        for (mine, theirs) in self.from_previous.iter_mut().zip(other.from_previous) {
+            // Merging into an empty side (the first partition, always) takes the samples
+            // instead of copying them: the same order, without megabytes copied serially.
+            if mine.is_empty() {
+                *mine = theirs;
+            } else {
+                mine.extend_from_slice(&theirs);
+            }
         }
         for (mine, theirs) in self.from_start_sum.iter_mut().zip(&other.from_start_sum) {
             *mine += theirs;
         }
+    }
+
+    /// Whether any person counts here.
+    fn has_persons(&self) -> bool {
+        self.ended_at.iter().any(|&n| n > 0)
     }
 
     /// `count(k)` for every step: persons whose furthest step is at least k.
@@ -72,26 +83,31 @@ impl StepStats {
 
     /// The per-step figures, as the contract's step results carry them.
     pub fn summarize(&self) -> Vec<StepSummary> {
+        self.clone().into_summary()
+    }
+
+    /// [`StepStats::summarize`], reordering the samples in place for the medians instead of
+    /// copying them first.
+    fn into_summary(mut self) -> Vec<StepSummary> {
         let counts = self.counts();
         let first = counts.first().copied().unwrap_or(0);
-        let mut scratch = Vec::new();
         (0..counts.len())
             .map(|k| {
                 let count = counts[k];
                 let previous = if k == 0 { count } else { counts[k - 1] };
-                let samples = &self.from_previous[k];
-                scratch.clear();
-                scratch.extend_from_slice(samples);
+                let samples = &mut self.from_previous[k];
                 let n = samples.len() as f64;
+                // The mean first: a float sum depends on the order the median changes.
+                let mean_conversion_ms = (!samples.is_empty())
+                    .then(|| samples.iter().map(|&s| s as f64).sum::<f64>() / n);
                 StepSummary {
                     step: k + 1,
                     count,
                     drop_off: previous - count,
                     overall_conversion_rate: ratio(count, first),
                     step_conversion_rate: ratio(count, previous),
-                    mean_conversion_ms: (!samples.is_empty())
-                        .then(|| samples.iter().map(|&s| s as f64).sum::<f64>() / n),
-                    median_conversion_ms: lower_median(&mut scratch),
+                    mean_conversion_ms,
+                    median_conversion_ms: lower_median(samples),
                     mean_from_start_ms: (!samples.is_empty())
                         .then(|| self.from_start_sum[k] as f64 / n),
                 }
@@ -218,8 +234,8 @@ impl FunnelAccumulator {
 
     /// Folds another partition's counts into this one.
     pub fn merge(&mut self, other: FunnelAccumulator) {
-        self.overall.merge(&other.overall);
-        for (value, stats) in other.rows() {
+        self.overall.merge(other.overall);
+        for (value, stats) in rows(other.dense, other.sparse) {
             self.row(value).merge(stats);
         }
         self.considered += other.considered;
@@ -246,14 +262,6 @@ impl FunnelAccumulator {
         }
     }
 
-    /// Every breakdown row with persons, by ascending code.
-    fn rows(&self) -> impl Iterator<Item = (u32, &StepStats)> {
-        let dense = (0u32..)
-            .zip(&self.dense)
-            .filter(|(_, stats)| stats.ended_at.iter().any(|&n| n > 0));
-        dense.chain(self.sparse.iter().map(|(value, stats)| (*value, stats)))
-    }
-
     /// The overall statistics so far.
     pub fn overall(&self) -> &StepStats {
         &self.overall
@@ -274,35 +282,52 @@ impl FunnelAccumulator {
         top: usize,
         tie_break: impl Fn(&u32, &u32) -> std::cmp::Ordering,
     ) -> (FunnelReport, Option<PersonIndex>) {
-        let mut rows: Vec<(u64, u32, &StepStats)> = self
-            .rows()
+        let FunnelAccumulator {
+            steps,
+            overall,
+            dense,
+            sparse,
+            considered,
+            excluded,
+            persons,
+        } = self;
+        let mut rows: Vec<(u64, u32, StepStats)> = rows(dense, sparse)
             .map(|(value, stats)| (stats.counts().first().copied().unwrap_or(0), value, stats))
             .collect();
         rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| tie_break(&a.1, &b.1)));
         let omitted_values = rows.len().saturating_sub(top);
+        let folded = rows.split_off(top.min(rows.len()));
         let other = (omitted_values > 0).then(|| {
-            let mut folded = StepStats::new(self.steps);
-            for (_, _, stats) in &rows[top..] {
-                folded.merge(stats);
+            let mut other = StepStats::new(steps);
+            for (_, _, stats) in folded {
+                other.merge(stats);
             }
-            folded.summarize()
+            other.into_summary()
         });
         let breakdown = rows
-            .iter()
-            .take(top)
+            .into_iter()
             .map(|(_, value, stats)| BreakdownRow {
-                value: *value,
-                steps: stats.summarize(),
+                value,
+                steps: stats.into_summary(),
             })
             .collect();
         let report = FunnelReport {
-            overall: self.overall.summarize(),
+            overall: overall.into_summary(),
             breakdown,
             other,
             omitted_values,
-            persons_considered: self.considered,
-            persons_excluded: self.excluded,
+            persons_considered: considered,
+            persons_excluded: excluded,
         };
-        (report, self.persons.map(PersonLog::into_index))
+        (report, persons.map(PersonLog::into_index))
     }
+}
+
+/// Every breakdown row with persons, by ascending code.
+fn rows(
+    dense: Vec<StepStats>,
+    sparse: BTreeMap<u32, StepStats>,
+) -> impl Iterator<Item = (u32, StepStats)> {
+    let dense = (0u32..).zip(dense).filter(|(_, stats)| stats.has_persons());
+    dense.chain(sparse)
 }
