@@ -129,14 +129,35 @@ impl Compiled<'_> {
         slices: &Slices<'_>,
         out: &mut [FunnelEvent],
     ) -> Option<Filled> {
+        // One loop per shape, so that each keeps only what it needs in registers.
+        let (len, seen, considered) = match (plain.range, plain.by_event) {
+            (None, false) => self.fill_rows::<false, false>(plain, slices, out),
+            (None, true) => self.fill_rows::<false, true>(plain, slices, out),
+            (Some(_), false) => self.fill_rows::<true, false>(plain, slices, out),
+            (Some(_), true) => self.fill_rows::<true, true>(plain, slices, out),
+        };
+        let filled = Filled {
+            len,
+            steps: seen & ((1u32 << self.steps) - 1),
+        };
+        considered.then_some(filled)
+    }
+
+    /// The loop of [`Compiled::fill_plain`]: `RANGED` when the scope has a time range,
+    /// `BY_EVENT` when the breakdown is the event itself. Returns the length, the OR of the
+    /// kept events' masks, and whether any event was in scope.
+    #[inline(always)]
+    fn fill_rows<const RANGED: bool, const BY_EVENT: bool>(
+        &self,
+        plain: &Plain,
+        slices: &Slices<'_>,
+        out: &mut [FunnelEvent],
+    ) -> (usize, u32, bool) {
         let steps = self.steps;
         let step_bits = (1u32 << steps) - 1;
         // Strict funnels keep every event; the others only those matching something.
         let keep_all = usize::from(self.every_event);
-        // No time range is the widest one: stored times are 48-bit, so none reaches the end.
-        let (from_ms, to_ms) = plain
-            .range
-            .map_or((i64::MIN, i64::MAX), |r| (r.from_ms, r.to_ms));
+        let (from_ms, to_ms) = plain.range.map_or((0, 0), |r| (r.from_ms, r.to_ms));
         let columns = slices
             .time_low
             .iter()
@@ -147,12 +168,16 @@ impl Compiled<'_> {
         for (((&time_low, &time_high), (&seq_low, &seq_high)), (&code, &touch)) in columns {
             let time = unpack_time(time_low, time_high);
             let mask = plain.masks.get(usize::from(code)).copied().unwrap_or(0);
-            let column = if plain.by_event {
+            let column = if BY_EVENT {
                 u32::from(code)
             } else {
                 plain.by_touch.get(usize::from(touch)).copied().unwrap_or(0)
             };
-            let in_scope = usize::from(from_ms <= time) & usize::from(time < to_ms);
+            let in_scope = if RANGED {
+                usize::from(from_ms <= time) & usize::from(time < to_ms)
+            } else {
+                1
+            };
             let keep = in_scope & (usize::from(mask != 0) | keep_all);
             let Some(slot) = out.get_mut(len) else {
                 break;
@@ -169,11 +194,7 @@ impl Compiled<'_> {
             // All ones when kept, zero otherwise.
             seen |= mask & (keep as u32).wrapping_neg();
         }
-        let filled = Filled {
-            len,
-            steps: seen & step_bits,
-        };
-        (in_scope_any != 0).then_some(filled)
+        (len, seen, in_scope_any != 0)
     }
 }
 
