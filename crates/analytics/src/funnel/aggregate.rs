@@ -1,15 +1,17 @@
 //! Counting persons into steps, mergeable across partitions, and the per-step summaries.
 //!
 //! Memory per query: for every counted person and every step past the first they reached,
-//! one `i64` (milliseconds from the previous step) in the overall statistics and one more per
-//! breakdown row they count under — medians need every value, and keeping them raw is what
-//! makes partitions mergeable exactly. A 4-step funnel over a million persons who each reach
-//! two steps on average keeps about 16 MB with a breakdown.
+//! one sample (milliseconds from the previous step; 4 bytes with windows up to 49 days, else
+//! 8, see [`Samples`]) in the overall statistics and one more per breakdown row they count
+//! under — medians need every value, and keeping them raw is what makes partitions mergeable
+//! exactly. A 4-step funnel over a million persons who each reach two steps on average keeps
+//! about 8 MB with a breakdown (16 MB with a window over 49 days).
 
 use std::collections::BTreeMap;
 
 use super::evaluate::{PersonOutcome, PersonStatus};
 use super::persons::{PersonIndex, PersonLog};
+use super::samples::Samples;
 
 /// Breakdown codes below this are counted in a vector indexed by code.
 const DENSE_CODES: usize = 1_024;
@@ -20,7 +22,7 @@ pub struct StepStats {
     /// Persons whose furthest step is exactly `k + 1`.
     ended_at: Vec<u64>,
     /// Per step index k ≥ 1: time from the step-k event to the step-(k+1) event, in ms.
-    from_previous: Vec<Vec<i64>>,
+    from_previous: Vec<Samples>,
     /// Per step index: sum of the times from the step-1 event, in ms.
     from_start_sum: Vec<i128>,
 }
@@ -29,7 +31,7 @@ impl StepStats {
     fn new(steps: usize) -> Self {
         Self {
             ended_at: vec![0; steps],
-            from_previous: vec![Vec::new(); steps],
+            from_previous: vec![Samples::default(); steps],
             from_start_sum: vec![0; steps],
         }
     }
@@ -56,11 +58,7 @@ impl StepStats {
         for (mine, theirs) in self.from_previous.iter_mut().zip(other.from_previous) {
             // Merging into an empty side (the first partition, always) takes the samples
             // instead of copying them: the same order, without megabytes copied serially.
-            if mine.is_empty() {
-                *mine = theirs;
-            } else {
-                mine.extend_from_slice(&theirs);
-            }
+            mine.append(theirs);
         }
         for (mine, theirs) in self.from_start_sum.iter_mut().zip(&other.from_start_sum) {
             *mine += theirs;
@@ -98,8 +96,7 @@ impl StepStats {
                 let samples = &mut self.from_previous[k];
                 let n = samples.len() as f64;
                 // The mean first: a float sum depends on the order the median changes.
-                let mean_conversion_ms = (!samples.is_empty())
-                    .then(|| samples.iter().map(|&s| s as f64).sum::<f64>() / n);
+                let mean_conversion_ms = (!samples.is_empty()).then(|| samples.sum_f64() / n);
                 StepSummary {
                     step: k + 1,
                     count,
@@ -107,7 +104,7 @@ impl StepStats {
                     overall_conversion_rate: ratio(count, first),
                     step_conversion_rate: ratio(count, previous),
                     mean_conversion_ms,
-                    median_conversion_ms: lower_median(samples),
+                    median_conversion_ms: samples.lower_median(),
                     mean_from_start_ms: (!samples.is_empty())
                         .then(|| self.from_start_sum[k] as f64 / n),
                 }
@@ -122,16 +119,6 @@ fn ratio(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 / whole as f64
     }
-}
-
-/// The lower middle value (the contract's median for an even count).
-fn lower_median(values: &mut [i64]) -> Option<i64> {
-    if values.is_empty() {
-        return None;
-    }
-    let middle = (values.len() - 1) / 2;
-    let (_, median, _) = values.select_nth_unstable(middle);
-    Some(*median)
 }
 
 /// One step's figures.

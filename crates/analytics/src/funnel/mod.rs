@@ -65,10 +65,11 @@
 //!
 //! Ordered and strict funnels are one pass per person, O(events × steps), allocation-free
 //! with the evaluator's reused buffers; ordered funnels without exclusions, the common case,
-//! take a lighter pass that keeps at most two attempts per step. Unordered funnels are O(attempts × events in window ×
-//! steps²) at worst. Memory for the figures: one `i64` per counted person and step past the
-//! first, per row they count in (see [`StepStats`]); the person index adds about 48 bytes per
-//! counted person.
+//! take a lighter pass that keeps at most two attempts per step. Unordered funnels are
+//! O(attempts × events in window × steps²) at worst. Memory for the figures: one sample (4
+//! bytes with windows up to 49 days, else 8) per counted person and step past the first, per
+//! row they count in (see [`StepStats`]); the person index adds about 48 bytes per counted
+//! person.
 
 mod aggregate;
 mod definition;
@@ -76,6 +77,7 @@ mod evaluate;
 mod forward;
 mod parallel;
 mod persons;
+mod samples;
 mod sequential;
 mod unordered;
 
