@@ -71,6 +71,9 @@ struct Compiled<'a> {
     every_event: bool,
     /// The common case as lookup tables, when it applies.
     plain: Option<Plain>,
+    /// Per event code of a plain query, its steps (low half) and exclusions (high half): one
+    /// load for both, where splitting the condition mask took a shift by a variable.
+    plain_codes: Vec<u64>,
 }
 
 /// A person's events as the funnel reads them, at the front of the worker's buffer.
@@ -153,8 +156,6 @@ impl Compiled<'_> {
         slices: &Slices<'_>,
         out: &mut [FunnelEvent],
     ) -> (usize, u32, bool) {
-        let steps = self.steps;
-        let step_bits = (1u32 << steps) - 1;
         // Strict funnels keep every event; the others only those matching something.
         let keep_all = usize::from(self.every_event);
         let (from_ms, to_ms) = plain.range.map_or((0, 0), |r| (r.from_ms, r.to_ms));
@@ -167,7 +168,11 @@ impl Compiled<'_> {
         let (mut len, mut in_scope_any, mut seen) = (0usize, 0usize, 0u32);
         for (((&time_low, &time_high), (&seq_low, &seq_high)), (&code, &touch)) in columns {
             let time = unpack_time(time_low, time_high);
-            let mask = plain.masks.get(usize::from(code)).copied().unwrap_or(0);
+            let codes = self
+                .plain_codes
+                .get(usize::from(code))
+                .copied()
+                .unwrap_or(0);
             let column = if BY_EVENT {
                 u32::from(code)
             } else {
@@ -178,21 +183,21 @@ impl Compiled<'_> {
             } else {
                 1
             };
-            let keep = in_scope & (usize::from(mask != 0) | keep_all);
+            let keep = in_scope & (usize::from(codes != 0) | keep_all);
             let Some(slot) = out.get_mut(len) else {
                 break;
             };
             *slot = FunnelEvent {
                 time,
                 seq: unpack_seq(seq_low, seq_high),
-                steps: mask & step_bits,
-                exclusions: mask >> steps,
+                steps: codes as u32,
+                exclusions: (codes >> 32) as u32,
                 breakdown: column,
             };
             len += keep;
             in_scope_any |= in_scope;
             // All ones when kept, zero otherwise.
-            seen |= mask & (keep as u32).wrapping_neg();
+            seen |= (codes as u32) & (keep as u32).wrapping_neg();
         }
         (len, seen, in_scope_any != 0)
     }
@@ -291,8 +296,12 @@ impl Projection {
             Some(breakdown) => Some(self.reader(breakdown.dimension)?),
             None => None,
         };
+        let plain = Plain::new(self, &matcher, &scope, breakdown.as_ref());
         Ok(Compiled {
-            plain: Plain::new(self, &matcher, &scope, breakdown.as_ref()),
+            plain_codes: plain.as_ref().map_or_else(Vec::new, |plain| {
+                split_masks(&plain.masks, spec.steps.len())
+            }),
+            plain,
             matcher,
             steps: spec.steps.len(),
             breakdown,
@@ -398,4 +407,14 @@ impl FunnelColumns {
             events: &self.events,
         }
     }
+}
+
+/// Splits each event code's condition mask into its steps (low half) and exclusions (high
+/// half), for [`Compiled::fill_rows`].
+fn split_masks(masks: &[u32], steps: usize) -> Vec<u64> {
+    let step_bits = (1u32 << steps) - 1;
+    masks
+        .iter()
+        .map(|&mask| u64::from(mask & step_bits) | (u64::from(mask >> steps) << 32))
+        .collect()
 }
