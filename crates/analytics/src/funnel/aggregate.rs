@@ -51,6 +51,27 @@ impl StepStats {
         }
     }
 
+    /// [`StepStats::add`] to two sets at once.
+    fn add_to_both(one: &mut StepStats, other: &mut StepStats, reached: usize, times: &[i64]) {
+        let Some(k) = reached.checked_sub(1) else {
+            return;
+        };
+        let (Some(mine), Some(theirs)) = (one.ended_at.get_mut(k), other.ended_at.get_mut(k))
+        else {
+            return;
+        };
+        *mine += 1;
+        *theirs += 1;
+        let first = times.first().copied().unwrap_or(0);
+        for k in 1..reached.min(times.len()) {
+            let (gap, from_start) = (times[k] - times[k - 1], i128::from(times[k] - first));
+            one.from_previous[k].push(gap);
+            one.from_start_sum[k] += from_start;
+            other.from_previous[k].push(gap);
+            other.from_start_sum[k] += from_start;
+        }
+    }
+
     fn merge(&mut self, other: StepStats) {
         for (mine, theirs) in self.ended_at.iter_mut().zip(&other.ended_at) {
             *mine += theirs;
@@ -210,9 +231,16 @@ impl FunnelAccumulator {
         }
         let reached = outcome.counted_steps();
         let times = outcome.counted_step_times();
-        self.overall.add(reached, times);
-        for value in &outcome.values {
-            self.row(*value).add(reached, times);
+        if let [value] = outcome.values[..] {
+            // One row, as with every attribution but all_events: one walk over the steps
+            // fills the overall statistics and the row's.
+            let row = row_of(&mut self.dense, &mut self.sparse, self.steps, value);
+            StepStats::add_to_both(&mut self.overall, row, reached, times);
+        } else {
+            self.overall.add(reached, times);
+            for value in &outcome.values {
+                self.row(*value).add(reached, times);
+            }
         }
         if let Some(log) = &mut self.persons {
             log.record(person, outcome);
@@ -234,19 +262,7 @@ impl FunnelAccumulator {
 
     /// The statistics of one breakdown code, created empty on first use.
     fn row(&mut self, value: u32) -> &mut StepStats {
-        let steps = self.steps;
-        match usize::try_from(value) {
-            Ok(index) if index < DENSE_CODES => {
-                if self.dense.len() <= index {
-                    self.dense.resize_with(index + 1, || StepStats::new(steps));
-                }
-                &mut self.dense[index]
-            }
-            _ => self
-                .sparse
-                .entry(value)
-                .or_insert_with(|| StepStats::new(steps)),
-        }
+        row_of(&mut self.dense, &mut self.sparse, self.steps, value)
     }
 
     /// The overall statistics so far.
@@ -307,6 +323,25 @@ impl FunnelAccumulator {
             persons_excluded: excluded,
         };
         (report, persons.map(PersonLog::into_index))
+    }
+}
+
+/// The statistics of one breakdown code, created empty on first use (a free function so
+/// that the overall statistics stay borrowable alongside).
+fn row_of<'a>(
+    dense: &'a mut Vec<StepStats>,
+    sparse: &'a mut BTreeMap<u32, StepStats>,
+    steps: usize,
+    value: u32,
+) -> &'a mut StepStats {
+    match usize::try_from(value) {
+        Ok(index) if index < DENSE_CODES => {
+            if dense.len() <= index {
+                dense.resize_with(index + 1, || StepStats::new(steps));
+            }
+            &mut dense[index]
+        }
+        _ => sparse.entry(value).or_insert_with(|| StepStats::new(steps)),
     }
 }
 
