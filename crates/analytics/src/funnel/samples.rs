@@ -98,7 +98,20 @@ impl Samples {
     /// The sum of the values as `f64`, added in order (a float sum depends on the order).
     pub(crate) fn sum_f64(&self) -> f64 {
         match self {
-            Samples::Narrow(values) => values.iter().map(|&v| f64::from(v)).sum(),
+            Samples::Narrow(values) => {
+                // Non-negative integers whose total is below 2^53 add up exactly in `f64` in
+                // any order, so the integer sum (which vectorises; the float sum waits on each
+                // addition, serially at the end of a query) is the same number. Fewer than
+                // 2^32 values cannot overflow a `u64`; an empty float sum is −0.0, kept so.
+                let exact = u64::try_from(values.len())
+                    .is_ok_and(|n| (1..1 << 32).contains(&n))
+                    .then(|| values.iter().map(|&v| u64::from(v)).sum::<u64>())
+                    .filter(|&total| total < 1 << f64::MANTISSA_DIGITS);
+                match exact {
+                    Some(total) => total as f64,
+                    None => values.iter().map(|&v| f64::from(v)).sum(),
+                }
+            }
             Samples::Wide(values) => values.iter().map(|&v| v as f64).sum(),
         }
     }
