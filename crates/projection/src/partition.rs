@@ -186,8 +186,14 @@ impl Partition {
                 (None, Some(person)) => (person, None),
                 (None, None) => break,
             };
+            // A person's delta rows are few and next to each other: a scan reads them in
+            // order, where a binary search over the rest of the delta missed the cache.
             let end = if in_delta == Some(person) {
-                next + delta[next..].partition_point(|row| row.person == person)
+                let rest = &delta[next..];
+                next + rest
+                    .iter()
+                    .position(|row| row.person != person)
+                    .unwrap_or(rest.len())
             } else {
                 next
             };
