@@ -54,19 +54,23 @@ impl Samples {
             .chain(wide.iter().copied())
     }
 
-    #[inline]
+    /// Adds a value; inlined into the per-person loop, with the rare widening out of line.
+    #[inline(always)]
     pub(crate) fn push(&mut self, value: i64) {
         match self {
             Samples::Narrow(values) => match u32::try_from(value) {
                 Ok(narrow) => values.push(narrow),
-                Err(_) => {
-                    let mut wide = self.widened();
-                    wide.push(value);
-                    *self = Samples::Wide(wide);
-                }
+                Err(_) => self.push_wide(value),
             },
             Samples::Wide(values) => values.push(value),
         }
+    }
+
+    #[cold]
+    fn push_wide(&mut self, value: i64) {
+        let mut wide = self.widened();
+        wide.push(value);
+        *self = Samples::Wide(wide);
     }
 
     /// The values as `i64`, taken out of `self`.
