@@ -171,51 +171,41 @@ impl Partition {
         mut visit: impl FnMut(PersonEvents<'a>),
     ) {
         let delta = &self.delta[..];
-        let run_end = |start: usize| {
-            let person = delta[start].person;
-            start + delta[start..].partition_point(|row| row.person == person)
-        };
-        let mut next = 0;
-        for index in 0..self.main.persons() {
-            let key = self.main.key(index);
-            while next < delta.len() && delta[next].person < key {
-                let end = run_end(next);
-                let person = delta[next].person;
-                visit(PersonEvents::new(
-                    person,
-                    &self.main,
-                    None,
-                    &delta[next..end],
-                    touches,
-                ));
-                next = end;
-            }
-            let end = if next < delta.len() && delta[next].person == key {
-                run_end(next)
+        let persons = self.main.persons();
+        let (mut index, mut next) = (0, 0);
+        // One call site for `visit`, so it is inlined here: through a call, the timeline's
+        // fields were stored one by one and read back as a block, a stall per person.
+        loop {
+            // The next person is the smaller of the segment's next key and the delta's next
+            // person; a person in both comes from the segment, with their delta rows.
+            let key = (index < persons).then(|| self.main.key(index));
+            let in_delta = delta.get(next).map(|row| row.person);
+            let (person, main) = match (key, in_delta) {
+                (Some(key), Some(person)) if person < key => (person, None),
+                (Some(key), _) => (key, Some(index)),
+                (None, Some(person)) => (person, None),
+                (None, None) => break,
+            };
+            // A person's delta rows are few and next to each other: a scan reads them in
+            // order, where a binary search over the rest of the delta missed the cache.
+            let end = if in_delta == Some(person) {
+                let rest = &delta[next..];
+                next + rest
+                    .iter()
+                    .position(|row| row.person != person)
+                    .unwrap_or(rest.len())
             } else {
                 next
             };
-            let own = &delta[next..end];
-            visit(PersonEvents::new(
-                key,
-                &self.main,
-                Some(index),
-                own,
-                touches,
-            ));
-            next = end;
-        }
-        while next < delta.len() {
-            let end = run_end(next);
-            let person = delta[next].person;
             visit(PersonEvents::new(
                 person,
                 &self.main,
-                None,
+                main,
                 &delta[next..end],
                 touches,
             ));
             next = end;
+            index += usize::from(main.is_some());
         }
     }
 

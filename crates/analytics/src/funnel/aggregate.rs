@@ -1,15 +1,17 @@
 //! Counting persons into steps, mergeable across partitions, and the per-step summaries.
 //!
 //! Memory per query: for every counted person and every step past the first they reached,
-//! one `i64` (milliseconds from the previous step) in the overall statistics and one more per
-//! breakdown row they count under — medians need every value, and keeping them raw is what
-//! makes partitions mergeable exactly. A 4-step funnel over a million persons who each reach
-//! two steps on average keeps about 16 MB with a breakdown.
+//! one sample (milliseconds from the previous step; 4 bytes with windows up to 49 days, else
+//! 8, see [`Samples`]) in the overall statistics and one more per breakdown row they count
+//! under — medians need every value, and keeping them raw is what makes partitions mergeable
+//! exactly. A 4-step funnel over a million persons who each reach two steps on average keeps
+//! about 8 MB with a breakdown (16 MB with a window over 49 days).
 
 use std::collections::BTreeMap;
 
 use super::evaluate::{PersonOutcome, PersonStatus};
 use super::persons::{PersonIndex, PersonLog};
+use super::samples::Samples;
 
 /// Breakdown codes below this are counted in a vector indexed by code.
 const DENSE_CODES: usize = 1_024;
@@ -20,7 +22,7 @@ pub struct StepStats {
     /// Persons whose furthest step is exactly `k + 1`.
     ended_at: Vec<u64>,
     /// Per step index k ≥ 1: time from the step-k event to the step-(k+1) event, in ms.
-    from_previous: Vec<Vec<i64>>,
+    from_previous: Vec<Samples>,
     /// Per step index: sum of the times from the step-1 event, in ms.
     from_start_sum: Vec<i128>,
 }
@@ -29,7 +31,7 @@ impl StepStats {
     fn new(steps: usize) -> Self {
         Self {
             ended_at: vec![0; steps],
-            from_previous: vec![Vec::new(); steps],
+            from_previous: vec![Samples::default(); steps],
             from_start_sum: vec![0; steps],
         }
     }
@@ -49,16 +51,44 @@ impl StepStats {
         }
     }
 
-    fn merge(&mut self, other: &StepStats) {
+    /// [`StepStats::add`] to two sets at once.
+    fn add_to_both(one: &mut StepStats, other: &mut StepStats, reached: usize, times: &[i64]) {
+        let Some(k) = reached.checked_sub(1) else {
+            return;
+        };
+        let (Some(mine), Some(theirs)) = (one.ended_at.get_mut(k), other.ended_at.get_mut(k))
+        else {
+            return;
+        };
+        *mine += 1;
+        *theirs += 1;
+        let first = times.first().copied().unwrap_or(0);
+        for k in 1..reached.min(times.len()) {
+            let (gap, from_start) = (times[k] - times[k - 1], i128::from(times[k] - first));
+            one.from_previous[k].push(gap);
+            one.from_start_sum[k] += from_start;
+            other.from_previous[k].push(gap);
+            other.from_start_sum[k] += from_start;
+        }
+    }
+
+    fn merge(&mut self, other: StepStats) {
         for (mine, theirs) in self.ended_at.iter_mut().zip(&other.ended_at) {
             *mine += theirs;
         }
-        for (mine, theirs) in self.from_previous.iter_mut().zip(&other.from_previous) {
-            mine.extend_from_slice(theirs);
+        for (mine, theirs) in self.from_previous.iter_mut().zip(other.from_previous) {
+            // Merging into an empty side (the first partition, always) takes the samples
+            // instead of copying them: the same order, without megabytes copied serially.
+            mine.append(theirs);
         }
         for (mine, theirs) in self.from_start_sum.iter_mut().zip(&other.from_start_sum) {
             *mine += theirs;
         }
+    }
+
+    /// Whether any person counts here.
+    fn has_persons(&self) -> bool {
+        self.ended_at.iter().any(|&n| n > 0)
     }
 
     /// `count(k)` for every step: persons whose furthest step is at least k.
@@ -72,26 +102,30 @@ impl StepStats {
 
     /// The per-step figures, as the contract's step results carry them.
     pub fn summarize(&self) -> Vec<StepSummary> {
+        self.clone().into_summary()
+    }
+
+    /// [`StepStats::summarize`], reordering the samples in place for the medians instead of
+    /// copying them first.
+    fn into_summary(mut self) -> Vec<StepSummary> {
         let counts = self.counts();
         let first = counts.first().copied().unwrap_or(0);
-        let mut scratch = Vec::new();
         (0..counts.len())
             .map(|k| {
                 let count = counts[k];
                 let previous = if k == 0 { count } else { counts[k - 1] };
-                let samples = &self.from_previous[k];
-                scratch.clear();
-                scratch.extend_from_slice(samples);
+                let samples = &mut self.from_previous[k];
                 let n = samples.len() as f64;
+                // The mean first: a float sum depends on the order the median changes.
+                let mean_conversion_ms = (!samples.is_empty()).then(|| samples.sum_f64() / n);
                 StepSummary {
                     step: k + 1,
                     count,
                     drop_off: previous - count,
                     overall_conversion_rate: ratio(count, first),
                     step_conversion_rate: ratio(count, previous),
-                    mean_conversion_ms: (!samples.is_empty())
-                        .then(|| samples.iter().map(|&s| s as f64).sum::<f64>() / n),
-                    median_conversion_ms: lower_median(&mut scratch),
+                    mean_conversion_ms,
+                    median_conversion_ms: samples.lower_median(),
                     mean_from_start_ms: (!samples.is_empty())
                         .then(|| self.from_start_sum[k] as f64 / n),
                 }
@@ -106,16 +140,6 @@ fn ratio(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 / whole as f64
     }
-}
-
-/// The lower middle value (the contract's median for an even count).
-fn lower_median(values: &mut [i64]) -> Option<i64> {
-    if values.is_empty() {
-        return None;
-    }
-    let middle = (values.len() - 1) / 2;
-    let (_, median, _) = values.select_nth_unstable(middle);
-    Some(*median)
 }
 
 /// One step's figures.
@@ -207,9 +231,16 @@ impl FunnelAccumulator {
         }
         let reached = outcome.counted_steps();
         let times = outcome.counted_step_times();
-        self.overall.add(reached, times);
-        for value in &outcome.values {
-            self.row(*value).add(reached, times);
+        if let [value] = outcome.values[..] {
+            // One row, as with every attribution but all_events: one walk over the steps
+            // fills the overall statistics and the row's.
+            let row = row_of(&mut self.dense, &mut self.sparse, self.steps, value);
+            StepStats::add_to_both(&mut self.overall, row, reached, times);
+        } else {
+            self.overall.add(reached, times);
+            for value in &outcome.values {
+                self.row(*value).add(reached, times);
+            }
         }
         if let Some(log) = &mut self.persons {
             log.record(person, outcome);
@@ -218,8 +249,8 @@ impl FunnelAccumulator {
 
     /// Folds another partition's counts into this one.
     pub fn merge(&mut self, other: FunnelAccumulator) {
-        self.overall.merge(&other.overall);
-        for (value, stats) in other.rows() {
+        self.overall.merge(other.overall);
+        for (value, stats) in rows(other.dense, other.sparse) {
             self.row(value).merge(stats);
         }
         self.considered += other.considered;
@@ -231,27 +262,7 @@ impl FunnelAccumulator {
 
     /// The statistics of one breakdown code, created empty on first use.
     fn row(&mut self, value: u32) -> &mut StepStats {
-        let steps = self.steps;
-        match usize::try_from(value) {
-            Ok(index) if index < DENSE_CODES => {
-                if self.dense.len() <= index {
-                    self.dense.resize_with(index + 1, || StepStats::new(steps));
-                }
-                &mut self.dense[index]
-            }
-            _ => self
-                .sparse
-                .entry(value)
-                .or_insert_with(|| StepStats::new(steps)),
-        }
-    }
-
-    /// Every breakdown row with persons, by ascending code.
-    fn rows(&self) -> impl Iterator<Item = (u32, &StepStats)> {
-        let dense = (0u32..)
-            .zip(&self.dense)
-            .filter(|(_, stats)| stats.ended_at.iter().any(|&n| n > 0));
-        dense.chain(self.sparse.iter().map(|(value, stats)| (*value, stats)))
+        row_of(&mut self.dense, &mut self.sparse, self.steps, value)
     }
 
     /// The overall statistics so far.
@@ -274,35 +285,71 @@ impl FunnelAccumulator {
         top: usize,
         tie_break: impl Fn(&u32, &u32) -> std::cmp::Ordering,
     ) -> (FunnelReport, Option<PersonIndex>) {
-        let mut rows: Vec<(u64, u32, &StepStats)> = self
-            .rows()
+        let FunnelAccumulator {
+            steps,
+            overall,
+            dense,
+            sparse,
+            considered,
+            excluded,
+            persons,
+        } = self;
+        let mut rows: Vec<(u64, u32, StepStats)> = rows(dense, sparse)
             .map(|(value, stats)| (stats.counts().first().copied().unwrap_or(0), value, stats))
             .collect();
         rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| tie_break(&a.1, &b.1)));
         let omitted_values = rows.len().saturating_sub(top);
+        let folded = rows.split_off(top.min(rows.len()));
         let other = (omitted_values > 0).then(|| {
-            let mut folded = StepStats::new(self.steps);
-            for (_, _, stats) in &rows[top..] {
-                folded.merge(stats);
+            let mut other = StepStats::new(steps);
+            for (_, _, stats) in folded {
+                other.merge(stats);
             }
-            folded.summarize()
+            other.into_summary()
         });
         let breakdown = rows
-            .iter()
-            .take(top)
+            .into_iter()
             .map(|(_, value, stats)| BreakdownRow {
-                value: *value,
-                steps: stats.summarize(),
+                value,
+                steps: stats.into_summary(),
             })
             .collect();
         let report = FunnelReport {
-            overall: self.overall.summarize(),
+            overall: overall.into_summary(),
             breakdown,
             other,
             omitted_values,
-            persons_considered: self.considered,
-            persons_excluded: self.excluded,
+            persons_considered: considered,
+            persons_excluded: excluded,
         };
-        (report, self.persons.map(PersonLog::into_index))
+        (report, persons.map(PersonLog::into_index))
     }
+}
+
+/// The statistics of one breakdown code, created empty on first use (a free function so
+/// that the overall statistics stay borrowable alongside).
+fn row_of<'a>(
+    dense: &'a mut Vec<StepStats>,
+    sparse: &'a mut BTreeMap<u32, StepStats>,
+    steps: usize,
+    value: u32,
+) -> &'a mut StepStats {
+    match usize::try_from(value) {
+        Ok(index) if index < DENSE_CODES => {
+            if dense.len() <= index {
+                dense.resize_with(index + 1, || StepStats::new(steps));
+            }
+            &mut dense[index]
+        }
+        _ => sparse.entry(value).or_insert_with(|| StepStats::new(steps)),
+    }
+}
+
+/// Every breakdown row with persons, by ascending code.
+fn rows(
+    dense: Vec<StepStats>,
+    sparse: BTreeMap<u32, StepStats>,
+) -> impl Iterator<Item = (u32, StepStats)> {
+    let dense = (0u32..).zip(dense).filter(|(_, stats)| stats.has_persons());
+    dense.chain(sparse)
 }

@@ -7,6 +7,7 @@
 use super::definition::{
     Attribution, FunnelError, FunnelEvent, FunnelOrder, MAX_STEPS, MISSING_VALUE, ValidFunnel,
 };
+use super::forward::{self, ForwardScratch};
 use super::sequential::{AttemptPick, SequentialScratch};
 use super::unordered::{UnorderedScratch, step_mask};
 
@@ -59,6 +60,10 @@ impl PersonOutcome {
 #[derive(Debug)]
 pub struct FunnelEvaluator<'f> {
     funnel: &'f ValidFunnel,
+    /// Ordered without exclusions: the forward pass, which gives the same pick for less.
+    forward: Option<ForwardScratch>,
+    /// Breakdown codes must be below this (`u32::MAX` without a breakdown).
+    value_count: u32,
     sequential: SequentialScratch,
     unordered: UnorderedScratch,
     pick: AttemptPick,
@@ -69,6 +74,11 @@ impl<'f> FunnelEvaluator<'f> {
     pub fn new(funnel: &'f ValidFunnel) -> Self {
         Self {
             funnel,
+            forward: forward::applies(funnel).then(ForwardScratch::default),
+            value_count: funnel
+                .definition
+                .breakdown
+                .map_or(u32::MAX, |spec| spec.value_count),
             sequential: SequentialScratch::default(),
             unordered: UnorderedScratch::default(),
             pick: AttemptPick::default(),
@@ -86,14 +96,22 @@ impl<'f> FunnelEvaluator<'f> {
         events: &[FunnelEvent],
         out: &mut PersonOutcome,
     ) -> Result<(), FunnelError> {
-        self.check(events)?;
-        match self.funnel.definition.order {
-            FunnelOrder::Ordered | FunnelOrder::Strict => {
-                self.sequential
-                    .evaluate(self.funnel, events, &mut self.pick);
+        if let Some(forward) = &mut self.forward {
+            check_length(events)?;
+            // The pass checks the input as it goes; on a fault the full check names it.
+            if !forward.evaluate(self.funnel, events, self.value_count, &mut self.pick) {
+                self.check(events)?;
             }
-            FunnelOrder::Unordered => {
-                self.unordered.evaluate(self.funnel, events, &mut self.pick);
+        } else {
+            self.check(events)?;
+            match self.funnel.definition.order {
+                FunnelOrder::Ordered | FunnelOrder::Strict => {
+                    self.sequential
+                        .evaluate(self.funnel, events, &mut self.pick);
+                }
+                FunnelOrder::Unordered => {
+                    self.unordered.evaluate(self.funnel, events, &mut self.pick);
+                }
             }
         }
         let pick = &self.pick;
@@ -121,16 +139,8 @@ impl<'f> FunnelEvaluator<'f> {
     }
 
     fn check(&self, events: &[FunnelEvent]) -> Result<(), FunnelError> {
-        if events.len() >= u32::MAX as usize {
-            return Err(FunnelError::TooManyEvents {
-                count: events.len(),
-            });
-        }
-        let value_count = self
-            .funnel
-            .definition
-            .breakdown
-            .map_or(u32::MAX, |spec| spec.value_count);
+        check_length(events)?;
+        let value_count = self.value_count;
         let mut previous = (i64::MIN, 0u64);
         for (index, event) in events.iter().enumerate() {
             let key = (event.time, event.seq);
@@ -146,6 +156,16 @@ impl<'f> FunnelEvaluator<'f> {
         }
         Ok(())
     }
+}
+
+/// Event indices are `u32`.
+fn check_length(events: &[FunnelEvent]) -> Result<(), FunnelError> {
+    if events.len() >= u32::MAX as usize {
+        return Err(FunnelError::TooManyEvents {
+            count: events.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Fills `out.values` for a counted person.

@@ -64,16 +64,20 @@
 //! # Cost
 //!
 //! Ordered and strict funnels are one pass per person, O(events × steps), allocation-free
-//! with the evaluator's reused buffers. Unordered funnels are O(attempts × events in window ×
-//! steps²) at worst. Memory for the figures: one `i64` per counted person and step past the
-//! first, per row they count in (see [`StepStats`]); the person index adds about 48 bytes per
-//! counted person.
+//! with the evaluator's reused buffers; ordered funnels without exclusions, the common case,
+//! take a lighter pass that keeps at most two attempts per step. Unordered funnels are
+//! O(attempts × events in window × steps²) at worst. Memory for the figures: one sample (4
+//! bytes with windows up to 49 days, else 8) per counted person and step past the first, per
+//! row they count in (see [`StepStats`]); the person index adds about 48 bytes per counted
+//! person.
 
 mod aggregate;
 mod definition;
 mod evaluate;
+mod forward;
 mod parallel;
 mod persons;
+mod samples;
 mod sequential;
 mod unordered;
 

@@ -20,11 +20,10 @@ use touchline_analytics::funnel::{
     FunnelEvaluator, FunnelEvent, FunnelOrder, PersonBatch, PersonOutcome, ValidFunnel,
 };
 
-use super::{
-    CompiledScope, Condition, Dimension, Matcher, Plain, PlainRow, Reader, Scope, fill_person,
-};
+use super::{CompiledScope, Condition, Dimension, Matcher, Plain, Reader, Scope};
 use crate::error::ProjectionError;
-use crate::fields::{EventFields, EventVisitor};
+use crate::event::{unpack_seq, unpack_time};
+use crate::fields::{EventFields, EventVisitor, Slices};
 use crate::projection::Projection;
 use crate::timeline::PersonEvents;
 
@@ -72,45 +71,135 @@ struct Compiled<'a> {
     every_event: bool,
     /// The common case as lookup tables, when it applies.
     plain: Option<Plain>,
+    /// Per event code of a plain query, its steps (low half) and exclusions (high half): one
+    /// load for both, where splitting the condition mask took a shift by a variable.
+    plain_codes: Vec<u64>,
+}
+
+/// A person's events as the funnel reads them, at the front of the worker's buffer.
+#[derive(Clone, Copy, Debug)]
+struct Filled {
+    /// How many events.
+    len: usize,
+    /// The steps any of them matches: a person matching no step that can start an attempt
+    /// is known not to enter without a second look at the events.
+    steps: u32,
 }
 
 impl Compiled<'_> {
-    /// Writes `person`'s events as the funnel reads them to the front of `out` and returns
-    /// how many; `None` when the person is not considered (see [`fill_person`]).
+    /// Writes `person`'s events as the funnel reads them to the front of `out`; `None` when
+    /// the person is not considered (no event in scope).
     #[inline]
-    fn fill(&self, person: &PersonEvents<'_>, out: &mut Vec<FunnelEvent>) -> Option<usize> {
+    fn fill(&self, person: &PersonEvents<'_>, out: &mut Vec<FunnelEvent>) -> Option<Filled> {
         if !self.scope.admits_person(person.person()) {
             return None;
         }
-        let (every_event, steps) = (self.every_event, self.steps);
-        let step_bits = (1u32 << steps) - 1;
-        let row = |row: &PlainRow| {
-            let event = FunnelEvent {
-                time: row.time_ms,
-                seq: row.seq,
-                steps: row.mask & step_bits,
-                exclusions: row.mask >> steps,
-                breakdown: row.column,
-            };
-            (event, row.mask != 0 || every_event)
-        };
-        let general = |out: &mut Vec<FunnelEvent>| {
-            let bound = person.upper_bound();
-            if out.len() < bound {
-                out.resize(bound, FunnelEvent::default());
+        if let (Some(plain), Some((segment, start, end))) = (&self.plain, person.plain_range()) {
+            if out.len() < end - start {
+                out.resize(end - start, FunnelEvent::default());
             }
-            let mut fill = Fill {
-                compiled: self,
-                step_bits,
-                out,
-                len: 0,
-                considered: false,
-            };
-            person.visit(&mut fill);
-            fill.considered.then_some(fill.len)
+            return self.fill_plain(plain, &segment.slices(start, end), out);
+        }
+        let bound = person.upper_bound();
+        if out.len() < bound {
+            out.resize(bound, FunnelEvent::default());
+        }
+        let mut fill = Fill {
+            compiled: self,
+            step_bits: (1u32 << self.steps) - 1,
+            out,
+            len: 0,
+            seen: 0,
+            considered: false,
         };
-        let blank = FunnelEvent::default();
-        fill_person(person, self.plain.as_ref(), out, blank, row, general)
+        person.visit(&mut fill);
+        let filled = Filled {
+            len: fill.len,
+            steps: fill.seen,
+        };
+        fill.considered.then_some(filled)
+    }
+
+    /// The fill of a plain timeline (one untouched segment range) of a [`Plain`] query:
+    /// table lookups and one store per event, without a branch on the data. Every event is
+    /// written and the length only advances past those the funnel sees: whether an event
+    /// matches a step is data, and a branch on it mispredicts often enough to cost as much
+    /// as the rest of the loop.
+    #[inline]
+    fn fill_plain(
+        &self,
+        plain: &Plain,
+        slices: &Slices<'_>,
+        out: &mut [FunnelEvent],
+    ) -> Option<Filled> {
+        // One loop per shape, so that each keeps only what it needs in registers.
+        let (len, seen, considered) = match (plain.range, plain.by_event) {
+            (None, false) => self.fill_rows::<false, false>(plain, slices, out),
+            (None, true) => self.fill_rows::<false, true>(plain, slices, out),
+            (Some(_), false) => self.fill_rows::<true, false>(plain, slices, out),
+            (Some(_), true) => self.fill_rows::<true, true>(plain, slices, out),
+        };
+        let filled = Filled {
+            len,
+            steps: seen & ((1u32 << self.steps) - 1),
+        };
+        considered.then_some(filled)
+    }
+
+    /// The loop of [`Compiled::fill_plain`]: `RANGED` when the scope has a time range,
+    /// `BY_EVENT` when the breakdown is the event itself. Returns the length, the OR of the
+    /// kept events' masks, and whether any event was in scope.
+    #[inline(always)]
+    fn fill_rows<const RANGED: bool, const BY_EVENT: bool>(
+        &self,
+        plain: &Plain,
+        slices: &Slices<'_>,
+        out: &mut [FunnelEvent],
+    ) -> (usize, u32, bool) {
+        // Strict funnels keep every event; the others only those matching something.
+        let keep_all = usize::from(self.every_event);
+        let (from_ms, to_ms) = plain.range.map_or((0, 0), |r| (r.from_ms, r.to_ms));
+        let columns = slices
+            .time_low
+            .iter()
+            .zip(slices.time_high)
+            .zip(slices.seq_low.iter().zip(slices.seq_high))
+            .zip(slices.event.iter().zip(slices.touch));
+        let (mut len, mut in_scope_any, mut seen) = (0usize, 0usize, 0u32);
+        for (((&time_low, &time_high), (&seq_low, &seq_high)), (&code, &touch)) in columns {
+            let time = unpack_time(time_low, time_high);
+            let codes = self
+                .plain_codes
+                .get(usize::from(code))
+                .copied()
+                .unwrap_or(0);
+            let column = if BY_EVENT {
+                u32::from(code)
+            } else {
+                plain.by_touch.get(usize::from(touch)).copied().unwrap_or(0)
+            };
+            let in_scope = if RANGED {
+                usize::from(from_ms <= time) & usize::from(time < to_ms)
+            } else {
+                1
+            };
+            let keep = in_scope & (usize::from(codes != 0) | keep_all);
+            let Some(slot) = out.get_mut(len) else {
+                break;
+            };
+            *slot = FunnelEvent {
+                time,
+                seq: unpack_seq(seq_low, seq_high),
+                steps: codes as u32,
+                exclusions: (codes >> 32) as u32,
+                breakdown: column,
+            };
+            len += keep;
+            in_scope_any |= in_scope;
+            // All ones when kept, zero otherwise.
+            seen |= (codes as u32) & (keep as u32).wrapping_neg();
+        }
+        (len, seen, in_scope_any != 0)
     }
 }
 
@@ -120,6 +209,8 @@ struct Fill<'c, 'a, 'o> {
     step_bits: u32,
     out: &'o mut [FunnelEvent],
     len: usize,
+    /// The steps the kept events match.
+    seen: u32,
     considered: bool,
 }
 
@@ -145,7 +236,10 @@ impl EventVisitor for Fill<'_, '_, '_> {
             exclusions: mask >> compiled.steps,
             breakdown: compiled.breakdown.as_ref().map_or(0, |r| r.read(event)),
         };
-        self.len += usize::from(mask != 0 || compiled.every_event);
+        let keep = mask != 0 || compiled.every_event;
+        self.len += usize::from(keep);
+        // All ones when kept, zero otherwise.
+        self.seen |= mask & self.step_bits & u32::from(keep).wrapping_neg();
     }
 }
 
@@ -202,8 +296,12 @@ impl Projection {
             Some(breakdown) => Some(self.reader(breakdown.dimension)?),
             None => None,
         };
+        let plain = Plain::new(self, &matcher, &scope, breakdown.as_ref());
         Ok(Compiled {
-            plain: Plain::new(self, &matcher, &scope, breakdown.as_ref()),
+            plain_codes: plain.as_ref().map_or_else(Vec::new, |plain| {
+                split_masks(&plain.masks, spec.steps.len())
+            }),
+            plain,
             matcher,
             steps: spec.steps.len(),
             breakdown,
@@ -241,14 +339,14 @@ impl Projection {
                 events: Vec::new(),
             },
             |worker, person| {
-                let Some(len) = compiled.fill(&person, &mut worker.events) else {
+                let Some(filled) = compiled.fill(&person, &mut worker.events) else {
                     return Ok(());
                 };
-                let events = worker.events.get(..len).unwrap_or_default();
-                if !events.iter().any(|event| event.steps & entry_bits != 0) {
+                if filled.steps & entry_bits == 0 {
                     worker.accumulator.add(person.person(), &not_entered);
                     return Ok(());
                 }
+                let events = worker.events.get(..filled.len).unwrap_or_default();
                 worker.evaluator.evaluate(events, &mut worker.outcome)?;
                 worker.accumulator.add(person.person(), &worker.outcome);
                 Ok::<(), ProjectionError>(())
@@ -292,8 +390,8 @@ impl FunnelColumns {
         self.offsets.push(0);
         let mut person_events = Vec::new();
         partition.for_each_person(&projection.touches, |person| {
-            if let Some(len) = compiled.fill(&person, &mut person_events) {
-                self.events.extend_from_slice(&person_events[..len]);
+            if let Some(filled) = compiled.fill(&person, &mut person_events) {
+                self.events.extend_from_slice(&person_events[..filled.len]);
                 self.person_ids.push(person.person());
                 self.offsets.push(self.events.len());
             }
@@ -309,4 +407,14 @@ impl FunnelColumns {
             events: &self.events,
         }
     }
+}
+
+/// Splits each event code's condition mask into its steps (low half) and exclusions (high
+/// half), for [`Compiled::fill_rows`].
+fn split_masks(masks: &[u32], steps: usize) -> Vec<u64> {
+    let step_bits = (1u32 << steps) - 1;
+    masks
+        .iter()
+        .map(|&mask| u64::from(mask & step_bits) | (u64::from(mask >> steps) << 32))
+        .collect()
 }

@@ -61,7 +61,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         ),
         (0usize..3, 0usize..4),
         proptest::option::weighted(0.3, (1..=EVENTS, 0usize..4, 0usize..4)),
-        proptest::option::weighted(0.6, (0usize..4, 0usize..4, 0usize..4)),
+        proptest::option::weighted(0.6, (0usize..5, 0usize..4, 0usize..4)),
         (
             proptest::option::weighted(0.3, (0i64..40, 1i64..60)),
             proptest::option::weighted(0.2, 1u8..16),
@@ -171,6 +171,8 @@ fn spec(knobs: &Knobs) -> FunnelSpec {
         Dimension::Property(0),
         Dimension::ChannelTouchpoint,
         Dimension::TouchpointType,
+        // The event itself: the plain fill's other column.
+        Dimension::Event,
     ];
     let breakdown = breakdown.map(|(dimension, attribution, step)| FunnelBreakdown {
         dimension: dimensions[dimension],

@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, reason = "tests")]
 
 mod edges;
+mod forward;
 mod properties;
 mod reference;
 mod scenarios_exclusions;
