@@ -6,8 +6,12 @@
 //! ```text
 //! cargo run --release -p touchline-projection --example projection_bench -- \
 //!     [--seed 42] [--persons 1000000] [--runs 7] [--threads 2] [--partitions 16] [--baseline] \
-//!     [--only funnel|weekly|paths] [--compact]
+//!     [--only funnel|weekly|paths] [--compact] [--csv events.csv]
 //! ```
+//!
+//! With `--csv` it writes the events the queries run on (after the appends and identity
+//! changes) as `person,time,seq,event,channel` (codes; channel 0 is missing), so another
+//! engine can run the same funnel on the same data.
 //!
 //! The data has the shape of the analytics crate's `funnel_bench` (1–19 events a person,
 //! starting on a random day of the first 160, event codes 0–3 the funnel's steps, 7 channels
@@ -84,6 +88,7 @@ struct Options {
     baseline: bool,
     only: Option<String>,
     compact: bool,
+    csv: Option<String>,
 }
 
 fn parse_options() -> Result<Options, Box<dyn Error>> {
@@ -96,6 +101,7 @@ fn parse_options() -> Result<Options, Box<dyn Error>> {
         baseline: false,
         only: None,
         compact: false,
+        csv: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -112,6 +118,7 @@ fn parse_options() -> Result<Options, Box<dyn Error>> {
             "--threads" => options.threads = value.parse::<usize>()?.max(1),
             "--partitions" => options.partitions = value.parse()?,
             "--only" => options.only = Some(value),
+            "--csv" => options.csv = Some(value),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -436,6 +443,32 @@ fn time_funnel(projection: &Projection, options: &Options) {
     }
 }
 
+/// Writes the events the queries read, person by person, as CSV.
+fn write_csv(projection: &Projection, path: &str) -> Result<(), Box<dyn Error>> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "person,time,seq,event,channel")?;
+    let mut result = Ok(());
+    projection.for_each_person(|person| {
+        for event in person.iter() {
+            if result.is_ok() {
+                result = writeln!(
+                    out,
+                    "{},{},{},{},{}",
+                    person.person(),
+                    event.time_ms(),
+                    event.seq(),
+                    event.event(),
+                    event.touch().channel
+                );
+            }
+        }
+    });
+    result?;
+    out.flush()?;
+    Ok(())
+}
+
 /// The retention and lifecycle models of the targets: weekly in Shanghai, Monday weeks.
 fn weekly_models() -> Result<(RetentionModel, LifecycleModel), Box<dyn Error>> {
     let week = Calendar::from_zone_name(Interval::Week, "Asia/Shanghai", Weekday::Mon)?;
@@ -597,6 +630,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         let elapsed = started.elapsed().as_secs_f64() * 1_000.0;
         println!("compacted every partition in {elapsed:.0} ms");
         print_memory("memory after compaction", &projection.memory(), start);
+    }
+    if let Some(path) = &options.csv {
+        write_csv(&projection, path)?;
+        println!("wrote the events to {path}");
     }
     let wanted = |name: &str| options.only.as_deref().is_none_or(|only| only == name);
     if wanted("funnel") {
