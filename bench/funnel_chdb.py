@@ -105,12 +105,12 @@ def run_chdb_by_channel(args):
     session.query("CREATE DATABASE IF NOT EXISTS bench")
     session.query("DROP TABLE IF EXISTS bench.projected")
     session.query(
-        "CREATE TABLE bench.projected (person UInt64, time Int64, seq UInt64, event UInt16, "
+        "CREATE TABLE bench.projected (person UInt64, time UInt64, seq UInt64, event UInt16, "
         "channel UInt32) ENGINE = MergeTree ORDER BY (person, time, seq)"
     )
     session.query(
         "INSERT INTO bench.projected SELECT * FROM file('{}', 'CSVWithNames', "
-        "'person UInt64, time Int64, seq UInt64, event UInt16, channel UInt32')".format(
+        "'person UInt64, time UInt64, seq UInt64, event UInt16, channel UInt32')".format(
             args.projection_csv
         )
     )
