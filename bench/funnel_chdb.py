@@ -30,6 +30,17 @@ import chdb.session
 WINDOW_MS = 14 * 24 * 3600 * 1000
 
 
+def time_query(session, query, runs):
+    """Runs `query` `runs` times; returns (median ms, the last result as CSV text)."""
+    timings = []
+    result = ""
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = str(session.query(query, "CSV"))
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings), result
+
+
 def run_ours(args):
     """Generates the CSV and times our funnel; returns (median ms, counts) without breakdown."""
     command = [
@@ -67,18 +78,13 @@ def run_chdb(args):
         " AS level FROM bench.events GROUP BY person)"
         " GROUP BY level ORDER BY level SETTINGS max_threads = 2"
     ).format(WINDOW_MS)
-    timings = []
-    result = ""
-    for _ in range(args.runs):
-        started = time.perf_counter()
-        result = str(session.query(query, "CSV"))
-        timings.append((time.perf_counter() - started) * 1000)
+    median, result = time_query(session, query, args.runs)
     persons_at_level = {}
     for row in result.strip().splitlines():
         level, persons = row.split(",")
         persons_at_level[int(level)] = int(persons)
     counts = [sum(n for level, n in persons_at_level.items() if level >= k) for k in range(1, 5)]
-    return statistics.median(timings), counts
+    return median, counts
 
 
 def run_projection(args):
@@ -124,18 +130,13 @@ def run_chdb_by_channel(args):
         " FROM bench.projected GROUP BY person)"
         " GROUP BY channel, level ORDER BY channel, level SETTINGS max_threads = 2"
     ).format(WINDOW_MS)
-    timings = []
-    result = ""
-    for _ in range(args.runs):
-        started = time.perf_counter()
-        result = str(session.query(query, "CSV"))
-        timings.append((time.perf_counter() - started) * 1000)
+    median, result = time_query(session, query, args.runs)
     persons_at_level = {}
     for row in result.strip().splitlines():
         _, level, persons = row.split(",")
         persons_at_level[int(level)] = persons_at_level.get(int(level), 0) + int(persons)
     counts = [sum(n for level, n in persons_at_level.items() if level >= k) for k in range(1, 5)]
-    return statistics.median(timings), counts
+    return median, counts
 
 
 def main():
