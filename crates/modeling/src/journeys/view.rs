@@ -95,7 +95,7 @@ impl TenantView {
         threads: usize,
     ) -> Result<Self, ProjectionError> {
         let mut loader = Projection::new(config())?.loader(threads);
-        let mut persons = PersonKeys::default();
+        let mut persons = PersonKeys::building();
         let mut set_aside = 0;
         let mut batch = Vec::new();
         for chunk in chunks {
@@ -103,6 +103,7 @@ impl TenantView {
             set_aside += encode_all(&mut loader, &mut persons, &chunk, &mut batch);
             loader.push(&batch)?;
         }
+        persons.compact();
         Ok(Self {
             projection: loader.finish(),
             persons,
