@@ -68,11 +68,31 @@ pub fn code_of(projection: &Projection, field: Field, text: &str) -> Option<u32>
     }
 }
 
-/// The text of `code` in `field`'s column (what a breakdown row is labelled with).
-pub fn text(projection: &Projection, field: Field, code: u32) -> String {
-    match dictionary(projection, field) {
-        Some(dictionary) => dictionary.text(code).unwrap_or_default().to_owned(),
-        None => enum_text(field, code),
+/// The texts of one column's codes, read without allocating: what breakdown rows are
+/// labelled with and what ties between them are ordered by (sorts compare many times).
+#[derive(Debug)]
+pub enum Texts<'a> {
+    /// A dictionary column: its texts as stored.
+    Dictionary(&'a Dictionary),
+    /// An enum column: its 256 short names, rendered once.
+    Enum(Vec<String>),
+}
+
+impl<'a> Texts<'a> {
+    /// The texts of `field`'s column in `projection`.
+    pub fn of(projection: &'a Projection, field: Field) -> Self {
+        match dictionary(projection, field) {
+            Some(dictionary) => Texts::Dictionary(dictionary),
+            None => Texts::Enum((0..256u32).map(|code| enum_text(field, code)).collect()),
+        }
+    }
+
+    /// The text of `code` (empty for a code the column never handed out).
+    pub fn get(&self, code: u32) -> &str {
+        match self {
+            Texts::Dictionary(dictionary) => dictionary.text(code).unwrap_or_default(),
+            Texts::Enum(names) => names.get(code as usize).map_or("", String::as_str),
+        }
     }
 }
 

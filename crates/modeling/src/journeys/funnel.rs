@@ -147,22 +147,16 @@ pub fn run(
         .breakdown
         .map_or((None, 0), |(field, limit, _)| (Some(field), limit));
     // Ties between values go by their text, never their codes (see `finish_ordered`).
-    let (report, _) = match field {
-        Some(field) => accumulator.finish_ordered(top, |a, b| {
-            compile::text(projection, field, *a).cmp(&compile::text(projection, field, *b))
-        }),
+    let texts = field.map(|field| compile::Texts::of(projection, field));
+    let (report, _) = match &texts {
+        Some(texts) => accumulator.finish_ordered(top, |a, b| texts.get(*a).cmp(texts.get(*b))),
         None => accumulator.finish(top),
     };
-    let breakdown = match field {
-        Some(field) => report
+    let breakdown = match &texts {
+        Some(texts) => report
             .breakdown
             .into_iter()
-            .map(|row| {
-                (
-                    compile::text(projection, field, row.value),
-                    labelled(funnel, row.steps),
-                )
-            })
+            .map(|row| (texts.get(row.value).to_owned(), labelled(funnel, row.steps)))
             .collect(),
         None => Vec::new(),
     };

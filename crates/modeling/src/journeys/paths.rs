@@ -1,6 +1,8 @@
 //! Paths over a tenant's view: the request's rules, items named by text, and the heaviest
 //! edges with their nodes rendered as `{position}_{item}` keys.
 
+use std::collections::HashMap;
+
 use touchline_analytics::paths::{
     DEFAULT_MAX_EDGES, DEFAULT_MAX_STEPS, DEFAULT_SESSION_GAP_MS, EdgeSelection, NodeKey, PathEdge,
     PathNode, PathOptions,
@@ -313,8 +315,14 @@ pub fn run(
         .paths(&options, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
     let graph = accumulator.graph();
-    let render = |node: NodeKey| key(projection, kind, node);
-    // Ties go by the rendered keys, never by codes (codes follow arrival order).
+    // Every node's key rendered once: the sort below compares keys many times. Ties go by
+    // the rendered keys, never by codes (codes follow arrival order).
+    let keys: HashMap<NodeKey, String> = graph
+        .nodes
+        .iter()
+        .map(|node| (node.key, key(projection, kind, node.key)))
+        .collect();
+    let render = |node: NodeKey| keys.get(&node).map_or("", String::as_str);
     let edges = graph.top_edges_by(paths.selection, |a, b| {
         (render(a.source()), render(a.target())).cmp(&(render(b.source()), render(b.target())))
     });
@@ -322,7 +330,7 @@ pub fn run(
         .nodes_of(&edges)
         .into_iter()
         .map(|node| NodeFigures {
-            key: render(node.key),
+            key: render(node.key).to_owned(),
             position: usize::from(node.key.position),
             item: item_text(projection, kind, node.key.item),
             node,
@@ -337,8 +345,8 @@ pub fn run(
     let edges = edges
         .into_iter()
         .map(|edge| EdgeFigures {
-            source: render(edge.key.source()),
-            target: render(edge.key.target()),
+            source: render(edge.key.source()).to_owned(),
+            target: render(edge.key.target()).to_owned(),
             edge,
         })
         .collect();

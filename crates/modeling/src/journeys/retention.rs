@@ -198,21 +198,25 @@ pub fn run(
     let limit = retention.breakdown.map_or(1, |(_, limit)| limit);
     let result = accumulator.result(retention.data_end_ms, usize::MAX);
     // Ties between values go by their text, never their codes (codes follow arrival order).
-    let mut tables: Vec<(String, RetentionTable)> = result
+    let texts = retention
+        .breakdown
+        .map(|(field, _)| compile::Texts::of(projection, field));
+    let mut sized: Vec<(u64, String, RetentionTable)> = result
         .tables
         .into_iter()
         .map(|table| {
-            let text = retention
-                .breakdown
-                .map(|(field, _)| compile::text(projection, field, table.breakdown))
-                .unwrap_or_default();
-            (text, table)
+            let size = table.cohorts.iter().map(|c| c.size).sum::<u64>();
+            let text = texts
+                .as_ref()
+                .map_or_else(String::new, |t| t.get(table.breakdown).to_owned());
+            (size, text, table)
         })
         .collect();
-    tables.sort_by(|a, b| {
-        let size = |t: &RetentionTable| t.cohorts.iter().map(|c| c.size).sum::<u64>();
-        size(&b.1).cmp(&size(&a.1)).then_with(|| a.0.cmp(&b.0))
-    });
+    sized.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut tables: Vec<(String, RetentionTable)> = sized
+        .into_iter()
+        .map(|(_, text, table)| (text, table))
+        .collect();
     let omitted_values = tables.len().saturating_sub(limit);
     tables.truncate(limit);
     Ok(RetentionFigures {
