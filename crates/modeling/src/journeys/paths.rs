@@ -230,10 +230,19 @@ fn item_code(projection: &Projection, kind: ItemKind, text: &str) -> Option<u32>
     match kind {
         ItemKind::Event => projection.dictionaries().events.code(text),
         ItemKind::Touchpoint => {
+            // `{channel}/{touchpoint}`; either may hold a '/', so every split is tried, and
+            // pairs are compared by codes rather than rendered.
+            let dictionaries = projection.dictionaries();
             let count = projection
                 .dimension_size(Dimension::ChannelTouchpoint)
                 .ok()?;
-            (1..count as u32).find(|&code| item_text(projection, kind, code) == text)
+            text.match_indices('/').find_map(|(at, _)| {
+                let channel = dictionaries.channels.code(&text[..at])?;
+                let touchpoint = dictionaries.touchpoints.code(&text[at + 1..])?;
+                (1..count as u32).find(|&code| {
+                    projection.channel_touchpoint(code) == Some((channel, touchpoint))
+                })
+            })
         }
     }
 }
@@ -361,4 +370,50 @@ pub fn run(
             persons_considered: graph.person_count,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::store::journal::JournalEvent;
+
+    #[test]
+    fn touchpoint_items_are_found_by_their_text_even_with_a_slash_inside() {
+        let stored: Vec<JournalEvent> = [("app", "home"), ("web/shop", "cart/v2")]
+            .iter()
+            .enumerate()
+            .map(|(i, (channel, touchpoint))| JournalEvent {
+                sequence: i as i64 + 1,
+                person_id: uuid::Uuid::from_u128(1),
+                event_name: "view".to_owned(),
+                channel: (*channel).to_owned(),
+                event_time: chrono::Utc
+                    .timestamp_millis_opt(1_000 * i as i64)
+                    .single()
+                    .unwrap_or_default(),
+                payload: touchline_proto::governance::v1::CleanEvent {
+                    touchpoint: (*touchpoint).to_owned(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            })
+            .collect();
+        let view =
+            TenantView::build(std::iter::once(stored), 1).unwrap_or_else(|err| panic!("{err}"));
+        let projection = &view.projection;
+        for text in ["app/home", "web/shop/cart/v2"] {
+            let code = item_code(projection, ItemKind::Touchpoint, text);
+            assert!(code.is_some(), "{text}");
+            let rendered = code.map(|c| item_text(projection, ItemKind::Touchpoint, c));
+            assert_eq!(rendered.as_deref(), Some(text));
+        }
+        assert_eq!(
+            item_code(projection, ItemKind::Touchpoint, "app/cart/v2"),
+            None
+        );
+        assert_eq!(item_code(projection, ItemKind::Touchpoint, "apphome"), None);
+    }
 }
