@@ -61,6 +61,9 @@ pub enum ModelingError {
     /// The named thing does not exist (or was erased).
     #[error("no such {0}")]
     NotFound(&'static str),
+    /// A write named a version that is no longer current (a stale etag).
+    #[error("{0}; read again and retry")]
+    Aborted(&'static str),
     /// A task of the service failed (the log says how).
     #[error("the {0} failed")]
     Internal(&'static str),
@@ -106,6 +109,7 @@ impl ApiError for ModelingError {
             ModelingError::NotFound(_) => ErrorCode::NotFound,
             ModelingError::ListingExpired => ErrorCode::FailedPrecondition,
             ModelingError::TooLarge { .. } => ErrorCode::ResourceExhausted,
+            ModelingError::Aborted(_) => ErrorCode::Aborted,
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -133,6 +133,41 @@ impl Governance {
         }
         Ok(names)
     }
+
+    /// The names of `tenant`'s draft dictionary events marked as conversions (the default
+    /// purchase of RFM and churn).
+    pub async fn conversion_event_names(&self, tenant: &str) -> Result<Vec<String>, tonic::Status> {
+        let mut names = Vec::new();
+        let mut page_token = String::new();
+        for _ in 0..MAX_DICTIONARY_PAGES {
+            let mut request = tonic::Request::new(ListCanonicalEventsRequest {
+                parent: format!("tenants/{tenant}"),
+                page_size: 1_000,
+                page_token,
+                show_deprecated: true,
+                ..ListCanonicalEventsRequest::default()
+            });
+            request.set_timeout(DICTIONARY_DEADLINE);
+            let reply = self
+                .stub
+                .clone()
+                .list_canonical_events(request)
+                .await?
+                .into_inner();
+            names.extend(
+                reply
+                    .canonical_events
+                    .into_iter()
+                    .filter(|e| e.conversion)
+                    .map(|e| e.event_name),
+            );
+            if reply.next_page_token.is_empty() {
+                break;
+            }
+            page_token = reply.next_page_token;
+        }
+        Ok(names)
+    }
 }
 
 /// Identity, as modeling uses it.

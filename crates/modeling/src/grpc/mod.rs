@@ -1,6 +1,7 @@
 //! The gRPC adapter of the modeling service: authorise, convert, call the service layer,
 //! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
 
+mod churn;
 mod cohorts;
 mod convert;
 mod journeys;
@@ -260,5 +261,124 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         Ok(Response::new(journeys::drop_offs_reply(&tenant, page)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.get_model_settings",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn get_model_settings(
+        &self,
+        request: Request<pb::GetModelSettingsRequest>,
+    ) -> Result<Response<pb::GetModelSettingsResponse>, Status> {
+        let parent = churn::settings_parent(&request.get_ref().name).ok_or_else(|| {
+            status(ModelingError::invalid(
+                "name",
+                "INVALID_NAME",
+                "name is tenants/{tenant}/modelSettings",
+            ))
+        })?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let (settings, table) = self
+            .modeling
+            .model_settings_with_outputs(&tenant)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetModelSettingsResponse {
+            model_settings: Some(churn::settings_reply(&tenant, &settings, Some(&table))),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.update_model_settings",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn update_model_settings(
+        &self,
+        request: Request<pb::UpdateModelSettingsRequest>,
+    ) -> Result<Response<pb::UpdateModelSettingsResponse>, Status> {
+        let name = request
+            .get_ref()
+            .model_settings
+            .as_ref()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default();
+        let parent = churn::settings_parent(name).ok_or_else(|| {
+            status(ModelingError::invalid(
+                "model_settings.name",
+                "INVALID_NAME",
+                "name is tenants/{tenant}/modelSettings",
+            ))
+        })?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let update = churn::update(request.get_ref());
+        let settings = self
+            .modeling
+            .update_model_settings(&tenant, &update)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UpdateModelSettingsResponse {
+            model_settings: Some(churn::settings_reply(&tenant, &settings, None)),
+        }))
+    }
+
+    #[tracing::instrument(name = "modeling.run_rfm", skip_all, fields(service = "modeling"))]
+    async fn run_rfm(
+        &self,
+        request: Request<pb::RunRfmRequest>,
+    ) -> Result<Response<pb::RunRfmResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = churn::rfm_query(request.get_ref());
+        let page = self
+            .modeling
+            .run_rfm(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(churn::rfm_reply(&tenant, page)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.get_churn_scores",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn get_churn_scores(
+        &self,
+        request: Request<pb::GetChurnScoresRequest>,
+    ) -> Result<Response<pb::GetChurnScoresResponse>, Status> {
+        let principal = touchline_auth::principal(&request)?;
+        let tenant = principal.tenant_for(&request.get_ref().parent)?;
+        for name in &request.get_ref().persons {
+            if let Some((parent, _)) = cohorts::person_name(name) {
+                principal.tenant_for(parent)?;
+            }
+        }
+        let scores = self
+            .modeling
+            .churn_scores(&tenant, &request.get_ref().persons)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(churn::scores_reply(&tenant, scores)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_churn_scores",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_churn_scores(
+        &self,
+        request: Request<pb::ListChurnScoresRequest>,
+    ) -> Result<Response<pb::ListChurnScoresResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = churn::list_query(request.get_ref());
+        let page = self
+            .modeling
+            .list_churn_scores(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(churn::list_reply(&tenant, page)))
     }
 }

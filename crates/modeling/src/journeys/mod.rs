@@ -17,6 +17,9 @@
 
 mod budget;
 mod cancel;
+pub mod churn;
+pub mod churn_pages;
+pub mod churn_settings;
 mod compile;
 pub mod dropoffs;
 mod encode;

@@ -2,10 +2,12 @@
 //! event store, the read-your-writes wait and the replay of dead letters; the gRPC adapter only
 //! authorises and converts.
 
+mod churn;
 mod journeys;
 mod replay;
 mod visibility;
 
+pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
 pub use replay::{ReplayOutcome, ReplayResult};
 pub use visibility::MAX_WAIT;
 
@@ -56,6 +58,7 @@ pub struct Modeling {
     governance: Option<Governance>,
     resolver: Option<Resolver>,
     journeys: Journeys,
+    churn: churn::ChurnCache,
 }
 
 impl Modeling {
@@ -67,6 +70,7 @@ impl Modeling {
             pool,
             governance: None,
             resolver: None,
+            churn: churn::ChurnCache::default(),
         }
     }
 

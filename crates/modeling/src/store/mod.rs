@@ -3,6 +3,7 @@
 pub mod changes;
 pub mod dead_letters;
 pub mod journal;
+pub mod model_settings;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;

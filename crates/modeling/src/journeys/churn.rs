@@ -1,0 +1,573 @@
+//! RFM and churn over a tenant's view: each person's purchases (events matching the purchase
+//! event, valued by the projection's value) and qualifying activity are gathered in one scan,
+//! then handed to the pure models of `touchline_analytics::churn`.
+//!
+//! Rules chosen where the contract leaves room:
+//! - Times are the events' times truncated to whole seconds, as the pure models count them.
+//! - A purchase without a value counts with value 0.
+//! - Every person of the view with at least one event has a churn row; persons without a
+//!   purchase have no score (the contract leaves it unset) and sort after every scored person
+//!   in a score listing.
+//! - The BG/NBD fit uses each purchaser's purchases inside the fit window; a person's P(alive)
+//!   uses all their purchases up to now (the fit window bounds the fit, not who is scored).
+//! - Inactivity: activity is the qualifying events (purchases when none are set); the default
+//!   rule's threshold is the fixed one or the suggestion from every purchaser's gaps.
+
+use touchline_analytics::churn::bgnbd::{
+    BgNbdParams, CustomerSummary, FitOptions, SummaryBuilder, TimeUnit, churn_score, fit_bgnbd,
+    probability_alive,
+};
+use touchline_analytics::churn::inactivity::{
+    DEFAULT_FALLBACK_DAYS, InactivityStatus, InactivityThreshold, PurchaseGapSample,
+    SuggestionOptions, ThresholdSuggestion, inactivity_status,
+};
+use touchline_analytics::churn::rfm::{
+    Purchase, RfmReport, RfmScores, RfmSegment, RfmThresholds, RfmValues, classify,
+    classify_default, rfm_values, score_persons,
+};
+use touchline_projection::query::{Condition, Dimension, Filter};
+use touchline_projection::{CodeSet, PersonEvents};
+use uuid::Uuid;
+
+use super::RunContext;
+use super::churn_settings::{Effective, RfmOptions};
+use super::compile::{self, Known};
+use super::query::{Matcher, Violations};
+use super::view::TenantView;
+use crate::store::journal::Positions;
+
+/// What a purchase is, as asked: a matcher, or the names of the dictionary's conversions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseEvent {
+    /// Events matching this (from the request or the settings).
+    Matcher(Matcher),
+    /// Any of these events (the dictionary's conversions); none matches nothing.
+    Conversions(Vec<String>),
+}
+
+/// A condition matching no event.
+fn nothing() -> Condition {
+    Condition {
+        event: None,
+        filters: vec![Filter {
+            dimension: Dimension::Event,
+            codes: CodeSet::default(),
+        }],
+    }
+}
+
+/// The purchase condition over `view`. A matcher's unknown event name is a violation of
+/// `path` when `strict` (a request's own matcher), else it matches nothing (a setting made
+/// before the event was ever sent).
+pub fn purchase_condition(
+    view: &TenantView,
+    purchase: &PurchaseEvent,
+    run: &RunContext,
+    path: &str,
+    strict: bool,
+) -> Result<Condition, Violations> {
+    let known = Known {
+        projection: &view.projection,
+        defined: &run.defined,
+    };
+    let events = &view.projection.dictionaries().events;
+    match purchase {
+        PurchaseEvent::Matcher(matcher) => {
+            if !strict
+                && !matcher.event_name.is_empty()
+                && events.code(&matcher.event_name).is_none()
+            {
+                return Ok(nothing());
+            }
+            let mut problems = Violations::default();
+            let condition =
+                compile::any_of(known, std::slice::from_ref(matcher), path, &mut problems);
+            if problems.is_empty() {
+                Ok(condition)
+            } else {
+                // `any_of` names a single matcher `path[0]`; the contract's field is `path`.
+                for violation in &mut problems.0 {
+                    if let Some(rest) = violation.field.strip_prefix(&format!("{path}[0]")) {
+                        violation.field = format!("{path}{rest}");
+                    }
+                }
+                Err(problems)
+            }
+        }
+        PurchaseEvent::Conversions(names) => {
+            let mut codes = CodeSet::default();
+            let mut any = false;
+            for name in names {
+                if let Some(code) = events.code(name) {
+                    codes.insert(code);
+                    any = true;
+                }
+            }
+            if !any {
+                return Ok(nothing());
+            }
+            Ok(Condition {
+                event: None,
+                filters: vec![Filter {
+                    dimension: Dimension::Event,
+                    codes,
+                }],
+            })
+        }
+    }
+}
+
+/// The qualifying-activity condition of the settings; `None` means purchases.
+fn activity_condition(view: &TenantView, qualifying: &[Matcher], run: &RunContext) -> Condition {
+    let known = Known {
+        projection: &view.projection,
+        defined: &run.defined,
+    };
+    let events = &view.projection.dictionaries().events;
+    let stored: Vec<Matcher> = qualifying
+        .iter()
+        .filter(|m| m.event_name.is_empty() || events.code(&m.event_name).is_some())
+        .cloned()
+        .collect();
+    if stored.is_empty() {
+        return nothing();
+    }
+    let mut problems = Violations::default();
+    let condition = compile::any_of(known, &stored, "qualifying_events", &mut problems);
+    if problems.is_empty() {
+        condition
+    } else {
+        nothing()
+    }
+}
+
+/// Seconds of an instant in ms, rounded down.
+pub fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1_000)
+}
+
+/// A person's purchases in time order (value 0 when the event has none).
+fn purchases_of(person: &PersonEvents<'_>, purchase: &Condition, out: &mut Vec<Purchase>) {
+    out.clear();
+    for event in person.iter() {
+        let event = event.to_event();
+        if compile::matches(purchase, &event) {
+            out.push(Purchase {
+                time: secs(event.time_ms),
+                value: event.value.unwrap_or(0.0),
+            });
+        }
+    }
+}
+
+/// One person's RFM result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PersonRfm {
+    /// The person.
+    pub person: Uuid,
+    /// Their values.
+    pub values: RfmValues,
+    /// Their scores.
+    pub scores: RfmScores,
+    /// Their segment.
+    pub segment: RfmSegment,
+}
+
+/// An RFM run's results.
+#[derive(Debug, Clone)]
+pub struct RfmRun {
+    /// Scored persons, by id.
+    pub persons: Vec<PersonRfm>,
+    /// Per segment and per cell.
+    pub report: RfmReport,
+    /// The quantile bounds; `None` when nobody was scored.
+    pub thresholds: Option<RfmThresholds>,
+    /// Persons with an event the scan visited.
+    pub persons_considered: u64,
+    /// What the view reflected.
+    pub positions: Positions,
+}
+
+/// Scores every person with a purchase in `(as_of − lookback, as_of]`.
+pub fn run_rfm(
+    view: &TenantView,
+    purchase: &Condition,
+    options: &RfmOptions,
+    as_of_ms: i64,
+    run: &RunContext,
+) -> RfmRun {
+    let as_of = secs(as_of_ms);
+    let states = view.projection.scan(
+        run.threads,
+        || (Vec::new(), Vec::new(), 0u64),
+        |(values, buffer, considered): &mut (Vec<(Uuid, RfmValues)>, Vec<Purchase>, u64),
+         person| {
+            let Some(id) = view.persons.id(person.person()) else {
+                return Ok::<(), ()>(());
+            };
+            if person.iter().next().is_none() {
+                return Ok(());
+            }
+            *considered += 1;
+            purchases_of(&person, purchase, buffer);
+            // Purchase values are finite (the projection keeps only finite values) and the
+            // lookback is checked, so the model cannot refuse them.
+            if let Ok(Some(rfm)) = rfm_values(buffer, as_of, options.lookback_secs) {
+                values.push((id, rfm));
+            }
+            Ok(())
+        },
+    );
+    let mut scored: Vec<(Uuid, RfmValues)> = Vec::new();
+    let mut persons_considered = 0;
+    for (values, _, considered) in states.unwrap_or_default() {
+        scored.extend(values);
+        persons_considered += considered;
+    }
+    scored.sort_unstable_by_key(|(id, _)| *id);
+    let mut report = RfmReport::new(options.levels);
+    let values: Vec<RfmValues> = scored.iter().map(|(_, v)| *v).collect();
+    let Ok((thresholds, scores)) = score_persons(&values, options.levels) else {
+        return RfmRun {
+            persons: Vec::new(),
+            report,
+            thresholds: None,
+            persons_considered,
+            positions: view.positions,
+        };
+    };
+    let persons = scored
+        .iter()
+        .zip(scores)
+        .map(|(&(person, values), scores)| {
+            let segment = match &options.rules {
+                Some(rules) => classify(rules, scores),
+                None => classify_default(scores, options.levels),
+            };
+            report.add(&values, scores, segment);
+            PersonRfm {
+                person,
+                values,
+                scores,
+                segment,
+            }
+        })
+        .collect();
+    RfmRun {
+        persons,
+        report,
+        thresholds: Some(thresholds),
+        persons_considered,
+        positions: view.positions,
+    }
+}
+
+/// One person's churn outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChurnRow {
+    /// The person.
+    pub person: Uuid,
+    /// 1 − P(alive); `None` without a purchase.
+    pub score: Option<f64>,
+    /// P(alive); `None` without a purchase.
+    pub probability_alive: Option<f64>,
+    /// Flagged by the inactivity rule.
+    pub churned: bool,
+    /// Time since the last qualifying activity (ms); `None` without any.
+    pub inactive_for_ms: Option<i64>,
+    /// x: purchase days after the first.
+    pub repeat_purchases: u64,
+    /// The first purchase (ms).
+    pub first_purchase_ms: Option<i64>,
+    /// The last purchase (ms).
+    pub last_purchase_ms: Option<i64>,
+}
+
+/// The outcome of the BG/NBD fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitOutcome {
+    /// The parameters used.
+    pub params: BgNbdParams,
+    /// The log-likelihood at them (over the fit's customers).
+    pub log_likelihood: f64,
+    /// Customers the fit used.
+    pub person_count: u64,
+    /// Whether the optimiser converged (true for fixed parameters).
+    pub converged: bool,
+    /// When it ran (ms).
+    pub fit_ms: i64,
+}
+
+/// Every person's churn outputs over one view and one version of the settings.
+#[derive(Debug, Clone)]
+pub struct ChurnTable {
+    /// Rows by person id.
+    pub rows: Vec<ChurnRow>,
+    /// Row indices by score, highest first, unscored last, ties by person id.
+    pub by_score: Vec<u32>,
+    /// The suggested threshold and its gap sample.
+    pub suggestion: ThresholdSuggestion,
+    /// The threshold that applied.
+    pub threshold: InactivityThreshold,
+    /// The fit used; `None` when nobody has a purchase in the fit window.
+    pub fit: Option<FitOutcome>,
+    /// When it was computed (ms).
+    pub compute_ms: i64,
+    /// What the view reflected.
+    pub positions: Positions,
+}
+
+impl ChurnTable {
+    /// The row of `person`.
+    pub fn row(&self, person: &Uuid) -> Option<&ChurnRow> {
+        self.rows
+            .binary_search_by_key(person, |row| row.person)
+            .ok()
+            .and_then(|index| self.rows.get(index))
+    }
+}
+
+/// What the scan keeps of one person before the fit.
+#[derive(Debug, Clone, Copy)]
+struct Gathered {
+    person: Uuid,
+    summary: Option<CustomerSummary>,
+    first_purchase_ms: Option<i64>,
+    last_purchase_ms: Option<i64>,
+    last_activity_ms: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct ScanState {
+    persons: Vec<Gathered>,
+    fit: Vec<CustomerSummary>,
+    gaps: PurchaseGapSample,
+    times: Vec<i64>,
+    window: Vec<i64>,
+}
+
+/// What one scan gathers: persons by id, the fit's customers and the purchase gaps.
+struct Scanned {
+    persons: Vec<Gathered>,
+    fit: Vec<CustomerSummary>,
+    gaps: PurchaseGapSample,
+}
+
+/// Gathers every person's purchases and activity up to `now_ms`.
+fn gather(
+    view: &TenantView,
+    purchase: &Condition,
+    activity: Option<&Condition>,
+    settings: &Effective,
+    now_ms: i64,
+    threads: usize,
+) -> Scanned {
+    let now = secs(now_ms);
+    let fit_start = now.saturating_sub(settings.fit_window_secs);
+    let tz = settings.time_zone;
+    let states = view.projection.scan(
+        threads,
+        ScanState::default,
+        |state: &mut ScanState, person| {
+            let Some(id) = view.persons.id(person.person()) else {
+                return Ok::<(), ()>(());
+            };
+            if person.iter().next().is_none() {
+                return Ok(());
+            }
+            state.times.clear();
+            let mut gathered = Gathered {
+                person: id,
+                summary: None,
+                first_purchase_ms: None,
+                last_purchase_ms: None,
+                last_activity_ms: None,
+            };
+            for event in person.iter() {
+                let event = event.to_event();
+                let is_purchase = compile::matches(purchase, &event);
+                if is_purchase && event.time_ms <= now_ms {
+                    gathered.first_purchase_ms.get_or_insert(event.time_ms);
+                    gathered.last_purchase_ms = Some(event.time_ms);
+                    state.times.push(secs(event.time_ms));
+                }
+                let active = activity.map_or(is_purchase, |c| compile::matches(c, &event));
+                if active {
+                    gathered.last_activity_ms = Some(event.time_ms);
+                }
+            }
+            // Times are sorted and in range of the projection, so neither refuses them.
+            let _ = state.gaps.add_person(&state.times);
+            let mut builder = SummaryBuilder::new(now, tz, TimeUnit::Days).ok();
+            gathered.summary = builder
+                .as_mut()
+                .and_then(|b| b.summarize(&state.times).ok().flatten());
+            state.window.clear();
+            let times = &state.times;
+            state
+                .window
+                .extend(times.iter().copied().filter(|&t| t >= fit_start));
+            if let Some(fit) = builder
+                .as_mut()
+                .and_then(|b| b.summarize(&state.window).ok().flatten())
+            {
+                state.fit.push(fit);
+            }
+            state.persons.push(gathered);
+            Ok(())
+        },
+    );
+    let mut scanned = Scanned {
+        persons: Vec::new(),
+        fit: Vec::new(),
+        gaps: PurchaseGapSample::new(),
+    };
+    for state in states.unwrap_or_default() {
+        scanned.persons.extend(state.persons);
+        scanned.fit.extend(state.fit);
+        scanned.gaps.merge(state.gaps);
+    }
+    scanned.persons.sort_unstable_by_key(|p| p.person);
+    scanned
+}
+
+/// One person's outputs from what the scan gathered.
+fn row_of(
+    p: &Gathered,
+    fit: Option<FitOutcome>,
+    threshold: InactivityThreshold,
+    now_ms: i64,
+) -> ChurnRow {
+    let (score, probability_alive) = match (p.summary, fit) {
+        (Some(summary), Some(fit)) => (
+            Some(churn_score(&fit.params, &summary)),
+            Some(probability_alive(&fit.params, &summary)),
+        ),
+        _ => (None, None),
+    };
+    let status = inactivity_status(p.last_activity_ms.map(secs), secs(now_ms), threshold);
+    let inactive_for_ms = match status {
+        InactivityStatus::NeverActive => None,
+        InactivityStatus::Active { .. } | InactivityStatus::Churned { .. } => p
+            .last_activity_ms
+            .map(|last| now_ms.saturating_sub(last).max(0)),
+    };
+    ChurnRow {
+        person: p.person,
+        score,
+        probability_alive,
+        churned: status.is_churned(),
+        inactive_for_ms,
+        repeat_purchases: p.summary.map_or(0, |s| s.repeat_purchases),
+        first_purchase_ms: p.first_purchase_ms,
+        last_purchase_ms: p.last_purchase_ms,
+    }
+}
+
+/// Computes every person's churn outputs at `now_ms`; `reuse_fit` (a recent fit of the same
+/// settings) is used instead of fitting again.
+pub fn churn_table(
+    view: &TenantView,
+    purchase: &Condition,
+    settings: &Effective,
+    now_ms: i64,
+    reuse_fit: Option<FitOutcome>,
+    run: &RunContext,
+) -> ChurnTable {
+    let activity = (!settings.qualifying.is_empty())
+        .then(|| activity_condition(view, &settings.qualifying, run));
+    let mut scanned = gather(
+        view,
+        purchase,
+        activity.as_ref(),
+        settings,
+        now_ms,
+        run.threads,
+    );
+    let options = SuggestionOptions {
+        percentile: settings.suggestion_percentile,
+        ..SuggestionOptions::default()
+    };
+    let fallback = ThresholdSuggestion {
+        threshold: fallback_threshold(),
+        gap_sample_size: scanned.gaps.len(),
+        percentile_gap_secs: None,
+    };
+    let suggestion = scanned.gaps.suggest(&options).unwrap_or(fallback);
+    let threshold = settings.threshold.unwrap_or(suggestion.threshold);
+    let fit = fit_of(settings, reuse_fit, &scanned.fit, now_ms, run.threads);
+    let rows: Vec<ChurnRow> = scanned
+        .persons
+        .iter()
+        .map(|p| row_of(p, fit, threshold, now_ms))
+        .collect();
+    let by_score = score_order(&rows);
+    ChurnTable {
+        rows,
+        by_score,
+        suggestion,
+        threshold,
+        fit,
+        compute_ms: now_ms,
+        positions: view.positions,
+    }
+}
+
+/// The documented fallback threshold, always inside the contract's range.
+fn fallback_threshold() -> InactivityThreshold {
+    match InactivityThreshold::from_days(DEFAULT_FALLBACK_DAYS) {
+        Ok(threshold) => threshold,
+        Err(_) => unreachable!("the fallback lies inside 1 to 1,095 days"),
+    }
+}
+
+fn fit_of(
+    settings: &Effective,
+    reuse: Option<FitOutcome>,
+    customers: &[CustomerSummary],
+    now_ms: i64,
+    threads: usize,
+) -> Option<FitOutcome> {
+    if let Some(params) = settings.fixed_parameters {
+        return Some(FitOutcome {
+            params,
+            log_likelihood: touchline_analytics::churn::bgnbd::log_likelihood(&params, customers),
+            person_count: customers.len() as u64,
+            converged: true,
+            fit_ms: now_ms,
+        });
+    }
+    if reuse.is_some() {
+        return reuse;
+    }
+    let options = FitOptions {
+        threads: threads.max(1),
+        ..FitOptions::default()
+    };
+    let fit = fit_bgnbd(customers, &options).ok()?;
+    Some(FitOutcome {
+        params: fit.params,
+        log_likelihood: fit.log_likelihood,
+        person_count: fit.customer_count,
+        converged: fit.converged,
+        fit_ms: now_ms,
+    })
+}
+
+/// The score key of a row: its score, or −1 (after every score) without one.
+pub fn score_key(row: &ChurnRow) -> f64 {
+    row.score.unwrap_or(-1.0)
+}
+
+fn score_order(rows: &[ChurnRow]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..rows.len())
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
+    order.sort_unstable_by(|&x, &y| {
+        let (x, y) = (&rows[x as usize], &rows[y as usize]);
+        score_key(y)
+            .total_cmp(&score_key(x))
+            .then(x.person.cmp(&y.person))
+    });
+    order
+}

@@ -1,0 +1,743 @@
+//! The tenant's model settings (lifecycle, RFM, churn) as the service holds them, the rules
+//! they must meet, the field mask that changes them and the effective values after defaults.
+//!
+//! Rules chosen where the contract leaves room:
+//! - Purchases are the projection's events; their value is the dictionary's value property
+//!   (what the projection keeps), so `value_field` must stay empty: another field cannot be
+//!   read yet and is refused rather than silently ignored.
+//! - Segments are not evaluated yet, so an inactivity rule naming a segment is refused; the
+//!   one rule left is the default rule.
+//! - Durations the contract counts in whole days (thresholds) must be whole days; the other
+//!   spans are taken to the second.
+
+use chrono_tz::Tz;
+use touchline_analytics::churn::bgnbd::BgNbdParams;
+use touchline_analytics::churn::inactivity::{
+    DEFAULT_SUGGESTION_PERCENTILE, InactivityThreshold, MAX_THRESHOLD_DAYS, SECONDS_PER_DAY,
+};
+use touchline_analytics::churn::rfm::{
+    DEFAULT_SEGMENT_RULES, RfmSegment, RfmSegmentRule, ScoreLevels, ScoreRange,
+};
+
+use super::query::{Matcher, Violations, check_matcher};
+
+/// The default fit window: three years of 365 days.
+pub const DEFAULT_FIT_WINDOW_SECS: i64 = 3 * 365 * SECONDS_PER_DAY;
+/// The default refit interval: a day.
+pub const DEFAULT_REFIT_SECS: i64 = SECONDS_PER_DAY;
+/// The shortest refit interval: an hour.
+pub const MIN_REFIT_SECS: i64 = 3_600;
+/// The longest fit window accepted: 30 years.
+pub const MAX_FIT_WINDOW_SECS: i64 = 30 * 366 * SECONDS_PER_DAY;
+/// The default RFM lookback: 365 days.
+pub const DEFAULT_LOOKBACK_SECS: i64 = 365 * SECONDS_PER_DAY;
+/// The longest RFM lookback accepted: 30 years.
+pub const MAX_LOOKBACK_SECS: i64 = 30 * 366 * SECONDS_PER_DAY;
+/// The default lifecycle K.
+pub const DEFAULT_CHURN_INTERVALS: i32 = 3;
+/// Interval numbers of the contract (`Interval`).
+pub const INTERVAL_HOUR: i32 = 1;
+/// `INTERVAL_WEEK`.
+pub const INTERVAL_WEEK: i32 = 3;
+/// `INTERVAL_MONTH`.
+pub const INTERVAL_MONTH: i32 = 4;
+
+/// A span as the contract carries it: seconds and nanoseconds.
+pub type Span = (i64, i32);
+
+/// One inactivity rule as set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSettings {
+    /// The segment's name; empty for the default rule.
+    pub segment: String,
+    /// N, when set.
+    pub threshold: Option<Span>,
+    /// The gap percentile of the suggestion; 0 means the default 0.9.
+    pub suggestion_percentile: f64,
+}
+
+/// The BG/NBD settings as set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BgNbdSettings {
+    /// The fit window, when set.
+    pub fit_window: Option<Span>,
+    /// The refit interval, when set.
+    pub refit_interval: Option<Span>,
+    /// `[r, α, a, b]`, when fixed.
+    pub fixed_parameters: Option<[f64; 4]>,
+}
+
+/// One RFM segment rule as set: the contract's segment number and its six bounds
+/// (min/max recency, frequency, monetary; 0 open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentRuleSettings {
+    /// The contract's `RfmSegment` number.
+    pub segment: i32,
+    /// Min and max recency, frequency and monetary scores.
+    pub bounds: [i32; 6],
+}
+
+/// The RFM settings as set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RfmSettings {
+    /// The lookback, when set.
+    pub lookback: Option<Span>,
+    /// Score levels; 0 means 5.
+    pub score_levels: i32,
+    /// The segment map; empty means the default.
+    pub segment_rules: Vec<SegmentRuleSettings>,
+}
+
+/// The lifecycle settings as set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LifecycleSettings {
+    /// The contract's `Interval` number; 0 means weeks.
+    pub interval: i32,
+    /// Qualifying events; empty means every event.
+    pub qualifying: Vec<Matcher>,
+    /// K; 0 means 3.
+    pub churn_intervals: i32,
+}
+
+/// The churn settings as set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChurnSettings {
+    /// Inactivity rules; empty means one default rule with the suggested threshold.
+    pub inactivity_rules: Vec<RuleSettings>,
+    /// Activity for inactivity rules; empty means the purchase event.
+    pub qualifying: Vec<Matcher>,
+    /// The probability-alive model.
+    pub bg_nbd: BgNbdSettings,
+}
+
+/// A tenant's model settings as set (unset fields take their defaults).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelSettings {
+    /// IANA time zone; empty means UTC.
+    pub time_zone: String,
+    /// The contract's `Weekday` number; 0 means Monday.
+    pub week_start: i32,
+    /// What a purchase is; `None` means the dictionary's conversion events.
+    pub purchase_event: Option<Matcher>,
+    /// The value field; must be empty (see the module docs).
+    pub value_field: String,
+    /// Lifecycle.
+    pub lifecycle: LifecycleSettings,
+    /// Churn.
+    pub churn: ChurnSettings,
+    /// RFM.
+    pub rfm: RfmSettings,
+}
+
+/// Stored settings with their version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionedSettings {
+    /// The settings.
+    pub settings: ModelSettings,
+    /// The etag: the stored revision as text ("0" before the first change).
+    pub etag: String,
+    /// When they last changed (ms); `None` before the first change.
+    pub update_ms: Option<i64>,
+}
+
+/// The RFM options after defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RfmOptions {
+    /// Lookback, seconds.
+    pub lookback_secs: i64,
+    /// Score levels.
+    pub levels: ScoreLevels,
+    /// A custom segment map; `None` uses the default map.
+    pub rules: Option<Vec<RfmSegmentRule>>,
+}
+
+/// The settings after defaults, every rule checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    /// Time zone days are cut in.
+    pub time_zone: Tz,
+    /// What a purchase is; `None` means the dictionary's conversion events.
+    pub purchase_event: Option<Matcher>,
+    /// Activity for the inactivity rule; empty means purchases.
+    pub qualifying: Vec<Matcher>,
+    /// The fixed threshold, when set; otherwise the suggestion applies.
+    pub threshold: Option<InactivityThreshold>,
+    /// The suggestion's percentile.
+    pub suggestion_percentile: f64,
+    /// The fit window, seconds.
+    pub fit_window_secs: i64,
+    /// The refit interval, seconds.
+    pub refit_secs: i64,
+    /// Fixed BG/NBD parameters, when set.
+    pub fixed_parameters: Option<BgNbdParams>,
+    /// RFM.
+    pub rfm: RfmOptions,
+}
+
+/// Paths the update mask may name; `*` replaces every one of them.
+pub const MASK_PATHS: &[&str] = &[
+    "time_zone",
+    "week_start",
+    "purchase_event",
+    "value_field",
+    "lifecycle",
+    "lifecycle.interval",
+    "lifecycle.qualifying_events",
+    "lifecycle.churn_intervals",
+    "churn",
+    "churn.inactivity_rules",
+    "churn.qualifying_events",
+    "churn.bg_nbd",
+    "churn.bg_nbd.fit_window",
+    "churn.bg_nbd.refit_interval",
+    "churn.bg_nbd.fixed_parameters",
+    "rfm",
+    "rfm.lookback",
+    "rfm.score_levels",
+    "rfm.segment_rules",
+];
+
+/// `current` with the fields `paths` name taken from `incoming`; every unknown path is a
+/// violation of `update_mask.paths[i]`.
+pub fn apply_mask(
+    current: &ModelSettings,
+    incoming: &ModelSettings,
+    paths: &[String],
+) -> Result<ModelSettings, Violations> {
+    let mut problems = Violations::default();
+    if paths.is_empty() {
+        problems.add(
+            "update_mask",
+            "REQUIRED",
+            "name the fields to change, or * for all",
+        );
+        return Err(problems);
+    }
+    let mut next = current.clone();
+    for (index, path) in paths.iter().enumerate() {
+        let path = path.trim();
+        match path {
+            "*" => next = incoming.clone(),
+            "time_zone" => next.time_zone.clone_from(&incoming.time_zone),
+            "week_start" => next.week_start = incoming.week_start,
+            "purchase_event" => next.purchase_event.clone_from(&incoming.purchase_event),
+            "value_field" => next.value_field.clone_from(&incoming.value_field),
+            "lifecycle" => next.lifecycle.clone_from(&incoming.lifecycle),
+            "lifecycle.interval" => next.lifecycle.interval = incoming.lifecycle.interval,
+            "lifecycle.qualifying_events" => next
+                .lifecycle
+                .qualifying
+                .clone_from(&incoming.lifecycle.qualifying),
+            "lifecycle.churn_intervals" => {
+                next.lifecycle.churn_intervals = incoming.lifecycle.churn_intervals;
+            }
+            "churn" => next.churn.clone_from(&incoming.churn),
+            "churn.inactivity_rules" => next
+                .churn
+                .inactivity_rules
+                .clone_from(&incoming.churn.inactivity_rules),
+            "churn.qualifying_events" => {
+                next.churn.qualifying.clone_from(&incoming.churn.qualifying)
+            }
+            "churn.bg_nbd" => next.churn.bg_nbd.clone_from(&incoming.churn.bg_nbd),
+            "churn.bg_nbd.fit_window" => {
+                next.churn.bg_nbd.fit_window = incoming.churn.bg_nbd.fit_window;
+            }
+            "churn.bg_nbd.refit_interval" => {
+                next.churn.bg_nbd.refit_interval = incoming.churn.bg_nbd.refit_interval;
+            }
+            "churn.bg_nbd.fixed_parameters" => {
+                next.churn.bg_nbd.fixed_parameters = incoming.churn.bg_nbd.fixed_parameters;
+            }
+            "rfm" => next.rfm.clone_from(&incoming.rfm),
+            "rfm.lookback" => next.rfm.lookback = incoming.rfm.lookback,
+            "rfm.score_levels" => next.rfm.score_levels = incoming.rfm.score_levels,
+            "rfm.segment_rules" => next
+                .rfm
+                .segment_rules
+                .clone_from(&incoming.rfm.segment_rules),
+            other => problems.add(
+                format!("update_mask.paths[{index}]"),
+                "UNKNOWN_FIELD",
+                format!(
+                    "{other:?} is not a field that can be changed; use one of {} or *",
+                    MASK_PATHS.join(", ")
+                ),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(next)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Whole seconds of a span, refusing negative, zero and fractional-second spans.
+fn positive_secs(span: Span, field: &str, problems: &mut Violations) -> Option<i64> {
+    let (seconds, nanos) = span;
+    if seconds < 0 || nanos < 0 || (seconds == 0 && nanos == 0) {
+        problems.add(field, "OUT_OF_RANGE", "must be positive");
+        return None;
+    }
+    if nanos != 0 {
+        problems.add(field, "OUT_OF_RANGE", "must be whole seconds");
+        return None;
+    }
+    Some(seconds)
+}
+
+/// A whole-day threshold from 1 to 1,095 days.
+fn threshold(span: Span, field: &str, problems: &mut Violations) -> Option<InactivityThreshold> {
+    let secs = positive_secs(span, field, problems)?;
+    if secs % SECONDS_PER_DAY != 0 {
+        problems.add(field, "OUT_OF_RANGE", "must be whole days");
+        return None;
+    }
+    let days = u32::try_from(secs / SECONDS_PER_DAY).unwrap_or(u32::MAX);
+    match InactivityThreshold::from_days(days) {
+        Ok(threshold) => Some(threshold),
+        Err(_) => {
+            problems.add(
+                field,
+                "OUT_OF_RANGE",
+                format!("from 1 to {MAX_THRESHOLD_DAYS} days"),
+            );
+            None
+        }
+    }
+}
+
+/// Checks a purchase matcher's filters, naming problems under `path`.
+pub fn check_purchase(matcher: &Matcher, path: &str, problems: &mut Violations) {
+    check_matcher(Some(matcher), path, problems);
+}
+
+fn matchers(list: &[Matcher], path: &str, problems: &mut Violations) {
+    for (index, matcher) in list.iter().enumerate() {
+        check_matcher(Some(matcher), &format!("{path}[{index}]"), problems);
+    }
+}
+
+/// The RFM options of `rfm` after defaults; violations under `path`.
+pub fn rfm_options(rfm: &RfmSettings, path: &str, problems: &mut Violations) -> RfmOptions {
+    let lookback_secs = match rfm.lookback {
+        None => DEFAULT_LOOKBACK_SECS,
+        Some(span) => match positive_secs(span, &format!("{path}.lookback"), problems) {
+            Some(secs) if secs <= MAX_LOOKBACK_SECS => secs,
+            Some(_) => {
+                problems.add(
+                    format!("{path}.lookback"),
+                    "OUT_OF_RANGE",
+                    "at most 30 years",
+                );
+                DEFAULT_LOOKBACK_SECS
+            }
+            None => DEFAULT_LOOKBACK_SECS,
+        },
+    };
+    let levels = match rfm.score_levels {
+        0 => ScoreLevels::FIVE,
+        n => match u32::try_from(n).ok().map(ScoreLevels::new) {
+            Some(Ok(levels)) => levels,
+            _ => {
+                problems.add(
+                    format!("{path}.score_levels"),
+                    "OUT_OF_RANGE",
+                    "from 2 to 10",
+                );
+                ScoreLevels::FIVE
+            }
+        },
+    };
+    let rules = if rfm.segment_rules.is_empty() {
+        None
+    } else {
+        Some(segment_rules(&rfm.segment_rules, levels, path, problems))
+    };
+    RfmOptions {
+        lookback_secs,
+        levels,
+        rules,
+    }
+}
+
+fn segment_rules(
+    rules: &[SegmentRuleSettings],
+    levels: ScoreLevels,
+    path: &str,
+    problems: &mut Violations,
+) -> Vec<RfmSegmentRule> {
+    let top = i32::from(levels.get());
+    let mut out = Vec::with_capacity(rules.len());
+    for (index, rule) in rules.iter().enumerate() {
+        let at = format!("{path}.segment_rules[{index}]");
+        let segment = u8::try_from(rule.segment)
+            .ok()
+            .and_then(RfmSegment::from_code);
+        if segment.is_none() {
+            problems.add(
+                format!("{at}.segment"),
+                "REQUIRED",
+                "a named RFM segment is required",
+            );
+        }
+        let names = ["recency", "frequency", "monetary"];
+        let mut ranges = [ScoreRange::new(1, 1); 3];
+        for (dimension, name) in names.iter().enumerate() {
+            let (min, max) = (rule.bounds[2 * dimension], rule.bounds[2 * dimension + 1]);
+            let mut fine = true;
+            for (bound, value) in [("min", min), ("max", max)] {
+                if !(0..=top).contains(&value) {
+                    problems.add(
+                        format!("{at}.{bound}_{name}_score"),
+                        "OUT_OF_RANGE",
+                        format!("from 0 (open) to the score levels, {top}"),
+                    );
+                    fine = false;
+                }
+            }
+            if !fine {
+                continue;
+            }
+            let lower = if min == 0 { 1 } else { min };
+            let upper = if max == 0 { top } else { max };
+            if lower > upper {
+                problems.add(
+                    format!("{at}.min_{name}_score"),
+                    "OUT_OF_RANGE",
+                    "the lower bound exceeds the upper bound",
+                );
+                continue;
+            }
+            // Both ends lie in 1..=10 here, so the casts are exact.
+            ranges[dimension] = ScoreRange::new(lower as u8, upper as u8);
+        }
+        if let Some(segment) = segment {
+            out.push(RfmSegmentRule {
+                segment,
+                recency: ranges[0],
+                frequency: ranges[1],
+                monetary: ranges[2],
+            });
+        }
+    }
+    out
+}
+
+/// The default map as the contract's rules.
+pub fn default_segment_rules() -> Vec<SegmentRuleSettings> {
+    DEFAULT_SEGMENT_RULES
+        .iter()
+        .map(|rule| SegmentRuleSettings {
+            segment: i32::from(rule.segment.code()),
+            bounds: [
+                i32::from(rule.recency.min),
+                i32::from(rule.recency.max),
+                i32::from(rule.frequency.min),
+                i32::from(rule.frequency.max),
+                i32::from(rule.monetary.min),
+                i32::from(rule.monetary.max),
+            ],
+        })
+        .collect()
+}
+
+/// The time zone of a name (empty: UTC).
+pub fn time_zone(name: &str, field: &str, problems: &mut Violations) -> Tz {
+    if name.is_empty() {
+        return Tz::UTC;
+    }
+    name.parse::<Tz>().unwrap_or_else(|_| {
+        problems.add(
+            field,
+            "INVALID_TIME_ZONE",
+            format!("{name:?} is not an IANA time zone"),
+        );
+        Tz::UTC
+    })
+}
+
+impl ModelSettings {
+    /// Checks every rule, naming each problem under `prefix` (e.g. `model_settings.`), and
+    /// gives the effective values.
+    pub fn validate(&self, prefix: &str) -> Result<Effective, Violations> {
+        let mut problems = Violations::default();
+        let time_zone = time_zone(
+            &self.time_zone,
+            &format!("{prefix}time_zone"),
+            &mut problems,
+        );
+        if !(0..=7).contains(&self.week_start) {
+            problems.add(
+                format!("{prefix}week_start"),
+                "OUT_OF_RANGE",
+                "an unknown weekday",
+            );
+        }
+        if let Some(purchase) = &self.purchase_event {
+            check_matcher(
+                Some(purchase),
+                &format!("{prefix}purchase_event"),
+                &mut problems,
+            );
+        }
+        if !self.value_field.is_empty() {
+            problems.add(
+                format!("{prefix}value_field"),
+                "UNSUPPORTED",
+                "purchase values come from the dictionary's value property; leave value_field empty",
+            );
+        }
+        self.check_lifecycle(prefix, &mut problems);
+        let churn = &self.churn;
+        matchers(
+            &churn.qualifying,
+            &format!("{prefix}churn.qualifying_events"),
+            &mut problems,
+        );
+        let (threshold, suggestion_percentile) = self.rule(prefix, &mut problems);
+        let (fit_window_secs, refit_secs, fixed_parameters) = self.bg_nbd(prefix, &mut problems);
+        let rfm = rfm_options(&self.rfm, &format!("{prefix}rfm"), &mut problems);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Effective {
+            time_zone,
+            purchase_event: self.purchase_event.clone(),
+            qualifying: churn.qualifying.clone(),
+            threshold,
+            suggestion_percentile,
+            fit_window_secs,
+            refit_secs,
+            fixed_parameters,
+            rfm,
+        })
+    }
+
+    /// The fit window and refit interval (seconds) and the fixed parameters, after defaults.
+    fn bg_nbd(&self, prefix: &str, problems: &mut Violations) -> (i64, i64, Option<BgNbdParams>) {
+        let bg = &self.churn.bg_nbd;
+        let fit_window_secs = bg
+            .fit_window
+            .and_then(|span| {
+                let field = format!("{prefix}churn.bg_nbd.fit_window");
+                let secs = positive_secs(span, &field, problems)?;
+                if secs > MAX_FIT_WINDOW_SECS {
+                    problems.add(field, "OUT_OF_RANGE", "at most 30 years");
+                    return None;
+                }
+                Some(secs)
+            })
+            .unwrap_or(DEFAULT_FIT_WINDOW_SECS);
+        let refit_secs = bg
+            .refit_interval
+            .and_then(|span| {
+                let field = format!("{prefix}churn.bg_nbd.refit_interval");
+                let secs = positive_secs(span, &field, problems)?;
+                if secs < MIN_REFIT_SECS {
+                    problems.add(field, "OUT_OF_RANGE", "at least 1 hour");
+                    return None;
+                }
+                Some(secs)
+            })
+            .unwrap_or(DEFAULT_REFIT_SECS);
+        let fixed_parameters = bg.fixed_parameters.and_then(|[r, alpha, a, b]| {
+            let mut fine = true;
+            for (name, value) in [("r", r), ("alpha", alpha), ("a", a), ("b", b)] {
+                if !(value.is_finite() && value > 0.0) {
+                    problems.add(
+                        format!("{prefix}churn.bg_nbd.fixed_parameters.{name}"),
+                        "OUT_OF_RANGE",
+                        "must be finite and greater than 0",
+                    );
+                    fine = false;
+                }
+            }
+            fine.then_some(BgNbdParams { r, alpha, a, b })
+        });
+        (fit_window_secs, refit_secs, fixed_parameters)
+    }
+
+    fn check_lifecycle(&self, prefix: &str, problems: &mut Violations) {
+        let lifecycle = &self.lifecycle;
+        match lifecycle.interval {
+            0 | 2..=INTERVAL_MONTH => {}
+            INTERVAL_HOUR => problems.add(
+                format!("{prefix}lifecycle.interval"),
+                "UNSUPPORTED",
+                "lifecycle intervals are days, weeks or months",
+            ),
+            _ => problems.add(
+                format!("{prefix}lifecycle.interval"),
+                "OUT_OF_RANGE",
+                "an unknown interval",
+            ),
+        }
+        if !(0..=52).contains(&lifecycle.churn_intervals) {
+            problems.add(
+                format!("{prefix}lifecycle.churn_intervals"),
+                "OUT_OF_RANGE",
+                "from 1 to 52",
+            );
+        }
+        matchers(
+            &lifecycle.qualifying,
+            &format!("{prefix}lifecycle.qualifying_events"),
+            problems,
+        );
+    }
+
+    /// The one inactivity rule's threshold (when fixed) and suggestion percentile.
+    fn rule(&self, prefix: &str, problems: &mut Violations) -> (Option<InactivityThreshold>, f64) {
+        let rules = &self.churn.inactivity_rules;
+        let path = format!("{prefix}churn.inactivity_rules");
+        let mut fixed = None;
+        let mut percentile = DEFAULT_SUGGESTION_PERCENTILE;
+        for (index, rule) in rules.iter().enumerate() {
+            let at = format!("{path}[{index}]");
+            if !rule.segment.is_empty() {
+                problems.add(
+                    format!("{at}.segment"),
+                    "UNSUPPORTED",
+                    "inactivity rules cannot be limited to a segment yet; leave segment empty",
+                );
+            } else if index + 1 != rules.len() {
+                problems.add(
+                    format!("{at}.segment"),
+                    "DEFAULT_RULE_NOT_LAST",
+                    "the rule without a segment is the default and must come last",
+                );
+            }
+            let asked = rule.suggestion_percentile;
+            if !(asked.is_finite() && (0.0..=1.0).contains(&asked)) {
+                problems.add(
+                    format!("{at}.suggestion_percentile"),
+                    "OUT_OF_RANGE",
+                    "from 0 to 1",
+                );
+            } else if index + 1 == rules.len() {
+                if asked > 0.0 {
+                    percentile = asked;
+                }
+                fixed = rule
+                    .threshold
+                    .and_then(|span| threshold(span, &format!("{at}.threshold"), problems));
+            } else if let Some(span) = rule.threshold {
+                threshold(span, &format!("{at}.threshold"), problems);
+            }
+        }
+        (fixed, percentile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(problems: &Violations) -> Vec<String> {
+        problems.0.iter().map(|v| v.field.clone()).collect()
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_filled_in() {
+        let effective = ModelSettings::default().validate("model_settings.");
+        let Ok(effective) = effective else {
+            panic!("defaults must be valid");
+        };
+        assert_eq!(effective.time_zone, Tz::UTC);
+        assert_eq!(effective.threshold, None);
+        assert_eq!(
+            effective.suggestion_percentile,
+            DEFAULT_SUGGESTION_PERCENTILE
+        );
+        assert_eq!(effective.rfm.lookback_secs, DEFAULT_LOOKBACK_SECS);
+        assert_eq!(effective.rfm.levels, ScoreLevels::FIVE);
+        assert_eq!(effective.rfm.rules, None);
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let settings = ModelSettings {
+            time_zone: "Mars/Olympus".to_owned(),
+            churn: ChurnSettings {
+                inactivity_rules: vec![RuleSettings {
+                    threshold: Some((-86_400, 0)),
+                    suggestion_percentile: 1.5,
+                    ..RuleSettings::default()
+                }],
+                bg_nbd: BgNbdSettings {
+                    refit_interval: Some((60, 0)),
+                    fixed_parameters: Some([1.0, -2.0, 1.0, 1.0]),
+                    ..BgNbdSettings::default()
+                },
+                ..ChurnSettings::default()
+            },
+            rfm: RfmSettings {
+                score_levels: 11,
+                segment_rules: vec![SegmentRuleSettings {
+                    segment: 1,
+                    bounds: [4, 2, 0, 0, 0, 0],
+                }],
+                ..RfmSettings::default()
+            },
+            ..ModelSettings::default()
+        };
+        let problems = settings
+            .validate("model_settings.")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            fields(&problems),
+            [
+                "model_settings.time_zone",
+                "model_settings.churn.inactivity_rules[0].suggestion_percentile",
+                "model_settings.churn.bg_nbd.refit_interval",
+                "model_settings.churn.bg_nbd.fixed_parameters.alpha",
+                "model_settings.rfm.score_levels",
+                "model_settings.rfm.segment_rules[0].min_recency_score",
+            ]
+        );
+        let negative = ModelSettings {
+            churn: ChurnSettings {
+                inactivity_rules: vec![RuleSettings {
+                    threshold: Some((-86_400, 0)),
+                    ..RuleSettings::default()
+                }],
+                ..ChurnSettings::default()
+            },
+            ..ModelSettings::default()
+        };
+        let problems = negative.validate("").err().unwrap_or_default();
+        assert_eq!(fields(&problems), ["churn.inactivity_rules[0].threshold"]);
+    }
+
+    #[test]
+    fn the_mask_takes_only_the_named_fields_and_names_unknown_paths() {
+        let current = ModelSettings::default();
+        let incoming = ModelSettings {
+            time_zone: "Asia/Shanghai".to_owned(),
+            week_start: 7,
+            ..ModelSettings::default()
+        };
+        let next = apply_mask(&current, &incoming, &["time_zone".to_owned()]);
+        assert_eq!(
+            next.ok().map(|s| (s.time_zone, s.week_start)),
+            Some(("Asia/Shanghai".to_owned(), 0))
+        );
+        let bad = apply_mask(
+            &current,
+            &incoming,
+            &["time_zone".to_owned(), "etag".to_owned()],
+        );
+        assert_eq!(
+            bad.err().map(|p| fields(&p)),
+            Some(vec!["update_mask.paths[1]".to_owned()])
+        );
+        let empty = apply_mask(&current, &incoming, &[]);
+        assert_eq!(
+            empty.err().map(|p| fields(&p)),
+            Some(vec!["update_mask".to_owned()])
+        );
+    }
+}
