@@ -30,6 +30,7 @@ mod transport_codes;
 pub fn init() -> opentelemetry_sdk::trace::InMemorySpanExporter {
     touchline_telemetry::testing::install_in_memory()
 }
+mod churn;
 mod cleaning;
 mod cohorts;
 mod collection_fuzz;

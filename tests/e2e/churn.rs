@@ -1,0 +1,562 @@
+//! RFM, churn scores and model settings through the real services, on five buyers whose
+//! answers are worked out by hand (and a sixth person who only browses).
+//!
+//! Purchases are `purchase` events (a conversion in the dictionary, valued by `amount`), at
+//! 23:00 UTC k days before today's midnight T0, so a purchase k days back lies on the UTC day
+//! `today − k − 1`:
+//!
+//! | person | k (days before T0) | amounts      | R, F, M            | scores (R, F, M) | segment            |
+//! |--------|--------------------|--------------|--------------------|------------------|--------------------|
+//! | p1     | 2, 10, 20, 30      | 100 each     | 2d+1h, 4, 400      | 5, 5, 4          | champions          |
+//! | p2     | 5, 40              | 50 each      | 5d+1h, 2, 100      | 4, 3, 3          | potential loyalist |
+//! | p3     | 60                 | 500          | 60d+1h, 1, 500     | 3, 1, 5          | other              |
+//! | p4     | 100, 120, 150      | 30 each      | 100d+1h, 3, 90     | 2, 4, 2          | at risk            |
+//! | p5     | 300                | 20           | 300d+1h, 1, 20     | 1, 1, 1          | lost               |
+//!
+//! With five persons and five levels the nearest-rank bounds are the four smallest values:
+//! recency 2d, 5d, 60d, 100d (+1h each); frequency 1, 1, 2, 3; monetary 20, 90, 100, 400. A
+//! value's level is one more than the bounds strictly below it (recency reversed), and the
+//! default map's first matching rule names the segment.
+
+use std::collections::BTreeMap;
+
+use prost_types::{Duration, FieldMask};
+use touchline_e2e::{Modeling, sample_event};
+use touchline_proto::collection::v1::IngestEventsRequest;
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::{
+    CanonicalEvent, CreateCanonicalEventRequest, PublishDictionaryVersionRequest,
+};
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::{
+    BgNbdParameters, BgNbdSettings, ChurnScore, ChurnScoreOrder, ChurnSettings, CountEventsRequest,
+    GetChurnScoresRequest, GetModelSettingsRequest, InactivityRule, ListChurnScoresRequest,
+    ModelSettings, RfmSegment, RfmSettings, RunRfmRequest, UpdateModelSettingsRequest,
+};
+use touchline_testkit::{TestApp, token};
+
+const TENANT: &str = "churn";
+const SCOPES: &[&str] = &[
+    "events:write",
+    "models:read",
+    "dictionary:read",
+    "dictionary:write",
+    "segments:write",
+];
+const DAY_MS: i64 = 86_400_000;
+/// (person, days before T0, amount)
+const PURCHASES: [(u64, i64, f64); 11] = [
+    (1, 2, 100.0),
+    (1, 10, 100.0),
+    (1, 20, 100.0),
+    (1, 30, 100.0),
+    (2, 5, 50.0),
+    (2, 40, 50.0),
+    (3, 60, 500.0),
+    (4, 100, 30.0),
+    (4, 120, 30.0),
+    (4, 150, 30.0),
+    (5, 300, 20.0),
+];
+/// The fixed BG/NBD parameters the scores are checked with.
+const PARAMS: [f64; 4] = [0.8, 12.0, 0.6, 2.5];
+
+fn at(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1_000),
+        nanos: 0,
+    }
+}
+
+fn days(n: i64) -> Duration {
+    Duration {
+        seconds: n * 86_400,
+        nanos: 0,
+    }
+}
+
+fn ms_of(t: Option<&prost_types::Timestamp>) -> i64 {
+    t.map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+}
+
+async fn dictionary(app: &TestApp, token: &str) -> anyhow::Result<()> {
+    let mut governance = GovernanceServiceClient::new(app.channel(token)?);
+    for (id, conversion) in [("purchase", true), ("view", false)] {
+        governance
+            .create_canonical_event(CreateCanonicalEventRequest {
+                canonical_event_id: id.to_owned(),
+                canonical_event: Some(CanonicalEvent {
+                    conversion,
+                    value_property: if conversion {
+                        "amount".to_owned()
+                    } else {
+                        String::new()
+                    },
+                    ..CanonicalEvent::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+    }
+    governance
+        .publish_dictionary_version(PublishDictionaryVersionRequest::default())
+        .await?;
+    Ok(())
+}
+
+/// The field violations of a refused call.
+fn violations(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// P(alive) of the contract's formula, computed here on whole UTC days.
+fn p_alive(x: f64, t_x: f64, age: f64) -> f64 {
+    let [r, alpha, a, b] = PARAMS;
+    if x == 0.0 {
+        return 1.0;
+    }
+    1.0 / (1.0 + a / (b + x - 1.0) * ((alpha + age) / (alpha + t_x)).powf(r + x))
+}
+
+/// Every page of a listing.
+async fn all_pages(
+    modeling: &mut Modeling,
+    request: ListChurnScoresRequest,
+) -> anyhow::Result<(Vec<ChurnScore>, usize, i64)> {
+    let mut scores = Vec::new();
+    let mut pages = 0;
+    let mut token = String::new();
+    loop {
+        let page = modeling
+            .list_churn_scores(ListChurnScoresRequest {
+                page_token: token,
+                ..request.clone()
+            })
+            .await?
+            .into_inner();
+        pages += 1;
+        scores.extend(page.scores);
+        if page.next_page_token.is_empty() {
+            return Ok((scores, pages, page.total_size));
+        }
+        anyhow::ensure!(pages < 20, "the listing does not end");
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(DAY_MS);
+    let mut events = Vec::new();
+    for (i, (person, k, amount)) in PURCHASES.iter().enumerate() {
+        let mut event = sample_event(
+            &format!("b{i}"),
+            *person,
+            "purchase",
+            t0 - k * DAY_MS - 3_600_000,
+        );
+        let mut properties = prost_types::Struct::default();
+        properties.fields.insert(
+            "amount".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(*amount)),
+            },
+        );
+        event.properties = Some(properties);
+        events.push(event);
+    }
+    events.push(sample_event("v6", 6, "view", t0 - 3 * DAY_MS));
+    let acked = collection
+        .ingest_events(IngestEventsRequest {
+            events: events.clone(),
+        })
+        .await?
+        .into_inner();
+    let position = acked.results.iter().map(|r| r.sequence).max().unwrap_or(0);
+    modeling
+        .count_events(CountEventsRequest {
+            min_raw_sequence: position,
+            ..CountEventsRequest::default()
+        })
+        .await?;
+    let stored = touchline_e2e::stored_events(&mut modeling).await?;
+    assert_eq!(stored.len(), events.len(), "every event is stored");
+    let person_of: BTreeMap<u64, String> = stored
+        .iter()
+        .filter_map(|e| {
+            let n = match e.message_id.as_str() {
+                "v6" => 6,
+                id => {
+                    PURCHASES
+                        .get(id.strip_prefix('b')?.parse::<usize>().ok()?)?
+                        .0
+                }
+            };
+            Some((n, e.person_id.clone()))
+        })
+        .collect();
+    assert_eq!(person_of.len(), 6, "six persons");
+    let p = |n: u64| person_of.get(&n).cloned().unwrap_or_default();
+
+    // Settings before any change: defaults, the fallback suggestion (6 gaps < 10), etag 0.
+    let settings = modeling
+        .get_model_settings(GetModelSettingsRequest::default())
+        .await?
+        .into_inner()
+        .model_settings
+        .unwrap_or_default();
+    assert_eq!(settings.name, format!("tenants/{TENANT}/modelSettings"));
+    assert_eq!(settings.etag, "0");
+    assert_eq!(settings.time_zone, "UTC");
+    let churn = settings.churn.clone().unwrap_or_default();
+    let rule = churn.inactivity_rules.first().cloned().unwrap_or_default();
+    assert_eq!(rule.suggested_threshold, Some(days(90)));
+    assert_eq!(rule.gap_sample_size, 6);
+    let fit = churn.bg_nbd.and_then(|b| b.last_fit).unwrap_or_default();
+    assert_eq!(fit.person_count, 5, "five persons bought in the fit window");
+    assert_eq!(settings.rfm.map(|r| r.score_levels), Some(5));
+
+    // RFM at T0 with the default settings: the table of the module docs.
+    let rfm = modeling
+        .run_rfm(RunRfmRequest {
+            as_of: Some(at(t0)),
+            page_size: 3,
+            ..RunRfmRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(rfm.person_count, 5);
+    assert_eq!(
+        rfm.computation.as_ref().map(|c| c.persons_considered),
+        Some(6)
+    );
+    let thresholds = rfm.thresholds.clone().unwrap_or_default();
+    assert_eq!(thresholds.frequency, [1.0, 1.0, 2.0, 3.0]);
+    assert_eq!(thresholds.monetary, [20.0, 90.0, 100.0, 400.0]);
+    let hours = 1.0 / 24.0;
+    assert_eq!(
+        thresholds.recency_days,
+        [2.0 + hours, 5.0 + hours, 60.0 + hours, 100.0 + hours]
+    );
+    let mut persons = rfm.persons.clone();
+    assert_eq!(persons.len(), 3);
+    assert!(!rfm.next_page_token.is_empty());
+    let rest = modeling
+        .run_rfm(RunRfmRequest {
+            as_of: Some(at(t0)),
+            page_size: 3,
+            page_token: rfm.next_page_token.clone(),
+            ..RunRfmRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert!(rest.next_page_token.is_empty());
+    persons.extend(rest.persons);
+    let ids: Vec<&str> = persons.iter().map(|p| p.person_id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "persons come by id across pages");
+    let expected = [
+        (1, (5, 5, 4), RfmSegment::Champions, 4, 400.0),
+        (2, (4, 3, 3), RfmSegment::PotentialLoyalist, 2, 100.0),
+        (3, (3, 1, 5), RfmSegment::Other, 1, 500.0),
+        (4, (2, 4, 2), RfmSegment::AtRisk, 3, 90.0),
+        (5, (1, 1, 1), RfmSegment::Lost, 1, 20.0),
+    ];
+    for (n, scores, segment, frequency, monetary) in expected {
+        let person = persons
+            .iter()
+            .find(|r| r.person_id == p(n))
+            .ok_or_else(|| anyhow::anyhow!("p{n} is scored"))?;
+        assert_eq!(
+            (
+                (
+                    person.recency_score,
+                    person.frequency_score,
+                    person.monetary_score
+                ),
+                person.segment,
+                person.frequency,
+                person.monetary
+            ),
+            (scores, segment as i32, frequency, monetary),
+            "p{n}"
+        );
+    }
+    let sizes: Vec<(i32, i64)> = rfm
+        .segments
+        .iter()
+        .map(|s| (s.segment, s.person_count))
+        .collect();
+    assert_eq!(sizes.len(), 5);
+    assert!(sizes.iter().all(|(_, n)| *n == 1));
+    assert_eq!(rfm.cells.len(), 5);
+
+    // Settings: fixed parameters and a 30-day rule, with an etag and a request id.
+    let change = UpdateModelSettingsRequest {
+        model_settings: Some(ModelSettings {
+            churn: Some(ChurnSettings {
+                inactivity_rules: vec![InactivityRule {
+                    threshold: Some(days(30)),
+                    ..InactivityRule::default()
+                }],
+                bg_nbd: Some(BgNbdSettings {
+                    fixed_parameters: Some(BgNbdParameters {
+                        r: PARAMS[0],
+                        alpha: PARAMS[1],
+                        a: PARAMS[2],
+                        b: PARAMS[3],
+                    }),
+                    ..BgNbdSettings::default()
+                }),
+                ..ChurnSettings::default()
+            }),
+            etag: "0".to_owned(),
+            ..ModelSettings::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec![
+                "churn.inactivity_rules".to_owned(),
+                "churn.bg_nbd.fixed_parameters".to_owned(),
+            ],
+        }),
+        request_id: "6a1f0c52-4a0e-4d2e-9a57-1f6f3e0b2c11".to_owned(),
+        validate_only: false,
+    };
+    let updated = modeling
+        .update_model_settings(change.clone())
+        .await?
+        .into_inner()
+        .model_settings
+        .unwrap_or_default();
+    assert_eq!(updated.etag, "1");
+    let retried = modeling
+        .update_model_settings(change.clone())
+        .await?
+        .into_inner()
+        .model_settings
+        .unwrap_or_default();
+    assert_eq!(retried.etag, "1", "a retried request id applies once");
+    let stale = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            request_id: String::new(),
+            ..change.clone()
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(stale, Some(tonic::Code::Aborted), "etag 0 is stale now");
+
+    // Churn scores: 1 − P(alive) with the fixed parameters, the 30-day rule.
+    let names: Vec<String> = (1..=6)
+        .map(|n| format!("tenants/{TENANT}/persons/{}", p(n)))
+        .chain([format!("tenants/{TENANT}/persons/{}", uuid::Uuid::nil())])
+        .collect();
+    let scores = modeling
+        .get_churn_scores(GetChurnScoresRequest {
+            persons: names.clone(),
+            ..GetChurnScoresRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(scores.missing_persons, [names[6].clone()]);
+    assert_eq!(scores.scores.len(), 6);
+    let compute_ms = ms_of(scores.scores[0].compute_time.as_ref());
+    let today = compute_ms.div_euclid(DAY_MS);
+    let t0_day = t0.div_euclid(DAY_MS);
+    // (person, purchase k's, churned by 30 days)
+    let histories: [(u64, &[i64], bool); 5] = [
+        (1, &[2, 10, 20, 30], false),
+        (2, &[5, 40], false),
+        (3, &[60], true),
+        (4, &[100, 120, 150], true),
+        (5, &[300], true),
+    ];
+    for (n, ks, churned) in histories {
+        let score = &scores.scores[usize::try_from(n - 1)?];
+        assert_eq!(score.person_id, p(n));
+        let purchase_days: Vec<i64> = ks.iter().map(|k| t0_day - k - 1).collect();
+        let (first, last) = (
+            purchase_days.iter().min().copied().unwrap_or(0),
+            purchase_days.iter().max().copied().unwrap_or(0),
+        );
+        let x = ks.len() as f64 - 1.0;
+        let expected = p_alive(x, (last - first) as f64, (today - first) as f64);
+        let alive = score.probability_alive.unwrap_or(f64::NAN);
+        let churn = score.score.unwrap_or(f64::NAN);
+        assert!(
+            (alive - expected).abs() < 1e-12,
+            "p{n}: {alive} vs {expected}"
+        );
+        assert!(
+            (churn - (1.0 - alive)).abs() < 1e-12,
+            "p{n}: score is 1 − P(alive)"
+        );
+        assert_eq!(score.churned, churned, "p{n}");
+        assert_eq!(score.repeat_purchases, ks.len() as i64 - 1);
+        assert_eq!(score.inactivity_threshold, Some(days(30)));
+        let k_min = ks.iter().min().copied().unwrap_or(0);
+        let last_ms = t0 - k_min * DAY_MS - 3_600_000;
+        assert_eq!(ms_of(score.last_purchase_time.as_ref()), last_ms);
+        let inactive = score.inactive_for.map_or(0, |d| d.seconds * 1_000);
+        assert_eq!(
+            inactive,
+            (compute_ms - last_ms).div_euclid(1_000) * 1_000,
+            "p{n}"
+        );
+    }
+    let browser = &scores.scores[5];
+    assert_eq!((browser.score, browser.probability_alive), (None, None));
+    assert!(!browser.churned, "no purchase: never active, never churned");
+
+    // Listings: score order across pages of 2, ties by id, the unscored person last.
+    let mut expected_order: Vec<(f64, String)> = scores
+        .scores
+        .iter()
+        .map(|s| (s.score.unwrap_or(-1.0), s.person_id.clone()))
+        .collect();
+    expected_order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let (listed, pages, total) = all_pages(
+        &mut modeling,
+        ListChurnScoresRequest {
+            page_size: 2,
+            ..ListChurnScoresRequest::default()
+        },
+    )
+    .await?;
+    assert_eq!((pages, total), (3, 6));
+    let listed_ids: Vec<String> = listed.iter().map(|s| s.person_id.clone()).collect();
+    let expected_ids: Vec<String> = expected_order.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(listed_ids, expected_ids);
+    let (by_id, _, _) = all_pages(
+        &mut modeling,
+        ListChurnScoresRequest {
+            page_size: 4,
+            order_by: ChurnScoreOrder::PersonId as i32,
+            ..ListChurnScoresRequest::default()
+        },
+    )
+    .await?;
+    let mut sorted_ids = expected_ids.clone();
+    sorted_ids.sort();
+    assert_eq!(
+        by_id
+            .iter()
+            .map(|s| s.person_id.clone())
+            .collect::<Vec<_>>(),
+        sorted_ids
+    );
+    let (churned, _, churned_total) = all_pages(
+        &mut modeling,
+        ListChurnScoresRequest {
+            churned_only: true,
+            ..ListChurnScoresRequest::default()
+        },
+    )
+    .await?;
+    assert_eq!(churned_total, 3);
+    let mut churned_ids: Vec<String> = churned.iter().map(|s| s.person_id.clone()).collect();
+    churned_ids.sort();
+    let mut want: Vec<String> = [3, 4, 5].iter().map(|&n| p(n)).collect();
+    want.sort();
+    assert_eq!(churned_ids, want);
+
+    // Bad input: every problem named.
+    let refused = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                churn: Some(ChurnSettings {
+                    inactivity_rules: vec![InactivityRule {
+                        threshold: Some(days(-3)),
+                        ..InactivityRule::default()
+                    }],
+                    ..ChurnSettings::default()
+                }),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["churn.inactivity_rules".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a negative threshold is refused"))?;
+    assert_eq!(
+        violations(&refused),
+        ["model_settings.churn.inactivity_rules[0].threshold"]
+    );
+    let refused = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings::default()),
+            update_mask: Some(FieldMask {
+                paths: vec!["time_zone".to_owned(), "churn.colour".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("an unknown mask path is refused"))?;
+    assert_eq!(violations(&refused), ["update_mask.paths[1]"]);
+    let refused = modeling
+        .list_churn_scores(ListChurnScoresRequest {
+            page_token: "not-a-token".to_owned(),
+            min_score: 1.5,
+            ..ListChurnScoresRequest::default()
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a bad listing is refused"))?;
+    assert_eq!(violations(&refused), ["min_score", "page_token"]);
+    let refused = modeling
+        .get_churn_scores(GetChurnScoresRequest {
+            persons: vec![
+                format!("tenants/{TENANT}/persons/not-a-uuid"),
+                "p1".to_owned(),
+            ],
+            ..GetChurnScoresRequest::default()
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("bad person names are refused"))?;
+    assert_eq!(violations(&refused), ["persons[0]", "persons[1]"]);
+    let refused = modeling
+        .run_rfm(RunRfmRequest {
+            settings: Some(RfmSettings {
+                score_levels: 11,
+                lookback: Some(days(-1)),
+                ..RfmSettings::default()
+            }),
+            ..RunRfmRequest::default()
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("bad RFM settings are refused"))?;
+    assert_eq!(
+        violations(&refused),
+        ["settings.lookback", "settings.score_levels"]
+    );
+    let other = modeling
+        .get_churn_scores(GetChurnScoresRequest {
+            persons: vec![format!("tenants/elsewhere/persons/{}", p(1))],
+            ..GetChurnScoresRequest::default()
+        })
+        .await
+        .err()
+        .map(|s| s.code());
+    assert_eq!(other, Some(tonic::Code::PermissionDenied));
+    Ok(())
+}
