@@ -386,7 +386,7 @@ fn gather(
             for event in person.iter() {
                 let event = event.to_event();
                 let is_purchase = compile::matches(purchase, &event);
-                if is_purchase && event.time_ms <= now_ms {
+                if is_purchase && secs(event.time_ms) <= now {
                     gathered.first_purchase_ms.get_or_insert(event.time_ms);
                     gathered.last_purchase_ms = Some(event.time_ms);
                     state.times.push(secs(event.time_ms));

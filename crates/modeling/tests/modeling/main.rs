@@ -1,6 +1,7 @@
 //! Store tests of the modeling service on a fresh PostgreSQL database per test.
 
 mod changes;
+mod churn;
 mod counters;
 mod funnel_scenarios;
 mod journeys;

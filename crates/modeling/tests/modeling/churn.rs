@@ -1,0 +1,355 @@
+//! RFM and churn through the projection equal a deliberately naive computation from the raw
+//! list of purchases, on a few hundred random histories: values, scores and quantile bounds,
+//! P(alive) and the churn score by the contract's formula on whole UTC days, the inactivity
+//! flag and the suggested threshold.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone as _, Utc};
+use prost::Message as _;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use touchline_analytics::churn::rfm::{RfmScores, ScoreLevels, classify_default};
+use touchline_modeling::journeys::churn::{
+    ChurnRow, ChurnTable, PurchaseEvent, churn_table, purchase_condition, run_rfm,
+};
+use touchline_modeling::journeys::churn_settings::{
+    BgNbdSettings, ChurnSettings, ModelSettings, RfmSettings, RuleSettings,
+};
+use touchline_modeling::journeys::query::Matcher;
+use touchline_modeling::journeys::{RunContext, TenantView};
+use touchline_modeling::store::journal::JournalEvent;
+use touchline_proto::governance::v1::CleanEvent;
+use uuid::Uuid;
+
+const DAY_S: i64 = 86_400;
+/// The evaluation time: 2026-06-01T10:00:00Z.
+const NOW_S: i64 = 1_780_308_000;
+
+/// One raw event of the reference: person, time (ms), whether it is a purchase, its value.
+#[derive(Debug, Clone, Copy)]
+struct Raw {
+    person: usize,
+    time_ms: i64,
+    sequence: i64,
+    purchase: bool,
+    value: f64,
+}
+
+fn journal(raw: &Raw, persons: &[Uuid]) -> JournalEvent {
+    let name = if raw.purchase { "pay" } else { "view" };
+    let payload = CleanEvent {
+        sequence: raw.sequence,
+        event_name: name.to_owned(),
+        channel: "app".to_owned(),
+        value: raw.value,
+        ..CleanEvent::default()
+    }
+    .encode_to_vec();
+    JournalEvent {
+        sequence: raw.sequence,
+        person_id: persons[raw.person],
+        event_name: name.to_owned(),
+        channel: "app".to_owned(),
+        event_time: Utc
+            .timestamp_millis_opt(raw.time_ms)
+            .single()
+            .unwrap_or_default(),
+        payload,
+    }
+}
+
+fn history(rng: &mut ChaCha8Rng) -> (Vec<Uuid>, Vec<Raw>) {
+    let persons: Vec<Uuid> = (0..rng.random_range(1..25))
+        .map(|_| Uuid::from_u128(rng.random()))
+        .collect();
+    let mut raw = Vec::new();
+    for sequence in 1..=rng.random_range(1..150) {
+        let person = rng.random_range(0..persons.len());
+        // Up to 500 days back, some after now, at any millisecond; amounts in halves (sums
+        // are exact in any order), some 0 (the projection keeps no value then).
+        let time_ms = (NOW_S - rng.random_range(-5 * DAY_S..500 * DAY_S)) * 1_000
+            + rng.random_range(0..1_000);
+        let purchase = rng.random_bool(0.6);
+        let value = if purchase && rng.random_bool(0.9) {
+            f64::from(rng.random_range(1..400)) * 0.5
+        } else {
+            0.0
+        };
+        raw.push(Raw {
+            person,
+            time_ms,
+            sequence,
+            purchase,
+            value,
+        });
+    }
+    (persons, raw)
+}
+
+/// Each person's purchases (seconds, value) up to `now_s`, in (time, sequence) order.
+fn purchases(raw: &[Raw], persons: &[Uuid], now_s: i64) -> BTreeMap<Uuid, Vec<(i64, f64)>> {
+    let mut sorted: Vec<Raw> = raw.to_vec();
+    sorted.sort_by_key(|r| (r.time_ms, r.sequence));
+    let mut out: BTreeMap<Uuid, Vec<(i64, f64)>> = BTreeMap::new();
+    for r in sorted {
+        let secs = r.time_ms.div_euclid(1_000);
+        if r.purchase && secs <= now_s {
+            out.entry(persons[r.person])
+                .or_default()
+                .push((secs, r.value));
+        }
+    }
+    out
+}
+
+/// The value at 1-based rank ⌈i·n/L⌉, for i = 1..L.
+fn bounds<T: Copy>(
+    mut values: Vec<T>,
+    levels: usize,
+    cmp: fn(&T, &T) -> std::cmp::Ordering,
+) -> Vec<T> {
+    values.sort_by(cmp);
+    let n = values.len();
+    (1..levels)
+        .map(|i| values[(i * n).div_ceil(levels) - 1])
+        .collect()
+}
+
+fn level<T>(bounds: &[T], value: &T, below: fn(&T, &T) -> bool) -> u8 {
+    1 + bounds.iter().filter(|b| below(b, value)).count() as u8
+}
+
+fn check_rfm(view: &TenantView, raw: &[Raw], persons: &[Uuid], levels: u8, lookback_days: i64) {
+    let run = RunContext {
+        threads: 2,
+        ..RunContext::default()
+    };
+    let settings = ModelSettings {
+        rfm: RfmSettings {
+            lookback: Some((lookback_days * DAY_S, 0)),
+            score_levels: i32::from(levels),
+            segment_rules: Vec::new(),
+        },
+        ..ModelSettings::default()
+    };
+    let effective = settings
+        .validate("")
+        .unwrap_or_else(|p| panic!("valid settings: {p:?}"));
+    let purchase = PurchaseEvent::Matcher(Matcher {
+        event_name: "pay".to_owned(),
+        filters: Vec::new(),
+    });
+    let Ok(condition) = purchase_condition(view, &purchase, &run, "purchase_event", false) else {
+        panic!("the purchase event compiles");
+    };
+    let as_of_ms = NOW_S * 1_000 + 999;
+    let got = run_rfm(view, &condition, &effective.rfm, as_of_ms, &run);
+
+    // The reference: purchases in (as_of − lookback, as_of], by person id.
+    let window_start = NOW_S - lookback_days * DAY_S;
+    let mut values: Vec<(Uuid, i64, u64, f64)> = Vec::new();
+    for (person, list) in purchases(raw, persons, NOW_S) {
+        let inside: Vec<&(i64, f64)> = list.iter().filter(|(t, _)| *t > window_start).collect();
+        if let Some(last) = inside.iter().map(|(t, _)| *t).max() {
+            let monetary = inside.iter().map(|(_, v)| *v).sum();
+            values.push((person, NOW_S - last, inside.len() as u64, monetary));
+        }
+    }
+    assert_eq!(got.persons.len(), values.len(), "persons scored");
+    if values.is_empty() {
+        assert!(got.thresholds.is_none());
+        return;
+    }
+    let l = usize::from(levels);
+    let r_bounds = bounds(values.iter().map(|v| v.1).collect(), l, i64::cmp);
+    let f_bounds = bounds(values.iter().map(|v| v.2).collect(), l, u64::cmp);
+    let m_bounds = bounds(values.iter().map(|v| v.3).collect(), l, f64::total_cmp);
+    let thresholds = got.thresholds.clone().unwrap_or_else(|| panic!("bounds"));
+    assert_eq!(thresholds.recency_secs, r_bounds);
+    assert_eq!(thresholds.frequency, f_bounds);
+    assert_eq!(thresholds.monetary, m_bounds);
+    for (got, (person, recency, frequency, monetary)) in got.persons.iter().zip(&values) {
+        assert_eq!(got.person, *person);
+        assert_eq!(
+            (
+                got.values.recency_secs,
+                got.values.frequency,
+                got.values.monetary
+            ),
+            (*recency, *frequency, *monetary)
+        );
+        let scores = RfmScores {
+            recency: levels + 1 - level(&r_bounds, recency, |b, v| b < v),
+            frequency: level(&f_bounds, frequency, |b, v| b < v),
+            monetary: level(&m_bounds, monetary, |b, v| b < v),
+        };
+        assert_eq!(got.scores, scores);
+        let levels = ScoreLevels::new(u32::from(levels)).unwrap_or_default();
+        assert_eq!(got.segment, classify_default(scores, levels));
+    }
+}
+
+/// The type-7 percentile of the gaps, rounded up to days and clamped; 90 below 10 gaps.
+fn suggested_days(purchases: &BTreeMap<Uuid, Vec<(i64, f64)>>, percentile: f64) -> u32 {
+    let mut gaps: Vec<i64> = Vec::new();
+    for list in purchases.values() {
+        for pair in list.windows(2) {
+            if pair[1].0 > pair[0].0 {
+                gaps.push(pair[1].0 - pair[0].0);
+            }
+        }
+    }
+    if gaps.len() < 10 {
+        return 90;
+    }
+    gaps.sort_unstable();
+    let position = (gaps.len() - 1) as f64 * percentile;
+    let lower = position.floor() as usize;
+    let upper = (lower + 1).min(gaps.len() - 1);
+    let gap = gaps[lower] as f64 + (position - lower as f64) * (gaps[upper] - gaps[lower]) as f64;
+    (gap / DAY_S as f64).ceil().clamp(1.0, 1_095.0) as u32
+}
+
+/// One row against the formula on whole UTC days and the inactivity rule.
+fn check_row(
+    row: &ChurnRow,
+    bought: &BTreeMap<Uuid, Vec<(i64, f64)>>,
+    raw: &[Raw],
+    persons: &[Uuid],
+    params: [f64; 4],
+    threshold_days: i64,
+) {
+    let [r, alpha, a, b] = params;
+    let today = NOW_S.div_euclid(DAY_S);
+    let Some(list) = bought.get(&row.person) else {
+        assert_eq!(
+            (row.score, row.probability_alive, row.churned),
+            (None, None, false)
+        );
+        return;
+    };
+    let mut days: Vec<i64> = list.iter().map(|(t, _)| t.div_euclid(DAY_S)).collect();
+    days.dedup();
+    let (first, last) = (days[0], days[days.len() - 1]);
+    let x = (days.len() - 1) as f64;
+    let (t_x, age) = ((last - first) as f64, (today - first) as f64);
+    let alive = if days.len() == 1 {
+        1.0
+    } else {
+        1.0 / (1.0 + a / (b + x - 1.0) * ((alpha + age) / (alpha + t_x)).powf(r + x))
+    };
+    let got_alive = row.probability_alive.unwrap_or(f64::NAN);
+    let got_score = row.score.unwrap_or(f64::NAN);
+    assert!((got_alive - alive).abs() < 1e-9, "{got_alive} vs {alive}");
+    assert!((got_score - (1.0 - alive)).abs() < 1e-9);
+    assert_eq!(row.repeat_purchases, (days.len() - 1) as u64);
+    // Activity after now (clock skew) counts as inactive for no time at all.
+    let last_s = raw
+        .iter()
+        .filter(|e| e.purchase && persons[e.person] == row.person)
+        .map(|e| e.time_ms.div_euclid(1_000))
+        .max()
+        .unwrap_or_default();
+    assert_eq!(row.churned, NOW_S - last_s >= threshold_days * DAY_S);
+}
+
+/// Checks one history; returns the persons scored and the persons flagged churned.
+fn check_churn(
+    view: &TenantView,
+    raw: &[Raw],
+    persons: &[Uuid],
+    rng: &mut ChaCha8Rng,
+) -> (usize, usize) {
+    let run = RunContext {
+        threads: 2,
+        ..RunContext::default()
+    };
+    let params = [
+        rng.random_range(0.1..3.0),
+        rng.random_range(1.0..60.0),
+        rng.random_range(0.1..3.0),
+        rng.random_range(0.1..5.0),
+    ];
+    let fixed_days = rng.random_bool(0.5).then(|| rng.random_range(1..200i64));
+    let percentile = [0.0, 0.5, 0.9, 1.0][rng.random_range(0..4)];
+    let settings = ModelSettings {
+        churn: ChurnSettings {
+            inactivity_rules: vec![RuleSettings {
+                segment: String::new(),
+                threshold: fixed_days.map(|d| (d * DAY_S, 0)),
+                suggestion_percentile: percentile,
+            }],
+            qualifying: Vec::new(),
+            bg_nbd: BgNbdSettings {
+                fixed_parameters: Some(params),
+                ..BgNbdSettings::default()
+            },
+        },
+        ..ModelSettings::default()
+    };
+    let effective = settings
+        .validate("")
+        .unwrap_or_else(|p| panic!("valid settings: {p:?}"));
+    let purchase = PurchaseEvent::Conversions(vec!["pay".to_owned(), "never_sent".to_owned()]);
+    let Ok(condition) = purchase_condition(view, &purchase, &run, "purchase_event", false) else {
+        panic!("the purchase event compiles");
+    };
+    let now_ms = NOW_S * 1_000 + 250;
+    let table: ChurnTable = churn_table(view, &condition, &effective, now_ms, None, &run);
+
+    let bought = purchases(raw, persons, NOW_S);
+    let suggestion = suggested_days(&bought, if percentile > 0.0 { percentile } else { 0.9 });
+    assert_eq!(table.suggestion.threshold.days(), suggestion, "suggestion");
+    let threshold_days = fixed_days.map_or(i64::from(suggestion), |d| d);
+    assert_eq!(i64::from(table.threshold.days()), threshold_days);
+    let mut everyone: Vec<Uuid> = raw.iter().map(|r| persons[r.person]).collect();
+    everyone.sort();
+    everyone.dedup();
+    assert_eq!(
+        table.rows.iter().map(|r| r.person).collect::<Vec<_>>(),
+        everyone,
+        "every person with an event has a row, by id"
+    );
+    for row in &table.rows {
+        check_row(row, &bought, raw, persons, params, threshold_days);
+    }
+    // Score order: highest first, unscored last, ties by id.
+    let order: Vec<(f64, Uuid)> = table
+        .by_score
+        .iter()
+        .map(|&i| {
+            let row = &table.rows[i as usize];
+            (row.score.unwrap_or(-1.0), row.person)
+        })
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    assert_eq!(order, sorted);
+    (
+        table.rows.iter().filter(|r| r.score.is_some()).count(),
+        table.rows.iter().filter(|r| r.churned).count(),
+    )
+}
+
+#[test]
+fn rfm_and_churn_through_the_projection_equal_a_naive_count() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let (mut scored, mut churned) = (0, 0);
+    for _ in 0..300 {
+        let (persons, raw) = history(&mut rng);
+        let events: Vec<JournalEvent> = raw.iter().map(|r| journal(r, &persons)).collect();
+        let view = TenantView::build(std::iter::once(events), 2)
+            .unwrap_or_else(|err| panic!("the view builds: {err}"));
+        let levels = rng.random_range(2..=10u8);
+        let lookback = rng.random_range(1..400i64);
+        check_rfm(&view, &raw, &persons, levels, lookback);
+        let (s, c) = check_churn(&view, &raw, &persons, &mut rng);
+        scored += s;
+        churned += c;
+    }
+    assert!(
+        scored > 1_000 && churned > 500,
+        "{scored} scored, {churned} churned"
+    );
+}
