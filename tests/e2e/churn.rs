@@ -28,6 +28,8 @@ use touchline_proto::governance::v1::governance_service_client::GovernanceServic
 use touchline_proto::governance::v1::{
     CanonicalEvent, CreateCanonicalEventRequest, PublishDictionaryVersionRequest,
 };
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     BgNbdParameters, BgNbdSettings, ChurnScore, ChurnScoreOrder, ChurnSettings, CountEventsRequest,
@@ -43,6 +45,7 @@ const SCOPES: &[&str] = &[
     "dictionary:read",
     "dictionary:write",
     "segments:write",
+    "identity:write",
 ];
 const DAY_MS: i64 = 86_400_000;
 /// (person, days before T0, amount)
@@ -473,6 +476,46 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
     let mut want: Vec<String> = [3, 4, 5].iter().map(|&n| p(n)).collect();
     want.sort();
     assert_eq!(churned_ids, want);
+
+    // An opted-out person leaves the listing (it feeds CRM) but still answers by name.
+    IdentityServiceClient::new(app.channel(&token)?)
+        .set_consent(SetConsentRequest {
+            person_ref: Some(set_consent_request::PersonRef::Person(names[3].clone())),
+            marketing_opt_out: true,
+            ..SetConsentRequest::default()
+        })
+        .await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (left, _, total) = all_pages(
+            &mut modeling,
+            ListChurnScoresRequest {
+                churned_only: true,
+                ..ListChurnScoresRequest::default()
+            },
+        )
+        .await?;
+        if total == 2 {
+            assert!(
+                left.iter()
+                    .all(|s| s.person_id != p(4) && !s.marketing_opt_out)
+            );
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the opt-out did not reach the listing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let named = modeling
+        .get_churn_scores(GetChurnScoresRequest {
+            persons: vec![names[3].clone()],
+            ..GetChurnScoresRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert!(named.scores.first().is_some_and(|s| s.marketing_opt_out));
 
     // Bad input: every problem named.
     let refused = modeling

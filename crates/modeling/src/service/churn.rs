@@ -27,6 +27,9 @@ use crate::store::model_settings as store;
 const STALE_AFTER: Duration = Duration::from_secs(600);
 /// Tenants whose tables are kept at once; the oldest goes first.
 const MAX_TABLES: usize = 16;
+/// Rows kept across every tenant's table (about 120 bytes each); the oldest tables go first,
+/// and the newest is always kept, however large.
+const MAX_CACHED_ROWS: usize = 2_000_000;
 /// Most persons one GetChurnScores names.
 pub const MAX_PERSONS: usize = 1_000;
 
@@ -76,14 +79,21 @@ impl ChurnCache {
 
     fn keep(&self, tenant: &str, key: TableKey, table: Arc<ChurnTable>) {
         let mut tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        if !tables.contains_key(tenant) && tables.len() >= MAX_TABLES {
+        tables.remove(tenant);
+        let rows = |tables: &HashMap<String, CachedTable>| -> usize {
+            tables.values().map(|cached| cached.table.rows.len()).sum()
+        };
+        while !tables.is_empty()
+            && (tables.len() >= MAX_TABLES || rows(&tables) + table.rows.len() > MAX_CACHED_ROWS)
+        {
             let oldest = tables
                 .iter()
                 .min_by_key(|(_, cached)| cached.at)
                 .map(|(name, _)| name.clone());
-            if let Some(name) = oldest {
-                tables.remove(&name);
-            }
+            match oldest {
+                Some(name) => tables.remove(&name),
+                None => break,
+            };
         }
         tables.insert(
             tenant.to_owned(),
@@ -530,5 +540,96 @@ impl Modeling {
             compute_ms: table.compute_ms,
             threshold_days: table.threshold.days(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use touchline_analytics::churn::bgnbd::BgNbdParams;
+    use touchline_analytics::churn::inactivity::{InactivityThreshold, ThresholdSuggestion};
+
+    use super::*;
+
+    fn table(rows: usize, fit_ms: i64) -> Arc<ChurnTable> {
+        let threshold = InactivityThreshold::from_days(90).unwrap_or_else(|_| unreachable!());
+        let row = ChurnRow {
+            person: Uuid::nil(),
+            score: None,
+            probability_alive: None,
+            churned: false,
+            inactive_for_ms: None,
+            repeat_purchases: 0,
+            first_purchase_ms: None,
+            last_purchase_ms: None,
+        };
+        Arc::new(ChurnTable {
+            rows: vec![row; rows],
+            by_score: Vec::new(),
+            suggestion: ThresholdSuggestion {
+                threshold,
+                gap_sample_size: 0,
+                percentile_gap_secs: None,
+            },
+            threshold,
+            fit: Some(FitOutcome {
+                params: BgNbdParams {
+                    r: 1.0,
+                    alpha: 1.0,
+                    a: 1.0,
+                    b: 1.0,
+                },
+                log_likelihood: 0.0,
+                person_count: 1,
+                converged: true,
+                fit_ms,
+            }),
+            compute_ms: fit_ms,
+            positions: Positions::default(),
+        })
+    }
+
+    fn key(revision: i64, settings: u64) -> TableKey {
+        TableKey {
+            positions: Positions {
+                revision,
+                ..Positions::default()
+            },
+            settings,
+        }
+    }
+
+    #[test]
+    fn a_table_is_reused_until_its_view_or_settings_move_and_a_young_fit_outlives_the_view() {
+        let cache = ChurnCache::default();
+        let day = Duration::from_secs(86_400);
+        let kept = table(3, 1_000);
+        cache.keep("t", key(1, 7), kept.clone());
+        let same = cache.lookup("t", &key(1, 7), day, 2_000);
+        assert!(same.is_ok_and(|t| Arc::ptr_eq(&t, &kept)), "no recompute");
+        let moved = cache.lookup("t", &key(2, 7), day, 2_000);
+        assert!(
+            moved.is_err_and(|fit| fit.is_some()),
+            "new events: the young fit is reused"
+        );
+        let old = cache.lookup("t", &key(2, 7), day, 1_000 + 86_400_001);
+        assert!(old.is_err_and(|fit| fit.is_none()), "the fit is due again");
+        let other = cache.lookup("t", &key(1, 8), day, 2_000);
+        assert!(other.is_err_and(|fit| fit.is_none()), "new settings refit");
+        assert!(cache.lookup("u", &key(1, 7), day, 2_000).is_err());
+    }
+
+    #[test]
+    fn the_oldest_tables_make_room_for_a_new_one() {
+        let cache = ChurnCache::default();
+        cache.keep("a", key(1, 1), table(MAX_CACHED_ROWS / 2, 0));
+        cache.keep("b", key(1, 1), table(MAX_CACHED_ROWS / 2, 0));
+        cache.keep("c", key(1, 1), table(10, 0));
+        let day = Duration::from_secs(86_400);
+        assert!(
+            cache.lookup("a", &key(1, 1), day, 0).is_err(),
+            "a went first"
+        );
+        assert!(cache.lookup("b", &key(1, 1), day, 0).is_ok());
+        assert!(cache.lookup("c", &key(1, 1), day, 0).is_ok());
     }
 }
