@@ -83,6 +83,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         "quality:read",
         "models:read",
         "reports:read",
+        "identity:read",
     ])
     .with_roles(["marketing"]);
     let token = touchline_auth::mint_hs256(
@@ -214,6 +215,12 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     crate::demo_journeys::print_retention(&mut modeling, &parent, range).await?;
     crate::demo_journeys::print_lifecycle(&mut modeling, &parent, range).await?;
     crate::demo_journeys::print_paths(&mut modeling, &parent, range).await?;
+    let mut identity = touchline_proto::identity::v1::identity_service_client::IdentityServiceClient::with_interceptor(
+        lazy_channel(&format!("http://{addr}"))?,
+        CallCredentials::bearer(&token)?,
+    );
+    crate::demo_churn::print_rfm(&mut modeling, &parent).await?;
+    crate::demo_churn::print_churn(&mut modeling, &mut identity, &parent).await?;
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {
         shutdown.trigger();
