@@ -555,6 +555,25 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
         .ok_or_else(|| anyhow::anyhow!("an unknown mask path is refused"))?;
     assert_eq!(violations(&refused), ["update_mask.paths[1]"]);
     let refused = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                time_zone: "Mars/Olympus_Mons".to_owned(),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["time_zone".to_owned()],
+            }),
+            request_id: "again".to_owned(),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a bad time zone and request id are refused"))?;
+    assert_eq!(
+        violations(&refused),
+        ["request_id", "model_settings.time_zone"]
+    );
+    let refused = modeling
         .list_churn_scores(ListChurnScoresRequest {
             page_token: "not-a-token".to_owned(),
             min_score: 1.5,

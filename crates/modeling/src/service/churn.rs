@@ -296,6 +296,23 @@ impl Modeling {
         tenant: &str,
         update: &SettingsUpdate,
     ) -> Result<VersionedSettings, ModelingError> {
+        // Every problem of the request is named before the store is touched: the masked
+        // fields are checked on their own (stored fields always pass), with the request id.
+        let mut problems = Violations::default();
+        if !update.request_id.is_empty() && Uuid::parse_str(&update.request_id).is_err() {
+            problems.add("request_id", "INVALID_REQUEST_ID", "request_id is a UUID");
+        }
+        match apply_mask(&ModelSettings::default(), &update.incoming, &update.paths) {
+            Ok(masked) => {
+                if let Err(found) = masked.validate("model_settings.") {
+                    problems.0.extend(found.0);
+                }
+            }
+            Err(found) => problems.0.extend(found.0),
+        }
+        if !problems.is_empty() {
+            return Err(invalid(problems));
+        }
         let mut tx = self.pool.begin().await?;
         if !update.request_id.is_empty()
             && store::request_seen(&mut tx, tenant, &update.request_id).await?
@@ -338,25 +355,28 @@ impl Modeling {
     }
 
     /// The purchase event of the settings: their matcher, or the dictionary's conversions.
-    async fn purchase_event(&self, tenant: &str, matcher: Option<&Matcher>) -> PurchaseEvent {
-        match matcher {
+    async fn purchase_event(
+        &self,
+        tenant: &str,
+        matcher: Option<&Matcher>,
+    ) -> Result<PurchaseEvent, ModelingError> {
+        Ok(match matcher {
             Some(matcher) => PurchaseEvent::Matcher(matcher.clone()),
-            None => PurchaseEvent::Conversions(self.conversion_event_names(tenant).await),
-        }
+            None => PurchaseEvent::Conversions(self.conversion_event_names(tenant).await?),
+        })
     }
 
-    /// The names of the dictionary's conversion events; none when governance cannot say.
-    async fn conversion_event_names(&self, tenant: &str) -> Vec<String> {
+    /// The names of the dictionary's conversion events; none when governance is not
+    /// configured. A dictionary that cannot be read fails the call (UNAVAILABLE) rather than
+    /// answering as if nobody had bought anything.
+    async fn conversion_event_names(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
         let Some(governance) = &self.governance else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         governance
             .conversion_event_names(tenant)
             .await
-            .unwrap_or_else(|status| {
-                tracing::warn!(code = ?status.code(), "the conversion events could not be read");
-                Vec::new()
-            })
+            .map_err(|status| ModelingError::upstream("governance", &status))
     }
 
     /// The churn table of the current view and `settings`, from the cache when neither
@@ -375,7 +395,7 @@ impl Modeling {
         })?;
         let purchase = self
             .purchase_event(tenant, effective.purchase_event.as_ref())
-            .await;
+            .await?;
         let settings_key = request_key(&format!("{}|{purchase:?}", settings.etag));
         let cache = self.churn.clone();
         let tenant_name = tenant.to_owned();
@@ -418,7 +438,7 @@ impl Modeling {
             Some(matcher) => (PurchaseEvent::Matcher(matcher.clone()), true),
             None => (
                 self.purchase_event(tenant, stored.purchase_event.as_ref())
-                    .await,
+                    .await?,
                 false,
             ),
         };
