@@ -40,7 +40,7 @@ impl Modeling {
     /// the tenant's dictionary defines when `names` holds one the view has never stored. If
     /// the call is dropped (the client cancelled, or its deadline passed), the running query
     /// is told to stop.
-    async fn on_view<T, W>(
+    pub(super) async fn on_view<T, W>(
         &self,
         tenant: &str,
         names: Vec<String>,

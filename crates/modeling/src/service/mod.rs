@@ -2,10 +2,12 @@
 //! event store, the read-your-writes wait and the replay of dead letters; the gRPC adapter only
 //! authorises and converts.
 
+mod attribution;
 mod journeys;
 mod replay;
 mod visibility;
 
+pub use attribution::Attribution;
 pub use replay::{ReplayOutcome, ReplayResult};
 pub use visibility::MAX_WAIT;
 
