@@ -65,3 +65,6 @@ pub fn run(
         },
     })
 }
+
+#[cfg(test)]
+mod tests;
