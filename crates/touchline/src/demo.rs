@@ -214,6 +214,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     crate::demo_journeys::print_retention(&mut modeling, &parent, range).await?;
     crate::demo_journeys::print_lifecycle(&mut modeling, &parent, range).await?;
     crate::demo_journeys::print_paths(&mut modeling, &parent, range).await?;
+    crate::demo_attribution::print_attribution(&mut modeling, &parent, range).await?;
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {
         shutdown.trigger();
