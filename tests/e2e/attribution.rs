@@ -372,6 +372,22 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         }
     }
 
+    // Unset, the conversion is every event the dictionary flags as one: the retail
+    // dictionary flags submit_order and purchase, and nobody made a purchase here.
+    let by_dictionary = modeling
+        .run_attribution(RunAttributionRequest {
+            conversion_event: None,
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(by_dictionary.summary, ran.summary);
+    assert_eq!(
+        credits(&by_dictionary.results[4]),
+        credits(&ran.results[4]),
+        "markov"
+    );
+
     // A conversion event nobody sent and the dictionary lacks is named, with its field.
     let unknown = modeling
         .run_attribution(RunAttributionRequest {
@@ -396,7 +412,7 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
             }),
             channel_field: "properties.utm_source".to_owned(),
             models: vec![markov(4), AttributionModel::default()],
-            conversion_event: None,
+            conversion_event: Some(matcher("")),
             ..request.clone()
         })
         .await;
@@ -406,7 +422,7 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         ("channel_field", "NOT_ANALYSABLE"),
         ("models[0].markov_order", "OUT_OF_RANGE"),
         ("models[1].type", "REQUIRED"),
-        ("conversion_event", "REQUIRED"),
+        ("conversion_event.event_name", "REQUIRED"),
     ] {
         assert!(
             found.contains(&(expected.0.to_owned(), expected.1.to_owned())),

@@ -7,7 +7,7 @@ use crate::journeys::attribution::models::ModelsError;
 use crate::journeys::attribution::on_paths::{
     self, AttributionFigures, OnPathsError, OnPathsQuery,
 };
-use crate::journeys::attribution::query::{AttributionQuery, Costs};
+use crate::journeys::attribution::query::{AttributionQuery, Conversion, Costs};
 use crate::journeys::attribution::{self, StoredError, StoredFigures};
 use crate::store::costs::{CostSums, cost_sums};
 
@@ -41,9 +41,12 @@ impl Modeling {
         tenant: &str,
         query: &AttributionQuery,
     ) -> Result<Attribution, ModelingError> {
-        let valid = query
+        let mut valid = query
             .validate(chrono::Utc::now().timestamp_millis())
             .map_err(|problems| ModelingError::Invalid(problems.0))?;
+        if let Conversion::Dictionary(names) = &mut valid.conversion {
+            *names = self.conversion_event_names(tenant).await?;
+        }
         let (costs, cost_reports) = match &valid.costs {
             Costs::None => (Vec::new(), None),
             Costs::Supplied(list) => (list.clone(), None),
@@ -77,6 +80,31 @@ impl Modeling {
             figures,
             cost_reports,
         })
+    }
+
+    /// The events the tenant's dictionary flags as conversions; refused when there is none
+    /// or the dictionary cannot be read (the caller can name the conversion instead).
+    async fn conversion_event_names(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
+        let defined = match &self.governance {
+            Some(governance) => governance
+                .canonical_events(tenant)
+                .await
+                .map_err(|status| ModelingError::upstream("governance", &status))?,
+            None => Vec::new(),
+        };
+        let names: Vec<String> = defined
+            .into_iter()
+            .filter(|e| e.conversion)
+            .map(|e| e.name)
+            .collect();
+        if names.is_empty() {
+            return Err(ModelingError::invalid(
+                "conversion_event",
+                "REQUIRED",
+                "the event dictionary flags no event as a conversion: name the conversion event",
+            ));
+        }
+        Ok(names)
     }
 
     /// Attribution on paths the caller supplies; reads no stored data.

@@ -11,7 +11,7 @@ use touchline_analytics::attribution::{
 use touchline_projection::query::{Condition, Dimension, Filter};
 use touchline_projection::{Event, PersonEvents, Projection};
 
-use super::query::{ChannelField, Model, ValidAttribution};
+use super::query::{ChannelField, Conversion, Model, ValidAttribution};
 use crate::journeys::RunContext;
 use crate::journeys::compile::{self, Known};
 use crate::journeys::query::{Matcher, Violations};
@@ -144,21 +144,36 @@ impl Plan {
             defined: &run.defined,
         };
         let mut problems = Violations::default();
-        let conversion_condition =
-            compile::condition(known, &query.conversion, "conversion_event", &mut problems);
-        let conversion = Predicate::of(projection, &conversion_condition);
+        let conversion = match &query.conversion {
+            Conversion::Event(matcher) => Predicate::of(
+                projection,
+                &compile::condition(known, matcher, "conversion_event", &mut problems),
+            ),
+            Conversion::Dictionary(names) => {
+                let mut any = Predicate::of(projection, &Condition::any());
+                let events = &projection.dictionaries().events;
+                for (code, event) in any.events.iter_mut().enumerate() {
+                    *event = events
+                        .text(code as u32)
+                        .is_some_and(|name| names.iter().any(|n| n == name));
+                }
+                any
+            }
+        };
         let touches = if query.touchpoints.is_empty() {
-            // Classified touchpoints (a touchpoint type set), the conversion event's name
+            // Classified touchpoints (a touchpoint type set), the conversion events' names
             // excluded.
             let mut classified = Predicate::of(projection, &Condition::any());
             for (code, touch) in classified.touches.iter_mut().enumerate() {
                 *touch = projection.touch(code as u16).touchpoint_type != 0;
             }
-            if let Some(event) = conversion_condition
-                .event
-                .and_then(|code| classified.events.get_mut(code as usize))
-            {
-                *event = false;
+            let events = &projection.dictionaries().events;
+            for (code, event) in classified.events.iter_mut().enumerate() {
+                let name = events.text(code as u32).unwrap_or_default();
+                *event = match &query.conversion {
+                    Conversion::Event(matcher) => matcher.event_name != name,
+                    Conversion::Dictionary(names) => !names.iter().any(|n| n == name),
+                };
             }
             vec![classified]
         } else {

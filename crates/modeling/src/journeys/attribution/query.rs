@@ -364,7 +364,7 @@ pub enum Costs {
 /// Attribution on stored events as a caller asked for it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AttributionQuery {
-    /// The conversion event.
+    /// The conversion event (`None`: the dictionary's conversions).
     pub conversion: Option<Matcher>,
     /// The value field (empty: the dictionary's value property).
     pub value_field: String,
@@ -382,11 +382,21 @@ pub struct AttributionQuery {
     pub scope: Scope,
 }
 
+/// What a conversion is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conversion {
+    /// Events meeting a matcher.
+    Event(Matcher),
+    /// Every event the tenant's dictionary flags as a conversion, by name (filled in by the
+    /// service from the dictionary).
+    Dictionary(Vec<String>),
+}
+
 /// An attribution on stored events whose every rule holds (event names still as text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidAttribution {
-    /// The conversion event.
-    pub conversion: Matcher,
+    /// The conversion.
+    pub conversion: Conversion,
     /// The touchpoint events (none: every classified touchpoint but the conversion).
     pub touchpoints: Vec<Matcher>,
     /// The channel column.
@@ -404,9 +414,15 @@ pub struct ValidAttribution {
 }
 
 impl ValidAttribution {
-    /// Every event name the request names.
+    /// Every event name the request names (the dictionary's conversions are not checked
+    /// against stored names: one nobody did yet counts nothing).
     pub fn event_names(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.conversion.event_name.as_str())
+        let conversion = match &self.conversion {
+            Conversion::Event(matcher) => Some(matcher.event_name.as_str()),
+            Conversion::Dictionary(_) => None,
+        };
+        conversion
+            .into_iter()
             .chain(self.touchpoints.iter().map(|m| m.event_name.as_str()))
             .filter(|name| !name.is_empty())
     }
@@ -479,14 +495,20 @@ impl AttributionQuery {
     /// Checks every rule; the range defaults to the 30 days before `now_ms`.
     pub fn validate(&self, now_ms: i64) -> Result<ValidAttribution, Violations> {
         let mut problems = Violations::default();
-        let conversion = check_matcher(self.conversion.as_ref(), "conversion_event", &mut problems);
-        if self.conversion.is_some() && conversion.event_name.is_empty() {
-            problems.add(
-                "conversion_event.event_name",
-                "REQUIRED",
-                "the conversion event, e.g. pay_order",
-            );
-        }
+        let conversion = match &self.conversion {
+            None => Conversion::Dictionary(Vec::new()),
+            Some(matcher) => {
+                let matcher = check_matcher(Some(matcher), "conversion_event", &mut problems);
+                if matcher.event_name.is_empty() {
+                    problems.add(
+                        "conversion_event.event_name",
+                        "REQUIRED",
+                        "the conversion event, e.g. submit_order; leave conversion_event unset for the dictionary's conversions",
+                    );
+                }
+                Conversion::Event(matcher)
+            }
+        };
         if !matches!(self.value_field.as_str(), "" | "value") {
             problems.add(
                 "value_field",
