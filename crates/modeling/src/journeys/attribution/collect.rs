@@ -131,6 +131,49 @@ fn channel_table(projection: &Projection, field: ChannelField) -> (Vec<u32>, Vec
     (channel_of, names)
 }
 
+/// What makes an event a conversion, over `known`'s codes.
+fn conversion_predicate(
+    known: Known<'_>,
+    conversion: &Conversion,
+    problems: &mut Violations,
+) -> Predicate {
+    let projection = known.projection;
+    match conversion {
+        Conversion::Event(matcher) => Predicate::of(
+            projection,
+            &compile::condition(known, matcher, "conversion_event", problems),
+        ),
+        Conversion::Dictionary(names) => {
+            let mut any = Predicate::of(projection, &Condition::any());
+            let events = &projection.dictionaries().events;
+            for (code, event) in any.events.iter_mut().enumerate() {
+                *event = events
+                    .text(code as u32)
+                    .is_some_and(|name| names.iter().any(|n| n == name));
+            }
+            any
+        }
+    }
+}
+
+/// The default touches: classified touchpoints (a touchpoint type set), the conversion
+/// events' names excluded.
+fn classified_touches(projection: &Projection, conversion: &Conversion) -> Predicate {
+    let mut classified = Predicate::of(projection, &Condition::any());
+    for (code, touch) in classified.touches.iter_mut().enumerate() {
+        *touch = projection.touch(code as u16).touchpoint_type != 0;
+    }
+    let events = &projection.dictionaries().events;
+    for (code, event) in classified.events.iter_mut().enumerate() {
+        let name = events.text(code as u32).unwrap_or_default();
+        *event = match conversion {
+            Conversion::Event(matcher) => matcher.event_name != name,
+            Conversion::Dictionary(names) => !names.iter().any(|n| n == name),
+        };
+    }
+    classified
+}
+
 impl Plan {
     /// Binds `query` to `view`'s codes; unknown event names are field violations.
     pub fn new(
@@ -144,38 +187,9 @@ impl Plan {
             defined: &run.defined,
         };
         let mut problems = Violations::default();
-        let conversion = match &query.conversion {
-            Conversion::Event(matcher) => Predicate::of(
-                projection,
-                &compile::condition(known, matcher, "conversion_event", &mut problems),
-            ),
-            Conversion::Dictionary(names) => {
-                let mut any = Predicate::of(projection, &Condition::any());
-                let events = &projection.dictionaries().events;
-                for (code, event) in any.events.iter_mut().enumerate() {
-                    *event = events
-                        .text(code as u32)
-                        .is_some_and(|name| names.iter().any(|n| n == name));
-                }
-                any
-            }
-        };
+        let conversion = conversion_predicate(known, &query.conversion, &mut problems);
         let touches = if query.touchpoints.is_empty() {
-            // Classified touchpoints (a touchpoint type set), the conversion events' names
-            // excluded.
-            let mut classified = Predicate::of(projection, &Condition::any());
-            for (code, touch) in classified.touches.iter_mut().enumerate() {
-                *touch = projection.touch(code as u16).touchpoint_type != 0;
-            }
-            let events = &projection.dictionaries().events;
-            for (code, event) in classified.events.iter_mut().enumerate() {
-                let name = events.text(code as u32).unwrap_or_default();
-                *event = match &query.conversion {
-                    Conversion::Event(matcher) => matcher.event_name != name,
-                    Conversion::Dictionary(names) => !names.iter().any(|n| n == name),
-                };
-            }
-            vec![classified]
+            vec![classified_touches(projection, &query.conversion)]
         } else {
             query
                 .touchpoints

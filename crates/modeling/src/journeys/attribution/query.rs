@@ -491,24 +491,48 @@ fn check_cost_request(costs: &CostRequest, problems: &mut Violations) -> Costs {
     }
 }
 
+fn check_conversion(conversion: Option<&Matcher>, problems: &mut Violations) -> Conversion {
+    match conversion {
+        None => Conversion::Dictionary(Vec::new()),
+        Some(matcher) => {
+            let matcher = check_matcher(Some(matcher), "conversion_event", problems);
+            if matcher.event_name.is_empty() {
+                problems.add(
+                    "conversion_event.event_name",
+                    "REQUIRED",
+                    "the conversion event, e.g. submit_order; leave conversion_event unset for the dictionary's conversions",
+                );
+            }
+            Conversion::Event(matcher)
+        }
+    }
+}
+
+fn check_channel_field(field: &str, problems: &mut Violations) -> ChannelField {
+    match field {
+        "" | "channel" => ChannelField::Channel,
+        "touchpoint" => ChannelField::Touchpoint,
+        "source" => ChannelField::Source,
+        other => {
+            let (reason, text) = if other.starts_with("properties.") {
+                (
+                    "NOT_ANALYSABLE",
+                    "touch properties are not analysable yet: use channel, touchpoint or source",
+                )
+            } else {
+                ("UNKNOWN_FIELD", "channel, touchpoint or source")
+            };
+            problems.add("channel_field", reason, text);
+            ChannelField::Channel
+        }
+    }
+}
+
 impl AttributionQuery {
     /// Checks every rule; the range defaults to the 30 days before `now_ms`.
     pub fn validate(&self, now_ms: i64) -> Result<ValidAttribution, Violations> {
         let mut problems = Violations::default();
-        let conversion = match &self.conversion {
-            None => Conversion::Dictionary(Vec::new()),
-            Some(matcher) => {
-                let matcher = check_matcher(Some(matcher), "conversion_event", &mut problems);
-                if matcher.event_name.is_empty() {
-                    problems.add(
-                        "conversion_event.event_name",
-                        "REQUIRED",
-                        "the conversion event, e.g. submit_order; leave conversion_event unset for the dictionary's conversions",
-                    );
-                }
-                Conversion::Event(matcher)
-            }
-        };
+        let conversion = check_conversion(self.conversion.as_ref(), &mut problems);
         if !matches!(self.value_field.as_str(), "" | "value") {
             problems.add(
                 "value_field",
@@ -529,23 +553,7 @@ impl AttributionQuery {
             .enumerate()
             .map(|(i, m)| check_matcher(Some(m), &format!("touchpoint_events[{i}]"), &mut problems))
             .collect();
-        let channel = match self.channel_field.as_str() {
-            "" | "channel" => ChannelField::Channel,
-            "touchpoint" => ChannelField::Touchpoint,
-            "source" => ChannelField::Source,
-            other => {
-                let (reason, text) = if other.starts_with("properties.") {
-                    (
-                        "NOT_ANALYSABLE",
-                        "touch properties are not analysable yet: use channel, touchpoint or source",
-                    )
-                } else {
-                    ("UNKNOWN_FIELD", "channel, touchpoint or source")
-                };
-                problems.add("channel_field", reason, text);
-                ChannelField::Channel
-            }
-        };
+        let channel = check_channel_field(&self.channel_field, &mut problems);
         let lookback_ms = self.lookback_ms.unwrap_or(DEFAULT_LOOKBACK_MS);
         if !(MIN_LOOKBACK_MS..=MAX_LOOKBACK_MS).contains(&lookback_ms) {
             problems.add(
