@@ -57,7 +57,7 @@ bench-analytics: services ## Release-mode journey models on 10 M synthetic event
 	$(CARGO) run --release -p touchline-modeling --example journeys_bench
 
 # The peers are installed by scripts/peers.sh into a virtual environment of their own.
-compare: ## Side by side with the peers on the same data: ClickHouse windowFunnel (chdb), ChannelAttribution, lifetimes
+compare: services ## Side by side with the peers on the same data: ClickHouse windowFunnel (chdb), ChannelAttribution, lifetimes
 	PY=$$(bash scripts/peers.sh | tail -1) && \
 	  $$PY bench/funnel_chdb.py && \
 	  $$PY bench/attribution_compare.py && \

@@ -71,6 +71,31 @@ def run_touchline(binary, path_file, runs):
     return credits, timings
 
 
+def rpc_binary(given):
+    """The attribution-rpc benchmark binary: the given one, or a fresh release build."""
+    if given:
+        return given
+    subprocess.run(["cargo", "build", "--quiet", "--release", "-p", "touchline-e2e", "--bin",
+                    "attribution-rpc"], cwd=WORKSPACE, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", WORKSPACE / "target"))
+    return str(target / "release" / "attribution-rpc")
+
+
+def run_rpc(binary, path_file, runs):
+    """Runs the RPC benchmark; returns its credits and every call's timings."""
+    credits, timings = {}, {}
+    done = subprocess.run([binary, path_file, str(runs)], check=True, capture_output=True,
+                          text=True, cwd=WORKSPACE)
+    for line in done.stdout.splitlines():
+        kind, *fields = line.split("\t")
+        if kind == "result":
+            model, channel, conversions, _value = fields
+            credits[(model, channel)] = float(conversions)
+        elif kind == "timing":
+            timings.setdefault(fields[0], []).append(float(fields[1]))
+    return credits, timings
+
+
 def run_channel_attribution(path_file):
     """Runs ChannelAttribution; returns its credits and timings in milliseconds."""
     data = pd.read_csv(path_file, sep=";")
@@ -118,6 +143,9 @@ def main():
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--runs", type=int, default=3, help="touchline runs (timings: best, median)")
     parser.add_argument("--binary", help="a built attribution_paths example to use")
+    parser.add_argument("--rpc-binary", help="a built attribution-rpc benchmark binary to use")
+    parser.add_argument("--no-rpc", action="store_true",
+                        help="skip the run through the service (it needs PostgreSQL)")
     args = parser.parse_args()
 
     binary = example_binary(args.binary)
@@ -130,9 +158,17 @@ def main():
         lines = sum(1 for _ in open(path_file, encoding="utf-8")) - 1
         print(f"path file: {lines:,} distinct paths")
         ours, our_timings = run_touchline(binary, path_file, args.runs)
+        rpc, rpc_timings = ({}, {}) if args.no_rpc else run_rpc(
+            rpc_binary(args.rpc_binary), path_file, args.runs)
         theirs, their_timings, total = run_channel_attribution(path_file)
 
     print_comparison(ours, theirs, total)
+    if rpc:
+        print("\nthrough RunAttributionOnPaths: largest |difference| from the in-process run,"
+              " as % of total conversions:")
+        for model, title in COMPARED:
+            diff = max(abs(rpc.get((m, c), 0.0) - v) for (m, c), v in ours.items() if m == model)
+            print(f"  {title:<16}{diff / total * 100 if total else 0.0:.2e}%")
     print("\ntimings (ms)            ChannelAttribution   touchline best / median (incl. parse)")
     for step, ours_key in (("markov_1", "markov_1_with_parse"), ("markov_3", "markov_3_with_parse"),
                            ("heuristics", "heuristics_with_parse")):
@@ -141,6 +177,15 @@ def main():
         speedup = their_timings[step] / best if best else float("inf")
         print(f"  {step:<22}{their_timings[step]:>18.1f}   {best:>9.1f} / {median:<9.1f}"
               f"  ({speedup:.0f}x)")
+    if rpc_timings:
+        print("\ntimings (ms)            ChannelAttribution   RunAttributionOnPaths best / median"
+              " (send, parse, models, reply)")
+        for step in ("markov_1", "markov_3", "heuristics"):
+            runs = rpc_timings[f"{step}_rpc"]
+            best, median = min(runs), statistics.median(runs)
+            speedup = their_timings[step] / best if best else float("inf")
+            print(f"  {step:<22}{their_timings[step]:>18.1f}   {best:>9.1f} / {median:<9.1f}"
+                  f"  ({speedup:.1f}x)")
     parse = our_timings["parse"]
     print(f"  touchline parse alone: best {min(parse):.1f} ms, median {statistics.median(parse):.1f} ms")
     print(f"  load average while running: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

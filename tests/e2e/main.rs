@@ -8,6 +8,7 @@
 
 mod acceptance;
 mod architecture;
+mod attribution;
 mod auth;
 mod bad_input;
 mod determinism;

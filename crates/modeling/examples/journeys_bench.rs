@@ -7,7 +7,9 @@
 //!    and the process's resident set;
 //! 2. the queries through the service layer, each catching up with the store first: a
 //!    4-step ordered funnel with a 14-day window broken down by channel, weekly retention
-//!    of 12 cohorts, a 26-week lifecycle, paths of 5 steps with the 50 heaviest edges —
+//!    of 12 cohorts, a 26-week lifecycle, paths of 5 steps with the 50 heaviest edges,
+//!    attribution of `submit_order` over 180 days with every model in one call (first, last,
+//!    linear, position based, time decay, Markov of orders 1–3, both Shapley games) —
 //!    medians of several runs;
 //! 3. freshness: a writer commits 200 events every 100 ms (2,000 events a second, merges of
 //!    persons among them) while a reader runs the funnel back to back; for each committed
@@ -29,6 +31,9 @@ use prost::Message as _;
 use touchline_analytics::calendar::Interval;
 use touchline_db::testing::TestDatabase;
 use touchline_modeling::journeys::Journeys;
+use touchline_modeling::journeys::attribution::query::{
+    AttributionQuery, GameChoice, ModelRequest, ModelType,
+};
 use touchline_modeling::journeys::lifecycle::{LifecycleOptions, LifecycleQuery};
 use touchline_modeling::journeys::paths::PathsQuery;
 use touchline_modeling::journeys::query::{
@@ -313,7 +318,54 @@ async fn time_queries(modeling: &Modeling, runs: usize) -> anyhow::Result<()> {
         "paths, 5 steps, 50 edges               p50 {:>8.1} ms   target <= 500 ms",
         ms(paths_time)
     );
+    let (attribution_time, attribution) = median(runs, || async {
+        Ok(modeling.run_attribution(TENANT, &attribution()).await?)
+    })
+    .await?;
+    let summary = attribution.figures.summary;
+    println!(
+        "attribution, 10 models, 180 days       p50 {:>8.1} ms   target <= 2000 ms   {:.0} conversions, {:.0} non-converting, {} paths",
+        ms(attribution_time),
+        summary.conversions,
+        summary.non_converting,
+        summary.paths
+    );
     Ok(())
+}
+
+/// Attribution of `submit_order` over the whole range with every model.
+fn attribution() -> AttributionQuery {
+    let model = |kind, markov_order| ModelRequest {
+        kind,
+        markov_order,
+        ..ModelRequest::default()
+    };
+    let mut models = vec![
+        model(ModelType::FirstTouch, 0),
+        model(ModelType::LastTouch, 0),
+        model(ModelType::Linear, 0),
+        model(ModelType::PositionBased, 0),
+        model(ModelType::TimeDecay, 0),
+        model(ModelType::Markov, 1),
+        model(ModelType::Markov, 2),
+        model(ModelType::Markov, 3),
+        model(ModelType::Shapley, 0),
+    ];
+    models.push(ModelRequest {
+        shapley_game: GameChoice::Game(
+            touchline_analytics::attribution::ShapleyGame::ConversionRate,
+        ),
+        ..model(ModelType::Shapley, 0)
+    });
+    AttributionQuery {
+        conversion: Some(Matcher {
+            event_name: "submit_order".to_owned(),
+            filters: Vec::new(),
+        }),
+        models,
+        scope: whole_range(),
+        ..AttributionQuery::default()
+    }
 }
 
 /// Commits 200 events every 100 ms for `seconds` while funnels run back to back; returns

@@ -58,6 +58,18 @@ pub enum ModelingError {
         /// The budget.
         budget_mib: u64,
     },
+    /// A model would need more channels computed exactly than it may.
+    #[error(
+        "models[{model}] needs {channels} channels valued exactly, more than {limit}: narrow the channels with filters, or set allow_approximation"
+    )]
+    TooManyChannels {
+        /// The model's index in the request.
+        model: usize,
+        /// Channels taking part.
+        channels: usize,
+        /// The exact limit.
+        limit: usize,
+    },
     /// The named thing does not exist (or was erased).
     #[error("no such {0}")]
     NotFound(&'static str),
@@ -107,7 +119,9 @@ impl ApiError for ModelingError {
                 ..
             }) => ErrorCode::ResourceExhausted,
             ModelingError::NotFound(_) => ErrorCode::NotFound,
-            ModelingError::ListingExpired => ErrorCode::FailedPrecondition,
+            ModelingError::ListingExpired | ModelingError::TooManyChannels { .. } => {
+                ErrorCode::FailedPrecondition
+            }
             ModelingError::TooLarge { .. } => ErrorCode::ResourceExhausted,
             ModelingError::Aborted(_) => ErrorCode::Aborted,
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,

@@ -30,6 +30,12 @@ pub use grpc::ModelingApi;
 /// The PostgreSQL schema this service owns.
 pub const SCHEMA: &str = "modeling";
 
+/// The largest request the modeling service decodes: attribution on supplied paths takes a
+/// paths text of up to 32 MiB (about a million distinct paths), beyond the platform's
+/// default message limit.
+pub const MAX_REQUEST_BYTES: usize =
+    journeys::attribution::on_paths::MAX_PATHS_TEXT_BYTES + (8 << 20);
+
 /// The cursor name under which the event-store worker records its progress.
 pub const CLEAN_LOG_CONSUMER: &str = "modeling.events";
 

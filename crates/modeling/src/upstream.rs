@@ -108,35 +108,16 @@ impl Governance {
 
     /// The canonical event names of `tenant`'s draft dictionary, deprecated ones included.
     pub async fn canonical_event_names(&self, tenant: &str) -> Result<Vec<String>, tonic::Status> {
-        let mut names = Vec::new();
-        let mut page_token = String::new();
-        for _ in 0..MAX_DICTIONARY_PAGES {
-            let mut request = tonic::Request::new(ListCanonicalEventsRequest {
-                parent: format!("tenants/{tenant}"),
-                page_size: 1_000,
-                page_token,
-                show_deprecated: true,
-                ..ListCanonicalEventsRequest::default()
-            });
-            request.set_timeout(DICTIONARY_DEADLINE);
-            let reply = self
-                .stub
-                .clone()
-                .list_canonical_events(request)
-                .await?
-                .into_inner();
-            names.extend(reply.canonical_events.into_iter().map(|e| e.event_name));
-            if reply.next_page_token.is_empty() {
-                break;
-            }
-            page_token = reply.next_page_token;
-        }
-        Ok(names)
+        Ok(self
+            .canonical_events(tenant)
+            .await?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
     }
 
-    /// The names of `tenant`'s draft dictionary events marked as conversions (the default
-    /// purchase of RFM and churn).
-    pub async fn conversion_event_names(&self, tenant: &str) -> Result<Vec<String>, tonic::Status> {
+    /// The events the tenant's dictionary defines, with their conversion flags.
+    pub async fn canonical_events(&self, tenant: &str) -> Result<Vec<DefinedEvent>, tonic::Status> {
         let mut names = Vec::new();
         let mut page_token = String::new();
         for _ in 0..MAX_DICTIONARY_PAGES {
@@ -154,13 +135,10 @@ impl Governance {
                 .list_canonical_events(request)
                 .await?
                 .into_inner();
-            names.extend(
-                reply
-                    .canonical_events
-                    .into_iter()
-                    .filter(|e| e.conversion)
-                    .map(|e| e.event_name),
-            );
+            names.extend(reply.canonical_events.into_iter().map(|e| DefinedEvent {
+                name: e.event_name,
+                conversion: e.conversion,
+            }));
             if reply.next_page_token.is_empty() {
                 break;
             }
@@ -168,6 +146,15 @@ impl Governance {
         }
         Ok(names)
     }
+}
+
+/// One event of a tenant's dictionary, as modeling reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinedEvent {
+    /// The canonical name.
+    pub name: String,
+    /// Whether the dictionary flags it as a conversion.
+    pub conversion: bool,
 }
 
 /// Identity, as modeling uses it.

@@ -154,6 +154,11 @@ impl Projection {
         self.touches.touch(code)
     }
 
+    /// How many touch codes are handed out (codes run from 0, the empty touch, to this − 1).
+    pub fn touch_count(&self) -> usize {
+        self.touches.touches().len()
+    }
+
     /// Gives `touch` its code now (the code it already has, if any), so that a caller can set
     /// aside the one event whose touch no longer fits (the table holds [`crate::MAX_TOUCHES`])
     /// before appending a batch, which would otherwise be refused whole.

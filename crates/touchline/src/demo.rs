@@ -215,6 +215,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     crate::demo_journeys::print_retention(&mut modeling, &parent, range).await?;
     crate::demo_journeys::print_lifecycle(&mut modeling, &parent, range).await?;
     crate::demo_journeys::print_paths(&mut modeling, &parent, range).await?;
+    crate::demo_attribution::print_attribution(&mut modeling, &parent, range).await?;
     let mut identity = touchline_proto::identity::v1::identity_service_client::IdentityServiceClient::with_interceptor(
         lazy_channel(&format!("http://{addr}"))?,
         CallCredentials::bearer(&token)?,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod demo_attribution;
 mod demo_churn;
 mod demo_journeys;
 pub mod mount;

@@ -206,8 +206,13 @@ fn mount_modeling(
     );
     let api = ModelingApi::new(pool.clone()).with_upstreams(governance.clone(), identity.clone());
     routes.add_service(
-        ModelingServiceServer::new(api)
-            .max_decoding_message_size(shared.config.limits.max_message_bytes),
+        ModelingServiceServer::new(api).max_decoding_message_size(
+            shared
+                .config
+                .limits
+                .max_message_bytes
+                .max(touchline_modeling::MAX_REQUEST_BYTES),
+        ),
     );
     tasks.push(Box::pin(
         IdentityChangesWorker::new(pool.clone(), identity.clone())

@@ -1,6 +1,7 @@
 //! The gRPC adapter of the modeling service: authorise, convert, call the service layer,
 //! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
 
+mod attribution;
 mod churn;
 mod cohorts;
 mod convert;
@@ -261,6 +262,44 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         Ok(Response::new(journeys::drop_offs_reply(&tenant, page)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.run_attribution",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn run_attribution(
+        &self,
+        request: Request<pb::RunAttributionRequest>,
+    ) -> Result<Response<pb::RunAttributionResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = attribution::attribution_query(request.get_ref());
+        let figures = self
+            .modeling
+            .run_attribution(&tenant, &query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(attribution::attribution_reply(figures)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.run_attribution_on_paths",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn run_attribution_on_paths(
+        &self,
+        request: Request<pb::RunAttributionOnPathsRequest>,
+    ) -> Result<Response<pb::RunAttributionOnPathsResponse>, Status> {
+        touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let query = attribution::on_paths_query(request.into_inner());
+        let figures = self
+            .modeling
+            .run_attribution_on_paths(query)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(attribution::on_paths_reply(figures)))
     }
 
     #[tracing::instrument(

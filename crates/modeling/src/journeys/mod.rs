@@ -15,6 +15,7 @@
 //! - `funnel`: running a funnel and shaping its figures;
 //! - `encode`, `persons`: stored events and person ids as the projection keys them.
 
+pub mod attribution;
 mod budget;
 mod cancel;
 pub mod churn;

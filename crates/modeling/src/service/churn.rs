@@ -362,21 +362,26 @@ impl Modeling {
     ) -> Result<PurchaseEvent, ModelingError> {
         Ok(match matcher {
             Some(matcher) => PurchaseEvent::Matcher(matcher.clone()),
-            None => PurchaseEvent::Conversions(self.conversion_event_names(tenant).await?),
+            None => PurchaseEvent::Conversions(self.dictionary_conversions(tenant).await?),
         })
     }
 
     /// The names of the dictionary's conversion events; none when governance is not
     /// configured. A dictionary that cannot be read fails the call (UNAVAILABLE) rather than
     /// answering as if nobody had bought anything.
-    async fn conversion_event_names(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
+    async fn dictionary_conversions(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
         let Some(governance) = &self.governance else {
             return Ok(Vec::new());
         };
-        governance
-            .conversion_event_names(tenant)
+        let events = governance
+            .canonical_events(tenant)
             .await
-            .map_err(|status| ModelingError::upstream("governance", &status))
+            .map_err(|status| ModelingError::upstream("governance", &status))?;
+        Ok(events
+            .into_iter()
+            .filter(|event| event.conversion)
+            .map(|event| event.name)
+            .collect())
     }
 
     /// The churn table of the current view and `settings`, from the cache when neither

@@ -2,11 +2,13 @@
 //! event store, the read-your-writes wait and the replay of dead letters; the gRPC adapter only
 //! authorises and converts.
 
+mod attribution;
 mod churn;
 mod journeys;
 mod replay;
 mod visibility;
 
+pub use attribution::Attribution;
 pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
 pub use replay::{ReplayOutcome, ReplayResult};
 pub use visibility::MAX_WAIT;

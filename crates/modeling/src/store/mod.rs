@@ -1,6 +1,7 @@
 //! All SQL of the modeling service.
 
 pub mod changes;
+pub mod costs;
 pub mod dead_letters;
 pub mod journal;
 pub mod model_settings;

@@ -1,0 +1,451 @@
+//! Journeys read from a tenant's view: each person's touches since their previous conversion,
+//! cut to the lookback window before a conversion in the range (a converting journey) or
+//! before the range's end (a non-converting one), aggregated into a path table on the view's
+//! partitions in parallel.
+
+use std::collections::HashMap;
+
+use touchline_analytics::attribution::{
+    AttributionError, ChannelCredits, Journey, PathTable, PathTableBuilder, time_decay_credits,
+};
+use touchline_projection::query::{Condition, Dimension, Filter};
+use touchline_projection::{Event, PersonEvents, Projection};
+
+use super::query::{ChannelField, Conversion, Model, ValidAttribution};
+use crate::journeys::RunContext;
+use crate::journeys::compile::{self, Known};
+use crate::journeys::query::{Matcher, Violations};
+use crate::journeys::view::TenantView;
+
+/// Consecutive events in one channel closer than this are one touch (one visit).
+pub const VISIT_GAP_MS: i64 = 30 * 60 * 1000;
+/// Converting journeys buffered for the time-decay models before they are credited.
+const DECAY_BATCH: usize = 4096;
+/// No channel: the touch is skipped.
+const NO_CHANNEL: u32 = u32::MAX;
+
+/// Whether an event meets a condition, decided from its event code and touch code alone
+/// (the projection keeps no property slots for journeys, so nothing else can be asked).
+#[derive(Debug, Clone)]
+struct Predicate {
+    events: Vec<bool>,
+    touches: Vec<bool>,
+}
+
+impl Predicate {
+    fn of(projection: &Projection, condition: &Condition) -> Self {
+        let (on_event, on_touch): (Vec<Filter>, Vec<Filter>) = condition
+            .filters
+            .iter()
+            .cloned()
+            .partition(|f| f.dimension == Dimension::Event);
+        let event_part = Condition {
+            event: condition.event,
+            filters: on_event,
+        };
+        let touch_part = Condition {
+            event: None,
+            filters: on_touch,
+        };
+        let events = (0..projection.dictionaries().events.len().max(1))
+            .map(|code| {
+                let event = Event {
+                    event: code as u32,
+                    ..Event::default()
+                };
+                compile::matches(&event_part, &event)
+            })
+            .collect();
+        let touches = (0..projection.touch_count().max(1))
+            .map(|code| {
+                let event = Event {
+                    touch: projection.touch(code as u16),
+                    ..Event::default()
+                };
+                compile::matches(&touch_part, &event)
+            })
+            .collect();
+        Self { events, touches }
+    }
+
+    fn holds(&self, event: u32, touch: u16) -> bool {
+        self.events.get(event as usize).copied().unwrap_or(false)
+            && self
+                .touches
+                .get(usize::from(touch))
+                .copied()
+                .unwrap_or(false)
+    }
+}
+
+/// A request bound to one view's codes.
+#[derive(Debug)]
+pub struct Plan {
+    conversion: Predicate,
+    touches: Vec<Predicate>,
+    scope: Option<Predicate>,
+    /// Channel code by touch code ([`NO_CHANNEL`]: skipped).
+    channel_of: Vec<u32>,
+    /// Channel names by channel code.
+    names: Vec<String>,
+    range: (i64, i64),
+    lookback_ms: i64,
+    /// Half-lives of the time-decay models, in model order.
+    half_lives: Vec<i64>,
+}
+
+fn channel_table(projection: &Projection, field: ChannelField) -> (Vec<u32>, Vec<String>) {
+    let dictionaries = projection.dictionaries();
+    let text = |code: u32, dictionary: &touchline_projection::Dictionary| {
+        dictionary.text(code).unwrap_or_default().to_owned()
+    };
+    let mut codes: HashMap<String, u32> = HashMap::new();
+    let mut names = Vec::new();
+    let channel_of = (0..projection.touch_count())
+        .map(|code| {
+            let touch = projection.touch(code as u16);
+            let name = match field {
+                ChannelField::Channel => text(touch.channel, &dictionaries.channels),
+                ChannelField::Source => text(touch.source, &dictionaries.sources),
+                ChannelField::Touchpoint => {
+                    let touchpoint = text(touch.touchpoint, &dictionaries.touchpoints);
+                    if touchpoint.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "{}/{touchpoint}",
+                            text(touch.channel, &dictionaries.channels)
+                        )
+                    }
+                }
+            };
+            if name.is_empty() {
+                return NO_CHANNEL;
+            }
+            *codes.entry(name).or_insert_with_key(|name| {
+                names.push(name.clone());
+                (names.len() - 1) as u32
+            })
+        })
+        .collect();
+    (channel_of, names)
+}
+
+/// What makes an event a conversion, over `known`'s codes.
+fn conversion_predicate(
+    known: Known<'_>,
+    conversion: &Conversion,
+    problems: &mut Violations,
+) -> Predicate {
+    let projection = known.projection;
+    match conversion {
+        Conversion::Event(matcher) => Predicate::of(
+            projection,
+            &compile::condition(known, matcher, "conversion_event", problems),
+        ),
+        Conversion::Dictionary(names) => {
+            let mut any = Predicate::of(projection, &Condition::any());
+            let events = &projection.dictionaries().events;
+            for (code, event) in any.events.iter_mut().enumerate() {
+                *event = events
+                    .text(code as u32)
+                    .is_some_and(|name| names.iter().any(|n| n == name));
+            }
+            any
+        }
+    }
+}
+
+/// The default touches: classified touchpoints (a touchpoint type set), the conversion
+/// events' names excluded.
+fn classified_touches(projection: &Projection, conversion: &Conversion) -> Predicate {
+    let mut classified = Predicate::of(projection, &Condition::any());
+    for (code, touch) in classified.touches.iter_mut().enumerate() {
+        *touch = projection.touch(code as u16).touchpoint_type != 0;
+    }
+    let events = &projection.dictionaries().events;
+    for (code, event) in classified.events.iter_mut().enumerate() {
+        let name = events.text(code as u32).unwrap_or_default();
+        *event = match conversion {
+            Conversion::Event(matcher) => matcher.event_name != name,
+            Conversion::Dictionary(names) => !names.iter().any(|n| n == name),
+        };
+    }
+    classified
+}
+
+impl Plan {
+    /// Binds `query` to `view`'s codes; unknown event names are field violations.
+    pub fn new(
+        view: &TenantView,
+        query: &ValidAttribution,
+        run: &RunContext,
+    ) -> Result<Self, Violations> {
+        let projection = &view.projection;
+        let known = Known {
+            projection,
+            defined: &run.defined,
+        };
+        let mut problems = Violations::default();
+        let conversion = conversion_predicate(known, &query.conversion, &mut problems);
+        let touches = if query.touchpoints.is_empty() {
+            vec![classified_touches(projection, &query.conversion)]
+        } else {
+            query
+                .touchpoints
+                .iter()
+                .enumerate()
+                .map(|(i, matcher)| {
+                    let at = format!("touchpoint_events[{i}]");
+                    Predicate::of(
+                        projection,
+                        &compile::condition(known, matcher, &at, &mut problems),
+                    )
+                })
+                .collect()
+        };
+        let scope = (!query.scope_filters.is_empty()).then(|| {
+            let matcher = Matcher {
+                event_name: String::new(),
+                filters: query.scope_filters.clone(),
+            };
+            Predicate::of(
+                projection,
+                &compile::condition(known, &matcher, "scope", &mut problems),
+            )
+        });
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (channel_of, names) = channel_table(projection, query.channel);
+        Ok(Self {
+            conversion,
+            touches,
+            scope,
+            channel_of,
+            names,
+            range: query.range,
+            lookback_ms: query.lookback_ms,
+            half_lives: query
+                .models
+                .iter()
+                .filter_map(|m| match m {
+                    Model::TimeDecay { half_life_ms } => Some(*half_life_ms),
+                    _ => None,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One touch: a visit to a channel.
+#[derive(Debug, Clone, Copy)]
+struct Touch {
+    channel: u32,
+    /// Its first event.
+    first_ms: i64,
+    /// Its latest event.
+    last_ms: i64,
+}
+
+/// Converting journeys waiting to be credited by the time-decay models.
+#[derive(Debug, Default)]
+struct DecayBatch {
+    channels: Vec<u32>,
+    times: Vec<i64>,
+    /// (first touch index, touches, conversion time, value).
+    journeys: Vec<(usize, usize, i64, f64)>,
+}
+
+/// What one worker gathers over its partitions.
+#[derive(Debug)]
+struct Gathered {
+    builder: PathTableBuilder,
+    decay: Vec<ChannelCredits>,
+    batch: DecayBatch,
+    touches: Vec<Touch>,
+    channels: Vec<u32>,
+    times: Vec<i64>,
+    journeys: usize,
+    persons: u64,
+}
+
+impl Gathered {
+    fn new(plan: &Plan) -> Self {
+        Self {
+            builder: PathTableBuilder::with_channels(plan.names.clone()),
+            decay: vec![ChannelCredits::zeros(plan.names.len()); plan.half_lives.len()],
+            batch: DecayBatch::default(),
+            touches: Vec::new(),
+            channels: Vec::new(),
+            times: Vec::new(),
+            journeys: 0,
+            persons: 0,
+        }
+    }
+
+    /// Credits the buffered converting journeys under every time-decay model.
+    fn flush_decay(&mut self, plan: &Plan) -> Result<(), AttributionError> {
+        if self.batch.journeys.is_empty() {
+            return Ok(());
+        }
+        let batch = &self.batch;
+        let journeys: Vec<Journey<'_>> = batch
+            .journeys
+            .iter()
+            .map(|&(start, len, end_ms, value)| Journey {
+                channels: &batch.channels[start..start + len],
+                touch_times_ms: &batch.times[start..start + len],
+                end_ms,
+                converted: true,
+                value,
+            })
+            .collect();
+        for (credits, &half_life) in self.decay.iter_mut().zip(&plan.half_lives) {
+            credits.merge(&time_decay_credits(&journeys, plan.names.len(), half_life)?);
+        }
+        self.batch = DecayBatch::default();
+        Ok(())
+    }
+
+    /// Adds the journey that ends at `end_ms` (a conversion of `value` when `converted`),
+    /// made of the touches in the lookback window before it.
+    fn journey(
+        &mut self,
+        plan: &Plan,
+        end_ms: i64,
+        converted: bool,
+        value: f64,
+    ) -> Result<(), AttributionError> {
+        let from = end_ms.saturating_sub(plan.lookback_ms);
+        let first = self.touches.partition_point(|t| t.first_ms < from);
+        self.channels.clear();
+        self.times.clear();
+        for touch in &self.touches[first..] {
+            self.channels.push(touch.channel);
+            self.times.push(touch.first_ms);
+        }
+        if self.channels.is_empty() && !converted {
+            return Ok(());
+        }
+        let journey = Journey {
+            channels: &self.channels,
+            touch_times_ms: &self.times,
+            end_ms,
+            converted,
+            value,
+        };
+        self.builder.add_journey(self.journeys, &journey)?;
+        self.journeys += 1;
+        if converted && !plan.half_lives.is_empty() && !self.channels.is_empty() {
+            let start = self.batch.channels.len();
+            self.batch.channels.extend_from_slice(&self.channels);
+            self.batch.times.extend_from_slice(&self.times);
+            self.batch
+                .journeys
+                .push((start, self.channels.len(), end_ms, value));
+            if self.batch.journeys.len() >= DECAY_BATCH {
+                self.flush_decay(plan)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn person(&mut self, plan: &Plan, person: PersonEvents<'_>) -> Result<(), AttributionError> {
+        let (start, end) = plan.range;
+        let before = self.journeys;
+        self.touches.clear();
+        for event in person.iter() {
+            let time = event.time_ms();
+            if time >= end {
+                break;
+            }
+            let (code, touch) = (event.event(), event.touch_code());
+            if plan.scope.as_ref().is_some_and(|s| !s.holds(code, touch)) {
+                continue;
+            }
+            if plan.conversion.holds(code, touch) {
+                if time >= start {
+                    // A conversion's value is never negative: a refund is not a conversion.
+                    let value = event.value().filter(|v| *v > 0.0).unwrap_or(0.0);
+                    self.journey(plan, time, true, value)?;
+                }
+                self.touches.clear();
+                continue;
+            }
+            if !plan.touches.iter().any(|p| p.holds(code, touch)) {
+                continue;
+            }
+            let channel = plan
+                .channel_of
+                .get(usize::from(touch))
+                .copied()
+                .unwrap_or(NO_CHANNEL);
+            if channel == NO_CHANNEL {
+                continue;
+            }
+            match self.touches.last_mut() {
+                Some(last) if last.channel == channel && time - last.last_ms <= VISIT_GAP_MS => {
+                    last.last_ms = time;
+                }
+                _ => self.touches.push(Touch {
+                    channel,
+                    first_ms: time,
+                    last_ms: time,
+                }),
+            }
+        }
+        if !self.touches.is_empty() {
+            self.journey(plan, end, false, 0.0)?;
+        }
+        if self.journeys > before {
+            self.persons += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The journeys of a view as a path table, with what each time-decay model credits.
+#[derive(Debug)]
+pub struct Collected {
+    /// Distinct paths with their journeys.
+    pub table: PathTable,
+    /// Per time-decay model, in model order.
+    pub decay: Vec<ChannelCredits>,
+    /// Persons with at least one journey.
+    pub persons: u64,
+}
+
+/// Reads every person's journeys on up to `run.threads` threads.
+pub fn collect(
+    view: &TenantView,
+    plan: &Plan,
+    run: &RunContext,
+) -> Result<Collected, AttributionError> {
+    let workers = view.projection.scan(
+        run.threads,
+        || Gathered::new(plan),
+        |state: &mut Gathered, person| {
+            if run.cancel.is_cancelled() {
+                return Ok(());
+            }
+            state.person(plan, person)
+        },
+    )?;
+    let mut builder = PathTableBuilder::with_channels(plan.names.clone());
+    let mut decay = vec![ChannelCredits::zeros(plan.names.len()); plan.half_lives.len()];
+    let mut persons = 0;
+    for mut worker in workers {
+        worker.flush_decay(plan)?;
+        for (total, part) in decay.iter_mut().zip(&worker.decay) {
+            total.merge(part);
+        }
+        persons += worker.persons;
+        builder.merge(worker.builder);
+    }
+    Ok(Collected {
+        table: builder.finish(),
+        decay,
+        persons,
+    })
+}

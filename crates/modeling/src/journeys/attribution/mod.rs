@@ -1,0 +1,70 @@
+//! Multi-touch attribution through the service: on a tenant's stored events (journeys read
+//! from its view) and on paths the caller supplies. The models themselves live in the pure
+//! analytics crate; this module checks requests, builds the path table and names the results.
+
+pub mod collect;
+pub mod models;
+pub mod on_paths;
+pub mod query;
+
+use touchline_analytics::attribution::AttributionError;
+
+use super::RunContext;
+use super::funnel::Computation;
+use super::query::Violations;
+use super::view::TenantView;
+use models::{ModelFigures, ModelsError, Summary};
+use query::ValidAttribution;
+
+/// Attribution results on stored events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFigures {
+    /// Totals.
+    pub summary: Summary,
+    /// One per model, in request order.
+    pub results: Vec<ModelFigures>,
+    /// What it was computed from.
+    pub computation: Computation,
+}
+
+/// Why attribution on stored events could not answer.
+#[derive(Debug)]
+pub enum StoredError {
+    /// Names the tenant's data does not know.
+    Invalid(Violations),
+    /// See [`ModelsError`].
+    Models(ModelsError),
+}
+
+/// Runs `query` over `view`; `costs` are the channels' costs by name (empty: no ROI).
+pub fn run(
+    view: &TenantView,
+    query: &ValidAttribution,
+    costs: &[(String, f64)],
+    run: &RunContext,
+) -> Result<StoredFigures, StoredError> {
+    let plan = collect::Plan::new(view, query, run).map_err(StoredError::Invalid)?;
+    let collected = collect::collect(view, &plan, run)
+        .map_err(|err: AttributionError| StoredError::Models(ModelsError::Model(err)))?;
+    let by_code = models::costs_by_code(&collected.table, costs);
+    let results = models::run(
+        &collected.table,
+        &query.models,
+        &collected.decay,
+        &by_code,
+        run.threads,
+    )
+    .map_err(StoredError::Models)?;
+    Ok(StoredFigures {
+        summary: models::summary(&collected.table),
+        results,
+        computation: Computation {
+            positions: view.positions,
+            range: query.range,
+            persons_considered: collected.persons,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,589 @@
+//! Attribution requests as the service takes them, free of gRPC, and the rules they must meet
+//! before any data is read. Every rule that fails adds a field violation, so one answer names
+//! every problem of a request.
+
+use touchline_analytics::attribution::{
+    DEFAULT_HALF_LIFE_MS, HeuristicModel, MIN_HALF_LIFE_MS, SHAPLEY_EXACT_CHANNEL_LIMIT,
+    ShapleyGame,
+};
+
+use crate::journeys::query::{
+    DAY_MS, FieldFilter, Matcher, OpenStart, Scope, Violations, check_matcher, resolve_range,
+};
+
+/// Most models in one call.
+pub const MAX_MODELS: usize = 10;
+/// The default lookback window: 30 days.
+pub const DEFAULT_LOOKBACK_MS: i64 = 30 * DAY_MS;
+/// The longest lookback window: 366 days.
+pub const MAX_LOOKBACK_MS: i64 = 366 * DAY_MS;
+/// The shortest lookback window.
+pub const MIN_LOOKBACK_MS: i64 = 1_000;
+/// The longest time-decay half-life.
+pub const MAX_HALF_LIFE_MS: i64 = 366 * DAY_MS;
+/// The default number of channel orders sampled for an approximate Shapley value.
+pub const DEFAULT_SHAPLEY_SAMPLES: usize = 1_000;
+/// The most channel orders sampled.
+pub const MAX_SHAPLEY_SAMPLES: usize = 100_000;
+/// Most touchpoint matchers.
+pub const MAX_TOUCHPOINT_MATCHERS: usize = 20;
+/// Most supplied channel costs.
+pub const MAX_CHANNEL_COSTS: usize = 10_000;
+
+/// A model type as the caller named it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelType {
+    /// First touch.
+    FirstTouch,
+    /// Last touch.
+    LastTouch,
+    /// Linear.
+    Linear,
+    /// Position based.
+    PositionBased,
+    /// Time decay.
+    TimeDecay,
+    /// Markov.
+    Markov,
+    /// Shapley.
+    Shapley,
+    /// Unset, or a number the contract does not define.
+    #[default]
+    Unknown,
+}
+
+/// The Shapley game as the caller named it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GameChoice {
+    /// Unset: the conversions game.
+    #[default]
+    Default,
+    /// One of the games.
+    Game(ShapleyGame),
+    /// A number the contract does not define.
+    Unknown,
+}
+
+/// One model as requested, before defaults and checks.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ModelRequest {
+    /// Which model.
+    pub kind: ModelType,
+    /// LINEAR: a share per distinct channel.
+    pub linear_distinct_channels: bool,
+    /// POSITION_BASED: the first touch's share (0: 0.4).
+    pub position_first_share: f64,
+    /// POSITION_BASED: the last touch's share (0: 0.4).
+    pub position_last_share: f64,
+    /// TIME_DECAY: the half-life in ms, when given.
+    pub half_life_ms: Option<i64>,
+    /// MARKOV: the order (0: 1).
+    pub markov_order: i32,
+    /// SHAPLEY: the game.
+    pub shapley_game: GameChoice,
+    /// SHAPLEY: whether an estimate is acceptable past the exact limit.
+    pub allow_approximation: bool,
+    /// SHAPLEY: orders sampled for an estimate (0: 1,000).
+    pub shapley_samples: i32,
+}
+
+/// A model with its defaults filled in, ready to run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Model {
+    /// First touch, last touch, linear or position based.
+    Heuristic(HeuristicModel),
+    /// Time decay with its half-life.
+    TimeDecay {
+        /// The half-life in ms.
+        half_life_ms: i64,
+    },
+    /// Markov of an order.
+    Markov {
+        /// 1–3.
+        order: usize,
+    },
+    /// Shapley.
+    Shapley {
+        /// The game.
+        game: ShapleyGame,
+        /// Whether an estimate is acceptable past [`SHAPLEY_EXACT_CHANNEL_LIMIT`] channels.
+        allow_approximation: bool,
+        /// Orders sampled for an estimate.
+        samples: usize,
+    },
+}
+
+impl Model {
+    /// Whether the model needs more channels computed exactly than `channels` allows, with
+    /// no estimate accepted.
+    pub fn refuses(&self, channels: usize) -> bool {
+        matches!(
+            self,
+            Model::Shapley {
+                game: ShapleyGame::ConversionRate,
+                allow_approximation: false,
+                ..
+            }
+        ) && channels > SHAPLEY_EXACT_CHANNEL_LIMIT
+    }
+}
+
+fn share(value: f64, default: f64, field: String, problems: &mut Violations) -> f64 {
+    if value == 0.0 {
+        return default;
+    }
+    if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
+        problems.add(field, "OUT_OF_RANGE", "a share from 0 to 1");
+        return default;
+    }
+    value
+}
+
+fn position_based(request: &ModelRequest, at: &str, problems: &mut Violations) -> Model {
+    let first_share = share(
+        request.position_first_share,
+        0.4,
+        format!("{at}.position_first_share"),
+        problems,
+    );
+    let last_share = share(
+        request.position_last_share,
+        0.4,
+        format!("{at}.position_last_share"),
+        problems,
+    );
+    if first_share + last_share > 1.0 + 1e-12 {
+        problems.add(
+            format!("{at}.position_last_share"),
+            "OUT_OF_RANGE",
+            "the first and last shares together must not exceed 1",
+        );
+    }
+    Model::Heuristic(HeuristicModel::PositionBased {
+        first_share,
+        last_share,
+    })
+}
+
+fn shapley(request: &ModelRequest, at: &str, problems: &mut Violations) -> Model {
+    let game = match request.shapley_game {
+        GameChoice::Default => ShapleyGame::Conversions,
+        GameChoice::Game(game) => game,
+        GameChoice::Unknown => {
+            problems.add(
+                format!("{at}.shapley_game"),
+                "UNKNOWN_VALUE",
+                "CONVERSIONS or CONVERSION_RATE",
+            );
+            ShapleyGame::Conversions
+        }
+    };
+    let samples = match usize::try_from(request.shapley_samples) {
+        Ok(0) => DEFAULT_SHAPLEY_SAMPLES,
+        Ok(n) if n <= MAX_SHAPLEY_SAMPLES => n,
+        _ => {
+            problems.add(
+                format!("{at}.shapley_samples"),
+                "OUT_OF_RANGE",
+                format!("from 1 to {MAX_SHAPLEY_SAMPLES}, or 0 for {DEFAULT_SHAPLEY_SAMPLES}"),
+            );
+            DEFAULT_SHAPLEY_SAMPLES
+        }
+    };
+    Model::Shapley {
+        game,
+        allow_approximation: request.allow_approximation,
+        samples,
+    }
+}
+
+fn check_model(
+    request: &ModelRequest,
+    at: &str,
+    times: bool,
+    problems: &mut Violations,
+) -> Option<Model> {
+    Some(match request.kind {
+        ModelType::FirstTouch => Model::Heuristic(HeuristicModel::FirstTouch),
+        ModelType::LastTouch => Model::Heuristic(HeuristicModel::LastTouch),
+        ModelType::Linear => Model::Heuristic(HeuristicModel::Linear {
+            distinct_channels: request.linear_distinct_channels,
+        }),
+        ModelType::PositionBased => position_based(request, at, problems),
+        ModelType::TimeDecay if !times => {
+            problems.add(
+                format!("{at}.type"),
+                "UNSUPPORTED",
+                "supplied paths carry no touch times: time decay runs on stored events only",
+            );
+            return None;
+        }
+        ModelType::TimeDecay => {
+            let half_life_ms = request.half_life_ms.unwrap_or(DEFAULT_HALF_LIFE_MS);
+            if !(MIN_HALF_LIFE_MS..=MAX_HALF_LIFE_MS).contains(&half_life_ms) {
+                problems.add(
+                    format!("{at}.time_decay_half_life"),
+                    "OUT_OF_RANGE",
+                    "from 1 minute to 366 days",
+                );
+            }
+            Model::TimeDecay { half_life_ms }
+        }
+        ModelType::Markov => {
+            let order = match request.markov_order {
+                0 => 1,
+                order @ 1..=3 => order as usize,
+                _ => {
+                    problems.add(
+                        format!("{at}.markov_order"),
+                        "OUT_OF_RANGE",
+                        "1, 2 or 3, or 0 for 1",
+                    );
+                    1
+                }
+            };
+            Model::Markov { order }
+        }
+        ModelType::Shapley => shapley(request, at, problems),
+        ModelType::Unknown => {
+            problems.add(
+                format!("{at}.type"),
+                "REQUIRED",
+                "a model type: FIRST_TOUCH, LAST_TOUCH, LINEAR, POSITION_BASED, TIME_DECAY, MARKOV or SHAPLEY",
+            );
+            return None;
+        }
+    })
+}
+
+/// The models after defaults; `times` says whether touch times exist (stored events).
+pub fn check_models(
+    requests: &[ModelRequest],
+    times: bool,
+    problems: &mut Violations,
+) -> Vec<Model> {
+    if requests.is_empty() || requests.len() > MAX_MODELS {
+        problems.add(
+            "models",
+            if requests.is_empty() {
+                "REQUIRED"
+            } else {
+                "TOO_MANY_MODELS"
+            },
+            format!("from 1 to {MAX_MODELS} models"),
+        );
+    }
+    requests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, request)| check_model(request, &format!("models[{i}]"), times, problems))
+        .collect()
+}
+
+/// Supplied costs by channel name; `path` names the repeated field.
+pub fn check_costs(costs: &[(String, f64)], path: &str, problems: &mut Violations) {
+    if costs.len() > MAX_CHANNEL_COSTS {
+        problems.add(
+            path,
+            "TOO_MANY_COSTS",
+            format!("at most {MAX_CHANNEL_COSTS} channel costs"),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, (channel, cost)) in costs.iter().enumerate() {
+        if channel.trim().is_empty() {
+            problems.add(format!("{path}[{i}].channel"), "REQUIRED", "a channel name");
+        } else if !seen.insert(channel.trim()) {
+            problems.add(
+                format!("{path}[{i}].channel"),
+                "DUPLICATE_CHANNEL",
+                format!("{channel:?} has a cost already: at most one entry per channel"),
+            );
+        }
+        if !(cost.is_finite() && *cost >= 0.0) {
+            problems.add(
+                format!("{path}[{i}].cost"),
+                "OUT_OF_RANGE",
+                "a finite non-negative cost",
+            );
+        }
+    }
+}
+
+/// The column of the projection that names a touch's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelField {
+    /// `channel`.
+    #[default]
+    Channel,
+    /// `{channel}/{touchpoint}`.
+    Touchpoint,
+    /// `source`.
+    Source,
+}
+
+/// Where ROI costs come from, as requested.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum CostRequest {
+    /// No ROI.
+    #[default]
+    None,
+    /// Summed from stored cost-report events.
+    Events {
+        /// The cost events.
+        event: Option<Matcher>,
+        /// The property holding the cost.
+        cost_field: String,
+        /// The field naming the channel (empty: `channel`).
+        channel_field: String,
+    },
+    /// Given per channel.
+    Supplied(Vec<(String, f64)>),
+}
+
+/// Where ROI costs come from, checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Costs {
+    /// No ROI.
+    #[default]
+    None,
+    /// Summed from stored events of `event_name`: `cost_property` per row, grouped by the
+    /// event's channel or by `channel_property` when set.
+    Events {
+        /// The cost events' name.
+        event_name: String,
+        /// The property holding the cost.
+        cost_property: String,
+        /// The property naming the channel; `None`: the event's channel.
+        channel_property: Option<String>,
+    },
+    /// Given per channel.
+    Supplied(Vec<(String, f64)>),
+}
+
+/// Attribution on stored events as a caller asked for it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AttributionQuery {
+    /// The conversion event (`None`: the dictionary's conversions).
+    pub conversion: Option<Matcher>,
+    /// The value field (empty: the dictionary's value property).
+    pub value_field: String,
+    /// The touchpoint events (none: every classified touchpoint but the conversion).
+    pub touchpoints: Vec<Matcher>,
+    /// The channel field (empty: `channel`).
+    pub channel_field: String,
+    /// The lookback window, when given.
+    pub lookback_ms: Option<i64>,
+    /// The models.
+    pub models: Vec<ModelRequest>,
+    /// Costs for ROI.
+    pub costs: CostRequest,
+    /// The conversions attributed.
+    pub scope: Scope,
+}
+
+/// What a conversion is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Conversion {
+    /// Events meeting a matcher.
+    Event(Matcher),
+    /// Every event the tenant's dictionary flags as a conversion, by name (filled in by the
+    /// service from the dictionary).
+    Dictionary(Vec<String>),
+}
+
+/// An attribution on stored events whose every rule holds (event names still as text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidAttribution {
+    /// The conversion.
+    pub conversion: Conversion,
+    /// The touchpoint events (none: every classified touchpoint but the conversion).
+    pub touchpoints: Vec<Matcher>,
+    /// The channel column.
+    pub channel: ChannelField,
+    /// The lookback window in ms.
+    pub lookback_ms: i64,
+    /// The models, defaults filled in.
+    pub models: Vec<Model>,
+    /// Costs for ROI.
+    pub costs: Costs,
+    /// `[start, end)` of the conversions attributed.
+    pub range: (i64, i64),
+    /// Conditions every read event meets.
+    pub scope_filters: Vec<FieldFilter>,
+}
+
+impl ValidAttribution {
+    /// Every event name the request names (the dictionary's conversions are not checked
+    /// against stored names: one nobody did yet counts nothing).
+    pub fn event_names(&self) -> impl Iterator<Item = &str> {
+        let conversion = match &self.conversion {
+            Conversion::Event(matcher) => Some(matcher.event_name.as_str()),
+            Conversion::Dictionary(_) => None,
+        };
+        conversion
+            .into_iter()
+            .chain(self.touchpoints.iter().map(|m| m.event_name.as_str()))
+            .filter(|name| !name.is_empty())
+    }
+}
+
+fn property_of(field: &str) -> Option<&str> {
+    let name = field.strip_prefix("properties.").unwrap_or(field);
+    (!name.is_empty() && !name.contains('.')).then_some(name)
+}
+
+fn check_cost_request(costs: &CostRequest, problems: &mut Violations) -> Costs {
+    match costs {
+        CostRequest::None => Costs::None,
+        CostRequest::Supplied(list) => {
+            check_costs(list, "costs.supplied_costs.channel_costs", problems);
+            Costs::Supplied(list.clone())
+        }
+        CostRequest::Events {
+            event,
+            cost_field,
+            channel_field,
+        } => {
+            let event = check_matcher(event.as_ref(), "costs.cost_events.event", problems);
+            if event.event_name.is_empty() {
+                problems.add(
+                    "costs.cost_events.event.event_name",
+                    "REQUIRED",
+                    "the event reporting cost, e.g. ad_daily_report",
+                );
+            }
+            if !event.filters.is_empty() {
+                problems.add(
+                    "costs.cost_events.event.filters",
+                    "UNSUPPORTED",
+                    "cost events take no filters yet: name the event alone",
+                );
+            }
+            let cost_property = property_of(cost_field).unwrap_or_else(|| {
+                problems.add(
+                    "costs.cost_events.cost_field",
+                    "REQUIRED",
+                    "the property holding the cost, e.g. properties.spend",
+                );
+                ""
+            });
+            let channel_property = match channel_field.as_str() {
+                "" | "channel" => None,
+                other => match other.strip_prefix("properties.").and_then(property_of) {
+                    Some(name) => Some(name.to_owned()),
+                    None => {
+                        problems.add(
+                            "costs.cost_events.channel_field",
+                            "UNKNOWN_FIELD",
+                            "channel, or properties.{name}",
+                        );
+                        None
+                    }
+                },
+            };
+            Costs::Events {
+                event_name: event.event_name,
+                cost_property: cost_property.to_owned(),
+                channel_property,
+            }
+        }
+    }
+}
+
+fn check_conversion(conversion: Option<&Matcher>, problems: &mut Violations) -> Conversion {
+    match conversion {
+        None => Conversion::Dictionary(Vec::new()),
+        Some(matcher) => {
+            let matcher = check_matcher(Some(matcher), "conversion_event", problems);
+            if matcher.event_name.is_empty() {
+                problems.add(
+                    "conversion_event.event_name",
+                    "REQUIRED",
+                    "the conversion event, e.g. submit_order; leave conversion_event unset for the dictionary's conversions",
+                );
+            }
+            Conversion::Event(matcher)
+        }
+    }
+}
+
+fn check_channel_field(field: &str, problems: &mut Violations) -> ChannelField {
+    match field {
+        "" | "channel" => ChannelField::Channel,
+        "touchpoint" => ChannelField::Touchpoint,
+        "source" => ChannelField::Source,
+        other => {
+            let (reason, text) = if other.starts_with("properties.") {
+                (
+                    "NOT_ANALYSABLE",
+                    "touch properties are not analysable yet: use channel, touchpoint or source",
+                )
+            } else {
+                ("UNKNOWN_FIELD", "channel, touchpoint or source")
+            };
+            problems.add("channel_field", reason, text);
+            ChannelField::Channel
+        }
+    }
+}
+
+impl AttributionQuery {
+    /// Checks every rule; the range defaults to the 30 days before `now_ms`.
+    pub fn validate(&self, now_ms: i64) -> Result<ValidAttribution, Violations> {
+        let mut problems = Violations::default();
+        let conversion = check_conversion(self.conversion.as_ref(), &mut problems);
+        if !matches!(self.value_field.as_str(), "" | "value") {
+            problems.add(
+                "value_field",
+                "NOT_ANALYSABLE",
+                "only the dictionary's value property is analysable: leave value_field empty",
+            );
+        }
+        if self.touchpoints.len() > MAX_TOUCHPOINT_MATCHERS {
+            problems.add(
+                "touchpoint_events",
+                "TOO_MANY_MATCHERS",
+                format!("at most {MAX_TOUCHPOINT_MATCHERS} touchpoint matchers"),
+            );
+        }
+        let touchpoints = self
+            .touchpoints
+            .iter()
+            .enumerate()
+            .map(|(i, m)| check_matcher(Some(m), &format!("touchpoint_events[{i}]"), &mut problems))
+            .collect();
+        let channel = check_channel_field(&self.channel_field, &mut problems);
+        let lookback_ms = self.lookback_ms.unwrap_or(DEFAULT_LOOKBACK_MS);
+        if !(MIN_LOOKBACK_MS..=MAX_LOOKBACK_MS).contains(&lookback_ms) {
+            problems.add(
+                "lookback_window",
+                "OUT_OF_RANGE",
+                "from 1 second to 366 days; unset for 30 days",
+            );
+        }
+        let models = check_models(&self.models, true, &mut problems);
+        let costs = check_cost_request(&self.costs, &mut problems);
+        let range = resolve_range(
+            &self.scope,
+            now_ms,
+            DEFAULT_LOOKBACK_MS,
+            OpenStart::DefaultLength,
+            "scope",
+            &mut problems,
+        );
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(ValidAttribution {
+            conversion,
+            touchpoints,
+            channel,
+            lookback_ms,
+            models,
+            costs,
+            range,
+            scope_filters: self.scope.event_filters.clone(),
+        })
+    }
+}

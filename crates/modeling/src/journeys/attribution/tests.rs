@@ -1,0 +1,322 @@
+//! Journeys read from a view against a deliberately naive reading of the same rules, on
+//! thousands of random timelines: for every conversion in the range, the touches are found
+//! again from scratch (every touch event after the person's previous conversion, grouped into
+//! visits, cut to the lookback window), so a shortcut of the one-pass reader (the running
+//! touch list, the binary search for the window, the partitions read in parallel) that
+//! changes an answer shows as a difference.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use touchline_proto::governance::v1::CleanEvent;
+use uuid::Uuid;
+
+use super::collect::{Plan, VISIT_GAP_MS, collect};
+use super::query::{AttributionQuery, Model, ModelRequest, ModelType};
+use crate::journeys::query::{Matcher, Scope};
+use crate::journeys::view::TenantView;
+use crate::journeys::{Cancel, RunContext};
+use crate::store::journal::JournalEvent;
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_788_739_200_000;
+const NAMES: [&str; 4] = ["view", "cart", "order", "note"];
+const CHANNELS: [&str; 4] = ["web", "app", "store", ""];
+
+#[derive(Debug, Clone)]
+struct Planned {
+    person: u32,
+    sequence: i64,
+    time: i64,
+    name: &'static str,
+    channel: &'static str,
+    classified: bool,
+    value: f64,
+}
+
+fn random_events(rng: &mut ChaCha8Rng) -> Vec<Planned> {
+    let persons = rng.random_range(1..12);
+    let mut events = Vec::new();
+    for person in 0..persons {
+        let mut time = T0 + rng.random_range(-12..20) * DAY;
+        for _ in 0..rng.random_range(0..14) {
+            // Gaps in whole quarter hours, hours and days, so that touches fall exactly on
+            // the visit gap, the lookback's start and the range's ends, and times repeat.
+            time += match rng.random_range(0..4) {
+                0 => 0,
+                1 => rng.random_range(0..5) * VISIT_GAP_MS / 2,
+                2 => rng.random_range(0..72) * 3_600_000,
+                _ => rng.random_range(0..12) * DAY,
+            };
+            events.push(Planned {
+                person,
+                sequence: events.len() as i64 + 1,
+                time,
+                name: NAMES[rng.random_range(0..NAMES.len())],
+                channel: CHANNELS[rng.random_range(0..CHANNELS.len())],
+                classified: rng.random_bool(0.8),
+                value: if rng.random_bool(0.7) {
+                    f64::from(rng.random_range(1..500u32))
+                } else {
+                    0.0
+                },
+            });
+        }
+    }
+    events
+}
+
+fn view_of(events: &[Planned]) -> TenantView {
+    let stored: Vec<JournalEvent> = events
+        .iter()
+        .map(|e| JournalEvent {
+            sequence: e.sequence,
+            person_id: Uuid::from_u128(u128::from(e.person) + 1),
+            event_name: e.name.to_owned(),
+            channel: e.channel.to_owned(),
+            event_time: chrono::DateTime::from_timestamp_millis(e.time).unwrap_or_default(),
+            payload: CleanEvent {
+                touchpoint_type: i32::from(e.classified),
+                value: e.value,
+                ..CleanEvent::default()
+            }
+            .encode_to_vec(),
+        })
+        .collect();
+    match TenantView::build(stored.chunks(7).map(<[JournalEvent]>::to_vec), 3) {
+        Ok(view) => view,
+        Err(err) => panic!("the view was refused: {err}"),
+    }
+}
+
+/// Path (channel names) → (conversions, value, non-converting journeys); plus the direct
+/// conversions and their value; plus the time-decay credit per channel.
+type Expected = (
+    BTreeMap<Vec<String>, (f64, f64, f64)>,
+    (f64, f64),
+    BTreeMap<String, f64>,
+);
+
+/// A journey as the naive reading finds it: (visits as channel and first time, end, converted,
+/// value).
+type NaiveJourney = (Vec<(String, i64)>, i64, bool, f64);
+
+fn is_touch(e: &Planned, every_event: bool) -> bool {
+    e.name != "order" && (every_event || e.classified) && !e.channel.is_empty()
+}
+
+/// The visits among `touches` (time-ordered), as (channel, first time).
+fn visits(touches: &[&Planned]) -> Vec<(String, i64)> {
+    let mut visits: Vec<(String, i64, i64)> = Vec::new();
+    for touch in touches {
+        let joins = visits.last().is_some_and(|(channel, _, last)| {
+            channel == touch.channel && touch.time - last <= VISIT_GAP_MS
+        });
+        if joins {
+            if let Some(last) = visits.last_mut() {
+                last.2 = touch.time;
+            }
+        } else {
+            visits.push((touch.channel.to_owned(), touch.time, touch.time));
+        }
+    }
+    visits.into_iter().map(|(c, first, _)| (c, first)).collect()
+}
+
+fn naive(
+    events: &[Planned],
+    range: (i64, i64),
+    lookback: i64,
+    every_event: bool,
+    half_life: i64,
+) -> Expected {
+    let mut paths: BTreeMap<Vec<String>, (f64, f64, f64)> = BTreeMap::new();
+    let mut direct = (0.0, 0.0);
+    let mut decay: BTreeMap<String, f64> = BTreeMap::new();
+    let persons: std::collections::BTreeSet<u32> = events.iter().map(|e| e.person).collect();
+    for person in persons {
+        let mut timeline: Vec<&Planned> = events
+            .iter()
+            .filter(|e| e.person == person && e.time < range.1)
+            .collect();
+        timeline.sort_by_key(|e| (e.time, e.sequence));
+        let ends: Vec<usize> = (0..timeline.len())
+            .filter(|&i| timeline[i].name == "order")
+            .collect();
+        let mut journeys: Vec<NaiveJourney> = Vec::new();
+        for (k, &at) in ends.iter().enumerate() {
+            let conversion = timeline[at];
+            if conversion.time < range.0 {
+                continue;
+            }
+            let after = if k == 0 { 0 } else { ends[k - 1] + 1 };
+            let touches: Vec<&Planned> = timeline[after..at]
+                .iter()
+                .copied()
+                .filter(|e| is_touch(e, every_event))
+                .collect();
+            let kept: Vec<(String, i64)> = visits(&touches)
+                .into_iter()
+                .filter(|(_, first)| *first >= conversion.time - lookback)
+                .collect();
+            journeys.push((kept, conversion.time, true, conversion.value));
+        }
+        let after = ends.last().map_or(0, |&i| i + 1);
+        let touches: Vec<&Planned> = timeline[after..]
+            .iter()
+            .copied()
+            .filter(|e| is_touch(e, every_event))
+            .collect();
+        let kept: Vec<(String, i64)> = visits(&touches)
+            .into_iter()
+            .filter(|(_, first)| *first >= range.1 - lookback)
+            .collect();
+        if !kept.is_empty() {
+            journeys.push((kept, range.1, false, 0.0));
+        }
+        for (touches, end, converted, value) in journeys {
+            if touches.is_empty() {
+                if converted {
+                    direct.0 += 1.0;
+                    direct.1 += value;
+                }
+                continue;
+            }
+            let path: Vec<String> = touches.iter().map(|(c, _)| c.clone()).collect();
+            let entry = paths.entry(path).or_default();
+            if converted {
+                entry.0 += 1.0;
+                entry.1 += value;
+                let weights: Vec<f64> = touches
+                    .iter()
+                    .map(|(_, t)| 2f64.powf(-((end - t) as f64) / half_life as f64))
+                    .collect();
+                let total: f64 = weights.iter().sum();
+                for ((channel, _), w) in touches.iter().zip(&weights) {
+                    *decay.entry(channel.clone()).or_default() += w / total;
+                }
+            } else {
+                entry.2 += 1.0;
+            }
+        }
+    }
+    (paths, direct, decay)
+}
+
+#[test]
+fn journeys_from_the_view_equal_a_naive_reading_of_the_rules() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for case in 0..2_000 {
+        check_case(case, &mut rng);
+    }
+}
+
+/// One random case: the view's journeys against the naive reading.
+fn check_case(case: usize, rng: &mut ChaCha8Rng) {
+    {
+        let events = random_events(rng);
+        let view = view_of(&events);
+        let range = (T0, T0 + rng.random_range(1..30) * DAY);
+        let lookback = rng.random_range(1..15) * DAY / [1, 2, 24][rng.random_range(0..3)];
+        let every_event = rng.random_bool(0.5);
+        let half_life = rng.random_range(1..10) * DAY;
+        let query = AttributionQuery {
+            conversion: Some(Matcher {
+                event_name: "order".to_owned(),
+                filters: Vec::new(),
+            }),
+            touchpoints: if every_event {
+                vec![Matcher::default()]
+            } else {
+                Vec::new()
+            },
+            lookback_ms: Some(lookback),
+            models: vec![ModelRequest {
+                kind: ModelType::TimeDecay,
+                half_life_ms: Some(half_life),
+                ..ModelRequest::default()
+            }],
+            scope: Scope {
+                start_ms: Some(range.0),
+                end_ms: Some(range.1),
+                ..Scope::default()
+            },
+            ..AttributionQuery::default()
+        };
+        let valid = match query.validate(T0) {
+            Ok(valid) => valid,
+            Err(problems) => panic!("case {case}: {:?}", problems.0),
+        };
+        assert_eq!(
+            valid.models,
+            vec![Model::TimeDecay {
+                half_life_ms: half_life
+            }]
+        );
+        let run = RunContext {
+            defined: Vec::new(),
+            threads: 1 + case % 3,
+            cancel: Cancel::default(),
+        };
+        let plan = match Plan::new(&view, &valid, &run) {
+            Ok(plan) => plan,
+            Err(problems) => {
+                // Only when no stored event is an order: the name is then unknown.
+                assert!(events.iter().all(|e| e.name != "order"), "{:?}", problems.0);
+                return;
+            }
+        };
+        let collected = match collect(&view, &plan, &run) {
+            Ok(collected) => collected,
+            Err(err) => panic!("case {case}: {err}"),
+        };
+        let expected = naive(&events, range, lookback, every_event, half_life);
+        compare(case, &collected, &expected);
+    }
+}
+
+/// The collected table and time-decay credits against the naive reading's.
+fn compare(case: usize, collected: &super::collect::Collected, expected: &Expected) {
+    let (paths, direct, decay) = expected;
+    let table = &collected.table;
+    let names = table.channel_names();
+    let got: BTreeMap<Vec<String>, (f64, f64, f64)> = table
+        .rows()
+        .map(|row| {
+            let path = row
+                .channels
+                .iter()
+                .map(|&c| names[c as usize].clone())
+                .collect();
+            (path, (row.conversions, row.value, row.nulls))
+        })
+        .collect();
+    assert_eq!(&got, paths, "case {case}: paths");
+    assert_eq!(
+        (table.direct_conversions(), table.direct_value()),
+        *direct,
+        "case {case}: direct conversions"
+    );
+    let credited: BTreeMap<String, f64> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(code, name)| {
+            let credit = collected.decay.first().map_or(0.0, |d| d.conversions[code]);
+            (credit != 0.0).then(|| (name.clone(), credit))
+        })
+        .collect();
+    assert_eq!(
+        credited.keys().collect::<Vec<_>>(),
+        decay.keys().collect::<Vec<_>>(),
+        "case {case}: time decay channels"
+    );
+    for (channel, want) in decay {
+        let got = credited.get(channel).copied().unwrap_or_default();
+        assert!(
+            (got - want).abs() < 1e-9,
+            "case {case}: time decay of {channel}: {got} vs {want}"
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Attribution calls: check the request, read the cost reports it needs, run the models on
+//! the tenant's current view (stored events) or on the supplied paths, on the blocking pool.
+
+use super::Modeling;
+use crate::error::ModelingError;
+use crate::journeys::attribution::models::ModelsError;
+use crate::journeys::attribution::on_paths::{
+    self, AttributionFigures, OnPathsError, OnPathsQuery,
+};
+use crate::journeys::attribution::query::{AttributionQuery, Conversion, Costs};
+use crate::journeys::attribution::{self, StoredError, StoredFigures};
+use crate::store::costs::{CostSums, cost_sums};
+
+fn models_failed(err: ModelsError) -> ModelingError {
+    match err {
+        ModelsError::TooManyChannels { model, channels } => ModelingError::TooManyChannels {
+            model,
+            channels,
+            limit: touchline_analytics::attribution::SHAPLEY_EXACT_CHANNEL_LIMIT,
+        },
+        ModelsError::Model(err) => {
+            tracing::error!(error = %err, "an attribution model refused a checked input");
+            ModelingError::Internal("attribution model")
+        }
+    }
+}
+
+/// Attribution on stored events, with what the cost reports gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    /// The models' figures.
+    pub figures: StoredFigures,
+    /// The cost reports read (`None` without cost events).
+    pub cost_reports: Option<CostSums>,
+}
+
+impl Modeling {
+    /// Attribution over every event committed before the call.
+    pub async fn run_attribution(
+        &self,
+        tenant: &str,
+        query: &AttributionQuery,
+    ) -> Result<Attribution, ModelingError> {
+        let mut valid = query
+            .validate(chrono::Utc::now().timestamp_millis())
+            .map_err(|problems| ModelingError::Invalid(problems.0))?;
+        if let Conversion::Dictionary(names) = &mut valid.conversion {
+            *names = self.conversion_event_names(tenant).await?;
+        }
+        let (costs, cost_reports) = match &valid.costs {
+            Costs::None => (Vec::new(), None),
+            Costs::Supplied(list) => (list.clone(), None),
+            Costs::Events {
+                event_name,
+                cost_property,
+                channel_property,
+            } => {
+                let sums = cost_sums(
+                    &self.pool,
+                    tenant,
+                    event_name,
+                    cost_property,
+                    channel_property.as_deref(),
+                    valid.range,
+                )
+                .await?;
+                (sums.by_channel.clone(), Some(sums))
+            }
+        };
+        let names = valid.event_names().map(str::to_owned).collect();
+        let figures = self
+            .on_view(tenant, names, move |view, run| {
+                attribution::run(view, &valid, &costs, run).map_err(|err| match err {
+                    StoredError::Invalid(problems) => ModelingError::Invalid(problems.0),
+                    StoredError::Models(err) => models_failed(err),
+                })
+            })
+            .await?;
+        Ok(Attribution {
+            figures,
+            cost_reports,
+        })
+    }
+
+    /// The events the tenant's dictionary flags as conversions; refused when there is none
+    /// or the dictionary cannot be read (the caller can name the conversion instead).
+    async fn conversion_event_names(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
+        let defined = match &self.governance {
+            Some(governance) => governance
+                .canonical_events(tenant)
+                .await
+                .map_err(|status| ModelingError::upstream("governance", &status))?,
+            None => Vec::new(),
+        };
+        let names: Vec<String> = defined
+            .into_iter()
+            .filter(|e| e.conversion)
+            .map(|e| e.name)
+            .collect();
+        if names.is_empty() {
+            return Err(ModelingError::invalid(
+                "conversion_event",
+                "REQUIRED",
+                "the event dictionary flags no event as a conversion: name the conversion event",
+            ));
+        }
+        Ok(names)
+    }
+
+    /// Attribution on paths the caller supplies; reads no stored data.
+    pub async fn run_attribution_on_paths(
+        &self,
+        query: OnPathsQuery,
+    ) -> Result<AttributionFigures, ModelingError> {
+        let threads = self.journeys.threads();
+        tokio::task::spawn_blocking(move || on_paths::run(&query, threads))
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "an attribution task failed");
+                ModelingError::Internal("attribution")
+            })?
+            .map_err(|err| match err {
+                OnPathsError::Invalid(problems) => ModelingError::Invalid(problems.0),
+                OnPathsError::Models(err) => models_failed(err),
+            })
+    }
+}

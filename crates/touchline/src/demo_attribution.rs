@@ -1,0 +1,149 @@
+//! The attribution the demo prints once the data is in: which channels get the credit for
+//! orders under every model side by side, and what each channel's ad spend returned.
+//! 演示中的归因结果：各模型下各渠道获得的订单功劳，以及各渠道广告花费的回报。
+
+use std::collections::BTreeMap;
+
+use touchline_proto::common::v1::TimeRange;
+use touchline_proto::modeling::v1 as modeling;
+use touchline_proto::modeling::v1::AttributionModelType as T;
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_runtime::client::CallCredentials;
+
+type Modeling = ModelingServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, CallCredentials>,
+>;
+
+/// The models printed, with their column headings.
+const MODELS: [(T, i32, &str); 7] = [
+    (T::FirstTouch, 0, "first/首次"),
+    (T::LastTouch, 0, "last/末次"),
+    (T::Linear, 0, "linear/线性"),
+    (T::PositionBased, 0, "U-shape/位置"),
+    (T::TimeDecay, 0, "decay/衰减"),
+    (T::Markov, 1, "markov/马尔可夫"),
+    (T::Shapley, 0, "shapley/沙普利"),
+];
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1_000),
+        nanos: 0,
+    }
+}
+
+fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
+    modeling::RunAttributionRequest {
+        parent: parent.to_owned(),
+        conversion_event: Some(modeling::EventMatcher {
+            event_name: "submit_order".to_owned(),
+            filters: Vec::new(),
+        }),
+        models: MODELS
+            .iter()
+            .map(|(kind, order, _)| modeling::AttributionModel {
+                r#type: (*kind).into(),
+                markov_order: *order,
+                ..modeling::AttributionModel::default()
+            })
+            .collect(),
+        costs: Some(modeling::CostInput {
+            costs: Some(modeling::cost_input::Costs::CostEvents(
+                modeling::CostEvents {
+                    event: Some(modeling::EventMatcher {
+                        event_name: "ad_report".to_owned(),
+                        filters: Vec::new(),
+                    }),
+                    cost_field: "properties.spend".to_owned(),
+                    channel_field: String::new(),
+                },
+            )),
+            currency: "CNY".to_owned(),
+        }),
+        scope: Some(modeling::AnalysisScope {
+            time_range: Some(TimeRange {
+                start_time: Some(timestamp(range.0)),
+                end_time: Some(timestamp(range.1)),
+            }),
+            ..modeling::AnalysisScope::default()
+        }),
+        ..modeling::RunAttributionRequest::default()
+    }
+}
+
+/// Prints the orders each model credits to each channel, and ROI per channel under Markov.
+pub async fn print_attribution(
+    modeling: &mut Modeling,
+    parent: &str,
+    range: (i64, i64),
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let reply = modeling
+        .run_attribution(request(parent, range))
+        .await?
+        .into_inner();
+    let summary = reply.summary.unwrap_or_default();
+    println!(
+        "\nattribution of orders / 订单归因: {:.0} orders with touches, {:.0} direct, {:.0} journeys without an order, {} channels, {} paths ({} ms)",
+        summary.conversions,
+        summary.direct_conversions,
+        summary.non_converting_journeys,
+        summary.channel_count,
+        summary.path_count,
+        started.elapsed().as_millis()
+    );
+    let mut by_channel: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for (column, result) in reply.results.iter().enumerate() {
+        for channel in &result.channels {
+            by_channel
+                .entry(channel.channel.clone())
+                .or_insert_with(|| vec![0.0; MODELS.len()])[column] = channel.conversions;
+        }
+    }
+    print!("  {:<18}", "channel / 渠道");
+    for (_, _, heading) in MODELS {
+        print!("{heading:>16}");
+    }
+    println!();
+    for (channel, credits) in &by_channel {
+        print!("  {channel:<18}");
+        for credit in credits {
+            print!("{credit:>16.1}");
+        }
+        println!();
+    }
+    let markov = reply.results.iter().find(|r| {
+        r.model
+            .as_ref()
+            .is_some_and(|m| m.r#type == i32::from(T::Markov))
+    });
+    if let Some(markov) = markov {
+        println!(
+            "  ROI under Markov / 马尔可夫模型下的投入产出 ({} cost report rows, {} left out):",
+            reply.cost_rows, reply.cost_rows_left_out
+        );
+        println!(
+            "  {:<18}{:>14}{:>14}{:>16}{:>14}",
+            "channel / 渠道", "cost/花费", "orders/订单", "cost per order", "ROAS/回报率"
+        );
+        for channel in markov.channels.iter().filter(|c| c.cost > 0.0) {
+            println!(
+                "  {:<18}{:>14.0}{:>14.1}{:>16.1}{:>14.2}",
+                channel.channel,
+                channel.cost,
+                channel.conversions,
+                channel.cost_per_conversion,
+                channel.return_on_spend
+            );
+        }
+        if let Some(details) = &markov.markov {
+            let effects: Vec<String> = details
+                .removal_effects
+                .iter()
+                .map(|r| format!("{} {:.2}", r.channel, r.removal_effect))
+                .collect();
+            println!("  removal effects / 移除效应: {}", effects.join(", "));
+        }
+    }
+    Ok(())
+}
