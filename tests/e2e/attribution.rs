@@ -19,9 +19,9 @@ use touchline_proto::governance::v1::{
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AggregatedPath, AggregatedPaths, AnalysisScope, AttributionModel, AttributionModelResult,
-    AttributionModelType as T, ChannelCost, CostInput, CountEventsRequest, EventMatcher,
-    RunAttributionOnPathsRequest, RunAttributionRequest, ShapleyGame, SuppliedCosts, cost_input,
-    run_attribution_on_paths_request::PathsInput,
+    AttributionModelType as T, ChannelCost, CostEvents, CostInput, CountEventsRequest,
+    EventMatcher, RunAttributionOnPathsRequest, RunAttributionRequest, ShapleyGame, SuppliedCosts,
+    cost_input, run_attribution_on_paths_request::PathsInput,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -159,6 +159,24 @@ async fn send(
             event
         })
         .collect();
+    // Two rows of an ad platform's daily report: aggregates without a person, spend 40 and
+    // 50 on web, for ROI from cost events.
+    let mut events = events;
+    for (i, spend) in [40.0, 50.0].into_iter().enumerate() {
+        let mut report = sample_event(&format!("cost{i}"), 0, "ad_daily_report", T0 + DAY);
+        report.anonymous_id = String::new();
+        report.identifiers = Vec::new();
+        report.channel = "web".to_owned();
+        let mut properties = prost_types::Struct::default();
+        properties.fields.insert(
+            "spend".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(spend)),
+            },
+        );
+        report.properties = Some(properties);
+        events.push(report);
+    }
     let acked = collection
         .ingest_events(IngestEventsRequest {
             events: events.clone(),
@@ -335,6 +353,32 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         Some("web"),
         "most attributed first"
     );
+
+    // ROI from the stored cost reports gives web the same 90.
+    let from_reports = modeling
+        .run_attribution(RunAttributionRequest {
+            costs: Some(CostInput {
+                costs: Some(cost_input::Costs::CostEvents(CostEvents {
+                    event: Some(matcher("ad_report")),
+                    cost_field: "properties.spend".to_owned(),
+                    channel_field: String::new(),
+                })),
+                currency: "CNY".to_owned(),
+            }),
+            ..request.clone()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        (from_reports.cost_rows, from_reports.cost_rows_left_out),
+        (2, 0)
+    );
+    let web_cost = from_reports.results[1]
+        .channels
+        .iter()
+        .find(|c| c.channel == "web")
+        .map(|c| c.cost);
+    assert_eq!(web_cost, Some(90.0));
 
     // The same journeys as supplied paths: every model but time decay answers the same.
     let text = "path;conversions;value;nulls\n\

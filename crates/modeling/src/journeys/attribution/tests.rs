@@ -215,66 +215,64 @@ fn journeys_from_the_view_equal_a_naive_reading_of_the_rules() {
 
 /// One random case: the view's journeys against the naive reading.
 fn check_case(case: usize, rng: &mut ChaCha8Rng) {
-    {
-        let events = random_events(rng);
-        let view = view_of(&events);
-        let range = (T0, T0 + rng.random_range(1..30) * DAY);
-        let lookback = rng.random_range(1..15) * DAY / [1, 2, 24][rng.random_range(0..3)];
-        let every_event = rng.random_bool(0.5);
-        let half_life = rng.random_range(1..10) * DAY;
-        let query = AttributionQuery {
-            conversion: Some(Matcher {
-                event_name: "order".to_owned(),
-                filters: Vec::new(),
-            }),
-            touchpoints: if every_event {
-                vec![Matcher::default()]
-            } else {
-                Vec::new()
-            },
-            lookback_ms: Some(lookback),
-            models: vec![ModelRequest {
-                kind: ModelType::TimeDecay,
-                half_life_ms: Some(half_life),
-                ..ModelRequest::default()
-            }],
-            scope: Scope {
-                start_ms: Some(range.0),
-                end_ms: Some(range.1),
-                ..Scope::default()
-            },
-            ..AttributionQuery::default()
-        };
-        let valid = match query.validate(T0) {
-            Ok(valid) => valid,
-            Err(problems) => panic!("case {case}: {:?}", problems.0),
-        };
-        assert_eq!(
-            valid.models,
-            vec![Model::TimeDecay {
-                half_life_ms: half_life
-            }]
-        );
-        let run = RunContext {
-            defined: Vec::new(),
-            threads: 1 + case % 3,
-            cancel: Cancel::default(),
-        };
-        let plan = match Plan::new(&view, &valid, &run) {
-            Ok(plan) => plan,
-            Err(problems) => {
-                // Only when no stored event is an order: the name is then unknown.
-                assert!(events.iter().all(|e| e.name != "order"), "{:?}", problems.0);
-                return;
-            }
-        };
-        let collected = match collect(&view, &plan, &run) {
-            Ok(collected) => collected,
-            Err(err) => panic!("case {case}: {err}"),
-        };
-        let expected = naive(&events, range, lookback, every_event, half_life);
-        compare(case, &collected, &expected);
-    }
+    let events = random_events(rng);
+    let view = view_of(&events);
+    let range = (T0, T0 + rng.random_range(1..30) * DAY);
+    let lookback = rng.random_range(1..15) * DAY / [1, 2, 24][rng.random_range(0..3)];
+    let every_event = rng.random_bool(0.5);
+    let half_life = rng.random_range(1..10) * DAY;
+    let query = AttributionQuery {
+        conversion: Some(Matcher {
+            event_name: "order".to_owned(),
+            filters: Vec::new(),
+        }),
+        touchpoints: if every_event {
+            vec![Matcher::default()]
+        } else {
+            Vec::new()
+        },
+        lookback_ms: Some(lookback),
+        models: vec![ModelRequest {
+            kind: ModelType::TimeDecay,
+            half_life_ms: Some(half_life),
+            ..ModelRequest::default()
+        }],
+        scope: Scope {
+            start_ms: Some(range.0),
+            end_ms: Some(range.1),
+            ..Scope::default()
+        },
+        ..AttributionQuery::default()
+    };
+    let valid = match query.validate(T0) {
+        Ok(valid) => valid,
+        Err(problems) => panic!("case {case}: {:?}", problems.0),
+    };
+    assert_eq!(
+        valid.models,
+        vec![Model::TimeDecay {
+            half_life_ms: half_life
+        }]
+    );
+    let run = RunContext {
+        defined: Vec::new(),
+        threads: 1 + case % 3,
+        cancel: Cancel::default(),
+    };
+    let plan = match Plan::new(&view, &valid, &run) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            // Only when no stored event is an order: the name is then unknown.
+            assert!(events.iter().all(|e| e.name != "order"), "{:?}", problems.0);
+            return;
+        }
+    };
+    let collected = match collect(&view, &plan, &run) {
+        Ok(collected) => collected,
+        Err(err) => panic!("case {case}: {err}"),
+    };
+    let expected = naive(&events, range, lookback, every_event, half_life);
+    compare(case, &collected, &expected);
 }
 
 /// The collected table and time-decay credits against the naive reading's.

@@ -1,0 +1,322 @@
+//! Attribution against the generator's truth: a retail data set generated and streamed
+//! through the whole application (collection, cleaning, identity, the event store), then
+//! RunAttribution with Markov (order 1) and Shapley (conversions game) over the dictionary's
+//! conversions, next to the truth the generator drew conversions from — per channel, the
+//! expected removal effect and Shapley conversions of its logistic model — as shares of all
+//! credit, with the rank each gives every channel.
+//!
+//! `cargo run --release -p touchline-e2e --bin attribution-truth -- [PERSONS] [SEED]`
+//! (PERSONS defaults to 5,000, SEED to 42).
+//!
+//! The stored channels name the generator's touch kinds differently (an ad click arrives on
+//! `ads`, a store visit on `pos`, a CRM message on `crm`); the table maps them. The truth
+//! values what a touch adds to a journey's conversion probability; the models see only the
+//! stored events, in which a conversion's own shopping session (view, cart, order on the
+//! conversion channel) also precedes the order. So the shares are compared as what they are:
+//! two estimates of the same ranking from different evidence. Two readings of the touches are
+//! run: every classified touchpoint event (the default), and only the events that reach a
+//! person (page and screen views, ad clicks, official-account and CRM messages, service
+//! tickets, surveys), which leaves the shopping session out. A store visit leaves no event
+//! unless it ends in a purchase (the conversion itself), so no model on the stored data can
+//! credit it: the rank correlation is also given over the channels the data shows.
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a benchmark's script reads top to bottom"
+)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use touchline_proto::common::v1::TimeRange;
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::{
+    ApplyIndustryTemplateRequest, ApplyTemplateMode, PublishDictionaryVersionRequest,
+};
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::{
+    AnalysisScope, AttributionModel, AttributionModelResult, AttributionModelType as T,
+    CountEventsRequest, EventMatcher, RunAttributionRequest,
+};
+use touchline_sim::template::Touch;
+use touchline_sim::{SendOptions, SimConfig, TemplateKind};
+use touchline_testkit::{TestApp, token};
+
+/// The stored channel of each truth touch kind.
+fn stored_channel(touch: Touch) -> &'static str {
+    match touch {
+        Touch::PaidAds => "ads",
+        Touch::WechatOa => "wechat_oa",
+        Touch::CrmMessage => "crm",
+        Touch::MiniProgram => "mini_program",
+        Touch::App => "app",
+        Touch::Web => "web",
+        Touch::StoreVisit => "pos",
+        Touch::CustomerService => "customer_service",
+    }
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1_000),
+        nanos: 0,
+    }
+}
+
+/// Each channel's share of all credit, over `channels`.
+fn shares<'a>(values: &BTreeMap<&'a str, f64>) -> BTreeMap<&'a str, f64> {
+    let total: f64 = values.values().sum();
+    values
+        .iter()
+        .map(|(c, v)| (*c, if total == 0.0 { 0.0 } else { v / total }))
+        .collect()
+}
+
+/// 1-based ranks, largest first.
+fn ranks<'a>(values: &BTreeMap<&'a str, f64>) -> BTreeMap<&'a str, usize> {
+    let mut order: Vec<(&str, f64)> = values.iter().map(|(c, v)| (*c, *v)).collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, (c, _))| (c, i + 1))
+        .collect()
+}
+
+/// Spearman's rank correlation of two rankings over the same channels.
+fn spearman(a: &BTreeMap<&str, usize>, b: &BTreeMap<&str, usize>) -> f64 {
+    let n = a.len() as f64;
+    let d2: f64 = a
+        .iter()
+        .map(|(c, r)| {
+            let d = *r as f64 - b.get(c).copied().unwrap_or(0) as f64;
+            d * d
+        })
+        .sum();
+    1.0 - 6.0 * d2 / (n * (n * n - 1.0))
+}
+
+fn credited<'a>(result: &AttributionModelResult, names: &[&'a str]) -> BTreeMap<&'a str, f64> {
+    names
+        .iter()
+        .map(|name| {
+            let credit = result
+                .channels
+                .iter()
+                .find(|c| c.channel == *name)
+                .map_or(0.0, |c| c.conversions);
+            (*name, credit)
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let persons: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5_000);
+    let seed: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(42);
+    let cfg = SimConfig::new(TemplateKind::Retail, persons, seed);
+
+    let scratch = std::env::temp_dir().join(format!("attribution-truth-{}", std::process::id()));
+    let truth = touchline_sim::generate(cfg.clone(), &scratch, &mut |_| {})?;
+    std::fs::remove_dir_all(&scratch).ok();
+
+    let app = TestApp::spawn().await?;
+    let token = token(
+        "truth",
+        &[
+            "events:write",
+            "sources:write",
+            "sources:read",
+            "models:read",
+            "dictionary:read",
+            "dictionary:write",
+        ],
+    );
+    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
+    governance
+        .apply_industry_template(ApplyIndustryTemplateRequest {
+            template: "retail".to_owned(),
+            mode: ApplyTemplateMode::Merge as i32,
+            ..Default::default()
+        })
+        .await?;
+    governance
+        .publish_dictionary_version(PublishDictionaryVersionRequest {
+            description: "retail".to_owned(),
+            request_id: "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f".to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    let mut opts = SendOptions::new(app.addr().to_string(), token.clone());
+    opts.progress_every = None;
+    let started = Instant::now();
+    let sent = touchline_sim::send(cfg.clone(), &opts).await?;
+    let mut modeling = ModelingServiceClient::new(app.channel(&token)?);
+    // The store has caught up when its count stops moving for five seconds.
+    let (mut last, mut still) = (-1, 0);
+    while still < 5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let total = modeling
+            .count_events(CountEventsRequest::default())
+            .await?
+            .into_inner()
+            .total_events;
+        (last, still) = if total == last {
+            (last, still + 1)
+        } else {
+            (total, 0)
+        };
+    }
+    println!(
+        "{persons} persons: {} events sent, {} accepted, {last} stored ({:.0} s)",
+        sent.sent,
+        sent.accepted,
+        started.elapsed().as_secs_f64()
+    );
+
+    let reaching = [
+        "page_view",
+        "screen_view",
+        "ad_click",
+        "oa_event",
+        "oa_follower",
+        "marketing_send",
+        "service_ticket",
+        "survey_response",
+    ];
+    for (reading, touches) in [
+        ("every classified touchpoint event", &[][..]),
+        (
+            "events that reach a person (no shopping session)",
+            &reaching[..],
+        ),
+    ] {
+        println!("\n=== touches: {reading}");
+        compare(&mut modeling, &cfg, touches, &truth).await?;
+    }
+    app.stop().await;
+    Ok(())
+}
+
+type Modeling = ModelingServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        touchline_runtime::client::CallCredentials,
+    >,
+>;
+
+async fn compare(
+    modeling: &mut Modeling,
+    cfg: &SimConfig,
+    touches: &[&str],
+    truth: &touchline_sim::Summary,
+) -> anyhow::Result<()> {
+    let model = |kind: T| AttributionModel {
+        r#type: kind.into(),
+        markov_order: 1,
+        ..AttributionModel::default()
+    };
+    let reply = modeling
+        .run_attribution(RunAttributionRequest {
+            models: vec![model(T::Markov), model(T::Shapley)],
+            touchpoint_events: touches
+                .iter()
+                .map(|name| EventMatcher {
+                    event_name: (*name).to_owned(),
+                    filters: Vec::new(),
+                })
+                .collect(),
+            scope: Some(AnalysisScope {
+                time_range: Some(TimeRange {
+                    start_time: Some(timestamp(cfg.start_ms())),
+                    end_time: Some(timestamp(cfg.end_ms() + 86_400_000)),
+                }),
+                ..AnalysisScope::default()
+            }),
+            ..RunAttributionRequest::default()
+        })
+        .await
+        .context("RunAttribution")?
+        .into_inner();
+    let summary = reply.summary.unwrap_or_default();
+    println!(
+        "journeys: {:.0} converting, {:.0} direct, {:.0} not converting, {} paths; truth: {} journeys, {} conversions drawn",
+        summary.conversions,
+        summary.direct_conversions,
+        summary.non_converting_journeys,
+        summary.path_count,
+        truth.stats.journeys,
+        truth.stats.conversions
+    );
+    let names: Vec<&'static str> = Touch::ALL.iter().map(|t| stored_channel(*t)).collect();
+    let truth_removal: BTreeMap<&'static str, f64> = Touch::ALL
+        .iter()
+        .map(|t| (stored_channel(*t), truth.stats.removal[*t as usize]))
+        .collect();
+    let truth_shapley: BTreeMap<&'static str, f64> = Touch::ALL
+        .iter()
+        .map(|t| (stored_channel(*t), truth.stats.shapley[*t as usize]))
+        .collect();
+    let markov = credited(&reply.results[0], &names);
+    let shapley = credited(&reply.results[1], &names);
+    for (title, ours, theirs) in [
+        (
+            "Markov, order 1, vs expected removal effects",
+            &markov,
+            &truth_removal,
+        ),
+        (
+            "Shapley, conversions game, vs expected Shapley conversions",
+            &shapley,
+            &truth_shapley,
+        ),
+    ] {
+        let (ours_share, theirs_share) = (shares(ours), shares(theirs));
+        let (ours_rank, theirs_rank) = (ranks(ours), ranks(theirs));
+        println!("\n{title}");
+        println!(
+            "  {:<18}{:>12}{:>12}{:>12}{:>8}{:>8}",
+            "channel", "truth share", "our share", "difference", "truth#", "our#"
+        );
+        let mut worst: f64 = 0.0;
+        for name in &names {
+            let (t, o) = (theirs_share[name], ours_share[name]);
+            worst = worst.max((o - t).abs());
+            println!(
+                "  {name:<18}{:>11.1}%{:>11.1}%{:>+11.1}%{:>8}{:>8}",
+                t * 100.0,
+                o * 100.0,
+                (o - t) * 100.0,
+                theirs_rank[name],
+                ours_rank[name]
+            );
+        }
+        let seen: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| {
+                reply
+                    .results
+                    .iter()
+                    .any(|r| r.channels.iter().any(|c| c.channel == *name))
+            })
+            .collect();
+        let only_seen = |values: &BTreeMap<&'static str, f64>| -> BTreeMap<&'static str, f64> {
+            values
+                .iter()
+                .filter(|(c, _)| seen.contains(c))
+                .map(|(c, v)| (*c, *v))
+                .collect()
+        };
+        println!(
+            "  rank correlation (Spearman) {:.3} over all 8 channels, {:.3} over the {} the data shows; largest share difference {:.1} points",
+            spearman(&ours_rank, &theirs_rank),
+            spearman(&ranks(&only_seen(ours)), &ranks(&only_seen(theirs))),
+            seen.len(),
+            worst * 100.0
+        );
+    }
+    Ok(())
+}
