@@ -55,19 +55,24 @@ def example_binary(given):
     return str(target / "release" / "examples" / "attribution_paths")
 
 
+def read_tsv(output, credits, timings):
+    """Folds the `result` and `timing` lines of one run's output into the two dicts."""
+    for line in output.splitlines():
+        kind, *fields = line.split("\t")
+        if kind == "result":
+            model, channel, conversions, _value = fields
+            credits[(model, channel)] = float(conversions)
+        elif kind == "timing":
+            timings.setdefault(fields[0], []).append(float(fields[1]))
+
+
 def run_touchline(binary, path_file, runs):
     """Runs the example `runs` times; returns its credits and every run's timings."""
     credits, timings = {}, {}
     for _ in range(runs):
         done = subprocess.run([binary, "run", path_file, "--tsv"], check=True,
                               capture_output=True, text=True)
-        for line in done.stdout.splitlines():
-            kind, *fields = line.split("\t")
-            if kind == "result":
-                model, channel, conversions, _value = fields
-                credits[(model, channel)] = float(conversions)
-            elif kind == "timing":
-                timings.setdefault(fields[0], []).append(float(fields[1]))
+        read_tsv(done.stdout, credits, timings)
     return credits, timings
 
 
@@ -86,13 +91,7 @@ def run_rpc(binary, path_file, runs):
     credits, timings = {}, {}
     done = subprocess.run([binary, path_file, str(runs)], check=True, capture_output=True,
                           text=True, cwd=WORKSPACE)
-    for line in done.stdout.splitlines():
-        kind, *fields = line.split("\t")
-        if kind == "result":
-            model, channel, conversions, _value = fields
-            credits[(model, channel)] = float(conversions)
-        elif kind == "timing":
-            timings.setdefault(fields[0], []).append(float(fields[1]))
+    read_tsv(done.stdout, credits, timings)
     return credits, timings
 
 

@@ -38,6 +38,36 @@ pub type Modeling = touchline_proto::modeling::v1::modeling_service_client::Mode
     >,
 >;
 
+/// The collection client the suite calls with (credentials on every call).
+pub type Collection =
+    touchline_proto::collection::v1::collection_service_client::CollectionServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            touchline_runtime::client::CallCredentials,
+        >,
+    >;
+
+/// Sends `events` in one call and waits until the event store holds every acknowledged one;
+/// returns every stored event of the caller's tenant.
+pub async fn ingest_and_store(
+    collection: &mut Collection,
+    modeling: &mut Modeling,
+    events: Vec<Event>,
+) -> anyhow::Result<Vec<touchline_proto::modeling::v1::StoredEvent>> {
+    let acked = collection
+        .ingest_events(touchline_proto::collection::v1::IngestEventsRequest { events })
+        .await?
+        .into_inner();
+    let position = acked.results.iter().map(|r| r.sequence).max().unwrap_or(0);
+    modeling
+        .count_events(touchline_proto::modeling::v1::CountEventsRequest {
+            min_raw_sequence: position,
+            ..Default::default()
+        })
+        .await?;
+    stored_events(modeling).await
+}
+
 /// Every stored event of the caller's tenant, page by page, in store order.
 pub async fn stored_events(
     modeling: &mut Modeling,

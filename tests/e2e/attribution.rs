@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use touchline_e2e::{Modeling, sample_event};
-use touchline_proto::collection::v1::IngestEventsRequest;
+use touchline_e2e::{Collection, Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::TimeRange;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
@@ -19,9 +18,9 @@ use touchline_proto::governance::v1::{
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AggregatedPath, AggregatedPaths, AnalysisScope, AttributionModel, AttributionModelResult,
-    AttributionModelType as T, ChannelCost, CostEvents, CostInput, CountEventsRequest,
-    EventMatcher, RunAttributionOnPathsRequest, RunAttributionRequest, ShapleyGame, SuppliedCosts,
-    cost_input, run_attribution_on_paths_request::PathsInput,
+    AttributionModelType as T, ChannelCost, CostEvents, CostInput, EventMatcher,
+    RunAttributionOnPathsRequest, RunAttributionRequest, ShapleyGame, SuppliedCosts, cost_input,
+    run_attribution_on_paths_request::PathsInput,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -132,12 +131,7 @@ fn plan() -> Vec<Planned> {
 
 /// Sends the planned events; returns the canonical names of `view_item` and `submit_order`.
 async fn send(
-    collection: &mut CollectionServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            tonic::transport::Channel,
-            touchline_runtime::client::CallCredentials,
-        >,
-    >,
+    collection: &mut Collection,
     modeling: &mut Modeling,
 ) -> anyhow::Result<(String, String)> {
     let events: Vec<_> = plan()
@@ -177,20 +171,7 @@ async fn send(
         report.properties = Some(properties);
         events.push(report);
     }
-    let acked = collection
-        .ingest_events(IngestEventsRequest {
-            events: events.clone(),
-        })
-        .await?
-        .into_inner();
-    let position = acked.results.iter().map(|r| r.sequence).max().unwrap_or(0);
-    modeling
-        .count_events(CountEventsRequest {
-            min_raw_sequence: position,
-            ..CountEventsRequest::default()
-        })
-        .await?;
-    let stored = touchline_e2e::stored_events(modeling).await?;
+    let stored = touchline_e2e::ingest_and_store(collection, modeling, events.clone()).await?;
     assert_eq!(stored.len(), events.len(), "every event is stored");
     let canonical = |source: &str| {
         let id = events

@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 
 use prost_types::{Duration, FieldMask};
 use touchline_e2e::{Modeling, sample_event};
-use touchline_proto::collection::v1::IngestEventsRequest;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::governance::v1::{
@@ -32,7 +31,7 @@ use touchline_proto::identity::v1::identity_service_client::IdentityServiceClien
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    BgNbdParameters, BgNbdSettings, ChurnScore, ChurnScoreOrder, ChurnSettings, CountEventsRequest,
+    BgNbdParameters, BgNbdSettings, ChurnScore, ChurnScoreOrder, ChurnSettings,
     GetChurnScoresRequest, GetModelSettingsRequest, InactivityRule, ListChurnScoresRequest,
     ModelSettings, RfmSegment, RfmSettings, RunRfmRequest, UpdateModelSettingsRequest,
 };
@@ -182,20 +181,8 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
         events.push(event);
     }
     events.push(sample_event("v6", 6, "view", t0 - 3 * DAY_MS));
-    let acked = collection
-        .ingest_events(IngestEventsRequest {
-            events: events.clone(),
-        })
-        .await?
-        .into_inner();
-    let position = acked.results.iter().map(|r| r.sequence).max().unwrap_or(0);
-    modeling
-        .count_events(CountEventsRequest {
-            min_raw_sequence: position,
-            ..CountEventsRequest::default()
-        })
-        .await?;
-    let stored = touchline_e2e::stored_events(&mut modeling).await?;
+    let stored =
+        touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
     assert_eq!(stored.len(), events.len(), "every event is stored");
     let person_of: BTreeMap<u64, String> = stored
         .iter()

@@ -7,12 +7,8 @@ use std::collections::BTreeMap;
 use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1 as modeling;
 use touchline_proto::modeling::v1::AttributionModelType as T;
-use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
-use touchline_runtime::client::CallCredentials;
 
-type Modeling = ModelingServiceClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, CallCredentials>,
->;
+use crate::demo_journeys::{Modeling, timestamp};
 
 /// The models printed, with their column headings.
 const MODELS: [(T, i32, &str); 7] = [
@@ -24,13 +20,6 @@ const MODELS: [(T, i32, &str); 7] = [
     (T::Markov, 1, "markov/马尔可夫"),
     (T::Shapley, 0, "shapley/沙普利"),
 ];
-
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
-}
 
 fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
     modeling::RunAttributionRequest {

@@ -7,7 +7,7 @@ use touchline_proto::modeling::v1 as modeling;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_runtime::client::CallCredentials;
 
-type Modeling = ModelingServiceClient<
+pub(crate) type Modeling = ModelingServiceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, CallCredentials>,
 >;
 
@@ -19,7 +19,7 @@ const STEPS: [(&str, &str); 4] = [
     ("pay_order", "支付"),
 ];
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
+pub(crate) fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1_000),
         nanos: 0,

@@ -45,17 +45,6 @@ pub enum PurchaseEvent {
     Conversions(Vec<String>),
 }
 
-/// A condition matching no event.
-fn nothing() -> Condition {
-    Condition {
-        event: None,
-        filters: vec![Filter {
-            dimension: Dimension::Event,
-            codes: CodeSet::default(),
-        }],
-    }
-}
-
 /// The purchase condition over `view`. A matcher's unknown event name is a violation of
 /// `path` when `strict` (a request's own matcher), else it matches nothing (a setting made
 /// before the event was ever sent).
@@ -77,7 +66,7 @@ pub fn purchase_condition(
                 && !matcher.event_name.is_empty()
                 && events.code(&matcher.event_name).is_none()
             {
-                return Ok(nothing());
+                return Ok(compile::nothing());
             }
             let mut problems = Violations::default();
             let condition =
@@ -104,7 +93,7 @@ pub fn purchase_condition(
                 }
             }
             if !any {
-                return Ok(nothing());
+                return Ok(compile::nothing());
             }
             Ok(Condition {
                 event: None,
@@ -130,14 +119,14 @@ fn activity_condition(view: &TenantView, qualifying: &[Matcher], run: &RunContex
         .cloned()
         .collect();
     if stored.is_empty() {
-        return nothing();
+        return compile::nothing();
     }
     let mut problems = Violations::default();
     let condition = compile::any_of(known, &stored, "qualifying_events", &mut problems);
     if problems.is_empty() {
         condition
     } else {
-        nothing()
+        compile::nothing()
     }
 }
 

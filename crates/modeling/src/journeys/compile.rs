@@ -164,7 +164,7 @@ pub fn nearest_names(events: &Dictionary, defined: &[String], name: &str) -> Vec
 }
 
 /// A condition no event meets: a step on an event the dictionary defines but nobody did yet.
-fn nothing() -> Condition {
+pub(super) fn nothing() -> Condition {
     Condition {
         event: None,
         filters: vec![Filter {
