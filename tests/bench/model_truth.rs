@@ -392,6 +392,10 @@ async fn churn_auc(
 ) -> anyhow::Result<()> {
     let truth = true_persons(modeling, cfg).await?;
     let (mut scored, mut flagged) = (Vec::new(), Vec::new());
+    // BG/NBD gives a buyer without a repeat purchase P(alive) = 1 (dropping out happens only
+    // after a purchase in that model), so those buyers are also counted apart, and the time
+    // since the last purchase is scored as the plain baseline it is.
+    let (mut repeat, mut recency) = (Vec::new(), Vec::new());
     let mut page_token = String::new();
     loop {
         let page = modeling
@@ -410,6 +414,11 @@ async fn churn_auc(
             let really = churned.contains(person);
             if let Some(value) = score.score {
                 scored.push((value, really));
+                if score.repeat_purchases > 0 {
+                    repeat.push((value, really));
+                }
+                let inactive = score.inactive_for.map_or(0, |d| d.seconds);
+                recency.push((inactive as f64, really));
             }
             flagged.push((score.churned, really));
         }
@@ -426,6 +435,13 @@ async fn churn_auc(
         "\nchurn: {} buyers scored, {positives} of them truly churned; ROC AUC of 1 − P(alive) {:.3} (target >= 0.8)",
         scored.len(),
         auc(&mut scored)
+    );
+    let one_time = scored.len() - repeat.len();
+    println!(
+        "  {one_time} of them bought once (P(alive) = 1 by the model); over the {} repeat buyers the AUC is {:.3}; time since the last purchase alone scores {:.3}",
+        repeat.len(),
+        auc(&mut repeat),
+        auc(&mut recency)
     );
     println!(
         "  inactivity flag: {flagged_count} flagged, {flag_hits} truly churned (precision {:.2}, recall {:.2})",
