@@ -324,7 +324,7 @@ async fn time_queries(modeling: &Modeling, runs: usize) -> anyhow::Result<()> {
     .await?;
     let summary = attribution.figures.summary;
     println!(
-        "attribution, 10 models, 180 days       p50 {:>8.1} ms   target <= 2000 ms   {:.0} conversions, {:.0} non-converting, {} paths",
+        "attribution, 10 models, 165 days       p50 {:>8.1} ms   target <= 2000 ms   {:.0} conversions, {:.0} non-converting, {} paths",
         ms(attribution_time),
         summary.conversions,
         summary.non_converting,
