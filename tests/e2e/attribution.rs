@@ -130,7 +130,7 @@ fn plan() -> Vec<Planned> {
 }
 
 /// Sends the planned events; returns the canonical names of `view_item` and `submit_order`.
-async fn send(
+pub(crate) async fn send(
     collection: &mut Collection,
     modeling: &mut Modeling,
 ) -> anyhow::Result<(String, String)> {

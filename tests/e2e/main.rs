@@ -42,3 +42,4 @@ mod quality;
 mod quarantine;
 mod read_your_writes;
 mod reprocess_apply;
+mod restart;
