@@ -109,8 +109,11 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     start_from_retail_template(&mut governance, &parent).await?;
 
     let started = Instant::now();
-    let cfg =
+    let mut cfg =
         touchline_sim::SimConfig::new(touchline_sim::TemplateKind::Retail, args.persons, args.seed);
+    // The generated period ends today: churn scores and lifecycle stages are taken as of now,
+    // and a period that ended months ago would show every customer as gone.
+    cfg.end_date = chrono::Utc::now().date_naive();
     // Journey results cover the generated period (one day of margin for shifted clocks).
     let cfg_range = (cfg.start_ms() - 86_400_000, cfg.end_ms() + 86_400_000);
     let mut opts = touchline_sim::SendOptions::new(addr.to_string(), token.clone());
