@@ -68,6 +68,35 @@ pub async fn ingest_and_store(
     stored_events(modeling).await
 }
 
+/// Gives the caller's tenant the retail industry dictionary and publishes it, so aliases map
+/// to canonical names, `submit_order` and `purchase` are conversions and `revenue` is the
+/// order's value. `request_id` makes the publication idempotent.
+pub async fn publish_retail_dictionary(
+    channel: tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        touchline_runtime::client::CallCredentials,
+    >,
+    request_id: &str,
+) -> anyhow::Result<()> {
+    use touchline_proto::governance::v1 as governance;
+    let mut client = governance::governance_service_client::GovernanceServiceClient::new(channel);
+    client
+        .apply_industry_template(governance::ApplyIndustryTemplateRequest {
+            template: "retail".to_owned(),
+            mode: governance::ApplyTemplateMode::Merge as i32,
+            ..Default::default()
+        })
+        .await?;
+    client
+        .publish_dictionary_version(governance::PublishDictionaryVersionRequest {
+            description: "retail".to_owned(),
+            request_id: request_id.to_owned(),
+            ..Default::default()
+        })
+        .await?;
+    Ok(())
+}
+
 /// Every stored event of the caller's tenant, page by page, in store order.
 pub async fn stored_events(
     modeling: &mut Modeling,

@@ -32,10 +32,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use touchline_proto::common::v1::TimeRange;
-use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
-use touchline_proto::governance::v1::{
-    ApplyIndustryTemplateRequest, ApplyTemplateMode, PublishDictionaryVersionRequest,
-};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelResult, AttributionModelType as T,
@@ -143,21 +139,11 @@ async fn main() -> anyhow::Result<()> {
             "dictionary:write",
         ],
     );
-    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
-    governance
-        .apply_industry_template(ApplyIndustryTemplateRequest {
-            template: "retail".to_owned(),
-            mode: ApplyTemplateMode::Merge as i32,
-            ..Default::default()
-        })
-        .await?;
-    governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest {
-            description: "retail".to_owned(),
-            request_id: "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f".to_owned(),
-            ..Default::default()
-        })
-        .await?;
+    touchline_e2e::publish_retail_dictionary(
+        app.channel(&token)?,
+        "9f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f",
+    )
+    .await?;
     let mut opts = SendOptions::new(app.addr().to_string(), token.clone());
     opts.progress_every = None;
     let started = Instant::now();

@@ -11,10 +11,6 @@ use std::collections::BTreeMap;
 use touchline_e2e::{Collection, Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::TimeRange;
-use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
-use touchline_proto::governance::v1::{
-    ApplyIndustryTemplateRequest, ApplyTemplateMode, PublishDictionaryVersionRequest,
-};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AggregatedPath, AggregatedPaths, AnalysisScope, AttributionModel, AttributionModelResult,
@@ -204,21 +200,11 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
     let mut collection = CollectionServiceClient::new(app.channel(&token)?);
     let mut modeling = ModelingServiceClient::new(app.channel(&token)?);
     // The retail dictionary: `submit_order` is a conversion whose value is `revenue`.
-    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
-    governance
-        .apply_industry_template(ApplyIndustryTemplateRequest {
-            template: "retail".to_owned(),
-            mode: ApplyTemplateMode::Merge as i32,
-            ..Default::default()
-        })
-        .await?;
-    governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest {
-            description: "retail".to_owned(),
-            request_id: "5b0f4c1e-8d2a-4f6b-9c3e-7a1d2e3f4a5b".to_owned(),
-            ..Default::default()
-        })
-        .await?;
+    touchline_e2e::publish_retail_dictionary(
+        app.channel(&token)?,
+        "5b0f4c1e-8d2a-4f6b-9c3e-7a1d2e3f4a5b",
+    )
+    .await?;
     let (_, order) = send(&mut collection, &mut modeling).await?;
 
     let matcher = |name: &str| EventMatcher {

@@ -3,10 +3,6 @@
 //! from the store, the identity cache empty) get the same answers, figure for figure.
 
 use touchline_proto::common::v1::TimeRange;
-use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
-use touchline_proto::governance::v1::{
-    ApplyIndustryTemplateRequest, ApplyTemplateMode, PublishDictionaryVersionRequest,
-};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelType, ComputationInfo, EventMatcher,
@@ -132,21 +128,11 @@ async fn journey_answers_are_identical_across_a_restart() -> anyhow::Result<()> 
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token("restart", SCOPES);
-    let mut governance = GovernanceServiceClient::new(app.channel(&token)?);
-    governance
-        .apply_industry_template(ApplyIndustryTemplateRequest {
-            template: "retail".to_owned(),
-            mode: ApplyTemplateMode::Merge as i32,
-            ..Default::default()
-        })
-        .await?;
-    governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest {
-            description: "retail".to_owned(),
-            request_id: "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f".to_owned(),
-            ..Default::default()
-        })
-        .await?;
+    touchline_e2e::publish_retail_dictionary(
+        app.channel(&token)?,
+        "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    )
+    .await?;
     let mut collection =
         touchline_proto::collection::v1::collection_service_client::CollectionServiceClient::new(
             app.channel(&token)?,

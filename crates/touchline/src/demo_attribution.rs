@@ -4,11 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1 as modeling;
 use touchline_proto::modeling::v1::AttributionModelType as T;
 
-use crate::demo_journeys::{Modeling, timestamp};
+use crate::demo_journeys::{Modeling, utc_scope};
 
 /// The models printed, with their column headings.
 const MODELS: [(T, i32, &str); 7] = [
@@ -49,13 +48,7 @@ fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
             )),
             currency: "CNY".to_owned(),
         }),
-        scope: Some(modeling::AnalysisScope {
-            time_range: Some(TimeRange {
-                start_time: Some(timestamp(range.0)),
-                end_time: Some(timestamp(range.1)),
-            }),
-            ..modeling::AnalysisScope::default()
-        }),
+        scope: Some(utc_scope(range)),
         ..modeling::RunAttributionRequest::default()
     }
 }

@@ -66,15 +66,20 @@ fn request(parent: &str, range: (i64, i64)) -> modeling::RunFunnelRequest {
                 attribution: modeling::FunnelBreakdownAttribution::FirstTouch as i32,
                 step: 0,
             }),
-            scope: Some(modeling::AnalysisScope {
-                time_range: Some(TimeRange {
-                    start_time: Some(timestamp(range.0)),
-                    end_time: Some(timestamp(range.1)),
-                }),
-                ..modeling::AnalysisScope::default()
-            }),
+            scope: Some(utc_scope(range)),
             ..modeling::FunnelDefinition::default()
         }),
+    }
+}
+
+/// The range `[start, end)` in ms as a scope, in UTC.
+pub(crate) fn utc_scope(range: (i64, i64)) -> modeling::AnalysisScope {
+    modeling::AnalysisScope {
+        time_range: Some(TimeRange {
+            start_time: Some(timestamp(range.0)),
+            end_time: Some(timestamp(range.1)),
+        }),
+        ..modeling::AnalysisScope::default()
     }
 }
 
@@ -143,14 +148,11 @@ pub async fn print_funnel(
     Ok(())
 }
 
+/// The range as a scope whose days and weeks are cut in China's time zone.
 fn scope(range: (i64, i64)) -> modeling::AnalysisScope {
     modeling::AnalysisScope {
-        time_range: Some(TimeRange {
-            start_time: Some(timestamp(range.0)),
-            end_time: Some(timestamp(range.1)),
-        }),
         time_zone: "Asia/Shanghai".to_owned(),
-        ..modeling::AnalysisScope::default()
+        ..utc_scope(range)
     }
 }
 

@@ -218,6 +218,17 @@ fn decode(json: serde_json::Value) -> Result<ModelSettings, sqlx::Error> {
         .map_err(|err| sqlx::Error::Decode(Box::new(err)))
 }
 
+/// A settings row as read: the JSON decoded.
+fn stored(
+    (json, revision, updated_at): (serde_json::Value, i64, DateTime<Utc>),
+) -> Result<StoredSettings, sqlx::Error> {
+    Ok(StoredSettings {
+        settings: decode(json)?,
+        revision,
+        updated_at,
+    })
+}
+
 /// The tenant's settings; `None` before the first change.
 pub async fn get(pool: &PgPool, tenant: &str) -> Result<Option<StoredSettings>, sqlx::Error> {
     let row: Option<(serde_json::Value, i64, DateTime<Utc>)> = sqlx::query_as(
@@ -226,14 +237,7 @@ pub async fn get(pool: &PgPool, tenant: &str) -> Result<Option<StoredSettings>, 
     .bind(tenant)
     .fetch_optional(pool)
     .await?;
-    row.map(|(json, revision, updated_at)| {
-        Ok(StoredSettings {
-            settings: decode(json)?,
-            revision,
-            updated_at,
-        })
-    })
-    .transpose()
+    row.map(stored).transpose()
 }
 
 /// The tenant's settings, the row locked until the transaction ends; `None` before the
@@ -249,14 +253,7 @@ pub async fn get_for_update(
     .bind(tenant)
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|(json, revision, updated_at)| {
-        Ok(StoredSettings {
-            settings: decode(json)?,
-            revision,
-            updated_at,
-        })
-    })
-    .transpose()
+    row.map(stored).transpose()
 }
 
 /// Stores `settings` as the revision after `revision` (0: none yet); `None` when another
