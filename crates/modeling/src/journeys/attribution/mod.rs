@@ -47,7 +47,7 @@ pub fn run(
     let collected = collect::collect(view, &plan, run)
         .map_err(|err: AttributionError| StoredError::Models(ModelsError::Model(err)))?;
     let by_code = models::costs_by_code(&collected.table, costs);
-    let results = models::run(
+    let (summary, results) = models::run(
         &collected.table,
         &query.models,
         &collected.decay,
@@ -56,7 +56,7 @@ pub fn run(
     )
     .map_err(StoredError::Models)?;
     Ok(StoredFigures {
-        summary: models::summary(&collected.table),
+        summary,
         results,
         computation: Computation {
             positions: view.positions,

@@ -134,13 +134,13 @@ fn present_channels(table: &PathTable) -> Vec<bool> {
     present
 }
 
-/// Totals of `table`.
-pub fn summary(table: &PathTable) -> Summary {
+/// Totals of `table`, whose channels on some path are `present`.
+fn summary(table: &PathTable, present: &[bool]) -> Summary {
     Summary {
         conversions: table.total_conversions(),
         value: table.total_value(),
         non_converting: table.total_nulls(),
-        channels: present_channels(table).iter().filter(|p| **p).count(),
+        channels: present.iter().filter(|p| **p).count(),
         paths: table.len(),
         direct_conversions: table.direct_conversions(),
         direct_value: table.direct_value(),
@@ -206,16 +206,16 @@ fn ranked(
     Ok((codes, figures))
 }
 
-/// Runs every model on `table`. `decay` holds, in model order, the credits each time-decay
-/// model was given by the journeys (time decay needs touch times a path table lacks);
-/// `costs` is by channel code.
+/// The totals of `table` and every model run on it, from one pass finding the channels on
+/// some path. `decay` holds, in model order, the credits each time-decay model was given by
+/// the journeys (time decay needs touch times a path table lacks); `costs` is by channel code.
 pub fn run(
     table: &PathTable,
     models: &[Model],
     decay: &[ChannelCredits],
     costs: &[f64],
     threads: usize,
-) -> Result<Vec<ModelFigures>, ModelsError> {
+) -> Result<(Summary, Vec<ModelFigures>), ModelsError> {
     let present = present_channels(table);
     let taking_part = present.iter().filter(|p| **p).count();
     if let Some(model) = models.iter().position(|m| m.refuses(taking_part)) {
@@ -258,7 +258,7 @@ pub fn run(
         };
         results.push(figures);
     }
-    Ok(results)
+    Ok((summary(table, &present), results))
 }
 
 fn markov(

@@ -181,10 +181,7 @@ pub fn run(query: &OnPathsQuery, threads: usize) -> Result<AttributionFigures, O
         return Err(OnPathsError::Invalid(problems));
     }
     let costs = models::costs_by_code(&table, &query.costs);
-    let results =
+    let (summary, results) =
         models::run(&table, &models, &[], &costs, threads).map_err(OnPathsError::Models)?;
-    Ok(AttributionFigures {
-        summary: models::summary(&table),
-        results,
-    })
+    Ok(AttributionFigures { summary, results })
 }
