@@ -21,6 +21,7 @@ mod outage;
 mod pipeline;
 mod pipeline_status;
 mod poison;
+mod segments;
 mod sim_send;
 mod sources;
 mod tracing_spans;

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     Cancelled,
     /// The operation exists in the contract but is not built yet.
     Unimplemented,
+    /// A position the caller named is outside what is kept (an expired cursor).
+    OutOfRange,
     /// A bug or an unexpected failure; details are in the server log only.
     Internal,
 }
@@ -68,6 +70,7 @@ impl ErrorCode {
             ErrorCode::Aborted => tonic::Code::Aborted,
             ErrorCode::Cancelled => tonic::Code::Cancelled,
             ErrorCode::Unimplemented => tonic::Code::Unimplemented,
+            ErrorCode::OutOfRange => tonic::Code::OutOfRange,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }
@@ -87,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Aborted => "ABORTED",
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Unimplemented => "UNIMPLEMENTED",
+            ErrorCode::OutOfRange => "OUT_OF_RANGE",
             ErrorCode::Internal => "INTERNAL",
         }
     }

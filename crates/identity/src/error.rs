@@ -107,6 +107,7 @@ impl ApiError for IdentityError {
             | ErrorCode::DeadlineExceeded
             | ErrorCode::Cancelled
             | ErrorCode::Unimplemented
+            | ErrorCode::OutOfRange
             | ErrorCode::Internal => None,
         }
     }

@@ -76,6 +76,25 @@ pub enum ModelingError {
     /// A write named a version that is no longer current (a stale etag).
     #[error("{0}; read again and retry")]
     Aborted(&'static str),
+    /// A resource with that name exists already.
+    #[error("a {0} with that id exists already")]
+    AlreadyExists(&'static str),
+    /// The resource is not in a state that allows the call; the text says what to do.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A segment's first build has not finished.
+    #[error("the segment's first build has not finished; retry shortly")]
+    Building,
+    /// A change-log cursor older than what is kept.
+    #[error(
+        "changes after sequence {cursor} are no longer kept (the oldest kept is {oldest}); bootstrap again with ListSegmentMembers and continue from its as_of_sequence / 该游标之后的变更已过保留期，请用 ListSegmentMembers 重新全量同步，再从其 as_of_sequence 继续"
+    )]
+    CursorExpired {
+        /// The cursor given.
+        cursor: i64,
+        /// The oldest sequence kept.
+        oldest: i64,
+    },
     /// A task of the service failed (the log says how).
     #[error("the {0} failed")]
     Internal(&'static str),
@@ -124,6 +143,11 @@ impl ApiError for ModelingError {
             }
             ModelingError::TooLarge { .. } => ErrorCode::ResourceExhausted,
             ModelingError::Aborted(_) => ErrorCode::Aborted,
+            ModelingError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            ModelingError::FailedPrecondition(_) | ModelingError::Building => {
+                ErrorCode::FailedPrecondition
+            }
+            ModelingError::CursorExpired { .. } => ErrorCode::OutOfRange,
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -136,6 +160,9 @@ impl ApiError for ModelingError {
     }
 
     fn retry_after(&self) -> Option<Duration> {
+        if matches!(self, ModelingError::Building) {
+            return Some(Duration::from_secs(1));
+        }
         match self.code() {
             ErrorCode::Unavailable => Some(Duration::from_secs(1)),
             _ => None,

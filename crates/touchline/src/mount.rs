@@ -188,8 +188,8 @@ async fn mount_identity(
     Ok(())
 }
 
-/// Modeling's API and its two workers: the event store (from governance's clean log, persons
-/// from identity) and identity's changes.
+/// Modeling's API and its three workers: the event store (from governance's clean log, persons
+/// from identity), identity's changes, and segment membership.
 fn mount_modeling(
     shared: &Shared<'_>,
     routes: &mut RoutesBuilder,
@@ -205,6 +205,7 @@ fn mount_modeling(
         shared.credentials.clone(),
     );
     let api = ModelingApi::new(pool.clone()).with_upstreams(governance.clone(), identity.clone());
+    tasks.push(Box::pin(api.segment_worker().run(shared.shutdown.clone())));
     routes.add_service(
         ModelingServiceServer::new(api).max_decoding_message_size(
             shared

@@ -147,7 +147,7 @@ pub(super) fn update(request: &pb::UpdateModelSettingsRequest) -> SettingsUpdate
     }
 }
 
-fn pb_matcher(m: &Matcher) -> pb::EventMatcher {
+pub(super) fn pb_matcher(m: &Matcher) -> pb::EventMatcher {
     pb::EventMatcher {
         event_name: m.event_name.clone(),
         filters: m

@@ -7,6 +7,7 @@ mod cohorts;
 mod convert;
 mod journeys;
 mod paths;
+mod segments;
 
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
@@ -17,7 +18,7 @@ use touchline_proto::modeling::v1::modeling_service_server::ModelingService;
 use crate::domain;
 use crate::error::ModelingError;
 use crate::journeys::dropoffs::DropOffQuery;
-use crate::service::{Freshness, Modeling};
+use crate::service::{Freshness, Modeling, NewSegment, SegmentUpdate};
 use crate::upstream::{Governance, Identity};
 
 /// The modeling service's gRPC face.
@@ -32,6 +33,12 @@ impl ModelingApi {
         Self {
             modeling: Modeling::new(pool),
         }
+    }
+
+    /// The worker that keeps this API's segments current (it shares the API's views and
+    /// wakes its change streams).
+    pub fn segment_worker(&self) -> crate::service::SegmentWorker {
+        self.modeling.segment_worker()
     }
 
     /// Reads clean-log positions from `governance` (reads that wait for their writes) and
@@ -420,4 +427,247 @@ impl ModelingService for ModelingApi {
             .map_err(status)?;
         Ok(Response::new(churn::list_reply(&tenant, page)))
     }
+
+    #[tracing::instrument(
+        name = "modeling.create_segment",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn create_segment(
+        &self,
+        request: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.into_inner();
+        let asked = NewSegment {
+            id: req.segment_id.clone(),
+            input: segments::input(&tenant, req.segment.as_ref()),
+            request_id: req.request_id.clone(),
+            validate_only: req.validate_only,
+        };
+        let reply = self
+            .modeling
+            .create_segment(&tenant, asked)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(segments::created(&tenant, reply)))
+    }
+
+    #[tracing::instrument(name = "modeling.get_segment", skip_all, fields(service = "modeling"))]
+    async fn get_segment(
+        &self,
+        request: Request<pb::GetSegmentRequest>,
+    ) -> Result<Response<pb::GetSegmentResponse>, Status> {
+        let (parent, id) = named_segment(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let row = self
+            .modeling
+            .get_segment(&tenant, id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetSegmentResponse {
+            segment: Some(segments::segment(&tenant, &row)),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_segments",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_segments(
+        &self,
+        request: Request<pb::ListSegmentsRequest>,
+    ) -> Result<Response<pb::ListSegmentsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.get_ref();
+        let size = segments::size(req.page_size, 50, 500).map_err(status)?;
+        let after = segments::segments_after(&req.page_token).map_err(status)?;
+        let (rows, more) = self
+            .modeling
+            .list_segments(&tenant, &after, size)
+            .await
+            .map_err(status)?;
+        let next_page_token = match rows.last() {
+            Some(last) if more => segments::segments_token(&last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListSegmentsResponse {
+            segments: rows.iter().map(|r| segments::segment(&tenant, r)).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.update_segment",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn update_segment(
+        &self,
+        request: Request<pb::UpdateSegmentRequest>,
+    ) -> Result<Response<pb::UpdateSegmentResponse>, Status> {
+        let name = request
+            .get_ref()
+            .segment
+            .as_ref()
+            .map(|s| s.name.as_str())
+            .unwrap_or_default();
+        let (parent, id) = named_segment(name, "segment.name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        let update = SegmentUpdate {
+            id: id.to_owned(),
+            input: segments::input(&tenant, req.segment.as_ref()),
+            etag: req
+                .segment
+                .as_ref()
+                .map(|s| s.etag.clone())
+                .unwrap_or_default(),
+            paths: req
+                .update_mask
+                .as_ref()
+                .map(|m| m.paths.clone())
+                .unwrap_or_default(),
+            request_id: req.request_id.clone(),
+            validate_only: req.validate_only,
+        };
+        let reply = self
+            .modeling
+            .update_segment(&tenant, update)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::UpdateSegmentResponse {
+            segment: Some(segments::segment(&tenant, &reply.segment)),
+            preview: segments::preview(&tenant, reply.preview),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.delete_segment",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn delete_segment(
+        &self,
+        request: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        let (parent, id) = named_segment(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        self.modeling
+            .delete_segment(&tenant, id, &req.etag, req.allow_missing, &req.request_id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteSegmentResponse {}))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_segment_members",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_segment_members(
+        &self,
+        request: Request<pb::ListSegmentMembersRequest>,
+    ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
+        let (parent, id) = named_segment(&request.get_ref().parent, "parent")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        let size = segments::size(req.page_size, 500, 5_000).map_err(status)?;
+        let after = segments::members_after(&req.page_token).map_err(status)?;
+        let page = self
+            .modeling
+            .list_segment_members(
+                &tenant,
+                id,
+                after.map(|(sequence, _)| sequence),
+                after.map_or(uuid::Uuid::nil(), |(_, person)| person),
+                size,
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(segments::members_reply(&tenant, page)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_segment_changes",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_segment_changes(
+        &self,
+        request: Request<pb::ListSegmentChangesRequest>,
+    ) -> Result<Response<pb::ListSegmentChangesResponse>, Status> {
+        let (parent, id) = named_segment(&request.get_ref().parent, "parent")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        let size = segments::size(req.page_size, 500, 5_000).map_err(status)?;
+        let after = segments::changes_after(&req.page_token, req.after_sequence).map_err(status)?;
+        let segment = (id != "-").then_some(id);
+        let page = self
+            .modeling
+            .list_segment_changes(&tenant, segment, after, size)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(segments::changes_reply(&tenant, after, page)))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.stream_segment_changes",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn stream_segment_changes(
+        &self,
+        request: Request<pb::StreamSegmentChangesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        use futures::StreamExt as _;
+        let (parent, id) = named_segment(&request.get_ref().parent, "parent")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        let batch = segments::size(req.max_batch_size, 500, 5_000).map_err(status)?;
+        let after = segments::changes_after("", req.after_sequence).map_err(status)?;
+        let segment = (id != "-").then(|| id.to_owned());
+        // Refuse an unknown segment or an expired cursor before the stream starts.
+        self.modeling
+            .list_segment_changes(&tenant, segment.as_deref(), after, 1)
+            .await
+            .map_err(status)?;
+        let named = tenant.clone();
+        let stream = self
+            .modeling
+            .follow_segment_changes(tenant, segment, after, batch)
+            .map(move |page| {
+                page.map(|page| pb::StreamSegmentChangesResponse {
+                    changes: page
+                        .changes
+                        .iter()
+                        .map(|c| segments::change(&named, c))
+                        .collect(),
+                    head_sequence: page.head_sequence,
+                })
+                .map_err(status)
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
+
+/// The tenant and id of a segment name, or INVALID_ARGUMENT naming `field`.
+fn named_segment<'a>(name: &'a str, field: &str) -> Result<(&'a str, &'a str), Status> {
+    segments::segment_name(name).ok_or_else(|| {
+        status(ModelingError::invalid(
+            field,
+            "INVALID_NAME",
+            "a segment is named tenants/{tenant}/segments/{segment}",
+        ))
+    })
+}
+
+/// The stream StreamSegmentChanges answers with.
+type ChangeStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::StreamSegmentChangesResponse, Status>> + Send>,
+>;

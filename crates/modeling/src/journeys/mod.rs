@@ -32,6 +32,7 @@ pub mod paths;
 mod persons;
 pub mod query;
 pub mod retention;
+pub mod segments;
 mod view;
 
 use std::collections::HashMap;

@@ -180,7 +180,7 @@ pub fn breakdown_of(
 }
 
 /// Collects the violations of one request.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Violations(pub Vec<FieldViolation>);
 
 impl Violations {

@@ -6,11 +6,16 @@ mod attribution;
 mod churn;
 mod journeys;
 mod replay;
+mod segments;
 mod visibility;
 
 pub use attribution::Attribution;
 pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
 pub use replay::{ReplayOutcome, ReplayResult};
+pub use segments::{
+    ChangesPage, MembersPage, NewSegment, Preview, SegmentInput, SegmentReply, SegmentSignals,
+    SegmentUpdate, SegmentWorker,
+};
 pub use visibility::MAX_WAIT;
 
 use sqlx::PgPool;
@@ -61,6 +66,7 @@ pub struct Modeling {
     resolver: Option<Resolver>,
     journeys: Journeys,
     churn: churn::ChurnCache,
+    segment_signals: SegmentSignals,
 }
 
 impl Modeling {
@@ -73,6 +79,7 @@ impl Modeling {
             governance: None,
             resolver: None,
             churn: churn::ChurnCache::default(),
+            segment_signals: SegmentSignals::default(),
         }
     }
 
@@ -81,6 +88,11 @@ impl Modeling {
         self.governance = Some(governance);
         self.resolver = Some(Resolver::new(identity));
         self
+    }
+
+    /// The worker that keeps this service's segments current.
+    pub fn segment_worker(&self) -> SegmentWorker {
+        SegmentWorker::new(self.clone())
     }
 
     /// The tenant's counts, once the store reflects `min_raw` when given.

@@ -5,6 +5,7 @@ pub mod costs;
 pub mod dead_letters;
 pub mod journal;
 pub mod model_settings;
+pub mod segments;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;

@@ -15,7 +15,7 @@ use crate::journeys::churn_settings::{
 use crate::journeys::query::{FieldFilter, Matcher, Operator};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct StoredFilter {
+pub(super) struct StoredFilter {
     field: String,
     operator: String,
     #[serde(default)]
@@ -23,7 +23,7 @@ struct StoredFilter {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct StoredMatcher {
+pub(super) struct StoredMatcher {
     #[serde(default)]
     event_name: String,
     #[serde(default)]
@@ -89,7 +89,7 @@ fn operator_of(text: &str) -> Operator {
     }
 }
 
-fn to_stored(matcher: &Matcher) -> StoredMatcher {
+pub(super) fn to_stored(matcher: &Matcher) -> StoredMatcher {
     StoredMatcher {
         event_name: matcher.event_name.clone(),
         filters: matcher
@@ -104,7 +104,7 @@ fn to_stored(matcher: &Matcher) -> StoredMatcher {
     }
 }
 
-fn from_stored(matcher: StoredMatcher) -> Matcher {
+pub(super) fn from_stored(matcher: StoredMatcher) -> Matcher {
     Matcher {
         event_name: matcher.event_name,
         filters: matcher

@@ -310,7 +310,7 @@ impl Modeling {
 
     /// The churn table of the current view and `settings`, from the cache when neither
     /// moved since it was computed.
-    async fn churn_table(
+    pub(super) async fn churn_table(
         &self,
         tenant: &str,
         settings: &VersionedSettings,

@@ -1,0 +1,14 @@
+//! Segments: rules over persons (`rule`) and who they select over a tenant's view
+//! (`evaluate`). Keeping membership current, publishing its changes and serving them is the
+//! service layer's job; this module only answers "who is in, and until when is that sure".
+
+pub mod evaluate;
+pub mod rule;
+
+#[cfg(test)]
+mod tests;
+
+pub use evaluate::{
+    Compiled, Context, Evaluation, compile, evaluate_in_order, holds, members, preview,
+};
+pub use rule::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};

@@ -1,0 +1,126 @@
+//! The membership worker: a loop that looks at every tenant with segments a few times a
+//! second and publishes what changed (see `membership`), woken at once by a new or changed
+//! segment; and the signals that let change streams wait for a publication instead of
+//! polling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+use touchline_runtime::Shutdown;
+
+use super::super::Modeling;
+use super::membership::TenantMemory;
+use crate::store::segments as store;
+
+/// How often the worker looks at each tenant when nothing wakes it.
+const TICK: Duration = Duration::from_millis(250);
+/// How long changes are kept.
+pub const KEEP_CHANGES: Duration = Duration::from_secs(30 * 86_400);
+/// How often old changes are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Default)]
+struct Signals {
+    wake: Notify,
+    heads: Mutex<HashMap<String, watch::Sender<i64>>>,
+}
+
+/// Wakes the worker when a definition changes, and change streams when changes are
+/// published (in this process; streams also look at the store every second for changes
+/// published by another replica).
+#[derive(Debug, Clone, Default)]
+pub struct SegmentSignals {
+    inner: Arc<Signals>,
+}
+
+impl SegmentSignals {
+    /// A definition changed: evaluate now.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    fn sender(&self, tenant: &str) -> watch::Sender<i64> {
+        let mut heads = self
+            .inner
+            .heads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        heads
+            .entry(tenant.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
+    }
+
+    /// The tenant's log reached `head`.
+    pub fn published(&self, tenant: &str, head: i64) {
+        self.sender(tenant).send_replace(head);
+    }
+
+    /// Follows the tenant's head.
+    pub fn subscribe(&self, tenant: &str) -> watch::Receiver<i64> {
+        self.sender(tenant).subscribe()
+    }
+}
+
+/// Keeps every tenant's segments current.
+#[derive(Debug, Clone)]
+pub struct SegmentWorker {
+    modeling: Modeling,
+}
+
+impl SegmentWorker {
+    /// The worker of `modeling` (sharing its views, caches and signals).
+    pub fn new(modeling: Modeling) -> Self {
+        Self { modeling }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut memory: HashMap<String, TenantMemory> = HashMap::new();
+        let mut pruned_at: Option<Instant> = None;
+        let signals = self.modeling.segment_signals.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = signals.woken() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+            let tenants = match store::tenants(&self.modeling.pool).await {
+                Ok(tenants) => tenants,
+                Err(err) => {
+                    tracing::warn!(error = %err, "segment tenants could not be read; retrying");
+                    continue;
+                }
+            };
+            memory.retain(|tenant, _| tenants.contains(tenant));
+            for tenant in tenants {
+                let remembered = memory.entry(tenant.clone()).or_default();
+                match self.modeling.refresh_segments(&tenant, remembered).await {
+                    Ok(round) if round.published > 0 => {
+                        tracing::info!(
+                            tenant,
+                            changes = round.published,
+                            "segment changes published"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(tenant, error = %err, "segments could not be brought up to date; retrying");
+                    }
+                }
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(Instant::now());
+                if let Err(err) = store::prune(&self.modeling.pool, KEEP_CHANGES).await {
+                    tracing::warn!(error = %err, "old segment changes could not be pruned");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,834 @@
+//! Segments through the real services: definitions, previews, the first build, membership
+//! kept current as events arrive and as time passes, the change log read by cursor, by
+//! stream and as bootstrap + feed, opt-out, rule changes, deletion, and bad input.
+//!
+//! Four persons, purchases valued by `amount`, days before now:
+//!
+//! | person | purchases (days ago, amount) | views     |
+//! |--------|------------------------------|-----------|
+//! | p1     | 2 (100), 5 (100), 9 (100)    |           |
+//! | p2     | 4 (150)                      |           |
+//! | p3     | 40 (80)                      |           |
+//! | p4     |                              | 1 day ago |
+//!
+//! - `repeat`: at least 2 purchases in the last 30 days → p1.
+//! - `spenders`: purchase value summed over 30 days ≥ 150 → p1 (300), p2 (150).
+//! - `lapsed`: no purchase in 30 days but one in the last year → p3.
+//! - `vip`: a member of `spenders` and not of `lapsed` → p1, p2.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use touchline_e2e::{Modeling, sample_event};
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::common::v1::{FilterOperator, TimeRange};
+use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
+use touchline_proto::governance::v1::{
+    CanonicalEvent, CreateCanonicalEventRequest, PublishDictionaryVersionRequest,
+};
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::{
+    CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition, EventAggregation,
+    EventMatcher, GetSegmentRequest, LifecycleStageCondition, ListSegmentChangesRequest,
+    ListSegmentMembersRequest, NumberComparison, Segment, SegmentChange, SegmentChangeKind,
+    SegmentChangeReason, SegmentMembershipCondition, SegmentRule, SegmentRuleGroup, SegmentState,
+    StreamSegmentChangesRequest, UpdateSegmentRequest, event_aggregate_condition, segment_rule,
+};
+use touchline_testkit::{TestApp, token};
+
+const TENANT: &str = "segments";
+const SCOPES: &[&str] = &[
+    "events:write",
+    "models:read",
+    "dictionary:read",
+    "dictionary:write",
+    "segments:read",
+    "segments:write",
+    "identity:write",
+];
+const DAY_MS: i64 = 86_400_000;
+
+async fn dictionary(app: &TestApp, token: &str) -> anyhow::Result<()> {
+    let mut governance = GovernanceServiceClient::new(app.channel(token)?);
+    for (id, conversion) in [("purchase", true), ("view", false)] {
+        governance
+            .create_canonical_event(CreateCanonicalEventRequest {
+                canonical_event_id: id.to_owned(),
+                canonical_event: Some(CanonicalEvent {
+                    conversion,
+                    value_property: if conversion {
+                        "amount".into()
+                    } else {
+                        String::new()
+                    },
+                    ..CanonicalEvent::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+    }
+    governance
+        .publish_dictionary_version(PublishDictionaryVersionRequest::default())
+        .await?;
+    Ok(())
+}
+
+fn purchase(id: &str, person: u64, at_ms: i64, amount: f64) -> touchline_proto::common::v1::Event {
+    let mut event = sample_event(id, person, "purchase", at_ms);
+    let mut properties = prost_types::Struct::default();
+    properties.fields.insert(
+        "amount".to_owned(),
+        prost_types::Value {
+            kind: Some(prost_types::value::Kind::NumberValue(amount)),
+        },
+    );
+    event.properties = Some(properties);
+    event
+}
+
+fn days(n: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: n * 86_400,
+        nanos: 0,
+    }
+}
+
+fn compare(operator: FilterOperator, value: f64) -> Option<NumberComparison> {
+    Some(NumberComparison {
+        operator: operator as i32,
+        value,
+        upper_value: 0.0,
+    })
+}
+
+fn events(
+    name: &str,
+    aggregation: EventAggregation,
+    field: &str,
+    operator: FilterOperator,
+    value: f64,
+    within: prost_types::Duration,
+) -> SegmentRule {
+    SegmentRule {
+        rule: Some(segment_rule::Rule::EventAggregate(
+            EventAggregateCondition {
+                event: Some(EventMatcher {
+                    event_name: name.to_owned(),
+                    filters: Vec::new(),
+                }),
+                aggregation: aggregation as i32,
+                field: field.to_owned(),
+                comparison: compare(operator, value),
+                window: Some(event_aggregate_condition::Window::WithinLast(within)),
+            },
+        )),
+    }
+}
+
+fn all_of(rules: Vec<SegmentRule>) -> SegmentRule {
+    SegmentRule {
+        rule: Some(segment_rule::Rule::AllOf(SegmentRuleGroup { rules })),
+    }
+}
+
+fn not(rule: SegmentRule) -> SegmentRule {
+    SegmentRule {
+        rule: Some(segment_rule::Rule::Negation(Box::new(rule))),
+    }
+}
+
+fn member_of(segment: &str) -> SegmentRule {
+    SegmentRule {
+        rule: Some(segment_rule::Rule::SegmentMembership(
+            SegmentMembershipCondition {
+                segment: format!("tenants/{TENANT}/segments/{segment}"),
+            },
+        )),
+    }
+}
+
+fn repeat_rule(at_least: f64) -> SegmentRule {
+    events(
+        "purchase",
+        EventAggregation::Count,
+        "",
+        FilterOperator::GreaterThanOrEqual,
+        at_least,
+        days(30),
+    )
+}
+
+fn create(id: &str, rule: SegmentRule, validate_only: bool) -> CreateSegmentRequest {
+    CreateSegmentRequest {
+        segment_id: id.to_owned(),
+        segment: Some(Segment {
+            display_name: format!("{id} / 测试分群"),
+            rule: Some(rule),
+            ..Segment::default()
+        }),
+        validate_only,
+        request_id: if validate_only {
+            String::new()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        },
+        ..CreateSegmentRequest::default()
+    }
+}
+
+fn segment_name(id: &str) -> String {
+    format!("tenants/{TENANT}/segments/{id}")
+}
+
+/// Every change after `after` of `parent`, page by page.
+async fn changes_after(
+    modeling: &mut Modeling,
+    parent: &str,
+    after: i64,
+) -> anyhow::Result<Vec<SegmentChange>> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = modeling
+            .list_segment_changes(ListSegmentChangesRequest {
+                parent: parent.to_owned(),
+                after_sequence: after,
+                page_size: 2,
+                page_token,
+                ..ListSegmentChangesRequest::default()
+            })
+            .await?
+            .into_inner();
+        out.extend(page.changes);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Every member of `id` (one per page, to cross pages), with the sequence they reflect.
+async fn bootstrap(modeling: &mut Modeling, id: &str) -> anyhow::Result<(BTreeSet<String>, i64)> {
+    let mut members = BTreeSet::new();
+    let mut page_token = String::new();
+    let mut as_of = None;
+    loop {
+        let page = modeling
+            .list_segment_members(ListSegmentMembersRequest {
+                parent: segment_name(id),
+                page_size: 1,
+                page_token,
+                ..ListSegmentMembersRequest::default()
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(
+            as_of.is_none_or(|s| s == page.as_of_sequence),
+            "every page reflects the first page's sequence"
+        );
+        as_of = Some(page.as_of_sequence);
+        anyhow::ensure!(
+            page.total_size >= members.len() as i64,
+            "total covers every page"
+        );
+        members.extend(page.members.into_iter().map(|m| m.person_id));
+        if page.next_page_token.is_empty() {
+            return Ok((members, as_of.unwrap_or(0)));
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Waits until `id` is ACTIVE with `count` members.
+async fn settled(modeling: &mut Modeling, id: &str, count: i64) -> anyhow::Result<Segment> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let segment = modeling
+            .get_segment(GetSegmentRequest {
+                name: segment_name(id),
+            })
+            .await?
+            .into_inner()
+            .segment
+            .unwrap_or_default();
+        if segment.state == SegmentState::Active as i32 && segment.member_count == count {
+            return Ok(segment);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{id} did not settle at {count} members: {segment:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn of_kind(
+    changes: &[SegmentChange],
+    segment: &str,
+    kind: SegmentChangeKind,
+) -> BTreeMap<String, i32> {
+    changes
+        .iter()
+        .filter(|c| c.segment == segment_name(segment) && c.kind == kind as i32)
+        .map(|c| (c.person_id.clone(), c.reason))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_keep_their_members_current_and_publish_every_change() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let batch = vec![
+        purchase("p1a", 1, now - 2 * DAY_MS, 100.0),
+        purchase("p1b", 1, now - 5 * DAY_MS, 100.0),
+        purchase("p1c", 1, now - 9 * DAY_MS, 100.0),
+        purchase("p2a", 2, now - 4 * DAY_MS, 150.0),
+        purchase("p3a", 3, now - 40 * DAY_MS, 80.0),
+        sample_event("p4v", 4, "view", now - DAY_MS),
+    ];
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
+    let person: BTreeMap<u64, String> = stored
+        .iter()
+        .filter_map(|e| {
+            let n = e.message_id.get(1..2)?.parse().ok()?;
+            Some((n, e.person_id.clone()))
+        })
+        .collect();
+    let p = |n: u64| person.get(&n).cloned().unwrap_or_default();
+    assert_eq!(person.len(), 4);
+
+    // A preview before saving: size and sample, nothing created.
+    let spenders_rule = events(
+        "purchase",
+        EventAggregation::Sum,
+        "value",
+        FilterOperator::GreaterThanOrEqual,
+        150.0,
+        days(30),
+    );
+    let preview = modeling
+        .create_segment(create("spenders", spenders_rule.clone(), true))
+        .await?
+        .into_inner()
+        .preview
+        .unwrap_or_default();
+    assert_eq!(preview.member_count, 2);
+    let sample: BTreeSet<String> = preview.sample_persons.into_iter().collect();
+    let expected: BTreeSet<String> = [1, 2]
+        .iter()
+        .map(|n| format!("tenants/{TENANT}/persons/{}", p(*n)))
+        .collect();
+    assert_eq!(sample, expected);
+    let none = modeling
+        .get_segment(GetSegmentRequest {
+            name: segment_name("spenders"),
+        })
+        .await
+        .expect_err("validate_only creates nothing");
+    assert_eq!(none.code(), tonic::Code::NotFound);
+
+    // The four segments; vip names two others.
+    let lapsed_rule = all_of(vec![
+        not(repeat_rule(1.0)),
+        events(
+            "purchase",
+            EventAggregation::Count,
+            "",
+            FilterOperator::GreaterThanOrEqual,
+            1.0,
+            days(365),
+        ),
+    ]);
+    let repeat_create = create("repeat", repeat_rule(2.0), false);
+    let created = modeling
+        .create_segment(repeat_create.clone())
+        .await?
+        .into_inner();
+    let again = modeling.create_segment(repeat_create).await?.into_inner();
+    assert_eq!(
+        created.segment.as_ref().map(|s| &s.etag),
+        again.segment.as_ref().map(|s| &s.etag),
+        "a retried create with its request id answers the first result"
+    );
+    modeling
+        .create_segment(create("spenders", spenders_rule, false))
+        .await?;
+    modeling
+        .create_segment(create("lapsed", lapsed_rule, false))
+        .await?;
+    modeling
+        .create_segment(create(
+            "vip",
+            all_of(vec![member_of("spenders"), not(member_of("lapsed"))]),
+            false,
+        ))
+        .await?;
+    settled(&mut modeling, "repeat", 1).await?;
+    settled(&mut modeling, "spenders", 2).await?;
+    settled(&mut modeling, "lapsed", 1).await?;
+    settled(&mut modeling, "vip", 2).await?;
+
+    let log = changes_after(&mut modeling, &format!("tenants/{TENANT}/segments/-"), 0).await?;
+    let created = SegmentChangeReason::SegmentCreated as i32;
+    assert_eq!(
+        of_kind(&log, "repeat", SegmentChangeKind::Entered),
+        BTreeMap::from([(p(1), created)])
+    );
+    assert_eq!(
+        of_kind(&log, "spenders", SegmentChangeKind::Entered),
+        BTreeMap::from([(p(1), created), (p(2), created)])
+    );
+    assert_eq!(
+        of_kind(&log, "lapsed", SegmentChangeKind::Entered),
+        BTreeMap::from([(p(3), created)])
+    );
+    assert_eq!(
+        of_kind(&log, "vip", SegmentChangeKind::Entered),
+        BTreeMap::from([(p(1), created), (p(2), created)])
+    );
+    let sequences: Vec<i64> = log.iter().map(|c| c.sequence).collect();
+    assert_eq!(
+        sequences,
+        (1..=log.len() as i64).collect::<Vec<_>>(),
+        "no gaps, in order"
+    );
+
+    // A stream from the head sees the next change; a new purchase makes p2 a repeat buyer.
+    let head = log.last().map_or(0, |c| c.sequence);
+    let mut stream = modeling
+        .stream_segment_changes(StreamSegmentChangesRequest {
+            parent: segment_name("repeat"),
+            after_sequence: head,
+            ..StreamSegmentChangesRequest::default()
+        })
+        .await?
+        .into_inner();
+    let sent = Instant::now();
+    touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![purchase("p2b", 2, now, 20.0)],
+    )
+    .await?;
+    let entry = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(batch) = stream.next().await {
+            if let Some(change) = batch?.changes.into_iter().next() {
+                return Ok::<_, anyhow::Error>(change);
+            }
+        }
+        anyhow::bail!("the stream ended")
+    })
+    .await??;
+    assert_eq!(entry.person_id, p(2));
+    assert_eq!(entry.kind, SegmentChangeKind::Entered as i32);
+    assert_eq!(entry.reason, SegmentChangeReason::RuleEvaluated as i32);
+    eprintln!(
+        "purchase acknowledged → entry streamed: {:?}",
+        sent.elapsed()
+    );
+
+    // Bootstrap + the feed after its sequence is exactly the membership now.
+    let (mut members, as_of) = bootstrap(&mut modeling, "repeat").await?;
+    for change in changes_after(&mut modeling, &segment_name("repeat"), as_of).await? {
+        if change.kind == SegmentChangeKind::Entered as i32 {
+            members.insert(change.person_id);
+        } else {
+            members.remove(&change.person_id);
+        }
+    }
+    assert_eq!(members, BTreeSet::from([p(1), p(2)]));
+
+    // Opting out takes p1 out of every segment; nothing about them is exported.
+    IdentityServiceClient::new(app.channel(&token)?)
+        .set_consent(SetConsentRequest {
+            person_ref: Some(set_consent_request::PersonRef::Person(format!(
+                "tenants/{TENANT}/persons/{}",
+                p(1)
+            ))),
+            marketing_opt_out: true,
+            ..SetConsentRequest::default()
+        })
+        .await?;
+    settled(&mut modeling, "repeat", 1).await?;
+    settled(&mut modeling, "spenders", 1).await?;
+    settled(&mut modeling, "vip", 1).await?;
+    let after_opt_out =
+        changes_after(&mut modeling, &format!("tenants/{TENANT}/segments/-"), head).await?;
+    let consent = SegmentChangeReason::ConsentChanged as i32;
+    for segment in ["repeat", "spenders"] {
+        assert_eq!(
+            of_kind(&after_opt_out, segment, SegmentChangeKind::Exited).get(&p(1)),
+            Some(&consent),
+            "{segment}"
+        );
+    }
+    let (repeat_members, _) = bootstrap(&mut modeling, "repeat").await?;
+    assert_eq!(repeat_members, BTreeSet::from([p(2)]));
+
+    // A rule change publishes the difference with RULE_CHANGED: p2 has 2 purchases, not 3.
+    let current = settled(&mut modeling, "repeat", 1).await?;
+    let before_update = changes_after(&mut modeling, &segment_name("repeat"), 0).await?;
+    let since = before_update.last().map_or(0, |c| c.sequence);
+    modeling
+        .update_segment(UpdateSegmentRequest {
+            segment: Some(Segment {
+                name: segment_name("repeat"),
+                etag: current.etag.clone(),
+                rule: Some(repeat_rule(3.0)),
+                ..Segment::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["rule".to_owned()],
+            }),
+            ..UpdateSegmentRequest::default()
+        })
+        .await?;
+    settled(&mut modeling, "repeat", 0).await?;
+    let changed = changes_after(&mut modeling, &segment_name("repeat"), since).await?;
+    assert_eq!(
+        of_kind(&changed, "repeat", SegmentChangeKind::Exited),
+        BTreeMap::from([(p(2), SegmentChangeReason::RuleChanged as i32)])
+    );
+    let stale = modeling
+        .update_segment(UpdateSegmentRequest {
+            segment: Some(Segment {
+                name: segment_name("repeat"),
+                etag: current.etag,
+                display_name: "stale".into(),
+                ..Segment::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".to_owned()],
+            }),
+            ..UpdateSegmentRequest::default()
+        })
+        .await
+        .expect_err("a stale etag is refused");
+    assert_eq!(stale.code(), tonic::Code::Aborted);
+
+    // A segment another one names cannot go; vip can, publishing its members' exits.
+    let refused = modeling
+        .delete_segment(DeleteSegmentRequest {
+            name: segment_name("spenders"),
+            ..DeleteSegmentRequest::default()
+        })
+        .await
+        .expect_err("vip names spenders");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    let before_delete = changes_after(&mut modeling, &segment_name("vip"), 0).await?;
+    let since = before_delete.last().map_or(0, |c| c.sequence);
+    modeling
+        .delete_segment(DeleteSegmentRequest {
+            name: segment_name("vip"),
+            ..DeleteSegmentRequest::default()
+        })
+        .await?;
+    let exits = touchline_testkit::eventually(Duration::from_secs(20), || {
+        let mut modeling = modeling.clone();
+        async move {
+            let all = changes_after(
+                &mut modeling,
+                &format!("tenants/{TENANT}/segments/-"),
+                since,
+            )
+            .await?;
+            let exits = of_kind(&all, "vip", SegmentChangeKind::Exited);
+            Ok((!exits.is_empty()).then_some(exits))
+        }
+    })
+    .await?;
+    assert_eq!(
+        exits,
+        BTreeMap::from([(p(2), SegmentChangeReason::SegmentDeleted as i32)])
+    );
+    modeling
+        .delete_segment(DeleteSegmentRequest {
+            name: segment_name("vip"),
+            allow_missing: true,
+            ..DeleteSegmentRequest::default()
+        })
+        .await?;
+
+    // A cursor older than what is kept is told to bootstrap again.
+    let pool = sqlx::PgPool::connect(&app.db.url).await?;
+    sqlx::query("UPDATE modeling.segment_change_heads SET pruned_through = 3 WHERE tenant_id = $1")
+        .bind(TENANT)
+        .execute(&pool)
+        .await?;
+    let expired = modeling
+        .list_segment_changes(ListSegmentChangesRequest {
+            parent: segment_name("repeat"),
+            after_sequence: 1,
+            ..ListSegmentChangesRequest::default()
+        })
+        .await
+        .expect_err("changes after 1 are gone");
+    assert_eq!(expired.code(), tonic::Code::OutOfRange);
+    assert!(
+        expired.message().contains("ListSegmentMembers"),
+        "{}",
+        expired.message()
+    );
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_window_lets_a_person_go_when_time_passes_without_any_event() -> anyhow::Result<()>
+{
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    modeling
+        .create_segment(create(
+            "browsing-now",
+            events(
+                "view",
+                EventAggregation::Count,
+                "",
+                FilterOperator::GreaterThanOrEqual,
+                1.0,
+                prost_types::Duration {
+                    seconds: 8,
+                    nanos: 0,
+                },
+            ),
+            false,
+        ))
+        .await?;
+    let viewed_at = chrono::Utc::now().timestamp_millis();
+    let stored = touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![sample_event("v1", 1, "view", viewed_at)],
+    )
+    .await?;
+    let person = stored
+        .first()
+        .map(|e| e.person_id.clone())
+        .unwrap_or_default();
+    let parent = segment_name("browsing-now");
+    let changes = touchline_testkit::eventually(Duration::from_secs(30), || {
+        let mut modeling = modeling.clone();
+        let parent = parent.clone();
+        async move {
+            let all = changes_after(&mut modeling, &parent, 0).await?;
+            Ok((all.len() >= 2).then_some(all))
+        }
+    })
+    .await?;
+    assert_eq!(changes[0].person_id, person);
+    assert_eq!(changes[0].kind, SegmentChangeKind::Entered as i32);
+    assert_eq!(changes[1].person_id, person);
+    assert_eq!(changes[1].kind, SegmentChangeKind::Exited as i32);
+    assert_eq!(changes[1].reason, SegmentChangeReason::TimeWindow as i32);
+    let left_at = changes[1]
+        .change_time
+        .as_ref()
+        .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
+    assert!(
+        left_at >= viewed_at + 8_000,
+        "the exit comes once the view is 8 s old, not before ({} ms)",
+        left_at - viewed_at
+    );
+    app.stop().await;
+    Ok(())
+}
+
+/// The field of each violation of a refused call.
+fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_segment_definitions_name_each_problem() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    dictionary(&app, &token).await?;
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    modeling
+        .create_segment(create("a", repeat_rule(1.0), false))
+        .await?;
+    modeling
+        .create_segment(create("b", member_of("a"), false))
+        .await?;
+
+    let cases: Vec<(CreateSegmentRequest, &str, &str)> = vec![
+        (
+            create(
+                "bad",
+                events(
+                    "purchse",
+                    EventAggregation::Count,
+                    "",
+                    FilterOperator::GreaterThan,
+                    0.0,
+                    days(1),
+                ),
+                false,
+            ),
+            "segment.rule.event_aggregate.event.event_name",
+            "UNKNOWN_EVENT_NAME",
+        ),
+        (
+            create("Bad_Id", repeat_rule(1.0), false),
+            "segment_id",
+            "INVALID_ID",
+        ),
+        (
+            create(
+                "window",
+                events(
+                    "purchase",
+                    EventAggregation::Count,
+                    "",
+                    FilterOperator::GreaterThan,
+                    0.0,
+                    days(5_000),
+                ),
+                false,
+            ),
+            "segment.rule.event_aggregate.within_last",
+            "OUT_OF_RANGE",
+        ),
+        (
+            create(
+                "field",
+                events(
+                    "purchase",
+                    EventAggregation::Sum,
+                    "properties.amount",
+                    FilterOperator::GreaterThan,
+                    0.0,
+                    days(5),
+                ),
+                false,
+            ),
+            "segment.rule.event_aggregate.field",
+            "NOT_ANALYSABLE",
+        ),
+        (
+            create(
+                "stage",
+                SegmentRule {
+                    rule: Some(segment_rule::Rule::LifecycleStage(
+                        LifecycleStageCondition::default(),
+                    )),
+                },
+                false,
+            ),
+            "segment.rule.lifecycle_stage",
+            "CONDITION_NOT_AVAILABLE",
+        ),
+        (
+            create("ghost", member_of("nobody"), false),
+            "segment.rule",
+            "UNKNOWN_SEGMENT",
+        ),
+        (
+            create("empty", all_of(Vec::new()), false),
+            "segment.rule.all_of.rules",
+            "REQUIRED",
+        ),
+        (create("a", repeat_rule(1.0), false), "", "ALREADY_EXISTS"),
+    ];
+    for (request, field, reason) in cases {
+        let refused = modeling
+            .create_segment(request)
+            .await
+            .expect_err("a bad definition is refused");
+        if reason == "ALREADY_EXISTS" {
+            assert_eq!(refused.code(), tonic::Code::AlreadyExists);
+            continue;
+        }
+        let found = violations(&refused);
+        assert!(
+            found.iter().any(|(f, r)| f == field && r == reason),
+            "{field} {reason} expected, got {found:?}"
+        );
+    }
+
+    // A cycle through membership: a's rule may not name b, which names a.
+    let a = modeling
+        .get_segment(GetSegmentRequest {
+            name: segment_name("a"),
+        })
+        .await?
+        .into_inner()
+        .segment
+        .unwrap_or_default();
+    let cycle = modeling
+        .update_segment(UpdateSegmentRequest {
+            segment: Some(Segment {
+                name: segment_name("a"),
+                etag: a.etag,
+                rule: Some(member_of("b")),
+                ..Segment::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["rule".to_owned()],
+            }),
+            ..UpdateSegmentRequest::default()
+        })
+        .await
+        .expect_err("a cycle is refused");
+    assert!(
+        violations(&cycle).iter().any(|(_, r)| r == "SEGMENT_CYCLE"),
+        "{:?}",
+        violations(&cycle)
+    );
+    // A fixed range that ends before it starts.
+    let mut backwards = create("range", repeat_rule(1.0), false);
+    if let Some(Segment {
+        rule:
+            Some(SegmentRule {
+                rule: Some(segment_rule::Rule::EventAggregate(condition)),
+            }),
+        ..
+    }) = backwards.segment.as_mut()
+    {
+        condition.window = Some(event_aggregate_condition::Window::TimeRange(TimeRange {
+            start_time: Some(prost_types::Timestamp {
+                seconds: 2_000,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: 1_000,
+                nanos: 0,
+            }),
+        }));
+    }
+    let refused = modeling
+        .create_segment(backwards)
+        .await
+        .expect_err("backwards range");
+    assert!(
+        violations(&refused)
+            .iter()
+            .any(|(f, r)| f == "segment.rule.event_aggregate.time_range" && r == "INVALID_RANGE")
+    );
+    app.stop().await;
+    Ok(())
+}
