@@ -102,9 +102,7 @@ fn failure_error(failure: &reqwest::Error, timeout: Duration) -> String {
         if let Some(rejection) = cause.downcast_ref::<AddressRejection>() {
             return rejection_error(rejection);
         }
-        if let Some(io_error) = cause.downcast_ref::<io::Error>()
-            && let Some(text) = io_error_text(io_error.kind())
-        {
+        if let Some(text) = cause.downcast_ref::<io::Error>().and_then(io_error_text) {
             return text.to_owned();
         }
     }
@@ -127,7 +125,17 @@ fn rejection_error(rejection: &AddressRejection) -> String {
     }
 }
 
-fn io_error_text(kind: io::ErrorKind) -> Option<&'static str> {
+/// The first I/O error kind we can name, looking through I/O errors wrapped in I/O errors
+/// (the connector wraps the TLS layer's error that way, and `io::Error::source` skips the
+/// wrapped error itself).
+fn io_error_text(error: &io::Error) -> Option<&'static str> {
+    std::iter::successors(Some(error), |current| {
+        current.get_ref()?.downcast_ref::<io::Error>()
+    })
+    .find_map(|current| io_kind_text(current.kind()))
+}
+
+fn io_kind_text(kind: io::ErrorKind) -> Option<&'static str> {
     match kind {
         io::ErrorKind::ConnectionRefused => Some("connection refused"),
         io::ErrorKind::ConnectionReset => Some("connection reset"),
