@@ -18,7 +18,7 @@ SERVICES := bash scripts/services.sh
 # Installs the pinned buf into .tools/ on first use; the version is set in the script.
 BUF := bash scripts/buf.sh
 
-.PHONY: buf-breaking help demo test lint fmt proto bench bench-analytics compare fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests
+.PHONY: buf-breaking help demo test lint fmt proto bench bench-analytics compare fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests receiver-venv
 
 help: ## List the targets (the default goal)
 	@echo "usage: make <target>"
@@ -93,8 +93,13 @@ buf-breaking:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The webhook tests verify our signatures with Python's Standard Webhooks library, installed
+# by scripts/webhook-receiver.sh into a virtual environment of its own.
+receiver-venv:
+	bash scripts/webhook-receiver.sh >/dev/null
+
 # nextest when installed (parallel per test, clear failure report), cargo test otherwise.
-run-tests:
+run-tests: receiver-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace --no-fail-fast"; \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
