@@ -119,3 +119,36 @@ pub async fn stored_events(
         page_token = page.next_page_token;
     }
 }
+
+/// Gives the caller's tenant a two-event dictionary and publishes it: `purchase`, a
+/// conversion valued by its `amount` property, and `view`.
+pub async fn publish_purchase_dictionary(
+    channel: tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        touchline_runtime::client::CallCredentials,
+    >,
+) -> anyhow::Result<()> {
+    use touchline_proto::governance::v1 as governance;
+    let mut client = governance::governance_service_client::GovernanceServiceClient::new(channel);
+    for (id, conversion) in [("purchase", true), ("view", false)] {
+        client
+            .create_canonical_event(governance::CreateCanonicalEventRequest {
+                canonical_event_id: id.to_owned(),
+                canonical_event: Some(governance::CanonicalEvent {
+                    conversion,
+                    value_property: if conversion {
+                        "amount".to_owned()
+                    } else {
+                        String::new()
+                    },
+                    ..governance::CanonicalEvent::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+    }
+    client
+        .publish_dictionary_version(governance::PublishDictionaryVersionRequest::default())
+        .await?;
+    Ok(())
+}

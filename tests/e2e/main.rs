@@ -26,6 +26,7 @@ mod sim_send;
 mod sources;
 mod tracing_spans;
 mod transport_codes;
+mod webhooks;
 
 /// Installs the process-wide in-memory span exporter before any test runs
 /// spans, so every test sees the same subscriber.

@@ -23,10 +23,6 @@ use futures::StreamExt as _;
 use touchline_e2e::{Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::{FilterOperator, TimeRange};
-use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
-use touchline_proto::governance::v1::{
-    CanonicalEvent, CreateCanonicalEventRequest, PublishDictionaryVersionRequest,
-};
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
@@ -50,31 +46,6 @@ const SCOPES: &[&str] = &[
     "identity:write",
 ];
 const DAY_MS: i64 = 86_400_000;
-
-async fn dictionary(app: &TestApp, token: &str) -> anyhow::Result<()> {
-    let mut governance = GovernanceServiceClient::new(app.channel(token)?);
-    for (id, conversion) in [("purchase", true), ("view", false)] {
-        governance
-            .create_canonical_event(CreateCanonicalEventRequest {
-                canonical_event_id: id.to_owned(),
-                canonical_event: Some(CanonicalEvent {
-                    conversion,
-                    value_property: if conversion {
-                        "amount".into()
-                    } else {
-                        String::new()
-                    },
-                    ..CanonicalEvent::default()
-                }),
-                ..Default::default()
-            })
-            .await?;
-    }
-    governance
-        .publish_dictionary_version(PublishDictionaryVersionRequest::default())
-        .await?;
-    Ok(())
-}
 
 fn purchase(id: &str, person: u64, at_ms: i64, amount: f64) -> touchline_proto::common::v1::Event {
     let mut event = sample_event(id, person, "purchase", at_ms);
@@ -282,7 +253,7 @@ async fn segments_keep_their_members_current_and_publish_every_change() -> anyho
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token(TENANT, SCOPES);
-    dictionary(&app, &token).await?;
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
     let mut collection = CollectionServiceClient::new(app.channel(&token)?);
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
 
@@ -588,7 +559,7 @@ async fn a_rolling_window_lets_a_person_go_when_time_passes_without_any_event() 
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token(TENANT, SCOPES);
-    dictionary(&app, &token).await?;
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
     let mut collection = CollectionServiceClient::new(app.channel(&token)?);
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
     modeling
@@ -666,7 +637,7 @@ async fn bad_segment_definitions_name_each_problem() -> anyhow::Result<()> {
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token(TENANT, SCOPES);
-    dictionary(&app, &token).await?;
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
     modeling
         .create_segment(create("a", repeat_rule(1.0), false))

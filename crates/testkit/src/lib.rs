@@ -40,6 +40,9 @@ pub fn test_config(db: &TestDatabase) -> Config {
     config.auth.allow_hs256 = true;
     config.limits.drain_delay_ms = 300;
     config.limits.shutdown_grace_ms = 3_000;
+    // Test receivers listen on loopback over plain HTTP; production refuses both.
+    config.webhooks.allow_plain_http = true;
+    config.webhooks.allow_loopback = true;
     config
 }
 

@@ -103,6 +103,48 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Cleaning settings that are not per tenant.
     pub governance: touchline_governance::worker::GovernanceSettings,
+    /// Which webhook endpoints may be called.
+    pub webhooks: WebhookConfig,
+}
+
+/// The operator's webhook switches. The defaults call only public `https://` endpoints:
+/// a tenant must never make the platform call into its own network.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Allow `http://` endpoints (the payload then travels in clear text).
+    pub allow_plain_http: bool,
+    /// Allow loopback addresses (a receiver on the same machine: development, tests, demo).
+    pub allow_loopback: bool,
+    /// Allow private-network addresses.
+    pub allow_private: bool,
+    /// How long one delivery attempt may take, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_plain_http: false,
+            allow_loopback: false,
+            allow_private: false,
+            timeout_ms: 15_000,
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// As the modeling service takes it.
+    pub fn options(&self) -> touchline_modeling::service::WebhookOptions {
+        touchline_modeling::service::WebhookOptions {
+            policy: touchline_webhooks::AddressPolicy {
+                allow_plain_http: self.allow_plain_http,
+                allow_loopback: self.allow_loopback,
+                allow_private: self.allow_private,
+            },
+            timeout: std::time::Duration::from_millis(self.timeout_ms.max(1)),
+        }
+    }
 }
 
 impl Default for Config {
@@ -119,6 +161,7 @@ impl Default for Config {
             limits: ServerLimits::default(),
             pipeline: PipelineConfig::default(),
             governance: touchline_governance::worker::GovernanceSettings::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }

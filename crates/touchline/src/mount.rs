@@ -188,8 +188,8 @@ async fn mount_identity(
     Ok(())
 }
 
-/// Modeling's API and its three workers: the event store (from governance's clean log, persons
-/// from identity), identity's changes, and segment membership.
+/// Modeling's API and its four workers: the event store (from governance's clean log, persons
+/// from identity), identity's changes, segment membership, and webhook delivery.
 fn mount_modeling(
     shared: &Shared<'_>,
     routes: &mut RoutesBuilder,
@@ -204,8 +204,11 @@ fn mount_modeling(
         shared.upstreams.channel(ServiceName::Identity)?,
         shared.credentials.clone(),
     );
-    let api = ModelingApi::new(pool.clone()).with_upstreams(governance.clone(), identity.clone());
+    let api = ModelingApi::new(pool.clone())
+        .with_upstreams(governance.clone(), identity.clone())
+        .with_webhooks(shared.config.webhooks.options());
     tasks.push(Box::pin(api.segment_worker().run(shared.shutdown.clone())));
+    tasks.push(Box::pin(api.delivery_worker().run(shared.shutdown.clone())));
     routes.add_service(
         ModelingServiceServer::new(api).max_decoding_message_size(
             shared

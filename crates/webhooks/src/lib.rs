@@ -16,6 +16,8 @@ pub mod schedule;
 pub mod secret;
 pub mod send;
 pub mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use address::{AddressClass, AddressPolicy, AddressRejection};
 pub use schedule::{Disposition, Jitter, RetrySchedule};

@@ -9,106 +9,16 @@
 //! either is missing it fails: a skipped interoperability test would pass silently forever.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use touchline_webhooks::testing::PythonReceiver as Receiver;
 use touchline_webhooks::{AddressPolicy, Outcome, Sender, SenderConfig, SigningSecret};
-
-/// Long enough for a slow machine to start Python, short enough to fail rather than hang.
-const LINE_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .expect("the workspace root exists")
-}
-
-/// The receiver environment's python, set up by the project's script on first use.
-fn receiver_python(root: &Path) -> PathBuf {
-    let output = std::process::Command::new("bash")
-        .arg("scripts/webhook-receiver.sh")
-        .current_dir(root)
-        .output()
-        .expect("bash runs scripts/webhook-receiver.sh");
-    assert!(
-        output.status.success(),
-        "scripts/webhook-receiver.sh could not set up the receiver (python3 and the package \
-         index are required): {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let python = stdout
-        .lines()
-        .last()
-        .expect("the script prints the environment's python last");
-    let python = root.join(python.trim());
-    assert!(
-        python.exists(),
-        "the script named {} but it does not exist",
-        python.display()
-    );
-    python
-}
-
-/// A running receiver and its report stream; killed when dropped.
-struct Receiver {
-    _process: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    port: u16,
-}
-
-impl Receiver {
-    async fn start(secrets: &[&SigningSecret]) -> Self {
-        let root = workspace_root();
-        let python = receiver_python(&root);
-        let mut process = Command::new(&python)
-            .arg(root.join("tests/receiver/receiver.py"))
-            .arg("0")
-            .args(secrets.iter().map(ToString::to_string))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|error| panic!("{} does not start: {error}", python.display()));
-        let stdout = process.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = next_line(&mut lines).await;
-        let port = first
-            .strip_prefix("listening ")
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the receiver's first line is {first:?}"));
-        Self {
-            _process: process,
-            lines,
-            port,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// The receiver's verdict on the next delivery.
-    async fn verdict(&mut self) -> Value {
-        let line = next_line(&mut self.lines).await;
-        serde_json::from_str(&line).unwrap_or_else(|error| panic!("{line:?}: {error}"))
-    }
-}
-
-async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
-    match tokio::time::timeout(LINE_TIMEOUT, lines.next_line()).await {
-        Ok(Ok(Some(line))) => line,
-        Ok(Ok(None)) => panic!("the receiver exited"),
-        Ok(Err(error)) => panic!("reading the receiver's output: {error}"),
-        Err(_) => panic!("the receiver said nothing for {LINE_TIMEOUT:?}"),
-    }
 }
 
 /// What the receiver should report for one delivery.
@@ -134,7 +44,7 @@ async fn deliver_and_check(
         )
         .await
         .expect("the receiver's URL is allowed");
-    let verdict = receiver.verdict().await;
+    let verdict = receiver.verdict().await.expect("the receiver reports");
     assert_eq!(verdict["webhook_id"], expected.id, "{verdict}");
     assert_eq!(verdict["body"], expected.body, "{verdict}");
     assert_eq!(verdict["verified"], expected.verified, "{verdict}");
@@ -153,7 +63,9 @@ async fn the_python_standard_webhooks_library_verifies_our_deliveries() {
     // The receiver holds only the current secret; `next` is the one a rotation moves to.
     let current = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     let next = SigningSecret::generate();
-    let mut receiver = Receiver::start(&[&current]).await;
+    let mut receiver = Receiver::start(&workspace_root(), &[&current])
+        .await
+        .expect("the receiver starts");
     let sender = Sender::new(SenderConfig {
         policy: AddressPolicy::LOCAL,
         ..SenderConfig::default()

@@ -1,6 +1,7 @@
 //! The gRPC adapter of the modeling service: authorise, convert, call the service layer,
 //! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
 
+mod activation;
 mod attribution;
 mod churn;
 mod cohorts;
@@ -33,6 +34,17 @@ impl ModelingApi {
         Self {
             modeling: Modeling::new(pool),
         }
+    }
+
+    /// Calls webhook endpoints as `options` allow (the operator's address policy).
+    pub fn with_webhooks(mut self, options: crate::service::WebhookOptions) -> Self {
+        self.modeling = self.modeling.with_webhooks(options);
+        self
+    }
+
+    /// The worker that delivers this API's webhooks.
+    pub fn delivery_worker(&self) -> crate::service::DeliveryWorker {
+        self.modeling.delivery_worker()
     }
 
     /// The worker that keeps this API's segments current (it shares the API's views and
@@ -654,6 +666,218 @@ impl ModelingService for ModelingApi {
             });
         Ok(Response::new(Box::pin(stream)))
     }
+
+    #[tracing::instrument(
+        name = "modeling.create_webhook_destination",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn create_webhook_destination(
+        &self,
+        request: Request<pb::CreateWebhookDestinationRequest>,
+    ) -> Result<Response<pb::CreateWebhookDestinationResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let new = activation::new_destination(&tenant, request.get_ref());
+        let (view, secret) = self
+            .modeling
+            .create_webhook_destination(&tenant, new)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::CreateWebhookDestinationResponse {
+            webhook_destination: Some(activation::destination(&view)),
+            signing_secret: secret.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.get_webhook_destination",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn get_webhook_destination(
+        &self,
+        request: Request<pb::GetWebhookDestinationRequest>,
+    ) -> Result<Response<pb::GetWebhookDestinationResponse>, Status> {
+        let (parent, id) = named_destination(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let view = self
+            .modeling
+            .webhook_destination(&tenant, id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetWebhookDestinationResponse {
+            webhook_destination: Some(activation::destination(&view)),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_webhook_destinations",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_webhook_destinations(
+        &self,
+        request: Request<pb::ListWebhookDestinationsRequest>,
+    ) -> Result<Response<pb::ListWebhookDestinationsResponse>, Status> {
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.get_ref();
+        let size = segments::size(req.page_size, 50, 500).map_err(status)?;
+        let after = segments::segments_after(&req.page_token).map_err(status)?;
+        let (rows, more) = self
+            .modeling
+            .list_webhook_destinations(&tenant, &after, size)
+            .await
+            .map_err(status)?;
+        let next_page_token = match rows.last() {
+            Some(last) if more => segments::segments_token(&last.destination.destination_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListWebhookDestinationsResponse {
+            webhook_destinations: rows.iter().map(activation::destination).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.delete_webhook_destination",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn delete_webhook_destination(
+        &self,
+        request: Request<pb::DeleteWebhookDestinationRequest>,
+    ) -> Result<Response<pb::DeleteWebhookDestinationResponse>, Status> {
+        let (parent, id) = named_destination(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        self.modeling
+            .delete_webhook_destination(&tenant, id, request.get_ref().allow_missing)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::DeleteWebhookDestinationResponse {}))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.resume_webhook_destination",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn resume_webhook_destination(
+        &self,
+        request: Request<pb::ResumeWebhookDestinationRequest>,
+    ) -> Result<Response<pb::ResumeWebhookDestinationResponse>, Status> {
+        let (parent, id) = named_destination(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let after =
+            segments::changes_after("", request.get_ref().after_sequence).map_err(status)?;
+        let view = self
+            .modeling
+            .resume_webhook_destination(&tenant, id, after)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ResumeWebhookDestinationResponse {
+            webhook_destination: Some(activation::destination(&view)),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_webhook_deliveries",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<pb::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<pb::ListWebhookDeliveriesResponse>, Status> {
+        let (parent, id) = named_destination(&request.get_ref().parent, "parent")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        let size = segments::size(req.page_size, 100, 1_000).map_err(status)?;
+        let before = activation::ledger_before(&req.page_token).map_err(status)?;
+        let (rows, more) = self
+            .modeling
+            .list_webhook_deliveries(&tenant, id, before, size)
+            .await
+            .map_err(status)?;
+        let next_page_token = match rows.last() {
+            Some((attempt_id, _)) if more => domain::encode_token(*attempt_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListWebhookDeliveriesResponse {
+            attempts: rows.iter().map(|(_, a)| activation::attempt(a)).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.subscribe_triggers",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn subscribe_triggers(
+        &self,
+        request: Request<pb::SubscribeTriggersRequest>,
+    ) -> Result<Response<TriggerStream>, Status> {
+        use futures::StreamExt as _;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
+        let req = request.into_inner();
+        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        let batch = segments::size(req.max_batch_size, 100, 1_000).map_err(status)?;
+        let mut problems = crate::journeys::query::Violations::default();
+        let mut filter = crate::store::activation::TriggerFilter::default();
+        for (index, number) in req.types.iter().enumerate() {
+            match pb::TriggerType::try_from(*number) {
+                Ok(t) if *number != 0 => filter.types.push(t as i16),
+                _ => problems.add(
+                    format!("types[{index}]"),
+                    "UNKNOWN_VALUE",
+                    "an unknown trigger type",
+                ),
+            }
+        }
+        for (index, name) in req.segments.iter().enumerate() {
+            match segments::segment_name(name) {
+                Some((parent, id)) if parent == format!("tenants/{tenant}") => {
+                    filter.segments.push(id.to_owned());
+                }
+                _ => problems.add(
+                    format!("segments[{index}]"),
+                    "INVALID_NAME",
+                    "a segment of the same tenant, as tenants/{tenant}/segments/{segment}",
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(status(ModelingError::Invalid(problems.0)));
+        }
+        if req.after_sequence < 0 {
+            return Err(status(ModelingError::invalid(
+                "after_sequence",
+                "OUT_OF_RANGE",
+                "a sequence is 0 or more",
+            )));
+        }
+        let after = (!req.start_at_head).then_some(req.after_sequence);
+        let named = tenant.clone();
+        let mut triggers = self
+            .modeling
+            .follow_triggers(tenant, filter, after, batch)
+            .boxed();
+        // An expired cursor fails the call itself rather than the first message.
+        let first = triggers.next().await.transpose().map_err(status)?;
+        let head = futures::stream::iter(first.map(Ok));
+        let stream = head.chain(triggers).map(move |batch| {
+            batch
+                .map(|(list, head_sequence)| pb::SubscribeTriggersResponse {
+                    triggers: list
+                        .iter()
+                        .map(|t| activation::trigger(&named, t))
+                        .collect(),
+                    head_sequence,
+                })
+                .map_err(status)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 /// The tenant and id of a segment name, or INVALID_ARGUMENT naming `field`.
@@ -671,3 +895,19 @@ fn named_segment<'a>(name: &'a str, field: &str) -> Result<(&'a str, &'a str), S
 type ChangeStream = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<pb::StreamSegmentChangesResponse, Status>> + Send>,
 >;
+
+/// The stream SubscribeTriggers answers with.
+type TriggerStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::SubscribeTriggersResponse, Status>> + Send>,
+>;
+
+/// The tenant and id of a webhook destination name, or INVALID_ARGUMENT naming `field`.
+fn named_destination<'a>(name: &'a str, field: &str) -> Result<(&'a str, &'a str), Status> {
+    activation::destination_name(name).ok_or_else(|| {
+        status(ModelingError::invalid(
+            field,
+            "INVALID_NAME",
+            "a destination is named tenants/{tenant}/webhookDestinations/{id}",
+        ))
+    })
+}

@@ -2,6 +2,7 @@
 //! event store, the read-your-writes wait and the replay of dead letters; the gRPC adapter only
 //! authorises and converts.
 
+mod activation;
 mod attribution;
 mod churn;
 mod journeys;
@@ -9,6 +10,7 @@ mod replay;
 mod segments;
 mod visibility;
 
+pub use activation::{DeliveryWorker, DestinationView, NewDestination, WebhookOptions};
 pub use attribution::Attribution;
 pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
 pub use replay::{ReplayOutcome, ReplayResult};
@@ -67,6 +69,7 @@ pub struct Modeling {
     journeys: Journeys,
     churn: churn::ChurnCache,
     segment_signals: SegmentSignals,
+    webhooks: WebhookOptions,
 }
 
 impl Modeling {
@@ -80,6 +83,7 @@ impl Modeling {
             resolver: None,
             churn: churn::ChurnCache::default(),
             segment_signals: SegmentSignals::default(),
+            webhooks: WebhookOptions::default(),
         }
     }
 
@@ -88,6 +92,17 @@ impl Modeling {
         self.governance = Some(governance);
         self.resolver = Some(Resolver::new(identity));
         self
+    }
+
+    /// Calls webhook endpoints as `options` allow.
+    pub fn with_webhooks(mut self, options: WebhookOptions) -> Self {
+        self.webhooks = options;
+        self
+    }
+
+    /// The worker that delivers this service's webhooks.
+    pub fn delivery_worker(&self) -> DeliveryWorker {
+        DeliveryWorker::new(self.clone())
     }
 
     /// The worker that keeps this service's segments current.

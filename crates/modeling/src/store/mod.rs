@@ -1,5 +1,6 @@
 //! All SQL of the modeling service.
 
+pub mod activation;
 pub mod changes;
 pub mod costs;
 pub mod dead_letters;

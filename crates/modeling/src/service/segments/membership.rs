@@ -151,6 +151,7 @@ async fn publish_segment(
         }
     });
     let last = store::publish(tx, tenant, id, &changes, judged.now).await?;
+    crate::store::activation::append_segment_triggers(tx, tenant, id, &changes, judged.now).await?;
     store::evaluated(
         tx,
         tenant,
@@ -284,6 +285,10 @@ impl Modeling {
             let current = store::current_members(&mut tx, tenant, &row.id).await?;
             let changes = differences(&current, &[], |_, _| reason::SEGMENT_DELETED);
             head = Some(store::publish(&mut tx, tenant, &row.id, &changes, now).await?);
+            crate::store::activation::append_segment_triggers(
+                &mut tx, tenant, &row.id, &changes, now,
+            )
+            .await?;
             published += changes.len();
             store::purge(&mut tx, tenant, &row.id).await?;
         }

@@ -24,6 +24,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 #[derive(Debug, Default)]
 struct Signals {
     wake: Notify,
+    deliveries: Notify,
     heads: Mutex<HashMap<String, watch::Sender<i64>>>,
 }
 
@@ -43,6 +44,16 @@ impl SegmentSignals {
 
     async fn woken(&self) {
         self.inner.wake.notified().await;
+    }
+
+    /// A webhook destination was created or resumed: start delivering now.
+    pub fn wake_deliveries(&self) {
+        self.inner.deliveries.notify_one();
+    }
+
+    /// Waits for [`SegmentSignals::wake_deliveries`].
+    pub async fn deliveries_woken(&self) {
+        self.inner.deliveries.notified().await;
     }
 
     fn sender(&self, tenant: &str) -> watch::Sender<i64> {

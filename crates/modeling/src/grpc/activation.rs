@@ -1,0 +1,144 @@
+//! Conversions of the activation calls: webhook destinations, their ledger, and triggers.
+
+use touchline_proto::modeling::v1 as pb;
+
+use super::journeys::timestamp_ms;
+use super::segments::segment_name;
+use crate::error::ModelingError;
+use crate::journeys::query::Violations;
+use crate::service::{DestinationView, NewDestination};
+use crate::store::activation::{Attempt, StoredTrigger};
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    timestamp_ms(at.timestamp_millis())
+}
+
+/// The id in `tenants/{tenant}/webhookDestinations/{id}`, with the tenant part.
+pub(super) fn destination_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("tenants/")?;
+    let (tenant, id) = rest.split_once("/webhookDestinations/")?;
+    (!tenant.is_empty() && !id.is_empty() && !id.contains('/'))
+        .then(|| (&name[..8 + tenant.len()], id))
+}
+
+/// A new destination as the service takes it.
+pub(super) fn new_destination(
+    tenant: &str,
+    request: &pb::CreateWebhookDestinationRequest,
+) -> NewDestination {
+    let mut problems = Violations::default();
+    let d = request.webhook_destination.clone().unwrap_or_default();
+    if request.webhook_destination.is_none() {
+        problems.add(
+            "webhook_destination",
+            "REQUIRED",
+            "a destination is required",
+        );
+    }
+    let mut segments = Vec::new();
+    for (index, name) in d.segments.iter().enumerate() {
+        match segment_name(name) {
+            Some((parent, id)) if parent == format!("tenants/{tenant}") => {
+                segments.push(id.to_owned())
+            }
+            _ => problems.add(
+                format!("webhook_destination.segments[{index}]"),
+                "INVALID_NAME",
+                "a segment of the same tenant, as tenants/{tenant}/segments/{segment}",
+            ),
+        }
+    }
+    if !d.identifier_types.is_empty() {
+        problems.add(
+            "webhook_destination.identifier_types",
+            "NOT_AVAILABLE_YET",
+            "triggers do not carry identifiers yet; match on the person id / 触发事件暂不附带标识符",
+        );
+    }
+    NewDestination {
+        id: request.webhook_destination_id.clone(),
+        display_name: d.display_name,
+        url: d.url,
+        types: d.types,
+        segments,
+        signing_secret: d.signing_secret,
+        max_batch_size: d.max_batch_size,
+        start_after_sequence: d.start_after_sequence,
+        request_id: request.request_id.clone(),
+        problems,
+    }
+}
+
+/// The contract's destination (never its secret).
+pub(super) fn destination(view: &DestinationView) -> pb::WebhookDestination {
+    let d = &view.destination;
+    pb::WebhookDestination {
+        name: format!(
+            "tenants/{}/webhookDestinations/{}",
+            d.tenant_id, d.destination_id
+        ),
+        display_name: d.display_name.clone(),
+        url: d.url.clone(),
+        types: d.trigger_types.iter().map(|t| i32::from(*t)).collect(),
+        segments: d
+            .segment_ids
+            .iter()
+            .map(|s| format!("tenants/{}/segments/{s}", d.tenant_id))
+            .collect(),
+        identifier_types: Vec::new(),
+        signing_secret: String::new(),
+        max_batch_size: d.max_batch_size,
+        start_after_sequence: 0,
+        state: i32::from(d.state),
+        delivered_sequence: d.delivered_sequence,
+        last_success_time: d.last_success_at.map(timestamp),
+        last_failure_time: d.last_failure_at.map(timestamp),
+        last_error: d.last_error.clone(),
+        consecutive_failures: d.consecutive_failures,
+        create_time: Some(timestamp(d.created_at)),
+        head_sequence: view.head_sequence,
+        next_attempt_time: view.next_attempt_at.map(timestamp),
+    }
+}
+
+/// One ledger row.
+pub(super) fn attempt(a: &Attempt) -> pb::WebhookDeliveryAttempt {
+    pb::WebhookDeliveryAttempt {
+        webhook_id: a.webhook_id.clone(),
+        first_sequence: a.first_sequence,
+        last_sequence: a.last_sequence,
+        attempt: a.attempt,
+        attempt_time: Some(timestamp(a.attempted_at)),
+        outcome: i32::from(a.outcome),
+        http_status: a.http_status,
+        error: a.error.clone(),
+        duration_ms: a.duration_ms,
+    }
+}
+
+/// One trigger as the contract has it.
+pub(super) fn trigger(tenant: &str, t: &StoredTrigger) -> pb::Trigger {
+    pb::Trigger {
+        sequence: t.sequence,
+        r#type: i32::from(t.trigger_type),
+        person: format!("tenants/{tenant}/persons/{}", t.person_id),
+        person_id: t.person_id.to_string(),
+        trigger_time: Some(timestamp(t.triggered_at)),
+        segment: if t.segment_id.is_empty() {
+            String::new()
+        } else {
+            format!("tenants/{tenant}/segments/{}", t.segment_id)
+        },
+        segment_change_reason: i32::from(t.reason),
+        tenant: format!("tenants/{tenant}"),
+        ..pb::Trigger::default()
+    }
+}
+
+/// A ledger token: the attempt id the next page continues before.
+pub(super) fn ledger_before(token: &str) -> Result<i64, ModelingError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    crate::domain::decode_token(token)
+}

@@ -1,0 +1,82 @@
+//! A delivery's body: `{"triggers": [...]}`, each trigger in the contract's JSON mapping
+//! (lowerCamelCase names, 64-bit integers as strings, enums by name, RFC 3339 times), so a
+//! receiver can decode it with any protobuf JSON library.
+
+use serde_json::{Map, Value, json};
+use touchline_proto::modeling::v1 as pb;
+
+use crate::store::activation::StoredTrigger;
+
+fn enum_name<E: TryFrom<i32>>(number: i16, name: impl Fn(E) -> &'static str) -> Value {
+    E::try_from(i32::from(number)).map_or_else(|_| json!(i32::from(number)), |e| json!(name(e)))
+}
+
+/// One trigger in the contract's JSON mapping.
+pub fn trigger_json(tenant: &str, t: &StoredTrigger) -> Value {
+    let mut object = Map::new();
+    object.insert("sequence".into(), json!(t.sequence.to_string()));
+    object.insert(
+        "type".into(),
+        enum_name(t.trigger_type, |e: pb::TriggerType| e.as_str_name()),
+    );
+    object.insert("tenant".into(), json!(format!("tenants/{tenant}")));
+    object.insert(
+        "person".into(),
+        json!(format!("tenants/{tenant}/persons/{}", t.person_id)),
+    );
+    object.insert("personId".into(), json!(t.person_id.to_string()));
+    object.insert(
+        "triggerTime".into(),
+        json!(
+            t.triggered_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+    );
+    if !t.segment_id.is_empty() {
+        object.insert(
+            "segment".into(),
+            json!(format!("tenants/{tenant}/segments/{}", t.segment_id)),
+        );
+        object.insert(
+            "segmentChangeReason".into(),
+            enum_name(t.reason, |e: pb::SegmentChangeReason| e.as_str_name()),
+        );
+    }
+    Value::Object(object)
+}
+
+/// The body of a delivery of `triggers`.
+pub fn delivery_body(tenant: &str, triggers: &[StoredTrigger]) -> Vec<u8> {
+    let list: Vec<Value> = triggers.iter().map(|t| trigger_json(tenant, t)).collect();
+    json!({ "triggers": list }).to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_reads_as_the_contract_json_mapping() {
+        let trigger = StoredTrigger {
+            sequence: 42,
+            trigger_type: 1,
+            person_id: uuid::Uuid::from_u128(7),
+            segment_id: "vip".into(),
+            reason: 9,
+            triggered_at: chrono::DateTime::from_timestamp_millis(1_780_000_000_123)
+                .unwrap_or_default(),
+        };
+        let body: Value =
+            serde_json::from_slice(&delivery_body("acme", &[trigger])).unwrap_or_default();
+        let first = &body["triggers"][0];
+        assert_eq!(first["sequence"], "42");
+        assert_eq!(first["type"], "TRIGGER_TYPE_SEGMENT_ENTERED");
+        assert_eq!(first["segment"], "tenants/acme/segments/vip");
+        assert_eq!(
+            first["segmentChangeReason"],
+            "SEGMENT_CHANGE_REASON_SEGMENT_CREATED"
+        );
+        assert_eq!(first["triggerTime"], "2026-05-28T20:26:40.123Z");
+        assert_eq!(first["tenant"], "tenants/acme");
+    }
+}

@@ -1,0 +1,420 @@
+//! Activation: webhook destinations (create with a generated or given `whsec_` secret, read,
+//! list, delete, resume), their delivery ledger, and the trigger log as a stream (`mod`);
+//! the delivery worker that pushes each destination's triggers (`delivery`); the body of a
+//! delivery (`body`).
+
+mod body;
+mod delivery;
+
+use std::collections::HashSet;
+
+use touchline_webhooks::{AddressPolicy, SigningSecret};
+
+pub use delivery::DeliveryWorker;
+
+use super::Modeling;
+use crate::error::ModelingError;
+use crate::journeys::query::Violations;
+use crate::store::activation::{self as store, Attempt, Destination, StoredTrigger, TriggerFilter};
+use crate::store::segments as segment_store;
+
+/// Most triggers one delivery carries by default.
+const DEFAULT_BATCH: i32 = 100;
+/// And at most.
+const MAX_BATCH: i32 = 1_000;
+
+/// A destination as a caller sent it.
+#[derive(Debug, Clone, Default)]
+pub struct NewDestination {
+    /// The id; generated when empty.
+    pub id: String,
+    /// For people.
+    pub display_name: String,
+    /// The endpoint.
+    pub url: String,
+    /// Trigger type numbers; empty for all.
+    pub types: Vec<i32>,
+    /// Segment ids; empty for all.
+    pub segments: Vec<String>,
+    /// `whsec_…`; generated when empty.
+    pub signing_secret: String,
+    /// 0 for the default.
+    pub max_batch_size: i32,
+    /// 0 for the head.
+    pub start_after_sequence: i64,
+    /// The idempotency key.
+    pub request_id: String,
+    /// Problems found while reading the request.
+    pub problems: Violations,
+}
+
+/// A destination with the trigger log's head, for lag.
+#[derive(Debug, Clone)]
+pub struct DestinationView {
+    /// As stored.
+    pub destination: Destination,
+    /// The tenant's newest trigger.
+    pub head_sequence: i64,
+    /// When the batch in flight is next tried, while failing.
+    pub next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Webhook settings of the operator.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookOptions {
+    /// Which endpoint addresses may be called.
+    pub policy: AddressPolicy,
+    /// How long one attempt may take.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        Self {
+            policy: AddressPolicy::STRICT,
+            timeout: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+fn check_id(id: &str, problems: &mut Violations) {
+    let ok = (1..=63).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        problems.add(
+            "webhook_destination_id",
+            "INVALID_ID",
+            "1–63 lower-case letters, digits and hyphens, starting with a letter",
+        );
+    }
+}
+
+/// The trigger type numbers, each checked.
+fn check_types(numbers: &[i32], problems: &mut Violations) -> Vec<i16> {
+    let mut types = Vec::new();
+    for (index, number) in numbers.iter().enumerate() {
+        match touchline_proto::modeling::v1::TriggerType::try_from(*number) {
+            Ok(t) if *number != 0 => types.push(t as i16),
+            _ => problems.add(
+                format!("webhook_destination.types[{index}]"),
+                "UNKNOWN_VALUE",
+                "an unknown trigger type",
+            ),
+        }
+    }
+    types
+}
+
+/// The secret to keep, and the one to return when it was generated.
+fn secret_of(given: &str, problems: &mut Violations) -> (String, Option<String>) {
+    if given.is_empty() {
+        let secret = SigningSecret::generate().to_string();
+        return (secret.clone(), Some(secret));
+    }
+    match SigningSecret::parse(given) {
+        Ok(_) => (given.to_owned(), None),
+        Err(err) => {
+            problems.add(
+                "webhook_destination.signing_secret",
+                "INVALID_SECRET",
+                format!("{err}; a secret is whsec_ + base64 of 24–64 random bytes"),
+            );
+            (String::new(), None)
+        }
+    }
+}
+
+/// Most triggers a delivery carries.
+fn batch_size(asked: i32, problems: &mut Violations) -> i32 {
+    match asked {
+        0 => DEFAULT_BATCH,
+        n if (1..=MAX_BATCH).contains(&n) => n,
+        _ => {
+            problems.add(
+                "webhook_destination.max_batch_size",
+                "OUT_OF_RANGE",
+                "from 1 to 1,000",
+            );
+            DEFAULT_BATCH
+        }
+    }
+}
+
+impl Modeling {
+    /// Registers a destination; returns it and the secret when one was generated.
+    pub async fn create_webhook_destination(
+        &self,
+        tenant: &str,
+        new: NewDestination,
+    ) -> Result<(DestinationView, Option<String>), ModelingError> {
+        if !new.request_id.is_empty()
+            && let Some((id, secret)) =
+                store::recorded_request(&self.pool, tenant, &new.request_id).await?
+        {
+            return Ok((self.webhook_destination(tenant, &id).await?, secret));
+        }
+        let mut problems = new.problems;
+        let id = if new.id.is_empty() {
+            format!(
+                "webhook-{}",
+                &uuid::Uuid::now_v7().simple().to_string()[..12]
+            )
+        } else {
+            new.id
+        };
+        check_id(&id, &mut problems);
+        if let Err(rejection) = self.webhooks.policy.check_endpoint(&new.url).await {
+            problems.add(
+                "webhook_destination.url",
+                rejection.code(),
+                format!("{rejection}"),
+            );
+        }
+        let types = check_types(&new.types, &mut problems);
+        self.check_segments(tenant, &new.segments, &mut problems)
+            .await?;
+        let (secret, generated) = secret_of(&new.signing_secret, &mut problems);
+        let max_batch_size = batch_size(new.max_batch_size, &mut problems);
+        let delivered_sequence = self
+            .start_after(tenant, new.start_after_sequence, &mut problems)
+            .await?;
+        if !problems.is_empty() {
+            return Err(ModelingError::Invalid(problems.0));
+        }
+        let destination = Destination {
+            tenant_id: tenant.to_owned(),
+            destination_id: id.clone(),
+            display_name: new.display_name,
+            url: new.url,
+            trigger_types: types,
+            segment_ids: new.segments,
+            max_batch_size,
+            signing_secret: secret,
+            previous_secret: None,
+            previous_secret_until: None,
+            delivered_sequence,
+            state: store::ACTIVE,
+            consecutive_failures: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            last_error: String::new(),
+            created_at: chrono::Utc::now(),
+        };
+        let mut tx = self.pool.begin().await?;
+        if !store::insert_destination(&mut tx, &destination).await? {
+            return Err(ModelingError::AlreadyExists("webhook destination"));
+        }
+        if !new.request_id.is_empty() {
+            store::record_request(&mut tx, tenant, &new.request_id, &id, generated.as_deref())
+                .await?;
+        }
+        tx.commit().await?;
+        self.segment_signals.wake_deliveries();
+        Ok((self.webhook_destination(tenant, &id).await?, generated))
+    }
+
+    /// Adds a violation for each named segment the tenant does not have.
+    async fn check_segments(
+        &self,
+        tenant: &str,
+        segments: &[String],
+        problems: &mut Violations,
+    ) -> Result<(), ModelingError> {
+        let mut conn = self.pool.acquire().await?;
+        let live: HashSet<String> = segment_store::all(&mut conn, tenant)
+            .await?
+            .into_iter()
+            .filter(|s| !s.deleted)
+            .map(|s| s.id)
+            .collect();
+        for (index, segment) in segments.iter().enumerate() {
+            if !live.contains(segment) {
+                problems.add(
+                    format!("webhook_destination.segments[{index}]"),
+                    "UNKNOWN_SEGMENT",
+                    format!("no segment {segment:?} in this tenant"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The sequence a new destination delivers after: the head for 0, else the one asked
+    /// for, which must still be kept.
+    async fn start_after(
+        &self,
+        tenant: &str,
+        asked: i64,
+        problems: &mut Violations,
+    ) -> Result<i64, ModelingError> {
+        let (head, pruned) = store::trigger_head(&self.pool, tenant).await?;
+        match asked {
+            0 => Ok(head),
+            n if n < 0 => {
+                problems.add(
+                    "webhook_destination.start_after_sequence",
+                    "OUT_OF_RANGE",
+                    "a sequence is 0 or more",
+                );
+                Ok(head)
+            }
+            n if n < pruned => Err(ModelingError::CursorExpired {
+                cursor: n,
+                oldest: pruned + 1,
+            }),
+            n => Ok(n),
+        }
+    }
+
+    /// One destination with its delivery state.
+    pub async fn webhook_destination(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<DestinationView, ModelingError> {
+        let destination = store::destination(&self.pool, tenant, id)
+            .await?
+            .ok_or(ModelingError::NotFound("webhook destination"))?;
+        self.with_state(destination).await
+    }
+
+    async fn with_state(&self, destination: Destination) -> Result<DestinationView, ModelingError> {
+        let (head_sequence, _) = store::trigger_head(&self.pool, &destination.tenant_id).await?;
+        let next_attempt_at = if destination.state == store::FAILING {
+            store::batch(
+                &self.pool,
+                &destination.tenant_id,
+                &destination.destination_id,
+            )
+            .await?
+            .map(|b| b.next_attempt_at)
+        } else {
+            None
+        };
+        Ok(DestinationView {
+            destination,
+            head_sequence,
+            next_attempt_at,
+        })
+    }
+
+    /// Destinations after `after`, by id; the flag says whether more follow.
+    pub async fn list_webhook_destinations(
+        &self,
+        tenant: &str,
+        after: &str,
+        size: i64,
+    ) -> Result<(Vec<DestinationView>, bool), ModelingError> {
+        let mut rows = store::destinations(&self.pool, tenant, after, size + 1).await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(0));
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(self.with_state(row).await?);
+        }
+        Ok((out, more))
+    }
+
+    /// Deletes a destination; its deliveries stop.
+    pub async fn delete_webhook_destination(
+        &self,
+        tenant: &str,
+        id: &str,
+        allow_missing: bool,
+    ) -> Result<(), ModelingError> {
+        let deleted = store::delete_destination(&self.pool, tenant, id).await?;
+        if !deleted && !allow_missing {
+            return Err(ModelingError::NotFound("webhook destination"));
+        }
+        Ok(())
+    }
+
+    /// Delivers to a suspended or disabled destination again.
+    pub async fn resume_webhook_destination(
+        &self,
+        tenant: &str,
+        id: &str,
+        after: i64,
+    ) -> Result<DestinationView, ModelingError> {
+        self.webhook_destination(tenant, id).await?;
+        let (_, pruned) = store::trigger_head(&self.pool, tenant).await?;
+        if after > 0 && after < pruned {
+            return Err(ModelingError::CursorExpired {
+                cursor: after,
+                oldest: pruned + 1,
+            });
+        }
+        store::resume(&self.pool, tenant, id, (after > 0).then_some(after)).await?;
+        self.segment_signals.wake_deliveries();
+        self.webhook_destination(tenant, id).await
+    }
+
+    /// A page of the destination's attempts, newest first, before attempt `before`.
+    pub async fn list_webhook_deliveries(
+        &self,
+        tenant: &str,
+        id: &str,
+        before: i64,
+        size: i64,
+    ) -> Result<(Vec<(i64, Attempt)>, bool), ModelingError> {
+        self.webhook_destination(tenant, id).await?;
+        let mut rows = store::attempts(&self.pool, tenant, id, before, size + 1).await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(0));
+        Ok((rows, more))
+    }
+
+    /// The trigger log after `after` (or from the head) as a stream of batches; an empty
+    /// batch is a heartbeat, sent after 30 s of silence.
+    pub fn follow_triggers(
+        &self,
+        tenant: String,
+        filter: TriggerFilter,
+        after: Option<i64>,
+        batch: i64,
+    ) -> impl futures::Stream<Item = Result<(Vec<StoredTrigger>, i64), ModelingError>> + Send + 'static
+    {
+        const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+        let modeling = self.clone();
+        async_stream::try_stream! {
+            let mut heads = modeling.segment_signals.subscribe(&tenant);
+            let (head, pruned) = store::trigger_head(&modeling.pool, &tenant).await?;
+            let mut cursor = match after {
+                None => head,
+                Some(0) => pruned,
+                Some(after) if after < pruned => {
+                    Err(ModelingError::CursorExpired { cursor: after, oldest: pruned + 1 })?
+                }
+                Some(after) => after,
+            };
+            let mut quiet_since = tokio::time::Instant::now();
+            loop {
+                // The head first: every trigger up to it is committed (it moves in the same
+                // transaction), so finding none past the cursor means none up to the head.
+                let (head, _) = store::trigger_head(&modeling.pool, &tenant).await?;
+                let triggers =
+                    store::triggers_after(&modeling.pool, &tenant, &filter, cursor, batch).await?;
+                if let Some(last) = triggers.last() {
+                    cursor = last.sequence;
+                    let full = triggers.len() as i64 == batch;
+                    quiet_since = tokio::time::Instant::now();
+                    yield (triggers, head);
+                    if full {
+                        continue;
+                    }
+                } else {
+                    // Nothing passed the filter up to the head: skip what was looked at.
+                    cursor = cursor.max(head);
+                    if quiet_since.elapsed() >= HEARTBEAT {
+                        quiet_since = tokio::time::Instant::now();
+                        yield (triggers, head);
+                    }
+                }
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), heads.changed()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! Webhooks through the real services to a receiver that verifies every delivery with
+//! Python's Standard Webhooks library: segment entries arrive signed, batched and in order;
+//! a failed delivery is retried with the same id and body; a dead endpoint delays only
+//! itself; every attempt is in the ledger; a replay sends the log again; bad destinations are
+//! refused with a violation per problem.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use touchline_e2e::{Modeling, sample_event};
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::common::v1::FilterOperator;
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::{
+    CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
+    EventAggregation, EventMatcher, GetWebhookDestinationRequest, ListWebhookDeliveriesRequest,
+    NumberComparison, ResumeWebhookDestinationRequest, Segment, SegmentRule,
+    SubscribeTriggersRequest, TriggerType, WebhookAttemptOutcome, WebhookDestination, WebhookState,
+    event_aggregate_condition, segment_rule,
+};
+use touchline_testkit::{TestApp, token};
+use touchline_webhooks::SigningSecret;
+use touchline_webhooks::testing::PythonReceiver;
+
+const TENANT: &str = "hooks";
+const SCOPES: &[&str] = &[
+    "events:write",
+    "dictionary:read",
+    "dictionary:write",
+    "models:read",
+    "segments:read",
+    "segments:write",
+    "activation:read",
+    "activation:write",
+];
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()?)
+}
+
+fn buyers() -> CreateSegmentRequest {
+    CreateSegmentRequest {
+        segment_id: "buyers".into(),
+        segment: Some(Segment {
+            rule: Some(SegmentRule {
+                rule: Some(segment_rule::Rule::EventAggregate(
+                    EventAggregateCondition {
+                        event: Some(EventMatcher {
+                            event_name: "purchase".into(),
+                            filters: Vec::new(),
+                        }),
+                        aggregation: EventAggregation::Count as i32,
+                        field: String::new(),
+                        comparison: Some(NumberComparison {
+                            operator: FilterOperator::GreaterThanOrEqual as i32,
+                            value: 1.0,
+                            upper_value: 0.0,
+                        }),
+                        window: Some(event_aggregate_condition::Window::WithinLast(
+                            prost_types::Duration {
+                                seconds: 30 * 86_400,
+                                nanos: 0,
+                            },
+                        )),
+                    },
+                )),
+            }),
+            ..Segment::default()
+        }),
+        ..CreateSegmentRequest::default()
+    }
+}
+
+fn destination(id: &str, url: String, secret: &str, batch: i32) -> CreateWebhookDestinationRequest {
+    CreateWebhookDestinationRequest {
+        webhook_destination_id: id.to_owned(),
+        webhook_destination: Some(WebhookDestination {
+            url,
+            signing_secret: secret.to_owned(),
+            max_batch_size: batch,
+            types: vec![
+                TriggerType::SegmentEntered as i32,
+                TriggerType::SegmentExited as i32,
+            ],
+            segments: vec![format!("tenants/{TENANT}/segments/buyers")],
+            ..WebhookDestination::default()
+        }),
+        ..CreateWebhookDestinationRequest::default()
+    }
+}
+
+/// One delivery as the receiver saw it.
+#[derive(Debug)]
+struct Seen {
+    id: String,
+    verified: bool,
+    status: i64,
+    sequences: Vec<i64>,
+    persons: Vec<String>,
+}
+
+async fn next_delivery(receiver: &mut PythonReceiver) -> anyhow::Result<Seen> {
+    let verdict = receiver.verdict().await?;
+    let body: serde_json::Value =
+        serde_json::from_str(verdict["body"].as_str().unwrap_or_default()).unwrap_or_default();
+    let triggers = body["triggers"].as_array().cloned().unwrap_or_default();
+    for t in &triggers {
+        anyhow::ensure!(t["type"] == "TRIGGER_TYPE_SEGMENT_ENTERED", "{t}");
+        anyhow::ensure!(t["tenant"] == format!("tenants/{TENANT}"), "{t}");
+    }
+    Ok(Seen {
+        id: verdict["webhook_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        verified: verdict["verified"] == true,
+        status: verdict["status"].as_i64().unwrap_or_default(),
+        sequences: triggers
+            .iter()
+            .filter_map(|t| t["sequence"].as_str()?.parse().ok())
+            .collect(),
+        persons: triggers
+            .iter()
+            .filter_map(|t| Some(t["personId"].as_str()?.to_owned()))
+            .collect(),
+    })
+}
+
+/// Makes the receiver answer 500 to its next `n` deliveries.
+async fn fail_next(receiver: &PythonReceiver, n: u32) -> anyhow::Result<()> {
+    let url = receiver.url("");
+    let address = url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(format!("GET /fail-next/{n} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await?;
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_in_order()
+-> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let secret = SigningSecret::generate();
+    let mut receiver = PythonReceiver::start(&workspace_root()?, &[&secret]).await?;
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    modeling.create_segment(buyers()).await?;
+    let created = modeling
+        .create_webhook_destination(destination(
+            "crm",
+            receiver.url("/hooks"),
+            &secret.to_string(),
+            2,
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        created.signing_secret.is_empty(),
+        "a given secret is not echoed"
+    );
+    // A destination nobody answers at: it must hold up only itself.
+    modeling
+        .create_webhook_destination(destination(
+            "dead",
+            "http://127.0.0.1:9/hooks".into(),
+            "",
+            2,
+        ))
+        .await?;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let purchases = (1..=5)
+        .map(|n| {
+            sample_event(
+                &format!("buy-{n}"),
+                n,
+                "purchase",
+                now - i64::try_from(n).unwrap_or(0) * 60_000,
+            )
+        })
+        .collect();
+    touchline_e2e::ingest_and_store(&mut collection, &mut modeling, purchases).await?;
+
+    // Five entries arrive in batches of at most two, in sequence order, each verified.
+    let mut sequences = Vec::new();
+    let mut persons = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    while sequences.len() < 5 {
+        let seen = next_delivery(&mut receiver).await?;
+        assert!(seen.verified && seen.status == 204, "{seen:?}");
+        assert!((1..=2).contains(&seen.sequences.len()), "{seen:?}");
+        assert!(ids.insert(seen.id.clone()), "each batch has its own id");
+        sequences.extend(seen.sequences);
+        persons.extend(seen.persons);
+    }
+    let mut sorted = sequences.clone();
+    sorted.sort_unstable();
+    assert_eq!(sequences, sorted, "in sequence order");
+    assert_eq!(persons.len(), 5);
+
+    // A failed delivery is retried with the same id and body, and then verified.
+    fail_next(&receiver, 1).await?;
+    touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![sample_event("buy-6", 6, "purchase", now)],
+    )
+    .await?;
+    let failed = next_delivery(&mut receiver).await?;
+    assert!(failed.verified && failed.status == 500, "{failed:?}");
+    let retried = next_delivery(&mut receiver).await?;
+    assert!(retried.verified && retried.status == 204, "{retried:?}");
+    assert_eq!(retried.id, failed.id, "a retry is the same message");
+    assert_eq!(retried.sequences, failed.sequences);
+
+    let ledger = modeling
+        .list_webhook_deliveries(ListWebhookDeliveriesRequest {
+            parent: format!("tenants/{TENANT}/webhookDestinations/crm"),
+            ..ListWebhookDeliveriesRequest::default()
+        })
+        .await?
+        .into_inner()
+        .attempts;
+    let newest: Vec<(i32, i32, i32)> = ledger
+        .iter()
+        .take(2)
+        .map(|a| (a.attempt, a.outcome, a.http_status))
+        .collect();
+    assert_eq!(
+        newest,
+        vec![
+            (2, WebhookAttemptOutcome::Delivered as i32, 204),
+            (1, WebhookAttemptOutcome::Retrying as i32, 500)
+        ]
+    );
+    assert_eq!(
+        ledger.first().map(|a| a.webhook_id.clone()),
+        Some(failed.id.clone())
+    );
+
+    // The dead endpoint is failing on its own; the live one delivered everything.
+    let dead = modeling
+        .get_webhook_destination(GetWebhookDestinationRequest {
+            name: format!("tenants/{TENANT}/webhookDestinations/dead"),
+        })
+        .await?
+        .into_inner()
+        .webhook_destination
+        .unwrap_or_default();
+    assert_eq!(dead.state, WebhookState::Failing as i32, "{dead:?}");
+    assert!(
+        dead.consecutive_failures >= 1 && !dead.last_error.is_empty(),
+        "{dead:?}"
+    );
+    assert!(dead.next_attempt_time.is_some());
+    let crm = modeling
+        .get_webhook_destination(GetWebhookDestinationRequest {
+            name: format!("tenants/{TENANT}/webhookDestinations/crm"),
+        })
+        .await?
+        .into_inner()
+        .webhook_destination
+        .unwrap_or_default();
+    assert_eq!(crm.delivered_sequence, crm.head_sequence, "{crm:?}");
+    assert_eq!(crm.state, WebhookState::Active as i32);
+
+    // A replay from a sequence sends the log after it again.
+    let replay_from = sorted[2];
+    modeling
+        .resume_webhook_destination(ResumeWebhookDestinationRequest {
+            name: format!("tenants/{TENANT}/webhookDestinations/crm"),
+            after_sequence: replay_from,
+        })
+        .await?;
+    let mut replayed = Vec::new();
+    while replayed.len() < 3 {
+        let seen = next_delivery(&mut receiver).await?;
+        assert!(seen.verified, "{seen:?}");
+        replayed.extend(seen.sequences);
+    }
+    assert_eq!(replayed.first(), Some(&(replay_from + 1)));
+
+    // The same triggers as a stream, from the oldest kept.
+    let mut stream = modeling
+        .subscribe_triggers(SubscribeTriggersRequest::default())
+        .await?
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await??
+        .unwrap_or_default();
+    assert_eq!(first.triggers.len(), 6);
+    assert!(
+        first
+            .triggers
+            .iter()
+            .all(|t| t.tenant == format!("tenants/{TENANT}"))
+    );
+    app.stop().await;
+    Ok(())
+}
+
+/// The (field, reason) of each violation of a refused call.
+fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let mut bad = destination(
+        "bad",
+        "ftp://example.com/hooks".into(),
+        "whsec_short",
+        5_000,
+    );
+    if let Some(d) = bad.webhook_destination.as_mut() {
+        d.segments = vec![format!("tenants/{TENANT}/segments/nobody")];
+        d.types.push(42);
+    }
+    let refused = modeling
+        .create_webhook_destination(bad)
+        .await
+        .expect_err("every field is wrong");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let found = violations(&refused);
+    for (field, reason) in [
+        ("webhook_destination.url", "UNSUPPORTED_SCHEME"),
+        ("webhook_destination.signing_secret", "INVALID_SECRET"),
+        ("webhook_destination.max_batch_size", "OUT_OF_RANGE"),
+        ("webhook_destination.segments[0]", "UNKNOWN_SEGMENT"),
+        ("webhook_destination.types[2]", "UNKNOWN_VALUE"),
+    ] {
+        assert!(
+            found.iter().any(|(f, r)| f == field && r == reason),
+            "{field} {reason} expected in {found:?}"
+        );
+    }
+    // Private addresses are refused unless the operator allows them (tests allow loopback).
+    let private = modeling
+        .create_webhook_destination(destination(
+            "private",
+            "http://10.1.2.3/hooks".into(),
+            "",
+            0,
+        ))
+        .await
+        .expect_err("a private address");
+    assert!(
+        violations(&private)
+            .iter()
+            .any(|(f, r)| f == "webhook_destination.url" && r == "NON_PUBLIC_ADDRESS"),
+        "{:?}",
+        violations(&private)
+    );
+    app.stop().await;
+    Ok(())
+}
