@@ -28,10 +28,12 @@ use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition, EventAggregation,
-    EventMatcher, GetSegmentRequest, LifecycleStageCondition, ListSegmentChangesRequest,
-    ListSegmentMembersRequest, NumberComparison, Segment, SegmentChange, SegmentChangeKind,
-    SegmentChangeReason, SegmentMembershipCondition, SegmentRule, SegmentRuleGroup, SegmentState,
-    StreamSegmentChangesRequest, UpdateSegmentRequest, event_aggregate_condition, segment_rule,
+    EventMatcher, FunnelDropOffCondition, GetPersonLifecycleRequest, GetSegmentRequest,
+    LifecycleStage, LifecycleStageCondition, ListSegmentChangesRequest, ListSegmentMembersRequest,
+    NumberComparison, RfmSegment, RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange,
+    SegmentChangeKind, SegmentChangeReason, SegmentMembershipCondition, SegmentRule,
+    SegmentRuleGroup, SegmentState, StreamSegmentChangesRequest, UpdateSegmentRequest,
+    event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -710,7 +712,20 @@ async fn bad_segment_definitions_name_each_problem() -> anyhow::Result<()> {
                 },
                 false,
             ),
-            "segment.rule.lifecycle_stage",
+            "segment.rule.lifecycle_stage.stages",
+            "REQUIRED",
+        ),
+        (
+            create(
+                "drop",
+                SegmentRule {
+                    rule: Some(segment_rule::Rule::FunnelDropOff(
+                        FunnelDropOffCondition::default(),
+                    )),
+                },
+                false,
+            ),
+            "segment.rule.funnel_drop_off",
             "CONDITION_NOT_AVAILABLE",
         ),
         (
@@ -800,6 +815,114 @@ async fn bad_segment_definitions_name_each_problem() -> anyhow::Result<()> {
             .iter()
             .any(|(f, r)| f == "segment.rule.event_aggregate.time_range" && r == "INVALID_RANGE")
     );
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_and_rfm_rules_select_the_persons_those_models_report() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    // Twelve persons with purchases spread over half a year, so stages and RFM segments vary.
+    let mut batch = Vec::new();
+    for person in 1..=12_u64 {
+        for k in 0..(person % 4 + 1) {
+            let days_ago = i64::try_from((person * 13 + k * 17) % 180).unwrap_or(0);
+            let amount = f64::from(u32::try_from(person * 40 + k * 5).unwrap_or(0));
+            batch.push(purchase(
+                &format!("m{person}-{k}"),
+                person,
+                now - days_ago * DAY_MS - 3_600_000,
+                amount,
+            ));
+        }
+    }
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
+    let persons: BTreeSet<String> = stored.iter().map(|e| e.person_id.clone()).collect();
+
+    // Every stage the lifecycle reports for someone: the segment of that stage holds exactly
+    // the persons GetPersonLifecycle puts in it.
+    let mut by_stage: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    for person in &persons {
+        let stage = modeling
+            .get_person_lifecycle(GetPersonLifecycleRequest {
+                name: format!("tenants/{TENANT}/persons/{person}"),
+                ..GetPersonLifecycleRequest::default()
+            })
+            .await?
+            .into_inner()
+            .current_stage;
+        by_stage.entry(stage).or_default().insert(person.clone());
+    }
+    anyhow::ensure!(
+        by_stage.len() >= 2,
+        "the data gives several stages: {by_stage:?}"
+    );
+    for (stage, expected) in &by_stage {
+        if *stage == LifecycleStage::Unspecified as i32 {
+            continue;
+        }
+        let id = format!("stage-{stage}");
+        modeling
+            .create_segment(create(
+                &id,
+                SegmentRule {
+                    rule: Some(segment_rule::Rule::LifecycleStage(
+                        LifecycleStageCondition {
+                            stages: vec![*stage],
+                        },
+                    )),
+                },
+                false,
+            ))
+            .await?;
+        settled(&mut modeling, &id, i64::try_from(expected.len())?).await?;
+        let (members, _) = bootstrap(&mut modeling, &id).await?;
+        assert_eq!(&members, expected, "stage {stage}");
+    }
+
+    // The same for RFM segments against RunRfm.
+    let scored = modeling
+        .run_rfm(RunRfmRequest {
+            page_size: 100,
+            ..RunRfmRequest::default()
+        })
+        .await?
+        .into_inner()
+        .persons;
+    let mut by_segment: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    for p in scored {
+        by_segment.entry(p.segment).or_default().insert(p.person_id);
+    }
+    anyhow::ensure!(
+        by_segment.len() >= 2,
+        "several RFM segments: {by_segment:?}"
+    );
+    for (segment, expected) in &by_segment {
+        if *segment == RfmSegment::Unspecified as i32 {
+            continue;
+        }
+        let id = format!("rfm-{segment}");
+        modeling
+            .create_segment(create(
+                &id,
+                SegmentRule {
+                    rule: Some(segment_rule::Rule::RfmSegment(RfmSegmentCondition {
+                        segments: vec![*segment],
+                    })),
+                },
+                false,
+            ))
+            .await?;
+        settled(&mut modeling, &id, i64::try_from(expected.len())?).await?;
+        let (members, _) = bootstrap(&mut modeling, &id).await?;
+        assert_eq!(&members, expected, "RFM segment {segment}");
+    }
     app.stop().await;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use touchline_analytics::lifecycle::LifecycleStage;
 use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
 use uuid::Uuid;
@@ -129,12 +130,52 @@ fn window(
     }
 }
 
+const STAGES: [(LifecycleStage, pb::LifecycleStage); 5] = [
+    (LifecycleStage::New, pb::LifecycleStage::New),
+    (LifecycleStage::Active, pb::LifecycleStage::Active),
+    (LifecycleStage::Returning, pb::LifecycleStage::Returning),
+    (LifecycleStage::Dormant, pb::LifecycleStage::Dormant),
+    (LifecycleStage::Churned, pb::LifecycleStage::Churned),
+];
+
+fn lifecycle_stages(numbers: &[i32], path: &str, problems: &mut Violations) -> Vec<LifecycleStage> {
+    let mut stages = Vec::new();
+    for (index, number) in numbers.iter().enumerate() {
+        match STAGES.iter().find(|(_, n)| *n as i32 == *number) {
+            Some((stage, _)) => stages.push(*stage),
+            None => problems.add(
+                format!("{path}.lifecycle_stage.stages[{index}]"),
+                "UNKNOWN_VALUE",
+                "an unknown lifecycle stage",
+            ),
+        }
+    }
+    stages
+}
+
+fn rfm_segments(numbers: &[i32], path: &str, problems: &mut Violations) -> Vec<u8> {
+    let mut segments = Vec::new();
+    for (index, number) in numbers.iter().enumerate() {
+        match pb::RfmSegment::try_from(*number) {
+            Ok(segment) if segment != pb::RfmSegment::Unspecified => {
+                segments.push(u8::try_from(*number).unwrap_or_default());
+            }
+            _ => problems.add(
+                format!("{path}.rfm_segment.segments[{index}]"),
+                "UNKNOWN_VALUE",
+                "an unknown RFM segment",
+            ),
+        }
+    }
+    segments
+}
+
 fn not_available(path: &str, what: &str, problems: &mut Violations) -> Rule {
     problems.add(
         path,
         "CONDITION_NOT_AVAILABLE",
         format!(
-            "{what} conditions are not available yet; use event_aggregate, churn, segment_membership, all_of, any_of, negation / 暂不支持该条件"
+            "{what} conditions are not available yet; use event_aggregate, churn, lifecycle_stage, rfm_segment, segment_membership, all_of, any_of, negation / 暂不支持该条件"
         ),
     );
     Rule::AllOf(Vec::new())
@@ -192,12 +233,8 @@ fn condition(
             }
         },
         R::Trait(_) => not_available(&format!("{path}.trait"), "trait", problems),
-        R::LifecycleStage(_) => not_available(
-            &format!("{path}.lifecycle_stage"),
-            "lifecycle_stage",
-            problems,
-        ),
-        R::RfmSegment(_) => not_available(&format!("{path}.rfm_segment"), "rfm_segment", problems),
+        R::LifecycleStage(c) => Rule::Lifecycle(lifecycle_stages(&c.stages, path, problems)),
+        R::RfmSegment(c) => Rule::Rfm(rfm_segments(&c.segments, path, problems)),
         R::FunnelDropOff(_) => not_available(
             &format!("{path}.funnel_drop_off"),
             "funnel_drop_off",
@@ -336,6 +373,16 @@ fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
         }),
         Rule::Member(id) => R::SegmentMembership(pb::SegmentMembershipCondition {
             segment: format!("tenants/{tenant}/segments/{id}"),
+        }),
+        Rule::Lifecycle(stages) => R::LifecycleStage(pb::LifecycleStageCondition {
+            stages: stages
+                .iter()
+                .filter_map(|s| STAGES.iter().find(|(stage, _)| stage == s))
+                .map(|(_, number)| *number as i32)
+                .collect(),
+        }),
+        Rule::Rfm(segments) => R::RfmSegment(pb::RfmSegmentCondition {
+            segments: segments.iter().map(|s| i32::from(*s)).collect(),
         }),
     };
     pb::SegmentRule { rule: Some(inner) }

@@ -4,7 +4,7 @@
 use touchline_analytics::calendar::{Calendar, CalendarError, Interval, IntervalGrid};
 use touchline_analytics::lifecycle::{
     DEFAULT_CHURN_INTERVALS, LifecycleError, LifecycleIntervalCounts, LifecycleModel,
-    LifecyclePerson, MAX_REPORTED_INTERVALS, PersonInterval, PersonStage,
+    LifecyclePerson, LifecycleStage, MAX_REPORTED_INTERVALS, PersonInterval, PersonStage,
 };
 use touchline_projection::query::{FirstSeen, LifecycleSpec};
 use uuid::Uuid;
@@ -351,4 +351,70 @@ pub fn person(
             persons_considered: 1,
         },
     })
+}
+
+/// Every person's current stage over `view` as of `as_of_ms` (persons without qualifying
+/// activity have none), for rules that select by stage.
+pub fn stages(
+    view: &TenantView,
+    options: &LifecycleOptions,
+    scope: &Scope,
+    defined: &[String],
+    as_of_ms: i64,
+    threads: usize,
+) -> Result<std::collections::HashMap<Uuid, LifecycleStage>, Violations> {
+    let mut problems = Violations::default();
+    let fields = Fields {
+        calendar: "lifecycle.",
+        span: "as_of",
+    };
+    let span = Span::Ending {
+        at_ms: as_of_ms,
+        count: DEFAULT_HISTORY,
+    };
+    let built = model(options, scope, span, fields, &mut problems);
+    let known = Known {
+        projection: &view.projection,
+        defined,
+    };
+    let activity = compile::any_of(
+        known,
+        &options.qualifying,
+        "lifecycle.qualifying_events",
+        &mut problems,
+    );
+    let Some((model, _)) = built.filter(|_| problems.is_empty()) else {
+        return Err(problems);
+    };
+    let states = view.projection.scan(
+        threads,
+        || (Vec::new(), Vec::new()),
+        |(found, activity_ms): &mut (Vec<(Uuid, LifecycleStage)>, Vec<i64>), person| {
+            let Some(id) = view.persons.id(person.person()) else {
+                return Ok::<(), ()>(());
+            };
+            activity_ms.clear();
+            let mut first_seen_ms = None;
+            for event in person.iter() {
+                let event = event.to_event();
+                first_seen_ms = first_seen_ms.or(Some(event.time_ms));
+                if event.time_ms <= as_of_ms && compile::matches(&activity, &event) {
+                    activity_ms.push(event.time_ms);
+                }
+            }
+            let input = LifecyclePerson {
+                first_seen_ms,
+                activity_ms,
+            };
+            if let Ok(Some(stage)) = model.person_stage(&input, as_of_ms) {
+                found.push((id, stage.stage));
+            }
+            Ok(())
+        },
+    );
+    Ok(states
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|(found, _)| found)
+        .collect())
 }

@@ -12,6 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::model_settings::{StoredMatcher, from_stored, to_stored};
+use touchline_analytics::lifecycle::LifecycleStage;
+
 use crate::journeys::segments::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -56,7 +58,21 @@ enum StoredRule {
     Member {
         segment: String,
     },
+    Lifecycle {
+        stages: Vec<String>,
+    },
+    Rfm {
+        segments: Vec<u8>,
+    },
 }
+
+const STAGES: [(LifecycleStage, &str); 5] = [
+    (LifecycleStage::New, "new"),
+    (LifecycleStage::Active, "active"),
+    (LifecycleStage::Returning, "returning"),
+    (LifecycleStage::Dormant, "dormant"),
+    (LifecycleStage::Churned, "churned"),
+];
 
 impl From<Comparison> for StoredComparison {
     fn from(c: Comparison) -> Self {
@@ -130,6 +146,16 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
         Rule::Member(segment) => StoredRule::Member {
             segment: segment.clone(),
         },
+        Rule::Lifecycle(stages) => StoredRule::Lifecycle {
+            stages: stages
+                .iter()
+                .filter_map(|s| STAGES.iter().find(|(stage, _)| stage == s))
+                .map(|(_, name)| (*name).to_owned())
+                .collect(),
+        },
+        Rule::Rfm(segments) => StoredRule::Rfm {
+            segments: segments.clone(),
+        },
     }
 }
 
@@ -171,6 +197,19 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
         StoredRule::ChurnScore { comparison } => Rule::Churn(ChurnTest::Score(comparison.into())),
         StoredRule::Churned { churned } => Rule::Churn(ChurnTest::Churned(churned)),
         StoredRule::Member { segment } => Rule::Member(segment),
+        StoredRule::Lifecycle { stages } => Rule::Lifecycle(
+            stages
+                .iter()
+                .map(|name| {
+                    STAGES
+                        .iter()
+                        .find(|(_, n)| n == name)
+                        .map(|(stage, _)| *stage)
+                        .ok_or("an unknown lifecycle stage")
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        StoredRule::Rfm { segments } => Rule::Rfm(segments),
     })
 }
 

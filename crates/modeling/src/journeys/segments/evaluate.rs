@@ -6,11 +6,12 @@
 //! when an event stamped in the future enters it. The membership worker evaluates again at
 //! that instant, so "no purchase in 30 days" takes the person in on day 31 with no new event.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::TimeZone;
 use chrono_tz::Tz;
+use touchline_analytics::lifecycle::LifecycleStage;
 use touchline_projection::Event;
 use touchline_projection::query::Condition;
 use uuid::Uuid;
@@ -45,6 +46,10 @@ pub enum Compiled {
     Churn(ChurnTest),
     /// Membership of another segment, as just evaluated.
     Member(Arc<HashSet<Uuid>>),
+    /// The person's lifecycle stage is one of these.
+    Lifecycle(Vec<LifecycleStage>),
+    /// The person's RFM segment is one of these (contract numbers).
+    Rfm(Vec<u8>),
 }
 
 /// What a rule reads besides the person's own events.
@@ -56,6 +61,10 @@ pub struct Context<'a> {
     pub zone: Tz,
     /// The churn outputs, when a rule needs them.
     pub churn: Option<&'a ChurnTable>,
+    /// Every person's lifecycle stage, when a rule needs them.
+    pub lifecycle: Option<&'a HashMap<Uuid, LifecycleStage>>,
+    /// Every scored person's RFM segment (contract number), when a rule needs them.
+    pub rfm: Option<&'a HashMap<Uuid, u8>>,
 }
 
 /// Binds `rule` to `known`'s dictionaries; `members` gives the members of a named segment
@@ -119,6 +128,8 @@ pub fn compile(
         },
         Rule::Churn(test) => Compiled::Churn(*test),
         Rule::Member(id) => Compiled::Member(members(id).unwrap_or_default()),
+        Rule::Lifecycle(stages) => Compiled::Lifecycle(stages.clone()),
+        Rule::Rfm(segments) => Compiled::Rfm(segments.clone()),
     }
 }
 
@@ -240,6 +251,14 @@ pub fn holds(
             (held, None)
         }
         Compiled::Member(members) => (members.contains(&person), None),
+        Compiled::Lifecycle(stages) => {
+            let stage = context.lifecycle.and_then(|all| all.get(&person));
+            (stage.is_some_and(|s| stages.contains(s)), None)
+        }
+        Compiled::Rfm(segments) => {
+            let segment = context.rfm.and_then(|all| all.get(&person));
+            (segment.is_some_and(|s| segments.contains(s)), None)
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use touchline_analytics::lifecycle::LifecycleStage;
+
 use crate::journeys::query::{Matcher, Violations, check_matcher};
 
 /// Deepest a rule tree may nest (the contract's limit).
@@ -121,6 +123,11 @@ pub enum Rule {
     Churn(ChurnTest),
     /// Membership of another segment of the tenant, by id.
     Member(String),
+    /// The person's current lifecycle stage is one of these (under the model settings).
+    Lifecycle(Vec<LifecycleStage>),
+    /// The person's RFM segment is one of these, by the contract's number (under the model
+    /// settings).
+    Rfm(Vec<u8>),
 }
 
 impl Rule {
@@ -142,6 +149,20 @@ impl Rule {
         uses
     }
 
+    /// Whether any condition needs lifecycle stages.
+    pub fn uses_lifecycle(&self) -> bool {
+        let mut uses = false;
+        self.visit(&mut |rule| uses |= matches!(rule, Rule::Lifecycle(_)));
+        uses
+    }
+
+    /// Whether any condition needs RFM segments.
+    pub fn uses_rfm(&self) -> bool {
+        let mut uses = false;
+        self.visit(&mut |rule| uses |= matches!(rule, Rule::Rfm(_)));
+        uses
+    }
+
     /// The event names the rule's conditions name.
     pub fn event_names(&self) -> Vec<String> {
         let mut names = Vec::new();
@@ -160,7 +181,11 @@ impl Rule {
         match self {
             Rule::AllOf(rules) | Rule::AnyOf(rules) => rules.iter().for_each(|r| r.visit(f)),
             Rule::Not(rule) => rule.visit(f),
-            Rule::Events(_) | Rule::Churn(_) | Rule::Member(_) => {}
+            Rule::Events(_)
+            | Rule::Churn(_)
+            | Rule::Member(_)
+            | Rule::Lifecycle(_)
+            | Rule::Rfm(_) => {}
         }
     }
 
@@ -227,6 +252,26 @@ impl Rule {
                 *conditions += 1;
                 if let ChurnTest::Score(comparison) = test {
                     check_comparison(*comparison, &format!("{path}.churn.score"), problems);
+                }
+            }
+            Rule::Lifecycle(stages) => {
+                *conditions += 1;
+                if stages.is_empty() {
+                    problems.add(
+                        format!("{path}.lifecycle_stage.stages"),
+                        "REQUIRED",
+                        "name at least one stage",
+                    );
+                }
+            }
+            Rule::Rfm(segments) => {
+                *conditions += 1;
+                if segments.is_empty() {
+                    problems.add(
+                        format!("{path}.rfm_segment.segments"),
+                        "REQUIRED",
+                        "name at least one RFM segment",
+                    );
                 }
             }
             Rule::Member(id) => {

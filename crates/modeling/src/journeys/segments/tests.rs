@@ -219,6 +219,8 @@ fn random_rules_select_the_persons_the_naive_reading_selects_and_agree_on_when_w
         now_ms: NOW,
         zone,
         churn: None,
+        lifecycle: None,
+        rfm: None,
     };
     let mut selected = 0;
     for case in 0..4_000 {
@@ -263,6 +265,8 @@ fn a_person_enters_no_purchase_in_30_days_the_instant_the_last_purchase_ages_out
         now_ms,
         zone: chrono_tz::UTC,
         churn: None,
+        lifecycle: None,
+        rfm: None,
     };
     let person = Uuid::from_u128(1);
     let (held, due) = holds(&rule, person, &[purchase], &at(NOW));

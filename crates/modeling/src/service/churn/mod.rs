@@ -279,7 +279,7 @@ impl Modeling {
     }
 
     /// The purchase event of the settings: their matcher, or the dictionary's conversions.
-    async fn purchase_event(
+    pub(super) async fn purchase_event(
         &self,
         tenant: &str,
         matcher: Option<&Matcher>,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::super::Modeling;
 use crate::error::ModelingError;
 use crate::journeys::segments::rule::evaluation_order;
-use crate::journeys::segments::{Context, Evaluation, Rule, evaluate_in_order};
+use crate::journeys::segments::{Evaluation, Rule, evaluate_in_order};
 use crate::store::segments::{self as store, Evaluated, NewChange, SegmentRow};
 
 /// The contract's `SegmentChangeReason` numbers.
@@ -193,20 +193,12 @@ impl Modeling {
             .filter_map(|id| live.iter().find(|s| &s.id == id))
             .map(|s| (s.id.clone(), s.definition.rule.clone()))
             .collect();
-        let churn = if ordered.iter().any(|(_, rule)| rule.uses_churn()) {
-            let settings = self.model_settings(tenant).await?;
-            Some(self.churn_table(tenant, &settings).await?)
-        } else {
-            None
-        };
-        let zone = self.settings_zone(tenant).await?;
+        let rules: Vec<&Rule> = ordered.iter().map(|(_, rule)| rule).collect();
+        let inputs = self.output_inputs(tenant, &rules).await?;
         let names: Vec<String> = ordered.iter().flat_map(|(_, r)| r.event_names()).collect();
         self.on_view(tenant, names, move |view, run| {
-            let context = Context {
-                now_ms,
-                zone,
-                churn: churn.as_deref(),
-            };
+            let outputs = inputs.outputs(view, run, now_ms)?;
+            let context = inputs.context(&outputs, now_ms);
             let found = evaluate_in_order(
                 view,
                 &ordered,

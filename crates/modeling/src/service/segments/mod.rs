@@ -4,6 +4,7 @@
 //! signal that wakes change streams (`worker`).
 
 mod membership;
+mod outputs;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -17,7 +18,7 @@ use super::Modeling;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
 use crate::journeys::segments::rule::evaluation_order;
-use crate::journeys::segments::{self, Context, Rule};
+use crate::journeys::segments::{self, Rule};
 use crate::store::segments::{self as store, Definition, SegmentRow, StoredChange, StoredMember};
 
 /// The default re-evaluation interval of window conditions (seconds).
@@ -283,22 +284,14 @@ impl Modeling {
             let members = store::current_members(&mut conn, tenant, &named).await?;
             stored.insert(named, Arc::new(members.into_iter().collect::<HashSet<_>>()));
         }
-        let churn = if rule.uses_churn() {
-            let settings = self.model_settings(tenant).await?;
-            Some(self.churn_table(tenant, &settings).await?)
-        } else {
-            None
-        };
-        let zone = self.settings_zone(tenant).await?;
+        let inputs = self.output_inputs(tenant, &[rule]).await?;
         let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
         let rule = rule.clone();
         self.on_view(tenant, rule.event_names(), move |view, run| {
             let lookup = |name: &str| stored.get(name).cloned();
-            let context = Context {
-                now_ms: chrono::Utc::now().timestamp_millis(),
-                zone,
-                churn: churn.as_deref(),
-            };
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let outputs = inputs.outputs(view, run, now_ms)?;
+            let context = inputs.context(&outputs, now_ms);
             let mut evaluation =
                 segments::preview(view, &rule, &lookup, &run.defined, &context, run.threads)
                     .map_err(invalid)?;
@@ -315,16 +308,6 @@ impl Modeling {
             })
         })
         .await
-    }
-
-    /// The time zone of the tenant's model settings (UTC when unset).
-    async fn settings_zone(&self, tenant: &str) -> Result<chrono_tz::Tz, ModelingError> {
-        let settings = self.model_settings(tenant).await?;
-        Ok(settings
-            .settings
-            .time_zone
-            .parse::<chrono_tz::Tz>()
-            .unwrap_or(chrono_tz::UTC))
     }
 
     /// Creates a segment; its first build follows within moments, publishing an entry of

@@ -1,0 +1,147 @@
+//! The per-person model outputs rules may read besides events — churn scores and flags,
+//! lifecycle stages, RFM segments — computed once per evaluation under the tenant's model
+//! settings, and only when a rule reads them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use touchline_analytics::calendar::Interval;
+use touchline_analytics::lifecycle::LifecycleStage;
+use uuid::Uuid;
+
+use super::super::Modeling;
+use crate::error::ModelingError;
+use crate::journeys::churn::{self, ChurnTable, PurchaseEvent};
+use crate::journeys::churn_settings::RfmOptions;
+use crate::journeys::lifecycle::{self, LifecycleOptions};
+use crate::journeys::query::Scope;
+use crate::journeys::segments::{Context, Rule};
+use crate::journeys::{RunContext, TenantView};
+
+/// What the outputs are computed from, read before the view is taken.
+pub(super) struct Inputs {
+    churn: Option<Arc<ChurnTable>>,
+    lifecycle: Option<(LifecycleOptions, Scope)>,
+    rfm: Option<(PurchaseEvent, RfmOptions)>,
+    zone: Tz,
+}
+
+/// The outputs computed over the view.
+#[derive(Default)]
+pub(super) struct Outputs {
+    lifecycle: Option<HashMap<Uuid, LifecycleStage>>,
+    rfm: Option<HashMap<Uuid, u8>>,
+}
+
+/// The contract's `Interval` number as the calendar's; weeks by default.
+fn interval(number: i32) -> Interval {
+    match number {
+        1 => Interval::Hour,
+        2 => Interval::Day,
+        4 => Interval::Month,
+        _ => Interval::Week,
+    }
+}
+
+fn settings_invalid(problems: &crate::journeys::query::Violations) -> ModelingError {
+    tracing::error!(
+        violations = problems.0.len(),
+        "stored model settings break a rule"
+    );
+    ModelingError::Internal("model settings")
+}
+
+impl Modeling {
+    /// Reads what `rules` need: the churn table, the lifecycle and RFM options.
+    pub(super) async fn output_inputs(
+        &self,
+        tenant: &str,
+        rules: &[&Rule],
+    ) -> Result<Inputs, ModelingError> {
+        let settings = self.model_settings(tenant).await?;
+        let effective = settings
+            .settings
+            .validate("")
+            .map_err(|p| settings_invalid(&p))?;
+        let churn = if rules.iter().any(|r| r.uses_churn()) {
+            Some(self.churn_table(tenant, &settings).await?)
+        } else {
+            None
+        };
+        let lifecycle = rules.iter().any(|r| r.uses_lifecycle()).then(|| {
+            let s = &settings.settings;
+            let options = LifecycleOptions {
+                interval: Some(interval(s.lifecycle.interval)),
+                qualifying: s.lifecycle.qualifying.clone(),
+                churn_intervals: s.lifecycle.churn_intervals,
+            };
+            let scope = Scope {
+                time_zone: s.time_zone.clone(),
+                week_start: s.week_start,
+                ..Scope::default()
+            };
+            (options, scope)
+        });
+        let rfm = if rules.iter().any(|r| r.uses_rfm()) {
+            let purchase = self
+                .purchase_event(tenant, effective.purchase_event.as_ref())
+                .await?;
+            Some((purchase, effective.rfm.clone()))
+        } else {
+            None
+        };
+        Ok(Inputs {
+            churn,
+            lifecycle,
+            rfm,
+            zone: effective.time_zone,
+        })
+    }
+}
+
+impl Inputs {
+    /// Computes the outputs over `view` as of `now_ms`.
+    pub(super) fn outputs(
+        &self,
+        view: &TenantView,
+        run: &RunContext,
+        now_ms: i64,
+    ) -> Result<Outputs, ModelingError> {
+        let lifecycle = match &self.lifecycle {
+            Some((options, scope)) => Some(
+                lifecycle::stages(view, options, scope, &run.defined, now_ms, run.threads)
+                    .map_err(|p| settings_invalid(&p))?,
+            ),
+            None => None,
+        };
+        let rfm = match &self.rfm {
+            Some((purchase, options)) => {
+                let condition =
+                    churn::purchase_condition(view, purchase, run, "purchase_event", false)
+                        .map_err(|p| settings_invalid(&p))?;
+                let scored = churn::run_rfm(view, &condition, options, now_ms, run);
+                Some(
+                    scored
+                        .persons
+                        .iter()
+                        .map(|p| (p.person, p.segment.code()))
+                        .collect(),
+                )
+            }
+            None => None,
+        };
+        Ok(Outputs { lifecycle, rfm })
+    }
+
+    /// What a rule reads at `now_ms`, borrowing the outputs.
+    pub(super) fn context<'a>(&'a self, outputs: &'a Outputs, now_ms: i64) -> Context<'a> {
+        Context {
+            now_ms,
+            zone: self.zone,
+            churn: self.churn.as_deref(),
+            lifecycle: outputs.lifecycle.as_ref(),
+            rfm: outputs.rfm.as_ref(),
+        }
+    }
+}
