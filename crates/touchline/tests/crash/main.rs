@@ -2,6 +2,8 @@
 //! restarted: every acknowledged event ends in modeling exactly once.
 #![allow(clippy::too_many_lines, reason = "a crash scenario told step by step")]
 
+mod webhooks;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -35,6 +37,9 @@ fn start(addr: SocketAddr, db: &TestDatabase, prefix: &str) -> anyhow::Result<Ch
         .env("TOUCHLINE_IDENTITY__REDIS_URL", redis_url())
         .env("TOUCHLINE_IDENTITY__KEY_PREFIX", prefix)
         .env("TOUCHLINE_TELEMETRY__FILTER", "warn")
+        // The webhook receivers of these tests listen on loopback over plain HTTP.
+        .env("TOUCHLINE_WEBHOOKS__ALLOW_PLAIN_HTTP", "true")
+        .env("TOUCHLINE_WEBHOOKS__ALLOW_LOOPBACK", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
