@@ -12,13 +12,15 @@ use tokio::io::AsyncWriteExt as _;
 use touchline_e2e::{Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::FilterOperator;
+use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
     EventAggregation, EventMatcher, GetWebhookDestinationRequest, ListWebhookDeliveriesRequest,
-    NumberComparison, ResumeWebhookDestinationRequest, Segment, SegmentRule,
-    SubscribeTriggersRequest, TriggerType, WebhookAttemptOutcome, WebhookDestination, WebhookState,
-    event_aggregate_condition, segment_rule,
+    NumberComparison, ResumeWebhookDestinationRequest, RotateWebhookSecretRequest, Segment,
+    SegmentRule, SubscribeTriggersRequest, TriggerType, WebhookAttemptOutcome, WebhookDestination,
+    WebhookState, event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 use touchline_webhooks::SigningSecret;
@@ -34,6 +36,7 @@ const SCOPES: &[&str] = &[
     "segments:write",
     "activation:read",
     "activation:write",
+    "identity:write",
 ];
 
 fn workspace_root() -> anyhow::Result<PathBuf> {
@@ -101,6 +104,8 @@ struct Seen {
     status: i64,
     sequences: Vec<i64>,
     persons: Vec<String>,
+    kinds: Vec<String>,
+    reasons: Vec<String>,
 }
 
 async fn next_delivery(receiver: &mut PythonReceiver) -> anyhow::Result<Seen> {
@@ -109,9 +114,9 @@ async fn next_delivery(receiver: &mut PythonReceiver) -> anyhow::Result<Seen> {
         serde_json::from_str(verdict["body"].as_str().unwrap_or_default()).unwrap_or_default();
     let triggers = body["triggers"].as_array().cloned().unwrap_or_default();
     for t in &triggers {
-        anyhow::ensure!(t["type"] == "TRIGGER_TYPE_SEGMENT_ENTERED", "{t}");
         anyhow::ensure!(t["tenant"] == format!("tenants/{TENANT}"), "{t}");
     }
+    let text = |t: &serde_json::Value, key: &str| t[key].as_str().unwrap_or_default().to_owned();
     Ok(Seen {
         id: verdict["webhook_id"]
             .as_str()
@@ -126,6 +131,11 @@ async fn next_delivery(receiver: &mut PythonReceiver) -> anyhow::Result<Seen> {
         persons: triggers
             .iter()
             .filter_map(|t| Some(t["personId"].as_str()?.to_owned()))
+            .collect(),
+        kinds: triggers.iter().map(|t| text(t, "type")).collect(),
+        reasons: triggers
+            .iter()
+            .map(|t| text(t, "segmentChangeReason"))
             .collect(),
     })
 }
@@ -199,6 +209,12 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
         let seen = next_delivery(&mut receiver).await?;
         assert!(seen.verified && seen.status == 204, "{seen:?}");
         assert!((1..=2).contains(&seen.sequences.len()), "{seen:?}");
+        assert!(
+            seen.kinds
+                .iter()
+                .all(|k| k == "TRIGGER_TYPE_SEGMENT_ENTERED"),
+            "{seen:?}"
+        );
         assert!(ids.insert(seen.id.clone()), "each batch has its own id");
         sequences.extend(seen.sequences);
         persons.extend(seen.persons);
@@ -290,6 +306,34 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
     }
     assert_eq!(replayed.first(), Some(&(replay_from + 1)));
 
+    // A rotation: the receiver knows only the old secret, and during the overlap every
+    // delivery carries a signature under each, so it keeps verifying. Opting a buyer out
+    // publishes their exit, which is the next delivery.
+    let rotated = modeling
+        .rotate_webhook_secret(RotateWebhookSecretRequest {
+            name: format!("tenants/{TENANT}/webhookDestinations/crm"),
+            ..RotateWebhookSecretRequest::default()
+        })
+        .await?
+        .into_inner();
+    assert!(rotated.signing_secret.starts_with("whsec_"));
+    assert!(rotated.previous_secret_expire_time.is_some());
+    let leaving = persons.iter().next().cloned().unwrap_or_default();
+    IdentityServiceClient::new(app.channel(&token)?)
+        .set_consent(SetConsentRequest {
+            person_ref: Some(set_consent_request::PersonRef::Person(format!(
+                "tenants/{TENANT}/persons/{leaving}"
+            ))),
+            marketing_opt_out: true,
+            ..SetConsentRequest::default()
+        })
+        .await?;
+    let exit = next_delivery(&mut receiver).await?;
+    assert!(exit.verified && exit.status == 204, "{exit:?}");
+    assert_eq!(exit.persons, vec![leaving]);
+    assert_eq!(exit.kinds, vec!["TRIGGER_TYPE_SEGMENT_EXITED"]);
+    assert_eq!(exit.reasons, vec!["SEGMENT_CHANGE_REASON_CONSENT_CHANGED"]);
+
     // The same triggers as a stream, from the oldest kept.
     let mut stream = modeling
         .subscribe_triggers(SubscribeTriggersRequest::default())
@@ -298,7 +342,7 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
     let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await??
         .unwrap_or_default();
-    assert_eq!(first.triggers.len(), 6);
+    assert_eq!(first.triggers.len(), 7);
     assert!(
         first
             .triggers

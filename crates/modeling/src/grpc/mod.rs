@@ -780,6 +780,35 @@ impl ModelingService for ModelingApi {
     }
 
     #[tracing::instrument(
+        name = "modeling.rotate_webhook_secret",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn rotate_webhook_secret(
+        &self,
+        request: Request<pb::RotateWebhookSecretRequest>,
+    ) -> Result<Response<pb::RotateWebhookSecretResponse>, Status> {
+        let (parent, id) = named_destination(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let req = request.get_ref();
+        let (view, secret, until) = self
+            .modeling
+            .rotate_webhook_secret(
+                &tenant,
+                id,
+                &req.signing_secret,
+                req.overlap.map(|d| d.seconds),
+            )
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::RotateWebhookSecretResponse {
+            webhook_destination: Some(activation::destination(&view)),
+            signing_secret: secret.unwrap_or_default(),
+            previous_secret_expire_time: Some(journeys::timestamp_ms(until.timestamp_millis())),
+        }))
+    }
+
+    #[tracing::instrument(
         name = "modeling.list_webhook_deliveries",
         skip_all,
         fields(service = "modeling")

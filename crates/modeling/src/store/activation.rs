@@ -604,3 +604,26 @@ pub async fn skip_to(pool: &PgPool, tenant: &str, id: &str, head: i64) -> Result
     .await?;
     Ok(())
 }
+
+/// Makes `secret` the destination's signing secret, the current one signing too until
+/// `previous_until`.
+pub async fn rotate_secret(
+    pool: &PgPool,
+    tenant: &str,
+    id: &str,
+    secret: &str,
+    previous_until: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE modeling.webhook_destinations
+            SET previous_secret = signing_secret, previous_secret_until = $4, signing_secret = $3
+          WHERE tenant_id = $1 AND destination_id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(secret)
+    .bind(previous_until)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -22,6 +22,10 @@ use crate::store::segments as segment_store;
 const DEFAULT_BATCH: i32 = 100;
 /// And at most.
 const MAX_BATCH: i32 = 1_000;
+/// How long an old secret keeps signing after a rotation, by default.
+const DEFAULT_OVERLAP_SECS: i64 = 86_400;
+/// And at most.
+const MAX_OVERLAP_SECS: i64 = 7 * 86_400;
 
 /// A destination as a caller sent it.
 #[derive(Debug, Clone, Default)]
@@ -350,6 +354,48 @@ impl Modeling {
         store::resume(&self.pool, tenant, id, (after > 0).then_some(after)).await?;
         self.segment_signals.wake_deliveries();
         self.webhook_destination(tenant, id).await
+    }
+
+    /// Replaces the destination's secret (generated when `given` is empty); the old one
+    /// keeps signing for `overlap_secs`. Returns the destination, the generated secret and
+    /// when the old one stops.
+    pub async fn rotate_webhook_secret(
+        &self,
+        tenant: &str,
+        id: &str,
+        given: &str,
+        overlap_secs: Option<i64>,
+    ) -> Result<
+        (
+            DestinationView,
+            Option<String>,
+            chrono::DateTime<chrono::Utc>,
+        ),
+        ModelingError,
+    > {
+        let mut problems = Violations::default();
+        let (secret, generated) = secret_of(given, &mut problems);
+        let overlap = overlap_secs.unwrap_or(DEFAULT_OVERLAP_SECS);
+        if !(0..=MAX_OVERLAP_SECS).contains(&overlap) {
+            problems.add("overlap", "OUT_OF_RANGE", "from 0 to 7 days");
+        }
+        let problems = problems.0.into_iter().map(|mut v| {
+            v.field = v.field.replace("webhook_destination.", "");
+            v
+        });
+        let problems: Vec<_> = problems.collect();
+        if !problems.is_empty() {
+            return Err(ModelingError::Invalid(problems));
+        }
+        let until = chrono::Utc::now() + chrono::Duration::seconds(overlap);
+        if !store::rotate_secret(&self.pool, tenant, id, &secret, until).await? {
+            return Err(ModelingError::NotFound("webhook destination"));
+        }
+        Ok((
+            self.webhook_destination(tenant, id).await?,
+            generated,
+            until,
+        ))
     }
 
     /// A page of the destination's attempts, newest first, before attempt `before`.
