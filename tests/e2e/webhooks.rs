@@ -16,11 +16,12 @@ use touchline_proto::identity::v1::identity_service_client::IdentityServiceClien
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
-    EventAggregation, EventMatcher, GetWebhookDestinationRequest, ListWebhookDeliveriesRequest,
-    NumberComparison, ResumeWebhookDestinationRequest, RotateWebhookSecretRequest, Segment,
-    SegmentRule, SubscribeTriggersRequest, TriggerType, WebhookAttemptOutcome, WebhookDestination,
-    WebhookState, event_aggregate_condition, segment_rule,
+    ChurnSettings, CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
+    EventAggregation, EventMatcher, GetWebhookDestinationRequest, InactivityRule,
+    ListWebhookDeliveriesRequest, ModelSettings, NumberComparison, ResumeWebhookDestinationRequest,
+    RotateWebhookSecretRequest, Segment, SegmentRule, SubscribeTriggersRequest, TriggerType,
+    UpdateModelSettingsRequest, WebhookAttemptOutcome, WebhookDestination, WebhookState,
+    event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 use touchline_webhooks::SigningSecret;
@@ -239,14 +240,25 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
     assert_eq!(retried.id, failed.id, "a retry is the same message");
     assert_eq!(retried.sequences, failed.sequences);
 
-    let ledger = modeling
-        .list_webhook_deliveries(ListWebhookDeliveriesRequest {
-            parent: format!("tenants/{TENANT}/webhookDestinations/crm"),
-            ..ListWebhookDeliveriesRequest::default()
-        })
-        .await?
-        .into_inner()
-        .attempts;
+    // The receiver answers before the attempt is written down: wait for the ledger's row.
+    let ledger = touchline_testkit::eventually(Duration::from_secs(10), || {
+        let mut modeling = modeling.clone();
+        async move {
+            let attempts = modeling
+                .list_webhook_deliveries(ListWebhookDeliveriesRequest {
+                    parent: format!("tenants/{TENANT}/webhookDestinations/crm"),
+                    ..ListWebhookDeliveriesRequest::default()
+                })
+                .await?
+                .into_inner()
+                .attempts;
+            Ok(attempts
+                .first()
+                .is_some_and(|a| a.attempt == 2)
+                .then_some(attempts))
+        }
+    })
+    .await?;
     let newest: Vec<(i32, i32, i32)> = ledger
         .iter()
         .take(2)
@@ -279,15 +291,22 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
         "{dead:?}"
     );
     assert!(dead.next_attempt_time.is_some());
-    let crm = modeling
-        .get_webhook_destination(GetWebhookDestinationRequest {
-            name: format!("tenants/{TENANT}/webhookDestinations/crm"),
-        })
-        .await?
-        .into_inner()
-        .webhook_destination
-        .unwrap_or_default();
-    assert_eq!(crm.delivered_sequence, crm.head_sequence, "{crm:?}");
+    // Caught up: the cursor reaches the head (triggers of other types are stepped over).
+    let crm = touchline_testkit::eventually(Duration::from_secs(10), || {
+        let mut modeling = modeling.clone();
+        async move {
+            let crm = modeling
+                .get_webhook_destination(GetWebhookDestinationRequest {
+                    name: format!("tenants/{TENANT}/webhookDestinations/crm"),
+                })
+                .await?
+                .into_inner()
+                .webhook_destination
+                .unwrap_or_default();
+            Ok((crm.delivered_sequence == crm.head_sequence).then_some(crm))
+        }
+    })
+    .await?;
     assert_eq!(crm.state, WebhookState::Active as i32);
 
     // A replay from a sequence sends the log after it again.
@@ -334,9 +353,16 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
     assert_eq!(exit.kinds, vec!["TRIGGER_TYPE_SEGMENT_EXITED"]);
     assert_eq!(exit.reasons, vec!["SEGMENT_CHANGE_REASON_CONSENT_CHANGED"]);
 
-    // The same triggers as a stream, from the oldest kept.
+    // The same segment triggers as a stream, from the oldest kept (the log also holds the
+    // lifecycle and RFM changes of the new buyers).
     let mut stream = modeling
-        .subscribe_triggers(SubscribeTriggersRequest::default())
+        .subscribe_triggers(SubscribeTriggersRequest {
+            types: vec![
+                TriggerType::SegmentEntered as i32,
+                TriggerType::SegmentExited as i32,
+            ],
+            ..SubscribeTriggersRequest::default()
+        })
         .await?
         .into_inner();
     let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
@@ -416,6 +442,134 @@ async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
             .any(|(f, r)| f == "webhook_destination.url" && r == "NON_PUBLIC_ADDRESS"),
         "{:?}",
         violations(&private)
+    );
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_customer_clears_the_churn_flag_and_changes_stage_as_triggers()
+-> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                name: format!("tenants/{TENANT}/modelSettings"),
+                churn: Some(ChurnSettings {
+                    inactivity_rules: vec![InactivityRule {
+                        threshold: Some(prost_types::Duration {
+                            seconds: 10 * 86_400,
+                            nanos: 0,
+                        }),
+                        ..InactivityRule::default()
+                    }],
+                    ..ChurnSettings::default()
+                }),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["churn.inactivity_rules".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await?;
+    // p1 last bought 40 days ago (churned, lapsed for weeks); p2 two days ago.
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let stored = touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![
+            sample_event("old-1", 1, "purchase", now - 40 * day),
+            sample_event("new-2", 2, "purchase", now - 2 * day),
+        ],
+    )
+    .await?;
+    let p1 = stored
+        .iter()
+        .find(|e| e.message_id == "old-1")
+        .map(|e| e.person_id.clone())
+        .unwrap_or_default();
+    modeling
+        .create_webhook_destination(CreateWebhookDestinationRequest {
+            webhook_destination_id: "automation".into(),
+            webhook_destination: Some(WebhookDestination {
+                url: "http://127.0.0.1:9/hooks".into(),
+                ..WebhookDestination::default()
+            }),
+            ..CreateWebhookDestinationRequest::default()
+        })
+        .await?;
+    // The first look records everyone's outputs without announcing them.
+    let pool = sqlx::PgPool::connect(&app.db.url).await?;
+    touchline_testkit::eventually(Duration::from_secs(30), || {
+        let pool = pool.clone();
+        async move {
+            let baseline: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM modeling.model_state_baselines WHERE tenant_id = $1",
+            )
+            .bind(TENANT)
+            .fetch_optional(&pool)
+            .await?;
+            Ok(baseline.map(|_| ()))
+        }
+    })
+    .await?;
+
+    touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![sample_event("back-1", 1, "purchase", now)],
+    )
+    .await?;
+    let mut stream = modeling
+        .subscribe_triggers(SubscribeTriggersRequest {
+            types: vec![
+                TriggerType::ChurnFlagCleared as i32,
+                TriggerType::ChurnFlagRaised as i32,
+                TriggerType::LifecycleStageChanged as i32,
+            ],
+            ..SubscribeTriggersRequest::default()
+        })
+        .await?
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let batch = tokio::time::timeout(Duration::from_secs(70), stream.message())
+            .await??
+            .unwrap_or_default();
+        seen.extend(batch.triggers);
+    }
+    let kinds: BTreeSet<(i32, String)> = seen
+        .iter()
+        .map(|t| (t.r#type, t.person_id.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            (TriggerType::LifecycleStageChanged as i32, p1.clone()),
+            (TriggerType::ChurnFlagCleared as i32, p1.clone()),
+        ]),
+        "only the returning customer's flag and stage move"
+    );
+    let stage = seen
+        .iter()
+        .find(|t| t.r#type == TriggerType::LifecycleStageChanged as i32)
+        .cloned()
+        .unwrap_or_default();
+    assert_ne!(
+        stage.previous_lifecycle_stage, stage.lifecycle_stage,
+        "{stage:?}"
+    );
+    assert_eq!(
+        stage.lifecycle_stage,
+        touchline_proto::modeling::v1::LifecycleStage::Returning as i32,
+        "{stage:?}"
     );
     app.stop().await;
     Ok(())

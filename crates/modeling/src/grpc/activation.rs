@@ -7,7 +7,7 @@ use super::segments::segment_name;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
 use crate::service::{DestinationView, NewDestination};
-use crate::store::activation::{Attempt, StoredTrigger};
+use crate::store::activation::{self as store, Attempt, StoredTrigger};
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     timestamp_ms(at.timestamp_millis())
@@ -131,7 +131,29 @@ pub(super) fn trigger(tenant: &str, t: &StoredTrigger) -> pb::Trigger {
         },
         segment_change_reason: i32::from(t.reason),
         tenant: format!("tenants/{tenant}"),
-        ..pb::Trigger::default()
+        ..model_outputs(t)
+    }
+}
+
+/// The fields a model-output trigger fills.
+fn model_outputs(t: &StoredTrigger) -> pb::Trigger {
+    let (before, now) = (i32::from(t.previous_value), i32::from(t.current_value));
+    match t.trigger_type {
+        store::LIFECYCLE_STAGE_CHANGED => pb::Trigger {
+            previous_lifecycle_stage: before,
+            lifecycle_stage: now,
+            ..pb::Trigger::default()
+        },
+        store::RFM_SEGMENT_CHANGED => pb::Trigger {
+            previous_rfm_segment: before,
+            rfm_segment: now,
+            ..pb::Trigger::default()
+        },
+        store::CHURN_FLAG_RAISED | store::CHURN_FLAG_CLEARED => pb::Trigger {
+            churn_score: t.churn_score,
+            ..pb::Trigger::default()
+        },
+        _ => pb::Trigger::default(),
     }
 }
 

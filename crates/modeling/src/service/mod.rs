@@ -6,6 +6,7 @@ mod activation;
 mod attribution;
 mod churn;
 mod journeys;
+mod outputs;
 mod replay;
 mod segments;
 mod visibility;

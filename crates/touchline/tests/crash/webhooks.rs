@@ -19,7 +19,8 @@ use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClien
 use touchline_proto::modeling::v1::{
     CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
     EventAggregation, EventMatcher, GetWebhookDestinationRequest, NumberComparison, Segment,
-    SegmentRule, WebhookDestination, event_aggregate_condition, segment_rule,
+    SegmentRule, SubscribeTriggersRequest, TriggerType, WebhookDestination,
+    event_aggregate_condition, segment_rule,
 };
 use touchline_runtime::client::{CallCredentials, lazy_channel};
 use touchline_testkit::{TestDatabase, eventually, token};
@@ -184,6 +185,7 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
                 url,
                 signing_secret: secret.to_string(),
                 max_batch_size: 5,
+                types: vec![TriggerType::SegmentEntered as i32],
                 ..WebhookDestination::default()
             }),
             ..CreateWebhookDestinationRequest::default()
@@ -209,7 +211,8 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
     }
 
     // Every acknowledged purchase becomes an entry, and the destination catches up.
-    let destination = eventually(Duration::from_secs(120), || {
+    // Every acknowledged purchase becomes an entry trigger, and the destination catches up.
+    let expected: Vec<i64> = eventually(Duration::from_secs(120), || {
         let mut modeling = modeling.clone();
         async move {
             let d = modeling
@@ -220,17 +223,25 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
                 .into_inner()
                 .webhook_destination
                 .unwrap_or_default();
-            let done = d.head_sequence >= i64::try_from(acknowledged)?
-                && d.delivered_sequence == d.head_sequence;
-
-            Ok(done.then_some(d))
+            let mut stream = modeling
+                .subscribe_triggers(SubscribeTriggersRequest {
+                    types: vec![TriggerType::SegmentEntered as i32],
+                    max_batch_size: 1_000,
+                    ..SubscribeTriggersRequest::default()
+                })
+                .await?
+                .into_inner();
+            let entries: Vec<i64> = stream
+                .message()
+                .await?
+                .map(|batch| batch.triggers.iter().map(|t| t.sequence).collect())
+                .unwrap_or_default();
+            let done =
+                entries.len() as u64 == acknowledged && d.delivered_sequence == d.head_sequence;
+            Ok(done.then_some(entries))
         }
     })
     .await?;
-    assert_eq!(destination.head_sequence, i64::try_from(acknowledged)?);
-
-    let head = destination.head_sequence;
-    let expected: Vec<i64> = (1..=head).collect();
     let reports = eventually(Duration::from_secs(30), || {
         let reports = reports.clone();
         let expected = expected.clone();

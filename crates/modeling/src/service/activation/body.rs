@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 use touchline_proto::modeling::v1 as pb;
 
-use crate::store::activation::StoredTrigger;
+use crate::store::activation::{self as store, StoredTrigger};
 
 fn enum_name<E: TryFrom<i32>>(number: i16, name: impl Fn(E) -> &'static str) -> Value {
     E::try_from(i32::from(number)).map_or_else(|_| json!(i32::from(number)), |e| json!(name(e)))
@@ -42,6 +42,37 @@ pub fn trigger_json(tenant: &str, t: &StoredTrigger) -> Value {
             enum_name(t.reason, |e: pb::SegmentChangeReason| e.as_str_name()),
         );
     }
+    match t.trigger_type {
+        store::LIFECYCLE_STAGE_CHANGED => {
+            object.insert(
+                "previousLifecycleStage".into(),
+                enum_name(t.previous_value, |e: pb::LifecycleStage| e.as_str_name()),
+            );
+            object.insert(
+                "lifecycleStage".into(),
+                enum_name(t.current_value, |e: pb::LifecycleStage| e.as_str_name()),
+            );
+        }
+        store::RFM_SEGMENT_CHANGED => {
+            object.insert(
+                "previousRfmSegment".into(),
+                enum_name(t.previous_value, |e: pb::RfmSegment| e.as_str_name()),
+            );
+            object.insert(
+                "rfmSegment".into(),
+                enum_name(t.current_value, |e: pb::RfmSegment| e.as_str_name()),
+            );
+        }
+        _ => {}
+    }
+    if let Some(score) = t.churn_score.filter(|_| {
+        matches!(
+            t.trigger_type,
+            store::CHURN_FLAG_RAISED | store::CHURN_FLAG_CLEARED
+        )
+    }) {
+        object.insert("churnScore".into(), json!(score));
+    }
     Value::Object(object)
 }
 
@@ -65,6 +96,9 @@ mod tests {
             reason: 9,
             triggered_at: chrono::DateTime::from_timestamp_millis(1_780_000_000_123)
                 .unwrap_or_default(),
+            previous_value: 0,
+            current_value: 0,
+            churn_score: None,
         };
         let body: Value =
             serde_json::from_slice(&delivery_body("acme", &[trigger])).unwrap_or_default();

@@ -5,12 +5,14 @@
 
 mod body;
 mod delivery;
+mod model_triggers;
 
 use std::collections::HashSet;
 
 use touchline_webhooks::{AddressPolicy, SigningSecret};
 
 pub use delivery::DeliveryWorker;
+pub use model_triggers::ModelMemory;
 
 use super::Modeling;
 use crate::error::ModelingError;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::super::Modeling;
+use super::super::outputs::Needs;
 use crate::error::ModelingError;
 use crate::journeys::segments::rule::evaluation_order;
 use crate::journeys::segments::{Evaluation, Rule, evaluate_in_order};
@@ -194,7 +195,7 @@ impl Modeling {
             .map(|s| (s.id.clone(), s.definition.rule.clone()))
             .collect();
         let rules: Vec<&Rule> = ordered.iter().map(|(_, rule)| rule).collect();
-        let inputs = self.output_inputs(tenant, &rules).await?;
+        let inputs = self.output_inputs(tenant, Needs::of(&rules)).await?;
         let names: Vec<String> = ordered.iter().flat_map(|(_, r)| r.event_names()).collect();
         self.on_view(tenant, names, move |view, run| {
             let outputs = inputs.outputs(view, run, now_ms)?;

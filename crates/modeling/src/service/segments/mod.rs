@@ -4,7 +4,6 @@
 //! signal that wakes change streams (`worker`).
 
 mod membership;
-mod outputs;
 mod worker;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -15,6 +14,7 @@ use uuid::Uuid;
 pub use worker::{SegmentSignals, SegmentWorker};
 
 use super::Modeling;
+use super::outputs::Needs;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
 use crate::journeys::segments::rule::evaluation_order;
@@ -284,7 +284,7 @@ impl Modeling {
             let members = store::current_members(&mut conn, tenant, &named).await?;
             stored.insert(named, Arc::new(members.into_iter().collect::<HashSet<_>>()));
         }
-        let inputs = self.output_inputs(tenant, &[rule]).await?;
+        let inputs = self.output_inputs(tenant, Needs::of(&[rule])).await?;
         let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
         let rule = rule.clone();
         self.on_view(tenant, rule.event_names(), move |view, run| {

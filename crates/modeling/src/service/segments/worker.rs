@@ -12,6 +12,7 @@ use touchline_runtime::Shutdown;
 
 use super::super::Modeling;
 use super::membership::TenantMemory;
+use crate::service::activation::ModelMemory;
 use crate::store::segments as store;
 
 /// How often the worker looks at each tenant when nothing wakes it.
@@ -86,6 +87,39 @@ pub struct SegmentWorker {
 }
 
 impl SegmentWorker {
+    /// Publishes the model-output triggers of every tenant that has a webhook destination.
+    async fn model_triggers(&self, models: &mut HashMap<String, ModelMemory>) {
+        let tenants = match crate::store::activation::destination_tenants(&self.modeling.pool).await
+        {
+            Ok(tenants) => tenants,
+            Err(err) => {
+                tracing::warn!(error = %err, "activation tenants could not be read; retrying");
+                return;
+            }
+        };
+        models.retain(|tenant, _| tenants.contains(tenant));
+        for tenant in tenants {
+            let remembered = models.entry(tenant.clone()).or_default();
+            match self
+                .modeling
+                .refresh_model_triggers(&tenant, remembered)
+                .await
+            {
+                Ok(0) => {}
+                Ok(published) => {
+                    tracing::info!(
+                        tenant,
+                        triggers = published,
+                        "model-output triggers published"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(tenant, error = %err, "model outputs could not be compared; retrying");
+                }
+            }
+        }
+    }
+
     /// The worker of `modeling` (sharing its views, caches and signals).
     pub fn new(modeling: Modeling) -> Self {
         Self { modeling }
@@ -94,6 +128,7 @@ impl SegmentWorker {
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
         let mut memory: HashMap<String, TenantMemory> = HashMap::new();
+        let mut models: HashMap<String, ModelMemory> = HashMap::new();
         let mut pruned_at: Option<Instant> = None;
         let signals = self.modeling.segment_signals.clone();
         loop {
@@ -126,10 +161,17 @@ impl SegmentWorker {
                     }
                 }
             }
+            self.model_triggers(&mut models).await;
             if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned_at = Some(Instant::now());
                 if let Err(err) = store::prune(&self.modeling.pool, KEEP_CHANGES).await {
                     tracing::warn!(error = %err, "old segment changes could not be pruned");
+                }
+                if let Err(err) =
+                    crate::store::activation::prune_triggers(&self.modeling.pool, KEEP_CHANGES)
+                        .await
+                {
+                    tracing::warn!(error = %err, "old triggers could not be pruned");
                 }
             }
         }

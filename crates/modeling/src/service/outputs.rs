@@ -10,7 +10,7 @@ use touchline_analytics::calendar::Interval;
 use touchline_analytics::lifecycle::LifecycleStage;
 use uuid::Uuid;
 
-use super::super::Modeling;
+use super::Modeling;
 use crate::error::ModelingError;
 use crate::journeys::churn::{self, ChurnTable, PurchaseEvent};
 use crate::journeys::churn_settings::RfmOptions;
@@ -21,7 +21,8 @@ use crate::journeys::{RunContext, TenantView};
 
 /// What the outputs are computed from, read before the view is taken.
 pub(super) struct Inputs {
-    churn: Option<Arc<ChurnTable>>,
+    /// The churn table, when needed.
+    pub churn: Option<Arc<ChurnTable>>,
     lifecycle: Option<(LifecycleOptions, Scope)>,
     rfm: Option<(PurchaseEvent, RfmOptions)>,
     zone: Tz,
@@ -30,8 +31,10 @@ pub(super) struct Inputs {
 /// The outputs computed over the view.
 #[derive(Default)]
 pub(super) struct Outputs {
-    lifecycle: Option<HashMap<Uuid, LifecycleStage>>,
-    rfm: Option<HashMap<Uuid, u8>>,
+    /// Every person's lifecycle stage, when needed.
+    pub lifecycle: Option<HashMap<Uuid, LifecycleStage>>,
+    /// Every scored person's RFM segment (contract number), when needed.
+    pub rfm: Option<HashMap<Uuid, u8>>,
 }
 
 /// The contract's `Interval` number as the calendar's; weeks by default.
@@ -52,24 +55,53 @@ fn settings_invalid(problems: &crate::journeys::query::Violations) -> ModelingEr
     ModelingError::Internal("model settings")
 }
 
+/// Which outputs a computation needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Needs {
+    /// Churn scores and flags.
+    pub churn: bool,
+    /// Lifecycle stages.
+    pub lifecycle: bool,
+    /// RFM segments.
+    pub rfm: bool,
+}
+
+impl Needs {
+    /// Every output.
+    pub const ALL: Self = Self {
+        churn: true,
+        lifecycle: true,
+        rfm: true,
+    };
+
+    /// What `rules` read.
+    pub fn of(rules: &[&Rule]) -> Self {
+        Self {
+            churn: rules.iter().any(|r| r.uses_churn()),
+            lifecycle: rules.iter().any(|r| r.uses_lifecycle()),
+            rfm: rules.iter().any(|r| r.uses_rfm()),
+        }
+    }
+}
+
 impl Modeling {
-    /// Reads what `rules` need: the churn table, the lifecycle and RFM options.
+    /// Reads what `needs` asks for: the churn table, the lifecycle and RFM options.
     pub(super) async fn output_inputs(
         &self,
         tenant: &str,
-        rules: &[&Rule],
+        needs: Needs,
     ) -> Result<Inputs, ModelingError> {
         let settings = self.model_settings(tenant).await?;
         let effective = settings
             .settings
             .validate("")
             .map_err(|p| settings_invalid(&p))?;
-        let churn = if rules.iter().any(|r| r.uses_churn()) {
+        let churn = if needs.churn {
             Some(self.churn_table(tenant, &settings).await?)
         } else {
             None
         };
-        let lifecycle = rules.iter().any(|r| r.uses_lifecycle()).then(|| {
+        let lifecycle = needs.lifecycle.then(|| {
             let s = &settings.settings;
             let options = LifecycleOptions {
                 interval: Some(interval(s.lifecycle.interval)),
@@ -83,7 +115,7 @@ impl Modeling {
             };
             (options, scope)
         });
-        let rfm = if rules.iter().any(|r| r.uses_rfm()) {
+        let rfm = if needs.rfm {
             let purchase = self
                 .purchase_event(tenant, effective.purchase_event.as_ref())
                 .await?;
