@@ -152,3 +152,16 @@ pub async fn publish_purchase_dictionary(
         .await?;
     Ok(())
 }
+
+/// The (field, reason) of each field violation a refused call carries.
+pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -623,15 +623,7 @@ async fn a_rolling_window_lets_a_person_go_when_time_passes_without_any_event() 
 /// The field of each violation of a refused call.
 fn violations(status: &tonic::Status) -> Vec<(String, String)> {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    tonic_types::StatusExt::get_error_details(status)
-        .bad_request()
-        .map(|b| {
-            b.field_violations
-                .iter()
-                .map(|v| (v.field.clone(), v.reason.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+    touchline_e2e::field_violations(status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

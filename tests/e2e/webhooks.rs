@@ -379,19 +379,6 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
     Ok(())
 }
 
-/// The (field, reason) of each violation of a refused call.
-fn violations(status: &tonic::Status) -> Vec<(String, String)> {
-    tonic_types::StatusExt::get_error_details(status)
-        .bad_request()
-        .map(|b| {
-            b.field_violations
-                .iter()
-                .map(|v| (v.field.clone(), v.reason.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
     crate::init();
@@ -413,7 +400,7 @@ async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
         .await
         .expect_err("every field is wrong");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let found = violations(&refused);
+    let found = touchline_e2e::field_violations(&refused);
     for (field, reason) in [
         ("webhook_destination.url", "UNSUPPORTED_SCHEME"),
         ("webhook_destination.signing_secret", "INVALID_SECRET"),
@@ -437,11 +424,11 @@ async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
         .await
         .expect_err("a private address");
     assert!(
-        violations(&private)
+        touchline_e2e::field_violations(&private)
             .iter()
             .any(|(f, r)| f == "webhook_destination.url" && r == "NON_PUBLIC_ADDRESS"),
         "{:?}",
-        violations(&private)
+        touchline_e2e::field_violations(&private)
     );
     app.stop().await;
     Ok(())

@@ -8,6 +8,7 @@ mod churn;
 mod journeys;
 mod outputs;
 mod replay;
+mod resource_id;
 mod segments;
 mod visibility;
 

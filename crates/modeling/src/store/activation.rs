@@ -32,18 +32,8 @@ pub async fn append_segment_triggers(
     if changes.is_empty() {
         return Ok(());
     }
-    let count = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-    let head: i64 = sqlx::query_scalar(
-        "INSERT INTO modeling.trigger_heads (tenant_id, head_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id)
-         DO UPDATE SET head_sequence = modeling.trigger_heads.head_sequence + $2
-         RETURNING head_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
-    let sequences: Vec<i64> = (head - count + 1..=head).collect();
+    let (sequences, _) =
+        super::next_sequences(&mut *conn, "trigger_heads", tenant, changes.len()).await?;
     let persons: Vec<Uuid> = changes.iter().map(|c| c.person).collect();
     let types: Vec<i16> = changes
         .iter()
@@ -748,18 +738,8 @@ pub async fn append_model_triggers(
     if triggers.is_empty() {
         return Ok(());
     }
-    let count = i64::try_from(triggers.len()).unwrap_or(i64::MAX);
-    let head: i64 = sqlx::query_scalar(
-        "INSERT INTO modeling.trigger_heads (tenant_id, head_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id)
-         DO UPDATE SET head_sequence = modeling.trigger_heads.head_sequence + $2
-         RETURNING head_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
-    let sequences: Vec<i64> = (head - count + 1..=head).collect();
+    let (sequences, _) =
+        super::next_sequences(&mut *conn, "trigger_heads", tenant, triggers.len()).await?;
     let types: Vec<i16> = triggers.iter().map(|t| t.trigger_type).collect();
     let persons: Vec<Uuid> = triggers.iter().map(|t| t.person).collect();
     let before: Vec<i16> = triggers.iter().map(|t| t.previous_value).collect();

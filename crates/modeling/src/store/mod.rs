@@ -100,6 +100,30 @@ pub async fn opted_out_persons(
     Ok(persons.into_iter().collect())
 }
 
+/// Hands out the tenant's next `count` sequences of a log whose head is kept in
+/// `heads_table` (`tenant_id`, `head_sequence`), inside the caller's transaction: the head row
+/// stays locked until it ends, so a log's sequences have no gaps and commit in order. Returns
+/// the sequences (empty for 0) and the head after them.
+pub async fn next_sequences(
+    conn: &mut sqlx::PgConnection,
+    heads_table: &'static str,
+    tenant: &str,
+    count: usize,
+) -> Result<(Vec<i64>, i64), sqlx::Error> {
+    let count = i64::try_from(count).unwrap_or(i64::MAX);
+    let head: i64 = sqlx::query_scalar(&format!(
+        "INSERT INTO modeling.{heads_table} (tenant_id, head_sequence) VALUES ($1, $2)
+         ON CONFLICT (tenant_id)
+         DO UPDATE SET head_sequence = modeling.{heads_table}.head_sequence + $2
+         RETURNING head_sequence"
+    ))
+    .bind(tenant)
+    .bind(count)
+    .fetch_one(conn)
+    .await?;
+    Ok(((head - count + 1..=head).collect(), head))
+}
+
 /// Modeling's consumer cursors.
 const CURSORS: touchline_db::CursorTable = touchline_db::CursorTable::in_schema("modeling");
 

@@ -545,22 +545,11 @@ pub async fn publish(
     changes: &[NewChange],
     at: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
-    let count = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-    let head: i64 = sqlx::query_scalar(
-        "INSERT INTO modeling.segment_change_heads (tenant_id, head_sequence) VALUES ($1, $2)
-         ON CONFLICT (tenant_id)
-         DO UPDATE SET head_sequence = modeling.segment_change_heads.head_sequence + $2
-         RETURNING head_sequence",
-    )
-    .bind(tenant)
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (sequences, head) =
+        super::next_sequences(&mut *conn, "segment_change_heads", tenant, changes.len()).await?;
     if changes.is_empty() {
         return Ok(head);
     }
-    let first = head - count + 1;
-    let sequences: Vec<i64> = (first..=head).collect();
     let ids: Vec<Uuid> = changes.iter().map(|_| Uuid::now_v7()).collect();
     let persons: Vec<Uuid> = changes.iter().map(|c| c.person).collect();
     let kinds: Vec<i16> = changes

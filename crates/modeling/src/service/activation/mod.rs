@@ -83,21 +83,6 @@ impl Default for WebhookOptions {
     }
 }
 
-fn check_id(id: &str, problems: &mut Violations) {
-    let ok = (1..=63).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        problems.add(
-            "webhook_destination_id",
-            "INVALID_ID",
-            "1–63 lower-case letters, digits and hyphens, starting with a letter",
-        );
-    }
-}
-
 /// The trigger type numbers, each checked.
 fn check_types(numbers: &[i32], problems: &mut Violations) -> Vec<i16> {
     let mut types = Vec::new();
@@ -163,15 +148,8 @@ impl Modeling {
             return Ok((self.webhook_destination(tenant, &id).await?, secret));
         }
         let mut problems = new.problems;
-        let id = if new.id.is_empty() {
-            format!(
-                "webhook-{}",
-                &uuid::Uuid::now_v7().simple().to_string()[..12]
-            )
-        } else {
-            new.id
-        };
-        check_id(&id, &mut problems);
+        let id = super::resource_id::or_generated(new.id, "webhook");
+        super::resource_id::check("webhook_destination_id", &id, &mut problems);
         if let Err(rejection) = self.webhooks.policy.check_endpoint(&new.url).await {
             problems.add(
                 "webhook_destination.url",

@@ -125,21 +125,6 @@ pub struct ChangesPage {
     pub head_sequence: i64,
 }
 
-fn check_id(id: &str, problems: &mut Violations) {
-    let ok = (1..=63).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        problems.add(
-            "segment_id",
-            "INVALID_ID",
-            "1–63 lower-case letters, digits and hyphens, starting with a letter",
-        );
-    }
-}
-
 fn check_texts(display_name: &str, description: &str, problems: &mut Violations) {
     if display_name.chars().count() > MAX_DISPLAY_NAME {
         problems.add("segment.display_name", "TOO_LONG", "at most 200 characters");
@@ -324,12 +309,8 @@ impl Modeling {
             validate_only,
         } = request;
         let mut problems = input.problems;
-        let id = if id.is_empty() {
-            format!("segment-{}", &Uuid::now_v7().simple().to_string()[..12])
-        } else {
-            id
-        };
-        check_id(&id, &mut problems);
+        let id = super::resource_id::or_generated(id, "segment");
+        super::resource_id::check("segment_id", &id, &mut problems);
         check_texts(&input.display_name, &input.description, &mut problems);
         let reevaluation_secs = check_reevaluation(input.reevaluation_secs, &mut problems);
         let Some(rule) = input.rule else {
