@@ -394,6 +394,7 @@ async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
     if let Some(d) = bad.webhook_destination.as_mut() {
         d.segments = vec![format!("tenants/{TENANT}/segments/nobody")];
         d.types.push(42);
+        d.max_deliveries_per_second = 20_000;
     }
     let refused = modeling
         .create_webhook_destination(bad)
@@ -407,6 +408,10 @@ async fn bad_webhook_destinations_name_each_problem() -> anyhow::Result<()> {
         ("webhook_destination.max_batch_size", "OUT_OF_RANGE"),
         ("webhook_destination.segments[0]", "UNKNOWN_SEGMENT"),
         ("webhook_destination.types[2]", "UNKNOWN_VALUE"),
+        (
+            "webhook_destination.max_deliveries_per_second",
+            "OUT_OF_RANGE",
+        ),
     ] {
         assert!(
             found.iter().any(|(f, r)| f == field && r == reason),
@@ -558,6 +563,57 @@ async fn a_returning_customer_clears_the_churn_flag_and_changes_stage_as_trigger
         touchline_proto::modeling::v1::LifecycleStage::Returning as i32,
         "{stage:?}"
     );
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_endpoint_gets_its_attempts_spaced_by_its_limit() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let secret = SigningSecret::generate();
+    let mut receiver = PythonReceiver::start(&workspace_root()?, &[&secret]).await?;
+    modeling.create_segment(buyers()).await?;
+    let mut slow = destination("slow", receiver.url("/hooks"), &secret.to_string(), 1);
+    if let Some(d) = slow.webhook_destination.as_mut() {
+        d.max_deliveries_per_second = 5;
+    }
+    modeling.create_webhook_destination(slow).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let purchases = (1..=6)
+        .map(|n| sample_event(&format!("r-{n}"), n, "purchase", now))
+        .collect();
+    touchline_e2e::ingest_and_store(&mut collection, &mut modeling, purchases).await?;
+    for _ in 0..6 {
+        let seen = next_delivery(&mut receiver).await?;
+        assert!(seen.verified, "{seen:?}");
+    }
+    let attempts = modeling
+        .list_webhook_deliveries(ListWebhookDeliveriesRequest {
+            parent: format!("tenants/{TENANT}/webhookDestinations/slow"),
+            ..ListWebhookDeliveriesRequest::default()
+        })
+        .await?
+        .into_inner()
+        .attempts;
+    let times: Vec<i64> = attempts
+        .iter()
+        .filter_map(|a| a.attempt_time.as_ref())
+        .map(|t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+        .collect();
+    assert!(times.len() >= 5, "{attempts:?}");
+    for pair in times.windows(2) {
+        // Newest first: each attempt starts at least 1/5 s after the one before it.
+        assert!(
+            pair[0] - pair[1] >= 195,
+            "attempts {} ms apart",
+            pair[0] - pair[1]
+        );
+    }
     app.stop().await;
     Ok(())
 }

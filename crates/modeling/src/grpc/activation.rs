@@ -64,6 +64,7 @@ pub(super) fn new_destination(
         signing_secret: d.signing_secret,
         max_batch_size: d.max_batch_size,
         start_after_sequence: d.start_after_sequence,
+        max_deliveries_per_second: d.max_deliveries_per_second,
         request_id: request.request_id.clone(),
         problems,
     }
@@ -98,6 +99,7 @@ pub(super) fn destination(view: &DestinationView) -> pb::WebhookDestination {
         create_time: Some(timestamp(d.created_at)),
         head_sequence: view.head_sequence,
         next_attempt_time: view.next_attempt_at.map(timestamp),
+        max_deliveries_per_second: d.max_deliveries_per_second,
     }
 }
 

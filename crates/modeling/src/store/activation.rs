@@ -193,12 +193,15 @@ pub struct Destination {
     pub last_error: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Most attempts a second; 0 for no limit.
+    pub max_deliveries_per_second: i32,
 }
 
 const DESTINATION: &str =
     "tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
     max_batch_size, signing_secret, previous_secret, previous_secret_until, delivered_sequence,
-    state, consecutive_failures, last_success_at, last_failure_at, last_error, created_at";
+    state, consecutive_failures, last_success_at, last_failure_at, last_error, created_at,
+    max_deliveries_per_second";
 
 /// The contract's `WEBHOOK_STATE_ACTIVE`.
 pub const ACTIVE: i16 = 1;
@@ -217,8 +220,8 @@ pub async fn insert_destination(
     let done = sqlx::query(
         "INSERT INTO modeling.webhook_destinations
              (tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
-              max_batch_size, signing_secret, delivered_sequence)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+              max_batch_size, signing_secret, delivered_sequence, max_deliveries_per_second)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (tenant_id, destination_id) DO NOTHING",
     )
     .bind(&d.tenant_id)
@@ -230,6 +233,7 @@ pub async fn insert_destination(
     .bind(d.max_batch_size)
     .bind(&d.signing_secret)
     .bind(d.delivered_sequence)
+    .bind(d.max_deliveries_per_second)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -144,7 +144,14 @@ impl EndpointTask {
             let wait = (batch.next_attempt_at - now).to_std().unwrap_or(RECHECK);
             return Ok(Step::Wait(wait));
         }
+        let started = tokio::time::Instant::now();
         self.attempt(&destination, batch).await?;
+        // The endpoint's own rate limit: attempts at least 1/rate apart.
+        if let Ok(rate) = u32::try_from(destination.max_deliveries_per_second)
+            && rate > 0
+        {
+            tokio::time::sleep_until(started + Duration::from_secs(1) / rate).await;
+        }
         Ok(Step::Again)
     }
 

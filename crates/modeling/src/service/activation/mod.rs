@@ -24,6 +24,8 @@ use crate::store::segments as segment_store;
 const DEFAULT_BATCH: i32 = 100;
 /// And at most.
 const MAX_BATCH: i32 = 1_000;
+/// The highest per-destination rate limit (attempts a second).
+const MAX_RATE: i32 = 10_000;
 /// How long an old secret keeps signing after a rotation, by default.
 const DEFAULT_OVERLAP_SECS: i64 = 86_400;
 /// And at most.
@@ -48,6 +50,8 @@ pub struct NewDestination {
     pub max_batch_size: i32,
     /// 0 for the head.
     pub start_after_sequence: i64,
+    /// Most attempts a second; 0 for no limit.
+    pub max_deliveries_per_second: i32,
     /// The idempotency key.
     pub request_id: String,
     /// Problems found while reading the request.
@@ -162,6 +166,13 @@ impl Modeling {
             .await?;
         let (secret, generated) = secret_of(&new.signing_secret, &mut problems);
         let max_batch_size = batch_size(new.max_batch_size, &mut problems);
+        if !(0..=MAX_RATE).contains(&new.max_deliveries_per_second) {
+            problems.add(
+                "webhook_destination.max_deliveries_per_second",
+                "OUT_OF_RANGE",
+                "from 0 (no limit) to 10,000",
+            );
+        }
         let delivered_sequence = self
             .start_after(tenant, new.start_after_sequence, &mut problems)
             .await?;
@@ -186,6 +197,7 @@ impl Modeling {
             last_failure_at: None,
             last_error: String::new(),
             created_at: chrono::Utc::now(),
+            max_deliveries_per_second: new.max_deliveries_per_second,
         };
         let mut tx = self.pool.begin().await?;
         if !store::insert_destination(&mut tx, &destination).await? {
