@@ -368,6 +368,19 @@ async fn segments_keep_their_members_current_and_publish_every_change() -> anyho
         of_kind(&log, "vip", SegmentChangeKind::Entered),
         BTreeMap::from([(p(1), created), (p(2), created)])
     );
+    let again = changes_after(&mut modeling, &format!("tenants/{TENANT}/segments/-"), 0).await?;
+    let ids = |changes: &[SegmentChange]| -> Vec<String> {
+        changes.iter().map(|c| c.change_id.clone()).collect()
+    };
+    assert_eq!(
+        ids(&log),
+        ids(&again[..log.len()]),
+        "change ids are stable across reads"
+    );
+    assert!(
+        log.iter()
+            .all(|c| uuid::Uuid::parse_str(&c.change_id).is_ok())
+    );
     let sequences: Vec<i64> = log.iter().map(|c| c.sequence).collect();
     assert_eq!(
         sequences,

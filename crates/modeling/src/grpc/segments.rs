@@ -584,6 +584,7 @@ pub(super) fn change(tenant: &str, c: &StoredChange) -> pb::SegmentChange {
         reason: i32::from(c.reason),
         change_time: Some(timestamp(c.changed_at)),
         identifiers: Vec::new(),
+        change_id: c.change_id.to_string(),
     }
 }
 
