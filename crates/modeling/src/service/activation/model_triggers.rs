@@ -19,6 +19,10 @@ use crate::store::activation::{self as store, ModelState, ModelTrigger};
 /// Looks at least this often even when no event arrived: stages and flags change as time
 /// passes (a customer turns dormant, an inactivity threshold is crossed).
 const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+/// And at most this often while events keep arriving: a look computes every person's outputs
+/// (churn, lifecycle, RFM) and shares the worker with segment membership, whose entries must
+/// stay within a second of their events.
+const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 /// What the worker remembers of a tenant's model states between looks.
 #[derive(Debug, Clone, Default)]
@@ -79,10 +83,10 @@ impl Modeling {
         memory: &mut ModelMemory,
     ) -> Result<usize, ModelingError> {
         let revision = self.journeys.current(tenant).await?.positions.revision;
-        let moved = memory.revision != Some(revision);
-        let stale = memory
-            .at
-            .is_none_or(|at| at.elapsed() >= LOOK_AT_LEAST_EVERY);
+        let since = memory.at.map(|at| at.elapsed());
+        let moved = memory.revision != Some(revision)
+            && since.is_none_or(|since| since >= LOOK_AT_MOST_EVERY);
+        let stale = since.is_none_or(|since| since >= LOOK_AT_LEAST_EVERY);
         if !(moved || stale) {
             return Ok(0);
         }
