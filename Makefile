@@ -27,6 +27,8 @@ help: ## List the targets (the default goal)
 # The demo uses the binary's own database (created when missing) and the Redis cache.
 demo: export TOUCHLINE_DATABASE__URL ?= postgres://postgres@127.0.0.1:5432/touchline
 demo: export TOUCHLINE_IDENTITY__REDIS_URL ?= $(REDIS_URL)
+demo: export TOUCHLINE_WEBHOOKS__ALLOW_PLAIN_HTTP ?= true
+demo: export TOUCHLINE_WEBHOOKS__ALLOW_LOOPBACK ?= true
 demo: ## Run all five services on 127.0.0.1:50051 with the small demo data set (Ctrl-C stops)
 	@DATABASE_URL="$$TOUCHLINE_DATABASE__URL" REDIS_URL="$$TOUCHLINE_IDENTITY__REDIS_URL" $(SERVICES) --create-database
 	$(CARGO) build -p touchline

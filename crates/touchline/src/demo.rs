@@ -84,6 +84,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         "models:read",
         "reports:read",
         "identity:read",
+        "segments:read",
+        "segments:write",
+        "activation:read",
+        "activation:write",
     ])
     .with_roles(["marketing"]);
     let token = touchline_auth::mint_hs256(
@@ -91,6 +95,9 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         &claims,
     )?;
 
+    // The demo's webhook receiver listens on a plain-http loopback address, which the
+    // services call only when the operator allows both.
+    let webhooks_allowed = config.webhooks.allow_plain_http && config.webhooks.allow_loopback;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let app = Application::build(config, shutdown.clone()).await?;
@@ -225,6 +232,14 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     );
     crate::demo_churn::print_rfm(&mut modeling, &parent).await?;
     crate::demo_churn::print_churn(&mut modeling, &mut identity, &parent).await?;
+    crate::demo_activation::run(
+        &mut modeling,
+        &mut identity,
+        &parent,
+        webhooks_allowed,
+        &shutdown,
+    )
+    .await?;
     println!("\ntry: grpcurl -plaintext -H 'authorization: Bearer {token}' {addr} list");
     if args.exit {
         shutdown.trigger();

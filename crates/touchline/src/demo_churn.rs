@@ -62,7 +62,11 @@ pub async fn print_rfm(
 
 /// A person's first masked identifier (`138****5678`), or a shortened id when identity
 /// cannot say.
-async fn masked(identity: &mut IdentityServiceClient<Channel>, person: &str, id: &str) -> String {
+pub(crate) async fn masked(
+    identity: &mut IdentityServiceClient<Channel>,
+    person: &str,
+    id: &str,
+) -> String {
     let profile = identity
         .get_profile(identity::GetProfileRequest {
             name: person.to_owned(),

@@ -7,9 +7,12 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod demo;
+mod demo_activation;
 mod demo_attribution;
 mod demo_churn;
 mod demo_journeys;
+mod demo_receiver;
+mod demo_segments;
 pub mod mount;
 
 pub use app::Application;
