@@ -277,9 +277,20 @@ async fn start_from_retail_template(
             description: "demo: retail template".to_owned(),
             ..Default::default()
         })
-        .await
-        .context("publishing the dictionary")?
-        .into_inner();
+        .await;
+    // A second run on the same database finds the template published already: governance
+    // refuses to publish an unchanged dictionary, and the active version serves as it is.
+    let published = match published {
+        Ok(reply) => reply.into_inner(),
+        Err(status)
+            if status.code() == tonic::Code::FailedPrecondition
+                && status.message().contains("nothing changed") =>
+        {
+            println!("event dictionary: unchanged since an earlier run / 事件字典与上次运行相同");
+            governance::PublishDictionaryVersionResponse::default()
+        }
+        Err(status) => return Err(status).context("publishing the dictionary"),
+    };
     println!(
         "event dictionary: retail template, {} canonical events, version {}\n事件字典：零售行业模板，{} 个标准事件",
         applied.added_event_names.len()
