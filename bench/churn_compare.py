@@ -1,10 +1,11 @@
-"""Compares touchline's BG/NBD fit with lifetimes' BetaGeoFitter on the CDNOW sample.
+"""Compares touchline's BG/NBD and MBG/NBD fits with lifetimes' BetaGeoFitter and
+ModifiedBetaGeoFitter on the CDNOW sample.
 
 Loads the CDNOW customer summary that lifetimes ships (2,357 customers, time in weeks), fits it
-with lifetimes and with touchline's `bgnbd_fit` example, and prints both parameter sets side by
-side with their relative differences, the largest relative difference of P(alive) and of the
-expected purchases over every customer, and both fit times. Then times touchline's fit on
-synthetic customers (1,000,000 by default).
+with lifetimes and with touchline's `bgnbd_fit` example, once per model, and prints both
+parameter sets and log-likelihoods side by side with their relative differences, the largest
+relative difference of P(alive) and of the expected purchases over every customer, and both fit
+times. Then times touchline's fits on synthetic customers (1,000,000 by default).
 
 Run with the peer-tools environment's python (`bash scripts/peers.sh` prints it):
 
@@ -22,11 +23,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lifetimes import BetaGeoFitter
+from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter
 from lifetimes.datasets import load_cdnow_summary
 
 GOAL = 1e-3
 PARAMS = ["r", "alpha", "a", "b"]
+# (name, lifetimes' fitter, the example's --model)
+MODELS = [("BG/NBD", BetaGeoFitter, "bgnbd"), ("MBG/NBD", ModifiedBetaGeoFitter, "mbgnbd")]
 
 
 def run_example(workspace, args):
@@ -42,7 +45,8 @@ def relative(ours, theirs):
     return abs(ours - theirs) / max(abs(theirs), 1e-300)
 
 
-def compare_cdnow(workspace, horizon):
+def compare_cdnow(workspace, horizon, model):
+    name, fitter, flag = model
     data = load_cdnow_summary(index_col=[0])
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "cdnow.csv"
@@ -50,16 +54,18 @@ def compare_cdnow(workspace, horizon):
         data[["frequency", "recency", "T"]].to_csv(source, index=False)
 
         started = time.perf_counter()
-        peer = BetaGeoFitter().fit(data["frequency"], data["recency"], data["T"])
+        peer = fitter().fit(data["frequency"], data["recency"], data["T"])
         peer_seconds = time.perf_counter() - started
         peer_alive = peer.conditional_probability_alive(data["frequency"], data["recency"], data["T"])
         peer_expected = peer.conditional_expected_number_of_purchases_up_to_time(
             horizon, data["frequency"], data["recency"], data["T"])
 
-        ours = run_example(workspace, [str(source), str(rows), "--horizon", str(horizon)])
+        ours = run_example(workspace, [str(source), str(rows), "--model", flag,
+                                       "--horizon", str(horizon)])
         table = np.loadtxt(rows, delimiter=",", skiprows=1, ndmin=2)
 
-    print(f"CDNOW summary: {len(data)} customers (weeks)")
+    print(f"\n{name} on the CDNOW summary: {len(data)} customers (weeks); "
+          f"lifetimes' {fitter.__name__}")
     print(f"{'':>16}{'touchline':>18}{'lifetimes':>18}{'rel. diff':>12}")
     worst = 0.0
     for name in PARAMS:
@@ -69,7 +75,7 @@ def compare_cdnow(workspace, horizon):
     # lifetimes reports its optimum on internally rescaled time; evaluate its parameters on the
     # data as given, so both log-likelihoods are in the same units.
     peer_log_params = np.log(np.array([peer.params_[name] for name in PARAMS]))
-    peer_ll = -BetaGeoFitter._negative_log_likelihood(
+    peer_ll = -fitter._negative_log_likelihood(
         peer_log_params, data["frequency"].to_numpy(), data["recency"].to_numpy(),
         data["T"].to_numpy(), np.ones(len(data)), 0.0) * len(data)
     ll = float(ours["log_likelihood"])
@@ -83,12 +89,19 @@ def compare_cdnow(workspace, horizon):
           f"lifetimes {peer_seconds * 1e3:.2f} ms")
     verdict = "met" if max(worst, alive_diff) <= GOAL else "NOT met"
     print(f"goal (parameters and P(alive) within {GOAL:g} relative): {verdict}")
+    one_time = data["frequency"].to_numpy() == 0
+    print(f"mean churn score of the {one_time.sum()} one-time buyers: "
+          f"{np.mean(1.0 - table[one_time, 0]):.4f}, of the {(~one_time).sum()} others: "
+          f"{np.mean(1.0 - table[~one_time, 0]):.4f}")
     return max(worst, alive_diff) <= GOAL
 
 
-def time_synthetic(workspace, count, threads):
-    ours = run_example(workspace, ["-", "-", "--synthetic", str(count), "--threads", str(threads)])
-    print(f"synthetic fit, {count} customers, {threads} thread(s): {float(ours['fit_seconds']):.3f} s "
+def time_synthetic(workspace, count, threads, model):
+    name, _, flag = model
+    ours = run_example(workspace, ["-", "-", "--model", flag, "--synthetic", str(count),
+                                   "--threads", str(threads)])
+    print(f"{name} synthetic fit, {count} customers, {threads} thread(s): "
+          f"{float(ours['fit_seconds']):.3f} s "
           f"({ours['iterations']} iterations, converged={ours['converged']}, "
           f"log-likelihood {float(ours['log_likelihood']):.3f})")
 
@@ -100,9 +113,11 @@ def main():
     parser.add_argument("--workspace", default=str(Path(__file__).resolve().parent.parent),
                         help="the cargo workspace to build the example in")
     args = parser.parse_args()
-    ok = compare_cdnow(args.workspace, args.horizon)
-    for threads in (1, 2):
-        time_synthetic(args.workspace, args.synthetic, threads)
+    ok = all([compare_cdnow(args.workspace, args.horizon, model) for model in MODELS])
+    print()
+    for model in MODELS:
+        for threads in (1, 2):
+            time_synthetic(args.workspace, args.synthetic, threads, model)
     sys.exit(0 if ok else 1)
 
 

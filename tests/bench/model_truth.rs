@@ -1,8 +1,12 @@
 //! Attribution and churn scores against the generator's truth: a retail data set, its period
 //! ending today, generated and streamed through the whole application (collection, cleaning,
-//! identity, the event store). Churn: ListChurnScores over every buyer, each stored person
-//! mapped to the true person most of their events came from, and the ROC AUC of the score
-//! against who the generator made churn. Attribution: RunAttribution with Markov (order 1) and Shapley (conversions game) over the dictionary's
+//! identity, the event store). Churn: ListChurnScores over every buyer under each
+//! probability-alive model (BG/NBD, then MBG/NBD, chosen through UpdateModelSettings), each
+//! stored person mapped to the true person most of their events came from, and the ROC AUC of
+//! the score against who the generator made churn — over all buyers, repeat buyers and
+//! one-time buyers — next to the time since the last purchase and to the in-sample churn rate
+//! of buyers alike in repeat purchases and weeks since the last purchase (an optimistic bound
+//! for scores built from purchase timing), and to the time since the last event of any kind. Attribution: RunAttribution with Markov (order 1) and Shapley (conversions game) over the dictionary's
 //! conversions, next to the truth the generator drew conversions from — per channel, the
 //! expected removal effect and Shapley conversions of its logistic model — as shares of all
 //! credit, with the rank each gives every channel.
@@ -27,7 +31,7 @@
     reason = "a benchmark's script reads top to bottom"
 )]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -35,11 +39,15 @@ use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelResult, AttributionModelType as T,
-    CountEventsRequest, EventMatcher, ListChurnScoresRequest, RunAttributionRequest,
+    CountEventsRequest, EventMatcher, RunAttributionRequest,
 };
 use touchline_sim::template::Touch;
 use touchline_sim::{SendOptions, SimConfig, TemplateKind};
 use touchline_testkit::{TestApp, token};
+
+// The binary's own folder holds its churn half (the attribution half is this file).
+#[path = "model_truth/churn.rs"]
+mod churn;
 
 /// The stored channel of each truth touch kind.
 fn stored_channel(touch: Touch) -> &'static str {
@@ -120,10 +128,16 @@ async fn main() -> anyhow::Result<()> {
 
     let scratch = std::env::temp_dir().join(format!("model-truth-{}", std::process::id()));
     let truth = touchline_sim::generate(cfg.clone(), &scratch, &mut |_| {})?;
-    let churned: HashSet<String> = std::fs::read_to_string(scratch.join("truth/churn.csv"))?
+    // person_id,churn_date,churn_ms,last_activity_ms
+    let churned: HashMap<String, i64> = std::fs::read_to_string(scratch.join("truth/churn.csv"))?
         .lines()
         .skip(1)
-        .filter_map(|line| line.split(',').next().map(str::to_owned))
+        .filter_map(|line| {
+            let mut cells = line.split(',');
+            let person = cells.next()?.to_owned();
+            let churn_ms = cells.nth(1)?.parse().ok()?;
+            Some((person, churn_ms))
+        })
         .collect();
     std::fs::remove_dir_all(&scratch).ok();
 
@@ -137,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
             "models:read",
             "dictionary:read",
             "dictionary:write",
+            "segments:write",
         ],
     );
     touchline_e2e::publish_retail_dictionary(
@@ -171,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    churn_auc(&mut modeling, &cfg, &churned).await?;
+    churn::churn_auc(&mut modeling, &cfg, &churned).await?;
 
     let reaching = [
         "page_view",
@@ -197,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-type Modeling = ModelingServiceClient<
+pub(crate) type Modeling = ModelingServiceClient<
     tonic::service::interceptor::InterceptedService<
         tonic::transport::Channel,
         touchline_runtime::client::CallCredentials,
@@ -315,124 +330,5 @@ async fn compare(
             worst * 100.0
         );
     }
-    Ok(())
-}
-
-/// The true person behind each stored person: the one most of its events came from.
-async fn true_persons(
-    modeling: &mut Modeling,
-    cfg: &SimConfig,
-) -> anyhow::Result<HashMap<String, String>> {
-    let mut truth_of_message: HashMap<String, String> = HashMap::new();
-    let mut stream = touchline_sim::events(cfg.clone())?;
-    while let Some(event) = stream.next_with_truth() {
-        if let Some(person) = event.person {
-            truth_of_message.insert(event.event.message_id, person);
-        }
-    }
-    let mut votes: HashMap<String, HashMap<String, u64>> = HashMap::new();
-    for stored in touchline_e2e::stored_events(modeling).await? {
-        if let Some(person) = truth_of_message.get(&stored.message_id) {
-            *votes
-                .entry(stored.person_id)
-                .or_default()
-                .entry(person.clone())
-                .or_default() += 1;
-        }
-    }
-    Ok(votes
-        .into_iter()
-        .filter_map(|(stored, counts)| {
-            counts
-                .into_iter()
-                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map(|(person, _)| (stored, person))
-        })
-        .collect())
-}
-
-/// ROC AUC: the chance that a random positive scores above a random negative (ties half).
-fn auc(scored: &mut [(f64, bool)]) -> f64 {
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let positives = scored.iter().filter(|s| s.1).count() as f64;
-    let negatives = scored.len() as f64 - positives;
-    let (mut rank_sum, mut i) = (0.0, 0);
-    while i < scored.len() {
-        let mut j = i;
-        while j < scored.len() && scored[j].0 == scored[i].0 {
-            j += 1;
-        }
-        // Ranks i+1 ..= j share their mean.
-        let mean_rank = (i + 1 + j) as f64 / 2.0;
-        rank_sum += mean_rank * scored[i..j].iter().filter(|s| s.1).count() as f64;
-        i = j;
-    }
-    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
-}
-
-/// Every buyer's churn score against who really churned.
-async fn churn_auc(
-    modeling: &mut Modeling,
-    cfg: &SimConfig,
-    churned: &HashSet<String>,
-) -> anyhow::Result<()> {
-    let truth = true_persons(modeling, cfg).await?;
-    let (mut scored, mut flagged) = (Vec::new(), Vec::new());
-    // BG/NBD gives a buyer without a repeat purchase P(alive) = 1 (dropping out happens only
-    // after a purchase in that model), so those buyers are also counted apart, and the time
-    // since the last purchase is scored as the plain baseline it is.
-    let (mut repeat, mut recency) = (Vec::new(), Vec::new());
-    let mut page_token = String::new();
-    loop {
-        let page = modeling
-            .list_churn_scores(ListChurnScoresRequest {
-                page_size: 1_000,
-                page_token,
-                ..ListChurnScoresRequest::default()
-            })
-            .await
-            .context("ListChurnScores")?
-            .into_inner();
-        for score in page.scores {
-            let Some(person) = truth.get(&score.person_id) else {
-                continue;
-            };
-            let really = churned.contains(person);
-            if let Some(value) = score.score {
-                scored.push((value, really));
-                if score.repeat_purchases > 0 {
-                    repeat.push((value, really));
-                }
-                let inactive = score.inactive_for.map_or(0, |d| d.seconds);
-                recency.push((inactive as f64, really));
-            }
-            flagged.push((score.churned, really));
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    let positives = scored.iter().filter(|s| s.1).count();
-    let flag_hits = flagged.iter().filter(|(f, r)| *f && *r).count();
-    let flagged_count = flagged.iter().filter(|(f, _)| *f).count();
-    let really = flagged.iter().filter(|(_, r)| *r).count();
-    println!(
-        "\nchurn: {} buyers scored, {positives} of them truly churned; ROC AUC of 1 − P(alive) {:.3} (target >= 0.8)",
-        scored.len(),
-        auc(&mut scored)
-    );
-    let one_time = scored.len() - repeat.len();
-    println!(
-        "  {one_time} of them bought once (P(alive) = 1 by the model); over the {} repeat buyers the AUC is {:.3}; time since the last purchase alone scores {:.3}",
-        repeat.len(),
-        auc(&mut repeat),
-        auc(&mut recency)
-    );
-    println!(
-        "  inactivity flag: {flagged_count} flagged, {flag_hits} truly churned (precision {:.2}, recall {:.2})",
-        flag_hits as f64 / flagged_count.max(1) as f64,
-        flag_hits as f64 / really.max(1) as f64
-    );
     Ok(())
 }

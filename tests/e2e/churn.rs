@@ -17,6 +17,10 @@
 //! recency 2d, 5d, 60d, 100d (+1h each); frequency 1, 1, 2, 3; monetary 20, 90, 100, 400. A
 //! value's level is one more than the bounds strictly below it (recency reversed), and the
 //! default map's first matching rule names the segment.
+//!
+//! A second scenario chooses the probability-alive model through UpdateModelSettings: under
+//! MBG/NBD, one-time buyers have a churn score above 0 that grows with the time since their
+//! purchase; under BG/NBD the same buyers score 0.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +35,7 @@ use touchline_proto::identity::v1::identity_service_client::IdentityServiceClien
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    BgNbdParameters, BgNbdSettings, ChurnScore, ChurnScoreOrder, ChurnSettings,
+    BgNbdParameters, BgNbdSettings, ChurnModel, ChurnScore, ChurnScoreOrder, ChurnSettings,
     GetChurnScoresRequest, GetModelSettingsRequest, InactivityRule, ListChurnScoresRequest,
     ModelSettings, RfmSegment, RfmSettings, RunRfmRequest, UpdateModelSettingsRequest,
 };
@@ -215,8 +219,10 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
     let rule = churn.inactivity_rules.first().cloned().unwrap_or_default();
     assert_eq!(rule.suggested_threshold, Some(days(90)));
     assert_eq!(rule.gap_sample_size, 6);
+    assert_eq!(churn.model, ChurnModel::MbgNbd as i32, "the default model");
     let fit = churn.bg_nbd.and_then(|b| b.last_fit).unwrap_or_default();
     assert_eq!(fit.person_count, 5, "five persons bought in the fit window");
+    assert_eq!(fit.model, ChurnModel::MbgNbd as i32);
     assert_eq!(settings.rfm.map(|r| r.score_levels), Some(5));
 
     // RFM at T0 with the default settings: the table of the module docs.
@@ -295,7 +301,7 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
     assert!(sizes.iter().all(|(_, n)| *n == 1));
     assert_eq!(rfm.cells.len(), 5);
 
-    // Settings: fixed parameters and a 30-day rule, with an etag and a request id.
+    // Settings: BG/NBD with fixed parameters and a 30-day rule, with an etag and a request id.
     let change = UpdateModelSettingsRequest {
         model_settings: Some(ModelSettings {
             churn: Some(ChurnSettings {
@@ -303,6 +309,7 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
                     threshold: Some(days(30)),
                     ..InactivityRule::default()
                 }],
+                model: ChurnModel::BgNbd as i32,
                 bg_nbd: Some(BgNbdSettings {
                     fixed_parameters: Some(BgNbdParameters {
                         r: PARAMS[0],
@@ -320,6 +327,7 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
         update_mask: Some(FieldMask {
             paths: vec![
                 "churn.inactivity_rules".to_owned(),
+                "churn.model".to_owned(),
                 "churn.bg_nbd.fixed_parameters".to_owned(),
             ],
         }),
@@ -333,6 +341,10 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
         .model_settings
         .unwrap_or_default();
     assert_eq!(updated.etag, "1");
+    assert_eq!(
+        updated.churn.as_ref().map(|c| c.model),
+        Some(ChurnModel::BgNbd as i32)
+    );
     let retried = modeling
         .update_model_settings(change.clone())
         .await?
@@ -607,5 +619,169 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
         .err()
         .map(|s| s.code());
     assert_eq!(other, Some(tonic::Code::PermissionDenied));
+    Ok(())
+}
+
+/// MBG/NBD's P(alive) on whole UTC days, from the parameters the service reports.
+fn mbg_alive(p: &BgNbdParameters, x: f64, t_x: f64, age: f64) -> f64 {
+    1.0 / (1.0 + p.a / (p.b + x) * ((p.alpha + age) / (p.alpha + t_x)).powf(p.r + x))
+}
+
+/// Chooses the tenant's model; returns the settings as stored.
+async fn choose_model(modeling: &mut Modeling, model: i32) -> Result<ModelSettings, tonic::Status> {
+    let reply = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                churn: Some(ChurnSettings {
+                    model,
+                    ..ChurnSettings::default()
+                }),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["churn.model".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await?;
+    Ok(reply.into_inner().model_settings.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mbg_nbd_scores_one_time_buyers_by_how_long_ago_they_bought() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token("churn-mbg", SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+
+    // (person, days before T0): one-time buyers 3 (recent), 60 and 200 days back (long
+    // inactive), and two repeat buyers so the fit sees both kinds.
+    let purchases: [(u64, i64); 9] = [
+        (1, 3),
+        (2, 200),
+        (3, 60),
+        (4, 10),
+        (4, 40),
+        (4, 70),
+        (4, 100),
+        (5, 150),
+        (5, 160),
+    ];
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(DAY_MS);
+    let events: Vec<_> = purchases
+        .iter()
+        .enumerate()
+        .map(|(i, (person, k))| {
+            sample_event(
+                &format!("m{i}"),
+                *person,
+                "purchase",
+                t0 - k * DAY_MS - 3_600_000,
+            )
+        })
+        .collect();
+    let stored =
+        touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
+    assert_eq!(stored.len(), events.len(), "every event is stored");
+    let mut person_of: BTreeMap<u64, String> = BTreeMap::new();
+    for event in &stored {
+        let index: usize = event.message_id.trim_start_matches('m').parse()?;
+        person_of.insert(purchases[index].0, event.person_id.clone());
+    }
+    assert_eq!(person_of.len(), 5, "five persons");
+    let names: Vec<String> = (1..=5)
+        .map(|n| {
+            let id = person_of.get(&n).cloned().unwrap_or_default();
+            format!("tenants/churn-mbg/persons/{id}")
+        })
+        .collect();
+
+    // MBG/NBD chosen by name: the stored settings say so, and so does the fit.
+    let chosen = choose_model(&mut modeling, ChurnModel::MbgNbd as i32).await?;
+    assert_eq!(
+        chosen.churn.as_ref().map(|c| c.model),
+        Some(ChurnModel::MbgNbd as i32)
+    );
+    let scores = modeling
+        .get_churn_scores(GetChurnScoresRequest {
+            persons: names.clone(),
+            ..GetChurnScoresRequest::default()
+        })
+        .await?
+        .into_inner()
+        .scores;
+    assert_eq!(scores.len(), 5);
+    let fit = modeling
+        .get_model_settings(GetModelSettingsRequest::default())
+        .await?
+        .into_inner()
+        .model_settings
+        .and_then(|s| s.churn)
+        .and_then(|c| c.bg_nbd)
+        .and_then(|b| b.last_fit)
+        .unwrap_or_default();
+    assert_eq!(fit.model, ChurnModel::MbgNbd as i32);
+    assert_eq!(fit.person_count, 5);
+    let params = fit.parameters.unwrap_or_default();
+    let today = ms_of(scores[0].compute_time.as_ref()).div_euclid(DAY_MS);
+    let t0_day = t0.div_euclid(DAY_MS);
+    let score_of = |n: usize| scores[n - 1].score.unwrap_or(f64::NAN);
+    for (n, score) in scores.iter().enumerate() {
+        let ks: Vec<i64> = purchases
+            .iter()
+            .filter(|(person, _)| *person == n as u64 + 1)
+            .map(|(_, k)| *k)
+            .collect();
+        let first = t0_day - ks.iter().max().copied().unwrap_or(0) - 1;
+        let last = t0_day - ks.iter().min().copied().unwrap_or(0) - 1;
+        let x = ks.len() as f64 - 1.0;
+        let alive = mbg_alive(&params, x, (last - first) as f64, (today - first) as f64);
+        let got = score.probability_alive.unwrap_or(f64::NAN);
+        assert!((got - alive).abs() < 1e-9, "p{}: {got} vs {alive}", n + 1);
+        assert!((score.score.unwrap_or(f64::NAN) - (1.0 - got)).abs() < 1e-12);
+    }
+    // One-time buyers: above 0, and the longer since the purchase, the higher.
+    let (recent, middle, gone) = (score_of(1), score_of(3), score_of(2));
+    assert!(recent > 0.0, "{recent}");
+    assert!(
+        recent < middle && middle < gone,
+        "{recent} < {middle} < {gone}"
+    );
+    // The listing ranks the long-inactive one-time buyer above the recent one.
+    let (listed, _, _) = all_pages(&mut modeling, ListChurnScoresRequest::default()).await?;
+    let rank = |n: usize| {
+        let id = person_of.get(&(n as u64)).cloned().unwrap_or_default();
+        listed.iter().position(|s| s.person_id == id)
+    };
+    assert!(rank(2) < rank(1), "{:?} before {:?}", rank(2), rank(1));
+
+    // BG/NBD on the same data: one-time buyers are certainly alive.
+    choose_model(&mut modeling, ChurnModel::BgNbd as i32).await?;
+    let scores = modeling
+        .get_churn_scores(GetChurnScoresRequest {
+            persons: names.clone(),
+            ..GetChurnScoresRequest::default()
+        })
+        .await?
+        .into_inner()
+        .scores;
+    for n in [1, 2, 3] {
+        let score = &scores[n - 1];
+        assert_eq!(
+            (score.score, score.probability_alive),
+            (Some(0.0), Some(1.0)),
+            "p{n}"
+        );
+    }
+
+    // An unknown model is refused by name.
+    let refused = choose_model(&mut modeling, 9)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("an unknown model is refused"))?;
+    assert_eq!(violations(&refused), ["model_settings.churn.model"]);
     Ok(())
 }

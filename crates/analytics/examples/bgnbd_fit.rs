@@ -1,7 +1,9 @@
-//! Fits the BG/NBD model to a CSV of customer summaries and writes P(alive) and the expected
-//! purchases of every row, for comparison with other tools.
+//! Fits the BG/NBD model (or, with `--model mbgnbd`, the MBG/NBD model) to a CSV of customer
+//! summaries and writes P(alive) and the expected purchases of every row, for comparison with
+//! other tools.
 //!
-//! Usage: `bgnbd_fit <input.csv> <output.csv> [--horizon T] [--threads N] [--synthetic N]`
+//! Usage: `bgnbd_fit <input.csv> <output.csv> [--model bgnbd|mbgnbd] [--horizon T]
+//! [--threads N] [--synthetic N]`
 //!
 //! The input has a header naming the columns `frequency` (x), `recency` (t_x) and `T`, in any
 //! order, and may have others. The output has one line per input row:
@@ -14,11 +16,10 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use touchline_analytics::churn::bgnbd::{
-    BgNbdParams, CustomerSummary, FitOptions, expected_purchases, fit_bgnbd, probability_alive,
-};
+use touchline_analytics::churn::bgnbd::{BetaGeoModel, BgNbdParams, CustomerSummary, FitOptions};
 
 struct Args {
+    model: BetaGeoModel,
     input: String,
     output: String,
     horizon: f64,
@@ -29,9 +30,17 @@ struct Args {
 fn parse_args() -> Result<Args, Box<dyn Error>> {
     let mut positional = Vec::new();
     let (mut horizon, mut threads, mut synthetic) = (10.0, 1, None);
+    let mut model = BetaGeoModel::BgNbd;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--model" => {
+                model = match args.next().as_deref() {
+                    Some("bgnbd") => BetaGeoModel::BgNbd,
+                    Some("mbgnbd") => BetaGeoModel::MbgNbd,
+                    _ => return Err("--model is bgnbd or mbgnbd".into()),
+                }
+            }
             "--horizon" => horizon = args.next().ok_or("--horizon needs a value")?.parse()?,
             "--threads" => threads = args.next().ok_or("--threads needs a value")?.parse()?,
             "--synthetic" => {
@@ -40,10 +49,12 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             _ => positional.push(arg),
         }
     }
-    let [input, output] = <[String; 2]>::try_from(positional).map_err(
-        |_| "usage: bgnbd_fit <input.csv> <output.csv> [--horizon T] [--threads N] [--synthetic N]",
-    )?;
+    let [input, output] = <[String; 2]>::try_from(positional).map_err(|_| {
+        "usage: bgnbd_fit <input.csv> <output.csv> [--model bgnbd|mbgnbd] [--horizon T] \
+             [--threads N] [--synthetic N]"
+    })?;
     Ok(Args {
+        model,
         input,
         output,
         horizon,
@@ -132,7 +143,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ..FitOptions::default()
     };
     let started = Instant::now();
-    let fit = fit_bgnbd(&customers, &options)?;
+    let fit = args.model.fit(&customers, &options)?;
     let seconds = started.elapsed().as_secs_f64();
     let BgNbdParams { r, alpha, a, b } = fit.params;
     println!(
@@ -148,11 +159,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let mut out = String::from("p_alive,expected_purchases\n");
     for customer in &customers {
-        let expected = expected_purchases(&fit.params, customer, args.horizon)?;
+        let expected = args
+            .model
+            .expected_purchases(&fit.params, customer, args.horizon)?;
         writeln!(
             out,
             "{:.17e},{:.17e}",
-            probability_alive(&fit.params, customer),
+            args.model.probability_alive(&fit.params, customer),
             expected
         )?;
     }

@@ -80,6 +80,15 @@ pub(crate) async fn masked(
     shown.unwrap_or_else(|| format!("{}…", id.chars().take(8).collect::<String>()))
 }
 
+/// The name of the probability-alive model behind the scores, as the settings report it.
+fn model_label(number: i32) -> &'static str {
+    match modeling::ChurnModel::try_from(number) {
+        Ok(modeling::ChurnModel::BgNbd) => "BG/NBD",
+        Ok(modeling::ChurnModel::MbgNbd) => "MBG/NBD",
+        _ => "unspecified / 未指定",
+    }
+}
+
 /// Prints the persons with the highest churn score (opted-out persons are never listed).
 pub async fn print_churn(
     modeling: &mut ModelingServiceClient<Channel>,
@@ -95,8 +104,18 @@ pub async fn print_churn(
         })
         .await?
         .into_inner();
+    let model = modeling
+        .get_model_settings(modeling::GetModelSettingsRequest {
+            name: format!("{parent}/modelSettings"),
+        })
+        .await?
+        .into_inner()
+        .model_settings
+        .and_then(|s| s.churn)
+        .map_or(0, |c| c.model);
     println!(
-        "\nhighest churn scores / 流失分最高的用户 (1 − P(alive), of {} persons / 共 {} 位, {} ms)",
+        "\nhighest churn scores / 流失分最高的用户 (1 − P(alive), {}, of {} persons / 共 {} 位, {} ms)",
+        model_label(model),
         reply.total_size,
         reply.total_size,
         started.elapsed().as_millis()
@@ -138,5 +157,12 @@ mod tests {
     fn segments_are_named_in_both_languages() {
         assert_eq!(segment_label(1), "Champions / 冠军客户");
         assert_eq!(segment_label(0), "unspecified / 未指定");
+    }
+
+    #[test]
+    fn models_are_named() {
+        assert_eq!(model_label(modeling::ChurnModel::MbgNbd as i32), "MBG/NBD");
+        assert_eq!(model_label(modeling::ChurnModel::BgNbd as i32), "BG/NBD");
+        assert_eq!(model_label(0), "unspecified / 未指定");
     }
 }

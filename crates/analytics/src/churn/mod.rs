@@ -6,6 +6,9 @@
 //!   segments of the contract.
 //! - `bgnbd`: the BG/NBD model; its maximum-likelihood fit, P(alive) per person (the churn
 //!   score is `1 − P(alive)`) and the expected purchases in a coming period.
+//! - `mbgnbd`: the MBG/NBD variant, which lets a customer drop out right after the first
+//!   purchase too, so one-time buyers are not all scored as certainly alive; it shares BG/NBD's
+//!   types and machinery (`bgnbd::BetaGeoModel` names either model).
 //!
 //! Rules chosen where the contract and the definitions leave room (each module says more):
 //! - Time unit. The contract gives BG/NBD parameters in days; the fit itself is unit-agnostic
@@ -16,7 +19,8 @@
 //! - `penalizer` has lifetimes' shape (`coef · Σ params²` added to the mean negative
 //!   log-likelihood) but applies to α in the caller's unit, not lifetimes' rescaled α.
 //! - A person without any purchase has no BG/NBD summary; the contract leaves their score unset.
-//!   A person with one purchase (x = 0) has P(alive) = 1 by the formula.
+//!   A person with one purchase (x = 0) has P(alive) = 1 by the BG/NBD formula, below 1 by
+//!   MBG/NBD's. A summary with x = 0 must have t_x = 0.
 //! - RFM: nearest-rank quantile bounds, equal values share a level; the default segment map is
 //!   the R `rfm` package's table, made first-match, with Champions ahead of Loyal and its
 //!   "Lost" row split into Lost (R = 1) and Hibernating (R = 2); other level counts are mapped
@@ -31,6 +35,7 @@
 pub mod bgnbd;
 mod error;
 pub mod inactivity;
+pub mod mbgnbd;
 pub mod rfm;
 #[cfg(test)]
 mod tests;

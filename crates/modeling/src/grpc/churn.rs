@@ -13,9 +13,10 @@ use super::journeys::{matcher, ms, timestamp_ms};
 use crate::journeys::churn::{ChurnRow, ChurnTable, PersonRfm};
 use crate::journeys::churn_pages::{ChurnListQuery, ChurnOrder};
 use crate::journeys::churn_settings::{
-    BgNbdSettings, ChurnSettings, DEFAULT_CHURN_INTERVALS, DEFAULT_FIT_WINDOW_SECS,
-    DEFAULT_LOOKBACK_SECS, DEFAULT_REFIT_SECS, INTERVAL_WEEK, LifecycleSettings, ModelSettings,
-    RfmSettings, RuleSettings, SegmentRuleSettings, Span, VersionedSettings, default_segment_rules,
+    BgNbdSettings, ChurnSettings, DEFAULT_CHURN_INTERVALS, DEFAULT_CHURN_MODEL,
+    DEFAULT_FIT_WINDOW_SECS, DEFAULT_LOOKBACK_SECS, DEFAULT_REFIT_SECS, INTERVAL_WEEK,
+    LifecycleSettings, ModelSettings, RfmSettings, RuleSettings, SegmentRuleSettings, Span,
+    VersionedSettings, churn_model_number, default_segment_rules,
 };
 use crate::journeys::query::Matcher;
 use crate::service::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
@@ -108,6 +109,7 @@ pub(super) fn settings(settings: Option<&pb::ModelSettings>) -> ModelSettings {
                 })
                 .collect(),
             qualifying: matchers(&c.qualifying_events),
+            model: c.model,
             bg_nbd: BgNbdSettings {
                 fit_window: bg.and_then(|b| span(b.fit_window.as_ref())),
                 refit_interval: bg.and_then(|b| span(b.refit_interval.as_ref())),
@@ -224,6 +226,7 @@ fn churn_reply(s: &ChurnSettings, table: Option<&Arc<ChurnTable>>) -> pb::ChurnS
     };
     let bg = &s.bg_nbd;
     let last_fit = table.and_then(|t| t.fit).map(|fit| pb::BgNbdFit {
+        model: churn_model_number(fit.model),
         parameters: Some(pb::BgNbdParameters {
             r: fit.params.r,
             alpha: fit.params.alpha,
@@ -238,6 +241,7 @@ fn churn_reply(s: &ChurnSettings, table: Option<&Arc<ChurnTable>>) -> pb::ChurnS
     pb::ChurnSettings {
         inactivity_rules: rules,
         qualifying_events: s.qualifying.iter().map(pb_matcher).collect(),
+        model: or_default(s.model, churn_model_number(DEFAULT_CHURN_MODEL)),
         bg_nbd: Some(pb::BgNbdSettings {
             fit_window: Some(span_or(bg.fit_window, DEFAULT_FIT_WINDOW_SECS)),
             refit_interval: Some(span_or(bg.refit_interval, DEFAULT_REFIT_SECS)),

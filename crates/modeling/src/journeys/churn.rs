@@ -8,14 +8,14 @@
 //! - Every person of the view with at least one event has a churn row; persons without a
 //!   purchase have no score (the contract leaves it unset) and sort after every scored person
 //!   in a score listing.
-//! - The BG/NBD fit uses each purchaser's purchases inside the fit window; a person's P(alive)
-//!   uses all their purchases up to now (the fit window bounds the fit, not who is scored).
+//! - The probability-alive model (BG/NBD or MBG/NBD, as the settings choose) is fitted on each
+//!   purchaser's purchases inside the fit window; a person's P(alive) uses all their purchases
+//!   up to now (the fit window bounds the fit, not who is scored).
 //! - Inactivity: activity is the qualifying events (purchases when none are set); the default
 //!   rule's threshold is the fixed one or the suggestion from every purchaser's gaps.
 
 use touchline_analytics::churn::bgnbd::{
-    BgNbdParams, CustomerSummary, FitOptions, SummaryBuilder, TimeUnit, churn_score, fit_bgnbd,
-    probability_alive,
+    BetaGeoModel, BgNbdParams, CustomerSummary, FitOptions, SummaryBuilder, TimeUnit,
 };
 use touchline_analytics::churn::inactivity::{
     DEFAULT_FALLBACK_DAYS, InactivityStatus, InactivityThreshold, PurchaseGapSample,
@@ -272,9 +272,11 @@ pub struct ChurnRow {
     pub last_purchase_ms: Option<i64>,
 }
 
-/// The outcome of the BG/NBD fit.
+/// The outcome of the probability-alive model's fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitOutcome {
+    /// The model fitted.
+    pub model: BetaGeoModel,
     /// The parameters used.
     pub params: BgNbdParams,
     /// The log-likelihood at them (over the fit's customers).
@@ -429,8 +431,8 @@ fn row_of(
 ) -> ChurnRow {
     let (score, probability_alive) = match (p.summary, fit) {
         (Some(summary), Some(fit)) => (
-            Some(churn_score(&fit.params, &summary)),
-            Some(probability_alive(&fit.params, &summary)),
+            Some(fit.model.churn_score(&fit.params, &summary)),
+            Some(fit.model.probability_alive(&fit.params, &summary)),
         ),
         _ => (None, None),
     };
@@ -517,24 +519,27 @@ fn fit_of(
     now_ms: i64,
     threads: usize,
 ) -> Option<FitOutcome> {
+    let model = settings.model;
     if let Some(params) = settings.fixed_parameters {
         return Some(FitOutcome {
+            model,
             params,
-            log_likelihood: touchline_analytics::churn::bgnbd::log_likelihood(&params, customers),
+            log_likelihood: model.log_likelihood(&params, customers),
             person_count: customers.len() as u64,
             converged: true,
             fit_ms: now_ms,
         });
     }
-    if reuse.is_some() {
-        return reuse;
+    if let Some(fit) = reuse.filter(|fit| fit.model == model) {
+        return Some(fit);
     }
     let options = FitOptions {
         threads: threads.max(1),
         ..FitOptions::default()
     };
-    let fit = fit_bgnbd(customers, &options).ok()?;
+    let fit = model.fit(customers, &options).ok()?;
     Some(FitOutcome {
+        model,
         params: fit.params,
         log_likelihood: fit.log_likelihood,
         person_count: fit.customer_count,

@@ -52,6 +52,7 @@ struct Stored {
     lifecycle_churn_intervals: i32,
     inactivity_rules: Vec<StoredRule>,
     churn_qualifying: Vec<StoredMatcher>,
+    churn_model: i32,
     fit_window: Option<(i64, i32)>,
     refit_interval: Option<(i64, i32)>,
     fixed_parameters: Option<[f64; 4]>,
@@ -140,6 +141,7 @@ impl From<&ModelSettings> for Stored {
                 })
                 .collect(),
             churn_qualifying: s.churn.qualifying.iter().map(to_stored).collect(),
+            churn_model: s.churn.model,
             fit_window: s.churn.bg_nbd.fit_window,
             refit_interval: s.churn.bg_nbd.refit_interval,
             fixed_parameters: s.churn.bg_nbd.fixed_parameters,
@@ -182,6 +184,7 @@ impl From<Stored> for ModelSettings {
                     })
                     .collect(),
                 qualifying: s.churn_qualifying.into_iter().map(from_stored).collect(),
+                model: s.churn_model,
                 bg_nbd: BgNbdSettings {
                     fit_window: s.fit_window,
                     refit_interval: s.refit_interval,

@@ -1,7 +1,7 @@
 //! RFM and churn through the projection equal a deliberately naive computation from the raw
 //! list of purchases, on a few hundred random histories: values, scores and quantile bounds,
-//! P(alive) and the churn score by the contract's formula on whole UTC days, the inactivity
-//! flag and the suggested threshold.
+//! P(alive) and the churn score by the chosen model's formula (BG/NBD, MBG/NBD or the default)
+//! on whole UTC days, the inactivity flag and the suggested threshold.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +14,8 @@ use touchline_modeling::journeys::churn::{
     ChurnRow, ChurnTable, PurchaseEvent, churn_table, purchase_condition, run_rfm,
 };
 use touchline_modeling::journeys::churn_settings::{
-    BgNbdSettings, ChurnSettings, ModelSettings, RfmSettings, RuleSettings,
+    BgNbdSettings, CHURN_MODEL_BG_NBD, CHURN_MODEL_MBG_NBD, ChurnSettings, DEFAULT_CHURN_MODEL,
+    ModelSettings, RfmSettings, RuleSettings, churn_model_number,
 };
 use touchline_modeling::journeys::query::Matcher;
 use touchline_modeling::journeys::{RunContext, TenantView};
@@ -211,13 +212,13 @@ fn suggested_days(purchases: &BTreeMap<Uuid, Vec<(i64, f64)>>, percentile: f64) 
     (gap / DAY_S as f64).ceil().clamp(1.0, 1_095.0) as u32
 }
 
-/// One row against the formula on whole UTC days and the inactivity rule.
+/// One row against the model's formula on whole UTC days and the inactivity rule.
 fn check_row(
     row: &ChurnRow,
     bought: &BTreeMap<Uuid, Vec<(i64, f64)>>,
     raw: &[Raw],
     persons: &[Uuid],
-    params: [f64; 4],
+    (model, params): (i32, [f64; 4]),
     threshold_days: i64,
 ) {
     let [r, alpha, a, b] = params;
@@ -234,10 +235,13 @@ fn check_row(
     let (first, last) = (days[0], days[days.len() - 1]);
     let x = (days.len() - 1) as f64;
     let (t_x, age) = ((last - first) as f64, (today - first) as f64);
-    let alive = if days.len() == 1 {
+    let widening = ((alpha + age) / (alpha + t_x)).powf(r + x);
+    let alive = if model == CHURN_MODEL_MBG_NBD {
+        1.0 / (1.0 + a / (b + x) * widening)
+    } else if days.len() == 1 {
         1.0
     } else {
-        1.0 / (1.0 + a / (b + x - 1.0) * ((alpha + age) / (alpha + t_x)).powf(r + x))
+        1.0 / (1.0 + a / (b + x - 1.0) * widening)
     };
     let got_alive = row.probability_alive.unwrap_or(f64::NAN);
     let got_score = row.score.unwrap_or(f64::NAN);
@@ -272,6 +276,11 @@ fn check_churn(
         rng.random_range(0.1..5.0),
     ];
     let fixed_days = rng.random_bool(0.5).then(|| rng.random_range(1..200i64));
+    let chosen = [0, CHURN_MODEL_BG_NBD, CHURN_MODEL_MBG_NBD][rng.random_range(0..3)];
+    let model = match chosen {
+        0 => churn_model_number(DEFAULT_CHURN_MODEL),
+        number => number,
+    };
     let percentile = [0.0, 0.5, 0.9, 1.0][rng.random_range(0..4)];
     let settings = ModelSettings {
         churn: ChurnSettings {
@@ -281,6 +290,7 @@ fn check_churn(
                 suggestion_percentile: percentile,
             }],
             qualifying: Vec::new(),
+            model: chosen,
             bg_nbd: BgNbdSettings {
                 fixed_parameters: Some(params),
                 ..BgNbdSettings::default()
@@ -312,7 +322,7 @@ fn check_churn(
         "every person with an event has a row, by id"
     );
     for row in &table.rows {
-        check_row(row, &bought, raw, persons, params, threshold_days);
+        check_row(row, &bought, raw, persons, (model, params), threshold_days);
     }
     // Score order: highest first, unscored last, ties by id.
     let order: Vec<(f64, Uuid)> = table

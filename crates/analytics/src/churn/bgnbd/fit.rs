@@ -1,4 +1,4 @@
-//! Maximum-likelihood fit of the BG/NBD parameters.
+//! Maximum-likelihood fit of the parameters of either model (BG/NBD or MBG/NBD).
 //!
 //! The optimiser works on `θ = ln(r, α, a, b)`, so every trial point is a valid parameter set,
 //! and minimises the mean negative log-likelihood plus an optional L2 penalty on the parameters
@@ -13,7 +13,7 @@
 //! customers, never on their order. See `optimize` for the stopping rule.
 
 use super::likelihood::FitData;
-use super::model::{BgNbdParams, CustomerSummary};
+use super::model::{BetaGeoModel, BgNbdParams, CustomerSummary};
 use super::optimize::minimize_bfgs;
 use crate::churn::error::ChurnError;
 
@@ -54,6 +54,8 @@ impl Default for FitOptions {
 /// The outcome of a fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BgNbdFit {
+    /// The model fitted.
+    pub model: BetaGeoModel,
     /// The parameters found.
     pub params: BgNbdParams,
     /// The log-likelihood (summed over customers, without the penalty) at those parameters.
@@ -66,8 +68,28 @@ pub struct BgNbdFit {
     pub customer_count: u64,
 }
 
-/// Fits r, α, a, b by maximum likelihood; refuses an empty or invalid customer list.
+/// Fits the BG/NBD r, α, a, b by maximum likelihood; refuses an empty or invalid customer list.
 pub fn fit_bgnbd(
+    customers: &[CustomerSummary],
+    options: &FitOptions,
+) -> Result<BgNbdFit, ChurnError> {
+    BetaGeoModel::BgNbd.fit(customers, options)
+}
+
+impl BetaGeoModel {
+    /// Fits r, α, a, b of this model by maximum likelihood; refuses an empty or invalid
+    /// customer list.
+    pub fn fit(
+        self,
+        customers: &[CustomerSummary],
+        options: &FitOptions,
+    ) -> Result<BgNbdFit, ChurnError> {
+        fit(self, customers, options)
+    }
+}
+
+fn fit(
+    model: BetaGeoModel,
     customers: &[CustomerSummary],
     options: &FitOptions,
 ) -> Result<BgNbdFit, ChurnError> {
@@ -83,7 +105,7 @@ pub fn fit_bgnbd(
     }
     let mut sorted = customers.to_vec();
     FitData::sort(&mut sorted);
-    let data = FitData::from_sorted(sorted.iter().copied());
+    let data = FitData::from_sorted(model, sorted.iter().copied());
     let max_age = data.max_age();
     let start_alpha = if max_age > 0.0 { max_age } else { 1.0 };
     let mut start = [1.0, start_alpha, 1.0, 1.0].map(f64::ln);
@@ -91,7 +113,7 @@ pub fn fit_bgnbd(
     let sample_size = options.warm_start_sample;
     if sample_size > 0 && sorted.len() > 2 * sample_size {
         let stride = sorted.len() / sample_size;
-        let sample = FitData::from_sorted(sorted.iter().copied().step_by(stride));
+        let sample = FitData::from_sorted(model, sorted.iter().copied().step_by(stride));
         let warm = minimize_bfgs(
             objective(&sample, options),
             start,
@@ -113,6 +135,7 @@ pub fn fit_bgnbd(
     let params = BgNbdParams::from_array(minimum.point.map(f64::exp));
     let log_likelihood = data.evaluate(&params, options.threads).value;
     Ok(BgNbdFit {
+        model,
         params,
         log_likelihood,
         iterations: warm_iterations + minimum.iterations,

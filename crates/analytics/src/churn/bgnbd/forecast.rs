@@ -1,35 +1,69 @@
 //! The expected number of purchases in the next t time units of a customer with history
-//! (x, t_x, T): the paper's equation (10),
+//! (x, t_x, T), for either model. With d the customer's chances to drop out so far (see
+//! `model`: d = x for BG/NBD, x + 1 for MBG/NBD) and `z = t/(α+T+t)`:
 //!
-//! `E[Y(t) | x, t_x, T] = (a+b+x−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) · ₂F₁(r+x, b+x; a+b+x−1; z)]
-//!                        / (1 + [x>0] · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x))`, `z = t/(α+T+t)`.
+//! `E[Y(t) | x, t_x, T] = (a+b+d−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) · ₂F₁(r+x, b+d; a+b+d−1; z)]
+//!                        · P(alive | x, t_x, T)`.
 //!
-//! Evaluated without its two weak spots:
+//! For BG/NBD this is the paper's equation (10); for MBG/NBD it is
+//! `(a+b+x)/(a−1) · [1 − (…)^(r+x) ₂F₁(r+x, b+x+1; a+b+x; z)] / (1 + a/(b+x) · ((α+T)/(α+t_x))^(r+x))`,
+//! Batislam et al.'s expectation as corrected by Wagner and Hoppe (2008). Both come from one
+//! argument: a customer alive at T with rate λ and dropout probability p lives on for an
+//! exponential time of rate λp, so buys `(1 − e^(−λpt))/p` times on average in the next t;
+//! given the history and alive, λ ~ Gamma(r+x, α+T) and p ~ Beta(a, b+d), and the mean of that
+//! over both is the bracket times its factor. The mean is finite for every a > 0 (it is at most
+//! λt), although E[1/p] is not for a ≤ 1: the closed form is its continuation there, and the
+//! evaluation below keeps it finite and smooth through a = 1.
+//!
+//! Evaluated without the formula's two weak spots:
 //! - `₂F₁(r+x, …)` grows like `(1−z)^−(r+x)` and overflows for large x. Euler's transformation
 //!   `₂F₁(A, B; C; z) = (1−z)^(C−A−B) ₂F₁(C−A, C−B; C; z)` turns the bracket into
-//!   `1 − (1−z)^(a−1) · F̃` with `F̃ = ₂F₁(a+b−1−r, a−1; a+b+x−1; z)`, whose parameters do not
-//!   grow with x.
+//!   `1 − (1−z)^(a−1) · F̃` with `F̃ = ₂F₁(a+b+d−1−r−x, a−1; a+b+d−1; z)`, whose parameters do
+//!   not grow with x (d − x is 0 or 1).
 //! - The factor `1/(a−1)` is singular at a = 1. With ε = a − 1, `F̃ = 1 + ε·G` where
-//!   `G = Σ_{n≥1} (p)_n (a)_{n−1} / ((c)_n n!) zⁿ` (p = a+b−1−r, c = a+b+x−1), so the bracket over
-//!   ε is `−expm1(ε ln(1−z))/ε − (1−z)^ε · G`, finite and smooth through a = 1 (at ε = 0 the
-//!   first part is `−ln(1−z)`).
+//!   `G = Σ_{n≥1} (p)_n (a)_{n−1} / ((c)_n n!) zⁿ` (p = a+b+d−1−r−x, c = a+b+d−1), so the
+//!   bracket over ε is `−expm1(ε ln(1−z))/ε − (1−z)^ε · G`, finite and smooth through a = 1
+//!   (at ε = 0 the first part is `−ln(1−z)`).
 //!
 //! The series for G is summed until a proven bound on the rest is below 1e-15 of the sum: once
 //! `n ≥ max(−p, 1−a, 1)`, every later ratio of consecutive terms is at most
-//! `q = z · max(1, (p+n)/(n+1))` (the factor `(a−1+k)/(c+k)` is below 1 because `c−(a−1) = b+x > 0`,
-//! and `|p+k|/(k+1)` moves monotonically towards 1), so when q < 1 the rest after term n is at
-//! most `|term n| · q/(1−q)`. The series converges for every z < 1 but needs about
-//! `35/(1−z)` terms; past `MAX_SERIES_TERMS` the forecast fails with `SeriesDidNotConverge`.
+//! `q = z · max(1, (p+n)/(n+1))` (the factor `(a−1+k)/(c+k)` is below 1 because
+//! `c−(a−1) = b+d > 0`, and `|p+k|/(k+1)` moves monotonically towards 1), so when q < 1 the rest
+//! after term n is at most `|term n| · q/(1−q)`. The series converges for every z < 1 but needs
+//! about `35/(1−z)` terms; past `MAX_SERIES_TERMS` the forecast fails with
+//! `SeriesDidNotConverge`.
 
-use super::model::{BgNbdParams, CustomerSummary, probability_alive};
+use super::model::{BetaGeoModel, BgNbdParams, CustomerSummary};
 use crate::churn::error::ChurnError;
 
 /// The most terms the hypergeometric series may take.
 pub const MAX_SERIES_TERMS: usize = 1_000_000;
 
-/// The expected purchases of `customer` in the next `horizon` time units (same unit as the
-/// summaries and α); `horizon` must be finite and not negative.
+/// The BG/NBD expected purchases of `customer` in the next `horizon` time units (same unit as
+/// the summaries and α); `horizon` must be finite and not negative.
 pub fn expected_purchases(
+    params: &BgNbdParams,
+    customer: &CustomerSummary,
+    horizon: f64,
+) -> Result<f64, ChurnError> {
+    BetaGeoModel::BgNbd.expected_purchases(params, customer, horizon)
+}
+
+impl BetaGeoModel {
+    /// This model's expected purchases of `customer` in the next `horizon` time units (same
+    /// unit as the summaries and α); `horizon` must be finite and not negative.
+    pub fn expected_purchases(
+        self,
+        params: &BgNbdParams,
+        customer: &CustomerSummary,
+        horizon: f64,
+    ) -> Result<f64, ChurnError> {
+        expected(self, params, customer, horizon)
+    }
+}
+
+fn expected(
+    model: BetaGeoModel,
     params: &BgNbdParams,
     customer: &CustomerSummary,
     horizon: f64,
@@ -46,23 +80,23 @@ pub fn expected_purchases(
         return Ok(0.0);
     }
     let BgNbdParams { r, alpha, a, b } = *params;
-    let x = customer.repeat_purchases as f64;
+    let d = model.dropout_chances(customer.repeat_purchases);
     let z = horizon / (alpha + customer.age + horizon);
     let log_one_minus_z = -(horizon / (alpha + customer.age)).ln_1p();
     let epsilon = a - 1.0;
-    let g = tail_series(a + b - 1.0 - r, a, a + b + x - 1.0, z).ok_or(
-        ChurnError::SeriesDidNotConverge {
-            horizon,
-            terms: MAX_SERIES_TERMS,
-        },
-    )?;
+    // p = a+b+d−1−r−x, with d − x taken exactly rather than as a difference of large numbers.
+    let p = a + b + model.first_purchase_chance() - 1.0 - r;
+    let g = tail_series(p, a, a + b + d - 1.0, z).ok_or(ChurnError::SeriesDidNotConverge {
+        horizon,
+        terms: MAX_SERIES_TERMS,
+    })?;
     let first = if epsilon == 0.0 {
         -log_one_minus_z
     } else {
         -(epsilon * log_one_minus_z).exp_m1() / epsilon
     };
     let bracket_over_epsilon = first - (epsilon * log_one_minus_z).exp() * g;
-    Ok((a + b + x - 1.0) * bracket_over_epsilon * probability_alive(params, customer))
+    Ok((a + b + d - 1.0) * bracket_over_epsilon * model.probability_alive(params, customer))
 }
 
 /// `G = Σ_{n≥1} (p)_n (a)_{n−1} / ((c)_n n!) zⁿ`, or `None` past the term budget.

@@ -1,30 +1,32 @@
-//! The total BG/NBD log-likelihood and its gradient, fast enough for millions of customers.
+//! The total log-likelihood of either model and its gradient, fast enough for millions of
+//! customers.
 //!
 //! Customers are sorted by (x, t_x, T) once and identical summaries are kept once with a weight
 //! (summaries in whole days repeat a lot: a large tenant has far fewer distinct (x, t_x, T) than
-//! customers). Every term that depends on x only (`A1`, `A2` and their
-//! derivatives, which need lnΓ and ψ) is then computed once per distinct x and multiplied by the
-//! number of customers sharing it; per customer only `ln(α+T)`, `ln(α+t_x)` and one exponential
+//! customers). Every term that depends on x only (`A1`, `A2` — through d, the dropout chances —
+//! and their derivatives, which need lnΓ and ψ) is then computed once per distinct x and
+//! multiplied by the number of customers sharing it; per customer only `ln(α+T)`, `ln(α+t_x)` and one exponential
 //! remain. Rows are cut into fixed-size chunks whose partial sums are added in chunk order, so
 //! the result is the same whatever the number of threads that computed the chunks.
 //!
-//! Gradient of one customer with x > 0, where `w = logistic(A4 − A3)` is its churn score and
-//! `D = ln(α+T) − ln(α+t_x)`:
+//! Gradient of one customer with d > 0 chances to drop out (see `model`), where
+//! `w = logistic(A4 − A3)` is its churn score and `D = ln(α+T) − ln(α+t_x)`:
 //! `∂r = ψ(r+x) − ψ(r) + ln α − ln(α+T) + w·D`,
 //! `∂α = r/α − (r+x)/(α+T) + w·(r+x)·(1/(α+T) − 1/(α+t_x))`,
-//! `∂a = ψ(a+b) − ψ(a+b+x) + w/a`, `∂b = ψ(a+b) + ψ(b+x) − ψ(b) − ψ(a+b+x) − w/(b+x−1)`;
-//! for x = 0 the `w` terms vanish.
+//! `∂a = ψ(a+b) − ψ(a+b+d) + w/a`, `∂b = ψ(a+b) + ψ(b+d) − ψ(b) − ψ(a+b+d) − w/(b+d−1)`;
+//! for d = 0 (BG/NBD, x = 0) the `w` terms vanish.
 
-use super::model::{BgNbdParams, CustomerSummary, softplus_and_logistic};
-use super::special::digamma;
+use super::model::{BetaGeoModel, BgNbdParams, CustomerSummary, softplus_and_logistic};
+use super::special::{digamma_ratio, ln_gamma_ratio};
 
 /// Rows per chunk: the unit of work of one thread and of the fixed summation order.
 const CHUNK_ROWS: usize = 16_384;
 
-/// Customers sharing one x: rows `start..end` of the sorted columns.
+/// Customers sharing one x (and so one d): rows `start..end` of the sorted columns.
 #[derive(Debug, Clone, Copy)]
 struct XGroup {
     x: f64,
+    d: f64,
     start: usize,
     end: usize,
 }
@@ -47,7 +49,7 @@ impl LikelihoodSum {
 }
 
 /// Customers in the layout the likelihood wants: distinct summaries with their counts, sorted
-/// and grouped by x.
+/// and grouped by x, for one model.
 #[derive(Debug, Clone)]
 pub(crate) struct FitData {
     groups: Vec<XGroup>,
@@ -70,14 +72,17 @@ impl FitData {
 
     /// Sorts, deduplicates and groups already validated customers.
     #[cfg(test)]
-    pub(crate) fn new(customers: &[CustomerSummary]) -> Self {
+    pub(crate) fn new(model: BetaGeoModel, customers: &[CustomerSummary]) -> Self {
         let mut sorted = customers.to_vec();
         Self::sort(&mut sorted);
-        Self::from_sorted(sorted.iter().copied())
+        Self::from_sorted(model, sorted.iter().copied())
     }
 
     /// Deduplicates and groups validated customers already in `sort` order.
-    pub(crate) fn from_sorted(sorted: impl Iterator<Item = CustomerSummary>) -> Self {
+    pub(crate) fn from_sorted(
+        model: BetaGeoModel,
+        sorted: impl Iterator<Item = CustomerSummary>,
+    ) -> Self {
         let mut data = Self {
             groups: Vec::new(),
             recency: Vec::new(),
@@ -104,6 +109,7 @@ impl FitData {
                 Some(group) if group.x == x => group.end = row + 1,
                 _ => data.groups.push(XGroup {
                     x,
+                    d: model.dropout_chances(customer.repeat_purchases),
                     start: row,
                     end: row + 1,
                 }),
@@ -158,29 +164,16 @@ impl FitData {
     /// The x-only terms `A1 + A2` and their derivatives, times the group sizes.
     fn group_terms(&self, params: &BgNbdParams) -> LikelihoodSum {
         let BgNbdParams { r, alpha, a, b } = *params;
-        let (lg_r, lg_ab, lg_b, ln_alpha) = (
-            libm::lgamma(r),
-            libm::lgamma(a + b),
-            libm::lgamma(b),
-            alpha.ln(),
-        );
-        let (psi_r, psi_ab, psi_b) = (digamma(r), digamma(a + b), digamma(b));
+        let ln_alpha = alpha.ln();
         let mut sum = LikelihoodSum::default();
         for group in &self.groups {
             let count: f64 = self.weight[group.start..group.end].iter().sum();
-            let x = group.x;
-            let (a1, a2, d_r, d_a, d_b) = if x == 0.0 {
-                (r * ln_alpha, 0.0, ln_alpha, 0.0, 0.0)
-            } else {
-                let psi_abx = digamma(a + b + x);
-                (
-                    libm::lgamma(r + x) - lg_r + r * ln_alpha,
-                    lg_ab + libm::lgamma(b + x) - lg_b - libm::lgamma(a + b + x),
-                    digamma(r + x) - psi_r + ln_alpha,
-                    psi_ab - psi_abx,
-                    psi_ab + digamma(b + x) - psi_b - psi_abx,
-                )
-            };
+            let (x, d) = (group.x, group.d);
+            let a1 = ln_gamma_ratio(r, x) + r * ln_alpha;
+            let d_r = digamma_ratio(r, x) + ln_alpha;
+            let a2 = ln_gamma_ratio(b, d) - ln_gamma_ratio(a + b, d);
+            let d_a = -digamma_ratio(a + b, d);
+            let d_b = digamma_ratio(b, d) + d_a;
             sum.value += count * (a1 + a2);
             sum.gradient[0] += count * d_r;
             sum.gradient[1] += count * r / alpha;
@@ -190,7 +183,7 @@ impl FitData {
         sum
     }
 
-    /// The per-customer terms `ln(e^A3 + [x>0] e^A4)` of one chunk of rows.
+    /// The per-customer terms `ln(e^A3 + [d>0] e^A4)` of one chunk of rows.
     fn chunk_terms(&self, params: &BgNbdParams, chunk: usize) -> LikelihoodSum {
         let rows = (chunk * CHUNK_ROWS)..((chunk + 1) * CHUNK_ROWS).min(self.len());
         let first_group = self.groups.partition_point(|group| group.end <= rows.start);
@@ -201,18 +194,18 @@ impl FitData {
         {
             let from = group.start.max(rows.start);
             let to = group.end.min(rows.end);
-            let partial = if group.x == 0.0 {
-                self.never_repeated(params, from, to)
+            let partial = if group.d == 0.0 {
+                self.never_at_risk(params, from, to)
             } else {
-                self.repeated(params, group.x, from, to)
+                self.at_risk(params, group.x, group.d, from, to)
             };
             sum.merge(&partial);
         }
         sum
     }
 
-    /// Rows with x = 0: `A3 = −r ln(α+T)`.
-    fn never_repeated(&self, params: &BgNbdParams, from: usize, to: usize) -> LikelihoodSum {
+    /// Rows with d = 0 (so x = 0): `A3 = −r ln(α+T)`.
+    fn never_at_risk(&self, params: &BgNbdParams, from: usize, to: usize) -> LikelihoodSum {
         let (mut log_sum, mut inverse_sum) = (0.0, 0.0);
         for (&age, &weight) in self.age[from..to].iter().zip(&self.weight[from..to]) {
             let shifted = params.alpha + age;
@@ -225,11 +218,18 @@ impl FitData {
         }
     }
 
-    /// Rows with one x > 0: `A3 + softplus(A4 − A3)`.
-    fn repeated(&self, params: &BgNbdParams, x: f64, from: usize, to: usize) -> LikelihoodSum {
+    /// Rows with one x and d > 0: `A3 + softplus(A4 − A3)`.
+    fn at_risk(
+        &self,
+        params: &BgNbdParams,
+        x: f64,
+        d: f64,
+        from: usize,
+        to: usize,
+    ) -> LikelihoodSum {
         let BgNbdParams { r, alpha, a, b } = *params;
         let rx = r + x;
-        let offset = a.ln() - (b + x - 1.0).ln();
+        let offset = a.ln() - (b + d - 1.0).ln();
         let (mut value, mut d_r, mut d_alpha, mut w_sum) = (0.0, 0.0, 0.0, 0.0);
         let rows = self.age[from..to]
             .iter()
@@ -249,7 +249,7 @@ impl FitData {
         }
         LikelihoodSum {
             value,
-            gradient: [d_r, rx * d_alpha, w_sum / a, -w_sum / (b + x - 1.0)],
+            gradient: [d_r, rx * d_alpha, w_sum / a, -w_sum / (b + d - 1.0)],
         }
     }
 }

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use crate::churn::bgnbd::likelihood::FitData;
-use crate::churn::bgnbd::special::digamma;
+use crate::churn::bgnbd::special::{digamma, digamma_ratio, ln_gamma_ratio};
 use crate::churn::bgnbd::*;
 
 fn params(r: f64, alpha: f64, a: f64, b: f64) -> BgNbdParams {
@@ -62,13 +62,16 @@ proptest! {
     fn grouped_likelihood_and_gradient_match_per_customer_sums(
         p in arbitrary_params(),
         customers in prop::collection::vec(arbitrary_customer(), 1..30),
+        mbg in any::<bool>(),
     ) {
-        let data = FitData::new(&customers);
+        let model = if mbg { BetaGeoModel::MbgNbd } else { BetaGeoModel::BgNbd };
+        let log_likelihood = |p: &BgNbdParams, c: &[CustomerSummary]| model.log_likelihood(p, c);
+        let data = FitData::new(model, &customers);
         let sum = data.evaluate(&p, 1);
         let direct = log_likelihood(&p, &customers);
         prop_assert!((sum.value - direct).abs() <= 1e-9 * direct.abs().max(1.0));
         // Duplicated customers are kept once with a weight: twice the data, twice the sums.
-        let doubled = FitData::new(&[customers.clone(), customers.clone()].concat()).evaluate(&p, 2);
+        let doubled = FitData::new(model, &[customers.clone(), customers.clone()].concat()).evaluate(&p, 2);
         prop_assert!((doubled.value - 2.0 * direct).abs() <= 1e-9 * direct.abs().max(1.0));
         for i in 0..4 {
             prop_assert!((doubled.gradient[i] - 2.0 * sum.gradient[i]).abs() <= 1e-9 * sum.gradient[i].abs().max(1.0));
@@ -228,6 +231,8 @@ fn likelihood_edges_never_give_nan() {
     assert!(CustomerSummary::new(1, f64::NAN, 4.0).is_err());
     assert!(CustomerSummary::new(1, -1.0, 4.0).is_err());
     assert!(CustomerSummary::new(0, 0.0, f64::INFINITY).is_err());
+    // Without a repeat purchase the last purchase is the first: t_x is 0.
+    assert!(CustomerSummary::new(0, 1.0, 4.0).is_err());
 }
 
 #[test]
@@ -246,5 +251,38 @@ fn digamma_known_values() {
             "ψ({v}) = {}",
             digamma(v)
         );
+    }
+}
+
+#[test]
+fn gamma_and_digamma_ratios_stay_exact_for_large_arguments() {
+    // For whole d, lnΓ(z+d) − lnΓ(z) = Σ ln(z+k) and ψ(z+d) − ψ(z) = Σ 1/(z+k), k < d: plain
+    // sums that lose nothing however large z is.
+    for z in [0.05, 0.7, 3.0, 9.999, 10.0, 12.5, 1e3, 6.7e7, 1e12] {
+        for d in [0u32, 1, 2, 7, 40] {
+            let (mut logs, mut inverses) = (0.0, 0.0);
+            for k in 0..d {
+                logs += (z + f64::from(k)).ln();
+                inverses += 1.0 / (z + f64::from(k));
+            }
+            let d = f64::from(d);
+            let got = ln_gamma_ratio(z, d);
+            assert!(
+                (got - logs).abs() <= 1e-13 * logs.abs().max(1.0),
+                "lnΓ ratio at {z}, {d}: {got} vs {logs}"
+            );
+            let got = digamma_ratio(z, d);
+            assert!(
+                (got - inverses).abs() <= 1e-12 * inverses.abs() + 1e-300,
+                "ψ ratio at {z}, {d}: {got} vs {inverses}"
+            );
+        }
+    }
+    // Fractional d against the plain differences where those are exact enough.
+    for (z, d) in [(0.3, 2.5), (4.0, 0.25), (10.5, 3.75), (25.0, 100.5)] {
+        let plain = libm::lgamma(z + d) - libm::lgamma(z);
+        assert!((ln_gamma_ratio(z, d) - plain).abs() < 1e-12 * plain.abs().max(1.0));
+        let plain = digamma(z + d) - digamma(z);
+        assert!((digamma_ratio(z, d) - plain).abs() < 1e-12 * plain.abs().max(1.0));
     }
 }

@@ -4,4 +4,5 @@
 mod bgnbd_fit;
 mod bgnbd_model;
 mod inactivity;
+mod mbgnbd_model;
 mod rfm;

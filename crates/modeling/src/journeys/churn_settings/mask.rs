@@ -17,6 +17,7 @@ pub const MASK_PATHS: &[&str] = &[
     "churn",
     "churn.inactivity_rules",
     "churn.qualifying_events",
+    "churn.model",
     "churn.bg_nbd",
     "churn.bg_nbd.fit_window",
     "churn.bg_nbd.refit_interval",
@@ -69,6 +70,7 @@ pub fn apply_mask(
             "churn.qualifying_events" => {
                 next.churn.qualifying.clone_from(&incoming.churn.qualifying)
             }
+            "churn.model" => next.churn.model = incoming.churn.model,
             "churn.bg_nbd" => next.churn.bg_nbd.clone_from(&incoming.churn.bg_nbd),
             "churn.bg_nbd.fit_window" => {
                 next.churn.bg_nbd.fit_window = incoming.churn.bg_nbd.fit_window;

@@ -9,9 +9,11 @@
 //!   one rule left is the default rule.
 //! - Durations the contract counts in whole days (thresholds) must be whole days; the other
 //!   spans are taken to the second.
+//! - The probability-alive model is stored as chosen (unset stays unset), so a tenant who never
+//!   chose follows `DEFAULT_CHURN_MODEL`, and one who chose keeps their choice.
 
 use chrono_tz::Tz;
-use touchline_analytics::churn::bgnbd::BgNbdParams;
+use touchline_analytics::churn::bgnbd::{BetaGeoModel, BgNbdParams};
 use touchline_analytics::churn::inactivity::{
     DEFAULT_SUGGESTION_PERCENTILE, InactivityThreshold, MAX_THRESHOLD_DAYS, SECONDS_PER_DAY,
 };
@@ -39,6 +41,12 @@ pub const DEFAULT_LOOKBACK_SECS: i64 = 365 * SECONDS_PER_DAY;
 pub const MAX_LOOKBACK_SECS: i64 = 30 * 366 * SECONDS_PER_DAY;
 /// The default lifecycle K.
 pub const DEFAULT_CHURN_INTERVALS: i32 = 3;
+/// The contract's `ChurnModel` numbers.
+pub const CHURN_MODEL_BG_NBD: i32 = 1;
+/// `CHURN_MODEL_MBG_NBD`.
+pub const CHURN_MODEL_MBG_NBD: i32 = 2;
+/// The probability-alive model of a tenant who did not choose one.
+pub const DEFAULT_CHURN_MODEL: BetaGeoModel = BetaGeoModel::MbgNbd;
 /// Interval numbers of the contract (`Interval`).
 pub const INTERVAL_HOUR: i32 = 1;
 /// `INTERVAL_WEEK`.
@@ -110,7 +118,9 @@ pub struct ChurnSettings {
     pub inactivity_rules: Vec<RuleSettings>,
     /// Activity for inactivity rules; empty means the purchase event.
     pub qualifying: Vec<Matcher>,
-    /// The probability-alive model.
+    /// The contract's `ChurnModel` number; 0 means `DEFAULT_CHURN_MODEL`.
+    pub model: i32,
+    /// The probability-alive model's fit (either model: both have r, α, a, b).
     pub bg_nbd: BgNbdSettings,
 }
 
@@ -172,7 +182,9 @@ pub struct Effective {
     pub fit_window_secs: i64,
     /// The refit interval, seconds.
     pub refit_secs: i64,
-    /// Fixed BG/NBD parameters, when set.
+    /// The probability-alive model.
+    pub model: BetaGeoModel,
+    /// Fixed model parameters, when set.
     pub fixed_parameters: Option<BgNbdParams>,
     /// RFM.
     pub rfm: RfmOptions,
@@ -210,6 +222,24 @@ fn threshold(span: Span, field: &str, problems: &mut Violations) -> Option<Inact
             );
             None
         }
+    }
+}
+
+/// The model of a contract `ChurnModel` number (0: the default).
+pub fn churn_model(number: i32) -> Option<BetaGeoModel> {
+    match number {
+        0 => Some(DEFAULT_CHURN_MODEL),
+        CHURN_MODEL_BG_NBD => Some(BetaGeoModel::BgNbd),
+        CHURN_MODEL_MBG_NBD => Some(BetaGeoModel::MbgNbd),
+        _ => None,
+    }
+}
+
+/// The contract's `ChurnModel` number of a model.
+pub fn churn_model_number(model: BetaGeoModel) -> i32 {
+    match model {
+        BetaGeoModel::BgNbd => CHURN_MODEL_BG_NBD,
+        BetaGeoModel::MbgNbd => CHURN_MODEL_MBG_NBD,
     }
 }
 
@@ -402,6 +432,14 @@ impl ModelSettings {
             &mut problems,
         );
         let (threshold, suggestion_percentile) = self.rule(prefix, &mut problems);
+        let model = churn_model(churn.model).unwrap_or_else(|| {
+            problems.add(
+                format!("{prefix}churn.model"),
+                "OUT_OF_RANGE",
+                "an unknown churn model",
+            );
+            DEFAULT_CHURN_MODEL
+        });
         let (fit_window_secs, refit_secs, fixed_parameters) = self.bg_nbd(prefix, &mut problems);
         let rfm = rfm_options(&self.rfm, &format!("{prefix}rfm"), &mut problems);
         if !problems.is_empty() {
@@ -415,6 +453,7 @@ impl ModelSettings {
             suggestion_percentile,
             fit_window_secs,
             refit_secs,
+            model,
             fixed_parameters,
             rfm,
         })
@@ -537,83 +576,4 @@ impl ModelSettings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(problems: &Violations) -> Vec<String> {
-        problems.0.iter().map(|v| v.field.clone()).collect()
-    }
-
-    #[test]
-    fn the_defaults_are_valid_and_filled_in() {
-        let effective = ModelSettings::default().validate("model_settings.");
-        let Ok(effective) = effective else {
-            panic!("defaults must be valid");
-        };
-        assert_eq!(effective.time_zone, Tz::UTC);
-        assert_eq!(effective.threshold, None);
-        assert_eq!(
-            effective.suggestion_percentile,
-            DEFAULT_SUGGESTION_PERCENTILE
-        );
-        assert_eq!(effective.rfm.lookback_secs, DEFAULT_LOOKBACK_SECS);
-        assert_eq!(effective.rfm.levels, ScoreLevels::FIVE);
-        assert_eq!(effective.rfm.rules, None);
-    }
-
-    #[test]
-    fn every_problem_is_named() {
-        let settings = ModelSettings {
-            time_zone: "Mars/Olympus".to_owned(),
-            churn: ChurnSettings {
-                inactivity_rules: vec![RuleSettings {
-                    threshold: Some((-86_400, 0)),
-                    suggestion_percentile: 1.5,
-                    ..RuleSettings::default()
-                }],
-                bg_nbd: BgNbdSettings {
-                    refit_interval: Some((60, 0)),
-                    fixed_parameters: Some([1.0, -2.0, 1.0, 1.0]),
-                    ..BgNbdSettings::default()
-                },
-                ..ChurnSettings::default()
-            },
-            rfm: RfmSettings {
-                score_levels: 11,
-                segment_rules: vec![SegmentRuleSettings {
-                    segment: 1,
-                    bounds: [4, 2, 0, 0, 0, 0],
-                }],
-                ..RfmSettings::default()
-            },
-            ..ModelSettings::default()
-        };
-        let problems = settings
-            .validate("model_settings.")
-            .err()
-            .unwrap_or_default();
-        assert_eq!(
-            fields(&problems),
-            [
-                "model_settings.time_zone",
-                "model_settings.churn.inactivity_rules[0].suggestion_percentile",
-                "model_settings.churn.bg_nbd.refit_interval",
-                "model_settings.churn.bg_nbd.fixed_parameters.alpha",
-                "model_settings.rfm.score_levels",
-                "model_settings.rfm.segment_rules[0].min_recency_score",
-            ]
-        );
-        let negative = ModelSettings {
-            churn: ChurnSettings {
-                inactivity_rules: vec![RuleSettings {
-                    threshold: Some((-86_400, 0)),
-                    ..RuleSettings::default()
-                }],
-                ..ChurnSettings::default()
-            },
-            ..ModelSettings::default()
-        };
-        let problems = negative.validate("").err().unwrap_or_default();
-        assert_eq!(fields(&problems), ["churn.inactivity_rules[0].threshold"]);
-    }
-}
+mod tests;

@@ -1,5 +1,5 @@
 //! Each tenant's latest churn table, keyed by the view positions and the settings version it
-//! was computed from, within a row budget across tenants; a young BG/NBD fit outlives the
+//! was computed from, within a row budget across tenants; a young model fit outlives the
 //! table so new events do not refit before the refit interval.
 
 use std::collections::HashMap;
@@ -95,7 +95,7 @@ impl ChurnCache {
 
 #[cfg(test)]
 mod tests {
-    use touchline_analytics::churn::bgnbd::BgNbdParams;
+    use touchline_analytics::churn::bgnbd::{BetaGeoModel, BgNbdParams};
     use touchline_analytics::churn::inactivity::{InactivityThreshold, ThresholdSuggestion};
     use uuid::Uuid;
 
@@ -124,6 +124,7 @@ mod tests {
             },
             threshold,
             fit: Some(FitOutcome {
+                model: BetaGeoModel::MbgNbd,
                 params: BgNbdParams {
                     r: 1.0,
                     alpha: 1.0,

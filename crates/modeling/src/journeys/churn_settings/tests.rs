@@ -1,0 +1,106 @@
+//! The settings' rules: defaults, every problem named.
+
+use super::*;
+
+fn fields(problems: &Violations) -> Vec<String> {
+    problems.0.iter().map(|v| v.field.clone()).collect()
+}
+
+#[test]
+fn the_defaults_are_valid_and_filled_in() {
+    let effective = ModelSettings::default().validate("model_settings.");
+    let Ok(effective) = effective else {
+        panic!("defaults must be valid");
+    };
+    assert_eq!(effective.time_zone, Tz::UTC);
+    assert_eq!(effective.threshold, None);
+    assert_eq!(
+        effective.suggestion_percentile,
+        DEFAULT_SUGGESTION_PERCENTILE
+    );
+    assert_eq!(effective.rfm.lookback_secs, DEFAULT_LOOKBACK_SECS);
+    assert_eq!(effective.rfm.levels, ScoreLevels::FIVE);
+    assert_eq!(effective.rfm.rules, None);
+    assert_eq!(effective.model, DEFAULT_CHURN_MODEL);
+}
+
+#[test]
+fn the_churn_model_is_the_chosen_one_and_unknown_numbers_are_named() {
+    let with = |model: i32| ModelSettings {
+        churn: ChurnSettings {
+            model,
+            ..ChurnSettings::default()
+        },
+        ..ModelSettings::default()
+    };
+    let chosen = |model: i32| with(model).validate("").map(|e| e.model).ok();
+    assert_eq!(chosen(0), Some(DEFAULT_CHURN_MODEL));
+    assert_eq!(chosen(CHURN_MODEL_BG_NBD), Some(BetaGeoModel::BgNbd));
+    assert_eq!(chosen(CHURN_MODEL_MBG_NBD), Some(BetaGeoModel::MbgNbd));
+    for model in [BetaGeoModel::BgNbd, BetaGeoModel::MbgNbd] {
+        assert_eq!(churn_model(churn_model_number(model)), Some(model));
+    }
+    for unknown in [3, -1] {
+        let problems = with(unknown).validate("model_settings.").err();
+        assert_eq!(
+            problems.map(|p| fields(&p)),
+            Some(vec!["model_settings.churn.model".to_owned()])
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_named() {
+    let settings = ModelSettings {
+        time_zone: "Mars/Olympus".to_owned(),
+        churn: ChurnSettings {
+            inactivity_rules: vec![RuleSettings {
+                threshold: Some((-86_400, 0)),
+                suggestion_percentile: 1.5,
+                ..RuleSettings::default()
+            }],
+            bg_nbd: BgNbdSettings {
+                refit_interval: Some((60, 0)),
+                fixed_parameters: Some([1.0, -2.0, 1.0, 1.0]),
+                ..BgNbdSettings::default()
+            },
+            ..ChurnSettings::default()
+        },
+        rfm: RfmSettings {
+            score_levels: 11,
+            segment_rules: vec![SegmentRuleSettings {
+                segment: 1,
+                bounds: [4, 2, 0, 0, 0, 0],
+            }],
+            ..RfmSettings::default()
+        },
+        ..ModelSettings::default()
+    };
+    let problems = settings
+        .validate("model_settings.")
+        .err()
+        .unwrap_or_default();
+    assert_eq!(
+        fields(&problems),
+        [
+            "model_settings.time_zone",
+            "model_settings.churn.inactivity_rules[0].suggestion_percentile",
+            "model_settings.churn.bg_nbd.refit_interval",
+            "model_settings.churn.bg_nbd.fixed_parameters.alpha",
+            "model_settings.rfm.score_levels",
+            "model_settings.rfm.segment_rules[0].min_recency_score",
+        ]
+    );
+    let negative = ModelSettings {
+        churn: ChurnSettings {
+            inactivity_rules: vec![RuleSettings {
+                threshold: Some((-86_400, 0)),
+                ..RuleSettings::default()
+            }],
+            ..ChurnSettings::default()
+        },
+        ..ModelSettings::default()
+    };
+    let problems = negative.validate("").err().unwrap_or_default();
+    assert_eq!(fields(&problems), ["churn.inactivity_rules[0].threshold"]);
+}
