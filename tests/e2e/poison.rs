@@ -334,10 +334,25 @@ async fn nested_contacts_unknown_sources_and_nan_are_handled_as_the_contract_say
     let mut redis = redis::Client::open(touchline_testkit::redis_url())?
         .get_multiplexed_async_connection()
         .await?;
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut redis)
-        .await?;
+    // SCAN in steps, not KEYS: a long-lived Redis shared by many test runs holds millions of
+    // keys, and one KEYS over them outlasts the client's response timeout.
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut redis)
+            .await?;
+        keys.extend(found);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
     assert!(!keys.is_empty(), "identity cached something under {prefix}");
     for key in keys {
         let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut redis).await?;

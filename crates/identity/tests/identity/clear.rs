@@ -3,7 +3,6 @@
 //! one unresolved (NOT_PSEUDONYMISED) and resolves the others, LinkIdentifiers
 //! and SetConsent refuse them with NOT_PSEUDONYMISED, pseudonyms pass.
 
-use redis::AsyncCommands as _;
 use tonic_types::StatusExt as _;
 use touchline_identity::IdentityApi;
 use touchline_proto::identity::v1 as pb;
@@ -34,7 +33,26 @@ async fn redis_keys(prefix: &str) -> Vec<String> {
         .get_multiplexed_async_connection()
         .await
         .expect("connect to redis");
-    conn.keys(format!("{prefix}*")).await.expect("keys")
+    // SCAN in steps, not KEYS: a long-lived Redis shared by many test runs holds millions of
+    // keys, and one KEYS over them outlasts the client's response timeout.
+    let mut found = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .expect("scan");
+        found.extend(keys);
+        if next == 0 {
+            return found;
+        }
+        cursor = next;
+    }
 }
 
 /// Every stored identifier value of `tenant`.
