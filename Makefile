@@ -18,7 +18,7 @@ SERVICES := bash scripts/services.sh
 # Installs the pinned buf into .tools/ on first use; the version is set in the script.
 BUF := bash scripts/buf.sh
 
-.PHONY: buf-breaking help demo test lint fmt proto bench bench-analytics compare fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests receiver-venv
+.PHONY: buf-breaking help demo test lint fmt proto bench bench-activation bench-analytics compare fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests receiver-venv
 
 help: ## List the targets (the default goal)
 	@echo "usage: make <target>"
@@ -46,11 +46,16 @@ fmt: ## Format all Rust code in place
 proto: buf-lint ## Lint the contracts with buf and build the generated Rust crate
 	$(CARGO) build -p touchline-proto
 
-bench: services ## Release-mode benchmarks: pipeline throughput, governance acceptance on `medium`, `large` generation
+bench: services ## Release-mode benchmarks: pipeline throughput, governance acceptance on `medium`, `large` generation, activation
 	$(CARGO) run --release -p touchline-e2e --bin pipeline-bench
 	$(CARGO) run --release -p touchline-e2e --bin governance-acceptance -- $(or $(PERSONS),20000)
 	$(CARGO) run --release -p touchline-sim --example bench_large -- $(or $(LARGE_PERSONS),1000000)
 	$(CARGO) run --release -p touchline-e2e --bin graph-build -- $(or $(GRAPH_PERSONS),20000)
+	$(CARGO) run --release -p touchline-e2e --bin activation-bench -- $(ACTIVATION_ARGS)
+
+# ACTIVATION_ARGS=--quick for a short smoke run; see tests/bench/activation.rs for the options.
+bench-activation: services ## Release-mode activation alone: event → segment entry → webhook latency at 2,000 events/s, webhook deliveries/s over 10 endpoints (and beside a dead one), change feed reads/s
+	$(CARGO) run --release -p touchline-e2e --bin activation-bench -- $(ACTIVATION_ARGS)
 
 bench-analytics: services ## Release-mode journey models on 10 M synthetic events of 1 M persons: the models alone, the projection, and the service over PostgreSQL (rebuild, queries, freshness)
 	$(CARGO) run --release -p touchline-analytics --example funnel_bench
