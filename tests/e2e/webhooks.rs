@@ -14,6 +14,7 @@ use touchline_proto::collection::v1::collection_service_client::CollectionServic
 use touchline_proto::common::v1::FilterOperator;
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
+use touchline_proto::modeling::v1::DeleteWebhookDestinationRequest;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     ChurnSettings, CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
@@ -614,6 +615,90 @@ async fn a_rate_limited_endpoint_gets_its_attempts_spaced_by_its_limit() -> anyh
             pair[0] - pair[1]
         );
     }
+    app.stop().await;
+    Ok(())
+}
+
+/// An endpoint that answers 204 to every request after `delay`, and counts the requests
+/// whose body names trigger sequence `marker`.
+async fn slow_endpoint(
+    delay: Duration,
+) -> anyhow::Result<(String, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65_536];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await;
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    Ok((url, requests))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_in_flight_for_a_deleted_destination_does_not_move_its_successor()
+-> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    modeling.create_segment(buyers()).await?;
+    let (slow_url, slow_requests) = slow_endpoint(Duration::from_secs(4)).await?;
+    let (fast_url, fast_requests) = slow_endpoint(Duration::ZERO).await?;
+    modeling
+        .create_webhook_destination(destination("crm", slow_url, "", 10))
+        .await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let purchases = (1..=5)
+        .map(|n| sample_event(&format!("g-{n}"), n, "purchase", now))
+        .collect();
+    touchline_e2e::ingest_and_store(&mut collection, &mut modeling, purchases).await?;
+    touchline_testkit::eventually(Duration::from_secs(20), || {
+        let n = slow_requests.load(std::sync::atomic::Ordering::SeqCst);
+        async move { Ok((n > 0).then_some(())) }
+    })
+    .await?;
+    // While that delivery is held, the destination is replaced under the same id.
+    let name = format!("tenants/{TENANT}/webhookDestinations/crm");
+    modeling
+        .delete_webhook_destination(DeleteWebhookDestinationRequest {
+            name: name.clone(),
+            ..DeleteWebhookDestinationRequest::default()
+        })
+        .await?;
+    let mut replacement = destination("crm", fast_url, "", 10);
+    if let Some(d) = replacement.webhook_destination.as_mut() {
+        d.start_after_sequence = 1;
+    }
+    modeling.create_webhook_destination(replacement).await?;
+    // The new destination delivers 2..=5 itself; the old attempt, answered later, moves nothing.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = modeling
+        .list_webhook_deliveries(ListWebhookDeliveriesRequest {
+            parent: name.clone(),
+            ..ListWebhookDeliveriesRequest::default()
+        })
+        .await?
+        .into_inner()
+        .attempts;
+    let batches: Vec<(i64, i64)> = attempts
+        .iter()
+        .map(|a| (a.first_sequence, a.last_sequence))
+        .collect();
+    assert_eq!(batches, vec![(2, 5)], "{attempts:?}");
+    assert_eq!(fast_requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     app.stop().await;
     Ok(())
 }

@@ -444,17 +444,13 @@ pub const GAVE_UP: i16 = 3;
 /// `WEBHOOK_ATTEMPT_OUTCOME_DISABLED`.
 pub const GONE: i16 = 4;
 
-/// Records an attempt and what it means, in one transaction: a delivery moves the cursor
-/// past the batch and drops it; a failure schedules the next attempt at `retry_at`, or
-/// (without one) suspends or disables the destination.
-pub async fn record_attempt(
-    pool: &PgPool,
+/// Writes one attempt into the ledger.
+async fn insert_attempt(
+    conn: &mut PgConnection,
     tenant: &str,
     id: &str,
     attempt: &Attempt,
-    retry_at: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO modeling.webhook_attempts
              (tenant_id, destination_id, webhook_id, first_sequence, last_sequence, attempt,
@@ -472,8 +468,40 @@ pub async fn record_attempt(
     .bind(attempt.http_status)
     .bind(&attempt.error)
     .bind(attempt.duration_ms)
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Records an attempt and what it means, in one transaction: a delivery moves the cursor
+/// past the batch and drops it; a failure schedules the next attempt at `retry_at`, or
+/// (without one) suspends or disables the destination.
+///
+/// `created_at` names the destination the attempt was made for: a destination deleted and
+/// created again under the same id while the attempt was in flight is another destination,
+/// and the attempt is dropped rather than moving the new one's cursor or state.
+pub async fn record_attempt(
+    pool: &PgPool,
+    tenant: &str,
+    id: &str,
+    created_at: DateTime<Utc>,
+    attempt: &Attempt,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let same: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM modeling.webhook_destinations
+          WHERE tenant_id = $1 AND destination_id = $2 AND created_at = $3 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(created_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if same.is_none() {
+        return Ok(());
+    }
+    insert_attempt(&mut tx, tenant, id, attempt).await?;
     if attempt.outcome == DELIVERED {
         sqlx::query(
             "DELETE FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2",

@@ -263,6 +263,7 @@ impl EndpointTask {
             &self.modeling.pool,
             &self.tenant,
             &self.id,
+            destination.created_at,
             &attempt,
             retry_at,
         )
