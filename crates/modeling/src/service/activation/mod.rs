@@ -274,11 +274,17 @@ impl Modeling {
         let destination = store::destination(&self.pool, tenant, id)
             .await?
             .ok_or(ModelingError::NotFound("webhook destination"))?;
-        self.with_state(destination).await
+        let (head_sequence, _) = store::trigger_head(&self.pool, tenant).await?;
+        self.with_state(destination, head_sequence).await
     }
 
-    async fn with_state(&self, destination: Destination) -> Result<DestinationView, ModelingError> {
-        let (head_sequence, _) = store::trigger_head(&self.pool, &destination.tenant_id).await?;
+    /// The destination with the log's head (read once per call, shared by a page) and, while
+    /// it is failing, when its batch is next tried.
+    async fn with_state(
+        &self,
+        destination: Destination,
+        head_sequence: i64,
+    ) -> Result<DestinationView, ModelingError> {
         let next_attempt_at = if destination.state == store::FAILING {
             store::batch(
                 &self.pool,
@@ -307,9 +313,10 @@ impl Modeling {
         let mut rows = store::destinations(&self.pool, tenant, after, size + 1).await?;
         let more = rows.len() as i64 > size;
         rows.truncate(usize::try_from(size).unwrap_or(0));
+        let (head_sequence, _) = store::trigger_head(&self.pool, tenant).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            out.push(self.with_state(row).await?);
+            out.push(self.with_state(row, head_sequence).await?);
         }
         Ok((out, more))
     }

@@ -570,6 +570,17 @@ impl Modeling {
         if let Some(id) = segment {
             self.get_segment(tenant, id).await?;
         }
+        self.changes_page(tenant, segment, after, size).await
+    }
+
+    /// A page of the log after `after`, the segment already known to exist.
+    async fn changes_page(
+        &self,
+        tenant: &str,
+        segment: Option<&str>,
+        after: i64,
+        size: i64,
+    ) -> Result<ChangesPage, ModelingError> {
         let (head_sequence, pruned_through) = store::head(&self.pool, tenant).await?;
         if after > 0 && after < pruned_through {
             return Err(ModelingError::CursorExpired {
@@ -617,8 +628,9 @@ impl Modeling {
             let mut cursor = after;
             let mut quiet_since = tokio::time::Instant::now();
             loop {
+                // The segment was found when the stream started; a poll reads the log alone.
                 let page = modeling
-                    .list_segment_changes(&tenant, segment.as_deref(), cursor, batch)
+                    .changes_page(&tenant, segment.as_deref(), cursor, batch)
                     .await?;
                 if let Some(last) = page.changes.last() {
                     cursor = last.sequence;
