@@ -20,10 +20,20 @@ const SHARED: &[&str] = &[
     "touchline-auth",
     "touchline-db",
     "touchline-runtime",
+    "touchline-pipeline",
+    "touchline-webhooks",
     "touchline-bounds",
     "touchline-time",
     "touchline-analytics",
     "touchline-projection",
+];
+/// The rest of the workspace: the binary that mounts every service, and what only tests and
+/// benchmarks use.
+const ASSEMBLY: &[&str] = &[
+    "touchline",
+    "touchline-testkit",
+    "touchline-sim",
+    "touchline-e2e",
 ];
 
 /// Package name → the names of its normal (non-dev, non-build) dependencies, resolved.
@@ -92,6 +102,17 @@ fn services_and_shared_crates_depend_only_where_the_house_allows() -> anyhow::Re
     let graph = graph()?;
     // The binary mounts every service: the graph is read right, so the checks below can fail.
     let binary = beneath(&graph, "touchline");
+    // A new crate has to take a side before the checks below can speak for it.
+    let unplaced: Vec<&String> = graph
+        .keys()
+        .filter(|name| name.starts_with("touchline"))
+        .filter(|name| {
+            ![SERVICES, SHARED, ASSEMBLY]
+                .concat()
+                .contains(&name.as_str())
+        })
+        .collect();
+    assert!(unplaced.is_empty(), "crates in no list: {unplaced:?}");
     assert!(SERVICES.iter().all(|s| binary.contains(*s)), "{binary:?}");
     for crate_name in SERVICES.iter().chain(SHARED) {
         let below = beneath(&graph, crate_name);
@@ -201,6 +222,138 @@ fn every_declared_dependency_is_used_by_the_code_that_declares_it() -> anyhow::R
     assert!(
         unused.is_empty(),
         "declared but never named (remove, or move to dev-dependencies): {unused:?}"
+    );
+    Ok(())
+}
+
+/// Every production `.rs` file under `crates/*/src`, with its text. Test modules that live in
+/// their own files (`tests.rs`, `*_tests.rs`, `proptests.rs`) are not production code.
+fn production_files() -> anyhow::Result<Vec<(std::path::PathBuf, String)>> {
+    fn walk(
+        dir: &std::path::Path,
+        out: &mut Vec<(std::path::PathBuf, String)>,
+    ) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "tests") {
+                    walk(&path, out)?;
+                }
+                continue;
+            }
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let test_module =
+                name == "tests.rs" || name.ends_with("_tests.rs") || name == "proptests.rs";
+            if name.ends_with(".rs") && !test_module {
+                let text = std::fs::read_to_string(&path)?;
+                out.push((path, text));
+            }
+        }
+        Ok(())
+    }
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(crates)? {
+        let src = entry?.path().join("src");
+        if src.is_dir() {
+            walk(&src, &mut files)?;
+        }
+    }
+    Ok(files)
+}
+
+/// Past this a file says why it is whole, in a `//! Kept whole: …` line of its charter.
+const MAX_FILE_LINES: usize = 600;
+
+#[test]
+fn a_production_file_over_600_lines_says_why() -> anyhow::Result<()> {
+    let files = production_files()?;
+    assert!(files.len() > 100, "the sources were read ({})", files.len());
+    let unexplained: Vec<String> = files
+        .iter()
+        .filter(|(_, text)| text.lines().count() > MAX_FILE_LINES)
+        .filter(|(_, text)| {
+            !text
+                .lines()
+                .take_while(|l| l.starts_with("//!") || l.is_empty())
+                .any(|l| l.starts_with("//! Kept whole: "))
+        })
+        .map(|(path, text)| format!("{} ({} lines)", path.display(), text.lines().count()))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "split these, or say why they are whole: {unexplained:?}"
+    );
+    Ok(())
+}
+
+/// Where a status may be built by hand: the shared mapping itself, the auth layer's own, and
+/// the transport layers that answer before any handler runs.
+const STATUS_BUILDERS: &[&str] = &[
+    "crates/error/src/",
+    "crates/auth/src/",
+    "crates/runtime/src/codes.rs",
+    "crates/runtime/src/gate.rs",
+    "crates/runtime/src/metadata.rs",
+    "crates/telemetry/src/",
+    "crates/proto/",
+];
+
+#[test]
+fn services_build_statuses_only_through_the_shared_mapping() -> anyhow::Result<()> {
+    let constructors = [
+        "Status::new(",
+        "Status::invalid_argument(",
+        "Status::internal(",
+        "Status::unavailable(",
+        "Status::not_found(",
+        "Status::permission_denied(",
+        "Status::unauthenticated(",
+        "Status::failed_precondition(",
+        "Status::resource_exhausted(",
+        "Status::out_of_range(",
+        "Status::aborted(",
+        "Status::already_exists(",
+        "Status::deadline_exceeded(",
+        "Status::cancelled(",
+        "Status::unimplemented(",
+        "Status::data_loss(",
+        "Status::with_error_details(",
+    ];
+    let mut found = Vec::new();
+    for (path, text) in production_files()? {
+        let shown = path.display().to_string();
+        let at = shown
+            .find("crates/")
+            .map_or(shown.as_str(), |i| &shown[i..]);
+        if STATUS_BUILDERS
+            .iter()
+            .any(|allowed| at.starts_with(allowed))
+        {
+            continue;
+        }
+        // A file's own unit tests may build upstream answers to map.
+        let production = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in production.lines().enumerate() {
+            let built = constructors.iter().any(|c| {
+                line.match_indices(c).any(|(at, _)| {
+                    !line[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(|p| p.is_alphanumeric() || p == '_')
+                })
+            });
+            if built {
+                found.push(format!("{at}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "build these through an error type and touchline_error::to_status: {found:?}"
     );
     Ok(())
 }

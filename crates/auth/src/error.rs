@@ -3,6 +3,8 @@
 //! Variants distinguish every reason a request can be refused so that logs and tests can tell
 //! them apart; the message a client sees ([`AuthError::client_message`]) is deliberately
 //! general and never carries key material, key ids or configuration values.
+// Error mappings name every variant: a new one must choose its code, not fall through.
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use tonic::Code;
 
@@ -110,6 +112,19 @@ pub enum AuthError {
         /// The gRPC path that was called.
         path: String,
     },
+    /// A tenant-scoped caller named a tenant other than its own (or a platform account acted
+    /// without naming one where its own tenant claim cannot be acted on).
+    #[error("not allowed for this tenant")]
+    ForeignTenant,
+    /// A request's `parent` is not `tenants/{tenant}`.
+    #[error("parent {parent:?} is not tenants/{{tenant}}")]
+    MalformedParent {
+        /// What the caller sent.
+        parent: String,
+    },
+    /// A platform account acted without naming the tenant it acts on.
+    #[error("platform accounts must name the tenant in parent")]
+    ParentRequired,
 }
 
 impl AuthError {
@@ -130,9 +145,10 @@ impl AuthError {
             | AuthError::AlgorithmNotAllowed { .. }
             | AuthError::AlgorithmMismatch { .. }
             | AuthError::UnknownKey { .. } => Code::Unauthenticated,
-            AuthError::MissingScope { .. } | AuthError::UnlistedMethod { .. } => {
-                Code::PermissionDenied
-            }
+            AuthError::MissingScope { .. }
+            | AuthError::UnlistedMethod { .. }
+            | AuthError::ForeignTenant => Code::PermissionDenied,
+            AuthError::MalformedParent { .. } | AuthError::ParentRequired => Code::InvalidArgument,
             // These describe the server, not the caller: a request can only meet them if key
             // material is unavailable, which the caller may retry later.
             AuthError::JwksFetch { .. } | AuthError::InvalidJwks { .. } => Code::Unavailable,
@@ -169,6 +185,11 @@ impl AuthError {
             AuthError::MissingScope { scope } => format!("missing required scope {scope}"),
             // Same text whether or not the method exists, so callers cannot probe the table.
             AuthError::UnlistedMethod { .. } => "permission denied".to_owned(),
+            // Same text whether or not the other tenant exists.
+            AuthError::ForeignTenant | AuthError::ParentRequired => self.to_string(),
+            AuthError::MalformedParent { parent } => {
+                format!("parent must look like tenants/{{tenant}}, not {parent:?}")
+            }
         }
     }
 

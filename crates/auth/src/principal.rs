@@ -47,25 +47,20 @@ impl Principal {
             _ => match parent.strip_prefix("tenants/") {
                 Some(tenant) if !tenant.is_empty() && !tenant.contains('/') => Some(tenant),
                 _ => {
-                    return Err(tonic::Status::invalid_argument(format!(
-                        "parent must look like tenants/{{tenant}}, not {parent:?}"
-                    )));
+                    return Err(AuthError::MalformedParent {
+                        parent: parent.to_owned(),
+                    }
+                    .into());
                 }
             },
         };
         match (named, self.is_platform()) {
-            (None, false) if self.tenant == PLATFORM_TENANT => Err(
-                tonic::Status::permission_denied("not allowed for this tenant"),
-            ),
+            (None, false) if self.tenant == PLATFORM_TENANT => Err(AuthError::ForeignTenant.into()),
             (None, false) => Ok(self.tenant.clone()),
-            (None, true) => Err(tonic::Status::invalid_argument(
-                "platform accounts must name the tenant in parent",
-            )),
+            (None, true) => Err(AuthError::ParentRequired.into()),
             (Some(tenant), true) => Ok(tenant.to_owned()),
             (Some(tenant), false) if tenant == self.tenant => Ok(tenant.to_owned()),
-            (Some(_), false) => Err(tonic::Status::permission_denied(
-                "not allowed for this tenant",
-            )),
+            (Some(_), false) => Err(AuthError::ForeignTenant.into()),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The one error type of the collection service and its mapping to the
 //! shared error vocabulary.
+// Error mappings name every variant: a new one must choose its code, not fall through.
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,9 @@ pub enum CollectionError {
     /// The service is shutting down.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// The caller went away before the reply could be sent.
+    #[error("the caller went away")]
+    CallerGone,
 }
 
 impl CollectionError {
@@ -117,6 +122,7 @@ impl ApiError for CollectionError {
             CollectionError::StaleEtag | CollectionError::InFlight => ErrorCode::Aborted,
             CollectionError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
             CollectionError::ShuttingDown => ErrorCode::Unavailable,
+            CollectionError::CallerGone => ErrorCode::Cancelled,
             CollectionError::Store(err) => {
                 if touchline_db::classify(err).is_transient() {
                     ErrorCode::Unavailable
@@ -146,6 +152,7 @@ impl ApiError for CollectionError {
             | CollectionError::InFlight
             | CollectionError::FailedPrecondition(_)
             | CollectionError::ShuttingDown
+            | CollectionError::CallerGone
             | CollectionError::Store(_) => Vec::new(),
         }
     }
@@ -157,8 +164,18 @@ impl ApiError for CollectionError {
             ) => Some(*retry_after),
             CollectionError::ShuttingDown => Some(Duration::from_secs(1)),
             CollectionError::InFlight => Some(Duration::from_millis(200)),
-            _ if self.code() == ErrorCode::Unavailable => Some(Duration::from_millis(200)),
-            _ => None,
+            CollectionError::BatchTooLarge { .. }
+            | CollectionError::EmptyBatch
+            | CollectionError::BatchTooBig { .. }
+            | CollectionError::Invalid { .. }
+            | CollectionError::NotFound(_)
+            | CollectionError::AlreadyExists(_)
+            | CollectionError::StaleEtag
+            | CollectionError::FailedPrecondition(_)
+            | CollectionError::CallerGone
+            | CollectionError::Store(_) => {
+                (self.code() == ErrorCode::Unavailable).then_some(Duration::from_millis(200))
+            }
         }
     }
 }

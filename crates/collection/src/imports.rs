@@ -47,6 +47,30 @@ pub enum ImportError {
     DataLoss(String),
 }
 
+impl touchline_error::ApiError for ImportError {
+    fn code(&self) -> touchline_error::ErrorCode {
+        match self {
+            ImportError::Service(err) => err.code(),
+            ImportError::OutOfRange(_) => touchline_error::ErrorCode::OutOfRange,
+            ImportError::DataLoss(_) => touchline_error::ErrorCode::DataLoss,
+        }
+    }
+
+    fn field_violations(&self) -> Vec<touchline_error::FieldViolation> {
+        match self {
+            ImportError::Service(err) => err.field_violations(),
+            ImportError::OutOfRange(_) | ImportError::DataLoss(_) => Vec::new(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ImportError::Service(err) => err.retry_after(),
+            ImportError::OutOfRange(_) | ImportError::DataLoss(_) => None,
+        }
+    }
+}
+
 impl From<sqlx::Error> for ImportError {
     fn from(err: sqlx::Error) -> Self {
         ImportError::Service(err.into())

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     Unimplemented,
     /// A position the caller named is outside what is kept (an expired cursor).
     OutOfRange,
+    /// What the caller sent arrived damaged (a checksum does not match); send it again.
+    DataLoss,
     /// A bug or an unexpected failure; details are in the server log only.
     Internal,
 }
@@ -71,7 +73,36 @@ impl ErrorCode {
             ErrorCode::Cancelled => tonic::Code::Cancelled,
             ErrorCode::Unimplemented => tonic::Code::Unimplemented,
             ErrorCode::OutOfRange => tonic::Code::OutOfRange,
+            ErrorCode::DataLoss => tonic::Code::DataLoss,
             ErrorCode::Internal => tonic::Code::Internal,
+        }
+    }
+
+    /// What a caller hears when a call this service made to another one, on the caller's
+    /// behalf, failed with `code`. The upstream's verdict on the request itself survives the
+    /// hop (an INVALID_ARGUMENT stays one, so does a deadline or a limit); what is only this
+    /// service's trouble — its own credentials refused, a method the upstream does not know
+    /// yet, an upstream failing or answering garbage — is UNAVAILABLE, which the caller can
+    /// retry. Exhaustive on purpose: a new code must be placed here.
+    pub fn after_hop(code: tonic::Code) -> ErrorCode {
+        match code {
+            tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
+            tonic::Code::NotFound => ErrorCode::NotFound,
+            tonic::Code::AlreadyExists => ErrorCode::AlreadyExists,
+            tonic::Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+            tonic::Code::OutOfRange => ErrorCode::OutOfRange,
+            tonic::Code::PermissionDenied => ErrorCode::PermissionDenied,
+            tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+            tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+            tonic::Code::Aborted => ErrorCode::Aborted,
+            tonic::Code::Cancelled => ErrorCode::Cancelled,
+            tonic::Code::Unauthenticated
+            | tonic::Code::Unimplemented
+            | tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::DataLoss
+            | tonic::Code::Ok => ErrorCode::Unavailable,
         }
     }
 
@@ -91,6 +122,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => "CANCELLED",
             ErrorCode::Unimplemented => "UNIMPLEMENTED",
             ErrorCode::OutOfRange => "OUT_OF_RANGE",
+            ErrorCode::DataLoss => "DATA_LOSS",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -214,6 +246,25 @@ mod tests {
         }
         fn retry_after(&self) -> Option<Duration> {
             (self.0 == ErrorCode::ResourceExhausted).then_some(Duration::from_millis(250))
+        }
+    }
+
+    #[test]
+    fn an_upstreams_verdict_survives_the_hop_and_its_trouble_does_not() {
+        assert_eq!(
+            ErrorCode::after_hop(tonic::Code::InvalidArgument),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            ErrorCode::after_hop(tonic::Code::DeadlineExceeded),
+            ErrorCode::DeadlineExceeded
+        );
+        for trouble in [
+            tonic::Code::Internal,
+            tonic::Code::Unauthenticated,
+            tonic::Code::Unknown,
+        ] {
+            assert_eq!(ErrorCode::after_hop(trouble), ErrorCode::Unavailable);
         }
     }
 

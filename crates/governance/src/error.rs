@@ -1,6 +1,8 @@
 //! The governance service's failures and how each reaches a caller: the one place where they
 //! become gRPC codes (through [`touchline_error::to_status`]). A store failure's text stays in
 //! the server log; callers get a fixed sentence.
+// Error mappings name every variant: a new one must choose its code, not fall through.
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use std::time::Duration;
 
@@ -77,7 +79,14 @@ impl ApiError for GovernanceError {
     fn field_violations(&self) -> Vec<FieldViolation> {
         match self {
             Self::Invalid(v) => v.clone(),
-            _ => Vec::new(),
+            Self::NotFound(_)
+            | Self::AlreadyExists(_)
+            | Self::FailedPrecondition(_)
+            | Self::Aborted(_)
+            | Self::InFlight
+            | Self::Unavailable(_)
+            | Self::Unimplemented(_)
+            | Self::Store(_) => Vec::new(),
         }
     }
 
@@ -88,7 +97,13 @@ impl ApiError for GovernanceError {
             Self::Store(e) if touchline_db::classify(e).is_transient() => {
                 Some(Duration::from_secs(1))
             }
-            _ => None,
+            Self::Store(_)
+            | Self::Invalid(_)
+            | Self::NotFound(_)
+            | Self::AlreadyExists(_)
+            | Self::FailedPrecondition(_)
+            | Self::Aborted(_)
+            | Self::Unimplemented(_) => None,
         }
     }
 }

@@ -189,7 +189,7 @@ pub struct CleaningWorker {
     states: TenantStates,
     settings: GovernanceSettings,
     batch_size: i32,
-    status: touchline_runtime::status::PipelineStatus,
+    status: touchline_pipeline::status::PipelineStatus,
 }
 
 impl CleaningWorker {
@@ -203,19 +203,19 @@ impl CleaningWorker {
             states: TenantStates::default(),
             settings,
             batch_size: 500,
-            status: touchline_runtime::status::PipelineStatus::new(),
+            status: touchline_pipeline::status::PipelineStatus::new(),
         }
     }
 
     /// Reports positions and errors into `status` (the process's shared one).
-    pub fn with_status(mut self, status: touchline_runtime::status::PipelineStatus) -> Self {
+    pub fn with_status(mut self, status: touchline_pipeline::status::PipelineStatus) -> Self {
         self.status = status;
         self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(crate::RAW_LOG_CONSUMER, shutdown, &self.status, || {
+        touchline_pipeline::consumer::run(crate::RAW_LOG_CONSUMER, shutdown, &self.status, || {
             self.session()
         })
         .await;

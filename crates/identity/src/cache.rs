@@ -19,12 +19,16 @@
 //! the same versioned entries, kept in step across processes by the
 //! invalidation channel ([`listener`]).
 
+mod health;
+mod keys;
 pub mod listener;
 pub mod local;
 
+pub use keys::{cache_key, parse_entry};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -32,6 +36,7 @@ use uuid::Uuid;
 
 use crate::config::IdentityConfig;
 use crate::domain::{IdentifierKey, KeyMap};
+use health::Health;
 use local::{Entry, LocalLayer};
 
 /// How long the cache stands aside after failing, before it is tried again.
@@ -516,179 +521,3 @@ if mode == 'invalidate' and #KEYS > 0 then
 end
 return written
 ";
-
-/// Parses a live entry into (person, version); `None` for tombstones and
-/// anything we did not write.
-pub fn parse_entry(value: &str) -> Option<(Uuid, i64)> {
-    let rest = value.strip_prefix("p:")?;
-    let (person, version) = rest.rsplit_once(':')?;
-    Some((Uuid::parse_str(person).ok()?, version.parse().ok()?))
-}
-
-/// The Redis key of `key` in `tenant`. Each part has `%` and `:` escaped, so
-/// a value containing `:` can never collide with another identifier's key.
-pub fn cache_key(prefix: &str, tenant: &str, key: &IdentifierKey) -> String {
-    // Built in one buffer: this runs for every identifier of every lookup.
-    let parts = [tenant, &key.id_type, &key.scope, &key.value];
-    let escaped: usize = parts.iter().map(|p| p.len() + 2 * escapes(p)).sum();
-    let mut name = String::with_capacity(prefix.len() + ":identity".len() + 4 + escaped);
-    name.push_str(prefix);
-    name.push_str(":identity");
-    for part in parts {
-        name.push(':');
-        push_escaped(&mut name, part);
-    }
-    name
-}
-
-/// Characters of `part` that `push_escaped` expands to three.
-fn escapes(part: &str) -> usize {
-    part.bytes().filter(|b| matches!(b, b'%' | b':')).count()
-}
-
-/// Appends `part` with `%` and `:` percent-encoded, so no part can forge a
-/// separator.
-fn push_escaped(out: &mut String, part: &str) {
-    let mut rest = part;
-    while let Some(at) = rest.find(['%', ':']) {
-        out.push_str(&rest[..at]);
-        out.push_str(if rest.as_bytes()[at] == b'%' {
-            "%25"
-        } else {
-            "%3A"
-        });
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-}
-
-/// Failure bookkeeping shared by all clones of a cache.
-struct Health {
-    epoch: Instant,
-    /// Milliseconds since `epoch` until which the cache stands aside.
-    cool_until_ms: AtomicU64,
-    /// Milliseconds since `epoch` of the last warning, plus one (0 = never).
-    last_warn_ms: AtomicU64,
-    /// Failures not warned about since the last warning.
-    suppressed: AtomicU64,
-    /// Failures since the last success.
-    in_a_row: AtomicU64,
-}
-
-impl Health {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            cool_until_ms: AtomicU64::new(0),
-            last_warn_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-            in_a_row: AtomicU64::new(0),
-        }
-    }
-
-    fn succeeded(&self) {
-        if self.in_a_row.load(Ordering::Relaxed) != 0 {
-            self.in_a_row.store(0, Ordering::Relaxed);
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn cooling_down(&self) -> bool {
-        self.now_ms() < self.cool_until_ms.load(Ordering::Relaxed)
-    }
-
-    fn failed(&self, operation: &'static str, error: &str) {
-        let now = self.now_ms();
-        let cool_down = u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX);
-        if self.in_a_row.fetch_add(1, Ordering::Relaxed) + 1 >= FAILURES_BEFORE_COOL_DOWN {
-            self.cool_until_ms
-                .store(now.saturating_add(cool_down), Ordering::Relaxed);
-        }
-        let warn_every = u64::try_from(WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_add(1).saturating_sub(last) >= warn_every;
-        // Only the caller that wins the swap warns; the others count.
-        if due
-            && self
-                .last_warn_ms
-                .compare_exchange(
-                    last,
-                    now.saturating_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
-            tracing::warn!(
-                operation,
-                error,
-                suppressed,
-                cool_down_ms = cool_down,
-                "redis call failed; serving from postgresql"
-            );
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_follow_the_layout_and_never_collide() {
-        let plain = IdentifierKey::normalise("email", "", "a@x.io");
-        assert_eq!(
-            cache_key("tl", "t1", &plain),
-            "tl:identity:t1:email::a@x.io"
-        );
-        let a = IdentifierKey {
-            id_type: "x".to_owned(),
-            scope: "a:b".to_owned(),
-            value: "c".to_owned(),
-        };
-        let b = IdentifierKey {
-            id_type: "x".to_owned(),
-            scope: "a".to_owned(),
-            value: "b:c".to_owned(),
-        };
-        assert_ne!(cache_key("tl", "t1", &a), cache_key("tl", "t1", &b));
-        let percent = IdentifierKey {
-            id_type: "x".to_owned(),
-            scope: "a%3Ab".to_owned(),
-            value: "c".to_owned(),
-        };
-        assert_ne!(cache_key("tl", "t1", &a), cache_key("tl", "t1", &percent));
-        assert_eq!(cache_key("tl", "t1", &a), "tl:identity:t1:x:a%3Ab:c");
-        assert_eq!(
-            cache_key("tl", "t1", &percent),
-            "tl:identity:t1:x:a%253Ab:c"
-        );
-        let pseudonym = IdentifierKey::normalise("phone", "", "k1:00ff");
-        assert_eq!(
-            cache_key("", "t:2", &pseudonym),
-            ":identity:t%3A2:phone::k1%3A00ff"
-        );
-    }
-
-    #[test]
-    fn failures_in_a_row_start_a_cool_down_and_warnings_are_spaced() {
-        let health = Health::new();
-        assert!(!health.cooling_down());
-        // One slow reply, then a success: no cool-down.
-        health.failed("mget", "timed out");
-        health.succeeded();
-        health.failed("mget", "timed out");
-        assert!(!health.cooling_down());
-        health.failed("mget", "timed out");
-        assert!(!health.cooling_down());
-        health.failed("mget", "timed out");
-        assert!(health.cooling_down());
-        assert_eq!(health.suppressed.load(Ordering::Relaxed), 3);
-    }
-}

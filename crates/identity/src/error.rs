@@ -2,6 +2,8 @@
 //!
 //! Redis has no variant on purpose: a cache failure is logged and the call
 //! goes on against PostgreSQL.
+// Error mappings name every variant: a new one must choose its code, not fall through.
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use std::time::Duration;
 
@@ -41,6 +43,9 @@ pub enum IdentityError {
     /// the runtime is shutting down.
     #[error("planning the batch failed")]
     Planner(#[source] tokio::task::JoinError),
+    /// A reply kept for an idempotent retry no longer decodes.
+    #[error("a stored reply is unreadable")]
+    UnreadableReply(#[source] touchline_proto::prost::DecodeError),
 }
 
 impl From<sqlx::Error> for IdentityError {
@@ -72,6 +77,7 @@ impl ApiError for IdentityError {
                     ErrorCode::Internal
                 }
             }
+            IdentityError::UnreadableReply(_) => ErrorCode::Internal,
         }
     }
 
@@ -90,7 +96,8 @@ impl ApiError for IdentityError {
             | IdentityError::FailedPrecondition(_)
             | IdentityError::Stale(_)
             | IdentityError::Store(_)
-            | IdentityError::Planner(_) => Vec::new(),
+            | IdentityError::Planner(_)
+            | IdentityError::UnreadableReply(_) => Vec::new(),
         }
     }
 
@@ -108,6 +115,7 @@ impl ApiError for IdentityError {
             | ErrorCode::Cancelled
             | ErrorCode::Unimplemented
             | ErrorCode::OutOfRange
+            | ErrorCode::DataLoss
             | ErrorCode::Internal => None,
         }
     }

@@ -2,6 +2,8 @@
 //! become gRPC codes (through [`touchline_error::to_status`]). A store failure's text stays in
 //! the server log; an upstream's code is kept, so a caller can tell an outage of governance or
 //! identity (UNAVAILABLE, retry) from a request the upstream refused.
+// Error mappings name every variant: a new one must choose its code, not fall through.
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use std::time::Duration;
 
@@ -122,14 +124,7 @@ impl ApiError for ModelingError {
             ModelingError::Invalid(_) => ErrorCode::InvalidArgument,
             ModelingError::NotYetVisible { .. } => ErrorCode::Unavailable,
             ModelingError::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
-            ModelingError::Upstream { code, .. } => match code {
-                tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
-                tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
-                tonic::Code::Cancelled => ErrorCode::Cancelled,
-                // Whatever else an upstream says about a call modeling built, the caller can
-                // only wait and retry.
-                _ => ErrorCode::Unavailable,
-            },
+            ModelingError::Upstream { code, .. } => ErrorCode::after_hop(*code),
             ModelingError::Store(err) if touchline_db::classify(err).is_transient() => {
                 ErrorCode::Unavailable
             }
@@ -155,7 +150,21 @@ impl ApiError for ModelingError {
     fn field_violations(&self) -> Vec<FieldViolation> {
         match self {
             ModelingError::Invalid(violations) => violations.clone(),
-            _ => Vec::new(),
+            ModelingError::NotYetVisible { .. }
+            | ModelingError::DeadlineExceeded { .. }
+            | ModelingError::Upstream { .. }
+            | ModelingError::Store(_)
+            | ModelingError::Projection(_)
+            | ModelingError::ListingExpired
+            | ModelingError::TooLarge { .. }
+            | ModelingError::TooManyChannels { .. }
+            | ModelingError::NotFound(_)
+            | ModelingError::Aborted(_)
+            | ModelingError::AlreadyExists(_)
+            | ModelingError::FailedPrecondition(_)
+            | ModelingError::Building
+            | ModelingError::CursorExpired { .. }
+            | ModelingError::Internal(_) => Vec::new(),
         }
     }
 
@@ -163,9 +172,6 @@ impl ApiError for ModelingError {
         if matches!(self, ModelingError::Building) {
             return Some(Duration::from_secs(1));
         }
-        match self.code() {
-            ErrorCode::Unavailable => Some(Duration::from_secs(1)),
-            _ => None,
-        }
+        (self.code() == ErrorCode::Unavailable).then_some(Duration::from_secs(1))
     }
 }

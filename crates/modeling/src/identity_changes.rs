@@ -32,7 +32,7 @@ pub const ERASURE_SERVICE: &str = "modeling";
 pub struct IdentityChangesWorker {
     pool: PgPool,
     identity: Identity,
-    status: touchline_runtime::status::PipelineStatus,
+    status: touchline_pipeline::status::PipelineStatus,
 }
 
 impl IdentityChangesWorker {
@@ -41,21 +41,24 @@ impl IdentityChangesWorker {
         Self {
             pool,
             identity,
-            status: touchline_runtime::status::PipelineStatus::new(),
+            status: touchline_pipeline::status::PipelineStatus::new(),
         }
     }
 
     /// Reports positions and errors into `status` (the process's shared one).
-    pub fn with_status(mut self, status: touchline_runtime::status::PipelineStatus) -> Self {
+    pub fn with_status(mut self, status: touchline_pipeline::status::PipelineStatus) -> Self {
         self.status = status;
         self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(IDENTITY_CHANGES_CONSUMER, shutdown, &self.status, || {
-            self.session()
-        })
+        touchline_pipeline::consumer::run(
+            IDENTITY_CHANGES_CONSUMER,
+            shutdown,
+            &self.status,
+            || self.session(),
+        )
         .await;
     }
 
@@ -65,7 +68,7 @@ impl IdentityChangesWorker {
         let cursors = store::load_cursors(&self.pool, IDENTITY_CHANGES_CONSUMER).await?;
         let mut stream = self
             .identity
-            .tail_changes(touchline_runtime::tail::resume_all_tenants(cursors, 500))
+            .tail_changes(touchline_pipeline::tail::resume_all_tenants(cursors, 500))
             .await?;
         while let Some(batch) = stream.message().await? {
             let erasures = self.apply(batch).await?;

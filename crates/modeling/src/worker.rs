@@ -50,7 +50,7 @@ pub struct EventStoreWorker {
     pool: PgPool,
     governance: Governance,
     resolver: Resolver,
-    status: touchline_runtime::status::PipelineStatus,
+    status: touchline_pipeline::status::PipelineStatus,
 }
 
 impl EventStoreWorker {
@@ -60,21 +60,24 @@ impl EventStoreWorker {
             pool,
             governance,
             resolver: Resolver::new(identity),
-            status: touchline_runtime::status::PipelineStatus::new(),
+            status: touchline_pipeline::status::PipelineStatus::new(),
         }
     }
 
     /// Reports positions and errors into `status` (the process's shared one).
-    pub fn with_status(mut self, status: touchline_runtime::status::PipelineStatus) -> Self {
+    pub fn with_status(mut self, status: touchline_pipeline::status::PipelineStatus) -> Self {
         self.status = status;
         self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        touchline_runtime::consumer::run(crate::CLEAN_LOG_CONSUMER, shutdown, &self.status, || {
-            self.session()
-        })
+        touchline_pipeline::consumer::run(
+            crate::CLEAN_LOG_CONSUMER,
+            shutdown,
+            &self.status,
+            || self.session(),
+        )
         .await;
     }
 
@@ -82,7 +85,7 @@ impl EventStoreWorker {
         let cursors = store::load_cursors(&self.pool, crate::CLEAN_LOG_CONSUMER).await?;
         let stream = self
             .governance
-            .tail(touchline_runtime::tail::resume_all_tenants(cursors, 500))
+            .tail(touchline_pipeline::tail::resume_all_tenants(cursors, 500))
             .await?;
         // Resolution (a call to identity) is most of a batch's time and is bound by round trips
         // and row locks, not by one core: batches of different tenants are resolved at once,

@@ -4,7 +4,11 @@
 //! descriptor and the scope table, both produced by the build script. Services
 //! and clients depend on this crate for `tonic` and `prost` too, so versions
 //! never split across the workspace.
-#![allow(clippy::too_many_lines, reason = "the generated clients and servers")]
+#![allow(
+    clippy::too_many_lines,
+    clippy::allow_attributes_without_reason,
+    reason = "the generated clients and servers, whose own allows carry no reasons"
+)]
 
 pub use prost;
 pub use prost_types;

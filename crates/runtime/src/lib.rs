@@ -5,14 +5,10 @@
 pub mod client;
 pub mod codes;
 pub mod config;
-pub mod consumer;
 pub mod gate;
 pub mod metadata;
 pub mod server;
 pub mod shutdown;
-pub mod status;
-pub mod status_api;
-pub mod tail;
 
 pub use server::{HealthHandle, ServerLimits};
 pub use shutdown::Shutdown;

@@ -17,9 +17,9 @@ use touchline_db::sqlx::PgPool;
 use touchline_db::sqlx::migrate::Migrator;
 use touchline_db::watchdog::{Change, Watchdog};
 use touchline_db::{LogNotifier, RequestTable, Upkeep};
+use touchline_pipeline::status::PipelineStatus;
+use touchline_pipeline::status_api::PipelineApi;
 use touchline_runtime::client::CallCredentials;
-use touchline_runtime::status::PipelineStatus;
-use touchline_runtime::status_api::PipelineApi;
 use touchline_runtime::{HealthHandle, Shutdown};
 use touchline_telemetry::GrpcServerTraceLayer;
 

@@ -21,16 +21,15 @@ use touchline_modeling::ModelingApi;
 use touchline_modeling::identity_changes::IdentityChangesWorker;
 use touchline_modeling::upstream::{Governance, Identity};
 use touchline_modeling::worker::EventStoreWorker;
+use touchline_pipeline::status::PipelineStatus;
 use touchline_proto::collection::v1::collection_service_server::CollectionServiceServer;
 use touchline_proto::governance::v1::governance_service_server::GovernanceServiceServer;
 use touchline_proto::identity::v1::identity_service_server::IdentityServiceServer;
-use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::modeling_service_server::ModelingServiceServer;
 use touchline_proto::reporting::v1::reporting_service_server::ReportingServiceServer;
 use touchline_reporting::ReportingApi;
 use touchline_runtime::Shutdown;
 use touchline_runtime::client::{CallCredentials, lazy_channel};
-use touchline_runtime::status::PipelineStatus;
 
 use crate::config::{Config, ServiceName};
 
@@ -115,12 +114,13 @@ pub async fn mount(
         ServiceName::Identity => mount_identity(shared, routes, tasks).await?,
         ServiceName::Modeling => mount_modeling(shared, routes, tasks)?,
         ServiceName::Reporting => {
-            let modeling = ModelingServiceClient::with_interceptor(
+            let modeling = touchline_reporting::Modeling::new(
                 shared.upstreams.channel(ServiceName::Modeling)?,
                 shared.credentials.clone(),
             );
+            let reporting = touchline_reporting::Reporting::new(modeling);
             routes.add_service(
-                ReportingServiceServer::new(ReportingApi::new(modeling))
+                ReportingServiceServer::new(ReportingApi::new(reporting))
                     .max_decoding_message_size(max),
             );
         }

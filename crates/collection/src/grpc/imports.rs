@@ -11,11 +11,7 @@ use crate::error::CollectionError;
 use crate::imports::{ImportError, Session, Step};
 
 fn import_status(err: ImportError) -> Status {
-    match err {
-        ImportError::Service(err) => to_status(&err),
-        ImportError::OutOfRange(message) => Status::out_of_range(message),
-        ImportError::DataLoss(message) => Status::data_loss(message),
-    }
+    to_status(&err)
 }
 
 pub(super) async fn import_file(
@@ -66,7 +62,7 @@ async fn send(tx: &Outbound, file_import: pb::FileImport) -> Result<(), Status> 
         file_import: Some(file_import),
     }))
     .await
-    .map_err(|_| Status::cancelled("the caller went away"))
+    .map_err(|_| to_status(&CollectionError::CallerGone))
 }
 
 /// Feeds the chunks of one call into the session, answering as the

@@ -1,18 +1,17 @@
 //! TailRawEvents: the raw log as a partitioned log for the shared tail
 //! driver. The adapter below is the only glue between this crate's store
-//! and `touchline_runtime::tail`; keep it here, in one place.
+//! and `touchline_pipeline::tail`; keep it here, in one place.
 
 use prost::Message as _;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
-use touchline_error::to_status;
+use touchline_pipeline::LogError;
+use touchline_pipeline::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 use touchline_proto::collection::v1 as pb;
 use touchline_proto::common::v1::Event;
-use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 
 use super::{BoxStream, CollectionApi, timestamp};
 use crate::domain::names;
-use crate::error::CollectionError;
 use crate::store::{self, StoredRawEvent};
 
 pub(super) async fn tail_raw_events(
@@ -33,16 +32,17 @@ pub(super) async fn tail_raw_events(
 /// The raw log as a partitioned log for the tail driver.
 struct RawLog(PgPool);
 
-fn store_status(err: sqlx::Error) -> Status {
-    to_status(&CollectionError::from(err))
-}
+/// How this log is named in errors.
+const LOG: &str = "raw log";
 
 impl PartitionedLog for RawLog {
     type Record = StoredRawEvent;
     type Batch = pb::TailRawEventsResponse;
 
-    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, Status> {
-        store::heads(&self.0, tenants).await.map_err(store_status)
+    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, LogError> {
+        store::heads(&self.0, tenants)
+            .await
+            .map_err(|err| LogError::store(LOG, err))
     }
 
     async fn read_after(
@@ -50,10 +50,10 @@ impl PartitionedLog for RawLog {
         tenant: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<StoredRawEvent>, Status> {
+    ) -> Result<Vec<StoredRawEvent>, LogError> {
         store::read_after(&self.0, tenant, after, limit)
             .await
-            .map_err(store_status)
+            .map_err(|err| LogError::store(LOG, err))
     }
 
     fn sequence(record: &StoredRawEvent) -> i64 {
@@ -64,16 +64,12 @@ impl PartitionedLog for RawLog {
         tenant: &str,
         head: i64,
         records: Vec<StoredRawEvent>,
-    ) -> Result<pb::TailRawEventsResponse, Status> {
+    ) -> Result<pb::TailRawEventsResponse, LogError> {
         let events = records
             .into_iter()
             .map(|record| {
-                let event = Event::decode(record.payload.as_slice()).map_err(|err| {
-                    Status::internal(format!(
-                        "raw record {} is unreadable: {err}",
-                        record.sequence
-                    ))
-                })?;
+                let event = Event::decode(record.payload.as_slice())
+                    .map_err(|err| LogError::unreadable(LOG, record.sequence, err))?;
                 Ok(pb::RawEvent {
                     sequence: record.sequence,
                     event: Some(event),
@@ -87,7 +83,7 @@ impl PartitionedLog for RawLog {
                     source_revision: record.source_revision,
                 })
             })
-            .collect::<Result<Vec<_>, Status>>()?;
+            .collect::<Result<Vec<_>, LogError>>()?;
         Ok(pb::TailRawEventsResponse {
             tenant: tenant.to_owned(),
             events,

@@ -19,10 +19,11 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use touchline_db::LogNotifier;
 use touchline_error::to_status;
+use touchline_pipeline::LogError;
+use touchline_pipeline::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 use touchline_proto::governance::v1 as pb;
 use touchline_proto::governance::v1::governance_service_server::GovernanceService;
 use touchline_runtime::Shutdown;
-use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 
 use crate::domain::names;
 use crate::error::GovernanceError;
@@ -314,21 +315,18 @@ impl From<GovernanceError> for Status {
 /// The clean log as a partitioned log, read through the service.
 struct CleanLog(Governance);
 
-fn store_status(err: sqlx::Error) -> Status {
-    tracing::error!(error = %touchline_error::cause_chain(&err), "reading the clean log failed");
-    if touchline_db::classify(&err).is_transient() {
-        Status::unavailable("the clean log is temporarily unavailable")
-    } else {
-        Status::internal("reading the clean log failed")
-    }
-}
+/// How this log is named in errors.
+const LOG: &str = "clean log";
 
 impl PartitionedLog for CleanLog {
     type Record = StoredCleanEvent;
     type Batch = pb::TailCleanEventsResponse;
 
-    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, Status> {
-        self.0.clean_heads(tenants).await.map_err(store_status)
+    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, LogError> {
+        self.0
+            .clean_heads(tenants)
+            .await
+            .map_err(|err| LogError::store(LOG, err))
     }
 
     async fn read_after(
@@ -336,11 +334,11 @@ impl PartitionedLog for CleanLog {
         tenant: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<StoredCleanEvent>, Status> {
+    ) -> Result<Vec<StoredCleanEvent>, LogError> {
         self.0
             .clean_after(tenant, after, limit)
             .await
-            .map_err(store_status)
+            .map_err(|err| LogError::store(LOG, err))
     }
 
     fn sequence(record: &StoredCleanEvent) -> i64 {
@@ -351,26 +349,17 @@ impl PartitionedLog for CleanLog {
         tenant: &str,
         head: i64,
         records: Vec<StoredCleanEvent>,
-    ) -> Result<pb::TailCleanEventsResponse, Status> {
+    ) -> Result<pb::TailCleanEventsResponse, LogError> {
         let events = records
             .into_iter()
             .map(|record| {
-                let mut event =
-                    pb::CleanEvent::decode(record.payload.as_slice()).map_err(|err| {
-                        // The decoder's text stays in the log; the caller learns which
-                        // record, not the store's internals.
-                        tracing::error!(
-                            sequence = record.sequence,
-                            error = %err,
-                            "a stored clean record does not decode"
-                        );
-                        Status::internal(format!("clean record {} is unreadable", record.sequence))
-                    })?;
+                let mut event = pb::CleanEvent::decode(record.payload.as_slice())
+                    .map_err(|err| LogError::unreadable(LOG, record.sequence, err))?;
                 event.sequence = record.sequence;
                 event.traceparent = record.traceparent.unwrap_or_default();
                 Ok(event)
             })
-            .collect::<Result<Vec<_>, Status>>()?;
+            .collect::<Result<Vec<_>, LogError>>()?;
         Ok(pb::TailCleanEventsResponse {
             tenant: tenant.to_owned(),
             events,

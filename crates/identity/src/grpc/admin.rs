@@ -11,6 +11,8 @@ use crate::service::{Decision, DecisionFilter};
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 use touchline_error::to_status;
+
+use crate::IdentityError;
 use touchline_proto::identity::v1 as pb;
 
 /// Most audit records per page, and the default.
@@ -147,7 +149,7 @@ pub(super) async fn set_consent(
         Some(pb::set_consent_request::PersonRef::Person(name)) => {
             let (named, person) = parse_person(&principal, name)?;
             if named != tenant {
-                return Err(Status::permission_denied("not allowed for this tenant"));
+                return Err(touchline_auth::AuthError::ForeignTenant.into());
             }
             person
         }
@@ -170,7 +172,11 @@ pub(super) async fn set_consent(
                 .outcomes
                 .first()
                 .and_then(|o| o.person_id)
-                .ok_or_else(|| Status::not_found("the identifier belongs to an erased person"))?
+                .ok_or_else(|| {
+                    to_status(&IdentityError::NotFound(
+                        "a living person for the identifier".to_owned(),
+                    ))
+                })?
         }
         None => {
             return Err(invalid(

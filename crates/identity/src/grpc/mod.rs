@@ -14,10 +14,11 @@ use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use touchline_db::LogNotifier;
 use touchline_error::to_status;
+use touchline_pipeline::LogError;
+use touchline_pipeline::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService;
 use touchline_runtime::Shutdown;
-use touchline_runtime::tail::{PartitionCursors, PartitionedLog, spawn_tail};
 
 use crate::cache::IdentityCache;
 use crate::domain::{self, RawItem};
@@ -247,7 +248,7 @@ impl IdentityService for IdentityApi {
                     .map_err(|err| to_status(&err))?
             }
         }
-        .ok_or_else(|| Status::not_found("the identifier is unknown"))?;
+        .ok_or_else(|| to_status(&IdentityError::NotFound("identifier".to_owned())))?;
         Ok(Response::new(pb::ResolveResponse {
             person_id: now.to_string(),
             as_of_person_id: then.to_string(),
@@ -462,7 +463,7 @@ where
         Run::Acted(result) => result,
         Run::Replayed(bytes) => T::decode(bytes.as_slice())
             .map(Response::new)
-            .map_err(|_| Status::internal("a stored reply is unreadable")),
+            .map_err(|err| to_status(&IdentityError::UnreadableReply(err))),
         Run::InFlight => Err(to_status(&IdentityError::Stale(
             touchline_error::REQUEST_IN_FLIGHT.to_owned(),
         ))),
@@ -472,23 +473,17 @@ where
 /// The identity change log as a partitioned log.
 struct ChangeLog(PgPool);
 
-fn log_status(err: sqlx::Error) -> Status {
-    tracing::error!(error = %touchline_error::cause_chain(&err), "reading the identity change log failed");
-    if touchline_db::classify(&err).is_transient() {
-        Status::unavailable("the identity change log is temporarily unavailable")
-    } else {
-        Status::internal("reading the identity change log failed")
-    }
-}
+/// How this log is named in errors.
+const LOG: &str = "identity change log";
 
 impl PartitionedLog for ChangeLog {
     type Record = StoredChange;
     type Batch = pb::TailIdentityChangesResponse;
 
-    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, Status> {
+    async fn heads(&self, tenants: Option<&[String]>) -> Result<Vec<(String, i64)>, LogError> {
         crate::store::log::heads(&self.0, tenants)
             .await
-            .map_err(log_status)
+            .map_err(|err| LogError::store(LOG, err))
     }
 
     async fn read_after(
@@ -496,10 +491,10 @@ impl PartitionedLog for ChangeLog {
         tenant: &str,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<StoredChange>, Status> {
+    ) -> Result<Vec<StoredChange>, LogError> {
         crate::store::log::read_after(&self.0, tenant, after, limit)
             .await
-            .map_err(log_status)
+            .map_err(|err| LogError::store(LOG, err))
     }
 
     fn sequence(record: &StoredChange) -> i64 {
@@ -510,7 +505,7 @@ impl PartitionedLog for ChangeLog {
         tenant: &str,
         head: i64,
         records: Vec<StoredChange>,
-    ) -> Result<pb::TailIdentityChangesResponse, Status> {
+    ) -> Result<pb::TailIdentityChangesResponse, LogError> {
         Ok(pb::TailIdentityChangesResponse {
             tenant: tenant.to_owned(),
             changes: records

@@ -7,7 +7,7 @@ use super::segments::segment_name;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
 use crate::service::{DestinationView, NewDestination};
-use crate::store::activation::{self as store, Attempt, StoredTrigger};
+use crate::store::activation::{self as store, Attempt, StoredTrigger, TriggerFilter};
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     timestamp_ms(at.timestamp_millis())
@@ -165,4 +165,46 @@ pub(super) fn ledger_before(token: &str) -> Result<i64, ModelingError> {
         return Ok(0);
     }
     crate::domain::decode_token(token)
+}
+
+/// What a SubscribeTriggers call asks for, checked: known trigger types, segments of the
+/// caller's tenant, a sequence of 0 or more.
+pub(super) fn trigger_filter(
+    tenant: &str,
+    types: &[i32],
+    segments: &[String],
+    after_sequence: i64,
+) -> Result<TriggerFilter, ModelingError> {
+    let mut problems = Violations::default();
+    let mut filter = TriggerFilter::default();
+    for (index, number) in types.iter().enumerate() {
+        match pb::TriggerType::try_from(*number) {
+            Ok(t) if *number != 0 => filter.types.push(t as i16),
+            _ => problems.add(
+                format!("types[{index}]"),
+                "UNKNOWN_VALUE",
+                "an unknown trigger type",
+            ),
+        }
+    }
+    for (index, name) in segments.iter().enumerate() {
+        match segment_name(name) {
+            Some((parent, id)) if parent == format!("tenants/{tenant}") => {
+                filter.segments.push(id.to_owned());
+            }
+            _ => problems.add(
+                format!("segments[{index}]"),
+                "INVALID_NAME",
+                "a segment of the same tenant, as tenants/{tenant}/segments/{segment}",
+            ),
+        }
+    }
+    if after_sequence < 0 {
+        problems.add("after_sequence", "OUT_OF_RANGE", "a sequence is 0 or more");
+    }
+    if problems.is_empty() {
+        Ok(filter)
+    } else {
+        Err(ModelingError::Invalid(problems.0))
+    }
 }

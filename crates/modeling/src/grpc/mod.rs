@@ -1,5 +1,10 @@
 //! The gRPC adapter of the modeling service: authorise, convert, call the service layer,
 //! convert back. Errors become statuses in one place ([`touchline_error::to_status`]).
+//!
+//! Kept whole: tonic takes a service's methods as one trait impl, so this block holds a method
+//! per RPC (about forty; beside its tracing attribute and signature, each authorises,
+//! converts, calls and converts back). Conversions and request rules live in the sibling
+//! modules.
 
 mod activation;
 mod attribution;
@@ -851,40 +856,9 @@ impl ModelingService for ModelingApi {
         let req = request.into_inner();
         segments::check_identifier_types(&req.identifier_types).map_err(status)?;
         let batch = segments::size(req.max_batch_size, 100, 1_000).map_err(status)?;
-        let mut problems = crate::journeys::query::Violations::default();
-        let mut filter = crate::store::activation::TriggerFilter::default();
-        for (index, number) in req.types.iter().enumerate() {
-            match pb::TriggerType::try_from(*number) {
-                Ok(t) if *number != 0 => filter.types.push(t as i16),
-                _ => problems.add(
-                    format!("types[{index}]"),
-                    "UNKNOWN_VALUE",
-                    "an unknown trigger type",
-                ),
-            }
-        }
-        for (index, name) in req.segments.iter().enumerate() {
-            match segments::segment_name(name) {
-                Some((parent, id)) if parent == format!("tenants/{tenant}") => {
-                    filter.segments.push(id.to_owned());
-                }
-                _ => problems.add(
-                    format!("segments[{index}]"),
-                    "INVALID_NAME",
-                    "a segment of the same tenant, as tenants/{tenant}/segments/{segment}",
-                ),
-            }
-        }
-        if !problems.is_empty() {
-            return Err(status(ModelingError::Invalid(problems.0)));
-        }
-        if req.after_sequence < 0 {
-            return Err(status(ModelingError::invalid(
-                "after_sequence",
-                "OUT_OF_RANGE",
-                "a sequence is 0 or more",
-            )));
-        }
+        let filter =
+            activation::trigger_filter(&tenant, &req.types, &req.segments, req.after_sequence)
+                .map_err(status)?;
         let after = (!req.start_at_head).then_some(req.after_sequence);
         let named = tenant.clone();
         let mut triggers = self

@@ -1,28 +1,14 @@
-//! Conversions of the segment calls: the contract's rules into the service's, stored rows
-//! and changes into replies, and the page tokens. Rules live in `journeys::segments`; this
-//! only changes shapes, and names the conditions the service cannot take yet.
+//! A segment rule between the contract and the service: each condition the service can take,
+//! a violation naming each part it cannot, and the stored rule back as the contract has it.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use touchline_analytics::lifecycle::LifecycleStage;
 use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
-use uuid::Uuid;
 
-use super::journeys::{matcher, ms, timestamp_ms};
-use crate::error::ModelingError;
+use super::segment_name;
+use crate::grpc::journeys::{matcher, ms, timestamp_ms};
 use crate::journeys::query::Violations;
 use crate::journeys::segments::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};
-use crate::service::{ChangesPage, MembersPage, Preview, SegmentInput, SegmentReply};
-use crate::store::segments::{SegmentRow, StoredChange};
-
-/// The id in `tenants/{tenant}/segments/{id}`, with the tenant part; `None` when malformed.
-pub(super) fn segment_name(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix("tenants/")?;
-    let (tenant, id) = rest.split_once("/segments/")?;
-    (!tenant.is_empty() && !id.is_empty() && !id.contains('/'))
-        .then(|| (&name[..8 + tenant.len()], id))
-}
 
 fn comparison(
     c: Option<&pb::NumberComparison>,
@@ -254,7 +240,7 @@ fn condition(
 }
 
 /// The service's rule for the contract's, with a violation for each part it cannot take.
-pub(super) fn rule(
+pub(crate) fn rule(
     tenant: &str,
     given: Option<&pb::SegmentRule>,
     path: &str,
@@ -318,10 +304,10 @@ fn pb_comparison(c: Comparison) -> pb::NumberComparison {
 }
 
 fn pb_matcher(m: &crate::journeys::query::Matcher) -> pb::EventMatcher {
-    super::churn::pb_matcher(m)
+    crate::grpc::churn::pb_matcher(m)
 }
 
-fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
+pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
     use pb::segment_rule::Rule as R;
     let inner = match rule {
         Rule::AllOf(rules) => R::AllOf(pb::SegmentRuleGroup {
@@ -386,262 +372,4 @@ fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
         }),
     };
     pb::SegmentRule { rule: Some(inner) }
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    timestamp_ms(at.timestamp_millis())
-}
-
-/// The contract's segment for a stored one.
-pub(super) fn segment(tenant: &str, row: &SegmentRow) -> pb::Segment {
-    let state = if row.built_rule_revision == Some(row.rule_revision) {
-        pb::SegmentState::Active
-    } else {
-        pb::SegmentState::Building
-    };
-    pb::Segment {
-        name: format!("tenants/{tenant}/segments/{}", row.id),
-        display_name: row.definition.display_name.clone(),
-        description: row.definition.description.clone(),
-        rule: Some(pb_rule(tenant, &row.definition.rule)),
-        state: state as i32,
-        member_count: row.member_count,
-        last_change_sequence: row.last_change_sequence,
-        reevaluation_interval: Some(prost_types::Duration {
-            seconds: row.definition.reevaluation_secs,
-            nanos: 0,
-        }),
-        create_time: Some(timestamp(row.created_at)),
-        update_time: Some(timestamp(row.updated_at)),
-        etag: row.revision.to_string(),
-    }
-}
-
-/// The fields a create or update sends.
-pub(super) fn input(tenant: &str, segment: Option<&pb::Segment>) -> SegmentInput {
-    let mut problems = Violations::default();
-    let Some(s) = segment else {
-        problems.add("segment", "REQUIRED", "a segment is required");
-        return SegmentInput {
-            problems,
-            ..SegmentInput::default()
-        };
-    };
-    let rule = s
-        .rule
-        .as_ref()
-        .map(|r| rule(tenant, Some(r), "segment.rule", 1, &mut problems));
-    SegmentInput {
-        display_name: s.display_name.clone(),
-        description: s.description.clone(),
-        rule,
-        reevaluation_secs: s.reevaluation_interval.map(|d| d.seconds),
-        problems,
-    }
-}
-
-/// A preview for the reply.
-pub(super) fn preview(tenant: &str, preview: Option<Preview>) -> Option<pb::SegmentPreview> {
-    preview.map(|p| pb::SegmentPreview {
-        member_count: p.member_count,
-        sample_persons: p
-            .sample
-            .iter()
-            .map(|id| format!("tenants/{tenant}/persons/{id}"))
-            .collect(),
-        as_of_revision: p.as_of_revision,
-    })
-}
-
-/// The segment and its preview as a create reply.
-pub(super) fn created(tenant: &str, reply: SegmentReply) -> pb::CreateSegmentResponse {
-    pb::CreateSegmentResponse {
-        segment: Some(segment(tenant, &reply.segment)),
-        preview: preview(tenant, reply.preview),
-    }
-}
-
-/// Identifier types are not exported yet: asking for them is refused rather than answered
-/// with members that silently lack them.
-pub(super) fn check_identifier_types(types: &[String]) -> Result<(), ModelingError> {
-    if types.is_empty() {
-        Ok(())
-    } else {
-        Err(ModelingError::invalid(
-            "identifier_types",
-            "NOT_AVAILABLE_YET",
-            "members and changes do not carry identifiers yet; match on the person id / 成员与变更暂不附带标识符，请按 person id 匹配",
-        ))
-    }
-}
-
-fn encode(text: &str) -> String {
-    URL_SAFE_NO_PAD.encode(text)
-}
-
-fn decode(token: &str, prefix: &str) -> Result<String, ModelingError> {
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix(prefix).map(str::to_owned))
-        .ok_or_else(|| {
-            ModelingError::invalid(
-                "page_token",
-                "INVALID_PAGE_TOKEN",
-                "not a token this call gave",
-            )
-        })
-}
-
-/// The id a segments page continues after.
-pub(super) fn segments_after(token: &str) -> Result<String, ModelingError> {
-    if token.is_empty() {
-        Ok(String::new())
-    } else {
-        decode(token, "segments:")
-    }
-}
-
-/// The token of the segments page after `id`.
-pub(super) fn segments_token(id: &str) -> String {
-    encode(&format!("segments:{id}"))
-}
-
-/// The sequence and person a members page continues after.
-pub(super) fn members_after(token: &str) -> Result<Option<(i64, Uuid)>, ModelingError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let text = decode(token, "members:")?;
-    text.split_once('/')
-        .and_then(|(seq, person)| Some((seq.parse().ok()?, person.parse().ok()?)))
-        .map(Some)
-        .ok_or_else(|| {
-            ModelingError::invalid(
-                "page_token",
-                "INVALID_PAGE_TOKEN",
-                "not a token this call gave",
-            )
-        })
-}
-
-/// A members page as a reply.
-pub(super) fn members_reply(tenant: &str, page: MembersPage) -> pb::ListSegmentMembersResponse {
-    let next_page_token = match page.members.last() {
-        Some(last) if page.more => encode(&format!(
-            "members:{}/{}",
-            page.as_of_sequence, last.person_id
-        )),
-        _ => String::new(),
-    };
-    pb::ListSegmentMembersResponse {
-        members: page
-            .members
-            .iter()
-            .map(|m| pb::SegmentMember {
-                person: format!("tenants/{tenant}/persons/{}", m.person_id),
-                person_id: m.person_id.to_string(),
-                enter_time: Some(timestamp(m.entered_at)),
-                identifiers: Vec::new(),
-            })
-            .collect(),
-        next_page_token,
-        total_size: page.total,
-        as_of_sequence: page.as_of_sequence,
-    }
-}
-
-/// The sequence a changes page continues after.
-pub(super) fn changes_after(token: &str, after_sequence: i64) -> Result<i64, ModelingError> {
-    if token.is_empty() {
-        if after_sequence < 0 {
-            return Err(ModelingError::invalid(
-                "after_sequence",
-                "OUT_OF_RANGE",
-                "a sequence is 0 or more",
-            ));
-        }
-        return Ok(after_sequence);
-    }
-    decode(token, "changes:")?.parse().map_err(|_| {
-        ModelingError::invalid(
-            "page_token",
-            "INVALID_PAGE_TOKEN",
-            "not a token this call gave",
-        )
-    })
-}
-
-/// One change as the contract has it.
-pub(super) fn change(tenant: &str, c: &StoredChange) -> pb::SegmentChange {
-    pb::SegmentChange {
-        sequence: c.sequence,
-        segment: format!("tenants/{tenant}/segments/{}", c.segment_id),
-        person: format!("tenants/{tenant}/persons/{}", c.person_id),
-        person_id: c.person_id.to_string(),
-        kind: i32::from(c.kind),
-        reason: i32::from(c.reason),
-        change_time: Some(timestamp(c.changed_at)),
-        identifiers: Vec::new(),
-        change_id: c.change_id.to_string(),
-    }
-}
-
-/// A changes page as a reply.
-pub(super) fn changes_reply(
-    tenant: &str,
-    after: i64,
-    page: ChangesPage,
-) -> pb::ListSegmentChangesResponse {
-    let last_sequence = page.changes.last().map_or(after, |c| c.sequence);
-    pb::ListSegmentChangesResponse {
-        changes: page.changes.iter().map(|c| change(tenant, c)).collect(),
-        next_page_token: if page.more {
-            encode(&format!("changes:{last_sequence}"))
-        } else {
-            String::new()
-        },
-        last_sequence,
-        head_sequence: page.head_sequence,
-    }
-}
-
-/// A page size within `default` and `max`.
-pub(super) fn size(asked: i32, default: i64, max: i64) -> Result<i64, ModelingError> {
-    match i64::from(asked) {
-        0 => Ok(default),
-        n if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ModelingError::invalid(
-            "page_size",
-            "OUT_OF_RANGE",
-            format!("from 0 to {max}"),
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segment_names_split_into_tenant_and_id() {
-        assert_eq!(
-            segment_name("tenants/acme/segments/vip"),
-            Some(("tenants/acme", "vip"))
-        );
-        assert_eq!(segment_name("tenants/acme/segments/"), None);
-        assert_eq!(segment_name("tenants//segments/vip"), None);
-        assert_eq!(segment_name("tenants/acme/segments/a/b"), None);
-        assert_eq!(segment_name("acme/segments/vip"), None);
-    }
-
-    #[test]
-    fn tokens_round_trip_and_foreign_ones_are_refused() {
-        let token = segments_token("vip");
-        assert_eq!(segments_after(&token).ok(), Some("vip".to_owned()));
-        assert!(members_after(&token).is_err());
-        assert!(changes_after("garbage", 0).is_err());
-        assert!(changes_after("", -1).is_err());
-    }
 }

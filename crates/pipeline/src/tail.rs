@@ -12,7 +12,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::Shutdown;
+use touchline_error::FieldViolation;
+use touchline_runtime::Shutdown;
+
+use crate::LogError;
 
 /// How long a caught-up stream waits without a wake-up before it looks again.
 const FALLBACK_POLL: Duration = Duration::from_secs(5);
@@ -26,9 +29,7 @@ pub trait LogSource: Send + 'static {
     type Batch: Send + 'static;
 
     /// Reads what follows the cursors and advances them; empty when caught up.
-    fn next_batches(
-        &mut self,
-    ) -> impl Future<Output = Result<Vec<Self::Batch>, tonic::Status>> + Send;
+    fn next_batches(&mut self) -> impl Future<Output = Result<Vec<Self::Batch>, LogError>> + Send;
 }
 
 /// Streams `source` until the caller disconnects or the process shuts down.
@@ -63,8 +64,8 @@ pub fn spawn_tail<S: LogSource>(
                         }
                     }
                 }
-                Err(status) => {
-                    let _ = tx.send(Err(status)).await;
+                Err(err) => {
+                    let _ = tx.send(Err(tonic::Status::from(err))).await;
                     return;
                 }
             }
@@ -88,7 +89,7 @@ pub trait PartitionedLog: Send + Sync + 'static {
     fn heads(
         &self,
         tenants: Option<&[String]>,
-    ) -> impl Future<Output = Result<Vec<(String, i64)>, tonic::Status>> + Send;
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, LogError>> + Send;
 
     /// Up to `limit` records after `after`, in order.
     fn read_after(
@@ -96,17 +97,13 @@ pub trait PartitionedLog: Send + Sync + 'static {
         tenant: &str,
         after: i64,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<Self::Record>, tonic::Status>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Record>, LogError>> + Send;
 
     /// A record's sequence.
     fn sequence(record: &Self::Record) -> i64;
 
     /// Packs records of one tenant into a response.
-    fn batch(
-        tenant: &str,
-        head: i64,
-        records: Vec<Self::Record>,
-    ) -> Result<Self::Batch, tonic::Status>;
+    fn batch(tenant: &str, head: i64, records: Vec<Self::Record>) -> Result<Self::Batch, LogError>;
 }
 
 /// Largest batch a caller may ask for.
@@ -131,31 +128,41 @@ impl<L: PartitionedLog> PartitionCursors<L> {
         log: L,
         caller_tenant: &str,
         selector: Option<touchline_proto::common::v1::TailSelector>,
-    ) -> Result<Self, tonic::Status> {
+    ) -> Result<Self, LogError> {
         let selector = selector.unwrap_or_default();
         let platform = caller_tenant == ALL_TENANTS;
         if selector.all_tenants && !platform {
-            return Err(tonic::Status::permission_denied(
+            return Err(LogError::PermissionDenied(
                 "all_tenants is only for platform service accounts",
             ));
         }
+        let mut violations = Vec::new();
         let mut cursors = std::collections::BTreeMap::new();
-        for cursor in selector.cursors {
-            if cursor.tenant.is_empty() || cursor.after_sequence < 0 {
-                return Err(tonic::Status::invalid_argument(
-                    "each cursor needs a tenant and a non-negative after_sequence",
+        for (i, cursor) in selector.cursors.into_iter().enumerate() {
+            if cursor.tenant.is_empty() {
+                violations.push(FieldViolation::new(
+                    format!("selector.cursors[{i}].tenant"),
+                    "MISSING_TENANT",
+                    "each cursor names a tenant",
                 ));
             }
-            if !platform && cursor.tenant != caller_tenant {
-                return Err(tonic::Status::permission_denied(
-                    "a cursor names another tenant",
+            if cursor.after_sequence < 0 {
+                violations.push(FieldViolation::new(
+                    format!("selector.cursors[{i}].after_sequence"),
+                    "NEGATIVE_SEQUENCE",
+                    "after_sequence is 0 or more",
                 ));
+            }
+            if !platform && !cursor.tenant.is_empty() && cursor.tenant != caller_tenant {
+                return Err(LogError::PermissionDenied("a cursor names another tenant"));
             }
             cursors.insert(cursor.tenant, cursor.after_sequence);
         }
         if cursors.is_empty() && !selector.all_tenants {
             if platform {
-                return Err(tonic::Status::invalid_argument(
+                violations.push(FieldViolation::new(
+                    "selector.cursors",
+                    "NO_PARTITION",
                     "name tenants in cursors or set all_tenants",
                 ));
             }
@@ -165,11 +172,17 @@ impl<L: PartitionedLog> PartitionCursors<L> {
             0 => DEFAULT_BATCH,
             n if (1..=MAX_BATCH).contains(&n) => n,
             n => {
-                return Err(tonic::Status::invalid_argument(format!(
-                    "max_batch_size {n} is outside 1..={MAX_BATCH}"
-                )));
+                violations.push(FieldViolation::new(
+                    "selector.max_batch_size",
+                    "OUT_OF_RANGE",
+                    format!("max_batch_size {n} is outside 1..={MAX_BATCH}"),
+                ));
+                DEFAULT_BATCH
             }
         };
+        if !violations.is_empty() {
+            return Err(LogError::InvalidSelector(violations));
+        }
         Ok(Self {
             log,
             cursors,
@@ -182,7 +195,7 @@ impl<L: PartitionedLog> PartitionCursors<L> {
 impl<L: PartitionedLog> LogSource for PartitionCursors<L> {
     type Batch = L::Batch;
 
-    async fn next_batches(&mut self) -> Result<Vec<Self::Batch>, tonic::Status> {
+    async fn next_batches(&mut self) -> Result<Vec<Self::Batch>, LogError> {
         let named: Vec<String> = self.cursors.keys().cloned().collect();
         let heads = self
             .log

@@ -1,0 +1,215 @@
+//! A segment rule in this store's own JSON form, so a rename in the service's types never
+//! changes what is stored by accident.
+
+use serde::{Deserialize, Serialize};
+use touchline_analytics::lifecycle::LifecycleStage;
+
+use crate::journeys::segments::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};
+use crate::store::model_settings::{StoredMatcher, from_stored, to_stored};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op", content = "v")]
+enum StoredComparison {
+    Eq(f64),
+    Ne(f64),
+    Gt(f64),
+    Ge(f64),
+    Lt(f64),
+    Le(f64),
+    Between(f64, f64),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+enum StoredRule {
+    AllOf {
+        rules: Vec<StoredRule>,
+    },
+    AnyOf {
+        rules: Vec<StoredRule>,
+    },
+    Not {
+        rule: Box<StoredRule>,
+    },
+    Events {
+        event: StoredMatcher,
+        aggregation: String,
+        comparison: StoredComparison,
+        #[serde(default)]
+        within_last_ms: Option<i64>,
+        #[serde(default)]
+        range_ms: Option<(i64, i64)>,
+    },
+    ChurnScore {
+        comparison: StoredComparison,
+    },
+    Churned {
+        churned: bool,
+    },
+    Member {
+        segment: String,
+    },
+    Lifecycle {
+        stages: Vec<String>,
+    },
+    Rfm {
+        segments: Vec<u8>,
+    },
+}
+
+const STAGES: [(LifecycleStage, &str); 5] = [
+    (LifecycleStage::New, "new"),
+    (LifecycleStage::Active, "active"),
+    (LifecycleStage::Returning, "returning"),
+    (LifecycleStage::Dormant, "dormant"),
+    (LifecycleStage::Churned, "churned"),
+];
+
+impl From<Comparison> for StoredComparison {
+    fn from(c: Comparison) -> Self {
+        match c {
+            Comparison::Equals(v) => StoredComparison::Eq(v),
+            Comparison::NotEquals(v) => StoredComparison::Ne(v),
+            Comparison::Greater(v) => StoredComparison::Gt(v),
+            Comparison::AtLeast(v) => StoredComparison::Ge(v),
+            Comparison::Less(v) => StoredComparison::Lt(v),
+            Comparison::AtMost(v) => StoredComparison::Le(v),
+            Comparison::Between(a, b) => StoredComparison::Between(a, b),
+        }
+    }
+}
+
+impl From<StoredComparison> for Comparison {
+    fn from(c: StoredComparison) -> Self {
+        match c {
+            StoredComparison::Eq(v) => Comparison::Equals(v),
+            StoredComparison::Ne(v) => Comparison::NotEquals(v),
+            StoredComparison::Gt(v) => Comparison::Greater(v),
+            StoredComparison::Ge(v) => Comparison::AtLeast(v),
+            StoredComparison::Lt(v) => Comparison::Less(v),
+            StoredComparison::Le(v) => Comparison::AtMost(v),
+            StoredComparison::Between(a, b) => Comparison::Between(a, b),
+        }
+    }
+}
+
+const AGGREGATIONS: [(Aggregation, &str); 6] = [
+    (Aggregation::Count, "count"),
+    (Aggregation::Sum, "sum"),
+    (Aggregation::Average, "average"),
+    (Aggregation::Min, "min"),
+    (Aggregation::Max, "max"),
+    (Aggregation::DistinctDays, "distinct_days"),
+];
+
+fn to_json_rule(rule: &Rule) -> StoredRule {
+    match rule {
+        Rule::AllOf(rules) => StoredRule::AllOf {
+            rules: rules.iter().map(to_json_rule).collect(),
+        },
+        Rule::AnyOf(rules) => StoredRule::AnyOf {
+            rules: rules.iter().map(to_json_rule).collect(),
+        },
+        Rule::Not(rule) => StoredRule::Not {
+            rule: Box::new(to_json_rule(rule)),
+        },
+        Rule::Events(events) => StoredRule::Events {
+            event: to_stored(&events.matcher),
+            aggregation: AGGREGATIONS
+                .iter()
+                .find(|(a, _)| *a == events.aggregation)
+                .map_or("count", |(_, name)| name)
+                .to_owned(),
+            comparison: events.comparison.into(),
+            within_last_ms: match events.window {
+                Window::Last { ms } => Some(ms),
+                Window::Range { .. } => None,
+            },
+            range_ms: match events.window {
+                Window::Range { start_ms, end_ms } => Some((start_ms, end_ms)),
+                Window::Last { .. } => None,
+            },
+        },
+        Rule::Churn(ChurnTest::Score(comparison)) => StoredRule::ChurnScore {
+            comparison: (*comparison).into(),
+        },
+        Rule::Churn(ChurnTest::Churned(churned)) => StoredRule::Churned { churned: *churned },
+        Rule::Member(segment) => StoredRule::Member {
+            segment: segment.clone(),
+        },
+        Rule::Lifecycle(stages) => StoredRule::Lifecycle {
+            stages: stages
+                .iter()
+                .filter_map(|s| STAGES.iter().find(|(stage, _)| stage == s))
+                .map(|(_, name)| (*name).to_owned())
+                .collect(),
+        },
+        Rule::Rfm(segments) => StoredRule::Rfm {
+            segments: segments.clone(),
+        },
+    }
+}
+
+fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
+    Ok(match rule {
+        StoredRule::AllOf { rules } => Rule::AllOf(
+            rules
+                .into_iter()
+                .map(from_json_rule)
+                .collect::<Result<_, _>>()?,
+        ),
+        StoredRule::AnyOf { rules } => Rule::AnyOf(
+            rules
+                .into_iter()
+                .map(from_json_rule)
+                .collect::<Result<_, _>>()?,
+        ),
+        StoredRule::Not { rule } => Rule::Not(Box::new(from_json_rule(*rule)?)),
+        StoredRule::Events {
+            event,
+            aggregation,
+            comparison,
+            within_last_ms,
+            range_ms,
+        } => Rule::Events(EventAggregate {
+            matcher: from_stored(event),
+            aggregation: AGGREGATIONS
+                .iter()
+                .find(|(_, name)| *name == aggregation)
+                .map(|(a, _)| *a)
+                .ok_or("an unknown aggregation")?,
+            comparison: comparison.into(),
+            window: match (within_last_ms, range_ms) {
+                (Some(ms), _) => Window::Last { ms },
+                (None, Some((start_ms, end_ms))) => Window::Range { start_ms, end_ms },
+                (None, None) => return Err("a condition without a window"),
+            },
+        }),
+        StoredRule::ChurnScore { comparison } => Rule::Churn(ChurnTest::Score(comparison.into())),
+        StoredRule::Churned { churned } => Rule::Churn(ChurnTest::Churned(churned)),
+        StoredRule::Member { segment } => Rule::Member(segment),
+        StoredRule::Lifecycle { stages } => Rule::Lifecycle(
+            stages
+                .iter()
+                .map(|name| {
+                    STAGES
+                        .iter()
+                        .find(|(_, n)| n == name)
+                        .map(|(stage, _)| *stage)
+                        .ok_or("an unknown lifecycle stage")
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        StoredRule::Rfm { segments } => Rule::Rfm(segments),
+    })
+}
+
+pub(super) fn encode_rule(rule: &Rule) -> Result<serde_json::Value, sqlx::Error> {
+    serde_json::to_value(to_json_rule(rule)).map_err(|err| sqlx::Error::Encode(Box::new(err)))
+}
+
+pub(super) fn decode_rule(json: serde_json::Value) -> Result<Rule, sqlx::Error> {
+    let stored: StoredRule =
+        serde_json::from_value(json).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+    from_json_rule(stored).map_err(|why| sqlx::Error::Decode(why.into()))
+}
