@@ -23,7 +23,6 @@ const SHARED: &[&str] = &[
     "touchline-pipeline",
     "touchline-webhooks",
     "touchline-bounds",
-    "touchline-time",
     "touchline-analytics",
     "touchline-projection",
 ];

@@ -211,7 +211,7 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
     // Time.
     // An import of data collected elsewhere says when the collector got it;
     // live traffic leaves it empty and the ingest time stands.
-    let collector_received = touchline_time::parse_client_timestamp(&event.received_at).ok();
+    let collector_received = super::client_time::parse_client_timestamp(&event.received_at).ok();
     let reference = collector_received.unwrap_or(inputs.received_at);
     let ctx = TimeContext {
         zone: inputs.source.time_zone,

@@ -12,6 +12,7 @@
 //! reprocess job may cover).
 
 pub mod clean;
+pub mod client_time;
 pub mod dictionary;
 pub mod diff;
 pub mod field_mask;

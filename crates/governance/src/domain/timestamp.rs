@@ -24,11 +24,11 @@
 //! SDK events are corrected for device clock skew with `sent_at`; business
 //! sources (exports sent long after the fact) are not.
 
+use super::client_time::{EpochUnit, correct_clock_skew, parse_client_timestamp, parse_epoch};
 use chrono::{
     DateTime, LocalResult, NaiveDate, NaiveDateTime, Offset as _, TimeDelta, TimeZone, Utc,
 };
 use chrono_tz::Tz;
-use touchline_time::{EpochUnit, correct_clock_skew, parse_client_timestamp, parse_epoch};
 
 /// Why a timestamp could not be normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]

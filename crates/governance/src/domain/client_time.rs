@@ -1,8 +1,6 @@
-//! Parsing and normalising the timestamps sources send.
-//!
-//! Collection uses it to reject what cannot be parsed; governance uses it to
-//! compute the instant an event happened. Keeping one parser means the two
-//! stages can never disagree about a timestamp.
+//! Parsing and normalising the timestamp texts clients and collectors send: RFC 3339 or epoch
+//! digits, and the correction of a client's clock skew. Cleaning is its only user, so it
+//! lives here rather than in a shared crate.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
