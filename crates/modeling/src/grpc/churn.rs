@@ -14,9 +14,10 @@ use crate::journeys::churn::{ChurnRow, ChurnTable, PersonRfm};
 use crate::journeys::churn_pages::{ChurnListQuery, ChurnOrder};
 use crate::journeys::churn_settings::{
     BgNbdSettings, ChurnSettings, DEFAULT_CHURN_INTERVALS, DEFAULT_CHURN_MODEL,
-    DEFAULT_FIT_WINDOW_SECS, DEFAULT_LOOKBACK_SECS, DEFAULT_REFIT_SECS, INTERVAL_WEEK,
-    LifecycleSettings, ModelSettings, RfmSettings, RuleSettings, SegmentRuleSettings, Span,
-    VersionedSettings, churn_model_number, default_segment_rules,
+    DEFAULT_FIT_WINDOW_SECS, DEFAULT_LOOKBACK_SECS, DEFAULT_MODEL_EVENTS, DEFAULT_REFIT_SECS,
+    INTERVAL_WEEK, LifecycleSettings, ModelSettings, RfmSettings, RuleSettings,
+    SegmentRuleSettings, Span, VersionedSettings, churn_model_number, default_segment_rules,
+    model_events_number,
 };
 use crate::journeys::query::Matcher;
 use crate::service::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
@@ -110,6 +111,7 @@ pub(super) fn settings(settings: Option<&pb::ModelSettings>) -> ModelSettings {
                 .collect(),
             qualifying: matchers(&c.qualifying_events),
             model: c.model,
+            model_events: c.model_events,
             bg_nbd: BgNbdSettings {
                 fit_window: bg.and_then(|b| span(b.fit_window.as_ref())),
                 refit_interval: bg.and_then(|b| span(b.refit_interval.as_ref())),
@@ -242,6 +244,7 @@ fn churn_reply(s: &ChurnSettings, table: Option<&Arc<ChurnTable>>) -> pb::ChurnS
         inactivity_rules: rules,
         qualifying_events: s.qualifying.iter().map(pb_matcher).collect(),
         model: or_default(s.model, churn_model_number(DEFAULT_CHURN_MODEL)),
+        model_events: or_default(s.model_events, model_events_number(DEFAULT_MODEL_EVENTS)),
         bg_nbd: Some(pb::BgNbdSettings {
             fit_window: Some(span_or(bg.fit_window, DEFAULT_FIT_WINDOW_SECS)),
             refit_interval: Some(span_or(bg.refit_interval, DEFAULT_REFIT_SECS)),

@@ -30,7 +30,7 @@ use touchline_projection::{CodeSet, PersonEvents};
 use uuid::Uuid;
 
 use super::RunContext;
-use super::churn_settings::{Effective, RfmOptions};
+use super::churn_settings::{Effective, ModelEvents, RfmOptions};
 use super::compile::{self, Known};
 use super::query::{Matcher, Violations};
 use super::view::TenantView;
@@ -322,7 +322,10 @@ impl ChurnTable {
 #[derive(Debug, Clone, Copy)]
 struct Gathered {
     person: Uuid,
+    /// What the model scores from: purchase days, or days with any event.
     summary: Option<CustomerSummary>,
+    /// Purchase days after the first, whatever the model counts.
+    repeat_purchases: u64,
     first_purchase_ms: Option<i64>,
     last_purchase_ms: Option<i64>,
     last_activity_ms: Option<i64>,
@@ -334,6 +337,8 @@ struct ScanState {
     fit: Vec<CustomerSummary>,
     gaps: PurchaseGapSample,
     times: Vec<i64>,
+    /// Days with any event, when the model counts those instead of purchases.
+    active: Vec<i64>,
     window: Vec<i64>,
 }
 
@@ -356,6 +361,7 @@ fn gather(
     let now = secs(now_ms);
     let fit_start = now.saturating_sub(settings.fit_window_secs);
     let tz = settings.time_zone;
+    let any_event = settings.model_events == ModelEvents::AnyEvent;
     let states = view.projection.scan(
         threads,
         ScanState::default,
@@ -367,9 +373,11 @@ fn gather(
                 return Ok(());
             }
             state.times.clear();
+            state.active.clear();
             let mut gathered = Gathered {
                 person: id,
                 summary: None,
+                repeat_purchases: 0,
                 first_purchase_ms: None,
                 last_purchase_ms: None,
                 last_activity_ms: None,
@@ -386,13 +394,28 @@ fn gather(
                 if active {
                     gathered.last_activity_ms = Some(event.time_ms);
                 }
+                if any_event && secs(event.time_ms) <= now {
+                    state.active.push(secs(event.time_ms));
+                }
             }
-            // Times are sorted and in range of the projection, so neither refuses them.
+            // Times are sorted and in range of the projection, so neither refuses them. The
+            // threshold suggestion reads purchase gaps whatever the model counts.
             let _ = state.gaps.add_person(&state.times);
+            if any_event {
+                std::mem::swap(&mut state.times, &mut state.active);
+            }
             let mut builder = SummaryBuilder::new(now, tz, TimeUnit::Days).ok();
             gathered.summary = builder
                 .as_mut()
                 .and_then(|b| b.summarize(&state.times).ok().flatten());
+            let purchases = if any_event {
+                builder
+                    .as_mut()
+                    .and_then(|b| b.summarize(&state.active).ok().flatten())
+            } else {
+                gathered.summary
+            };
+            gathered.repeat_purchases = purchases.map_or(0, |s| s.repeat_purchases);
             state.window.clear();
             let times = &state.times;
             state
@@ -449,7 +472,7 @@ fn row_of(
         probability_alive,
         churned: status.is_churned(),
         inactive_for_ms,
-        repeat_purchases: p.summary.map_or(0, |s| s.repeat_purchases),
+        repeat_purchases: p.repeat_purchases,
         first_purchase_ms: p.first_purchase_ms,
         last_purchase_ms: p.last_purchase_ms,
     }

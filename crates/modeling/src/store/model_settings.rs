@@ -53,6 +53,7 @@ struct Stored {
     inactivity_rules: Vec<StoredRule>,
     churn_qualifying: Vec<StoredMatcher>,
     churn_model: i32,
+    churn_model_events: i32,
     fit_window: Option<(i64, i32)>,
     refit_interval: Option<(i64, i32)>,
     fixed_parameters: Option<[f64; 4]>,
@@ -142,6 +143,7 @@ impl From<&ModelSettings> for Stored {
                 .collect(),
             churn_qualifying: s.churn.qualifying.iter().map(to_stored).collect(),
             churn_model: s.churn.model,
+            churn_model_events: s.churn.model_events,
             fit_window: s.churn.bg_nbd.fit_window,
             refit_interval: s.churn.bg_nbd.refit_interval,
             fixed_parameters: s.churn.bg_nbd.fixed_parameters,
@@ -185,6 +187,7 @@ impl From<Stored> for ModelSettings {
                     .collect(),
                 qualifying: s.churn_qualifying.into_iter().map(from_stored).collect(),
                 model: s.churn_model,
+                model_events: s.churn_model_events,
                 bg_nbd: BgNbdSettings {
                     fit_window: s.fit_window,
                     refit_interval: s.refit_interval,

@@ -14,8 +14,9 @@ use touchline_modeling::journeys::churn::{
     ChurnRow, ChurnTable, PurchaseEvent, churn_table, purchase_condition, run_rfm,
 };
 use touchline_modeling::journeys::churn_settings::{
-    BgNbdSettings, CHURN_MODEL_BG_NBD, CHURN_MODEL_MBG_NBD, ChurnSettings, DEFAULT_CHURN_MODEL,
-    ModelSettings, RfmSettings, RuleSettings, churn_model_number,
+    BgNbdSettings, CHURN_MODEL_BG_NBD, CHURN_MODEL_EVENTS_ANY_EVENT, CHURN_MODEL_EVENTS_PURCHASES,
+    CHURN_MODEL_MBG_NBD, ChurnSettings, DEFAULT_CHURN_MODEL, ModelSettings, RfmSettings,
+    RuleSettings, churn_model_number,
 };
 use touchline_modeling::journeys::query::Matcher;
 use touchline_modeling::journeys::{RunContext, TenantView};
@@ -90,12 +91,22 @@ fn history(rng: &mut ChaCha8Rng) -> (Vec<Uuid>, Vec<Raw>) {
 
 /// Each person's purchases (seconds, value) up to `now_s`, in (time, sequence) order.
 fn purchases(raw: &[Raw], persons: &[Uuid], now_s: i64) -> BTreeMap<Uuid, Vec<(i64, f64)>> {
+    events_of(raw, persons, now_s, true)
+}
+
+/// Each person's events (purchases only, or all) up to `now_s`, in (time, sequence) order.
+fn events_of(
+    raw: &[Raw],
+    persons: &[Uuid],
+    now_s: i64,
+    only_purchases: bool,
+) -> BTreeMap<Uuid, Vec<(i64, f64)>> {
     let mut sorted: Vec<Raw> = raw.to_vec();
     sorted.sort_by_key(|r| (r.time_ms, r.sequence));
     let mut out: BTreeMap<Uuid, Vec<(i64, f64)>> = BTreeMap::new();
     for r in sorted {
         let secs = r.time_ms.div_euclid(1_000);
-        if r.purchase && secs <= now_s {
+        if (r.purchase || !only_purchases) && secs <= now_s {
             out.entry(persons[r.person])
                 .or_default()
                 .push((secs, r.value));
@@ -212,10 +223,21 @@ fn suggested_days(purchases: &BTreeMap<Uuid, Vec<(i64, f64)>>, percentile: f64) 
     (gap / DAY_S as f64).ceil().clamp(1.0, 1_095.0) as u32
 }
 
-/// One row against the model's formula on whole UTC days and the inactivity rule.
+/// Whole UTC days of `list`, each once.
+fn days_of(list: &[(i64, f64)]) -> Vec<i64> {
+    let mut days: Vec<i64> = list.iter().map(|(t, _)| t.div_euclid(DAY_S)).collect();
+    days.dedup();
+    days
+}
+
+/// One row against the model's formula on whole UTC days and the inactivity rule. `counted`
+/// is what the model counts (purchases, or every event).
 fn check_row(
     row: &ChurnRow,
-    bought: &BTreeMap<Uuid, Vec<(i64, f64)>>,
+    (bought, counted): (
+        &BTreeMap<Uuid, Vec<(i64, f64)>>,
+        &BTreeMap<Uuid, Vec<(i64, f64)>>,
+    ),
     raw: &[Raw],
     persons: &[Uuid],
     (model, params): (i32, [f64; 4]),
@@ -223,15 +245,21 @@ fn check_row(
 ) {
     let [r, alpha, a, b] = params;
     let today = NOW_S.div_euclid(DAY_S);
-    let Some(list) = bought.get(&row.person) else {
-        assert_eq!(
-            (row.score, row.probability_alive, row.churned),
-            (None, None, false)
-        );
+    assert_eq!(
+        row.repeat_purchases,
+        bought
+            .get(&row.person)
+            .map_or(0, |list| (days_of(list).len() - 1) as u64),
+        "repeat purchases are purchase days whatever the model counts"
+    );
+    if bought.get(&row.person).is_none() {
+        assert!(!row.churned, "never active by purchases");
+    }
+    let Some(list) = counted.get(&row.person) else {
+        assert_eq!((row.score, row.probability_alive), (None, None));
         return;
     };
-    let mut days: Vec<i64> = list.iter().map(|(t, _)| t.div_euclid(DAY_S)).collect();
-    days.dedup();
+    let days = days_of(list);
     let (first, last) = (days[0], days[days.len() - 1]);
     let x = (days.len() - 1) as f64;
     let (t_x, age) = ((last - first) as f64, (today - first) as f64);
@@ -247,15 +275,16 @@ fn check_row(
     let got_score = row.score.unwrap_or(f64::NAN);
     assert!((got_alive - alive).abs() < 1e-9, "{got_alive} vs {alive}");
     assert!((got_score - (1.0 - alive)).abs() < 1e-9);
-    assert_eq!(row.repeat_purchases, (days.len() - 1) as u64);
     // Activity after now (clock skew) counts as inactive for no time at all.
     let last_s = raw
         .iter()
         .filter(|e| e.purchase && persons[e.person] == row.person)
         .map(|e| e.time_ms.div_euclid(1_000))
-        .max()
-        .unwrap_or_default();
-    assert_eq!(row.churned, NOW_S - last_s >= threshold_days * DAY_S);
+        .max();
+    assert_eq!(
+        row.churned,
+        last_s.is_some_and(|last| NOW_S - last >= threshold_days * DAY_S)
+    );
 }
 
 /// Checks one history; returns the persons scored and the persons flagged churned.
@@ -282,6 +311,11 @@ fn check_churn(
         number => number,
     };
     let percentile = [0.0, 0.5, 0.9, 1.0][rng.random_range(0..4)];
+    let model_events = [
+        0,
+        CHURN_MODEL_EVENTS_PURCHASES,
+        CHURN_MODEL_EVENTS_ANY_EVENT,
+    ][rng.random_range(0..3)];
     let settings = ModelSettings {
         churn: ChurnSettings {
             inactivity_rules: vec![RuleSettings {
@@ -291,6 +325,7 @@ fn check_churn(
             }],
             qualifying: Vec::new(),
             model: chosen,
+            model_events,
             bg_nbd: BgNbdSettings {
                 fixed_parameters: Some(params),
                 ..BgNbdSettings::default()
@@ -309,6 +344,12 @@ fn check_churn(
     let table: ChurnTable = churn_table(view, &condition, &effective, now_ms, None, &run);
 
     let bought = purchases(raw, persons, NOW_S);
+    let counted = events_of(
+        raw,
+        persons,
+        NOW_S,
+        model_events != CHURN_MODEL_EVENTS_ANY_EVENT,
+    );
     let suggestion = suggested_days(&bought, if percentile > 0.0 { percentile } else { 0.9 });
     assert_eq!(table.suggestion.threshold.days(), suggestion, "suggestion");
     let threshold_days = fixed_days.map_or(i64::from(suggestion), |d| d);
@@ -322,7 +363,14 @@ fn check_churn(
         "every person with an event has a row, by id"
     );
     for row in &table.rows {
-        check_row(row, &bought, raw, persons, (model, params), threshold_days);
+        check_row(
+            row,
+            (&bought, &counted),
+            raw,
+            persons,
+            (model, params),
+            threshold_days,
+        );
     }
     // Score order: highest first, unscored last, ties by id.
     let order: Vec<(f64, Uuid)> = table

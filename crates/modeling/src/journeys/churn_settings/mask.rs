@@ -18,6 +18,7 @@ pub const MASK_PATHS: &[&str] = &[
     "churn.inactivity_rules",
     "churn.qualifying_events",
     "churn.model",
+    "churn.model_events",
     "churn.bg_nbd",
     "churn.bg_nbd.fit_window",
     "churn.bg_nbd.refit_interval",
@@ -71,6 +72,7 @@ pub fn apply_mask(
                 next.churn.qualifying.clone_from(&incoming.churn.qualifying)
             }
             "churn.model" => next.churn.model = incoming.churn.model,
+            "churn.model_events" => next.churn.model_events = incoming.churn.model_events,
             "churn.bg_nbd" => next.churn.bg_nbd.clone_from(&incoming.churn.bg_nbd),
             "churn.bg_nbd.fit_window" => {
                 next.churn.bg_nbd.fit_window = incoming.churn.bg_nbd.fit_window;

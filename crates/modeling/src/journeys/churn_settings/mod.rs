@@ -47,6 +47,39 @@ pub const CHURN_MODEL_BG_NBD: i32 = 1;
 pub const CHURN_MODEL_MBG_NBD: i32 = 2;
 /// The probability-alive model of a tenant who did not choose one.
 pub const DEFAULT_CHURN_MODEL: BetaGeoModel = BetaGeoModel::MbgNbd;
+/// The contract's `ChurnModelEvents` numbers.
+pub const CHURN_MODEL_EVENTS_PURCHASES: i32 = 1;
+/// `CHURN_MODEL_EVENTS_ANY_EVENT`.
+pub const CHURN_MODEL_EVENTS_ANY_EVENT: i32 = 2;
+/// What the probability-alive model counts of a tenant who did not choose.
+pub const DEFAULT_MODEL_EVENTS: ModelEvents = ModelEvents::Purchases;
+
+/// What the probability-alive model counts as a person's transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelEvents {
+    /// Days with a purchase.
+    Purchases,
+    /// Days with any event.
+    AnyEvent,
+}
+
+/// The model events of a contract `ChurnModelEvents` number (0: the default).
+pub fn model_events(number: i32) -> Option<ModelEvents> {
+    match number {
+        0 => Some(DEFAULT_MODEL_EVENTS),
+        CHURN_MODEL_EVENTS_PURCHASES => Some(ModelEvents::Purchases),
+        CHURN_MODEL_EVENTS_ANY_EVENT => Some(ModelEvents::AnyEvent),
+        _ => None,
+    }
+}
+
+/// The contract's `ChurnModelEvents` number.
+pub fn model_events_number(events: ModelEvents) -> i32 {
+    match events {
+        ModelEvents::Purchases => CHURN_MODEL_EVENTS_PURCHASES,
+        ModelEvents::AnyEvent => CHURN_MODEL_EVENTS_ANY_EVENT,
+    }
+}
 /// Interval numbers of the contract (`Interval`).
 pub const INTERVAL_HOUR: i32 = 1;
 /// `INTERVAL_WEEK`.
@@ -120,6 +153,8 @@ pub struct ChurnSettings {
     pub qualifying: Vec<Matcher>,
     /// The contract's `ChurnModel` number; 0 means `DEFAULT_CHURN_MODEL`.
     pub model: i32,
+    /// The contract's `ChurnModelEvents` number; 0 means `DEFAULT_MODEL_EVENTS`.
+    pub model_events: i32,
     /// The probability-alive model's fit (either model: both have r, α, a, b).
     pub bg_nbd: BgNbdSettings,
 }
@@ -184,6 +219,8 @@ pub struct Effective {
     pub refit_secs: i64,
     /// The probability-alive model.
     pub model: BetaGeoModel,
+    /// What that model counts as transactions.
+    pub model_events: ModelEvents,
     /// Fixed model parameters, when set.
     pub fixed_parameters: Option<BgNbdParams>,
     /// RFM.
@@ -440,6 +477,14 @@ impl ModelSettings {
             );
             DEFAULT_CHURN_MODEL
         });
+        let events = model_events(churn.model_events).unwrap_or_else(|| {
+            problems.add(
+                format!("{prefix}churn.model_events"),
+                "OUT_OF_RANGE",
+                "unknown model events",
+            );
+            DEFAULT_MODEL_EVENTS
+        });
         let (fit_window_secs, refit_secs, fixed_parameters) = self.bg_nbd(prefix, &mut problems);
         let rfm = rfm_options(&self.rfm, &format!("{prefix}rfm"), &mut problems);
         if !problems.is_empty() {
@@ -454,6 +499,7 @@ impl ModelSettings {
             fit_window_secs,
             refit_secs,
             model,
+            model_events: events,
             fixed_parameters,
             rfm,
         })

@@ -50,6 +50,35 @@ fn the_churn_model_is_the_chosen_one_and_unknown_numbers_are_named() {
 }
 
 #[test]
+fn the_model_events_are_the_chosen_ones_and_unknown_numbers_are_named() {
+    let with = |model_events: i32| ModelSettings {
+        churn: ChurnSettings {
+            model_events,
+            ..ChurnSettings::default()
+        },
+        ..ModelSettings::default()
+    };
+    let chosen = |number: i32| with(number).validate("").map(|e| e.model_events).ok();
+    assert_eq!(chosen(0), Some(DEFAULT_MODEL_EVENTS));
+    assert_eq!(
+        chosen(CHURN_MODEL_EVENTS_PURCHASES),
+        Some(ModelEvents::Purchases)
+    );
+    assert_eq!(
+        chosen(CHURN_MODEL_EVENTS_ANY_EVENT),
+        Some(ModelEvents::AnyEvent)
+    );
+    for events in [ModelEvents::Purchases, ModelEvents::AnyEvent] {
+        assert_eq!(model_events(model_events_number(events)), Some(events));
+    }
+    let problems = with(3).validate("model_settings.").err();
+    assert_eq!(
+        problems.map(|p| fields(&p)),
+        Some(vec!["model_settings.churn.model_events".to_owned()])
+    );
+}
+
+#[test]
 fn every_problem_is_named() {
     let settings = ModelSettings {
         time_zone: "Mars/Olympus".to_owned(),
