@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::domain::dictionary::{Dictionary, EventDef};
 
 /// A draft event with its bookkeeping.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DraftEvent {
     /// The definition.
+    #[sqlx(rename = "definition", json)]
     pub def: EventDef,
     /// Version it was last published in (0: draft only).
     pub version: i64,
@@ -37,34 +38,60 @@ pub struct VersionRow {
     pub changes: Vec<(String, i32)>,
 }
 
+/// A published version as stored; unreadable changes read as none.
+#[derive(sqlx::FromRow)]
+struct StoredVersion {
+    version: i64,
+    description: String,
+    publisher: String,
+    published_at: DateTime<Utc>,
+    #[sqlx(json)]
+    dictionary: Dictionary,
+    changes: serde_json::Value,
+}
+
+impl From<StoredVersion> for VersionRow {
+    fn from(row: StoredVersion) -> Self {
+        Self {
+            version: row.version,
+            description: row.description,
+            publisher: row.publisher,
+            published_at: row.published_at,
+            dictionary: row.dictionary,
+            changes: row
+                .changes
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|c| {
+                            (
+                                c["event_name"].as_str().unwrap_or_default().to_owned(),
+                                i32::try_from(c["kind"].as_i64().unwrap_or(0)).unwrap_or(0),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// The whole draft, by event name.
 pub async fn draft(
     pool: &PgPool,
     tenant: &str,
 ) -> Result<BTreeMap<String, DraftEvent>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, DraftEvent>(
         "SELECT definition, version, created_at, updated_at FROM governance.dictionary_draft
           WHERE tenant_id = $1 ORDER BY event_name",
     )
     .bind(tenant)
     .fetch_all(pool)
     .await?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let value: serde_json::Value = row.try_get(0)?;
-        let def: EventDef =
-            serde_json::from_value(value).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        out.insert(
-            def.event_name.clone(),
-            DraftEvent {
-                def,
-                version: row.try_get(1)?,
-                created_at: row.try_get(2)?,
-                updated_at: row.try_get(3)?,
-            },
-        );
-    }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|event| (event.def.event_name.clone(), event))
+        .collect())
 }
 
 /// Inserts a new draft event; `false` when the name is taken.
@@ -202,7 +229,7 @@ pub async fn versions(
     limit: i64,
     before: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, StoredVersion>(
         "SELECT version, description, publisher, published_at, dictionary, changes
            FROM governance.dictionary_versions
           WHERE tenant_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
@@ -212,31 +239,5 @@ pub async fn versions(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let dict: serde_json::Value = row.try_get(4)?;
-            let changes: serde_json::Value = row.try_get(5)?;
-            Ok(VersionRow {
-                version: row.try_get(0)?,
-                description: row.try_get(1)?,
-                publisher: row.try_get(2)?,
-                published_at: row.try_get(3)?,
-                dictionary: serde_json::from_value(dict)
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                changes: changes
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|c| {
-                                (
-                                    c["event_name"].as_str().unwrap_or_default().to_owned(),
-                                    i32::try_from(c["kind"].as_i64().unwrap_or(0)).unwrap_or(0),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(VersionRow::from).collect())
 }

@@ -11,14 +11,14 @@ pub mod quarantine;
 pub mod reprocess;
 pub mod tenant;
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Idempotency keys of the writes that take a `request_id`.
 pub const REQUESTS: touchline_db::RequestTable =
     touchline_db::RequestTable::named("governance.idempotency");
 
 /// A clean record read back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredCleanEvent {
     /// Position in the clean log.
     pub sequence: i64,
@@ -33,15 +33,12 @@ pub async fn load_cursors(
     pool: &PgPool,
     consumer: &str,
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as(
         "SELECT tenant_id, last_sequence FROM governance.consumer_cursors WHERE consumer = $1",
     )
     .bind(consumer)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect()
+    .await
 }
 
 /// How far `consumer` (the cleaning worker) has read the tenant's raw log, and the tenant's
@@ -85,7 +82,7 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredCleanEvent>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as::<_, StoredCleanEvent>(
         "SELECT sequence, payload, traceparent FROM governance.clean_events
           WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
@@ -93,14 +90,5 @@ pub async fn read_after(
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(StoredCleanEvent {
-            sequence: row.try_get(0)?,
-            payload: row.try_get(1)?,
-            traceparent: row.try_get(2)?,
-        })
-    })
-    .collect()
+    .await
 }

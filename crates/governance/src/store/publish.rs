@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 use crate::domain::clean::{Cleaned, Quarantine};
 use crate::domain::natural_key::{KeyDecision, KnownKey, decide};
@@ -148,6 +148,15 @@ pub async fn commit_batch(
     tx.commit().await
 }
 
+/// A stored natural key, as [`publish`] reads it.
+#[derive(sqlx::FromRow)]
+struct NaturalKeyRow {
+    natural_key: String,
+    source: String,
+    content_hash: Vec<u8>,
+    message_id: String,
+}
+
 /// Publishes clean candidates in order: decides duplicates and
 /// restatements against the stored natural keys (locked), allocates clean
 /// sequences after the head and appends. On a first publication
@@ -176,7 +185,7 @@ pub async fn publish(
         .collect();
     let mut known: HashMap<String, KnownKey> = HashMap::new();
     if !keys.is_empty() {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as::<_, NaturalKeyRow>(
             "SELECT natural_key, source, content_hash, message_id FROM governance.natural_keys
               WHERE tenant_id = $1 AND natural_key = ANY($2) FOR UPDATE",
         )
@@ -186,11 +195,11 @@ pub async fn publish(
         .await?;
         for row in rows {
             known.insert(
-                row.try_get(0)?,
+                row.natural_key,
                 KnownKey {
-                    source: row.try_get(1)?,
-                    content_hash: row.try_get(2)?,
-                    message_id: row.try_get(3)?,
+                    source: row.source,
+                    content_hash: row.content_hash,
+                    message_id: row.message_id,
                 },
             );
         }

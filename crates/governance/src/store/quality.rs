@@ -1,10 +1,10 @@
 //! Sums of the outcome ledger for the quality report.
 
 use chrono::NaiveDate;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Counts of one (source, local day).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct DayCounts {
     /// Source id.
     pub source: String,
@@ -33,11 +33,23 @@ pub struct DayCounts {
     /// Identifiers removed as invalid.
     pub invalid_ids: i64,
     /// Quarantined per reason number.
+    #[sqlx(skip)]
     pub by_reason: Vec<(i32, i64)>,
     /// Collection's count of valid events received, when known.
+    #[sqlx(skip)]
     pub ingest_received: Option<i64>,
     /// Collection's count of message-id duplicates recognised at ingest.
+    #[sqlx(skip)]
     pub ingest_duplicates: i64,
+}
+
+/// Quarantined events of one (source, local day, reason number).
+#[derive(sqlx::FromRow)]
+struct ReasonCount {
+    source: String,
+    day: Option<NaiveDate>,
+    reason: i32,
+    count: i64,
 }
 
 /// Counts per source and local day of receipt in `zone`, for days in
@@ -50,19 +62,19 @@ pub async fn day_counts(
     end: NaiveDate,
     sources: &[String],
 ) -> Result<Vec<DayCounts>, sqlx::Error> {
-    let rows = sqlx::query(
+    let mut out = sqlx::query_as::<_, DayCounts>(
         "SELECT source, (received_at AT TIME ZONE $2)::date AS day,
-                count(*),
-                count(*) FILTER (WHERE outcome = 1),
-                count(*) FILTER (WHERE outcome = 2),
-                count(*) FILTER (WHERE outcome = 3),
-                count(*) FILTER (WHERE outcome = 4),
-                count(*) FILTER (WHERE outcome = 5),
-                count(*) FILTER (WHERE outcome = 1 AND late),
-                count(*) FILTER (WHERE outcome = 1 AND corrected),
-                count(*) FILTER (WHERE outcome = 1 AND identified),
-                COALESCE(sum(blocked_ids) FILTER (WHERE outcome = 1), 0)::bigint,
-                COALESCE(sum(invalid_ids) FILTER (WHERE outcome = 1), 0)::bigint
+                count(*) AS seen,
+                count(*) FILTER (WHERE outcome = 1) AS clean,
+                count(*) FILTER (WHERE outcome = 2) AS quarantined,
+                count(*) FILTER (WHERE outcome = 3) AS duplicates_natural_key,
+                count(*) FILTER (WHERE outcome = 4) AS restatements,
+                count(*) FILTER (WHERE outcome = 5) AS duplicates_message_id,
+                count(*) FILTER (WHERE outcome = 1 AND late) AS late,
+                count(*) FILTER (WHERE outcome = 1 AND corrected) AS corrected,
+                count(*) FILTER (WHERE outcome = 1 AND identified) AS identified,
+                COALESCE(sum(blocked_ids) FILTER (WHERE outcome = 1), 0)::bigint AS blocked_ids,
+                COALESCE(sum(invalid_ids) FILTER (WHERE outcome = 1), 0)::bigint AS invalid_ids
            FROM governance.raw_outcomes
           WHERE tenant_id = $1
             AND (received_at AT TIME ZONE $2)::date BETWEEN $3 AND $4
@@ -76,8 +88,8 @@ pub async fn day_counts(
     .bind(sources)
     .fetch_all(pool)
     .await?;
-    let reasons = sqlx::query(
-        "SELECT source, (received_at AT TIME ZONE $2)::date, reason, count(*)
+    let reasons = sqlx::query_as::<_, ReasonCount>(
+        "SELECT source, (received_at AT TIME ZONE $2)::date AS day, reason, count(*) AS count
            FROM governance.raw_outcomes
           WHERE tenant_id = $1 AND outcome = 2
             AND (received_at AT TIME ZONE $2)::date BETWEEN $3 AND $4
@@ -91,36 +103,12 @@ pub async fn day_counts(
     .bind(sources)
     .fetch_all(pool)
     .await?;
-    let mut out: Vec<DayCounts> = rows
-        .into_iter()
-        .map(|r| {
-            Ok(DayCounts {
-                source: r.try_get(0)?,
-                day: r.try_get(1)?,
-                seen: r.try_get(2)?,
-                clean: r.try_get(3)?,
-                quarantined: r.try_get(4)?,
-                duplicates_natural_key: r.try_get(5)?,
-                restatements: r.try_get(6)?,
-                duplicates_message_id: r.try_get(7)?,
-                late: r.try_get(8)?,
-                corrected: r.try_get(9)?,
-                identified: r.try_get(10)?,
-                blocked_ids: r.try_get(11)?,
-                invalid_ids: r.try_get(12)?,
-                by_reason: Vec::new(),
-                ingest_received: None,
-                ingest_duplicates: 0,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
     for r in reasons {
-        let source: String = r.try_get(0)?;
-        let day: Option<NaiveDate> = r.try_get(1)?;
-        let reason: i32 = r.try_get(2)?;
-        let count: i64 = r.try_get(3)?;
-        if let Some(row) = out.iter_mut().find(|d| d.source == source && d.day == day) {
-            row.by_reason.push((reason, count));
+        if let Some(row) = out
+            .iter_mut()
+            .find(|d| d.source == r.source && d.day == r.day)
+        {
+            row.by_reason.push((r.reason, r.count));
         }
     }
     Ok(out)

@@ -1,14 +1,14 @@
 //! Listing quarantined events and releasing them on replay.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use super::publish::{
     Processed, Published, Verdict, outcome, publish, record_outcome, violations_json,
 };
 
 /// A stored quarantined event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct QuarantinedRow {
     /// Raw position.
     pub sequence: i64,
@@ -17,6 +17,7 @@ pub struct QuarantinedRow {
     /// Received.
     pub received_at: Option<DateTime<Utc>>,
     /// First reason number.
+    #[sqlx(rename = "reason_number")]
     pub reason: i32,
     /// `[{reason, field, detail}]`.
     pub violations: serde_json::Value,
@@ -87,7 +88,7 @@ pub async fn list(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, QuarantinedRow>(&format!(
         "SELECT {COLUMNS} FROM governance.quarantine WHERE {where_clause} AND sequence > $9
           ORDER BY sequence LIMIT $10"
     ))
@@ -117,26 +118,6 @@ pub async fn list(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    let rows = rows
-        .into_iter()
-        .map(|r| {
-            Ok(QuarantinedRow {
-                sequence: r.try_get(0)?,
-                raw_event: r.try_get(1)?,
-                received_at: r.try_get(2)?,
-                reason: r.try_get(3)?,
-                violations: r.try_get(4)?,
-                dictionary_version: r.try_get(5)?,
-                quarantined_at: r.try_get(6)?,
-                state: r.try_get(7)?,
-                replay_count: r.try_get(8)?,
-                last_replay_at: r.try_get(9)?,
-                corrected: r.try_get(10)?,
-                source_revision: r.try_get(11)?,
-                source: r.try_get(12)?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
     Ok((rows, total))
 }
 

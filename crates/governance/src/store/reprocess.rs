@@ -1,10 +1,10 @@
 //! Reprocessing jobs, and what an earlier cleaning made of raw events.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// A stored job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRow {
     /// Id.
     pub job_id: String,
@@ -39,23 +39,12 @@ pub struct JobRow {
 const COLUMNS: &str = "job_id, state, mode, range_start, range_end, sources, dictionary_version,
     total_events, examined_events, diff, error, creator, created_at, completed_at";
 
-fn job(r: &sqlx::postgres::PgRow) -> Result<JobRow, sqlx::Error> {
-    Ok(JobRow {
-        job_id: r.try_get(0)?,
-        state: r.try_get(1)?,
-        mode: r.try_get(2)?,
-        range_start: r.try_get(3)?,
-        range_end: r.try_get(4)?,
-        sources: r.try_get(5)?,
-        dictionary_version: r.try_get(6)?,
-        total_events: r.try_get(7)?,
-        examined_events: r.try_get(8)?,
-        diff: r.try_get(9)?,
-        error: r.try_get(10)?,
-        creator: r.try_get(11)?,
-        created_at: r.try_get(12)?,
-        completed_at: r.try_get(13)?,
-    })
+/// A job [`create`] recorded or found, and whether it recorded it.
+#[derive(sqlx::FromRow)]
+struct CreatedRow {
+    #[sqlx(flatten)]
+    job: JobRow,
+    inserted: bool,
 }
 
 /// What [`create`] did.
@@ -83,7 +72,7 @@ pub async fn create(
 ) -> Result<Created, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if let Some(id) = request_id {
-        let existing = sqlx::query(&format!(
+        let existing = sqlx::query_as::<_, JobRow>(&format!(
             "SELECT {COLUMNS} FROM governance.reprocess_jobs
               WHERE tenant_id = $1 AND request_id = $2 AND created_at > now() - interval '24 hours'"
         ))
@@ -91,8 +80,8 @@ pub async fn create(
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(r) = existing {
-            return Ok(Created::Existing(job(&r)?));
+        if let Some(job) = existing {
+            return Ok(Created::Existing(job));
         }
     }
     if new.mode == mode::APPLY {
@@ -122,13 +111,13 @@ pub async fn create(
             return Ok(Created::Overlapping(job_id));
         }
     }
-    let row = sqlx::query(&format!(
+    let created = sqlx::query_as::<_, CreatedRow>(&format!(
         "INSERT INTO governance.reprocess_jobs
            (tenant_id, job_id, mode, range_start, range_end, sources, dictionary_version, creator, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (tenant_id, request_id) WHERE request_id IS NOT NULL DO UPDATE
            SET request_id = EXCLUDED.request_id
-         RETURNING {COLUMNS}, (xmax = 0)"
+         RETURNING {COLUMNS}, (xmax = 0) AS inserted"
     ))
     .bind(tenant)
     .bind(&new.job_id)
@@ -141,13 +130,11 @@ pub async fn create(
     .bind(request_id)
     .fetch_one(&mut *tx)
     .await?;
-    let inserted: bool = row.try_get(14)?;
-    let job = job(&row)?;
     tx.commit().await?;
-    Ok(if inserted {
-        Created::Started(job)
+    Ok(if created.inserted {
+        Created::Started(created.job)
     } else {
-        Created::Existing(job)
+        Created::Existing(created.job)
     })
 }
 
@@ -184,16 +171,13 @@ pub async fn get(
     .bind(orphaned_after.as_secs_f64())
     .execute(pool)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query_as::<_, JobRow>(&format!(
         "SELECT {COLUMNS} FROM governance.reprocess_jobs WHERE tenant_id = $1 AND job_id = $2"
     ))
     .bind(tenant)
     .bind(job_id)
     .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(job)
-    .transpose()
+    .await
 }
 
 /// Where a job stands, as recorded.
@@ -246,7 +230,7 @@ pub async fn range(
     end: DateTime<Utc>,
     sources: &[String],
 ) -> Result<Option<(i64, i64, i64)>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, (Option<i64>, Option<i64>, i64)>(
         "SELECT min(raw_sequence), max(raw_sequence), count(*) FROM governance.raw_outcomes
           WHERE tenant_id = $1 AND received_at >= $2 AND received_at < $3
             AND (cardinality($4::text[]) = 0 OR source = ANY($4))",
@@ -257,16 +241,14 @@ pub async fn range(
     .bind(sources)
     .fetch_one(pool)
     .await?;
-    let first: Option<i64> = row.try_get(0)?;
-    let last: Option<i64> = row.try_get(1)?;
-    Ok(match (first, last) {
-        (Some(f), Some(l)) => Some((f, l, row.try_get(2)?)),
+    Ok(match row {
+        (Some(f), Some(l), count) => Some((f, l, count)),
         _ => None,
     })
 }
 
 /// What the earlier cleaning made of one raw event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Before {
     /// Outcome code (see `publish::outcome`).
     pub outcome: i16,
@@ -274,10 +256,20 @@ pub struct Before {
     pub reason: i32,
     /// The latest clean record published for it, if any (encoded
     /// `CleanEvent`; a retraction's when it was withdrawn).
+    #[sqlx(rename = "payload")]
     pub clean: Option<Vec<u8>>,
     /// The message id that record was published under (a restatement's is
     /// the first record's).
+    #[sqlx(rename = "message_id")]
     pub clean_message_id: Option<String>,
+}
+
+/// One raw event's earlier outcome, as [`before`] reads it.
+#[derive(sqlx::FromRow)]
+struct BeforeRow {
+    raw_sequence: i64,
+    #[sqlx(flatten)]
+    before: Before,
 }
 
 /// The earlier outcomes of `sequences`, by raw sequence.
@@ -286,7 +278,7 @@ pub async fn before(
     tenant: &str,
     sequences: &[i64],
 ) -> Result<std::collections::HashMap<i64, Before>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, BeforeRow>(
         "SELECT o.raw_sequence, o.outcome, o.reason, c.payload, c.message_id
            FROM governance.raw_outcomes o
            LEFT JOIN LATERAL (
@@ -299,17 +291,8 @@ pub async fn before(
     .bind(sequences)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|r| {
-            Ok((
-                r.try_get(0)?,
-                Before {
-                    outcome: r.try_get(1)?,
-                    reason: r.try_get(2)?,
-                    clean: r.try_get(3)?,
-                    clean_message_id: r.try_get(4)?,
-                },
-            ))
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.raw_sequence, r.before))
+        .collect())
 }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use rand::RngCore as _;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 use crate::domain::dictionary::Dictionary;
 use crate::domain::pii::{DEFAULT_DIRECT_TYPES, PrivacySettings, TenantKey};
@@ -20,17 +20,14 @@ pub async fn current_key(pool: &PgPool, tenant: &str) -> Result<TenantKey, sqlx:
     .bind(&secret)
     .execute(pool)
     .await?;
-    let row = sqlx::query(
+    let (version, secret) = sqlx::query_as::<_, (i32, Vec<u8>)>(
         "SELECT version, secret FROM governance.tenant_keys WHERE tenant_id = $1
           ORDER BY version DESC LIMIT 1",
     )
     .bind(tenant)
     .fetch_one(pool)
     .await?;
-    Ok(TenantKey {
-        version: row.try_get(0)?,
-        secret: row.try_get(1)?,
-    })
+    Ok(TenantKey { version, secret })
 }
 
 /// Adds the next key version, which becomes current: new pseudonyms carry
@@ -61,26 +58,23 @@ pub async fn privacy_settings(
         default_country_code: default_country_code.to_owned(),
         ..PrivacySettings::default()
     };
-    if let Some(row) = sqlx::query(
+    if let Some((country_code, extra)) = sqlx::query_as::<_, (String, Vec<String>)>(
         "SELECT default_country_code, direct_types FROM governance.privacy_settings WHERE tenant_id = $1",
     )
     .bind(tenant)
     .fetch_optional(pool)
     .await?
     {
-        settings.default_country_code = row.try_get(0)?;
-        let extra: Vec<String> = row.try_get(1)?;
+        settings.default_country_code = country_code;
         settings.direct_types.extend(extra);
     }
-    let blocked = sqlx::query(
+    let blocked = sqlx::query_as::<_, (String, String)>(
         "SELECT identifier_type, value FROM governance.blocked_identifiers WHERE tenant_id = $1",
     )
     .bind(tenant)
     .fetch_all(pool)
     .await?;
-    for row in blocked {
-        let kind: String = row.try_get(0)?;
-        let value: String = row.try_get(1)?;
+    for (kind, value) in blocked {
         settings.blocked.insert((kind, value.trim().to_lowercase()));
     }
     Ok(settings)

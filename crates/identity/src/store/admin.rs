@@ -1,9 +1,11 @@
 //! SQL of rules, consent, erasure and profiles.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::KeyRow;
 use crate::domain::IdentifierKey;
 use crate::rules::Rules;
 
@@ -22,18 +24,17 @@ pub async fn load_rules(
     conn: &mut PgConnection,
     tenant: &str,
 ) -> Result<Option<Rules>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT rules, revision, updated_at FROM identity.rules WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_optional(conn)
-            .await?;
-    let Some(row) = row else { return Ok(None) };
-    let json: serde_json::Value = row.try_get(0)?;
-    let mut rules: Rules =
-        serde_json::from_value(json).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
-    rules.revision = row.try_get(1)?;
-    rules.updated_at = row.try_get(2)?;
-    Ok(Some(rules))
+    let row = sqlx::query_as::<_, (Json<Rules>, i64, Option<DateTime<Utc>>)>(
+        "SELECT rules, revision, updated_at FROM identity.rules WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(Json(mut rules), revision, updated_at)| {
+        rules.revision = revision;
+        rules.updated_at = updated_at;
+        rules
+    }))
 }
 
 /// Stores `rules` as revision `expected + 1`; `None` when the stored
@@ -64,15 +65,18 @@ pub async fn save_rules(
 }
 
 /// A person's stored consent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredConsent {
     /// Opted out of marketing.
     pub marketing_opt_out: bool,
     /// When it last changed.
+    #[sqlx(rename = "consent_time")]
     pub time: Option<DateTime<Utc>>,
     /// Who reported it.
+    #[sqlx(rename = "consent_source")]
     pub source: String,
     /// Who set it.
+    #[sqlx(rename = "consent_actor")]
     pub actor: String,
 }
 
@@ -102,7 +106,7 @@ pub async fn set_consent(
     .fetch_optional(&mut *conn)
     .await?
     .is_some();
-    let row = sqlx::query(
+    let stored = sqlx::query_as::<_, StoredConsent>(
         "SELECT marketing_opt_out, consent_time, consent_source, consent_actor
            FROM identity.persons WHERE tenant_id = $1 AND person_id = $2",
     )
@@ -110,15 +114,7 @@ pub async fn set_consent(
     .bind(person)
     .fetch_one(conn)
     .await?;
-    Ok((
-        StoredConsent {
-            marketing_opt_out: row.try_get(0)?,
-            time: row.try_get(1)?,
-            source: row.try_get(2)?,
-            actor: row.try_get(3)?,
-        },
-        updated,
-    ))
+    Ok((stored, updated))
 }
 
 /// A person as GetProfile shows it.
@@ -138,13 +134,31 @@ pub struct StoredPerson {
     pub merged: Vec<Uuid>,
 }
 
+/// A person's own columns, as [`person`] reads them.
+#[derive(sqlx::FromRow)]
+struct PersonRow {
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    consent: StoredConsent,
+}
+
+/// A person's identifier, as [`person`] reads it.
+#[derive(sqlx::FromRow)]
+struct PersonIdentifierRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    linked_at: DateTime<Utc>,
+    last_seen_at: Option<DateTime<Utc>>,
+}
+
 /// Reads an active person.
 pub async fn person(
     conn: &mut PgConnection,
     tenant: &str,
     person: Uuid,
 ) -> Result<Option<StoredPerson>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, PersonRow>(
         "SELECT created_at, updated_at, marketing_opt_out, consent_time, consent_source,
                 consent_actor
            FROM identity.persons WHERE tenant_id = $1 AND person_id = $2 AND state = 'active'",
@@ -154,7 +168,7 @@ pub async fn person(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let identifiers = sqlx::query(
+    let identifiers = sqlx::query_as::<_, PersonIdentifierRow>(
         "SELECT id_type, id_scope, id_value, linked_at, last_seen_at FROM identity.identifiers
           WHERE tenant_id = $1 AND person_id = $2 ORDER BY linked_at, id_type, id_value",
     )
@@ -163,18 +177,8 @@ pub async fn person(
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|r| {
-        Ok((
-            IdentifierKey {
-                id_type: r.try_get(0)?,
-                scope: r.try_get(1)?,
-                value: r.try_get(2)?,
-            },
-            r.try_get(3)?,
-            r.try_get(4)?,
-        ))
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    .map(|r| (IdentifierKey::from(r.key), r.linked_at, r.last_seen_at))
+    .collect();
     let merged: Vec<Uuid> = sqlx::query_scalar(
         "SELECT person_id FROM identity.persons
           WHERE tenant_id = $1 AND merged_into = $2 ORDER BY updated_at, person_id",
@@ -185,14 +189,9 @@ pub async fn person(
     .await?;
     Ok(Some(StoredPerson {
         person_id: person,
-        created_at: row.try_get(0)?,
-        updated_at: row.try_get(1)?,
-        consent: StoredConsent {
-            marketing_opt_out: row.try_get(2)?,
-            time: row.try_get(3)?,
-            source: row.try_get(4)?,
-            actor: row.try_get(5)?,
-        },
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        consent: row.consent,
         identifiers,
         merged,
     }))
@@ -215,6 +214,16 @@ pub struct StoredErasure {
     pub completed_at: Option<DateTime<Utc>>,
     /// Per service: name, removed records, done at.
     pub services: Vec<(String, i64, Option<DateTime<Utc>>)>,
+}
+
+/// An erasure's own columns, as [`erasure`] reads them.
+#[derive(sqlx::FromRow)]
+struct ErasureRow {
+    person_ids: Vec<Uuid>,
+    reason: String,
+    actor: String,
+    requested_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
 }
 
 /// Erases `person` (locked by the caller) and the ids merged into it:
@@ -347,7 +356,7 @@ pub async fn erasure(
     tenant: &str,
     erasure: Uuid,
 ) -> Result<Option<StoredErasure>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, ErasureRow>(
         "SELECT person_ids, reason, actor, requested_at, completed_at FROM identity.erasures
           WHERE tenant_id = $1 AND erasure_id = $2",
     )
@@ -356,24 +365,21 @@ pub async fn erasure(
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let services = sqlx::query(
+    let services = sqlx::query_as(
         "SELECT service, removed_records, done_at FROM identity.erasure_confirmations
           WHERE tenant_id = $1 AND erasure_id = $2 ORDER BY service",
     )
     .bind(tenant)
     .bind(erasure)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    .await?;
     Ok(Some(StoredErasure {
         erasure_id: erasure,
-        person_ids: row.try_get(0)?,
-        reason: row.try_get(1)?,
-        actor: row.try_get(2)?,
-        requested_at: row.try_get(3)?,
-        completed_at: row.try_get(4)?,
+        person_ids: row.person_ids,
+        reason: row.reason,
+        actor: row.actor,
+        requested_at: row.requested_at,
+        completed_at: row.completed_at,
         services,
     }))
 }

@@ -1,7 +1,7 @@
 //! SQL of the identity change log, the decision audit and the review queue.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::IdentifierKey;
@@ -27,7 +27,7 @@ pub struct NewChange {
 }
 
 /// A stored change.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredChange {
     /// Position in the tenant's log.
     pub sequence: i64,
@@ -36,8 +36,10 @@ pub struct StoredChange {
     /// Main person.
     pub person_id: Uuid,
     /// Other persons.
+    #[sqlx(rename = "other_person_ids")]
     pub others: Vec<Uuid>,
     /// SPLIT: moved identifiers; DETACH: shared identifiers.
+    #[sqlx(json)]
     pub moved: Vec<IdentifierKey>,
     /// ERASURE: the erasure.
     pub erasure_id: Option<Uuid>,
@@ -111,7 +113,7 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredChange>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, StoredChange>(
         "SELECT sequence, kind, person_id, other_person_ids, moved, erasure_id,
                 marketing_opt_out, change_time, traceparent
            FROM identity.changes
@@ -121,24 +123,7 @@ pub async fn read_after(
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            let moved: serde_json::Value = row.try_get(4)?;
-            Ok(StoredChange {
-                sequence: row.try_get(0)?,
-                kind: row.try_get(1)?,
-                person_id: row.try_get(2)?,
-                others: row.try_get(3)?,
-                moved: serde_json::from_value(moved)
-                    .map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
-                erasure_id: row.try_get(5)?,
-                marketing_opt_out: row.try_get(6)?,
-                change_time: row.try_get(7)?,
-                traceparent: row.try_get(8)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// One audit record to write.
@@ -211,6 +196,48 @@ pub struct NewDecisionOwned {
     pub change_sequence: i64,
 }
 
+/// An audit record as stored; unreadable identifiers read as none.
+#[derive(sqlx::FromRow)]
+struct DecisionRow {
+    decision_id: Uuid,
+    kind: String,
+    rule: String,
+    refusal_reason: String,
+    person_id: Uuid,
+    other_person_ids: Vec<Uuid>,
+    identifiers: serde_json::Value,
+    evidence_message_id: String,
+    source: String,
+    actor: String,
+    reason: String,
+    review_item_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    change_sequence: i64,
+}
+
+impl From<DecisionRow> for StoredDecision {
+    fn from(row: DecisionRow) -> Self {
+        Self {
+            decision_id: row.decision_id,
+            decision: NewDecisionOwned {
+                kind: row.kind,
+                rule: row.rule,
+                refusal_reason: row.refusal_reason,
+                person_id: row.person_id,
+                others: row.other_person_ids,
+                identifiers: serde_json::from_value(row.identifiers).unwrap_or_default(),
+                evidence_message_id: row.evidence_message_id,
+                source: row.source,
+                actor: row.actor,
+                reason: row.reason,
+                review_item_id: row.review_item_id,
+                change_sequence: row.change_sequence,
+            },
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// Writes audit records; returns their ids.
 pub async fn insert_decisions(
     conn: &mut PgConnection,
@@ -260,7 +287,7 @@ pub async fn list_decisions(
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<StoredDecision>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, DecisionRow>(
         "SELECT decision_id, kind, rule, refusal_reason, person_id, other_person_ids,
                 identifiers, evidence_message_id, source, actor, reason, review_item_id,
                 created_at, change_sequence
@@ -282,29 +309,7 @@ pub async fn list_decisions(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let identifiers: serde_json::Value = row.try_get(6)?;
-            Ok(StoredDecision {
-                decision_id: row.try_get(0)?,
-                decision: NewDecisionOwned {
-                    kind: row.try_get(1)?,
-                    rule: row.try_get(2)?,
-                    refusal_reason: row.try_get(3)?,
-                    person_id: row.try_get(4)?,
-                    others: row.try_get(5)?,
-                    identifiers: serde_json::from_value(identifiers).unwrap_or_default(),
-                    evidence_message_id: row.try_get(7)?,
-                    source: row.try_get(8)?,
-                    actor: row.try_get(9)?,
-                    reason: row.try_get(10)?,
-                    review_item_id: row.try_get(11)?,
-                    change_sequence: row.try_get(13)?,
-                },
-                created_at: row.try_get(12)?,
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(StoredDecision::from).collect())
 }
 
 /// A review item as stored.
@@ -382,22 +387,41 @@ pub async fn upsert_review_item(
 const REVIEW_COLUMNS: &str = "item_id, state, refusal_reason, person_a, person_b, identifiers,
     evidence_message_ids, evidence_count, created_at, resolved_at, resolver, note, version";
 
-fn review_row(row: &sqlx::postgres::PgRow) -> Result<StoredReviewItem, sqlx::Error> {
-    let identifiers: serde_json::Value = row.try_get(5)?;
-    Ok(StoredReviewItem {
-        item_id: row.try_get(0)?,
-        state: row.try_get(1)?,
-        refusal_reason: row.try_get(2)?,
-        persons: (row.try_get(3)?, row.try_get(4)?),
-        identifiers: serde_json::from_value(identifiers).unwrap_or_default(),
-        evidence_message_ids: row.try_get(6)?,
-        evidence_count: row.try_get(7)?,
-        created_at: row.try_get(8)?,
-        resolved_at: row.try_get(9)?,
-        resolver: row.try_get(10)?,
-        note: row.try_get(11)?,
-        version: row.try_get(12)?,
-    })
+/// A review item's [`REVIEW_COLUMNS`]; unreadable identifiers read as none.
+#[derive(sqlx::FromRow)]
+struct ReviewRow {
+    item_id: Uuid,
+    state: String,
+    refusal_reason: String,
+    person_a: Uuid,
+    person_b: Uuid,
+    identifiers: serde_json::Value,
+    evidence_message_ids: Vec<String>,
+    evidence_count: i64,
+    created_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    resolver: String,
+    note: String,
+    version: i64,
+}
+
+impl From<ReviewRow> for StoredReviewItem {
+    fn from(row: ReviewRow) -> Self {
+        Self {
+            item_id: row.item_id,
+            state: row.state,
+            refusal_reason: row.refusal_reason,
+            persons: (row.person_a, row.person_b),
+            identifiers: serde_json::from_value(row.identifiers).unwrap_or_default(),
+            evidence_message_ids: row.evidence_message_ids,
+            evidence_count: row.evidence_count,
+            created_at: row.created_at,
+            resolved_at: row.resolved_at,
+            resolver: row.resolver,
+            note: row.note,
+            version: row.version,
+        }
+    }
 }
 
 /// A page of review items: most evidence first, then by id; `after` is the
@@ -410,7 +434,7 @@ pub async fn list_review_items(
     after: Option<(i64, Uuid)>,
     limit: i64,
 ) -> Result<Vec<StoredReviewItem>, sqlx::Error> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, ReviewRow>(&format!(
         "SELECT {REVIEW_COLUMNS} FROM identity.review_items
           WHERE tenant_id = $1 AND state = $2 AND ($3::text IS NULL OR refusal_reason = $3)
             AND ($4::bigint IS NULL OR (evidence_count, item_id) < ($4, $5))
@@ -424,7 +448,7 @@ pub async fn list_review_items(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(review_row).collect()
+    Ok(rows.into_iter().map(StoredReviewItem::from).collect())
 }
 
 /// One review item, locked for a decision.
@@ -433,7 +457,7 @@ pub async fn lock_review_item(
     tenant: &str,
     item: Uuid,
 ) -> Result<Option<StoredReviewItem>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, ReviewRow>(&format!(
         "SELECT {REVIEW_COLUMNS} FROM identity.review_items
           WHERE tenant_id = $1 AND item_id = $2 FOR UPDATE"
     ))
@@ -441,7 +465,7 @@ pub async fn lock_review_item(
     .bind(item)
     .fetch_optional(conn)
     .await?;
-    row.as_ref().map(review_row).transpose()
+    Ok(row.map(StoredReviewItem::from))
 }
 
 /// Records a decision on a review item.
@@ -454,7 +478,7 @@ pub async fn decide_review_item(
     note: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<StoredReviewItem>, sqlx::Error> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, ReviewRow>(&format!(
         "UPDATE identity.review_items
             SET state = $3, resolver = $4, note = $5, resolved_at = $6, version = version + 1
           WHERE tenant_id = $1 AND item_id = $2
@@ -468,5 +492,5 @@ pub async fn decide_review_item(
     .bind(now)
     .fetch_optional(conn)
     .await?;
-    row.as_ref().map(review_row).transpose()
+    Ok(row.map(StoredReviewItem::from))
 }

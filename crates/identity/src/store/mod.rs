@@ -19,7 +19,7 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::IdentifierKey;
@@ -41,7 +41,7 @@ pub struct LinkRow<'a> {
 }
 
 /// A current owner and the entry's version (what the cache stores).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Owner {
     /// The person.
     pub person_id: Uuid,
@@ -62,12 +62,44 @@ fn key_arrays<K: Borrow<IdentifierKey>>(keys: &[K]) -> (Vec<&str>, Vec<&str>, Ve
     )
 }
 
-fn key_of(row: &sqlx::postgres::PgRow, from: usize) -> Result<IdentifierKey, sqlx::Error> {
-    Ok(IdentifierKey {
-        id_type: row.try_get(from)?,
-        scope: row.try_get(from + 1)?,
-        value: row.try_get(from + 2)?,
-    })
+/// An identifier's columns `id_type, id_scope, id_value`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    id_type: String,
+    id_scope: String,
+    id_value: String,
+}
+
+impl From<KeyRow> for IdentifierKey {
+    fn from(row: KeyRow) -> Self {
+        Self {
+            id_type: row.id_type,
+            scope: row.id_scope,
+            value: row.id_value,
+        }
+    }
+}
+
+/// An identifier with what the graph knows about it, as [`lookup`] reads it.
+#[derive(sqlx::FromRow)]
+struct LookupRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    person_id: Uuid,
+    seen_with: Vec<Uuid>,
+    version: i64,
+    last_seen_at: Option<DateTime<Utc>>,
+    held_since: Option<DateTime<Utc>>,
+    previous: Option<Uuid>,
+}
+
+/// A contested identifier, as [`contested_of`] reads it.
+#[derive(sqlx::FromRow)]
+struct ContestedRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    person_id: Uuid,
+    seen_with: Vec<Uuid>,
 }
 
 /// The random id of this database (migration 0008): what the cache keys live under.
@@ -90,10 +122,11 @@ pub async fn lookup<K: Borrow<IdentifierKey>>(
     let (types, scopes, values) = key_arrays(keys);
     // A previous holder merged since stands for the person it was merged
     // into (merged ids point one hop to their survivor).
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, LookupRow>(
         "SELECT i.id_type, i.id_scope, i.id_value, i.person_id, i.seen_with, i.version,
                 i.last_seen_at, i.held_since,
                 CASE WHEN pp.state = 'merged' THEN pp.merged_into ELSE i.previous_person_id END
+                  AS previous
            FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
            JOIN identity.identifiers i
              ON i.tenant_id = $1 AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
@@ -106,18 +139,19 @@ pub async fn lookup<K: Borrow<IdentifierKey>>(
     .bind(&values)
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
+    Ok(rows
+        .into_iter()
         .map(|row| {
             let known = Known {
-                person_id: row.try_get(3)?,
-                seen_with: row.try_get(4)?,
-                last_seen: row.try_get(6)?,
-                held_since: row.try_get(7)?,
-                previous: row.try_get(8)?,
+                person_id: row.person_id,
+                seen_with: row.seen_with,
+                last_seen: row.last_seen_at,
+                held_since: row.held_since,
+                previous: row.previous,
             };
-            Ok((key_of(&row, 0)?, (known, row.try_get(5)?)))
+            (row.key.into(), (known, row.version))
         })
-        .collect()
+        .collect())
 }
 
 /// How many identifiers of each type each of `persons` holds.
@@ -130,7 +164,7 @@ pub async fn type_counts(
     if persons.is_empty() {
         return Ok(out);
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (Uuid, String, i64)>(
         "SELECT person_id, id_type, count(*) FROM identity.identifiers
           WHERE tenant_id = $1 AND person_id = ANY($2) GROUP BY person_id, id_type",
     )
@@ -138,11 +172,10 @@ pub async fn type_counts(
     .bind(persons)
     .fetch_all(conn)
     .await?;
-    for row in rows {
-        let count: i64 = row.try_get(2)?;
-        out.entry(row.try_get(0)?)
+    for (person, id_type, count) in rows {
+        out.entry(person)
             .or_default()
-            .insert(row.try_get(1)?, u32::try_from(count).unwrap_or(u32::MAX));
+            .insert(id_type, u32::try_from(count).unwrap_or(u32::MAX));
     }
     Ok(out)
 }
@@ -156,7 +189,7 @@ pub async fn separations(
     if persons.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (Uuid, Uuid)>(
         "SELECT person_a, person_b FROM identity.separations
           WHERE tenant_id = $1 AND (person_a = ANY($2) OR person_b = ANY($2))",
     )
@@ -164,9 +197,7 @@ pub async fn separations(
     .bind(persons)
     .fetch_all(conn)
     .await?;
-    rows.into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+    Ok(rows.into_iter().collect())
 }
 
 /// Those of `keys` that belonged to erased persons.
@@ -179,7 +210,7 @@ pub async fn suppressed(
         return Ok(HashSet::new());
     }
     let (types, scopes, values) = key_arrays(keys);
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, KeyRow>(
         "SELECT s.id_type, s.id_scope, s.id_value
            FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
            JOIN identity.suppressed s
@@ -191,7 +222,7 @@ pub async fn suppressed(
     .bind(&values)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(|row| key_of(row, 0)).collect()
+    Ok(rows.into_iter().map(IdentifierKey::from).collect())
 }
 
 /// Locks `persons` (in id order, so concurrent writers queue instead of
@@ -204,7 +235,7 @@ pub async fn lock_persons(
     if persons.is_empty() {
         return Ok(HashSet::new());
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (Uuid, String)>(
         "SELECT person_id, state FROM identity.persons
           WHERE tenant_id = $1 AND person_id = ANY($2)
           ORDER BY person_id FOR UPDATE",
@@ -214,10 +245,9 @@ pub async fn lock_persons(
     .fetch_all(conn)
     .await?;
     let mut active = HashSet::new();
-    for row in rows {
-        let state: String = row.try_get(1)?;
+    for (person, state) in rows {
         if state == "active" {
-            active.insert(row.try_get(0)?);
+            active.insert(person);
         }
     }
     Ok(active)
@@ -250,7 +280,7 @@ pub async fn create_and_link(
     let seen: Vec<Option<Uuid>> = links.iter().map(|l| l.seen_with.first().copied()).collect();
     // The persons are inserted by a sibling CTE of the same statement; the
     // foreign key is checked at the end of the statement, when they exist.
-    let inserted = sqlx::query(
+    let count: i64 = sqlx::query_scalar(
         "WITH new_persons AS (
            INSERT INTO identity.persons (tenant_id, person_id, created_at, updated_at)
            SELECT $1, p, $2, $2 FROM UNNEST($3::uuid[]) AS n(p)
@@ -284,7 +314,6 @@ pub async fn create_and_link(
     .bind(&seen)
     .fetch_one(conn)
     .await?;
-    let count: i64 = inserted.try_get(0)?;
     Ok(usize::try_from(count).unwrap_or(0))
 }
 
@@ -298,7 +327,7 @@ pub async fn contested_of(
     if persons.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, ContestedRow>(
         "SELECT id_type, id_scope, id_value, person_id, seen_with FROM identity.identifiers
           WHERE tenant_id = $1 AND person_id = ANY($2) AND cardinality(seen_with) > 0",
     )
@@ -306,16 +335,17 @@ pub async fn contested_of(
     .bind(persons)
     .fetch_all(conn)
     .await?;
-    rows.iter()
+    Ok(rows
+        .into_iter()
         .map(|row| {
             let known = Known {
-                person_id: row.try_get(3)?,
-                seen_with: row.try_get(4)?,
+                person_id: row.person_id,
+                seen_with: row.seen_with,
                 ..Known::default()
             };
-            Ok((key_of(row, 0)?, known))
+            (row.key.into(), known)
         })
-        .collect()
+        .collect())
 }
 
 /// Adds persons to identifiers' "seen with" lists. Each changed identifier
@@ -413,7 +443,7 @@ pub async fn merge_all(
     if absorbed.is_empty() {
         return Ok(0);
     }
-    let moved = sqlx::query(&format!(
+    let count: i64 = sqlx::query_scalar(&format!(
         "WITH pairs AS (
            SELECT * FROM UNNEST($2::uuid[], $3::uuid[]) AS p(absorbed, survivor)
          ), moved AS (
@@ -485,7 +515,6 @@ pub async fn merge_all(
         .execute(&mut *conn)
         .await?;
     }
-    let count: i64 = moved.try_get(0)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
@@ -513,7 +542,7 @@ pub async fn split(
     .bind(person)
     .execute(&mut *conn)
     .await?;
-    let moved = sqlx::query(&format!(
+    let count: i64 = sqlx::query_scalar(&format!(
         "WITH moved AS (
            UPDATE identity.identifiers i
               SET person_id = $2, version = i.version + 1, seen_with = '{{}}'
@@ -543,7 +572,6 @@ pub async fn split(
     .bind(b)
     .execute(conn)
     .await?;
-    let count: i64 = moved.try_get(0)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
@@ -553,7 +581,7 @@ pub async fn identifiers_of(
     tenant: &str,
     person: Uuid,
 ) -> Result<Vec<IdentifierKey>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, KeyRow>(
         "SELECT id_type, id_scope, id_value FROM identity.identifiers
           WHERE tenant_id = $1 AND person_id = $2 ORDER BY id_type, id_scope, id_value",
     )
@@ -561,5 +589,5 @@ pub async fn identifiers_of(
     .bind(person)
     .fetch_all(conn)
     .await?;
-    rows.iter().map(|row| key_of(row, 0)).collect()
+    Ok(rows.into_iter().map(IdentifierKey::from).collect())
 }

@@ -1,6 +1,8 @@
 //! SQL of the cache-invalidation outbox.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
+
+use super::KeyRow;
 
 use crate::domain::IdentifierKey;
 
@@ -15,6 +17,27 @@ pub struct Invalidation {
     pub key: IdentifierKey,
     /// Its version after the change.
     pub version: i64,
+}
+
+/// An outbox row, as [`claim`] reads it.
+#[derive(sqlx::FromRow)]
+struct InvalidationRow {
+    id: i64,
+    tenant_id: String,
+    #[sqlx(flatten)]
+    key: KeyRow,
+    version: i64,
+}
+
+impl From<InvalidationRow> for Invalidation {
+    fn from(row: InvalidationRow) -> Self {
+        Self {
+            id: row.id,
+            tenant: row.tenant_id,
+            key: row.key.into(),
+            version: row.version,
+        }
+    }
 }
 
 /// What [`claim`] does with rows another relay holds.
@@ -45,21 +68,11 @@ pub async fn claim(
               ORDER BY id LIMIT $1 FOR UPDATE"
         }
     };
-    let rows = sqlx::query(sql).bind(limit).fetch_all(conn).await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Invalidation {
-                id: row.try_get(0)?,
-                tenant: row.try_get(1)?,
-                key: IdentifierKey {
-                    id_type: row.try_get(2)?,
-                    scope: row.try_get(3)?,
-                    value: row.try_get(4)?,
-                },
-                version: row.try_get(5)?,
-            })
-        })
-        .collect()
+    let rows = sqlx::query_as::<_, InvalidationRow>(sql)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.into_iter().map(Invalidation::from).collect())
 }
 
 /// Deletes relayed invalidations.

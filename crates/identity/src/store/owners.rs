@@ -2,7 +2,7 @@
 //! at a past instant, and the live person an old id stands for.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row as _};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::Owner;
@@ -14,8 +14,9 @@ pub async fn owner(
     tenant: &str,
     key: &IdentifierKey,
 ) -> Result<Option<Owner>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT person_id, version, cardinality(seen_with) > 0 OR held_since IS NOT NULL
+    sqlx::query_as::<_, Owner>(
+        "SELECT person_id, version,
+                cardinality(seen_with) > 0 OR held_since IS NOT NULL AS contested
            FROM identity.identifiers
           WHERE tenant_id = $1 AND id_type = $2 AND id_scope = $3 AND id_value = $4",
     )
@@ -24,15 +25,7 @@ pub async fn owner(
     .bind(&key.scope)
     .bind(&key.value)
     .fetch_optional(conn)
-    .await?;
-    row.map(|row| {
-        Ok(Owner {
-            person_id: row.try_get(0)?,
-            version: row.try_get(1)?,
-            contested: row.try_get(2)?,
-        })
-    })
-    .transpose()
+    .await
 }
 
 /// Who owned `key` at `at`, if anyone (the person id of that time).
@@ -64,16 +57,16 @@ pub async fn current_person(
     tenant: &str,
     person: Uuid,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, (String, Option<Uuid>)>(
         "SELECT state, merged_into FROM identity.persons WHERE tenant_id = $1 AND person_id = $2",
     )
     .bind(tenant)
     .bind(person)
     .fetch_optional(conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let state: String = row.try_get(0)?;
-    let merged_into: Option<Uuid> = row.try_get(1)?;
+    let Some((state, merged_into)) = row else {
+        return Ok(None);
+    };
     Ok(match (state.as_str(), merged_into) {
         ("merged", Some(into)) => Some(into),
         _ => Some(person),

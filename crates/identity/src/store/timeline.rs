@@ -1,7 +1,7 @@
 //! Last uses and handovers of weak identifiers (see the crate's `timeline`).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row as _};
+use sqlx::PgConnection;
 
 use crate::domain::IdentifierKey;
 use crate::graph::Handover;
@@ -59,7 +59,7 @@ pub async fn hand_over(
     // A batch hands over a few values at most; one statement each keeps a
     // value handed over twice in one batch in order.
     for h in handovers {
-        let row = sqlx::query(
+        let count: i64 = sqlx::query_scalar(
             "WITH moved AS (
                UPDATE identity.identifiers i
                   SET person_id = $5, previous_person_id = $6, held_since = $7,
@@ -91,7 +91,6 @@ pub async fn hand_over(
         .bind(h.at)
         .fetch_one(&mut *conn)
         .await?;
-        let count: i64 = row.try_get(0)?;
         moved += usize::try_from(count).unwrap_or(0);
     }
     Ok(moved)
