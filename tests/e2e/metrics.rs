@@ -43,7 +43,9 @@ async fn the_scrape_endpoint_shows_rpc_lag_and_quarantine_series() -> anyhow::Re
         .app
         .metrics_addr()
         .ok_or_else(|| anyhow::anyhow!("no metrics endpoint"))?;
-    let acme = token("acme", &["events:write", "models:read"]);
+    // A tenant of its own: the meter provider is the process's, shared with every other test
+    // running in this binary.
+    let acme = token("metrics-acme", &["events:write", "models:read"]);
     let mut unnamed = sample_event("m-bad", 2, "view", 1_795_507_200_000);
     unnamed.original_timestamp = "not a time".to_owned();
     for events in [
@@ -71,13 +73,18 @@ async fn the_scrape_endpoint_shows_rpc_lag_and_quarantine_series() -> anyhow::Re
         let text = scrape(addr).await?;
         let lag = value(
             &text,
-            &["touchline_consumer_lag{", "modeling.events", "acme"],
+            &[
+                "touchline_consumer_lag{",
+                "modeling.events",
+                "tenant=\"metrics-acme\"",
+            ],
         );
         let quarantined = value(
             &text,
             &[
                 "touchline_quarantine_events_total",
                 "QUARANTINE_REASON_INVALID_TIMESTAMP",
+                "tenant=\"metrics-acme\"",
             ],
         );
         Ok((lag.is_some() && quarantined.is_some()).then_some(text))
@@ -95,7 +102,11 @@ async fn the_scrape_endpoint_shows_rpc_lag_and_quarantine_series() -> anyhow::Re
     assert_eq!(
         value(
             &text,
-            &["touchline_consumer_lag{", "modeling.events", "acme"]
+            &[
+                "touchline_consumer_lag{",
+                "modeling.events",
+                "tenant=\"metrics-acme\""
+            ]
         ),
         Some(0.0),
         "caught up"
@@ -105,7 +116,8 @@ async fn the_scrape_endpoint_shows_rpc_lag_and_quarantine_series() -> anyhow::Re
             &text,
             &[
                 "touchline_quarantine_events_total",
-                "QUARANTINE_REASON_INVALID_TIMESTAMP"
+                "QUARANTINE_REASON_INVALID_TIMESTAMP",
+                "tenant=\"metrics-acme\""
             ]
         ),
         Some(1.0)

@@ -163,10 +163,10 @@ pub async fn process_raw(
 
 /// Quarantined events by reason, for the metrics (a batch refused by the store and committed
 /// event by event may add a few more, counted where they are set aside).
-fn count_quarantined(reasons: &[QuarantineReason]) {
+fn count_quarantined(tenant: &str, reasons: &[QuarantineReason]) {
     let metrics = touchline_telemetry::metrics::pipeline();
     for reason in reasons {
-        metrics.count_quarantined(reason.as_str_name(), 1);
+        metrics.count_quarantined(tenant, reason.as_str_name(), 1);
     }
 }
 
@@ -359,7 +359,7 @@ impl CleaningWorker {
             }
             Err(err) => return Err(err.into()),
         }
-        count_quarantined(&processed_reasons);
+        count_quarantined(&batch.tenant, &processed_reasons);
         self.status
             .committed(crate::RAW_LOG_CONSUMER, &batch.tenant, last);
         self.status.recovered(crate::RAW_LOG_CONSUMER);

@@ -385,7 +385,7 @@ mod tests {
             .in_scope(crate::current_traceparent)
             .expect("span has a trace context");
         drop(span);
-        crate::metrics::pipeline().count_quarantined("otlp_probe", 2);
+        crate::metrics::pipeline().count_quarantined("probe", "otlp_probe", 2);
         guard.shutdown().expect("flush and shut down");
         let quarantined = exported_counter(&mut received_metrics, "touchline.quarantine.events");
         assert_eq!(quarantined.await, 2);

@@ -96,10 +96,17 @@ impl PipelineMetrics {
         self.lag_seconds.record(seconds.max(0.0), &attributes);
     }
 
-    /// Counts `n` events quarantined for `reason` (a fixed code such as `schema_violation`).
-    pub fn count_quarantined(&self, reason: &str, n: u64) {
-        self.quarantined
-            .add(n, &[KeyValue::new("reason", reason.to_owned())]);
+    /// Counts `n` events of `tenant` quarantined for `reason` (a fixed code such as
+    /// `schema_violation`). Per tenant, like the lag: which tenant's source sends what it
+    /// should not is the first thing an operator asks.
+    pub fn count_quarantined(&self, tenant: &str, reason: &str, n: u64) {
+        self.quarantined.add(
+            n,
+            &[
+                KeyValue::new("tenant", tenant.to_owned()),
+                KeyValue::new("reason", reason.to_owned()),
+            ],
+        );
     }
 
     /// Counts `n` events dead-lettered for `reason` (a fixed code, not error text).

@@ -144,8 +144,8 @@ async fn make_traffic(channel: Channel) {
 fn record_pipeline() {
     let pipeline = metrics::pipeline();
     pipeline.record_lag("events", "governance", "tenant-a", 42, 1.5);
-    pipeline.count_quarantined("schema_violation", 3);
-    pipeline.count_quarantined("schema_violation", 1);
+    pipeline.count_quarantined("t1", "schema_violation", 3);
+    pipeline.count_quarantined("t1", "schema_violation", 1);
     pipeline.count_dead_letters("poison", 2);
     pipeline.cache_lookup(true, 5);
     pipeline.cache_lookup(false, 1);
