@@ -2,7 +2,7 @@
 //! consuming service keeps them in a `consumer_cursors` table of its own schema, and moves
 //! them in the same transaction as the output they account for.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// A schema that holds a `consumer_cursors (consumer, tenant_id, last_sequence, updated_at)`
 /// table. The name is written into SQL, so it is only ever one of the services' constants.
@@ -27,13 +27,7 @@ impl CursorTable {
             "SELECT tenant_id, last_sequence FROM {}.consumer_cursors WHERE consumer = $1",
             self.schema
         );
-        sqlx::query(&sql)
-            .bind(consumer)
-            .fetch_all(conn)
-            .await?
-            .into_iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        sqlx::query_as(&sql).bind(consumer).fetch_all(conn).await
     }
 
     /// Moves `consumer`'s cursor for `tenant` forward to `consumed_through`; never backwards,

@@ -2,7 +2,7 @@
 //! log keeps them in a `(tenant_id, last_sequence, updated_at)` table whose row lock also
 //! orders appends; tailers read them to know what there is to read.
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 
 /// A `(tenant_id text, last_sequence bigint, updated_at timestamptz)` heads table. The name is
 /// written into SQL, so it is only ever one of the services' constants.
@@ -57,12 +57,9 @@ impl HeadTable {
             "SELECT tenant_id, last_sequence FROM {} WHERE tenant_id = ANY($1) ORDER BY tenant_id",
             self.table
         );
-        let rows = match tenants {
-            None => sqlx::query(&all).fetch_all(pool).await?,
-            Some(tenants) => sqlx::query(&named).bind(tenants).fetch_all(pool).await?,
-        };
-        rows.into_iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        match tenants {
+            None => sqlx::query_as(&all).fetch_all(pool).await,
+            Some(tenants) => sqlx::query_as(&named).bind(tenants).fetch_all(pool).await,
+        }
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{ConnectOptions as _, PgPool, Row as _};
+use sqlx::{ConnectOptions as _, PgPool};
 use tracing::log;
 
 /// When the service vacuums and analyses its own tables.
@@ -88,7 +88,7 @@ impl Default for Thresholds {
 }
 
 /// What `pg_stat_user_tables` says of one table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TableStats {
     /// `schema.table`, each part quoted as an identifier.
     pub name: String,
@@ -253,26 +253,16 @@ impl Upkeep {
     }
 
     async fn stats(&self) -> Result<Vec<TableStats>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT quote_ident(schemaname) || '.' || quote_ident(relname),
-                    n_live_tup, n_dead_tup, n_mod_since_analyze
+        sqlx::query_as(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) AS name,
+                    n_live_tup AS live, n_dead_tup AS dead, n_mod_since_analyze AS changed
                FROM pg_stat_user_tables
               WHERE schemaname = ANY($1)
               ORDER BY schemaname, relname",
         )
         .bind(&self.schemas)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TableStats {
-                    name: row.try_get(0)?,
-                    live: row.try_get(1)?,
-                    dead: row.try_get(2)?,
-                    changed: row.try_get(3)?,
-                })
-            })
-            .collect()
+        .await
     }
 }
 

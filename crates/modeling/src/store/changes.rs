@@ -6,7 +6,7 @@
 //! event-store worker takes too, so an event resolved before a merge and stored after it is
 //! redirected rather than left under a person id that no longer exists.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use touchline_proto::common::v1::Identifier;
 use uuid::Uuid;
 
@@ -109,7 +109,7 @@ pub async fn apply_merges(
         .await?;
     }
     // The merged persons' attributes follow them; an opt-out is never lost by a merge.
-    let before: std::collections::HashMap<Uuid, bool> = sqlx::query(
+    let before: std::collections::HashMap<Uuid, bool> = sqlx::query_as::<_, (Uuid, bool)>(
         "SELECT person_id, marketing_opt_out FROM modeling.person_attributes
           WHERE tenant_id = $1 AND person_id = ANY($2)",
     )
@@ -118,8 +118,7 @@ pub async fn apply_merges(
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect::<Result<_, sqlx::Error>>()?;
+    .collect();
     let attributes = plan.attributes(&before);
     if !attributes.deletes.is_empty() {
         sqlx::query(
@@ -154,16 +153,13 @@ pub async fn events_of(
     tenant: &str,
     person: Uuid,
 ) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as(
         "SELECT sequence, payload FROM modeling.events WHERE tenant_id = $1 AND person_id = $2",
     )
     .bind(tenant)
     .bind(person)
     .fetch_all(conn)
-    .await?
-    .into_iter()
-    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-    .collect()
+    .await
 }
 
 /// Moves the events at `sequences` to `person`; returns how many moved.
@@ -224,7 +220,7 @@ pub async fn detached_of(
     if persons.is_empty() {
         return Ok(out);
     }
-    let rows = sqlx::query(
+    let rows: Vec<(Uuid, String, String, String)> = sqlx::query_as(
         "SELECT person_id, id_type, id_scope, id_value FROM modeling.detached_identifiers
           WHERE tenant_id = $1 AND person_id = ANY($2)",
     )
@@ -232,11 +228,11 @@ pub async fn detached_of(
     .bind(persons)
     .fetch_all(conn)
     .await?;
-    for row in rows {
-        out.entry(row.try_get(0)?).or_default().push(Identifier {
-            r#type: row.try_get(1)?,
-            scope: row.try_get(2)?,
-            value: row.try_get(3)?,
+    for (person, r#type, scope, value) in rows {
+        out.entry(person).or_default().push(Identifier {
+            r#type,
+            scope,
+            value,
         });
     }
     Ok(out)
@@ -350,12 +346,9 @@ pub async fn set_opt_out(
 pub async fn pending_confirmations(
     conn: &mut PgConnection,
 ) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    sqlx::query("SELECT tenant_id, erasure, removed_records FROM modeling.erasure_confirmations ORDER BY created_at LIMIT 100")
+    sqlx::query_as("SELECT tenant_id, erasure, removed_records FROM modeling.erasure_confirmations ORDER BY created_at LIMIT 100")
         .fetch_all(conn)
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-        .collect()
+        .await
 }
 
 /// Drops a relayed confirmation.

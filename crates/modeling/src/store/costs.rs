@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use prost::Message as _;
-use sqlx::{PgPool, Row as _};
+use sqlx::PgPool;
 use touchline_proto::governance::v1::CleanEvent;
 
 /// What a cost sum read: the costs per channel, and the report rows that could not count.
@@ -47,7 +47,7 @@ pub async fn cost_sums(
 ) -> Result<CostSums, sqlx::Error> {
     let start = chrono::DateTime::from_timestamp_millis(start_ms).unwrap_or_default();
     let end = chrono::DateTime::from_timestamp_millis(end_ms).unwrap_or_default();
-    let rows = sqlx::query(
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT channel, payload FROM modeling.events
           WHERE tenant_id = $1 AND event_name = $2 AND person_id IS NULL
             AND event_time >= $3 AND event_time < $4",
@@ -60,9 +60,8 @@ pub async fn cost_sums(
     .await?;
     let mut sums: BTreeMap<String, f64> = BTreeMap::new();
     let mut read = CostSums::default();
-    for row in rows {
+    for (stored_channel, payload) in rows {
         read.rows += 1;
-        let payload: Vec<u8> = row.try_get("payload")?;
         let Ok(clean) = CleanEvent::decode(payload.as_slice()) else {
             read.rows_left_out += 1;
             continue;
@@ -70,7 +69,7 @@ pub async fn cost_sums(
         let properties = clean.properties.as_ref();
         let channel = match channel_property {
             Some(name) => text(properties, name).unwrap_or_default(),
-            None => row.try_get("channel")?,
+            None => stored_channel,
         };
         match number(properties, cost_property) {
             Some(cost) if cost.is_finite() && cost >= 0.0 && !channel.is_empty() => {

@@ -4,11 +4,11 @@
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt as _;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// A stored event with a person, as the projection takes it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JournalEvent {
     /// Clean-log sequence.
     pub sequence: i64,
@@ -25,7 +25,7 @@ pub struct JournalEvent {
 }
 
 /// Where an event was before it was deleted or changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Removal {
     /// Clean-log sequence.
     pub sequence: i64,
@@ -34,7 +34,7 @@ pub struct Removal {
 }
 
 /// The positions a read of the store reflects.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Positions {
     /// The newest revision of the tenant's events (0 when none).
     pub revision: i64,
@@ -70,37 +70,22 @@ async fn positions(
     tenant: &str,
     at_least: i64,
 ) -> Result<Positions, sqlx::Error> {
-    let row = sqlx::query(
+    sqlx::query_as::<_, Positions>(
         "SELECT GREATEST($2,
                   (SELECT max(revision) FROM modeling.events WHERE tenant_id = $1),
-                  (SELECT max(revision) FROM modeling.event_removals WHERE tenant_id = $1)),
+                  (SELECT max(revision) FROM modeling.event_removals WHERE tenant_id = $1))
+                  AS revision,
                 COALESCE((SELECT last_sequence FROM modeling.consumer_cursors
-                           WHERE consumer = $3 AND tenant_id = $1), 0),
+                           WHERE consumer = $3 AND tenant_id = $1), 0) AS clean_sequence,
                 COALESCE((SELECT last_sequence FROM modeling.consumer_cursors
-                           WHERE consumer = $4 AND tenant_id = $1), 0)",
+                           WHERE consumer = $4 AND tenant_id = $1), 0) AS identity_sequence",
     )
     .bind(tenant)
     .bind(at_least)
     .bind(crate::CLEAN_LOG_CONSUMER)
     .bind(crate::identity_changes::IDENTITY_CHANGES_CONSUMER)
     .fetch_one(conn)
-    .await?;
-    Ok(Positions {
-        revision: row.try_get(0)?,
-        clean_sequence: row.try_get(1)?,
-        identity_sequence: row.try_get(2)?,
-    })
-}
-
-fn journal_event(row: &sqlx::postgres::PgRow) -> Result<JournalEvent, sqlx::Error> {
-    Ok(JournalEvent {
-        sequence: row.try_get("sequence")?,
-        person_id: row.try_get("person_id")?,
-        event_name: row.try_get("event_name")?,
-        channel: row.try_get("channel")?,
-        event_time: row.try_get("event_time")?,
-        payload: row.try_get("payload")?,
-    })
+    .await
 }
 
 /// Reads every event of `tenant` that belongs to a person, in one snapshot, sending them to
@@ -114,7 +99,7 @@ pub async fn load(
     let mut tx = pool.begin().await?;
     snapshot(&mut tx).await?;
     let positions = positions(&mut tx, tenant, 0).await?;
-    let mut rows = sqlx::query(
+    let mut rows = sqlx::query_as::<_, JournalEvent>(
         "SELECT sequence, person_id, event_name, channel, event_time, payload
            FROM modeling.events WHERE tenant_id = $1 AND person_id IS NOT NULL",
     )
@@ -122,7 +107,7 @@ pub async fn load(
     .fetch(&mut *tx);
     let mut chunk = Vec::with_capacity(LOAD_CHUNK);
     while let Some(row) = rows.try_next().await? {
-        chunk.push(journal_event(&row)?);
+        chunk.push(row);
         if chunk.len() == LOAD_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
             if sink.send(full).await.is_err() {
@@ -157,7 +142,7 @@ pub async fn changes_since(
             ..Changes::default()
         }));
     }
-    let removals: Vec<Removal> = sqlx::query(
+    let removals: Vec<Removal> = sqlx::query_as(
         "SELECT sequence, person_id FROM modeling.event_removals
           WHERE tenant_id = $1 AND revision > $2 ORDER BY revision LIMIT $3",
     )
@@ -165,16 +150,8 @@ pub async fn changes_since(
     .bind(revision)
     .bind(limit + 1)
     .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(Removal {
-            sequence: row.try_get(0)?,
-            person_id: row.try_get(1)?,
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
-    let events: Vec<JournalEvent> = sqlx::query(
+    .await?;
+    let events: Vec<JournalEvent> = sqlx::query_as(
         "SELECT sequence, person_id, event_name, channel, event_time, payload
            FROM modeling.events
           WHERE tenant_id = $1 AND revision > $2 AND person_id IS NOT NULL
@@ -184,10 +161,7 @@ pub async fn changes_since(
     .bind(revision)
     .bind(limit + 1)
     .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(journal_event)
-    .collect::<Result<_, sqlx::Error>>()?;
+    .await?;
     tx.commit().await?;
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if removals.len() > limit || events.len() > limit {

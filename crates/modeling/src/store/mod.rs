@@ -10,7 +10,7 @@ pub mod segments;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A clean event with its person, ready to store.
@@ -52,7 +52,7 @@ impl NewStoredEvent {
 }
 
 /// A stored event read back.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredEvent {
     /// Clean log sequence.
     pub sequence: i64,
@@ -287,7 +287,7 @@ pub async fn count_events(
 ) -> Result<(i64, i64, Counts, Counts), sqlx::Error> {
     // The counters are kept by triggers on modeling.events (migration 0008), so this reads a
     // row per channel and per event name, whatever the size of the store.
-    let rows = sqlx::query(
+    let rows: Vec<(i32, String, i64, i64)> = sqlx::query_as(
         "SELECT dim::int, key, events, persons FROM modeling.event_counters
           WHERE tenant_id = $1 AND (events > 0 OR dim = 2)
           ORDER BY dim, events DESC, key",
@@ -297,13 +297,11 @@ pub async fn count_events(
     .await?;
     let (mut events, mut persons) = (0, 0);
     let (mut channels, mut names) = (Counts::new(), Counts::new());
-    for row in rows {
-        let dim: i32 = row.try_get(0)?;
-        let counts = (row.try_get(2)?, row.try_get(3)?);
+    for (dim, key, dim_events, dim_persons) in rows {
         match dim {
-            0 => channels.push((row.try_get(1)?, counts.0, counts.1)),
-            1 => names.push((row.try_get(1)?, counts.0, counts.1)),
-            _ => (events, persons) = counts,
+            0 => channels.push((key, dim_events, dim_persons)),
+            1 => names.push((key, dim_events, dim_persons)),
+            _ => (events, persons) = (dim_events, dim_persons),
         }
     }
     Ok((events, persons, channels, names))
@@ -316,7 +314,7 @@ pub async fn list_events(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as(
         "SELECT sequence, message_id, person_id, event_name, channel, event_time, payload
            FROM modeling.events WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
     )
@@ -324,20 +322,7 @@ pub async fn list_events(
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|row| {
-        Ok(StoredEvent {
-            sequence: row.try_get(0)?,
-            message_id: row.try_get(1)?,
-            person_id: row.try_get(2)?,
-            event_name: row.try_get(3)?,
-            channel: row.try_get(4)?,
-            event_time: row.try_get(5)?,
-            payload: row.try_get(6)?,
-        })
-    })
-    .collect()
+    .await
 }
 
 /// The batch with only the highest sequence of each message id, in sequence order: one
