@@ -349,6 +349,46 @@ struct Scanned {
     gaps: PurchaseGapSample,
 }
 
+/// A person's summaries once their events are read: the purchase gaps for the threshold
+/// suggestion, what the model scores from, the repeat purchases and the fit's customer.
+fn summarise(
+    state: &mut ScanState,
+    gathered: &mut Gathered,
+    any_event: bool,
+    (now, tz): (i64, chrono_tz::Tz),
+    fit_start: i64,
+) {
+    // Times are sorted and in range of the projection, so neither refuses them. The threshold
+    // suggestion reads purchase gaps whatever the model counts.
+    let _ = state.gaps.add_person(&state.times);
+    if any_event {
+        std::mem::swap(&mut state.times, &mut state.active);
+    }
+    let mut builder = SummaryBuilder::new(now, tz, TimeUnit::Days).ok();
+    gathered.summary = builder
+        .as_mut()
+        .and_then(|b| b.summarize(&state.times).ok().flatten());
+    let purchases = if any_event {
+        builder
+            .as_mut()
+            .and_then(|b| b.summarize(&state.active).ok().flatten())
+    } else {
+        gathered.summary
+    };
+    gathered.repeat_purchases = purchases.map_or(0, |s| s.repeat_purchases);
+    state.window.clear();
+    let times = &state.times;
+    state
+        .window
+        .extend(times.iter().copied().filter(|&t| t >= fit_start));
+    if let Some(fit) = builder
+        .as_mut()
+        .and_then(|b| b.summarize(&state.window).ok().flatten())
+    {
+        state.fit.push(fit);
+    }
+}
+
 /// Gathers every person's purchases and activity up to `now_ms`.
 fn gather(
     view: &TenantView,
@@ -398,35 +438,7 @@ fn gather(
                     state.active.push(secs(event.time_ms));
                 }
             }
-            // Times are sorted and in range of the projection, so neither refuses them. The
-            // threshold suggestion reads purchase gaps whatever the model counts.
-            let _ = state.gaps.add_person(&state.times);
-            if any_event {
-                std::mem::swap(&mut state.times, &mut state.active);
-            }
-            let mut builder = SummaryBuilder::new(now, tz, TimeUnit::Days).ok();
-            gathered.summary = builder
-                .as_mut()
-                .and_then(|b| b.summarize(&state.times).ok().flatten());
-            let purchases = if any_event {
-                builder
-                    .as_mut()
-                    .and_then(|b| b.summarize(&state.active).ok().flatten())
-            } else {
-                gathered.summary
-            };
-            gathered.repeat_purchases = purchases.map_or(0, |s| s.repeat_purchases);
-            state.window.clear();
-            let times = &state.times;
-            state
-                .window
-                .extend(times.iter().copied().filter(|&t| t >= fit_start));
-            if let Some(fit) = builder
-                .as_mut()
-                .and_then(|b| b.summarize(&state.window).ok().flatten())
-            {
-                state.fit.push(fit);
-            }
+            summarise(state, &mut gathered, any_event, (now, tz), fit_start);
             state.persons.push(gathered);
             Ok(())
         },
