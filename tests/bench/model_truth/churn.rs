@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use touchline_proto::modeling::v1::{
-    ChurnModel, ChurnSettings, EventMatcher, GetModelSettingsRequest, ListChurnScoresRequest,
-    ModelSettings, UpdateModelSettingsRequest,
+    ChurnModel, ChurnModelEvents, ChurnSettings, EventMatcher, GetModelSettingsRequest,
+    ListChurnScoresRequest, ModelSettings, UpdateModelSettingsRequest,
 };
 use touchline_sim::SimConfig;
 
@@ -158,6 +158,27 @@ async fn use_model(modeling: &mut Modeling, model: ChurnModel) -> anyhow::Result
     ))
 }
 
+/// Chooses what the probability-alive model counts: purchase days or days with any event.
+async fn use_model_events(modeling: &mut Modeling, events: ChurnModelEvents) -> anyhow::Result<()> {
+    modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                churn: Some(ChurnSettings {
+                    model_events: events.into(),
+                    ..ChurnSettings::default()
+                }),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["churn.model_events".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await
+        .context("UpdateModelSettings")?;
+    Ok(())
+}
+
 /// Makes every event count, as qualifying activity (the inactivity rule's `inactive_for`
 /// then runs from the last event of any kind) or, with `as_purchases`, also as the purchase
 /// event the models are fitted on (every day with an event is a "purchase").
@@ -258,6 +279,28 @@ pub(crate) async fn churn_auc(
         "time since the last purchase".to_owned(),
         [all, repeat, once].map(|keep| auc_over(&rows, keep, recency)),
     ));
+    // The setting built for this: the same purchases and buyers, the model counting days with
+    // any event (MBG/NBD is still the model chosen last).
+    use_model_events(modeling, ChurnModelEvents::AnyEvent).await?;
+    let on_activity = listed(modeling, &truth, churned).await?;
+    let by_person: HashMap<&str, &Listed> = on_activity
+        .iter()
+        .map(|row| (row.person.as_str(), row))
+        .collect();
+    let on_activity: Vec<Listed> = rows
+        .iter()
+        .filter_map(|row| {
+            Some(Listed {
+                score: by_person.get(row.person.as_str())?.score,
+                ..row.clone()
+            })
+        })
+        .collect();
+    lines.push((
+        "1 − P(alive), MBG/NBD, model_events ANY_EVENT".to_owned(),
+        [all, repeat, once].map(|keep| auc_over(&on_activity, keep, |row| row.score)),
+    ));
+    use_model_events(modeling, ChurnModelEvents::Purchases).await?;
     // Purchases are all the models see; the generator's churners stop every kind of activity.
     // The same buyers, graded on the time since their last event of any kind, and by the
     // models fitted on every event instead of purchases (their own repeat counts then differ,
