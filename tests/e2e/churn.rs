@@ -35,9 +35,10 @@ use touchline_proto::identity::v1::identity_service_client::IdentityServiceClien
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    BgNbdParameters, BgNbdSettings, ChurnModel, ChurnScore, ChurnScoreOrder, ChurnSettings,
-    GetChurnScoresRequest, GetModelSettingsRequest, InactivityRule, ListChurnScoresRequest,
-    ModelSettings, RfmSegment, RfmSettings, RunRfmRequest, UpdateModelSettingsRequest,
+    BgNbdParameters, BgNbdSettings, ChurnModel, ChurnModelEvents, ChurnScore, ChurnScoreOrder,
+    ChurnSettings, GetChurnScoresRequest, GetModelSettingsRequest, InactivityRule,
+    ListChurnScoresRequest, ModelSettings, RfmSegment, RfmSettings, RunRfmRequest,
+    UpdateModelSettingsRequest,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -783,5 +784,124 @@ async fn mbg_nbd_scores_one_time_buyers_by_how_long_ago_they_bought() -> anyhow:
         .err()
         .ok_or_else(|| anyhow::anyhow!("an unknown model is refused"))?;
     assert_eq!(violations(&refused), ["model_settings.churn.model"]);
+    Ok(())
+}
+
+/// Chooses what the model counts; returns the settings as stored.
+async fn choose_model_events(
+    modeling: &mut Modeling,
+    model_events: i32,
+) -> Result<ModelSettings, tonic::Status> {
+    let reply = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                churn: Some(ChurnSettings {
+                    model_events,
+                    ..ChurnSettings::default()
+                }),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["churn.model_events".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await?;
+    Ok(reply.into_inner().model_settings.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_any_event_keeps_a_browsing_buyer_alive_and_scores_visitors() -> anyhow::Result<()>
+{
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token("churn-activity", SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+
+    // (person, event, days before T0): 1 and 2 bought once, 200 days back; 1 still browses,
+    // 2 does nothing since; 3 browses and never bought; 4 and 5 buy again and again.
+    let history: [(u64, &str, i64); 12] = [
+        (1, "purchase", 200),
+        (1, "view", 30),
+        (1, "view", 2),
+        (2, "purchase", 200),
+        (3, "view", 40),
+        (3, "view", 5),
+        (4, "purchase", 10),
+        (4, "purchase", 40),
+        (4, "purchase", 70),
+        (5, "purchase", 150),
+        (5, "purchase", 160),
+        (5, "view", 120),
+    ];
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(DAY_MS);
+    let events: Vec<_> = history
+        .iter()
+        .enumerate()
+        .map(|(i, (person, name, k))| {
+            sample_event(&format!("a{i}"), *person, name, t0 - k * DAY_MS - 3_600_000)
+        })
+        .collect();
+    let stored =
+        touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
+    assert_eq!(stored.len(), events.len(), "every event is stored");
+    let mut person_of: BTreeMap<u64, String> = BTreeMap::new();
+    for event in &stored {
+        let index: usize = event.message_id.trim_start_matches('a').parse()?;
+        person_of.insert(history[index].0, event.person_id.clone());
+    }
+    let names: Vec<String> = (1..=5)
+        .map(|n| {
+            let id = person_of.get(&n).cloned().unwrap_or_default();
+            format!("tenants/churn-activity/persons/{id}")
+        })
+        .collect();
+    let scores = |modeling: &mut Modeling| {
+        let mut modeling = modeling.clone();
+        let persons = names.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                modeling
+                    .get_churn_scores(GetChurnScoresRequest {
+                        persons,
+                        ..GetChurnScoresRequest::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .scores,
+            )
+        }
+    };
+
+    // Purchases (the default): the two one-time buyers look alike, the visitor has no score.
+    let on_purchases = scores(&mut modeling).await?;
+    assert_eq!(on_purchases.len(), 5);
+    assert_eq!(on_purchases[0].score, on_purchases[1].score, "p1 and p2");
+    assert!(on_purchases[0].score.is_some());
+    assert_eq!(on_purchases[2].score, None, "a visitor has no purchase");
+
+    // Any event: the browsing buyer is more alive than the silent one, the visitor is scored,
+    // and repeat purchases still count purchases.
+    let chosen = choose_model_events(&mut modeling, ChurnModelEvents::AnyEvent as i32).await?;
+    assert_eq!(
+        chosen.churn.as_ref().map(|c| c.model_events),
+        Some(ChurnModelEvents::AnyEvent as i32)
+    );
+    let on_activity = scores(&mut modeling).await?;
+    let score = |n: usize| on_activity[n - 1].score.unwrap_or(f64::NAN);
+    assert!(score(1) < score(2), "{} < {}", score(1), score(2));
+    assert!(on_activity[2].score.is_some(), "the visitor is scored");
+    assert_eq!(on_activity[0].repeat_purchases, 0, "p1 bought once");
+    assert_eq!(on_activity[3].repeat_purchases, 2, "p4 bought three times");
+
+    // Unknown numbers are refused by name.
+    let refused = choose_model_events(&mut modeling, 7)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("unknown model events are refused"))?;
+    assert_eq!(violations(&refused), ["model_settings.churn.model_events"]);
     Ok(())
 }
