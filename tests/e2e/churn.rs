@@ -628,24 +628,35 @@ fn mbg_alive(p: &BgNbdParameters, x: f64, t_x: f64, age: f64) -> f64 {
     1.0 / (1.0 + p.a / (p.b + x) * ((p.alpha + age) / (p.alpha + t_x)).powf(p.r + x))
 }
 
-/// Chooses the tenant's model; returns the settings as stored.
-async fn choose_model(modeling: &mut Modeling, model: i32) -> Result<ModelSettings, tonic::Status> {
+/// Sets one field of the churn settings, named by its mask `path`; returns the settings as
+/// stored.
+async fn set_churn(
+    modeling: &mut Modeling,
+    churn: ChurnSettings,
+    path: &str,
+) -> Result<ModelSettings, tonic::Status> {
     let reply = modeling
         .update_model_settings(UpdateModelSettingsRequest {
             model_settings: Some(ModelSettings {
-                churn: Some(ChurnSettings {
-                    model,
-                    ..ChurnSettings::default()
-                }),
+                churn: Some(churn),
                 ..ModelSettings::default()
             }),
             update_mask: Some(FieldMask {
-                paths: vec!["churn.model".to_owned()],
+                paths: vec![path.to_owned()],
             }),
             ..UpdateModelSettingsRequest::default()
         })
         .await?;
     Ok(reply.into_inner().model_settings.unwrap_or_default())
+}
+
+/// Chooses the tenant's model; returns the settings as stored.
+async fn choose_model(modeling: &mut Modeling, model: i32) -> Result<ModelSettings, tonic::Status> {
+    let churn = ChurnSettings {
+        model,
+        ..ChurnSettings::default()
+    };
+    set_churn(modeling, churn, "churn.model").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -792,22 +803,11 @@ async fn choose_model_events(
     modeling: &mut Modeling,
     model_events: i32,
 ) -> Result<ModelSettings, tonic::Status> {
-    let reply = modeling
-        .update_model_settings(UpdateModelSettingsRequest {
-            model_settings: Some(ModelSettings {
-                churn: Some(ChurnSettings {
-                    model_events,
-                    ..ChurnSettings::default()
-                }),
-                ..ModelSettings::default()
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["churn.model_events".to_owned()],
-            }),
-            ..UpdateModelSettingsRequest::default()
-        })
-        .await?;
-    Ok(reply.into_inner().model_settings.unwrap_or_default())
+    let churn = ChurnSettings {
+        model_events,
+        ..ChurnSettings::default()
+    };
+    set_churn(modeling, churn, "churn.model_events").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,22 +119,11 @@ async fn listed(
 
 /// Chooses the tenant's probability-alive model; returns the fit it gives.
 async fn use_model(modeling: &mut Modeling, model: ChurnModel) -> anyhow::Result<String> {
-    modeling
-        .update_model_settings(UpdateModelSettingsRequest {
-            model_settings: Some(ModelSettings {
-                churn: Some(ChurnSettings {
-                    model: model.into(),
-                    ..ChurnSettings::default()
-                }),
-                ..ModelSettings::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["churn.model".to_owned()],
-            }),
-            ..UpdateModelSettingsRequest::default()
-        })
-        .await
-        .context("UpdateModelSettings")?;
+    let churn = ChurnSettings {
+        model: model.into(),
+        ..ChurnSettings::default()
+    };
+    set_churn(modeling, churn, "churn.model").await?;
     let settings = modeling
         .get_model_settings(GetModelSettingsRequest::default())
         .await
@@ -160,17 +149,27 @@ async fn use_model(modeling: &mut Modeling, model: ChurnModel) -> anyhow::Result
 
 /// Chooses what the probability-alive model counts: purchase days or days with any event.
 async fn use_model_events(modeling: &mut Modeling, events: ChurnModelEvents) -> anyhow::Result<()> {
+    let churn = ChurnSettings {
+        model_events: events.into(),
+        ..ChurnSettings::default()
+    };
+    set_churn(modeling, churn, "churn.model_events").await
+}
+
+/// Sets one field of the churn settings, named by its mask `path`.
+async fn set_churn(
+    modeling: &mut Modeling,
+    churn: ChurnSettings,
+    path: &str,
+) -> anyhow::Result<()> {
     modeling
         .update_model_settings(UpdateModelSettingsRequest {
             model_settings: Some(ModelSettings {
-                churn: Some(ChurnSettings {
-                    model_events: events.into(),
-                    ..ChurnSettings::default()
-                }),
+                churn: Some(churn),
                 ..ModelSettings::default()
             }),
             update_mask: Some(prost_types::FieldMask {
-                paths: vec!["churn.model_events".to_owned()],
+                paths: vec![path.to_owned()],
             }),
             ..UpdateModelSettingsRequest::default()
         })
