@@ -2,7 +2,7 @@
 //! event's identifiers to a person through the identity service, and stores
 //! the events with the consumed cursor in one transaction.
 
-use futures::TryStreamExt as _;
+use futures::{FutureExt as _, TryStreamExt as _};
 use sqlx::PgPool;
 use touchline_proto::governance::v1::TailCleanEventsResponse;
 use touchline_runtime::Shutdown;
@@ -26,6 +26,13 @@ struct ResolvedBatch {
 
 /// Clean-log batches being resolved at once.
 const RESOLVES_IN_FLIGHT: usize = 4;
+/// Most events one tail response carries: a worker that fell behind reads thousands at once.
+const TAIL_BATCH: i32 = 2_000;
+/// Most events of one tenant resolved and stored together: batches already waiting are
+/// merged up to this many, so a worker that fell behind catches up with a few large
+/// transactions (identity is still called with at most 1,000 identifiers at a time) instead
+/// of many small ones, while one that keeps up stores each batch as it comes.
+const MOST_EVENTS_MERGED: usize = 2_000;
 
 /// Why a worker session ended.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +92,9 @@ impl EventStoreWorker {
         let cursors = store::load_cursors(&self.pool, crate::CLEAN_LOG_CONSUMER).await?;
         let stream = self
             .governance
-            .tail(touchline_pipeline::tail::resume_all_tenants(cursors, 500))
+            .tail(touchline_pipeline::tail::resume_all_tenants(
+                cursors, TAIL_BATCH,
+            ))
             .await?;
         // Resolution (a call to identity) is most of a batch's time and is bound by round trips
         // and row locks, not by one core: batches of different tenants are resolved at once,
@@ -98,7 +107,7 @@ impl EventStoreWorker {
         let (ready, mut to_store) = tokio::sync::mpsc::channel::<ResolvedBatch>(1);
         let turns = TenantTurns::default();
         let resolve = async move {
-            let mut resolved = stream
+            let mut resolved = Box::pin(merged(stream))
                 .map_err(WorkerError::from)
                 .map_ok(|batch| {
                     let turn = turns.take(&batch.tenant);
@@ -174,5 +183,123 @@ impl EventStoreWorker {
             dead: plan.dead,
             last,
         }))
+    }
+}
+
+/// The tail's batches, with those already waiting merged per tenant (in log order, at most
+/// [`MOST_EVENTS_MERGED`] events each); nothing waits for more to come.
+fn merged<S>(
+    stream: S,
+) -> impl futures::Stream<Item = Result<TailCleanEventsResponse, tonic::Status>>
+where
+    S: futures::Stream<Item = Result<TailCleanEventsResponse, tonic::Status>> + Unpin,
+{
+    let ready = std::collections::VecDeque::new();
+    futures::stream::try_unfold(
+        (stream, ready, false),
+        |(mut stream, mut ready, mut ended)| async move {
+            if let Some(batch) = ready.pop_front() {
+                return Ok(Some((batch, (stream, ready, ended))));
+            }
+            if ended {
+                return Ok(None);
+            }
+            let Some(first) = stream.try_next().await? else {
+                return Ok(None);
+            };
+            let mut waiting = first.events.len();
+            let mut groups: Vec<TailCleanEventsResponse> = vec![first];
+            while waiting < MOST_EVENTS_MERGED * RESOLVES_IN_FLIGHT {
+                let next = match stream.try_next().now_or_never() {
+                    None => break,
+                    Some(next) => next?,
+                };
+                let Some(next) = next else {
+                    ended = true;
+                    break;
+                };
+                waiting += next.events.len();
+                merge_into(&mut groups, next);
+            }
+            ready.extend(groups);
+            Ok(ready
+                .pop_front()
+                .map(|batch| (batch, (stream, ready, ended))))
+        },
+    )
+}
+
+/// Appends `next` to the latest group of its tenant while that stays within
+/// [`MOST_EVENTS_MERGED`], or as a group of its own.
+fn merge_into(groups: &mut Vec<TailCleanEventsResponse>, next: TailCleanEventsResponse) {
+    let latest = groups.iter_mut().rev().find(|g| g.tenant == next.tenant);
+    match latest {
+        Some(group) if group.events.len() + next.events.len() <= MOST_EVENTS_MERGED => {
+            group.head_sequence = group.head_sequence.max(next.head_sequence);
+            group.events.extend(next.events);
+        }
+        _ => groups.push(next),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use touchline_proto::governance::v1::CleanEvent;
+
+    use super::*;
+
+    fn batch(tenant: &str, sequences: std::ops::RangeInclusive<i64>) -> TailCleanEventsResponse {
+        let events: Vec<CleanEvent> = sequences
+            .map(|sequence| CleanEvent {
+                sequence,
+                ..CleanEvent::default()
+            })
+            .collect();
+        TailCleanEventsResponse {
+            tenant: tenant.to_owned(),
+            head_sequence: events.last().map_or(0, |e| e.sequence),
+            events,
+        }
+    }
+
+    fn shape(groups: &[TailCleanEventsResponse]) -> Vec<(&str, i64, i64, i64)> {
+        groups
+            .iter()
+            .map(|g| {
+                let first = g.events.first().map_or(0, |e| e.sequence);
+                let last = g.events.last().map_or(0, |e| e.sequence);
+                (g.tenant.as_str(), first, last, g.head_sequence)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn waiting_batches_merge_per_tenant_in_log_order_up_to_the_cap() {
+        let cap = i64::try_from(MOST_EVENTS_MERGED).unwrap_or(i64::MAX);
+        let mut groups = vec![batch("a", 1..=100)];
+        merge_into(&mut groups, batch("b", 1..=50));
+        merge_into(&mut groups, batch("a", 101..=200));
+        merge_into(&mut groups, batch("b", 51..=60));
+        assert_eq!(
+            shape(&groups),
+            vec![("a", 1, 200, 200), ("b", 1, 60, 60)],
+            "each tenant's batches join its latest group, in order"
+        );
+        merge_into(&mut groups, batch("a", 201..=cap));
+        assert_eq!(
+            shape(&groups),
+            vec![("a", 1, cap, cap), ("b", 1, 60, 60)],
+            "a group fills up to the cap"
+        );
+        merge_into(&mut groups, batch("a", cap + 1..=cap + 10));
+        assert_eq!(
+            shape(&groups),
+            vec![
+                ("a", 1, cap, cap),
+                ("b", 1, 60, 60),
+                ("a", cap + 1, cap + 10, cap + 10)
+            ],
+            "past the cap the tenant's later events start a group of their own"
+        );
     }
 }

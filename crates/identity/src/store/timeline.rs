@@ -34,6 +34,8 @@ pub async fn record_last_seen(
           WHERE i.tenant_id = $1 AND i.id_type = u.t AND i.id_scope = u.s AND i.id_value = u.v
             AND (i.last_seen_at IS NULL OR i.last_seen_at < u.a)",
     )
+    // Planned for each batch, like `super::lookup`.
+    .persistent(false)
     .bind(tenant)
     .bind(&types)
     .bind(&scopes)

@@ -1,5 +1,6 @@
-//! The trigger log (the outbox segment changes write into) and webhook delivery: the
-//! destinations with their cursors, the batch each is delivering, and the ledger of attempts.
+//! The trigger log (the outbox segment changes write into) and webhook destinations with their
+//! cursors, the next batch each delivers, and the ledger of attempts as it is read (delivery's
+//! own writes are in `deliveries`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -98,7 +99,7 @@ pub struct TriggerFilter {
 
 /// Up to `limit` triggers after `after` that pass `filter`.
 pub async fn triggers_after(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     tenant: &str,
     filter: &TriggerFilter,
     after: i64,
@@ -118,17 +119,20 @@ pub async fn triggers_after(
     .bind(&filter.types)
     .bind(&filter.segments)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await
 }
 
 /// The tenant's newest trigger sequence and the last one pruned.
-pub async fn trigger_head(pool: &PgPool, tenant: &str) -> Result<(i64, i64), sqlx::Error> {
+pub async fn trigger_head(
+    executor: impl sqlx::PgExecutor<'_>,
+    tenant: &str,
+) -> Result<(i64, i64), sqlx::Error> {
     Ok(sqlx::query_as(
         "SELECT head_sequence, pruned_through FROM modeling.trigger_heads WHERE tenant_id = $1",
     )
     .bind(tenant)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?
     .unwrap_or((0, 0)))
 }
@@ -241,7 +245,7 @@ pub async fn insert_destination(
 
 /// One destination.
 pub async fn destination(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     tenant: &str,
     id: &str,
 ) -> Result<Option<Destination>, sqlx::Error> {
@@ -251,8 +255,27 @@ pub async fn destination(
     ))
     .bind(tenant)
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await
+}
+
+/// Locks a destination's row until the caller's transaction ends: taken first by every
+/// transaction that writes the destination with its batches or ledger, so they cannot
+/// deadlock with the ledger writer (which locks destinations first too).
+async fn lock_destination(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM modeling.webhook_destinations
+          WHERE tenant_id = $1 AND destination_id = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(())
 }
 
 /// Destinations after `after`, by id.
@@ -290,6 +313,7 @@ pub async fn delete_destination(
     id: &str,
 ) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    lock_destination(&mut tx, tenant, id).await?;
     for table in ["webhook_batches", "webhook_attempts"] {
         sqlx::query(&format!(
             "DELETE FROM modeling.{table} WHERE tenant_id = $1 AND destination_id = $2"
@@ -319,6 +343,7 @@ pub async fn resume(
     after: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    lock_destination(&mut tx, tenant, id).await?;
     if let Some(after) = after {
         sqlx::query(
             "DELETE FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2",
@@ -357,7 +382,7 @@ pub async fn resume(
     tx.commit().await
 }
 
-/// The batch a destination is delivering.
+/// A batch a destination has frozen (delivered in `first_sequence` order).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Batch {
     /// Its `webhook-id`.
@@ -374,42 +399,17 @@ pub struct Batch {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-/// The destination's batch in flight, if any.
+/// The destination's next batch to deliver, if any is frozen.
 pub async fn batch(pool: &PgPool, tenant: &str, id: &str) -> Result<Option<Batch>, sqlx::Error> {
     sqlx::query_as(
         "SELECT webhook_id, first_sequence, last_sequence, body, attempts, next_attempt_at
-           FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2",
+           FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2
+          ORDER BY first_sequence LIMIT 1",
     )
     .bind(tenant)
     .bind(id)
     .fetch_optional(pool)
     .await
-}
-
-/// Freezes a new batch for the destination (due now).
-pub async fn freeze(
-    pool: &PgPool,
-    tenant: &str,
-    id: &str,
-    batch: &Batch,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO modeling.webhook_batches
-             (tenant_id, destination_id, webhook_id, first_sequence, last_sequence, body,
-              attempts, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)
-         ON CONFLICT (tenant_id, destination_id) DO NOTHING",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(&batch.webhook_id)
-    .bind(batch.first_sequence)
-    .bind(batch.last_sequence)
-    .bind(&batch.body)
-    .bind(batch.next_attempt_at)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// One attempt as recorded.
@@ -443,117 +443,6 @@ pub const RETRYING: i16 = 2;
 pub const GAVE_UP: i16 = 3;
 /// `WEBHOOK_ATTEMPT_OUTCOME_DISABLED`.
 pub const GONE: i16 = 4;
-
-/// Writes one attempt into the ledger.
-async fn insert_attempt(
-    conn: &mut PgConnection,
-    tenant: &str,
-    id: &str,
-    attempt: &Attempt,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO modeling.webhook_attempts
-             (tenant_id, destination_id, webhook_id, first_sequence, last_sequence, attempt,
-              attempted_at, outcome, http_status, error, duration_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(&attempt.webhook_id)
-    .bind(attempt.first_sequence)
-    .bind(attempt.last_sequence)
-    .bind(attempt.attempt)
-    .bind(attempt.attempted_at)
-    .bind(attempt.outcome)
-    .bind(attempt.http_status)
-    .bind(&attempt.error)
-    .bind(attempt.duration_ms)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records an attempt and what it means, in one transaction: a delivery moves the cursor
-/// past the batch and drops it; a failure schedules the next attempt at `retry_at`, or
-/// (without one) suspends or disables the destination.
-///
-/// `created_at` names the destination the attempt was made for: a destination deleted and
-/// created again under the same id while the attempt was in flight is another destination,
-/// and the attempt is dropped rather than moving the new one's cursor or state.
-pub async fn record_attempt(
-    pool: &PgPool,
-    tenant: &str,
-    id: &str,
-    created_at: DateTime<Utc>,
-    attempt: &Attempt,
-    retry_at: Option<DateTime<Utc>>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let same: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM modeling.webhook_destinations
-          WHERE tenant_id = $1 AND destination_id = $2 AND created_at = $3 FOR UPDATE",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(created_at)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if same.is_none() {
-        return Ok(());
-    }
-    insert_attempt(&mut tx, tenant, id, attempt).await?;
-    if attempt.outcome == DELIVERED {
-        sqlx::query(
-            "DELETE FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE modeling.webhook_destinations
-                SET delivered_sequence = GREATEST(delivered_sequence, $3), state = 1,
-                    consecutive_failures = 0, last_success_at = $4
-              WHERE tenant_id = $1 AND destination_id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(attempt.last_sequence)
-        .bind(attempt.attempted_at)
-        .execute(&mut *tx)
-        .await?;
-    } else {
-        sqlx::query(
-            "UPDATE modeling.webhook_batches SET attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at)
-              WHERE tenant_id = $1 AND destination_id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(attempt.attempt)
-        .bind(retry_at)
-        .execute(&mut *tx)
-        .await?;
-        let state = match attempt.outcome {
-            GONE => DISABLED,
-            GAVE_UP => SUSPENDED,
-            _ => FAILING,
-        };
-        sqlx::query(
-            "UPDATE modeling.webhook_destinations
-                SET state = $3, consecutive_failures = consecutive_failures + 1,
-                    last_failure_at = $4, last_error = $5
-              WHERE tenant_id = $1 AND destination_id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(state)
-        .bind(attempt.attempted_at)
-        .bind(&attempt.error)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await
-}
 
 /// A page of a destination's attempts, newest first, before attempt id `before` (0: newest).
 pub async fn attempts(
@@ -622,22 +511,6 @@ pub async fn record_request(
     .bind(destination)
     .bind(secret)
     .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Moves a destination's cursor to `head` when no trigger up to it is for the destination.
-pub async fn skip_to(pool: &PgPool, tenant: &str, id: &str, head: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE modeling.webhook_destinations SET delivered_sequence = GREATEST(delivered_sequence, $3)
-          WHERE tenant_id = $1 AND destination_id = $2
-            AND NOT EXISTS (SELECT 1 FROM modeling.webhook_batches b
-                             WHERE b.tenant_id = $1 AND b.destination_id = $2)",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(head)
-    .execute(pool)
     .await?;
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod activation;
 pub mod changes;
 pub mod costs;
 pub mod dead_letters;
+pub mod deliveries;
 pub mod journal;
 pub mod model_settings;
 pub mod segments;

@@ -3,6 +3,7 @@
 mod changes;
 mod churn;
 mod counters;
+mod deliveries;
 mod funnel_scenarios;
 mod journeys;
 mod store;

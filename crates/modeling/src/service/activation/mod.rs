@@ -5,6 +5,7 @@
 
 mod body;
 mod delivery;
+mod ledger;
 mod model_triggers;
 
 use std::collections::HashSet;

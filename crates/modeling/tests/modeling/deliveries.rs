@@ -1,0 +1,212 @@
+//! Webhook delivery's bookkeeping: batches frozen ahead keep their ids and order, and one
+//! transaction records the attempts of several deliveries and destinations, each meaning what
+//! it would alone (a delivery moves its cursor and drops its batch, a failure schedules a
+//! retry, an attempt for a destination deleted and created again is dropped, and a batch a
+//! replay dropped does not move the cursor back).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use touchline_db::testing::TestDatabase;
+use touchline_modeling::store::activation::{
+    self as store, ACTIVE, Attempt, Batch, DELIVERED, Destination, FAILING, RETRYING,
+};
+use touchline_modeling::store::deliveries::{self, AttemptRecord};
+
+async fn migrated() -> anyhow::Result<(TestDatabase, PgPool)> {
+    let db = TestDatabase::create().await?;
+    let pool = db
+        .migrated_pool(touchline_modeling::SCHEMA, &touchline_modeling::MIGRATOR)
+        .await?;
+    Ok((db, pool))
+}
+
+fn destination(id: &str) -> Destination {
+    Destination {
+        tenant_id: "t".to_owned(),
+        destination_id: id.to_owned(),
+        display_name: String::new(),
+        url: "https://example.com/hooks".to_owned(),
+        trigger_types: Vec::new(),
+        segment_ids: Vec::new(),
+        max_batch_size: 1,
+        signing_secret: "whsec_x".to_owned(),
+        previous_secret: None,
+        previous_secret_until: None,
+        delivered_sequence: 0,
+        state: ACTIVE,
+        consecutive_failures: 0,
+        last_success_at: None,
+        last_failure_at: None,
+        last_error: String::new(),
+        created_at: Utc::now(),
+        max_deliveries_per_second: 0,
+    }
+}
+
+/// Creates destination `id` and returns when it was created.
+async fn create(pool: &PgPool, id: &str) -> anyhow::Result<DateTime<Utc>> {
+    let mut conn = pool.acquire().await?;
+    anyhow::ensure!(store::insert_destination(&mut conn, &destination(id)).await?);
+    let created = store::destination(pool, "t", id)
+        .await?
+        .map(|d| d.created_at)
+        .ok_or_else(|| anyhow::anyhow!("{id} was not created"))?;
+    Ok(created)
+}
+
+fn batch(id: &str, first: i64, last: i64) -> Batch {
+    Batch {
+        webhook_id: format!("msg_{id}_{first}_{last}"),
+        first_sequence: first,
+        last_sequence: last,
+        body: format!("{first}-{last}").into_bytes(),
+        attempts: 0,
+        next_attempt_at: Utc::now(),
+    }
+}
+
+async fn freeze(pool: &PgPool, id: &str, batches: &[Batch]) -> anyhow::Result<bool> {
+    let mut conn = pool.acquire().await?;
+    Ok(deliveries::freeze(&mut conn, "t", id, batches).await?)
+}
+
+async fn frozen(pool: &PgPool, id: &str) -> anyhow::Result<Vec<(i64, i64, i32)>> {
+    let mut conn = pool.acquire().await?;
+    Ok(deliveries::frozen(&mut conn, "t", id, 100)
+        .await?
+        .into_iter()
+        .map(|b| (b.first_sequence, b.last_sequence, b.attempts))
+        .collect())
+}
+
+fn record(
+    id: &str,
+    created_at: DateTime<Utc>,
+    (first, last): (i64, i64),
+    outcome: i16,
+    retry_at: Option<DateTime<Utc>>,
+) -> AttemptRecord {
+    AttemptRecord {
+        tenant: "t".to_owned(),
+        id: id.to_owned(),
+        created_at,
+        attempt: Attempt {
+            webhook_id: format!("msg_{id}_{first}_{last}"),
+            first_sequence: first,
+            last_sequence: last,
+            attempt: 1,
+            attempted_at: Utc::now(),
+            outcome,
+            http_status: if outcome == DELIVERED { 204 } else { 500 },
+            error: String::new(),
+            duration_ms: 1,
+        },
+        retry_at,
+    }
+}
+
+async fn record_all(pool: &PgPool, records: &[AttemptRecord]) -> anyhow::Result<Vec<bool>> {
+    let mut tx = pool.begin().await?;
+    let kept = deliveries::record_attempts(&mut tx, records).await?;
+    tx.commit().await?;
+    Ok(kept)
+}
+
+async fn cursor_and_state(pool: &PgPool, id: &str) -> anyhow::Result<(i64, i16)> {
+    let d = store::destination(pool, "t", id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{id} is gone"))?;
+    Ok((d.delivered_sequence, d.state))
+}
+
+#[tokio::test]
+async fn batches_frozen_ahead_keep_their_order_and_a_second_freeze_keeps_the_first()
+-> anyhow::Result<()> {
+    let (_db, pool) = migrated().await?;
+    create(&pool, "a").await?;
+    assert!(freeze(&pool, "a", &[batch("a", 1, 1), batch("a", 2, 3)]).await?);
+    assert!(freeze(&pool, "a", &[batch("a", 4, 4)]).await?);
+    // Another replica freezing the same range finds it taken and reads the stored ones.
+    let mut other = batch("a", 2, 3);
+    other.body = b"different".to_vec();
+    assert!(!freeze(&pool, "a", &[other]).await?);
+    assert_eq!(
+        frozen(&pool, "a").await?,
+        vec![(1, 1, 0), (2, 3, 0), (4, 4, 0)]
+    );
+    let stored = store::batch(&pool, "t", "a").await?;
+    assert_eq!(stored.map(|b| b.body), Some(b"1-1".to_vec()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_transaction_records_deliveries_of_several_destinations_and_a_failure()
+-> anyhow::Result<()> {
+    let (_db, pool) = migrated().await?;
+    let a = create(&pool, "a").await?;
+    let b = create(&pool, "b").await?;
+    freeze(
+        &pool,
+        "a",
+        &[batch("a", 1, 1), batch("a", 2, 2), batch("a", 3, 3)],
+    )
+    .await?;
+    freeze(&pool, "b", &[batch("b", 1, 1), batch("b", 2, 2)]).await?;
+    let retry_at = Utc::now() + chrono::Duration::seconds(5);
+    let kept = record_all(
+        &pool,
+        &[
+            record("a", a, (1, 1), DELIVERED, None),
+            record("b", b, (1, 1), DELIVERED, None),
+            record("a", a, (2, 2), DELIVERED, None),
+            record("b", b, (2, 2), RETRYING, Some(retry_at)),
+        ],
+    )
+    .await?;
+    assert_eq!(kept, vec![true; 4]);
+    assert_eq!(cursor_and_state(&pool, "a").await?, (2, ACTIVE));
+    assert_eq!(frozen(&pool, "a").await?, vec![(3, 3, 0)]);
+    // b delivered 1, then failed on 2: its cursor is past 1 and 2 waits for its retry.
+    assert_eq!(cursor_and_state(&pool, "b").await?, (1, FAILING));
+    assert_eq!(frozen(&pool, "b").await?, vec![(2, 2, 1)]);
+    let due = store::batch(&pool, "t", "b")
+        .await?
+        .map(|b| b.next_attempt_at);
+    assert_eq!(
+        due.map(|d| d.timestamp_micros()),
+        Some(retry_at.timestamp_micros())
+    );
+    // The ledger lists each destination's attempts newest first, in the order they were made.
+    let ledger: Vec<(i64, i16)> = store::attempts(&pool, "t", "b", 0, 10)
+        .await?
+        .into_iter()
+        .map(|(_, a)| (a.first_sequence, a.outcome))
+        .collect();
+    assert_eq!(ledger, vec![(2, RETRYING), (1, DELIVERED)]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_attempt_for_a_replaced_destination_is_dropped_and_a_replayed_batch_moves_nothing()
+-> anyhow::Result<()> {
+    let (_db, pool) = migrated().await?;
+    let old = create(&pool, "a").await?;
+    freeze(&pool, "a", &[batch("a", 1, 1)]).await?;
+    anyhow::ensure!(store::delete_destination(&pool, "t", "a").await?);
+    let new = create(&pool, "a").await?;
+    assert_ne!(old, new);
+    let kept = record_all(&pool, &[record("a", old, (1, 1), DELIVERED, None)]).await?;
+    assert_eq!(kept, vec![false]);
+    assert_eq!(cursor_and_state(&pool, "a").await?, (0, ACTIVE));
+    assert!(store::attempts(&pool, "t", "a", 0, 10).await?.is_empty());
+
+    // A replay from 0 drops the frozen batches while one is in flight: its delivery is in
+    // the ledger, but the cursor stays where the replay put it.
+    freeze(&pool, "a", &[batch("a", 1, 1), batch("a", 2, 2)]).await?;
+    store::resume(&pool, "t", "a", Some(0)).await?;
+    let kept = record_all(&pool, &[record("a", new, (1, 1), DELIVERED, None)]).await?;
+    assert_eq!(kept, vec![true]);
+    assert_eq!(cursor_and_state(&pool, "a").await?, (0, ACTIVE));
+    assert_eq!(store::attempts(&pool, "t", "a", 0, 10).await?.len(), 1);
+    Ok(())
+}
