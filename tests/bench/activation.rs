@@ -1087,7 +1087,7 @@ fn print_figures(f: &Figures) {
         "reference: the leading tools deliver audiences every 5–15 minutes (300,000–900,000 ms)."
     );
     println!(
-        "LIMITS.md: single-row INSERT per transaction 3.8k / 4.9k per s (1 / 2 connections); a delivery of one trigger commits twice (its batch frozen, its attempt recorded)."
+        "LIMITS.md: single-row INSERT per transaction 3.8k / 4.9k per s (1 / 2 connections); deliveries freeze up to 1,000 triggers ahead in one commit and record a round of attempts in one commit."
     );
     println!(
         "LIMITS.md: tonic unary with 100 events per call 1.0 M events/s; PostgreSQL single-key SELECT 9.8k–41.9k per s."
