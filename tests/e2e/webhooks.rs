@@ -19,10 +19,10 @@ use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClien
 use touchline_proto::modeling::v1::{
     ChurnSettings, CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
     EventAggregation, EventMatcher, GetWebhookDestinationRequest, InactivityRule,
-    ListWebhookDeliveriesRequest, ModelSettings, NumberComparison, ResumeWebhookDestinationRequest,
-    RotateWebhookSecretRequest, Segment, SegmentRule, SubscribeTriggersRequest, TriggerType,
-    UpdateModelSettingsRequest, WebhookAttemptOutcome, WebhookDestination, WebhookState,
-    event_aggregate_condition, segment_rule,
+    ListSegmentChangesRequest, ListWebhookDeliveriesRequest, ModelSettings, NumberComparison,
+    ResumeWebhookDestinationRequest, RotateWebhookSecretRequest, Segment, SegmentRule,
+    SubscribeTriggersRequest, TriggerType, UpdateModelSettingsRequest, WebhookAttemptOutcome,
+    WebhookDestination, WebhookState, event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 use touchline_webhooks::SigningSecret;
@@ -700,5 +700,84 @@ async fn an_attempt_in_flight_for_a_deleted_destination_does_not_move_its_succes
     assert_eq!(batches, vec![(2, 5)], "{attempts:?}");
     assert_eq!(fast_requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_created_late_can_start_from_what_is_retained() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let secret = SigningSecret::generate();
+    let mut receiver = PythonReceiver::start(&workspace_root()?, &[&secret]).await?;
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    modeling.create_segment(buyers()).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let purchases = (1..=3)
+        .map(|n| sample_event(&format!("early-{n}"), n, "purchase", now - 60_000))
+        .collect();
+    touchline_e2e::ingest_and_store(&mut collection, &mut modeling, purchases).await?;
+    // The three entries are published before any destination exists.
+    let entries = touchline_testkit::eventually(Duration::from_secs(30), || {
+        let mut modeling = modeling.clone();
+        async move {
+            let changes = modeling
+                .list_segment_changes(ListSegmentChangesRequest {
+                    parent: format!("tenants/{TENANT}/segments/buyers"),
+                    ..ListSegmentChangesRequest::default()
+                })
+                .await?
+                .into_inner()
+                .changes;
+            Ok((changes.len() == 3).then_some(changes))
+        }
+    })
+    .await?;
+
+    // Asking for both a start and what is retained is refused by name.
+    let mut both = destination("both", receiver.url("/hooks"), &secret.to_string(), 10);
+    both.deliver_retained = true;
+    if let Some(d) = both.webhook_destination.as_mut() {
+        d.start_after_sequence = 1;
+    }
+    let refused = modeling
+        .create_webhook_destination(both)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a start and deliver_retained together are refused"))?;
+    assert_eq!(
+        touchline_e2e::field_violations(&refused),
+        [(
+            "webhook_destination.start_after_sequence".to_owned(),
+            "CONFLICTING_START".to_owned()
+        )]
+    );
+
+    // Created now from what is retained, the destination still gets the three entries.
+    let mut late = destination("late", receiver.url("/hooks"), &secret.to_string(), 10);
+    late.deliver_retained = true;
+    let created = modeling
+        .create_webhook_destination(late)
+        .await?
+        .into_inner()
+        .webhook_destination
+        .unwrap_or_default();
+    assert_eq!(
+        created.delivered_sequence, 0,
+        "nothing of this log was pruned"
+    );
+    let mut persons = BTreeSet::new();
+    let mut sequences = Vec::new();
+    while sequences.len() < 3 {
+        let seen = next_delivery(&mut receiver).await?;
+        assert!(seen.verified && seen.status == 204, "{seen:?}");
+        sequences.extend(seen.sequences);
+        persons.extend(seen.persons);
+    }
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    let entered: BTreeSet<String> = entries.iter().map(|c| c.person_id.clone()).collect();
+    assert_eq!(persons, entered, "the entries published before it existed");
     Ok(())
 }

@@ -16,7 +16,8 @@ use crate::demo_journeys::Modeling;
 use crate::demo_receiver::{Delivery, Receiver};
 use crate::demo_segments::{self as segments, DemoSegment, Identity, pad};
 
-/// The ids of the demo's destinations start with these, so a later run can remove them.
+/// The ids of the demo's destinations start with these, so a later run can remove them (the
+/// second marked the probes earlier versions of the demo made, and may still be left over).
 const RECEIVER_PREFIX: &str = "demo-receiver-";
 const MARK_PREFIX: &str = "demo-mark-";
 /// The longest the demo waits for the first entries to be delivered.
@@ -122,78 +123,24 @@ fn segment_triggers() -> Vec<i32> {
     ]
 }
 
-/// The newest sequence of the tenant's trigger log. No call reports it on its own, but a
-/// destination does, so one is created for the purpose and deleted at once; its address
-/// (a path the receiver does not serve) is never meant to be called.
-async fn trigger_head(
-    modeling: &mut Modeling,
-    parent: &str,
-    receiver: &Receiver,
-    run: &str,
-) -> anyhow::Result<i64> {
-    let created = modeling
-        .create_webhook_destination(modeling::CreateWebhookDestinationRequest {
-            parent: parent.to_owned(),
-            webhook_destination_id: format!("{MARK_PREFIX}{run}"),
-            webhook_destination: Some(modeling::WebhookDestination {
-                url: receiver.unserved_url(),
-                types: segment_triggers(),
-                ..modeling::WebhookDestination::default()
-            }),
-            ..modeling::CreateWebhookDestinationRequest::default()
-        })
-        .await
-        .context("reading the trigger log's head")?
-        .into_inner()
-        .webhook_destination
-        .unwrap_or_default();
-    delete_destination(modeling, created.name).await?;
-    Ok(created.head_sequence)
-}
-
-/// Creates the segments and a destination that receives their first entries.
-///
-/// A destination delivers the triggers after its `start_after_sequence`, where 0 means "from
-/// the head when it is created": one created after the segments would miss the first
-/// entries whenever the first build is quicker than the call. So the log's head is read
-/// before the segments exist and the destination starts right after it. On a tenant whose
-/// log is still empty that head is 0, which cannot be asked for; there the destination is
-/// created straight after the segments, and should a build have beaten it, both segments are
-/// made again under new ids, now on a log that is not empty.
+/// Creates the segments and a destination that receives their first entries. The destination
+/// starts from what the trigger log retains and takes only these segments' triggers, so the
+/// entries a quick first build publishes before it exists still reach it.
 async fn create_with_destination(
     modeling: &mut Modeling,
     parent: &str,
     receiver: &Receiver,
     secret: &SigningSecret,
-    mut run: String,
+    run: String,
 ) -> anyhow::Result<([DemoSegment; 2], String)> {
-    for _ in 0..2 {
-        let defined = segments::definitions(&run);
-        let before = trigger_head(modeling, parent, receiver, &run).await?;
-        for segment in &defined {
-            segments::create(modeling, parent, segment).await?;
-        }
-        let destination =
-            create_destination(modeling, parent, receiver, secret, &defined, &run, before).await?;
-        // Starting right after `before` means nothing of these segments was missed.
-        if destination.delivered_sequence == before {
-            print_destination(&destination, &defined);
-            return Ok((defined, destination.name));
-        }
-        delete_destination(modeling, destination.name).await?;
-        for segment in &defined {
-            modeling
-                .delete_segment(modeling::DeleteSegmentRequest {
-                    name: segment.name(parent),
-                    allow_missing: true,
-                    ..modeling::DeleteSegmentRequest::default()
-                })
-                .await
-                .context("deleting a segment to create it again")?;
-        }
-        run = run_suffix();
+    let defined = segments::definitions(&run);
+    for segment in &defined {
+        segments::create(modeling, parent, segment).await?;
     }
-    anyhow::bail!("the segments' first entries were published before a destination could exist")
+    let destination =
+        create_destination(modeling, parent, receiver, secret, &defined, &run).await?;
+    print_destination(&destination, &defined);
+    Ok((defined, destination.name))
 }
 
 async fn create_destination(
@@ -203,7 +150,6 @@ async fn create_destination(
     secret: &SigningSecret,
     segments: &[DemoSegment],
     run: &str,
-    start_after_sequence: i64,
 ) -> anyhow::Result<modeling::WebhookDestination> {
     Ok(modeling
         .create_webhook_destination(modeling::CreateWebhookDestinationRequest {
@@ -215,9 +161,9 @@ async fn create_destination(
                 types: segment_triggers(),
                 segments: segments.iter().map(|s| s.name(parent)).collect(),
                 signing_secret: secret.to_string(),
-                start_after_sequence,
                 ..modeling::WebhookDestination::default()
             }),
+            deliver_retained: true,
             ..modeling::CreateWebhookDestinationRequest::default()
         })
         .await

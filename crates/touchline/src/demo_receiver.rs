@@ -73,13 +73,6 @@ pub(crate) struct Receiver {
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
 }
 
-impl Receiver {
-    /// An address on the receiver's port that answers 404 to everything.
-    pub fn unserved_url(&self) -> String {
-        self.url.replace(PATH, "/unserved")
-    }
-}
-
 /// Starts a receiver on a free loopback port, verifying with `secret`, until `shutdown`.
 pub(crate) async fn start(secret: SigningSecret, shutdown: Shutdown) -> anyhow::Result<Receiver> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;

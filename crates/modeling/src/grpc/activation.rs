@@ -64,6 +64,7 @@ pub(super) fn new_destination(
         signing_secret: d.signing_secret,
         max_batch_size: d.max_batch_size,
         start_after_sequence: d.start_after_sequence,
+        deliver_retained: request.deliver_retained,
         max_deliveries_per_second: d.max_deliveries_per_second,
         request_id: request.request_id.clone(),
         problems,

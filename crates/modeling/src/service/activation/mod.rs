@@ -49,8 +49,10 @@ pub struct NewDestination {
     pub signing_secret: String,
     /// 0 for the default.
     pub max_batch_size: i32,
-    /// 0 for the head.
+    /// 0 for the head (or the oldest retained, with `deliver_retained`).
     pub start_after_sequence: i64,
+    /// Start from the oldest trigger still retained.
+    pub deliver_retained: bool,
     /// Most attempts a second; 0 for no limit.
     pub max_deliveries_per_second: i32,
     /// The idempotency key.
@@ -175,7 +177,12 @@ impl Modeling {
             );
         }
         let delivered_sequence = self
-            .start_after(tenant, new.start_after_sequence, &mut problems)
+            .start_after(
+                tenant,
+                new.start_after_sequence,
+                new.deliver_retained,
+                &mut problems,
+            )
             .await?;
         if !problems.is_empty() {
             return Err(ModelingError::Invalid(problems.0));
@@ -239,16 +246,26 @@ impl Modeling {
         Ok(())
     }
 
-    /// The sequence a new destination delivers after: the head for 0, else the one asked
-    /// for, which must still be kept.
+    /// The sequence a new destination delivers after: the head for 0 (the last pruned one,
+    /// so everything retained, with `retained`), else the one asked for, which must still be
+    /// kept.
     async fn start_after(
         &self,
         tenant: &str,
         asked: i64,
+        retained: bool,
         problems: &mut Violations,
     ) -> Result<i64, ModelingError> {
         let (head, pruned) = store::trigger_head(&self.pool, tenant).await?;
+        if retained && asked != 0 {
+            problems.add(
+                "webhook_destination.start_after_sequence",
+                "CONFLICTING_START",
+                "leave it 0 with deliver_retained",
+            );
+        }
         match asked {
+            0 if retained => Ok(pruned),
             0 => Ok(head),
             n if n < 0 => {
                 problems.add(
