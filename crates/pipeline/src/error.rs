@@ -49,31 +49,30 @@ pub enum LogError {
 }
 
 impl LogError {
-    /// A store failure reading `log`, classified as transient or not, and logged here with its
-    /// cause (the caller hears only which log).
+    /// A store failure reading `log`, classified as transient or not. The caller hears only
+    /// which log; the cause is logged once: here for an outage, by the shared mapping for the
+    /// rest (it logs every INTERNAL error with its chain).
     pub fn store(log: &'static str, cause: sqlx::Error) -> Self {
-        let err = if touchline_db::classify(&cause).is_transient() {
-            Self::Unavailable { log, cause }
+        if touchline_db::classify(&cause).is_transient() {
+            let err = Self::Unavailable { log, cause };
+            tracing::warn!(error = %touchline_error::cause_chain(&err), "reading a log failed");
+            err
         } else {
             Self::Store { log, cause }
-        };
-        tracing::error!(error = %touchline_error::cause_chain(&err), "reading a log failed");
-        err
+        }
     }
 
-    /// A record of `log` at `sequence` that does not decode.
+    /// A record of `log` at `sequence` that does not decode (logged by the shared mapping).
     pub fn unreadable(
         log: &'static str,
         sequence: i64,
         cause: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        let err = Self::Unreadable {
+        Self::Unreadable {
             log,
             sequence,
             cause: Box::new(cause),
-        };
-        tracing::error!(error = %touchline_error::cause_chain(&err), "a stored record does not decode");
-        err
+        }
     }
 }
 
