@@ -623,6 +623,28 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
     Ok(())
 }
 
+/// The stored person of each generated person, and the persons' resource names in generated
+/// order: `message_id` is `{prefix}{index}`, and `person_at` gives the generated person of an
+/// event index.
+fn stored_persons(
+    stored: &[touchline_proto::modeling::v1::StoredEvent],
+    prefix: &str,
+    person_at: impl Fn(usize) -> Option<u64>,
+    tenant: &str,
+) -> anyhow::Result<(BTreeMap<u64, String>, Vec<String>)> {
+    let mut person_of: BTreeMap<u64, String> = BTreeMap::new();
+    for event in stored {
+        let index: usize = event.message_id.trim_start_matches(prefix).parse()?;
+        let person = person_at(index).ok_or_else(|| anyhow::anyhow!("no event {index}"))?;
+        person_of.insert(person, event.person_id.clone());
+    }
+    let names = person_of
+        .values()
+        .map(|id| format!("tenants/{tenant}/persons/{id}"))
+        .collect();
+    Ok((person_of, names))
+}
+
 /// MBG/NBD's P(alive) on whole UTC days, from the parameters the service reports.
 fn mbg_alive(p: &BgNbdParameters, x: f64, t_x: f64, age: f64) -> f64 {
     1.0 / (1.0 + p.a / (p.b + x) * ((p.alpha + age) / (p.alpha + t_x)).powf(p.r + x))
@@ -698,18 +720,9 @@ async fn mbg_nbd_scores_one_time_buyers_by_how_long_ago_they_bought() -> anyhow:
     let stored =
         touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
     assert_eq!(stored.len(), events.len(), "every event is stored");
-    let mut person_of: BTreeMap<u64, String> = BTreeMap::new();
-    for event in &stored {
-        let index: usize = event.message_id.trim_start_matches('m').parse()?;
-        person_of.insert(purchases[index].0, event.person_id.clone());
-    }
+    let (person_of, names) =
+        stored_persons(&stored, "m", |i| purchases.get(i).map(|p| p.0), "churn-mbg")?;
     assert_eq!(person_of.len(), 5, "five persons");
-    let names: Vec<String> = (1..=5)
-        .map(|n| {
-            let id = person_of.get(&n).cloned().unwrap_or_default();
-            format!("tenants/churn-mbg/persons/{id}")
-        })
-        .collect();
 
     // MBG/NBD chosen by name: the stored settings say so, and so does the fit.
     let chosen = choose_model(&mut modeling, ChurnModel::MbgNbd as i32).await?;
@@ -848,17 +861,12 @@ async fn counting_any_event_keeps_a_browsing_buyer_alive_and_scores_visitors() -
     let stored =
         touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
     assert_eq!(stored.len(), events.len(), "every event is stored");
-    let mut person_of: BTreeMap<u64, String> = BTreeMap::new();
-    for event in &stored {
-        let index: usize = event.message_id.trim_start_matches('a').parse()?;
-        person_of.insert(history[index].0, event.person_id.clone());
-    }
-    let names: Vec<String> = (1..=5)
-        .map(|n| {
-            let id = person_of.get(&n).cloned().unwrap_or_default();
-            format!("tenants/churn-activity/persons/{id}")
-        })
-        .collect();
+    let (_, names) = stored_persons(
+        &stored,
+        "a",
+        |i| history.get(i).map(|h| h.0),
+        "churn-activity",
+    )?;
     let scores = |modeling: &mut Modeling| {
         let mut modeling = modeling.clone();
         let persons = names.clone();
