@@ -21,6 +21,7 @@ mod outage;
 mod pipeline;
 mod pipeline_status;
 mod poison;
+mod properties;
 mod segments;
 mod sim_send;
 mod sources;

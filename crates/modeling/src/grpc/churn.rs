@@ -86,6 +86,7 @@ pub(super) fn settings(settings: Option<&pb::ModelSettings>) -> ModelSettings {
         rfm,
         update_time: _,
         etag: _,
+        analysable_properties,
     }) = settings
     else {
         return ModelSettings::default();
@@ -129,6 +130,7 @@ pub(super) fn settings(settings: Option<&pb::ModelSettings>) -> ModelSettings {
         lifecycle,
         churn,
         rfm: rfm_settings(rfm.as_ref()),
+        analysable_properties: analysable_properties.clone(),
     }
 }
 
@@ -181,6 +183,11 @@ fn operator_number(operator: crate::journeys::query::Operator) -> i32 {
         Operator::NotContains => common::FilterOperator::NotContains,
         Operator::IsSet => common::FilterOperator::IsSet,
         Operator::IsNotSet => common::FilterOperator::IsNotSet,
+        Operator::GreaterThan => common::FilterOperator::GreaterThan,
+        Operator::GreaterOrEqual => common::FilterOperator::GreaterThanOrEqual,
+        Operator::LessThan => common::FilterOperator::LessThan,
+        Operator::LessOrEqual => common::FilterOperator::LessThanOrEqual,
+        Operator::Between => common::FilterOperator::Between,
         Operator::Unsupported(number) => return number,
     };
     known as i32
@@ -294,6 +301,7 @@ pub(super) fn settings_reply(
         }),
         update_time: versioned.update_ms.map(timestamp_ms),
         etag: versioned.etag.clone(),
+        analysable_properties: s.analysable_properties.clone(),
     }
 }
 

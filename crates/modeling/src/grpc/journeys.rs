@@ -7,6 +7,7 @@ use touchline_proto::modeling::v1 as pb;
 
 use crate::journeys::dropoffs::DropOffPage;
 use crate::journeys::funnel::{Computation, FunnelFigures, StepFigures};
+use crate::journeys::properties;
 use crate::journeys::query::{
     BreakdownAttribution, FieldFilter, FunnelBreakdown, FunnelExclusion, FunnelOrder, FunnelQuery,
     FunnelStep, Matcher, Operator, Scope,
@@ -33,18 +34,13 @@ pub(super) fn duration_ms(ms: f64) -> prost_types::Duration {
     }
 }
 
-/// A filter value as the text a column is compared with: numbers without a needless
-/// fraction (`0`, not `0.0`), booleans as `true`/`false`, null as the missing value.
+/// A filter value as the text a column is compared with, as analysable properties keep
+/// theirs (`0`, not `0.0`; `true`/`false`); null is the missing value, and an object or a
+/// list (or a number that is not finite) a text no column holds, so it matches nothing.
 fn value_text(value: &prost_types::Value) -> String {
     match &value.kind {
-        Some(Kind::StringValue(text)) => text.clone(),
-        Some(Kind::NumberValue(number)) if number.fract() == 0.0 && number.abs() < 1e15 => {
-            format!("{}", *number as i64)
-        }
-        Some(Kind::NumberValue(number)) => number.to_string(),
-        Some(Kind::BoolValue(flag)) => flag.to_string(),
         Some(Kind::NullValue(_)) | None => String::new(),
-        Some(Kind::StructValue(_) | Kind::ListValue(_)) => String::from("\u{0}"),
+        Some(kind) => properties::value_text(kind).unwrap_or_else(|| String::from("\u{0}")),
     }
 }
 
@@ -56,6 +52,11 @@ fn operator(number: i32) -> Operator {
         Ok(common::FilterOperator::NotContains) => Operator::NotContains,
         Ok(common::FilterOperator::IsSet) => Operator::IsSet,
         Ok(common::FilterOperator::IsNotSet) => Operator::IsNotSet,
+        Ok(common::FilterOperator::GreaterThan) => Operator::GreaterThan,
+        Ok(common::FilterOperator::GreaterThanOrEqual) => Operator::GreaterOrEqual,
+        Ok(common::FilterOperator::LessThan) => Operator::LessThan,
+        Ok(common::FilterOperator::LessThanOrEqual) => Operator::LessOrEqual,
+        Ok(common::FilterOperator::Between) => Operator::Between,
         _ => Operator::Unsupported(number),
     }
 }

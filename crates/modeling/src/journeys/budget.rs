@@ -57,12 +57,11 @@ pub fn funnel(
 ) -> Result<(), TooLarge> {
     let persons = view.persons.len() as u64;
     let steps = funnel.steps.len() as u64;
-    let (rows_per_person, values) = match funnel.breakdown {
+    let values = |field| compile::view_dimension(view, field).map_or(0, |d| values_of(view, d));
+    let (rows_per_person, values) = match &funnel.breakdown {
         None => (1, 0),
-        Some((field, _, BreakdownAttribution::AllEvents)) => {
-            (1 + steps, values_of(view, compile::dimension(field)))
-        }
-        Some((field, _, _)) => (2, values_of(view, compile::dimension(field))),
+        Some((field, _, BreakdownAttribution::AllEvents)) => (1 + steps, values(field)),
+        Some((field, _, _)) => (2, values(field)),
     };
     let times = persons
         .saturating_mul(steps.saturating_sub(1))
@@ -127,7 +126,7 @@ mod tests {
     #[test]
     fn a_funnel_of_many_steps_over_many_persons_is_refused_before_it_runs() {
         let mut view =
-            TenantView::build(std::iter::empty(), 1).unwrap_or_else(|err| panic!("{err}"));
+            TenantView::build(std::iter::empty(), Vec::new(), 1).unwrap_or_else(|err| panic!("{err}"));
         for n in 0..400_000u128 {
             view.persons.key(uuid::Uuid::from_u128(n + 1));
         }

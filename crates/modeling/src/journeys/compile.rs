@@ -10,26 +10,55 @@ use touchline_projection::query::{
 use touchline_projection::{CodeSet, Dictionary, Event, Projection};
 use touchline_proto::common::v1::{Department, TouchpointType};
 
+use super::TenantView;
 use super::cancel::Cancel;
 use super::query::{
     BreakdownAttribution, Field, FieldFilter, Matcher, Operator, ValidFunnel, Violations,
 };
 
-/// The projection column a field reads.
-pub fn dimension(field: Field) -> Dimension {
-    match field {
+/// The projection column a field reads in a view that keeps `properties` (analysable
+/// property names, by slot); `None` for a property the view does not keep.
+pub fn dimension(field: &Field, properties: &[String]) -> Option<Dimension> {
+    Some(match field {
         Field::EventName => Dimension::Event,
         Field::Channel => Dimension::Channel,
         Field::Touchpoint => Dimension::Touchpoint,
         Field::Source => Dimension::Source,
         Field::TouchpointType => Dimension::TouchpointType,
         Field::Department => Dimension::Department,
-    }
+        Field::Property(name) => Dimension::Property(properties.iter().position(|p| p == name)?),
+    })
+}
+
+/// The column `field` reads in `view`; `None` for a property the view does not keep (the
+/// query's compilation refuses it first).
+pub fn view_dimension(view: &TenantView, field: &Field) -> Option<Dimension> {
+    dimension(field, &view.properties)
+}
+
+/// The refusal of a property the view does not keep.
+pub fn not_analysable(name: &str, properties: &[String], field: String, problems: &mut Violations) {
+    let kept = if properties.is_empty() {
+        "none is marked yet".to_owned()
+    } else {
+        properties
+            .iter()
+            .map(|p| format!("properties.{p}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    problems.add(
+        field,
+        "NOT_ANALYSABLE",
+        format!(
+            "properties.{name} is not analysable: add it to the model settings' analysable_properties ({kept}) / 该属性未设为可分析，请在模型设置的 analysable_properties 中添加"
+        ),
+    );
 }
 
 /// The text of an enum column's code: its short lower-case name (`online`,
 /// `after_sales`, `marketing`); the empty string for unspecified or unknown.
-fn enum_text(field: Field, code: u32) -> String {
+fn enum_text(field: &Field, code: u32) -> String {
     let number = i32::try_from(code).unwrap_or(0);
     let name = match field {
         Field::TouchpointType => TouchpointType::try_from(number)
@@ -49,20 +78,27 @@ fn enum_text(field: Field, code: u32) -> String {
     name.map(|n| n.to_ascii_lowercase()).unwrap_or_default()
 }
 
-fn dictionary(projection: &Projection, field: Field) -> Option<&Dictionary> {
+/// The dictionary of a dimension's column; `None` for the enum columns.
+fn dictionary(projection: &Projection, dimension: Dimension) -> Option<&Dictionary> {
     let dictionaries = projection.dictionaries();
-    match field {
-        Field::EventName => Some(&dictionaries.events),
-        Field::Channel => Some(&dictionaries.channels),
-        Field::Touchpoint => Some(&dictionaries.touchpoints),
-        Field::Source => Some(&dictionaries.sources),
-        Field::TouchpointType | Field::Department => None,
+    match dimension {
+        Dimension::Event => Some(&dictionaries.events),
+        Dimension::Channel => Some(&dictionaries.channels),
+        Dimension::Touchpoint => Some(&dictionaries.touchpoints),
+        Dimension::Source => Some(&dictionaries.sources),
+        Dimension::Property(slot) => dictionaries.properties.get(slot),
+        Dimension::TouchpointType | Dimension::Department | Dimension::ChannelTouchpoint => None,
     }
 }
 
-/// The code of `text` in `field`'s column, when an event carries it.
-pub fn code_of(projection: &Projection, field: Field, text: &str) -> Option<u32> {
-    match dictionary(projection, field) {
+/// The code of `text` in `field`'s column (read as `dimension`), when an event carries it.
+pub fn code_of(
+    projection: &Projection,
+    field: &Field,
+    dimension: Dimension,
+    text: &str,
+) -> Option<u32> {
+    match dictionary(projection, dimension) {
         Some(dictionary) => dictionary.code(text),
         None => (0..256u32).find(|&code| enum_text(field, code) == text),
     }
@@ -79,11 +115,19 @@ pub enum Texts<'a> {
 }
 
 impl<'a> Texts<'a> {
-    /// The texts of `field`'s column in `projection`.
-    pub fn of(projection: &'a Projection, field: Field) -> Self {
-        match dictionary(projection, field) {
+    /// The texts of `field`'s column (read as `dimension`) in `projection`.
+    pub fn of(projection: &'a Projection, field: &Field, dimension: Dimension) -> Self {
+        match dictionary(projection, dimension) {
             Some(dictionary) => Texts::Dictionary(dictionary),
             None => Texts::Enum((0..256u32).map(|code| enum_text(field, code)).collect()),
+        }
+    }
+
+    /// The texts of `field`'s column in `view` (empty for a property it does not keep).
+    pub fn for_view(view: &'a TenantView, field: &Field) -> Self {
+        match view_dimension(view, field) {
+            Some(dimension) => Self::of(&view.projection, field, dimension),
+            None => Texts::Enum(Vec::new()),
         }
     }
 
@@ -119,6 +163,9 @@ fn accepts(filter: &FieldFilter, text: &str, is_enum: bool) -> bool {
         }
     };
     let first = filter.values.first();
+    if let Some(accepted) = super::properties::compares(filter.operator, text, &filter.values) {
+        return accepted;
+    }
     match filter.operator {
         Operator::Equals => filter.values.iter().any(equal),
         Operator::NotEquals => !filter.values.iter().any(equal),
@@ -126,22 +173,51 @@ fn accepts(filter: &FieldFilter, text: &str, is_enum: bool) -> bool {
         Operator::NotContains => !first.is_some_and(|v| text.contains(v.as_str())),
         Operator::IsSet => !text.is_empty(),
         Operator::IsNotSet => text.is_empty(),
-        Operator::Unsupported(_) => false,
+        Operator::GreaterThan
+        | Operator::GreaterOrEqual
+        | Operator::LessThan
+        | Operator::LessOrEqual
+        | Operator::Between
+        | Operator::Unsupported(_) => false,
     }
 }
 
-fn filter(projection: &Projection, filter: &FieldFilter) -> Option<Filter> {
+/// `filter` over the view's codes; a property the view does not keep is a violation of
+/// `path` (a field the request check refused was named there already).
+fn filter(
+    known: Known<'_>,
+    filter: &FieldFilter,
+    path: &str,
+    problems: &mut Violations,
+) -> Option<Filter> {
     let field = Field::parse(&filter.field).ok()?;
-    let codes = match dictionary(projection, field) {
-        Some(dictionary) => dictionary.matching(|text| accepts(filter, text, false)),
-        None => {
-            CodeSet::of((0..256u32).filter(|&code| accepts(filter, &enum_text(field, code), true)))
+    let Some(dimension) = dimension(&field, known.properties) else {
+        if let Field::Property(name) = &field {
+            not_analysable(name, known.properties, format!("{path}.field"), problems);
         }
+        return None;
     };
-    Some(Filter {
-        dimension: dimension(field),
-        codes,
-    })
+    let codes = match dictionary(known.projection, dimension) {
+        Some(dictionary) => dictionary.matching(|text| accepts(filter, text, false)),
+        None => CodeSet::of(
+            (0..256u32).filter(|&code| accepts(filter, &enum_text(&field, code), true)),
+        ),
+    };
+    Some(Filter { dimension, codes })
+}
+
+/// Every filter of `filters` over the view's codes, each problem under `path[i]`.
+fn filters_of(
+    known: Known<'_>,
+    filters: &[FieldFilter],
+    path: &str,
+    problems: &mut Violations,
+) -> Vec<Filter> {
+    filters
+        .iter()
+        .enumerate()
+        .filter_map(|(index, f)| filter(known, f, &format!("{path}[{index}]"), problems))
+        .collect()
 }
 
 /// Up to three known event names (stored, or `defined` in the dictionary) closest to `name`.
@@ -174,14 +250,28 @@ pub(super) fn nothing() -> Condition {
     }
 }
 
-/// What a query's event names are checked against: the names stored events carry (the
-/// projection's dictionary) and the names the tenant's event dictionary defines.
+/// What a query's names are checked against: the names stored events carry (the
+/// projection's dictionary), the names the tenant's event dictionary defines, and the
+/// properties the view keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct Known<'a> {
     /// The tenant's projection.
     pub projection: &'a Projection,
     /// Names the event dictionary defines (empty when it could not be read).
     pub defined: &'a [String],
+    /// The analysable property names the view keeps, by slot.
+    pub properties: &'a [String],
+}
+
+impl<'a> Known<'a> {
+    /// What `view` and the names `defined` know.
+    pub fn new(view: &'a TenantView, defined: &'a [String]) -> Self {
+        Self {
+            projection: &view.projection,
+            defined,
+            properties: &view.properties,
+        }
+    }
 }
 
 pub(super) fn condition(
@@ -217,11 +307,7 @@ pub(super) fn condition(
     };
     Condition {
         event,
-        filters: matcher
-            .filters
-            .iter()
-            .filter_map(|f| filter(projection, f))
-            .collect(),
+        filters: filters_of(known, &matcher.filters, &format!("{path}.filters"), problems),
     }
 }
 
@@ -311,25 +397,29 @@ impl std::fmt::Debug for ScopeFor {
 }
 
 impl ScopeFor {
-    /// Events in `range` (all, when `None`) meeting every filter, until `cancel` is raised.
+    /// Events in `range` (all, when `None`) meeting every filter, until `cancel` is raised;
+    /// a filter on a property the view does not keep is a violation of
+    /// `scope.event_filters[i]`.
     pub fn new(
-        projection: &Projection,
+        known: Known<'_>,
         range: Option<(i64, i64)>,
         filters: &[FieldFilter],
         cancel: &Cancel,
-    ) -> Self {
-        let cancel = cancel.clone();
-        Self {
-            range,
-            events: (!filters.is_empty()).then(|| Condition {
-                event: None,
-                filters: filters
-                    .iter()
-                    .filter_map(|f| filter(projection, f))
-                    .collect(),
-            }),
-            persons: Box::new(move |_| !cancel.is_cancelled()),
+    ) -> Result<Self, Violations> {
+        let mut problems = Violations::default();
+        let events = (!filters.is_empty()).then(|| Condition {
+            event: None,
+            filters: filters_of(known, filters, "scope.event_filters", &mut problems),
+        });
+        if !problems.is_empty() {
+            return Err(problems);
         }
+        let cancel = cancel.clone();
+        Ok(Self {
+            range,
+            events,
+            persons: Box::new(move |_| !cancel.is_cancelled()),
+        })
     }
 
     /// The projection's scope.
@@ -342,6 +432,21 @@ impl ScopeFor {
             persons: Some(&*self.persons),
         }
     }
+}
+
+/// The column a breakdown reads; a property the view does not keep is a violation of
+/// `path.field`.
+pub fn breakdown_dimension(
+    known: Known<'_>,
+    field: &Field,
+    path: &str,
+    problems: &mut Violations,
+) -> Option<Dimension> {
+    let found = dimension(field, known.properties);
+    if let (None, Field::Property(name)) = (found, field) {
+        not_analysable(name, known.properties, format!("{path}.field"), problems);
+    }
+    found
 }
 
 /// The funnel over the projection's codes.
@@ -379,14 +484,18 @@ pub fn funnel(known: Known<'_>, funnel: &ValidFunnel) -> Result<FunnelSpec, Viol
         .collect();
     let breakdown = funnel
         .breakdown
-        .map(|(field, _, attribution)| FunnelBreakdown {
-            dimension: dimension(field),
-            attribution: match attribution {
-                BreakdownAttribution::FirstTouch => Attribution::FirstTouch,
-                BreakdownAttribution::LastTouch => Attribution::LastTouch,
-                BreakdownAttribution::Step(step) => Attribution::Step(step.max(1) as usize),
-                BreakdownAttribution::AllEvents => Attribution::AllEvents,
-            },
+        .as_ref()
+        .and_then(|(field, _, attribution)| {
+            let dimension = breakdown_dimension(known, field, "funnel.breakdown.breakdown", &mut problems)?;
+            Some(FunnelBreakdown {
+                dimension,
+                attribution: match attribution {
+                    BreakdownAttribution::FirstTouch => Attribution::FirstTouch,
+                    BreakdownAttribution::LastTouch => Attribution::LastTouch,
+                    BreakdownAttribution::Step(step) => Attribution::Step((*step).max(1) as usize),
+                    BreakdownAttribution::AllEvents => Attribution::AllEvents,
+                },
+            })
         });
     if !problems.is_empty() {
         return Err(problems);
@@ -431,10 +540,10 @@ mod tests {
 
     #[test]
     fn enum_columns_answer_to_short_and_full_names() {
-        assert_eq!(enum_text(Field::TouchpointType, 4), "after_sales");
-        assert_eq!(enum_text(Field::Department, 1), "marketing");
-        assert_eq!(enum_text(Field::Department, 0), "");
-        assert_eq!(enum_text(Field::Department, 200), "");
+        assert_eq!(enum_text(&Field::TouchpointType, 4), "after_sales");
+        assert_eq!(enum_text(&Field::Department, 1), "marketing");
+        assert_eq!(enum_text(&Field::Department, 0), "");
+        assert_eq!(enum_text(&Field::Department, 200), "");
         let full = filter_of(Operator::Equals, &["TOUCHPOINT_TYPE_OFFLINE"]);
         assert!(accepts(&full, "offline", true) && !accepts(&full, "online", true));
         let short = filter_of(Operator::Equals, &["Marketing"]);

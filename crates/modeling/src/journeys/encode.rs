@@ -59,10 +59,42 @@ struct TouchFields {
     value: f64,
 }
 
-/// Encodes `stored` for the person `keys` gives its person, interning its texts.
+/// The properties of a stored `CleanEvent`, decoded only for tenants that mark some
+/// analysable: the `Struct` is most of a payload's decoding cost.
+#[derive(Clone, PartialEq, prost::Message)]
+struct PropertyFields {
+    #[prost(message, optional, tag = "10")]
+    properties: Option<prost_types::Struct>,
+}
+
+/// The codes of the analysable `properties` (names, by slot) of a payload.
+fn property_codes(
+    dictionaries: &mut Dictionaries,
+    properties: &[String],
+    payload: &[u8],
+) -> Result<[u32; touchline_projection::MAX_PROPERTIES], Unprojectable> {
+    let mut codes = [0; touchline_projection::MAX_PROPERTIES];
+    if properties.is_empty() {
+        return Ok(codes);
+    }
+    let Some(values) = PropertyFields::decode(payload)?.properties else {
+        return Ok(codes);
+    };
+    for ((slot, name), code) in properties.iter().enumerate().zip(codes.iter_mut()) {
+        let text = super::properties::lookup(&values, name).and_then(super::properties::value_text);
+        if let (Some(text), Some(dictionary)) = (text, dictionaries.properties.get_mut(slot)) {
+            *code = dictionary.intern(&text)?;
+        }
+    }
+    Ok(codes)
+}
+
+/// Encodes `stored` for the person `keys` gives its person, interning its texts and the
+/// values of the analysable `properties` (names, by slot).
 pub fn encode(
     dictionaries: &mut Dictionaries,
     keys: &mut PersonKeys,
+    properties: &[String],
     stored: &JournalEvent,
 ) -> Result<NewEvent, Unprojectable> {
     // Ranges first: the projection refuses a whole batch for one bad row, and a catch-up
@@ -89,7 +121,7 @@ pub fn encode(
         event: dictionaries.events.intern(&stored.event_name)?,
         touch,
         value: (clean.value != 0.0 && clean.value.is_finite()).then_some(clean.value),
-        properties: [0; touchline_projection::MAX_PROPERTIES],
+        properties: property_codes(dictionaries, properties, &stored.payload)?,
     };
     Ok(NewEvent {
         person: keys.key(stored.person_id),

@@ -78,18 +78,16 @@ fn accumulate(
     keep_persons: bool,
 ) -> Result<FunnelAccumulator, RunError> {
     let projection = &view.projection;
-    let known = compile::Known {
-        projection,
-        defined: &run.defined,
-    };
+    let known = compile::Known::new(view, &run.defined);
     let spec = compile::funnel(known, funnel).map_err(RunError::Invalid)?;
     super::budget::funnel(view, funnel, run.threads, keep_persons).map_err(RunError::TooLarge)?;
     let scope = compile::ScopeFor::new(
-        projection,
+        known,
         Some(funnel.range),
         &funnel.event_filters,
         &run.cancel,
-    );
+    )
+    .map_err(RunError::Invalid)?;
     projection
         .funnel(&spec, &scope.scope(), run.threads, keep_persons)
         .map_err(RunError::Projection)
@@ -111,9 +109,11 @@ pub fn dropped_at(
         range: funnel.range,
         persons_considered: report.persons_considered,
     };
-    let code = match (funnel.breakdown, value) {
+    let code = match (&funnel.breakdown, value) {
         (Some((field, _, _)), Some(text)) => {
-            match compile::code_of(&view.projection, field, text) {
+            let code = compile::view_dimension(view, field)
+                .and_then(|dimension| compile::code_of(&view.projection, field, dimension, text));
+            match code {
                 Some(code) => Some(code),
                 // A value no event carries has no persons.
                 None => return Ok((Vec::new(), computation)),
@@ -141,13 +141,13 @@ pub fn run(
     funnel: &ValidFunnel,
     run: &RunContext,
 ) -> Result<FunnelFigures, RunError> {
-    let projection = &view.projection;
     let accumulator = accumulate(view, funnel, run, false)?;
     let (field, top) = funnel
         .breakdown
-        .map_or((None, 0), |(field, limit, _)| (Some(field), limit));
+        .as_ref()
+        .map_or((None, 0), |(field, limit, _)| (Some(field), *limit));
     // Ties between values go by their text, never their codes (see `finish_ordered`).
-    let texts = field.map(|field| compile::Texts::of(projection, field));
+    let texts = field.map(|field| compile::Texts::for_view(view, field));
     let (report, _) = match &texts {
         Some(texts) => accumulator.finish_ordered(top, |a, b| texts.get(*a).cmp(texts.get(*b))),
         None => accumulator.finish(top),
@@ -196,7 +196,7 @@ mod tests {
                 payload: touchline_proto::governance::v1::CleanEvent::default().encode_to_vec(),
             })
             .collect();
-        TenantView::build(std::iter::once(stored), 2).unwrap_or_else(|err| panic!("{err}"))
+        TenantView::build(std::iter::once(stored), Vec::new(), 2).unwrap_or_else(|err| panic!("{err}"))
     }
 
     fn funnel() -> ValidFunnel {

@@ -233,10 +233,7 @@ pub fn run(
     run: &RunContext,
 ) -> Result<LifecycleFigures, RunError> {
     let projection = &view.projection;
-    let known = Known {
-        projection,
-        defined: &run.defined,
-    };
+    let known = Known::new(view, &run.defined);
     let mut problems = Violations::default();
     let activity = compile::any_of(
         known,
@@ -251,7 +248,8 @@ pub fn run(
         activity,
         first_seen: FirstSeen::EarliestEvent,
     };
-    let scope = compile::ScopeFor::new(projection, None, &lifecycle.event_filters, &run.cancel);
+    let scope = compile::ScopeFor::new(known, None, &lifecycle.event_filters, &run.cancel)
+        .map_err(RunError::Invalid)?;
     let accumulator = projection
         .lifecycle(&lifecycle.model, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
@@ -311,10 +309,7 @@ pub fn person(
         None
     };
     let projection = &view.projection;
-    let known = Known {
-        projection,
-        defined,
-    };
+    let known = Known::new(view, defined);
     let activity = compile::any_of(
         known,
         &query.options.qualifying,
@@ -373,10 +368,7 @@ pub fn stages(
         count: DEFAULT_HISTORY,
     };
     let built = model(options, scope, span, fields, &mut problems);
-    let known = Known {
-        projection: &view.projection,
-        defined,
-    };
+    let known = Known::new(view, defined);
     let activity = compile::any_of(
         known,
         &options.qualifying,

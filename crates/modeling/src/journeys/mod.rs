@@ -13,7 +13,8 @@
 //! - `compile`: a valid request bound to a tenant's dictionaries;
 //! - `view`: a tenant's projection, built and moved forward;
 //! - `funnel`: running a funnel and shaping its figures;
-//! - `encode`, `persons`: stored events and person ids as the projection keys them.
+//! - `encode`, `persons`: stored events and person ids as the projection keys them;
+//! - `properties`: the event properties a tenant marks analysable, kept as text.
 
 pub mod attribution;
 mod budget;
@@ -30,6 +31,7 @@ pub mod lifecycle;
 pub mod listings;
 pub mod paths;
 mod persons;
+pub mod properties;
 pub mod query;
 pub mod retention;
 pub mod segments;
@@ -132,21 +134,36 @@ impl Journeys {
             .clone()
     }
 
-    /// The tenant's view, moved forward to everything committed so far.
+    /// The analysable property names (without `properties.`) the tenant's settings mark.
+    async fn analysable(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
+        let paths = crate::store::model_settings::analysable_properties(&self.pool, tenant).await?;
+        Ok(paths
+            .iter()
+            .filter_map(|path| properties::name_of(path))
+            .take(touchline_projection::MAX_PROPERTIES)
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The tenant's view, moved forward to everything committed so far, keeping the
+    /// properties its settings mark analysable now (a change of them rebuilds it).
     pub async fn current(&self, tenant: &str) -> Result<ViewGuard, ModelingError> {
         let slot = self.slot(tenant);
         {
             let mut freshness = slot.refresh.lock().await;
-            let stale = freshness
-                .refreshed_at
-                .is_none_or(|at| at.elapsed() > REBUILD_AFTER);
+            let properties = self.analysable(tenant).await?;
+            let kept = slot.view.read().await.as_ref().map(|v| v.properties.clone());
+            let stale = kept.is_none_or(|kept| kept != properties)
+                || freshness
+                    .refreshed_at
+                    .is_none_or(|at| at.elapsed() > REBUILD_AFTER);
             let caught_up = if stale {
                 false
             } else {
                 self.catch_up(tenant, &slot).await?
             };
             if !caught_up {
-                let view = self.build(tenant).await?;
+                let view = self.build(tenant, properties).await?;
                 *slot.view.write().await = Some(view);
             }
             freshness.refreshed_at = Some(Instant::now());
@@ -193,12 +210,20 @@ impl Journeys {
 
     /// Builds the tenant's view from one snapshot: the rows stream from PostgreSQL into a
     /// loader on the blocking pool, a few chunks in flight.
-    async fn build(&self, tenant: &str) -> Result<TenantView, ModelingError> {
+    async fn build(
+        &self,
+        tenant: &str,
+        properties: Vec<String>,
+    ) -> Result<TenantView, ModelingError> {
         let started = Instant::now();
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<JournalEvent>>(4);
         let threads = self.threads;
         let builder = tokio::task::spawn_blocking(move || {
-            TenantView::build(std::iter::from_fn(|| receiver.blocking_recv()), threads)
+            TenantView::build(
+                std::iter::from_fn(|| receiver.blocking_recv()),
+                properties,
+                threads,
+            )
         });
         let positions = journal::load(&self.pool, tenant, &sender).await;
         drop(sender);

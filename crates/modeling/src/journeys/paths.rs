@@ -299,10 +299,7 @@ pub fn run(
     let projection = &view.projection;
     let query = &paths.query;
     let kind = query.kind;
-    let known = Known {
-        projection,
-        defined: &run.defined,
-    };
+    let known = Known::new(view, &run.defined);
     let mut problems = Violations::default();
     let events = (!query.include.is_empty())
         .then(|| compile::any_of(known, &query.include, "include_events", &mut problems));
@@ -315,11 +312,12 @@ pub fn run(
         events,
     };
     let scope = compile::ScopeFor::new(
-        projection,
+        known,
         Some(paths.range),
         &query.scope.event_filters,
         &run.cancel,
-    );
+    )
+    .map_err(RunError::Invalid)?;
     let accumulator = projection
         .paths(&options, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
@@ -402,7 +400,7 @@ mod tests {
             })
             .collect();
         let view =
-            TenantView::build(std::iter::once(stored), 1).unwrap_or_else(|err| panic!("{err}"));
+            TenantView::build(std::iter::once(stored), Vec::new(), 1).unwrap_or_else(|err| panic!("{err}"));
         let projection = &view.projection;
         for text in ["app/home", "web/shop/cart/v2"] {
             let code = item_code(projection, ItemKind::Touchpoint, text);

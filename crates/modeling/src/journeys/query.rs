@@ -17,7 +17,7 @@ pub const DEFAULT_RANGE_MS: i64 = 30 * DAY_MS;
 pub(super) const DAY_MS: i64 = 86_400_000;
 
 /// A column of the projection a filter or a breakdown names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
     /// `event_name`.
     EventName,
@@ -31,6 +31,9 @@ pub enum Field {
     TouchpointType,
     /// `department` (the touchpoint's owning department).
     Department,
+    /// `properties.{name}`: an event property, readable where the tenant's model settings
+    /// mark the path analysable (checked against the tenant's projection, not here).
+    Property(String),
 }
 
 impl Field {
@@ -43,9 +46,13 @@ impl Field {
             "source" => Field::Source,
             "touchpoint_type" => Field::TouchpointType,
             "department" | "owning_department" => Field::Department,
-            p if p.starts_with("properties.") || p.starts_with("traits.") => {
-                return Err("NOT_ANALYSABLE");
+            p if p.starts_with(super::properties::PROPERTIES_PREFIX) => {
+                match super::properties::name_of(p) {
+                    Some(name) => Field::Property(name.to_owned()),
+                    None => return Err("INVALID_PATH"),
+                }
             }
+            p if p.starts_with("traits.") => return Err("NOT_ANALYSABLE"),
             _ => return Err("UNKNOWN_FIELD"),
         })
     }
@@ -66,7 +73,17 @@ pub enum Operator {
     IsSet,
     /// Missing or empty.
     IsNotSet,
-    /// An operator the projection's text columns do not support (regex, comparisons).
+    /// Greater than the value (see `properties` for how text compares).
+    GreaterThan,
+    /// Greater than or equal to it.
+    GreaterOrEqual,
+    /// Less than it.
+    LessThan,
+    /// Less than or equal to it.
+    LessOrEqual,
+    /// Between two values, both inclusive.
+    Between,
+    /// An operator the projection's columns do not support (regular expressions).
     Unsupported(i32),
 }
 
@@ -155,13 +172,7 @@ pub fn breakdown_of(
     problems: &mut Violations,
 ) -> (Field, usize) {
     let field = Field::parse(field).unwrap_or_else(|reason| {
-        problems.add(
-            format!("{path}.field"),
-            reason,
-            format!(
-                "cannot break down by {field:?}: use event_name, channel, touchpoint, source, touchpoint_type or department"
-            ),
-        );
+        problems.add(format!("{path}.field"), reason, field_problem(field, reason));
         Field::Channel
     });
     let limit = match limit {
@@ -177,6 +188,21 @@ pub fn breakdown_of(
         }
     };
     (field, limit)
+}
+
+/// What is wrong with a field path `Field::parse` refused for `reason`.
+fn field_problem(path: &str, reason: &str) -> String {
+    match reason {
+        "NOT_ANALYSABLE" => format!(
+            "{path} is not among the fields journey analyses read: event_name, channel, touchpoint, source, touchpoint_type, department, or a property the model settings mark analysable"
+        ),
+        "INVALID_PATH" => format!(
+            "{path:?} is not a property path such as properties.utm_campaign"
+        ),
+        _ => format!(
+            "unknown field {path:?}: use event_name, channel, touchpoint, source, touchpoint_type, department or properties.{{name}}"
+        ),
+    }
 }
 
 /// Collects the violations of one request.
@@ -207,23 +233,29 @@ fn check_filters(filters: &[FieldFilter], path: &str, problems: &mut Violations)
     for (index, filter) in filters.iter().enumerate() {
         let at = format!("{path}[{index}]");
         if let Err(reason) = Field::parse(&filter.field) {
-            let text = match reason {
-                "NOT_ANALYSABLE" => format!(
-                    "{} is not among the fields journey analyses read (event_name, channel, touchpoint, source, touchpoint_type, department)",
-                    filter.field
-                ),
-                _ => format!("unknown field {:?}", filter.field),
-            };
-            problems.add(format!("{at}.field"), reason, text);
+            problems.add(format!("{at}.field"), reason, field_problem(&filter.field, reason));
         }
         match filter.operator {
             Operator::Unsupported(number) => problems.add(
                 format!("{at}.operator"),
                 "UNSUPPORTED_OPERATOR",
                 format!(
-                    "operator {number} is not supported on these fields: use EQUALS, NOT_EQUALS, CONTAINS, NOT_CONTAINS, IS_SET or IS_NOT_SET"
+                    "operator {number} is not supported on these fields: use EQUALS, NOT_EQUALS, CONTAINS, NOT_CONTAINS, a comparison, BETWEEN, IS_SET or IS_NOT_SET"
                 ),
             ),
+            Operator::Between if filter.values.len() != 2 => problems.add(
+                format!("{at}.values"),
+                "BETWEEN_NEEDS_TWO",
+                "BETWEEN takes two values, the lower and the upper bound",
+            ),
+            Operator::GreaterThan
+            | Operator::GreaterOrEqual
+            | Operator::LessThan
+            | Operator::LessOrEqual
+                if filter.values.len() != 1 =>
+            {
+                problems.add(format!("{at}.values"), "ONE_VALUE", "a comparison takes one value")
+            }
             Operator::IsSet | Operator::IsNotSet if !filter.values.is_empty() => problems.add(
                 format!("{at}.values"),
                 "UNEXPECTED_VALUES",

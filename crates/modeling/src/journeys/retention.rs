@@ -166,10 +166,7 @@ pub fn run(
     run: &RunContext,
 ) -> Result<RetentionFigures, RunError> {
     let projection = &view.projection;
-    let known = Known {
-        projection,
-        defined: &run.defined,
-    };
+    let known = Known::new(view, &run.defined);
     let mut problems = Violations::default();
     let start = compile::condition(known, &retention.start, "start_event", &mut problems);
     let returning = match &retention.returning {
@@ -179,9 +176,9 @@ pub fn run(
     let spec = RetentionSpec {
         start,
         returning,
-        breakdown: retention
-            .breakdown
-            .map(|(field, _)| compile::dimension(field)),
+        breakdown: retention.breakdown.as_ref().and_then(|(field, _)| {
+            compile::breakdown_dimension(known, field, "breakdown", &mut problems)
+        }),
     };
     if !problems.is_empty() {
         return Err(RunError::Invalid(problems));
@@ -191,16 +188,18 @@ pub fn run(
         .saturating_mul(retention.model.options().periods as u64);
     super::budget::retention(view, cells, spec.breakdown, run.threads)
         .map_err(RunError::TooLarge)?;
-    let scope = compile::ScopeFor::new(projection, None, &retention.event_filters, &run.cancel);
+    let scope = compile::ScopeFor::new(known, None, &retention.event_filters, &run.cancel)
+        .map_err(RunError::Invalid)?;
     let accumulator = projection
         .retention(&retention.model, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
-    let limit = retention.breakdown.map_or(1, |(_, limit)| limit);
+    let limit = retention.breakdown.as_ref().map_or(1, |(_, limit)| *limit);
     let result = accumulator.result(retention.data_end_ms, usize::MAX);
     // Ties between values go by their text, never their codes (codes follow arrival order).
     let texts = retention
         .breakdown
-        .map(|(field, _)| compile::Texts::of(projection, field));
+        .as_ref()
+        .map(|(field, _)| compile::Texts::for_view(view, field));
     let mut sized: Vec<(u64, String, RetentionTable)> = result
         .tables
         .into_iter()

@@ -12,10 +12,11 @@ use super::persons::PersonKeys;
 use crate::store::journal::{Changes, JournalEvent, Positions};
 
 /// The projection layout the service uses: 16 partitions (a few per core on the machines it
-/// runs on, so compactions stay short and threads balanced), no property slots yet.
-pub fn config() -> ProjectionConfig {
+/// runs on, so compactions stay short and threads balanced) and a slot per analysable
+/// property.
+pub fn config(properties: usize) -> ProjectionConfig {
     ProjectionConfig {
-        property_slots: 0,
+        property_slots: properties.min(touchline_projection::MAX_PROPERTIES),
         ..ProjectionConfig::default()
     }
 }
@@ -31,6 +32,8 @@ pub struct TenantView {
     pub positions: Positions,
     /// Stored events the projection could not take, since the view was built.
     pub set_aside: u64,
+    /// The analysable property names (without `properties.`) the view keeps, by slot.
+    pub properties: Vec<String>,
 }
 
 /// What stored events are encoded into: a projection, or a loader building one.
@@ -62,12 +65,13 @@ impl Target for Loader {
 fn encode_all(
     target: &mut impl Target,
     persons: &mut PersonKeys,
+    properties: &[String],
     stored: &[JournalEvent],
     batch: &mut Vec<NewEvent>,
 ) -> u64 {
     let mut skipped = 0;
     for event in stored {
-        let encoded = encode(target.dictionaries(), persons, event).and_then(|new| {
+        let encoded = encode(target.dictionaries(), persons, properties, event).and_then(|new| {
             target.touch(new.event.touch).map_err(Unprojectable::from)?;
             Ok(new)
         });
@@ -88,19 +92,21 @@ fn encode_all(
 }
 
 impl TenantView {
-    /// Builds a view from chunks of a store snapshot (see `store::journal::load`), on up to
-    /// `threads` threads.
+    /// Builds a view keeping the analysable `properties` (names without `properties.`, at
+    /// most [`touchline_projection::MAX_PROPERTIES`]) from chunks of a store snapshot (see
+    /// `store::journal::load`), on up to `threads` threads.
     pub fn build(
         chunks: impl Iterator<Item = Vec<JournalEvent>>,
+        properties: Vec<String>,
         threads: usize,
     ) -> Result<Self, ProjectionError> {
-        let mut loader = Projection::new(config())?.loader(threads);
+        let mut loader = Projection::new(config(properties.len()))?.loader(threads);
         let mut persons = PersonKeys::building();
         let mut set_aside = 0;
         let mut batch = Vec::new();
         for chunk in chunks {
             batch.clear();
-            set_aside += encode_all(&mut loader, &mut persons, &chunk, &mut batch);
+            set_aside += encode_all(&mut loader, &mut persons, &properties, &chunk, &mut batch);
             loader.push(&batch)?;
         }
         persons.compact();
@@ -109,6 +115,7 @@ impl TenantView {
             persons,
             positions: Positions::default(),
             set_aside,
+            properties,
         })
     }
 
@@ -122,6 +129,7 @@ impl TenantView {
         self.set_aside += encode_all(
             &mut self.projection,
             &mut self.persons,
+            &self.properties,
             &changes.events,
             &mut batch,
         );

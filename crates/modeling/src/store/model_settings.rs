@@ -60,6 +60,7 @@ struct Stored {
     rfm_lookback: Option<(i64, i32)>,
     rfm_score_levels: i32,
     rfm_segment_rules: Vec<(i32, [i32; 6])>,
+    analysable_properties: Vec<String>,
 }
 
 fn operator_text(operator: Operator) -> String {
@@ -70,6 +71,11 @@ fn operator_text(operator: Operator) -> String {
         Operator::NotContains => "not_contains".to_owned(),
         Operator::IsSet => "is_set".to_owned(),
         Operator::IsNotSet => "is_not_set".to_owned(),
+        Operator::Between => "between".to_owned(),
+        Operator::LessOrEqual => "less_or_equal".to_owned(),
+        Operator::LessThan => "less_than".to_owned(),
+        Operator::GreaterOrEqual => "greater_or_equal".to_owned(),
+        Operator::GreaterThan => "greater_than".to_owned(),
         Operator::Unsupported(number) => format!("unsupported:{number}"),
     }
 }
@@ -82,6 +88,11 @@ fn operator_of(text: &str) -> Operator {
         "not_contains" => Operator::NotContains,
         "is_set" => Operator::IsSet,
         "is_not_set" => Operator::IsNotSet,
+        "between" => Operator::Between,
+        "less_or_equal" => Operator::LessOrEqual,
+        "less_than" => Operator::LessThan,
+        "greater_or_equal" => Operator::GreaterOrEqual,
+        "greater_than" => Operator::GreaterThan,
         other => Operator::Unsupported(
             other
                 .strip_prefix("unsupported:")
@@ -155,6 +166,7 @@ impl From<&ModelSettings> for Stored {
                 .iter()
                 .map(|r| (r.segment, r.bounds))
                 .collect(),
+            analysable_properties: s.analysable_properties.clone(),
         }
     }
 }
@@ -203,6 +215,7 @@ impl From<Stored> for ModelSettings {
                     .map(|(segment, bounds)| SegmentRuleSettings { segment, bounds })
                     .collect(),
             },
+            analysable_properties: s.analysable_properties,
         }
     }
 }
@@ -244,6 +257,19 @@ pub async fn get(pool: &PgPool, tenant: &str) -> Result<Option<StoredSettings>, 
     .fetch_optional(pool)
     .await?;
     row.map(stored).transpose()
+}
+
+/// The property paths the tenant marked analysable (empty before the first change): read
+/// before every journey query, so only this one JSON field is sent back.
+pub async fn analysable_properties(pool: &PgPool, tenant: &str) -> Result<Vec<String>, sqlx::Error> {
+    let paths: Option<Vec<String>> = sqlx::query_scalar(
+        "SELECT ARRAY(SELECT jsonb_array_elements_text(settings->'analysable_properties'))
+           FROM modeling.model_settings WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?;
+    Ok(paths.unwrap_or_default())
 }
 
 /// The tenant's settings, the row locked until the transaction ends; `None` before the

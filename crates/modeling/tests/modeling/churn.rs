@@ -401,7 +401,7 @@ fn rfm_and_churn_through_the_projection_equal_a_naive_count() {
     for _ in 0..300 {
         let (persons, raw) = history(&mut rng);
         let events: Vec<JournalEvent> = raw.iter().map(|r| journal(r, &persons)).collect();
-        let view = TenantView::build(std::iter::once(events), 2)
+        let view = TenantView::build(std::iter::once(events), Vec::new(), 2)
             .unwrap_or_else(|err| panic!("the view builds: {err}"));
         let levels = rng.random_range(2..=10u8);
         let lookback = rng.random_range(1..400i64);

@@ -9,7 +9,7 @@ use touchline_analytics::attribution::{
     AttributionError, ChannelCredits, Journey, PathTable, PathTableBuilder, time_decay_credits,
 };
 use touchline_projection::query::{Condition, Dimension, Filter};
-use touchline_projection::{Event, PersonEvents, Projection};
+use touchline_projection::{CodeSet, Event, EventRef, PersonEvents, Projection};
 
 use super::query::{ChannelField, Conversion, Model, ValidAttribution};
 use crate::journeys::RunContext;
@@ -24,19 +24,28 @@ const DECAY_BATCH: usize = 4096;
 /// No channel: the touch is skipped.
 const NO_CHANNEL: u32 = u32::MAX;
 
-/// Whether an event meets a condition, decided from its event code and touch code alone
-/// (the projection keeps no property slots for journeys, so nothing else can be asked).
+/// Whether an event meets a condition: tables by event code and by touch code, and the
+/// conditions on analysable properties, tested per event.
 #[derive(Debug, Clone)]
 struct Predicate {
     events: Vec<bool>,
     touches: Vec<bool>,
+    properties: Vec<(usize, CodeSet)>,
 }
 
 impl Predicate {
     fn of(projection: &Projection, condition: &Condition) -> Self {
+        let mut properties = Vec::new();
         let (on_event, on_touch): (Vec<Filter>, Vec<Filter>) = condition
             .filters
             .iter()
+            .filter(|f| match f.dimension {
+                Dimension::Property(slot) => {
+                    properties.push((slot, f.codes.clone()));
+                    false
+                }
+                _ => true,
+            })
             .cloned()
             .partition(|f| f.dimension == Dimension::Event);
         let event_part = Condition {
@@ -65,16 +74,27 @@ impl Predicate {
                 compile::matches(&touch_part, &event)
             })
             .collect();
-        Self { events, touches }
+        Self {
+            events,
+            touches,
+            properties,
+        }
     }
 
-    fn holds(&self, event: u32, touch: u16) -> bool {
-        self.events.get(event as usize).copied().unwrap_or(false)
+    fn holds(&self, event: &EventRef<'_>) -> bool {
+        self.events
+            .get(event.event() as usize)
+            .copied()
+            .unwrap_or(false)
             && self
                 .touches
-                .get(usize::from(touch))
+                .get(usize::from(event.touch_code()))
                 .copied()
                 .unwrap_or(false)
+            && self
+                .properties
+                .iter()
+                .all(|(slot, codes)| codes.contains(event.property(*slot)))
     }
 }
 
@@ -84,8 +104,11 @@ pub struct Plan {
     conversion: Predicate,
     touches: Vec<Predicate>,
     scope: Option<Predicate>,
-    /// Channel code by touch code ([`NO_CHANNEL`]: skipped).
+    /// Channel code by touch code, or by the code of the property `channel_slot` names
+    /// ([`NO_CHANNEL`]: skipped).
     channel_of: Vec<u32>,
+    /// The analysable property that names channels, when the request asks for one.
+    channel_slot: Option<usize>,
     /// Channel names by channel code.
     names: Vec<String>,
     range: (i64, i64),
@@ -94,7 +117,26 @@ pub struct Plan {
     half_lives: Vec<i64>,
 }
 
-fn channel_table(projection: &Projection, field: ChannelField) -> (Vec<u32>, Vec<String>) {
+/// Channel codes by property code, for a property's values as channels: each non-empty
+/// value is its own channel.
+fn property_channels(projection: &Projection, slot: usize) -> (Vec<u32>, Vec<String>) {
+    let Some(values) = projection.dictionaries().properties.get(slot) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut names = Vec::new();
+    let channel_of = (0..values.len() as u32)
+        .map(|code| match values.text(code) {
+            Some(text) if !text.is_empty() => {
+                names.push(text.to_owned());
+                (names.len() - 1) as u32
+            }
+            _ => NO_CHANNEL,
+        })
+        .collect();
+    (channel_of, names)
+}
+
+fn channel_table(projection: &Projection, field: &ChannelField) -> (Vec<u32>, Vec<String>) {
     let dictionaries = projection.dictionaries();
     let text = |code: u32, dictionary: &touchline_projection::Dictionary| {
         dictionary.text(code).unwrap_or_default().to_owned()
@@ -107,6 +149,7 @@ fn channel_table(projection: &Projection, field: ChannelField) -> (Vec<u32>, Vec
             let name = match field {
                 ChannelField::Channel => text(touch.channel, &dictionaries.channels),
                 ChannelField::Source => text(touch.source, &dictionaries.sources),
+                ChannelField::Property(_) => String::new(),
                 ChannelField::Touchpoint => {
                     let touchpoint = text(touch.touchpoint, &dictionaries.touchpoints);
                     if touchpoint.is_empty() {
@@ -182,10 +225,7 @@ impl Plan {
         run: &RunContext,
     ) -> Result<Self, Violations> {
         let projection = &view.projection;
-        let known = Known {
-            projection,
-            defined: &run.defined,
-        };
+        let known = Known::new(view, &run.defined);
         let mut problems = Violations::default();
         let conversion = conversion_predicate(known, &query.conversion, &mut problems);
         let touches = if query.touchpoints.is_empty() {
@@ -214,15 +254,29 @@ impl Plan {
                 &compile::condition(known, &matcher, "scope", &mut problems),
             )
         });
+        let channel_slot = match &query.channel {
+            ChannelField::Property(name) => {
+                let slot = view.properties.iter().position(|p| p == name);
+                if slot.is_none() {
+                    compile::not_analysable(name, &view.properties, "channel_field".to_owned(), &mut problems);
+                }
+                slot
+            }
+            _ => None,
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
-        let (channel_of, names) = channel_table(projection, query.channel);
+        let (channel_of, names) = match channel_slot {
+            Some(slot) => property_channels(projection, slot),
+            None => channel_table(projection, &query.channel),
+        };
         Ok(Self {
             conversion,
             touches,
             scope,
             channel_of,
+            channel_slot,
             names,
             range: query.range,
             lookback_ms: query.lookback_ms,
@@ -360,11 +414,10 @@ impl Gathered {
             if time >= end {
                 break;
             }
-            let (code, touch) = (event.event(), event.touch_code());
-            if plan.scope.as_ref().is_some_and(|s| !s.holds(code, touch)) {
+            if plan.scope.as_ref().is_some_and(|s| !s.holds(&event)) {
                 continue;
             }
-            if plan.conversion.holds(code, touch) {
+            if plan.conversion.holds(&event) {
                 if time >= start {
                     // A conversion's value is never negative: a refund is not a conversion.
                     let value = event.value().filter(|v| *v > 0.0).unwrap_or(0.0);
@@ -373,14 +426,14 @@ impl Gathered {
                 self.touches.clear();
                 continue;
             }
-            if !plan.touches.iter().any(|p| p.holds(code, touch)) {
+            if !plan.touches.iter().any(|p| p.holds(&event)) {
                 continue;
             }
-            let channel = plan
-                .channel_of
-                .get(usize::from(touch))
-                .copied()
-                .unwrap_or(NO_CHANNEL);
+            let key = match plan.channel_slot {
+                Some(slot) => event.property(slot) as usize,
+                None => usize::from(event.touch_code()),
+            };
+            let channel = plan.channel_of.get(key).copied().unwrap_or(NO_CHANNEL);
             if channel == NO_CHANNEL {
                 continue;
             }

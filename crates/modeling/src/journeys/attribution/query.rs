@@ -311,7 +311,7 @@ pub fn check_costs(costs: &[(String, f64)], path: &str, problems: &mut Violation
 }
 
 /// The column of the projection that names a touch's channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ChannelField {
     /// `channel`.
     #[default]
@@ -320,6 +320,8 @@ pub enum ChannelField {
     Touchpoint,
     /// `source`.
     Source,
+    /// `properties.{name}` (the name): an analysable property, e.g. a campaign.
+    Property(String),
 }
 
 /// Where ROI costs come from, as requested.
@@ -514,15 +516,14 @@ fn check_channel_field(field: &str, problems: &mut Violations) -> ChannelField {
         "touchpoint" => ChannelField::Touchpoint,
         "source" => ChannelField::Source,
         other => {
-            let (reason, text) = if other.starts_with("properties.") {
-                (
-                    "NOT_ANALYSABLE",
-                    "touch properties are not analysable yet: use channel, touchpoint or source",
-                )
-            } else {
-                ("UNKNOWN_FIELD", "channel, touchpoint or source")
-            };
-            problems.add("channel_field", reason, text);
+            if let Some(name) = crate::journeys::properties::name_of(other) {
+                return ChannelField::Property(name.to_owned());
+            }
+            problems.add(
+                "channel_field",
+                "UNKNOWN_FIELD",
+                "channel, touchpoint, source or properties.{name} (an analysable property)",
+            );
             ChannelField::Channel
         }
     }

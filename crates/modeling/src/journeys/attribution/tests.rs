@@ -85,7 +85,7 @@ fn view_of(events: &[Planned]) -> TenantView {
             .encode_to_vec(),
         })
         .collect();
-    match TenantView::build(stored.chunks(7).map(<[JournalEvent]>::to_vec), 3) {
+    match TenantView::build(stored.chunks(7).map(<[JournalEvent]>::to_vec), Vec::new(), 3) {
         Ok(view) => view,
         Err(err) => panic!("the view was refused: {err}"),
     }

@@ -55,10 +55,7 @@ pub fn purchase_condition(
     path: &str,
     strict: bool,
 ) -> Result<Condition, Violations> {
-    let known = Known {
-        projection: &view.projection,
-        defined: &run.defined,
-    };
+    let known = Known::new(view, &run.defined);
     let events = &view.projection.dictionaries().events;
     match purchase {
         PurchaseEvent::Matcher(matcher) => {
@@ -108,10 +105,7 @@ pub fn purchase_condition(
 
 /// The qualifying-activity condition of the settings; `None` means purchases.
 fn activity_condition(view: &TenantView, qualifying: &[Matcher], run: &RunContext) -> Condition {
-    let known = Known {
-        projection: &view.projection,
-        defined: &run.defined,
-    };
+    let known = Known::new(view, &run.defined);
     let events = &view.projection.dictionaries().events;
     let stored: Vec<Matcher> = qualifying
         .iter()

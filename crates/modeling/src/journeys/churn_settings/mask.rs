@@ -27,6 +27,7 @@ pub const MASK_PATHS: &[&str] = &[
     "rfm.lookback",
     "rfm.score_levels",
     "rfm.segment_rules",
+    "analysable_properties",
 ];
 
 /// `current` with the fields `paths` name taken from `incoming`; every unknown path is a
@@ -90,6 +91,9 @@ pub fn apply_mask(
                 .rfm
                 .segment_rules
                 .clone_from(&incoming.rfm.segment_rules),
+            "analysable_properties" => next
+                .analysable_properties
+                .clone_from(&incoming.analysable_properties),
             other => problems.add(
                 format!("update_mask.paths[{index}]"),
                 "UNKNOWN_FIELD",

@@ -176,6 +176,8 @@ pub struct ModelSettings {
     pub churn: ChurnSettings,
     /// RFM.
     pub rfm: RfmSettings,
+    /// The event properties journey analyses may read (`properties.{name}` paths).
+    pub analysable_properties: Vec<String>,
 }
 
 /// Stored settings with their version.
@@ -363,6 +365,11 @@ impl ModelSettings {
         });
         let (fit_window_secs, refit_secs, fixed_parameters) = self.bg_nbd(prefix, &mut problems);
         let rfm = rfm_options(&self.rfm, &format!("{prefix}rfm"), &mut problems);
+        crate::journeys::properties::check_analysable(
+            &self.analysable_properties,
+            &format!("{prefix}analysable_properties"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(problems);
         }

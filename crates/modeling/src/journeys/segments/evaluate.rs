@@ -313,10 +313,7 @@ pub fn evaluate_in_order(
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(segments.len());
     for (id, rule) in segments {
-        let known = Known {
-            projection: &view.projection,
-            defined,
-        };
+        let known = Known::new(view, defined);
         let mut problems = Violations::default();
         let lookup = |name: &str| found.get(name).cloned().or_else(|| stored(name));
         let compiled = compile(rule, known, &lookup, "rule", &mut problems);
@@ -342,10 +339,7 @@ pub fn preview(
     context: &Context<'_>,
     threads: usize,
 ) -> Result<Evaluation, Violations> {
-    let known = Known {
-        projection: &view.projection,
-        defined,
-    };
+    let known = Known::new(view, defined);
     let mut problems = Violations::default();
     let compiled = compile(rule, known, stored, "segment.rule", &mut problems);
     if problems.is_empty() {

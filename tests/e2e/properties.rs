@@ -1,0 +1,495 @@
+//! Analysable properties through the real services. Events carry a campaign (top level), an
+//! amount (a number, sometimes fractional, sometimes absent) and a nested medium. Before the
+//! tenant marks them analysable, a filter on one is refused by name; after, funnels filter
+//! and break down by them and attribution credits campaigns, and every figure equals a
+//! deliberately naive computation here over what was sent, joined to the stored persons.
+
+use std::collections::BTreeMap;
+
+use prost_types::value::Kind;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use touchline_e2e::{field_violations, sample_event};
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::common::v1::{FilterOperator, PropertyFilter, TimeRange};
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::{
+    AnalysisScope, AttributionModel, AttributionModelType, Breakdown, EventMatcher,
+    FunnelBreakdown, FunnelDefinition, FunnelStep, ModelSettings, RunAttributionRequest,
+    RunFunnelRequest, RunRetentionRequest, UpdateModelSettingsRequest,
+};
+use touchline_testkit::{TestApp, token};
+
+const TENANT: &str = "properties";
+const SCOPES: &[&str] = &["events:write", "models:read", "segments:write"];
+/// 2026-09-07 00:00 UTC.
+const T0: i64 = 1_788_739_200_000;
+const DAY: i64 = 86_400_000;
+const WINDOW: i64 = 7 * DAY;
+const CAMPAIGNS: [&str; 4] = ["618", "双十一", "new_year", ""];
+const STEPS: [&str; 3] = ["view", "add_to_cart", "pay"];
+
+/// What one sent event carried, as the naive computations read it.
+#[derive(Debug, Clone)]
+struct Sent {
+    time_ms: i64,
+    sequence: i64,
+    step: usize,
+    campaign: Option<String>,
+    amount: Option<f64>,
+    medium: Option<String>,
+}
+
+fn value(kind: Kind) -> prost_types::Value {
+    prost_types::Value { kind: Some(kind) }
+}
+
+fn at(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1_000),
+        nanos: 0,
+    }
+}
+
+fn filter(field: &str, operator: FilterOperator, values: Vec<Kind>) -> PropertyFilter {
+    PropertyFilter {
+        field: field.to_owned(),
+        operator: operator.into(),
+        values: values.into_iter().map(value).collect(),
+    }
+}
+
+fn matcher(name: &str, filters: Vec<PropertyFilter>) -> Option<EventMatcher> {
+    Some(EventMatcher {
+        event_name: name.to_owned(),
+        filters,
+    })
+}
+
+fn scope() -> Option<AnalysisScope> {
+    Some(AnalysisScope {
+        time_range: Some(TimeRange {
+            start_time: Some(at(T0 - DAY)),
+            end_time: Some(at(T0 + 60 * DAY)),
+        }),
+        ..AnalysisScope::default()
+    })
+}
+
+/// step 1 `view` of a listed campaign → `add_to_cart` → `pay` over 100, broken down by the
+/// campaign of the first step.
+fn funnel(names: &[String]) -> RunFunnelRequest {
+    let steps = vec![
+        matcher(
+            &names[0],
+            vec![filter(
+                "properties.utm_campaign",
+                FilterOperator::Equals,
+                vec![
+                    Kind::StringValue("618".to_owned()),
+                    Kind::StringValue("双十一".to_owned()),
+                ],
+            )],
+        ),
+        matcher(&names[1], Vec::new()),
+        matcher(
+            &names[2],
+            vec![filter(
+                "properties.amount",
+                FilterOperator::GreaterThan,
+                vec![Kind::NumberValue(100.0)],
+            )],
+        ),
+    ];
+    RunFunnelRequest {
+        parent: String::new(),
+        funnel: Some(FunnelDefinition {
+            steps: steps
+                .into_iter()
+                .map(|event| FunnelStep {
+                    label: String::new(),
+                    event,
+                })
+                .collect(),
+            conversion_window: Some(prost_types::Duration {
+                seconds: WINDOW / 1_000,
+                nanos: 0,
+            }),
+            breakdown: Some(FunnelBreakdown {
+                breakdown: Some(Breakdown {
+                    field: "properties.utm_campaign".to_owned(),
+                    limit: 10,
+                }),
+                ..FunnelBreakdown::default()
+            }),
+            scope: scope(),
+            ..FunnelDefinition::default()
+        }),
+    }
+}
+
+/// Whether the naive funnel's step `step` takes `event`.
+fn takes(step: usize, event: &Sent) -> bool {
+    event.step == step
+        && match step {
+            0 => matches!(event.campaign.as_deref(), Some("618" | "双十一")),
+            2 => event.amount.is_some_and(|a| a > 100.0),
+            _ => true,
+        }
+}
+
+/// The furthest step an ordered funnel reaches over one timeline (every step-1 event tried
+/// with the earliest fitting later event for each next step), and the first campaign any
+/// event meeting a step carries (the first-touch breakdown value: as in PostHog, the first
+/// event with a value, not the first event).
+fn naive_funnel(timeline: &[Sent]) -> (usize, String) {
+    let mut furthest = 0;
+    for (start, first) in timeline.iter().enumerate() {
+        if !takes(0, first) {
+            continue;
+        }
+        let (mut reached, mut last) = (1, first.time_ms);
+        for event in &timeline[start + 1..] {
+            if event.time_ms - first.time_ms > WINDOW {
+                break;
+            }
+            if reached < 3 && takes(reached, event) && event.time_ms > last {
+                reached += 1;
+                last = event.time_ms;
+            }
+        }
+        furthest = furthest.max(reached);
+    }
+    let value = timeline
+        .iter()
+        .filter(|e| (0..3).any(|step| takes(step, e)))
+        .find_map(|e| e.campaign.clone().filter(|c| !c.is_empty()))
+        .unwrap_or_default();
+    (furthest, value)
+}
+
+/// Last-touch conversions per campaign: each `pay` in the range goes to the latest `view`
+/// carrying a campaign after the person's previous `pay` and within the 30-day lookback.
+fn naive_last_touch(timelines: &BTreeMap<String, Vec<Sent>>) -> BTreeMap<String, f64> {
+    let lookback = 30 * DAY;
+    let mut credit: BTreeMap<String, f64> = BTreeMap::new();
+    for timeline in timelines.values() {
+        let mut since = i64::MIN;
+        for (index, event) in timeline.iter().enumerate() {
+            if event.step != 2 {
+                continue;
+            }
+            let touch = timeline[..index].iter().rev().find(|t| {
+                t.step == 0
+                    && t.time_ms > since
+                    && t.time_ms >= event.time_ms - lookback
+                    && t.campaign.as_deref().is_some_and(|c| !c.is_empty())
+            });
+            if let Some(campaign) = touch.and_then(|t| t.campaign.clone()) {
+                *credit.entry(campaign).or_default() += 1.0;
+            }
+            since = event.time_ms;
+        }
+    }
+    credit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    let mut collection: touchline_e2e::Collection =
+        CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: touchline_e2e::Modeling = ModelingServiceClient::new(app.channel(&token)?);
+
+    // 150 persons, each a random walk over the three steps with random properties.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut events = Vec::new();
+    let mut sent: BTreeMap<String, Sent> = BTreeMap::new();
+    for person in 0..150u64 {
+        let mut time = T0 + rng.random_range(0..20 * DAY);
+        for _ in 0..rng.random_range(1..8) {
+            let step = rng.random_range(0..3usize);
+            let id = format!("p{}", events.len());
+            let mut event = sample_event(&id, person, STEPS[step], time);
+            let campaign = rng
+                .random_bool(0.8)
+                .then(|| CAMPAIGNS[rng.random_range(0..CAMPAIGNS.len())].to_owned());
+            let amount = rng
+                .random_bool(0.8)
+                .then(|| f64::from(rng.random_range(0..4_000u32)) / 20.0);
+            let medium = rng
+                .random_bool(0.5)
+                .then(|| ["cpc", "social"][rng.random_range(0..2)].to_owned());
+            let mut properties = prost_types::Struct::default();
+            if let Some(campaign) = &campaign {
+                properties.fields.insert(
+                    "utm_campaign".to_owned(),
+                    value(Kind::StringValue(campaign.clone())),
+                );
+            }
+            if let Some(amount) = amount {
+                properties
+                    .fields
+                    .insert("amount".to_owned(), value(Kind::NumberValue(amount)));
+            }
+            if let Some(medium) = &medium {
+                let utm = prost_types::Struct {
+                    fields: [("medium".to_owned(), value(Kind::StringValue(medium.clone())))]
+                        .into(),
+                };
+                properties
+                    .fields
+                    .insert("utm".to_owned(), value(Kind::StructValue(utm)));
+            }
+            event.properties = Some(properties);
+            sent.insert(
+                id,
+                Sent {
+                    time_ms: time,
+                    sequence: 0,
+                    step,
+                    campaign,
+                    amount,
+                    medium,
+                },
+            );
+            events.push(event);
+            time += rng.random_range(60_000..3 * DAY);
+        }
+    }
+    let mut stored = Vec::new();
+    for chunk in events.chunks(300) {
+        stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, chunk.to_vec())
+            .await?;
+    }
+    assert_eq!(stored.len(), events.len(), "every event is stored");
+    let mut names = vec![String::new(); 3];
+    let mut timelines: BTreeMap<String, Vec<Sent>> = BTreeMap::new();
+    for event in &stored {
+        let Some(mine) = sent.get(&event.message_id) else {
+            anyhow::bail!("an event nobody sent: {}", event.message_id);
+        };
+        names[mine.step].clone_from(&event.event_name);
+        timelines
+            .entry(event.person_id.clone())
+            .or_default()
+            .push(Sent {
+                sequence: event.sequence,
+                ..mine.clone()
+            });
+    }
+    for timeline in timelines.values_mut() {
+        timeline.sort_by_key(|e| (e.time_ms, e.sequence));
+    }
+
+    // Not analysable yet: refused by name, in the step and in the breakdown.
+    let refused = modeling
+        .run_funnel(funnel(&names))
+        .await
+        .err()
+        .map(|status| (status.code(), field_violations(&status)));
+    let not_analysable = |field: &str| (field.to_owned(), "NOT_ANALYSABLE".to_owned());
+    assert_eq!(
+        refused,
+        Some((
+            tonic::Code::InvalidArgument,
+            vec![
+                not_analysable("funnel.steps[0].event.filters[0].field"),
+                not_analysable("funnel.steps[2].event.filters[0].field"),
+                not_analysable("funnel.breakdown.breakdown.field"),
+            ]
+        ))
+    );
+
+    // Marked: the next query rebuilds the projection with the three properties.
+    let bad = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                name: format!("tenants/{TENANT}/modelSettings"),
+                analysable_properties: vec!["utm_campaign".to_owned()],
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["analysable_properties".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await
+        .err()
+        .map(|status| field_violations(&status));
+    assert_eq!(
+        bad,
+        Some(vec![(
+            "model_settings.analysable_properties[0]".to_owned(),
+            "INVALID_PATH".to_owned()
+        )])
+    );
+    let marked = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                name: format!("tenants/{TENANT}/modelSettings"),
+                analysable_properties: vec![
+                    "properties.utm_campaign".to_owned(),
+                    "properties.amount".to_owned(),
+                    "properties.utm.medium".to_owned(),
+                ],
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["analysable_properties".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await?
+        .into_inner()
+        .model_settings
+        .unwrap_or_default();
+    assert_eq!(marked.analysable_properties.len(), 3);
+
+    let mut expected = vec![0i64; 3];
+    let mut expected_by_campaign: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for timeline in timelines.values() {
+        let (furthest, campaign) = naive_funnel(timeline);
+        for count in expected.iter_mut().take(furthest) {
+            *count += 1;
+        }
+        if furthest > 0 {
+            let row = expected_by_campaign
+                .entry(campaign)
+                .or_insert_with(|| vec![0; 3]);
+            for count in row.iter_mut().take(furthest) {
+                *count += 1;
+            }
+        }
+    }
+    assert!(expected[2] > 0, "the data reaches the last step: {expected:?}");
+    let ran = modeling.run_funnel(funnel(&names)).await?.into_inner();
+    let counts: Vec<i64> = ran.steps.iter().map(|s| s.count).collect();
+    assert_eq!(counts, expected, "the funnel equals the naive count");
+    let by_campaign: BTreeMap<String, Vec<i64>> = ran
+        .breakdown_results
+        .iter()
+        .map(|row| (row.value.clone(), row.steps.iter().map(|s| s.count).collect()))
+        .collect();
+    assert_eq!(by_campaign, expected_by_campaign, "by first-touch campaign");
+
+    // A nested property in the scope, a number compared as a number (BETWEEN), and a
+    // breakdown by amount that prints whole numbers without a fraction.
+    let mut scoped = funnel(&names);
+    if let Some(definition) = scoped.funnel.as_mut() {
+        definition.steps[0].event = matcher(&names[0], Vec::new());
+        definition.steps[2].event = matcher(&names[2], Vec::new());
+        if let Some(scope) = definition.scope.as_mut() {
+            scope.event_filters = vec![
+                filter(
+                    "properties.utm.medium",
+                    FilterOperator::Equals,
+                    vec![Kind::StringValue("cpc".to_owned())],
+                ),
+                filter(
+                    "properties.amount",
+                    FilterOperator::Between,
+                    vec![Kind::NumberValue(5.0), Kind::NumberValue(150.0)],
+                ),
+            ];
+        }
+        definition.breakdown = Some(FunnelBreakdown {
+            breakdown: Some(Breakdown {
+                field: "properties.amount".to_owned(),
+                limit: 100,
+            }),
+            ..FunnelBreakdown::default()
+        });
+    }
+    let in_scope = |e: &Sent| {
+        e.medium.as_deref() == Some("cpc") && e.amount.is_some_and(|a| (5.0..=150.0).contains(&a))
+    };
+    let mut expected_scoped = vec![0i64; 3];
+    for timeline in timelines.values() {
+        let kept: Vec<Sent> = timeline
+            .iter()
+            .filter(|e| in_scope(e))
+            .map(|e| Sent {
+                campaign: Some("618".to_owned()),
+                amount: Some(1_000.0),
+                ..e.clone()
+            })
+            .collect();
+        let (furthest, _) = naive_funnel(&kept);
+        for count in expected_scoped.iter_mut().take(furthest) {
+            *count += 1;
+        }
+    }
+    let scoped_run = modeling.run_funnel(scoped).await?.into_inner();
+    let counts: Vec<i64> = scoped_run.steps.iter().map(|s| s.count).collect();
+    assert_eq!(counts, expected_scoped, "the scoped funnel equals the naive count");
+    assert!(
+        scoped_run
+            .breakdown_results
+            .iter()
+            .all(|row| !row.value.ends_with(".0") && row.value.parse::<f64>().is_ok()),
+        "amounts print as analysts read them: {:?}",
+        scoped_run
+            .breakdown_results
+            .iter()
+            .map(|r| &r.value)
+            .collect::<Vec<_>>()
+    );
+
+    // Retention broken down by campaign answers with the campaigns as values.
+    let retention = modeling
+        .run_retention(RunRetentionRequest {
+            start_event: matcher(&names[0], Vec::new()),
+            breakdown: Some(Breakdown {
+                field: "properties.utm_campaign".to_owned(),
+                limit: 10,
+            }),
+            scope: scope(),
+            ..RunRetentionRequest::default()
+        })
+        .await?
+        .into_inner();
+    let values: Vec<&str> = retention
+        .tables
+        .iter()
+        .map(|r| r.breakdown_value.as_str())
+        .collect();
+    assert!(
+        values.contains(&"618") && values.contains(&"双十一"),
+        "{values:?}"
+    );
+
+    // Attribution by campaign: last touch equals the naive reading.
+    let attribution = modeling
+        .run_attribution(RunAttributionRequest {
+            conversion_event: matcher(&names[2], Vec::new()),
+            touchpoint_events: vec![EventMatcher {
+                event_name: names[0].clone(),
+                filters: Vec::new(),
+            }],
+            channel_field: "properties.utm_campaign".to_owned(),
+            models: vec![AttributionModel {
+                r#type: AttributionModelType::LastTouch.into(),
+                ..AttributionModel::default()
+            }],
+            scope: scope(),
+            ..RunAttributionRequest::default()
+        })
+        .await?
+        .into_inner();
+    let credited: BTreeMap<String, f64> = attribution
+        .results
+        .first()
+        .map(|r| {
+            r.channels
+                .iter()
+                .filter(|c| c.conversions > 0.0)
+                .map(|c| (c.channel.clone(), c.conversions))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(credited, naive_last_touch(&timelines), "last touch by campaign");
+    Ok(())
+}
