@@ -3,6 +3,7 @@
 //! tenant marks them analysable, a filter on one is refused by name; after, funnels filter
 //! and break down by them and attribution credits campaigns, and every figure equals a
 //! deliberately naive computation here over what was sent, joined to the stored persons.
+//! A segment defined by a property ("paid over 100") limits a funnel to its members.
 
 use std::collections::BTreeMap;
 
@@ -14,9 +15,11 @@ use touchline_proto::collection::v1::collection_service_client::CollectionServic
 use touchline_proto::common::v1::{FilterOperator, PropertyFilter, TimeRange};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    AnalysisScope, AttributionModel, AttributionModelType, Breakdown, EventMatcher,
-    FunnelBreakdown, FunnelDefinition, FunnelStep, ModelSettings, RunAttributionRequest,
-    RunFunnelRequest, RunRetentionRequest, UpdateModelSettingsRequest,
+    AnalysisScope, AttributionModel, AttributionModelType, Breakdown, CreateSegmentRequest,
+    EventAggregateCondition, EventAggregation, EventMatcher, FunnelBreakdown, FunnelDefinition,
+    FunnelStep, ModelSettings, NumberComparison, RunAttributionRequest, RunFunnelRequest,
+    RunRetentionRequest, Segment, SegmentRule, UpdateModelSettingsRequest,
+    event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -236,8 +239,11 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
             }
             if let Some(medium) = &medium {
                 let utm = prost_types::Struct {
-                    fields: [("medium".to_owned(), value(Kind::StringValue(medium.clone())))]
-                        .into(),
+                    fields: [(
+                        "medium".to_owned(),
+                        value(Kind::StringValue(medium.clone())),
+                    )]
+                    .into(),
                 };
                 properties
                     .fields
@@ -261,8 +267,8 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
     }
     let mut stored = Vec::new();
     for chunk in events.chunks(300) {
-        stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, chunk.to_vec())
-            .await?;
+        stored =
+            touchline_e2e::ingest_and_store(&mut collection, &mut modeling, chunk.to_vec()).await?;
     }
     assert_eq!(stored.len(), events.len(), "every event is stored");
     let mut names = vec![String::new(); 3];
@@ -364,14 +370,22 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
             }
         }
     }
-    assert!(expected[2] > 0, "the data reaches the last step: {expected:?}");
+    assert!(
+        expected[2] > 0,
+        "the data reaches the last step: {expected:?}"
+    );
     let ran = modeling.run_funnel(funnel(&names)).await?.into_inner();
     let counts: Vec<i64> = ran.steps.iter().map(|s| s.count).collect();
     assert_eq!(counts, expected, "the funnel equals the naive count");
     let by_campaign: BTreeMap<String, Vec<i64>> = ran
         .breakdown_results
         .iter()
-        .map(|row| (row.value.clone(), row.steps.iter().map(|s| s.count).collect()))
+        .map(|row| {
+            (
+                row.value.clone(),
+                row.steps.iter().map(|s| s.count).collect(),
+            )
+        })
         .collect();
     assert_eq!(by_campaign, expected_by_campaign, "by first-touch campaign");
 
@@ -424,7 +438,10 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
     }
     let scoped_run = modeling.run_funnel(scoped).await?.into_inner();
     let counts: Vec<i64> = scoped_run.steps.iter().map(|s| s.count).collect();
-    assert_eq!(counts, expected_scoped, "the scoped funnel equals the naive count");
+    assert_eq!(
+        counts, expected_scoped,
+        "the scoped funnel equals the naive count"
+    );
     assert!(
         scoped_run
             .breakdown_results
@@ -490,6 +507,10 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(credited, naive_last_touch(&timelines), "last touch by campaign");
+    assert_eq!(
+        credited,
+        naive_last_touch(&timelines),
+        "last touch by campaign"
+    );
     Ok(())
 }

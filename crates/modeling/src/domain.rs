@@ -6,6 +6,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ModelingError;
 
+/// The parent (`tenants/{tenant}`) and the id of a segment's name
+/// `tenants/{tenant}/segments/{id}`; `None` when malformed.
+pub fn segment_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("tenants/")?;
+    let (tenant, id) = rest.split_once("/segments/")?;
+    (!tenant.is_empty() && !id.is_empty() && !id.contains('/'))
+        .then(|| (&name[..8 + tenant.len()], id))
+}
+
 /// Default page.
 pub const DEFAULT_PAGE: i64 = 100;
 /// Largest page.

@@ -125,8 +125,8 @@ mod tests {
 
     #[test]
     fn a_funnel_of_many_steps_over_many_persons_is_refused_before_it_runs() {
-        let mut view =
-            TenantView::build(std::iter::empty(), Vec::new(), 1).unwrap_or_else(|err| panic!("{err}"));
+        let mut view = TenantView::build(std::iter::empty(), Vec::new(), 1)
+            .unwrap_or_else(|err| panic!("{err}"));
         for n in 0..400_000u128 {
             view.persons.key(uuid::Uuid::from_u128(n + 1));
         }

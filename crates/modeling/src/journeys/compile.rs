@@ -10,8 +10,8 @@ use touchline_projection::query::{
 use touchline_projection::{CodeSet, Dictionary, Event, Projection};
 use touchline_proto::common::v1::{Department, TouchpointType};
 
+use super::RunContext;
 use super::TenantView;
-use super::cancel::Cancel;
 use super::query::{
     BreakdownAttribution, Field, FieldFilter, Matcher, Operator, ValidFunnel, Violations,
 };
@@ -199,9 +199,9 @@ fn filter(
     };
     let codes = match dictionary(known.projection, dimension) {
         Some(dictionary) => dictionary.matching(|text| accepts(filter, text, false)),
-        None => CodeSet::of(
-            (0..256u32).filter(|&code| accepts(filter, &enum_text(&field, code), true)),
-        ),
+        None => {
+            CodeSet::of((0..256u32).filter(|&code| accepts(filter, &enum_text(&field, code), true)))
+        }
     };
     Some(Filter { dimension, codes })
 }
@@ -307,7 +307,12 @@ pub(super) fn condition(
     };
     Condition {
         event,
-        filters: filters_of(known, &matcher.filters, &format!("{path}.filters"), problems),
+        filters: filters_of(
+            known,
+            &matcher.filters,
+            &format!("{path}.filters"),
+            problems,
+        ),
     }
 }
 
@@ -397,14 +402,14 @@ impl std::fmt::Debug for ScopeFor {
 }
 
 impl ScopeFor {
-    /// Events in `range` (all, when `None`) meeting every filter, until `cancel` is raised;
-    /// a filter on a property the view does not keep is a violation of
-    /// `scope.event_filters[i]`.
+    /// Events in `range` (all, when `None`) meeting every filter, of the persons `run`
+    /// admits, until its cancel flag is raised; a filter on a property the view does not
+    /// keep is a violation of `scope.event_filters[i]`.
     pub fn new(
         known: Known<'_>,
         range: Option<(i64, i64)>,
         filters: &[FieldFilter],
-        cancel: &Cancel,
+        run: &RunContext,
     ) -> Result<Self, Violations> {
         let mut problems = Violations::default();
         let events = (!filters.is_empty()).then(|| Condition {
@@ -414,11 +419,14 @@ impl ScopeFor {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let cancel = cancel.clone();
+        let cancel = run.cancel.clone();
+        let members = run.persons.clone();
         Ok(Self {
             range,
             events,
-            persons: Box::new(move |_| !cancel.is_cancelled()),
+            persons: Box::new(move |person| {
+                !cancel.is_cancelled() && members.as_ref().is_none_or(|m| m.contains(&person))
+            }),
         })
     }
 
@@ -486,7 +494,8 @@ pub fn funnel(known: Known<'_>, funnel: &ValidFunnel) -> Result<FunnelSpec, Viol
         .breakdown
         .as_ref()
         .and_then(|(field, _, attribution)| {
-            let dimension = breakdown_dimension(known, field, "funnel.breakdown.breakdown", &mut problems)?;
+            let dimension =
+                breakdown_dimension(known, field, "funnel.breakdown.breakdown", &mut problems)?;
             Some(FunnelBreakdown {
                 dimension,
                 attribution: match attribution {

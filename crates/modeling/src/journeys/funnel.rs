@@ -81,13 +81,8 @@ fn accumulate(
     let known = compile::Known::new(view, &run.defined);
     let spec = compile::funnel(known, funnel).map_err(RunError::Invalid)?;
     super::budget::funnel(view, funnel, run.threads, keep_persons).map_err(RunError::TooLarge)?;
-    let scope = compile::ScopeFor::new(
-        known,
-        Some(funnel.range),
-        &funnel.event_filters,
-        &run.cancel,
-    )
-    .map_err(RunError::Invalid)?;
+    let scope = compile::ScopeFor::new(known, Some(funnel.range), &funnel.event_filters, run)
+        .map_err(RunError::Invalid)?;
     projection
         .funnel(&spec, &scope.scope(), run.threads, keep_persons)
         .map_err(RunError::Projection)
@@ -196,7 +191,8 @@ mod tests {
                 payload: touchline_proto::governance::v1::CleanEvent::default().encode_to_vec(),
             })
             .collect();
-        TenantView::build(std::iter::once(stored), Vec::new(), 2).unwrap_or_else(|err| panic!("{err}"))
+        TenantView::build(std::iter::once(stored), Vec::new(), 2)
+            .unwrap_or_else(|err| panic!("{err}"))
     }
 
     fn funnel() -> ValidFunnel {

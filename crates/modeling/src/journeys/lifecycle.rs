@@ -248,7 +248,7 @@ pub fn run(
         activity,
         first_seen: FirstSeen::EarliestEvent,
     };
-    let scope = compile::ScopeFor::new(known, None, &lifecycle.event_filters, &run.cancel)
+    let scope = compile::ScopeFor::new(known, None, &lifecycle.event_filters, run)
         .map_err(RunError::Invalid)?;
     let accumulator = projection
         .lifecycle(&lifecycle.model, &spec, &scope.scope(), run.threads)

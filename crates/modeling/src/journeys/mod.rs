@@ -89,6 +89,18 @@ pub struct RunContext {
     pub threads: usize,
     /// Raised when the caller is gone.
     pub cancel: Cancel,
+    /// When the scope names a segment: the keys of its members the view knows.
+    pub persons: Option<Arc<std::collections::HashSet<u64>>>,
+}
+
+impl RunContext {
+    /// Whether the query looks at the person `key` (every person, unless the scope names a
+    /// segment).
+    pub fn admits(&self, key: u64) -> bool {
+        self.persons
+            .as_ref()
+            .is_none_or(|members| members.contains(&key))
+    }
 }
 
 /// A tenant's view, read-locked for one query.
@@ -152,7 +164,12 @@ impl Journeys {
         {
             let mut freshness = slot.refresh.lock().await;
             let properties = self.analysable(tenant).await?;
-            let kept = slot.view.read().await.as_ref().map(|v| v.properties.clone());
+            let kept = slot
+                .view
+                .read()
+                .await
+                .as_ref()
+                .map(|v| v.properties.clone());
             let stale = kept.is_none_or(|kept| kept != properties)
                 || freshness
                     .refreshed_at

@@ -311,13 +311,8 @@ pub fn run(
         item: dimension(kind),
         events,
     };
-    let scope = compile::ScopeFor::new(
-        known,
-        Some(paths.range),
-        &query.scope.event_filters,
-        &run.cancel,
-    )
-    .map_err(RunError::Invalid)?;
+    let scope = compile::ScopeFor::new(known, Some(paths.range), &query.scope.event_filters, run)
+        .map_err(RunError::Invalid)?;
     let accumulator = projection
         .paths(&options, &spec, &scope.scope(), run.threads)
         .map_err(RunError::Projection)?;
@@ -399,8 +394,8 @@ mod tests {
                 .encode_to_vec(),
             })
             .collect();
-        let view =
-            TenantView::build(std::iter::once(stored), Vec::new(), 1).unwrap_or_else(|err| panic!("{err}"));
+        let view = TenantView::build(std::iter::once(stored), Vec::new(), 1)
+            .unwrap_or_else(|err| panic!("{err}"));
         let projection = &view.projection;
         for text in ["app/home", "web/shop/cart/v2"] {
             let code = item_code(projection, ItemKind::Touchpoint, text);

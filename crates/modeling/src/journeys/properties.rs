@@ -31,11 +31,7 @@ pub fn check_analysable(paths: &[String], field: &str, problems: &mut Violations
     for (index, path) in paths.iter().enumerate() {
         let at = format!("{field}[{index}]");
         if path.len() > MAX_PATH_BYTES {
-            problems.add(
-                at,
-                "TOO_LONG",
-                format!("at most {MAX_PATH_BYTES} bytes"),
-            );
+            problems.add(at, "TOO_LONG", format!("at most {MAX_PATH_BYTES} bytes"));
             continue;
         }
         if name_of(path).is_none() {
@@ -235,9 +231,16 @@ mod tests {
         assert_eq!(compares(Operator::GreaterThan, "10", &one("9")), Some(true));
         // As text "10" < "9"; numerically it is not.
         assert_eq!(compares(Operator::LessThan, "10", &one("9")), Some(false));
-        assert_eq!(compares(Operator::LessOrEqual, "9", &one("9.0")), Some(true));
         assert_eq!(
-            compares(Operator::GreaterOrEqual, "2026-11-11T00:00:00Z", &one("2026-06-18")),
+            compares(Operator::LessOrEqual, "9", &one("9.0")),
+            Some(true)
+        );
+        assert_eq!(
+            compares(
+                Operator::GreaterOrEqual,
+                "2026-11-11T00:00:00Z",
+                &one("2026-06-18")
+            ),
             Some(true)
         );
         assert_eq!(compares(Operator::GreaterThan, "", &one("0")), Some(false));

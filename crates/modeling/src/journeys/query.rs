@@ -172,7 +172,11 @@ pub fn breakdown_of(
     problems: &mut Violations,
 ) -> (Field, usize) {
     let field = Field::parse(field).unwrap_or_else(|reason| {
-        problems.add(format!("{path}.field"), reason, field_problem(field, reason));
+        problems.add(
+            format!("{path}.field"),
+            reason,
+            field_problem(field, reason),
+        );
         Field::Channel
     });
     let limit = match limit {
@@ -196,9 +200,9 @@ fn field_problem(path: &str, reason: &str) -> String {
         "NOT_ANALYSABLE" => format!(
             "{path} is not among the fields journey analyses read: event_name, channel, touchpoint, source, touchpoint_type, department, or a property the model settings mark analysable"
         ),
-        "INVALID_PATH" => format!(
-            "{path:?} is not a property path such as properties.utm_campaign"
-        ),
+        "INVALID_PATH" => {
+            format!("{path:?} is not a property path such as properties.utm_campaign")
+        }
         _ => format!(
             "unknown field {path:?}: use event_name, channel, touchpoint, source, touchpoint_type, department or properties.{{name}}"
         ),
@@ -233,7 +237,11 @@ fn check_filters(filters: &[FieldFilter], path: &str, problems: &mut Violations)
     for (index, filter) in filters.iter().enumerate() {
         let at = format!("{path}[{index}]");
         if let Err(reason) = Field::parse(&filter.field) {
-            problems.add(format!("{at}.field"), reason, field_problem(&filter.field, reason));
+            problems.add(
+                format!("{at}.field"),
+                reason,
+                field_problem(&filter.field, reason),
+            );
         }
         match filter.operator {
             Operator::Unsupported(number) => problems.add(
@@ -346,11 +354,11 @@ pub fn resolve_range(
         &format!("{path}.event_filters"),
         problems,
     );
-    if !scope.segment.is_empty() {
+    if !scope.segment.is_empty() && crate::domain::segment_name(&scope.segment).is_none() {
         problems.add(
             format!("{path}.segment"),
-            "UNSUPPORTED",
-            "journey analyses cannot be limited to a segment yet; leave segment empty",
+            "INVALID_NAME",
+            "a segment is named tenants/{tenant}/segments/{segment}",
         );
     }
     range

@@ -188,7 +188,7 @@ pub fn run(
         .saturating_mul(retention.model.options().periods as u64);
     super::budget::retention(view, cells, spec.breakdown, run.threads)
         .map_err(RunError::TooLarge)?;
-    let scope = compile::ScopeFor::new(known, None, &retention.event_filters, &run.cancel)
+    let scope = compile::ScopeFor::new(known, None, &retention.event_filters, run)
         .map_err(RunError::Invalid)?;
     let accumulator = projection
         .retention(&retention.model, &spec, &scope.scope(), run.threads)

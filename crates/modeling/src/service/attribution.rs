@@ -2,6 +2,7 @@
 //! the tenant's current view (stored events) or on the supplied paths, on the blocking pool.
 
 use super::Modeling;
+use super::journeys::InSegment;
 use crate::error::ModelingError;
 use crate::journeys::attribution::models::ModelsError;
 use crate::journeys::attribution::on_paths::{
@@ -68,8 +69,9 @@ impl Modeling {
             }
         };
         let names = valid.event_names().map(str::to_owned).collect();
+        let segment = InSegment::at(&query.scope.segment, "scope.segment");
         let figures = self
-            .on_view(tenant, names, move |view, run| {
+            .on_scoped_view(tenant, names, segment, move |view, run| {
                 attribution::run(view, &valid, &costs, run).map_err(|err| match err {
                     StoredError::Invalid(problems) => ModelingError::Invalid(problems.0),
                     StoredError::Models(err) => models_failed(err),

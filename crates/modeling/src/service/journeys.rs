@@ -1,6 +1,8 @@
 //! Journey analytics calls: check the request, take the tenant's current view, run the model
 //! on the blocking pool.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use super::Modeling;
@@ -15,6 +17,22 @@ use crate::journeys::paths::{self, PathFigures, PathsQuery};
 use crate::journeys::query::{FunnelQuery, Violations};
 use crate::journeys::retention::{self, RetentionFigures, RetentionQuery};
 use crate::journeys::{Cancel, RunContext, TenantView};
+
+/// The segment a query's scope names (an empty name: none) and the request field naming it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct InSegment<'a> {
+    /// `tenants/{tenant}/segments/{segment}`, or empty.
+    pub name: &'a str,
+    /// Where the request names it, for a violation.
+    pub field: &'static str,
+}
+
+impl<'a> InSegment<'a> {
+    /// The segment `name` names at `field`.
+    pub(super) fn at(name: &'a str, field: &'static str) -> Self {
+        Self { name, field }
+    }
+}
 
 fn invalid(problems: Violations) -> ModelingError {
     ModelingError::Invalid(problems.0)
@@ -50,6 +68,54 @@ impl Modeling {
         T: Send + 'static,
         W: FnOnce(&TenantView, &RunContext) -> Result<T, ModelingError> + Send + 'static,
     {
+        self.on_scoped_view(tenant, names, InSegment::default(), work)
+            .await
+    }
+
+    /// The persons of the segment a scope names, as they are now; a name that is not one of
+    /// the tenant's live segments is a violation of `segment.field`.
+    async fn segment_members(
+        &self,
+        tenant: &str,
+        segment: &InSegment<'_>,
+    ) -> Result<Vec<Uuid>, ModelingError> {
+        let unknown = || {
+            ModelingError::invalid(
+                segment.field,
+                "UNKNOWN_SEGMENT",
+                format!(
+                    "{:?} is not a segment of this tenant / 该租户没有这个分群",
+                    segment.name
+                ),
+            )
+        };
+        let id = match crate::domain::segment_name(segment.name) {
+            Some((parent, id)) if parent.strip_prefix("tenants/") == Some(tenant) => id,
+            _ => return Err(unknown()),
+        };
+        crate::store::segments::live_members(&self.pool, tenant, id)
+            .await?
+            .ok_or_else(unknown)
+    }
+
+    /// [`Self::on_view`] limited to the members of the segment `segment` names, when it
+    /// names one: membership as the segment worker last published it.
+    pub(super) async fn on_scoped_view<T, W>(
+        &self,
+        tenant: &str,
+        names: Vec<String>,
+        segment: InSegment<'_>,
+        work: W,
+    ) -> Result<T, ModelingError>
+    where
+        T: Send + 'static,
+        W: FnOnce(&TenantView, &RunContext) -> Result<T, ModelingError> + Send + 'static,
+    {
+        let members = if segment.name.is_empty() {
+            None
+        } else {
+            Some(self.segment_members(tenant, &segment).await?)
+        };
         let view = self.journeys.current(tenant).await?;
         let events = &view.projection.dictionaries().events;
         let unseen = names.iter().any(|name| events.code(name).is_none());
@@ -62,18 +128,23 @@ impl Modeling {
         } else {
             (view, Vec::new())
         };
-        let run = RunContext {
+        let mut run = RunContext {
             defined,
             threads: self.journeys.threads(),
             cancel: Cancel::default(),
+            persons: None,
         };
         let guard = run.cancel.on_drop();
-        let done = tokio::task::spawn_blocking(move || work(&view, &run))
-            .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "a journey task failed");
-                ModelingError::Internal("journey query")
-            })?;
+        let done = tokio::task::spawn_blocking(move || {
+            run.persons = members
+                .map(|ids| Arc::new(ids.iter().filter_map(|id| view.persons.get(id)).collect()));
+            work(&view, &run)
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "a journey task failed");
+            ModelingError::Internal("journey query")
+        })?;
         guard.disarm();
         done
     }
@@ -86,7 +157,8 @@ impl Modeling {
     ) -> Result<FunnelFigures, ModelingError> {
         let funnel = query.validate(now_ms()).map_err(invalid)?;
         let names = funnel.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, run| {
+        let segment = InSegment::at(&query.scope.segment, "funnel.scope.segment");
+        self.on_scoped_view(tenant, names, segment, move |view, run| {
             funnel::run(view, &funnel, run).map_err(failed)
         })
         .await
@@ -100,7 +172,8 @@ impl Modeling {
     ) -> Result<RetentionFigures, ModelingError> {
         let retention = query.validate(now_ms()).map_err(invalid)?;
         let names = retention.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, run| {
+        let segment = InSegment::at(&query.scope.segment, "scope.segment");
+        self.on_scoped_view(tenant, names, segment, move |view, run| {
             retention::run(view, &retention, run).map_err(failed)
         })
         .await
@@ -115,7 +188,8 @@ impl Modeling {
         let now = now_ms();
         let lifecycle = query.validate(now).map_err(invalid)?;
         let names = lifecycle.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, run| {
+        let segment = InSegment::at(&query.scope.segment, "scope.segment");
+        self.on_scoped_view(tenant, names, segment, move |view, run| {
             lifecycle::run(view, &lifecycle, now, run).map_err(failed)
         })
         .await
@@ -129,7 +203,8 @@ impl Modeling {
     ) -> Result<PathFigures, ModelingError> {
         let paths = query.validate(now_ms()).map_err(invalid)?;
         let names = paths.event_names().map(str::to_owned).collect();
-        self.on_view(tenant, names, move |view, run| {
+        let segment = InSegment::at(&query.scope.segment, "scope.segment");
+        self.on_scoped_view(tenant, names, segment, move |view, run| {
             paths::run(view, &paths, run).map_err(failed)
         })
         .await
@@ -179,8 +254,9 @@ impl Modeling {
                 let value =
                     (!query.breakdown_value.is_empty()).then(|| query.breakdown_value.clone());
                 let names = funnel.event_names().map(str::to_owned).collect();
+                let segment = InSegment::at(&query.funnel.scope.segment, "funnel.scope.segment");
                 let (dropped, computation) = self
-                    .on_view(tenant, names, move |view, run| {
+                    .on_scoped_view(tenant, names, segment, move |view, run| {
                         let (persons, computation) =
                             funnel::dropped_at(view, &funnel, run, step, value.as_deref())
                                 .map_err(failed)?;

@@ -261,7 +261,10 @@ pub async fn get(pool: &PgPool, tenant: &str) -> Result<Option<StoredSettings>, 
 
 /// The property paths the tenant marked analysable (empty before the first change): read
 /// before every journey query, so only this one JSON field is sent back.
-pub async fn analysable_properties(pool: &PgPool, tenant: &str) -> Result<Vec<String>, sqlx::Error> {
+pub async fn analysable_properties(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<Vec<String>, sqlx::Error> {
     let paths: Option<Vec<String>> = sqlx::query_scalar(
         "SELECT ARRAY(SELECT jsonb_array_elements_text(settings->'analysable_properties'))
            FROM modeling.model_settings WHERE tenant_id = $1",

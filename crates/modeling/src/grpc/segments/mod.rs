@@ -16,13 +16,7 @@ mod rules;
 use crate::service::{ChangesPage, MembersPage, Preview, SegmentInput, SegmentReply};
 use crate::store::segments::{SegmentRow, StoredChange};
 
-/// The id in `tenants/{tenant}/segments/{id}`, with the tenant part; `None` when malformed.
-pub(super) fn segment_name(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix("tenants/")?;
-    let (tenant, id) = rest.split_once("/segments/")?;
-    (!tenant.is_empty() && !id.is_empty() && !id.contains('/'))
-        .then(|| (&name[..8 + tenant.len()], id))
-}
+pub(super) use crate::domain::segment_name;
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     timestamp_ms(at.timestamp_millis())

@@ -258,7 +258,12 @@ impl Plan {
             ChannelField::Property(name) => {
                 let slot = view.properties.iter().position(|p| p == name);
                 if slot.is_none() {
-                    compile::not_analysable(name, &view.properties, "channel_field".to_owned(), &mut problems);
+                    compile::not_analysable(
+                        name,
+                        &view.properties,
+                        "channel_field".to_owned(),
+                        &mut problems,
+                    );
                 }
                 slot
             }
@@ -479,7 +484,7 @@ pub fn collect(
         run.threads,
         || Gathered::new(plan),
         |state: &mut Gathered, person| {
-            if run.cancel.is_cancelled() {
+            if run.cancel.is_cancelled() || !run.admits(person.person()) {
                 return Ok(());
             }
             state.person(plan, person)

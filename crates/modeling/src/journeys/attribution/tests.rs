@@ -85,7 +85,11 @@ fn view_of(events: &[Planned]) -> TenantView {
             .encode_to_vec(),
         })
         .collect();
-    match TenantView::build(stored.chunks(7).map(<[JournalEvent]>::to_vec), Vec::new(), 3) {
+    match TenantView::build(
+        stored.chunks(7).map(<[JournalEvent]>::to_vec),
+        Vec::new(),
+        3,
+    ) {
         Ok(view) => view,
         Err(err) => panic!("the view was refused: {err}"),
     }
@@ -258,6 +262,7 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
         defined: Vec::new(),
         threads: 1 + case % 3,
         cancel: Cancel::default(),
+        persons: None,
     };
     let plan = match Plan::new(&view, &valid, &run) {
         Ok(plan) => plan,

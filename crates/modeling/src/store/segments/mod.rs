@@ -144,6 +144,20 @@ pub async fn get(
     row.map(SegmentRow::try_from).transpose()
 }
 
+/// The persons in a live segment now (as of its last evaluation); `None` when the tenant has
+/// no such segment.
+pub async fn live_members(
+    pool: &PgPool,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Vec<uuid::Uuid>>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    if get(&mut conn, tenant, id).await?.is_none() {
+        return Ok(None);
+    }
+    current_members(&mut conn, tenant, id).await.map(Some)
+}
+
 /// Live segments after `after`, by id.
 pub async fn list(
     pool: &PgPool,
