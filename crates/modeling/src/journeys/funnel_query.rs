@@ -306,7 +306,7 @@ mod tests {
             to_step: 1,
         });
         query.breakdown = Some(FunnelBreakdown {
-            field: "properties.size".to_owned(),
+            field: "properties.".to_owned(),
             limit: 101,
             attribution: BreakdownAttribution::Step(3),
         });
