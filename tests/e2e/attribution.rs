@@ -421,7 +421,7 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
                 seconds: 0,
                 nanos: 0,
             }),
-            channel_field: "properties.utm_source".to_owned(),
+            channel_field: "utm_source".to_owned(),
             models: vec![markov(4), AttributionModel::default()],
             conversion_event: Some(matcher("")),
             ..request.clone()
@@ -430,7 +430,7 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
     let found = violations(bad).await;
     for expected in [
         ("lookback_window", "OUT_OF_RANGE"),
-        ("channel_field", "NOT_ANALYSABLE"),
+        ("channel_field", "UNKNOWN_FIELD"),
         ("models[0].markov_order", "OUT_OF_RANGE"),
         ("models[1].type", "REQUIRED"),
         ("conversion_event.event_name", "REQUIRED"),
@@ -452,6 +452,17 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
     assert_eq!(
         violations(too_long).await,
         vec![("lookback_window".to_owned(), "OUT_OF_RANGE".to_owned())]
+    );
+    // A property the model settings do not mark analysable is refused by name.
+    let unmarked = modeling
+        .run_attribution(RunAttributionRequest {
+            channel_field: "properties.utm_source".to_owned(),
+            ..request.clone()
+        })
+        .await;
+    assert_eq!(
+        violations(unmarked).await,
+        vec![("channel_field".to_owned(), "NOT_ANALYSABLE".to_owned())]
     );
     Ok(())
 }
