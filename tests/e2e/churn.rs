@@ -913,3 +913,62 @@ async fn counting_any_event_keeps_a_browsing_buyer_alive_and_scores_visitors() -
     assert_eq!(violations(&refused), ["model_settings.churn.model_events"]);
     Ok(())
 }
+
+/// When the scores a read finds were computed: the earliest compute time of a page.
+async fn computed_at(modeling: &mut Modeling) -> anyhow::Result<(i64, i64)> {
+    let page = modeling
+        .list_churn_scores(ListChurnScoresRequest::default())
+        .await?
+        .into_inner();
+    let computed = page
+        .scores
+        .iter()
+        .map(|s| ms_of(s.compute_time.as_ref()))
+        .min()
+        .unwrap_or(0);
+    Ok((computed, page.total_size))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_scores_are_kept_fresh_as_events_arrive_without_a_read() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token("churn-fresh", SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let buy = |id: &str, person: u64, days_ago: i64| {
+        sample_event(id, person, "purchase", now - days_ago * DAY_MS)
+    };
+    touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![buy("f1", 1, 40), buy("f2", 1, 20), buy("f3", 2, 90)],
+    )
+    .await?;
+    // Nobody reads for a while: the worker computes the scores as the events arrive.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let asked = chrono::Utc::now().timestamp_millis();
+    let (computed, persons) = computed_at(&mut modeling).await?;
+    assert_eq!(persons, 2);
+    assert!(
+        computed > now && computed < asked,
+        "computed at {computed}, before the read at {asked}"
+    );
+
+    // A new buyer arrives; within the worker's pace (at most every 5 s while events arrive)
+    // the scores include them, again computed before any read asks.
+    touchline_e2e::ingest_and_store(&mut collection, &mut modeling, vec![buy("f4", 3, 1)]).await?;
+    let arrived = chrono::Utc::now().timestamp_millis();
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let asked = chrono::Utc::now().timestamp_millis();
+    let (computed, persons) = computed_at(&mut modeling).await?;
+    assert_eq!(persons, 3, "the new buyer is scored");
+    assert!(
+        computed >= arrived - 1_000 && computed < asked,
+        "computed at {computed}: after the event ({arrived}), before the read ({asked})"
+    );
+    app.stop().await;
+    Ok(())
+}

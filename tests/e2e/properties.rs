@@ -512,5 +512,99 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
         naive_last_touch(&timelines),
         "last touch by campaign"
     );
+    // A segment of the persons who paid over 100 limits the funnel to them, once built.
+    let big_spender = |timeline: &Vec<Sent>| {
+        timeline
+            .iter()
+            .any(|e| e.step == 2 && e.amount.is_some_and(|a| a > 100.0))
+    };
+    let mut expected_members = vec![0i64; 3];
+    let mut members = 0;
+    for timeline in timelines.values().filter(|t| big_spender(t)) {
+        members += 1;
+        let (furthest, _) = naive_funnel(timeline);
+        for count in expected_members.iter_mut().take(furthest) {
+            *count += 1;
+        }
+    }
+    let rule = SegmentRule {
+        rule: Some(segment_rule::Rule::EventAggregate(
+            EventAggregateCondition {
+                event: matcher(
+                    &names[2],
+                    vec![filter(
+                        "properties.amount",
+                        FilterOperator::GreaterThan,
+                        vec![Kind::NumberValue(100.0)],
+                    )],
+                ),
+                aggregation: EventAggregation::Count as i32,
+                field: String::new(),
+                comparison: Some(NumberComparison {
+                    operator: FilterOperator::GreaterThanOrEqual as i32,
+                    value: 1.0,
+                    upper_value: 0.0,
+                }),
+                window: Some(event_aggregate_condition::Window::WithinLast(
+                    prost_types::Duration {
+                        seconds: 1_000 * 86_400,
+                        nanos: 0,
+                    },
+                )),
+            },
+        )),
+    };
+    let created = modeling
+        .create_segment(CreateSegmentRequest {
+            segment_id: "big-spenders".to_owned(),
+            segment: Some(Segment {
+                display_name: "paid over 100 / 单笔消费超过 100".to_owned(),
+                rule: Some(rule),
+                ..Segment::default()
+            }),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..CreateSegmentRequest::default()
+        })
+        .await;
+    if let Err(status) = &created {
+        anyhow::bail!("the segment was refused: {:?}", field_violations(status));
+    }
+    let mut in_segment = funnel(&names);
+    if let Some(scope) = in_segment.funnel.as_mut().and_then(|f| f.scope.as_mut()) {
+        scope.segment = format!("tenants/{TENANT}/segments/big-spenders");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let scoped = loop {
+        let ran = modeling.run_funnel(in_segment.clone()).await?.into_inner();
+        let considered = ran.computation.as_ref().map_or(0, |c| c.persons_considered);
+        if considered == members || std::time::Instant::now() > deadline {
+            break ran;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(members > 0, "some persons paid over 100");
+    assert_eq!(
+        scoped.computation.as_ref().map(|c| c.persons_considered),
+        Some(members),
+        "the segment's members"
+    );
+    let counts: Vec<i64> = scoped.steps.iter().map(|s| s.count).collect();
+    assert_eq!(counts, expected_members, "the funnel within the segment");
+    let mut foreign = in_segment.clone();
+    if let Some(scope) = foreign.funnel.as_mut().and_then(|f| f.scope.as_mut()) {
+        scope.segment = "tenants/someone-else/segments/big-spenders".to_owned();
+    }
+    let unknown = modeling
+        .run_funnel(foreign)
+        .await
+        .err()
+        .map(|status| field_violations(&status));
+    assert_eq!(
+        unknown,
+        Some(vec![(
+            "funnel.scope.segment".to_owned(),
+            "UNKNOWN_SEGMENT".to_owned()
+        )])
+    );
     Ok(())
 }

@@ -86,6 +86,18 @@ pub async fn survivor_of(pool: &PgPool, tenant: &str, person: Uuid) -> Result<Uu
     Ok(survivor.unwrap_or(person))
 }
 
+/// The tenants whose event store holds at least one person (read from the counters, not
+/// the store).
+pub async fn tenants_with_persons(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT tenant_id FROM modeling.event_counters
+          WHERE dim = 2 AND key = '' AND persons > 0
+          ORDER BY tenant_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// The persons of `tenant` who opted out of marketing.
 pub async fn opted_out_persons(
     pool: &PgPool,

@@ -31,6 +31,23 @@ pub struct ModelMemory {
     at: Option<Instant>,
 }
 
+impl ModelMemory {
+    /// Whether a look is due at the view revision `revision`: it moved and the last look is
+    /// at least [`LOOK_AT_MOST_EVERY`] old, or the last look is [`LOOK_AT_LEAST_EVERY`] old.
+    pub(in crate::service) fn due(&self, revision: i64) -> bool {
+        let since = self.at.map(|at| at.elapsed());
+        let moved = self.revision != Some(revision)
+            && since.is_none_or(|since| since >= LOOK_AT_MOST_EVERY);
+        moved || since.is_none_or(|since| since >= LOOK_AT_LEAST_EVERY)
+    }
+
+    /// A look at `revision` was made now.
+    pub(in crate::service) fn looked(&mut self, revision: i64) {
+        self.revision = Some(revision);
+        self.at = Some(Instant::now());
+    }
+}
+
 /// The contract's `LifecycleStage` number.
 fn stage_number(stage: LifecycleStage) -> i16 {
     match stage {
@@ -83,11 +100,7 @@ impl Modeling {
         memory: &mut ModelMemory,
     ) -> Result<usize, ModelingError> {
         let revision = self.journeys.current(tenant).await?.positions.revision;
-        let since = memory.at.map(|at| at.elapsed());
-        let moved = memory.revision != Some(revision)
-            && since.is_none_or(|since| since >= LOOK_AT_MOST_EVERY);
-        let stale = since.is_none_or(|since| since >= LOOK_AT_LEAST_EVERY);
-        if !(moved || stale) {
+        if !memory.due(revision) {
             return Ok(0);
         }
         let inputs = self.output_inputs(tenant, Needs::ALL).await?;
@@ -130,8 +143,7 @@ impl Modeling {
         let published = self
             .publish_model_changes(tenant, &states, &opted_out, now)
             .await?;
-        memory.revision = Some(evaluated);
-        memory.at = Some(Instant::now());
+        memory.looked(evaluated);
         if published > 0 {
             let (head, _) = store::trigger_head(&self.pool, tenant).await?;
             self.segment_signals.published(tenant, head);

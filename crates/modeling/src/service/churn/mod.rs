@@ -351,6 +351,27 @@ impl Modeling {
         .await
     }
 
+    /// Recomputes the tenant's churn table when its events moved (at most every few
+    /// seconds) or time passed (at least every minute), so that reads of scores and flags
+    /// find them current instead of computing them; true when it looked.
+    pub(in crate::service) async fn refresh_churn_scores(
+        &self,
+        tenant: &str,
+        memory: &mut crate::service::activation::ModelMemory,
+    ) -> Result<bool, ModelingError> {
+        let revision = self.journeys.current(tenant).await?.positions.revision;
+        if !memory.due(revision) {
+            return Ok(false);
+        }
+        // Marked before computing: a failing tenant is retried at the same pace, not on
+        // every turn of the worker.
+        memory.looked(revision);
+        let settings = self.model_settings(tenant).await?;
+        let table = self.churn_table(tenant, &settings).await?;
+        tracing::debug!(tenant, persons = table.rows.len(), "churn scores refreshed");
+        Ok(true)
+    }
+
     /// RFM scores and segments over every event committed before the call.
     pub async fn run_rfm(&self, tenant: &str, query: &RfmQuery) -> Result<RfmPage, ModelingError> {
         let settings = self.model_settings(tenant).await?;

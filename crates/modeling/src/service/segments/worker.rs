@@ -120,6 +120,29 @@ impl SegmentWorker {
         }
     }
 
+    /// Keeps the churn scores of every tenant with stored persons current (see
+    /// `refresh_churn_scores`), so score reads and lists answer from memory.
+    async fn churn_scores(&self, scores: &mut HashMap<String, ModelMemory>) {
+        let tenants = match crate::store::tenants_with_persons(&self.modeling.pool).await {
+            Ok(tenants) => tenants,
+            Err(err) => {
+                tracing::warn!(error = %err, "tenants with events could not be read; retrying");
+                return;
+            }
+        };
+        scores.retain(|tenant, _| tenants.contains(tenant));
+        for tenant in tenants {
+            let remembered = scores.entry(tenant.clone()).or_default();
+            if let Err(err) = self
+                .modeling
+                .refresh_churn_scores(&tenant, remembered)
+                .await
+            {
+                tracing::warn!(tenant, error = %err, "churn scores could not be refreshed; retrying");
+            }
+        }
+    }
+
     /// The worker of `modeling` (sharing its views, caches and signals).
     pub fn new(modeling: Modeling) -> Self {
         Self { modeling }
@@ -129,6 +152,7 @@ impl SegmentWorker {
     pub async fn run(self, shutdown: Shutdown) {
         let mut memory: HashMap<String, TenantMemory> = HashMap::new();
         let mut models: HashMap<String, ModelMemory> = HashMap::new();
+        let mut scores: HashMap<String, ModelMemory> = HashMap::new();
         let mut pruned_at: Option<Instant> = None;
         let signals = self.modeling.segment_signals.clone();
         loop {
@@ -162,6 +186,7 @@ impl SegmentWorker {
                 }
             }
             self.model_triggers(&mut models).await;
+            self.churn_scores(&mut scores).await;
             if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned_at = Some(Instant::now());
                 if let Err(err) = store::prune(&self.modeling.pool, KEEP_CHANGES).await {
