@@ -27,9 +27,10 @@ use touchline_proto::identity::v1::identity_service_client::IdentityServiceClien
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition, EventAggregation,
-    EventMatcher, FunnelDropOffCondition, GetPersonLifecycleRequest, GetSegmentRequest,
-    LifecycleStage, LifecycleStageCondition, ListSegmentChangesRequest, ListSegmentMembersRequest,
+    AnalysisScope, CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition,
+    EventAggregation, EventMatcher, FunnelDefinition, FunnelDropOffCondition, FunnelStep,
+    GetPersonLifecycleRequest, GetSegmentRequest, LifecycleStage, LifecycleStageCondition,
+    ListFunnelDropOffsRequest, ListSegmentChangesRequest, ListSegmentMembersRequest,
     NumberComparison, RfmSegment, RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange,
     SegmentChangeKind, SegmentChangeReason, SegmentMembershipCondition, SegmentRule,
     SegmentRuleGroup, SegmentState, StreamSegmentChangesRequest, UpdateSegmentRequest,
@@ -132,6 +133,31 @@ fn repeat_rule(at_least: f64) -> SegmentRule {
         at_least,
         days(30),
     )
+}
+
+/// Persons who dropped at `step` of an ordered funnel over `names` (7-day conversion window)
+/// among attempts starting `within` before now.
+fn drop_off_rule(names: &[&str], step: i32, within: prost_types::Duration) -> SegmentRule {
+    SegmentRule {
+        rule: Some(segment_rule::Rule::FunnelDropOff(FunnelDropOffCondition {
+            funnel: Some(FunnelDefinition {
+                steps: names
+                    .iter()
+                    .map(|name| FunnelStep {
+                        label: String::new(),
+                        event: Some(EventMatcher {
+                            event_name: (*name).to_owned(),
+                            filters: Vec::new(),
+                        }),
+                    })
+                    .collect(),
+                conversion_window: Some(days(7)),
+                ..FunnelDefinition::default()
+            }),
+            step,
+            within_last: Some(within),
+        })),
+    }
 }
 
 fn create(id: &str, rule: SegmentRule, validate_only: bool) -> CreateSegmentRequest {
@@ -730,8 +756,26 @@ async fn bad_segment_definitions_name_each_problem() -> anyhow::Result<()> {
                 },
                 false,
             ),
-            "segment.rule.funnel_drop_off",
-            "CONDITION_NOT_AVAILABLE",
+            "segment.rule.funnel_drop_off.funnel",
+            "REQUIRED",
+        ),
+        (
+            create(
+                "drop-step",
+                drop_off_rule(&["view", "purchase"], 3, days(30)),
+                false,
+            ),
+            "segment.rule.funnel_drop_off.step",
+            "OUT_OF_RANGE",
+        ),
+        (
+            create(
+                "drop-names",
+                drop_off_rule(&["view", "purchse"], 2, days(30)),
+                false,
+            ),
+            "segment.rule.funnel_drop_off.funnel.steps[1].event.event_name",
+            "UNKNOWN_EVENT_NAME",
         ),
         (
             create("ghost", member_of("nobody"), false),
@@ -928,6 +972,96 @@ async fn lifecycle_and_rfm_rules_select_the_persons_those_models_report() -> any
         let (members, _) = bootstrap(&mut modeling, &id).await?;
         assert_eq!(&members, expected, "RFM segment {segment}");
     }
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funnel_drop_off_segment_holds_who_dropped_and_lets_go_who_completes()
+-> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = 3_600_000;
+    let view = |id: &str, person: u64, at_ms: i64| sample_event(id, person, "view", at_ms);
+    // 1 viewed and bought; 2 viewed only; 3 viewed only, 40 days ago (outside the 30-day
+    // window); 4 bought an hour after viewing; 5 bought before viewing, not after.
+    let batch = vec![
+        view("d1", 1, now - 3 * DAY_MS),
+        purchase("d2", 1, now - 2 * DAY_MS, 10.0),
+        view("d3", 2, now - 3 * DAY_MS),
+        view("d4", 3, now - 40 * DAY_MS),
+        view("d5", 4, now - 2 * DAY_MS),
+        purchase("d6", 4, now - 2 * DAY_MS + hour, 10.0),
+        purchase("d7", 5, now - 20 * DAY_MS, 10.0),
+        view("d8", 5, now - 5 * DAY_MS),
+    ];
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
+    let person_of = |message: &str| {
+        stored
+            .iter()
+            .find(|e| e.message_id == message)
+            .map(|e| e.person_id.clone())
+            .unwrap_or_default()
+    };
+    let expected: BTreeSet<String> = [person_of("d3"), person_of("d8")].into();
+
+    let rule = drop_off_rule(&["view", "purchase"], 2, days(30));
+    modeling
+        .create_segment(create("dropped-at-purchase", rule.clone(), false))
+        .await?;
+    settled(&mut modeling, "dropped-at-purchase", 2).await?;
+    let (members, _) = bootstrap(&mut modeling, "dropped-at-purchase").await?;
+    assert_eq!(members, expected, "who dropped before buying in the window");
+
+    // The same funnel through ListFunnelDropOffs over the same 30 days lists the same persons.
+    let Some(segment_rule::Rule::FunnelDropOff(condition)) = rule.rule else {
+        anyhow::bail!("the rule is a drop-off condition");
+    };
+    let mut funnel = condition.funnel.unwrap_or_default();
+    funnel.scope = Some(AnalysisScope {
+        time_range: Some(TimeRange {
+            start_time: Some(prost_types::Timestamp {
+                seconds: (now - 30 * DAY_MS) / 1_000,
+                nanos: 0,
+            }),
+            end_time: None,
+        }),
+        ..AnalysisScope::default()
+    });
+    let listed: BTreeSet<String> = modeling
+        .list_funnel_drop_offs(ListFunnelDropOffsRequest {
+            funnel: Some(funnel),
+            step: 2,
+            page_size: 100,
+            ..ListFunnelDropOffsRequest::default()
+        })
+        .await?
+        .into_inner()
+        .persons
+        .into_iter()
+        .map(|p| p.person_id)
+        .collect();
+    assert_eq!(listed, expected, "ListFunnelDropOffs agrees");
+
+    // Person 2 buys: they leave the segment.
+    touchline_e2e::ingest_and_store(
+        &mut collection,
+        &mut modeling,
+        vec![purchase("d9", 2, now - hour, 10.0)],
+    )
+    .await?;
+    settled(&mut modeling, "dropped-at-purchase", 1).await?;
+    let (members, _) = bootstrap(&mut modeling, "dropped-at-purchase").await?;
+    assert_eq!(
+        members,
+        [person_of("d8")].into(),
+        "a completed funnel exits"
+    );
     app.stop().await;
     Ok(())
 }

@@ -144,6 +144,49 @@ pub(super) fn funnel_query(definition: Option<&pb::FunnelDefinition>) -> Option<
     })
 }
 
+/// A funnel query as the contract has it (what a stored drop-off condition answers with):
+/// steps, window, order, exclusions and the scope's event filters.
+pub(super) fn pb_funnel(query: &FunnelQuery) -> pb::FunnelDefinition {
+    let matcher = |m: &Option<Matcher>| m.as_ref().map(super::churn::pb_matcher);
+    pb::FunnelDefinition {
+        steps: query
+            .steps
+            .iter()
+            .map(|step| pb::FunnelStep {
+                label: step.label.clone(),
+                event: matcher(&step.event),
+            })
+            .collect(),
+        conversion_window: query.window_ms.map(|ms| prost_types::Duration {
+            seconds: ms.div_euclid(1_000),
+            nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+        }),
+        order_type: match query.order {
+            FunnelOrder::Ordered => pb::FunnelOrderType::Ordered,
+            FunnelOrder::Strict => pb::FunnelOrderType::Strict,
+            FunnelOrder::Unordered => pb::FunnelOrderType::Unordered,
+        } as i32,
+        exclusions: query
+            .exclusions
+            .iter()
+            .map(|e| pb::FunnelExclusion {
+                event: matcher(&e.event),
+                from_step: e.from_step,
+                to_step: e.to_step,
+            })
+            .collect(),
+        breakdown: None,
+        scope: (!query.scope.event_filters.is_empty()).then(|| pb::AnalysisScope {
+            event_filters: super::churn::pb_matcher(&Matcher {
+                event_name: String::new(),
+                filters: query.scope.event_filters.clone(),
+            })
+            .filters,
+            ..pb::AnalysisScope::default()
+        }),
+    }
+}
+
 fn steps(figures: Vec<StepFigures>) -> Vec<pb::FunnelStepResult> {
     figures
         .into_iter()

@@ -6,9 +6,11 @@ use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
 
 use super::segment_name;
-use crate::grpc::journeys::{matcher, ms, timestamp_ms};
-use crate::journeys::query::Violations;
-use crate::journeys::segments::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};
+use crate::grpc::journeys::{funnel_query, matcher, ms, pb_funnel, timestamp_ms};
+use crate::journeys::query::{FunnelOrder, FunnelQuery, Scope, Violations};
+use crate::journeys::segments::{
+    Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+};
 
 fn comparison(
     c: Option<&pb::NumberComparison>,
@@ -167,6 +169,34 @@ fn not_available(path: &str, what: &str, problems: &mut Violations) -> Rule {
     Rule::AllOf(Vec::new())
 }
 
+/// A funnel drop-off condition as the service takes it.
+fn drop_off(c: &pb::FunnelDropOffCondition, path: &str, problems: &mut Violations) -> Rule {
+    let funnel = funnel_query(c.funnel.as_ref()).unwrap_or_else(|| {
+        problems.add(
+            format!("{path}.funnel_drop_off.funnel"),
+            "REQUIRED",
+            "define the funnel",
+        );
+        FunnelQuery {
+            steps: Vec::new(),
+            window_ms: None,
+            order: FunnelOrder::Ordered,
+            exclusions: Vec::new(),
+            breakdown: None,
+            scope: Scope::default(),
+        }
+    });
+    Rule::FunnelDropOff(DropOff {
+        funnel,
+        step: c.step,
+        within_ms: c.within_last.as_ref().map(|d| {
+            d.seconds
+                .saturating_mul(1_000)
+                .saturating_add(i64::from(d.nanos) / 1_000_000)
+        }),
+    })
+}
+
 /// One condition (a leaf of the rule tree) as the service takes it.
 fn condition(
     tenant: &str,
@@ -221,11 +251,7 @@ fn condition(
         R::Trait(_) => not_available(&format!("{path}.trait"), "trait", problems),
         R::LifecycleStage(c) => Rule::Lifecycle(lifecycle_stages(&c.stages, path, problems)),
         R::RfmSegment(c) => Rule::Rfm(rfm_segments(&c.segments, path, problems)),
-        R::FunnelDropOff(_) => not_available(
-            &format!("{path}.funnel_drop_off"),
-            "funnel_drop_off",
-            problems,
-        ),
+        R::FunnelDropOff(c) => drop_off(c, path, problems),
         R::AttributedChannel(_) => not_available(
             &format!("{path}.attributed_channel"),
             "attributed_channel",
@@ -369,6 +395,14 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
         }),
         Rule::Rfm(segments) => R::RfmSegment(pb::RfmSegmentCondition {
             segments: segments.iter().map(|s| i32::from(*s)).collect(),
+        }),
+        Rule::FunnelDropOff(drop) => R::FunnelDropOff(pb::FunnelDropOffCondition {
+            funnel: Some(pb_funnel(&drop.funnel)),
+            step: drop.step,
+            within_last: drop.within_ms.map(|ms| prost_types::Duration {
+                seconds: ms.div_euclid(1_000),
+                nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+            }),
         }),
     };
     pb::SegmentRule { rule: Some(inner) }

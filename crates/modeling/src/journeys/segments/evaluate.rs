@@ -16,11 +16,12 @@ use touchline_projection::Event;
 use touchline_projection::query::Condition;
 use uuid::Uuid;
 
-use super::rule::{Aggregation, ChurnTest, Comparison, Rule, Window};
-use crate::journeys::TenantView;
+use super::rule::{Aggregation, ChurnTest, Comparison, DropOff, Rule, Window};
 use crate::journeys::churn::ChurnTable;
 use crate::journeys::compile::{self, Known};
+use crate::journeys::funnel::{self, RunError};
 use crate::journeys::query::Violations;
+use crate::journeys::{RunContext, TenantView};
 
 /// A rule bound to one view's dictionaries and to the members of the segments it names.
 #[derive(Debug, Clone)]
@@ -67,13 +68,25 @@ pub struct Context<'a> {
     pub rfm: Option<&'a HashMap<Uuid, u8>>,
 }
 
-/// Binds `rule` to `known`'s dictionaries; `members` gives the members of a named segment
-/// (`None` for one that does not exist, which selects nobody). Unknown event names are
-/// reported in `problems` and select nobody.
+/// Finds the persons a drop-off condition selects; problems go under the given path.
+pub type DroppedOff<'a> = dyn Fn(&DropOff, &str, &mut Violations) -> Arc<HashSet<Uuid>> + 'a;
+
+/// What a rule is bound with besides the view's dictionaries: the members of a named
+/// segment (`None` for one that does not exist, which selects nobody), and the persons a
+/// funnel drop-off condition selects (see [`dropped_off`]).
+pub struct Lookups<'a> {
+    /// Members of a segment, by id.
+    pub members: &'a dyn Fn(&str) -> Option<Arc<HashSet<Uuid>>>,
+    /// Persons who dropped off, for a condition at a request path.
+    pub dropped: &'a DroppedOff<'a>,
+}
+
+/// Binds `rule` to `known`'s dictionaries and `lookups`. Unknown event names are reported in
+/// `problems` and select nobody.
 pub fn compile(
     rule: &Rule,
     known: Known<'_>,
-    members: &dyn Fn(&str) -> Option<Arc<HashSet<Uuid>>>,
+    lookups: &Lookups<'_>,
     path: &str,
     problems: &mut Violations,
 ) -> Compiled {
@@ -86,7 +99,7 @@ pub fn compile(
                     compile(
                         r,
                         known,
-                        members,
+                        lookups,
                         &format!("{path}.all_of.rules[{i}]"),
                         problems,
                     )
@@ -101,7 +114,7 @@ pub fn compile(
                     compile(
                         r,
                         known,
-                        members,
+                        lookups,
                         &format!("{path}.any_of.rules[{i}]"),
                         problems,
                     )
@@ -111,7 +124,7 @@ pub fn compile(
         Rule::Not(rule) => Compiled::Not(Box::new(compile(
             rule,
             known,
-            members,
+            lookups,
             &format!("{path}.negation"),
             problems,
         ))),
@@ -127,7 +140,12 @@ pub fn compile(
             window: events.window,
         },
         Rule::Churn(test) => Compiled::Churn(*test),
-        Rule::Member(id) => Compiled::Member(members(id).unwrap_or_default()),
+        Rule::Member(id) => Compiled::Member((lookups.members)(id).unwrap_or_default()),
+        Rule::FunnelDropOff(drop) => Compiled::Member((lookups.dropped)(
+            drop,
+            &format!("{path}.funnel_drop_off"),
+            problems,
+        )),
         Rule::Lifecycle(stages) => Compiled::Lifecycle(stages.clone()),
         Rule::Rfm(segments) => Compiled::Rfm(segments.clone()),
     }
@@ -298,6 +316,54 @@ pub fn members(
     evaluation
 }
 
+/// The persons of `view` a drop-off condition selects at `now_ms`; problems binding its
+/// funnel (unknown event names, properties not analysable) are reported under `path`.
+pub fn dropped_off(
+    view: &TenantView,
+    drop: &DropOff,
+    defined: &[String],
+    now_ms: i64,
+    threads: usize,
+    path: &str,
+    problems: &mut Violations,
+) -> Arc<HashSet<Uuid>> {
+    let mut report = |found: Violations| {
+        for mut violation in found.0 {
+            violation.field = format!("{path}.{}", violation.field);
+            problems.0.push(violation);
+        }
+    };
+    let funnel = match drop.funnel_at(now_ms) {
+        Ok(funnel) => funnel,
+        Err(found) => {
+            report(found);
+            return Arc::default();
+        }
+    };
+    let run = RunContext {
+        defined: defined.to_vec(),
+        threads,
+        ..RunContext::default()
+    };
+    let step = usize::try_from(drop.step).unwrap_or(0);
+    match funnel::dropped_at(view, &funnel, &run, step, None) {
+        Ok((persons, _)) => Arc::new(
+            persons
+                .iter()
+                .filter_map(|listed| view.persons.id(listed.person))
+                .collect(),
+        ),
+        Err(RunError::Invalid(found)) => {
+            report(found);
+            Arc::default()
+        }
+        Err(err) => {
+            tracing::warn!(error = ?err, "a funnel drop-off condition could not be evaluated");
+            Arc::default()
+        }
+    }
+}
+
 /// Evaluates `segments` (id, rule) in the given order over one view, each seeing the members
 /// just found for the segments before it; `stored` gives the members of a named segment
 /// outside the set. A rule naming an event nobody has is logged and selects nobody for it.
@@ -316,7 +382,14 @@ pub fn evaluate_in_order(
         let known = Known::new(view, defined);
         let mut problems = Violations::default();
         let lookup = |name: &str| found.get(name).cloned().or_else(|| stored(name));
-        let compiled = compile(rule, known, &lookup, "rule", &mut problems);
+        let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
+            dropped_off(view, drop, defined, context.now_ms, threads, path, problems)
+        };
+        let lookups = Lookups {
+            members: &lookup,
+            dropped: &dropped,
+        };
+        let compiled = compile(rule, known, &lookups, "rule", &mut problems);
         if !problems.is_empty() {
             tracing::warn!(segment = %id, problems = ?problems.0, "a segment rule names what the tenant no longer has");
         }
@@ -341,7 +414,14 @@ pub fn preview(
 ) -> Result<Evaluation, Violations> {
     let known = Known::new(view, defined);
     let mut problems = Violations::default();
-    let compiled = compile(rule, known, stored, "segment.rule", &mut problems);
+    let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
+        dropped_off(view, drop, defined, context.now_ms, threads, path, problems)
+    };
+    let lookups = Lookups {
+        members: stored,
+        dropped: &dropped,
+    };
+    let compiled = compile(rule, known, &lookups, "segment.rule", &mut problems);
     if problems.is_empty() {
         Ok(members(view, &compiled, context, threads))
     } else {

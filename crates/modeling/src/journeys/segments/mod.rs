@@ -9,6 +9,7 @@ pub mod rule;
 mod tests;
 
 pub use evaluate::{
-    Compiled, Context, Evaluation, compile, evaluate_in_order, holds, members, preview,
+    Compiled, Context, Evaluation, Lookups, compile, dropped_off, evaluate_in_order, holds,
+    members, preview,
 };
-pub use rule::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};
+pub use rule::{Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window};

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use touchline_analytics::lifecycle::LifecycleStage;
 
+use crate::journeys::funnel_query::{FunnelQuery, ValidFunnel};
 use crate::journeys::query::{Matcher, Violations, check_matcher};
 
 /// Deepest a rule tree may nest (the contract's limit).
@@ -108,6 +109,70 @@ pub enum ChurnTest {
     Churned(bool),
 }
 
+/// The longest rolling window of a funnel drop-off condition: 366 days.
+pub const MAX_DROP_OFF_WINDOW_MS: i64 = 366 * 86_400_000;
+
+/// A condition on a funnel: among the attempts starting in the rolling window, the person's
+/// furthest step is `step − 1` (they dropped before step `step`). A person who completes
+/// step `step` later in the window is no longer selected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropOff {
+    /// The funnel; its breakdown and its scope's time range are not used.
+    pub funnel: FunnelQuery,
+    /// The step k ≥ 2 the person dropped at.
+    pub step: i32,
+    /// Attempts starting this long before the evaluation count; `None`: the funnel's
+    /// conversion window.
+    pub within_ms: Option<i64>,
+}
+
+impl DropOff {
+    /// The funnel as evaluated at `now_ms`: its window's attempts, no breakdown.
+    pub fn funnel_at(&self, now_ms: i64) -> Result<ValidFunnel, Violations> {
+        let mut funnel = self.funnel.validate(now_ms)?;
+        let within = self.within_ms.unwrap_or(funnel.window_ms);
+        funnel.range = (now_ms.saturating_sub(within), now_ms);
+        funnel.breakdown = None;
+        Ok(funnel)
+    }
+
+    fn check(&self, path: &str, problems: &mut Violations) {
+        // The funnel's own rules, under this condition's path (`funnel.steps` becomes
+        // `{path}.funnel.steps`).
+        if let Err(found) = self.funnel.validate(0) {
+            for mut violation in found.0 {
+                violation.field = format!("{path}.{}", violation.field);
+                problems.0.push(violation);
+            }
+        }
+        let steps = self.funnel.steps.len() as i32;
+        if !(2..=steps.max(2)).contains(&self.step) {
+            problems.add(
+                format!("{path}.step"),
+                "OUT_OF_RANGE",
+                format!("the step persons dropped at, from 2 to {steps}"),
+            );
+        }
+        if self
+            .within_ms
+            .is_some_and(|ms| !(MIN_WINDOW_MS..=MAX_DROP_OFF_WINDOW_MS).contains(&ms))
+        {
+            problems.add(
+                format!("{path}.within_last"),
+                "OUT_OF_RANGE",
+                "from 1 second to 366 days",
+            );
+        }
+        if !self.funnel.scope.segment.is_empty() {
+            problems.add(
+                format!("{path}.funnel.scope.segment"),
+                "UNSUPPORTED",
+                "a drop-off condition cannot limit its funnel to a segment: combine it with segment_membership instead",
+            );
+        }
+    }
+}
+
 /// A node of a rule.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
@@ -128,6 +193,8 @@ pub enum Rule {
     /// The person's RFM segment is one of these, by the contract's number (under the model
     /// settings).
     Rfm(Vec<u8>),
+    /// The person dropped at a step of a funnel.
+    FunnelDropOff(DropOff),
 }
 
 impl Rule {
@@ -166,12 +233,25 @@ impl Rule {
     /// The event names the rule's conditions name.
     pub fn event_names(&self) -> Vec<String> {
         let mut names = Vec::new();
-        self.visit(&mut |rule| {
-            if let Rule::Events(events) = rule
-                && !events.matcher.event_name.is_empty()
-            {
+        self.visit(&mut |rule| match rule {
+            Rule::Events(events) if !events.matcher.event_name.is_empty() => {
                 names.push(events.matcher.event_name.clone());
             }
+            Rule::FunnelDropOff(drop) => names.extend(
+                drop.funnel
+                    .steps
+                    .iter()
+                    .filter_map(|step| step.event.as_ref())
+                    .chain(
+                        drop.funnel
+                            .exclusions
+                            .iter()
+                            .filter_map(|e| e.event.as_ref()),
+                    )
+                    .map(|matcher| matcher.event_name.clone())
+                    .filter(|name| !name.is_empty()),
+            ),
+            _ => {}
         });
         names
     }
@@ -185,7 +265,8 @@ impl Rule {
             | Rule::Churn(_)
             | Rule::Member(_)
             | Rule::Lifecycle(_)
-            | Rule::Rfm(_) => {}
+            | Rule::Rfm(_)
+            | Rule::FunnelDropOff(_) => {}
         }
     }
 
@@ -273,6 +354,10 @@ impl Rule {
                         "name at least one RFM segment",
                     );
                 }
+            }
+            Rule::FunnelDropOff(drop) => {
+                *conditions += 1;
+                drop.check(&format!("{path}.funnel_drop_off"), problems);
             }
             Rule::Member(id) => {
                 *conditions += 1;

@@ -4,7 +4,12 @@
 use serde::{Deserialize, Serialize};
 use touchline_analytics::lifecycle::LifecycleStage;
 
-use crate::journeys::segments::{Aggregation, ChurnTest, Comparison, EventAggregate, Rule, Window};
+use crate::journeys::query::{
+    FunnelExclusion, FunnelOrder, FunnelQuery, FunnelStep, Matcher, Scope,
+};
+use crate::journeys::segments::{
+    Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+};
 use crate::store::model_settings::{StoredMatcher, from_stored, to_stored};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -55,6 +60,97 @@ enum StoredRule {
     Rfm {
         segments: Vec<u8>,
     },
+    FunnelDropOff {
+        funnel: StoredFunnel,
+        step: i32,
+        #[serde(default)]
+        within_last_ms: Option<i64>,
+    },
+}
+
+/// A drop-off condition's funnel: what evaluating it reads (no breakdown, no range).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredFunnel {
+    steps: Vec<(String, Option<StoredMatcher>)>,
+    #[serde(default)]
+    window_ms: Option<i64>,
+    order: String,
+    #[serde(default)]
+    exclusions: Vec<(Option<StoredMatcher>, i32, i32)>,
+    #[serde(default)]
+    event_filters: Option<StoredMatcher>,
+}
+
+const ORDERS: [(FunnelOrder, &str); 3] = [
+    (FunnelOrder::Ordered, "ordered"),
+    (FunnelOrder::Strict, "strict"),
+    (FunnelOrder::Unordered, "unordered"),
+];
+
+impl From<&FunnelQuery> for StoredFunnel {
+    fn from(q: &FunnelQuery) -> Self {
+        StoredFunnel {
+            steps: q
+                .steps
+                .iter()
+                .map(|s| (s.label.clone(), s.event.as_ref().map(to_stored)))
+                .collect(),
+            window_ms: q.window_ms,
+            order: ORDERS
+                .iter()
+                .find(|(o, _)| *o == q.order)
+                .map_or("ordered", |(_, name)| name)
+                .to_owned(),
+            exclusions: q
+                .exclusions
+                .iter()
+                .map(|e| (e.event.as_ref().map(to_stored), e.from_step, e.to_step))
+                .collect(),
+            event_filters: (!q.scope.event_filters.is_empty()).then(|| {
+                to_stored(&Matcher {
+                    event_name: String::new(),
+                    filters: q.scope.event_filters.clone(),
+                })
+            }),
+        }
+    }
+}
+
+impl TryFrom<StoredFunnel> for FunnelQuery {
+    type Error = &'static str;
+
+    fn try_from(f: StoredFunnel) -> Result<Self, Self::Error> {
+        Ok(FunnelQuery {
+            steps: f
+                .steps
+                .into_iter()
+                .map(|(label, event)| FunnelStep {
+                    label,
+                    event: event.map(from_stored),
+                })
+                .collect(),
+            window_ms: f.window_ms,
+            order: ORDERS
+                .iter()
+                .find(|(_, name)| *name == f.order)
+                .map(|(o, _)| *o)
+                .ok_or("an unknown funnel order")?,
+            exclusions: f
+                .exclusions
+                .into_iter()
+                .map(|(event, from_step, to_step)| FunnelExclusion {
+                    event: event.map(from_stored),
+                    from_step,
+                    to_step,
+                })
+                .collect(),
+            breakdown: None,
+            scope: Scope {
+                event_filters: f.event_filters.map(from_stored).unwrap_or_default().filters,
+                ..Scope::default()
+            },
+        })
+    }
 }
 
 const STAGES: [(LifecycleStage, &str); 5] = [
@@ -147,6 +243,11 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
         Rule::Rfm(segments) => StoredRule::Rfm {
             segments: segments.clone(),
         },
+        Rule::FunnelDropOff(drop) => StoredRule::FunnelDropOff {
+            funnel: (&drop.funnel).into(),
+            step: drop.step,
+            within_last_ms: drop.within_ms,
+        },
     }
 }
 
@@ -201,6 +302,15 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
                 .collect::<Result<_, _>>()?,
         ),
         StoredRule::Rfm { segments } => Rule::Rfm(segments),
+        StoredRule::FunnelDropOff {
+            funnel,
+            step,
+            within_last_ms,
+        } => Rule::FunnelDropOff(DropOff {
+            funnel: funnel.try_into()?,
+            step,
+            within_ms: within_last_ms,
+        }),
     })
 }
 
