@@ -62,29 +62,6 @@ fn rule(rule: Rule) -> SegmentRule {
     SegmentRule { rule: Some(rule) }
 }
 
-/// The number of `event` events in the last `days` days compared with `value`.
-fn count(event: &str, operator: FilterOperator, value: f64, days: i64) -> SegmentRule {
-    rule(Rule::EventAggregate(modeling::EventAggregateCondition {
-        event: Some(modeling::EventMatcher {
-            event_name: event.to_owned(),
-            filters: Vec::new(),
-        }),
-        aggregation: modeling::EventAggregation::Count as i32,
-        field: String::new(),
-        comparison: Some(modeling::NumberComparison {
-            operator: operator as i32,
-            value,
-            upper_value: 0.0,
-        }),
-        window: Some(modeling::event_aggregate_condition::Window::WithinLast(
-            prost_types::Duration {
-                seconds: days * 86_400,
-                nanos: 0,
-            },
-        )),
-    }))
-}
-
 fn churn(condition: modeling::churn_condition::Condition) -> SegmentRule {
     rule(Rule::Churn(modeling::ChurnCondition {
         condition: Some(condition),
@@ -121,31 +98,53 @@ fn high_churn_risk(run: &str) -> DemoSegment {
     }
 }
 
-/// Persons who put something in the cart or submitted an order lately and paid for nothing
-/// in the same window. A funnel drop-off condition would say this directly; it is not
-/// available yet, so the rule counts events.
+/// Persons who dropped at a step of `names` (an ordered funnel, `window_days` to convert)
+/// among attempts started in the last `within_days` days.
+fn dropped_at(names: &[&str], step: i32, window_days: i64, within_days: i64) -> SegmentRule {
+    let days = |n: i64| prost_types::Duration {
+        seconds: n * 86_400,
+        nanos: 0,
+    };
+    rule(Rule::FunnelDropOff(modeling::FunnelDropOffCondition {
+        funnel: Some(modeling::FunnelDefinition {
+            steps: names
+                .iter()
+                .map(|name| modeling::FunnelStep {
+                    label: String::new(),
+                    event: Some(modeling::EventMatcher {
+                        event_name: (*name).to_owned(),
+                        filters: Vec::new(),
+                    }),
+                })
+                .collect(),
+            conversion_window: Some(days(window_days)),
+            ..modeling::FunnelDefinition::default()
+        }),
+        step,
+        within_last: Some(days(within_days)),
+    }))
+}
+
+/// Persons who put something in the cart lately and did not pay within the conversion
+/// window: the purchase funnel's drop-offs before submitting the order or before paying it.
 fn checkout_dropouts(run: &str) -> DemoSegment {
-    use FilterOperator::{Equals, GreaterThanOrEqual};
     let days = CHECKOUT_DAYS;
+    let funnel = ["add_to_cart", "submit_order", "pay_order"];
     DemoSegment {
         id: format!("{}{run}", PREFIXES[1]),
         title: "dropped at checkout / 结账流失",
         rule_en: format!(
-            "at least one add_to_cart or submit_order in the last {days} days, \
-             and no pay_order and no purchase in those {days} days"
+            "in the funnel add_to_cart → submit_order → pay_order (3 days to convert), \
+             dropped before submit_order or before pay_order, attempts of the last {days} days"
         ),
         rule_zh: format!(
-            "近 {days} 天至少一次 add_to_cart 或 submit_order，且同期没有 pay_order 和 purchase"
+            "漏斗 add_to_cart → submit_order → pay_order（3 天内转化）中，\
+             近 {days} 天的尝试在提交订单或支付前流失"
         ),
-        note: "expressed with event counts, as funnel drop-off conditions are not available yet \
-               / 以事件计数表达（漏斗流失条件暂不可用）",
-        rule: all_of(vec![
-            any_of(vec![
-                count("add_to_cart", GreaterThanOrEqual, 1.0, days),
-                count("submit_order", GreaterThanOrEqual, 1.0, days),
-            ]),
-            count("pay_order", Equals, 0.0, days),
-            count("purchase", Equals, 0.0, days),
+        note: "",
+        rule: any_of(vec![
+            dropped_at(&funnel, 2, 3, days),
+            dropped_at(&funnel, 3, 3, days),
         ]),
     }
 }
