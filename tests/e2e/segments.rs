@@ -30,11 +30,11 @@ use touchline_proto::modeling::v1::{
     AnalysisScope, CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition,
     EventAggregation, EventMatcher, FunnelDefinition, FunnelDropOffCondition, FunnelStep,
     GetPersonLifecycleRequest, GetSegmentRequest, LifecycleStage, LifecycleStageCondition,
-    ListFunnelDropOffsRequest, ListSegmentChangesRequest, ListSegmentMembersRequest,
+    ListFunnelDropOffsRequest, ListSegmentChangesRequest, ListSegmentMembersRequest, ModelSettings,
     NumberComparison, RfmSegment, RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange,
     SegmentChangeKind, SegmentChangeReason, SegmentMembershipCondition, SegmentRule,
-    SegmentRuleGroup, SegmentState, StreamSegmentChangesRequest, UpdateSegmentRequest,
-    event_aggregate_condition, segment_rule,
+    SegmentRuleGroup, SegmentState, StreamSegmentChangesRequest, TraitCondition,
+    UpdateModelSettingsRequest, UpdateSegmentRequest, event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -1061,6 +1061,140 @@ async fn a_funnel_drop_off_segment_holds_who_dropped_and_lets_go_who_completes()
         members,
         [person_of("d8")].into(),
         "a completed funnel exits"
+    );
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_event()
+-> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let with_level = |id: &str, person: u64, days_ago: i64, level: Option<&str>| {
+        let mut event = sample_event(id, person, "view", now - days_ago * DAY_MS);
+        if let Some(level) = level {
+            let mut traits = prost_types::Struct::default();
+            traits.fields.insert(
+                "level".to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(level.to_owned())),
+                },
+            );
+            event.traits = Some(traits);
+        }
+        event
+    };
+    // 1 was silver, then gold; 2 was gold, then silver; 3 gold, then an event without the
+    // trait (still gold); 4 never said. 1 and 2 were first seen 100 days ago, 3 and 4 lately.
+    let batch = vec![
+        with_level("t1", 1, 100, Some("silver")),
+        with_level("t2", 1, 10, Some("gold")),
+        with_level("t3", 2, 100, Some("gold")),
+        with_level("t4", 2, 10, Some("silver")),
+        with_level("t5", 3, 5, Some("gold")),
+        with_level("t6", 3, 1, None),
+        with_level("t7", 4, 2, None),
+    ];
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
+    let person_of = |message: &str| {
+        stored
+            .iter()
+            .find(|e| e.message_id == message)
+            .map(|e| e.person_id.clone())
+            .unwrap_or_default()
+    };
+    let trait_rule = |field: &str, operator: FilterOperator, values: Vec<String>| SegmentRule {
+        rule: Some(segment_rule::Rule::Trait(TraitCondition {
+            filter: Some(touchline_proto::common::v1::PropertyFilter {
+                field: field.to_owned(),
+                operator: operator as i32,
+                values: values
+                    .into_iter()
+                    .map(|v| prost_types::Value {
+                        kind: Some(prost_types::value::Kind::StringValue(v)),
+                    })
+                    .collect(),
+            }),
+        })),
+    };
+    let gold = trait_rule(
+        "traits.level",
+        FilterOperator::Equals,
+        vec!["gold".to_owned()],
+    );
+
+    // Not analysable yet: refused by name.
+    let refused = modeling
+        .create_segment(create("gold", gold.clone(), false))
+        .await
+        .expect_err("the trait is not marked analysable");
+    assert!(
+        violations(&refused)
+            .iter()
+            .any(|(f, r)| f == "segment.rule.trait.filter.field" && r == "NOT_ANALYSABLE"),
+        "{:?}",
+        violations(&refused)
+    );
+    modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                name: format!("tenants/{TENANT}/modelSettings"),
+                analysable_properties: vec!["traits.level".to_owned()],
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["analysable_properties".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await?;
+    modeling.create_segment(create("gold", gold, false)).await?;
+    settled(&mut modeling, "gold", 2).await?;
+    let (members, _) = bootstrap(&mut modeling, "gold").await?;
+    assert_eq!(
+        members,
+        [person_of("t1"), person_of("t5")].into(),
+        "the latest value of the trait counts"
+    );
+
+    // Persons first seen more than 30 days ago.
+    let since = chrono::DateTime::from_timestamp_millis(now - 30 * DAY_MS)
+        .map(|at| at.to_rfc3339())
+        .unwrap_or_default();
+    modeling
+        .create_segment(create(
+            "old-friends",
+            trait_rule("first_seen_time", FilterOperator::LessThan, vec![since]),
+            false,
+        ))
+        .await?;
+    settled(&mut modeling, "old-friends", 2).await?;
+    let (members, _) = bootstrap(&mut modeling, "old-friends").await?;
+    assert_eq!(members, [person_of("t1"), person_of("t3")].into());
+
+    // A seen time that is not RFC 3339 is refused.
+    let bad = modeling
+        .create_segment(create(
+            "bad-time",
+            trait_rule(
+                "last_seen_time",
+                FilterOperator::GreaterThan,
+                vec!["yesterday".to_owned()],
+            ),
+            false,
+        ))
+        .await
+        .expect_err("not a time");
+    assert!(
+        violations(&bad)
+            .iter()
+            .any(|(f, r)| f == "segment.rule.trait.filter.values" && r == "INVALID_TIME")
     );
     app.stop().await;
     Ok(())

@@ -61,15 +61,17 @@ fn operator(number: i32) -> Operator {
     }
 }
 
+/// The service's filter of a contract filter.
+pub(super) fn filter(f: &common::PropertyFilter) -> FieldFilter {
+    FieldFilter {
+        field: f.field.clone(),
+        operator: operator(f.operator),
+        values: f.values.iter().map(value_text).collect(),
+    }
+}
+
 fn filters(filters: &[common::PropertyFilter]) -> Vec<FieldFilter> {
-    filters
-        .iter()
-        .map(|f| FieldFilter {
-            field: f.field.clone(),
-            operator: operator(f.operator),
-            values: f.values.iter().map(value_text).collect(),
-        })
-        .collect()
+    filters.iter().map(filter).collect()
 }
 
 pub(super) fn matcher(event: Option<&pb::EventMatcher>) -> Option<Matcher> {

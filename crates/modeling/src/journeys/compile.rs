@@ -26,7 +26,11 @@ pub fn dimension(field: &Field, properties: &[String]) -> Option<Dimension> {
         Field::Source => Dimension::Source,
         Field::TouchpointType => Dimension::TouchpointType,
         Field::Department => Dimension::Department,
-        Field::Property(name) => Dimension::Property(properties.iter().position(|p| p == name)?),
+        Field::Property(name) => Dimension::Property(super::properties::slot(
+            properties,
+            super::properties::PROPERTIES_PREFIX,
+            name,
+        )?),
     })
 }
 
@@ -41,11 +45,7 @@ pub fn not_analysable(name: &str, properties: &[String], field: String, problems
     let kept = if properties.is_empty() {
         "none is marked yet".to_owned()
     } else {
-        properties
-            .iter()
-            .map(|p| format!("properties.{p}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        properties.join(", ")
     };
     problems.add(
         field,
@@ -182,6 +182,17 @@ fn accepts(filter: &FieldFilter, text: &str, is_enum: bool) -> bool {
     }
 }
 
+/// Whether a text value meets `filter` (text compared exactly; comparisons numeric when
+/// both sides are numbers).
+pub fn accepts_text(filter: &FieldFilter, text: &str) -> bool {
+    accepts(filter, text, false)
+}
+
+/// The codes of `dictionary` whose text meets `filter`.
+pub fn matching_codes(dictionary: &Dictionary, filter: &FieldFilter) -> CodeSet {
+    dictionary.matching(|text| accepts(filter, text, false))
+}
+
 /// `filter` over the view's codes; a property the view does not keep is a violation of
 /// `path` (a field the request check refused was named there already).
 fn filter(
@@ -259,7 +270,7 @@ pub struct Known<'a> {
     pub projection: &'a Projection,
     /// Names the event dictionary defines (empty when it could not be read).
     pub defined: &'a [String],
-    /// The analysable property names the view keeps, by slot.
+    /// The analysable paths the view keeps, by slot.
     pub properties: &'a [String],
 }
 

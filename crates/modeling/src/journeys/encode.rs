@@ -59,30 +59,42 @@ struct TouchFields {
     value: f64,
 }
 
-/// The properties of a stored `CleanEvent`, decoded only for tenants that mark some
-/// analysable: the `Struct` is most of a payload's decoding cost.
+/// The properties and traits of a stored `CleanEvent`, decoded only for tenants that mark
+/// some analysable: the `Struct`s are most of a payload's decoding cost.
 #[derive(Clone, PartialEq, prost::Message)]
 struct PropertyFields {
     #[prost(message, optional, tag = "10")]
     properties: Option<prost_types::Struct>,
+    #[prost(message, optional, tag = "22")]
+    traits: Option<prost_types::Struct>,
 }
 
-/// The codes of the analysable `properties` (names, by slot) of a payload.
+/// The codes of the analysable `paths` (`properties.…` or `traits.…`, by slot) of a
+/// payload.
 fn property_codes(
     dictionaries: &mut Dictionaries,
-    properties: &[String],
+    paths: &[String],
     payload: &[u8],
 ) -> Result<[u32; touchline_projection::MAX_PROPERTIES], Unprojectable> {
+    use super::properties::{PROPERTIES_PREFIX, TRAITS_PREFIX, lookup, value_text};
     let mut codes = [0; touchline_projection::MAX_PROPERTIES];
-    if properties.is_empty() {
+    if paths.is_empty() {
         return Ok(codes);
     }
-    let Some(values) = PropertyFields::decode(payload)?.properties else {
-        return Ok(codes);
-    };
-    for ((slot, name), code) in properties.iter().enumerate().zip(codes.iter_mut()) {
-        let text = super::properties::lookup(&values, name).and_then(super::properties::value_text);
-        if let (Some(text), Some(dictionary)) = (text, dictionaries.properties.get_mut(slot)) {
+    let fields = PropertyFields::decode(payload)?;
+    for ((slot, path), code) in paths.iter().enumerate().zip(codes.iter_mut()) {
+        let found = match (
+            path.strip_prefix(PROPERTIES_PREFIX),
+            path.strip_prefix(TRAITS_PREFIX),
+        ) {
+            (Some(name), _) => fields.properties.as_ref().and_then(|s| lookup(s, name)),
+            (None, Some(name)) => fields.traits.as_ref().and_then(|s| lookup(s, name)),
+            (None, None) => None,
+        };
+        if let (Some(text), Some(dictionary)) = (
+            found.and_then(value_text),
+            dictionaries.properties.get_mut(slot),
+        ) {
             *code = dictionary.intern(&text)?;
         }
     }

@@ -146,15 +146,13 @@ impl Journeys {
             .clone()
     }
 
-    /// The analysable property names (without `properties.`) the tenant's settings mark.
+    /// The analysable paths (`properties.…`, `traits.…`) the tenant's settings mark.
     async fn analysable(&self, tenant: &str) -> Result<Vec<String>, ModelingError> {
-        let paths = crate::store::model_settings::analysable_properties(&self.pool, tenant).await?;
-        Ok(paths
-            .iter()
-            .filter_map(|path| properties::name_of(path))
-            .take(touchline_projection::MAX_PROPERTIES)
-            .map(str::to_owned)
-            .collect())
+        let mut paths =
+            crate::store::model_settings::analysable_properties(&self.pool, tenant).await?;
+        paths.retain(|path| properties::is_analysable_path(path));
+        paths.truncate(touchline_projection::MAX_PROPERTIES);
+        Ok(paths)
     }
 
     /// The tenant's view, moved forward to everything committed so far, keeping the

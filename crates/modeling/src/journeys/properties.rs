@@ -16,6 +16,20 @@ pub const MAX_ANALYSABLE: usize = touchline_projection::MAX_PROPERTIES;
 pub const MAX_PATH_BYTES: usize = 256;
 /// Where an event property path starts.
 pub const PROPERTIES_PREFIX: &str = "properties.";
+/// Where a person trait path starts (traits arrive on identify events).
+pub const TRAITS_PREFIX: &str = "traits.";
+
+/// The slot a view keeping the analysable paths `kept` gives `name` under `prefix`
+/// (`properties.` or `traits.`).
+pub fn slot(kept: &[String], prefix: &str, name: &str) -> Option<usize> {
+    kept.iter()
+        .position(|path| path.strip_prefix(prefix) == Some(name))
+}
+
+/// Whether `path` is an analysable path: `properties.{name}` or `traits.{name}`.
+pub fn is_analysable_path(path: &str) -> bool {
+    name_of(path).is_some() || trait_name_of(path).is_some()
+}
 
 /// Checks the analysable paths of the settings, each problem under `field`.
 pub fn check_analysable(paths: &[String], field: &str, problems: &mut Violations) {
@@ -34,12 +48,12 @@ pub fn check_analysable(paths: &[String], field: &str, problems: &mut Violations
             problems.add(at, "TOO_LONG", format!("at most {MAX_PATH_BYTES} bytes"));
             continue;
         }
-        if name_of(path).is_none() {
+        if !is_analysable_path(path) {
             problems.add(
                 at,
                 "INVALID_PATH",
                 format!(
-                    "{path:?} is not a property path such as properties.utm_campaign (names separated by dots, none empty)"
+                    "{path:?} is not a path such as properties.utm_campaign or traits.member_level (names separated by dots, none empty)"
                 ),
             );
             continue;
@@ -53,7 +67,15 @@ pub fn check_analysable(paths: &[String], field: &str, problems: &mut Violations
 /// The name under `properties.` of a well-formed path: dot-separated, no part empty, no
 /// control character.
 pub fn name_of(path: &str) -> Option<&str> {
-    let name = path.strip_prefix(PROPERTIES_PREFIX)?;
+    well_formed(path.strip_prefix(PROPERTIES_PREFIX)?)
+}
+
+/// The name under `traits.` of a well-formed path.
+pub fn trait_name_of(path: &str) -> Option<&str> {
+    well_formed(path.strip_prefix(TRAITS_PREFIX)?)
+}
+
+fn well_formed(name: &str) -> Option<&str> {
     let well_formed = !name.is_empty()
         && name.split('.').all(|part| !part.is_empty())
         && !name.chars().any(char::is_control);
@@ -150,7 +172,14 @@ mod tests {
 
     #[test]
     fn analysable_paths_are_checked_one_by_one() {
-        assert!(problems_of(&["properties.utm_campaign", "properties.utm.source"]).is_empty());
+        assert!(
+            problems_of(&[
+                "properties.utm_campaign",
+                "properties.utm.source",
+                "traits.level"
+            ])
+            .is_empty()
+        );
         let long = format!("properties.{}", "x".repeat(MAX_PATH_BYTES));
         let found = problems_of(&[
             "utm_campaign",
@@ -158,6 +187,7 @@ mod tests {
             "properties.a..b",
             "properties.a",
             "properties.a",
+            "traits.",
         ]);
         assert_eq!(
             found,
@@ -167,6 +197,7 @@ mod tests {
                 ("analysable_properties[1]".to_owned(), "INVALID_PATH"),
                 ("analysable_properties[2]".to_owned(), "INVALID_PATH"),
                 ("analysable_properties[4]".to_owned(), "DUPLICATE"),
+                ("analysable_properties[5]".to_owned(), "INVALID_PATH"),
             ]
         );
         assert_eq!(

@@ -243,7 +243,13 @@ fn check_filters(filters: &[FieldFilter], path: &str, problems: &mut Violations)
                 field_problem(&filter.field, reason),
             );
         }
-        match filter.operator {
+        check_operator(filter, &at, problems);
+    }
+}
+
+/// Checks that `filter`'s operator is supported and has as many values as it takes.
+pub fn check_operator(filter: &FieldFilter, at: &str, problems: &mut Violations) {
+    match filter.operator {
             Operator::Unsupported(number) => problems.add(
                 format!("{at}.operator"),
                 "UNSUPPORTED_OPERATOR",
@@ -276,7 +282,6 @@ fn check_filters(filters: &[FieldFilter], path: &str, problems: &mut Violations)
             }
             _ => {}
         }
-    }
 }
 
 pub(super) fn check_matcher(

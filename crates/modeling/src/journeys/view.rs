@@ -32,7 +32,7 @@ pub struct TenantView {
     pub positions: Positions,
     /// Stored events the projection could not take, since the view was built.
     pub set_aside: u64,
-    /// The analysable property names (without `properties.`) the view keeps, by slot.
+    /// The analysable paths (`properties.…`, `traits.…`) the view keeps, by slot.
     pub properties: Vec<String>,
 }
 
@@ -92,8 +92,8 @@ fn encode_all(
 }
 
 impl TenantView {
-    /// Builds a view keeping the analysable `properties` (names without `properties.`, at
-    /// most [`touchline_projection::MAX_PROPERTIES`]) from chunks of a store snapshot (see
+    /// Builds a view keeping the analysable `properties` (paths, at most
+    /// [`touchline_projection::MAX_PROPERTIES`]) from chunks of a store snapshot (see
     /// `store::journal::load`), on up to `threads` threads.
     pub fn build(
         chunks: impl Iterator<Item = Vec<JournalEvent>>,

@@ -6,7 +6,7 @@ use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
 
 use super::segment_name;
-use crate::grpc::journeys::{funnel_query, matcher, ms, pb_funnel, timestamp_ms};
+use crate::grpc::journeys::{filter, funnel_query, matcher, ms, pb_funnel, timestamp_ms};
 use crate::journeys::query::{FunnelOrder, FunnelQuery, Scope, Violations};
 use crate::journeys::segments::{
     Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
@@ -248,7 +248,17 @@ fn condition(
                 Rule::Member(String::new())
             }
         },
-        R::Trait(_) => not_available(&format!("{path}.trait"), "trait", problems),
+        R::Trait(c) => match c.filter.as_ref() {
+            Some(f) => Rule::Trait(filter(f)),
+            None => {
+                problems.add(
+                    format!("{path}.trait.filter"),
+                    "REQUIRED",
+                    "a filter on the trait",
+                );
+                Rule::AllOf(Vec::new())
+            }
+        },
         R::LifecycleStage(c) => Rule::Lifecycle(lifecycle_stages(&c.stages, path, problems)),
         R::RfmSegment(c) => Rule::Rfm(rfm_segments(&c.segments, path, problems)),
         R::FunnelDropOff(c) => drop_off(c, path, problems),
@@ -395,6 +405,14 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
         }),
         Rule::Rfm(segments) => R::RfmSegment(pb::RfmSegmentCondition {
             segments: segments.iter().map(|s| i32::from(*s)).collect(),
+        }),
+        Rule::Trait(filter) => R::Trait(pb::TraitCondition {
+            filter: pb_matcher(&crate::journeys::query::Matcher {
+                event_name: String::new(),
+                filters: vec![filter.clone()],
+            })
+            .filters
+            .pop(),
         }),
         Rule::FunnelDropOff(drop) => R::FunnelDropOff(pb::FunnelDropOffCondition {
             funnel: Some(pb_funnel(&drop.funnel)),

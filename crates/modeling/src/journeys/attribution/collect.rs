@@ -256,7 +256,11 @@ impl Plan {
         });
         let channel_slot = match &query.channel {
             ChannelField::Property(name) => {
-                let slot = view.properties.iter().position(|p| p == name);
+                let slot = crate::journeys::properties::slot(
+                    &view.properties,
+                    crate::journeys::properties::PROPERTIES_PREFIX,
+                    name,
+                );
                 if slot.is_none() {
                     compile::not_analysable(
                         name,

@@ -16,12 +16,17 @@ use touchline_projection::Event;
 use touchline_projection::query::Condition;
 use uuid::Uuid;
 
-use super::rule::{Aggregation, ChurnTest, Comparison, DropOff, Rule, Window};
+use super::rule::{
+    Aggregation, ChurnTest, Comparison, DropOff, Rule, SEEN_FIELDS, Window, time_value,
+};
 use crate::journeys::churn::ChurnTable;
 use crate::journeys::compile::{self, Known};
 use crate::journeys::funnel::{self, RunError};
+use crate::journeys::properties;
+use crate::journeys::query::FieldFilter;
 use crate::journeys::query::Violations;
 use crate::journeys::{RunContext, TenantView};
+use touchline_projection::{CodeSet, MISSING};
 
 /// A rule bound to one view's dictionaries and to the members of the segments it names.
 #[derive(Debug, Clone)]
@@ -51,6 +56,22 @@ pub enum Compiled {
     Lifecycle(Vec<LifecycleStage>),
     /// The person's RFM segment is one of these (contract numbers).
     Rfm(Vec<u8>),
+    /// The value of a trait slot on the person's latest event carrying one (the missing
+    /// value when none does) is one of these codes.
+    Trait {
+        /// The slot.
+        slot: usize,
+        /// The accepted codes.
+        codes: CodeSet,
+    },
+    /// The person's first (or last) event time, as ms text, meets the filter (its values
+    /// already ms text).
+    Seen {
+        /// First seen (true) or last seen.
+        first: bool,
+        /// The filter.
+        filter: FieldFilter,
+    },
 }
 
 /// What a rule reads besides the person's own events.
@@ -141,6 +162,7 @@ pub fn compile(
         },
         Rule::Churn(test) => Compiled::Churn(*test),
         Rule::Member(id) => Compiled::Member((lookups.members)(id).unwrap_or_default()),
+        Rule::Trait(filter) => person_test(filter, known, &format!("{path}.trait"), problems),
         Rule::FunnelDropOff(drop) => Compiled::Member((lookups.dropped)(
             drop,
             &format!("{path}.funnel_drop_off"),
@@ -148,6 +170,45 @@ pub fn compile(
         )),
         Rule::Lifecycle(stages) => Compiled::Lifecycle(stages.clone()),
         Rule::Rfm(segments) => Compiled::Rfm(segments.clone()),
+    }
+}
+
+/// A trait condition bound to the view: a trait the view keeps as a slot, or a seen time.
+fn person_test(
+    filter: &FieldFilter,
+    known: Known<'_>,
+    path: &str,
+    problems: &mut Violations,
+) -> Compiled {
+    if SEEN_FIELDS.contains(&filter.field.as_str()) {
+        let mut filter = filter.clone();
+        for value in &mut filter.values {
+            *value = time_value(value).unwrap_or_default().to_string();
+        }
+        return Compiled::Seen {
+            first: filter.field == SEEN_FIELDS[0],
+            filter,
+        };
+    }
+    let slot = properties::trait_name_of(&filter.field)
+        .and_then(|name| properties::slot(known.properties, properties::TRAITS_PREFIX, name));
+    let dictionary = slot.and_then(|slot| known.projection.dictionaries().properties.get(slot));
+    match (slot, dictionary) {
+        (Some(slot), Some(dictionary)) => Compiled::Trait {
+            slot,
+            codes: compile::matching_codes(dictionary, filter),
+        },
+        _ => {
+            problems.add(
+                format!("{path}.filter.field"),
+                "NOT_ANALYSABLE",
+                format!(
+                    "{} is not analysable: add it to the model settings' analysable_properties / 该特征未设为可分析",
+                    filter.field
+                ),
+            );
+            Compiled::AnyOf(Vec::new())
+        }
     }
 }
 
@@ -276,6 +337,24 @@ pub fn holds(
         Compiled::Rfm(segments) => {
             let segment = context.rfm.and_then(|all| all.get(&person));
             (segment.is_some_and(|s| segments.contains(s)), None)
+        }
+        Compiled::Trait { slot, codes } => {
+            let latest = events
+                .iter()
+                .rev()
+                .map(|e| e.properties.get(*slot).copied().unwrap_or(MISSING))
+                .find(|code| *code != MISSING)
+                .unwrap_or(MISSING);
+            (codes.contains(latest), None)
+        }
+        Compiled::Seen { first, filter } => {
+            let at = if *first {
+                events.first()
+            } else {
+                events.last()
+            };
+            let held = at.is_some_and(|e| compile::accepts_text(filter, &e.time_ms.to_string()));
+            (held, None)
         }
     }
 }

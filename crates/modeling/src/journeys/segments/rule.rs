@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use touchline_analytics::lifecycle::LifecycleStage;
 
 use crate::journeys::funnel_query::{FunnelQuery, ValidFunnel};
-use crate::journeys::query::{Matcher, Violations, check_matcher};
+use crate::journeys::query::{FieldFilter, Matcher, Operator, Violations, check_matcher};
 
 /// Deepest a rule tree may nest (the contract's limit).
 pub const MAX_DEPTH: usize = 10;
@@ -195,6 +195,49 @@ pub enum Rule {
     Rfm(Vec<u8>),
     /// The person dropped at a step of a funnel.
     FunnelDropOff(DropOff),
+    /// An attribute of the person: a trait (`traits.{name}`, the value of the latest event
+    /// carrying it), `first_seen_time` or `last_seen_time` (their earliest and latest
+    /// stored events).
+    Trait(FieldFilter),
+}
+
+/// The person attributes a trait condition can name besides `traits.{name}`.
+pub const SEEN_FIELDS: [&str; 2] = ["first_seen_time", "last_seen_time"];
+
+/// A time a filter on `first_seen_time` or `last_seen_time` names, in ms: RFC 3339.
+pub fn time_value(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| at.timestamp_millis())
+}
+
+fn check_trait(filter: &FieldFilter, path: &str, problems: &mut Violations) {
+    let field = filter.field.as_str();
+    let seen = SEEN_FIELDS.contains(&field);
+    if !seen && crate::journeys::properties::trait_name_of(field).is_none() {
+        problems.add(
+            format!("{path}.filter.field"),
+            "INVALID_FIELD",
+            "traits.{name}, first_seen_time or last_seen_time",
+        );
+    }
+    crate::journeys::query::check_operator(filter, &format!("{path}.filter"), problems);
+    if seen {
+        if matches!(filter.operator, Operator::Contains | Operator::NotContains) {
+            problems.add(
+                format!("{path}.filter.operator"),
+                "UNSUPPORTED_OPERATOR",
+                "times are compared, not searched",
+            );
+        }
+        if filter.values.iter().any(|v| time_value(v).is_none()) {
+            problems.add(
+                format!("{path}.filter.values"),
+                "INVALID_TIME",
+                "times are RFC 3339, e.g. 2026-06-18T00:00:00+08:00",
+            );
+        }
+    }
 }
 
 impl Rule {
@@ -266,7 +309,8 @@ impl Rule {
             | Rule::Member(_)
             | Rule::Lifecycle(_)
             | Rule::Rfm(_)
-            | Rule::FunnelDropOff(_) => {}
+            | Rule::FunnelDropOff(_)
+            | Rule::Trait(_) => {}
         }
     }
 
@@ -325,18 +369,25 @@ impl Rule {
             Rule::Not(rule) => {
                 rule.check_node(&format!("{path}.negation"), depth + 1, conditions, problems)
             }
-            Rule::Events(events) => {
+            leaf => {
                 *conditions += 1;
+                leaf.check_leaf(path, problems);
+            }
+        }
+    }
+
+    /// Checks one condition (a node that is not a group).
+    fn check_leaf(&self, path: &str, problems: &mut Violations) {
+        match self {
+            Rule::Events(events) => {
                 check_events(events, &format!("{path}.event_aggregate"), problems);
             }
             Rule::Churn(test) => {
-                *conditions += 1;
                 if let ChurnTest::Score(comparison) = test {
                     check_comparison(*comparison, &format!("{path}.churn.score"), problems);
                 }
             }
             Rule::Lifecycle(stages) => {
-                *conditions += 1;
                 if stages.is_empty() {
                     problems.add(
                         format!("{path}.lifecycle_stage.stages"),
@@ -346,7 +397,6 @@ impl Rule {
                 }
             }
             Rule::Rfm(segments) => {
-                *conditions += 1;
                 if segments.is_empty() {
                     problems.add(
                         format!("{path}.rfm_segment.segments"),
@@ -356,11 +406,12 @@ impl Rule {
                 }
             }
             Rule::FunnelDropOff(drop) => {
-                *conditions += 1;
                 drop.check(&format!("{path}.funnel_drop_off"), problems);
             }
+            Rule::Trait(filter) => {
+                check_trait(filter, &format!("{path}.trait"), problems);
+            }
             Rule::Member(id) => {
-                *conditions += 1;
                 if id.is_empty() {
                     problems.add(
                         format!("{path}.segment_membership.segment"),
@@ -369,6 +420,7 @@ impl Rule {
                     );
                 }
             }
+            Rule::AllOf(_) | Rule::AnyOf(_) | Rule::Not(_) => {}
         }
     }
 }

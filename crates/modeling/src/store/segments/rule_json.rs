@@ -60,6 +60,9 @@ enum StoredRule {
     Rfm {
         segments: Vec<u8>,
     },
+    Trait {
+        filter: StoredMatcher,
+    },
     FunnelDropOff {
         funnel: StoredFunnel,
         step: i32,
@@ -243,6 +246,12 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
         Rule::Rfm(segments) => StoredRule::Rfm {
             segments: segments.clone(),
         },
+        Rule::Trait(filter) => StoredRule::Trait {
+            filter: to_stored(&Matcher {
+                event_name: String::new(),
+                filters: vec![filter.clone()],
+            }),
+        },
         Rule::FunnelDropOff(drop) => StoredRule::FunnelDropOff {
             funnel: (&drop.funnel).into(),
             step: drop.step,
@@ -302,6 +311,12 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
                 .collect::<Result<_, _>>()?,
         ),
         StoredRule::Rfm { segments } => Rule::Rfm(segments),
+        StoredRule::Trait { filter } => Rule::Trait(
+            from_stored(filter)
+                .filters
+                .pop()
+                .ok_or("a trait condition without its filter")?,
+        ),
         StoredRule::FunnelDropOff {
             funnel,
             step,
