@@ -23,6 +23,7 @@ mod pipeline_status;
 mod poison;
 mod properties;
 mod segments;
+mod segments_fuzz;
 mod sim_send;
 mod sources;
 mod tracing_spans;
