@@ -70,8 +70,11 @@ compare: services ## Side by side with the peers on the same data: ClickHouse wi
 	  $$PY bench/attribution_compare.py && \
 	  $$PY bench/churn_compare.py
 
-fuzz-long: services ## The cross-stage fuzz run on 100,000 arbitrary events through the real services
+fuzz-long: services ## The cross-stage fuzz run on 100,000 arbitrary events through the real services, then random segments over 50 seeds
 	$(CARGO) run --release -p touchline-e2e --bin fuzz-pipeline -- $(or $(EVENTS),100000)
+	for seed in $$(seq 1 $(or $(SEGMENT_SEEDS),50)); do \
+	  SEGMENTS_FUZZ_SEED=$$seed $(CARGO) test -q --release -p touchline-e2e --test e2e -- segments_fuzz || exit 1; \
+	done
 
 build: ## Build the whole workspace (debug)
 	$(CARGO) build --workspace

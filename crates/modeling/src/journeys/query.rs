@@ -196,6 +196,11 @@ pub fn breakdown_of(
 
 /// What is wrong with a field path `Field::parse` refused for `reason`.
 fn field_problem(path: &str, reason: &str) -> String {
+    if path.starts_with(super::properties::TRAITS_PREFIX) {
+        return format!(
+            "{path} is an attribute of the person, not of an event: limit the analysis to a segment with a trait condition (scope.segment) / 特征属于用户而非事件，请用带特征条件的分群限定分析范围"
+        );
+    }
     match reason {
         "NOT_ANALYSABLE" => format!(
             "{path} is not among the fields journey analyses read: event_name, channel, touchpoint, source, touchpoint_type, department, or a property the model settings mark analysable"
