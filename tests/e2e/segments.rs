@@ -27,14 +27,15 @@ use touchline_proto::identity::v1::identity_service_client::IdentityServiceClien
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    AnalysisScope, CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition,
-    EventAggregation, EventMatcher, FunnelDefinition, FunnelDropOffCondition, FunnelStep,
-    GetPersonLifecycleRequest, GetSegmentRequest, LifecycleStage, LifecycleStageCondition,
-    ListFunnelDropOffsRequest, ListSegmentChangesRequest, ListSegmentMembersRequest, ModelSettings,
-    NumberComparison, RfmSegment, RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange,
-    SegmentChangeKind, SegmentChangeReason, SegmentMembershipCondition, SegmentRule,
-    SegmentRuleGroup, SegmentState, StreamSegmentChangesRequest, TraitCondition,
-    UpdateModelSettingsRequest, UpdateSegmentRequest, event_aggregate_condition, segment_rule,
+    AnalysisScope, AttributedChannelCondition, AttributionModel, AttributionModelType,
+    CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition, EventAggregation,
+    EventMatcher, FunnelDefinition, FunnelDropOffCondition, FunnelStep, GetPersonLifecycleRequest,
+    GetSegmentRequest, LifecycleStage, LifecycleStageCondition, ListFunnelDropOffsRequest,
+    ListSegmentChangesRequest, ListSegmentMembersRequest, ModelSettings, NumberComparison,
+    RfmSegment, RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange, SegmentChangeKind,
+    SegmentChangeReason, SegmentMembershipCondition, SegmentRule, SegmentRuleGroup, SegmentState,
+    StreamSegmentChangesRequest, TraitCondition, UpdateModelSettingsRequest, UpdateSegmentRequest,
+    event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -1195,6 +1196,120 @@ async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_eve
         violations(&bad)
             .iter()
             .any(|(f, r)| f == "segment.rule.trait.filter.values" && r == "INVALID_TIME")
+    );
+    app.stop().await;
+    Ok(())
+}
+
+/// Persons whose conversions in the last 30 days credit `channel` under `model`, with at
+/// least `min_share` of them; touches are `view` events.
+fn attributed_rule(model: AttributionModelType, channel: &str, min_share: f64) -> SegmentRule {
+    SegmentRule {
+        rule: Some(segment_rule::Rule::AttributedChannel(
+            AttributedChannelCondition {
+                conversion_event: Some(EventMatcher {
+                    event_name: "purchase".to_owned(),
+                    filters: Vec::new(),
+                }),
+                model: Some(AttributionModel {
+                    r#type: model as i32,
+                    ..AttributionModel::default()
+                }),
+                channel: channel.to_owned(),
+                min_share,
+                within_last: Some(days(30)),
+                touchpoint_events: vec![EventMatcher {
+                    event_name: "view".to_owned(),
+                    filters: Vec::new(),
+                }],
+                ..AttributedChannelCondition::default()
+            },
+        )),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let view = |id: &str, person: u64, channel: &str, days_ago: i64| {
+        let mut event = sample_event(id, person, "view", now - days_ago * DAY_MS);
+        channel.clone_into(&mut event.channel);
+        event
+    };
+    let buy =
+        |id: &str, person: u64, days_ago: i64| purchase(id, person, now - days_ago * DAY_MS, 10.0);
+    // 1: web, then a purchase. 2: web, app, then a purchase (first web, last app, linear
+    // half each). 3: app then a purchase, then a second purchase with no touch between
+    // (app is credited half of 3's conversions). 4: web then a purchase, 40 days ago.
+    let batch = vec![
+        view("a1", 1, "web", 3),
+        buy("a2", 1, 2),
+        view("a3", 2, "web", 5),
+        view("a4", 2, "app", 4),
+        buy("a5", 2, 3),
+        view("a6", 3, "app", 4),
+        buy("a7", 3, 3),
+        buy("a8", 3, 1),
+        view("a9", 4, "web", 50),
+        buy("a10", 4, 40),
+    ];
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
+    let person_of = |message: &str| {
+        stored
+            .iter()
+            .find(|e| e.message_id == message)
+            .map(|e| e.person_id.clone())
+            .unwrap_or_default()
+    };
+    let cases = [
+        (
+            "last-web",
+            attributed_rule(AttributionModelType::LastTouch, "web", 0.0),
+            vec![person_of("a2")],
+        ),
+        (
+            "linear-web-half",
+            attributed_rule(AttributionModelType::Linear, "web", 0.5),
+            vec![person_of("a2"), person_of("a5")],
+        ),
+        (
+            "first-app-half",
+            attributed_rule(AttributionModelType::FirstTouch, "app", 0.5),
+            vec![person_of("a7")],
+        ),
+        (
+            "first-app-most",
+            attributed_rule(AttributionModelType::FirstTouch, "app", 0.6),
+            Vec::new(),
+        ),
+    ];
+    for (id, rule, expected) in cases {
+        modeling.create_segment(create(id, rule, false)).await?;
+        settled(&mut modeling, id, expected.len() as i64).await?;
+        let (members, _) = bootstrap(&mut modeling, id).await?;
+        let expected: BTreeSet<String> = expected.into_iter().collect();
+        assert_eq!(members, expected, "{id}");
+    }
+    let refused = modeling
+        .create_segment(create(
+            "markov",
+            attributed_rule(AttributionModelType::Markov, "web", 0.0),
+            false,
+        ))
+        .await
+        .expect_err("Markov has no per-person credit");
+    assert!(
+        violations(&refused).iter().any(|(f, r)| {
+            f == "segment.rule.attributed_channel.model.type" && r == "NOT_PER_PERSON"
+        }),
+        "{:?}",
+        violations(&refused)
     );
     app.stop().await;
     Ok(())

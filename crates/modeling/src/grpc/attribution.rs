@@ -22,7 +22,7 @@ fn duration_ms(duration: &prost_types::Duration) -> i64 {
         .saturating_add(i64::from(duration.nanos) / 1_000_000)
 }
 
-fn model_request(model: &pb::AttributionModel) -> ModelRequest {
+pub(super) fn model_request(model: &pb::AttributionModel) -> ModelRequest {
     use pb::AttributionModelType as T;
     let kind = match T::try_from(model.r#type) {
         Ok(T::FirstTouch) => ModelType::FirstTouch,
@@ -50,6 +50,32 @@ fn model_request(model: &pb::AttributionModel) -> ModelRequest {
         shapley_game,
         allow_approximation: model.allow_approximation,
         shapley_samples: model.shapley_samples,
+    }
+}
+
+/// The contract's model of a request for one (what a stored segment condition answers with).
+pub(super) fn pb_model(model: &ModelRequest) -> pb::AttributionModel {
+    use pb::AttributionModelType as T;
+    pb::AttributionModel {
+        r#type: match model.kind {
+            ModelType::FirstTouch => T::FirstTouch,
+            ModelType::LastTouch => T::LastTouch,
+            ModelType::Linear => T::Linear,
+            ModelType::PositionBased => T::PositionBased,
+            ModelType::TimeDecay => T::TimeDecay,
+            ModelType::Markov => T::Markov,
+            ModelType::Shapley => T::Shapley,
+            ModelType::Unknown => T::Unspecified,
+        } as i32,
+        linear_distinct_channels: model.linear_distinct_channels,
+        position_first_share: model.position_first_share,
+        position_last_share: model.position_last_share,
+        time_decay_half_life: model.half_life_ms.map(|ms| prost_types::Duration {
+            seconds: ms.div_euclid(1_000),
+            nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+        }),
+        markov_order: model.markov_order,
+        ..pb::AttributionModel::default()
     }
 }
 

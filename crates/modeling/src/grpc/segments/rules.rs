@@ -6,10 +6,12 @@ use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
 
 use super::segment_name;
+use crate::grpc::attribution::{model_request, pb_model};
 use crate::grpc::journeys::{filter, funnel_query, matcher, ms, pb_funnel, timestamp_ms};
+use crate::journeys::attribution::query::AttributionQuery;
 use crate::journeys::query::{FunnelOrder, FunnelQuery, Scope, Violations};
 use crate::journeys::segments::{
-    Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
 };
 
 fn comparison(
@@ -169,6 +171,41 @@ fn not_available(path: &str, what: &str, problems: &mut Violations) -> Rule {
     Rule::AllOf(Vec::new())
 }
 
+fn duration_ms(d: &prost_types::Duration) -> i64 {
+    d.seconds
+        .saturating_mul(1_000)
+        .saturating_add(i64::from(d.nanos) / 1_000_000)
+}
+
+fn pb_duration(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms.div_euclid(1_000),
+        nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// An attributed-channel condition as the service takes it (a missing model is an unset
+/// one, which the rule check names).
+fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
+    Rule::AttributedChannel(Attributed {
+        query: AttributionQuery {
+            conversion: matcher(c.conversion_event.as_ref()),
+            channel_field: c.channel_field.clone(),
+            lookback_ms: c.lookback_window.as_ref().map(duration_ms),
+            models: vec![c.model.as_ref().map(model_request).unwrap_or_default()],
+            touchpoints: c
+                .touchpoint_events
+                .iter()
+                .filter_map(|m| matcher(Some(m)))
+                .collect(),
+            ..AttributionQuery::default()
+        },
+        channel: c.channel.clone(),
+        min_share: c.min_share,
+        within_ms: c.within_last.as_ref().map(duration_ms),
+    })
+}
+
 /// A funnel drop-off condition as the service takes it.
 fn drop_off(c: &pb::FunnelDropOffCondition, path: &str, problems: &mut Violations) -> Rule {
     let funnel = funnel_query(c.funnel.as_ref()).unwrap_or_else(|| {
@@ -262,11 +299,7 @@ fn condition(
         R::LifecycleStage(c) => Rule::Lifecycle(lifecycle_stages(&c.stages, path, problems)),
         R::RfmSegment(c) => Rule::Rfm(rfm_segments(&c.segments, path, problems)),
         R::FunnelDropOff(c) => drop_off(c, path, problems),
-        R::AttributedChannel(_) => not_available(
-            &format!("{path}.attributed_channel"),
-            "attributed_channel",
-            problems,
-        ),
+        R::AttributedChannel(c) => attributed(c),
         R::Identifier(_) => not_available(&format!("{path}.identifier"), "identifier", problems),
         R::AllOf(_) | R::AnyOf(_) | R::Negation(_) => {
             problems.add(path, "INTERNAL", "a group is not a condition");
@@ -343,6 +376,43 @@ fn pb_matcher(m: &crate::journeys::query::Matcher) -> pb::EventMatcher {
     crate::grpc::churn::pb_matcher(m)
 }
 
+fn pb_events(e: &EventAggregate) -> pb::EventAggregateCondition {
+    pb::EventAggregateCondition {
+        event: Some(pb_matcher(&e.matcher)),
+        aggregation: match e.aggregation {
+            Aggregation::Count => pb::EventAggregation::Count,
+            Aggregation::Sum => pb::EventAggregation::Sum,
+            Aggregation::Average => pb::EventAggregation::Average,
+            Aggregation::Min => pb::EventAggregation::Min,
+            Aggregation::Max => pb::EventAggregation::Max,
+            Aggregation::DistinctDays => pb::EventAggregation::DistinctDays,
+        } as i32,
+        field: if matches!(
+            e.aggregation,
+            Aggregation::Count | Aggregation::DistinctDays
+        ) {
+            String::new()
+        } else {
+            "value".to_owned()
+        },
+        comparison: Some(pb_comparison(e.comparison)),
+        window: Some(match e.window {
+            Window::Last { ms } => {
+                pb::event_aggregate_condition::Window::WithinLast(prost_types::Duration {
+                    seconds: ms.div_euclid(1_000),
+                    nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+                })
+            }
+            Window::Range { start_ms, end_ms } => {
+                pb::event_aggregate_condition::Window::TimeRange(common::TimeRange {
+                    start_time: Some(timestamp_ms(start_ms)),
+                    end_time: Some(timestamp_ms(end_ms)),
+                })
+            }
+        }),
+    }
+}
+
 pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
     use pb::segment_rule::Rule as R;
     let inner = match rule {
@@ -353,40 +423,7 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
             rules: rules.iter().map(|r| pb_rule(tenant, r)).collect(),
         }),
         Rule::Not(r) => R::Negation(Box::new(pb_rule(tenant, r))),
-        Rule::Events(e) => R::EventAggregate(pb::EventAggregateCondition {
-            event: Some(pb_matcher(&e.matcher)),
-            aggregation: match e.aggregation {
-                Aggregation::Count => pb::EventAggregation::Count,
-                Aggregation::Sum => pb::EventAggregation::Sum,
-                Aggregation::Average => pb::EventAggregation::Average,
-                Aggregation::Min => pb::EventAggregation::Min,
-                Aggregation::Max => pb::EventAggregation::Max,
-                Aggregation::DistinctDays => pb::EventAggregation::DistinctDays,
-            } as i32,
-            field: if matches!(
-                e.aggregation,
-                Aggregation::Count | Aggregation::DistinctDays
-            ) {
-                String::new()
-            } else {
-                "value".to_owned()
-            },
-            comparison: Some(pb_comparison(e.comparison)),
-            window: Some(match e.window {
-                Window::Last { ms } => {
-                    pb::event_aggregate_condition::Window::WithinLast(prost_types::Duration {
-                        seconds: ms.div_euclid(1_000),
-                        nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
-                    })
-                }
-                Window::Range { start_ms, end_ms } => {
-                    pb::event_aggregate_condition::Window::TimeRange(common::TimeRange {
-                        start_time: Some(timestamp_ms(start_ms)),
-                        end_time: Some(timestamp_ms(end_ms)),
-                    })
-                }
-            }),
-        }),
+        Rule::Events(e) => R::EventAggregate(pb_events(e)),
         Rule::Churn(ChurnTest::Score(c)) => R::Churn(pb::ChurnCondition {
             condition: Some(pb::churn_condition::Condition::Score(pb_comparison(*c))),
         }),
@@ -405,6 +442,16 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
         }),
         Rule::Rfm(segments) => R::RfmSegment(pb::RfmSegmentCondition {
             segments: segments.iter().map(|s| i32::from(*s)).collect(),
+        }),
+        Rule::AttributedChannel(a) => R::AttributedChannel(pb::AttributedChannelCondition {
+            conversion_event: a.query.conversion.as_ref().map(pb_matcher),
+            model: a.query.models.first().map(pb_model),
+            channel: a.channel.clone(),
+            channel_field: a.query.channel_field.clone(),
+            min_share: a.min_share,
+            lookback_window: a.query.lookback_ms.map(pb_duration),
+            within_last: a.within_ms.map(pb_duration),
+            touchpoint_events: a.query.touchpoints.iter().map(pb_matcher).collect(),
         }),
         Rule::Trait(filter) => R::Trait(pb::TraitCondition {
             filter: pb_matcher(&crate::journeys::query::Matcher {

@@ -371,20 +371,19 @@ impl Gathered {
         Ok(())
     }
 
-    /// Adds the journey that ends at `end_ms` (a conversion of `value` when `converted`),
-    /// made of the touches in the lookback window before it.
+    /// Adds the journey made of `touches` that ends at `end_ms` (a conversion of `value`
+    /// when `converted`).
     fn journey(
         &mut self,
         plan: &Plan,
+        touches: &[Touch],
         end_ms: i64,
         converted: bool,
         value: f64,
     ) -> Result<(), AttributionError> {
-        let from = end_ms.saturating_sub(plan.lookback_ms);
-        let first = self.touches.partition_point(|t| t.first_ms < from);
         self.channels.clear();
         self.times.clear();
-        for touch in &self.touches[first..] {
+        for touch in touches {
             self.channels.push(touch.channel);
             self.times.push(touch.first_ms);
         }
@@ -415,55 +414,144 @@ impl Gathered {
     }
 
     fn person(&mut self, plan: &Plan, person: PersonEvents<'_>) -> Result<(), AttributionError> {
-        let (start, end) = plan.range;
         let before = self.journeys;
-        self.touches.clear();
-        for event in person.iter() {
-            let time = event.time_ms();
-            if time >= end {
-                break;
-            }
-            if plan.scope.as_ref().is_some_and(|s| !s.holds(&event)) {
-                continue;
-            }
-            if plan.conversion.holds(&event) {
-                if time >= start {
-                    // A conversion's value is never negative: a refund is not a conversion.
-                    let value = event.value().filter(|v| *v > 0.0).unwrap_or(0.0);
-                    self.journey(plan, time, true, value)?;
-                }
-                self.touches.clear();
-                continue;
-            }
-            if !plan.touches.iter().any(|p| p.holds(&event)) {
-                continue;
-            }
-            let key = match plan.channel_slot {
-                Some(slot) => event.property(slot) as usize,
-                None => usize::from(event.touch_code()),
-            };
-            let channel = plan.channel_of.get(key).copied().unwrap_or(NO_CHANNEL);
-            if channel == NO_CHANNEL {
-                continue;
-            }
-            match self.touches.last_mut() {
-                Some(last) if last.channel == channel && time - last.last_ms <= VISIT_GAP_MS => {
-                    last.last_ms = time;
-                }
-                _ => self.touches.push(Touch {
-                    channel,
-                    first_ms: time,
-                    last_ms: time,
-                }),
-            }
-        }
-        if !self.touches.is_empty() {
-            self.journey(plan, end, false, 0.0)?;
-        }
+        let mut touches = std::mem::take(&mut self.touches);
+        let walked = walk(
+            plan,
+            person,
+            &mut touches,
+            |touches, end_ms, converted, value| {
+                self.journey(plan, touches, end_ms, converted, value)
+            },
+        );
+        self.touches = touches;
+        walked?;
         if self.journeys > before {
             self.persons += 1;
         }
         Ok(())
+    }
+}
+
+/// Walks one person's events: `on_journey` gets each journey's touches (cut to the lookback
+/// window before its end), its end, whether it converted and the conversion's value — one
+/// per conversion in the range, then the non-converting journey of the touches after the
+/// last conversion, if any. `touches` is the walker's buffer.
+fn walk<E>(
+    plan: &Plan,
+    person: PersonEvents<'_>,
+    touches: &mut Vec<Touch>,
+    mut on_journey: impl FnMut(&[Touch], i64, bool, f64) -> Result<(), E>,
+) -> Result<(), E> {
+    let (start, end) = plan.range;
+    let cut = |touches: &[Touch], end_ms: i64| {
+        let from = end_ms.saturating_sub(plan.lookback_ms);
+        touches.partition_point(|t| t.first_ms < from)
+    };
+    touches.clear();
+    for event in person.iter() {
+        let time = event.time_ms();
+        if time >= end {
+            break;
+        }
+        if plan.scope.as_ref().is_some_and(|s| !s.holds(&event)) {
+            continue;
+        }
+        if plan.conversion.holds(&event) {
+            if time >= start {
+                // A conversion's value is never negative: a refund is not a conversion.
+                let value = event.value().filter(|v| *v > 0.0).unwrap_or(0.0);
+                let first = cut(touches, time);
+                on_journey(&touches[first..], time, true, value)?;
+            }
+            touches.clear();
+            continue;
+        }
+        if !plan.touches.iter().any(|p| p.holds(&event)) {
+            continue;
+        }
+        let key = match plan.channel_slot {
+            Some(slot) => event.property(slot) as usize,
+            None => usize::from(event.touch_code()),
+        };
+        let channel = plan.channel_of.get(key).copied().unwrap_or(NO_CHANNEL);
+        if channel == NO_CHANNEL {
+            continue;
+        }
+        match touches.last_mut() {
+            Some(last) if last.channel == channel && time - last.last_ms <= VISIT_GAP_MS => {
+                last.last_ms = time;
+            }
+            _ => touches.push(Touch {
+                channel,
+                first_ms: time,
+                last_ms: time,
+            }),
+        }
+    }
+    if !touches.is_empty() {
+        let first = cut(touches, end);
+        on_journey(&touches[first..], end, false, 0.0)?;
+    }
+    Ok(())
+}
+
+/// One person's converting journeys as channel codes and touch times, each with its
+/// conversion time and value (the journeys a per-person credit reads).
+#[derive(Debug, Default)]
+pub struct PersonJourneys {
+    /// Channel codes of every journey, one after the other.
+    pub channels: Vec<u32>,
+    /// Touch times, as `channels`.
+    pub times: Vec<i64>,
+    /// (first index, touches, conversion time, value) per converting journey.
+    pub journeys: Vec<(usize, usize, i64, f64)>,
+}
+
+impl PersonJourneys {
+    /// The journeys as the attribution models take them.
+    pub fn as_journeys(&self) -> Vec<Journey<'_>> {
+        self.journeys
+            .iter()
+            .map(|&(start, len, end_ms, value)| Journey {
+                channels: &self.channels[start..start + len],
+                touch_times_ms: &self.times[start..start + len],
+                end_ms,
+                converted: true,
+                value,
+            })
+            .collect()
+    }
+}
+
+impl Plan {
+    /// The channel names, by code.
+    pub fn channel_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The converting journeys of one person (conversions in the range).
+    pub fn converting_journeys(&self, person: PersonEvents<'_>) -> PersonJourneys {
+        let mut found = PersonJourneys::default();
+        let mut touches = Vec::new();
+        let walked = walk::<std::convert::Infallible>(
+            self,
+            person,
+            &mut touches,
+            |touches, end_ms, converted, value| {
+                if converted {
+                    let start = found.channels.len();
+                    found.channels.extend(touches.iter().map(|t| t.channel));
+                    found.times.extend(touches.iter().map(|t| t.first_ms));
+                    found.journeys.push((start, touches.len(), end_ms, value));
+                }
+                Ok(())
+            },
+        );
+        match walked {
+            Ok(()) => found,
+            Err(never) => match never {},
+        }
     }
 }
 

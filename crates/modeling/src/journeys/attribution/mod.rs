@@ -5,6 +5,7 @@
 pub mod collect;
 pub mod models;
 pub mod on_paths;
+pub mod per_person;
 pub mod query;
 
 use touchline_analytics::attribution::AttributionError;

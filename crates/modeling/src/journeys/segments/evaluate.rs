@@ -17,8 +17,9 @@ use touchline_projection::query::Condition;
 use uuid::Uuid;
 
 use super::rule::{
-    Aggregation, ChurnTest, Comparison, DropOff, Rule, SEEN_FIELDS, Window, time_value,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, Rule, SEEN_FIELDS, Window, time_value,
 };
+use crate::journeys::attribution::per_person;
 use crate::journeys::churn::ChurnTable;
 use crate::journeys::compile::{self, Known};
 use crate::journeys::funnel::{self, RunError};
@@ -91,6 +92,8 @@ pub struct Context<'a> {
 
 /// Finds the persons a drop-off condition selects; problems go under the given path.
 pub type DroppedOff<'a> = dyn Fn(&DropOff, &str, &mut Violations) -> Arc<HashSet<Uuid>> + 'a;
+/// Finds the persons an attributed-channel condition selects; problems go under the path.
+pub type Credited<'a> = dyn Fn(&Attributed, &str, &mut Violations) -> Arc<HashSet<Uuid>> + 'a;
 
 /// What a rule is bound with besides the view's dictionaries: the members of a named
 /// segment (`None` for one that does not exist, which selects nobody), and the persons a
@@ -100,6 +103,8 @@ pub struct Lookups<'a> {
     pub members: &'a dyn Fn(&str) -> Option<Arc<HashSet<Uuid>>>,
     /// Persons who dropped off, for a condition at a request path.
     pub dropped: &'a DroppedOff<'a>,
+    /// Persons whose conversions credit a channel, for a condition at a request path.
+    pub credited: &'a Credited<'a>,
 }
 
 /// Binds `rule` to `known`'s dictionaries and `lookups`. Unknown event names are reported in
@@ -163,6 +168,11 @@ pub fn compile(
         Rule::Churn(test) => Compiled::Churn(*test),
         Rule::Member(id) => Compiled::Member((lookups.members)(id).unwrap_or_default()),
         Rule::Trait(filter) => person_test(filter, known, &format!("{path}.trait"), problems),
+        Rule::AttributedChannel(attributed) => Compiled::Member((lookups.credited)(
+            attributed,
+            &format!("{path}.attributed_channel"),
+            problems,
+        )),
         Rule::FunnelDropOff(drop) => Compiled::Member((lookups.dropped)(
             drop,
             &format!("{path}.funnel_drop_off"),
@@ -443,6 +453,50 @@ pub fn dropped_off(
     }
 }
 
+/// The persons of `view` an attributed-channel condition selects at `now_ms`; problems
+/// binding it (unknown event names, properties not analysable) are reported under `path`.
+pub fn credited(
+    view: &TenantView,
+    attributed: &Attributed,
+    defined: &[String],
+    now_ms: i64,
+    threads: usize,
+    path: &str,
+    problems: &mut Violations,
+) -> Arc<HashSet<Uuid>> {
+    let mut report = |found: Violations| {
+        for mut violation in found.0 {
+            violation.field = format!("{path}.{}", violation.field);
+            problems.0.push(violation);
+        }
+    };
+    let valid = match attributed.attribution_at(now_ms) {
+        Ok(valid) => valid,
+        Err(found) => {
+            report(found);
+            return Arc::default();
+        }
+    };
+    let run = RunContext {
+        defined: defined.to_vec(),
+        threads,
+        ..RunContext::default()
+    };
+    match per_person::crediting(
+        view,
+        &valid,
+        &attributed.channel,
+        attributed.min_share,
+        &run,
+    ) {
+        Ok(found) => Arc::new(found),
+        Err(found) => {
+            report(found);
+            Arc::default()
+        }
+    }
+}
+
 /// Evaluates `segments` (id, rule) in the given order over one view, each seeing the members
 /// just found for the segments before it; `stored` gives the members of a named segment
 /// outside the set. A rule naming an event nobody has is logged and selects nobody for it.
@@ -464,9 +518,21 @@ pub fn evaluate_in_order(
         let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
             dropped_off(view, drop, defined, context.now_ms, threads, path, problems)
         };
+        let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
+            credited(
+                view,
+                attributed,
+                defined,
+                context.now_ms,
+                threads,
+                path,
+                problems,
+            )
+        };
         let lookups = Lookups {
             members: &lookup,
             dropped: &dropped,
+            credited: &credits,
         };
         let compiled = compile(rule, known, &lookups, "rule", &mut problems);
         if !problems.is_empty() {
@@ -496,9 +562,21 @@ pub fn preview(
     let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
         dropped_off(view, drop, defined, context.now_ms, threads, path, problems)
     };
+    let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
+        credited(
+            view,
+            attributed,
+            defined,
+            context.now_ms,
+            threads,
+            path,
+            problems,
+        )
+    };
     let lookups = Lookups {
         members: stored,
         dropped: &dropped,
+        credited: &credits,
     };
     let compiled = compile(rule, known, &lookups, "segment.rule", &mut problems);
     if problems.is_empty() {

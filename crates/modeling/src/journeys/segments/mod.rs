@@ -12,4 +12,6 @@ pub use evaluate::{
     Compiled, Context, Evaluation, Lookups, compile, dropped_off, evaluate_in_order, holds,
     members, preview,
 };
-pub use rule::{Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window};
+pub use rule::{
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+};

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use touchline_analytics::lifecycle::LifecycleStage;
 
+use crate::journeys::attribution::query::{AttributionQuery, ModelType, ValidAttribution};
 use crate::journeys::funnel_query::{FunnelQuery, ValidFunnel};
 use crate::journeys::query::{FieldFilter, Matcher, Operator, Violations, check_matcher};
 
@@ -173,6 +174,82 @@ impl DropOff {
     }
 }
 
+/// The default rolling window of an attributed-channel condition: 30 days.
+pub const DEFAULT_ATTRIBUTED_WITHIN_MS: i64 = 30 * 86_400_000;
+
+/// A condition on attribution: the person's conversions in a rolling window credit a
+/// channel, under one model, with at least a share of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attributed {
+    /// The conversion, channel field, lookback and the one model (as RunAttribution takes
+    /// them; the scope is not used).
+    pub query: AttributionQuery,
+    /// The channel.
+    pub channel: String,
+    /// The share of the person's conversions the channel must be credited, 0–1; 0 means any
+    /// credit above 0.
+    pub min_share: f64,
+    /// Conversions this long before the evaluation count; `None`: 30 days.
+    pub within_ms: Option<i64>,
+}
+
+impl Attributed {
+    /// The attribution as evaluated at `now_ms`: conversions of the rolling window.
+    pub fn attribution_at(&self, now_ms: i64) -> Result<ValidAttribution, Violations> {
+        let mut valid = self.query.validate(now_ms)?;
+        let within = self.within_ms.unwrap_or(DEFAULT_ATTRIBUTED_WITHIN_MS);
+        valid.range = (now_ms.saturating_sub(within), now_ms);
+        Ok(valid)
+    }
+
+    fn check(&self, path: &str, problems: &mut Violations) {
+        if self.query.conversion.is_none() {
+            problems.add(
+                format!("{path}.conversion_event"),
+                "REQUIRED",
+                "name the conversion event",
+            );
+        }
+        if let Err(found) = self.query.validate(0) {
+            for mut violation in found.0 {
+                violation.field =
+                    format!("{path}.{}", violation.field.replace("models[0]", "model"));
+                problems.0.push(violation);
+            }
+        }
+        if matches!(
+            self.query.models.first().map(|m| m.kind),
+            Some(ModelType::Markov | ModelType::Shapley)
+        ) {
+            problems.add(
+                format!("{path}.model.type"),
+                "NOT_PER_PERSON",
+                "MARKOV and SHAPLEY credit all journeys together, not one person's: use FIRST_TOUCH, LAST_TOUCH, LINEAR, POSITION_BASED or TIME_DECAY",
+            );
+        }
+        if self.channel.trim().is_empty() {
+            problems.add(format!("{path}.channel"), "REQUIRED", "name the channel");
+        }
+        if !(0.0..=1.0).contains(&self.min_share) {
+            problems.add(
+                format!("{path}.min_share"),
+                "OUT_OF_RANGE",
+                "a share from 0 to 1",
+            );
+        }
+        if self
+            .within_ms
+            .is_some_and(|ms| !(MIN_WINDOW_MS..=MAX_DROP_OFF_WINDOW_MS).contains(&ms))
+        {
+            problems.add(
+                format!("{path}.within_last"),
+                "OUT_OF_RANGE",
+                "from 1 second to 366 days",
+            );
+        }
+    }
+}
+
 /// A node of a rule.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
@@ -195,6 +272,8 @@ pub enum Rule {
     Rfm(Vec<u8>),
     /// The person dropped at a step of a funnel.
     FunnelDropOff(DropOff),
+    /// The person's conversions credit a channel.
+    AttributedChannel(Attributed),
     /// An attribute of the person: a trait (`traits.{name}`, the value of the latest event
     /// carrying it), `first_seen_time` or `last_seen_time` (their earliest and latest
     /// stored events).
@@ -280,6 +359,15 @@ impl Rule {
             Rule::Events(events) if !events.matcher.event_name.is_empty() => {
                 names.push(events.matcher.event_name.clone());
             }
+            Rule::AttributedChannel(attributed) => names.extend(
+                attributed
+                    .query
+                    .conversion
+                    .iter()
+                    .chain(&attributed.query.touchpoints)
+                    .map(|m| m.event_name.clone())
+                    .filter(|name| !name.is_empty()),
+            ),
             Rule::FunnelDropOff(drop) => names.extend(
                 drop.funnel
                     .steps
@@ -310,6 +398,7 @@ impl Rule {
             | Rule::Lifecycle(_)
             | Rule::Rfm(_)
             | Rule::FunnelDropOff(_)
+            | Rule::AttributedChannel(_)
             | Rule::Trait(_) => {}
         }
     }
@@ -410,6 +499,9 @@ impl Rule {
             }
             Rule::Trait(filter) => {
                 check_trait(filter, &format!("{path}.trait"), problems);
+            }
+            Rule::AttributedChannel(attributed) => {
+                attributed.check(&format!("{path}.attributed_channel"), problems);
             }
             Rule::Member(id) => {
                 if id.is_empty() {

@@ -4,11 +4,12 @@
 use serde::{Deserialize, Serialize};
 use touchline_analytics::lifecycle::LifecycleStage;
 
+use crate::journeys::attribution::query::{AttributionQuery, ModelRequest, ModelType};
 use crate::journeys::query::{
     FunnelExclusion, FunnelOrder, FunnelQuery, FunnelStep, Matcher, Scope,
 };
 use crate::journeys::segments::{
-    Aggregation, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
 };
 use crate::store::model_settings::{StoredMatcher, from_stored, to_stored};
 
@@ -63,12 +64,87 @@ enum StoredRule {
     Trait {
         filter: StoredMatcher,
     },
+    AttributedChannel {
+        conversion: Option<StoredMatcher>,
+        #[serde(default)]
+        channel_field: String,
+        #[serde(default)]
+        lookback_ms: Option<i64>,
+        model: StoredModel,
+        channel: String,
+        #[serde(default)]
+        min_share: f64,
+        #[serde(default)]
+        within_last_ms: Option<i64>,
+        #[serde(default)]
+        touchpoints: Vec<StoredMatcher>,
+    },
     FunnelDropOff {
         funnel: StoredFunnel,
         step: i32,
         #[serde(default)]
         within_last_ms: Option<i64>,
     },
+}
+
+/// An attributed-channel condition's model (the per-journey models only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredModel {
+    kind: String,
+    #[serde(default)]
+    linear_distinct_channels: bool,
+    #[serde(default)]
+    position_first_share: f64,
+    #[serde(default)]
+    position_last_share: f64,
+    #[serde(default)]
+    half_life_ms: Option<i64>,
+}
+
+const MODEL_TYPES: [(ModelType, &str); 8] = [
+    (ModelType::FirstTouch, "first_touch"),
+    (ModelType::LastTouch, "last_touch"),
+    (ModelType::Linear, "linear"),
+    (ModelType::PositionBased, "position_based"),
+    (ModelType::TimeDecay, "time_decay"),
+    (ModelType::Markov, "markov"),
+    (ModelType::Shapley, "shapley"),
+    (ModelType::Unknown, "unknown"),
+];
+
+impl From<&ModelRequest> for StoredModel {
+    fn from(m: &ModelRequest) -> Self {
+        StoredModel {
+            kind: MODEL_TYPES
+                .iter()
+                .find(|(k, _)| *k == m.kind)
+                .map_or("unknown", |(_, name)| name)
+                .to_owned(),
+            linear_distinct_channels: m.linear_distinct_channels,
+            position_first_share: m.position_first_share,
+            position_last_share: m.position_last_share,
+            half_life_ms: m.half_life_ms,
+        }
+    }
+}
+
+impl TryFrom<StoredModel> for ModelRequest {
+    type Error = &'static str;
+
+    fn try_from(m: StoredModel) -> Result<Self, Self::Error> {
+        Ok(ModelRequest {
+            kind: MODEL_TYPES
+                .iter()
+                .find(|(_, name)| *name == m.kind)
+                .map(|(k, _)| *k)
+                .ok_or("an unknown attribution model")?,
+            linear_distinct_channels: m.linear_distinct_channels,
+            position_first_share: m.position_first_share,
+            position_last_share: m.position_last_share,
+            half_life_ms: m.half_life_ms,
+            ..ModelRequest::default()
+        })
+    }
 }
 
 /// A drop-off condition's funnel: what evaluating it reads (no breakdown, no range).
@@ -246,6 +322,20 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
         Rule::Rfm(segments) => StoredRule::Rfm {
             segments: segments.clone(),
         },
+        Rule::AttributedChannel(a) => StoredRule::AttributedChannel {
+            conversion: a.query.conversion.as_ref().map(to_stored),
+            channel_field: a.query.channel_field.clone(),
+            lookback_ms: a.query.lookback_ms,
+            model: a
+                .query
+                .models
+                .first()
+                .map_or_else(|| (&ModelRequest::default()).into(), StoredModel::from),
+            channel: a.channel.clone(),
+            min_share: a.min_share,
+            within_last_ms: a.within_ms,
+            touchpoints: a.query.touchpoints.iter().map(to_stored).collect(),
+        },
         Rule::Trait(filter) => StoredRule::Trait {
             filter: to_stored(&Matcher {
                 event_name: String::new(),
@@ -258,6 +348,29 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
             within_last_ms: drop.within_ms,
         },
     }
+}
+
+fn events_rule(
+    event: StoredMatcher,
+    aggregation: &str,
+    comparison: StoredComparison,
+    within_last_ms: Option<i64>,
+    range_ms: Option<(i64, i64)>,
+) -> Result<Rule, &'static str> {
+    Ok(Rule::Events(EventAggregate {
+        matcher: from_stored(event),
+        aggregation: AGGREGATIONS
+            .iter()
+            .find(|(_, name)| *name == aggregation)
+            .map(|(a, _)| *a)
+            .ok_or("an unknown aggregation")?,
+        comparison: comparison.into(),
+        window: match (within_last_ms, range_ms) {
+            (Some(ms), _) => Window::Last { ms },
+            (None, Some((start_ms, end_ms))) => Window::Range { start_ms, end_ms },
+            (None, None) => return Err("a condition without a window"),
+        },
+    }))
 }
 
 fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
@@ -281,20 +394,7 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             comparison,
             within_last_ms,
             range_ms,
-        } => Rule::Events(EventAggregate {
-            matcher: from_stored(event),
-            aggregation: AGGREGATIONS
-                .iter()
-                .find(|(_, name)| *name == aggregation)
-                .map(|(a, _)| *a)
-                .ok_or("an unknown aggregation")?,
-            comparison: comparison.into(),
-            window: match (within_last_ms, range_ms) {
-                (Some(ms), _) => Window::Last { ms },
-                (None, Some((start_ms, end_ms))) => Window::Range { start_ms, end_ms },
-                (None, None) => return Err("a condition without a window"),
-            },
-        }),
+        } => events_rule(event, &aggregation, comparison, within_last_ms, range_ms)?,
         StoredRule::ChurnScore { comparison } => Rule::Churn(ChurnTest::Score(comparison.into())),
         StoredRule::Churned { churned } => Rule::Churn(ChurnTest::Churned(churned)),
         StoredRule::Member { segment } => Rule::Member(segment),
@@ -311,6 +411,28 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
                 .collect::<Result<_, _>>()?,
         ),
         StoredRule::Rfm { segments } => Rule::Rfm(segments),
+        StoredRule::AttributedChannel {
+            conversion,
+            channel_field,
+            lookback_ms,
+            model,
+            channel,
+            min_share,
+            within_last_ms,
+            touchpoints,
+        } => Rule::AttributedChannel(Attributed {
+            query: AttributionQuery {
+                conversion: conversion.map(from_stored),
+                channel_field,
+                lookback_ms,
+                models: vec![model.try_into()?],
+                touchpoints: touchpoints.into_iter().map(from_stored).collect(),
+                ..AttributionQuery::default()
+            },
+            channel,
+            min_share,
+            within_ms: within_last_ms,
+        }),
         StoredRule::Trait { filter } => Rule::Trait(
             from_stored(filter)
                 .filters
