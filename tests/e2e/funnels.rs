@@ -18,8 +18,8 @@ use touchline_proto::identity::v1::{ForgetPersonRequest, LinkIdentifiersRequest}
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, Breakdown, CountEventsRequest, EventMatcher, FunnelBreakdown, FunnelDefinition,
-    FunnelStep, ListFunnelDropOffsRequest, PathItemKind, RunFunnelRequest, RunFunnelResponse,
-    RunPathsRequest,
+    FunnelPersonSelection, FunnelStep, ListFunnelDropOffsRequest, PathItemKind, RunFunnelRequest,
+    RunFunnelResponse, RunPathsRequest,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -213,11 +213,15 @@ async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> a
     let mut expected = vec![0i64; 4];
     let mut expected_by_channel: BTreeMap<String, i64> = BTreeMap::new();
     let mut dropped_at_2: Vec<String> = Vec::new();
+    let mut reached: Vec<Vec<String>> = vec![Vec::new(); 4];
     for (person, timeline) in &mut timelines {
         timeline.sort_by_key(|e| (e.time_ms, e.sequence));
         let (furthest, channel) = naive_person(timeline);
         if furthest == 1 {
             dropped_at_2.push(person.clone());
+        }
+        for persons in reached.iter_mut().take(furthest) {
+            persons.push(person.clone());
         }
         for count in expected.iter_mut().take(furthest) {
             *count += 1;
@@ -265,6 +269,29 @@ async fn funnels_and_paths_equal_naive_counts_and_follow_identity_changes() -> a
     }
     dropped_at_2.sort();
     assert_eq!(listed, dropped_at_2, "drop-offs at step 2");
+
+    // The persons who reached each step, listed in one page, are the naive ones.
+    for (index, mut expected) in reached.into_iter().enumerate() {
+        let page = modeling
+            .list_funnel_drop_offs(ListFunnelDropOffsRequest {
+                funnel: request.funnel.clone(),
+                step: index as i32 + 1,
+                page_size: 1_000,
+                selection: FunnelPersonSelection::Reached as i32,
+                ..ListFunnelDropOffsRequest::default()
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            page.total_size,
+            ran.steps[index].count,
+            "step {}",
+            index + 1
+        );
+        let listed: Vec<String> = page.persons.into_iter().map(|p| p.person_id).collect();
+        expected.sort();
+        assert_eq!(listed, expected, "persons who reached step {}", index + 1);
+    }
     let beyond = modeling
         .list_funnel_drop_offs(ListFunnelDropOffsRequest {
             funnel: request.funnel.clone(),

@@ -276,6 +276,7 @@ impl ModelingService for ModelingApi {
         let query = DropOffQuery {
             funnel,
             step: req.step,
+            reached: req.selection == pb::FunnelPersonSelection::Reached as i32,
             breakdown_value: req.breakdown_value.clone(),
             page_size: domain::page_size(req.page_size).map_err(status)?,
             page_token: req.page_token.clone(),

@@ -20,8 +20,10 @@ use crate::error::ModelingError;
 pub struct DropOffQuery {
     /// The funnel, exactly as run.
     pub funnel: FunnelQuery,
-    /// The step dropped at (2 to the last).
+    /// The step dropped at (2 to the last), or reached (1 to the last) when `reached`.
     pub step: i32,
+    /// List the persons who reached `step` instead of those who dropped at it.
+    pub reached: bool,
     /// With a breakdown, only persons with this value (empty: every person).
     pub breakdown_value: String,
     /// Persons per page (already checked).

@@ -97,6 +97,18 @@ pub fn dropped_at(
     step: usize,
     value: Option<&str>,
 ) -> Result<(Vec<ListedPerson>, Computation), RunError> {
+    listed(view, funnel, run, PersonSelection::DroppedAt(step), value)
+}
+
+/// The persons `selection` picks (reached a step, or dropped at one), with `value` as text
+/// when the funnel has a breakdown, by person key.
+pub fn listed(
+    view: &TenantView,
+    funnel: &ValidFunnel,
+    run: &RunContext,
+    selection: PersonSelection,
+    value: Option<&str>,
+) -> Result<(Vec<ListedPerson>, Computation), RunError> {
     let accumulator = accumulate(view, funnel, run, true)?;
     let (report, index) = accumulator.finish(0);
     let computation = Computation {
@@ -119,7 +131,7 @@ pub fn dropped_at(
     let persons = index.map_or_else(Vec::new, |index| {
         index
             .list(&PersonQuery {
-                selection: PersonSelection::DroppedAt(step),
+                selection,
                 value: code,
                 after: None,
                 limit: usize::MAX,

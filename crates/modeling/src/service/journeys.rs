@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use touchline_analytics::funnel::PersonSelection;
 use uuid::Uuid;
 
 use super::Modeling;
@@ -210,27 +211,38 @@ impl Modeling {
         .await
     }
 
-    /// A page of the persons who dropped at a funnel step, opted-out persons left out, by
-    /// person id; every page of a listing comes from its first page's computation.
+    /// A page of the persons who dropped at a funnel step (or reached it), opted-out persons
+    /// left out, by person id; every page of a listing comes from its first page's
+    /// computation.
     pub async fn list_funnel_drop_offs(
         &self,
         tenant: &str,
         query: &DropOffQuery,
     ) -> Result<DropOffPage, ModelingError> {
         let request = request_key(&format!(
-            "{tenant}|{:?}|{}|{}",
-            query.funnel, query.step, query.breakdown_value
+            "{tenant}|{:?}|{}|{}|{}",
+            query.funnel, query.step, query.breakdown_value, query.reached
         ));
         let funnel = query.funnel.validate(now_ms()).map_err(invalid)?;
         let steps = funnel.steps.len();
         let step = usize::try_from(query.step).unwrap_or(0);
-        if !(2..=steps).contains(&step) {
+        let (first, what) = if query.reached {
+            (1, "reached")
+        } else {
+            (2, "dropped at")
+        };
+        if !(first..=steps).contains(&step) {
             return Err(ModelingError::invalid(
                 "step",
                 "OUT_OF_RANGE",
-                format!("the step persons dropped at, from 2 to {steps}"),
+                format!("the step persons {what}, from {first} to {steps}"),
             ));
         }
+        let selection = if query.reached {
+            PersonSelection::Reached(step)
+        } else {
+            PersonSelection::DroppedAt(step)
+        };
         let (listing, offset) =
             match dropoffs::decode_token(&query.page_token)? {
                 Some((id, offset)) => {
@@ -258,7 +270,7 @@ impl Modeling {
                 let (dropped, computation) = self
                     .on_scoped_view(tenant, names, segment, move |view, run| {
                         let (persons, computation) =
-                            funnel::dropped_at(view, &funnel, run, step, value.as_deref())
+                            funnel::listed(view, &funnel, run, selection, value.as_deref())
                                 .map_err(failed)?;
                         Ok((dropoffs::with_ids(view, &persons), computation))
                     })
