@@ -28,6 +28,7 @@ mod sim_send;
 mod sources;
 mod tracing_spans;
 mod transport_codes;
+mod truth_funnel;
 mod webhooks;
 
 /// Installs the process-wide in-memory span exporter before any test runs
