@@ -1314,3 +1314,168 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
     app.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_changes_and_triggers_carry_the_identifiers_a_crm_matches_on() -> anyhow::Result<()>
+{
+    use touchline_proto::common::v1::Identifier;
+    use touchline_proto::modeling::v1::SubscribeTriggersRequest;
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let phone = |person: u64| format!("1380013{:04}", 8_000 + person);
+    let batch: Vec<_> = (1..=3u64)
+        .map(|person| {
+            let mut event = purchase(&format!("x{person}"), person, now - DAY_MS, 20.0);
+            event.identifiers.extend([
+                Identifier {
+                    r#type: "member_card".to_owned(),
+                    value: format!("M-{person:04}"),
+                    scope: "acme".to_owned(),
+                },
+                Identifier {
+                    r#type: "phone".to_owned(),
+                    value: phone(person),
+                    scope: String::new(),
+                },
+            ]);
+            event
+        })
+        .collect();
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
+    let person_of = |message: &str| {
+        stored
+            .iter()
+            .find(|e| e.message_id == message)
+            .map(|e| e.person_id.clone())
+            .unwrap_or_default()
+    };
+    modeling
+        .create_segment(create("cardholders", repeat_rule(1.0), false))
+        .await?;
+    settled(&mut modeling, "cardholders", 3).await?;
+    let types = vec!["member_card".to_owned(), "phone".to_owned()];
+
+    // Each member carries their member card in clear and their phone only pseudonymised;
+    // no device id, which was not asked for.
+    let check = |person: &str, identifiers: &[Identifier]| -> anyhow::Result<()> {
+        let number: u64 = (1..=3)
+            .find(|n| person_of(&format!("x{n}")) == person)
+            .ok_or_else(|| anyhow::anyhow!("an unknown member {person}"))?;
+        let card = identifiers.iter().find(|i| i.r#type == "member_card");
+        anyhow::ensure!(
+            card.map(|c| (c.value.as_str(), c.scope.as_str()))
+                == Some((format!("M-{number:04}").as_str(), "acme")),
+            "the member card in clear: {identifiers:?}"
+        );
+        let pseudonym = identifiers.iter().find(|i| i.r#type == "phone");
+        anyhow::ensure!(
+            pseudonym.is_some_and(|p| !p.value.is_empty() && !p.value.contains(&phone(number))),
+            "the phone only pseudonymised: {identifiers:?}"
+        );
+        anyhow::ensure!(
+            identifiers.iter().all(|i| i.r#type != "device_id"),
+            "only the types asked for: {identifiers:?}"
+        );
+        Ok(())
+    };
+    let members = modeling
+        .list_segment_members(ListSegmentMembersRequest {
+            parent: segment_name("cardholders"),
+            identifier_types: types.clone(),
+            ..ListSegmentMembersRequest::default()
+        })
+        .await?
+        .into_inner()
+        .members;
+    assert_eq!(members.len(), 3);
+    for member in &members {
+        check(&member.person_id, &member.identifiers)?;
+    }
+    let changes = modeling
+        .list_segment_changes(ListSegmentChangesRequest {
+            parent: segment_name("cardholders"),
+            identifier_types: types.clone(),
+            ..ListSegmentChangesRequest::default()
+        })
+        .await?
+        .into_inner()
+        .changes;
+    assert_eq!(changes.len(), 3);
+    for change in &changes {
+        check(&change.person_id, &change.identifiers)?;
+    }
+    let activation = touchline_testkit::token(TENANT, &["activation:read"]);
+    let mut triggers = ModelingServiceClient::new(app.channel(&activation)?)
+        .subscribe_triggers(SubscribeTriggersRequest {
+            identifier_types: types.clone(),
+            ..SubscribeTriggersRequest::default()
+        })
+        .await?
+        .into_inner();
+    let first = triggers
+        .message()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the trigger stream ended"))?;
+    anyhow::ensure!(!first.triggers.is_empty(), "the entries are triggers");
+    for trigger in &first.triggers {
+        check(&trigger.person_id, &trigger.identifiers)?;
+    }
+    drop(triggers);
+
+    // A person who opts out carries no identifier any more, in any read.
+    IdentityServiceClient::new(app.channel(&token)?)
+        .set_consent(SetConsentRequest {
+            person_ref: Some(set_consent_request::PersonRef::Person(format!(
+                "tenants/{TENANT}/persons/{}",
+                person_of("x1")
+            ))),
+            marketing_opt_out: true,
+            ..SetConsentRequest::default()
+        })
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let changes = modeling
+            .list_segment_changes(ListSegmentChangesRequest {
+                parent: segment_name("cardholders"),
+                identifier_types: types.clone(),
+                ..ListSegmentChangesRequest::default()
+            })
+            .await?
+            .into_inner()
+            .changes;
+        let opted_out: Vec<&SegmentChange> = changes
+            .iter()
+            .filter(|c| c.person_id == person_of("x1"))
+            .collect();
+        if opted_out.len() == 2 {
+            assert!(
+                opted_out.iter().all(|c| c.identifiers.is_empty()),
+                "{opted_out:?}"
+            );
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the opt-out exit did not come");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let too_many = modeling
+        .list_segment_members(ListSegmentMembersRequest {
+            parent: segment_name("cardholders"),
+            identifier_types: (0..11).map(|i| format!("type_{i}")).collect(),
+            ..ListSegmentMembersRequest::default()
+        })
+        .await
+        .expect_err("at most 10 types");
+    assert_eq!(
+        violations(&too_many),
+        vec![("identifier_types".to_owned(), "TOO_MANY_TYPES".to_owned())]
+    );
+    app.stop().await;
+    Ok(())
+}

@@ -7,11 +7,12 @@
 //! `tonic::Status`, code intact, so the caller can tell a refused record (INVALID_ARGUMENT)
 //! from a passing outage (UNAVAILABLE).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use touchline_proto::common::v1::TailSelector;
+use touchline_proto::common::v1::{Identifier, TailSelector};
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
 use touchline_proto::governance::v1::{
     GetCleanPositionRequest, ListCanonicalEventsRequest, TailCleanEventsRequest,
@@ -19,8 +20,8 @@ use touchline_proto::governance::v1::{
 };
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{
-    BatchResolveRequest, ConfirmErasureRequest, ResolveItem, ResolveResult,
-    TailIdentityChangesRequest, TailIdentityChangesResponse,
+    BatchGetIdentifiersRequest, BatchResolveRequest, ConfirmErasureRequest, ResolveItem,
+    ResolveResult, TailIdentityChangesRequest, TailIdentityChangesResponse,
 };
 use touchline_runtime::client::CallCredentials;
 
@@ -190,6 +191,32 @@ impl Identity {
             .await?
             .into_inner()
             .results)
+    }
+
+    /// The identifiers of `types` each of `persons` holds, as identity stores them
+    /// (pseudonymised types stay pseudonymised), asked at most 1,000 persons a call.
+    pub async fn identifiers(
+        &self,
+        tenant: &str,
+        persons: &[uuid::Uuid],
+        types: &[String],
+    ) -> Result<HashMap<uuid::Uuid, Vec<Identifier>>, tonic::Status> {
+        let mut found = HashMap::new();
+        for chunk in persons.chunks(1_000) {
+            let mut request = tonic::Request::new(BatchGetIdentifiersRequest {
+                parent: format!("tenants/{tenant}"),
+                person_ids: chunk.iter().map(ToString::to_string).collect(),
+                types: types.to_vec(),
+            });
+            request.set_timeout(RESOLVE_DEADLINE);
+            let reply = self.stub.clone().batch_get_identifiers(request).await?;
+            for person in reply.into_inner().persons {
+                if let Ok(id) = uuid::Uuid::parse_str(&person.person_id) {
+                    found.insert(id, person.identifiers);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Identity's change log from `selector` on, as a stream that waits for new changes.

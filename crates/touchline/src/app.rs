@@ -27,12 +27,13 @@ use crate::config::{Config, ServiceName};
 use crate::mount::{Shared, Upstreams, mount};
 
 /// Scopes of the platform account the stages use to call each other.
-pub const PIPELINE_SCOPES: [&str; 7] = [
+pub const PIPELINE_SCOPES: [&str; 8] = [
     touchline_auth::PLATFORM_SCOPE,
     "pipeline:read",
     "dictionary:read",
     "identity:resolve",
     "identity:erase",
+    "identity:export",
     "models:read",
     "sources:read",
 ];

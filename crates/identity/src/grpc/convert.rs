@@ -96,6 +96,57 @@ pub fn invalid(field: &str, reason: &'static str, description: &str) -> Status {
     ])))
 }
 
+/// Most persons and types one identifier export reads.
+pub const MAX_EXPORT_PERSONS: usize = 1_000;
+/// Most identifier types one export names.
+pub const MAX_EXPORT_TYPES: usize = 10;
+
+/// The persons of an identifier export, every problem of the request named at once.
+pub fn identifier_request(req: &pb::BatchGetIdentifiersRequest) -> Result<Vec<Uuid>, Status> {
+    let mut problems = Vec::new();
+    if req.person_ids.is_empty() || req.person_ids.len() > MAX_EXPORT_PERSONS {
+        problems.push(touchline_error::FieldViolation::new(
+            "person_ids",
+            "OUT_OF_RANGE",
+            format!("1 to {MAX_EXPORT_PERSONS} person ids"),
+        ));
+    }
+    if req.types.is_empty() || req.types.len() > MAX_EXPORT_TYPES {
+        problems.push(touchline_error::FieldViolation::new(
+            "types",
+            "OUT_OF_RANGE",
+            format!("1 to {MAX_EXPORT_TYPES} identifier types"),
+        ));
+    }
+    for (index, kind) in req.types.iter().enumerate() {
+        if kind.trim().is_empty() || kind.len() > 64 {
+            problems.push(touchline_error::FieldViolation::new(
+                format!("types[{index}]"),
+                "INVALID_TYPE",
+                "an identifier type such as crm_id, at most 64 bytes",
+            ));
+        }
+    }
+    let mut persons = Vec::with_capacity(req.person_ids.len());
+    for (index, id) in req.person_ids.iter().enumerate() {
+        match Uuid::parse_str(id) {
+            Ok(person) => persons.push(person),
+            Err(_) => problems.push(touchline_error::FieldViolation::new(
+                format!("person_ids[{index}]"),
+                "INVALID_ID",
+                "a person id is a UUID",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(persons)
+    } else {
+        Err(to_status(&IdentityError::Rejected(
+            domain::Rejection::Invalid(problems),
+        )))
+    }
+}
+
 /// `tenants/{tenant}/persons/{person}`.
 pub fn person_name(tenant: &str, person: Uuid) -> String {
     format!("tenants/{tenant}/persons/{person}")

@@ -257,6 +257,37 @@ impl IdentityService for IdentityApi {
         }))
     }
 
+    async fn batch_get_identifiers(
+        &self,
+        request: Request<pb::BatchGetIdentifiersRequest>,
+    ) -> Result<Response<pb::BatchGetIdentifiersResponse>, Status> {
+        let principal = touchline_auth::principal(&request)?;
+        let req = request.get_ref();
+        let tenant = principal.tenant_for(&req.parent)?;
+        let persons = convert::identifier_request(req)?;
+        let found = self
+            .identity
+            .identifiers_of(&tenant, &persons, &req.types)
+            .await
+            .map_err(|err| to_status(&err))?;
+        Ok(Response::new(pb::BatchGetIdentifiersResponse {
+            persons: found
+                .into_iter()
+                .map(|(person, keys)| pb::PersonIdentifiers {
+                    person_id: person.to_string(),
+                    identifiers: keys
+                        .into_iter()
+                        .map(|key| touchline_proto::common::v1::Identifier {
+                            r#type: key.id_type,
+                            value: key.value,
+                            scope: key.scope,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_profile(
         &self,
         request: Request<pb::GetProfileRequest>,

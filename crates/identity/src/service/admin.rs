@@ -266,6 +266,28 @@ impl Identity {
     }
 
     /// A live person's profile (a merged id reads the survivor).
+    /// The identifiers of `types` each of `persons` holds, as stored (types the tenant
+    /// pseudonymises arrive and stay pseudonymised), in the order of `persons`.
+    pub async fn identifiers_of(
+        &self,
+        tenant: &str,
+        persons: &[Uuid],
+        types: &[String],
+    ) -> Result<Vec<(Uuid, Vec<IdentifierKey>)>, IdentityError> {
+        let types: Vec<String> = types.iter().map(|t| t.trim().to_lowercase()).collect();
+        let mut conn = self.pool.acquire().await?;
+        let held = store::admin::identifiers_of(&mut conn, tenant, persons, &types).await?;
+        let mut by_person: std::collections::HashMap<Uuid, Vec<IdentifierKey>> =
+            std::collections::HashMap::new();
+        for (person, key) in held {
+            by_person.entry(person).or_default().push(key);
+        }
+        Ok(persons
+            .iter()
+            .map(|person| (*person, by_person.get(person).cloned().unwrap_or_default()))
+            .collect())
+    }
+
     pub async fn profile(&self, tenant: &str, person: Uuid) -> Result<StoredPerson, IdentityError> {
         let mut conn = self.pool.acquire().await?;
         let live = store::current_person(&mut conn, tenant, person)

@@ -152,6 +152,36 @@ struct PersonIdentifierRow {
     last_seen_at: Option<DateTime<Utc>>,
 }
 
+/// A held identifier with its owner, as [`identifiers_of`] reads it.
+#[derive(sqlx::FromRow)]
+struct HeldRow {
+    person_id: Uuid,
+    #[sqlx(flatten)]
+    key: KeyRow,
+}
+
+/// The identifiers of `types` that `persons` hold, by person, type, scope and value.
+pub async fn identifiers_of(
+    conn: &mut PgConnection,
+    tenant: &str,
+    persons: &[Uuid],
+    types: &[String],
+) -> Result<Vec<(Uuid, IdentifierKey)>, sqlx::Error> {
+    Ok(sqlx::query_as::<_, HeldRow>(
+        "SELECT person_id, id_type, id_scope, id_value FROM identity.identifiers
+          WHERE tenant_id = $1 AND person_id = ANY($2) AND id_type = ANY($3)
+          ORDER BY person_id, id_type, id_scope, id_value",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .bind(types)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|row| (row.person_id, IdentifierKey::from(row.key)))
+    .collect())
+}
+
 /// Reads an active person.
 pub async fn person(
     conn: &mut PgConnection,

@@ -24,7 +24,7 @@ use touchline_proto::modeling::v1::modeling_service_server::ModelingService;
 use crate::domain;
 use crate::error::ModelingError;
 use crate::journeys::dropoffs::DropOffQuery;
-use crate::service::{Freshness, Modeling, NewSegment, SegmentUpdate};
+use crate::service::{Freshness, Modeling, NewSegment, SegmentUpdate, check_export_types};
 use crate::upstream::{Governance, Identity};
 
 /// The modeling service's gRPC face.
@@ -592,7 +592,7 @@ impl ModelingService for ModelingApi {
         let (parent, id) = named_segment(&request.get_ref().parent, "parent")?;
         let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
         let req = request.get_ref();
-        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        check_export_types(&req.identifier_types, "identifier_types").map_err(status)?;
         let size = segments::size(req.page_size, 500, 5_000).map_err(status)?;
         let after = segments::members_after(&req.page_token).map_err(status)?;
         let page = self
@@ -606,7 +606,15 @@ impl ModelingService for ModelingApi {
             )
             .await
             .map_err(status)?;
-        Ok(Response::new(segments::members_reply(&tenant, page)))
+        let persons: Vec<uuid::Uuid> = page.members.iter().map(|m| m.person_id).collect();
+        let exported = self
+            .modeling
+            .exported_identifiers(&tenant, &persons, &req.identifier_types)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(segments::members_reply(
+            &tenant, page, &exported,
+        )))
     }
 
     #[tracing::instrument(
@@ -621,7 +629,7 @@ impl ModelingService for ModelingApi {
         let (parent, id) = named_segment(&request.get_ref().parent, "parent")?;
         let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
         let req = request.get_ref();
-        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        check_export_types(&req.identifier_types, "identifier_types").map_err(status)?;
         let size = segments::size(req.page_size, 500, 5_000).map_err(status)?;
         let after = segments::changes_after(&req.page_token, req.after_sequence).map_err(status)?;
         let segment = (id != "-").then_some(id);
@@ -630,7 +638,15 @@ impl ModelingService for ModelingApi {
             .list_segment_changes(&tenant, segment, after, size)
             .await
             .map_err(status)?;
-        Ok(Response::new(segments::changes_reply(&tenant, after, page)))
+        let persons: Vec<uuid::Uuid> = page.changes.iter().map(|c| c.person_id).collect();
+        let exported = self
+            .modeling
+            .exported_identifiers(&tenant, &persons, &req.identifier_types)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(segments::changes_reply(
+            &tenant, after, page, &exported,
+        )))
     }
 
     #[tracing::instrument(
@@ -646,7 +662,8 @@ impl ModelingService for ModelingApi {
         let (parent, id) = named_segment(&request.get_ref().parent, "parent")?;
         let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
         let req = request.get_ref();
-        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        check_export_types(&req.identifier_types, "identifier_types").map_err(status)?;
+        let types = req.identifier_types.clone();
         let batch = segments::size(req.max_batch_size, 500, 5_000).map_err(status)?;
         let after = segments::changes_after("", req.after_sequence).map_err(status)?;
         let segment = (id != "-").then(|| id.to_owned());
@@ -656,19 +673,29 @@ impl ModelingService for ModelingApi {
             .await
             .map_err(status)?;
         let named = tenant.clone();
+        let modeling = self.modeling.clone();
         let stream = self
             .modeling
             .follow_segment_changes(tenant, segment, after, batch)
-            .map(move |page| {
-                page.map(|page| pb::StreamSegmentChangesResponse {
-                    changes: page
-                        .changes
-                        .iter()
-                        .map(|c| segments::change(&named, c))
-                        .collect(),
-                    head_sequence: page.head_sequence,
-                })
-                .map_err(status)
+            .then(move |page| {
+                let (modeling, named, types) = (modeling.clone(), named.clone(), types.clone());
+                async move {
+                    let page = page.map_err(status)?;
+                    let persons: Vec<uuid::Uuid> =
+                        page.changes.iter().map(|c| c.person_id).collect();
+                    let exported = modeling
+                        .exported_identifiers(&named, &persons, &types)
+                        .await
+                        .map_err(status)?;
+                    Ok(pb::StreamSegmentChangesResponse {
+                        changes: page
+                            .changes
+                            .iter()
+                            .map(|c| segments::change(&named, c, &exported))
+                            .collect(),
+                        head_sequence: page.head_sequence,
+                    })
+                }
             });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -855,7 +882,8 @@ impl ModelingService for ModelingApi {
         use futures::StreamExt as _;
         let tenant = touchline_auth::principal(&request)?.tenant_for(&request.get_ref().parent)?;
         let req = request.into_inner();
-        segments::check_identifier_types(&req.identifier_types).map_err(status)?;
+        check_export_types(&req.identifier_types, "identifier_types").map_err(status)?;
+        let types = req.identifier_types.clone();
         let batch = segments::size(req.max_batch_size, 100, 1_000).map_err(status)?;
         let filter =
             activation::trigger_filter(&tenant, &req.types, &req.segments, req.after_sequence)
@@ -869,16 +897,27 @@ impl ModelingService for ModelingApi {
         // An expired cursor fails the call itself rather than the first message.
         let first = triggers.next().await.transpose().map_err(status)?;
         let head = futures::stream::iter(first.map(Ok));
-        let stream = head.chain(triggers).map(move |batch| {
-            batch
-                .map(|(list, head_sequence)| pb::SubscribeTriggersResponse {
+        let modeling = self.modeling.clone();
+        let stream = head.chain(triggers).then(move |batch| {
+            let (modeling, named, types) = (modeling.clone(), named.clone(), types.clone());
+            async move {
+                let (list, head_sequence) = batch.map_err(status)?;
+                let persons: Vec<uuid::Uuid> = list.iter().map(|t| t.person_id).collect();
+                let exported = modeling
+                    .exported_identifiers(&named, &persons, &types)
+                    .await
+                    .map_err(status)?;
+                Ok(pb::SubscribeTriggersResponse {
                     triggers: list
                         .iter()
-                        .map(|t| activation::trigger(&named, t))
+                        .map(|t| pb::Trigger {
+                            identifiers: exported.get(&t.person_id).cloned().unwrap_or_default(),
+                            ..activation::trigger(&named, t)
+                        })
                         .collect(),
                     head_sequence,
                 })
-                .map_err(status)
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -5,6 +5,7 @@
 mod activation;
 mod attribution;
 mod churn;
+mod exports;
 mod journeys;
 mod outputs;
 mod replay;
@@ -15,6 +16,7 @@ mod visibility;
 pub use activation::{DeliveryWorker, DestinationView, NewDestination, WebhookOptions};
 pub use attribution::Attribution;
 pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
+pub use exports::{MAX_EXPORT_TYPES, check_export_types};
 pub use replay::{ReplayOutcome, ReplayResult};
 pub use segments::{
     ChangesPage, MembersPage, NewSegment, Preview, SegmentInput, SegmentReply, SegmentSignals,
@@ -68,6 +70,7 @@ pub struct Modeling {
     pool: PgPool,
     governance: Option<Governance>,
     resolver: Option<Resolver>,
+    identity: Option<Identity>,
     journeys: Journeys,
     churn: churn::ChurnCache,
     segment_signals: SegmentSignals,
@@ -83,6 +86,7 @@ impl Modeling {
             pool,
             governance: None,
             resolver: None,
+            identity: None,
             churn: churn::ChurnCache::default(),
             segment_signals: SegmentSignals::default(),
             webhooks: WebhookOptions::default(),
@@ -92,7 +96,8 @@ impl Modeling {
     /// Reads positions from `governance` and resolves replayed events through `identity`.
     pub fn with_upstreams(mut self, governance: Governance, identity: Identity) -> Self {
         self.governance = Some(governance);
-        self.resolver = Some(Resolver::new(identity));
+        self.resolver = Some(Resolver::new(identity.clone()));
+        self.identity = Some(identity);
         self
     }
 

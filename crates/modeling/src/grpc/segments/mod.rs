@@ -91,19 +91,9 @@ pub(super) fn created(tenant: &str, reply: SegmentReply) -> pb::CreateSegmentRes
     }
 }
 
-/// Identifier types are not exported yet: asking for them is refused rather than answered
-/// with members that silently lack them.
-pub(super) fn check_identifier_types(types: &[String]) -> Result<(), ModelingError> {
-    if types.is_empty() {
-        Ok(())
-    } else {
-        Err(ModelingError::invalid(
-            "identifier_types",
-            "NOT_AVAILABLE_YET",
-            "members and changes do not carry identifiers yet; match on the person id / 成员与变更暂不附带标识符，请按 person id 匹配",
-        ))
-    }
-}
+/// The identifiers exported for each person (empty without any asked for).
+pub(super) type Exported =
+    std::collections::HashMap<uuid::Uuid, Vec<touchline_proto::common::v1::Identifier>>;
 
 fn encode(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(text)
@@ -157,7 +147,11 @@ pub(super) fn members_after(token: &str) -> Result<Option<(i64, Uuid)>, Modeling
 }
 
 /// A members page as a reply.
-pub(super) fn members_reply(tenant: &str, page: MembersPage) -> pb::ListSegmentMembersResponse {
+pub(super) fn members_reply(
+    tenant: &str,
+    page: MembersPage,
+    exported: &Exported,
+) -> pb::ListSegmentMembersResponse {
     let next_page_token = match page.members.last() {
         Some(last) if page.more => encode(&format!(
             "members:{}/{}",
@@ -173,7 +167,7 @@ pub(super) fn members_reply(tenant: &str, page: MembersPage) -> pb::ListSegmentM
                 person: format!("tenants/{tenant}/persons/{}", m.person_id),
                 person_id: m.person_id.to_string(),
                 enter_time: Some(timestamp(m.entered_at)),
-                identifiers: Vec::new(),
+                identifiers: exported.get(&m.person_id).cloned().unwrap_or_default(),
             })
             .collect(),
         next_page_token,
@@ -204,7 +198,7 @@ pub(super) fn changes_after(token: &str, after_sequence: i64) -> Result<i64, Mod
 }
 
 /// One change as the contract has it.
-pub(super) fn change(tenant: &str, c: &StoredChange) -> pb::SegmentChange {
+pub(super) fn change(tenant: &str, c: &StoredChange, exported: &Exported) -> pb::SegmentChange {
     pb::SegmentChange {
         sequence: c.sequence,
         segment: format!("tenants/{tenant}/segments/{}", c.segment_id),
@@ -213,7 +207,7 @@ pub(super) fn change(tenant: &str, c: &StoredChange) -> pb::SegmentChange {
         kind: i32::from(c.kind),
         reason: i32::from(c.reason),
         change_time: Some(timestamp(c.changed_at)),
-        identifiers: Vec::new(),
+        identifiers: exported.get(&c.person_id).cloned().unwrap_or_default(),
         change_id: c.change_id.to_string(),
     }
 }
@@ -223,10 +217,15 @@ pub(super) fn changes_reply(
     tenant: &str,
     after: i64,
     page: ChangesPage,
+    exported: &Exported,
 ) -> pb::ListSegmentChangesResponse {
     let last_sequence = page.changes.last().map_or(after, |c| c.sequence);
     pb::ListSegmentChangesResponse {
-        changes: page.changes.iter().map(|c| change(tenant, c)).collect(),
+        changes: page
+            .changes
+            .iter()
+            .map(|c| change(tenant, c, exported))
+            .collect(),
         next_page_token: if page.more {
             encode(&format!("changes:{last_sequence}"))
         } else {

@@ -301,12 +301,20 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The channel names, by code.
+    pub fn channel_names(&self) -> &[String] {
+        &self.names
+    }
+}
+
 /// One touch: a visit to a channel.
 #[derive(Debug, Clone, Copy)]
-struct Touch {
-    channel: u32,
+pub(super) struct Touch {
+    /// Its channel code.
+    pub(super) channel: u32,
     /// Its first event.
-    first_ms: i64,
+    pub(super) first_ms: i64,
     /// Its latest event.
     last_ms: i64,
 }
@@ -437,7 +445,7 @@ impl Gathered {
 /// window before its end), its end, whether it converted and the conversion's value — one
 /// per conversion in the range, then the non-converting journey of the touches after the
 /// last conversion, if any. `touches` is the walker's buffer.
-fn walk<E>(
+pub(super) fn walk<E>(
     plan: &Plan,
     person: PersonEvents<'_>,
     touches: &mut Vec<Touch>,
@@ -494,65 +502,6 @@ fn walk<E>(
         on_journey(&touches[first..], end, false, 0.0)?;
     }
     Ok(())
-}
-
-/// One person's converting journeys as channel codes and touch times, each with its
-/// conversion time and value (the journeys a per-person credit reads).
-#[derive(Debug, Default)]
-pub struct PersonJourneys {
-    /// Channel codes of every journey, one after the other.
-    pub channels: Vec<u32>,
-    /// Touch times, as `channels`.
-    pub times: Vec<i64>,
-    /// (first index, touches, conversion time, value) per converting journey.
-    pub journeys: Vec<(usize, usize, i64, f64)>,
-}
-
-impl PersonJourneys {
-    /// The journeys as the attribution models take them.
-    pub fn as_journeys(&self) -> Vec<Journey<'_>> {
-        self.journeys
-            .iter()
-            .map(|&(start, len, end_ms, value)| Journey {
-                channels: &self.channels[start..start + len],
-                touch_times_ms: &self.times[start..start + len],
-                end_ms,
-                converted: true,
-                value,
-            })
-            .collect()
-    }
-}
-
-impl Plan {
-    /// The channel names, by code.
-    pub fn channel_names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// The converting journeys of one person (conversions in the range).
-    pub fn converting_journeys(&self, person: PersonEvents<'_>) -> PersonJourneys {
-        let mut found = PersonJourneys::default();
-        let mut touches = Vec::new();
-        let walked = walk::<std::convert::Infallible>(
-            self,
-            person,
-            &mut touches,
-            |touches, end_ms, converted, value| {
-                if converted {
-                    let start = found.channels.len();
-                    found.channels.extend(touches.iter().map(|t| t.channel));
-                    found.times.extend(touches.iter().map(|t| t.first_ms));
-                    found.journeys.push((start, touches.len(), end_ms, value));
-                }
-                Ok(())
-            },
-        );
-        match walked {
-            Ok(()) => found,
-            Err(never) => match never {},
-        }
-    }
 }
 
 /// The journeys of a view as a path table, with what each time-decay model credits.

@@ -7,20 +7,76 @@
 use std::collections::HashSet;
 
 use touchline_analytics::attribution::{
-    AttributionError, ChannelCredits, PathTableBuilder, heuristic_credits, time_decay_credits,
+    AttributionError, ChannelCredits, Journey, PathTableBuilder, heuristic_credits,
+    time_decay_credits,
 };
+use touchline_projection::PersonEvents;
 use uuid::Uuid;
 
-use super::collect::Plan;
+use super::collect::{Plan, walk};
 use super::query::{Model, ValidAttribution};
 use crate::journeys::query::Violations;
 use crate::journeys::{RunContext, TenantView};
+
+/// One person's converting journeys as channel codes and touch times, each with its
+/// conversion time and value (the journeys a per-person credit reads).
+#[derive(Debug, Default)]
+pub struct PersonJourneys {
+    /// Channel codes of every journey, one after the other.
+    pub channels: Vec<u32>,
+    /// Touch times, as `channels`.
+    pub times: Vec<i64>,
+    /// (first index, touches, conversion time, value) per converting journey.
+    pub journeys: Vec<(usize, usize, i64, f64)>,
+}
+
+impl PersonJourneys {
+    /// The journeys as the attribution models take them.
+    pub fn as_journeys(&self) -> Vec<Journey<'_>> {
+        self.journeys
+            .iter()
+            .map(|&(start, len, end_ms, value)| Journey {
+                channels: &self.channels[start..start + len],
+                touch_times_ms: &self.times[start..start + len],
+                end_ms,
+                converted: true,
+                value,
+            })
+            .collect()
+    }
+}
+
+impl Plan {
+    /// The converting journeys of one person (conversions in the range).
+    pub fn converting_journeys(&self, person: PersonEvents<'_>) -> PersonJourneys {
+        let mut found = PersonJourneys::default();
+        let mut touches = Vec::new();
+        let walked = walk::<std::convert::Infallible>(
+            self,
+            person,
+            &mut touches,
+            |touches, end_ms, converted, value| {
+                if converted {
+                    let start = found.channels.len();
+                    found.channels.extend(touches.iter().map(|t| t.channel));
+                    found.times.extend(touches.iter().map(|t| t.first_ms));
+                    found.journeys.push((start, touches.len(), end_ms, value));
+                }
+                Ok(())
+            },
+        );
+        match walked {
+            Ok(()) => found,
+            Err(never) => match never {},
+        }
+    }
+}
 
 /// What one person's conversions credit, under `model`, over `channels` channels.
 fn credits(
     plan: &Plan,
     model: Model,
-    journeys: &[touchline_analytics::attribution::Journey<'_>],
+    journeys: &[Journey<'_>],
 ) -> Result<Option<ChannelCredits>, AttributionError> {
     Ok(Some(match model {
         Model::Heuristic(heuristic) => {

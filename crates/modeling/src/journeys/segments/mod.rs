@@ -1,7 +1,9 @@
-//! Segments: rules over persons (`rule`) and who they select over a tenant's view
+//! Segments: rules over persons (`rule`, with the conditions that read the whole view in
+//! `conditions`) and who they select over a tenant's view
 //! (`evaluate`). Keeping membership current, publishing its changes and serving them is the
 //! service layer's job; this module only answers "who is in, and until when is that sure".
 
+mod conditions;
 pub mod evaluate;
 pub mod rule;
 
