@@ -165,3 +165,61 @@ pub fn field_violations(status: &tonic::Status) -> Vec<(String, String)> {
         })
         .unwrap_or_default()
 }
+
+/// The person the store put the event `message` (a message id) on; empty when none.
+pub fn person_of(stored: &[touchline_proto::modeling::v1::StoredEvent], message: &str) -> String {
+    stored
+        .iter()
+        .find(|e| e.message_id == message)
+        .map(|e| e.person_id.clone())
+        .unwrap_or_default()
+}
+
+/// Marks `paths` analysable in the model settings of `tenant` (only that field changes).
+pub async fn mark_analysable(
+    modeling: &mut Modeling,
+    tenant: &str,
+    paths: &[&str],
+) -> Result<touchline_proto::modeling::v1::ModelSettings, tonic::Status> {
+    use touchline_proto::modeling::v1::{ModelSettings, UpdateModelSettingsRequest};
+    let updated = modeling
+        .update_model_settings(UpdateModelSettingsRequest {
+            model_settings: Some(ModelSettings {
+                name: format!("tenants/{tenant}/modelSettings"),
+                analysable_properties: paths.iter().map(|p| (*p).to_owned()).collect(),
+                ..ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["analysable_properties".to_owned()],
+            }),
+            ..UpdateModelSettingsRequest::default()
+        })
+        .await?;
+    Ok(updated.into_inner().model_settings.unwrap_or_default())
+}
+
+/// Waits until the event store of the caller's tenant has not grown for `quiet` seconds
+/// (for data sent without acknowledged positions, such as a generator's stream); returns
+/// how many events it holds. Gives up after five minutes.
+pub async fn wait_for_quiet_store(modeling: &mut Modeling, quiet: u32) -> anyhow::Result<i64> {
+    let (mut last, mut still) = (-1, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while still < quiet {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the event store did not settle"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let total = modeling
+            .count_events(touchline_proto::modeling::v1::CountEventsRequest::default())
+            .await?
+            .into_inner()
+            .total_events;
+        (last, still) = if total == last {
+            (last, still + 1)
+        } else {
+            (total, 0)
+        };
+    }
+    Ok(last)
+}

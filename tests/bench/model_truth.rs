@@ -32,14 +32,14 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelResult, AttributionModelType as T,
-    CountEventsRequest, EventMatcher, RunAttributionRequest,
+    EventMatcher, RunAttributionRequest,
 };
 use touchline_sim::template::Touch;
 use touchline_sim::{SendOptions, SimConfig, TemplateKind};
@@ -165,20 +165,7 @@ async fn main() -> anyhow::Result<()> {
     let sent = touchline_sim::send(cfg.clone(), &opts).await?;
     let mut modeling = ModelingServiceClient::new(app.channel(&token)?);
     // The store has caught up when its count stops moving for five seconds.
-    let (mut last, mut still) = (-1, 0);
-    while still < 5 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let total = modeling
-            .count_events(CountEventsRequest::default())
-            .await?
-            .into_inner()
-            .total_events;
-        (last, still) = if total == last {
-            (last, still + 1)
-        } else {
-            (total, 0)
-        };
-    }
+    let last = touchline_e2e::wait_for_quiet_store(&mut modeling, 5).await?;
     println!(
         "{persons} persons: {} events sent, {} accepted, {last} stored ({:.0} s)",
         sent.sent,

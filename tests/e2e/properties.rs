@@ -17,9 +17,8 @@ use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClien
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelType, Breakdown, CreateSegmentRequest,
     EventAggregateCondition, EventAggregation, EventMatcher, FunnelBreakdown, FunnelDefinition,
-    FunnelStep, ModelSettings, NumberComparison, RunAttributionRequest, RunFunnelRequest,
-    RunRetentionRequest, Segment, SegmentRule, UpdateModelSettingsRequest,
-    event_aggregate_condition, segment_rule,
+    FunnelStep, NumberComparison, RunAttributionRequest, RunFunnelRequest, RunRetentionRequest,
+    Segment, SegmentRule, event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -310,18 +309,7 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
     );
 
     // Marked: the next query rebuilds the projection with the three properties.
-    let bad = modeling
-        .update_model_settings(UpdateModelSettingsRequest {
-            model_settings: Some(ModelSettings {
-                name: format!("tenants/{TENANT}/modelSettings"),
-                analysable_properties: vec!["utm_campaign".to_owned()],
-                ..ModelSettings::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["analysable_properties".to_owned()],
-            }),
-            ..UpdateModelSettingsRequest::default()
-        })
+    let bad = touchline_e2e::mark_analysable(&mut modeling, TENANT, &["utm_campaign"])
         .await
         .err()
         .map(|status| field_violations(&status));
@@ -332,26 +320,16 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
             "INVALID_PATH".to_owned()
         )])
     );
-    let marked = modeling
-        .update_model_settings(UpdateModelSettingsRequest {
-            model_settings: Some(ModelSettings {
-                name: format!("tenants/{TENANT}/modelSettings"),
-                analysable_properties: vec![
-                    "properties.utm_campaign".to_owned(),
-                    "properties.amount".to_owned(),
-                    "properties.utm.medium".to_owned(),
-                ],
-                ..ModelSettings::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["analysable_properties".to_owned()],
-            }),
-            ..UpdateModelSettingsRequest::default()
-        })
-        .await?
-        .into_inner()
-        .model_settings
-        .unwrap_or_default();
+    let marked = touchline_e2e::mark_analysable(
+        &mut modeling,
+        TENANT,
+        &[
+            "properties.utm_campaign",
+            "properties.amount",
+            "properties.utm.medium",
+        ],
+    )
+    .await?;
     assert_eq!(marked.analysable_properties.len(), 3);
 
     let mut expected = vec![0i64; 3];

@@ -31,11 +31,11 @@ use touchline_proto::modeling::v1::{
     CreateSegmentRequest, DeleteSegmentRequest, EventAggregateCondition, EventAggregation,
     EventMatcher, FunnelDefinition, FunnelDropOffCondition, FunnelStep, GetPersonLifecycleRequest,
     GetSegmentRequest, LifecycleStage, LifecycleStageCondition, ListFunnelDropOffsRequest,
-    ListSegmentChangesRequest, ListSegmentMembersRequest, ModelSettings, NumberComparison,
-    RfmSegment, RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange, SegmentChangeKind,
+    ListSegmentChangesRequest, ListSegmentMembersRequest, NumberComparison, RfmSegment,
+    RfmSegmentCondition, RunRfmRequest, Segment, SegmentChange, SegmentChangeKind,
     SegmentChangeReason, SegmentMembershipCondition, SegmentRule, SegmentRuleGroup, SegmentState,
-    StreamSegmentChangesRequest, TraitCondition, UpdateModelSettingsRequest, UpdateSegmentRequest,
-    event_aggregate_condition, segment_rule,
+    StreamSegmentChangesRequest, TraitCondition, UpdateSegmentRequest, event_aggregate_condition,
+    segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -1002,13 +1002,7 @@ async fn a_funnel_drop_off_segment_holds_who_dropped_and_lets_go_who_completes()
         view("d8", 5, now - 5 * DAY_MS),
     ];
     let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
-    let person_of = |message: &str| {
-        stored
-            .iter()
-            .find(|e| e.message_id == message)
-            .map(|e| e.person_id.clone())
-            .unwrap_or_default()
-    };
+    let person_of = |message: &str| touchline_e2e::person_of(&stored, message);
     let expected: BTreeSet<String> = [person_of("d3"), person_of("d8")].into();
 
     let rule = drop_off_rule(&["view", "purchase"], 2, days(30));
@@ -1103,13 +1097,7 @@ async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_eve
         with_level("t7", 4, 2, None),
     ];
     let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
-    let person_of = |message: &str| {
-        stored
-            .iter()
-            .find(|e| e.message_id == message)
-            .map(|e| e.person_id.clone())
-            .unwrap_or_default()
-    };
+    let person_of = |message: &str| touchline_e2e::person_of(&stored, message);
     let trait_rule = |field: &str, operator: FilterOperator, values: Vec<String>| SegmentRule {
         rule: Some(segment_rule::Rule::Trait(TraitCondition {
             filter: Some(touchline_proto::common::v1::PropertyFilter {
@@ -1142,19 +1130,7 @@ async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_eve
         "{:?}",
         violations(&refused)
     );
-    modeling
-        .update_model_settings(UpdateModelSettingsRequest {
-            model_settings: Some(ModelSettings {
-                name: format!("tenants/{TENANT}/modelSettings"),
-                analysable_properties: vec!["traits.level".to_owned()],
-                ..ModelSettings::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["analysable_properties".to_owned()],
-            }),
-            ..UpdateModelSettingsRequest::default()
-        })
-        .await?;
+    touchline_e2e::mark_analysable(&mut modeling, TENANT, &["traits.level"]).await?;
     modeling.create_segment(create("gold", gold, false)).await?;
     settled(&mut modeling, "gold", 2).await?;
     let (members, _) = bootstrap(&mut modeling, "gold").await?;
@@ -1260,13 +1236,7 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
         buy("a10", 4, 40),
     ];
     let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
-    let person_of = |message: &str| {
-        stored
-            .iter()
-            .find(|e| e.message_id == message)
-            .map(|e| e.person_id.clone())
-            .unwrap_or_default()
-    };
+    let person_of = |message: &str| touchline_e2e::person_of(&stored, message);
     let cases = [
         (
             "last-web",
@@ -1347,13 +1317,7 @@ async fn members_changes_and_triggers_carry_the_identifiers_a_crm_matches_on() -
         })
         .collect();
     let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, batch).await?;
-    let person_of = |message: &str| {
-        stored
-            .iter()
-            .find(|e| e.message_id == message)
-            .map(|e| e.person_id.clone())
-            .unwrap_or_default()
-    };
+    let person_of = |message: &str| touchline_e2e::person_of(&stored, message);
     modeling
         .create_segment(create("cardholders", repeat_rule(1.0), false))
         .await?;

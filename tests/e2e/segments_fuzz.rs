@@ -17,9 +17,8 @@ use touchline_proto::common::v1::{FilterOperator, PropertyFilter};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     CreateSegmentRequest, EventAggregateCondition, EventAggregation, EventMatcher,
-    GetSegmentRequest, ListSegmentMembersRequest, ModelSettings, NumberComparison, Segment,
-    SegmentRule, SegmentRuleGroup, SegmentState, TraitCondition, UpdateModelSettingsRequest,
-    event_aggregate_condition, segment_rule,
+    GetSegmentRequest, ListSegmentMembersRequest, NumberComparison, Segment, SegmentRule,
+    SegmentRuleGroup, SegmentState, TraitCondition, event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -262,18 +261,7 @@ async fn random_segments_over_random_data_equal_a_naive_reading() -> anyhow::Res
     touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
     let mut collection = CollectionServiceClient::new(app.channel(&token)?);
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
-    modeling
-        .update_model_settings(UpdateModelSettingsRequest {
-            model_settings: Some(ModelSettings {
-                name: format!("tenants/{TENANT}/modelSettings"),
-                analysable_properties: vec!["properties.tag".to_owned(), "traits.level".to_owned()],
-                ..ModelSettings::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["analysable_properties".to_owned()],
-            }),
-            ..UpdateModelSettingsRequest::default()
-        })
+    touchline_e2e::mark_analysable(&mut modeling, TENANT, &["properties.tag", "traits.level"])
         .await?;
 
     // Another seed: SEGMENTS_FUZZ_SEED=<number>.

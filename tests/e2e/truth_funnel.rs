@@ -13,14 +13,13 @@
 //! that never identify are most of the rest).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
 
 use touchline_e2e::Modeling;
 use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    AnalysisScope, CountEventsRequest, EventMatcher, FunnelDefinition, FunnelPersonSelection,
-    FunnelStep, ListFunnelDropOffsRequest, RunFunnelRequest,
+    AnalysisScope, EventMatcher, FunnelDefinition, FunnelPersonSelection, FunnelStep,
+    ListFunnelDropOffsRequest, RunFunnelRequest,
 };
 use touchline_sim::{SendOptions, SimConfig, TemplateKind};
 use touchline_testkit::{TestApp, token};
@@ -68,27 +67,6 @@ fn at(ms: i64) -> prost_types::Timestamp {
     }
 }
 
-/// Waits until the event store stops growing for three seconds.
-async fn settled(modeling: &mut Modeling) -> anyhow::Result<i64> {
-    let (mut last, mut still) = (-1, 0);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while still < 3 {
-        anyhow::ensure!(Instant::now() < deadline, "the store did not settle");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let total = modeling
-            .count_events(CountEventsRequest::default())
-            .await?
-            .into_inner()
-            .total_events;
-        (last, still) = if total == last {
-            (last, still + 1)
-        } else {
-            (total, 0)
-        };
-    }
-    Ok(last)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purchase_funnel_on_generated_data_equals_the_truths() -> anyhow::Result<()> {
     crate::init();
@@ -114,7 +92,7 @@ async fn the_purchase_funnel_on_generated_data_equals_the_truths() -> anyhow::Re
     opts.progress_every = None;
     touchline_sim::send(cfg.clone(), &opts).await?;
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
-    settled(&mut modeling).await?;
+    touchline_e2e::wait_for_quiet_store(&mut modeling, 3).await?;
 
     // The truth of every message, and each generator name's canonical name as the store
     // has it for events without a planted alias.

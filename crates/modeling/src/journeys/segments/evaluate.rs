@@ -405,96 +405,87 @@ pub fn members(
     evaluation
 }
 
-/// The persons of `view` a drop-off condition selects at `now_ms`; problems binding its
-/// funnel (unknown event names, properties not analysable) are reported under `path`.
-pub fn dropped_off(
-    view: &TenantView,
-    drop: &DropOff,
-    defined: &[String],
-    now_ms: i64,
-    threads: usize,
-    path: &str,
-    problems: &mut Violations,
-) -> Arc<HashSet<Uuid>> {
-    let mut report = |found: Violations| {
-        for mut violation in found.0 {
-            violation.field = format!("{path}.{}", violation.field);
-            problems.0.push(violation);
+/// The view a condition that reads the whole view is evaluated over, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct ViewAt<'a> {
+    /// The tenant's view.
+    pub view: &'a TenantView,
+    /// The event names the tenant's dictionary defines.
+    pub defined: &'a [String],
+    /// The evaluation instant (ms).
+    pub now_ms: i64,
+    /// Threads it may use.
+    pub threads: usize,
+}
+
+impl ViewAt<'_> {
+    fn run(&self) -> RunContext {
+        RunContext {
+            defined: self.defined.to_vec(),
+            threads: self.threads,
+            ..RunContext::default()
         }
-    };
-    let funnel = match drop.funnel_at(now_ms) {
-        Ok(funnel) => funnel,
-        Err(found) => {
-            report(found);
-            return Arc::default();
-        }
-    };
-    let run = RunContext {
-        defined: defined.to_vec(),
-        threads,
-        ..RunContext::default()
-    };
-    let step = usize::try_from(drop.step).unwrap_or(0);
-    match funnel::dropped_at(view, &funnel, &run, step, None) {
-        Ok((persons, _)) => Arc::new(
-            persons
-                .iter()
-                .filter_map(|listed| view.persons.id(listed.person))
-                .collect(),
-        ),
-        Err(RunError::Invalid(found)) => {
-            report(found);
-            Arc::default()
-        }
-        Err(err) => {
-            tracing::warn!(error = ?err, "a funnel drop-off condition could not be evaluated");
-            Arc::default()
-        }
+    }
+
+    fn ids(&self, keys: impl Iterator<Item = u64>) -> Arc<HashSet<Uuid>> {
+        Arc::new(keys.filter_map(|key| self.view.persons.id(key)).collect())
     }
 }
 
-/// The persons of `view` an attributed-channel condition selects at `now_ms`; problems
-/// binding it (unknown event names, properties not analysable) are reported under `path`.
-pub fn credited(
-    view: &TenantView,
-    attributed: &Attributed,
-    defined: &[String],
-    now_ms: i64,
-    threads: usize,
+/// Adds `found` to `problems`, each field under `path`.
+fn report_under(path: &str, problems: &mut Violations, found: Violations) {
+    for mut violation in found.0 {
+        violation.field = format!("{path}.{}", violation.field);
+        problems.0.push(violation);
+    }
+}
+
+/// The persons a drop-off condition selects; problems binding its funnel (unknown event
+/// names, properties not analysable) are reported under `path`.
+pub fn dropped_off(
+    at: &ViewAt<'_>,
+    drop: &DropOff,
     path: &str,
     problems: &mut Violations,
 ) -> Arc<HashSet<Uuid>> {
-    let mut report = |found: Violations| {
-        for mut violation in found.0 {
-            violation.field = format!("{path}.{}", violation.field);
-            problems.0.push(violation);
+    let found = drop.funnel_at(at.now_ms).and_then(|funnel| {
+        let step = usize::try_from(drop.step).unwrap_or(0);
+        match funnel::dropped_at(at.view, &funnel, &at.run(), step, None) {
+            Ok((persons, _)) => Ok(at.ids(persons.iter().map(|listed| listed.person))),
+            Err(RunError::Invalid(found)) => Err(found),
+            Err(err) => {
+                tracing::warn!(error = ?err, "a funnel drop-off condition could not be evaluated");
+                Ok(Arc::default())
+            }
         }
-    };
-    let valid = match attributed.attribution_at(now_ms) {
-        Ok(valid) => valid,
-        Err(found) => {
-            report(found);
-            return Arc::default();
-        }
-    };
-    let run = RunContext {
-        defined: defined.to_vec(),
-        threads,
-        ..RunContext::default()
-    };
-    match per_person::crediting(
-        view,
-        &valid,
-        &attributed.channel,
-        attributed.min_share,
-        &run,
-    ) {
-        Ok(found) => Arc::new(found),
-        Err(found) => {
-            report(found);
-            Arc::default()
-        }
-    }
+    });
+    found.unwrap_or_else(|found| {
+        report_under(path, problems, found);
+        Arc::default()
+    })
+}
+
+/// The persons an attributed-channel condition selects; problems binding it (unknown event
+/// names, properties not analysable) are reported under `path`.
+pub fn credited(
+    at: &ViewAt<'_>,
+    attributed: &Attributed,
+    path: &str,
+    problems: &mut Violations,
+) -> Arc<HashSet<Uuid>> {
+    let found = attributed.attribution_at(at.now_ms).and_then(|valid| {
+        per_person::crediting(
+            at.view,
+            &valid,
+            &attributed.channel,
+            attributed.min_share,
+            &at.run(),
+        )
+    });
+    found.map(Arc::new).unwrap_or_else(|found| {
+        report_under(path, problems, found);
+        Arc::default()
+    })
 }
 
 /// Evaluates `segments` (id, rule) in the given order over one view, each seeing the members
@@ -508,6 +499,12 @@ pub fn evaluate_in_order(
     context: &Context<'_>,
     threads: usize,
 ) -> Vec<(String, Evaluation)> {
+    let at = ViewAt {
+        view,
+        defined,
+        now_ms: context.now_ms,
+        threads,
+    };
     let mut found: std::collections::HashMap<String, Arc<HashSet<Uuid>>> =
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(segments.len());
@@ -516,18 +513,10 @@ pub fn evaluate_in_order(
         let mut problems = Violations::default();
         let lookup = |name: &str| found.get(name).cloned().or_else(|| stored(name));
         let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
-            dropped_off(view, drop, defined, context.now_ms, threads, path, problems)
+            dropped_off(&at, drop, path, problems)
         };
         let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
-            credited(
-                view,
-                attributed,
-                defined,
-                context.now_ms,
-                threads,
-                path,
-                problems,
-            )
+            credited(&at, attributed, path, problems)
         };
         let lookups = Lookups {
             members: &lookup,
@@ -557,21 +546,19 @@ pub fn preview(
     context: &Context<'_>,
     threads: usize,
 ) -> Result<Evaluation, Violations> {
+    let at = ViewAt {
+        view,
+        defined,
+        now_ms: context.now_ms,
+        threads,
+    };
     let known = Known::new(view, defined);
     let mut problems = Violations::default();
     let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
-        dropped_off(view, drop, defined, context.now_ms, threads, path, problems)
+        dropped_off(&at, drop, path, problems)
     };
     let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
-        credited(
-            view,
-            attributed,
-            defined,
-            context.now_ms,
-            threads,
-            path,
-            problems,
-        )
+        credited(&at, attributed, path, problems)
     };
     let lookups = Lookups {
         members: stored,

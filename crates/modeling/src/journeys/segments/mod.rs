@@ -11,8 +11,8 @@ pub mod rule;
 mod tests;
 
 pub use evaluate::{
-    Compiled, Context, Evaluation, Lookups, compile, dropped_off, evaluate_in_order, holds,
-    members, preview,
+    Compiled, Context, Evaluation, Lookups, ViewAt, compile, credited, dropped_off,
+    evaluate_in_order, holds, members, preview,
 };
 pub use rule::{
     Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
