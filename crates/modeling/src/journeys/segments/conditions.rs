@@ -7,6 +7,14 @@ use crate::journeys::attribution::query::{AttributionQuery, ModelType, ValidAttr
 use crate::journeys::funnel_query::{FunnelQuery, ValidFunnel};
 use crate::journeys::query::{FieldFilter, Operator, Violations};
 
+/// Adds `found` to `problems`, each field under `path`.
+pub(super) fn report_under(path: &str, problems: &mut Violations, found: Violations) {
+    for mut violation in found.0 {
+        violation.field = format!("{path}.{}", violation.field);
+        problems.0.push(violation);
+    }
+}
+
 /// The longest rolling window of a funnel drop-off condition: 366 days.
 pub const MAX_DROP_OFF_WINDOW_MS: i64 = 366 * 86_400_000;
 
@@ -38,10 +46,7 @@ impl DropOff {
         // The funnel's own rules, under this condition's path (`funnel.steps` becomes
         // `{path}.funnel.steps`).
         if let Err(found) = self.funnel.validate(0) {
-            for mut violation in found.0 {
-                violation.field = format!("{path}.{}", violation.field);
-                problems.0.push(violation);
-            }
+            report_under(path, problems, found);
         }
         let steps = self.funnel.steps.len() as i32;
         if !(2..=steps.max(2)).contains(&self.step) {
@@ -107,12 +112,12 @@ impl Attributed {
                 "name the conversion event",
             );
         }
-        if let Err(found) = self.query.validate(0) {
-            for mut violation in found.0 {
-                violation.field =
-                    format!("{path}.{}", violation.field.replace("models[0]", "model"));
-                problems.0.push(violation);
+        if let Err(mut found) = self.query.validate(0) {
+            // The condition has one `model` where the request it borrows has `models`.
+            for violation in &mut found.0 {
+                violation.field = violation.field.replace("models[0]", "model");
             }
+            report_under(path, problems, found);
         }
         if matches!(
             self.query.models.first().map(|m| m.kind),

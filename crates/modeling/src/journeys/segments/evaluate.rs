@@ -16,6 +16,7 @@ use touchline_projection::Event;
 use touchline_projection::query::Condition;
 use uuid::Uuid;
 
+use super::conditions::report_under;
 use super::rule::{
     Aggregation, Attributed, ChurnTest, Comparison, DropOff, Rule, SEEN_FIELDS, Window, time_value,
 };
@@ -429,14 +430,6 @@ impl ViewAt<'_> {
 
     fn ids(&self, keys: impl Iterator<Item = u64>) -> Arc<HashSet<Uuid>> {
         Arc::new(keys.filter_map(|key| self.view.persons.id(key)).collect())
-    }
-}
-
-/// Adds `found` to `problems`, each field under `path`.
-fn report_under(path: &str, problems: &mut Violations, found: Violations) {
-    for mut violation in found.0 {
-        violation.field = format!("{path}.{}", violation.field);
-        problems.0.push(violation);
     }
 }
 
