@@ -4,7 +4,7 @@
 //! itself; every attempt is in the ledger; a replay sends the log again; bad destinations are
 //! refused with a violation per problem.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -108,6 +108,8 @@ struct Seen {
     persons: Vec<String>,
     kinds: Vec<String>,
     reasons: Vec<String>,
+    /// Per trigger, its identifiers as (type, value).
+    identifiers: Vec<Vec<(String, String)>>,
 }
 
 async fn next_delivery(receiver: &mut PythonReceiver) -> anyhow::Result<Seen> {
@@ -138,6 +140,19 @@ async fn next_delivery(receiver: &mut PythonReceiver) -> anyhow::Result<Seen> {
         reasons: triggers
             .iter()
             .map(|t| text(t, "segmentChangeReason"))
+            .collect(),
+        identifiers: triggers
+            .iter()
+            .map(|t| {
+                t["identifiers"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|i| (text(i, "type"), text(i, "value")))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
             .collect(),
     })
 }
@@ -779,5 +794,72 @@ async fn a_destination_created_late_can_start_from_what_is_retained() -> anyhow:
     assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
     let entered: BTreeSet<String> = entries.iter().map(|c| c.person_id.clone()).collect();
     assert_eq!(persons, entered, "the entries published before it existed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_carry_the_identifier_types_a_destination_asks_for() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let secret = SigningSecret::generate();
+    let mut receiver = PythonReceiver::start(&workspace_root()?, &[&secret]).await?;
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    modeling.create_segment(buyers()).await?;
+    let mut request = destination("with-ids", receiver.url("/hooks"), &secret.to_string(), 10);
+    if let Some(d) = request.webhook_destination.as_mut() {
+        d.identifier_types = vec!["device_id".to_owned()];
+    }
+    let created = modeling
+        .create_webhook_destination(request)
+        .await?
+        .into_inner()
+        .webhook_destination
+        .unwrap_or_default();
+    assert_eq!(created.identifier_types, ["device_id"]);
+    let now = chrono::Utc::now().timestamp_millis();
+    let purchases = (1..=3)
+        .map(|n| sample_event(&format!("ids-{n}"), n, "purchase", now - 60_000))
+        .collect();
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, purchases).await?;
+    let mut seen = BTreeMap::new();
+    while seen.len() < 3 {
+        let delivery = next_delivery(&mut receiver).await?;
+        anyhow::ensure!(delivery.verified, "signed: {delivery:?}");
+        for (person, identifiers) in delivery.persons.iter().zip(&delivery.identifiers) {
+            seen.insert(person.clone(), identifiers.clone());
+        }
+    }
+    for n in 1..=3u64 {
+        let person = touchline_e2e::person_of(&stored, &format!("ids-{n}"));
+        assert_eq!(
+            seen.get(&person),
+            Some(&vec![("device_id".to_owned(), format!("device-{n}"))]),
+            "person {n}"
+        );
+    }
+    let too_many = modeling
+        .create_webhook_destination({
+            let mut request =
+                destination("too-many", receiver.url("/hooks"), &secret.to_string(), 10);
+            if let Some(d) = request.webhook_destination.as_mut() {
+                d.identifier_types = (0..11).map(|i| format!("type_{i}")).collect();
+            }
+            request
+        })
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("11 identifier types are refused"))?;
+    assert_eq!(
+        touchline_e2e::field_violations(&too_many),
+        [(
+            "webhook_destination.identifier_types".to_owned(),
+            "TOO_MANY_TYPES".to_owned()
+        )]
+    );
+    drop(receiver);
+    app.stop().await;
     Ok(())
 }

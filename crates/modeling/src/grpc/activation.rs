@@ -48,13 +48,6 @@ pub(super) fn new_destination(
             ),
         }
     }
-    if !d.identifier_types.is_empty() {
-        problems.add(
-            "webhook_destination.identifier_types",
-            "NOT_AVAILABLE_YET",
-            "triggers do not carry identifiers yet; match on the person id / 触发事件暂不附带标识符",
-        );
-    }
     NewDestination {
         id: request.webhook_destination_id.clone(),
         display_name: d.display_name,
@@ -66,6 +59,7 @@ pub(super) fn new_destination(
         start_after_sequence: d.start_after_sequence,
         deliver_retained: request.deliver_retained,
         max_deliveries_per_second: d.max_deliveries_per_second,
+        identifier_types: d.identifier_types,
         request_id: request.request_id.clone(),
         problems,
     }
@@ -87,7 +81,7 @@ pub(super) fn destination(view: &DestinationView) -> pb::WebhookDestination {
             .iter()
             .map(|s| format!("tenants/{}/segments/{s}", d.tenant_id))
             .collect(),
-        identifier_types: Vec::new(),
+        identifier_types: d.identifier_types.clone(),
         signing_secret: String::new(),
         max_batch_size: d.max_batch_size,
         start_after_sequence: 0,

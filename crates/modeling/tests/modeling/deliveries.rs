@@ -40,6 +40,7 @@ fn destination(id: &str) -> Destination {
         last_error: String::new(),
         created_at: Utc::now(),
         max_deliveries_per_second: 0,
+        identifier_types: Vec::new(),
     }
 }
 

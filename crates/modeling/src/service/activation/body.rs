@@ -2,7 +2,10 @@
 //! (lowerCamelCase names, 64-bit integers as strings, enums by name, RFC 3339 times), so a
 //! receiver can decode it with any protobuf JSON library.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
+use touchline_proto::common::v1::Identifier;
 use touchline_proto::modeling::v1 as pb;
 
 use crate::store::activation::{self as store, StoredTrigger};
@@ -77,8 +80,27 @@ pub fn trigger_json(tenant: &str, t: &StoredTrigger) -> Value {
 }
 
 /// The body of a delivery of `triggers`.
-pub fn delivery_body(tenant: &str, triggers: &[StoredTrigger]) -> Vec<u8> {
-    let list: Vec<Value> = triggers.iter().map(|t| trigger_json(tenant, t)).collect();
+pub fn delivery_body(
+    tenant: &str,
+    triggers: &[StoredTrigger],
+    exported: &HashMap<uuid::Uuid, Vec<Identifier>>,
+) -> Vec<u8> {
+    let list: Vec<Value> = triggers
+        .iter()
+        .map(|t| {
+            let mut one = trigger_json(tenant, t);
+            if let (Some(held), Some(object)) = (exported.get(&t.person_id), one.as_object_mut())
+                && !held.is_empty()
+            {
+                let identifiers: Vec<Value> = held
+                    .iter()
+                    .map(|i| json!({"type": i.r#type, "value": i.value, "scope": i.scope}))
+                    .collect();
+                object.insert("identifiers".into(), json!(identifiers));
+            }
+            one
+        })
+        .collect();
     json!({ "triggers": list }).to_string().into_bytes()
 }
 
@@ -101,7 +123,8 @@ mod tests {
             churn_score: None,
         };
         let body: Value =
-            serde_json::from_slice(&delivery_body("acme", &[trigger])).unwrap_or_default();
+            serde_json::from_slice(&delivery_body("acme", &[trigger], &HashMap::new()))
+                .unwrap_or_default();
         let first = &body["triggers"][0];
         assert_eq!(first["sequence"], "42");
         assert_eq!(first["type"], "TRIGGER_TYPE_SEGMENT_ENTERED");

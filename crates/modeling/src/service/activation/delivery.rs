@@ -50,6 +50,8 @@ pub struct DeliveryWorker {
 enum RoundError {
     #[error("reading or freezing batches: {0}")]
     Store(#[from] sqlx::Error),
+    #[error("reading the identifiers the triggers carry: {0}")]
+    Identifiers(#[from] crate::error::ModelingError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -206,7 +208,7 @@ impl EndpointTask {
 
     /// The destination and up to a round's worth of its frozen batches, freezing more ahead
     /// when few are left, in one transaction; `None` when it no longer delivers.
-    async fn frozen_batches(&self) -> Result<Option<(Destination, Vec<Batch>)>, sqlx::Error> {
+    async fn frozen_batches(&self) -> Result<Option<(Destination, Vec<Batch>)>, RoundError> {
         let (tenant, id) = (self.tenant.as_str(), self.id.as_str());
         let mut tx = self.modeling.pool.begin().await?;
         let Some(destination) = store::destination(&mut *tx, tenant, id).await? else {
@@ -247,6 +249,12 @@ impl EndpointTask {
             tx.commit().await?;
             return Ok(Some((destination, batches)));
         }
+        // Read before freezing, so every attempt of a batch sends the same identifiers.
+        let persons: Vec<uuid::Uuid> = triggers.iter().map(|t| t.person_id).collect();
+        let exported = self
+            .modeling
+            .exported_identifiers(tenant, &persons, &destination.identifier_types)
+            .await?;
         let now = Utc::now();
         let fresh: Vec<Batch> = triggers
             .chunks(size)
@@ -256,7 +264,7 @@ impl EndpointTask {
                     webhook_id: format!("msg_{id}_{}_{}", first.sequence, last.sequence),
                     first_sequence: first.sequence,
                     last_sequence: last.sequence,
-                    body: delivery_body(tenant, chunk),
+                    body: delivery_body(tenant, chunk, &exported),
                     attempts: 0,
                     next_attempt_at: now,
                 })

@@ -55,6 +55,8 @@ pub struct NewDestination {
     pub deliver_retained: bool,
     /// Most attempts a second; 0 for no limit.
     pub max_deliveries_per_second: i32,
+    /// Identifier types each trigger carries.
+    pub identifier_types: Vec<String>,
     /// The idempotency key.
     pub request_id: String,
     /// Problems found while reading the request.
@@ -176,6 +178,12 @@ impl Modeling {
                 "from 0 (no limit) to 10,000",
             );
         }
+        if let Err(ModelingError::Invalid(found)) = crate::service::check_export_types(
+            &new.identifier_types,
+            "webhook_destination.identifier_types",
+        ) {
+            problems.0.extend(found);
+        }
         let delivered_sequence = self
             .start_after(
                 tenant,
@@ -206,6 +214,7 @@ impl Modeling {
             last_error: String::new(),
             created_at: chrono::Utc::now(),
             max_deliveries_per_second: new.max_deliveries_per_second,
+            identifier_types: new.identifier_types,
         };
         let mut tx = self.pool.begin().await?;
         if !store::insert_destination(&mut tx, &destination).await? {

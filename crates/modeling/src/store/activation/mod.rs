@@ -51,13 +51,15 @@ pub struct Destination {
     pub created_at: DateTime<Utc>,
     /// Most attempts a second; 0 for no limit.
     pub max_deliveries_per_second: i32,
+    /// Identifier types each trigger carries; empty for none.
+    pub identifier_types: Vec<String>,
 }
 
 const DESTINATION: &str =
     "tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
     max_batch_size, signing_secret, previous_secret, previous_secret_until, delivered_sequence,
     state, consecutive_failures, last_success_at, last_failure_at, last_error, created_at,
-    max_deliveries_per_second";
+    max_deliveries_per_second, identifier_types";
 
 /// The contract's `WEBHOOK_STATE_ACTIVE`.
 pub const ACTIVE: i16 = 1;
@@ -76,8 +78,9 @@ pub async fn insert_destination(
     let done = sqlx::query(
         "INSERT INTO modeling.webhook_destinations
              (tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
-              max_batch_size, signing_secret, delivered_sequence, max_deliveries_per_second)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+              max_batch_size, signing_secret, delivered_sequence, max_deliveries_per_second,
+              identifier_types)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (tenant_id, destination_id) DO NOTHING",
     )
     .bind(&d.tenant_id)
@@ -90,6 +93,7 @@ pub async fn insert_destination(
     .bind(&d.signing_secret)
     .bind(d.delivered_sequence)
     .bind(d.max_deliveries_per_second)
+    .bind(&d.identifier_types)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
