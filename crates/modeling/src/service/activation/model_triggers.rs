@@ -29,6 +29,8 @@ const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 pub struct ModelMemory {
     revision: Option<i64>,
     at: Option<Instant>,
+    /// The least spacing between looks the last one's cost asks for (see [`Self::paced`]).
+    pace: Duration,
 }
 
 impl ModelMemory {
@@ -36,8 +38,8 @@ impl ModelMemory {
     /// at least [`LOOK_AT_MOST_EVERY`] old, or the last look is [`LOOK_AT_LEAST_EVERY`] old.
     pub(in crate::service) fn due(&self, revision: i64) -> bool {
         let since = self.at.map(|at| at.elapsed());
-        let moved = self.revision != Some(revision)
-            && since.is_none_or(|since| since >= LOOK_AT_MOST_EVERY);
+        let spacing = LOOK_AT_MOST_EVERY.max(self.pace);
+        let moved = self.revision != Some(revision) && since.is_none_or(|since| since >= spacing);
         moved || since.is_none_or(|since| since >= LOOK_AT_LEAST_EVERY)
     }
 
@@ -45,6 +47,12 @@ impl ModelMemory {
     pub(in crate::service) fn looked(&mut self, revision: i64) {
         self.revision = Some(revision);
         self.at = Some(Instant::now());
+    }
+
+    /// A look took `cost`: while events keep arriving, the next waits at least ten times as
+    /// long, so keeping a large tenant's outputs fresh takes at most a tenth of a core.
+    pub(in crate::service) fn paced(&mut self, cost: Duration) {
+        self.pace = cost.saturating_mul(10);
     }
 }
 
@@ -196,6 +204,23 @@ impl Modeling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_costly_look_spaces_the_next_while_events_keep_arriving() {
+        let Some(six_seconds_ago) = Instant::now().checked_sub(Duration::from_secs(6)) else {
+            return;
+        };
+        let mut memory = ModelMemory::default();
+        assert!(memory.due(1), "a first look is due");
+        memory.looked(1);
+        memory.at = Some(six_seconds_ago);
+        assert!(memory.due(2), "events moved and 5 s passed");
+        assert!(!memory.due(1), "nothing moved and a minute has not passed");
+        memory.paced(Duration::from_secs(1));
+        assert!(!memory.due(2), "a look of 1 s waits 10 s while events arrive");
+        memory.paced(Duration::from_millis(100));
+        assert!(memory.due(2), "a look of 100 ms keeps the 5 s pace");
+    }
 
     fn state(stage: i16, rfm: i16, churned: bool) -> ModelState {
         ModelState {

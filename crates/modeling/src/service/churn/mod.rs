@@ -352,8 +352,9 @@ impl Modeling {
     }
 
     /// Recomputes the tenant's churn table when its events moved (at most every few
-    /// seconds) or time passed (at least every minute), so that reads of scores and flags
-    /// find them current instead of computing them; true when it looked.
+    /// seconds, and no more often than ten times what the last computation took) or time
+    /// passed (at least every minute), so that reads of scores and flags find them current
+    /// instead of computing them; true when it looked.
     pub(in crate::service) async fn refresh_churn_scores(
         &self,
         tenant: &str,
@@ -366,8 +367,10 @@ impl Modeling {
         // Marked before computing: a failing tenant is retried at the same pace, not on
         // every turn of the worker.
         memory.looked(revision);
+        let started = std::time::Instant::now();
         let settings = self.model_settings(tenant).await?;
         let table = self.churn_table(tenant, &settings).await?;
+        memory.paced(started.elapsed());
         tracing::debug!(tenant, persons = table.rows.len(), "churn scores refreshed");
         Ok(true)
     }
