@@ -217,7 +217,10 @@ mod tests {
         assert!(memory.due(2), "events moved and 5 s passed");
         assert!(!memory.due(1), "nothing moved and a minute has not passed");
         memory.paced(Duration::from_secs(1));
-        assert!(!memory.due(2), "a look of 1 s waits 10 s while events arrive");
+        assert!(
+            !memory.due(2),
+            "a look of 1 s waits 10 s while events arrive"
+        );
         memory.paced(Duration::from_millis(100));
         assert!(memory.due(2), "a look of 100 ms keeps the 5 s pace");
     }
