@@ -5,7 +5,7 @@
 use touchline_analytics::attribution::{HeuristicModel, ShapleyGame};
 use touchline_proto::modeling::v1 as pb;
 
-use super::journeys::{computation, matcher, scope};
+use super::journeys::{computation, matcher, scope, span, span_ms};
 use crate::journeys::attribution::models::{ModelFigures, Summary};
 use crate::journeys::attribution::on_paths::{
     AttributionFigures, OnPathsQuery, PathsInput, SuppliedPath,
@@ -14,13 +14,6 @@ use crate::journeys::attribution::query::{
     AttributionQuery, CostRequest, GameChoice, Model, ModelRequest, ModelType,
 };
 use crate::service::Attribution;
-
-fn duration_ms(duration: &prost_types::Duration) -> i64 {
-    duration
-        .seconds
-        .saturating_mul(1_000)
-        .saturating_add(i64::from(duration.nanos) / 1_000_000)
-}
 
 pub(super) fn model_request(model: &pb::AttributionModel) -> ModelRequest {
     use pb::AttributionModelType as T;
@@ -45,7 +38,7 @@ pub(super) fn model_request(model: &pb::AttributionModel) -> ModelRequest {
         linear_distinct_channels: model.linear_distinct_channels,
         position_first_share: model.position_first_share,
         position_last_share: model.position_last_share,
-        half_life_ms: model.time_decay_half_life.as_ref().map(duration_ms),
+        half_life_ms: model.time_decay_half_life.as_ref().map(span_ms),
         markov_order: model.markov_order,
         shapley_game,
         allow_approximation: model.allow_approximation,
@@ -70,10 +63,7 @@ pub(super) fn pb_model(model: &ModelRequest) -> pb::AttributionModel {
         linear_distinct_channels: model.linear_distinct_channels,
         position_first_share: model.position_first_share,
         position_last_share: model.position_last_share,
-        time_decay_half_life: model.half_life_ms.map(|ms| prost_types::Duration {
-            seconds: ms.div_euclid(1_000),
-            nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
-        }),
+        time_decay_half_life: model.half_life_ms.map(span),
         markov_order: model.markov_order,
         ..pb::AttributionModel::default()
     }
@@ -110,7 +100,7 @@ pub(super) fn attribution_query(request: &pb::RunAttributionRequest) -> Attribut
             .filter_map(|m| matcher(Some(m)))
             .collect(),
         channel_field: request.channel_field.clone(),
-        lookback_ms: request.lookback_window.as_ref().map(duration_ms),
+        lookback_ms: request.lookback_window.as_ref().map(span_ms),
         models: request.models.iter().map(model_request).collect(),
         costs,
         scope: scope(request.scope.as_ref()),

@@ -26,6 +26,22 @@ pub(super) fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
     }
 }
 
+/// A contract duration in whole ms (saturating).
+pub(super) fn span_ms(duration: &prost_types::Duration) -> i64 {
+    duration
+        .seconds
+        .saturating_mul(1_000)
+        .saturating_add(i64::from(duration.nanos) / 1_000_000)
+}
+
+/// Whole ms as a contract duration.
+pub(super) fn span(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms.div_euclid(1_000),
+        nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
+    }
+}
+
 pub(super) fn duration_ms(ms: f64) -> prost_types::Duration {
     let whole = ms.floor();
     prost_types::Duration {
@@ -126,11 +142,7 @@ pub(super) fn funnel_query(definition: Option<&pb::FunnelDefinition>) -> Option<
                 event: matcher(step.event.as_ref()),
             })
             .collect(),
-        window_ms: definition.conversion_window.as_ref().map(|w| {
-            w.seconds
-                .saturating_mul(1_000)
-                .saturating_add(i64::from(w.nanos) / 1_000_000)
-        }),
+        window_ms: definition.conversion_window.as_ref().map(span_ms),
         order,
         exclusions: definition
             .exclusions
@@ -159,10 +171,7 @@ pub(super) fn pb_funnel(query: &FunnelQuery) -> pb::FunnelDefinition {
                 event: matcher(&step.event),
             })
             .collect(),
-        conversion_window: query.window_ms.map(|ms| prost_types::Duration {
-            seconds: ms.div_euclid(1_000),
-            nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
-        }),
+        conversion_window: query.window_ms.map(span),
         order_type: match query.order {
             FunnelOrder::Ordered => pb::FunnelOrderType::Ordered,
             FunnelOrder::Strict => pb::FunnelOrderType::Strict,

@@ -2,7 +2,7 @@
 
 use touchline_proto::modeling::v1 as pb;
 
-use super::journeys::{computation, duration_ms, matcher, scope};
+use super::journeys::{computation, duration_ms, matcher, scope, span_ms};
 use crate::journeys::paths::{ItemKind, PathFigures, PathsQuery};
 
 pub(super) fn paths_query(request: &pb::RunPathsRequest) -> PathsQuery {
@@ -16,11 +16,7 @@ pub(super) fn paths_query(request: &pb::RunPathsRequest) -> PathsQuery {
             .iter()
             .filter_map(|m| matcher(Some(m)))
             .collect(),
-        session_gap_ms: request.session_gap.as_ref().map(|gap| {
-            gap.seconds
-                .saturating_mul(1_000)
-                .saturating_add(i64::from(gap.nanos) / 1_000_000)
-        }),
+        session_gap_ms: request.session_gap.as_ref().map(span_ms),
         max_steps: request.max_steps,
         start_item: request.start_item.clone(),
         end_item: request.end_item.clone(),

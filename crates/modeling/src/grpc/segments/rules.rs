@@ -7,7 +7,9 @@ use touchline_proto::modeling::v1 as pb;
 
 use super::segment_name;
 use crate::grpc::attribution::{model_request, pb_model};
-use crate::grpc::journeys::{filter, funnel_query, matcher, ms, pb_funnel, timestamp_ms};
+use crate::grpc::journeys::{
+    filter, funnel_query, matcher, ms, pb_funnel, span, span_ms, timestamp_ms,
+};
 use crate::journeys::attribution::query::AttributionQuery;
 use crate::journeys::query::{FunnelOrder, FunnelQuery, Scope, Violations};
 use crate::journeys::segments::{
@@ -87,12 +89,9 @@ fn window(
     problems: &mut Violations,
 ) -> Window {
     match window {
-        Some(pb::event_aggregate_condition::Window::WithinLast(d)) => Window::Last {
-            ms: d
-                .seconds
-                .saturating_mul(1_000)
-                .saturating_add(i64::from(d.nanos) / 1_000_000),
-        },
+        Some(pb::event_aggregate_condition::Window::WithinLast(d)) => {
+            Window::Last { ms: span_ms(d) }
+        }
         Some(pb::event_aggregate_condition::Window::TimeRange(range)) => {
             match (range.start_time.as_ref(), range.end_time.as_ref()) {
                 (Some(start), Some(end)) => Window::Range {
@@ -171,19 +170,6 @@ fn not_available(path: &str, what: &str, problems: &mut Violations) -> Rule {
     Rule::AllOf(Vec::new())
 }
 
-fn duration_ms(d: &prost_types::Duration) -> i64 {
-    d.seconds
-        .saturating_mul(1_000)
-        .saturating_add(i64::from(d.nanos) / 1_000_000)
-}
-
-fn pb_duration(ms: i64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: ms.div_euclid(1_000),
-        nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
-    }
-}
-
 /// An attributed-channel condition as the service takes it (a missing model is an unset
 /// one, which the rule check names).
 fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
@@ -191,7 +177,7 @@ fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
         query: AttributionQuery {
             conversion: matcher(c.conversion_event.as_ref()),
             channel_field: c.channel_field.clone(),
-            lookback_ms: c.lookback_window.as_ref().map(duration_ms),
+            lookback_ms: c.lookback_window.as_ref().map(span_ms),
             models: vec![c.model.as_ref().map(model_request).unwrap_or_default()],
             touchpoints: c
                 .touchpoint_events
@@ -202,7 +188,7 @@ fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
         },
         channel: c.channel.clone(),
         min_share: c.min_share,
-        within_ms: c.within_last.as_ref().map(duration_ms),
+        within_ms: c.within_last.as_ref().map(span_ms),
     })
 }
 
@@ -226,11 +212,7 @@ fn drop_off(c: &pb::FunnelDropOffCondition, path: &str, problems: &mut Violation
     Rule::FunnelDropOff(DropOff {
         funnel,
         step: c.step,
-        within_ms: c.within_last.as_ref().map(|d| {
-            d.seconds
-                .saturating_mul(1_000)
-                .saturating_add(i64::from(d.nanos) / 1_000_000)
-        }),
+        within_ms: c.within_last.as_ref().map(span_ms),
     })
 }
 
@@ -397,12 +379,7 @@ fn pb_events(e: &EventAggregate) -> pb::EventAggregateCondition {
         },
         comparison: Some(pb_comparison(e.comparison)),
         window: Some(match e.window {
-            Window::Last { ms } => {
-                pb::event_aggregate_condition::Window::WithinLast(prost_types::Duration {
-                    seconds: ms.div_euclid(1_000),
-                    nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
-                })
-            }
+            Window::Last { ms } => pb::event_aggregate_condition::Window::WithinLast(span(ms)),
             Window::Range { start_ms, end_ms } => {
                 pb::event_aggregate_condition::Window::TimeRange(common::TimeRange {
                     start_time: Some(timestamp_ms(start_ms)),
@@ -449,8 +426,8 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
             channel: a.channel.clone(),
             channel_field: a.query.channel_field.clone(),
             min_share: a.min_share,
-            lookback_window: a.query.lookback_ms.map(pb_duration),
-            within_last: a.within_ms.map(pb_duration),
+            lookback_window: a.query.lookback_ms.map(span),
+            within_last: a.within_ms.map(span),
             touchpoint_events: a.query.touchpoints.iter().map(pb_matcher).collect(),
         }),
         Rule::Trait(filter) => R::Trait(pb::TraitCondition {
@@ -464,10 +441,7 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
         Rule::FunnelDropOff(drop) => R::FunnelDropOff(pb::FunnelDropOffCondition {
             funnel: Some(pb_funnel(&drop.funnel)),
             step: drop.step,
-            within_last: drop.within_ms.map(|ms| prost_types::Duration {
-                seconds: ms.div_euclid(1_000),
-                nanos: i32::try_from(ms.rem_euclid(1_000) * 1_000_000).unwrap_or(0),
-            }),
+            within_last: drop.within_ms.map(span),
         }),
     };
     pb::SegmentRule { rule: Some(inner) }
