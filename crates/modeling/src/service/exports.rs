@@ -47,14 +47,11 @@ impl Modeling {
         if types.is_empty() || persons.is_empty() {
             return Ok(HashMap::new());
         }
-        let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
-        let mut persons: Vec<Uuid> = persons
-            .iter()
-            .filter(|p| !opted_out.contains(p))
-            .copied()
-            .collect();
+        let mut persons = persons.to_vec();
         persons.sort_unstable();
         persons.dedup();
+        let opted_out = crate::store::opted_out_among(&self.pool, tenant, &persons).await?;
+        persons.retain(|p| !opted_out.contains(p));
         let identity = self.identity.as_ref().ok_or(ModelingError::Upstream {
             service: "identity",
             code: tonic::Code::Unavailable,

@@ -113,6 +113,24 @@ pub async fn opted_out_persons(
     Ok(persons.into_iter().collect())
 }
 
+/// Which of `persons` opted out of marketing (one indexed read for a page, where
+/// [`opted_out_persons`] reads the tenant's whole list).
+pub async fn opted_out_among(
+    pool: &PgPool,
+    tenant: &str,
+    persons: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let persons: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT person_id FROM modeling.person_attributes
+          WHERE tenant_id = $1 AND person_id = ANY($2) AND marketing_opt_out",
+    )
+    .bind(tenant)
+    .bind(persons)
+    .fetch_all(pool)
+    .await?;
+    Ok(persons.into_iter().collect())
+}
+
 /// Hands out the tenant's next `count` sequences of a log whose head is kept in
 /// `heads_table` (`tenant_id`, `head_sequence`), inside the caller's transaction: the head row
 /// stays locked until it ends, so a log's sequences have no gaps and commit in order. Returns
