@@ -43,6 +43,13 @@ impl ModelMemory {
         moved || since.is_none_or(|since| since >= LOOK_AT_LEAST_EVERY)
     }
 
+    /// Whether a look could be due at any revision: false while the last look is younger than
+    /// the pace, so a caller need not bring the view forward just to learn it is not.
+    pub(in crate::service) fn could_be_due(&self) -> bool {
+        let spacing = LOOK_AT_MOST_EVERY.max(self.pace).min(LOOK_AT_LEAST_EVERY);
+        self.at.is_none_or(|at| at.elapsed() >= spacing)
+    }
+
     /// A look at `revision` was made now.
     pub(in crate::service) fn looked(&mut self, revision: i64) {
         self.revision = Some(revision);
@@ -107,6 +114,9 @@ impl Modeling {
         tenant: &str,
         memory: &mut ModelMemory,
     ) -> Result<usize, ModelingError> {
+        if !memory.could_be_due() {
+            return Ok(0);
+        }
         let revision = self.journeys.current(tenant).await?.positions.revision;
         if !memory.due(revision) {
             return Ok(0);
@@ -221,8 +231,10 @@ mod tests {
             !memory.due(2),
             "a look of 1 s waits 10 s while events arrive"
         );
+        assert!(!memory.could_be_due(), "so the view need not be read");
         memory.paced(Duration::from_millis(100));
         assert!(memory.due(2), "a look of 100 ms keeps the 5 s pace");
+        assert!(memory.could_be_due());
     }
 
     fn state(stage: i16, rfm: i16, churned: bool) -> ModelState {

@@ -360,6 +360,9 @@ impl Modeling {
         tenant: &str,
         memory: &mut crate::service::activation::ModelMemory,
     ) -> Result<bool, ModelingError> {
+        if !memory.could_be_due() {
+            return Ok(false);
+        }
         let revision = self.journeys.current(tenant).await?.positions.revision;
         if !memory.due(revision) {
             return Ok(false);
