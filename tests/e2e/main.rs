@@ -22,6 +22,7 @@ mod pipeline;
 mod pipeline_status;
 mod poison;
 mod properties;
+mod segment_identifiers;
 mod segments;
 mod segments_fuzz;
 mod sim_send;

@@ -2,7 +2,8 @@
 //! to the event store in the same transaction as its cursor — merges move history to the
 //! surviving person, splits move the split-off identifiers' events, detaches take the person
 //! off events made only of identifiers found shared, erasures delete (and queue their
-//! confirmation in an outbox), consent changes set the opt-out activation honours.
+//! confirmation in an outbox), consent changes set the opt-out activation honours, links
+//! record who holds each identifier now (segments select by them).
 
 use std::str::FromStr;
 
@@ -17,7 +18,7 @@ use touchline_runtime::Shutdown;
 use uuid::Uuid;
 
 use crate::split::events_to_move;
-use crate::store::{self, changes};
+use crate::store::{self, changes, identifiers};
 use crate::upstream::Identity;
 use crate::worker::WorkerError;
 
@@ -171,6 +172,7 @@ async fn apply_change(
                 &change.moved_identifiers,
             );
             let moved = changes::move_events(conn, tenant, &to_move, new_person).await?;
+            identifiers::split(conn, tenant, person, new_person, &change.moved_identifiers).await?;
             tracing::debug!(%person, %new_person, events_moved = moved, "person split");
         }
         IdentityChangeKind::Detach => {
@@ -189,6 +191,9 @@ async fn apply_change(
             persons.push(person);
             let removed = changes::erase(conn, tenant, &persons, &change.erasure).await?;
             tracing::info!(erasure = %change.erasure, removed, "person erased");
+        }
+        IdentityChangeKind::Link => {
+            identifiers::link(conn, tenant, person, &change.moved_identifiers).await?;
         }
         IdentityChangeKind::Consent => {
             changes::set_opt_out(conn, tenant, person, change.marketing_opt_out).await?;

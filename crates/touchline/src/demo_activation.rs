@@ -331,6 +331,7 @@ async fn print_delivery(
         let kind = match TriggerType::from_str_name(&trigger.kind) {
             Some(TriggerType::SegmentEntered) => SegmentChangeKind::Entered,
             Some(TriggerType::SegmentExited) => SegmentChangeKind::Exited,
+            Some(TriggerType::SegmentMemberUpdated) => SegmentChangeKind::IdentifiersUpdated,
             _ => SegmentChangeKind::Unspecified,
         };
         let reason = SegmentChangeReason::from_str_name(&trigger.segment_change_reason)

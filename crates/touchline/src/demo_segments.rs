@@ -308,11 +308,12 @@ pub(crate) async fn print_when_active(
     Ok(())
 }
 
-/// `entered / 进入` or `exited / 退出`.
+/// `entered / 进入`, `exited / 退出` or `identifiers updated / 标识更新`.
 pub(crate) fn kind_label(kind: modeling::SegmentChangeKind) -> &'static str {
     match kind {
         modeling::SegmentChangeKind::Entered => "entered / 进入",
         modeling::SegmentChangeKind::Exited => "exited / 退出",
+        modeling::SegmentChangeKind::IdentifiersUpdated => "identifiers updated / 标识更新",
         modeling::SegmentChangeKind::Unspecified => "? / 未知",
     }
 }
@@ -331,6 +332,7 @@ pub(crate) fn reason_label(reason: modeling::SegmentChangeReason) -> &'static st
         R::PersonErased => "person erased / 用户删除",
         R::SegmentDeleted => "segment deleted / 分群删除",
         R::SegmentCreated => "segment created / 分群新建",
+        R::IdentifiersChanged => "identifiers changed / 标识变更",
     }
 }
 

@@ -347,6 +347,7 @@ pub fn change_to_pb(tenant: &str, c: StoredChange) -> pb::IdentityChange {
         "detach" => pb::IdentityChangeKind::Detach,
         "erasure" => pb::IdentityChangeKind::Erasure,
         "consent" => pb::IdentityChangeKind::Consent,
+        "link" => pb::IdentityChangeKind::Link,
         _ => pb::IdentityChangeKind::Unspecified,
     };
     pb::IdentityChange {

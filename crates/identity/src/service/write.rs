@@ -106,6 +106,8 @@ impl Identity {
                     }),
             );
         }
+        // The merges' sequences come first: the audit below pairs them up in order.
+        changes.extend(link_changes(&plan));
         let sequences =
             store::log::append_changes(tx, tenant, &changes, now, &actor.traceparent).await?;
         let rule = if options.explicit {
@@ -178,4 +180,40 @@ impl Identity {
             versions: None,
         }))
     }
+}
+
+/// One LINK change per person who holds identifiers the plan gave them: new links and values
+/// handed over from a previous holder, named by the person each ends with after the plan's
+/// merges (a link to a person the same batch absorbs belongs to the survivor).
+fn link_changes(plan: &graph::GraphPlan) -> Vec<NewChange> {
+    let survivors = plan.survivors();
+    let holder = |person: Uuid| survivors.get(&person).copied().unwrap_or(person);
+    // In the order persons first appear, so the log reads like the batch.
+    let mut by_person: Vec<(Uuid, Vec<IdentifierKey>)> = Vec::new();
+    let mut index: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    let linked = plan
+        .new_links
+        .iter()
+        .map(|link| (holder(link.person_id), &link.key))
+        .chain(plan.handovers.iter().map(|h| (holder(h.to), &h.key)));
+    for (person, key) in linked {
+        let at = *index.entry(person).or_insert_with(|| {
+            by_person.push((person, Vec::new()));
+            by_person.len() - 1
+        });
+        if let Some((_, keys)) = by_person.get_mut(at)
+            && !keys.contains(key)
+        {
+            keys.push(key.clone());
+        }
+    }
+    by_person
+        .into_iter()
+        .map(|(person_id, moved)| NewChange {
+            kind: "link",
+            person_id,
+            moved,
+            ..NewChange::default()
+        })
+        .collect()
 }

@@ -12,13 +12,14 @@ pub const CHANGES_CHANNEL: &str = "identity_changes";
 /// A change to append to the log.
 #[derive(Debug, Clone, Default)]
 pub struct NewChange {
-    /// `merge`, `split`, `detach`, `erasure` or `consent`.
+    /// `merge`, `split`, `detach`, `erasure`, `consent` or `link`.
     pub kind: &'static str,
     /// See the contract's `IdentityChange.person_id`.
     pub person_id: Uuid,
     /// See `IdentityChange.other_person_ids`.
     pub others: Vec<Uuid>,
-    /// SPLIT: the identifiers moved; DETACH: the identifiers found shared.
+    /// SPLIT: the identifiers moved; DETACH: the identifiers found shared; LINK: the
+    /// identifiers that became the person's.
     pub moved: Vec<IdentifierKey>,
     /// ERASURE: the erasure record.
     pub erasure_id: Option<Uuid>,
@@ -66,30 +67,41 @@ pub async fn append_changes(
     // Reserving serialises appends per tenant, so sequences become visible
     // in order.
     let first = CHANGE_HEADS.reserve(conn, tenant, changes.len()).await?;
-    let mut sequences = Vec::with_capacity(changes.len());
-    for (offset, change) in (0i64..).zip(changes) {
-        let sequence = first + offset;
-        let moved = serde_json::to_value(&change.moved).unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO identity.changes
-               (tenant_id, sequence, kind, person_id, other_person_ids, moved, erasure_id,
-                marketing_opt_out, change_time, traceparent)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(tenant)
-        .bind(sequence)
-        .bind(change.kind)
-        .bind(change.person_id)
-        .bind(&change.others)
-        .bind(moved)
-        .bind(change.erasure_id)
-        .bind(change.marketing_opt_out)
-        .bind(now)
-        .bind(traceparent)
-        .execute(&mut *conn)
-        .await?;
-        sequences.push(sequence);
-    }
+    let sequences: Vec<i64> = (first..).take(changes.len()).collect();
+    let kinds: Vec<&str> = changes.iter().map(|c| c.kind).collect();
+    let persons: Vec<Uuid> = changes.iter().map(|c| c.person_id).collect();
+    // Arrays of arrays do not unnest into rows of arrays: each row's lists travel as JSON.
+    let others: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| serde_json::to_value(&c.others).unwrap_or_default())
+        .collect();
+    let moved: Vec<serde_json::Value> = changes
+        .iter()
+        .map(|c| serde_json::to_value(&c.moved).unwrap_or_default())
+        .collect();
+    let erasures: Vec<Option<Uuid>> = changes.iter().map(|c| c.erasure_id).collect();
+    let opt_outs: Vec<bool> = changes.iter().map(|c| c.marketing_opt_out).collect();
+    // One statement for the whole batch: a resolve call can announce hundreds of links.
+    sqlx::query(
+        "INSERT INTO identity.changes
+           (tenant_id, sequence, kind, person_id, other_person_ids, moved, erasure_id,
+            marketing_opt_out, change_time, traceparent)
+         SELECT $1, s, k, p, ARRAY(SELECT jsonb_array_elements_text(o)::uuid), m, e, c, $2, $3
+           FROM UNNEST($4::bigint[], $5::text[], $6::uuid[], $7::jsonb[], $8::jsonb[],
+                       $9::uuid[], $10::bool[]) AS u(s, k, p, o, m, e, c)",
+    )
+    .bind(tenant)
+    .bind(now)
+    .bind(traceparent)
+    .bind(&sequences)
+    .bind(&kinds)
+    .bind(&persons)
+    .bind(&others)
+    .bind(&moved)
+    .bind(&erasures)
+    .bind(&opt_outs)
+    .execute(&mut *conn)
+    .await?;
     touchline_db::wake_tailers(conn, CHANGES_CHANNEL, tenant).await?;
     Ok(sequences)
 }

@@ -134,8 +134,24 @@ async fn a_wrong_merge_is_split_back_and_the_feed_tells_modeling() {
     // The feed carries the merge then the split, in order, with what moved;
     // then, as the replay showed bob's browser id with ann's account, that
     // id names nobody any more and bob's events made only of it lose him.
-    let changes = feed(&api, "t1", 0, 3).await;
-    assert_eq!(changes.len(), 3);
+    let all = feed(&api, "t1", 0, 5).await;
+    assert_eq!(all.len(), 5, "{all:?}");
+    // First the links of each customer's first identifiers, as they became theirs.
+    let link = pb::IdentityChangeKind::Link as i32;
+    let linked: Vec<(i32, &str, usize)> = all[..2]
+        .iter()
+        .map(|c| (c.kind, c.person_id.as_str(), c.moved_identifiers.len()))
+        .collect();
+    assert_eq!(
+        linked,
+        vec![(link, ann.as_str(), 3), (link, bob.as_str(), 2)]
+    );
+    assert!(
+        all[1]
+            .moved_identifiers
+            .contains(&id("email", "k1:bbbbbbbbbbbbbbbb"))
+    );
+    let changes = &all[2..];
     let (merge, split_change) = (&changes[0], &changes[1]);
     assert_eq!(changes[2].kind, pb::IdentityChangeKind::Detach as i32);
     assert_eq!(changes[2].person_id, new_bob);

@@ -197,12 +197,40 @@ async fn forget_person_leaves_nothing_and_is_not_recreated() {
         .await
         .expect("a batch")
         .expect("ok");
-    let last = batch.changes.last().expect("changes");
-    assert_eq!(last.kind, pb::IdentityChangeKind::Erasure as i32);
-    assert_eq!(last.erasure, erasure.name);
+    let at = batch
+        .changes
+        .iter()
+        .position(|c| c.kind == pb::IdentityChangeKind::Erasure as i32)
+        .expect("the erasure is in the feed");
+    let (before, after) = batch.changes.split_at(at + 1);
+    assert_eq!(before[at].erasure, erasure.name);
+    // Every change naming an erased person lost its identifiers; dan's link kept his.
+    let mut erased = before[at].other_person_ids.clone();
+    erased.push(before[at].person_id.clone());
+    let names_erased = |c: &pb::IdentityChange| {
+        erased.contains(&c.person_id) || c.other_person_ids.iter().any(|p| erased.contains(p))
+    };
     assert!(
-        batch.changes.iter().all(|c| c.moved_identifiers.is_empty()),
-        "scrubbed"
+        before
+            .iter()
+            .filter(|c| names_erased(c))
+            .all(|c| c.moved_identifiers.is_empty()),
+        "scrubbed: {before:?}"
+    );
+    let kept: Vec<&[touchline_proto::common::v1::Identifier]> = before
+        .iter()
+        .filter(|c| !names_erased(c))
+        .map(|c| c.moved_identifiers.as_slice())
+        .collect();
+    assert_eq!(kept, vec![&[id("user_id", "dan")][..]]);
+    // Only the late event's new person follows, linked to its new identifier alone.
+    let link = pb::IdentityChangeKind::Link as i32;
+    assert_eq!(
+        after
+            .iter()
+            .map(|c| (c.kind, c.moved_identifiers.clone()))
+            .collect::<Vec<_>>(),
+        vec![(link, vec![id("anonymous_id", "new-web")])]
     );
 
     for service in ["collection", "governance", "modeling", "reporting"] {

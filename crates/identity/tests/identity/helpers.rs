@@ -409,3 +409,22 @@ pub async fn feed(
     }
     changes
 }
+
+/// The tenant's changes after `after` other than LINK (which every new identifier makes), read
+/// until at least `want` of them arrived.
+pub async fn feed_without_links(
+    api: &IdentityApi,
+    tenant: &str,
+    after: i64,
+    want: usize,
+) -> Vec<pb::IdentityChange> {
+    let link = pb::IdentityChangeKind::Link as i32;
+    let mut kept: Vec<pb::IdentityChange> = Vec::new();
+    let mut cursor = after;
+    while kept.len() < want {
+        let batch = feed(api, tenant, cursor, 1).await;
+        cursor = batch.last().map_or(cursor, |c| c.sequence);
+        kept.extend(batch.into_iter().filter(|c| c.kind != link));
+    }
+    kept
+}

@@ -6,7 +6,7 @@
 use touchline_identity::IdentityApi;
 use touchline_proto::identity::v1 as pb;
 
-use crate::helpers::{TestDb, id, local_cache, resolve};
+use crate::helpers::{TestDb, feed, id, local_cache, resolve};
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_780_000_000;
@@ -51,6 +51,15 @@ async fn a_recycled_number_is_attributed_by_time_even_through_the_cache() {
         .person_id
         .clone();
     assert_ne!(second, first, "the two holders are not merged");
+    // The change log tells consumers the number is the second holder's now.
+    let links = feed(&api, "t1", 0, 2).await;
+    let link = pb::IdentityChangeKind::Link as i32;
+    let holders_of_phone: Vec<&str> = links
+        .iter()
+        .filter(|c| c.kind == link && c.moved_identifiers.iter().any(|i| i.r#type == "phone"))
+        .map(|c| c.person_id.as_str())
+        .collect();
+    assert_eq!(holders_of_phone, vec![first.as_str(), second.as_str()]);
     for _ in 0..2 {
         let answers = resolve(
             &api,

@@ -1,6 +1,9 @@
 //! The per-person model outputs rules may read besides events — churn scores and flags,
 //! lifecycle stages, RFM segments — computed once per evaluation under the tenant's model
-//! settings, and only when a rule reads them.
+//! settings, and only when a rule reads them; and the holders of the identifier types rules
+//! name, read from the identifiers identity announced.
+
+use std::collections::HashSet;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use crate::journeys::churn::{self, ChurnTable, PurchaseEvent};
 use crate::journeys::churn_settings::RfmOptions;
 use crate::journeys::lifecycle::{self, LifecycleOptions};
 use crate::journeys::query::Scope;
-use crate::journeys::segments::{Context, Rule};
+use crate::journeys::segments::{Context, IdentifierHeld, Rule};
 use crate::journeys::{RunContext, TenantView};
 
 /// What the outputs are computed from, read before the view is taken.
@@ -26,6 +29,8 @@ pub(super) struct Inputs {
     lifecycle: Option<(LifecycleOptions, Scope)>,
     rfm: Option<(PurchaseEvent, RfmOptions)>,
     zone: Tz,
+    /// The persons holding each identifier type a rule names (see [`Modeling::read_holders`]).
+    pub holders: HashMap<IdentifierHeld, Arc<HashSet<Uuid>>>,
 }
 
 /// The outputs computed over the view.
@@ -128,7 +133,26 @@ impl Modeling {
             lifecycle,
             rfm,
             zone: effective.time_zone,
+            holders: HashMap::new(),
         })
+    }
+
+    /// Reads, for each identifier condition of `rules`, who holds such an identifier now.
+    pub(super) async fn read_holders(
+        &self,
+        tenant: &str,
+        rules: &[&Rule],
+        inputs: &mut Inputs,
+    ) -> Result<(), ModelingError> {
+        let named: std::collections::BTreeSet<IdentifierHeld> =
+            rules.iter().flat_map(|r| r.identifiers_held()).collect();
+        for held in named {
+            let persons =
+                crate::store::identifiers::holders(&self.pool, tenant, &held.id_type, &held.scope)
+                    .await?;
+            inputs.holders.insert(held, Arc::new(persons));
+        }
+        Ok(())
     }
 }
 
@@ -174,6 +198,7 @@ impl Inputs {
             churn: self.churn.as_deref(),
             lifecycle: outputs.lifecycle.as_ref(),
             rfm: outputs.rfm.as_ref(),
+            holders: Some(&self.holders),
         }
     }
 }

@@ -144,6 +144,7 @@ pub async fn apply_merges(
         .execute(&mut *conn)
         .await?;
     }
+    crate::store::identifiers::merge(conn, tenant, &plan.moves).await?;
     Ok(moved)
 }
 
@@ -273,7 +274,12 @@ pub async fn erase(
             .execute(&mut *conn)
             .await?
             .rows_affected();
-    for table in ["person_attributes", "detached_identifiers"] {
+    for table in [
+        "person_attributes",
+        "detached_identifiers",
+        "identifier_owners",
+        "identifier_updates",
+    ] {
         removed += sqlx::query(&format!(
             "DELETE FROM modeling.{table} WHERE tenant_id = $1 AND person_id = ANY($2)"
         ))

@@ -5,6 +5,7 @@ pub mod changes;
 pub mod costs;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod identifiers;
 pub mod journal;
 pub mod model_settings;
 pub mod segments;

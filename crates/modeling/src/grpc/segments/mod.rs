@@ -44,6 +44,7 @@ pub(super) fn segment(tenant: &str, row: &SegmentRow) -> pb::Segment {
         create_time: Some(timestamp(row.created_at)),
         update_time: Some(timestamp(row.updated_at)),
         etag: row.revision.to_string(),
+        identifier_update_types: row.definition.identifier_update_types.clone(),
     }
 }
 
@@ -66,6 +67,7 @@ pub(super) fn input(tenant: &str, segment: Option<&pb::Segment>) -> SegmentInput
         description: s.description.clone(),
         rule,
         reevaluation_secs: s.reevaluation_interval.map(|d| d.seconds),
+        identifier_update_types: s.identifier_update_types.clone(),
         problems,
     }
 }

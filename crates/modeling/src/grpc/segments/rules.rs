@@ -13,7 +13,8 @@ use crate::grpc::journeys::{
 use crate::journeys::attribution::query::AttributionQuery;
 use crate::journeys::query::{FunnelOrder, FunnelQuery, Scope, Violations};
 use crate::journeys::segments::{
-    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, IdentifierHeld, Rule,
+    Window,
 };
 
 fn comparison(
@@ -159,17 +160,6 @@ fn rfm_segments(numbers: &[i32], path: &str, problems: &mut Violations) -> Vec<u
     segments
 }
 
-fn not_available(path: &str, what: &str, problems: &mut Violations) -> Rule {
-    problems.add(
-        path,
-        "CONDITION_NOT_AVAILABLE",
-        format!(
-            "{what} conditions are not available yet; use event_aggregate, churn, lifecycle_stage, rfm_segment, segment_membership, all_of, any_of, negation / 暂不支持该条件"
-        ),
-    );
-    Rule::AllOf(Vec::new())
-}
-
 /// An attributed-channel condition as the service takes it (a missing model is an unset
 /// one, which the rule check names).
 fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
@@ -282,7 +272,10 @@ fn condition(
         R::RfmSegment(c) => Rule::Rfm(rfm_segments(&c.segments, path, problems)),
         R::FunnelDropOff(c) => drop_off(c, path, problems),
         R::AttributedChannel(c) => attributed(c),
-        R::Identifier(_) => not_available(&format!("{path}.identifier"), "identifier", problems),
+        R::Identifier(c) => Rule::Identifier(IdentifierHeld {
+            id_type: c.r#type.trim().to_owned(),
+            scope: c.scope.clone(),
+        }),
         R::AllOf(_) | R::AnyOf(_) | R::Negation(_) => {
             problems.add(path, "INTERNAL", "a group is not a condition");
             Rule::AllOf(Vec::new())
@@ -437,6 +430,10 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
             })
             .filters
             .pop(),
+        }),
+        Rule::Identifier(held) => R::Identifier(pb::IdentifierCondition {
+            r#type: held.id_type.clone(),
+            scope: held.scope.clone(),
         }),
         Rule::FunnelDropOff(drop) => R::FunnelDropOff(pb::FunnelDropOffCondition {
             funnel: Some(pb_funnel(&drop.funnel)),

@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use super::conditions::report_under;
 use super::rule::{
-    Aggregation, Attributed, ChurnTest, Comparison, DropOff, Rule, SEEN_FIELDS, Window, time_value,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, IdentifierHeld, Rule, SEEN_FIELDS,
+    Window, time_value,
 };
 use crate::journeys::attribution::per_person;
 use crate::journeys::churn::ChurnTable;
@@ -89,6 +90,18 @@ pub struct Context<'a> {
     pub lifecycle: Option<&'a HashMap<Uuid, LifecycleStage>>,
     /// Every scored person's RFM segment (contract number), when a rule needs them.
     pub rfm: Option<&'a HashMap<Uuid, u8>>,
+    /// The persons holding each identifier type the rules name; a type missing here (or
+    /// `None`) is held by nobody.
+    pub holders: Option<&'a HashMap<IdentifierHeld, Arc<HashSet<Uuid>>>>,
+}
+
+impl Context<'_> {
+    /// The persons holding an identifier of `held`'s type (and scope).
+    fn holders_of(&self, held: &IdentifierHeld) -> Arc<HashSet<Uuid>> {
+        self.holders
+            .and_then(|h| h.get(held).cloned())
+            .unwrap_or_default()
+    }
 }
 
 /// Finds the persons a drop-off condition selects; problems go under the given path.
@@ -106,6 +119,8 @@ pub struct Lookups<'a> {
     pub dropped: &'a DroppedOff<'a>,
     /// Persons whose conversions credit a channel, for a condition at a request path.
     pub credited: &'a Credited<'a>,
+    /// Persons holding an identifier of a type.
+    pub holders: &'a dyn Fn(&IdentifierHeld) -> Arc<HashSet<Uuid>>,
 }
 
 /// Binds `rule` to `known`'s dictionaries and `lookups`. Unknown event names are reported in
@@ -181,6 +196,7 @@ pub fn compile(
         )),
         Rule::Lifecycle(stages) => Compiled::Lifecycle(stages.clone()),
         Rule::Rfm(segments) => Compiled::Rfm(segments.clone()),
+        Rule::Identifier(held) => Compiled::Member((lookups.holders)(held)),
     }
 }
 
@@ -511,10 +527,12 @@ pub fn evaluate_in_order(
         let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
             credited(&at, attributed, path, problems)
         };
+        let holders = |held: &IdentifierHeld| context.holders_of(held);
         let lookups = Lookups {
             members: &lookup,
             dropped: &dropped,
             credited: &credits,
+            holders: &holders,
         };
         let compiled = compile(rule, known, &lookups, "rule", &mut problems);
         if !problems.is_empty() {
@@ -553,10 +571,12 @@ pub fn preview(
     let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
         credited(&at, attributed, path, problems)
     };
+    let holders = |held: &IdentifierHeld| context.holders_of(held);
     let lookups = Lookups {
         members: stored,
         dropped: &dropped,
         credited: &credits,
+        holders: &holders,
     };
     let compiled = compile(rule, known, &lookups, "segment.rule", &mut problems);
     if problems.is_empty() {

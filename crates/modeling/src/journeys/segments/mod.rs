@@ -15,5 +15,6 @@ pub use evaluate::{
     evaluate_in_order, holds, members, preview,
 };
 pub use rule::{
-    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, IdentifierHeld, Rule,
+    Window,
 };

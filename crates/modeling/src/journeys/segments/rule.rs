@@ -141,6 +141,17 @@ pub enum Rule {
     /// carrying it), `first_seen_time` or `last_seen_time` (their earliest and latest
     /// stored events).
     Trait(FieldFilter),
+    /// The person holds an identifier of a type (and scope, when not empty).
+    Identifier(IdentifierHeld),
+}
+
+/// An identifier type a person holds, optionally within one scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentifierHeld {
+    /// The type, e.g. `member_card`.
+    pub id_type: String,
+    /// The scope (a WeChat app id); empty means any.
+    pub scope: String,
 }
 
 impl Rule {
@@ -160,6 +171,17 @@ impl Rule {
         let mut uses = false;
         self.visit(&mut |rule| uses |= matches!(rule, Rule::Churn(_)));
         uses
+    }
+
+    /// The identifier conditions the rule names, each once.
+    pub fn identifiers_held(&self) -> BTreeSet<IdentifierHeld> {
+        let mut found = BTreeSet::new();
+        self.visit(&mut |rule| {
+            if let Rule::Identifier(held) = rule {
+                found.insert(held.clone());
+            }
+        });
+        found
     }
 
     /// Whether any condition needs lifecycle stages.
@@ -223,7 +245,8 @@ impl Rule {
             | Rule::Rfm(_)
             | Rule::FunnelDropOff(_)
             | Rule::AttributedChannel(_)
-            | Rule::Trait(_) => {}
+            | Rule::Trait(_)
+            | Rule::Identifier(_) => {}
         }
     }
 
@@ -333,6 +356,23 @@ impl Rule {
                         format!("{path}.segment_membership.segment"),
                         "REQUIRED",
                         "name the segment as tenants/{tenant}/segments/{segment}",
+                    );
+                }
+            }
+            Rule::Identifier(held) => {
+                let text = |t: &str| !t.is_empty() && t.chars().count() <= 64 && !t.contains('\0');
+                if !text(held.id_type.trim()) {
+                    problems.add(
+                        format!("{path}.identifier.type"),
+                        "REQUIRED",
+                        "an identifier type of 1–64 characters, e.g. member_card",
+                    );
+                }
+                if held.scope.chars().count() > 256 || held.scope.contains('\0') {
+                    problems.add(
+                        format!("{path}.identifier.scope"),
+                        "INVALID_SCOPE",
+                        "a scope of at most 256 characters, e.g. a WeChat app id",
                     );
                 }
             }

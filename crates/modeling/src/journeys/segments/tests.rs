@@ -221,6 +221,7 @@ fn random_rules_select_the_persons_the_naive_reading_selects_and_agree_on_when_w
         churn: None,
         lifecycle: None,
         rfm: None,
+        holders: None,
     };
     let mut selected = 0;
     for case in 0..4_000 {
@@ -267,6 +268,7 @@ fn a_person_enters_no_purchase_in_30_days_the_instant_the_last_purchase_ages_out
         churn: None,
         lifecycle: None,
         rfm: None,
+        holders: None,
     };
     let person = Uuid::from_u128(1);
     let (held, due) = holds(&rule, person, &[purchase], &at(NOW));

@@ -3,7 +3,7 @@
 //! entries and exits with their reasons in one transaction with the new membership, so the
 //! change log and the members never disagree.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,7 +14,7 @@ use super::super::outputs::Needs;
 use crate::error::ModelingError;
 use crate::journeys::segments::rule::evaluation_order;
 use crate::journeys::segments::{Evaluation, Rule, evaluate_in_order};
-use crate::store::segments::{self as store, Evaluated, NewChange, SegmentRow};
+use crate::store::segments::{self as store, ChangeKind, Evaluated, NewChange, SegmentRow};
 
 /// The contract's `SegmentChangeReason` numbers.
 mod reason {
@@ -26,6 +26,7 @@ mod reason {
     pub const PERSON_ERASED: i16 = 7;
     pub const SEGMENT_DELETED: i16 = 8;
     pub const SEGMENT_CREATED: i16 = 9;
+    pub const IDENTIFIERS_CHANGED: i16 = 10;
 }
 
 /// Evaluations at least this often even when nothing seems to have moved: consent and
@@ -37,6 +38,8 @@ const EVALUATE_AT_LEAST_EVERY: Duration = Duration::from_secs(10);
 pub struct TenantMemory {
     /// The store revision of the last evaluation.
     revision: Option<i64>,
+    /// The identifier revision it saw.
+    identifiers: Option<i64>,
     /// When it ran.
     at: Option<Instant>,
 }
@@ -67,7 +70,7 @@ fn differences(
             (Some(c), Some(w)) if c < w => {
                 out.push(NewChange {
                     person: *c,
-                    entered: false,
+                    kind: ChangeKind::Exited,
                     reason: reason_of(*c, false),
                 });
                 i += 1;
@@ -75,7 +78,7 @@ fn differences(
             (Some(c), None) => {
                 out.push(NewChange {
                     person: *c,
-                    entered: false,
+                    kind: ChangeKind::Exited,
                     reason: reason_of(*c, false),
                 });
                 i += 1;
@@ -83,7 +86,7 @@ fn differences(
             (_, Some(w)) => {
                 out.push(NewChange {
                     person: *w,
-                    entered: true,
+                    kind: ChangeKind::Entered,
                     reason: reason_of(*w, true),
                 });
                 j += 1;
@@ -92,6 +95,35 @@ fn differences(
         }
     }
     out
+}
+
+/// An IDENTIFIERS_UPDATED change for each member who stays a member (neither enters nor
+/// exits in `changes`) and whose identifiers of one of `types` changed.
+fn identifier_updates(
+    current: &[Uuid],
+    changes: &[NewChange],
+    types: &[String],
+    judged: &Judged<'_>,
+) -> Vec<NewChange> {
+    if types.is_empty() || judged.identifiers.is_empty() {
+        return Vec::new();
+    }
+    let moving: HashSet<Uuid> = changes.iter().map(|c| c.person).collect();
+    current
+        .iter()
+        .filter(|p| !moving.contains(p) && !judged.opted_out.contains(p))
+        .filter(|p| {
+            judged
+                .identifiers
+                .get(p)
+                .is_some_and(|changed| types.iter().any(|t| changed.contains(t)))
+        })
+        .map(|p| NewChange {
+            person: *p,
+            kind: ChangeKind::IdentifiersUpdated,
+            reason: reason::IDENTIFIERS_CHANGED,
+        })
+        .collect()
 }
 
 fn due_at(next_due_ms: Option<i64>, reevaluation_secs: i64, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -104,6 +136,8 @@ fn due_at(next_due_ms: Option<i64>, reevaluation_secs: i64, now: DateTime<Utc>) 
 /// What the reasons of one round's changes depend on.
 struct Judged<'a> {
     opted_out: &'a HashSet<Uuid>,
+    /// The identifier types each person's changed since the last round.
+    identifiers: &'a HashMap<Uuid, HashSet<String>>,
     /// Nothing new reached the store since the last round: time alone moved the windows.
     by_time: bool,
     now: DateTime<Utc>,
@@ -151,6 +185,13 @@ async fn publish_segment(
             reason::RULE_EVALUATED
         }
     });
+    let mut changes = changes;
+    changes.extend(identifier_updates(
+        &current,
+        &changes,
+        &row.definition.identifier_update_types,
+        judged,
+    ));
     let last = store::publish(tx, tenant, id, &changes, judged.now).await?;
     crate::store::activation::append_segment_triggers(tx, tenant, id, &changes, judged.now).await?;
     store::evaluated(
@@ -170,6 +211,28 @@ async fn publish_segment(
     )
     .await?;
     Ok((changes.len(), last))
+}
+
+/// Publishes the exits of every member of the deleted segments and drops them; the changes
+/// published and the log's head, when there was a deleted segment.
+async fn publish_deletions(
+    tx: &mut sqlx::PgConnection,
+    tenant: &str,
+    segments: &[SegmentRow],
+    now: DateTime<Utc>,
+) -> Result<Option<(usize, i64)>, ModelingError> {
+    let mut done = None;
+    for row in segments.iter().filter(|s| s.deleted) {
+        let current = store::current_members(tx, tenant, &row.id).await?;
+        let changes = differences(&current, &[], |_, _| reason::SEGMENT_DELETED);
+        let head = store::publish(tx, tenant, &row.id, &changes, now).await?;
+        crate::store::activation::append_segment_triggers(tx, tenant, &row.id, &changes, now)
+            .await?;
+        store::purge(tx, tenant, &row.id).await?;
+        let (count, _) = done.unwrap_or((0, head));
+        done = Some((count + changes.len(), head));
+    }
+    Ok(done)
 }
 
 impl Modeling {
@@ -195,7 +258,8 @@ impl Modeling {
             .map(|s| (s.id.clone(), s.definition.rule.clone()))
             .collect();
         let rules: Vec<&Rule> = ordered.iter().map(|(_, rule)| rule).collect();
-        let inputs = self.output_inputs(tenant, Needs::of(&rules)).await?;
+        let mut inputs = self.output_inputs(tenant, Needs::of(&rules)).await?;
+        self.read_holders(tenant, &rules, &mut inputs).await?;
         let names: Vec<String> = ordered.iter().flat_map(|(_, r)| r.event_names()).collect();
         self.on_view(tenant, names, move |view, run| {
             let outputs = inputs.outputs(view, run, now_ms)?;
@@ -228,13 +292,14 @@ impl Modeling {
             return Ok(Round::default());
         }
         let revision = self.journeys.current(tenant).await?.positions.revision;
+        let identifiers = crate::store::identifiers::revision(&self.pool, tenant).await?;
         let now = Utc::now();
         let due = segments.iter().any(|s| {
             s.deleted
                 || s.built_rule_revision != Some(s.rule_revision)
                 || s.next_due_at.is_some_and(|at| at <= now)
         });
-        let moved = memory.revision != Some(revision);
+        let moved = memory.revision != Some(revision) || memory.identifiers != Some(identifiers);
         let stale = memory
             .at
             .is_none_or(|at| at.elapsed() >= EVALUATE_AT_LEAST_EVERY);
@@ -246,12 +311,17 @@ impl Modeling {
             .evaluate_segments(tenant, &live, now.timestamp_millis())
             .await?;
         let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
-        let by_time = memory.revision == Some(evaluated_revision);
+        let by_time =
+            memory.revision == Some(evaluated_revision) && memory.identifiers == Some(identifiers);
 
         let mut tx = self.pool.begin().await?;
         if !store::try_lock_tenant(&mut tx, tenant).await? {
             // Another replica is publishing this tenant's changes right now.
             return Ok(Round::default());
+        }
+        let mut changed: HashMap<Uuid, HashSet<String>> = HashMap::new();
+        for (person, id_type) in crate::store::identifiers::take_updates(&mut tx, tenant).await? {
+            changed.entry(person).or_default().insert(id_type);
         }
         let mut published = 0;
         let mut head = None;
@@ -266,6 +336,7 @@ impl Modeling {
                 evaluation,
                 &Judged {
                     opted_out: &opted_out,
+                    identifiers: &changed,
                     by_time,
                     now,
                 },
@@ -274,19 +345,13 @@ impl Modeling {
             published += count;
             head = Some(last);
         }
-        for row in segments.iter().filter(|s| s.deleted) {
-            let current = store::current_members(&mut tx, tenant, &row.id).await?;
-            let changes = differences(&current, &[], |_, _| reason::SEGMENT_DELETED);
-            head = Some(store::publish(&mut tx, tenant, &row.id, &changes, now).await?);
-            crate::store::activation::append_segment_triggers(
-                &mut tx, tenant, &row.id, &changes, now,
-            )
-            .await?;
-            published += changes.len();
-            store::purge(&mut tx, tenant, &row.id).await?;
+        if let Some((count, last)) = publish_deletions(&mut tx, tenant, &segments, now).await? {
+            published += count;
+            head = Some(last);
         }
         tx.commit().await?;
         memory.revision = Some(evaluated_revision);
+        memory.identifiers = Some(identifiers);
         memory.at = Some(Instant::now());
         if let Some(head) = head.filter(|_| published > 0) {
             self.segment_signals.published(tenant, head);
@@ -308,7 +373,10 @@ mod tests {
         let changes = differences(&[p(1), p(3), p(5)], &[p(2), p(3), p(6)], |_, entered| {
             i16::from(entered)
         });
-        let seen: Vec<(Uuid, bool)> = changes.iter().map(|c| (c.person, c.entered)).collect();
+        let seen: Vec<(Uuid, bool)> = changes
+            .iter()
+            .map(|c| (c.person, c.kind == ChangeKind::Entered))
+            .collect();
         assert_eq!(
             seen,
             vec![(p(1), false), (p(2), true), (p(5), false), (p(6), true)]

@@ -48,6 +48,8 @@ pub struct SegmentInput {
     pub rule: Option<Rule>,
     /// Seconds; `None` takes the default.
     pub reevaluation_secs: Option<i64>,
+    /// Identifier types whose change for a member publishes an update.
+    pub identifier_update_types: Vec<String>,
     /// Problems found while reading the request (conditions this service cannot take).
     pub problems: Violations,
 }
@@ -154,6 +156,34 @@ fn check_reevaluation(secs: Option<i64>, problems: &mut Violations) -> i64 {
     }
 }
 
+/// Most identifier types a segment publishes updates for.
+pub const MAX_IDENTIFIER_UPDATE_TYPES: usize = 10;
+
+/// The identifier types a segment publishes member updates for, trimmed, without repeats.
+fn check_update_types(types: Vec<String>, problems: &mut Violations) -> Vec<String> {
+    if types.len() > MAX_IDENTIFIER_UPDATE_TYPES {
+        problems.add(
+            "segment.identifier_update_types",
+            "TOO_MANY",
+            "at most 10 identifier types",
+        );
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(types.len());
+    for (i, id_type) in types.into_iter().enumerate() {
+        let id_type = id_type.trim().to_owned();
+        if id_type.is_empty() || id_type.chars().count() > 64 || id_type.contains('\0') {
+            problems.add(
+                format!("segment.identifier_update_types[{i}]"),
+                "INVALID_IDENTIFIER_TYPE",
+                "an identifier type of 1–64 characters, e.g. member_card",
+            );
+        } else if !kept.contains(&id_type) {
+            kept.push(id_type);
+        }
+    }
+    kept
+}
+
 /// Problems with the segments a rule names: its own, unknown ones, and cycles through the
 /// tenant's other segments.
 fn check_references(own: &str, rule: &Rule, others: &[SegmentRow], problems: &mut Violations) {
@@ -208,7 +238,11 @@ fn merged(
     for path in paths {
         if !matches!(
             path.as_str(),
-            "*" | "display_name" | "description" | "rule" | "reevaluation_interval"
+            "*" | "display_name"
+                | "description"
+                | "rule"
+                | "reevaluation_interval"
+                | "identifier_update_types"
         ) {
             problems.add(
                 "update_mask",
@@ -226,6 +260,10 @@ fn merged(
     check_texts(&definition.display_name, &definition.description, problems);
     if wants("reevaluation_interval") {
         definition.reevaluation_secs = check_reevaluation(input.reevaluation_secs, problems);
+    }
+    if wants("identifier_update_types") {
+        definition.identifier_update_types =
+            check_update_types(input.identifier_update_types, problems);
     }
     if wants("rule") {
         match input.rule {
@@ -270,7 +308,8 @@ impl Modeling {
             let members = store::current_members(&mut conn, tenant, &named).await?;
             stored.insert(named, Arc::new(members.into_iter().collect::<HashSet<_>>()));
         }
-        let inputs = self.output_inputs(tenant, Needs::of(&[rule])).await?;
+        let mut inputs = self.output_inputs(tenant, Needs::of(&[rule])).await?;
+        self.read_holders(tenant, &[rule], &mut inputs).await?;
         let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
         let rule = rule.clone();
         self.on_view(tenant, rule.event_names(), move |view, run| {
@@ -314,6 +353,8 @@ impl Modeling {
         super::resource_id::check("segment_id", &id, &mut problems);
         check_texts(&input.display_name, &input.description, &mut problems);
         let reevaluation_secs = check_reevaluation(input.reevaluation_secs, &mut problems);
+        let identifier_update_types =
+            check_update_types(input.identifier_update_types, &mut problems);
         let Some(rule) = input.rule else {
             problems.add("segment.rule", "REQUIRED", "a segment needs a rule");
             return Err(invalid(problems));
@@ -338,6 +379,7 @@ impl Modeling {
             description: input.description,
             rule,
             reevaluation_secs,
+            identifier_update_types,
         };
         if validate_only {
             let now = chrono::Utc::now();

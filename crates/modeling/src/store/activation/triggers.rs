@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::store::segments::NewChange;
+use crate::store::segments::{ChangeKind, NewChange};
 
 /// The contract's `TRIGGER_TYPE_SEGMENT_ENTERED`.
 pub const SEGMENT_ENTERED: i16 = 1;
@@ -19,6 +19,8 @@ pub const CHURN_FLAG_RAISED: i16 = 4;
 pub const CHURN_FLAG_CLEARED: i16 = 5;
 /// `TRIGGER_TYPE_RFM_SEGMENT_CHANGED`.
 pub const RFM_SEGMENT_CHANGED: i16 = 6;
+/// `TRIGGER_TYPE_SEGMENT_MEMBER_UPDATED`.
+pub const SEGMENT_MEMBER_UPDATED: i16 = 7;
 
 /// Appends one trigger per segment change, in the caller's transaction (the one that
 /// publishes the changes): each gets the tenant's next trigger sequence.
@@ -37,12 +39,10 @@ pub async fn append_segment_triggers(
     let persons: Vec<Uuid> = changes.iter().map(|c| c.person).collect();
     let types: Vec<i16> = changes
         .iter()
-        .map(|c| {
-            if c.entered {
-                SEGMENT_ENTERED
-            } else {
-                SEGMENT_EXITED
-            }
+        .map(|c| match c.kind {
+            ChangeKind::Entered => SEGMENT_ENTERED,
+            ChangeKind::Exited => SEGMENT_EXITED,
+            ChangeKind::IdentifiersUpdated => SEGMENT_MEMBER_UPDATED,
         })
         .collect();
     let reasons: Vec<i16> = changes.iter().map(|c| c.reason).collect();

@@ -22,21 +22,38 @@ pub async fn current_members(
     .await
 }
 
-/// An entry or exit to publish.
+/// What a change says of its person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Became a member.
+    Entered,
+    /// Stopped being a member.
+    Exited,
+    /// Stays a member whose exported identifiers changed.
+    IdentifiersUpdated,
+}
+
+impl ChangeKind {
+    /// The contract's `SegmentChangeKind` number.
+    pub fn number(self) -> i16 {
+        match self {
+            Self::Entered => 1,
+            Self::Exited => 2,
+            Self::IdentifiersUpdated => 3,
+        }
+    }
+}
+
+/// An entry, exit or update to publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewChange {
     /// The person.
     pub person: Uuid,
-    /// Entered (true) or exited.
-    pub entered: bool,
+    /// What happened.
+    pub kind: ChangeKind,
     /// The contract's `SegmentChangeReason` number.
     pub reason: i16,
 }
-
-/// The contract's `SEGMENT_CHANGE_KIND_ENTERED`.
-pub const KIND_ENTERED: i16 = 1;
-/// The contract's `SEGMENT_CHANGE_KIND_EXITED`.
-pub const KIND_EXITED: i16 = 2;
 
 /// Publishes `changes` of one segment: each gets the tenant's next sequence and a stable id,
 /// and the membership intervals move with them, in the caller's transaction. Returns the last
@@ -56,10 +73,7 @@ pub async fn publish(
     }
     let ids: Vec<Uuid> = changes.iter().map(|_| Uuid::now_v7()).collect();
     let persons: Vec<Uuid> = changes.iter().map(|c| c.person).collect();
-    let kinds: Vec<i16> = changes
-        .iter()
-        .map(|c| if c.entered { KIND_ENTERED } else { KIND_EXITED })
-        .collect();
+    let kinds: Vec<i16> = changes.iter().map(|c| c.kind.number()).collect();
     let reasons: Vec<i16> = changes.iter().map(|c| c.reason).collect();
     sqlx::query(
         "INSERT INTO modeling.segment_changes
@@ -81,7 +95,7 @@ pub async fn publish(
     let (entered, entered_at): (Vec<Uuid>, Vec<i64>) = changes
         .iter()
         .zip(&sequences)
-        .filter(|(c, _)| c.entered)
+        .filter(|(c, _)| c.kind == ChangeKind::Entered)
         .map(|(c, s)| (c.person, *s))
         .unzip();
     sqlx::query(
@@ -99,7 +113,7 @@ pub async fn publish(
     let (exited, exited_at): (Vec<Uuid>, Vec<i64>) = changes
         .iter()
         .zip(&sequences)
-        .filter(|(c, _)| !c.entered)
+        .filter(|(c, _)| c.kind == ChangeKind::Exited)
         .map(|(c, s)| (c.person, *s))
         .unzip();
     sqlx::query(

@@ -28,6 +28,8 @@ pub struct Definition {
     pub rule: Rule,
     /// How often window conditions are looked at again at the latest (seconds).
     pub reevaluation_secs: i64,
+    /// Identifier types whose change for a member publishes an update.
+    pub identifier_update_types: Vec<String>,
 }
 
 /// A stored segment.
@@ -64,6 +66,7 @@ struct Row {
     description: String,
     rule: serde_json::Value,
     reevaluation_secs: i64,
+    identifier_update_types: Vec<String>,
     revision: i64,
     rule_revision: i64,
     built_rule_revision: Option<i64>,
@@ -75,7 +78,8 @@ struct Row {
     deleted: bool,
 }
 
-const COLUMNS: &str = "segment_id, display_name, description, rule, reevaluation_secs, revision,
+const COLUMNS: &str = "segment_id, display_name, description, rule, reevaluation_secs,
+    identifier_update_types, revision,
     rule_revision, built_rule_revision, member_count, last_change_sequence, next_due_at,
     created_at, updated_at, deleted_at IS NOT NULL AS deleted";
 
@@ -89,6 +93,7 @@ impl TryFrom<Row> for SegmentRow {
                 description: row.description,
                 rule: decode_rule(row.rule)?,
                 reevaluation_secs: row.reevaluation_secs,
+                identifier_update_types: row.identifier_update_types,
             },
             revision: row.revision,
             rule_revision: row.rule_revision,
@@ -112,8 +117,8 @@ pub async fn insert(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "INSERT INTO modeling.segments (tenant_id, segment_id, display_name, description, rule,
-             reevaluation_secs, revision, rule_revision)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, 1)
+             reevaluation_secs, identifier_update_types, revision, rule_revision)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 1)
          ON CONFLICT (tenant_id, segment_id) DO NOTHING",
     )
     .bind(tenant)
@@ -122,6 +127,7 @@ pub async fn insert(
     .bind(&definition.description)
     .bind(encode_rule(&definition.rule)?)
     .bind(definition.reevaluation_secs)
+    .bind(&definition.identifier_update_types)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -200,7 +206,7 @@ pub async fn update(
     sqlx::query(
         "UPDATE modeling.segments
             SET display_name = $3, description = $4, rule = $5, reevaluation_secs = $6,
-                revision = revision + 1,
+                identifier_update_types = $8, revision = revision + 1,
                 rule_revision = rule_revision + CASE WHEN $7 THEN 1 ELSE 0 END,
                 updated_at = now()
           WHERE tenant_id = $1 AND segment_id = $2",
@@ -212,6 +218,7 @@ pub async fn update(
     .bind(encode_rule(&definition.rule)?)
     .bind(definition.reevaluation_secs)
     .bind(rule_changed)
+    .bind(&definition.identifier_update_types)
     .execute(conn)
     .await?;
     Ok(())

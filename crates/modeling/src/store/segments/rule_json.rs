@@ -9,7 +9,8 @@ use crate::journeys::query::{
     FunnelExclusion, FunnelOrder, FunnelQuery, FunnelStep, Matcher, Scope,
 };
 use crate::journeys::segments::{
-    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, Rule, Window,
+    Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, IdentifierHeld, Rule,
+    Window,
 };
 use crate::store::model_settings::{StoredMatcher, from_stored, to_stored};
 
@@ -63,6 +64,11 @@ enum StoredRule {
     },
     Trait {
         filter: StoredMatcher,
+    },
+    Identifier {
+        id_type: String,
+        #[serde(default)]
+        scope: String,
     },
     AttributedChannel {
         conversion: Option<StoredMatcher>,
@@ -336,6 +342,10 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
             within_last_ms: a.within_ms,
             touchpoints: a.query.touchpoints.iter().map(to_stored).collect(),
         },
+        Rule::Identifier(held) => StoredRule::Identifier {
+            id_type: held.id_type.clone(),
+            scope: held.scope.clone(),
+        },
         Rule::Trait(filter) => StoredRule::Trait {
             filter: to_stored(&Matcher {
                 event_name: String::new(),
@@ -433,6 +443,9 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             min_share,
             within_ms: within_last_ms,
         }),
+        StoredRule::Identifier { id_type, scope } => {
+            Rule::Identifier(IdentifierHeld { id_type, scope })
+        }
         StoredRule::Trait { filter } => Rule::Trait(
             from_stored(filter)
                 .filters

@@ -1,0 +1,216 @@
+//! Who holds each identifier, kept from identity's change log, and the queue of members whose
+//! exported identifiers changed.
+//!
+//! Identity is the authority; this is its reading in modeling's database, so a segment can
+//! select "persons holding a member card" over the whole tenant in one indexed read instead of
+//! asking identity person by person.
+
+use std::collections::HashSet;
+
+use sqlx::{PgConnection, PgPool};
+use touchline_proto::common::v1::Identifier;
+use uuid::Uuid;
+
+/// The identifiers' parts as three parallel lists, for `UNNEST`.
+fn columns(keys: &[Identifier]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+    let mut parts = (
+        Vec::with_capacity(keys.len()),
+        Vec::with_capacity(keys.len()),
+        Vec::with_capacity(keys.len()),
+    );
+    for key in keys {
+        parts.0.push(key.r#type.as_str());
+        parts.1.push(key.scope.as_str());
+        parts.2.push(key.value.as_str());
+    }
+    parts
+}
+
+/// Queues `(person, type)` pairs for the segment worker, when the tenant has a live segment
+/// that publishes identifier updates (nobody would take them otherwise).
+async fn queue_updates(
+    conn: &mut PgConnection,
+    tenant: &str,
+    updates: &[(Uuid, String)],
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let (persons, types): (Vec<Uuid>, Vec<&str>) =
+        updates.iter().map(|(p, t)| (*p, t.as_str())).unzip();
+    sqlx::query(
+        "INSERT INTO modeling.identifier_updates (tenant_id, person_id, id_type)
+         SELECT $1, p, t FROM UNNEST($2::uuid[], $3::text[]) AS u(p, t)
+          WHERE EXISTS (SELECT 1 FROM modeling.segments
+                         WHERE tenant_id = $1 AND deleted_at IS NULL
+                           AND cardinality(identifier_update_types) > 0)",
+    )
+    .bind(tenant)
+    .bind(&persons)
+    .bind(&types)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the tenant's identifier revision on (see [`revision`]).
+async fn moved(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    crate::store::next_sequences(conn, "identifier_heads", tenant, 1).await?;
+    Ok(())
+}
+
+/// `keys` are `person`'s now (LINK): new values, and values handed over from their previous
+/// holders, who are queued for an update too.
+pub async fn link(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+    keys: &[Identifier],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (types, scopes, values) = columns(keys);
+    let previous: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT o.person_id, o.id_type FROM modeling.identifier_owners o
+           JOIN UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+             ON o.tenant_id = $1 AND o.id_type = k.t AND o.id_scope = k.s AND o.id_value = k.v
+          WHERE o.person_id <> $5",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .bind(person)
+    .fetch_all(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO modeling.identifier_owners (tenant_id, id_type, id_scope, id_value, person_id)
+         SELECT $1, t, s, v, $5 FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+         ON CONFLICT (tenant_id, id_type, id_scope, id_value)
+         DO UPDATE SET person_id = EXCLUDED.person_id, linked_at = now()",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .bind(person)
+    .execute(&mut *conn)
+    .await?;
+    let mut updates: Vec<(Uuid, String)> = keys
+        .iter()
+        .map(|k| (person, k.r#type.clone()))
+        .chain(previous)
+        .collect();
+    updates.sort();
+    updates.dedup();
+    queue_updates(&mut *conn, tenant, &updates).await?;
+    moved(conn, tenant).await
+}
+
+/// The identifiers of each `from` person are `to`'s now (merges, each pair `(from, to)`).
+pub async fn merge(
+    conn: &mut PgConnection,
+    tenant: &str,
+    moves: &[(Uuid, Uuid)],
+) -> Result<(), sqlx::Error> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let (from, to): (Vec<Uuid>, Vec<Uuid>) = moves.iter().copied().unzip();
+    let gained: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE modeling.identifier_owners o SET person_id = u.t
+           FROM UNNEST($2::uuid[], $3::uuid[]) AS u(f, t)
+          WHERE o.tenant_id = $1 AND o.person_id = u.f
+         RETURNING o.person_id, o.id_type",
+    )
+    .bind(tenant)
+    .bind(&from)
+    .bind(&to)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut updates = gained;
+    updates.sort();
+    updates.dedup();
+    queue_updates(&mut *conn, tenant, &updates).await?;
+    moved(conn, tenant).await
+}
+
+/// `keys` left `person` for `new_person` (a split).
+pub async fn split(
+    conn: &mut PgConnection,
+    tenant: &str,
+    person: Uuid,
+    new_person: Uuid,
+    keys: &[Identifier],
+) -> Result<(), sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (types, scopes, values) = columns(keys);
+    sqlx::query(
+        "UPDATE modeling.identifier_owners o SET person_id = $5
+           FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+          WHERE o.tenant_id = $1 AND o.id_type = k.t AND o.id_scope = k.s AND o.id_value = k.v",
+    )
+    .bind(tenant)
+    .bind(&types)
+    .bind(&scopes)
+    .bind(&values)
+    .bind(new_person)
+    .execute(&mut *conn)
+    .await?;
+    let mut updates: Vec<(Uuid, String)> = keys
+        .iter()
+        .flat_map(|k| [(person, k.r#type.clone()), (new_person, k.r#type.clone())])
+        .collect();
+    updates.sort();
+    updates.dedup();
+    queue_updates(&mut *conn, tenant, &updates).await?;
+    moved(conn, tenant).await
+}
+
+/// The tenant's identifier revision: it grows whenever an owner changes (0 before any).
+pub async fn revision(pool: &PgPool, tenant: &str) -> Result<i64, sqlx::Error> {
+    let head: Option<i64> = sqlx::query_scalar(
+        "SELECT head_sequence FROM modeling.identifier_heads WHERE tenant_id = $1",
+    )
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await?;
+    Ok(head.unwrap_or(0))
+}
+
+/// The persons holding an identifier of `id_type` (with `scope`, or any scope when empty).
+pub async fn holders(
+    pool: &PgPool,
+    tenant: &str,
+    id_type: &str,
+    scope: &str,
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let persons: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT person_id FROM modeling.identifier_owners
+          WHERE tenant_id = $1 AND id_type = $2 AND ($3 = '' OR id_scope = $3)",
+    )
+    .bind(tenant)
+    .bind(id_type)
+    .bind(scope)
+    .fetch_all(pool)
+    .await?;
+    Ok(persons.into_iter().collect())
+}
+
+/// Takes every queued `(person, type)` update of the tenant, in the caller's transaction (the
+/// one that publishes them, so a failed publication leaves them queued).
+pub async fn take_updates(
+    conn: &mut PgConnection,
+    tenant: &str,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM modeling.identifier_updates WHERE tenant_id = $1
+         RETURNING person_id, id_type",
+    )
+    .bind(tenant)
+    .fetch_all(conn)
+    .await
+}
