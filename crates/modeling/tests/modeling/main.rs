@@ -5,5 +5,6 @@ mod churn;
 mod counters;
 mod deliveries;
 mod funnel_scenarios;
+mod identifiers;
 mod journeys;
 mod store;
