@@ -29,6 +29,7 @@ mod sim_send;
 mod sources;
 mod tracing_spans;
 mod transport_codes;
+mod trigger_definitions;
 mod truth_funnel;
 mod webhooks;
 

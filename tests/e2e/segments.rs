@@ -157,6 +157,7 @@ fn drop_off_rule(names: &[&str], step: i32, within: prost_types::Duration) -> Se
             }),
             step,
             within_last: Some(within),
+            idle_for: None,
         })),
     }
 }

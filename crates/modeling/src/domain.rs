@@ -9,8 +9,14 @@ use crate::error::ModelingError;
 /// The parent (`tenants/{tenant}`) and the id of a segment's name
 /// `tenants/{tenant}/segments/{id}`; `None` when malformed.
 pub fn segment_name(name: &str) -> Option<(&str, &str)> {
+    child_name(name, "segments")
+}
+
+/// The parent (`tenants/{tenant}`) and the id of a name `tenants/{tenant}/{collection}/{id}`;
+/// `None` when malformed.
+pub fn child_name<'a>(name: &'a str, collection: &str) -> Option<(&'a str, &'a str)> {
     let rest = name.strip_prefix("tenants/")?;
-    let (tenant, id) = rest.split_once("/segments/")?;
+    let (tenant, id) = rest.split_once(&format!("/{collection}/"))?;
     (!tenant.is_empty() && !id.is_empty() && !id.contains('/'))
         .then(|| (&name[..8 + tenant.len()], id))
 }

@@ -122,6 +122,11 @@ fn dropped_at(names: &[&str], step: i32, window_days: i64, within_days: i64) -> 
         }),
         step,
         within_last: Some(days(within_days)),
+        // A cart left for an hour is abandoned; a shorter pause may still turn into an order.
+        idle_for: Some(prost_types::Duration {
+            seconds: 3_600,
+            nanos: 0,
+        }),
     }))
 }
 

@@ -15,11 +15,41 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
 
 /// The id in `tenants/{tenant}/webhookDestinations/{id}`, with the tenant part.
 pub(super) fn destination_name(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix("tenants/")?;
-    let (tenant, id) = rest.split_once("/webhookDestinations/")?;
-    (!tenant.is_empty() && !id.is_empty() && !id.contains('/'))
-        .then(|| (&name[..8 + tenant.len()], id))
+    crate::domain::child_name(name, "webhookDestinations")
 }
+
+/// The id in `tenants/{tenant}/triggerDefinitions/{id}`, with the tenant part.
+pub(super) fn definition_name(name: &str) -> Option<(&str, &str)> {
+    crate::domain::child_name(name, "triggerDefinitions")
+}
+
+/// The ids of definition names of the caller's tenant; each other name is a violation under
+/// `field`.
+pub(super) fn definition_ids(
+    tenant: &str,
+    names: &[String],
+    field: &str,
+    problems: &mut Violations,
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(names.len());
+    if names.len() > MAX_DEFINITIONS_NAMED {
+        problems.add(field, "TOO_MANY", "at most 20 trigger definitions");
+    }
+    for (index, name) in names.iter().enumerate() {
+        match definition_name(name) {
+            Some((parent, id)) if parent == format!("tenants/{tenant}") => ids.push(id.to_owned()),
+            _ => problems.add(
+                format!("{field}[{index}]"),
+                "INVALID_NAME",
+                "a trigger definition of the same tenant, as tenants/{tenant}/triggerDefinitions/{id}",
+            ),
+        }
+    }
+    ids
+}
+
+/// Most definitions a subscription or destination names.
+const MAX_DEFINITIONS_NAMED: usize = 20;
 
 /// A new destination as the service takes it.
 pub(super) fn new_destination(
@@ -48,8 +78,15 @@ pub(super) fn new_destination(
             ),
         }
     }
+    let definitions = definition_ids(
+        tenant,
+        &d.trigger_definitions,
+        "webhook_destination.trigger_definitions",
+        &mut problems,
+    );
     NewDestination {
         id: request.webhook_destination_id.clone(),
+        definitions,
         display_name: d.display_name,
         url: d.url,
         types: d.types,
@@ -82,6 +119,11 @@ pub(super) fn destination(view: &DestinationView) -> pb::WebhookDestination {
             .map(|s| format!("tenants/{}/segments/{s}", d.tenant_id))
             .collect(),
         identifier_types: d.identifier_types.clone(),
+        trigger_definitions: d
+            .definition_ids
+            .iter()
+            .map(|id| format!("tenants/{}/triggerDefinitions/{id}", d.tenant_id))
+            .collect(),
         signing_secret: String::new(),
         max_batch_size: d.max_batch_size,
         start_after_sequence: 0,
@@ -128,6 +170,11 @@ pub(super) fn trigger(tenant: &str, t: &StoredTrigger) -> pb::Trigger {
         },
         segment_change_reason: i32::from(t.reason),
         tenant: format!("tenants/{tenant}"),
+        trigger_definition: if t.definition_id.is_empty() {
+            String::new()
+        } else {
+            format!("tenants/{tenant}/triggerDefinitions/{}", t.definition_id)
+        },
         ..model_outputs(t)
     }
 }
@@ -168,10 +215,14 @@ pub(super) fn trigger_filter(
     tenant: &str,
     types: &[i32],
     segments: &[String],
+    definitions: &[String],
     after_sequence: i64,
 ) -> Result<TriggerFilter, ModelingError> {
     let mut problems = Violations::default();
-    let mut filter = TriggerFilter::default();
+    let mut filter = TriggerFilter {
+        definitions: definition_ids(tenant, definitions, "trigger_definitions", &mut problems),
+        ..TriggerFilter::default()
+    };
     for (index, number) in types.iter().enumerate() {
         match pb::TriggerType::try_from(*number) {
             Ok(t) if *number != 0 => filter.types.push(t as i16),

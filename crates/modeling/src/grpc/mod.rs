@@ -11,6 +11,7 @@ mod attribution;
 mod churn;
 mod cohorts;
 mod convert;
+mod definitions;
 mod journeys;
 mod paths;
 mod segments;
@@ -842,6 +843,66 @@ impl ModelingService for ModelingApi {
     }
 
     #[tracing::instrument(
+        name = "modeling.create_trigger_definition",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn create_trigger_definition(
+        &self,
+        request: Request<pb::CreateTriggerDefinitionRequest>,
+    ) -> Result<Response<pb::CreateTriggerDefinitionResponse>, Status> {
+        definitions::create(&self.modeling, request).await
+    }
+
+    #[tracing::instrument(
+        name = "modeling.get_trigger_definition",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn get_trigger_definition(
+        &self,
+        request: Request<pb::GetTriggerDefinitionRequest>,
+    ) -> Result<Response<pb::GetTriggerDefinitionResponse>, Status> {
+        definitions::get(&self.modeling, request).await
+    }
+
+    #[tracing::instrument(
+        name = "modeling.list_trigger_definitions",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn list_trigger_definitions(
+        &self,
+        request: Request<pb::ListTriggerDefinitionsRequest>,
+    ) -> Result<Response<pb::ListTriggerDefinitionsResponse>, Status> {
+        definitions::list(&self.modeling, request).await
+    }
+
+    #[tracing::instrument(
+        name = "modeling.update_trigger_definition",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn update_trigger_definition(
+        &self,
+        request: Request<pb::UpdateTriggerDefinitionRequest>,
+    ) -> Result<Response<pb::UpdateTriggerDefinitionResponse>, Status> {
+        definitions::update(&self.modeling, request).await
+    }
+
+    #[tracing::instrument(
+        name = "modeling.delete_trigger_definition",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn delete_trigger_definition(
+        &self,
+        request: Request<pb::DeleteTriggerDefinitionRequest>,
+    ) -> Result<Response<pb::DeleteTriggerDefinitionResponse>, Status> {
+        definitions::delete(&self.modeling, request).await
+    }
+
+    #[tracing::instrument(
         name = "modeling.list_webhook_deliveries",
         skip_all,
         fields(service = "modeling")
@@ -885,9 +946,14 @@ impl ModelingService for ModelingApi {
         check_export_types(&req.identifier_types, "identifier_types").map_err(status)?;
         let types = req.identifier_types.clone();
         let batch = segments::size(req.max_batch_size, 100, 1_000).map_err(status)?;
-        let filter =
-            activation::trigger_filter(&tenant, &req.types, &req.segments, req.after_sequence)
-                .map_err(status)?;
+        let filter = activation::trigger_filter(
+            &tenant,
+            &req.types,
+            &req.segments,
+            &req.trigger_definitions,
+            req.after_sequence,
+        )
+        .map_err(status)?;
         let after = (!req.start_at_head).then_some(req.after_sequence);
         let named = tenant.clone();
         let mut triggers = self

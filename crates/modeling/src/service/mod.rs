@@ -13,7 +13,9 @@ mod resource_id;
 mod segments;
 mod visibility;
 
-pub use activation::{DeliveryWorker, DestinationView, NewDestination, WebhookOptions};
+pub use activation::{
+    DefinitionInput, DeliveryWorker, DestinationView, NewDefinition, NewDestination, WebhookOptions,
+};
 pub use attribution::Attribution;
 pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};
 pub use exports::{MAX_EXPORT_TYPES, check_export_types};

@@ -41,6 +41,7 @@ fn destination(id: &str) -> Destination {
         created_at: Utc::now(),
         max_deliveries_per_second: 0,
         identifier_types: Vec::new(),
+        definition_ids: Vec::new(),
     }
 }
 

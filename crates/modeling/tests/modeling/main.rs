@@ -3,6 +3,7 @@
 mod changes;
 mod churn;
 mod counters;
+mod definitions;
 mod deliveries;
 mod funnel_scenarios;
 mod identifiers;

@@ -97,11 +97,11 @@ pub(super) fn created(tenant: &str, reply: SegmentReply) -> pb::CreateSegmentRes
 pub(super) type Exported =
     std::collections::HashMap<uuid::Uuid, Vec<touchline_proto::common::v1::Identifier>>;
 
-fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
-fn decode(token: &str, prefix: &str) -> Result<String, ModelingError> {
+pub(super) fn decode(token: &str, prefix: &str) -> Result<String, ModelingError> {
     URL_SAFE_NO_PAD
         .decode(token)
         .ok()

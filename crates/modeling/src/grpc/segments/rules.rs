@@ -203,6 +203,7 @@ fn drop_off(c: &pb::FunnelDropOffCondition, path: &str, problems: &mut Violation
         funnel,
         step: c.step,
         within_ms: c.within_last.as_ref().map(span_ms),
+        idle_ms: c.idle_for.as_ref().map_or(0, span_ms),
     })
 }
 
@@ -439,6 +440,7 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
             funnel: Some(pb_funnel(&drop.funnel)),
             step: drop.step,
             within_last: drop.within_ms.map(span),
+            idle_for: (drop.idle_ms > 0).then(|| span(drop.idle_ms)),
         }),
     };
     pb::SegmentRule { rule: Some(inner) }

@@ -2,8 +2,17 @@
 //! drop-off and an attributed channel (each computed over the whole view, then a member set)
 //! and a person attribute (a trait, or when the person was first and last seen).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use touchline_analytics::funnel::{ListedPerson, PersonSelection};
+use uuid::Uuid;
+
+use super::evaluate::{ViewAt, earliest};
 use super::rule::MIN_WINDOW_MS;
+use crate::journeys::attribution::per_person;
 use crate::journeys::attribution::query::{AttributionQuery, ModelType, ValidAttribution};
+use crate::journeys::funnel::{self, RunError};
 use crate::journeys::funnel_query::{FunnelQuery, ValidFunnel};
 use crate::journeys::query::{FieldFilter, Operator, Violations};
 
@@ -30,7 +39,12 @@ pub struct DropOff {
     /// Attempts starting this long before the evaluation count; `None`: the funnel's
     /// conversion window.
     pub within_ms: Option<i64>,
+    /// Only persons who reached step − 1 at least this long ago (0: at once).
+    pub idle_ms: i64,
 }
+
+/// The longest a drop-off condition may wait for the next step: 90 days.
+pub const MAX_IDLE_MS: i64 = 90 * 86_400_000;
 
 impl DropOff {
     /// The funnel as evaluated at `now_ms`: its window's attempts, no breakdown.
@@ -64,6 +78,13 @@ impl DropOff {
                 format!("{path}.within_last"),
                 "OUT_OF_RANGE",
                 "from 1 second to 366 days",
+            );
+        }
+        if !(0..=MAX_IDLE_MS).contains(&self.idle_ms) {
+            problems.add(
+                format!("{path}.idle_for"),
+                "OUT_OF_RANGE",
+                "from 0 to 90 days",
             );
         }
         if !self.funnel.scope.segment.is_empty() {
@@ -189,4 +210,81 @@ pub(super) fn check_trait(filter: &FieldFilter, path: &str, problems: &mut Viola
             );
         }
     }
+}
+
+/// The persons a drop-off condition selects; problems binding its funnel (unknown event
+/// names, properties not analysable) are reported under `path`. `due` is brought forward to
+/// the earliest instant time alone could change the answer: a counted attempt leaving the
+/// rolling window, or a dropped person's idle time passing.
+pub fn dropped_off(
+    at: &ViewAt<'_>,
+    drop: &DropOff,
+    path: &str,
+    problems: &mut Violations,
+    due: &std::cell::Cell<Option<i64>>,
+) -> Arc<HashSet<Uuid>> {
+    let found = drop.funnel_at(at.now_ms).and_then(|funnel| {
+        let step = usize::try_from(drop.step).unwrap_or(0);
+        // Everyone in the funnel, not only who dropped: a person's best attempt decides, and
+        // when it leaves the window a later, worse one may make them dropped.
+        let selection = PersonSelection::Reached(1);
+        match funnel::listed(at.view, &funnel, &at.run(), selection, None) {
+            Ok((persons, _)) => {
+                let within = funnel.range.1.saturating_sub(funnel.range.0);
+                let leaves = persons
+                    .iter()
+                    .map(|p| p.start_time.saturating_add(within).saturating_add(1))
+                    .min();
+                let idle_since = at.now_ms.saturating_sub(drop.idle_ms);
+                let dropped: Vec<&ListedPerson> = persons
+                    .iter()
+                    .filter(|p| step >= 2 && p.furthest_step + 1 == step)
+                    .collect();
+                let idle_ends = dropped
+                    .iter()
+                    .filter(|p| p.furthest_step_time > idle_since)
+                    .map(|p| p.furthest_step_time.saturating_add(drop.idle_ms))
+                    .min();
+                due.set(earliest(due.get(), earliest(leaves, idle_ends)));
+                Ok(at.ids(
+                    dropped
+                        .iter()
+                        .filter(|p| p.furthest_step_time <= idle_since)
+                        .map(|p| p.person),
+                ))
+            }
+            Err(RunError::Invalid(found)) => Err(found),
+            Err(err) => {
+                tracing::warn!(error = ?err, "a funnel drop-off condition could not be evaluated");
+                Ok(Arc::default())
+            }
+        }
+    });
+    found.unwrap_or_else(|found| {
+        report_under(path, problems, found);
+        Arc::default()
+    })
+}
+
+/// The persons an attributed-channel condition selects; problems binding it (unknown event
+/// names, properties not analysable) are reported under `path`.
+pub fn credited(
+    at: &ViewAt<'_>,
+    attributed: &Attributed,
+    path: &str,
+    problems: &mut Violations,
+) -> Arc<HashSet<Uuid>> {
+    let found = attributed.attribution_at(at.now_ms).and_then(|valid| {
+        per_person::crediting(
+            at.view,
+            &valid,
+            &attributed.channel,
+            attributed.min_share,
+            &at.run(),
+        )
+    });
+    found.map(Arc::new).unwrap_or_else(|found| {
+        report_under(path, problems, found);
+        Arc::default()
+    })
 }

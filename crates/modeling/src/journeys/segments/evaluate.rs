@@ -16,15 +16,13 @@ use touchline_projection::Event;
 use touchline_projection::query::Condition;
 use uuid::Uuid;
 
-use super::conditions::report_under;
+use super::conditions::{credited, dropped_off};
 use super::rule::{
     Aggregation, Attributed, ChurnTest, Comparison, DropOff, IdentifierHeld, Rule, SEEN_FIELDS,
     Window, time_value,
 };
-use crate::journeys::attribution::per_person;
 use crate::journeys::churn::ChurnTable;
 use crate::journeys::compile::{self, Known};
-use crate::journeys::funnel::{self, RunError};
 use crate::journeys::properties;
 use crate::journeys::query::FieldFilter;
 use crate::journeys::query::Violations;
@@ -249,7 +247,7 @@ pub struct Evaluation {
     pub next_due_ms: Option<i64>,
 }
 
-fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
@@ -436,7 +434,7 @@ pub struct ViewAt<'a> {
 }
 
 impl ViewAt<'_> {
-    fn run(&self) -> RunContext {
+    pub(super) fn run(&self) -> RunContext {
         RunContext {
             defined: self.defined.to_vec(),
             threads: self.threads,
@@ -444,57 +442,9 @@ impl ViewAt<'_> {
         }
     }
 
-    fn ids(&self, keys: impl Iterator<Item = u64>) -> Arc<HashSet<Uuid>> {
+    pub(super) fn ids(&self, keys: impl Iterator<Item = u64>) -> Arc<HashSet<Uuid>> {
         Arc::new(keys.filter_map(|key| self.view.persons.id(key)).collect())
     }
-}
-
-/// The persons a drop-off condition selects; problems binding its funnel (unknown event
-/// names, properties not analysable) are reported under `path`.
-pub fn dropped_off(
-    at: &ViewAt<'_>,
-    drop: &DropOff,
-    path: &str,
-    problems: &mut Violations,
-) -> Arc<HashSet<Uuid>> {
-    let found = drop.funnel_at(at.now_ms).and_then(|funnel| {
-        let step = usize::try_from(drop.step).unwrap_or(0);
-        match funnel::dropped_at(at.view, &funnel, &at.run(), step, None) {
-            Ok((persons, _)) => Ok(at.ids(persons.iter().map(|listed| listed.person))),
-            Err(RunError::Invalid(found)) => Err(found),
-            Err(err) => {
-                tracing::warn!(error = ?err, "a funnel drop-off condition could not be evaluated");
-                Ok(Arc::default())
-            }
-        }
-    });
-    found.unwrap_or_else(|found| {
-        report_under(path, problems, found);
-        Arc::default()
-    })
-}
-
-/// The persons an attributed-channel condition selects; problems binding it (unknown event
-/// names, properties not analysable) are reported under `path`.
-pub fn credited(
-    at: &ViewAt<'_>,
-    attributed: &Attributed,
-    path: &str,
-    problems: &mut Violations,
-) -> Arc<HashSet<Uuid>> {
-    let found = attributed.attribution_at(at.now_ms).and_then(|valid| {
-        per_person::crediting(
-            at.view,
-            &valid,
-            &attributed.channel,
-            attributed.min_share,
-            &at.run(),
-        )
-    });
-    found.map(Arc::new).unwrap_or_else(|found| {
-        report_under(path, problems, found);
-        Arc::default()
-    })
 }
 
 /// Evaluates `segments` (id, rule) in the given order over one view, each seeing the members
@@ -521,8 +471,9 @@ pub fn evaluate_in_order(
         let known = Known::new(view, defined);
         let mut problems = Violations::default();
         let lookup = |name: &str| found.get(name).cloned().or_else(|| stored(name));
+        let due = std::cell::Cell::new(None);
         let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
-            dropped_off(&at, drop, path, problems)
+            dropped_off(&at, drop, path, problems, &due)
         };
         let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
             credited(&at, attributed, path, problems)
@@ -538,7 +489,8 @@ pub fn evaluate_in_order(
         if !problems.is_empty() {
             tracing::warn!(segment = %id, problems = ?problems.0, "a segment rule names what the tenant no longer has");
         }
-        let evaluation = members(view, &compiled, context, threads);
+        let mut evaluation = members(view, &compiled, context, threads);
+        evaluation.next_due_ms = earliest(evaluation.next_due_ms, due.get());
         found.insert(
             id.clone(),
             Arc::new(evaluation.members.iter().copied().collect()),
@@ -565,8 +517,9 @@ pub fn preview(
     };
     let known = Known::new(view, defined);
     let mut problems = Violations::default();
+    let due = std::cell::Cell::new(None);
     let dropped = |drop: &DropOff, path: &str, problems: &mut Violations| {
-        dropped_off(&at, drop, path, problems)
+        dropped_off(&at, drop, path, problems, &due)
     };
     let credits = |attributed: &Attributed, path: &str, problems: &mut Violations| {
         credited(&at, attributed, path, problems)

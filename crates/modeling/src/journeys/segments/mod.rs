@@ -10,9 +10,10 @@ pub mod rule;
 #[cfg(test)]
 mod tests;
 
+pub use conditions::{credited, dropped_off};
 pub use evaluate::{
-    Compiled, Context, Evaluation, Lookups, ViewAt, compile, credited, dropped_off,
-    evaluate_in_order, holds, members, preview,
+    Compiled, Context, Evaluation, Lookups, ViewAt, compile, evaluate_in_order, holds, members,
+    preview,
 };
 pub use rule::{
     Aggregation, Attributed, ChurnTest, Comparison, DropOff, EventAggregate, IdentifierHeld, Rule,

@@ -45,6 +45,15 @@ pub fn trigger_json(tenant: &str, t: &StoredTrigger) -> Value {
             enum_name(t.reason, |e: pb::SegmentChangeReason| e.as_str_name()),
         );
     }
+    if !t.definition_id.is_empty() {
+        object.insert(
+            "triggerDefinition".into(),
+            json!(format!(
+                "tenants/{tenant}/triggerDefinitions/{}",
+                t.definition_id
+            )),
+        );
+    }
     match t.trigger_type {
         store::LIFECYCLE_STAGE_CHANGED => {
             object.insert(
@@ -121,6 +130,7 @@ mod tests {
             previous_value: 0,
             current_value: 0,
             churn_score: None,
+            definition_id: "abandoned".into(),
         };
         let body: Value =
             serde_json::from_slice(&delivery_body("acme", &[trigger], &HashMap::new()))
@@ -135,5 +145,9 @@ mod tests {
         );
         assert_eq!(first["triggerTime"], "2026-05-28T20:26:40.123Z");
         assert_eq!(first["tenant"], "tenants/acme");
+        assert_eq!(
+            first["triggerDefinition"],
+            "tenants/acme/triggerDefinitions/abandoned"
+        );
     }
 }

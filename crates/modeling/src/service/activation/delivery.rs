@@ -236,6 +236,7 @@ impl EndpointTask {
         let filter = TriggerFilter {
             types: destination.trigger_types.clone(),
             segments: destination.segment_ids.clone(),
+            definitions: destination.definition_ids.clone(),
         };
         let after = batches
             .last()

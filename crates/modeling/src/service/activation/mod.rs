@@ -4,6 +4,7 @@
 //! delivery (`body`).
 
 mod body;
+mod definitions;
 mod delivery;
 mod ledger;
 mod model_triggers;
@@ -12,6 +13,7 @@ use std::collections::HashSet;
 
 use touchline_webhooks::{AddressPolicy, SigningSecret};
 
+pub use definitions::{DefinitionInput, NewDefinition};
 pub use delivery::DeliveryWorker;
 pub use model_triggers::ModelMemory;
 
@@ -57,6 +59,8 @@ pub struct NewDestination {
     pub max_deliveries_per_second: i32,
     /// Identifier types each trigger carries.
     pub identifier_types: Vec<String>,
+    /// Definition ids whose triggers it delivers; empty for the raw log.
+    pub definitions: Vec<String>,
     /// The idempotency key.
     pub request_id: String,
     /// Problems found while reading the request.
@@ -148,7 +152,7 @@ impl Modeling {
     pub async fn create_webhook_destination(
         &self,
         tenant: &str,
-        new: NewDestination,
+        mut new: NewDestination,
     ) -> Result<(DestinationView, Option<String>), ModelingError> {
         if !new.request_id.is_empty()
             && let Some((id, secret)) =
@@ -156,8 +160,8 @@ impl Modeling {
         {
             return Ok((self.webhook_destination(tenant, &id).await?, secret));
         }
-        let mut problems = new.problems;
-        let id = super::resource_id::or_generated(new.id, "webhook");
+        let mut problems = std::mem::take(&mut new.problems);
+        let id = super::resource_id::or_generated(new.id.clone(), "webhook");
         super::resource_id::check("webhook_destination_id", &id, &mut problems);
         if let Err(rejection) = self.webhooks.policy.check_endpoint(&new.url).await {
             problems.add(
@@ -167,23 +171,9 @@ impl Modeling {
             );
         }
         let types = check_types(&new.types, &mut problems);
-        self.check_segments(tenant, &new.segments, &mut problems)
-            .await?;
+        self.check_selection(tenant, &new, &mut problems).await?;
         let (secret, generated) = secret_of(&new.signing_secret, &mut problems);
         let max_batch_size = batch_size(new.max_batch_size, &mut problems);
-        if !(0..=MAX_RATE).contains(&new.max_deliveries_per_second) {
-            problems.add(
-                "webhook_destination.max_deliveries_per_second",
-                "OUT_OF_RANGE",
-                "from 0 (no limit) to 10,000",
-            );
-        }
-        if let Err(ModelingError::Invalid(found)) = crate::service::check_export_types(
-            &new.identifier_types,
-            "webhook_destination.identifier_types",
-        ) {
-            problems.0.extend(found);
-        }
         let delivered_sequence = self
             .start_after(
                 tenant,
@@ -215,6 +205,7 @@ impl Modeling {
             created_at: chrono::Utc::now(),
             max_deliveries_per_second: new.max_deliveries_per_second,
             identifier_types: new.identifier_types,
+            definition_ids: new.definitions,
         };
         let mut tx = self.pool.begin().await?;
         if !store::insert_destination(&mut tx, &destination).await? {
@@ -227,6 +218,39 @@ impl Modeling {
         tx.commit().await?;
         self.segment_signals.wake_deliveries();
         Ok((self.webhook_destination(tenant, &id).await?, generated))
+    }
+
+    /// Adds a violation for each part of what a new destination selects and carries that does
+    /// not hold: segments and definitions the tenant does not have, a rate out of range,
+    /// identifier types it cannot export.
+    async fn check_selection(
+        &self,
+        tenant: &str,
+        new: &NewDestination,
+        problems: &mut Violations,
+    ) -> Result<(), ModelingError> {
+        self.check_segments(tenant, &new.segments, problems).await?;
+        self.check_definitions(
+            tenant,
+            &new.definitions,
+            "webhook_destination.trigger_definitions",
+            problems,
+        )
+        .await?;
+        if !(0..=MAX_RATE).contains(&new.max_deliveries_per_second) {
+            problems.add(
+                "webhook_destination.max_deliveries_per_second",
+                "OUT_OF_RANGE",
+                "from 0 (no limit) to 10,000",
+            );
+        }
+        if let Err(ModelingError::Invalid(found)) = crate::service::check_export_types(
+            &new.identifier_types,
+            "webhook_destination.identifier_types",
+        ) {
+            problems.0.extend(found);
+        }
+        Ok(())
     }
 
     /// Adds a violation for each named segment the tenant does not have.

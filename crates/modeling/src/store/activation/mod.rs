@@ -6,9 +6,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+mod definitions;
 mod model_states;
 mod triggers;
 
+pub use definitions::*;
 pub use model_states::*;
 pub use triggers::*;
 
@@ -53,13 +55,15 @@ pub struct Destination {
     pub max_deliveries_per_second: i32,
     /// Identifier types each trigger carries; empty for none.
     pub identifier_types: Vec<String>,
+    /// The definitions whose triggers it delivers; empty for the raw log.
+    pub definition_ids: Vec<String>,
 }
 
 const DESTINATION: &str =
     "tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
     max_batch_size, signing_secret, previous_secret, previous_secret_until, delivered_sequence,
     state, consecutive_failures, last_success_at, last_failure_at, last_error, created_at,
-    max_deliveries_per_second, identifier_types";
+    max_deliveries_per_second, identifier_types, definition_ids";
 
 /// The contract's `WEBHOOK_STATE_ACTIVE`.
 pub const ACTIVE: i16 = 1;
@@ -79,8 +83,8 @@ pub async fn insert_destination(
         "INSERT INTO modeling.webhook_destinations
              (tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
               max_batch_size, signing_secret, delivered_sequence, max_deliveries_per_second,
-              identifier_types)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+              identifier_types, definition_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (tenant_id, destination_id) DO NOTHING",
     )
     .bind(&d.tenant_id)
@@ -94,6 +98,7 @@ pub async fn insert_destination(
     .bind(d.delivered_sequence)
     .bind(d.max_deliveries_per_second)
     .bind(&d.identifier_types)
+    .bind(&d.definition_ids)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -394,9 +399,13 @@ pub async fn rotate_secret(
     Ok(done.rows_affected() == 1)
 }
 
-/// The tenants with a webhook destination.
+/// The tenants with a webhook destination or a trigger definition: those whose model-output
+/// triggers are computed.
 pub async fn destination_tenants(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT DISTINCT tenant_id FROM modeling.webhook_destinations")
-        .fetch_all(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT tenant_id FROM modeling.webhook_destinations
+         UNION SELECT tenant_id FROM modeling.trigger_definitions",
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -133,9 +133,9 @@ pub async fn append_model_triggers(
     .bind(&before)
     .bind(&now)
     .bind(&scores)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    super::triggers::fire_appended(conn, tenant, &sequences).await
 }
 
 /// Takes the tenant's model-state lock until the transaction ends; `false` when another

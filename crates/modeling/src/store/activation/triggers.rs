@@ -23,7 +23,8 @@ pub const RFM_SEGMENT_CHANGED: i16 = 6;
 pub const SEGMENT_MEMBER_UPDATED: i16 = 7;
 
 /// Appends one trigger per segment change, in the caller's transaction (the one that
-/// publishes the changes): each gets the tenant's next trigger sequence.
+/// publishes the changes): each gets the tenant's next trigger sequence. The tenant's trigger
+/// definitions fire on them in the same transaction.
 pub async fn append_segment_triggers(
     conn: &mut PgConnection,
     tenant: &str,
@@ -59,9 +60,21 @@ pub async fn append_segment_triggers(
     .bind(&persons)
     .bind(&reasons)
     .bind(at)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    fire_appended(conn, tenant, &sequences).await
+}
+
+/// Fires the tenant's definitions on the raw triggers just appended at `sequences`.
+pub(super) async fn fire_appended(
+    conn: &mut PgConnection,
+    tenant: &str,
+    sequences: &[i64],
+) -> Result<(), sqlx::Error> {
+    match (sequences.first(), sequences.last()) {
+        (Some(first), Some(last)) => super::fire_definitions(conn, tenant, first - 1, *last).await,
+        _ => Ok(()),
+    }
 }
 
 /// One trigger as stored.
@@ -85,6 +98,8 @@ pub struct StoredTrigger {
     pub current_value: i16,
     /// Churn triggers: the churn score now, when the person has one.
     pub churn_score: Option<f64>,
+    /// The definition that fired it; empty for the raw log.
+    pub definition_id: String,
 }
 
 /// Which triggers a reader wants.
@@ -94,6 +109,8 @@ pub struct TriggerFilter {
     pub types: Vec<i16>,
     /// For segment triggers, these segments; empty for every segment.
     pub segments: Vec<String>,
+    /// The triggers these definitions fired; empty for the raw log.
+    pub definitions: Vec<String>,
 }
 
 /// Up to `limit` triggers after `after` that pass `filter`.
@@ -106,11 +123,13 @@ pub async fn triggers_after(
 ) -> Result<Vec<StoredTrigger>, sqlx::Error> {
     sqlx::query_as(
         "SELECT sequence, trigger_type, person_id, segment_id, reason, triggered_at,
-                previous_value, current_value, churn_score
+                previous_value, current_value, churn_score, definition_id
            FROM modeling.triggers
           WHERE tenant_id = $1 AND sequence > $2
             AND (cardinality($3::smallint[]) = 0 OR trigger_type = ANY($3))
             AND (cardinality($4::text[]) = 0 OR segment_id = ANY($4))
+            AND CASE WHEN cardinality($6::text[]) = 0 THEN definition_id = ''
+                     ELSE definition_id = ANY($6) END
           ORDER BY sequence LIMIT $5",
     )
     .bind(tenant)
@@ -118,6 +137,7 @@ pub async fn triggers_after(
     .bind(&filter.types)
     .bind(&filter.segments)
     .bind(limit)
+    .bind(&filter.definitions)
     .fetch_all(executor)
     .await
 }

@@ -90,6 +90,8 @@ enum StoredRule {
         step: i32,
         #[serde(default)]
         within_last_ms: Option<i64>,
+        #[serde(default)]
+        idle_ms: i64,
     },
 }
 
@@ -356,6 +358,7 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
             funnel: (&drop.funnel).into(),
             step: drop.step,
             within_last_ms: drop.within_ms,
+            idle_ms: drop.idle_ms,
         },
     }
 }
@@ -456,10 +459,12 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             funnel,
             step,
             within_last_ms,
+            idle_ms,
         } => Rule::FunnelDropOff(DropOff {
             funnel: funnel.try_into()?,
             step,
             within_ms: within_last_ms,
+            idle_ms,
         }),
     })
 }
