@@ -445,6 +445,10 @@ async fn segments_keep_their_members_current_and_publish_every_change() -> anyho
     assert_eq!(entry.person_id, p(2));
     assert_eq!(entry.kind, SegmentChangeKind::Entered as i32);
     assert_eq!(entry.reason, SegmentChangeReason::RuleEvaluated as i32);
+    assert_eq!(
+        entry.cause_message_id, "p2b",
+        "the purchase behind the entry"
+    );
     eprintln!(
         "purchase acknowledged → entry streamed: {:?}",
         sent.elapsed()
@@ -455,7 +459,7 @@ async fn segments_keep_their_members_current_and_publish_every_change() -> anyho
     for change in changes_after(&mut modeling, &segment_name("repeat"), as_of).await? {
         if change.kind == SegmentChangeKind::Entered as i32 {
             members.insert(change.person_id);
-        } else {
+        } else if change.kind == SegmentChangeKind::Exited as i32 {
             members.remove(&change.person_id);
         }
     }

@@ -35,3 +35,8 @@ CREATE INDEX triggers_by_definition ON modeling.triggers (tenant_id, definition_
 
 -- The definitions whose triggers a destination delivers; empty for the raw log.
 ALTER TABLE modeling.webhook_destinations ADD COLUMN definition_ids text[] NOT NULL DEFAULT '{}';
+
+-- The event behind a change or trigger decided by new events (reason RULE_EVALUATED): the
+-- message id of the person's newest stored event when it was decided; empty otherwise.
+ALTER TABLE modeling.segment_changes ADD COLUMN cause_message_id text NOT NULL DEFAULT '';
+ALTER TABLE modeling.triggers ADD COLUMN cause_message_id text NOT NULL DEFAULT '';

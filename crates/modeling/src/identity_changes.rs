@@ -90,24 +90,43 @@ impl IdentityChangesWorker {
         self.status
             .saw_head(IDENTITY_CHANGES_CONSUMER, tenant, batch.head_sequence);
         let mut tx = self.pool.begin().await?;
-        changes::lock_tenant(&mut tx, tenant).await?;
+        // Links touch who holds which identifier, never the events: a batch of links alone
+        // does not hold up the event store, which takes the same lock.
+        if batch
+            .changes
+            .iter()
+            .any(|c| c.kind() != IdentityChangeKind::Link)
+        {
+            changes::lock_tenant(&mut tx, tenant).await?;
+        }
         let mut erasures = false;
-        // Consecutive merges are applied together; any other change ends the run, so it sees
-        // the merges before it and none after.
+        // Consecutive merges are applied together, and so are consecutive links; any other
+        // change ends the run, so each change sees the ones before it and none after.
         let mut merges: Vec<changes::Merge> = Vec::new();
+        let mut links: Vec<(Uuid, &[Identifier])> = Vec::new();
         for change in &batch.changes {
             erasures |= change.kind() == IdentityChangeKind::Erasure;
-            if change.kind() == IdentityChangeKind::Merge {
-                merges.push(changes::Merge {
-                    survivor: parse_person(&change.person_id)?,
-                    merged: parse_persons(&change.other_person_ids)?,
-                });
-                continue;
+            match change.kind() {
+                IdentityChangeKind::Merge => {
+                    apply_links(&mut tx, tenant, &mut links).await?;
+                    merges.push(changes::Merge {
+                        survivor: parse_person(&change.person_id)?,
+                        merged: parse_persons(&change.other_person_ids)?,
+                    });
+                }
+                IdentityChangeKind::Link => {
+                    apply_merges(&mut tx, tenant, &mut merges).await?;
+                    links.push((parse_person(&change.person_id)?, &change.moved_identifiers));
+                }
+                _ => {
+                    apply_merges(&mut tx, tenant, &mut merges).await?;
+                    apply_links(&mut tx, tenant, &mut links).await?;
+                    apply_change(&mut tx, tenant, change).await?;
+                }
             }
-            apply_merges(&mut tx, tenant, &mut merges).await?;
-            apply_change(&mut tx, tenant, change).await?;
         }
         apply_merges(&mut tx, tenant, &mut merges).await?;
+        apply_links(&mut tx, tenant, &mut links).await?;
         store::advance_cursor(&mut tx, IDENTITY_CHANGES_CONSUMER, tenant, last).await?;
         tx.commit().await?;
         self.status
@@ -126,6 +145,19 @@ impl IdentityChangesWorker {
         }
         Ok(())
     }
+}
+
+async fn apply_links(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    links: &mut Vec<(Uuid, &[Identifier])>,
+) -> Result<(), WorkerError> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    identifiers::link(conn, tenant, links).await?;
+    links.clear();
+    Ok(())
 }
 
 async fn apply_merges(
@@ -193,7 +225,7 @@ async fn apply_change(
             tracing::info!(erasure = %change.erasure, removed, "person erased");
         }
         IdentityChangeKind::Link => {
-            identifiers::link(conn, tenant, person, &change.moved_identifiers).await?;
+            identifiers::link(conn, tenant, &[(person, &change.moved_identifiers)]).await?;
         }
         IdentityChangeKind::Consent => {
             changes::set_opt_out(conn, tenant, person, change.marketing_opt_out).await?;

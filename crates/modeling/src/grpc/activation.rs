@@ -170,6 +170,7 @@ pub(super) fn trigger(tenant: &str, t: &StoredTrigger) -> pb::Trigger {
         },
         segment_change_reason: i32::from(t.reason),
         tenant: format!("tenants/{tenant}"),
+        cause_message_id: t.cause_message_id.clone(),
         trigger_definition: if t.definition_id.is_empty() {
             String::new()
         } else {

@@ -5,7 +5,7 @@
 //! select "persons holding a member card" over the whole tenant in one indexed read instead of
 //! asking identity person by person.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgConnection, PgPool};
 use touchline_proto::common::v1::Identifier;
@@ -59,34 +59,60 @@ async fn moved(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error>
     Ok(())
 }
 
-/// `keys` are `person`'s now (LINK): new values, and values handed over from their previous
-/// holders, who are queued for an update too.
+/// Each `(person, keys)` in order: the keys are the person's now (LINK): new values, and values
+/// handed over from their previous holders, who are queued for an update too. A run of links
+/// is written with a fixed number of statements, whatever its length.
 pub async fn link(
     conn: &mut PgConnection,
     tenant: &str,
-    person: Uuid,
-    keys: &[Identifier],
+    links: &[(Uuid, &[Identifier])],
 ) -> Result<(), sqlx::Error> {
-    if keys.is_empty() {
+    // The last link of a key in the run wins; every holder it had on the way is queued.
+    let mut owner: HashMap<(&str, &str, &str), Uuid> = HashMap::new();
+    let mut updates: Vec<(Uuid, String)> = Vec::new();
+    for (person, keys) in links {
+        for key in *keys {
+            let id = (key.r#type.as_str(), key.scope.as_str(), key.value.as_str());
+            if let Some(before) = owner.insert(id, *person)
+                && before != *person
+            {
+                updates.push((before, key.r#type.clone()));
+            }
+            updates.push((*person, key.r#type.clone()));
+        }
+    }
+    if owner.is_empty() {
         return Ok(());
     }
-    let (types, scopes, values) = columns(keys);
+    let mut rows: Vec<(&(&str, &str, &str), &Uuid)> = owner.iter().collect();
+    rows.sort_unstable();
+    let (types, scopes, values, persons) = rows.iter().fold(
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+        |mut columns, ((t, s, v), p)| {
+            columns.0.push(*t);
+            columns.1.push(*s);
+            columns.2.push(*v);
+            columns.3.push(**p);
+            columns
+        },
+    );
     let previous: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT o.person_id, o.id_type FROM modeling.identifier_owners o
-           JOIN UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+           JOIN UNNEST($2::text[], $3::text[], $4::text[], $5::uuid[]) AS k(t, s, v, p)
              ON o.tenant_id = $1 AND o.id_type = k.t AND o.id_scope = k.s AND o.id_value = k.v
-          WHERE o.person_id <> $5",
+          WHERE o.person_id <> k.p",
     )
     .bind(tenant)
     .bind(&types)
     .bind(&scopes)
     .bind(&values)
-    .bind(person)
+    .bind(&persons)
     .fetch_all(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO modeling.identifier_owners (tenant_id, id_type, id_scope, id_value, person_id)
-         SELECT $1, t, s, v, $5 FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+         SELECT $1, t, s, v, p FROM UNNEST($2::text[], $3::text[], $4::text[], $5::uuid[])
+                AS k(t, s, v, p)
          ON CONFLICT (tenant_id, id_type, id_scope, id_value)
          DO UPDATE SET person_id = EXCLUDED.person_id, linked_at = now()",
     )
@@ -94,14 +120,10 @@ pub async fn link(
     .bind(&types)
     .bind(&scopes)
     .bind(&values)
-    .bind(person)
+    .bind(&persons)
     .execute(&mut *conn)
     .await?;
-    let mut updates: Vec<(Uuid, String)> = keys
-        .iter()
-        .map(|k| (person, k.r#type.clone()))
-        .chain(previous)
-        .collect();
+    updates.extend(previous);
     updates.sort();
     updates.dedup();
     queue_updates(&mut *conn, tenant, &updates).await?;

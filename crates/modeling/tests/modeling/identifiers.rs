@@ -52,8 +52,8 @@ async fn links_and_handovers_move_owners_and_queue_only_while_a_segment_exports(
     assert_eq!(identifiers::revision(&pool, T).await?, 0);
 
     // Nobody publishes identifier updates yet: links are recorded, nothing is queued.
-    identifiers::link(&mut conn, T, a, &[id("phone", "p1"), id("card", "c1")]).await?;
-    identifiers::link(&mut conn, T, b, &[id("card", "c2")]).await?;
+    identifiers::link(&mut conn, T, &[(a, &[id("phone", "p1"), id("card", "c1")])]).await?;
+    identifiers::link(&mut conn, T, &[(b, &[id("card", "c2")])]).await?;
     assert_eq!(
         identifiers::holders(&pool, T, "card", "").await?,
         persons(&[1, 2])
@@ -73,7 +73,7 @@ async fn links_and_handovers_move_owners_and_queue_only_while_a_segment_exports(
     assert!(segments::insert(&mut conn, T, "cards", &definition).await?);
 
     // The recycled phone goes to b: a no longer holds it; both are queued.
-    identifiers::link(&mut conn, T, b, &[id("phone", "p1")]).await?;
+    identifiers::link(&mut conn, T, &[(b, &[id("phone", "p1")])]).await?;
     assert_eq!(
         identifiers::holders(&pool, T, "phone", "").await?,
         persons(&[2])
@@ -83,6 +83,18 @@ async fn links_and_handovers_move_owners_and_queue_only_while_a_segment_exports(
         vec![(a, "phone".to_owned()), (b, "phone".to_owned())]
     );
     assert!(identifiers::revision(&pool, T).await? > before);
+
+    // A run of links with a handover inside it: the last holder wins, both are queued.
+    let email = [id("email", "e1")];
+    identifiers::link(&mut conn, T, &[(a, &email), (b, &email)]).await?;
+    assert_eq!(
+        identifiers::holders(&pool, T, "email", "").await?,
+        persons(&[2])
+    );
+    assert_eq!(
+        queued(&pool).await?,
+        vec![(a, "email".to_owned()), (b, "email".to_owned())]
+    );
 
     drop(db);
     Ok(())
@@ -100,8 +112,8 @@ async fn two_holders(pool: &PgPool) -> anyhow::Result<(Uuid, Uuid)> {
         identifier_update_types: vec!["card".to_owned()],
     };
     assert!(segments::insert(&mut conn, T, "cards", &definition).await?);
-    identifiers::link(&mut conn, T, a, &[id("phone", "p1"), id("card", "c1")]).await?;
-    identifiers::link(&mut conn, T, b, &[id("card", "c2")]).await?;
+    identifiers::link(&mut conn, T, &[(a, &[id("phone", "p1"), id("card", "c1")])]).await?;
+    identifiers::link(&mut conn, T, &[(b, &[id("card", "c2")])]).await?;
     queued(pool).await?;
     Ok((a, b))
 }
@@ -147,17 +159,12 @@ async fn merges_splits_and_erasures_move_or_remove_what_persons_hold() -> anyhow
     );
 
     // A scope narrows the holders.
-    identifiers::link(
-        &mut conn,
-        T,
-        c,
-        &[Identifier {
-            r#type: "wechat_openid".to_owned(),
-            value: "o-1".to_owned(),
-            scope: "wx-app".to_owned(),
-        }],
-    )
-    .await?;
+    let openid = [Identifier {
+        r#type: "wechat_openid".to_owned(),
+        value: "o-1".to_owned(),
+        scope: "wx-app".to_owned(),
+    }];
+    identifiers::link(&mut conn, T, &[(c, &openid)]).await?;
     assert_eq!(
         identifiers::holders(&pool, T, "wechat_openid", "wx-app").await?,
         persons(&[3])

@@ -211,6 +211,7 @@ pub(super) fn change(tenant: &str, c: &StoredChange, exported: &Exported) -> pb:
         change_time: Some(timestamp(c.changed_at)),
         identifiers: exported.get(&c.person_id).cloned().unwrap_or_default(),
         change_id: c.change_id.to_string(),
+        cause_message_id: c.cause_message_id.clone(),
     }
 }
 

@@ -45,6 +45,9 @@ pub fn trigger_json(tenant: &str, t: &StoredTrigger) -> Value {
             enum_name(t.reason, |e: pb::SegmentChangeReason| e.as_str_name()),
         );
     }
+    if !t.cause_message_id.is_empty() {
+        object.insert("causeMessageId".into(), json!(t.cause_message_id));
+    }
     if !t.definition_id.is_empty() {
         object.insert(
             "triggerDefinition".into(),
@@ -131,6 +134,7 @@ mod tests {
             current_value: 0,
             churn_score: None,
             definition_id: "abandoned".into(),
+            cause_message_id: "order-7".into(),
         };
         let body: Value =
             serde_json::from_slice(&delivery_body("acme", &[trigger], &HashMap::new()))
@@ -145,6 +149,7 @@ mod tests {
         );
         assert_eq!(first["triggerTime"], "2026-05-28T20:26:40.123Z");
         assert_eq!(first["tenant"], "tenants/acme");
+        assert_eq!(first["causeMessageId"], "order-7");
         assert_eq!(
             first["triggerDefinition"],
             "tenants/acme/triggerDefinitions/abandoned"

@@ -192,8 +192,12 @@ async fn publish_segment(
         &row.definition.identifier_update_types,
         judged,
     ));
-    let last = store::publish(tx, tenant, id, &changes, judged.now).await?;
-    crate::store::activation::append_segment_triggers(tx, tenant, id, &changes, judged.now).await?;
+    let causes = store::causes(tx, tenant, &changes).await?;
+    let last = store::publish(tx, tenant, id, &changes, &causes, judged.now).await?;
+    crate::store::activation::append_segment_triggers(
+        tx, tenant, id, &changes, &causes, judged.now,
+    )
+    .await?;
     store::evaluated(
         tx,
         tenant,
@@ -225,8 +229,8 @@ async fn publish_deletions(
     for row in segments.iter().filter(|s| s.deleted) {
         let current = store::current_members(tx, tenant, &row.id).await?;
         let changes = differences(&current, &[], |_, _| reason::SEGMENT_DELETED);
-        let head = store::publish(tx, tenant, &row.id, &changes, now).await?;
-        crate::store::activation::append_segment_triggers(tx, tenant, &row.id, &changes, now)
+        let head = store::publish(tx, tenant, &row.id, &changes, &[], now).await?;
+        crate::store::activation::append_segment_triggers(tx, tenant, &row.id, &changes, &[], now)
             .await?;
         store::purge(tx, tenant, &row.id).await?;
         let (count, _) = done.unwrap_or((0, head));

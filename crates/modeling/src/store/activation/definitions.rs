@@ -273,9 +273,9 @@ pub async fn fire_definitions(
         sqlx::query(
             "INSERT INTO modeling.triggers
                  (tenant_id, sequence, trigger_type, person_id, segment_id, reason, triggered_at,
-                  previous_value, current_value, churn_score, definition_id)
+                  previous_value, current_value, churn_score, definition_id, cause_message_id)
              SELECT $1, u.s, r.trigger_type, r.person_id, r.segment_id, r.reason, r.triggered_at,
-                    r.previous_value, r.current_value, r.churn_score, u.d
+                    r.previous_value, r.current_value, r.churn_score, u.d, r.cause_message_id
                FROM UNNEST($2::bigint[], $3::bigint[], $4::text[]) AS u(s, raw, d)
                JOIN modeling.triggers r ON r.tenant_id = $1 AND r.sequence = u.raw",
         )

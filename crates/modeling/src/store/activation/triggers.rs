@@ -30,6 +30,7 @@ pub async fn append_segment_triggers(
     tenant: &str,
     segment: &str,
     changes: &[NewChange],
+    causes: &[String],
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     if changes.is_empty() {
@@ -47,11 +48,16 @@ pub async fn append_segment_triggers(
         })
         .collect();
     let reasons: Vec<i16> = changes.iter().map(|c| c.reason).collect();
+    let causes: Vec<&str> = (0..changes.len())
+        .map(|i| causes.get(i).map_or("", String::as_str))
+        .collect();
     sqlx::query(
         "INSERT INTO modeling.triggers
-             (tenant_id, sequence, trigger_type, person_id, segment_id, reason, triggered_at)
-         SELECT $1, s, t, p, $2, r, $7
-           FROM UNNEST($3::bigint[], $4::smallint[], $5::uuid[], $6::smallint[]) AS x(s, t, p, r)",
+             (tenant_id, sequence, trigger_type, person_id, segment_id, reason, triggered_at,
+              cause_message_id)
+         SELECT $1, s, t, p, $2, r, $7, c
+           FROM UNNEST($3::bigint[], $4::smallint[], $5::uuid[], $6::smallint[], $8::text[])
+                AS x(s, t, p, r, c)",
     )
     .bind(tenant)
     .bind(segment)
@@ -60,6 +66,7 @@ pub async fn append_segment_triggers(
     .bind(&persons)
     .bind(&reasons)
     .bind(at)
+    .bind(&causes)
     .execute(&mut *conn)
     .await?;
     fire_appended(conn, tenant, &sequences).await
@@ -100,6 +107,8 @@ pub struct StoredTrigger {
     pub churn_score: Option<f64>,
     /// The definition that fired it; empty for the raw log.
     pub definition_id: String,
+    /// The message id of the event behind it (segment triggers, RULE_EVALUATED), else empty.
+    pub cause_message_id: String,
 }
 
 /// Which triggers a reader wants.
@@ -123,7 +132,7 @@ pub async fn triggers_after(
 ) -> Result<Vec<StoredTrigger>, sqlx::Error> {
     sqlx::query_as(
         "SELECT sequence, trigger_type, person_id, segment_id, reason, triggered_at,
-                previous_value, current_value, churn_score, definition_id
+                previous_value, current_value, churn_score, definition_id, cause_message_id
            FROM modeling.triggers
           WHERE tenant_id = $1 AND sequence > $2
             AND (cardinality($3::smallint[]) = 0 OR trigger_type = ANY($3))

@@ -55,14 +55,58 @@ pub struct NewChange {
     pub reason: i16,
 }
 
-/// Publishes `changes` of one segment: each gets the tenant's next sequence and a stable id,
-/// and the membership intervals move with them, in the caller's transaction. Returns the last
-/// sequence given (the head when `changes` is empty).
+/// The contract's `SEGMENT_CHANGE_REASON_RULE_EVALUATED`: the reason whose changes name the
+/// event behind them.
+const RULE_EVALUATED: i16 = 1;
+
+/// The event behind each of `changes` (aligned with them): for reason RULE_EVALUATED the
+/// message id of the person's newest stored event, else empty.
+pub async fn causes(
+    conn: &mut PgConnection,
+    tenant: &str,
+    changes: &[NewChange],
+) -> Result<Vec<String>, sqlx::Error> {
+    let persons: Vec<Uuid> = changes
+        .iter()
+        .filter(|c| c.reason == RULE_EVALUATED)
+        .map(|c| c.person)
+        .collect();
+    if persons.is_empty() {
+        return Ok(vec![String::new(); changes.len()]);
+    }
+    let newest: std::collections::HashMap<Uuid, String> = sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT p, (SELECT e.message_id FROM modeling.events e
+                     WHERE e.tenant_id = $1 AND e.person_id = p
+                     ORDER BY e.sequence DESC LIMIT 1)
+           FROM UNNEST($2::uuid[]) AS p",
+    )
+    .bind(tenant)
+    .bind(&persons)
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(changes
+        .iter()
+        .map(|c| {
+            (c.reason == RULE_EVALUATED)
+                .then(|| newest.get(&c.person).cloned())
+                .flatten()
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+/// Publishes `changes` of one segment (with the event behind each, `causes`, aligned; missing
+/// ones are empty): each gets the tenant's next sequence and a stable id, and the membership
+/// intervals move with them, in the caller's transaction. Returns the last sequence given
+/// (the head when `changes` is empty).
 pub async fn publish(
     conn: &mut PgConnection,
     tenant: &str,
     segment: &str,
     changes: &[NewChange],
+    causes: &[String],
     at: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
     let (sequences, head) =
@@ -75,12 +119,16 @@ pub async fn publish(
     let persons: Vec<Uuid> = changes.iter().map(|c| c.person).collect();
     let kinds: Vec<i16> = changes.iter().map(|c| c.kind.number()).collect();
     let reasons: Vec<i16> = changes.iter().map(|c| c.reason).collect();
+    let causes: Vec<&str> = (0..changes.len())
+        .map(|i| causes.get(i).map_or("", String::as_str))
+        .collect();
     sqlx::query(
         "INSERT INTO modeling.segment_changes
-             (tenant_id, sequence, change_id, segment_id, person_id, kind, reason, changed_at)
-         SELECT $1, s, i, $2, p, k, r, $7
-           FROM UNNEST($3::bigint[], $4::uuid[], $5::uuid[], $6::smallint[], $8::smallint[])
-                AS t(s, i, p, k, r)",
+             (tenant_id, sequence, change_id, segment_id, person_id, kind, reason, changed_at,
+              cause_message_id)
+         SELECT $1, s, i, $2, p, k, r, $7, c
+           FROM UNNEST($3::bigint[], $4::uuid[], $5::uuid[], $6::smallint[], $8::smallint[],
+                       $9::text[]) AS t(s, i, p, k, r, c)",
     )
     .bind(tenant)
     .bind(segment)
@@ -90,6 +138,7 @@ pub async fn publish(
     .bind(&kinds)
     .bind(at)
     .bind(&reasons)
+    .bind(&causes)
     .execute(&mut *conn)
     .await?;
     let (entered, entered_at): (Vec<Uuid>, Vec<i64>) = changes
@@ -198,6 +247,8 @@ pub struct StoredChange {
     pub reason: i16,
     /// When it was decided.
     pub changed_at: DateTime<Utc>,
+    /// The message id of the event behind it (RULE_EVALUATED), else empty.
+    pub cause_message_id: String,
 }
 
 /// Up to `limit` changes after `after`, of one segment or (`None`) of all.
@@ -209,7 +260,8 @@ pub async fn changes_after(
     limit: i64,
 ) -> Result<Vec<StoredChange>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT sequence, change_id, segment_id, person_id, kind, reason, changed_at
+        "SELECT sequence, change_id, segment_id, person_id, kind, reason, changed_at,
+                cause_message_id
            FROM modeling.segment_changes
           WHERE tenant_id = $1 AND sequence > $2 AND ($3::text IS NULL OR segment_id = $3)
           ORDER BY sequence LIMIT $4",
