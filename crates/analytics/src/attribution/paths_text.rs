@@ -12,7 +12,9 @@ use std::fmt;
 
 use thiserror::Error;
 
-use super::path_table::{PathTable, PathTableBuilder};
+use super::distinct_paths::{DistinctPaths, TOUCH_AHEAD};
+use super::path_table::PathTable;
+use super::paths_scan::{ChannelCodes, quick_row};
 
 /// How many violations an error lists (it still counts them all).
 pub const MAX_REPORTED_VIOLATIONS: usize = 100;
@@ -89,10 +91,10 @@ pub fn parse_paths_text(text: &str, separator: &str) -> Result<PathTable, PathsT
     parse_paths_text_parallel(text, separator, 1)
 }
 
-/// [`parse_paths_text`] on up to `threads` threads: the text is cut at line boundaries, each
-/// part parsed into its own accumulator, and the parts merged in text order, so paths and
-/// channel codes come out in the same first-seen order as a sequential parse. Only the
-/// rounding of fractional counts repeated across parts may differ in the last bits.
+/// [`parse_paths_text`] on up to `threads` threads: the text is cut at line boundaries and the
+/// parts read side by side, then their rows are added to the table in text order, so the
+/// table (path order, channel codes, every sum to the last bit) and the violations are exactly
+/// those of a sequential parse.
 pub fn parse_paths_text_parallel(
     text: &str,
     separator: &str,
@@ -103,43 +105,71 @@ pub fn parse_paths_text_parallel(
         trimmed => trimmed,
     };
     if separator.contains(';') {
-        let mut parser = Parser::default();
-        parser.violation(0, PathsField::Separator, "must not contain ';'".to_owned());
-        return Err(parser.into_error());
+        let violation = PathsTextViolation {
+            line: 0,
+            field: PathsField::Separator,
+            reason: "must not contain ';'".to_owned(),
+        };
+        return Err(PathsTextError {
+            violations: vec![violation],
+            total: 1,
+        });
     }
-    let parts = split_at_lines(text, threads.max(1));
-    let parse = |&(start, first_line): &(usize, usize), end: usize| {
-        // The header may only be the first non-blank line of the whole text.
-        let header_allowed = text[..start].trim().is_empty();
-        parse_part(&text[start..end], first_line, separator, header_allowed)
-    };
-    let ends: Vec<usize> = parts
+    let cuts = split_at_lines(text, threads.max(1));
+    let ends: Vec<usize> = cuts
         .iter()
         .skip(1)
-        .map(|p| p.0)
+        .map(|cut| cut.0)
         .chain([text.len()])
         .collect();
-    let parsed: Vec<Parser> = if parts.len() == 1 {
-        vec![parse(&parts[0], text.len())]
-    } else {
-        crate::calendar::on_threads(parts.iter().zip(&ends), |(part, &end)| parse(part, end))
+    let read = |(&(start, first_line), &end): (&(usize, usize), &usize)| {
+        // The header may only be the first non-blank line of the whole text.
+        let header_allowed = text[..start].trim().is_empty();
+        read_part(&text[start..end], first_line, separator, header_allowed)
     };
-    let mut parsed = parsed.into_iter();
-    let mut first = parsed.next().unwrap_or_default();
-    for part in parsed {
-        first.total += part.total;
-        let room = MAX_REPORTED_VIOLATIONS - first.violations.len();
-        first
-            .violations
-            .extend(part.violations.into_iter().take(room));
-        if first.total == 0 {
-            first.builder.merge(part.builder);
+    let parts: Vec<Part> = if cuts.len() == 1 {
+        cuts.iter().zip(&ends).map(read).collect()
+    } else {
+        crate::calendar::on_threads(cuts.iter().zip(&ends), read)
+    };
+    assemble(parts)
+}
+
+/// The violations of all parts in text order, or the table of their rows added in text order.
+fn assemble(parts: Vec<Part>) -> Result<PathTable, PathsTextError> {
+    let total: usize = parts.iter().map(|part| part.total).sum();
+    if total > 0 {
+        let violations = parts
+            .into_iter()
+            .flat_map(|part| part.violations)
+            .take(MAX_REPORTED_VIOLATIONS)
+            .collect();
+        return Err(PathsTextError { violations, total });
+    }
+    let mut table = DistinctPaths::default();
+    let rows = parts.iter().map(|part| part.ends.len()).sum();
+    table.reserve(rows, parts.iter().map(|part| part.codes.len()).sum());
+    let mut path = Vec::new();
+    for part in &parts {
+        // Channel codes are per part; coding each part's names in its first-seen order, part
+        // after part, gives every channel the code a sequential parse would.
+        let global: Vec<u32> = part
+            .channels
+            .names()
+            .iter()
+            .map(|name| table.channel_code(name))
+            .collect();
+        for index in 0..part.ends.len() {
+            if index % TOUCH_AHEAD == 0 {
+                table.touch(part.hashes.get(index + TOUCH_AHEAD..).unwrap_or_default());
+            }
+            let (codes, hash, numbers) = part.row_at(index);
+            path.clear();
+            path.extend(codes.iter().map(|&c| global[c as usize]));
+            table.add(&path, hash, numbers);
         }
     }
-    if first.total > 0 {
-        return Err(first.into_error());
-    }
-    Ok(first.builder.finish())
+    Ok(table.finish())
 }
 
 /// Up to `parts` (start byte, first line number) pairs cutting the text just after a newline.
@@ -165,14 +195,29 @@ fn split_at_lines(text: &str, parts: usize) -> Vec<(usize, usize)> {
     cuts
 }
 
-/// Parses one part of the text whose first line has number `first_line`.
-fn parse_part(part: &str, first_line: usize, separator: &str, header_allowed: bool) -> Parser {
-    let mut parser = Parser::default();
-    // Distinct paths are at most the lines; sizing once avoids regrowing the index and columns.
-    let lines = part.bytes().filter(|&b| b == b'\n').count() + 1;
-    parser.builder.reserve(lines, part.len() / 8);
+/// Reads one part of the text whose first line has number `first_line`.
+fn read_part(text: &str, first_line: usize, separator: &str, header_allowed: bool) -> Part {
+    let mut part = Part::default();
+    // About one row per 64 bytes on real files; the columns grow past that if need be.
+    part.reserve(text.len() / 64, text.len() / 8);
     let mut seen_content = !header_allowed;
-    for (index, raw_line) in part.split('\n').enumerate() {
+    let (mut at, mut line_number) = (0, first_line);
+    while at <= text.len() {
+        // Most rows are plain. The first non-blank line may be the header, which the quick
+        // reader would take for channel names before failing, so it is read carefully.
+        if seen_content {
+            let row_start = part.codes.len();
+            let quick = quick_row(text, at, separator, &mut part.channels, &mut part.codes);
+            if let Some((numbers, next_line)) = quick {
+                part.push_row(row_start, numbers);
+                (at, line_number) = (next_line, line_number + 1);
+                continue;
+            }
+            part.codes.truncate(row_start);
+        }
+        let end = text[at..].find('\n').map_or(text.len(), |found| at + found);
+        let raw_line = &text[at..end];
+        (at, line_number) = (end + 1, line_number + 1);
         let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
         if line.trim().is_empty() {
             continue;
@@ -182,9 +227,9 @@ fn parse_part(part: &str, first_line: usize, separator: &str, header_allowed: bo
         if first && is_header(line) {
             continue;
         }
-        parser.row(first_line + index, line, separator);
+        part.row(line_number - 1, line, separator);
     }
-    parser
+    part
 }
 
 fn is_header(line: &str) -> bool {
@@ -196,15 +241,29 @@ fn is_header(line: &str) -> bool {
     }) && columns.next().is_none()
 }
 
+/// One part's valid rows (channel codes local to the part) and its violations.
 #[derive(Default)]
-struct Parser {
-    builder: PathTableBuilder,
+struct Part {
+    channels: ChannelCodes,
+    /// The rows' channel codes one after the other; row `i` ends at `ends[i]`.
     codes: Vec<u32>,
+    ends: Vec<usize>,
+    /// Per row, a hash of its channel names (the same in every part).
+    hashes: Vec<u64>,
+    /// Conversions, value and nulls per row.
+    numbers: Vec<[f64; 3]>,
     violations: Vec<PathsTextViolation>,
     total: usize,
 }
 
-impl Parser {
+impl Part {
+    fn reserve(&mut self, rows: usize, codes: usize) {
+        self.codes.reserve(codes);
+        self.ends.reserve(rows);
+        self.hashes.reserve(rows);
+        self.numbers.reserve(rows);
+    }
+
     fn violation(&mut self, line: usize, field: PathsField, reason: String) {
         self.total += 1;
         if self.violations.len() < MAX_REPORTED_VIOLATIONS {
@@ -216,13 +275,30 @@ impl Parser {
         }
     }
 
-    fn into_error(self) -> PathsTextError {
-        PathsTextError {
-            violations: self.violations,
-            total: self.total,
+    /// Keeps the row whose codes were pushed from `row_start` on. Once a violation is found
+    /// the table is never built, so rows are only checked.
+    fn push_row(&mut self, row_start: usize, numbers: [f64; 3]) {
+        if self.total == 0 {
+            let hash = self.channels.path_hash(&self.codes[row_start..]);
+            self.hashes.push(hash);
+            self.ends.push(self.codes.len());
+            self.numbers.push(numbers);
+        } else {
+            self.codes.truncate(row_start);
         }
     }
 
+    /// The row `index` of this part: its codes, hash and numbers.
+    fn row_at(&self, index: usize) -> (&[u32], u64, [f64; 3]) {
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        (
+            &self.codes[start..self.ends[index]],
+            self.hashes[index],
+            self.numbers[index],
+        )
+    }
+
+    /// The careful reading of a row: every problem named.
     fn row(&mut self, line_number: usize, line: &str, separator: &str) {
         let mut columns = line.split(';');
         let (Some(path), Some(conv), Some(value), Some(nulls), None) = (
@@ -237,26 +313,26 @@ impl Parser {
             self.violation(line_number, PathsField::Row, reason);
             return;
         };
+        let row_start = self.codes.len();
         let path_ok = self.path(line_number, path, separator);
         let conv = self.number(line_number, PathsField::Conversions, conv);
         let value = self.number(line_number, PathsField::Value, value);
         let nulls = self.number(line_number, PathsField::Nulls, nulls);
         let (Some(conv), Some(value), Some(nulls), true) = (conv, value, nulls, path_ok) else {
+            self.codes.truncate(row_start);
             return;
         };
         if value > 0.0 && conv == 0.0 {
             let reason = "a value without any conversion".to_owned();
             self.violation(line_number, PathsField::Value, reason);
+            self.codes.truncate(row_start);
             return;
         }
-        if self.total == 0 {
-            self.builder.add_checked(&self.codes, conv, value, nulls);
-        }
+        self.push_row(row_start, [conv, value, nulls]);
     }
 
-    /// Fills `self.codes` with the path's channel codes; false (after reporting) when malformed.
+    /// Pushes the path's channel codes; false (after reporting) when malformed.
     fn path(&mut self, line_number: usize, path: &str, separator: &str) -> bool {
-        // A one-character separator splits on the char: much faster than a substring search.
         let mut chars = separator.chars();
         match (chars.next(), chars.next()) {
             (Some(c), None) => self.path_parts(line_number, path.split(c)),
@@ -265,7 +341,6 @@ impl Parser {
     }
 
     fn path_parts<'a>(&mut self, line_number: usize, parts: impl Iterator<Item = &'a str>) -> bool {
-        self.codes.clear();
         for (position, name) in parts.enumerate() {
             let name = name.trim();
             if name.is_empty() {
@@ -273,7 +348,7 @@ impl Parser {
                 self.violation(line_number, PathsField::Path, reason);
                 return false;
             }
-            let code = self.builder.channel_code(name);
+            let code = self.channels.code(name);
             self.codes.push(code);
         }
         true

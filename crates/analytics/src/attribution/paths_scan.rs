@@ -1,0 +1,339 @@
+//! The quick reading of a paths-text row, and the channel-name codes it needs.
+//!
+//! The careful row parser in `paths_text` splits, trims and parses with the standard library
+//! and names every problem; on a large file most of its time goes to splitting on short
+//! fields, trimming and hashing channel names. The quick reader here scans a row once, from
+//! its first byte to its newline, and only accepts rows it reads with certainty: every channel
+//! name non-empty after trimming, and the three numbers written as plain decimals (`12`,
+//! `3400.5`) that it converts exactly like `str::parse::<f64>`. Anything else (a blank line,
+//! the header, a malformed row, `1e3`, `+5`, a long mantissa, a value without conversion)
+//! gets `None` and goes to the careful parser, so the quick reader never produces a violation
+//! itself and cannot change one.
+
+/// Marks an empty slot of the name index.
+const EMPTY: u32 = u32::MAX;
+
+/// Channel names and their codes (0, 1, ... in first-seen order) within one part of the text.
+#[derive(Debug, Default)]
+pub(super) struct ChannelCodes {
+    names: Vec<String>,
+    keys: Vec<NameKey>,
+    /// Per code, a hash of the name alone: a path's hash built from these is the same in
+    /// every part, whatever codes the parts gave the names.
+    hashes: Vec<u64>,
+    /// Open addressing over codes, sized a power of two and at most a quarter full, so a
+    /// lookup nearly always ends on its first slot.
+    slots: Vec<u32>,
+}
+
+/// A name's length with its first and last (up to) eight bytes, zero-padded. For a name of
+/// up to 16 bytes these hold every byte, so equal keys mean equal names without reading the
+/// stored name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct NameKey {
+    len: usize,
+    head: u64,
+    tail: u64,
+}
+
+impl NameKey {
+    /// The key of a name on its own.
+    pub(super) fn of(name: &[u8]) -> Self {
+        let len = name.len();
+        let word = |part: &[u8]| {
+            let mut word = [0u8; 8];
+            let take = part.len().min(8);
+            word[..take].copy_from_slice(&part[..take]);
+            u64::from_le_bytes(word)
+        };
+        Self {
+            len,
+            head: word(&name[..len.min(8)]),
+            tail: word(&name[len.saturating_sub(8)..]),
+        }
+    }
+
+    /// The key of `bytes[start..end]`, equal to `of` on that slice. Reads two whole words
+    /// around the name and masks them, where the text allows: copying a short name into a
+    /// zeroed buffer costs a call and a stalled load, and this runs for every channel of
+    /// every row.
+    pub(super) fn within(bytes: &[u8], start: usize, end: usize) -> Self {
+        let len = end.saturating_sub(start);
+        let whole = len.min(8) as u32 * 8;
+        let head = bytes.get(start..).and_then(|rest| rest.first_chunk::<8>());
+        let tail = bytes.get(..end).and_then(|before| before.last_chunk::<8>());
+        match (head, tail, whole) {
+            (Some(head), Some(tail), 8..=64) => Self {
+                len,
+                head: u64::from_le_bytes(*head) & (u64::MAX >> (64 - whole)),
+                tail: u64::from_le_bytes(*tail) >> (64 - whole),
+            },
+            _ => Self::of(bytes.get(start..end).unwrap_or_default()),
+        }
+    }
+
+    fn holds_whole_name(self) -> bool {
+        self.len <= 16
+    }
+
+    fn hash(self) -> u64 {
+        let mixed = (self.head ^ (self.len as u64).rotate_left(32))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ self.tail;
+        let mixed = mixed.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        mixed ^ (mixed >> 29)
+    }
+}
+
+impl ChannelCodes {
+    /// The names in code order.
+    pub(super) fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The hash of a path of codes given by this part: it depends on the names only.
+    pub(super) fn path_hash(&self, codes: &[u32]) -> u64 {
+        let mut hash = codes.len() as u64;
+        for &code in codes {
+            let name = self.hashes.get(code as usize).copied().unwrap_or_default();
+            hash = (hash.rotate_left(5) ^ name).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+        // murmur3's finaliser: the path index uses both the low and the high bits.
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        hash ^ (hash >> 33)
+    }
+
+    /// The code of a (trimmed, non-empty) name, adding it when new.
+    pub(super) fn code(&mut self, name: &str) -> u32 {
+        self.code_keyed(name, NameKey::of(name.as_bytes()))
+    }
+
+    /// [`ChannelCodes::code`] with the key already read (`key` must be `name`'s).
+    fn code_keyed(&mut self, name: &str, key: NameKey) -> u32 {
+        if self.slots.is_empty() {
+            self.rebuild(64);
+        }
+        let mask = self.slots.len() - 1;
+        let mut slot = key.hash() as usize & mask;
+        loop {
+            let code = self.slots[slot];
+            if code == EMPTY {
+                break;
+            }
+            let known = code as usize;
+            if self.keys[known] == key && (key.holds_whole_name() || self.names[known] == name) {
+                return code;
+            }
+            slot = (slot + 1) & mask;
+        }
+        let code = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.keys.push(key);
+        self.hashes.push(key.hash());
+        if self.keys.len() * 4 > self.slots.len() {
+            self.rebuild(self.slots.len() * 2);
+        } else {
+            self.slots[slot] = code;
+        }
+        code
+    }
+
+    fn rebuild(&mut self, capacity: usize) {
+        self.slots.clear();
+        self.slots.resize(capacity, EMPTY);
+        let mask = capacity - 1;
+        for (code, key) in self.keys.iter().enumerate() {
+            let mut slot = key.hash() as usize & mask;
+            while self.slots[slot] != EMPTY {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = code as u32;
+        }
+    }
+}
+
+/// Reads the plain row that starts at byte `start` of `text`: pushes its channel codes onto
+/// `codes` and returns conversions, value and nulls with the start of the next line (past the
+/// end of the text for the last line). `None` when the line is not a plain row; `codes` and
+/// `channels` may then hold leftovers of the attempt (the caller drops the codes; the careful
+/// parser assigns the same channel codes, and names of a row with a problem only matter when
+/// the whole parse fails).
+pub(super) fn quick_row(
+    text: &str,
+    start: usize,
+    separator: &str,
+    channels: &mut ChannelCodes,
+    codes: &mut Vec<u32>,
+) -> Option<([f64; 3], usize)> {
+    let path_end = match separator.as_bytes() {
+        // A one-byte separator is ASCII, so every cut lands on a char boundary.
+        &[separator] => codes_split_on_byte(text, start, separator, channels, codes)?,
+        _ => {
+            let rest = text.get(start..)?;
+            let line = rest.split('\n').next().unwrap_or_default();
+            let end = line.find(';')?;
+            for name in line[..end].split(separator) {
+                codes.push(channels.code(trimmed(name)?));
+            }
+            start + end
+        }
+    };
+    let bytes = text.as_bytes();
+    let (conversions, at) = plain_number(bytes, path_end + 1)?;
+    let (value, at) = plain_number(bytes, next_field(bytes, at)?)?;
+    let (nulls, at) = plain_number(bytes, next_field(bytes, at)?)?;
+    let next_line = match bytes.get(at) {
+        None => at + 1,
+        Some(b'\n') => at + 1,
+        Some(_) => return None,
+    };
+    if value > 0.0 && conversions == 0.0 {
+        return None;
+    }
+    Some(([conversions, value, nulls], next_line))
+}
+
+/// The position after the `;` at `at`, if there is one.
+fn next_field(bytes: &[u8], at: usize) -> Option<usize> {
+    (bytes.get(at) == Some(&b';')).then_some(at + 1)
+}
+
+/// Codes the path column of the line at `start`, split on an ASCII separator; returns where
+/// the column ends (its `;`), or `None` when the line ends first or a name is empty.
+fn codes_split_on_byte(
+    text: &str,
+    start: usize,
+    separator: u8,
+    channels: &mut ChannelCodes,
+    codes: &mut Vec<u32>,
+) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut name_start = start;
+    loop {
+        let stop = next_stop(bytes, name_start, separator)?;
+        let (first, last) = trim_blank(bytes, name_start, stop);
+        let code = match (
+            bytes.get(first),
+            last.checked_sub(1).and_then(|l| bytes.get(l)),
+        ) {
+            (Some(&a), Some(&b)) if first < last && visible(a) && visible(b) => {
+                let name = text.get(first..last)?;
+                channels.code_keyed(name, NameKey::within(bytes, first, last))
+            }
+            // Empty, or edged by a vertical tab or a non-ASCII character that may be a space.
+            _ => channels.code(trimmed(text.get(name_start..stop)?)?),
+        };
+        codes.push(code);
+        match bytes.get(stop) {
+            Some(&b) if b == separator => name_start = stop + 1,
+            Some(b';') => return Some(stop),
+            _ => return None,
+        }
+    }
+}
+
+/// The first separator, `;` or newline at or after `from`. Looks at eight bytes at a time:
+/// a channel name is usually longer than a word, and one unpredictable branch per word is far
+/// cheaper than one per byte.
+fn next_stop(bytes: &[u8], from: usize, separator: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Marks the zero bytes of a word; only the lowest mark is exact, and it is the one used.
+    let zeros = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let word = u64::from_le_bytes(*chunk);
+        let found = zeros(word ^ (ONES * u64::from(separator)))
+            | zeros(word ^ (ONES * u64::from(b';')))
+            | zeros(word ^ (ONES * u64::from(b'\n')));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..)?;
+    let found = rest
+        .iter()
+        .position(|&b| b == separator || b == b';' || b == b'\n')?;
+    Some(at + found)
+}
+
+/// Whether a byte is a visible ASCII character: never part of what `str::trim` removes.
+fn visible(byte: u8) -> bool {
+    (b'!'..=b'~').contains(&byte)
+}
+
+/// `start..end` without leading and trailing spaces and tabs.
+fn trim_blank(bytes: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
+    let blank = |at: usize| matches!(bytes.get(at), Some(b' ' | b'\t'));
+    while start < end && blank(start) {
+        start += 1;
+    }
+    while end > start && blank(end - 1) {
+        end -= 1;
+    }
+    (start, end)
+}
+
+/// The name as `str::trim` leaves it, or `None` when that is empty.
+fn trimmed(name: &str) -> Option<&str> {
+    let name = name.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Powers of ten that are exact doubles: a mantissa below 2^53 divided by one of these is
+/// rounded once, so the result is the correctly rounded decimal, which is what
+/// `str::parse::<f64>` returns.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The largest mantissa whose conversion to a double is exact (2^53).
+const EXACT_MANTISSA: u64 = 1 << 53;
+
+/// Reads `[blanks] digits [. digits] [blanks]` at `at` and returns the number with the
+/// position after it (the next `;`, newline or the end, or whatever else stopped it). Blanks
+/// are spaces, tabs, form feeds and carriage returns, all of which `str::trim` removes.
+/// `None` for anything else (signs, exponents, `inf`, `.5`, `5.`, more than 19 digits, a
+/// mantissa past 2^53), which the careful parser then reads.
+fn plain_number(bytes: &[u8], mut at: usize) -> Option<(f64, usize)> {
+    let blank = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t' | b'\r' | b'\x0c'));
+    while blank(bytes.get(at)) {
+        at += 1;
+    }
+    let mut mantissa: u64 = 0;
+    let mut digits = 0;
+    let mut fraction_digits = None;
+    loop {
+        match bytes.get(at) {
+            Some(&digit @ b'0'..=b'9') => {
+                // 19 digits never overflow a u64; longer numbers go to the careful parser.
+                digits += 1;
+                if digits > 19 {
+                    return None;
+                }
+                mantissa = mantissa * 10 + u64::from(digit - b'0');
+                fraction_digits = fraction_digits.map(|n: usize| n + 1);
+            }
+            Some(b'.') if fraction_digits.is_none() && digits > 0 => fraction_digits = Some(0),
+            _ => break,
+        }
+        at += 1;
+    }
+    while blank(bytes.get(at)) {
+        at += 1;
+    }
+    let power = match fraction_digits {
+        None if digits > 0 => 1.0,
+        Some(n) if n > 0 => *EXACT_POWERS_OF_TEN.get(n)?,
+        _ => return None,
+    };
+    if mantissa > EXACT_MANTISSA {
+        return None;
+    }
+    Some((mantissa as f64 / power, at))
+}
