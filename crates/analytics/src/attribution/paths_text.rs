@@ -91,14 +91,35 @@ pub fn parse_paths_text(text: &str, separator: &str) -> Result<PathTable, PathsT
     parse_paths_text_parallel(text, separator, 1)
 }
 
-/// [`parse_paths_text`] on up to `threads` threads: the text is cut at line boundaries and the
-/// parts read side by side, then their rows are added to the table in text order, so the
-/// table (path order, channel codes, every sum to the last bit) and the violations are exactly
-/// those of a sequential parse.
+/// [`parse_paths_text`] on up to `threads` threads: the text is cut at line boundaries into
+/// parts read side by side, while the calling thread adds their rows to the table in text
+/// order, so the table (path order, channel codes, every sum to the last bit) and the
+/// violations are exactly those of a sequential parse.
 pub fn parse_paths_text_parallel(
     text: &str,
     separator: &str,
     threads: usize,
+) -> Result<PathTable, PathsTextError> {
+    // Several parts per thread, so threads that finish early take more and the table is
+    // built from the first parts while the last are read; not so small that the per-part
+    // work (a channel index, a code map) counts.
+    let part_bytes = match threads {
+        0 | 1 => usize::MAX,
+        _ => (text.len() / (threads * 8)).max(MIN_PART_BYTES),
+    };
+    parse_in_parts(text, separator, threads, part_bytes)
+}
+
+/// The smallest part worth a thread's attention (about a thousand rows).
+const MIN_PART_BYTES: usize = 64 << 10;
+
+/// [`parse_paths_text_parallel`] with parts of about `part_bytes` (tests cut texts into many
+/// tiny parts with it).
+pub(super) fn parse_in_parts(
+    text: &str,
+    separator: &str,
+    threads: usize,
+    part_bytes: usize,
 ) -> Result<PathTable, PathsTextError> {
     let separator = match separator.trim() {
         "" => ">",
@@ -115,93 +136,111 @@ pub fn parse_paths_text_parallel(
             total: 1,
         });
     }
-    let cuts = split_at_lines(text, threads.max(1));
-    let ends: Vec<usize> = cuts
-        .iter()
-        .skip(1)
-        .map(|cut| cut.0)
-        .chain([text.len()])
-        .collect();
-    let read = |(&(start, first_line), &end): (&(usize, usize), &usize)| {
+    let starts = cut_at_lines(text, part_bytes.max(1));
+    let read = |index: usize| {
+        let start = starts[index];
+        let end = starts.get(index + 1).copied().unwrap_or(text.len());
         // The header may only be the first non-blank line of the whole text.
         let header_allowed = text[..start].trim().is_empty();
-        read_part(&text[start..end], first_line, separator, header_allowed)
+        read_part(&text[start..end], separator, header_allowed)
     };
-    let parts: Vec<Part> = if cuts.len() == 1 {
-        cuts.iter().zip(&ends).map(read).collect()
+    let mut assembly = Assembly::default();
+    assembly.table.reserve(text.len() / 64, text.len() / 8);
+    if threads > 1 && starts.len() > 1 {
+        let add = |part| assembly.add(part);
+        crate::calendar::on_threads_in_order(starts.len(), threads, read, add);
     } else {
-        crate::calendar::on_threads(cuts.iter().zip(&ends), read)
-    };
-    assemble(parts)
+        (0..starts.len()).for_each(|index| assembly.add(read(index)));
+    }
+    assembly.finish()
 }
 
-/// The violations of all parts in text order, or the table of their rows added in text order.
-fn assemble(parts: Vec<Part>) -> Result<PathTable, PathsTextError> {
-    let total: usize = parts.iter().map(|part| part.total).sum();
-    if total > 0 {
-        let violations = parts
-            .into_iter()
-            .flat_map(|part| part.violations)
-            .take(MAX_REPORTED_VIOLATIONS)
-            .collect();
-        return Err(PathsTextError { violations, total });
+/// Where the parts start: 0, then just after the first newline at least `part_bytes` past the
+/// previous start.
+fn cut_at_lines(text: &str, part_bytes: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    let bytes = text.as_bytes();
+    let mut target = part_bytes;
+    while let Some(rest) = bytes.get(target..) {
+        let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let start = target + newline + 1;
+        if start >= text.len() {
+            break;
+        }
+        starts.push(start);
+        target = start.saturating_add(part_bytes);
     }
-    let mut table = DistinctPaths::default();
-    let rows = parts.iter().map(|part| part.ends.len()).sum();
-    table.reserve(rows, parts.iter().map(|part| part.codes.len()).sum());
-    let mut path = Vec::new();
-    for part in &parts {
+    starts
+}
+
+/// The table built from the parts in text order, or the violations once there are any.
+#[derive(Default)]
+struct Assembly {
+    table: DistinctPaths,
+    violations: Vec<PathsTextViolation>,
+    total: usize,
+    /// Lines in the parts added so far: part line numbers count from their part's start.
+    lines: usize,
+    path: Vec<u32>,
+}
+
+impl Assembly {
+    fn add(&mut self, part: Part) {
+        let before = self.lines;
+        self.lines += part.lines;
+        if self.total + part.total > 0 {
+            self.total += part.total;
+            let room = MAX_REPORTED_VIOLATIONS - self.violations.len();
+            let shifted = part
+                .violations
+                .into_iter()
+                .map(|violation| PathsTextViolation {
+                    line: before + violation.line,
+                    ..violation
+                });
+            self.violations.extend(shifted.take(room));
+            return;
+        }
         // Channel codes are per part; coding each part's names in its first-seen order, part
         // after part, gives every channel the code a sequential parse would.
         let global: Vec<u32> = part
             .channels
             .names()
             .iter()
-            .map(|name| table.channel_code(name))
+            .map(|name| self.table.channel_code(name))
             .collect();
         for index in 0..part.ends.len() {
             if index % TOUCH_AHEAD == 0 {
-                table.touch(part.hashes.get(index + TOUCH_AHEAD..).unwrap_or_default());
+                let coming = part.hashes.get(index + TOUCH_AHEAD..).unwrap_or_default();
+                self.table.touch(coming);
             }
             let (codes, hash, numbers) = part.row_at(index);
-            path.clear();
-            path.extend(codes.iter().map(|&c| global[c as usize]));
-            table.add(&path, hash, numbers);
+            self.path.clear();
+            self.path.extend(codes.iter().map(|&c| global[c as usize]));
+            self.table.add(&self.path, hash, numbers);
         }
     }
-    Ok(table.finish())
-}
 
-/// Up to `parts` (start byte, first line number) pairs cutting the text just after a newline.
-fn split_at_lines(text: &str, parts: usize) -> Vec<(usize, usize)> {
-    let mut cuts = vec![(0, 1)];
-    let bytes = text.as_bytes();
-    let (mut line, mut counted_to) = (1, 0);
-    for k in 1..parts {
-        let target = (text.len() * k / parts).max(counted_to);
-        let Some(newline) = bytes[target..].iter().position(|&b| b == b'\n') else {
-            break;
-        };
-        let start = target + newline + 1;
-        line += bytes[counted_to..start]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        counted_to = start;
-        if start < text.len() {
-            cuts.push((start, line));
+    fn finish(self) -> Result<PathTable, PathsTextError> {
+        if self.total > 0 {
+            return Err(PathsTextError {
+                violations: self.violations,
+                total: self.total,
+            });
         }
+        Ok(self.table.finish())
     }
-    cuts
 }
 
-/// Reads one part of the text whose first line has number `first_line`.
-fn read_part(text: &str, first_line: usize, separator: &str, header_allowed: bool) -> Part {
+/// Reads one part of the text; its violations are numbered from its first line (1).
+fn read_part(text: &str, separator: &str, header_allowed: bool) -> Part {
     let mut part = Part::default();
     // About one row per 64 bytes on real files; the columns grow past that if need be.
     part.reserve(text.len() / 64, text.len() / 8);
     let mut seen_content = !header_allowed;
-    let (mut at, mut line_number) = (0, first_line);
+    let (mut at, mut line_number) = (0, 1);
     while at <= text.len() {
         // Most rows are plain. The first non-blank line may be the header, which the quick
         // reader would take for channel names before failing, so it is read carefully.
@@ -229,6 +268,8 @@ fn read_part(text: &str, first_line: usize, separator: &str, header_allowed: boo
         }
         part.row(line_number - 1, line, separator);
     }
+    // Every pass of the loop took one line, the last one without its newline.
+    part.lines = line_number - 2;
     part
 }
 
@@ -254,6 +295,8 @@ struct Part {
     numbers: Vec<[f64; 3]>,
     violations: Vec<PathsTextViolation>,
     total: usize,
+    /// The newlines in the part: how far the next part's line numbers are shifted.
+    lines: usize,
 }
 
 impl Part {

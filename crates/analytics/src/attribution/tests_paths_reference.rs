@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::paths_scan::NameKey;
+use super::paths_text::parse_in_parts;
 use super::{MAX_REPORTED_VIOLATIONS, PathTable, PathsField, parse_paths_text_parallel};
 
 /// What a parse gives, in plain values: channel names and `(codes, conversions, value,
@@ -409,14 +410,16 @@ proptest! {
         (lines, separator) in case(),
         crlf in any::<bool>(),
         final_newline in any::<bool>(),
-        threads in 1usize..8,
+        threads in 1usize..5,
+        part_bytes in 1usize..120,
     ) {
         let text = render(&lines, separator, crlf, final_newline);
         let want = reference(&text, separator);
         prop_assert_eq!(&outcome_of(parse_paths_text_parallel(&text, separator, 1)), &want, "{:?}", text);
-        // Many threads on a short text cut it every line or two: every way of splitting rows,
-        // headers and blank lines across parts.
-        prop_assert_eq!(&outcome_of(parse_paths_text_parallel(&text, separator, threads)), &want, "{:?}", text);
+        // Parts of a few bytes cut the text every line or few: every way of splitting rows,
+        // headers and blank lines across parts, read on one thread or several.
+        let cut = parse_in_parts(&text, separator, threads, part_bytes);
+        prop_assert_eq!(&outcome_of(cut), &want, "{:?} in parts of {} bytes", text, part_bytes);
     }
 
     #[test]
@@ -454,6 +457,13 @@ fn large_texts_match_the_reference_on_many_threads() {
         for threads in [1, 2, 3, 8] {
             let got = outcome_of(parse_paths_text_parallel(&text, ">", threads));
             assert!(got == want, "case {case}, {threads} threads");
+            // Parts of 200 to 20,000 bytes: a few rows to a few hundred each.
+            let part_bytes = 200 * 10usize.pow(case % 3);
+            let got = outcome_of(parse_in_parts(&text, ">", threads, part_bytes));
+            assert!(
+                got == want,
+                "case {case}, {threads} threads, parts of {part_bytes}"
+            );
         }
     }
 }
