@@ -108,35 +108,43 @@ impl ChannelCodes {
 
     /// The code of a (trimmed, non-empty) name, adding it when new.
     pub(super) fn code(&mut self, name: &str) -> u32 {
-        self.code_keyed(name, NameKey::of(name.as_bytes()))
+        let key = NameKey::of(name.as_bytes());
+        match self.find(name.as_bytes(), key) {
+            Some(code) => code,
+            None => self.insert(name, key),
+        }
     }
 
-    /// [`ChannelCodes::code`] with the key already read (`key` must be `name`'s).
-    fn code_keyed(&mut self, name: &str, key: NameKey) -> u32 {
-        if self.slots.is_empty() {
-            self.rebuild(64);
-        }
-        let mask = self.slots.len() - 1;
+    /// The code of a known name (`key` must be `name`'s). Always inlined in the row reader:
+    /// a call per channel name costs more than the lookup itself.
+    #[inline(always)]
+    fn find(&self, name: &[u8], key: NameKey) -> Option<u32> {
+        let mask = self.slots.len().checked_sub(1)?;
         let mut slot = key.hash() as usize & mask;
         loop {
             let code = self.slots[slot];
             if code == EMPTY {
-                break;
+                return None;
             }
             let known = code as usize;
-            if self.keys[known] == key && (key.holds_whole_name() || self.names[known] == name) {
-                return code;
+            let same = || key.holds_whole_name() || self.names[known].as_bytes() == name;
+            if self.keys[known] == key && same() {
+                return Some(code);
             }
             slot = (slot + 1) & mask;
         }
+    }
+
+    /// Adds a name not known yet (`key` must be `name`'s) and returns its code.
+    fn insert(&mut self, name: &str, key: NameKey) -> u32 {
         let code = self.names.len() as u32;
         self.names.push(name.to_owned());
         self.keys.push(key);
         self.hashes.push(key.hash());
         if self.keys.len() * 4 > self.slots.len() {
-            self.rebuild(self.slots.len() * 2);
+            self.rebuild((self.slots.len() * 2).max(64));
         } else {
-            self.slots[slot] = code;
+            place(&mut self.slots, key, code);
         }
         code
     }
@@ -144,15 +152,20 @@ impl ChannelCodes {
     fn rebuild(&mut self, capacity: usize) {
         self.slots.clear();
         self.slots.resize(capacity, EMPTY);
-        let mask = capacity - 1;
-        for (code, key) in self.keys.iter().enumerate() {
-            let mut slot = key.hash() as usize & mask;
-            while self.slots[slot] != EMPTY {
-                slot = (slot + 1) & mask;
-            }
-            self.slots[slot] = code as u32;
+        for (code, &key) in self.keys.iter().enumerate() {
+            place(&mut self.slots, key, code as u32);
         }
     }
+}
+
+/// Puts a code in the first free slot from its key's.
+fn place(slots: &mut [u32], key: NameKey, code: u32) {
+    let mask = slots.len() - 1;
+    let mut slot = key.hash() as usize & mask;
+    while slots[slot] != EMPTY {
+        slot = (slot + 1) & mask;
+    }
+    slots[slot] = code;
 }
 
 /// Reads the plain row that starts at byte `start` of `text`: pushes its channel codes onto
@@ -212,16 +225,20 @@ fn codes_split_on_byte(
 ) -> Option<usize> {
     let bytes = text.as_bytes();
     let mut name_start = start;
+    let mut stops = Stops::new(bytes, start, separator);
     loop {
-        let stop = next_stop(bytes, name_start, separator)?;
+        let stop = stops.next()?;
         let (first, last) = trim_one_space(bytes, name_start, stop);
         let code = match (
             bytes.get(first),
             last.checked_sub(1).and_then(|l| bytes.get(l)),
         ) {
             (Some(&a), Some(&b)) if first < last && visible(a) && visible(b) => {
-                let name = text.get(first..last)?;
-                channels.code_keyed(name, NameKey::within(bytes, first, last))
+                let key = NameKey::within(bytes, first, last);
+                match channels.find(bytes.get(first..last)?, key) {
+                    Some(code) => code,
+                    None => channels.insert(text.get(first..last)?, key),
+                }
             }
             // Empty, or edged by more blanks, a vertical tab or a non-ASCII character that may
             // be a space.
@@ -236,30 +253,83 @@ fn codes_split_on_byte(
     }
 }
 
-/// The first separator, `;` or newline at or after `from`. Looks at eight bytes at a time:
-/// a channel name is usually longer than a word, and one unpredictable branch per word is far
-/// cheaper than one per byte.
-fn next_stop(bytes: &[u8], from: usize, separator: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Marks the zero bytes of a word; only the lowest mark is exact, and it is the one used.
-    let zeros = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
-    let mut at = from;
-    while let Some(chunk) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-        let word = u64::from_le_bytes(*chunk);
-        let found = zeros(word ^ (ONES * u64::from(separator)))
-            | zeros(word ^ (ONES * u64::from(b';')))
-            | zeros(word ^ (ONES * u64::from(b'\n')));
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
+/// The separators, `;` and newlines from a position on, found 64 bytes at a time: one bit
+/// per byte, walked with `trailing_zeros`. Looking for the next stop byte by byte, or even
+/// word by word, mispredicts a branch on nearly every name, as names vary in length.
+struct Stops<'a> {
+    bytes: &'a [u8],
+    separator: u8,
+    /// Where the current block of 64 bytes starts, and its stop bits not yet taken.
+    block: usize,
+    bits: u64,
+}
+
+impl<'a> Stops<'a> {
+    fn new(bytes: &'a [u8], from: usize, separator: u8) -> Self {
+        let mut stops = Self {
+            bytes,
+            separator,
+            block: from,
+            bits: 0,
+        };
+        stops.bits = stops.block_bits();
+        stops
     }
-    let rest = bytes.get(at..)?;
-    let found = rest
-        .iter()
-        .position(|&b| b == separator || b == b';' || b == b'\n')?;
-    Some(at + found)
+
+    /// The next stop, or `None` at the end of the text.
+    fn next(&mut self) -> Option<usize> {
+        while self.bits == 0 {
+            self.block += 64;
+            if self.block >= self.bytes.len() {
+                return None;
+            }
+            self.bits = self.block_bits();
+        }
+        let stop = self.block + self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        Some(stop)
+    }
+
+    fn block_bits(&self) -> u64 {
+        let Some(block) = self.bytes.get(self.block..) else {
+            return 0;
+        };
+        let Some(words) = block.first_chunk::<64>() else {
+            let is_stop = |b: &u8| *b == self.separator || *b == b';' || *b == b'\n';
+            return block
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| is_stop(b))
+                .fold(0, |bits, (at, _)| bits | 1 << at);
+        };
+        let mut bits = 0;
+        for (k, word) in words.chunks_exact(8).enumerate() {
+            let word = word
+                .first_chunk::<8>()
+                .map_or(0, |w| u64::from_le_bytes(*w));
+            let found = equal_bytes(word, self.separator)
+                | equal_bytes(word, b';')
+                | equal_bytes(word, b'\n');
+            bits |= gather_high_bits(found) << (8 * k);
+        }
+        bits
+    }
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of each byte of `word` that equals `byte`, exactly (the cheaper zero-byte
+/// test can also mark a byte just after a match).
+fn equal_bytes(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    !(((x & LOWS).wrapping_add(LOWS)) | x | LOWS)
+}
+
+/// The high bits of the eight bytes as the low eight bits (byte `k` to bit `k`): the
+/// multiplication moves each to its place in the top byte without carries.
+fn gather_high_bits(high_bits: u64) -> u64 {
+    ((high_bits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
 /// Whether a byte is a visible ASCII character: never part of what `str::trim` removes.

@@ -467,3 +467,29 @@ fn large_texts_match_the_reference_on_many_threads() {
         }
     }
 }
+
+/// Thousands of distinct channel names (the name index grows many times) and a path of
+/// thousands of channels on one line (longer than any block the reader scans at once).
+#[test]
+fn many_channels_and_very_long_paths_match_the_reference() {
+    let mut lines: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                "channel_{i} > c{} ;{};{}.5;{}",
+                i * 7 % 1000,
+                i % 5 + 1,
+                i,
+                i % 3
+            )
+        })
+        .collect();
+    let long: Vec<String> = (0..5000).map(|i| format!("c{}", i % 1700)).collect();
+    lines.insert(1500, format!("{};1;2;3", long.join(" > ")));
+    let text = lines.join("\n");
+    let want = reference(&text, ">");
+    assert!(want.is_ok());
+    for (threads, part_bytes) in [(1, usize::MAX), (2, 4096), (3, 100)] {
+        let got = outcome_of(parse_in_parts(&text, ">", threads, part_bytes));
+        assert!(got == want, "{threads} threads, parts of {part_bytes}");
+    }
+}
