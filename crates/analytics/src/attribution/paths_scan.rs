@@ -21,8 +21,8 @@ pub(super) struct ChannelCodes {
     /// Per code, a hash of the name alone: a path's hash built from these is the same in
     /// every part, whatever codes the parts gave the names.
     hashes: Vec<u64>,
-    /// Open addressing over codes, sized a power of two and at most a quarter full, so a
-    /// lookup nearly always ends on its first slot.
+    /// Open addressing over codes, sized a power of two and at most an eighth full, so a
+    /// lookup nearly always ends on its first slot (a second one costs a mispredicted branch).
     slots: Vec<u32>,
 }
 
@@ -93,17 +93,15 @@ impl ChannelCodes {
 
     /// The hash of a path of codes given by this part: it depends on the names only.
     pub(super) fn path_hash(&self, codes: &[u32]) -> u64 {
-        let mut hash = codes.len() as u64;
-        for &code in codes {
-            let name = self.hashes.get(code as usize).copied().unwrap_or_default();
-            hash = (hash.rotate_left(5) ^ name).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-        // murmur3's finaliser: the path index uses both the low and the high bits.
-        hash ^= hash >> 33;
-        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        hash ^= hash >> 33;
-        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        hash ^ (hash >> 33)
+        let hash = codes
+            .iter()
+            .fold(0, |hash, &code| path_hash_step(hash, self.name_hash(code)));
+        path_hash_finish(hash, codes.len())
+    }
+
+    /// The hash of the name with this code.
+    fn name_hash(&self, code: u32) -> u64 {
+        self.hashes.get(code as usize).copied().unwrap_or_default()
     }
 
     /// The code of a (trimmed, non-empty) name, adding it when new.
@@ -141,8 +139,8 @@ impl ChannelCodes {
         self.names.push(name.to_owned());
         self.keys.push(key);
         self.hashes.push(key.hash());
-        if self.keys.len() * 4 > self.slots.len() {
-            self.rebuild((self.slots.len() * 2).max(64));
+        if self.keys.len() * 8 > self.slots.len() {
+            self.rebuild((self.slots.len() * 2).max(256));
         } else {
             place(&mut self.slots, key, code);
         }
@@ -168,9 +166,35 @@ fn place(slots: &mut [u32], key: NameKey, code: u32) {
     slots[slot] = code;
 }
 
+/// Adds a name's hash to a path's hash.
+fn path_hash_step(hash: u64, name: u64) -> u64 {
+    (hash.rotate_left(5) ^ name).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+/// A path's hash from its names' hashes added in order, and its length.
+fn path_hash_finish(hash: u64, len: usize) -> u64 {
+    // murmur3's finaliser: the path index uses both the low and the high bits.
+    let mut hash = hash ^ len as u64;
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+/// A row the quick reader read.
+pub(super) struct QuickRow {
+    /// Conversions, value and nulls.
+    pub(super) numbers: [f64; 3],
+    /// The path's hash, as [`ChannelCodes::path_hash`] gives it (computed along the way, as
+    /// a second loop over the codes would cost a mispredicted exit per row).
+    pub(super) hash: u64,
+    /// Where the next line starts (past the end of the text after the last line).
+    pub(super) next_line: usize,
+}
+
 /// Reads the plain row that starts at byte `start` of `text`: pushes its channel codes onto
-/// `codes` and returns conversions, value and nulls with the start of the next line (past the
-/// end of the text for the last line). `None` when the line is not a plain row; `codes` and
+/// `codes` and returns the rest. `None` when the line is not a plain row; `codes` and
 /// `channels` may then hold leftovers of the attempt (the caller drops the codes; the careful
 /// parser assigns the same channel codes, and names of a row with a problem only matter when
 /// the whole parse fails).
@@ -180,20 +204,25 @@ pub(super) fn quick_row(
     separator: &str,
     channels: &mut ChannelCodes,
     codes: &mut Vec<u32>,
-) -> Option<([f64; 3], usize)> {
-    let path_end = match separator.as_bytes() {
+) -> Option<QuickRow> {
+    let row_start = codes.len();
+    let (path_end, hash) = match separator.as_bytes() {
         // A one-byte separator is ASCII, so every cut lands on a char boundary.
         &[separator] => codes_split_on_byte(text, start, separator, channels, codes)?,
         _ => {
             let rest = text.get(start..)?;
             let line = rest.split('\n').next().unwrap_or_default();
             let end = line.find(';')?;
+            let mut hash = 0;
             for name in line[..end].split(separator) {
-                codes.push(channels.code(trimmed(name)?));
+                let code = channels.code(trimmed(name)?);
+                hash = path_hash_step(hash, channels.name_hash(code));
+                codes.push(code);
             }
-            start + end
+            (start + end, hash)
         }
     };
+    let hash = path_hash_finish(hash, codes.len() - row_start);
     let bytes = text.as_bytes();
     let (conversions, at) = plain_number(bytes, path_end + 1)?;
     let (value, at) = plain_number(bytes, next_field(bytes, at)?)?;
@@ -206,7 +235,11 @@ pub(super) fn quick_row(
     if value > 0.0 && conversions == 0.0 {
         return None;
     }
-    Some(([conversions, value, nulls], next_line))
+    Some(QuickRow {
+        numbers: [conversions, value, nulls],
+        hash,
+        next_line,
+    })
 }
 
 /// The position after the `;` at `at`, if there is one.
@@ -215,15 +248,17 @@ fn next_field(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 /// Codes the path column of the line at `start`, split on an ASCII separator; returns where
-/// the column ends (its `;`), or `None` when the line ends first or a name is empty.
+/// the column ends (its `;`) and the names' hashes added up with [`path_hash_step`], or
+/// `None` when the line ends first or a name is empty.
 fn codes_split_on_byte(
     text: &str,
     start: usize,
     separator: u8,
     channels: &mut ChannelCodes,
     codes: &mut Vec<u32>,
-) -> Option<usize> {
+) -> Option<(usize, u64)> {
     let bytes = text.as_bytes();
+    let mut hash = 0;
     let mut name_start = start;
     let mut stops = Stops::new(bytes, start, separator);
     loop {
@@ -245,9 +280,10 @@ fn codes_split_on_byte(
             _ => channels.code(trimmed(text.get(name_start..stop)?)?),
         };
         codes.push(code);
+        hash = path_hash_step(hash, channels.name_hash(code));
         match bytes.get(stop) {
             Some(&b) if b == separator => name_start = stop + 1,
-            Some(b';') => return Some(stop),
+            Some(b';') => return Some((stop, hash)),
             _ => return None,
         }
     }
@@ -298,6 +334,7 @@ impl<'a> Stops<'a> {
             let is_stop = |b: &u8| *b == self.separator || *b == b';' || *b == b'\n';
             return block
                 .iter()
+                .take(64)
                 .enumerate()
                 .filter(|(_, b)| is_stop(b))
                 .fold(0, |bits, (at, _)| bits | 1 << at);

@@ -183,7 +183,6 @@ struct Assembly {
     total: usize,
     /// Lines in the parts added so far: part line numbers count from their part's start.
     lines: usize,
-    path: Vec<u32>,
 }
 
 impl Assembly {
@@ -217,9 +216,7 @@ impl Assembly {
                 self.table.touch(coming);
             }
             let (codes, hash, numbers) = part.row_at(index);
-            self.path.clear();
-            self.path.extend(codes.iter().map(|&c| global[c as usize]));
-            self.table.add(&self.path, hash, numbers);
+            self.table.add(codes, &global, hash, numbers);
         }
     }
 
@@ -247,9 +244,9 @@ fn read_part(text: &str, separator: &str, header_allowed: bool) -> Part {
         if seen_content {
             let row_start = part.codes.len();
             let quick = quick_row(text, at, separator, &mut part.channels, &mut part.codes);
-            if let Some((numbers, next_line)) = quick {
-                part.push_row(row_start, numbers);
-                (at, line_number) = (next_line, line_number + 1);
+            if let Some(row) = quick {
+                part.push_row(row_start, row.hash, row.numbers);
+                (at, line_number) = (row.next_line, line_number + 1);
                 continue;
             }
             part.codes.truncate(row_start);
@@ -320,9 +317,8 @@ impl Part {
 
     /// Keeps the row whose codes were pushed from `row_start` on. Once a violation is found
     /// the table is never built, so rows are only checked.
-    fn push_row(&mut self, row_start: usize, numbers: [f64; 3]) {
+    fn push_row(&mut self, row_start: usize, hash: u64, numbers: [f64; 3]) {
         if self.total == 0 {
-            let hash = self.channels.path_hash(&self.codes[row_start..]);
             self.hashes.push(hash);
             self.ends.push(self.codes.len());
             self.numbers.push(numbers);
@@ -371,7 +367,8 @@ impl Part {
             self.codes.truncate(row_start);
             return;
         }
-        self.push_row(row_start, [conv, value, nulls]);
+        let hash = self.channels.path_hash(&self.codes[row_start..]);
+        self.push_row(row_start, hash, [conv, value, nulls]);
     }
 
     /// Pushes the path's channel codes; false (after reporting) when malformed.
