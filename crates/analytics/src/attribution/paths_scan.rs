@@ -91,6 +91,14 @@ impl ChannelCodes {
         &self.names
     }
 
+    /// Forgets every name, keeping the buffers.
+    pub(super) fn clear(&mut self) {
+        self.names.clear();
+        self.keys.clear();
+        self.hashes.clear();
+        self.slots.clear();
+    }
+
     /// The hash of a path of codes given by this part: it depends on the names only.
     pub(super) fn path_hash(&self, codes: &[u32]) -> u64 {
         let hash = codes

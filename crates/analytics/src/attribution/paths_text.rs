@@ -9,6 +9,7 @@
 //! value but no conversion is refused. Repeated identical paths add up.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use thiserror::Error;
 
@@ -100,18 +101,16 @@ pub fn parse_paths_text_parallel(
     separator: &str,
     threads: usize,
 ) -> Result<PathTable, PathsTextError> {
-    // Several parts per thread, so threads that finish early take more and the table is
-    // built from the first parts while the last are read; not so small that the per-part
-    // work (a channel index, a code map) counts.
-    let part_bytes = match threads {
-        0 | 1 => usize::MAX,
-        _ => (text.len() / (threads * 8)).max(MIN_PART_BYTES),
-    };
-    parse_in_parts(text, separator, threads, part_bytes)
+    parse_in_parts(text, separator, threads, PART_BYTES)
 }
 
-/// The smallest part worth a thread's attention (about a thousand rows).
-const MIN_PART_BYTES: usize = 64 << 10;
+/// The size of a part of the text. Many parts per thread, so threads that finish early take
+/// more and the table is built from the first parts while the last are read. Parts' buffers
+/// are reused, so with small parts what is written is read back from cache, and the parse
+/// touches little fresh memory (its page faults cost more than reading the rows, and threads
+/// faulting at once wait on each other). Not so small that the per-part work (a channel
+/// index, a code map) counts: about 750 rows.
+const PART_BYTES: usize = 64 << 10;
 
 /// [`parse_paths_text_parallel`] with parts of about `part_bytes` (tests cut texts into many
 /// tiny parts with it).
@@ -137,20 +136,35 @@ pub(super) fn parse_in_parts(
         });
     }
     let starts = cut_at_lines(text, part_bytes.max(1));
+    // The header may only be the first non-blank line of the whole text: in the part holding
+    // the text's first non-blank character (looked for once, not before every part).
+    let first_content = text.find(|c: char| !c.is_whitespace());
+    // Parts whose rows are in the table, emptied for the next part to be read into.
+    let spare: Mutex<Vec<Part>> = Mutex::new(Vec::new());
     let read = |index: usize| {
         let start = starts[index];
         let end = starts.get(index + 1).copied().unwrap_or(text.len());
-        // The header may only be the first non-blank line of the whole text.
-        let header_allowed = text[..start].trim().is_empty();
-        read_part(&text[start..end], separator, header_allowed)
+        let header_allowed = first_content.is_none_or(|first| first >= start);
+        let part = spare.lock().ok().and_then(|mut parts| parts.pop());
+        read_part(
+            part.unwrap_or_default(),
+            &text[start..end],
+            separator,
+            header_allowed,
+        )
     };
     let mut assembly = Assembly::default();
     assembly.table.reserve(text.len() / 64, text.len() / 8);
+    let mut add = |part| {
+        let emptied = assembly.add(part);
+        if let Ok(mut parts) = spare.lock() {
+            parts.push(emptied);
+        }
+    };
     if threads > 1 && starts.len() > 1 {
-        let add = |part| assembly.add(part);
         crate::calendar::on_threads_in_order(starts.len(), threads, read, add);
     } else {
-        (0..starts.len()).for_each(|index| assembly.add(read(index)));
+        (0..starts.len()).for_each(|index| add(read(index)));
     }
     assembly.finish()
 }
@@ -186,7 +200,8 @@ struct Assembly {
 }
 
 impl Assembly {
-    fn add(&mut self, part: Part) {
+    /// Adds a part's rows (or violations) and gives the part back emptied.
+    fn add(&mut self, mut part: Part) -> Part {
         let before = self.lines;
         self.lines += part.lines;
         if self.total + part.total > 0 {
@@ -194,13 +209,14 @@ impl Assembly {
             let room = MAX_REPORTED_VIOLATIONS - self.violations.len();
             let shifted = part
                 .violations
-                .into_iter()
+                .drain(..)
                 .map(|violation| PathsTextViolation {
                     line: before + violation.line,
                     ..violation
                 });
             self.violations.extend(shifted.take(room));
-            return;
+            part.clear();
+            return part;
         }
         // Channel codes are per part; coding each part's names in its first-seen order, part
         // after part, gives every channel the code a sequential parse would.
@@ -218,6 +234,8 @@ impl Assembly {
             let (codes, hash, numbers) = part.row_at(index);
             self.table.add(codes, &global, hash, numbers);
         }
+        part.clear();
+        part
     }
 
     fn finish(self) -> Result<PathTable, PathsTextError> {
@@ -232,8 +250,7 @@ impl Assembly {
 }
 
 /// Reads one part of the text; its violations are numbered from its first line (1).
-fn read_part(text: &str, separator: &str, header_allowed: bool) -> Part {
-    let mut part = Part::default();
+fn read_part(mut part: Part, text: &str, separator: &str, header_allowed: bool) -> Part {
     // About one row per 64 bytes on real files; the columns grow past that if need be.
     part.reserve(text.len() / 64, text.len() / 8);
     let mut seen_content = !header_allowed;
@@ -297,6 +314,18 @@ struct Part {
 }
 
 impl Part {
+    /// Empties the part, keeping its buffers.
+    fn clear(&mut self) {
+        self.channels.clear();
+        self.codes.clear();
+        self.ends.clear();
+        self.hashes.clear();
+        self.numbers.clear();
+        self.violations.clear();
+        self.total = 0;
+        self.lines = 0;
+    }
+
     fn reserve(&mut self, rows: usize, codes: usize) {
         self.codes.reserve(codes);
         self.ends.reserve(rows);
