@@ -153,8 +153,10 @@ pub(super) fn parse_in_parts(
             header_allowed,
         )
     };
-    let mut assembly = Assembly::default();
-    assembly.table.reserve(text.len() / 64, text.len() / 8);
+    let mut assembly = Assembly {
+        text_bytes: text.len(),
+        ..Assembly::default()
+    };
     let mut add = |part| {
         let emptied = assembly.add(part);
         if let Ok(mut parts) = spare.lock() {
@@ -197,6 +199,9 @@ struct Assembly {
     total: usize,
     /// Lines in the parts added so far: part line numbers count from their part's start.
     lines: usize,
+    /// The length of the whole text, to size the table when the first rows come (sized
+    /// before, the table's zeroing would hold the first part back from the other threads).
+    text_bytes: usize,
 }
 
 impl Assembly {
@@ -217,6 +222,12 @@ impl Assembly {
             self.violations.extend(shifted.take(room));
             part.clear();
             return part;
+        }
+        if before == 0 {
+            // The first part (the only one without lines before it). About one row per 64
+            // bytes on real files; the table grows past that if need be.
+            self.table
+                .reserve(self.text_bytes / 64, self.text_bytes / 8);
         }
         // Channel codes are per part; coding each part's names in its first-seen order, part
         // after part, gives every channel the code a sequential parse would.
