@@ -34,8 +34,8 @@ impl DistinctPaths {
     }
 
     /// The code of a channel name, adding it when new.
-    pub(super) fn channel_code(&mut self, name: &str) -> u32 {
-        self.channels.code(name)
+    pub(super) fn channel_code(&mut self, name: String) -> u32 {
+        self.channels.code_owned(name)
     }
 
     /// Brings the index slots of up to [`TOUCH_AHEAD`] coming paths into cache.
@@ -84,9 +84,9 @@ impl DistinctPaths {
     }
 
     /// The table; paths in first-seen order.
-    pub(super) fn finish(self) -> PathTable {
+    pub(super) fn finish(mut self) -> PathTable {
         PathTable::from_columns(
-            self.channels.names().to_vec(),
+            self.channels.take_names(),
             self.codes,
             self.offsets,
             [self.conversions, self.value, self.nulls],

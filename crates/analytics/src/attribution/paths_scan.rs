@@ -13,6 +13,9 @@
 /// Marks an empty slot of the name index.
 const EMPTY: u32 = u32::MAX;
 
+/// Up to this many slots the name index stays at most an eighth full.
+const SMALL_SLOTS: usize = 2048;
+
 /// Channel names and their codes (0, 1, ... in first-seen order) within one part of the text.
 #[derive(Debug, Default)]
 pub(super) struct ChannelCodes {
@@ -21,9 +24,13 @@ pub(super) struct ChannelCodes {
     /// Per code, a hash of the name alone: a path's hash built from these is the same in
     /// every part, whatever codes the parts gave the names.
     hashes: Vec<u64>,
-    /// Open addressing over codes, sized a power of two and at most an eighth full, so a
-    /// lookup nearly always ends on its first slot (a second one costs a mispredicted branch).
+    /// Open addressing over codes, sized a power of two and, for a few hundred names, at most
+    /// an eighth full, so a lookup nearly always ends on its first slot (a second one costs a
+    /// mispredicted branch).
     slots: Vec<u32>,
+    /// 64 less the bits of a slot number: a name's first slot is its hash's top bits, which
+    /// depend on every byte of the name (the low bits of a product do not).
+    shift: u32,
 }
 
 /// A name's length with its first and last (up to) eight bytes, zero-padded. For a name of
@@ -76,6 +83,11 @@ impl NameKey {
         self.len <= 16
     }
 
+    /// The first slot of the key in an index of `2^(64 - shift)` slots.
+    fn slot(self, shift: u32) -> usize {
+        self.hash().checked_shr(shift).unwrap_or_default() as usize
+    }
+
     fn hash(self) -> u64 {
         let mixed = (self.head ^ (self.len as u64).rotate_left(32))
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -86,11 +98,6 @@ impl NameKey {
 }
 
 impl ChannelCodes {
-    /// The names in code order.
-    pub(super) fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// Forgets every name, keeping the buffers.
     pub(super) fn clear(&mut self) {
         self.names.clear();
@@ -126,7 +133,7 @@ impl ChannelCodes {
     #[inline(always)]
     fn find(&self, name: &[u8], key: NameKey) -> Option<u32> {
         let mask = self.slots.len().checked_sub(1)?;
-        let mut slot = key.hash() as usize & mask;
+        let mut slot = key.slot(self.shift);
         loop {
             let code = self.slots[slot];
             if code == EMPTY {
@@ -141,16 +148,41 @@ impl ChannelCodes {
         }
     }
 
+    /// The code of a (trimmed, non-empty) name given owned, adding it without copying when
+    /// new.
+    pub(super) fn code_owned(&mut self, name: String) -> u32 {
+        let key = NameKey::of(name.as_bytes());
+        match self.find(name.as_bytes(), key) {
+            Some(code) => code,
+            None => self.insert_owned(name, key),
+        }
+    }
+
+    /// The names in code order, taken out (the codes then mean nothing: clear next).
+    pub(super) fn take_names(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.names)
+    }
+
     /// Adds a name not known yet (`key` must be `name`'s) and returns its code.
     fn insert(&mut self, name: &str, key: NameKey) -> u32 {
+        self.insert_owned(name.to_owned(), key)
+    }
+
+    fn insert_owned(&mut self, name: String, key: NameKey) -> u32 {
         let code = self.names.len() as u32;
-        self.names.push(name.to_owned());
+        self.names.push(name);
         self.keys.push(key);
         self.hashes.push(key.hash());
-        if self.keys.len() * 8 > self.slots.len() {
+        // An eighth full while small (a file's few channels), half full past a few hundred
+        // names, where the slots' memory counts more than a second probe now and then.
+        let full = match self.slots.len() {
+            0..SMALL_SLOTS => self.keys.len() * 8 > self.slots.len(),
+            _ => self.keys.len() * 2 > self.slots.len(),
+        };
+        if full {
             self.rebuild((self.slots.len() * 2).max(256));
         } else {
-            place(&mut self.slots, key, code);
+            place(&mut self.slots, self.shift, key, code);
         }
         code
     }
@@ -158,16 +190,17 @@ impl ChannelCodes {
     fn rebuild(&mut self, capacity: usize) {
         self.slots.clear();
         self.slots.resize(capacity, EMPTY);
+        self.shift = 64 - capacity.trailing_zeros();
         for (code, &key) in self.keys.iter().enumerate() {
-            place(&mut self.slots, key, code as u32);
+            place(&mut self.slots, self.shift, key, code as u32);
         }
     }
 }
 
 /// Puts a code in the first free slot from its key's.
-fn place(slots: &mut [u32], key: NameKey, code: u32) {
+fn place(slots: &mut [u32], shift: u32, key: NameKey, code: u32) {
     let mask = slots.len() - 1;
-    let mut slot = key.hash() as usize & mask;
+    let mut slot = key.slot(shift);
     while slots[slot] != EMPTY {
         slot = (slot + 1) & mask;
     }

@@ -233,8 +233,8 @@ impl Assembly {
         // after part, gives every channel the code a sequential parse would.
         let global: Vec<u32> = part
             .channels
-            .names()
-            .iter()
+            .take_names()
+            .into_iter()
             .map(|name| self.table.channel_code(name))
             .collect();
         for index in 0..part.ends.len() {
