@@ -4,6 +4,8 @@
 //! the one place that splits the persons, runs the partitions side by side and merges them in
 //! partition order, and [`on_threads`] the one place that runs parts on scoped threads and
 //! joins them in part order, so results never depend on which thread finished first.
+//! [`on_threads_in_order`] is its streaming form, for a caller that folds parts in order while
+//! later ones are still being made (the paths-text parser).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
