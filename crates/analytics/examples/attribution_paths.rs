@@ -4,13 +4,16 @@
 //! ```text
 //! cargo run --release -p touchline-analytics --example attribution_paths -- run paths.csv [--threads N] [--tsv]
 //! cargo run --release -p touchline-analytics --example attribution_paths -- generate paths.csv [--journeys N] [--seed S]
+//! cargo run --release -p touchline-analytics --example attribution_paths -- parse paths.csv [--threads N] [--runs R]
 //! ```
 //!
 //! `run` parses the file, runs Markov of order 1, 2 and 3 and the heuristics, and prints the
 //! credit per channel and how long each step took (`--tsv` prints machine-readable lines
 //! instead: `result<TAB>model<TAB>channel<TAB>conversions<TAB>value` and
 //! `timing<TAB>step<TAB>milliseconds`). `generate` writes journeys over 12 channels
-//! aggregated into distinct paths (1 M journeys by default).
+//! aggregated into distinct paths (1 M journeys by default). `parse` only parses the file, `R`
+//! times (20 by default), and prints the best and the median time: one parse is short enough
+//! for a single timing to be mostly noise.
 #![allow(clippy::print_stdout, reason = "an example prints its results")]
 
 use std::collections::BTreeMap;
@@ -41,17 +44,44 @@ fn main() -> Result<(), Failure> {
             };
             run(file, threads, args.iter().any(|a| a == "--tsv"))
         }
+        (Some("parse"), Some(file)) => {
+            let threads = match flag("--threads") {
+                Some(t) => t.parse()?,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            };
+            let runs = flag("--runs").map_or(Ok(20), str::parse)?;
+            parse_only(file, threads, runs)
+        }
         (Some("generate"), Some(file)) => {
             let journeys = flag("--journeys").map_or(Ok(1_000_000), str::parse)?;
             let seed = flag("--seed").map_or(Ok(7), str::parse)?;
             generate(file, journeys, seed)
         }
-        _ => Err("usage: attribution_paths run <file> [--threads N] [--tsv] | generate <file> [--journeys N] [--seed S]".into()),
+        _ => Err("usage: attribution_paths run <file> [--threads N] [--tsv] | generate <file> [--journeys N] [--seed S] | parse <file> [--threads N] [--runs R]".into()),
     }
 }
 
 fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
+}
+
+fn parse_only(file: &str, threads: usize, runs: usize) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(file)?;
+    let mut times = Vec::with_capacity(runs);
+    let mut paths = 0;
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        let table = parse_paths_text_parallel(&text, ">", threads).map_err(|e| e.to_string())?;
+        times.push(elapsed_ms(start));
+        paths = table.len();
+    }
+    times.sort_by(f64::total_cmp);
+    let (best, median) = (times[0], times[times.len() / 2]);
+    println!(
+        "{paths} distinct paths, {threads} thread(s), {} runs: parse best {best:.1} ms, median {median:.1} ms",
+        times.len()
+    );
+    Ok(())
 }
 
 fn run(file: &str, threads: usize, tsv: bool) -> Result<(), Failure> {

@@ -40,12 +40,14 @@
 //!   effects, never NaN.
 
 mod credits;
+mod distinct_paths;
 mod fxhash;
 mod heuristics;
 mod journey;
 mod markov;
 mod path_index;
 mod path_table;
+mod paths_scan;
 mod paths_text;
 mod roi;
 mod shapley;
@@ -72,6 +74,8 @@ pub use shapley::{
 mod tests_heuristics;
 #[cfg(test)]
 mod tests_markov;
+#[cfg(test)]
+mod tests_paths_reference;
 #[cfg(test)]
 mod tests_paths_text;
 #[cfg(test)]

@@ -94,6 +94,26 @@ impl PathTable {
 }
 
 impl PathTable {
+    /// A table from its columns: `offsets` has one more entry than there are paths (or none
+    /// when there are no paths), path `i` being `codes[offsets[i]..offsets[i + 1]]`.
+    pub(crate) fn from_columns(
+        channels: Vec<String>,
+        codes: Vec<u32>,
+        offsets: Vec<usize>,
+        [conversions, value, nulls]: [Vec<f64>; 3],
+    ) -> Self {
+        Self {
+            channels,
+            codes,
+            offsets,
+            conversions,
+            value,
+            nulls,
+            direct_conversions: 0.0,
+            direct_value: 0.0,
+        }
+    }
+
     /// Aggregates journey partitions on one thread each and merges them in partition order, so
     /// the table (path order, channel codes, sums) is the same as adding every journey in
     /// order on one thread. A journey's error index counts across all partitions.
@@ -302,16 +322,5 @@ impl PathTableBuilder {
         table.value.push(value);
         table.nulls.push(nulls);
         self.path_index.insert_next(hash);
-    }
-
-    /// Makes room for about `paths` more distinct paths of `codes` channel entries in all.
-    pub(crate) fn reserve(&mut self, paths: usize, codes: usize) {
-        self.path_index.reserve(paths);
-        let table = &mut self.table;
-        table.codes.reserve(codes);
-        table.offsets.reserve(paths + 1);
-        for column in [&mut table.conversions, &mut table.value, &mut table.nulls] {
-            column.reserve(paths);
-        }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) mod test_inputs;
 pub(crate) use bits::set_bits;
 pub use grid::{IntervalGrid, Location};
 pub(crate) use partition::run_partitioned_infallible;
-pub use partition::{on_threads, run_partitioned};
+pub use partition::{on_threads, on_threads_in_order, run_partitioned};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Weekday};
 use chrono_tz::Tz;

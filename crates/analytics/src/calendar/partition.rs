@@ -4,7 +4,11 @@
 //! the one place that splits the persons, runs the partitions side by side and merges them in
 //! partition order, and [`on_threads`] the one place that runs parts on scoped threads and
 //! joins them in part order, so results never depend on which thread finished first.
+//! [`on_threads_in_order`] is its streaming form, for a caller that folds parts in order while
+//! later ones are still being made (the paths-text parser).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::thread;
 
 /// Folds `items` into accumulators, `threads` partitions at a time, and merges them.
@@ -101,4 +105,56 @@ where
             })
             .collect()
     })
+}
+
+/// Makes parts `0..count` with `make` on `threads` threads (the calling one included) and
+/// hands each to `take` on the calling thread, in part order, as soon as it and every part
+/// before it are made: the caller folds the first parts while later ones are still being made,
+/// instead of waiting for all of them. Idle, the calling thread makes a part itself.
+///
+/// A panicking worker is a bug, not an input problem: the panic is carried on to the caller.
+pub fn on_threads_in_order<P: Send>(
+    count: usize,
+    threads: usize,
+    make: impl Fn(usize) -> P + Sync,
+    mut take: impl FnMut(P),
+) {
+    let next = AtomicUsize::new(0);
+    let claim = || {
+        let part = next.fetch_add(1, Ordering::Relaxed);
+        (part < count).then_some(part)
+    };
+    let make = &make;
+    let (sender, receiver) = mpsc::channel();
+    thread::scope(|scope| {
+        for _ in 1..threads.min(count) {
+            let sender = sender.clone();
+            scope.spawn(move || {
+                while let Some(part) = claim() {
+                    if sender.send((part, make(part))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut made: Vec<Option<P>> = (0..count).map(|_| None).collect();
+        let mut due = 0;
+        while due < count {
+            if let Some(part) = made[due].take() {
+                take(part);
+                due += 1;
+            } else if let Ok((index, part)) = receiver.try_recv() {
+                made[index] = Some(part);
+            } else if let Some(index) = claim() {
+                made[index] = Some(make(index));
+            } else if let Ok((index, part)) = receiver.recv() {
+                made[index] = Some(part);
+            } else {
+                // Every worker is gone with parts missing: one panicked, and the scope carries
+                // its panic on when it ends.
+                break;
+            }
+        }
+    });
 }
