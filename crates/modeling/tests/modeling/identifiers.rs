@@ -35,6 +35,17 @@ fn persons(n: &[u128]) -> HashSet<Uuid> {
     n.iter().map(|n| Uuid::from_u128(*n)).collect()
 }
 
+/// A segment that publishes an update when a member's card changes.
+fn exporting_cards() -> Definition {
+    Definition {
+        display_name: "cards".to_owned(),
+        description: String::new(),
+        rule: Rule::AllOf(Vec::new()),
+        reevaluation_secs: 3_600,
+        identifier_update_types: vec!["card".to_owned()],
+    }
+}
+
 async fn queued(pool: &PgPool) -> anyhow::Result<Vec<(Uuid, String)>> {
     let mut tx = pool.begin().await?;
     let mut taken = identifiers::take_updates(&mut tx, T).await?;
@@ -63,14 +74,7 @@ async fn links_and_handovers_move_owners_and_queue_only_while_a_segment_exports(
     assert!(before >= 2);
 
     // A segment exporting cards: from now on changes are queued.
-    let definition = Definition {
-        display_name: "cards".to_owned(),
-        description: String::new(),
-        rule: Rule::AllOf(Vec::new()),
-        reevaluation_secs: 3_600,
-        identifier_update_types: vec!["card".to_owned()],
-    };
-    assert!(segments::insert(&mut conn, T, "cards", &definition).await?);
+    assert!(segments::insert(&mut conn, T, "cards", &exporting_cards()).await?);
 
     // The recycled phone goes to b: a no longer holds it; both are queued.
     identifiers::link(&mut conn, T, &[(b, &[id("phone", "p1")])]).await?;
@@ -104,14 +108,7 @@ async fn links_and_handovers_move_owners_and_queue_only_while_a_segment_exports(
 async fn two_holders(pool: &PgPool) -> anyhow::Result<(Uuid, Uuid)> {
     let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
     let mut conn = pool.acquire().await?;
-    let definition = Definition {
-        display_name: "cards".to_owned(),
-        description: String::new(),
-        rule: Rule::AllOf(Vec::new()),
-        reevaluation_secs: 3_600,
-        identifier_update_types: vec!["card".to_owned()],
-    };
-    assert!(segments::insert(&mut conn, T, "cards", &definition).await?);
+    assert!(segments::insert(&mut conn, T, "cards", &exporting_cards()).await?);
     identifiers::link(&mut conn, T, &[(a, &[id("phone", "p1"), id("card", "c1")])]).await?;
     identifiers::link(&mut conn, T, &[(b, &[id("card", "c2")])]).await?;
     queued(pool).await?;
