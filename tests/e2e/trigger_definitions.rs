@@ -2,7 +2,8 @@
 //! segment entry that comes when the time passes with no new event, a definition fires on it
 //! once per person per day, and a second abandonment the same day is held back and counted.
 //! Definitions are data (create, read, list, update with etags, delete), and bad ones name each
-//! problem.
+//! problem; a segment a definition fires on, or a definition a destination delivers, is not
+//! deleted from under them.
 
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,10 @@ use touchline_proto::collection::v1::collection_service_client::CollectionServic
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     CreateSegmentRequest, CreateTriggerDefinitionRequest, CreateWebhookDestinationRequest,
-    DeleteTriggerDefinitionRequest, EventMatcher, FrequencyCap, FunnelDefinition,
-    FunnelDropOffCondition, FunnelStep, GetTriggerDefinitionRequest, ListTriggerDefinitionsRequest,
-    Segment, SegmentRule, SubscribeTriggersRequest, Trigger, TriggerDefinition, TriggerType,
+    DeleteSegmentRequest, DeleteTriggerDefinitionRequest, DeleteWebhookDestinationRequest,
+    EventMatcher, FrequencyCap, FunnelDefinition, FunnelDropOffCondition, FunnelStep,
+    GetTriggerDefinitionRequest, ListTriggerDefinitionsRequest, Segment, SegmentRule,
+    SubscribeTriggersRequest, Trigger, TriggerDefinition, TriggerType,
     UpdateTriggerDefinitionRequest, WebhookDestination, segment_rule,
 };
 use touchline_testkit::{TestApp, token};
@@ -347,6 +349,84 @@ async fn definitions_are_data_and_bad_ones_name_each_problem() -> anyhow::Result
         .await
         .expect_err("deleted");
     assert_eq!(gone.code(), tonic::Code::NotFound);
+    app.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_definition_or_destination_names_is_not_deleted_from_under_it() -> anyhow::Result<()>
+{
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    touchline_e2e::publish_purchase_dictionary(app.channel(&token)?).await?;
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    modeling
+        .create_segment(CreateSegmentRequest {
+            segment_id: "abandoned".to_owned(),
+            segment: Some(Segment {
+                rule: Some(abandoned_rule()),
+                ..Segment::default()
+            }),
+            ..CreateSegmentRequest::default()
+        })
+        .await?;
+    modeling
+        .create_trigger_definition(CreateTriggerDefinitionRequest {
+            trigger_definition_id: "once".to_owned(),
+            trigger_definition: Some(once_a_day("abandoned")),
+            ..CreateTriggerDefinitionRequest::default()
+        })
+        .await?;
+    modeling
+        .create_webhook_destination(CreateWebhookDestinationRequest {
+            webhook_destination_id: "crm".to_owned(),
+            webhook_destination: Some(WebhookDestination {
+                url: "http://127.0.0.1:9/hooks".to_owned(),
+                trigger_definitions: vec![definition_name("once")],
+                ..WebhookDestination::default()
+            }),
+            ..CreateWebhookDestinationRequest::default()
+        })
+        .await?;
+    let delete_segment = DeleteSegmentRequest {
+        name: format!("tenants/{TENANT}/segments/abandoned"),
+        ..DeleteSegmentRequest::default()
+    };
+    let delete_definition = DeleteTriggerDefinitionRequest {
+        name: definition_name("once"),
+        ..DeleteTriggerDefinitionRequest::default()
+    };
+    let segment_in_use = modeling
+        .delete_segment(delete_segment.clone())
+        .await
+        .expect_err("a definition fires on it");
+    assert_eq!(segment_in_use.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        segment_in_use.message().contains("once"),
+        "{segment_in_use:?}"
+    );
+    let definition_in_use = modeling
+        .delete_trigger_definition(delete_definition.clone())
+        .await
+        .expect_err("a destination delivers it");
+    assert_eq!(definition_in_use.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        definition_in_use.message().contains("crm"),
+        "{definition_in_use:?}"
+    );
+
+    // Taken apart from the outside in, each delete goes through.
+    modeling
+        .delete_webhook_destination(DeleteWebhookDestinationRequest {
+            name: format!("tenants/{TENANT}/webhookDestinations/crm"),
+            ..DeleteWebhookDestinationRequest::default()
+        })
+        .await?;
+    modeling
+        .delete_trigger_definition(delete_definition)
+        .await?;
+    modeling.delete_segment(delete_segment).await?;
     app.stop().await;
     Ok(())
 }

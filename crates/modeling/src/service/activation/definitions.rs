@@ -331,7 +331,8 @@ impl Modeling {
         self.trigger_definition(tenant, id).await
     }
 
-    /// Deletes a definition; `Ok(false)` when there was none.
+    /// Deletes a definition; `Ok(false)` when there was none. Refused while a webhook
+    /// destination delivers its triggers.
     pub async fn delete_trigger_definition(
         &self,
         tenant: &str,
@@ -344,6 +345,14 @@ impl Modeling {
         };
         if !etag.is_empty() && etag != current.revision.to_string() {
             return Err(ModelingError::Aborted("the trigger definition changed"));
+        }
+        let delivering =
+            crate::store::activation::delivering_definition(&mut tx, tenant, id).await?;
+        if !delivering.is_empty() {
+            return Err(ModelingError::FailedPrecondition(format!(
+                "webhook destinations {} deliver this definition's triggers; change them first",
+                delivering.join(", ")
+            )));
         }
         let deleted = store::delete_definition(&mut tx, tenant, id).await?;
         tx.commit().await?;

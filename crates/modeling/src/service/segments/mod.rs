@@ -519,7 +519,7 @@ impl Modeling {
     }
 
     /// Deletes a segment: the worker publishes its members' exits (reason SEGMENT_DELETED).
-    /// Refused while another segment's rule names it.
+    /// Refused while another segment's rule or a trigger definition names it.
     pub async fn delete_segment(
         &self,
         tenant: &str,
@@ -558,6 +558,13 @@ impl Modeling {
             return Err(ModelingError::FailedPrecondition(format!(
                 "segments {} refer to this segment; change their rules first",
                 naming.join(", ")
+            )));
+        }
+        let defining = crate::store::activation::naming_segment(&mut tx, tenant, id).await?;
+        if !defining.is_empty() {
+            return Err(ModelingError::FailedPrecondition(format!(
+                "trigger definitions {} fire on this segment; delete or change them first",
+                defining.join(", ")
             )));
         }
         store::mark_deleted(&mut tx, tenant, id).await?;

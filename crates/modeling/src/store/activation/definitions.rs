@@ -187,6 +187,22 @@ pub async fn delete_definition(
     Ok(done.rows_affected() == 1)
 }
 
+/// The definitions that pick triggers of segment `segment_id` (a segment they name cannot go).
+pub async fn naming_segment(
+    conn: &mut PgConnection,
+    tenant: &str,
+    segment_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT definition_id FROM modeling.trigger_definitions
+          WHERE tenant_id = $1 AND segment_id = $2 ORDER BY definition_id",
+    )
+    .bind(tenant)
+    .bind(segment_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// The definition a request id already created.
 pub async fn definition_request(
     pool: &PgPool,

@@ -167,6 +167,22 @@ pub async fn delivering(pool: &PgPool) -> Result<Vec<(String, String)>, sqlx::Er
     .await
 }
 
+/// The destinations that deliver definition `definition_id`'s triggers.
+pub async fn delivering_definition(
+    conn: &mut PgConnection,
+    tenant: &str,
+    definition_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT destination_id FROM modeling.webhook_destinations
+          WHERE tenant_id = $1 AND $2 = ANY(definition_ids) ORDER BY destination_id",
+    )
+    .bind(tenant)
+    .bind(definition_id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Deletes a destination with its batch and ledger; `false` when it did not exist.
 pub async fn delete_destination(
     pool: &PgPool,
