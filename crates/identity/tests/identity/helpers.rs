@@ -26,6 +26,12 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates a database with a random name.
     pub async fn new(max_connections: u32) -> TestDb {
+        Self::migrated_through(max_connections, i64::MAX).await
+    }
+
+    /// Creates a database with a random name, migrated through migration `version` only (as a
+    /// database of an older release); [`TestDb::migrate`] brings it up to date.
+    pub async fn migrated_through(max_connections: u32, version: i64) -> TestDb {
         let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(ADMIN_URL)
             .await
@@ -40,14 +46,32 @@ impl TestDb {
             .connect(&format!("{SERVER_URL}/{name}"))
             .await
             .expect("connect to test database");
+        let older = sqlx::migrate::Migrator {
+            migrations: touchline_identity::MIGRATOR
+                .migrations
+                .iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect(),
+            ignore_missing: false,
+            locking: true,
+            no_tx: false,
+        };
+        touchline_db::migrate(&pool, touchline_identity::SCHEMA, &older)
+            .await
+            .expect("migrate");
+        TestDb { pool, name }
+    }
+
+    /// Applies every migration not applied yet.
+    pub async fn migrate(&self) {
         touchline_db::migrate(
-            &pool,
+            &self.pool,
             touchline_identity::SCHEMA,
             &touchline_identity::MIGRATOR,
         )
         .await
         .expect("migrate");
-        TestDb { pool, name }
     }
 
     /// Closes the pool and drops the database.

@@ -5,6 +5,7 @@
     reason = "scenario tests read top to bottom, one step after another"
 )]
 
+mod announce;
 mod cache;
 mod changes;
 mod clear;

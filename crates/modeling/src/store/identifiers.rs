@@ -61,30 +61,32 @@ async fn moved(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error>
 
 /// Each `(person, keys)` in order: the keys are the person's now (LINK): new values, and values
 /// handed over from their previous holders, who are queued for an update too. A run of links
-/// is written with a fixed number of statements, whatever its length.
+/// is written with a fixed number of statements, whatever its length. Announcing a key its
+/// holder already has changes nothing and queues nothing, so a repeated announcement (identity
+/// announcing what was linked before it announced links) publishes no update.
 pub async fn link(
     conn: &mut PgConnection,
     tenant: &str,
     links: &[(Uuid, &[Identifier])],
 ) -> Result<(), sqlx::Error> {
-    // The last link of a key in the run wins; every holder it had on the way is queued.
-    let mut owner: HashMap<(&str, &str, &str), Uuid> = HashMap::new();
-    let mut updates: Vec<(Uuid, String)> = Vec::new();
+    // Every holder a key has on the way through the run, in order; the last one wins.
+    let mut holders: HashMap<(&str, &str, &str), Vec<Uuid>> = HashMap::new();
     for (person, keys) in links {
         for key in *keys {
             let id = (key.r#type.as_str(), key.scope.as_str(), key.value.as_str());
-            if let Some(before) = owner.insert(id, *person)
-                && before != *person
-            {
-                updates.push((before, key.r#type.clone()));
+            let seen = holders.entry(id).or_default();
+            if seen.last() != Some(person) {
+                seen.push(*person);
             }
-            updates.push((*person, key.r#type.clone()));
         }
     }
-    if owner.is_empty() {
+    if holders.is_empty() {
         return Ok(());
     }
-    let mut rows: Vec<(&(&str, &str, &str), &Uuid)> = owner.iter().collect();
+    let mut rows: Vec<(&(&str, &str, &str), Uuid)> = holders
+        .iter()
+        .filter_map(|(key, seen)| seen.last().map(|last| (key, *last)))
+        .collect();
     rows.sort_unstable();
     let (types, scopes, values, persons) = rows.iter().fold(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
@@ -92,29 +94,43 @@ pub async fn link(
             columns.0.push(*t);
             columns.1.push(*s);
             columns.2.push(*v);
-            columns.3.push(**p);
+            columns.3.push(*p);
             columns
         },
     );
-    let previous: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT o.person_id, o.id_type FROM modeling.identifier_owners o
-           JOIN UNNEST($2::text[], $3::text[], $4::text[], $5::uuid[]) AS k(t, s, v, p)
-             ON o.tenant_id = $1 AND o.id_type = k.t AND o.id_scope = k.s AND o.id_value = k.v
-          WHERE o.person_id <> k.p",
+    let stored: Vec<(String, String, String, Uuid)> = sqlx::query_as(
+        "SELECT o.id_type, o.id_scope, o.id_value, o.person_id
+           FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
+           CROSS JOIN LATERAL (
+             SELECT * FROM modeling.identifier_owners x
+              WHERE x.tenant_id = $1 AND x.id_type = k.t AND x.id_scope = k.s AND x.id_value = k.v
+              LIMIT 1) o",
     )
+    // A probe of the key per identifier, planned for each run, as identity's lookup does (see
+    // there why neither a join nor a cached plan).
+    .persistent(false)
     .bind(tenant)
     .bind(&types)
     .bind(&scopes)
     .bind(&values)
-    .bind(&persons)
     .fetch_all(&mut *conn)
     .await?;
+    let before: HashMap<(&str, &str, &str), Uuid> = stored
+        .iter()
+        .map(|(t, s, v, p)| ((t.as_str(), s.as_str(), v.as_str()), *p))
+        .collect();
+    let updates = changed_holders(&holders, &before);
+    if updates.is_empty() {
+        // Every key is already where the run leaves it.
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO modeling.identifier_owners (tenant_id, id_type, id_scope, id_value, person_id)
          SELECT $1, t, s, v, p FROM UNNEST($2::text[], $3::text[], $4::text[], $5::uuid[])
                 AS k(t, s, v, p)
          ON CONFLICT (tenant_id, id_type, id_scope, id_value)
-         DO UPDATE SET person_id = EXCLUDED.person_id, linked_at = now()",
+         DO UPDATE SET person_id = EXCLUDED.person_id, linked_at = now()
+         WHERE modeling.identifier_owners.person_id <> EXCLUDED.person_id",
     )
     .bind(tenant)
     .bind(&types)
@@ -123,11 +139,30 @@ pub async fn link(
     .bind(&persons)
     .execute(&mut *conn)
     .await?;
-    updates.extend(previous);
-    updates.sort();
-    updates.dedup();
     queue_updates(&mut *conn, tenant, &updates).await?;
     moved(conn, tenant).await
+}
+
+/// The `(person, type)` pairs whose identifiers a run of links changed: for each key that moves
+/// (it had no holder, or another one), its stored holder and every holder in the run. A key
+/// the run leaves with the holder it had is no change.
+fn changed_holders(
+    holders: &HashMap<(&str, &str, &str), Vec<Uuid>>,
+    before: &HashMap<(&str, &str, &str), Uuid>,
+) -> Vec<(Uuid, String)> {
+    let mut updates: Vec<(Uuid, String)> = Vec::new();
+    for (key, seen) in holders {
+        let stored = before.get(key).copied();
+        if seen.iter().all(|p| Some(*p) == stored) {
+            continue;
+        }
+        let id_type = key.0.to_owned();
+        updates.extend(stored.map(|p| (p, id_type.clone())));
+        updates.extend(seen.iter().map(|p| (*p, id_type.clone())));
+    }
+    updates.sort();
+    updates.dedup();
+    updates
 }
 
 /// The identifiers of each `from` person are `to`'s now (merges, each pair `(from, to)`).
@@ -235,4 +270,43 @@ pub async fn take_updates(
     .bind(tenant)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use uuid::Uuid;
+
+    use super::changed_holders;
+
+    const CARD: (&str, &str, &str) = ("member_card", "", "c-1");
+
+    fn person(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_key_announced_again_to_its_holder_is_no_change() {
+        let holders = HashMap::from([(CARD, vec![person(1)])]);
+        let before = HashMap::from([(CARD, person(1))]);
+        assert!(changed_holders(&holders, &before).is_empty());
+    }
+
+    #[test]
+    fn a_new_key_and_a_handover_name_every_holder() {
+        let fresh = HashMap::from([(CARD, vec![person(1)])]);
+        assert_eq!(
+            changed_holders(&fresh, &HashMap::new()),
+            vec![(person(1), "member_card".to_owned())]
+        );
+        // Held by 1, passed to 2 and then 3 within the run: all three lost or gained it.
+        let handed = HashMap::from([(CARD, vec![person(2), person(3)])]);
+        let before = HashMap::from([(CARD, person(1))]);
+        let named: Vec<Uuid> = changed_holders(&handed, &before)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(named, vec![person(1), person(2), person(3)]);
+    }
 }
