@@ -31,7 +31,10 @@
 //!   endpoint in the one-per-delivery runs);
 //! - `--seconds=N`, `--rate=N` (events/s, a multiple of 20), `--bulk=N` (backlog persons),
 //!   `--per-endpoint=N` (triggers each endpoint is sent one per delivery); later options
-//!   override `--quick`.
+//!   override `--quick`;
+//! - `--latency-only`: the latency run alone;
+//! - `--timeline=FILE`: the latency run's stage times per person, as CSV (milliseconds since
+//!   the epoch), to see when slow entries happen and at which stage.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -100,17 +103,23 @@ struct Options {
     rate: u64,
     bulk: usize,
     per_endpoint: i64,
+    latency_only: bool,
+    /// Where the latency run's per-person stage times go (leaked: the options live as long as
+    /// the run).
+    timeline: Option<&'static str>,
 }
 
 impl Options {
     fn parse() -> anyhow::Result<Self> {
-        const USAGE: &str = "usage: activation-bench [--quick] [--seconds=N] [--rate=N] [--bulk=N] [--per-endpoint=N]";
+        const USAGE: &str = "usage: activation-bench [--quick] [--seconds=N] [--rate=N] [--bulk=N] [--per-endpoint=N] [--latency-only] [--timeline=FILE]";
         let mut options = Self {
             quick: false,
             seconds: 30,
             rate: 2_000,
             bulk: 50_000,
             per_endpoint: 5_000,
+            latency_only: false,
+            timeline: None,
         };
         for arg in std::env::args().skip(1) {
             let number = |v: &str| v.parse::<u64>().context(USAGE);
@@ -124,6 +133,8 @@ impl Options {
                         ..options
                     };
                 }
+                None if arg == "--latency-only" => options.latency_only = true,
+                Some(("--timeline", v)) => options.timeline = Some(String::leak(v.to_owned())),
                 Some(("--seconds", v)) => options.seconds = number(v)?,
                 Some(("--rate", v)) => options.rate = number(v)?,
                 Some(("--bulk", v)) => options.bulk = usize::try_from(number(v)?)?,
@@ -576,6 +587,7 @@ fn first_arrivals(receiver: &Receiver) -> HashMap<String, f64> {
 async fn stages(
     db: &sqlx::PgPool,
     first: &HashMap<String, f64>,
+    timeline: Option<&str>,
 ) -> anyhow::Result<Vec<(&'static str, Sorted)>> {
     let rows: Vec<(String, f64, f64, f64, f64)> = sqlx::query_as(
         "SELECT e.person_id::text,
@@ -595,10 +607,14 @@ async fn stages(
     .fetch_all(db)
     .await?;
     let mut spans: [Vec<f64>; 5] = Default::default();
+    let mut csv = String::from("person,received,clean,stored,triggered,arrived\n");
     for (person, received, clean, stored, triggered) in rows {
         let Some(arrived) = first.get(&person) else {
             continue;
         };
+        csv.push_str(&format!(
+            "{person},{received:.1},{clean:.1},{stored:.1},{triggered:.1},{arrived:.1}\n"
+        ));
         for (span, ms) in spans.iter_mut().zip([
             clean - received,
             stored - clean,
@@ -608,6 +624,9 @@ async fn stages(
         ]) {
             span.push(ms);
         }
+    }
+    if let Some(file) = timeline {
+        std::fs::write(file, csv).with_context(|| format!("writing {file}"))?;
     }
     let names = [
         "received → clean",
@@ -663,7 +682,7 @@ async fn latency_run(
         sent_rate,
         arrived: millis.len(),
         millis: Sorted::new(millis),
-        stages: stages(db, &first).await?,
+        stages: stages(db, &first, options.timeline).await?,
         deliveries,
         unverified,
         out_of_order,
@@ -986,6 +1005,19 @@ async fn main() -> anyhow::Result<()> {
     let db = sqlx::PgPool::connect(&app.db.url).await?;
     let latency = latency_run(&collection, &mut modeling, &db, options).await?;
     db.close().await;
+    if options.latency_only {
+        app.stop().await;
+        println!();
+        row("measure", "figure", "target", "");
+        println!("{}", "-".repeat(140));
+        print_latency(&latency, options);
+        println!(
+            "load average (1 min) at the start / end: {} / {}",
+            load_at_start,
+            load_average()
+        );
+        return Ok(());
+    }
     eprintln!("2. backlog: loading {} persons", options.bulk);
     let backlog = load_backlog(&collection, &mut modeling, options, latency.sent).await?;
     let runs = throughput_runs(&mut modeling, &backlog, options).await?;

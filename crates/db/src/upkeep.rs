@@ -49,6 +49,12 @@ pub struct UpkeepConfig {
     pub interval_ms: u64,
     /// The thresholds a table is judged by.
     pub thresholds: Thresholds,
+    /// The upkeep connection's `vacuum_cost_delay`, in milliseconds: VACUUM and ANALYZE pause
+    /// this long each time they have done `vacuum_cost_limit` worth of page work, as
+    /// autovacuum does (its default is 2 ms). Unthrottled, the service's passes over a
+    /// fast-growing database take a core for seconds at a time, and every call waits behind
+    /// them. 0 turns the pause off.
+    pub cost_delay_ms: u32,
 }
 
 impl Default for UpkeepConfig {
@@ -57,6 +63,7 @@ impl Default for UpkeepConfig {
             mode: UpkeepMode::Auto,
             interval_ms: 10_000,
             thresholds: Thresholds::default(),
+            cost_delay_ms: 2,
         }
     }
 }
@@ -147,6 +154,10 @@ impl Upkeep {
     pub fn new(pool: PgPool, schemas: Vec<String>, config: UpkeepConfig) -> Self {
         let options = (*pool.connect_options())
             .clone()
+            .options([(
+                "vacuum_cost_delay",
+                format!("{}ms", config.cost_delay_ms.min(100)),
+            )])
             .log_slow_statements(log::LevelFilter::Off, Duration::ZERO);
         let vacuum_pool = PgPoolOptions::new()
             .max_connections(1)
@@ -250,6 +261,14 @@ impl Upkeep {
             }
         }
         Ok(report)
+    }
+
+    /// The upkeep connection's `vacuum_cost_delay`, as the server reports it.
+    #[cfg(test)]
+    async fn cost_delay(&self) -> Result<String, sqlx::Error> {
+        sqlx::query_scalar("SHOW vacuum_cost_delay")
+            .fetch_one(&self.vacuum_pool)
+            .await
     }
 
     async fn stats(&self) -> Result<Vec<TableStats>, sqlx::Error> {
@@ -409,6 +428,11 @@ mod database_tests {
             },
         );
         assert!(upkeep.wanted().await.expect("reading the mode"));
+        assert_eq!(
+            upkeep.cost_delay().await.expect("reading the cost delay"),
+            "2ms",
+            "upkeep is throttled as autovacuum is"
+        );
         let report = upkeep.pass().await;
         let vacuumed = counts(&pool, &schema, "churned").await;
         let quiet = counts(&pool, &schema, "quiet").await;

@@ -34,7 +34,9 @@ pub async fn record_last_seen(
           WHERE i.tenant_id = $1 AND i.id_type = u.t AND i.id_scope = u.s AND i.id_value = u.v
             AND (i.last_seen_at IS NULL OR i.last_seen_at < u.a)",
     )
-    // Planned for each batch, like `super::lookup`.
+    // Planned for each batch, never from a generic plan made while the table was nearly
+    // empty. (A tenant grown since the last ANALYZE can still be planned as a hash of all its
+    // rows; `lookup`, the hot path, probes the key instead.)
     .persistent(false)
     .bind(tenant)
     .bind(&types)

@@ -23,6 +23,8 @@ const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 /// (churn, lifecycle, RFM) and shares the worker with segment membership, whose entries must
 /// stay within a second of their events.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+/// Persons whose changes are saved and announced per transaction.
+const PUBLISH_CHUNK: usize = 1_000;
 
 /// What the worker remembers of a tenant's model states between looks.
 #[derive(Debug, Clone, Default)]
@@ -169,6 +171,11 @@ impl Modeling {
         Ok(published)
     }
 
+    /// Saves the states that changed and appends their triggers, a chunk of persons per
+    /// transaction: a large tenant's look can change tens of thousands of persons, and the
+    /// trigger log's head, which segment rounds append to as well, is held only for a chunk.
+    /// Each chunk compares against the states stored when it runs, under the tenant's lock,
+    /// so replicas looking at once never announce a change twice.
     async fn publish_model_changes(
         &self,
         tenant: &str,
@@ -176,38 +183,61 @@ impl Modeling {
         opted_out: &HashSet<Uuid>,
         now: chrono::DateTime<Utc>,
     ) -> Result<usize, ModelingError> {
-        let mut tx = self.pool.begin().await?;
-        if !store::try_lock_model_states(&mut tx, tenant).await? {
+        // The first look only records: the baseline is marked with its last chunk, so a
+        // first look cut short announces nothing on the next one either.
+        let announce = store::has_baseline(&mut *self.pool.acquire().await?, tenant).await?;
+        let everyone: Vec<&ModelState> = states.values().collect();
+        if everyone.is_empty() {
+            if !announce {
+                let mut tx = self.pool.begin().await?;
+                store::mark_baseline(&mut tx, tenant).await?;
+                tx.commit().await?;
+            }
             return Ok(0);
         }
-        let announce = store::has_baseline(&mut tx, tenant).await?;
-        let before: BTreeMap<Uuid, ModelState> = store::model_states(&mut tx, tenant)
-            .await?
-            .into_iter()
-            .map(|s| (s.person_id, s))
-            .collect();
-        let mut changed = Vec::new();
-        let mut triggers = Vec::new();
-        for (person, after) in states {
-            let previous = before.get(person).copied().unwrap_or(ModelState {
-                person_id: *person,
-                lifecycle_stage: 0,
-                rfm_segment: 0,
-                churned: false,
-                churn_score: None,
-            });
-            if previous == *after {
-                continue;
+        let mut published = 0;
+        let chunks = everyone.chunks(PUBLISH_CHUNK);
+        let last = chunks.len().saturating_sub(1);
+        for (index, chunk) in chunks.enumerate() {
+            let mut tx = self.pool.begin().await?;
+            if !store::try_lock_model_states(&mut tx, tenant).await? {
+                // Another replica is publishing this tenant's changes right now.
+                return Ok(published);
             }
-            changed.push(*after);
-            if announce && !opted_out.contains(person) {
-                triggers.extend(changes(&previous, after));
+            let persons: Vec<Uuid> = chunk.iter().map(|s| s.person_id).collect();
+            let before: BTreeMap<Uuid, ModelState> = store::model_states(&mut tx, tenant, &persons)
+                .await?
+                .into_iter()
+                .map(|s| (s.person_id, s))
+                .collect();
+            let mut changed = Vec::new();
+            let mut triggers = Vec::new();
+            for after in chunk {
+                let person = after.person_id;
+                let previous = before.get(&person).copied().unwrap_or(ModelState {
+                    person_id: person,
+                    lifecycle_stage: 0,
+                    rfm_segment: 0,
+                    churned: false,
+                    churn_score: None,
+                });
+                if previous == **after {
+                    continue;
+                }
+                changed.push(**after);
+                if announce && !opted_out.contains(&person) {
+                    triggers.extend(changes(&previous, after));
+                }
             }
+            store::save_model_states(&mut tx, tenant, &changed).await?;
+            store::append_model_triggers(&mut tx, tenant, &triggers, now).await?;
+            if index == last && !announce {
+                store::mark_baseline(&mut tx, tenant).await?;
+            }
+            tx.commit().await?;
+            published += triggers.len();
         }
-        store::save_model_states(&mut tx, tenant, &changed).await?;
-        store::append_model_triggers(&mut tx, tenant, &triggers, now).await?;
-        tx.commit().await?;
-        Ok(triggers.len())
+        Ok(published)
     }
 }
 

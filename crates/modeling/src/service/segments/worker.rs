@@ -1,6 +1,6 @@
 //! The membership worker: a loop that looks at every tenant with segments a few times a
 //! second and publishes what changed (see `membership`), woken at once by a new or changed
-//! segment; and the signals that let change streams wait for a publication instead of
+//! segment, beside a loop of its own for model outputs; and the signals that let change streams wait for a publication instead of
 //! polling.
 
 use std::collections::HashMap;
@@ -148,11 +148,26 @@ impl SegmentWorker {
         Self { modeling }
     }
 
-    /// Runs until `shutdown`.
-    pub async fn run(self, shutdown: Shutdown) {
-        let mut memory: HashMap<String, TenantMemory> = HashMap::new();
+    /// Model outputs (model-output triggers, churn scores) until `shutdown`, in a loop of
+    /// their own: a look computes every person's outputs and can take a second on a large
+    /// tenant, which segment rounds, due within a second of their events, must not wait for.
+    async fn run_model_outputs(self, shutdown: Shutdown) {
         let mut models: HashMap<String, ModelMemory> = HashMap::new();
         let mut scores: HashMap<String, ModelMemory> = HashMap::new();
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = tokio::time::sleep(TICK) => {}
+            }
+            self.model_triggers(&mut models).await;
+            self.churn_scores(&mut scores).await;
+        }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: Shutdown) {
+        let outputs = tokio::spawn(self.clone().run_model_outputs(shutdown.clone()));
+        let mut memory: HashMap<String, TenantMemory> = HashMap::new();
         let mut pruned_at: Option<Instant> = None;
         let signals = self.modeling.segment_signals.clone();
         loop {
@@ -185,8 +200,6 @@ impl SegmentWorker {
                     }
                 }
             }
-            self.model_triggers(&mut models).await;
-            self.churn_scores(&mut scores).await;
             if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned_at = Some(Instant::now());
                 if let Err(err) = store::prune(&self.modeling.pool, KEEP_CHANGES).await {
@@ -199,6 +212,9 @@ impl SegmentWorker {
                     tracing::warn!(error = %err, "old triggers could not be pruned");
                 }
             }
+        }
+        if let Err(err) = outputs.await {
+            tracing::error!(error = %err, "the model-output loop ended abnormally");
         }
     }
 }

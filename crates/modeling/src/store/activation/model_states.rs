@@ -46,21 +46,36 @@ pub async fn has_baseline(conn: &mut PgConnection, tenant: &str) -> Result<bool,
     .is_some())
 }
 
-/// Every person's model state of the tenant, by person id.
+/// The model states of those of `persons` that have one.
 pub async fn model_states(
     conn: &mut PgConnection,
     tenant: &str,
+    persons: &[Uuid],
 ) -> Result<Vec<ModelState>, sqlx::Error> {
     sqlx::query_as(
         "SELECT person_id, lifecycle_stage, rfm_segment, churned, churn_score
-           FROM modeling.person_model_states WHERE tenant_id = $1 ORDER BY person_id",
+           FROM modeling.person_model_states
+          WHERE tenant_id = $1 AND person_id = ANY($2) ORDER BY person_id",
     )
     .bind(tenant)
+    .bind(persons)
     .fetch_all(conn)
     .await
 }
 
-/// Stores `states` (changed or new) and the baseline mark, in the caller's transaction.
+/// Marks the tenant's model states as recorded once (from then on, changes are announced).
+pub async fn mark_baseline(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO modeling.model_state_baselines (tenant_id) VALUES ($1)
+         ON CONFLICT (tenant_id) DO NOTHING",
+    )
+    .bind(tenant)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores `states` (changed or new), in the caller's transaction.
 pub async fn save_model_states(
     conn: &mut PgConnection,
     tenant: &str,
@@ -88,13 +103,6 @@ pub async fn save_model_states(
     .bind(&churned)
     .bind(&scores)
     .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO modeling.model_state_baselines (tenant_id) VALUES ($1)
-         ON CONFLICT (tenant_id) DO NOTHING",
-    )
-    .bind(tenant)
-    .execute(conn)
     .await?;
     Ok(())
 }
