@@ -257,6 +257,17 @@ pub async fn fire_definitions(
     after: i64,
     through: i64,
 ) -> Result<(), sqlx::Error> {
+    // Most tenants define none: one probe of the key, instead of reading back every trigger
+    // just appended (tens of thousands when a model look announces a day's new customers).
+    let defined: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM modeling.trigger_definitions WHERE tenant_id = $1)",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !defined {
+        return Ok(());
+    }
     let matches: Vec<Match> = sqlx::query_as(
         "SELECT r.sequence, r.person_id, d.definition_id, d.cap_max,
                 CASE WHEN d.cap_max IS NULL THEN 0 ELSE (
