@@ -226,12 +226,12 @@ pub async fn suppressed(
     let rows = sqlx::query_as::<_, KeyRow>(
         "SELECT s.id_type, s.id_scope, s.id_value
            FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
-           JOIN identity.suppressed s
-             ON s.tenant_id = $1 AND s.id_type = k.t AND s.id_scope = k.s AND s.id_value = k.v",
+           CROSS JOIN LATERAL (
+             SELECT * FROM identity.suppressed x
+              WHERE x.tenant_id = $1 AND x.id_type = k.t AND x.id_scope = k.s AND x.id_value = k.v
+              LIMIT 1) s",
     )
-    // Planned for each batch, never from a generic plan made while the table was nearly
-    // empty. (A tenant grown since the last ANALYZE can still be planned as a hash of all its
-    // rows; `lookup`, the hot path, probes the key instead.)
+    // A probe of the key per identifier, planned for each batch, as in `lookup`.
     .persistent(false)
     .bind(tenant)
     .bind(&types)
@@ -384,7 +384,7 @@ pub async fn add_seen_with(
     // is updated once (an UPDATE ... FROM applies one source row per target).
     sqlx::query(
         "WITH k AS (
-           SELECT t, s, v, array_agg(DISTINCT p) AS ps
+           SELECT $1::text AS tenant, t, s, v, array_agg(DISTINCT p) AS ps
              FROM UNNEST($2::text[], $3::text[], $4::text[], $5::uuid[]) AS u(t, s, v, p)
             GROUP BY t, s, v
          ), changed AS (
@@ -393,16 +393,16 @@ pub async fn add_seen_with(
                                  FROM unnest(i.seen_with || k.ps) AS x),
                   version = i.version + 1
              FROM k
-            WHERE i.tenant_id = $1 AND i.id_type = k.t AND i.id_scope = k.s AND i.id_value = k.v
+            WHERE i.tenant_id = k.tenant AND i.id_type = k.t AND i.id_scope = k.s
+              AND i.id_value = k.v
               AND NOT (k.ps <@ i.seen_with) AND cardinality(i.seen_with) < 1001
            RETURNING i.id_type, i.id_scope, i.id_value, i.version
          )
          INSERT INTO identity.outbox (tenant_id, id_type, id_scope, id_value, version)
          SELECT $1, id_type, id_scope, id_value, version FROM changed",
     )
-    // Planned for each batch, never from a generic plan made while the table was nearly
-    // empty. (A tenant grown since the last ANALYZE can still be planned as a hash of all its
-    // rows; `lookup`, the hot path, probes the key instead.)
+    // The tenant comes through `k` so the target is probed per key whatever the statistics
+    // say (see `timeline::record_last_seen`); planned for each batch, like `lookup`.
     .persistent(false)
     .bind(tenant)
     .bind(&types)
