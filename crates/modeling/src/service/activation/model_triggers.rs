@@ -1,8 +1,9 @@
 //! Triggers on model outputs: a person's lifecycle stage or RFM segment changed, or their
 //! churn flag was raised or cleared. Each look computes every person's outputs under the
 //! tenant's model settings, compares them with the ones last seen, and appends a trigger per
-//! change with the new states, in one transaction. A tenant's first look only records the
-//! states, so turning activation on does not announce every person at once.
+//! change in the transaction that saves the new states (a chunk of persons at a time). A
+//! tenant's first look only records the states, so turning activation on does not announce
+//! every person at once.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use crate::store::activation::{self as store, ModelState, ModelTrigger};
 /// passes (a customer turns dormant, an inactivity threshold is crossed).
 const LOOK_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 /// And at most this often while events keep arriving: a look computes every person's outputs
-/// (churn, lifecycle, RFM) and shares the worker with segment membership, whose entries must
+/// (churn, lifecycle, RFM) and shares the machine with segment membership, whose entries must
 /// stay within a second of their events.
 const LOOK_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 /// Persons whose changes are saved and announced per transaction.

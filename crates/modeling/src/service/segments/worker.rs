@@ -1,7 +1,7 @@
 //! The membership worker: a loop that looks at every tenant with segments a few times a
 //! second and publishes what changed (see `membership`), woken at once by a new or changed
-//! segment, beside a loop of its own for model outputs; and the signals that let change streams wait for a publication instead of
-//! polling.
+//! segment, with model outputs in a loop of their own beside it; and the signals that let
+//! change streams wait for a publication instead of polling.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
