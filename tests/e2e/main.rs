@@ -17,6 +17,7 @@ mod imports;
 mod ingest_stream;
 mod metadata_limits;
 mod metrics;
+mod model_triggers;
 mod outage;
 mod pipeline;
 mod pipeline_status;
