@@ -68,6 +68,23 @@ pub async fn ingest_and_store(
     stored_events(modeling).await
 }
 
+/// Turns model-output triggers on for the caller's tenant: they are computed for tenants with a
+/// webhook destination, so this creates one (`automation`) pointing at a closed local port.
+pub async fn turn_on_model_triggers(modeling: &mut Modeling) -> anyhow::Result<()> {
+    use touchline_proto::modeling::v1::{CreateWebhookDestinationRequest, WebhookDestination};
+    modeling
+        .create_webhook_destination(CreateWebhookDestinationRequest {
+            webhook_destination_id: "automation".into(),
+            webhook_destination: Some(WebhookDestination {
+                url: "http://127.0.0.1:9/hooks".into(),
+                ..WebhookDestination::default()
+            }),
+            ..CreateWebhookDestinationRequest::default()
+        })
+        .await?;
+    Ok(())
+}
+
 /// Gives the caller's tenant the retail industry dictionary and publishes it, so aliases map
 /// to canonical names, `submit_order` and `purchase` are conversions and `revenue` is the
 /// order's value. `request_id` makes the publication idempotent.

@@ -12,10 +12,7 @@ use anyhow::Context as _;
 use touchline_e2e::{Collection, Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
-use touchline_proto::modeling::v1::{
-    CreateWebhookDestinationRequest, SubscribeTriggersRequest, Trigger, TriggerType,
-    WebhookDestination,
-};
+use touchline_proto::modeling::v1::{SubscribeTriggersRequest, Trigger, TriggerType};
 use touchline_testkit::{TestApp, token};
 
 const TENANT: &str = "model-triggers";
@@ -81,16 +78,7 @@ async fn a_look_over_more_persons_than_a_chunk_announces_each_change_once() -> a
     let now = chrono::Utc::now().timestamp_millis();
     buyers(&mut collection, &mut modeling, 1..1_501, now - 2 * day).await?;
     // A destination turns model-output triggers on for the tenant.
-    modeling
-        .create_webhook_destination(CreateWebhookDestinationRequest {
-            webhook_destination_id: "automation".into(),
-            webhook_destination: Some(WebhookDestination {
-                url: "http://127.0.0.1:9/hooks".into(),
-                ..WebhookDestination::default()
-            }),
-            ..CreateWebhookDestinationRequest::default()
-        })
-        .await?;
+    touchline_e2e::turn_on_model_triggers(&mut modeling).await?;
     let pool = sqlx::PgPool::connect(&app.db.url).await?;
     let recorded = || {
         let pool = pool.clone();

@@ -503,16 +503,7 @@ async fn a_returning_customer_clears_the_churn_flag_and_changes_stage_as_trigger
         .find(|e| e.message_id == "old-1")
         .map(|e| e.person_id.clone())
         .unwrap_or_default();
-    modeling
-        .create_webhook_destination(CreateWebhookDestinationRequest {
-            webhook_destination_id: "automation".into(),
-            webhook_destination: Some(WebhookDestination {
-                url: "http://127.0.0.1:9/hooks".into(),
-                ..WebhookDestination::default()
-            }),
-            ..CreateWebhookDestinationRequest::default()
-        })
-        .await?;
+    touchline_e2e::turn_on_model_triggers(&mut modeling).await?;
     // The first look records everyone's outputs without announcing them.
     let pool = sqlx::PgPool::connect(&app.db.url).await?;
     touchline_testkit::eventually(Duration::from_secs(30), || {
