@@ -53,8 +53,21 @@ async fn queue_updates(
     Ok(())
 }
 
-/// Moves the tenant's identifier revision on (see [`revision`]).
-async fn moved(conn: &mut PgConnection, tenant: &str) -> Result<(), sqlx::Error> {
+/// Records that the identifiers of `updates` (a person and a type each, repeats allowed)
+/// changed owner: queues them for the segment worker and moves the tenant's identifier
+/// revision on (see [`revision`]). Nothing changed, nothing is written: a revision that moved
+/// for nothing would make every segment of the tenant be evaluated again.
+async fn changed(
+    conn: &mut PgConnection,
+    tenant: &str,
+    mut updates: Vec<(Uuid, String)>,
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    updates.sort();
+    updates.dedup();
+    queue_updates(&mut *conn, tenant, &updates).await?;
     crate::store::next_sequences(conn, "identifier_heads", tenant, 1).await?;
     Ok(())
 }
@@ -139,13 +152,13 @@ pub async fn link(
     .bind(&persons)
     .execute(&mut *conn)
     .await?;
-    queue_updates(&mut *conn, tenant, &updates).await?;
-    moved(conn, tenant).await
+    changed(conn, tenant, updates).await
 }
 
 /// The `(person, type)` pairs whose identifiers a run of links changed: for each key that moves
-/// (it had no holder, or another one), its stored holder and every holder in the run. A key
-/// the run leaves with the holder it had is no change.
+/// (it had no holder, or another one), its stored holder and every holder in the run, in that
+/// order (repeats are left to [`changed`]). A key the run leaves with the holder it had is no
+/// change.
 fn changed_holders(
     holders: &HashMap<(&str, &str, &str), Vec<Uuid>>,
     before: &HashMap<(&str, &str, &str), Uuid>,
@@ -160,8 +173,6 @@ fn changed_holders(
         updates.extend(stored.map(|p| (p, id_type.clone())));
         updates.extend(seen.iter().map(|p| (*p, id_type.clone())));
     }
-    updates.sort();
-    updates.dedup();
     updates
 }
 
@@ -186,11 +197,7 @@ pub async fn merge(
     .bind(&to)
     .fetch_all(&mut *conn)
     .await?;
-    let mut updates = gained;
-    updates.sort();
-    updates.dedup();
-    queue_updates(&mut *conn, tenant, &updates).await?;
-    moved(conn, tenant).await
+    changed(conn, tenant, gained).await
 }
 
 /// `keys` left `person` for `new_person` (a split).
@@ -205,26 +212,24 @@ pub async fn split(
         return Ok(());
     }
     let (types, scopes, values) = columns(keys);
-    sqlx::query(
+    let moved: Vec<String> = sqlx::query_scalar(
         "UPDATE modeling.identifier_owners o SET person_id = $5
            FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k(t, s, v)
-          WHERE o.tenant_id = $1 AND o.id_type = k.t AND o.id_scope = k.s AND o.id_value = k.v",
+          WHERE o.tenant_id = $1 AND o.id_type = k.t AND o.id_scope = k.s AND o.id_value = k.v
+         RETURNING o.id_type",
     )
     .bind(tenant)
     .bind(&types)
     .bind(&scopes)
     .bind(&values)
     .bind(new_person)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut updates: Vec<(Uuid, String)> = keys
-        .iter()
-        .flat_map(|k| [(person, k.r#type.clone()), (new_person, k.r#type.clone())])
+    let updates: Vec<(Uuid, String)> = moved
+        .into_iter()
+        .flat_map(|t| [(person, t.clone()), (new_person, t)])
         .collect();
-    updates.sort();
-    updates.dedup();
-    queue_updates(&mut *conn, tenant, &updates).await?;
-    moved(conn, tenant).await
+    changed(conn, tenant, updates).await
 }
 
 /// The tenant's identifier revision: it grows whenever an owner changes (0 before any).
