@@ -346,8 +346,7 @@ impl Modeling {
         if !etag.is_empty() && etag != current.revision.to_string() {
             return Err(ModelingError::Aborted("the trigger definition changed"));
         }
-        let delivering =
-            crate::store::activation::delivering_definition(&mut tx, tenant, id).await?;
+        let delivering = store::delivering_definition(&mut tx, tenant, id).await?;
         if !delivering.is_empty() {
             return Err(ModelingError::FailedPrecondition(format!(
                 "webhook destinations {} deliver this definition's triggers; change them first",
