@@ -97,6 +97,8 @@ pub(super) fn new_destination(
         deliver_retained: request.deliver_retained,
         max_deliveries_per_second: d.max_deliveries_per_second,
         identifier_types: d.identifier_types,
+        ordering: d.ordering,
+        max_concurrency: d.max_concurrency,
         request_id: request.request_id.clone(),
         problems,
     }
@@ -137,6 +139,8 @@ pub(super) fn destination(view: &DestinationView) -> pb::WebhookDestination {
         head_sequence: view.head_sequence,
         next_attempt_time: view.next_attempt_at.map(timestamp),
         max_deliveries_per_second: d.max_deliveries_per_second,
+        ordering: i32::from(d.ordering),
+        max_concurrency: d.max_concurrency,
     }
 }
 

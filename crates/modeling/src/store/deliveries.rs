@@ -1,34 +1,41 @@
-//! The SQL of webhook delivery: the batches a destination has frozen ahead (each delivered in
-//! sequence order, with the id and body it was frozen with), and the ledger of attempts,
-//! written for many attempts of many destinations in one transaction.
+//! The SQL of webhook delivery: the batches a destination has frozen ahead (each delivered
+//! with the id and body it was frozen with), and the ledger of attempts, written for many
+//! attempts of many destinations in one transaction. Batches may be acknowledged out of order
+//! (several in flight), so a destination keeps two cursors: `frozen_sequence`, where freezing
+//! reads on, and `delivered_sequence`, below its oldest batch still frozen.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::activation::{Attempt, Batch, DELIVERED, DISABLED, FAILING, GAVE_UP, GONE, SUSPENDED};
 
-/// Up to `limit` of the destination's frozen batches, first to deliver first.
+/// Up to `limit` of the destination's frozen batches, by first sequence; the body is left
+/// empty for those whose first sequence is in `known` (the caller holds them already).
 pub async fn frozen(
     conn: &mut PgConnection,
     tenant: &str,
     id: &str,
     limit: i64,
+    known: &[i64],
 ) -> Result<Vec<Batch>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT webhook_id, first_sequence, last_sequence, body, attempts, next_attempt_at
+        "SELECT webhook_id, first_sequence, last_sequence,
+                CASE WHEN first_sequence = ANY($4) THEN ''::bytea ELSE body END AS body,
+                attempts, next_attempt_at, lane
            FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2
           ORDER BY first_sequence LIMIT $3",
     )
     .bind(tenant)
     .bind(id)
     .bind(limit)
+    .bind(known)
     .fetch_all(conn)
     .await
 }
 
-/// Freezes `batches` (in sequence order, due now) after the destination's last frozen one;
-/// `false` when one of them was frozen already (by another replica), so the caller reads the
-/// stored ones back.
+/// Freezes `batches` (due now; every trigger after the destination's `frozen_sequence` up to
+/// the last of them that it takes) and moves `frozen_sequence` past them; `false` when one of
+/// them was frozen already (by another replica), so the caller reads the stored ones back.
 pub async fn freeze(
     conn: &mut PgConnection,
     tenant: &str,
@@ -43,13 +50,14 @@ pub async fn freeze(
     let lasts: Vec<i64> = batches.iter().map(|b| b.last_sequence).collect();
     let bodies: Vec<&[u8]> = batches.iter().map(|b| b.body.as_slice()).collect();
     let due: Vec<DateTime<Utc>> = batches.iter().map(|b| b.next_attempt_at).collect();
+    let lanes: Vec<i32> = batches.iter().map(|b| b.lane).collect();
     let done = sqlx::query(
         "INSERT INTO modeling.webhook_batches
              (tenant_id, destination_id, webhook_id, first_sequence, last_sequence, body,
-              attempts, next_attempt_at)
-         SELECT $1, $2, w, f, l, b, 0, d
-           FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::timestamptz[])
-                AS u(w, f, l, b, d)
+              attempts, next_attempt_at, lane)
+         SELECT $1, $2, w, f, l, b, 0, d, n
+           FROM UNNEST($3::text[], $4::bigint[], $5::bigint[], $6::bytea[], $7::timestamptz[],
+                       $8::int[]) AS u(w, f, l, b, d, n)
          ON CONFLICT (tenant_id, destination_id, first_sequence) DO NOTHING",
     )
     .bind(tenant)
@@ -59,13 +67,27 @@ pub async fn freeze(
     .bind(&lasts)
     .bind(&bodies)
     .bind(&due)
+    .bind(&lanes)
+    .execute(&mut *conn)
+    .await?;
+    if usize::try_from(done.rows_affected()).is_ok_and(|n| n != batches.len()) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE modeling.webhook_destinations
+            SET frozen_sequence = GREATEST(frozen_sequence, $3)
+          WHERE tenant_id = $1 AND destination_id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .bind(lasts.iter().copied().max().unwrap_or_default())
     .execute(conn)
     .await?;
-    Ok(usize::try_from(done.rows_affected()).is_ok_and(|n| n == batches.len()))
+    Ok(true)
 }
 
-/// Moves a destination's cursor to `head` when no trigger up to it is for the destination and
-/// it has no batch frozen.
+/// Moves a destination's freezing cursor to `head` when no trigger after it up to `head` is
+/// for the destination, and its delivered cursor too when it has no batch frozen.
 pub async fn skip_to(
     conn: &mut PgConnection,
     tenant: &str,
@@ -73,10 +95,13 @@ pub async fn skip_to(
     head: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE modeling.webhook_destinations SET delivered_sequence = GREATEST(delivered_sequence, $3)
-          WHERE tenant_id = $1 AND destination_id = $2
-            AND NOT EXISTS (SELECT 1 FROM modeling.webhook_batches b
-                             WHERE b.tenant_id = $1 AND b.destination_id = $2)",
+        "UPDATE modeling.webhook_destinations
+            SET frozen_sequence = GREATEST(frozen_sequence, $3),
+                delivered_sequence = CASE
+                    WHEN EXISTS (SELECT 1 FROM modeling.webhook_batches b
+                                  WHERE b.tenant_id = $1 AND b.destination_id = $2)
+                    THEN delivered_sequence ELSE GREATEST(delivered_sequence, $3) END
+          WHERE tenant_id = $1 AND destination_id = $2",
     )
     .bind(tenant)
     .bind(id)
@@ -104,7 +129,7 @@ pub struct AttemptRecord {
 
 /// Records attempts (of any destinations, each destination's in the order they were made) and
 /// what they mean, inside the caller's transaction: a delivery drops its batch and moves the
-/// cursor past it; a failure schedules its batch's next attempt, or (without one) suspends or
+/// cursor up to the oldest batch still frozen; a failure schedules its batch's next attempt, or (without one) suspends or
 /// disables the destination. Returns, per record, whether it was kept: an attempt made for a
 /// destination since deleted (or deleted and created again) is dropped.
 ///
@@ -207,7 +232,10 @@ async fn insert_attempts(
     Ok(())
 }
 
-/// Drops delivered batches and moves their destinations' cursors past the ones still frozen.
+/// Drops delivered batches and moves their destinations' cursors up to the oldest batch still
+/// frozen (everything before it is acknowledged), or to the freezing cursor when none is. A
+/// failing destination turns active again only once no batch of it awaits a retry; a
+/// suspended or disabled one stays so (another delivery of it may land after the failure).
 async fn apply_deliveries(
     conn: &mut PgConnection,
     delivered: &[&AttemptRecord],
@@ -218,31 +246,45 @@ async fn apply_deliveries(
     let tenants: Vec<&str> = delivered.iter().map(|r| r.tenant.as_str()).collect();
     let ids: Vec<&str> = delivered.iter().map(|r| r.id.as_str()).collect();
     let firsts: Vec<i64> = delivered.iter().map(|r| r.attempt.first_sequence).collect();
+    let webhook_ids: Vec<&str> = delivered
+        .iter()
+        .map(|r| r.attempt.webhook_id.as_str())
+        .collect();
     let times: Vec<DateTime<Utc>> = delivered.iter().map(|r| r.attempt.attempted_at).collect();
+    // By id too: a batch frozen again under the same first sequence after a replay is another.
     sqlx::query(
-        "WITH done AS (
-             SELECT t, i, f, a FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::timestamptz[])
-                 AS u(t, i, f, a)),
-         gone AS (
-             DELETE FROM modeling.webhook_batches b USING done
-              WHERE b.tenant_id = done.t AND b.destination_id = done.i
-                AND b.first_sequence = done.f
-          RETURNING b.tenant_id, b.destination_id, b.last_sequence),
-         moved AS (
-             SELECT tenant_id, destination_id, max(last_sequence) AS through
-               FROM gone GROUP BY tenant_id, destination_id),
-         per_destination AS (
-             SELECT t, i, max(a) AS at FROM done GROUP BY t, i)
-         UPDATE modeling.webhook_destinations d
-            SET delivered_sequence = GREATEST(d.delivered_sequence, COALESCE(m.through, 0)),
-                state = 1, consecutive_failures = 0, last_success_at = p.at
-           FROM per_destination p
-           LEFT JOIN moved m ON m.tenant_id = p.t AND m.destination_id = p.i
-          WHERE d.tenant_id = p.t AND d.destination_id = p.i",
+        "DELETE FROM modeling.webhook_batches b
+          USING UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS done(t, i, f, w)
+          WHERE b.tenant_id = done.t AND b.destination_id = done.i AND b.first_sequence = done.f
+            AND b.webhook_id = done.w",
     )
     .bind(&tenants)
     .bind(&ids)
     .bind(&firsts)
+    .bind(&webhook_ids)
+    .execute(&mut *conn)
+    .await?;
+    // A statement of its own: it must see the batches just dropped as gone.
+    sqlx::query(
+        "UPDATE modeling.webhook_destinations d
+            SET delivered_sequence = GREATEST(d.delivered_sequence, COALESCE(
+                    (SELECT min(b.first_sequence) - 1 FROM modeling.webhook_batches b
+                      WHERE b.tenant_id = d.tenant_id AND b.destination_id = d.destination_id),
+                    d.frozen_sequence)),
+                state = CASE
+                    WHEN d.state NOT IN (1, 2) THEN d.state
+                    WHEN EXISTS (SELECT 1 FROM modeling.webhook_batches b
+                                  WHERE b.tenant_id = d.tenant_id
+                                    AND b.destination_id = d.destination_id AND b.attempts > 0)
+                    THEN 2 ELSE 1 END,
+                consecutive_failures = 0, last_success_at = p.at
+           FROM (SELECT t, i, max(a) AS at
+                   FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(t, i, a)
+                  GROUP BY t, i) p
+          WHERE d.tenant_id = p.t AND d.destination_id = p.i",
+    )
+    .bind(&tenants)
+    .bind(&ids)
     .bind(&times)
     .execute(conn)
     .await?;

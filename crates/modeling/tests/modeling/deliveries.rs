@@ -42,6 +42,9 @@ fn destination(id: &str) -> Destination {
         max_deliveries_per_second: 0,
         identifier_types: Vec::new(),
         definition_ids: Vec::new(),
+        ordering: store::SEQUENCE,
+        max_concurrency: 1,
+        frozen_sequence: 0,
     }
 }
 
@@ -64,6 +67,7 @@ fn batch(id: &str, first: i64, last: i64) -> Batch {
         body: format!("{first}-{last}").into_bytes(),
         attempts: 0,
         next_attempt_at: Utc::now(),
+        lane: 0,
     }
 }
 
@@ -74,7 +78,7 @@ async fn freeze(pool: &PgPool, id: &str, batches: &[Batch]) -> anyhow::Result<bo
 
 async fn frozen(pool: &PgPool, id: &str) -> anyhow::Result<Vec<(i64, i64, i32)>> {
     let mut conn = pool.acquire().await?;
-    Ok(deliveries::frozen(&mut conn, "t", id, 100)
+    Ok(deliveries::frozen(&mut conn, "t", id, 100, &[])
         .await?
         .into_iter()
         .map(|b| (b.first_sequence, b.last_sequence, b.attempts))
@@ -136,8 +140,19 @@ async fn batches_frozen_ahead_keep_their_order_and_a_second_freeze_keeps_the_fir
         frozen(&pool, "a").await?,
         vec![(1, 1, 0), (2, 3, 0), (4, 4, 0)]
     );
-    let stored = store::batch(&pool, "t", "a").await?;
-    assert_eq!(stored.map(|b| b.body), Some(b"1-1".to_vec()));
+    let mut conn = pool.acquire().await?;
+    let stored = deliveries::frozen(&mut conn, "t", "a", 1, &[]).await?;
+    assert_eq!(
+        stored.into_iter().map(|b| b.body).collect::<Vec<_>>(),
+        vec![b"1-1".to_vec()]
+    );
+    // A caller holding a body already is not sent it again.
+    let bodies: Vec<Vec<u8>> = deliveries::frozen(&mut conn, "t", "a", 10, &[2])
+        .await?
+        .into_iter()
+        .map(|b| b.body)
+        .collect();
+    assert_eq!(bodies, vec![b"1-1".to_vec(), Vec::new(), b"4-4".to_vec()]);
     Ok(())
 }
 
@@ -171,9 +186,7 @@ async fn one_transaction_records_deliveries_of_several_destinations_and_a_failur
     // b delivered 1, then failed on 2: its cursor is past 1 and 2 waits for its retry.
     assert_eq!(cursor_and_state(&pool, "b").await?, (1, FAILING));
     assert_eq!(frozen(&pool, "b").await?, vec![(2, 2, 1)]);
-    let due = store::batch(&pool, "t", "b")
-        .await?
-        .map(|b| b.next_attempt_at);
+    let due = store::next_retry(&pool, "t", "b").await?;
     assert_eq!(
         due.map(|d| d.timestamp_micros()),
         Some(retry_at.timestamp_micros())
@@ -210,5 +223,49 @@ async fn an_attempt_for_a_replaced_destination_is_dropped_and_a_replayed_batch_m
     assert_eq!(kept, vec![true]);
     assert_eq!(cursor_and_state(&pool, "a").await?, (0, ACTIVE));
     assert_eq!(store::attempts(&pool, "t", "a", 0, 10).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn batches_acknowledged_out_of_order_move_the_cursor_only_past_the_oldest_one_left()
+-> anyhow::Result<()> {
+    let (_db, pool) = migrated().await?;
+    let a = create(&pool, "a").await?;
+    freeze(
+        &pool,
+        "a",
+        &[batch("a", 1, 2), batch("a", 3, 5), batch("a", 6, 6)],
+    )
+    .await?;
+    let retry_at = Utc::now() + chrono::Duration::seconds(5);
+    record_all(
+        &pool,
+        &[
+            record("a", a, (3, 5), DELIVERED, None),
+            record("a", a, (1, 2), RETRYING, Some(retry_at)),
+        ],
+    )
+    .await?;
+    // 3..=5 is acknowledged, but 1..=2 awaits its retry: nothing is acknowledged in order.
+    assert_eq!(cursor_and_state(&pool, "a").await?, (0, FAILING));
+    record_all(&pool, &[record("a", a, (6, 6), DELIVERED, None)]).await?;
+    // Another delivery does not hide the batch still failing.
+    assert_eq!(cursor_and_state(&pool, "a").await?, (0, FAILING));
+    assert_eq!(
+        store::next_retry(&pool, "t", "a")
+            .await?
+            .map(|d| d.timestamp_micros()),
+        Some(retry_at.timestamp_micros())
+    );
+    record_all(&pool, &[record("a", a, (1, 2), DELIVERED, None)]).await?;
+    // Everything frozen is acknowledged: the cursor is at the last frozen sequence.
+    assert_eq!(cursor_and_state(&pool, "a").await?, (6, ACTIVE));
+    assert!(frozen(&pool, "a").await?.is_empty());
+
+    // A delivery answered after the endpoint said 410 leaves the destination disabled.
+    freeze(&pool, "a", &[batch("a", 7, 7), batch("a", 8, 8)]).await?;
+    record_all(&pool, &[record("a", a, (7, 7), store::GONE, None)]).await?;
+    record_all(&pool, &[record("a", a, (8, 8), DELIVERED, None)]).await?;
+    assert_eq!(cursor_and_state(&pool, "a").await?, (6, store::DISABLED));
     Ok(())
 }

@@ -92,13 +92,13 @@ pub fn trigger_json(tenant: &str, t: &StoredTrigger) -> Value {
 }
 
 /// The body of a delivery of `triggers`.
-pub fn delivery_body(
+pub fn delivery_body<'a>(
     tenant: &str,
-    triggers: &[StoredTrigger],
+    triggers: impl IntoIterator<Item = &'a StoredTrigger>,
     exported: &HashMap<uuid::Uuid, Vec<Identifier>>,
 ) -> Vec<u8> {
     let list: Vec<Value> = triggers
-        .iter()
+        .into_iter()
         .map(|t| {
             let mut one = trigger_json(tenant, t);
             if let (Some(held), Some(object)) = (exported.get(&t.person_id), one.as_object_mut())

@@ -1,11 +1,15 @@
 //! Activation: webhook destinations (create with a generated or given `whsec_` secret, read,
 //! list, delete, resume), their delivery ledger, and the trigger log as a stream (`mod`);
-//! the delivery worker that pushes each destination's triggers (`delivery`); the body of a
-//! delivery (`body`).
+//! the delivery worker that pushes each destination's triggers (`delivery`, one `endpoint`
+//! task per destination, `dispatch` saying which batches may go, each `attempt` recorded by
+//! the `ledger`); the body of a delivery (`body`).
 
+mod attempt;
 mod body;
 mod definitions;
 mod delivery;
+mod dispatch;
+mod endpoint;
 mod ledger;
 mod model_triggers;
 
@@ -29,6 +33,10 @@ const DEFAULT_BATCH: i32 = 100;
 const MAX_BATCH: i32 = 1_000;
 /// The highest per-destination rate limit (attempts a second).
 const MAX_RATE: i32 = 10_000;
+/// Most deliveries in flight by default, for the orderings that allow several.
+const DEFAULT_CONCURRENCY: i32 = 8;
+/// And at most.
+const MAX_CONCURRENCY: i32 = 50;
 /// How long an old secret keeps signing after a rotation, by default.
 const DEFAULT_OVERLAP_SECS: i64 = 86_400;
 /// And at most.
@@ -61,6 +69,10 @@ pub struct NewDestination {
     pub identifier_types: Vec<String>,
     /// Definition ids whose triggers it delivers; empty for the raw log.
     pub definitions: Vec<String>,
+    /// The contract's `WebhookOrdering` number; 0 for sequence order.
+    pub ordering: i32,
+    /// Most deliveries in flight; 0 for the ordering's default.
+    pub max_concurrency: i32,
     /// The idempotency key.
     pub request_id: String,
     /// Problems found while reading the request.
@@ -131,6 +143,46 @@ fn secret_of(given: &str, problems: &mut Violations) -> (String, Option<String>)
     }
 }
 
+/// The ordering and the most deliveries in flight, each checked.
+fn concurrency_of(ordering: i32, asked: i32, problems: &mut Violations) -> (i16, i32) {
+    use touchline_proto::modeling::v1::WebhookOrdering;
+    let ordering = match WebhookOrdering::try_from(ordering) {
+        Ok(WebhookOrdering::Unspecified | WebhookOrdering::Sequence) => store::SEQUENCE,
+        Ok(WebhookOrdering::PerPerson) => store::PER_PERSON,
+        Ok(WebhookOrdering::Unordered) => store::UNORDERED,
+        Err(_) => {
+            problems.add(
+                "webhook_destination.ordering",
+                "UNKNOWN_VALUE",
+                "an unknown ordering",
+            );
+            store::SEQUENCE
+        }
+    };
+    let concurrency = match (ordering, asked) {
+        (store::SEQUENCE, 0 | 1) => 1,
+        (store::SEQUENCE, _) => {
+            problems.add(
+                "webhook_destination.max_concurrency",
+                "NEEDS_ORDERING",
+                "sequence order has one delivery in flight: leave it 0 or 1, or choose PER_PERSON or UNORDERED",
+            );
+            1
+        }
+        (_, 0) => DEFAULT_CONCURRENCY,
+        (_, n) if (2..=MAX_CONCURRENCY).contains(&n) => n,
+        _ => {
+            problems.add(
+                "webhook_destination.max_concurrency",
+                "OUT_OF_RANGE",
+                "from 2 to 50, or 0 for the default of 8",
+            );
+            DEFAULT_CONCURRENCY
+        }
+    };
+    (ordering, concurrency)
+}
+
 /// Most triggers a delivery carries.
 fn batch_size(asked: i32, problems: &mut Violations) -> i32 {
     match asked {
@@ -174,6 +226,8 @@ impl Modeling {
         self.check_selection(tenant, &new, &mut problems).await?;
         let (secret, generated) = secret_of(&new.signing_secret, &mut problems);
         let max_batch_size = batch_size(new.max_batch_size, &mut problems);
+        let (ordering, max_concurrency) =
+            concurrency_of(new.ordering, new.max_concurrency, &mut problems);
         let delivered_sequence = self
             .start_after(
                 tenant,
@@ -206,6 +260,9 @@ impl Modeling {
             max_deliveries_per_second: new.max_deliveries_per_second,
             identifier_types: new.identifier_types,
             definition_ids: new.definitions,
+            ordering,
+            max_concurrency,
+            frozen_sequence: delivered_sequence,
         };
         let mut tx = self.pool.begin().await?;
         if !store::insert_destination(&mut tx, &destination).await? {
@@ -330,20 +387,19 @@ impl Modeling {
     }
 
     /// The destination with the log's head (read once per call, shared by a page) and, while
-    /// it is failing, when its batch is next tried.
+    /// it is failing, when its earliest retry is due.
     async fn with_state(
         &self,
         destination: Destination,
         head_sequence: i64,
     ) -> Result<DestinationView, ModelingError> {
         let next_attempt_at = if destination.state == store::FAILING {
-            store::batch(
+            store::next_retry(
                 &self.pool,
                 &destination.tenant_id,
                 &destination.destination_id,
             )
             .await?
-            .map(|b| b.next_attempt_at)
         } else {
             None
         };

@@ -57,13 +57,20 @@ pub struct Destination {
     pub identifier_types: Vec<String>,
     /// The definitions whose triggers it delivers; empty for the raw log.
     pub definition_ids: Vec<String>,
+    /// The contract's `WebhookOrdering` number ([`SEQUENCE`], [`PER_PERSON`], [`UNORDERED`]).
+    pub ordering: i16,
+    /// Most deliveries in flight at once (the lanes of a per-person destination).
+    pub max_concurrency: i32,
+    /// Every trigger up to it that the destination takes is frozen into a batch or delivered.
+    pub frozen_sequence: i64,
 }
 
 const DESTINATION: &str =
     "tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
     max_batch_size, signing_secret, previous_secret, previous_secret_until, delivered_sequence,
     state, consecutive_failures, last_success_at, last_failure_at, last_error, created_at,
-    max_deliveries_per_second, identifier_types, definition_ids";
+    max_deliveries_per_second, identifier_types, definition_ids, ordering, max_concurrency,
+    frozen_sequence";
 
 /// The contract's `WEBHOOK_STATE_ACTIVE`.
 pub const ACTIVE: i16 = 1;
@@ -74,6 +81,13 @@ pub const SUSPENDED: i16 = 3;
 /// `WEBHOOK_STATE_DISABLED`.
 pub const DISABLED: i16 = 4;
 
+/// `WEBHOOK_ORDERING_SEQUENCE`.
+pub const SEQUENCE: i16 = 1;
+/// `WEBHOOK_ORDERING_PER_PERSON`.
+pub const PER_PERSON: i16 = 2;
+/// `WEBHOOK_ORDERING_UNORDERED`.
+pub const UNORDERED: i16 = 3;
+
 /// Creates a destination; `false` when the id is taken.
 pub async fn insert_destination(
     conn: &mut PgConnection,
@@ -83,8 +97,8 @@ pub async fn insert_destination(
         "INSERT INTO modeling.webhook_destinations
              (tenant_id, destination_id, display_name, url, trigger_types, segment_ids,
               max_batch_size, signing_secret, delivered_sequence, max_deliveries_per_second,
-              identifier_types, definition_ids)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+              identifier_types, definition_ids, ordering, max_concurrency, frozen_sequence)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $9)
          ON CONFLICT (tenant_id, destination_id) DO NOTHING",
     )
     .bind(&d.tenant_id)
@@ -99,6 +113,8 @@ pub async fn insert_destination(
     .bind(d.max_deliveries_per_second)
     .bind(&d.identifier_types)
     .bind(&d.definition_ids)
+    .bind(d.ordering)
+    .bind(d.max_concurrency)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -230,7 +246,7 @@ pub async fn resume(
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE modeling.webhook_destinations SET delivered_sequence = $3
+            "UPDATE modeling.webhook_destinations SET delivered_sequence = $3, frozen_sequence = $3
               WHERE tenant_id = $1 AND destination_id = $2",
         )
         .bind(tenant)
@@ -259,7 +275,8 @@ pub async fn resume(
     tx.commit().await
 }
 
-/// A batch a destination has frozen (delivered in `first_sequence` order).
+/// A batch a destination has frozen (in `first_sequence` order; see `delivery::dispatch`
+/// for which wait for which).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Batch {
     /// Its `webhook-id`.
@@ -274,18 +291,23 @@ pub struct Batch {
     pub attempts: i32,
     /// When the next is due.
     pub next_attempt_at: DateTime<Utc>,
+    /// The lane of a per-person destination's batch (0 otherwise).
+    pub lane: i32,
 }
 
-/// The destination's next batch to deliver, if any is frozen.
-pub async fn batch(pool: &PgPool, tenant: &str, id: &str) -> Result<Option<Batch>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT webhook_id, first_sequence, last_sequence, body, attempts, next_attempt_at
-           FROM modeling.webhook_batches WHERE tenant_id = $1 AND destination_id = $2
-          ORDER BY first_sequence LIMIT 1",
+/// When the destination's earliest retry of a failed batch is due, if one failed.
+pub async fn next_retry(
+    pool: &PgPool,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM modeling.webhook_batches
+          WHERE tenant_id = $1 AND destination_id = $2 AND attempts > 0",
     )
     .bind(tenant)
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_one(pool)
     .await
 }
 
