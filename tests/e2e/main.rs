@@ -32,6 +32,7 @@ mod tracing_spans;
 mod transport_codes;
 mod trigger_definitions;
 mod truth_funnel;
+mod webhook_concurrency;
 mod webhooks;
 
 /// Installs the process-wide in-memory span exporter before any test runs

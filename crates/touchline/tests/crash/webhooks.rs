@@ -1,6 +1,8 @@
 //! The real binary killed with SIGKILL ten times while it publishes segment entries and
 //! delivers them as webhooks, restarted each time: every trigger reaches the receiver at
-//! least once, and a receiver that deduplicates on `webhook-id` sees each exactly once.
+//! least once, and a receiver that deduplicates on `webhook-id` sees each exactly once. Two
+//! destinations share the receiver: one in sequence order, one per person with four
+//! deliveries in flight (acknowledged out of order, so a kill finds several half done).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClien
 use touchline_proto::modeling::v1::{
     CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
     EventAggregation, EventMatcher, GetWebhookDestinationRequest, NumberComparison, Segment,
-    SegmentRule, SubscribeTriggersRequest, TriggerType, WebhookDestination,
+    SegmentRule, SubscribeTriggersRequest, TriggerType, WebhookDestination, WebhookOrdering,
     event_aggregate_condition, segment_rule,
 };
 use touchline_runtime::client::{CallCredentials, lazy_channel};
@@ -178,19 +180,26 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
     let reports = Arc::new(Mutex::new(Reports::default()));
     listen(receiver, reports.clone());
     modeling.create_segment(buyers()).await?;
-    modeling
-        .create_webhook_destination(CreateWebhookDestinationRequest {
-            webhook_destination_id: "crm".into(),
-            webhook_destination: Some(WebhookDestination {
-                url,
-                signing_secret: secret.to_string(),
-                max_batch_size: 5,
-                types: vec![TriggerType::SegmentEntered as i32],
-                ..WebhookDestination::default()
-            }),
-            ..CreateWebhookDestinationRequest::default()
-        })
-        .await?;
+    for (id, ordering, concurrency) in [
+        ("crm", WebhookOrdering::Sequence, 1),
+        ("lanes", WebhookOrdering::PerPerson, 4),
+    ] {
+        modeling
+            .create_webhook_destination(CreateWebhookDestinationRequest {
+                webhook_destination_id: id.into(),
+                webhook_destination: Some(WebhookDestination {
+                    url: url.clone(),
+                    signing_secret: secret.to_string(),
+                    max_batch_size: 5,
+                    types: vec![TriggerType::SegmentEntered as i32],
+                    ordering: ordering as i32,
+                    max_concurrency: concurrency,
+                    ..WebhookDestination::default()
+                }),
+                ..CreateWebhookDestinationRequest::default()
+            })
+            .await?;
+    }
 
     let mut acknowledged = 0u64;
     for round in 0..KILLS as u64 {
@@ -210,19 +219,22 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
         wait_serving(addr).await?;
     }
 
-    // Every acknowledged purchase becomes an entry, and the destination catches up.
-    // Every acknowledged purchase becomes an entry trigger, and the destination catches up.
+    // Every acknowledged purchase becomes an entry trigger, and both destinations catch up.
     let expected: Vec<i64> = eventually(Duration::from_secs(120), || {
         let mut modeling = modeling.clone();
         async move {
-            let d = modeling
-                .get_webhook_destination(GetWebhookDestinationRequest {
-                    name: "tenants/hooks/webhookDestinations/crm".into(),
-                })
-                .await?
-                .into_inner()
-                .webhook_destination
-                .unwrap_or_default();
+            let mut caught_up = true;
+            for id in ["crm", "lanes"] {
+                let d = modeling
+                    .get_webhook_destination(GetWebhookDestinationRequest {
+                        name: format!("tenants/hooks/webhookDestinations/{id}"),
+                    })
+                    .await?
+                    .into_inner()
+                    .webhook_destination
+                    .unwrap_or_default();
+                caught_up &= d.delivered_sequence == d.head_sequence;
+            }
             let mut stream = modeling
                 .subscribe_triggers(SubscribeTriggersRequest {
                     types: vec![TriggerType::SegmentEntered as i32],
@@ -236,8 +248,7 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
                 .await?
                 .map(|batch| batch.triggers.iter().map(|t| t.sequence).collect())
                 .unwrap_or_default();
-            let done =
-                entries.len() as u64 == acknowledged && d.delivered_sequence == d.head_sequence;
+            let done = entries.len() as u64 == acknowledged && caught_up;
             Ok(done.then_some(entries))
         }
     })
@@ -249,8 +260,15 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
             let reports = reports
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let seen: BTreeSet<i64> = reports.by_id.values().flatten().copied().collect();
-            let covered = expected.iter().all(|s| seen.contains(s));
+            let covered = ["msg_crm_", "msg_lanes_"].iter().all(|prefix| {
+                let seen: BTreeSet<i64> = reports
+                    .by_id
+                    .iter()
+                    .filter(|(id, _)| id.starts_with(prefix))
+                    .flat_map(|(_, sequences)| sequences.iter().copied())
+                    .collect();
+                expected.iter().all(|s| seen.contains(s))
+            });
             Ok(covered.then(|| {
                 (
                     reports.by_id.clone(),
@@ -263,12 +281,21 @@ async fn sigkill_during_delivery_loses_no_trigger_and_duplicates_keep_their_id()
     .await?;
     let (by_id, arrivals, problems) = reports;
     assert!(problems.is_empty(), "{problems:?}");
-    // Deduplicated on webhook-id, each trigger is there exactly once.
-    let mut sequences: Vec<i64> = by_id.values().flatten().copied().collect();
-    sequences.sort_unstable();
-    assert_eq!(sequences, expected, "each trigger once after deduplication");
+    // Deduplicated on webhook-id, each trigger is there exactly once per destination.
+    for prefix in ["msg_crm_", "msg_lanes_"] {
+        let mut sequences: Vec<i64> = by_id
+            .iter()
+            .filter(|(id, _)| id.starts_with(prefix))
+            .flat_map(|(_, sequences)| sequences.iter().copied())
+            .collect();
+        sequences.sort_unstable();
+        assert_eq!(
+            sequences, expected,
+            "{prefix}: each trigger once after deduplication"
+        );
+    }
     eprintln!(
-        "{KILLS} kills: {} triggers in {} batches, {arrivals} deliveries arrived (the extra ones are redeliveries of a batch whose acknowledgement the kill cut off)",
+        "{KILLS} kills: {} triggers to two destinations in {} batches, {arrivals} deliveries arrived (the extra ones are redeliveries of a batch whose acknowledgement the kill cut off)",
         expected.len(),
         by_id.len()
     );

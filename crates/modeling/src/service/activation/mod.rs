@@ -156,7 +156,7 @@ fn concurrency_of(ordering: i32, asked: i32, problems: &mut Violations) -> (i16,
                 "UNKNOWN_VALUE",
                 "an unknown ordering",
             );
-            store::SEQUENCE
+            return (store::SEQUENCE, 1);
         }
     };
     let concurrency = match (ordering, asked) {
