@@ -12,12 +12,14 @@
 //!    destination's `delivered_sequence` reaches the head (GetWebhookDestination); then the
 //!    one-per-delivery run again with an 11th endpoint that accepts connections and never
 //!    answers, and once more without it, comparing the 10 healthy endpoints' delivery times
-//!    with it against the two runs without it.
+//!    with it against the two runs without it. Then endpoints that each take 20 ms to answer,
+//!    one trigger per delivery to 10 of them: in sequence order (one delivery in flight each)
+//!    and in per-person order with 16 in flight each.
 //! 3. the change feed: the whole segment change log read from the start with
 //!    ListSegmentChanges (pages of 5,000) and with StreamSegmentChanges.
 //!
 //! Every receiver checks every delivery's Standard Webhooks signature and that triggers come
-//! in sequence order. The latency run also reads each stage's own timestamps from the database
+//! in sequence order (per person, for a per-person destination). The latency run also reads each stage's own timestamps from the database
 //! (received, clean, stored, the segment round's trigger time) to show where the time goes. A
 //! throughput run's delivery time is from the later of the trigger's creation and the run's
 //! start, since the backlog is written before its destinations exist. The application gets
@@ -59,7 +61,7 @@ use touchline_proto::modeling::v1::{
     DeleteWebhookDestinationRequest, EventAggregateCondition, EventAggregation, EventMatcher,
     GetSegmentRequest, GetWebhookDestinationRequest, ListSegmentChangesRequest, NumberComparison,
     Segment, SegmentRule, SegmentState, StreamSegmentChangesRequest, SubscribeTriggersRequest,
-    TriggerType, WebhookDestination, event_aggregate_condition, segment_rule,
+    TriggerType, WebhookDestination, WebhookOrdering, event_aggregate_condition, segment_rule,
 };
 use touchline_testkit::{TestApp, TestDatabase, token};
 use touchline_webhooks::SigningSecret;
@@ -94,6 +96,10 @@ const LOAD_PRODUCERS: usize = 4;
 const FEED_PAGE: i32 = 5_000;
 /// How long any one wait may take before the run gives up.
 const PATIENCE: Duration = Duration::from_secs(900);
+/// How long a slow endpoint takes to answer.
+const SLOW_ANSWER: Duration = Duration::from_millis(20);
+/// Deliveries in flight per slow endpoint with per-person order.
+const SLOW_LANES: i32 = 16;
 
 /// How long and how hard the run is.
 #[derive(Debug, Clone, Copy)]
@@ -185,14 +191,18 @@ struct Seen {
     unreadable: u64,
     /// Triggers that came at or below a sequence already received (out of order or again).
     out_of_order: u64,
+    /// Triggers that came at or below a sequence already received for the same person.
+    person_out_of_order: u64,
+    /// Each person's highest trigger sequence received.
+    last_of_person: HashMap<String, i64>,
     /// The highest trigger sequence received.
     max_sequence: i64,
     arrivals: Vec<Arrival>,
 }
 
-/// A webhook endpoint on loopback answering 204 to every delivery, after checking its
-/// signature and noting each trigger's arrival. Dropping it closes the listener and every
-/// connection.
+/// A webhook endpoint on loopback answering 204 to every delivery (after `delay`, a receiver
+/// that does work of its own before it answers), after checking its signature and noting each
+/// trigger's arrival. Dropping it closes the listener and every connection.
 struct Receiver {
     url: String,
     seen: Arc<Mutex<Seen>>,
@@ -206,7 +216,7 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    async fn start(secret: &SigningSecret) -> anyhow::Result<Self> {
+    async fn start(secret: &SigningSecret, delay: Duration) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/hooks", listener.local_addr()?);
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -214,7 +224,12 @@ impl Receiver {
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                connections.spawn(serve(stream, Arc::clone(&state.0), Arc::clone(&state.1)));
+                connections.spawn(serve(
+                    stream,
+                    Arc::clone(&state.0),
+                    Arc::clone(&state.1),
+                    delay,
+                ));
                 while connections.try_join_next().is_some() {}
             }
         });
@@ -226,11 +241,22 @@ impl Receiver {
     }
 }
 
-async fn serve(stream: TcpStream, seen: Arc<Mutex<Seen>>, secret: Arc<SigningSecret>) {
+async fn serve(
+    stream: TcpStream,
+    seen: Arc<Mutex<Seen>>,
+    secret: Arc<SigningSecret>,
+    delay: Duration,
+) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let seen = Arc::clone(&seen);
         let secret = Arc::clone(&secret);
-        async move { Ok::<_, Infallible>(receive(request, &seen, &secret).await) }
+        async move {
+            let response = receive(request, &seen, &secret).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -267,6 +293,13 @@ async fn receive(
                 if arrival.sequence <= seen.max_sequence {
                     seen.out_of_order += 1;
                 }
+                let last = seen
+                    .last_of_person
+                    .entry(arrival.person.clone())
+                    .or_insert(0);
+                let again = arrival.sequence <= *last;
+                *last = (*last).max(arrival.sequence);
+                seen.person_out_of_order += u64::from(again);
                 seen.max_sequence = seen.max_sequence.max(arrival.sequence);
                 seen.arrivals.push(arrival);
             }
@@ -361,7 +394,8 @@ fn bought_within(id: &str, days: i64) -> CreateSegmentRequest {
     }
 }
 
-/// A destination for the entries of `segment` after `start_after` (0: from the head).
+/// A destination for the entries of `segment` after `start_after` (0: from the head), in
+/// sequence order.
 fn destination(
     id: &str,
     url: &str,
@@ -370,6 +404,40 @@ fn destination(
     segment: &str,
     start_after: i64,
 ) -> CreateWebhookDestinationRequest {
+    ordered_destination(
+        id,
+        url,
+        secret,
+        batch,
+        segment,
+        start_after,
+        Lanes::Sequence,
+    )
+}
+
+/// How a destination orders its deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lanes {
+    /// One in flight, in sequence order.
+    Sequence,
+    /// This many in flight, first in first out per person.
+    PerPerson(i32),
+}
+
+/// As [`destination`], ordered by `lanes`.
+fn ordered_destination(
+    id: &str,
+    url: &str,
+    secret: &SigningSecret,
+    batch: i32,
+    segment: &str,
+    start_after: i64,
+    lanes: Lanes,
+) -> CreateWebhookDestinationRequest {
+    let (ordering, max_concurrency) = match lanes {
+        Lanes::Sequence => (WebhookOrdering::Sequence, 1),
+        Lanes::PerPerson(n) => (WebhookOrdering::PerPerson, n),
+    };
     CreateWebhookDestinationRequest {
         webhook_destination_id: id.to_owned(),
         webhook_destination: Some(WebhookDestination {
@@ -379,6 +447,8 @@ fn destination(
             types: vec![TriggerType::SegmentEntered as i32],
             segments: vec![format!("tenants/{TENANT}/segments/{segment}")],
             start_after_sequence: start_after,
+            ordering: ordering as i32,
+            max_concurrency,
             ..WebhookDestination::default()
         }),
         ..CreateWebhookDestinationRequest::default()
@@ -648,7 +718,7 @@ async fn latency_run(
         .create_segment(bought_within(LIVE_SEGMENT, 1))
         .await?;
     let secret = SigningSecret::generate();
-    let receiver = Receiver::start(&secret).await?;
+    let receiver = Receiver::start(&secret, Duration::ZERO).await?;
     let live = destination("live", &receiver.url, &secret, LIVE_BATCH, LIVE_SEGMENT, 0);
     modeling.create_webhook_destination(live).await?;
     let (acks, sent_rate) = steady(collection, options).await?;
@@ -774,6 +844,9 @@ struct RunSpec {
     start_after: i64,
     head: i64,
     silent: bool,
+    /// How long each endpoint takes to answer.
+    answer_after: Duration,
+    lanes: Lanes,
 }
 
 /// What a run measured over its healthy endpoints.
@@ -787,6 +860,7 @@ struct Run {
     millis: Sorted,
     unverified: u64,
     out_of_order: u64,
+    person_out_of_order: u64,
 }
 
 impl Run {
@@ -844,7 +918,7 @@ async fn delivery_run(modeling: &mut Modeling, spec: RunSpec) -> anyhow::Result<
     let secret = SigningSecret::generate();
     let mut receivers = Vec::new();
     for _ in 0..ENDPOINTS {
-        receivers.push(Receiver::start(&secret).await?);
+        receivers.push(Receiver::start(&secret, spec.answer_after).await?);
     }
     let silent = if spec.silent {
         Some(Silent::start().await?)
@@ -864,13 +938,14 @@ async fn delivery_run(modeling: &mut Modeling, spec: RunSpec) -> anyhow::Result<
         } else {
             format!("{}-silent", spec.name)
         };
-        let request = destination(
+        let request = ordered_destination(
             &id,
             url,
             &secret,
             spec.batch,
             BACKLOG_SEGMENT,
             spec.start_after,
+            spec.lanes,
         );
         modeling.create_webhook_destination(request).await?;
         ids.push(id);
@@ -885,12 +960,14 @@ async fn delivery_run(modeling: &mut Modeling, spec: RunSpec) -> anyhow::Result<
             })
             .await?;
     }
-    let (mut deliveries, mut unverified, mut out_of_order, mut millis) = (0, 0, 0, Vec::new());
+    let (mut deliveries, mut unverified, mut millis) = (0, 0, Vec::new());
+    let (mut out_of_order, mut person_out_of_order) = (0, 0);
     for receiver in &receivers {
         receiver.read(|seen| {
             deliveries += seen.deliveries;
             unverified += seen.unverified + seen.unreadable;
             out_of_order += seen.out_of_order;
+            person_out_of_order += seen.person_out_of_order;
             millis.extend(seen.arrivals.iter().map(|a| a.at_ms - a.trigger_ms.max(t0)));
         });
     }
@@ -902,6 +979,7 @@ async fn delivery_run(modeling: &mut Modeling, spec: RunSpec) -> anyhow::Result<
         millis: Sorted::new(millis),
         unverified,
         out_of_order,
+        person_out_of_order,
     })
 }
 
@@ -1051,6 +1129,8 @@ async fn throughput_runs(
             start_after: last(options.per_endpoint),
             head: backlog.head,
             silent: false,
+            answer_after: Duration::ZERO,
+            lanes: Lanes::Sequence,
         },
         RunSpec {
             name: "hundred",
@@ -1058,6 +1138,8 @@ async fn throughput_runs(
             start_after: backlog.before,
             head: backlog.head,
             silent: false,
+            answer_after: Duration::ZERO,
+            lanes: Lanes::Sequence,
         },
         RunSpec {
             name: "beside-silent",
@@ -1065,6 +1147,8 @@ async fn throughput_runs(
             start_after: last(options.per_endpoint),
             head: backlog.head,
             silent: true,
+            answer_after: Duration::ZERO,
+            lanes: Lanes::Sequence,
         },
         // Once more without it: the silent run sits between two runs to compare with, so
         // that drift in what else the machine runs shows.
@@ -1074,6 +1158,28 @@ async fn throughput_runs(
             start_after: last(options.per_endpoint),
             head: backlog.head,
             silent: false,
+            answer_after: Duration::ZERO,
+            lanes: Lanes::Sequence,
+        },
+        // Endpoints that take a while to answer: one delivery in flight each, then as many
+        // as the lanes of per-person order.
+        RunSpec {
+            name: "slow-sequence",
+            batch: 1,
+            start_after: last(options.per_endpoint / 5),
+            head: backlog.head,
+            silent: false,
+            answer_after: SLOW_ANSWER,
+            lanes: Lanes::Sequence,
+        },
+        RunSpec {
+            name: "slow-per-person",
+            batch: 1,
+            start_after: last(options.per_endpoint / 5),
+            head: backlog.head,
+            silent: false,
+            answer_after: SLOW_ANSWER,
+            lanes: Lanes::PerPerson(SLOW_LANES),
         },
     ];
     let mut runs = Vec::new();
@@ -1082,10 +1188,11 @@ async fn throughput_runs(
             "2. deliveries: {} ({} per delivery{})",
             spec.name,
             spec.batch,
-            if spec.silent {
-                ", 11th endpoint silent"
-            } else {
-                ""
+            match (spec.silent, spec.lanes) {
+                (true, _) => ", 11th endpoint silent".to_owned(),
+                (_, Lanes::PerPerson(n)) => format!(", {n} in flight per endpoint"),
+                _ if !spec.answer_after.is_zero() => ", one in flight per endpoint".to_owned(),
+                _ => String::new(),
             }
         );
         runs.push(delivery_run(modeling, spec).await?);
@@ -1188,6 +1295,68 @@ fn print_latency(l: &Latency, o: Options) {
 }
 
 fn print_runs(runs: &[Run]) {
+    let (fast, slow): (Vec<&Run>, Vec<&Run>) =
+        runs.iter().partition(|r| r.spec.answer_after.is_zero());
+    print_fast_runs(&fast);
+    print_slow_runs(&slow);
+}
+
+/// Slow endpoints: one delivery in flight each against per-person lanes.
+fn print_slow_runs(runs: &[&Run]) {
+    let Some(first) = runs.first() else {
+        return;
+    };
+    row(
+        &format!(
+            "2b. endpoints answering after {} ms, 10 endpoints",
+            first.spec.answer_after.as_millis()
+        ),
+        "",
+        "",
+        "",
+    );
+    let sequence = runs
+        .iter()
+        .find(|r| r.spec.lanes == Lanes::Sequence)
+        .map_or(0.0, |r| r.deliveries_per_sec());
+    for run in runs {
+        let (label, speedup) = match run.spec.lanes {
+            Lanes::Sequence => (
+                "   sequence order, 1 in flight each".to_owned(),
+                String::new(),
+            ),
+            Lanes::PerPerson(n) => (
+                format!("   per-person order, {n} in flight each"),
+                format!(
+                    " (×{:.1})",
+                    run.deliveries_per_sec() / sequence.max(f64::MIN_POSITIVE)
+                ),
+            ),
+        };
+        row(
+            &label,
+            &format!("{}/s{speedup}", thousands(run.deliveries_per_sec())),
+            "",
+            "",
+        );
+        let (what, count) = match run.spec.lanes {
+            Lanes::Sequence => ("out of order", run.out_of_order),
+            Lanes::PerPerson(_) => ("out of a person's order", run.person_out_of_order),
+        };
+        row(
+            &format!(
+                "     {} deliveries in {:.1} s",
+                thousands(run.deliveries as f64),
+                run.secs
+            ),
+            &format!("unverified {}, {what} {count}", run.unverified),
+            "0, 0",
+            verdict(run.unverified == 0 && count == 0),
+        );
+    }
+}
+
+fn print_fast_runs(runs: &[&Run]) {
     for run in runs {
         let label = match (run.spec.batch, run.spec.silent, run.spec.name) {
             (1, false, "single") => "2. deliveries/s, 1 trigger each, 10 endpoints".to_owned(),
