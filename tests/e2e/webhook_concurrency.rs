@@ -2,8 +2,9 @@
 //! the test that note how many requests they hold at once and in which order they acknowledge
 //! triggers: an unordered destination keeps up to its concurrency in flight and a sequence one
 //! never more than one; a failing batch holds back only its own lane of a per-person
-//! destination, whose every person still gets their triggers in order, while a sequence
-//! destination holds everything behind it; bad settings are refused field by field.
+//! destination, whose every person still gets their triggers in order, and nothing of an
+//! unordered one, while a sequence destination holds everything behind it; bad settings are
+//! refused field by field.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -221,6 +222,26 @@ async fn answer(
     response
 }
 
+/// Whether a request was answered 500, and whether a batch of only later triggers was
+/// acknowledged before that one was (it held nothing of theirs back).
+fn overtaken(log: &Log) -> (bool, bool) {
+    let Some(failed) = log.answered.iter().find(|a| a.status == 500) else {
+        return (false, false);
+    };
+    let newest = failed
+        .triggers
+        .iter()
+        .map(|(s, _)| *s)
+        .max()
+        .unwrap_or_default();
+    let overtaken = log
+        .answered
+        .iter()
+        .take_while(|a| !(a.status == 204 && a.webhook_id == failed.webhook_id))
+        .any(|a| a.status == 204 && a.triggers.iter().all(|(s, _)| *s > newest));
+    (true, overtaken)
+}
+
 /// Waits until `endpoint` has acknowledged `count` triggers.
 async fn acknowledged(endpoint: &Endpoint, count: usize) -> anyhow::Result<Vec<(i64, String)>> {
     eventually(Duration::from_secs(60), || {
@@ -337,6 +358,16 @@ async fn a_failing_batch_holds_back_only_its_lane_and_each_person_keeps_their_or
     // Each endpoint answers 500 to its first request: that batch waits for its retry.
     let per_person = Endpoint::start(Duration::from_millis(50), 1).await?;
     let in_sequence = Endpoint::start(Duration::from_millis(50), 1).await?;
+    let unordered = Endpoint::start(Duration::from_millis(50), 1).await?;
+    modeling
+        .create_webhook_destination(destination(
+            "unordered",
+            &unordered.url,
+            WebhookOrdering::Unordered,
+            4,
+            2,
+        ))
+        .await?;
     modeling
         .create_webhook_destination(destination(
             "per-person",
@@ -380,24 +411,24 @@ async fn a_failing_batch_holds_back_only_its_lane_and_each_person_keeps_their_or
     assert_eq!(last.len(), usize::try_from(persons)?);
     // The failed batch held back its lane only: a later batch of another lane was
     // acknowledged before the failed one was.
-    let (failed, overtaken) = per_person.read(|log| {
-        let failed = log.answered.iter().find(|a| a.status == 500).cloned();
-        let overtaken = failed.as_ref().is_some_and(|failed| {
-            let newest = failed
-                .triggers
-                .iter()
-                .map(|(s, _)| *s)
-                .max()
-                .unwrap_or_default();
-            log.answered
-                .iter()
-                .take_while(|a| !(a.status == 204 && a.webhook_id == failed.webhook_id))
-                .any(|a| a.status == 204 && a.triggers.iter().all(|(s, _)| *s > newest))
-        });
-        (failed, overtaken)
-    });
-    assert!(failed.is_some(), "the first request was answered 500");
+    let (failed, overtaken) = per_person.read(overtaken);
+    assert!(failed, "the first request was answered 500");
     assert!(overtaken, "{:?}", per_person.read(|l| l.answered.clone()));
+    // Unordered: the same, and nothing at all waits for the failed batch.
+    let mut seen: Vec<i64> = acknowledged(&unordered, everything)
+        .await?
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), everything);
+    let (failed, overtaken) = unordered.read(overtaken);
+    assert!(
+        failed && overtaken,
+        "{:?}",
+        unordered.read(|l| l.answered.clone())
+    );
 
     // In sequence: everything in order, so nothing passed the failed batch.
     let sequences: Vec<i64> = strict.iter().map(|(s, _)| *s).collect();

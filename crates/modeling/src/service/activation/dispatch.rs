@@ -121,6 +121,28 @@ pub(super) fn ready(
     ready
 }
 
+/// How many batches are moving: neither awaiting a retry nor queued behind one in their lane.
+/// The window of batches frozen ahead counts these, so batches awaiting a retry do not stop the
+/// rest (up to the bound on everything frozen).
+pub(super) fn moving(ordering: i16, slots: &BTreeMap<i64, Slot>, now: DateTime<Utc>) -> usize {
+    let mut stuck: HashSet<i32> = HashSet::new();
+    let mut moving = 0;
+    for slot in slots.values() {
+        let retrying = slot.progress == Progress::Waiting && slot.due > now;
+        if ordering == UNORDERED {
+            moving += usize::from(!retrying);
+            continue;
+        }
+        let lane = if ordering == PER_PERSON { slot.lane } else { 0 };
+        if retrying {
+            stuck.insert(lane);
+        } else if !stuck.contains(&lane) {
+            moving += 1;
+        }
+    }
+    moving
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +194,26 @@ mod tests {
         assert_eq!(ready(UNORDERED, &slots, now, 10), vec![2, 3, 4, 5]);
         assert_eq!(ready(UNORDERED, &slots, now, 2), vec![2, 3]);
         assert!(ready(SEQUENCE, &slots, now, 10).is_empty());
+    }
+
+    #[test]
+    fn batches_awaiting_a_retry_and_those_behind_them_are_not_moving() {
+        let now = Utc::now();
+        let retrying = Slot {
+            lane: 1,
+            due: now + chrono::Duration::seconds(60),
+            progress: Progress::Waiting,
+        };
+        let slots = BTreeMap::from([
+            (1, slot(0, Progress::InFlight)),
+            (2, retrying),
+            (3, slot(1, Progress::Waiting)),
+            (4, slot(0, Progress::Waiting)),
+            (5, slot(2, Progress::Answered { delivered: true })),
+        ]);
+        assert_eq!(moving(PER_PERSON, &slots, now), 3);
+        assert_eq!(moving(UNORDERED, &slots, now), 4);
+        assert_eq!(moving(SEQUENCE, &slots, now), 1);
     }
 
     #[test]

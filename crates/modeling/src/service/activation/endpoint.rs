@@ -28,11 +28,16 @@ use crate::store::deliveries::{self, AttemptRecord};
 const RECHECK: Duration = Duration::from_secs(1);
 /// How often the task reads its destination and batches again.
 const ROUND: Duration = Duration::from_millis(250);
-/// Most batches a destination has frozen ahead.
+/// Most moving batches (see `dispatch::moving`) a destination has frozen ahead.
 const AHEAD_BATCHES: usize = 100;
-/// Most triggers a destination has frozen ahead (at least one batch), unless its concurrency
-/// needs more batches.
+/// Most triggers in moving batches a destination has frozen ahead (at least one batch), unless
+/// its concurrency needs more batches.
 const AHEAD_TRIGGERS: usize = 1_000;
+/// Most triggers a destination has frozen in all, counting batches awaiting a retry and those
+/// behind them in their lane: beyond it, new triggers wait.
+const FROZEN_TRIGGERS: usize = 20_000;
+/// And most batches.
+const FROZEN_BATCHES: usize = 1_000;
 
 /// Why a read of the destination stopped short; the task looks again after [`RECHECK`].
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +84,16 @@ struct Clock {
     next_send: Instant,
 }
 
-/// How many batches of `size` triggers a destination freezes ahead.
+/// How many moving batches of `size` triggers a destination freezes ahead.
 fn batches_ahead(size: usize, concurrency: usize) -> usize {
     (AHEAD_TRIGGERS / size.max(1))
         .max(2 * concurrency)
         .clamp(1, AHEAD_BATCHES)
+}
+
+/// How many batches of `size` triggers a destination holds frozen at most.
+fn batches_frozen(size: usize, ahead: usize) -> usize {
+    (FROZEN_TRIGGERS / size.max(1)).clamp(ahead, FROZEN_BATCHES.max(ahead))
 }
 
 impl Queue {
@@ -104,8 +114,15 @@ impl Queue {
     }
 
     fn ready(&self, room: usize) -> Vec<i64> {
-        let slots: BTreeMap<i64, Slot> = self
-            .held
+        dispatch::ready(self.destination.ordering, &self.slots(), Utc::now(), room)
+    }
+
+    fn moving(&self) -> usize {
+        dispatch::moving(self.destination.ordering, &self.slots(), Utc::now())
+    }
+
+    fn slots(&self) -> BTreeMap<i64, Slot> {
+        self.held
             .iter()
             .map(|(first, h)| {
                 let slot = Slot {
@@ -115,8 +132,7 @@ impl Queue {
                 };
                 (*first, slot)
             })
-            .collect();
-        dispatch::ready(self.destination.ordering, &slots, Utc::now(), room)
+            .collect()
     }
 
     /// The earliest future retry of a waiting batch.
@@ -353,31 +369,14 @@ impl EndpointTask {
         if replaced || !matches!(destination.state, store::ACTIVE | store::FAILING) {
             return Ok(false);
         }
-        let target = Arc::new(Target {
-            tenant: self.tenant.clone(),
-            id: self.id.clone(),
-            created_at: destination.created_at,
-            url: destination.url.clone(),
-            secrets: secrets(&destination),
-        });
-        let queue = match queue.take() {
-            Some(mut held) => {
-                held.destination = destination;
-                held.target = target;
-                queue.insert(held)
-            }
-            None => queue.insert(Queue {
-                destination,
-                target,
-                held: BTreeMap::new(),
-                more: false,
-            }),
-        };
+        let queue = self.renewed(queue, destination);
         let size = usize::try_from(queue.destination.max_batch_size)
             .unwrap_or(1)
             .max(1);
         let ahead = batches_ahead(size, queue.capacity());
-        let limit = i64::try_from(ahead).unwrap_or(i64::MAX);
+        let most = batches_frozen(size, ahead);
+        // A freeze can end with a partial batch per lane beyond the bound.
+        let limit = i64::try_from(most + queue.capacity()).unwrap_or(i64::MAX);
         let known: Vec<i64> = queue.held.keys().copied().collect();
         let stored = deliveries::frozen(&mut tx, tenant, id, limit, &known).await?;
         let count = stored.len();
@@ -388,7 +387,8 @@ impl EndpointTask {
                 .is_some_and(|b| b.next_attempt_at > Utc::now());
         queue.merge(stored);
         queue.more = false;
-        if retrying || count >= ahead {
+        let moving = queue.moving();
+        if retrying || moving >= ahead || count >= most {
             tx.commit().await?;
             return Ok(true);
         }
@@ -401,7 +401,7 @@ impl EndpointTask {
             segments: d.segment_ids.clone(),
             definitions: d.definition_ids.clone(),
         };
-        let room = (ahead - count) * size;
+        let room = (ahead - moving).min(most - count) * size;
         let room_rows = i64::try_from(room).unwrap_or(i64::MAX);
         let triggers =
             store::triggers_after(&mut *tx, tenant, &filter, d.frozen_sequence, room_rows).await?;
@@ -424,6 +424,30 @@ impl EndpointTask {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// `queue` with `destination` as just read (a new queue on the first read).
+    fn renewed<'q>(&self, queue: &'q mut Option<Queue>, destination: Destination) -> &'q mut Queue {
+        let target = Arc::new(Target {
+            tenant: self.tenant.clone(),
+            id: self.id.clone(),
+            created_at: destination.created_at,
+            url: destination.url.clone(),
+            secrets: secrets(&destination),
+        });
+        match queue.take() {
+            Some(mut held) => {
+                held.destination = destination;
+                held.target = target;
+                queue.insert(held)
+            }
+            None => queue.insert(Queue {
+                destination,
+                target,
+                held: BTreeMap::new(),
+                more: false,
+            }),
+        }
     }
 
     /// New batches of `triggers` (in sequence order), due now.
