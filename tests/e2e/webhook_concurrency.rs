@@ -224,7 +224,7 @@ async fn answer(
 
 /// Whether a request was answered 500, and whether a batch of only later triggers was
 /// acknowledged before that one was (it held nothing of theirs back).
-fn overtaken(log: &Log) -> (bool, bool) {
+fn failed_and_overtaken(log: &Log) -> (bool, bool) {
     let Some(failed) = log.answered.iter().find(|a| a.status == 500) else {
         return (false, false);
     };
@@ -411,7 +411,7 @@ async fn a_failing_batch_holds_back_only_its_lane_and_each_person_keeps_their_or
     assert_eq!(last.len(), usize::try_from(persons)?);
     // The failed batch held back its lane only: a later batch of another lane was
     // acknowledged before the failed one was.
-    let (failed, overtaken) = per_person.read(overtaken);
+    let (failed, overtaken) = per_person.read(failed_and_overtaken);
     assert!(failed, "the first request was answered 500");
     assert!(overtaken, "{:?}", per_person.read(|l| l.answered.clone()));
     // Unordered: the same, and nothing at all waits for the failed batch.
@@ -423,7 +423,7 @@ async fn a_failing_batch_holds_back_only_its_lane_and_each_person_keeps_their_or
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), everything);
-    let (failed, overtaken) = unordered.read(overtaken);
+    let (failed, overtaken) = unordered.read(failed_and_overtaken);
     assert!(
         failed && overtaken,
         "{:?}",

@@ -47,8 +47,16 @@ pub(super) struct Slot {
 pub(super) fn lane_of(person: Uuid, lanes: i32) -> i32 {
     let lanes = u64::try_from(lanes.max(1)).unwrap_or(1);
     let (high, low) = person.as_u64_pair();
-    // Both halves: version bits and time-ordered prefixes must not bunch persons together.
-    i32::try_from((high ^ low.rotate_left(17)) % lanes).unwrap_or(0)
+    // Mixed: ids made in the same millisecond share their high half and differ in a few bits
+    // of the low one, which must still spread them over the lanes.
+    i32::try_from(mix(high ^ mix(low)) % lanes).unwrap_or(0)
+}
+
+/// SplitMix64's finaliser: every input bit moves about half of the output bits.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Splits triggers (in sequence order, each given by its person) into batches of at most
@@ -214,6 +222,41 @@ mod tests {
         assert_eq!(moving(PER_PERSON, &slots, now), 3);
         assert_eq!(moving(UNORDERED, &slots, now), 4);
         assert_eq!(moving(SEQUENCE, &slots, now), 1);
+    }
+
+    #[test]
+    fn persons_made_in_one_millisecond_spread_over_the_lanes() {
+        // Time-ordered ids of one instant differ only in their counter and random bits.
+        let base = 0x01a2_4529_872c_71be_9c44_9b70_21c8_d39f_u128;
+        let mut counts = [0usize; 4];
+        for n in 0..1_000u128 {
+            let lane = lane_of(Uuid::from_u128(base + (n << 48) + n * 0x1_0000_0001), 4);
+            counts[usize::try_from(lane).unwrap_or(0)] += 1;
+        }
+        assert!(counts.iter().all(|c| *c > 180), "{counts:?}");
+        // Twelve persons one test run made in one instant (a weaker hash put all in one lane).
+        let run: std::collections::HashSet<i32> = [
+            "9b7021c8d39f",
+            "9b713a148ed4",
+            "9b7201095c2f",
+            "9b73989c0026",
+            "9b749b9fa6ae",
+            "9b753b93c605",
+            "9b762c00b677",
+            "9b77e2c0ba05",
+            "9b7811e1d4f5",
+            "9b7948208f4d",
+            "9b7a22f86ec0",
+            "9b7b26814051",
+        ]
+        .iter()
+        .filter_map(|tail| Uuid::parse_str(&format!("01a24529-872c-71be-9c44-{tail}")).ok())
+        .map(|person| lane_of(person, 4))
+        .collect();
+        assert!(run.len() >= 3, "{run:?}");
+        // The same person, the same lane.
+        let person = Uuid::from_u128(base);
+        assert_eq!(lane_of(person, 16), lane_of(person, 16));
     }
 
     #[test]
