@@ -33,6 +33,7 @@ mod transport_codes;
 mod trigger_definitions;
 mod truth_funnel;
 mod webhook_concurrency;
+mod webhook_operations;
 mod webhooks;
 
 /// Installs the process-wide in-memory span exporter before any test runs

@@ -43,7 +43,7 @@ const SCOPES: &[&str] = &[
 ];
 
 /// A segment of persons with at least `n` purchases in the last 30 days.
-fn purchases_at_least(id: &str, n: f64) -> CreateSegmentRequest {
+pub(crate) fn purchases_at_least(id: &str, n: f64) -> CreateSegmentRequest {
     let condition = EventAggregateCondition {
         event: Some(EventMatcher {
             event_name: "purchase".into(),

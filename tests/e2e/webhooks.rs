@@ -331,6 +331,7 @@ async fn segment_entries_reach_a_standard_webhooks_receiver_signed_retried_and_i
         .resume_webhook_destination(ResumeWebhookDestinationRequest {
             name: format!("tenants/{TENANT}/webhookDestinations/crm"),
             after_sequence: replay_from,
+            ..ResumeWebhookDestinationRequest::default()
         })
         .await?;
     let mut replayed = Vec::new();

@@ -97,6 +97,14 @@ pub enum ModelingError {
         /// The oldest sequence kept.
         oldest: i64,
     },
+    /// A replay from a time older than the triggers kept.
+    #[error(
+        "triggers before {kept_since} are no longer kept; replay from a later time or a sequence / 该时间之前的触发已过保留期，请从更晚的时间或序号重放"
+    )]
+    ReplayTooOld {
+        /// The oldest time whose triggers are all kept.
+        kept_since: chrono::DateTime<chrono::Utc>,
+    },
     /// A task of the service failed (the log says how).
     #[error("the {0} failed")]
     Internal(&'static str),
@@ -142,7 +150,9 @@ impl ApiError for ModelingError {
             ModelingError::FailedPrecondition(_) | ModelingError::Building => {
                 ErrorCode::FailedPrecondition
             }
-            ModelingError::CursorExpired { .. } => ErrorCode::OutOfRange,
+            ModelingError::CursorExpired { .. } | ModelingError::ReplayTooOld { .. } => {
+                ErrorCode::OutOfRange
+            }
             ModelingError::Projection(_) | ModelingError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -164,6 +174,7 @@ impl ApiError for ModelingError {
             | ModelingError::FailedPrecondition(_)
             | ModelingError::Building
             | ModelingError::CursorExpired { .. }
+            | ModelingError::ReplayTooOld { .. }
             | ModelingError::Internal(_) => Vec::new(),
         }
     }

@@ -2,16 +2,12 @@
 
 use touchline_proto::modeling::v1 as pb;
 
-use super::journeys::timestamp_ms;
+use super::journeys::timestamp;
 use super::segments::segment_name;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
-use crate::service::{DestinationView, NewDestination};
+use crate::service::{DestinationView, NewDestination, Replay};
 use crate::store::activation::{self as store, Attempt, StoredTrigger, TriggerFilter};
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    timestamp_ms(at.timestamp_millis())
-}
 
 /// The id in `tenants/{tenant}/webhookDestinations/{id}`, with the tenant part.
 pub(super) fn destination_name(name: &str) -> Option<(&str, &str)> {
@@ -101,6 +97,27 @@ pub(super) fn new_destination(
         max_concurrency: d.max_concurrency,
         request_id: request.request_id.clone(),
         problems,
+    }
+}
+
+/// Where a resume delivers from: a sequence or a time, not both.
+pub(super) fn replay(
+    request: &pb::ResumeWebhookDestinationRequest,
+) -> Result<Replay, ModelingError> {
+    let after = super::segments::changes_after("", request.after_sequence)?;
+    match (after, request.replay_from_time.as_ref()) {
+        (0, None) => Ok(Replay::Stopped),
+        (after, None) => Ok(Replay::AfterSequence(after)),
+        (0, Some(time)) => super::journeys::datetime(time)
+            .map(Replay::FromTime)
+            .ok_or_else(|| {
+                ModelingError::invalid("replay_from_time", "OUT_OF_RANGE", "not a valid time")
+            }),
+        (_, Some(_)) => Err(ModelingError::invalid(
+            "replay_from_time",
+            "CONFLICTING_START",
+            "replay from a sequence or from a time, not both",
+        )),
     }
 }
 

@@ -4,17 +4,11 @@ use prost::Message as _;
 use touchline_proto::governance::v1::CleanEvent;
 use touchline_proto::modeling::v1 as pb;
 
+use super::journeys::timestamp;
 use crate::domain;
 use crate::service::{AtPosition, EventCounts, ReplayOutcome, ReplayResult};
 use crate::store::dead_letters::StoredDeadLetter;
 use crate::store::{Counts, StoredEvent};
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
 
 fn rows(counts: Counts) -> Vec<pb::EventCount> {
     counts

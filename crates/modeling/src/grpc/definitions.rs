@@ -6,7 +6,7 @@ use touchline_error::to_status;
 use touchline_proto::modeling::v1 as pb;
 
 use super::activation::definition_name;
-use super::journeys::{span, span_ms, timestamp_ms};
+use super::journeys::{span, span_ms, timestamp};
 use super::segments::segment_name;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
@@ -25,10 +25,6 @@ fn named<'a>(name: &'a str, field: &str) -> Result<(&'a str, &'a str), Status> {
             "a trigger definition is named tenants/{tenant}/triggerDefinitions/{id}",
         ))
     })
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    timestamp_ms(at.timestamp_millis())
 }
 
 /// The contract's definition for a stored one.

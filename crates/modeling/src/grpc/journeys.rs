@@ -19,6 +19,20 @@ pub(super) fn ms(at: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(at.nanos) / 1_000_000)
 }
 
+/// A contract time, to the nanosecond.
+pub(super) fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A time from the contract; `None` when it is out of range.
+pub(super) fn datetime(at: &prost_types::Timestamp) -> Option<chrono::DateTime<chrono::Utc>> {
+    let nanos = u32::try_from(at.nanos).ok()?;
+    chrono::DateTime::from_timestamp(at.seconds, nanos)
+}
+
 pub(super) fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1_000),

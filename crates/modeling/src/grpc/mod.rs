@@ -801,15 +801,39 @@ impl ModelingService for ModelingApi {
     ) -> Result<Response<pb::ResumeWebhookDestinationResponse>, Status> {
         let (parent, id) = named_destination(&request.get_ref().name, "name")?;
         let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
-        let after =
-            segments::changes_after("", request.get_ref().after_sequence).map_err(status)?;
+        let replay = activation::replay(request.get_ref()).map_err(status)?;
         let view = self
             .modeling
-            .resume_webhook_destination(&tenant, id, after)
+            .resume_webhook_destination(&tenant, id, replay)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::ResumeWebhookDestinationResponse {
             webhook_destination: Some(activation::destination(&view)),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "modeling.test_webhook_destination",
+        skip_all,
+        fields(service = "modeling")
+    )]
+    async fn test_webhook_destination(
+        &self,
+        request: Request<pb::TestWebhookDestinationRequest>,
+    ) -> Result<Response<pb::TestWebhookDestinationResponse>, Status> {
+        let (parent, id) = named_destination(&request.get_ref().name, "name")?;
+        let tenant = touchline_auth::principal(&request)?.tenant_for(parent)?;
+        let sent = self
+            .modeling
+            .test_webhook_destination(&tenant, id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::TestWebhookDestinationResponse {
+            webhook_id: sent.webhook_id,
+            delivered: sent.delivered,
+            http_status: sent.http_status,
+            error: sent.error,
+            duration_ms: sent.duration_ms,
         }))
     }
 

@@ -14,7 +14,8 @@ mod segments;
 mod visibility;
 
 pub use activation::{
-    DefinitionInput, DeliveryWorker, DestinationView, NewDefinition, NewDestination, WebhookOptions,
+    DefinitionInput, DeliveryWorker, DestinationView, NewDefinition, NewDestination, Replay,
+    TestDelivery, WebhookOptions,
 };
 pub use attribution::Attribution;
 pub use churn::{ChurnScores, ChurnScoresPage, RfmPage, RfmQuery, SettingsUpdate};

@@ -85,15 +85,15 @@ pub(super) async fn send(
 }
 
 /// An attempt's result as the ledger records it.
-struct Classified {
-    code: i16,
-    http_status: i32,
-    error: String,
-    elapsed: Duration,
-    retry_after: Option<Duration>,
+pub(super) struct Classified {
+    pub code: i16,
+    pub http_status: i32,
+    pub error: String,
+    pub elapsed: Duration,
+    pub retry_after: Option<Duration>,
 }
 
-fn classify(outcome: Result<Outcome, SendError>) -> Classified {
+pub(super) fn classify(outcome: Result<Outcome, SendError>) -> Classified {
     match outcome {
         Ok(Outcome::Delivered { status, elapsed }) => Classified {
             code: store::DELIVERED,

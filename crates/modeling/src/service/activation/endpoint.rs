@@ -507,7 +507,7 @@ impl Queue {
 }
 
 /// The secrets that sign now: the current one, and the previous one during a rotation.
-fn secrets(destination: &Destination) -> Vec<SigningSecret> {
+pub(super) fn secrets(destination: &Destination) -> Vec<SigningSecret> {
     let mut secrets: Vec<SigningSecret> = SigningSecret::parse(&destination.signing_secret)
         .into_iter()
         .collect();

@@ -2,7 +2,8 @@
 //! list, delete, resume), their delivery ledger, and the trigger log as a stream (`mod`);
 //! the delivery worker that pushes each destination's triggers (`delivery`, one `endpoint`
 //! task per destination, `dispatch` saying which batches may go, each `attempt` recorded by
-//! the `ledger`); the body of a delivery (`body`).
+//! the `ledger`); the body of a delivery (`body`); a test delivery beside the queue
+//! (`test_delivery`).
 
 mod attempt;
 mod body;
@@ -12,6 +13,7 @@ mod dispatch;
 mod endpoint;
 mod ledger;
 mod model_triggers;
+mod test_delivery;
 
 use std::collections::HashSet;
 
@@ -20,8 +22,10 @@ use touchline_webhooks::{AddressPolicy, SigningSecret};
 pub use definitions::{DefinitionInput, NewDefinition};
 pub use delivery::DeliveryWorker;
 pub use model_triggers::ModelMemory;
+pub use test_delivery::TestDelivery;
 
 use super::Modeling;
+use super::segments::KEEP_CHANGES;
 use crate::error::ModelingError;
 use crate::journeys::query::Violations;
 use crate::store::activation::{self as store, Attempt, Destination, StoredTrigger, TriggerFilter};
@@ -77,6 +81,17 @@ pub struct NewDestination {
     pub request_id: String,
     /// Problems found while reading the request.
     pub problems: Violations,
+}
+
+/// Where a resumed destination delivers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Where delivery stopped, with the batch that failed.
+    Stopped,
+    /// The triggers after this sequence.
+    AfterSequence(i64),
+    /// The triggers of this time or later.
+    FromTime(chrono::DateTime<chrono::Utc>),
 }
 
 /// A destination with the trigger log's head, for lag.
@@ -447,17 +462,30 @@ impl Modeling {
         &self,
         tenant: &str,
         id: &str,
-        after: i64,
+        replay: Replay,
     ) -> Result<DestinationView, ModelingError> {
         self.webhook_destination(tenant, id).await?;
-        let (_, pruned) = store::trigger_head(&self.pool, tenant).await?;
-        if after > 0 && after < pruned {
-            return Err(ModelingError::CursorExpired {
-                cursor: after,
-                oldest: pruned + 1,
-            });
-        }
-        store::resume(&self.pool, tenant, id, (after > 0).then_some(after)).await?;
+        let (head, pruned) = store::trigger_head(&self.pool, tenant).await?;
+        let after = match replay {
+            Replay::Stopped => None,
+            Replay::AfterSequence(after) if after < pruned => {
+                return Err(ModelingError::CursorExpired {
+                    cursor: after,
+                    oldest: pruned + 1,
+                });
+            }
+            Replay::AfterSequence(after) => Some(after),
+            Replay::FromTime(time) => {
+                let kept_since = chrono::Utc::now()
+                    - chrono::Duration::from_std(KEEP_CHANGES).unwrap_or(chrono::Duration::MAX);
+                if pruned > 0 && time < kept_since {
+                    return Err(ModelingError::ReplayTooOld { kept_since });
+                }
+                let first = store::first_trigger_since(&self.pool, tenant, time).await?;
+                Some(first.map_or(head, |first| first - 1))
+            }
+        };
+        store::resume(&self.pool, tenant, id, after).await?;
         self.segment_signals.wake_deliveries();
         self.webhook_destination(tenant, id).await
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-pub use worker::{SegmentSignals, SegmentWorker};
+pub use worker::{KEEP_CHANGES, SegmentSignals, SegmentWorker};
 
 use super::Modeling;
 use super::outputs::Needs;

@@ -165,6 +165,21 @@ pub async fn trigger_head(
     .unwrap_or((0, 0)))
 }
 
+/// The tenant's first trigger at or after `time`, if any.
+pub async fn first_trigger_since(
+    pool: &PgPool,
+    tenant: &str,
+    time: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(sequence) FROM modeling.triggers WHERE tenant_id = $1 AND triggered_at >= $2",
+    )
+    .bind(tenant)
+    .bind(time)
+    .fetch_one(pool)
+    .await
+}
+
 /// Drops triggers older than `keep` and moves the pruned-through marks.
 pub async fn prune_triggers(pool: &PgPool, keep: std::time::Duration) -> Result<(), sqlx::Error> {
     let keep_secs = keep.as_secs_f64();
