@@ -394,27 +394,6 @@ fn bought_within(id: &str, days: i64) -> CreateSegmentRequest {
     }
 }
 
-/// A destination for the entries of `segment` after `start_after` (0: from the head), in
-/// sequence order.
-fn destination(
-    id: &str,
-    url: &str,
-    secret: &SigningSecret,
-    batch: i32,
-    segment: &str,
-    start_after: i64,
-) -> CreateWebhookDestinationRequest {
-    ordered_destination(
-        id,
-        url,
-        secret,
-        batch,
-        segment,
-        start_after,
-        Lanes::Sequence,
-    )
-}
-
 /// How a destination orders its deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lanes {
@@ -424,8 +403,9 @@ enum Lanes {
     PerPerson(i32),
 }
 
-/// As [`destination`], ordered by `lanes`.
-fn ordered_destination(
+/// A destination for the entries of `segment` after `start_after` (0: from the head), ordered
+/// by `lanes`.
+fn destination(
     id: &str,
     url: &str,
     secret: &SigningSecret,
@@ -719,7 +699,15 @@ async fn latency_run(
         .await?;
     let secret = SigningSecret::generate();
     let receiver = Receiver::start(&secret, Duration::ZERO).await?;
-    let live = destination("live", &receiver.url, &secret, LIVE_BATCH, LIVE_SEGMENT, 0);
+    let live = destination(
+        "live",
+        &receiver.url,
+        &secret,
+        LIVE_BATCH,
+        LIVE_SEGMENT,
+        0,
+        Lanes::Sequence,
+    );
     modeling.create_webhook_destination(live).await?;
     let (acks, sent_rate) = steady(collection, options).await?;
     let per_call = usize::try_from(options.rate / 20)?;
@@ -938,7 +926,7 @@ async fn delivery_run(modeling: &mut Modeling, spec: RunSpec) -> anyhow::Result<
         } else {
             format!("{}-silent", spec.name)
         };
-        let request = ordered_destination(
+        let request = destination(
             &id,
             url,
             &secret,
