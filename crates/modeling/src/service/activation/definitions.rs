@@ -366,8 +366,12 @@ impl Modeling {
         field: &str,
         problems: &mut Violations,
     ) -> Result<(), ModelingError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let existing = store::existing_definitions(&self.pool, tenant, ids).await?;
         for (index, id) in ids.iter().enumerate() {
-            if store::definition(&self.pool, tenant, id).await?.is_none() {
+            if !existing.contains(id) {
                 problems.add(
                     format!("{field}[{index}]"),
                     "UNKNOWN_TRIGGER_DEFINITION",

@@ -197,14 +197,16 @@ impl Clock {
         self.paused_until = Instant::now() + RECHECK;
     }
 
-    /// The next instant worth waking at without an event.
+    /// The next instant worth waking at without an event (never one already past while
+    /// paused, which would spin until the pause ends).
     fn wake(&self, queue: Option<&Queue>) -> Instant {
         let now = Instant::now();
+        if self.paused_until > now {
+            return self.paused_until;
+        }
         let mut wake = self.read_at;
-        for later in [self.paused_until, self.next_send] {
-            if later > now {
-                wake = wake.min(later);
-            }
+        if self.next_send > now {
+            wake = wake.min(self.next_send);
         }
         if let Some(due) = queue.and_then(Queue::next_due) {
             let wait = (due - Utc::now()).to_std().unwrap_or_default();

@@ -103,13 +103,39 @@ pub async fn definition(
     tenant: &str,
     id: &str,
 ) -> Result<Option<StoredDefinition>, sqlx::Error> {
+    read_definition(executor, tenant, id, "").await
+}
+
+/// One definition, read as is or (with `lock` " FOR UPDATE") locked.
+async fn read_definition(
+    executor: impl sqlx::PgExecutor<'_>,
+    tenant: &str,
+    id: &str,
+    lock: &str,
+) -> Result<Option<StoredDefinition>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM modeling.trigger_definitions
-          WHERE tenant_id = $1 AND definition_id = $2"
+          WHERE tenant_id = $1 AND definition_id = $2{lock}"
     ))
     .bind(tenant)
     .bind(id)
     .fetch_optional(executor)
+    .await
+}
+
+/// Which of `ids` the tenant has.
+pub async fn existing_definitions(
+    pool: &PgPool,
+    tenant: &str,
+    ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT definition_id FROM modeling.trigger_definitions
+          WHERE tenant_id = $1 AND definition_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(pool)
     .await
 }
 
@@ -137,14 +163,7 @@ pub async fn lock_definition(
     tenant: &str,
     id: &str,
 ) -> Result<Option<StoredDefinition>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM modeling.trigger_definitions
-          WHERE tenant_id = $1 AND definition_id = $2 FOR UPDATE"
-    ))
-    .bind(tenant)
-    .bind(id)
-    .fetch_optional(conn)
-    .await
+    read_definition(conn, tenant, id, " FOR UPDATE").await
 }
 
 /// Replaces a definition's writable fields at the next revision.
