@@ -140,7 +140,31 @@ async fn create_with_destination(
     let destination =
         create_destination(modeling, parent, receiver, secret, &defined, &run).await?;
     print_destination(&destination, &defined);
+    test_delivery(modeling, &destination.name).await?;
     Ok((defined, destination.name))
+}
+
+/// Sends the destination a test delivery before any trigger flows, and says how it went.
+async fn test_delivery(modeling: &mut Modeling, destination: &str) -> anyhow::Result<()> {
+    let sent = modeling
+        .test_webhook_destination(modeling::TestWebhookDestinationRequest {
+            name: destination.to_owned(),
+        })
+        .await
+        .context("sending the test delivery")?
+        .into_inner();
+    if sent.delivered {
+        println!(
+            "  test delivery / 测试推送: {} answered HTTP {} in {} ms / 已应答",
+            sent.webhook_id, sent.http_status, sent.duration_ms
+        );
+    } else {
+        println!(
+            "  test delivery / 测试推送: {} failed / 失败: {}",
+            sent.webhook_id, sent.error
+        );
+    }
+    Ok(())
 }
 
 async fn create_destination(
