@@ -54,7 +54,7 @@ bench: services ## Release-mode benchmarks: pipeline throughput, governance acce
 	$(CARGO) run --release -p touchline-e2e --bin activation-bench -- $(ACTIVATION_ARGS)
 
 # ACTIVATION_ARGS=--quick for a short smoke run; see tests/bench/activation.rs for the options.
-bench-activation: services ## Release-mode activation alone: event → segment entry → webhook latency at 2,000 events/s, webhook deliveries/s over 10 endpoints (and beside a dead one), change feed reads/s
+bench-activation: services ## Release-mode activation alone: event → segment entry → webhook latency at 2,000 events/s, webhook deliveries/s over 10 endpoints (beside a dead one; to slow ones, one in flight against per-person lanes), change feed reads/s
 	$(CARGO) run --release -p touchline-e2e --bin activation-bench -- $(ACTIVATION_ARGS)
 
 bench-analytics: services ## Release-mode journey models on 10 M synthetic events of 1 M persons: the models alone, the projection, and the service over PostgreSQL (rebuild, queries, freshness)
