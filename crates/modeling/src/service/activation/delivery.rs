@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use touchline_runtime::Shutdown;
-use touchline_webhooks::{Sender, SenderConfig};
 
 use super::super::Modeling;
 use super::endpoint::EndpointTask;
@@ -41,12 +40,7 @@ impl DeliveryWorker {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) {
-        let options = self.modeling.webhooks;
-        let sender = match Sender::new(SenderConfig {
-            timeout: options.timeout,
-            policy: options.policy,
-            ..SenderConfig::default()
-        }) {
+        let sender = match self.modeling.webhooks.sender() {
             Ok(sender) => sender,
             Err(err) => {
                 tracing::error!(error = %err, "webhook delivery cannot start");

@@ -114,6 +114,17 @@ pub struct WebhookOptions {
     pub timeout: std::time::Duration,
 }
 
+impl WebhookOptions {
+    /// An HTTP sender under these settings.
+    fn sender(&self) -> Result<touchline_webhooks::Sender, touchline_webhooks::SendError> {
+        touchline_webhooks::Sender::new(touchline_webhooks::SenderConfig {
+            timeout: self.timeout,
+            policy: self.policy,
+            ..touchline_webhooks::SenderConfig::default()
+        })
+    }
+}
+
 impl Default for WebhookOptions {
     fn default() -> Self {
         Self {

@@ -3,7 +3,7 @@
 //! written down, and the destination's state does not move.
 
 use bytes::Bytes;
-use touchline_webhooks::{Sender, SenderConfig, SigningSecret};
+use touchline_webhooks::SigningSecret;
 
 use super::attempt::{Classified, classify};
 use super::endpoint::secrets;
@@ -39,12 +39,7 @@ impl Modeling {
         let destination = store::destination(&self.pool, tenant, id)
             .await?
             .ok_or(ModelingError::NotFound("webhook destination"))?;
-        let sender = Sender::new(SenderConfig {
-            timeout: self.webhooks.timeout,
-            policy: self.webhooks.policy,
-            ..SenderConfig::default()
-        })
-        .map_err(|err| {
+        let sender = self.webhooks.sender().map_err(|err| {
             tracing::error!(error = %err, "the webhook sender could not be built");
             ModelingError::Internal("webhook sender")
         })?;
