@@ -269,3 +269,111 @@ async fn batches_acknowledged_out_of_order_move_the_cursor_only_past_the_oldest_
     assert_eq!(cursor_and_state(&pool, "a").await?, (6, store::DISABLED));
     Ok(())
 }
+
+/// The plain reading of the cursor: walk the destination's sequences from the start and stop
+/// before the first trigger of a batch not yet acknowledged; with none, everything the
+/// destination has looked at.
+fn naive_cursor(batches: &[(i64, i64, bool)], looked_at: i64) -> i64 {
+    for sequence in 1..=looked_at {
+        let pending = batches
+            .iter()
+            .any(|(first, last, acked)| !acked && (*first..=*last).contains(&sequence));
+        if pending {
+            return sequence - 1;
+        }
+    }
+    looked_at
+}
+
+/// Random freezes, failures, deliveries in any order and steps over other triggers, against
+/// the plain walk: the cursor never passes it, and a delivery brings it exactly there.
+#[tokio::test]
+async fn random_acknowledgements_move_the_cursor_as_a_plain_walk_says() -> anyhow::Result<()> {
+    use rand::{Rng as _, SeedableRng as _};
+    let (_db, pool) = migrated().await?;
+    for seed in 0..4u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let id = format!("d{seed}");
+        let created = create(&pool, &id).await?;
+        // (first, last, acknowledged) of every batch frozen, and how far the destination has
+        // looked (frozen or stepped over).
+        let mut batches: Vec<(i64, i64, bool)> = Vec::new();
+        let mut failed: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        let mut looked_at = 0i64;
+        for step in 0..80 {
+            // Whether this step must leave the cursor exactly where the walk says (a delivery,
+            // or stepping over others with nothing pending); any step must leave it at or
+            // below (never claiming what is not acknowledged).
+            let mut exact = false;
+            let pending: Vec<(i64, i64)> = batches
+                .iter()
+                .filter(|b| !b.2)
+                .map(|b| (b.0, b.1))
+                .collect();
+            match rng.random_range(0..10) {
+                // Freeze one to three batches, after triggers of others (a gap) now and then.
+                0..=2 => {
+                    let mut fresh = Vec::new();
+                    for _ in 0..rng.random_range(1..=3) {
+                        let first = looked_at + 1 + rng.random_range(0..3);
+                        let last = first + rng.random_range(0..4);
+                        fresh.push(batch(&id, first, last));
+                        batches.push((first, last, false));
+                        looked_at = last;
+                    }
+                    assert!(freeze(&pool, &id, &fresh).await?);
+                }
+                // Nothing for the destination up to a later head.
+                3 => {
+                    let head = looked_at + rng.random_range(1..4);
+                    let mut conn = pool.acquire().await?;
+                    deliveries::skip_to(&mut conn, "t", &id, head).await?;
+                    looked_at = head;
+                    exact = pending.is_empty();
+                }
+                // A failure of any pending batch.
+                4 | 5 if !pending.is_empty() => {
+                    let (first, last) = pending[rng.random_range(0..pending.len())];
+                    let retry = Utc::now() + chrono::Duration::seconds(60);
+                    record_all(
+                        &pool,
+                        &[record(&id, created, (first, last), RETRYING, Some(retry))],
+                    )
+                    .await?;
+                    failed.insert(first);
+                }
+                // A delivery of any pending batch, in any order.
+                _ if !pending.is_empty() => {
+                    let (first, last) = pending[rng.random_range(0..pending.len())];
+                    record_all(
+                        &pool,
+                        &[record(&id, created, (first, last), DELIVERED, None)],
+                    )
+                    .await?;
+                    if let Some(b) = batches.iter_mut().find(|b| b.0 == first) {
+                        b.2 = true;
+                    }
+                    failed.remove(&first);
+                    exact = true;
+                }
+                _ => {}
+            }
+            let (cursor, state) = cursor_and_state(&pool, &id).await?;
+            let walked = naive_cursor(&batches, looked_at);
+            assert!(
+                cursor <= walked,
+                "seed {seed}, step {step}: {cursor} past {walked}"
+            );
+            if exact {
+                assert_eq!(cursor, walked, "seed {seed}, step {step}: {batches:?}");
+            }
+            // Failing exactly while a failed batch awaits its retry (once anything was tried).
+            if !failed.is_empty() {
+                assert_eq!(state, FAILING, "seed {seed}, step {step}");
+            } else if batches.iter().any(|b| b.2) {
+                assert_eq!(state, ACTIVE, "seed {seed}, step {step}");
+            }
+        }
+    }
+    Ok(())
+}
