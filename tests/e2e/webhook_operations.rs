@@ -2,7 +2,8 @@
 //! that verifies with Python's Standard Webhooks library: a test delivery reaches the endpoint
 //! signed, beside the queue and outside the ledger, and one to a closed port says why it
 //! failed; a replay from a time sends again exactly the triggers of that time or later; a
-//! replay from both a sequence and a time is refused.
+//! replay from both a sequence and a time is refused; a subscriber to an empty trigger log
+//! hears at once that it is connected.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -96,6 +97,19 @@ async fn a_test_delivery_and_a_replay_from_a_time() -> anyhow::Result<()> {
     modeling
         .create_segment(purchases_at_least("buyers", 1.0))
         .await?;
+    // A subscriber to an empty log hears at once that it is connected, and the head.
+    let mut empty = modeling
+        .subscribe_triggers(SubscribeTriggersRequest::default())
+        .await?
+        .into_inner();
+    let hello = tokio::time::timeout(Duration::from_secs(5), empty.message())
+        .await??
+        .unwrap_or_default();
+    assert!(
+        hello.triggers.is_empty() && hello.head_sequence == 0,
+        "{hello:?}"
+    );
+    drop(empty);
     let secret = SigningSecret::generate();
     let mut receiver = PythonReceiver::start(&workspace_root()?, &[&secret]).await?;
     modeling

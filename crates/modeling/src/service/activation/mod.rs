@@ -559,7 +559,8 @@ impl Modeling {
     }
 
     /// The trigger log after `after` (or from the head) as a stream of batches; an empty
-    /// batch is a heartbeat, sent after 30 s of silence.
+    /// batch is a heartbeat, sent at once when there is nothing to send at the start (so a
+    /// subscriber learns the head and that it is connected) and after 30 s of silence.
     pub fn follow_triggers(
         &self,
         tenant: String,
@@ -582,6 +583,7 @@ impl Modeling {
                 Some(after) => after,
             };
             let mut quiet_since = tokio::time::Instant::now();
+            let mut started = false;
             loop {
                 // The head first: every trigger up to it is committed (it moves in the same
                 // transaction), so finding none past the cursor means none up to the head.
@@ -592,6 +594,7 @@ impl Modeling {
                     cursor = last.sequence;
                     let full = triggers.len() as i64 == batch;
                     quiet_since = tokio::time::Instant::now();
+                    started = true;
                     yield (triggers, head);
                     if full {
                         continue;
@@ -599,8 +602,9 @@ impl Modeling {
                 } else {
                     // Nothing passed the filter up to the head: skip what was looked at.
                     cursor = cursor.max(head);
-                    if quiet_since.elapsed() >= HEARTBEAT {
+                    if !started || quiet_since.elapsed() >= HEARTBEAT {
                         quiet_since = tokio::time::Instant::now();
+                        started = true;
                         yield (triggers, head);
                     }
                 }
