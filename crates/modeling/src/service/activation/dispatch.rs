@@ -91,10 +91,11 @@ pub(super) fn split(
     batches
 }
 
-/// The first sequences of the batches that may be sent now, oldest first, at most `room`.
+/// The first sequences of the batches that may be sent now, oldest first, at most `room`;
+/// `slots` by first sequence, ascending.
 pub(super) fn ready(
     ordering: i16,
-    slots: &BTreeMap<i64, Slot>,
+    slots: impl IntoIterator<Item = (i64, Slot)>,
     now: DateTime<Utc>,
     room: usize,
 ) -> Vec<i64> {
@@ -106,7 +107,7 @@ pub(super) fn ready(
         }
         if ordering == UNORDERED {
             if slot.progress == Progress::Waiting && slot.due <= now {
-                ready.push(*first);
+                ready.push(first);
             }
             continue;
         }
@@ -118,7 +119,7 @@ pub(super) fn ready(
         match slot.progress {
             Progress::Answered { delivered: true } => {}
             Progress::Waiting if slot.due <= now => {
-                ready.push(*first);
+                ready.push(first);
                 held.insert(lane);
             }
             _ => {
@@ -132,10 +133,14 @@ pub(super) fn ready(
 /// How many batches are moving: neither awaiting a retry nor queued behind one in their lane.
 /// The window of batches frozen ahead counts these, so batches awaiting a retry do not stop the
 /// rest (up to the bound on everything frozen).
-pub(super) fn moving(ordering: i16, slots: &BTreeMap<i64, Slot>, now: DateTime<Utc>) -> usize {
+pub(super) fn moving(
+    ordering: i16,
+    slots: impl IntoIterator<Item = (i64, Slot)>,
+    now: DateTime<Utc>,
+) -> usize {
     let mut stuck: HashSet<i32> = HashSet::new();
     let mut moving = 0;
-    for slot in slots.values() {
+    for (_, slot) in slots {
         let retrying = slot.progress == Progress::Waiting && slot.due > now;
         if ordering == UNORDERED {
             moving += usize::from(!retrying);
@@ -157,6 +162,10 @@ mod tests {
     use crate::store::activation::SEQUENCE;
     use proptest::prelude::*;
 
+    fn pairs(slots: &BTreeMap<i64, Slot>) -> impl Iterator<Item = (i64, Slot)> + '_ {
+        slots.iter().map(|(first, slot)| (*first, *slot))
+    }
+
     fn slot(lane: i32, progress: Progress) -> Slot {
         Slot {
             lane,
@@ -173,11 +182,11 @@ mod tests {
             (5, slot(0, Progress::Waiting)),
             (9, slot(0, Progress::Waiting)),
         ]);
-        assert_eq!(ready(SEQUENCE, &slots, now, 10), vec![5]);
+        assert_eq!(ready(SEQUENCE, pairs(&slots), now, 10), vec![5]);
         slots.insert(5, slot(0, Progress::InFlight));
-        assert!(ready(SEQUENCE, &slots, now, 10).is_empty());
+        assert!(ready(SEQUENCE, pairs(&slots), now, 10).is_empty());
         slots.insert(5, slot(0, Progress::Answered { delivered: false }));
-        assert!(ready(SEQUENCE, &slots, now, 10).is_empty());
+        assert!(ready(SEQUENCE, pairs(&slots), now, 10).is_empty());
     }
 
     #[test]
@@ -198,10 +207,10 @@ mod tests {
             (4, slot(1, Progress::Waiting)),
             (5, slot(2, Progress::Waiting)),
         ]);
-        assert_eq!(ready(PER_PERSON, &slots, now, 10), vec![2, 5]);
-        assert_eq!(ready(UNORDERED, &slots, now, 10), vec![2, 3, 4, 5]);
-        assert_eq!(ready(UNORDERED, &slots, now, 2), vec![2, 3]);
-        assert!(ready(SEQUENCE, &slots, now, 10).is_empty());
+        assert_eq!(ready(PER_PERSON, pairs(&slots), now, 10), vec![2, 5]);
+        assert_eq!(ready(UNORDERED, pairs(&slots), now, 10), vec![2, 3, 4, 5]);
+        assert_eq!(ready(UNORDERED, pairs(&slots), now, 2), vec![2, 3]);
+        assert!(ready(SEQUENCE, pairs(&slots), now, 10).is_empty());
     }
 
     #[test]
@@ -219,9 +228,9 @@ mod tests {
             (4, slot(0, Progress::Waiting)),
             (5, slot(2, Progress::Answered { delivered: true })),
         ]);
-        assert_eq!(moving(PER_PERSON, &slots, now), 3);
-        assert_eq!(moving(UNORDERED, &slots, now), 4);
-        assert_eq!(moving(SEQUENCE, &slots, now), 1);
+        assert_eq!(moving(PER_PERSON, pairs(&slots), now), 3);
+        assert_eq!(moving(UNORDERED, pairs(&slots), now), 4);
+        assert_eq!(moving(SEQUENCE, pairs(&slots), now), 1);
     }
 
     #[test]
@@ -322,7 +331,7 @@ mod tests {
         let mut most = 0;
         let mut step = 0;
         loop {
-            for first in ready(ordering, &slots, now, capacity - flying.len()) {
+            for first in ready(ordering, pairs(&slots), now, capacity - flying.len()) {
                 slots
                     .entry(first)
                     .and_modify(|s| s.progress = Progress::InFlight);

@@ -114,25 +114,24 @@ impl Queue {
     }
 
     fn ready(&self, room: usize) -> Vec<i64> {
-        dispatch::ready(self.destination.ordering, &self.slots(), Utc::now(), room)
+        dispatch::ready(self.destination.ordering, self.slots(), Utc::now(), room)
     }
 
     fn moving(&self) -> usize {
-        dispatch::moving(self.destination.ordering, &self.slots(), Utc::now())
+        dispatch::moving(self.destination.ordering, self.slots(), Utc::now())
     }
 
-    fn slots(&self) -> BTreeMap<i64, Slot> {
-        self.held
-            .iter()
-            .map(|(first, h)| {
-                let slot = Slot {
-                    lane: h.batch.lane,
-                    due: h.batch.next_attempt_at,
-                    progress: h.progress,
-                };
-                (*first, slot)
-            })
-            .collect()
+    /// What dispatch needs of each held batch, by first sequence (read in place: this runs on
+    /// every turn of the task).
+    fn slots(&self) -> impl Iterator<Item = (i64, Slot)> + '_ {
+        self.held.iter().map(|(first, h)| {
+            let slot = Slot {
+                lane: h.batch.lane,
+                due: h.batch.next_attempt_at,
+                progress: h.progress,
+            };
+            (*first, slot)
+        })
     }
 
     /// The earliest future retry of a waiting batch.
