@@ -40,6 +40,8 @@ struct Sent {
     campaign: Option<String>,
     amount: Option<f64>,
     medium: Option<String>,
+    /// The stored event's channel.
+    channel: String,
 }
 
 fn value(kind: Kind) -> prost_types::Value {
@@ -172,7 +174,12 @@ fn naive_funnel(timeline: &[Sent]) -> (usize, String) {
 
 /// Last-touch conversions per campaign: each `pay` in the range goes to the latest `view`
 /// carrying a campaign after the person's previous `pay` and within the 30-day lookback.
-fn naive_last_touch(timelines: &BTreeMap<String, Vec<Sent>>) -> BTreeMap<String, f64> {
+/// Last-touch conversions per channel, a touch's channel read by `channel_of` (`None`: not a
+/// touch).
+fn naive_last_touch(
+    timelines: &BTreeMap<String, Vec<Sent>>,
+    channel_of: impl Fn(&Sent) -> Option<String>,
+) -> BTreeMap<String, f64> {
     let lookback = 30 * DAY;
     let mut credit: BTreeMap<String, f64> = BTreeMap::new();
     for timeline in timelines.values() {
@@ -181,19 +188,42 @@ fn naive_last_touch(timelines: &BTreeMap<String, Vec<Sent>>) -> BTreeMap<String,
             if event.step != 2 {
                 continue;
             }
-            let touch = timeline[..index].iter().rev().find(|t| {
-                t.step == 0
-                    && t.time_ms > since
-                    && t.time_ms >= event.time_ms - lookback
-                    && t.campaign.as_deref().is_some_and(|c| !c.is_empty())
+            let touch = timeline[..index].iter().rev().find_map(|t| {
+                (t.step == 0 && t.time_ms > since && t.time_ms >= event.time_ms - lookback)
+                    .then(|| channel_of(t))
+                    .flatten()
             });
-            if let Some(campaign) = touch.and_then(|t| t.campaign.clone()) {
-                *credit.entry(campaign).or_default() += 1.0;
+            if let Some(channel) = touch {
+                *credit.entry(channel).or_default() += 1.0;
             }
             since = event.time_ms;
         }
     }
     credit
+}
+
+/// A touch's campaign, when it has one.
+fn campaign_of(sent: &Sent) -> Option<String> {
+    sent.campaign.clone().filter(|c| !c.is_empty())
+}
+
+/// Last-touch conversions per channel of one attribution request.
+async fn last_touch_credit(
+    modeling: &mut touchline_e2e::Modeling,
+    request: RunAttributionRequest,
+) -> anyhow::Result<BTreeMap<String, f64>> {
+    let attribution = modeling.run_attribution(request).await?.into_inner();
+    Ok(attribution
+        .results
+        .first()
+        .map(|r| {
+            r.channels
+                .iter()
+                .filter(|c| c.conversions > 0.0)
+                .map(|c| (c.channel.clone(), c.conversions))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,6 +288,7 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
                     campaign,
                     amount,
                     medium,
+                    channel: String::new(),
                 },
             );
             events.push(event);
@@ -282,6 +313,7 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
             .or_default()
             .push(Sent {
                 sequence: event.sequence,
+                channel: event.channel.clone(),
                 ..mine.clone()
             });
     }
@@ -457,39 +489,58 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
     );
 
     // Attribution by campaign: last touch equals the naive reading.
-    let attribution = modeling
-        .run_attribution(RunAttributionRequest {
-            conversion_event: matcher(&names[2], Vec::new()),
-            touchpoint_events: vec![EventMatcher {
-                event_name: names[0].clone(),
-                filters: Vec::new(),
-            }],
-            channel_field: "properties.utm_campaign".to_owned(),
-            models: vec![AttributionModel {
-                r#type: AttributionModelType::LastTouch.into(),
-                ..AttributionModel::default()
-            }],
-            scope: scope(),
-            ..RunAttributionRequest::default()
-        })
-        .await?
-        .into_inner();
-    let credited: BTreeMap<String, f64> = attribution
-        .results
-        .first()
-        .map(|r| {
-            r.channels
-                .iter()
-                .filter(|c| c.conversions > 0.0)
-                .map(|c| (c.channel.clone(), c.conversions))
-                .collect()
-        })
-        .unwrap_or_default();
+    let by_campaign = RunAttributionRequest {
+        conversion_event: matcher(&names[2], Vec::new()),
+        touchpoint_events: vec![EventMatcher {
+            event_name: names[0].clone(),
+            filters: Vec::new(),
+        }],
+        channel_field: "properties.utm_campaign".to_owned(),
+        models: vec![AttributionModel {
+            r#type: AttributionModelType::LastTouch.into(),
+            ..AttributionModel::default()
+        }],
+        scope: scope(),
+        ..RunAttributionRequest::default()
+    };
+    let credited = last_touch_credit(&mut modeling, by_campaign.clone()).await?;
     assert_eq!(
         credited,
-        naive_last_touch(&timelines),
+        naive_last_touch(&timelines, campaign_of),
         "last touch by campaign"
     );
+    // The campaign read as what referred a touch: a touch with one is credited to it, one
+    // without to its own channel.
+    let referred = RunAttributionRequest {
+        channel_field: String::new(),
+        referrer_field: "properties.utm_campaign".to_owned(),
+        ..by_campaign.clone()
+    };
+    let credited = last_touch_credit(&mut modeling, referred).await?;
+    assert_eq!(
+        credited,
+        naive_last_touch(&timelines, |t| campaign_of(t)
+            .or_else(|| Some(t.channel.clone()))),
+        "last touch by referrer, else channel"
+    );
+    let refused = |field: &str| RunAttributionRequest {
+        referrer_field: field.to_owned(),
+        ..by_campaign.clone()
+    };
+    for (field, reason) in [
+        ("utm_campaign", "UNKNOWN_FIELD"),
+        ("properties.utm_source", "NOT_ANALYSABLE"),
+    ] {
+        let status = modeling.run_attribution(refused(field)).await.err();
+        assert_eq!(
+            status.map(|s| (s.code(), field_violations(&s))),
+            Some((
+                tonic::Code::InvalidArgument,
+                vec![("referrer_field".to_owned(), reason.to_owned())]
+            )),
+            "referrer_field {field}"
+        );
+    }
     // A segment of the persons who paid over 100 limits the funnel to them, once built.
     let big_spender = |timeline: &Vec<Sent>| {
         timeline

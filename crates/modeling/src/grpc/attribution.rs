@@ -100,6 +100,7 @@ pub(super) fn attribution_query(request: &pb::RunAttributionRequest) -> Attribut
             .filter_map(|m| matcher(Some(m)))
             .collect(),
         channel_field: request.channel_field.clone(),
+        referrer_field: request.referrer_field.clone(),
         lookback_ms: request.lookback_window.as_ref().map(span_ms),
         models: request.models.iter().map(model_request).collect(),
         costs,

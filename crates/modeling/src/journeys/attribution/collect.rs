@@ -109,6 +109,9 @@ pub struct Plan {
     channel_of: Vec<u32>,
     /// The analysable property that names channels, when the request asks for one.
     channel_slot: Option<usize>,
+    /// The analysable property naming what referred an event, with the channel code of each
+    /// of its values ([`NO_CHANNEL`]: an empty value, the event keeps its own channel).
+    referrer: Option<(usize, Vec<u32>)>,
     /// Channel names by channel code.
     names: Vec<String>,
     range: (i64, i64),
@@ -172,6 +175,48 @@ fn channel_table(projection: &Projection, field: &ChannelField) -> (Vec<u32>, Ve
         })
         .collect();
     (channel_of, names)
+}
+
+/// Channel codes by the code of a referrer property's values: a value names a channel, one
+/// of `names` or a new one added to them; an empty value names none.
+fn referrer_channels(projection: &Projection, slot: usize, names: &mut Vec<String>) -> Vec<u32> {
+    let Some(values) = projection.dictionaries().properties.get(slot) else {
+        return Vec::new();
+    };
+    let mut codes: HashMap<String, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(code, name)| (name.clone(), code as u32))
+        .collect();
+    (0..values.len() as u32)
+        .map(|code| match values.text(code) {
+            Some(text) if !text.is_empty() => {
+                *codes.entry(text.to_owned()).or_insert_with_key(|name| {
+                    names.push(name.clone());
+                    (names.len() - 1) as u32
+                })
+            }
+            _ => NO_CHANNEL,
+        })
+        .collect()
+}
+
+/// The slot of the analysable property `name`, or a NOT_ANALYSABLE violation under `field`.
+fn analysable_slot(
+    view: &TenantView,
+    name: &str,
+    field: &str,
+    problems: &mut Violations,
+) -> Option<usize> {
+    let slot = crate::journeys::properties::slot(
+        &view.properties,
+        crate::journeys::properties::PROPERTIES_PREFIX,
+        name,
+    );
+    if slot.is_none() {
+        compile::not_analysable(name, &view.properties, field.to_owned(), problems);
+    }
+    slot
 }
 
 /// What makes an event a conversion, over `known`'s codes.
@@ -256,36 +301,30 @@ impl Plan {
         });
         let channel_slot = match &query.channel {
             ChannelField::Property(name) => {
-                let slot = crate::journeys::properties::slot(
-                    &view.properties,
-                    crate::journeys::properties::PROPERTIES_PREFIX,
-                    name,
-                );
-                if slot.is_none() {
-                    compile::not_analysable(
-                        name,
-                        &view.properties,
-                        "channel_field".to_owned(),
-                        &mut problems,
-                    );
-                }
-                slot
+                analysable_slot(view, name, "channel_field", &mut problems)
             }
             _ => None,
         };
+        let referrer_slot = query
+            .referrer
+            .as_deref()
+            .and_then(|name| analysable_slot(view, name, "referrer_field", &mut problems));
         if !problems.is_empty() {
             return Err(problems);
         }
-        let (channel_of, names) = match channel_slot {
+        let (channel_of, mut names) = match channel_slot {
             Some(slot) => property_channels(projection, slot),
             None => channel_table(projection, &query.channel),
         };
+        let referrer =
+            referrer_slot.map(|slot| (slot, referrer_channels(projection, slot, &mut names)));
         Ok(Self {
             conversion,
             touches,
             scope,
             channel_of,
             channel_slot,
+            referrer,
             names,
             range: query.range,
             lookback_ms: query.lookback_ms,
@@ -302,6 +341,25 @@ impl Plan {
 }
 
 impl Plan {
+    /// The channel of a touchpoint event: what referred it when it names something, else its
+    /// own channel field's ([`NO_CHANNEL`]: none).
+    fn channel(&self, event: &EventRef<'_>) -> u32 {
+        if let Some((slot, channel_of)) = &self.referrer {
+            let referred = channel_of
+                .get(event.property(*slot) as usize)
+                .copied()
+                .unwrap_or(NO_CHANNEL);
+            if referred != NO_CHANNEL {
+                return referred;
+            }
+        }
+        let key = match self.channel_slot {
+            Some(slot) => event.property(slot) as usize,
+            None => usize::from(event.touch_code()),
+        };
+        self.channel_of.get(key).copied().unwrap_or(NO_CHANNEL)
+    }
+
     /// The channel names, by code.
     pub fn channel_names(&self) -> &[String] {
         &self.names
@@ -478,11 +536,7 @@ pub(super) fn walk<E>(
         if !plan.touches.iter().any(|p| p.holds(&event)) {
             continue;
         }
-        let key = match plan.channel_slot {
-            Some(slot) => event.property(slot) as usize,
-            None => usize::from(event.touch_code()),
-        };
-        let channel = plan.channel_of.get(key).copied().unwrap_or(NO_CHANNEL);
+        let channel = plan.channel(&event);
         if channel == NO_CHANNEL {
             continue;
         }

@@ -374,6 +374,8 @@ pub struct AttributionQuery {
     pub touchpoints: Vec<Matcher>,
     /// The channel field (empty: `channel`).
     pub channel_field: String,
+    /// The field naming what referred an event (empty: none).
+    pub referrer_field: String,
     /// The lookback window, when given.
     pub lookback_ms: Option<i64>,
     /// The models.
@@ -403,6 +405,9 @@ pub struct ValidAttribution {
     pub touchpoints: Vec<Matcher>,
     /// The channel column.
     pub channel: ChannelField,
+    /// The analysable property naming what referred an event, whose values are read as
+    /// channel names (`None`: every event keeps its own channel).
+    pub referrer: Option<String>,
     /// The lookback window in ms.
     pub lookback_ms: i64,
     /// The models, defaults filled in.
@@ -529,6 +534,21 @@ fn check_channel_field(field: &str, problems: &mut Violations) -> ChannelField {
     }
 }
 
+fn check_referrer_field(field: &str, problems: &mut Violations) -> Option<String> {
+    if field.is_empty() {
+        return None;
+    }
+    let name = crate::journeys::properties::name_of(field);
+    if name.is_none() {
+        problems.add(
+            "referrer_field",
+            "UNKNOWN_FIELD",
+            "properties.{name} (an analysable property, e.g. properties.utm_source), or empty",
+        );
+    }
+    name.map(str::to_owned)
+}
+
 impl AttributionQuery {
     /// Checks every rule; the range defaults to the 30 days before `now_ms`.
     pub fn validate(&self, now_ms: i64) -> Result<ValidAttribution, Violations> {
@@ -555,6 +575,7 @@ impl AttributionQuery {
             .map(|(i, m)| check_matcher(Some(m), &format!("touchpoint_events[{i}]"), &mut problems))
             .collect();
         let channel = check_channel_field(&self.channel_field, &mut problems);
+        let referrer = check_referrer_field(&self.referrer_field, &mut problems);
         let lookback_ms = self.lookback_ms.unwrap_or(DEFAULT_LOOKBACK_MS);
         if !(MIN_LOOKBACK_MS..=MAX_LOOKBACK_MS).contains(&lookback_ms) {
             problems.add(
@@ -580,6 +601,7 @@ impl AttributionQuery {
             conversion,
             touchpoints,
             channel,
+            referrer,
             lookback_ms,
             models,
             costs,

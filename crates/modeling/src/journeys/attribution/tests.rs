@@ -1,7 +1,8 @@
 //! Journeys read from a view against a deliberately naive reading of the same rules, on
 //! thousands of random timelines: for every conversion in the range, the touches are found
 //! again from scratch (every touch event after the person's previous conversion, grouped into
-//! visits, cut to the lookback window), so a shortcut of the one-pass reader (the running
+//! visits, cut to the lookback window, each event read as the channel its referrer names when
+//! the request reads one), so a shortcut of the one-pass reader (the running
 //! touch list, the binary search for the window, the partitions read in parallel) that
 //! changes an answer shows as a difference.
 
@@ -24,6 +25,10 @@ const DAY: i64 = 86_400_000;
 const T0: i64 = 1_788_739_200_000;
 const NAMES: [&str; 4] = ["view", "cart", "order", "note"];
 const CHANNELS: [&str; 4] = ["web", "app", "store", ""];
+/// Referrer values: a channel events have, one they never have, none.
+const REFERRERS: [&str; 4] = ["", "", "store", "ads"];
+/// The analysable property holding the referrer.
+const REFERRER_PATH: &str = "properties.ref";
 
 #[derive(Debug, Clone)]
 struct Planned {
@@ -34,6 +39,7 @@ struct Planned {
     channel: &'static str,
     classified: bool,
     value: f64,
+    referrer: &'static str,
 }
 
 fn random_events(rng: &mut ChaCha8Rng) -> Vec<Planned> {
@@ -62,6 +68,7 @@ fn random_events(rng: &mut ChaCha8Rng) -> Vec<Planned> {
                 } else {
                     0.0
                 },
+                referrer: REFERRERS[rng.random_range(0..REFERRERS.len())],
             });
         }
     }
@@ -71,23 +78,35 @@ fn random_events(rng: &mut ChaCha8Rng) -> Vec<Planned> {
 fn view_of(events: &[Planned]) -> TenantView {
     let stored: Vec<JournalEvent> = events
         .iter()
-        .map(|e| JournalEvent {
-            sequence: e.sequence,
-            person_id: Uuid::from_u128(u128::from(e.person) + 1),
-            event_name: e.name.to_owned(),
-            channel: e.channel.to_owned(),
-            event_time: chrono::DateTime::from_timestamp_millis(e.time).unwrap_or_default(),
-            payload: CleanEvent {
-                touchpoint_type: i32::from(e.classified),
-                value: e.value,
-                ..CleanEvent::default()
+        .map(|e| {
+            let mut properties = prost_types::Struct::default();
+            if !e.referrer.is_empty() {
+                properties.fields.insert(
+                    "ref".to_owned(),
+                    prost_types::Value {
+                        kind: Some(prost_types::value::Kind::StringValue(e.referrer.to_owned())),
+                    },
+                );
             }
-            .encode_to_vec(),
+            JournalEvent {
+                sequence: e.sequence,
+                person_id: Uuid::from_u128(u128::from(e.person) + 1),
+                event_name: e.name.to_owned(),
+                channel: e.channel.to_owned(),
+                event_time: chrono::DateTime::from_timestamp_millis(e.time).unwrap_or_default(),
+                payload: CleanEvent {
+                    touchpoint_type: i32::from(e.classified),
+                    value: e.value,
+                    properties: Some(properties),
+                    ..CleanEvent::default()
+                }
+                .encode_to_vec(),
+            }
         })
         .collect();
     match TenantView::build(
         stored.chunks(7).map(<[JournalEvent]>::to_vec),
-        Vec::new(),
+        vec![REFERRER_PATH.to_owned()],
         3,
     ) {
         Ok(view) => view,
@@ -107,23 +126,34 @@ type Expected = (
 /// value).
 type NaiveJourney = (Vec<(String, i64)>, i64, bool, f64);
 
-fn is_touch(e: &Planned, every_event: bool) -> bool {
-    e.name != "order" && (every_event || e.classified) && !e.channel.is_empty()
+/// The channel an event is read as: its referrer when the request reads one and it has one,
+/// else its own.
+fn channel_of(e: &Planned, referred: bool) -> &'static str {
+    if referred && !e.referrer.is_empty() {
+        e.referrer
+    } else {
+        e.channel
+    }
+}
+
+fn is_touch(e: &Planned, every_event: bool, referred: bool) -> bool {
+    e.name != "order" && (every_event || e.classified) && !channel_of(e, referred).is_empty()
 }
 
 /// The visits among `touches` (time-ordered), as (channel, first time).
-fn visits(touches: &[&Planned]) -> Vec<(String, i64)> {
+fn visits(touches: &[&Planned], referred: bool) -> Vec<(String, i64)> {
     let mut visits: Vec<(String, i64, i64)> = Vec::new();
     for touch in touches {
-        let joins = visits.last().is_some_and(|(channel, _, last)| {
-            channel == touch.channel && touch.time - last <= VISIT_GAP_MS
-        });
+        let channel = channel_of(touch, referred);
+        let joins = visits
+            .last()
+            .is_some_and(|(c, _, last)| c == channel && touch.time - last <= VISIT_GAP_MS);
         if joins {
             if let Some(last) = visits.last_mut() {
                 last.2 = touch.time;
             }
         } else {
-            visits.push((touch.channel.to_owned(), touch.time, touch.time));
+            visits.push((channel.to_owned(), touch.time, touch.time));
         }
     }
     visits.into_iter().map(|(c, first, _)| (c, first)).collect()
@@ -134,6 +164,7 @@ fn naive(
     range: (i64, i64),
     lookback: i64,
     every_event: bool,
+    referred: bool,
     half_life: i64,
 ) -> Expected {
     let mut paths: BTreeMap<Vec<String>, (f64, f64, f64)> = BTreeMap::new();
@@ -159,9 +190,9 @@ fn naive(
             let touches: Vec<&Planned> = timeline[after..at]
                 .iter()
                 .copied()
-                .filter(|e| is_touch(e, every_event))
+                .filter(|e| is_touch(e, every_event, referred))
                 .collect();
-            let kept: Vec<(String, i64)> = visits(&touches)
+            let kept: Vec<(String, i64)> = visits(&touches, referred)
                 .into_iter()
                 .filter(|(_, first)| *first >= conversion.time - lookback)
                 .collect();
@@ -171,9 +202,9 @@ fn naive(
         let touches: Vec<&Planned> = timeline[after..]
             .iter()
             .copied()
-            .filter(|e| is_touch(e, every_event))
+            .filter(|e| is_touch(e, every_event, referred))
             .collect();
-        let kept: Vec<(String, i64)> = visits(&touches)
+        let kept: Vec<(String, i64)> = visits(&touches, referred)
             .into_iter()
             .filter(|(_, first)| *first >= range.1 - lookback)
             .collect();
@@ -224,6 +255,7 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
     let range = (T0, T0 + rng.random_range(1..30) * DAY);
     let lookback = rng.random_range(1..15) * DAY / [1, 2, 24][rng.random_range(0..3)];
     let every_event = rng.random_bool(0.5);
+    let referred = rng.random_bool(0.5);
     let half_life = rng.random_range(1..10) * DAY;
     let query = AttributionQuery {
         conversion: Some(Matcher {
@@ -234,6 +266,11 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
             vec![Matcher::default()]
         } else {
             Vec::new()
+        },
+        referrer_field: if referred {
+            REFERRER_PATH.to_owned()
+        } else {
+            String::new()
         },
         lookback_ms: Some(lookback),
         models: vec![ModelRequest {
@@ -276,7 +313,7 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
         Ok(collected) => collected,
         Err(err) => panic!("case {case}: {err}"),
     };
-    let expected = naive(&events, range, lookback, every_event, half_life);
+    let expected = naive(&events, range, lookback, every_event, referred, half_life);
     compare(case, &collected, &expected);
 }
 
