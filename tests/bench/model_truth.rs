@@ -17,14 +17,17 @@
 //! The stored channels name the generator's touch kinds differently (an ad click arrives on
 //! `ads`, a store visit on `pos`, a CRM message on `crm`); the table maps them. The truth
 //! values what a touch adds to a journey's conversion probability; the models see only the
-//! stored events, in which a conversion's own shopping session (view, cart, order on the
-//! conversion channel) also precedes the order. So the shares are compared as what they are:
-//! two estimates of the same ranking from different evidence. Two readings of the touches are
-//! run: every classified touchpoint event (the default), and only the events that reach a
-//! person (page and screen views, ad clicks, official-account and CRM messages, service
-//! tickets, surveys), which leaves the shopping session out. A store visit leaves no event
-//! unless it ends in a purchase (the conversion itself), so no model on the stored data can
-//! credit it: the rank correlation is also given over the channels the data shows.
+//! stored events, in which a conversion's own shopping session (a login on the conversion
+//! channel) also precedes the order, and a session opened by an ad, an official-account
+//! message, a CRM message or a store's check-in QR code runs in the app, web shop or
+//! mini-program. So the shares are compared as what they are: two estimates of the same
+//! ranking from different evidence. Three readings of the touches are run:
+//! - every classified touchpoint event (the default);
+//! - the same, each event read as the channel its `utm_source` names when it has one (the
+//!   request's `referrer_field`), so an opened session credits what opened it;
+//! - only the events that reach a person (page and screen views, ad clicks, official-account
+//!   and CRM messages, store check-ins, service tickets, surveys), which leaves the shopping
+//!   session out, with the referrer read too.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 #![allow(
     clippy::too_many_lines,
@@ -39,7 +42,8 @@ use touchline_proto::common::v1::TimeRange;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelResult, AttributionModelType as T,
-    EventMatcher, RunAttributionRequest,
+    EventMatcher, RunAttributionOnPathsRequest, RunAttributionRequest, ShapleyGame,
+    run_attribution_on_paths_request::PathsInput,
 };
 use touchline_sim::template::Touch;
 use touchline_sim::{SendOptions, SimConfig, TemplateKind};
@@ -128,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
 
     let scratch = std::env::temp_dir().join(format!("model-truth-{}", std::process::id()));
     let truth = touchline_sim::generate(cfg.clone(), &scratch, &mut |_| {})?;
+    let journeys_csv = std::fs::read_to_string(scratch.join("truth/journeys.csv"))?;
     // person_id,churn_date,churn_ms,last_activity_ms
     let churned: HashMap<String, i64> = std::fs::read_to_string(scratch.join("truth/churn.csv"))?
         .lines()
@@ -164,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let sent = touchline_sim::send(cfg.clone(), &opts).await?;
     let mut modeling = ModelingServiceClient::new(app.channel(&token)?);
+    touchline_e2e::mark_analysable(&mut modeling, "truth", &["properties.utm_source"])
+        .await
+        .context("marking utm_source analysable")?;
     // The store has caught up when its count stops moving for five seconds.
     let last = touchline_e2e::wait_for_quiet_store(&mut modeling, 5).await?;
     println!(
@@ -182,19 +190,28 @@ async fn main() -> anyhow::Result<()> {
         "oa_event",
         "oa_follower",
         "marketing_send",
+        "store_checkin",
         "service_ticket",
         "survey_response",
     ];
-    for (reading, touches) in [
-        ("every classified touchpoint event", &[][..]),
+    for (reading, touches, referrer) in [
+        ("every classified touchpoint event", &[][..], ""),
         (
-            "events that reach a person (no shopping session)",
+            "every classified touchpoint event, read as its referrer when it has one",
+            &[][..],
+            "properties.utm_source",
+        ),
+        (
+            "events that reach a person (no shopping session), read as their referrer",
             &reaching[..],
+            "properties.utm_source",
         ),
     ] {
         println!("\n=== touches: {reading}");
-        compare(&mut modeling, &cfg, touches, &truth).await?;
+        compare(&mut modeling, &cfg, touches, referrer, &truth).await?;
     }
+    println!("\n=== the generator's own journeys as supplied paths (perfect data)");
+    oracle(&mut modeling, &journeys_csv, &truth).await?;
     app.stop().await;
     Ok(())
 }
@@ -210,16 +227,12 @@ async fn compare(
     modeling: &mut Modeling,
     cfg: &SimConfig,
     touches: &[&str],
+    referrer: &str,
     truth: &touchline_sim::Summary,
 ) -> anyhow::Result<()> {
-    let model = |kind: T| AttributionModel {
-        r#type: kind.into(),
-        markov_order: 1,
-        ..AttributionModel::default()
-    };
     let reply = modeling
         .run_attribution(RunAttributionRequest {
-            models: vec![model(T::Markov), model(T::Shapley)],
+            models: models(),
             touchpoint_events: touches
                 .iter()
                 .map(|name| EventMatcher {
@@ -234,6 +247,7 @@ async fn compare(
                 }),
                 ..AnalysisScope::default()
             }),
+            referrer_field: referrer.to_owned(),
             ..RunAttributionRequest::default()
         })
         .await
@@ -249,6 +263,89 @@ async fn compare(
         truth.stats.journeys,
         truth.stats.conversions
     );
+    report(&reply.results, truth);
+    Ok(())
+}
+
+/// The generator's own journeys (every true touch, every drawn conversion, nothing lost on
+/// the way) as supplied paths: what the same models give on perfect data, which tells a
+/// difference of the models from the truth's definition apart from what the stored data
+/// loses.
+async fn oracle(
+    modeling: &mut Modeling,
+    journeys_csv: &str,
+    truth: &touchline_sim::Summary,
+) -> anyhow::Result<()> {
+    // person_id,journey,start_ms,touches,p_convert,converted,...
+    let mut paths: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for line in journeys_csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
+        let (Some(touches), Some(converted)) = (cells.get(3), cells.get(5)) else {
+            continue;
+        };
+        let path: Vec<&str> = touches
+            .split('>')
+            .filter_map(|name| {
+                Touch::ALL
+                    .iter()
+                    .find(|t| t.name() == name)
+                    .map(|t| stored_channel(*t))
+            })
+            .collect();
+        if path.is_empty() {
+            continue;
+        }
+        let entry = paths.entry(path.join(" > ")).or_default();
+        if matches!(*converted, "true" | "Y" | "1") {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    let text: String = paths
+        .iter()
+        .map(|(path, (conversions, nulls))| format!("{path};{conversions};0;{nulls}\n"))
+        .collect();
+    let reply = modeling
+        .run_attribution_on_paths(RunAttributionOnPathsRequest {
+            paths_input: Some(PathsInput::PathsText(text)),
+            models: models(),
+            ..RunAttributionOnPathsRequest::default()
+        })
+        .await
+        .context("RunAttributionOnPaths")?
+        .into_inner();
+    println!("{} distinct true paths", paths.len());
+    report(&reply.results, truth);
+    Ok(())
+}
+
+/// The models compared: Markov of order 1, Shapley on the conversions game, Shapley on the
+/// conversion-rate game.
+fn models() -> Vec<AttributionModel> {
+    let model = |kind: T| AttributionModel {
+        r#type: kind.into(),
+        markov_order: 1,
+        ..AttributionModel::default()
+    };
+    vec![
+        model(T::Markov),
+        model(T::Shapley),
+        AttributionModel {
+            shapley_game: ShapleyGame::ConversionRate.into(),
+            ..model(T::Shapley)
+        },
+    ]
+}
+
+/// The shares and ranks of [`models`]' results (in that order) next to the truth's.
+fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
+    let (Some(markov_result), Some(shapley_result), Some(rate_result)) =
+        (results.first(), results.get(1), results.get(2))
+    else {
+        println!("  (no results)");
+        return;
+    };
     let names: Vec<&'static str> = Touch::ALL.iter().map(|t| stored_channel(*t)).collect();
     let truth_removal: BTreeMap<&'static str, f64> = Touch::ALL
         .iter()
@@ -258,8 +355,9 @@ async fn compare(
         .iter()
         .map(|t| (stored_channel(*t), truth.stats.shapley[*t as usize]))
         .collect();
-    let markov = credited(&reply.results[0], &names);
-    let shapley = credited(&reply.results[1], &names);
+    let markov = credited(markov_result, &names);
+    let shapley = credited(shapley_result, &names);
+    let rate = credited(rate_result, &names);
     for (title, ours, theirs) in [
         (
             "Markov, order 1, vs expected removal effects",
@@ -269,6 +367,11 @@ async fn compare(
         (
             "Shapley, conversions game, vs expected Shapley conversions",
             &shapley,
+            &truth_shapley,
+        ),
+        (
+            "Shapley, conversion-rate game, vs expected Shapley conversions",
+            &rate,
             &truth_shapley,
         ),
     ] {
@@ -296,8 +399,7 @@ async fn compare(
             .iter()
             .copied()
             .filter(|name| {
-                reply
-                    .results
+                results
                     .iter()
                     .any(|r| r.channels.iter().any(|c| c.channel == *name))
             })
@@ -317,5 +419,4 @@ async fn compare(
             worst * 100.0
         );
     }
-    Ok(())
 }

@@ -56,6 +56,19 @@ pub struct FileSpec {
     pub overlap: Option<Transition>,
 }
 
+/// The stored channel of what opened a session, which its events carry as `utm_source`
+/// (the brand tags its ad landings, message links and store QR codes with the channel).
+pub mod referrer {
+    /// A paid ad's landing.
+    pub const ADS: &str = "ads";
+    /// An official-account menu, article or template message.
+    pub const OFFICIAL_ACCOUNT: &str = "wechat_oa";
+    /// A CRM SMS or push message's link.
+    pub const CRM: &str = "crm";
+    /// A store's check-in QR code.
+    pub const STORE: &str = "pos";
+}
+
 /// Indices of the fixed files; POS and ad files follow them.
 pub mod ids {
     /// App SDK events.
@@ -490,5 +503,29 @@ mod tests {
             transitions(chrono_tz::Asia::Shanghai, start, end),
             (None, None)
         );
+    }
+
+    /// A session's `utm_source` names the stored channel of what opened it, so a reader of
+    /// referrers credits that channel: each must be the channel of one of the sources.
+    #[test]
+    fn every_referrer_is_the_channel_of_a_source() {
+        let start = 1_767_225_600_000;
+        for kind in [crate::TemplateKind::Retail, crate::TemplateKind::Healthcare] {
+            let layout = match Layout::new(crate::template::get(kind), start, start + 86_400_000) {
+                Ok(layout) => layout,
+                Err(err) => panic!("{kind:?}: {err}"),
+            };
+            for name in [
+                referrer::ADS,
+                referrer::OFFICIAL_ACCOUNT,
+                referrer::CRM,
+                referrer::STORE,
+            ] {
+                assert!(
+                    layout.files.iter().any(|f| f.channel == name),
+                    "{kind:?}: no source has the channel {name}"
+                );
+            }
+        }
     }
 }

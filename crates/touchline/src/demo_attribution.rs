@@ -1,6 +1,9 @@
 //! The attribution the demo prints once the data is in: which channels get the credit for
-//! orders under every model side by side, and what each channel's ad spend returned.
-//! 演示中的归因结果：各模型下各渠道获得的订单功劳，以及各渠道广告花费的回报。
+//! orders under every model side by side, and what each channel's ad spend returned. A touch
+//! is credited to what opened it when its events name one (`utm_source`: an ad's landing, a
+//! message link, a store's check-in QR code), not to the app or web shop it ran in.
+//! 演示中的归因结果：各模型下各渠道获得的订单功劳，以及各渠道广告花费的回报；
+//! 触点按打开它的来源（utm_source）归因。
 
 use std::collections::BTreeMap;
 
@@ -8,6 +11,9 @@ use touchline_proto::modeling::v1 as modeling;
 use touchline_proto::modeling::v1::AttributionModelType as T;
 
 use crate::demo_journeys::{Modeling, utc_scope};
+
+/// The property naming what opened a session.
+const REFERRER: &str = "properties.utm_source";
 
 /// The models printed, with their column headings.
 const MODELS: [(T, i32, &str); 7] = [
@@ -49,8 +55,28 @@ fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
             currency: "CNY".to_owned(),
         }),
         scope: Some(utc_scope(range)),
+        referrer_field: REFERRER.to_owned(),
         ..modeling::RunAttributionRequest::default()
     }
+}
+
+/// Marks the referrer property analysable in the tenant's model settings, which a request
+/// must before it reads one.
+async fn mark_referrer_analysable(modeling: &mut Modeling, parent: &str) -> anyhow::Result<()> {
+    modeling
+        .update_model_settings(modeling::UpdateModelSettingsRequest {
+            model_settings: Some(modeling::ModelSettings {
+                name: format!("{parent}/modelSettings"),
+                analysable_properties: vec![REFERRER.to_owned()],
+                ..modeling::ModelSettings::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["analysable_properties".to_owned()],
+            }),
+            ..modeling::UpdateModelSettingsRequest::default()
+        })
+        .await?;
+    Ok(())
 }
 
 /// Prints the orders each model credits to each channel, and ROI per channel under Markov.
@@ -59,6 +85,7 @@ pub async fn print_attribution(
     parent: &str,
     range: (i64, i64),
 ) -> anyhow::Result<()> {
+    mark_referrer_analysable(modeling, parent).await?;
     let started = std::time::Instant::now();
     let reply = modeling
         .run_attribution(request(parent, range))
@@ -66,7 +93,7 @@ pub async fn print_attribution(
         .into_inner();
     let summary = reply.summary.unwrap_or_default();
     println!(
-        "\nattribution of orders / 订单归因: {:.0} orders with touches, {:.0} direct, {:.0} journeys without an order, {} channels, {} paths ({} ms)",
+        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} journeys without an order, {} channels, {} paths ({} ms)",
         summary.conversions,
         summary.direct_conversions,
         summary.non_converting_journeys,

@@ -8,7 +8,9 @@
 use rand::Rng;
 
 use super::Gen;
+use super::sdk::Surface;
 use crate::DAY_MS;
+use crate::layout::referrer;
 use crate::rng;
 use crate::template::{ConvChannel, Touch};
 
@@ -187,7 +189,8 @@ impl Gen<'_> {
             Touch::WechatOa => {
                 let end = self.oa_touch(t);
                 if self.rng.random_bool(0.5) {
-                    self.session(crate::engine::sdk::Surface::Mini, end + 20_000, None, false)
+                    let referrer = Some(referrer::OFFICIAL_ACCOUNT);
+                    self.session(Surface::Mini, end + 20_000, None, referrer, false)
                 } else {
                     end
                 }
@@ -196,19 +199,19 @@ impl Gen<'_> {
                 self.crm_send(t);
                 if self.rng.random_bool(0.35) {
                     let s = if self.p.has_app {
-                        crate::engine::sdk::Surface::App
+                        Surface::App
                     } else {
-                        crate::engine::sdk::Surface::Web
+                        Surface::Web
                     };
                     let at = t + 60_000 + rng::exponential(&mut self.rng, 1_800_000.0) as i64;
-                    self.session(s, at, None, false)
+                    self.session(s, at, None, Some(referrer::CRM), false)
                 } else {
                     t
                 }
             }
-            Touch::MiniProgram => self.session(crate::engine::sdk::Surface::Mini, t, None, false),
-            Touch::App => self.session(crate::engine::sdk::Surface::App, t, None, false),
-            Touch::Web => self.session(crate::engine::sdk::Surface::Web, t, None, false),
+            Touch::MiniProgram => self.session(Surface::Mini, t, None, None, false),
+            Touch::App => self.session(Surface::App, t, None, None, false),
+            Touch::Web => self.session(Surface::Web, t, None, None, false),
             Touch::StoreVisit => self.store_visit(t),
             Touch::CustomerService => {
                 let cats = self.ctx.t.ticket_pre;

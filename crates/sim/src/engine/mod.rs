@@ -29,6 +29,9 @@ pub use journey::JourneyTruth;
 pub(crate) const DOMAIN_PERSON: u64 = 1;
 pub(crate) const DOMAIN_MESS: u64 = 2;
 pub(crate) const DOMAIN_ADS: u64 = 3;
+/// Store check-ins draw from streams of their own (keyed by person and instant), so adding
+/// them moved no other draw of a seed's output.
+pub(crate) const DOMAIN_CHECKIN: u64 = 6;
 
 /// Immutable run context.
 #[derive(Debug)]
@@ -132,6 +135,8 @@ pub(crate) struct Gen<'a> {
     pub out: &'a mut PersonOut,
     /// Per-person counter for deterministic business ids.
     pub seq: u32,
+    /// When the person last checked in at a store.
+    pub checked_in_ms: Option<i64>,
 }
 
 /// Generates person `idx` into `out` (cleared first) and returns the person.
@@ -150,6 +155,7 @@ pub fn generate_person(ctx: &Ctx, idx: u64, stats: &mut Stats, out: &mut PersonO
         stats,
         out,
         seq: 0,
+        checked_in_ms: None,
     };
     g.run();
     // Time order within a person; stable, so a retry stays right after its original.

@@ -13,6 +13,9 @@ use crate::record::{Field, Identifier};
 use crate::rng;
 use crate::template::ConvChannel;
 
+/// A purchase this soon after a store check-in is taken to be of the same visit.
+const CHECKIN_VISIT_MS: i64 = 4 * 3_600_000;
+
 fn s(v: impl Into<String>) -> Field {
     Field::Str(v.into())
 }
@@ -212,7 +215,8 @@ impl Gen<'_> {
         };
         let surface = if to_mini { Surface::Mini } else { Surface::Web };
         let at = t + self.rng.random_range(1_000..6_000);
-        self.session(surface, at, Some(landing), false)
+        let referrer = Some(crate::layout::referrer::ADS);
+        self.session(surface, at, Some(landing), referrer, false)
     }
 
     /// A conversion in `ch` at `t`; returns the order id and value.
@@ -329,7 +333,11 @@ impl Gen<'_> {
         let site = t_model.sites[self.p.site];
         let member = self.p.is_member(t);
         let card = member && self.rng.random_bool(0.9);
-        let phone = self.rng.random_bool(if member { 0.3 } else { 0.25 });
+        // Someone who checked in for points during this visit gives the phone at the till too.
+        let checked_in = self
+            .checked_in_ms
+            .is_some_and(|at| (0..CHECKIN_VISIT_MS).contains(&(t - at)));
+        let phone = self.rng.random_bool(if member { 0.3 } else { 0.25 }) || checked_in;
         let mut ids = Vec::new();
         if card {
             ids.push(Identifier::scoped(

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::Gen;
 use crate::config::DefectKind;
-use crate::layout::ids;
+use crate::layout::{ids, referrer};
 use crate::person::Device;
 use crate::record::{Event, Identifier};
 use crate::rng;
@@ -42,6 +42,8 @@ pub(crate) struct SessionCtx {
     pub late_ms: i64,
     pub logged_in: bool,
     pub landing: Option<Landing>,
+    /// What opened the session (`utm_source`), when something did.
+    pub referrer: Option<&'static str>,
 }
 
 fn money(fen: i64) -> Value {
@@ -81,19 +83,23 @@ impl Gen<'_> {
             late_ms,
             logged_in,
             landing,
+            referrer: None,
         }
     }
 
-    /// A browsing session starting at `t0`; returns the instant of its last event.
+    /// A browsing session starting at `t0`, opened by `referrer` when something opened it;
+    /// returns the instant of its last event.
     pub fn session(
         &mut self,
         surface: Surface,
         t0: i64,
         landing: Option<Landing>,
+        referrer: Option<&'static str>,
         shared: bool,
     ) -> i64 {
         let site = shared.then(|| self.ctx.t.sites[self.p.site].id);
         let mut s = self.open_session(surface, landing, site);
+        s.referrer = referrer;
         let v = self.ctx.t.vocab;
         let mut t = t0;
         let first = v.screens[if s.landing.is_some() { 2 } else { 0 }];
@@ -170,18 +176,47 @@ impl Gen<'_> {
         self.emit_with_phone(s, "identify", "", Map::new(), t + 50);
     }
 
-    /// A store visit: usually unseen; sometimes the assistant serves the customer on a shared iPad.
+    /// A store visit: the customer checks in by scanning the store's QR code; sometimes the
+    /// assistant serves them on a shared iPad.
     pub fn store_visit(&mut self, t: i64) -> i64 {
+        self.store_checkin(t + 30_000);
         if self.chance(DefectKind::SharedDevice) {
             // The iPad session is mess: draw it from a stream seeded by the mess stream so that planting it never
             // shifts the journey stream (a clean run has the same journeys).
             let side = rng::stream(self.mess.random(), 5, self.p.idx);
             let journey_rng = std::mem::replace(&mut self.rng, side);
-            self.session(Surface::App, t + 120_000, None, true);
+            self.session(Surface::App, t + 120_000, None, None, true);
             self.rng = journey_rng;
         }
         // The visit lasts the same whether or not an iPad was used, so later touches do not move.
         t + 1_200_000
+    }
+
+    /// Checking in at the person's store: the QR code opens the mini-program in WeChat, or
+    /// the web shop's check-in page in a phone browser, and the person gives their phone
+    /// number for the points. Its draws come from streams keyed by
+    /// the person and the instant, so the journey and mess streams do not move.
+    fn store_checkin(&mut self, t: i64) {
+        let key = self.ctx.cfg.seed ^ t as u64;
+        let side = rng::stream(key, super::DOMAIN_CHECKIN, self.p.idx);
+        let side_mess = rng::stream(key, super::DOMAIN_CHECKIN + 100, self.p.idx);
+        let journey_rng = std::mem::replace(&mut self.rng, side);
+        let mess = std::mem::replace(&mut self.mess, side_mess);
+        let surface = if self.p.has_wechat {
+            Surface::Mini
+        } else {
+            Surface::Web
+        };
+        let mut s = self.open_session(surface, None, None);
+        s.referrer = Some(referrer::STORE);
+        let mut props = Map::new();
+        props.insert("store_id".into(), self.ctx.t.sites[self.p.site].id.into());
+        let name = self.ctx.t.vocab.store_checkin;
+        // Checking in earns member points, so the page asks for the phone number.
+        self.emit_with_phone(&mut s, "track", name, props, t);
+        self.checked_in_ms = Some(t);
+        self.rng = journey_rng;
+        self.mess = mess;
     }
 
     /// Ordering and paying inside an SDK surface.
@@ -275,6 +310,9 @@ impl Gen<'_> {
         if let Some(l) = &s.landing {
             props.insert(l.param.into(), l.click_id.clone().into());
             props.insert("utm_campaign".into(), l.campaign.into());
+        }
+        if let Some(referrer) = s.referrer {
+            props.insert("utm_source".into(), referrer.into());
         }
         let mut ids_out = vec![Identifier::scoped(
             "anonymous_id",

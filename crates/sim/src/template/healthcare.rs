@@ -33,6 +33,7 @@ pub static HEALTHCARE: Template = Template {
         log_create: "appointment_create",
         log_paid: "appointment_confirmed",
         pos_event: "registration",
+        store_checkin: "clinic_checkin",
         aliases: &[
             ("view_doctor", &["doctor_view", "ViewDoctor"]),
             ("select_slot", &["choose_time", "SelectSlot"]),

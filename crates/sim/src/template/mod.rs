@@ -167,6 +167,8 @@ pub struct Vocabulary {
     pub log_paid: &'static str,
     /// Event name of a converted POS row when sent.
     pub pos_event: &'static str,
+    /// Checking in at a store by scanning its QR code.
+    pub store_checkin: &'static str,
     /// Legacy or misspelt names clients still send, per canonical name.
     pub aliases: &'static [(&'static str, &'static [&'static str])],
 }

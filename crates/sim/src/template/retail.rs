@@ -32,6 +32,7 @@ pub static RETAIL: Template = Template {
         log_create: "order_create",
         log_paid: "order_paid",
         pos_event: "pos_order",
+        store_checkin: "store_checkin",
         aliases: &[
             ("view_item", &["ViewItem", "product_view", "viewItem"]),
             ("add_to_cart", &["addToCart", "AddCart", "add-to-cart"]),
