@@ -28,6 +28,10 @@
 //! - only the events that reach a person (page and screen views, ad clicks, official-account
 //!   and CRM messages, store check-ins, service tickets, surveys), which leaves the shopping
 //!   session out, with the referrer read too.
+//!
+//! Last, the same models run on the generator's own journey list sent as supplied paths
+//! (perfect data), which separates what the stored data loses from how the models' credit
+//! differs from the truth's uplift.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 #![allow(
     clippy::too_many_lines,

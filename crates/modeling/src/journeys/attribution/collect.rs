@@ -3,15 +3,14 @@
 //! before the range's end (a non-converting one), aggregated into a path table on the view's
 //! partitions in parallel.
 
-use std::collections::HashMap;
-
 use touchline_analytics::attribution::{
     AttributionError, ChannelCredits, Journey, PathTable, PathTableBuilder, time_decay_credits,
 };
 use touchline_projection::query::{Condition, Dimension, Filter};
 use touchline_projection::{CodeSet, Event, EventRef, PersonEvents, Projection};
 
-use super::query::{ChannelField, Conversion, Model, ValidAttribution};
+use super::channels::{ChannelField, channel_table, property_channels, referrer_channels};
+use super::query::{Conversion, Model, ValidAttribution};
 use crate::journeys::RunContext;
 use crate::journeys::compile::{self, Known};
 use crate::journeys::query::{Matcher, Violations};
@@ -22,7 +21,7 @@ pub const VISIT_GAP_MS: i64 = 30 * 60 * 1000;
 /// Converting journeys buffered for the time-decay models before they are credited.
 const DECAY_BATCH: usize = 4096;
 /// No channel: the touch is skipped.
-const NO_CHANNEL: u32 = u32::MAX;
+pub(super) const NO_CHANNEL: u32 = u32::MAX;
 
 /// Whether an event meets a condition: tables by event code and by touch code, and the
 /// conditions on analysable properties, tested per event.
@@ -118,87 +117,6 @@ pub struct Plan {
     lookback_ms: i64,
     /// Half-lives of the time-decay models, in model order.
     half_lives: Vec<i64>,
-}
-
-/// Channel codes by property code, for a property's values as channels: each non-empty
-/// value is its own channel.
-fn property_channels(projection: &Projection, slot: usize) -> (Vec<u32>, Vec<String>) {
-    let Some(values) = projection.dictionaries().properties.get(slot) else {
-        return (Vec::new(), Vec::new());
-    };
-    let mut names = Vec::new();
-    let channel_of = (0..values.len() as u32)
-        .map(|code| match values.text(code) {
-            Some(text) if !text.is_empty() => {
-                names.push(text.to_owned());
-                (names.len() - 1) as u32
-            }
-            _ => NO_CHANNEL,
-        })
-        .collect();
-    (channel_of, names)
-}
-
-fn channel_table(projection: &Projection, field: &ChannelField) -> (Vec<u32>, Vec<String>) {
-    let dictionaries = projection.dictionaries();
-    let text = |code: u32, dictionary: &touchline_projection::Dictionary| {
-        dictionary.text(code).unwrap_or_default().to_owned()
-    };
-    let mut codes: HashMap<String, u32> = HashMap::new();
-    let mut names = Vec::new();
-    let channel_of = (0..projection.touch_count())
-        .map(|code| {
-            let touch = projection.touch(code as u16);
-            let name = match field {
-                ChannelField::Channel => text(touch.channel, &dictionaries.channels),
-                ChannelField::Source => text(touch.source, &dictionaries.sources),
-                ChannelField::Property(_) => String::new(),
-                ChannelField::Touchpoint => {
-                    let touchpoint = text(touch.touchpoint, &dictionaries.touchpoints);
-                    if touchpoint.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "{}/{touchpoint}",
-                            text(touch.channel, &dictionaries.channels)
-                        )
-                    }
-                }
-            };
-            if name.is_empty() {
-                return NO_CHANNEL;
-            }
-            *codes.entry(name).or_insert_with_key(|name| {
-                names.push(name.clone());
-                (names.len() - 1) as u32
-            })
-        })
-        .collect();
-    (channel_of, names)
-}
-
-/// Channel codes by the code of a referrer property's values: a value names a channel, one
-/// of `names` or a new one added to them; an empty value names none.
-fn referrer_channels(projection: &Projection, slot: usize, names: &mut Vec<String>) -> Vec<u32> {
-    let Some(values) = projection.dictionaries().properties.get(slot) else {
-        return Vec::new();
-    };
-    let mut codes: HashMap<String, u32> = names
-        .iter()
-        .enumerate()
-        .map(|(code, name)| (name.clone(), code as u32))
-        .collect();
-    (0..values.len() as u32)
-        .map(|code| match values.text(code) {
-            Some(text) if !text.is_empty() => {
-                *codes.entry(text.to_owned()).or_insert_with_key(|name| {
-                    names.push(name.clone());
-                    (names.len() - 1) as u32
-                })
-            }
-            _ => NO_CHANNEL,
-        })
-        .collect()
 }
 
 /// The slot of the analysable property `name`, or a NOT_ANALYSABLE violation under `field`.

@@ -2,6 +2,7 @@
 //! from its view) and on paths the caller supplies. The models themselves live in the pure
 //! analytics crate; this module checks requests, builds the path table and names the results.
 
+pub mod channels;
 pub mod collect;
 pub mod models;
 pub mod on_paths;

@@ -310,19 +310,8 @@ pub fn check_costs(costs: &[(String, f64)], path: &str, problems: &mut Violation
     }
 }
 
-/// The column of the projection that names a touch's channel.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ChannelField {
-    /// `channel`.
-    #[default]
-    Channel,
-    /// `{channel}/{touchpoint}`.
-    Touchpoint,
-    /// `source`.
-    Source,
-    /// `properties.{name}` (the name): an analysable property, e.g. a campaign.
-    Property(String),
-}
+pub use super::channels::ChannelField;
+use super::channels::{check_channel_field, check_referrer_field};
 
 /// Where ROI costs come from, as requested.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -513,40 +502,6 @@ fn check_conversion(conversion: Option<&Matcher>, problems: &mut Violations) -> 
             Conversion::Event(matcher)
         }
     }
-}
-
-fn check_channel_field(field: &str, problems: &mut Violations) -> ChannelField {
-    match field {
-        "" | "channel" => ChannelField::Channel,
-        "touchpoint" => ChannelField::Touchpoint,
-        "source" => ChannelField::Source,
-        other => {
-            if let Some(name) = crate::journeys::properties::name_of(other) {
-                return ChannelField::Property(name.to_owned());
-            }
-            problems.add(
-                "channel_field",
-                "UNKNOWN_FIELD",
-                "channel, touchpoint, source or properties.{name} (an analysable property)",
-            );
-            ChannelField::Channel
-        }
-    }
-}
-
-fn check_referrer_field(field: &str, problems: &mut Violations) -> Option<String> {
-    if field.is_empty() {
-        return None;
-    }
-    let name = crate::journeys::properties::name_of(field);
-    if name.is_none() {
-        problems.add(
-            "referrer_field",
-            "UNKNOWN_FIELD",
-            "properties.{name} (an analysable property, e.g. properties.utm_source), or empty",
-        );
-    }
-    name.map(str::to_owned)
 }
 
 impl AttributionQuery {
