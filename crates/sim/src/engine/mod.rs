@@ -135,8 +135,6 @@ pub(crate) struct Gen<'a> {
     pub out: &'a mut PersonOut,
     /// Per-person counter for deterministic business ids.
     pub seq: u32,
-    /// When the person last checked in at a store.
-    pub checked_in_ms: Option<i64>,
 }
 
 /// Generates person `idx` into `out` (cleared first) and returns the person.
@@ -155,7 +153,6 @@ pub fn generate_person(ctx: &Ctx, idx: u64, stats: &mut Stats, out: &mut PersonO
         stats,
         out,
         seq: 0,
-        checked_in_ms: None,
     };
     g.run();
     // Time order within a person; stable, so a retry stays right after its original.

@@ -13,9 +13,6 @@ use crate::record::{Field, Identifier};
 use crate::rng;
 use crate::template::ConvChannel;
 
-/// A purchase this soon after a store check-in is taken to be of the same visit.
-const CHECKIN_VISIT_MS: i64 = 4 * 3_600_000;
-
 fn s(v: impl Into<String>) -> Field {
     Field::Str(v.into())
 }
@@ -333,11 +330,7 @@ impl Gen<'_> {
         let site = t_model.sites[self.p.site];
         let member = self.p.is_member(t);
         let card = member && self.rng.random_bool(0.9);
-        // Someone who checked in for points during this visit gives the phone at the till too.
-        let checked_in = self
-            .checked_in_ms
-            .is_some_and(|at| (0..CHECKIN_VISIT_MS).contains(&(t - at)));
-        let phone = self.rng.random_bool(if member { 0.3 } else { 0.25 }) || checked_in;
+        let phone = self.rng.random_bool(if member { 0.3 } else { 0.25 });
         let mut ids = Vec::new();
         if card {
             ids.push(Identifier::scoped(
