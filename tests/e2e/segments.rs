@@ -1182,6 +1182,14 @@ async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_eve
     Ok(())
 }
 
+/// `rule` (an attributed-channel condition) reading `properties.utm_source` as referrer.
+fn by_referrer(mut rule: SegmentRule) -> SegmentRule {
+    if let Some(segment_rule::Rule::AttributedChannel(condition)) = rule.rule.as_mut() {
+        "properties.utm_source".clone_into(&mut condition.referrer_field);
+    }
+    rule
+}
+
 /// Persons whose conversions in the last 30 days credit `channel` under `model`, with at
 /// least `min_share` of them; touches are `view` events.
 fn attributed_rule(model: AttributionModelType, channel: &str, min_share: f64) -> SegmentRule {
@@ -1228,11 +1236,22 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
     // 1: web, then a purchase. 2: web, app, then a purchase (first web, last app, linear
     // half each). 3: app then a purchase, then a second purchase with no touch between
     // (app is credited half of 3's conversions). 4: web then a purchase, 40 days ago.
+    // 2's app view was opened by a store's QR code: read by referrer, it is a store touch.
+    let mut opened_in_store = view("a4", 2, "app", 4);
+    opened_in_store.properties = Some(prost_types::Struct {
+        fields: [(
+            "utm_source".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue("store".to_owned())),
+            },
+        )]
+        .into(),
+    });
     let batch = vec![
         view("a1", 1, "web", 3),
         buy("a2", 1, 2),
         view("a3", 2, "web", 5),
-        view("a4", 2, "app", 4),
+        opened_in_store,
         buy("a5", 2, 3),
         view("a6", 3, "app", 4),
         buy("a7", 3, 3),
@@ -1263,7 +1282,27 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
             attributed_rule(AttributionModelType::FirstTouch, "app", 0.6),
             Vec::new(),
         ),
+        (
+            "last-store-by-referrer",
+            by_referrer(attributed_rule(
+                AttributionModelType::LastTouch,
+                "store",
+                0.0,
+            )),
+            vec![person_of("a5")],
+        ),
+        (
+            "last-app-by-referrer",
+            by_referrer(attributed_rule(AttributionModelType::LastTouch, "app", 0.0)),
+            vec![person_of("a7")],
+        ),
+        (
+            "last-store-unread",
+            attributed_rule(AttributionModelType::LastTouch, "store", 0.0),
+            Vec::new(),
+        ),
     ];
+    touchline_e2e::mark_analysable(&mut modeling, TENANT, &["properties.utm_source"]).await?;
     for (id, rule, expected) in cases {
         modeling.create_segment(create(id, rule, false)).await?;
         settled(&mut modeling, id, expected.len() as i64).await?;
@@ -1271,6 +1310,22 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
         let expected: BTreeSet<String> = expected.into_iter().collect();
         assert_eq!(members, expected, "{id}");
     }
+    // The referrer is kept with the rule and read back.
+    let kept = modeling
+        .get_segment(GetSegmentRequest {
+            name: segment_name("last-app-by-referrer"),
+        })
+        .await?
+        .into_inner();
+    let kept_referrer = kept
+        .segment
+        .and_then(|s| s.rule)
+        .and_then(|r| r.rule)
+        .and_then(|r| match r {
+            segment_rule::Rule::AttributedChannel(c) => Some(c.referrer_field),
+            _ => None,
+        });
+    assert_eq!(kept_referrer.as_deref(), Some("properties.utm_source"));
     let refused = modeling
         .create_segment(create(
             "markov",

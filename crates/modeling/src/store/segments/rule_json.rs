@@ -84,6 +84,8 @@ enum StoredRule {
         within_last_ms: Option<i64>,
         #[serde(default)]
         touchpoints: Vec<StoredMatcher>,
+        #[serde(default)]
+        referrer_field: String,
     },
     FunnelDropOff {
         funnel: StoredFunnel,
@@ -343,6 +345,7 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
             min_share: a.min_share,
             within_last_ms: a.within_ms,
             touchpoints: a.query.touchpoints.iter().map(to_stored).collect(),
+            referrer_field: a.query.referrer_field.clone(),
         },
         Rule::Identifier(held) => StoredRule::Identifier {
             id_type: held.id_type.clone(),
@@ -386,6 +389,20 @@ fn events_rule(
     }))
 }
 
+/// The lifecycle stages a stored rule names.
+fn lifecycle_stages(names: &[String]) -> Result<Vec<LifecycleStage>, &'static str> {
+    names
+        .iter()
+        .map(|name| {
+            STAGES
+                .iter()
+                .find(|(_, n)| n == name)
+                .map(|(stage, _)| *stage)
+                .ok_or("an unknown lifecycle stage")
+        })
+        .collect()
+}
+
 fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
     Ok(match rule {
         StoredRule::AllOf { rules } => Rule::AllOf(
@@ -411,18 +428,7 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
         StoredRule::ChurnScore { comparison } => Rule::Churn(ChurnTest::Score(comparison.into())),
         StoredRule::Churned { churned } => Rule::Churn(ChurnTest::Churned(churned)),
         StoredRule::Member { segment } => Rule::Member(segment),
-        StoredRule::Lifecycle { stages } => Rule::Lifecycle(
-            stages
-                .iter()
-                .map(|name| {
-                    STAGES
-                        .iter()
-                        .find(|(_, n)| n == name)
-                        .map(|(stage, _)| *stage)
-                        .ok_or("an unknown lifecycle stage")
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        StoredRule::Lifecycle { stages } => Rule::Lifecycle(lifecycle_stages(&stages)?),
         StoredRule::Rfm { segments } => Rule::Rfm(segments),
         StoredRule::AttributedChannel {
             conversion,
@@ -433,10 +439,12 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             min_share,
             within_last_ms,
             touchpoints,
+            referrer_field,
         } => Rule::AttributedChannel(Attributed {
             query: AttributionQuery {
                 conversion: conversion.map(from_stored),
                 channel_field,
+                referrer_field,
                 lookback_ms,
                 models: vec![model.try_into()?],
                 touchpoints: touchpoints.into_iter().map(from_stored).collect(),
