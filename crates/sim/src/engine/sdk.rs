@@ -195,8 +195,9 @@ impl Gen<'_> {
     /// Checking in at the person's store: the QR code opens the mini-program in WeChat, or
     /// the web shop's check-in page in a phone browser. It carries the ids of that app or
     /// browser only: a phone number asked for at check-in would put far more events with
-    /// family phones before identity, whose outcome then depends on their arrival order. Its draws come from streams keyed by
-    /// the person and the instant, so the journey and mess streams do not move.
+    /// family phones before identity, whose outcome then depends on their arrival order.
+    /// Its draws come from streams keyed by the person and the instant, so the journey and
+    /// mess streams do not move.
     fn store_checkin(&mut self, t: i64) {
         let key = self.ctx.cfg.seed ^ t as u64;
         let side = rng::stream(key, super::DOMAIN_CHECKIN, self.p.idx);

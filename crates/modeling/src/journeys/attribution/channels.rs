@@ -60,35 +60,58 @@ pub(super) fn check_referrer_field(field: &str, problems: &mut Violations) -> Op
     name.map(str::to_owned)
 }
 
+/// Channel names by code, each name once: the table a request's channels are numbered by.
+#[derive(Debug, Default)]
+pub(super) struct ChannelNames {
+    names: Vec<String>,
+    codes: HashMap<String, u32>,
+}
+
+impl ChannelNames {
+    /// The code of `name`, numbering it next when it is new.
+    fn code(&mut self, name: &str) -> u32 {
+        if let Some(code) = self.codes.get(name) {
+            return *code;
+        }
+        let code = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.codes.insert(name.to_owned(), code);
+        code
+    }
+
+    /// The names, by code.
+    pub(super) fn into_names(self) -> Vec<String> {
+        self.names
+    }
+}
+
 /// Channel codes by property code, for a property's values as channels: each non-empty
 /// value is its own channel.
-pub(super) fn property_channels(projection: &Projection, slot: usize) -> (Vec<u32>, Vec<String>) {
+pub(super) fn property_channels(projection: &Projection, slot: usize) -> (Vec<u32>, ChannelNames) {
+    let mut names = ChannelNames::default();
     let Some(values) = projection.dictionaries().properties.get(slot) else {
-        return (Vec::new(), Vec::new());
+        return (Vec::new(), names);
     };
-    let mut names = Vec::new();
     let channel_of = (0..values.len() as u32)
         .map(|code| match values.text(code) {
-            Some(text) if !text.is_empty() => {
-                names.push(text.to_owned());
-                (names.len() - 1) as u32
-            }
+            Some(text) if !text.is_empty() => names.code(text),
             _ => NO_CHANNEL,
         })
         .collect();
     (channel_of, names)
 }
 
+/// Channel codes by touch code, for the touch column `field` names; a touch with an empty
+/// name has none.
 pub(super) fn channel_table(
     projection: &Projection,
     field: &ChannelField,
-) -> (Vec<u32>, Vec<String>) {
+) -> (Vec<u32>, ChannelNames) {
     let dictionaries = projection.dictionaries();
     let text = |code: u32, dictionary: &touchline_projection::Dictionary| {
         dictionary.text(code).unwrap_or_default().to_owned()
     };
-    let mut codes: HashMap<String, u32> = HashMap::new();
-    let mut names = Vec::new();
+    let mut names = ChannelNames::default();
     let channel_of = (0..projection.touch_count())
         .map(|code| {
             let touch = projection.touch(code as u16);
@@ -109,12 +132,10 @@ pub(super) fn channel_table(
                 }
             };
             if name.is_empty() {
-                return NO_CHANNEL;
+                NO_CHANNEL
+            } else {
+                names.code(&name)
             }
-            *codes.entry(name).or_insert_with_key(|name| {
-                names.push(name.clone());
-                (names.len() - 1) as u32
-            })
         })
         .collect();
     (channel_of, names)
@@ -125,24 +146,14 @@ pub(super) fn channel_table(
 pub(super) fn referrer_channels(
     projection: &Projection,
     slot: usize,
-    names: &mut Vec<String>,
+    names: &mut ChannelNames,
 ) -> Vec<u32> {
     let Some(values) = projection.dictionaries().properties.get(slot) else {
         return Vec::new();
     };
-    let mut codes: HashMap<String, u32> = names
-        .iter()
-        .enumerate()
-        .map(|(code, name)| (name.clone(), code as u32))
-        .collect();
     (0..values.len() as u32)
         .map(|code| match values.text(code) {
-            Some(text) if !text.is_empty() => {
-                *codes.entry(text.to_owned()).or_insert_with_key(|name| {
-                    names.push(name.clone());
-                    (names.len() - 1) as u32
-                })
-            }
+            Some(text) if !text.is_empty() => names.code(text),
             _ => NO_CHANNEL,
         })
         .collect()

@@ -243,7 +243,7 @@ impl Plan {
             channel_of,
             channel_slot,
             referrer,
-            names,
+            names: names.into_names(),
             range: query.range,
             lookback_ms: query.lookback_ms,
             half_lives: query
