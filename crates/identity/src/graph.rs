@@ -70,16 +70,24 @@ pub fn plan<'a>(
     let mut redirect: HashMap<Uuid, Uuid> = HashMap::new();
     let mut created: HashSet<Uuid> = HashSet::new();
     for (index, item) in items.into_iter().enumerate() {
-        let outcome = plan_item(
-            index,
-            item,
-            &mut view,
-            &mut redirect,
-            rules,
-            options,
-            &mut mint,
-            &mut out,
-        );
+        let outcome = if options.reassignment {
+            let (outcome, what) = crate::reassign::record(
+                index, item, &mut view, &redirect, rules, &mut mint, &mut out,
+            );
+            out.reassignments.push(what);
+            outcome
+        } else {
+            plan_item(
+                index,
+                item,
+                &mut view,
+                &mut redirect,
+                rules,
+                options,
+                &mut mint,
+                &mut out,
+            )
+        };
         if let Some(person) = outcome.person_id
             && outcome.created
         {

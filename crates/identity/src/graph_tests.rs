@@ -246,6 +246,7 @@ fn separated_persons_rejoin_only_explicitly() {
     let explicit = Options {
         explicit: true,
         override_split: true,
+        ..Options::default()
     };
     let forced = plan(&items, view, &defaults(), explicit, minter());
     assert_eq!(forced.merges.len(), 1);

@@ -88,6 +88,9 @@ pub struct Options {
     pub explicit: bool,
     /// Join persons even if a split separated them.
     pub override_split: bool,
+    /// Each item is a number the carrier gave out again, with the instant
+    /// its current subscriber got it (see `reassign`), not a sighting.
+    pub reassignment: bool,
 }
 
 /// An identifier to link to a person.
@@ -218,6 +221,24 @@ pub struct GraphPlan {
     pub handovers: Vec<Handover>,
     /// Later uses of known values by their holder (key, instant).
     pub last_seen: Vec<(IdentifierKey, DateTime<Utc>)>,
+    /// Under `Options::reassignment`, what each item's record did, in item
+    /// order.
+    pub reassignments: Vec<Reassigned>,
+}
+
+/// What recording that a number changed hands did (see `reassign`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reassigned {
+    /// Handed from its holder to a new person as of the instant.
+    HandedOver,
+    /// Never seen: one new person holds it before the instant, another since.
+    RecordedUnseen,
+    /// Its holding already starts at or after the instant.
+    AlreadyRecorded,
+    /// Its holder used it at or after the instant; left as it is.
+    UsedSince,
+    /// Blocked, or an erased person's: left as it is.
+    Ignored,
 }
 
 impl GraphPlan {

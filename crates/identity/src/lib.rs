@@ -27,6 +27,7 @@ pub mod domain;
 pub mod error;
 pub mod graph;
 pub mod grpc;
+pub mod reassign;
 pub mod rules;
 pub mod service;
 pub mod store;

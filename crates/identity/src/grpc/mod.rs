@@ -1,11 +1,13 @@
 //! The gRPC adapter: authorise, convert, call the service layer, convert back.
 //!
 //! `mod.rs` holds resolution, links, profiles and the change feed;
-//! `admin` splits, erasure, consent, rules, audit and reviews; `convert`
-//! the conversions shared by both.
+//! `admin` splits, erasure, consent, rules, audit and reviews; `reassign`
+//! numbers the carrier gave out again; `convert` the conversions they
+//! share.
 
 mod admin;
 mod convert;
+mod reassign;
 
 use std::pin::Pin;
 
@@ -124,6 +126,7 @@ impl IdentityApi {
         let options = Options {
             explicit: true,
             override_split,
+            ..Options::default()
         };
         let resolved = self
             .identity
@@ -302,6 +305,13 @@ impl IdentityService for IdentityApi {
         Ok(Response::new(pb::GetProfileResponse {
             person: Some(convert::person_to_pb(&tenant, stored)),
         }))
+    }
+
+    async fn record_reassigned_numbers(
+        &self,
+        request: Request<pb::RecordReassignedNumbersRequest>,
+    ) -> Result<Response<pb::RecordReassignedNumbersResponse>, Status> {
+        reassign::record_reassigned_numbers(self, request).await
     }
 
     async fn link_identifiers(

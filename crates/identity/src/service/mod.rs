@@ -291,6 +291,45 @@ impl Identity {
         })
     }
 
+    /// Records numbers the carrier gave out again (see `reassign`): each
+    /// item one phone key, observed at the instant its current subscriber
+    /// got it. One answer per item, in order: who holds the number from
+    /// that instant on, and what the record did.
+    pub async fn record_reassigned_numbers(
+        &self,
+        tenant: &str,
+        items: &[ResolveItem],
+        actor: &Actor,
+    ) -> Result<Vec<(Outcome, graph::Reassigned)>, IdentityError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let options = Options {
+            reassignment: true,
+            ..Options::default()
+        };
+        let items: Vec<&ResolveItem> = items.iter().collect();
+        // Never answered from the cache: a record reads the number's last
+        // use, which only PostgreSQL keeps.
+        let resolved = self
+            .resolve_in_store(tenant, &items, options, actor)
+            .await?;
+        // The outbox relay invalidates the numbers handed over, but a lookup
+        // before it gets there must not name the earlier holder: a value
+        // with a holding history is never cached, so each is dropped now,
+        // as a refill drops a cached value that just became contested.
+        let handed: Vec<&IdentifierKey> = resolved.plan.handovers.iter().map(|h| &h.key).collect();
+        if !handed.is_empty() {
+            let held: KeyMap<'_, Uuid> = handed.iter().map(|key| (*key, Uuid::nil())).collect();
+            self.refill(tenant, &handed, &held, None).await;
+        }
+        Ok(resolved
+            .outcomes
+            .into_iter()
+            .zip(resolved.plan.reassignments)
+            .collect())
+    }
+
     /// The current owner of one identifier: Redis first, then PostgreSQL
     /// with one lookup per identifier in flight (concurrent misses share
     /// it), refilling the cache.

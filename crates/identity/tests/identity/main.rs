@@ -12,6 +12,7 @@ mod clear;
 mod erasure;
 mod helpers;
 mod precision;
+mod reassign;
 mod requests;
 mod resolve;
 mod rules;
