@@ -23,6 +23,7 @@ mod pipeline;
 mod pipeline_status;
 mod poison;
 mod properties;
+mod reassigned_numbers;
 mod segment_identifiers;
 mod segments;
 mod segments_fuzz;

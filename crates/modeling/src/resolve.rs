@@ -8,6 +8,7 @@
 use std::str::FromStr;
 
 use prost::Message as _;
+use touchline_proto::common::v1::Identifier;
 use touchline_proto::governance::v1::CleanEvent;
 use touchline_proto::identity::v1::{ResolveItem, UnresolvedReason};
 use uuid::Uuid;
@@ -18,6 +19,13 @@ use crate::upstream::Identity;
 
 /// The identity service takes at most this many identifiers per call.
 const MAX_IDENTIFIERS_PER_RESOLVE: usize = touchline_bounds::MAX_IDENTIFIERS_PER_CALL;
+
+/// The canonical event of a carrier's reassigned-number check (the industry templates define
+/// it): its phone numbers were given out again, each held by its current subscriber since the
+/// event's time. Identity records it rather than resolving it (see RecordReassignedNumbers),
+/// and the event is stored without a person: it says something of a number, not of a
+/// customer's doing.
+pub const REASSIGNED_NUMBER_EVENT: &str = "phone_reassigned";
 
 /// Why resolving failed as a whole (the batch is read again later).
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +135,16 @@ impl Resolver {
         let mut slots: Vec<usize> = Vec::new();
         let mut identifiers_in_chunk = 0;
         for event in events {
+            if event.event_name == REASSIGNED_NUMBER_EVENT && !event.retraction {
+                // The chunk ends before a number record, so the events before it in the log
+                // are resolved before it (a holder's use on its date keeps the number) and
+                // those after it, after.
+                self.flush(tenant, &mut chunk, &mut slots, &mut owners)
+                    .await?;
+                identifiers_in_chunk = 0;
+                owners.push(self.record_reassigned(tenant, event).await?);
+                continue;
+            }
             // A retraction carries no identifiers: it names nobody.
             let size = event.identifiers.len();
             if size == 0 {
@@ -140,13 +158,9 @@ impl Resolver {
                 ));
                 continue;
             }
-            if identifiers_in_chunk + size > MAX_IDENTIFIERS_PER_RESOLVE && !chunk.is_empty() {
-                let resolved = self
-                    .resolve_isolating(tenant, std::mem::take(&mut chunk))
+            if identifiers_in_chunk + size > MAX_IDENTIFIERS_PER_RESOLVE {
+                self.flush(tenant, &mut chunk, &mut slots, &mut owners)
                     .await?;
-                for (slot, owner) in slots.drain(..).zip(resolved) {
-                    owners[slot] = owner;
-                }
                 identifiers_in_chunk = 0;
             }
             identifiers_in_chunk += size;
@@ -158,13 +172,74 @@ impl Resolver {
                 evidence_message_id: event.message_id.clone(),
             });
         }
-        if !chunk.is_empty() {
-            let resolved = self.resolve_isolating(tenant, chunk).await?;
-            for (slot, owner) in slots.drain(..).zip(resolved) {
-                owners[slot] = owner;
+        self.flush(tenant, &mut chunk, &mut slots, &mut owners)
+            .await?;
+        Ok(owners)
+    }
+
+    /// Resolves the items of `chunk` (when any) and writes each answer to its slot of
+    /// `owners`, leaving `chunk` and `slots` empty.
+    async fn flush(
+        &self,
+        tenant: &str,
+        chunk: &mut Vec<ResolveItem>,
+        slots: &mut Vec<usize>,
+        owners: &mut [Owner],
+    ) -> Result<(), ResolveError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let resolved = self
+            .resolve_isolating(tenant, std::mem::take(chunk))
+            .await?;
+        for (slot, owner) in slots.drain(..).zip(resolved) {
+            if let Some(place) = owners.get_mut(slot) {
+                *place = owner;
             }
         }
-        Ok(owners)
+        Ok(())
+    }
+
+    /// Records a `phone_reassigned` event's numbers with identity. The event itself names
+    /// nobody; one identity cannot take is set aside, like an event whose identifiers it
+    /// refuses.
+    async fn record_reassigned(
+        &self,
+        tenant: &str,
+        event: &CleanEvent,
+    ) -> Result<Owner, ResolveError> {
+        // Without a time the event is set aside when its row is made (NO_EVENT_TIME).
+        let Some(since) = event.event_time else {
+            return Ok(Owner::Nobody);
+        };
+        let mut phones: Vec<Identifier> = Vec::new();
+        for id in event.identifiers.iter().filter(|id| id.r#type == "phone") {
+            if !phones.contains(id) {
+                phones.push(id.clone());
+            }
+        }
+        if phones.is_empty() {
+            return Ok(Owner::SetAside(
+                DeadLetterReason::NoPhoneNumber,
+                format!("a {REASSIGNED_NUMBER_EVENT} event names no phone identifier"),
+            ));
+        }
+        match self
+            .identity
+            .record_reassigned_numbers(tenant, phones, since)
+            .await
+        {
+            Ok(()) => Ok(Owner::Nobody),
+            Err(status) if refuses_the_records(&status) => Ok(Owner::SetAside(
+                DeadLetterReason::IdentifiersRefused,
+                format!(
+                    "identity refused the reassigned numbers ({:?}): {}",
+                    status.code(),
+                    status.message()
+                ),
+            )),
+            Err(status) => Err(status.into()),
+        }
     }
 
     /// Resolves a chunk; when identity refuses it as invalid, resolves each item alone, so the

@@ -20,8 +20,9 @@ use touchline_proto::governance::v1::{
 };
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{
-    BatchGetIdentifiersRequest, BatchResolveRequest, ConfirmErasureRequest, ResolveItem,
-    ResolveResult, TailIdentityChangesRequest, TailIdentityChangesResponse,
+    BatchGetIdentifiersRequest, BatchResolveRequest, ConfirmErasureRequest, ReassignedNumber,
+    RecordReassignedNumbersRequest, ResolveItem, ResolveResult, TailIdentityChangesRequest,
+    TailIdentityChangesResponse,
 };
 use touchline_runtime::client::CallCredentials;
 
@@ -191,6 +192,29 @@ impl Identity {
             .await?
             .into_inner()
             .results)
+    }
+
+    /// Records that the carrier gave `phones` out again, each held by its current subscriber
+    /// since `holder_since`.
+    pub async fn record_reassigned_numbers(
+        &self,
+        tenant: &str,
+        phones: Vec<Identifier>,
+        holder_since: prost_types::Timestamp,
+    ) -> Result<(), tonic::Status> {
+        let mut request = tonic::Request::new(RecordReassignedNumbersRequest {
+            parent: format!("tenants/{tenant}"),
+            numbers: phones
+                .into_iter()
+                .map(|phone| ReassignedNumber {
+                    identifier: Some(phone),
+                    holder_since: Some(holder_since),
+                })
+                .collect(),
+        });
+        request.set_timeout(RESOLVE_DEADLINE);
+        self.stub.clone().record_reassigned_numbers(request).await?;
+        Ok(())
     }
 
     /// The identifiers of `types` each of `persons` holds, as identity stores them

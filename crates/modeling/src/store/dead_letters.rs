@@ -13,6 +13,8 @@ pub enum DeadLetterReason {
     TooManyIdentifiers,
     /// The event lacks its event time.
     NoEventTime,
+    /// A record of a reassigned phone number names no phone number.
+    NoPhoneNumber,
 }
 
 impl DeadLetterReason {
@@ -22,6 +24,7 @@ impl DeadLetterReason {
             DeadLetterReason::IdentifiersRefused => "IDENTIFIERS_REFUSED",
             DeadLetterReason::TooManyIdentifiers => "TOO_MANY_IDENTIFIERS",
             DeadLetterReason::NoEventTime => "NO_EVENT_TIME",
+            DeadLetterReason::NoPhoneNumber => "NO_PHONE_NUMBER",
         }
     }
 }
