@@ -2,7 +2,8 @@
 //! services: governance pseudonymises the number, modeling records it with identity in log
 //! order, and a recycled number's new subscriber — who shows nothing but the number and a new
 //! app account — is stored as a person of their own, while the same events without the record
-//! join the two. A record without a phone is set aside with its reason, and the rest flows on.
+//! join the two. A record without a phone, or one that comes after the number's holder used it
+//! past its date, is set aside with its reason, and the rest flows on.
 
 use touchline_e2e::{Modeling, person_of, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
@@ -20,6 +21,7 @@ const SCOPES: &[&str] = &[
 ];
 const DAY_MS: i64 = 86_400_000;
 const NUMBER: &str = "+86 139 1234 5678";
+const OTHER_NUMBER: &str = "+86 139 1111 2222";
 
 fn id(id_type: &str, value: &str) -> Identifier {
     Identifier {
@@ -70,6 +72,28 @@ fn stream(start: i64, recorded: bool) -> Vec<Event> {
             day(61),
             vec![id("device_id", "carrier-terminal")],
         ));
+        // A record that comes after its number's holder used it past the date it gives:
+        // identity keeps the number with them, and the record is set aside, visibly.
+        events.extend([
+            event(
+                "late-holder",
+                "login",
+                day(0),
+                vec![id("wechat_unionid", "u-x"), id("phone", OTHER_NUMBER)],
+            ),
+            event(
+                "late-use",
+                "page_view",
+                day(70),
+                vec![id("phone", OTHER_NUMBER)],
+            ),
+            event(
+                "carrier-late",
+                "phone_reassigned",
+                day(60),
+                vec![id("phone", OTHER_NUMBER)],
+            ),
+        ]);
     }
     events.extend([
         event(
@@ -138,7 +162,14 @@ async fn a_carriers_record_keeps_a_recycled_numbers_new_subscriber_apart() -> an
                 .iter()
                 .map(|d| (d.message_id.as_str(), d.reason.as_str()))
                 .collect();
-            assert_eq!(reasons, [("carrier-bad", "NO_PHONE_NUMBER")]);
+            assert_eq!(
+                reasons,
+                [
+                    ("carrier-bad", "NO_PHONE_NUMBER"),
+                    ("carrier-late", "NUMBER_USED_SINCE")
+                ]
+            );
+            assert_eq!(person("late-use"), person("late-holder"));
         }
     }
     let (first, first_view, second, second_view, again) = &persons[0];

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use prost::Message as _;
 use touchline_proto::common::v1::Identifier;
 use touchline_proto::governance::v1::CleanEvent;
-use touchline_proto::identity::v1::{ResolveItem, UnresolvedReason};
+use touchline_proto::identity::v1::{ReassignmentOutcome, ResolveItem, UnresolvedReason};
 use uuid::Uuid;
 
 use crate::store::NewStoredEvent;
@@ -229,7 +229,18 @@ impl Resolver {
             .record_reassigned_numbers(tenant, phones, since)
             .await
         {
-            Ok(()) => Ok(Owner::Nobody),
+            // A holder who used the number on or after the date keeps it, with whatever
+            // joined them through those uses: the record changed nothing and says so, where a
+            // person can see it, split the holder and replay it.
+            Ok(outcomes) if outcomes.contains(&ReassignmentOutcome::UsedSince) => {
+                Ok(Owner::SetAside(
+                    DeadLetterReason::NumberUsedSince,
+                    "the number's holder used it on or after the date the record gives: the \
+                     persons formed through those uses stand (SplitPerson, then replay)"
+                        .to_owned(),
+                ))
+            }
+            Ok(_) => Ok(Owner::Nobody),
             Err(status) if refuses_the_records(&status) => Ok(Owner::SetAside(
                 DeadLetterReason::IdentifiersRefused,
                 format!(

@@ -21,8 +21,8 @@ use touchline_proto::governance::v1::{
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{
     BatchGetIdentifiersRequest, BatchResolveRequest, ConfirmErasureRequest, ReassignedNumber,
-    RecordReassignedNumbersRequest, ResolveItem, ResolveResult, TailIdentityChangesRequest,
-    TailIdentityChangesResponse,
+    ReassignmentOutcome, RecordReassignedNumbersRequest, ResolveItem, ResolveResult,
+    TailIdentityChangesRequest, TailIdentityChangesResponse,
 };
 use touchline_runtime::client::CallCredentials;
 
@@ -195,13 +195,13 @@ impl Identity {
     }
 
     /// Records that the carrier gave `phones` out again, each held by its current subscriber
-    /// since `holder_since`.
+    /// since `holder_since`; what each record did, in order.
     pub async fn record_reassigned_numbers(
         &self,
         tenant: &str,
         phones: Vec<Identifier>,
         holder_since: prost_types::Timestamp,
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<Vec<ReassignmentOutcome>, tonic::Status> {
         let mut request = tonic::Request::new(RecordReassignedNumbersRequest {
             parent: format!("tenants/{tenant}"),
             numbers: phones
@@ -213,8 +213,16 @@ impl Identity {
                 .collect(),
         });
         request.set_timeout(RESOLVE_DEADLINE);
-        self.stub.clone().record_reassigned_numbers(request).await?;
-        Ok(())
+        Ok(self
+            .stub
+            .clone()
+            .record_reassigned_numbers(request)
+            .await?
+            .into_inner()
+            .results
+            .iter()
+            .map(|r| r.outcome())
+            .collect())
     }
 
     /// The identifiers of `types` each of `persons` holds, as identity stores them

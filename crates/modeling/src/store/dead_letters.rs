@@ -15,6 +15,9 @@ pub enum DeadLetterReason {
     NoEventTime,
     /// A record of a reassigned phone number names no phone number.
     NoPhoneNumber,
+    /// A record of a reassigned phone number came after its holder used the number on or
+    /// after the date it gives: identity kept the number with them.
+    NumberUsedSince,
 }
 
 impl DeadLetterReason {
@@ -25,6 +28,7 @@ impl DeadLetterReason {
             DeadLetterReason::TooManyIdentifiers => "TOO_MANY_IDENTIFIERS",
             DeadLetterReason::NoEventTime => "NO_EVENT_TIME",
             DeadLetterReason::NoPhoneNumber => "NO_PHONE_NUMBER",
+            DeadLetterReason::NumberUsedSince => "NUMBER_USED_SINCE",
         }
     }
 }
