@@ -27,7 +27,10 @@
 //!   request's `referrer_field`), so an opened session credits what opened it;
 //! - only the events that reach a person (page and screen views, ad clicks, official-account
 //!   and CRM messages, store check-ins, service tickets, surveys), which leaves the shopping
-//!   session out, with the referrer read too.
+//!   session out, with the referrer read too;
+//! - the same, with an order's reports (the SDK's `submit_order`, the web shop's and the CRM's
+//!   `purchase`) counted as one conversion by `order_id` (the request's
+//!   `conversion_key_field`).
 //!
 //! Last, the same models run on the generator's own journey list sent as supplied paths
 //! (perfect data), which separates what the stored data loses from how the models' credit
@@ -173,9 +176,13 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let sent = touchline_sim::send(cfg.clone(), &opts).await?;
     let mut modeling = ModelingServiceClient::new(app.channel(&token)?);
-    touchline_e2e::mark_analysable(&mut modeling, "truth", &["properties.utm_source"])
-        .await
-        .context("marking utm_source analysable")?;
+    touchline_e2e::mark_analysable(
+        &mut modeling,
+        "truth",
+        &["properties.utm_source", "properties.order_id"],
+    )
+    .await
+    .context("marking utm_source and order_id analysable")?;
     // The store has caught up when its count stops moving for five seconds.
     let last = touchline_e2e::wait_for_quiet_store(&mut modeling, 5).await?;
     println!(
@@ -198,21 +205,30 @@ async fn main() -> anyhow::Result<()> {
         "service_ticket",
         "survey_response",
     ];
-    for (reading, touches, referrer) in [
-        ("every classified touchpoint event", &[][..], ""),
+    for (reading, touches, referrer, key) in [
+        ("every classified touchpoint event", &[][..], "", ""),
         (
             "every classified touchpoint event, read as its referrer when it has one",
             &[][..],
             "properties.utm_source",
+            "",
         ),
         (
             "events that reach a person (no shopping session), read as their referrer",
             &reaching[..],
             "properties.utm_source",
+            "",
+        ),
+        (
+            "events that reach a person, read as their referrer; an order's reports (SDK, web \
+             shop, CRM) one conversion by order_id",
+            &reaching[..],
+            "properties.utm_source",
+            "properties.order_id",
         ),
     ] {
         println!("\n=== touches: {reading}");
-        compare(&mut modeling, &cfg, touches, referrer, &truth).await?;
+        compare(&mut modeling, &cfg, touches, (referrer, key), &truth).await?;
     }
     println!("\n=== the generator's own journeys as supplied paths (perfect data)");
     oracle(&mut modeling, &journeys_csv, &truth).await?;
@@ -231,7 +247,7 @@ async fn compare(
     modeling: &mut Modeling,
     cfg: &SimConfig,
     touches: &[&str],
-    referrer: &str,
+    (referrer, key): (&str, &str),
     truth: &touchline_sim::Summary,
 ) -> anyhow::Result<()> {
     let reply = modeling
@@ -252,6 +268,7 @@ async fn compare(
                 ..AnalysisScope::default()
             }),
             referrer_field: referrer.to_owned(),
+            conversion_key_field: key.to_owned(),
             ..RunAttributionRequest::default()
         })
         .await

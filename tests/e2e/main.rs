@@ -46,6 +46,7 @@ mod churn;
 mod cleaning;
 mod cohorts;
 mod collection_fuzz;
+mod conversion_keys;
 mod dictionary;
 mod funnels;
 mod fuzz_pipeline;

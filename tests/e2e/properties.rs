@@ -523,23 +523,31 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
             .or_else(|| Some(t.channel.clone()))),
         "last touch by referrer, else channel"
     );
-    let refused = |field: &str| RunAttributionRequest {
-        referrer_field: field.to_owned(),
-        ..by_campaign.clone()
+    // The referrer and the conversion key name analysable properties, or are refused.
+    let refused = |at: &str, field: &str| {
+        let mut request = by_campaign.clone();
+        if at == "referrer_field" {
+            request.referrer_field = field.to_owned();
+        } else {
+            request.conversion_key_field = field.to_owned();
+        }
+        request
     };
-    for (field, reason) in [
-        ("utm_campaign", "UNKNOWN_FIELD"),
-        ("properties.utm_source", "NOT_ANALYSABLE"),
-    ] {
-        let status = modeling.run_attribution(refused(field)).await.err();
-        assert_eq!(
-            status.map(|s| (s.code(), field_violations(&s))),
-            Some((
-                tonic::Code::InvalidArgument,
-                vec![("referrer_field".to_owned(), reason.to_owned())]
-            )),
-            "referrer_field {field}"
-        );
+    for at in ["referrer_field", "conversion_key_field"] {
+        for (field, reason) in [
+            ("utm_campaign", "UNKNOWN_FIELD"),
+            ("properties.utm_source", "NOT_ANALYSABLE"),
+        ] {
+            let status = modeling.run_attribution(refused(at, field)).await.err();
+            assert_eq!(
+                status.map(|s| (s.code(), field_violations(&s))),
+                Some((
+                    tonic::Code::InvalidArgument,
+                    vec![(at.to_owned(), reason.to_owned())]
+                )),
+                "{at} {field}"
+            );
+        }
     }
     // A segment of the persons who paid over 100 limits the funnel to them, once built.
     let big_spender = |timeline: &Vec<Sent>| {

@@ -1,9 +1,11 @@
 //! The attribution the demo prints once the data is in: which channels get the credit for
 //! orders under every model side by side, and what each channel's ad spend returned. A touch
 //! is credited to what opened it when its events name one (`utm_source`: an ad's landing, a
-//! message link, a store's check-in QR code), not to the app or web shop it ran in.
+//! message link, a store's check-in QR code), not to the app or web shop it ran in. An order
+//! is every conversion of the dictionary (the SDK's `submit_order`, the web shop's, the CRM's,
+//! the stores' and the marketplace's `purchase`), each order once by its `order_id`.
 //! 演示中的归因结果：各模型下各渠道获得的订单功劳，以及各渠道广告花费的回报；
-//! 触点按打开它的来源（utm_source）归因。
+//! 触点按打开它的来源（utm_source）归因；同一订单（order_id）的多条上报只计一次。
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,8 @@ use crate::demo_journeys::{Modeling, utc_scope};
 
 /// The property naming what opened a session.
 const REFERRER: &str = "properties.utm_source";
+/// The property naming the order a conversion reports.
+const ORDER_KEY: &str = "properties.order_id";
 
 /// The models printed, with their column headings.
 const MODELS: [(T, i32, &str); 7] = [
@@ -29,10 +33,6 @@ const MODELS: [(T, i32, &str); 7] = [
 fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
     modeling::RunAttributionRequest {
         parent: parent.to_owned(),
-        conversion_event: Some(modeling::EventMatcher {
-            event_name: "submit_order".to_owned(),
-            filters: Vec::new(),
-        }),
         models: MODELS
             .iter()
             .map(|(kind, order, _)| modeling::AttributionModel {
@@ -56,18 +56,19 @@ fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
         }),
         scope: Some(utc_scope(range)),
         referrer_field: REFERRER.to_owned(),
+        conversion_key_field: ORDER_KEY.to_owned(),
         ..modeling::RunAttributionRequest::default()
     }
 }
 
-/// Marks the referrer property analysable in the tenant's model settings, which a request
-/// must before it reads one.
-async fn mark_referrer_analysable(modeling: &mut Modeling, parent: &str) -> anyhow::Result<()> {
+/// Marks the referrer and order properties analysable in the tenant's model settings, which a
+/// request must before it reads them.
+async fn mark_analysable(modeling: &mut Modeling, parent: &str) -> anyhow::Result<()> {
     modeling
         .update_model_settings(modeling::UpdateModelSettingsRequest {
             model_settings: Some(modeling::ModelSettings {
                 name: format!("{parent}/modelSettings"),
-                analysable_properties: vec![REFERRER.to_owned()],
+                analysable_properties: vec![REFERRER.to_owned(), ORDER_KEY.to_owned()],
                 ..modeling::ModelSettings::default()
             }),
             update_mask: Some(prost_types::FieldMask {
@@ -85,7 +86,7 @@ pub async fn print_attribution(
     parent: &str,
     range: (i64, i64),
 ) -> anyhow::Result<()> {
-    mark_referrer_analysable(modeling, parent).await?;
+    mark_analysable(modeling, parent).await?;
     let started = std::time::Instant::now();
     let reply = modeling
         .run_attribution(request(parent, range))

@@ -101,6 +101,7 @@ pub(super) fn attribution_query(request: &pb::RunAttributionRequest) -> Attribut
             .collect(),
         channel_field: request.channel_field.clone(),
         referrer_field: request.referrer_field.clone(),
+        conversion_key_field: request.conversion_key_field.clone(),
         lookback_ms: request.lookback_window.as_ref().map(span_ms),
         models: request.models.iter().map(model_request).collect(),
         costs,

@@ -163,7 +163,7 @@ fn rfm_segments(numbers: &[i32], path: &str, problems: &mut Violations) -> Vec<u
 /// An attributed-channel condition as the service takes it (a missing model is an unset
 /// one, which the rule check names).
 fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
-    Rule::AttributedChannel(Attributed {
+    Rule::AttributedChannel(Box::new(Attributed {
         query: AttributionQuery {
             conversion: matcher(c.conversion_event.as_ref()),
             channel_field: c.channel_field.clone(),
@@ -180,7 +180,7 @@ fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
         channel: c.channel.clone(),
         min_share: c.min_share,
         within_ms: c.within_last.as_ref().map(span_ms),
-    })
+    }))
 }
 
 /// A funnel drop-off condition as the service takes it.

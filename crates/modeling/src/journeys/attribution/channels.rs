@@ -43,16 +43,16 @@ pub(super) fn check_channel_field(field: &str, problems: &mut Violations) -> Cha
     }
 }
 
-/// The analysable property a request names as its referrer field (`None`: none named), or
-/// an `UNKNOWN_FIELD` violation.
-pub(super) fn check_referrer_field(field: &str, problems: &mut Violations) -> Option<String> {
+/// The analysable property a request names in `field` (its referrer or its conversion key;
+/// `None`: none named), or an `UNKNOWN_FIELD` violation of `at`.
+pub(super) fn property_field(field: &str, at: &str, problems: &mut Violations) -> Option<String> {
     if field.is_empty() {
         return None;
     }
     let name = crate::journeys::properties::name_of(field);
     if name.is_none() {
         problems.add(
-            "referrer_field",
+            at,
             "UNKNOWN_FIELD",
             "properties.{name} (an analysable property, e.g. properties.utm_source), or empty",
         );

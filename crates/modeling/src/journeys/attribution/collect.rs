@@ -111,6 +111,9 @@ pub struct Plan {
     /// The analysable property naming what referred an event, with the channel code of each
     /// of its values ([`NO_CHANNEL`]: an empty value, the event keeps its own channel).
     referrer: Option<(usize, Vec<u32>)>,
+    /// The analysable property identifying what a conversion records, with whether each of
+    /// its value codes is a key (an empty value is none).
+    conversion_key: Option<(usize, Vec<bool>)>,
     /// Channel names by channel code.
     names: Vec<String>,
     range: (i64, i64),
@@ -135,6 +138,20 @@ fn analysable_slot(
         compile::not_analysable(name, &view.properties, field.to_owned(), problems);
     }
     slot
+}
+
+/// Whether each value code of the analysable property in `slot` is a non-empty value.
+fn non_empty_values(projection: &Projection, slot: usize) -> Vec<bool> {
+    projection
+        .dictionaries()
+        .properties
+        .get(slot)
+        .map(|values| {
+            (0..values.len() as u32)
+                .map(|code| values.text(code).is_some_and(|text| !text.is_empty()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What makes an event a conversion, over `known`'s codes.
@@ -227,6 +244,10 @@ impl Plan {
             .referrer
             .as_deref()
             .and_then(|name| analysable_slot(view, name, "referrer_field", &mut problems));
+        let key_slot = query
+            .conversion_key
+            .as_deref()
+            .and_then(|name| analysable_slot(view, name, "conversion_key_field", &mut problems));
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -236,6 +257,7 @@ impl Plan {
         };
         let referrer =
             referrer_slot.map(|slot| (slot, referrer_channels(projection, slot, &mut names)));
+        let conversion_key = key_slot.map(|slot| (slot, non_empty_values(projection, slot)));
         Ok(Self {
             conversion,
             touches,
@@ -243,6 +265,7 @@ impl Plan {
             channel_of,
             channel_slot,
             referrer,
+            conversion_key,
             names: names.into_names(),
             range: query.range,
             lookback_ms: query.lookback_ms,
@@ -276,6 +299,16 @@ impl Plan {
             None => usize::from(event.touch_code()),
         };
         self.channel_of.get(key).copied().unwrap_or(NO_CHANNEL)
+    }
+
+    /// The key of a conversion event (`None`: it has none, or the request reads none).
+    fn conversion_key(&self, event: &EventRef<'_>) -> Option<u32> {
+        let (slot, keys) = self.conversion_key.as_ref()?;
+        let code = event.property(*slot);
+        keys.get(code as usize)
+            .copied()
+            .unwrap_or(false)
+            .then_some(code)
     }
 
     /// The channel names, by code.
@@ -433,6 +466,9 @@ pub(super) fn walk<E>(
         touches.partition_point(|t| t.first_ms < from)
     };
     touches.clear();
+    // The keys of the person's conversions so far (a handful; allocated only for a person
+    // with a keyed conversion).
+    let mut counted: Vec<u32> = Vec::new();
     for event in person.iter() {
         let time = event.time_ms();
         if time >= end {
@@ -442,6 +478,14 @@ pub(super) fn walk<E>(
             continue;
         }
         if plan.conversion.holds(&event) {
+            if let Some(key) = plan.conversion_key(&event) {
+                // Another report of a conversion already counted: neither a conversion nor
+                // a touch.
+                if counted.contains(&key) {
+                    continue;
+                }
+                counted.push(key);
+            }
             if time >= start {
                 // A conversion's value is never negative: a refund is not a conversion.
                 let value = event.value().filter(|v| *v > 0.0).unwrap_or(0.0);

@@ -311,7 +311,7 @@ pub fn check_costs(costs: &[(String, f64)], path: &str, problems: &mut Violation
 }
 
 pub use super::channels::ChannelField;
-use super::channels::{check_channel_field, check_referrer_field};
+use super::channels::{check_channel_field, property_field};
 
 /// Where ROI costs come from, as requested.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -365,6 +365,8 @@ pub struct AttributionQuery {
     pub channel_field: String,
     /// The field naming what referred an event (empty: none).
     pub referrer_field: String,
+    /// The field identifying what a conversion records (empty: none).
+    pub conversion_key_field: String,
     /// The lookback window, when given.
     pub lookback_ms: Option<i64>,
     /// The models.
@@ -397,6 +399,9 @@ pub struct ValidAttribution {
     /// The analysable property naming what referred an event, whose values are read as
     /// channel names (`None`: every event keeps its own channel).
     pub referrer: Option<String>,
+    /// The analysable property whose value identifies what a conversion records: a person's
+    /// conversions with one value count once (`None`: every conversion counts).
+    pub conversion_key: Option<String>,
     /// The lookback window in ms.
     pub lookback_ms: i64,
     /// The models, defaults filled in.
@@ -530,7 +535,12 @@ impl AttributionQuery {
             .map(|(i, m)| check_matcher(Some(m), &format!("touchpoint_events[{i}]"), &mut problems))
             .collect();
         let channel = check_channel_field(&self.channel_field, &mut problems);
-        let referrer = check_referrer_field(&self.referrer_field, &mut problems);
+        let referrer = property_field(&self.referrer_field, "referrer_field", &mut problems);
+        let conversion_key = property_field(
+            &self.conversion_key_field,
+            "conversion_key_field",
+            &mut problems,
+        );
         let lookback_ms = self.lookback_ms.unwrap_or(DEFAULT_LOOKBACK_MS);
         if !(MIN_LOOKBACK_MS..=MAX_LOOKBACK_MS).contains(&lookback_ms) {
             problems.add(
@@ -557,6 +567,7 @@ impl AttributionQuery {
             touchpoints,
             channel,
             referrer,
+            conversion_key,
             lookback_ms,
             models,
             costs,

@@ -2,7 +2,8 @@
 //! thousands of random timelines: for every conversion in the range, the touches are found
 //! again from scratch (every touch event after the person's previous conversion, grouped into
 //! visits, cut to the lookback window, each event read as the channel its referrer names when
-//! the request reads one), so a shortcut of the one-pass reader (the running
+//! the request reads one; an order whose key an earlier order of the person carried is dropped
+//! when the request reads keys), so a shortcut of the one-pass reader (the running
 //! touch list, the binary search for the window, the partitions read in parallel) that
 //! changes an answer shows as a difference.
 
@@ -29,6 +30,10 @@ const CHANNELS: [&str; 4] = ["web", "app", "store", ""];
 const REFERRERS: [&str; 4] = ["", "", "store", "ads"];
 /// The analysable property holding the referrer.
 const REFERRER_PATH: &str = "properties.ref";
+/// Order keys: none, or one of two orders (each reported up to several times).
+const KEYS: [&str; 4] = ["", "o1", "o2", "o1"];
+/// The analysable property holding an order's key.
+const KEY_PATH: &str = "properties.key";
 
 #[derive(Debug, Clone)]
 struct Planned {
@@ -40,6 +45,7 @@ struct Planned {
     classified: bool,
     value: f64,
     referrer: &'static str,
+    key: &'static str,
 }
 
 fn random_events(rng: &mut ChaCha8Rng) -> Vec<Planned> {
@@ -69,6 +75,7 @@ fn random_events(rng: &mut ChaCha8Rng) -> Vec<Planned> {
                     0.0
                 },
                 referrer: REFERRERS[rng.random_range(0..REFERRERS.len())],
+                key: KEYS[rng.random_range(0..KEYS.len())],
             });
         }
     }
@@ -80,13 +87,15 @@ fn view_of(events: &[Planned]) -> TenantView {
         .iter()
         .map(|e| {
             let mut properties = prost_types::Struct::default();
-            if !e.referrer.is_empty() {
-                properties.fields.insert(
-                    "ref".to_owned(),
-                    prost_types::Value {
-                        kind: Some(prost_types::value::Kind::StringValue(e.referrer.to_owned())),
-                    },
-                );
+            for (name, value) in [("ref", e.referrer), ("key", e.key)] {
+                if !value.is_empty() {
+                    properties.fields.insert(
+                        name.to_owned(),
+                        prost_types::Value {
+                            kind: Some(prost_types::value::Kind::StringValue(value.to_owned())),
+                        },
+                    );
+                }
             }
             JournalEvent {
                 sequence: e.sequence,
@@ -106,7 +115,7 @@ fn view_of(events: &[Planned]) -> TenantView {
         .collect();
     match TenantView::build(
         stored.chunks(7).map(<[JournalEvent]>::to_vec),
-        vec![REFERRER_PATH.to_owned()],
+        vec![REFERRER_PATH.to_owned(), KEY_PATH.to_owned()],
         3,
     ) {
         Ok(view) => view,
@@ -159,12 +168,29 @@ fn visits(touches: &[&Planned], referred: bool) -> Vec<(String, i64)> {
     visits.into_iter().map(|(c, first, _)| (c, first)).collect()
 }
 
+/// Drops every order whose key an earlier order of the timeline carried: a later report of
+/// an order already seen is no event at all.
+fn drop_repeated_orders(timeline: &mut Vec<&Planned>) {
+    let mut seen: Vec<&str> = Vec::new();
+    timeline.retain(|e| {
+        if e.name != "order" || e.key.is_empty() {
+            return true;
+        }
+        if seen.contains(&e.key) {
+            return false;
+        }
+        seen.push(e.key);
+        true
+    });
+}
+
 fn naive(
     events: &[Planned],
     range: (i64, i64),
     lookback: i64,
     every_event: bool,
     referred: bool,
+    keyed: bool,
     half_life: i64,
 ) -> Expected {
     let mut paths: BTreeMap<Vec<String>, (f64, f64, f64)> = BTreeMap::new();
@@ -177,6 +203,9 @@ fn naive(
             .filter(|e| e.person == person && e.time < range.1)
             .collect();
         timeline.sort_by_key(|e| (e.time, e.sequence));
+        if keyed {
+            drop_repeated_orders(&mut timeline);
+        }
         let ends: Vec<usize> = (0..timeline.len())
             .filter(|&i| timeline[i].name == "order")
             .collect();
@@ -256,6 +285,7 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
     let lookback = rng.random_range(1..15) * DAY / [1, 2, 24][rng.random_range(0..3)];
     let every_event = rng.random_bool(0.5);
     let referred = rng.random_bool(0.5);
+    let keyed = rng.random_bool(0.5);
     let half_life = rng.random_range(1..10) * DAY;
     let query = AttributionQuery {
         conversion: Some(Matcher {
@@ -269,6 +299,11 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
         },
         referrer_field: if referred {
             REFERRER_PATH.to_owned()
+        } else {
+            String::new()
+        },
+        conversion_key_field: if keyed {
+            KEY_PATH.to_owned()
         } else {
             String::new()
         },
@@ -313,7 +348,15 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
         Ok(collected) => collected,
         Err(err) => panic!("case {case}: {err}"),
     };
-    let expected = naive(&events, range, lookback, every_event, referred, half_life);
+    let expected = naive(
+        &events,
+        range,
+        lookback,
+        every_event,
+        referred,
+        keyed,
+        half_life,
+    );
     compare(case, &collected, &expected);
 }
 

@@ -136,7 +136,7 @@ pub enum Rule {
     /// The person dropped at a step of a funnel.
     FunnelDropOff(DropOff),
     /// The person's conversions credit a channel.
-    AttributedChannel(Attributed),
+    AttributedChannel(Box<Attributed>),
     /// An attribute of the person: a trait (`traits.{name}`, the value of the latest event
     /// carrying it), `first_seen_time` or `last_seen_time` (their earliest and latest
     /// stored events).

@@ -440,7 +440,7 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             within_last_ms,
             touchpoints,
             referrer_field,
-        } => Rule::AttributedChannel(Attributed {
+        } => Rule::AttributedChannel(Box::new(Attributed {
             query: AttributionQuery {
                 conversion: conversion.map(from_stored),
                 channel_field,
@@ -453,7 +453,7 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             channel,
             min_share,
             within_ms: within_last_ms,
-        }),
+        })),
         StoredRule::Identifier { id_type, scope } => {
             Rule::Identifier(IdentifierHeld { id_type, scope })
         }
