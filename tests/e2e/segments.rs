@@ -1182,10 +1182,13 @@ async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_eve
     Ok(())
 }
 
-/// `rule` (an attributed-channel condition) reading `properties.utm_source` as referrer.
+/// `rule` (an attributed-channel condition) reading `properties.utm_source` as referrer and
+/// `properties.order_id` as conversion key.
 fn by_referrer(mut rule: SegmentRule) -> SegmentRule {
     if let Some(segment_rule::Rule::AttributedChannel(condition)) = rule.rule.as_mut() {
         "properties.utm_source".clone_into(&mut condition.referrer_field);
+        // The purchases carry no order id: every one counts, as without a key.
+        "properties.order_id".clone_into(&mut condition.conversion_key_field);
     }
     rule
 }
@@ -1302,7 +1305,12 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
             Vec::new(),
         ),
     ];
-    touchline_e2e::mark_analysable(&mut modeling, TENANT, &["properties.utm_source"]).await?;
+    touchline_e2e::mark_analysable(
+        &mut modeling,
+        TENANT,
+        &["properties.utm_source", "properties.order_id"],
+    )
+    .await?;
     for (id, rule, expected) in cases {
         modeling.create_segment(create(id, rule, false)).await?;
         settled(&mut modeling, id, expected.len() as i64).await?;
@@ -1317,15 +1325,23 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
         })
         .await?
         .into_inner();
-    let kept_referrer = kept
+    let kept_fields = kept
         .segment
         .and_then(|s| s.rule)
         .and_then(|r| r.rule)
         .and_then(|r| match r {
-            segment_rule::Rule::AttributedChannel(c) => Some(c.referrer_field),
+            segment_rule::Rule::AttributedChannel(c) => {
+                Some((c.referrer_field, c.conversion_key_field))
+            }
             _ => None,
         });
-    assert_eq!(kept_referrer.as_deref(), Some("properties.utm_source"));
+    assert_eq!(
+        kept_fields,
+        Some((
+            "properties.utm_source".to_owned(),
+            "properties.order_id".to_owned()
+        ))
+    );
     let refused = modeling
         .create_segment(create(
             "markov",

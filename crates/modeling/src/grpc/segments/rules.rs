@@ -168,6 +168,7 @@ fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
             conversion: matcher(c.conversion_event.as_ref()),
             channel_field: c.channel_field.clone(),
             referrer_field: c.referrer_field.clone(),
+            conversion_key_field: c.conversion_key_field.clone(),
             lookback_ms: c.lookback_window.as_ref().map(span_ms),
             models: vec![c.model.as_ref().map(model_request).unwrap_or_default()],
             touchpoints: c
@@ -425,6 +426,7 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
             within_last: a.within_ms.map(span),
             touchpoint_events: a.query.touchpoints.iter().map(pb_matcher).collect(),
             referrer_field: a.query.referrer_field.clone(),
+            conversion_key_field: a.query.conversion_key_field.clone(),
         }),
         Rule::Trait(filter) => R::Trait(pb::TraitCondition {
             filter: pb_matcher(&crate::journeys::query::Matcher {

@@ -86,6 +86,8 @@ enum StoredRule {
         touchpoints: Vec<StoredMatcher>,
         #[serde(default)]
         referrer_field: String,
+        #[serde(default)]
+        conversion_key_field: String,
     },
     FunnelDropOff {
         funnel: StoredFunnel,
@@ -346,6 +348,7 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
             within_last_ms: a.within_ms,
             touchpoints: a.query.touchpoints.iter().map(to_stored).collect(),
             referrer_field: a.query.referrer_field.clone(),
+            conversion_key_field: a.query.conversion_key_field.clone(),
         },
         Rule::Identifier(held) => StoredRule::Identifier {
             id_type: held.id_type.clone(),
@@ -440,11 +443,13 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             within_last_ms,
             touchpoints,
             referrer_field,
+            conversion_key_field,
         } => Rule::AttributedChannel(Box::new(Attributed {
             query: AttributionQuery {
                 conversion: conversion.map(from_stored),
                 channel_field,
                 referrer_field,
+                conversion_key_field,
                 lookback_ms,
                 models: vec![model.try_into()?],
                 touchpoints: touchpoints.into_iter().map(from_stored).collect(),
