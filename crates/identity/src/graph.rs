@@ -588,4 +588,4 @@ pub fn pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
 
 #[cfg(test)]
 #[path = "graph_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -17,7 +17,7 @@ fn item(keys: &[(&str, &str)]) -> ResolveItem {
     }
 }
 
-fn minter() -> impl FnMut() -> Uuid {
+pub(crate) fn minter() -> impl FnMut() -> Uuid {
     let mut next = 100u128;
     move || {
         next += 1;

@@ -115,6 +115,7 @@ mod tests {
 
     use super::*;
     use crate::domain::IdentifierKey;
+    use crate::graph::tests::minter;
     use crate::graph::{Options, plan};
     use crate::rules::Rules;
 
@@ -131,14 +132,6 @@ mod tests {
             keys: keys.iter().map(|(t, v)| key(t, v)).collect(),
             observed_at: at(day),
             evidence_message_id: String::new(),
-        }
-    }
-
-    fn minter() -> impl FnMut() -> Uuid {
-        let mut next = 100u128;
-        move || {
-            next += 1;
-            Uuid::from_u128(next)
         }
     }
 

@@ -3,28 +3,14 @@
 //! one unresolved (NOT_PSEUDONYMISED) and resolves the others, LinkIdentifiers
 //! and SetConsent refuse them with NOT_PSEUDONYMISED, pseudonyms pass.
 
-use tonic_types::StatusExt as _;
 use touchline_identity::IdentityApi;
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
 
 use crate::helpers::{
     REDIS_URL, TestDb, admin, caller, clear_id, id, item, local_cache, req, resolve, resolve_as,
+    violations,
 };
-
-/// The (field, reason) pairs of a refused call.
-fn violations(status: &tonic::Status) -> Vec<(String, String)> {
-    status
-        .get_error_details()
-        .bad_request()
-        .map(|b| {
-            b.field_violations
-                .iter()
-                .map(|v| (v.field.clone(), v.reason.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Every Redis key name under `prefix`.
 async fn redis_keys(prefix: &str) -> Vec<String> {

@@ -452,3 +452,16 @@ pub async fn feed_without_links(
     }
     kept
 }
+
+/// The (field, reason) pairs of a refused call.
+pub fn violations(status: &tonic::Status) -> Vec<(String, String)> {
+    tonic_types::StatusExt::get_error_details(status)
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.reason.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

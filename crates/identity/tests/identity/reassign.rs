@@ -9,7 +9,7 @@ use touchline_proto::common::v1::Identifier;
 use touchline_proto::identity::v1 as pb;
 use touchline_proto::identity::v1::identity_service_server::IdentityService as _;
 
-use crate::helpers::{TestDb, admin, feed, id, local_cache, req, resolve};
+use crate::helpers::{TestDb, admin, feed, id, local_cache, req, resolve, violations};
 
 const DAY: i64 = 86_400;
 const T0: i64 = 1_780_000_000;
@@ -221,15 +221,7 @@ async fn bad_records_are_refused_with_every_field_named_and_nothing_written() {
         .await
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let fields: Vec<(String, String)> = tonic_types::StatusExt::get_error_details(&status)
-        .bad_request()
-        .map(|b| {
-            b.field_violations
-                .iter()
-                .map(|v| (v.field.clone(), v.reason.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let fields = violations(&status);
     assert!(
         fields.contains(&(
             "numbers[1].identifier.value".to_owned(),
