@@ -106,12 +106,15 @@ const ODD: &[&str] = &[
 ];
 /// Printable characters of every UTF-8 width, for texts of an exact byte length.
 const WIDE: &[&str] = &["a", "é", "中", "😀", "Z", "ك"];
+/// Event names; `phone_reassigned` takes modeling's other way to identity (its numbers are
+/// recorded as reassigned, not resolved), with whatever identifiers the event carries.
 const NAMES: &[&str] = &[
     "view",
     "add_to_cart",
     "purchase",
     "page_view",
     "submit_order",
+    "phone_reassigned",
 ];
 const SOURCES: &[&str] = &["sdk-app", "pos", "crm", "web-shop"];
 const CHANNELS: &[&str] = &["app", "mini_program", "web", "pos", "wechat_oa", "crm"];
@@ -814,7 +817,13 @@ async fn ingest(
 /// deduplicated by order id.
 async fn define_dictionary(app: &TestApp, tenant: &str) -> anyhow::Result<()> {
     let mut governance = GovernanceServiceClient::new(app.channel(&token(tenant, SCOPES))?);
-    for name in ["view", "add_to_cart", "purchase", SENTINEL] {
+    for name in [
+        "view",
+        "add_to_cart",
+        "purchase",
+        "phone_reassigned",
+        SENTINEL,
+    ] {
         let natural_key_properties = if name == "purchase" {
             vec!["order_id".to_owned()]
         } else {
