@@ -284,6 +284,7 @@ pub(super) async fn list_merges(
         pb::MergeKind::Merge => Some("merge"),
         pb::MergeKind::Refusal => Some("refusal"),
         pb::MergeKind::Split => Some("split"),
+        pb::MergeKind::Handover => Some("handover"),
     };
     let range = req.create_time.unwrap_or_default();
     let filter = DecisionFilter {

@@ -408,6 +408,7 @@ pub fn decision_to_pb(tenant: &str, d: StoredDecision) -> pb::MergeRecord {
         "merge" => pb::MergeKind::Merge,
         "refusal" => pb::MergeKind::Refusal,
         "split" => pb::MergeKind::Split,
+        "handover" => pb::MergeKind::Handover,
         _ => pb::MergeKind::Unspecified,
     };
     let rule = match x.rule.as_str() {
@@ -416,6 +417,7 @@ pub fn decision_to_pb(tenant: &str, d: StoredDecision) -> pb::MergeRecord {
         "review_approval" => pb::MergeRule::ReviewApproval,
         "explicit_split" => pb::MergeRule::ExplicitSplit,
         "resolution_rule" => pb::MergeRule::ResolutionRule,
+        "carrier_record" => pb::MergeRule::CarrierRecord,
         _ => pb::MergeRule::Unspecified,
     };
     pb::MergeRecord {

@@ -171,6 +171,9 @@ impl Identity {
                 ..NewDecision::default()
             });
         }
+        if options.reassignment {
+            decisions.extend(carrier_handovers(&plan, actor));
+        }
         let decisions = store::log::insert_decisions(tx, tenant, &decisions, now).await?;
         Ok(Some(Resolved {
             outcomes: plan.results.clone(),
@@ -180,6 +183,25 @@ impl Identity {
             versions: None,
         }))
     }
+}
+
+/// The audit records of numbers a carrier's records handed over: the new holder, the previous
+/// one, the number masked, and who recorded it.
+fn carrier_handovers(plan: &graph::GraphPlan, actor: &Actor) -> Vec<NewDecision> {
+    plan.handovers
+        .iter()
+        .map(|h| NewDecision {
+            kind: "handover",
+            rule: "carrier_record",
+            person_id: h.to,
+            others: vec![h.from],
+            identifiers: masked(std::slice::from_ref(&h.key)),
+            source: actor.source.clone(),
+            actor: actor.subject.clone(),
+            reason: actor.reason.clone(),
+            ..NewDecision::default()
+        })
+        .collect()
 }
 
 /// One LINK change per person who holds identifiers the plan gave them: new links and values

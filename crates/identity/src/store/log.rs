@@ -141,10 +141,10 @@ pub async fn read_after(
 /// One audit record to write.
 #[derive(Debug, Clone, Default)]
 pub struct NewDecision {
-    /// `merge`, `refusal` or `split`.
+    /// `merge`, `refusal`, `split` or `handover`.
     pub kind: &'static str,
     /// `shared_event`, `explicit_link`, `review_approval`, `explicit_split`,
-    /// `resolution_rule`.
+    /// `resolution_rule`, `carrier_record`.
     pub rule: &'static str,
     /// For refusals.
     pub refusal_reason: &'static str,

@@ -130,6 +130,32 @@ async fn a_recorded_reassignment_hands_the_number_over_without_other_evidence() 
         .map(|c| c.person_id.as_str())
         .collect();
     assert_eq!(holders.last(), Some(&since.as_str()), "{holders:?}");
+    // The handover is audited: who holds the number now, who held it, the number masked.
+    let audited: Vec<(pb::MergeKind, pb::MergeRule, String, Vec<String>, String)> =
+        crate::helpers::merges(&api, "t1")
+            .await
+            .into_iter()
+            .filter(|m| m.kind() == pb::MergeKind::Handover)
+            .map(|m| {
+                let masked = m
+                    .identifiers
+                    .first()
+                    .map(|i| format!("{}:{}", i.r#type, i.masked_value))
+                    .unwrap_or_default();
+                (m.kind(), m.rule(), m.person_id, m.other_person_ids, masked)
+            })
+            .collect();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    let (_, rule, holder, previous, masked) = &audited[0];
+    assert_eq!(
+        (*rule, holder, previous),
+        (pb::MergeRule::CarrierRecord, &since, &vec![first.clone()])
+    );
+    let stored = phone(number).value;
+    assert!(
+        masked.starts_with("phone:") && !masked.contains(&stored),
+        "{masked}"
+    );
     // Recording it again changes nothing.
     let again = record(&api, "t1", &[(number, 60)]).await.expect("recorded");
     assert_eq!(outcomes(&again), [pb::ReassignmentOutcome::AlreadyRecorded]);
