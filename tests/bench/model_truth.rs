@@ -6,7 +6,7 @@
 //! the score against who the generator made churn — over all buyers, repeat buyers and
 //! one-time buyers — next to the time since the last purchase and to the in-sample churn rate
 //! of buyers alike in repeat purchases and weeks since the last purchase (an optimistic bound
-//! for scores built from purchase timing), and to the time since the last event of any kind. Attribution: RunAttribution with Markov (order 1) and Shapley (conversions game) over the dictionary's
+//! for scores built from purchase timing), and to the time since the last event of any kind. Attribution: RunAttribution with Markov (order 1) and Shapley (the conversions, conversion-rate and uplift games) over the dictionary's
 //! conversions, next to the truth the generator drew conversions from — per channel, the
 //! expected removal effect and Shapley conversions of its logistic model — as shares of all
 //! credit, with the rank each gives every channel.
@@ -341,8 +341,8 @@ async fn oracle(
     Ok(())
 }
 
-/// The models compared: Markov of order 1, Shapley on the conversions game, Shapley on the
-/// conversion-rate game.
+/// The models compared: Markov of order 1, Shapley on the conversions game, on the
+/// conversion-rate game and on the uplift game.
 fn models() -> Vec<AttributionModel> {
     let model = |kind: T| AttributionModel {
         r#type: kind.into(),
@@ -356,14 +356,21 @@ fn models() -> Vec<AttributionModel> {
             shapley_game: ShapleyGame::ConversionRate.into(),
             ..model(T::Shapley)
         },
+        AttributionModel {
+            shapley_game: ShapleyGame::Uplift.into(),
+            ..model(T::Shapley)
+        },
     ]
 }
 
 /// The shares and ranks of [`models`]' results (in that order) next to the truth's.
 fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
-    let (Some(markov_result), Some(shapley_result), Some(rate_result)) =
-        (results.first(), results.get(1), results.get(2))
-    else {
+    let (Some(markov_result), Some(shapley_result), Some(rate_result), Some(uplift_result)) = (
+        results.first(),
+        results.get(1),
+        results.get(2),
+        results.get(3),
+    ) else {
         println!("  (no results)");
         return;
     };
@@ -379,6 +386,7 @@ fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
     let markov = credited(markov_result, &names);
     let shapley = credited(shapley_result, &names);
     let rate = credited(rate_result, &names);
+    let uplift = credited(uplift_result, &names);
     for (title, ours, theirs) in [
         (
             "Markov, order 1, vs expected removal effects",
@@ -393,6 +401,11 @@ fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
         (
             "Shapley, conversion-rate game, vs expected Shapley conversions",
             &rate,
+            &truth_shapley,
+        ),
+        (
+            "Shapley, uplift game (fitted logistic model), vs expected Shapley conversions",
+            &uplift,
             &truth_shapley,
         ),
     ] {

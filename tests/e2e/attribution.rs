@@ -226,6 +226,7 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         markov(2),
         shapley(ShapleyGame::Conversions),
         shapley(ShapleyGame::ConversionRate),
+        shapley(ShapleyGame::Uplift),
     ];
     let request = RunAttributionRequest {
         conversion_event: Some(matcher(&order)),
@@ -304,6 +305,17 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         ],
         "time decay, half-life 1 day",
     );
+    // The uplift game answers with its own values (incremental conversions, finite), and its
+    // credits split the four conversions with touches.
+    let uplift = &ran.results[models.len() - 1];
+    let details = uplift.shapley.clone().unwrap_or_default();
+    assert_eq!(details.game, i32::from(ShapleyGame::Uplift));
+    assert!(
+        details.values.iter().all(|v| v.value.is_finite()),
+        "{details:?}"
+    );
+    let credited: f64 = credits(uplift).values().sum();
+    assert!((credited - 4.0).abs() < 1e-9, "{uplift:?}");
     // ROI on the last-touch model: web's one conversion of value 10 cost 90.
     let web = ran.results[1]
         .channels

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use touchline_proto::modeling::v1 as modeling;
 use touchline_proto::modeling::v1::AttributionModelType as T;
+use touchline_proto::modeling::v1::ShapleyGame as Game;
 
 use crate::demo_journeys::{Modeling, utc_scope};
 
@@ -19,15 +20,18 @@ const REFERRER: &str = "properties.utm_source";
 /// The property naming the order a conversion reports.
 const ORDER_KEY: &str = "properties.order_id";
 
-/// The models printed, with their column headings.
-const MODELS: [(T, i32, &str); 7] = [
-    (T::FirstTouch, 0, "first/首次"),
-    (T::LastTouch, 0, "last/末次"),
-    (T::Linear, 0, "linear/线性"),
-    (T::PositionBased, 0, "U-shape/位置"),
-    (T::TimeDecay, 0, "decay/衰减"),
-    (T::Markov, 1, "markov/马尔可夫"),
-    (T::Shapley, 0, "shapley/沙普利"),
+/// The models printed (with the Markov order and the Shapley game), with their column
+/// headings. The last credits only what touches add to a journey's chance of converting
+/// (增量归因), where the others also credit orders that would have come anyway.
+const MODELS: [(T, i32, Game, &str); 8] = [
+    (T::FirstTouch, 0, Game::Unspecified, "first/首次"),
+    (T::LastTouch, 0, Game::Unspecified, "last/末次"),
+    (T::Linear, 0, Game::Unspecified, "linear/线性"),
+    (T::PositionBased, 0, Game::Unspecified, "U-shape/位置"),
+    (T::TimeDecay, 0, Game::Unspecified, "decay/衰减"),
+    (T::Markov, 1, Game::Unspecified, "markov/马尔可夫"),
+    (T::Shapley, 0, Game::Unspecified, "shapley/沙普利"),
+    (T::Shapley, 0, Game::Uplift, "uplift/增量"),
 ];
 
 fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
@@ -35,9 +39,10 @@ fn request(parent: &str, range: (i64, i64)) -> modeling::RunAttributionRequest {
         parent: parent.to_owned(),
         models: MODELS
             .iter()
-            .map(|(kind, order, _)| modeling::AttributionModel {
+            .map(|(kind, order, game, _)| modeling::AttributionModel {
                 r#type: (*kind).into(),
                 markov_order: *order,
+                shapley_game: (*game).into(),
                 ..modeling::AttributionModel::default()
             })
             .collect(),
@@ -111,7 +116,7 @@ pub async fn print_attribution(
         }
     }
     print!("  {:<18}", "channel / 渠道");
-    for (_, _, heading) in MODELS {
+    for (_, _, _, heading) in MODELS {
         print!("{heading:>16}");
     }
     println!();

@@ -51,6 +51,7 @@ mod paths_scan;
 mod paths_text;
 mod roi;
 mod shapley;
+mod uplift;
 
 pub use credits::{AttributionError, ChannelCredits};
 pub use heuristics::{
@@ -69,6 +70,7 @@ pub use roi::{ChannelRoi, channel_roi};
 pub use shapley::{
     SHAPLEY_EXACT_CHANNEL_LIMIT, ShapleyGame, ShapleyOptions, ShapleyResult, shapley_attribution,
 };
+pub use uplift::{RIDGE as UPLIFT_RIDGE, UPLIFT_CHANNEL_LIMIT};
 
 #[cfg(test)]
 mod tests_heuristics;
@@ -80,3 +82,5 @@ mod tests_paths_reference;
 mod tests_paths_text;
 #[cfg(test)]
 mod tests_shapley;
+#[cfg(test)]
+mod tests_uplift;

@@ -9,6 +9,8 @@
 //!   transform over channel bitmasks, O(2^n·n), then every marginal contribution is weighed.
 //!   Beyond the limit: a seeded permutation-sampling estimate (same seed, same numbers),
 //!   flagged `approximate` with its sample count.
+//! - Uplift game: what each journey's channels add to its conversion probability under a
+//!   fitted logistic model (see `uplift`).
 //!
 //! Credits are the values scaled to the total conversions (and value); see the module docs of
 //! `attribution` for the value rule.
@@ -28,6 +30,9 @@ pub enum ShapleyGame {
     Conversions,
     /// `v(S)` = conversion rate of journeys whose channel set ⊆ S.
     ConversionRate,
+    /// Per journey, `v(T) = σ(a + Σ_{c∈T} β_c) − σ(a)` over its channels, under a logistic
+    /// model of conversion fitted on the journeys (see `uplift`).
+    Uplift,
 }
 
 /// Parameters of a Shapley run.
@@ -86,6 +91,7 @@ pub fn shapley_attribution(
                 SHAPLEY_EXACT_CHANNEL_LIMIT,
             ))
         }
+        ShapleyGame::Uplift => super::uplift::uplift_game(table, options),
     }
 }
 
@@ -120,14 +126,14 @@ fn conversions_game(table: &PathTable) -> ShapleyResult {
 }
 
 /// Journeys grouped by their distinct channel set (as local channel indices).
-struct ChannelSets {
+pub(super) struct ChannelSets {
     /// Channel codes that occur on a path with journeys; local index = position.
-    active: Vec<u32>,
+    pub(super) active: Vec<u32>,
     /// Distinct sets of local indices, each sorted, with (conversions, journeys).
-    sets: Vec<(Vec<u32>, f64, f64)>,
+    pub(super) sets: Vec<(Vec<u32>, f64, f64)>,
 }
 
-fn channel_sets(table: &PathTable) -> ChannelSets {
+pub(super) fn channel_sets(table: &PathTable) -> ChannelSets {
     let mut local = vec![u32::MAX; table.channel_count()];
     let mut active = Vec::new();
     let mut index: FxHashMap<Vec<u32>, usize> = FxHashMap::default();
@@ -237,7 +243,7 @@ fn exact_rate_values(n: usize, sets: &[(Vec<u32>, f64, f64)]) -> Vec<f64> {
 
 /// `w(s) = s!(n−s−1)!/n! = 1 / (n·C(n−1, s))` for coalition sizes s = 0..n−1, and 0 for the
 /// grand coalition (nobody is left to join it).
-fn coalition_weights(n: usize) -> Vec<f64> {
+pub(super) fn coalition_weights(n: usize) -> Vec<f64> {
     let mut weights = Vec::with_capacity(n + 1);
     let mut binomial = 1.0f64;
     for s in 0..n {
@@ -288,7 +294,7 @@ fn sampled_rate_values(
 }
 
 /// A tiny seeded generator (SplitMix64): deterministic across platforms, no dependency.
-struct SplitMix64(u64);
+pub(super) struct SplitMix64(pub(super) u64);
 
 impl SplitMix64 {
     fn next(&mut self) -> u64 {
@@ -300,7 +306,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `0..bound` (bound ≥ 1), by multiply-shift.
-    fn below(&mut self, bound: usize) -> usize {
+    pub(super) fn below(&mut self, bound: usize) -> usize {
         ((u128::from(self.next()) * bound as u128) >> 64) as usize
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn model_request(model: &pb::AttributionModel) -> ModelRequest {
         Ok(pb::ShapleyGame::Unspecified) => GameChoice::Default,
         Ok(pb::ShapleyGame::Conversions) => GameChoice::Game(ShapleyGame::Conversions),
         Ok(pb::ShapleyGame::ConversionRate) => GameChoice::Game(ShapleyGame::ConversionRate),
+        Ok(pb::ShapleyGame::Uplift) => GameChoice::Game(ShapleyGame::Uplift),
         Err(_) => GameChoice::Unknown,
     };
     ModelRequest {
@@ -182,6 +183,7 @@ fn game_number(game: ShapleyGame) -> i32 {
     match game {
         ShapleyGame::Conversions => pb::ShapleyGame::Conversions.into(),
         ShapleyGame::ConversionRate => pb::ShapleyGame::ConversionRate.into(),
+        ShapleyGame::Uplift => pb::ShapleyGame::Uplift.into(),
     }
 }
 
