@@ -103,7 +103,7 @@ fn checked(
                 None
             }
         };
-        let key = key_of(identifier, &field("identifier"), &mut violations);
+        let key = checked_key(identifier, &field("identifier"), &mut violations);
         if let Some(key) = &key
             && !seen.insert(key.clone())
         {
@@ -172,7 +172,7 @@ fn holder_since(
 /// The identifier's key after the checks every identifier gets (lengths, control
 /// characters, values in clear), their violations renamed from a resolve item's paths to
 /// `field`.
-fn key_of(
+fn checked_key(
     identifier: &Identifier,
     field: &str,
     violations: &mut Vec<FieldViolation>,

@@ -235,6 +235,32 @@ impl Identity {
         }
     }
 
+    /// Drops `keys` from the cache now, at the versions PostgreSQL holds,
+    /// rather than when the outbox relay gets to them (a value with a
+    /// holding history is never cached again). Best effort: the relay's
+    /// tombstones are the same.
+    async fn drop_cached(&self, tenant: &str, keys: &[&IdentifierKey]) {
+        let Some(cache) = &self.cache else { return };
+        if keys.is_empty() {
+            return;
+        }
+        let found = match self.pool.acquire().await {
+            Ok(mut conn) => store::lookup(&mut conn, tenant, keys).await,
+            Err(err) => Err(err),
+        };
+        match found {
+            Ok(found) => {
+                let stale = found
+                    .iter()
+                    .map(|(key, (_, version))| (tenant, key, *version));
+                if let Err(error) = cache.invalidate_many(stale).await {
+                    tracing::debug!(error = %error, "early invalidation skipped; the relay will do it");
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "early invalidation skipped"),
+        }
+    }
+
     async fn resolve_in_store(
         &self,
         tenant: &str,
@@ -315,14 +341,9 @@ impl Identity {
             .resolve_in_store(tenant, &items, options, actor)
             .await?;
         // The outbox relay invalidates the numbers handed over, but a lookup
-        // before it gets there must not name the earlier holder: a value
-        // with a holding history is never cached, so each is dropped now,
-        // as a refill drops a cached value that just became contested.
+        // before it gets there must not name the earlier holder.
         let handed: Vec<&IdentifierKey> = resolved.plan.handovers.iter().map(|h| &h.key).collect();
-        if !handed.is_empty() {
-            let held: KeyMap<'_, Uuid> = handed.iter().map(|key| (*key, Uuid::nil())).collect();
-            self.refill(tenant, &handed, &held, None).await;
-        }
+        self.drop_cached(tenant, &handed).await;
         Ok(resolved
             .outcomes
             .into_iter()
