@@ -59,6 +59,8 @@ use touchline_testkit::{TestApp, token};
 // The binary's own folder holds its churn half (the attribution half is this file).
 #[path = "model_truth/churn.rs"]
 mod churn;
+#[path = "model_truth/reach.rs"]
+mod reach;
 
 /// The stored channel of each truth touch kind.
 fn stored_channel(touch: Touch) -> &'static str {
@@ -205,30 +207,67 @@ async fn main() -> anyhow::Result<()> {
         "service_ticket",
         "survey_response",
     ];
-    for (reading, touches, referrer, key) in [
-        ("every classified touchpoint event", &[][..], "", ""),
+    reach::touches_reaching_the_buyer(&mut modeling, &cfg, &reaching).await?;
+    reach::converting_journeys_kept(&mut modeling, &reaching, &journeys_csv, |name| {
+        Touch::ALL
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| stored_channel(*t))
+    })
+    .await?;
+    let keyed = "events that reach a person, read as their referrer; an order's reports (SDK, \
+                 web shop, CRM) one conversion by order_id";
+    for (reading, touches, referrer, key, gap_days) in [
+        ("every classified touchpoint event", &[][..], "", "", None),
         (
             "every classified touchpoint event, read as its referrer when it has one",
             &[][..],
             "properties.utm_source",
             "",
+            None,
         ),
         (
             "events that reach a person (no shopping session), read as their referrer",
             &reaching[..],
             "properties.utm_source",
             "",
+            None,
         ),
         (
-            "events that reach a person, read as their referrer; an order's reports (SDK, web \
-             shop, CRM) one conversion by order_id",
+            keyed,
             &reaching[..],
             "properties.utm_source",
             "properties.order_id",
+            None,
+        ),
+        (
+            keyed,
+            &reaching[..],
+            "properties.utm_source",
+            "properties.order_id",
+            Some(2),
+        ),
+        (
+            keyed,
+            &reaching[..],
+            "properties.utm_source",
+            "properties.order_id",
+            Some(7),
         ),
     ] {
-        println!("\n=== touches: {reading}");
-        compare(&mut modeling, &cfg, touches, (referrer, key), &truth).await?;
+        match gap_days {
+            None => println!("\n=== touches: {reading}"),
+            Some(days) => println!(
+                "\n=== touches: {reading}; a journey ends after {days} days without a touch"
+            ),
+        }
+        let reading = Reading {
+            touches,
+            referrer,
+            key,
+            gap_days,
+        };
+        compare(&mut modeling, &cfg, reading, &truth).await?;
     }
     println!("\n=== the generator's own journeys as supplied paths (perfect data)");
     oracle(&mut modeling, &journeys_csv, &truth).await?;
@@ -243,17 +282,29 @@ pub(crate) type Modeling = ModelingServiceClient<
     >,
 >;
 
+/// How a run reads the stored events.
+struct Reading<'a> {
+    /// The touchpoint events (none: the dictionary's).
+    touches: &'a [&'a str],
+    /// The referrer field (empty: none).
+    referrer: &'a str,
+    /// The conversion key field (empty: none).
+    key: &'a str,
+    /// The journey gap in days.
+    gap_days: Option<i64>,
+}
+
 async fn compare(
     modeling: &mut Modeling,
     cfg: &SimConfig,
-    touches: &[&str],
-    (referrer, key): (&str, &str),
+    reading: Reading<'_>,
     truth: &touchline_sim::Summary,
 ) -> anyhow::Result<()> {
     let reply = modeling
         .run_attribution(RunAttributionRequest {
             models: models(),
-            touchpoint_events: touches
+            touchpoint_events: reading
+                .touches
                 .iter()
                 .map(|name| EventMatcher {
                     event_name: (*name).to_owned(),
@@ -267,8 +318,12 @@ async fn compare(
                 }),
                 ..AnalysisScope::default()
             }),
-            referrer_field: referrer.to_owned(),
-            conversion_key_field: key.to_owned(),
+            referrer_field: reading.referrer.to_owned(),
+            conversion_key_field: reading.key.to_owned(),
+            journey_gap: reading.gap_days.map(|days| prost_types::Duration {
+                seconds: days * 86_400,
+                nanos: 0,
+            }),
             ..RunAttributionRequest::default()
         })
         .await

@@ -72,7 +72,7 @@ fn assert_close(actual: &BTreeMap<String, f64>, expected: &[(&str, f64)], what: 
     }
 }
 
-async fn violations(
+pub(crate) async fn violations(
     result: Result<tonic::Response<impl Sized>, tonic::Status>,
 ) -> Vec<(String, String)> {
     let Err(status) = result else {

@@ -50,6 +50,7 @@ mod conversion_keys;
 mod dictionary;
 mod funnels;
 mod fuzz_pipeline;
+mod journey_gap;
 mod quality;
 mod quarantine;
 mod read_your_writes;

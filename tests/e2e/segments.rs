@@ -1183,12 +1183,18 @@ async fn trait_and_seen_time_conditions_select_by_the_latest_value_and_first_eve
 }
 
 /// `rule` (an attributed-channel condition) reading `properties.utm_source` as referrer and
-/// `properties.order_id` as conversion key.
+/// `properties.order_id` as conversion key, with a journey gap of 30 days.
 fn by_referrer(mut rule: SegmentRule) -> SegmentRule {
     if let Some(segment_rule::Rule::AttributedChannel(condition)) = rule.rule.as_mut() {
         "properties.utm_source".clone_into(&mut condition.referrer_field);
         // The purchases carry no order id: every one counts, as without a key.
         "properties.order_id".clone_into(&mut condition.conversion_key_field);
+        // A gap as long as the lookback window ends no conversion's journey early: a
+        // touch before a longer pause is outside the window anyway.
+        condition.journey_gap = Some(prost_types::Duration {
+            seconds: 30 * 86_400,
+            nanos: 0,
+        });
     }
     rule
 }
@@ -1330,16 +1336,19 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
         .and_then(|s| s.rule)
         .and_then(|r| r.rule)
         .and_then(|r| match r {
-            segment_rule::Rule::AttributedChannel(c) => {
-                Some((c.referrer_field, c.conversion_key_field))
-            }
+            segment_rule::Rule::AttributedChannel(c) => Some((
+                c.referrer_field,
+                c.conversion_key_field,
+                c.journey_gap.map(|gap| gap.seconds),
+            )),
             _ => None,
         });
     assert_eq!(
         kept_fields,
         Some((
             "properties.utm_source".to_owned(),
-            "properties.order_id".to_owned()
+            "properties.order_id".to_owned(),
+            Some(30 * 86_400)
         ))
     );
     let refused = modeling
@@ -1353,6 +1362,24 @@ async fn attributed_channel_conditions_select_by_each_persons_credit() -> anyhow
     assert!(
         violations(&refused).iter().any(|(f, r)| {
             f == "segment.rule.attributed_channel.model.type" && r == "NOT_PER_PERSON"
+        }),
+        "{:?}",
+        violations(&refused)
+    );
+    let mut short_gap = attributed_rule(AttributionModelType::LastTouch, "web", 0.0);
+    if let Some(segment_rule::Rule::AttributedChannel(condition)) = short_gap.rule.as_mut() {
+        condition.journey_gap = Some(prost_types::Duration {
+            seconds: 600,
+            nanos: 0,
+        });
+    }
+    let refused = modeling
+        .create_segment(create("short-gap", short_gap, false))
+        .await
+        .expect_err("a journey gap under an hour");
+    assert!(
+        violations(&refused).iter().any(|(f, r)| {
+            f == "segment.rule.attributed_channel.journey_gap" && r == "OUT_OF_RANGE"
         }),
         "{:?}",
         violations(&refused)

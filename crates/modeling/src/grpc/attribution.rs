@@ -104,6 +104,7 @@ pub(super) fn attribution_query(request: &pb::RunAttributionRequest) -> Attribut
         referrer_field: request.referrer_field.clone(),
         conversion_key_field: request.conversion_key_field.clone(),
         lookback_ms: request.lookback_window.as_ref().map(span_ms),
+        journey_gap_ms: request.journey_gap.as_ref().map(span_ms),
         models: request.models.iter().map(model_request).collect(),
         costs,
         scope: scope(request.scope.as_ref()),

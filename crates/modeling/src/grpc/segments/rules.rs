@@ -170,6 +170,7 @@ fn attributed(c: &pb::AttributedChannelCondition) -> Rule {
             referrer_field: c.referrer_field.clone(),
             conversion_key_field: c.conversion_key_field.clone(),
             lookback_ms: c.lookback_window.as_ref().map(span_ms),
+            journey_gap_ms: c.journey_gap.as_ref().map(span_ms),
             models: vec![c.model.as_ref().map(model_request).unwrap_or_default()],
             touchpoints: c
                 .touchpoint_events
@@ -427,6 +428,7 @@ pub(crate) fn pb_rule(tenant: &str, rule: &Rule) -> pb::SegmentRule {
             touchpoint_events: a.query.touchpoints.iter().map(pb_matcher).collect(),
             referrer_field: a.query.referrer_field.clone(),
             conversion_key_field: a.query.conversion_key_field.clone(),
+            journey_gap: a.query.journey_gap_ms.map(span),
         }),
         Rule::Trait(filter) => R::Trait(pb::TraitCondition {
             filter: pb_matcher(&crate::journeys::query::Matcher {

@@ -1,7 +1,8 @@
-//! Journeys read from a tenant's view: each person's touches since their previous conversion,
-//! cut to the lookback window before a conversion in the range (a converting journey) or
-//! before the range's end (a non-converting one), aggregated into a path table on the view's
-//! partitions in parallel.
+//! Journeys read from a tenant's view: each person's touches since their previous conversion
+//! (or since a pause longer than the journey gap, when the request sets one), cut to the
+//! lookback window before a conversion in the range (a converting journey) or before the
+//! pause's end or the range's end (a non-converting one), aggregated into a path table on the
+//! view's partitions in parallel.
 
 use touchline_analytics::attribution::{
     AttributionError, ChannelCredits, Journey, PathTable, PathTableBuilder, time_decay_credits,
@@ -118,6 +119,8 @@ pub struct Plan {
     names: Vec<String>,
     range: (i64, i64),
     lookback_ms: i64,
+    /// The pause after a touch that ends a journey.
+    journey_gap_ms: Option<i64>,
     /// Half-lives of the time-decay models, in model order.
     half_lives: Vec<i64>,
 }
@@ -269,6 +272,7 @@ impl Plan {
             names: names.into_names(),
             range: query.range,
             lookback_ms: query.lookback_ms,
+            journey_gap_ms: query.journey_gap_ms,
             half_lives: query
                 .models
                 .iter()
@@ -452,8 +456,9 @@ impl Gathered {
 
 /// Walks one person's events: `on_journey` gets each journey's touches (cut to the lookback
 /// window before its end), its end, whether it converted and the conversion's value — one
-/// per conversion in the range, then the non-converting journey of the touches after the
-/// last conversion, if any. `touches` is the walker's buffer.
+/// per conversion in the range, one per pause longer than the journey gap that ends in the
+/// range, then the non-converting journey of the touches after the last conversion or
+/// pause, if any. `touches` is the walker's buffer.
 pub(super) fn walk<E>(
     plan: &Plan,
     person: PersonEvents<'_>,
@@ -476,6 +481,13 @@ pub(super) fn walk<E>(
         }
         if plan.scope.as_ref().is_some_and(|s| !s.holds(&event)) {
             continue;
+        }
+        if let Some(ended) = paused(plan, touches, time) {
+            if ended >= start {
+                let first = cut(touches, ended);
+                on_journey(&touches[first..], ended, false, 0.0)?;
+            }
+            touches.clear();
         }
         if plan.conversion.holds(&event) {
             if let Some(key) = plan.conversion_key(&event) {
@@ -514,10 +526,22 @@ pub(super) fn walk<E>(
         }
     }
     if !touches.is_empty() {
-        let first = cut(touches, end);
-        on_journey(&touches[first..], end, false, 0.0)?;
+        // A journey the gap ended before the range did is no journey of the range.
+        let ended = paused(plan, touches, end).unwrap_or(end);
+        if ended >= start {
+            let first = cut(touches, ended);
+            on_journey(&touches[first..], ended, false, 0.0)?;
+        }
     }
     Ok(())
+}
+
+/// When a pause longer than the plan's journey gap separates the last of `touches` from
+/// `time`: the instant the journey ended (its last touch event plus the gap).
+fn paused(plan: &Plan, touches: &[Touch], time: i64) -> Option<i64> {
+    let gap = plan.journey_gap_ms?;
+    let last = touches.last()?.last_ms;
+    (time - last > gap).then(|| last.saturating_add(gap))
 }
 
 /// The journeys of a view as a path table, with what each time-decay model credits.

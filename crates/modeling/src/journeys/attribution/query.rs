@@ -19,6 +19,9 @@ pub const DEFAULT_LOOKBACK_MS: i64 = 30 * DAY_MS;
 pub const MAX_LOOKBACK_MS: i64 = 366 * DAY_MS;
 /// The shortest lookback window.
 pub const MIN_LOOKBACK_MS: i64 = 1_000;
+/// The shortest journey gap: an hour, longer than a visit's pause, so a pause that ends a
+/// journey never falls inside one visit.
+pub const MIN_JOURNEY_GAP_MS: i64 = 3_600_000;
 /// The longest time-decay half-life.
 pub const MAX_HALF_LIFE_MS: i64 = 366 * DAY_MS;
 /// The default number of channel orders sampled for an approximate Shapley value.
@@ -369,6 +372,8 @@ pub struct AttributionQuery {
     pub conversion_key_field: String,
     /// The lookback window, when given.
     pub lookback_ms: Option<i64>,
+    /// The pause that ends a journey, when given.
+    pub journey_gap_ms: Option<i64>,
     /// The models.
     pub models: Vec<ModelRequest>,
     /// Costs for ROI.
@@ -404,6 +409,9 @@ pub struct ValidAttribution {
     pub conversion_key: Option<String>,
     /// The lookback window in ms.
     pub lookback_ms: i64,
+    /// The pause after a touch that ends a journey, in ms (`None`: journeys end at
+    /// conversions and at the range's end only).
+    pub journey_gap_ms: Option<i64>,
     /// The models, defaults filled in.
     pub models: Vec<Model>,
     /// Costs for ROI.
@@ -549,6 +557,16 @@ impl AttributionQuery {
                 "from 1 second to 366 days; unset for 30 days",
             );
         }
+        if self
+            .journey_gap_ms
+            .is_some_and(|gap| !(MIN_JOURNEY_GAP_MS..=MAX_LOOKBACK_MS).contains(&gap))
+        {
+            problems.add(
+                "journey_gap",
+                "OUT_OF_RANGE",
+                "from 1 hour to 366 days; unset for journeys that end at conversions only",
+            );
+        }
         let models = check_models(&self.models, true, &mut problems);
         let costs = check_cost_request(&self.costs, &mut problems);
         let range = resolve_range(
@@ -569,6 +587,7 @@ impl AttributionQuery {
             referrer,
             conversion_key,
             lookback_ms,
+            journey_gap_ms: self.journey_gap_ms,
             models,
             costs,
             range,

@@ -3,7 +3,8 @@
 //! again from scratch (every touch event after the person's previous conversion, grouped into
 //! visits, cut to the lookback window, each event read as the channel its referrer names when
 //! the request reads one; an order whose key an earlier order of the person carried is dropped
-//! when the request reads keys), so a shortcut of the one-pass reader (the running
+//! when the request reads keys; split where a pause longer than the journey gap separates two
+//! touch events when the request sets one), so a shortcut of the one-pass reader (the running
 //! touch list, the binary search for the window, the partitions read in parallel) that
 //! changes an answer shows as a difference.
 
@@ -184,18 +185,92 @@ fn drop_repeated_orders(timeline: &mut Vec<&Planned>) {
     });
 }
 
-fn naive(
-    events: &[Planned],
-    range: (i64, i64),
-    lookback: i64,
+/// Splits time-ordered touch events wherever more than `gap` passes between two of them.
+fn spells<'a>(touches: &[&'a Planned], gap: Option<i64>) -> Vec<Vec<&'a Planned>> {
+    let mut spells: Vec<Vec<&Planned>> = Vec::new();
+    for touch in touches {
+        let previous = spells.last().and_then(|s| s.last()).map(|e| e.time);
+        match (previous, gap) {
+            (Some(previous), Some(gap)) if touch.time - previous <= gap => {}
+            (Some(_), None) => {}
+            _ => {
+                spells.push(Vec::new());
+            }
+        }
+        if let Some(spell) = spells.last_mut() {
+            spell.push(touch);
+        }
+    }
+    spells
+}
+
+/// What the request reads besides the range and the lookback.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
     every_event: bool,
     referred: bool,
     keyed: bool,
     half_life: i64,
-) -> Expected {
-    let mut paths: BTreeMap<Vec<String>, (f64, f64, f64)> = BTreeMap::new();
-    let mut direct = (0.0, 0.0);
-    let mut decay: BTreeMap<String, f64> = BTreeMap::new();
+    gap: Option<i64>,
+}
+
+/// The non-converting journeys of `spells` that a pause ended (each at its last touch event
+/// plus the gap), when that instant is in the range.
+fn paused_journeys(
+    spells: Vec<Vec<&Planned>>,
+    reading: Reading,
+    range: (i64, i64),
+    lookback: i64,
+    journeys: &mut Vec<NaiveJourney>,
+) {
+    let Some(gap) = reading.gap else {
+        assert!(spells.is_empty(), "without a gap nothing pauses");
+        return;
+    };
+    for spell in spells {
+        let Some(last) = spell.last() else { continue };
+        let end = last.time + gap;
+        if end < range.0 {
+            continue;
+        }
+        let kept: Vec<(String, i64)> = visits(&spell, reading.referred)
+            .into_iter()
+            .filter(|(_, first)| *first >= end - lookback)
+            .collect();
+        if !kept.is_empty() {
+            journeys.push((kept, end, false, 0.0));
+        }
+    }
+}
+
+/// Of the spells before `end`, the last when no pause separates it from `end` (it is the
+/// journey ending at `end`); the others ended at a pause.
+fn last_spell(
+    mut spells: Vec<Vec<&Planned>>,
+    end: i64,
+    gap: Option<i64>,
+) -> (Vec<&Planned>, Vec<Vec<&Planned>>) {
+    let ended = match (spells.last().and_then(|s| s.last()), gap) {
+        (Some(last), Some(gap)) => end - last.time > gap,
+        _ => false,
+    };
+    let own = if ended {
+        Vec::new()
+    } else {
+        spells.pop().unwrap_or_default()
+    };
+    (own, spells)
+}
+
+fn naive(events: &[Planned], range: (i64, i64), lookback: i64, reading: Reading) -> Expected {
+    let Reading {
+        every_event,
+        referred,
+        keyed,
+        half_life,
+        gap,
+    } = reading;
+    let mut expected: Expected = (BTreeMap::new(), (0.0, 0.0), BTreeMap::new());
     let persons: std::collections::BTreeSet<u32> = events.iter().map(|e| e.person).collect();
     for person in persons {
         let mut timeline: Vec<&Planned> = events
@@ -221,6 +296,8 @@ fn naive(
                 .copied()
                 .filter(|e| is_touch(e, every_event, referred))
                 .collect();
+            let (touches, paused) = last_spell(spells(&touches, gap), conversion.time, gap);
+            paused_journeys(paused, reading, range, lookback, &mut journeys);
             let kept: Vec<(String, i64)> = visits(&touches, referred)
                 .into_iter()
                 .filter(|(_, first)| *first >= conversion.time - lookback)
@@ -233,6 +310,8 @@ fn naive(
             .copied()
             .filter(|e| is_touch(e, every_event, referred))
             .collect();
+        let (touches, paused) = last_spell(spells(&touches, gap), range.1, gap);
+        paused_journeys(paused, reading, range, lookback, &mut journeys);
         let kept: Vec<(String, i64)> = visits(&touches, referred)
             .into_iter()
             .filter(|(_, first)| *first >= range.1 - lookback)
@@ -240,33 +319,42 @@ fn naive(
         if !kept.is_empty() {
             journeys.push((kept, range.1, false, 0.0));
         }
-        for (touches, end, converted, value) in journeys {
-            if touches.is_empty() {
-                if converted {
-                    direct.0 += 1.0;
-                    direct.1 += value;
-                }
-                continue;
-            }
-            let path: Vec<String> = touches.iter().map(|(c, _)| c.clone()).collect();
-            let entry = paths.entry(path).or_default();
-            if converted {
-                entry.0 += 1.0;
-                entry.1 += value;
-                let weights: Vec<f64> = touches
-                    .iter()
-                    .map(|(_, t)| 2f64.powf(-((end - t) as f64) / half_life as f64))
-                    .collect();
-                let total: f64 = weights.iter().sum();
-                for ((channel, _), w) in touches.iter().zip(&weights) {
-                    *decay.entry(channel.clone()).or_default() += w / total;
-                }
-            } else {
-                entry.2 += 1.0;
-            }
+        for journey in journeys {
+            tally(journey, half_life, &mut expected);
         }
     }
-    (paths, direct, decay)
+    expected
+}
+
+/// Adds one journey to the expected paths, direct conversions and time-decay credit.
+fn tally(
+    (touches, end, converted, value): NaiveJourney,
+    half_life: i64,
+    (paths, direct, decay): &mut Expected,
+) {
+    if touches.is_empty() {
+        if converted {
+            direct.0 += 1.0;
+            direct.1 += value;
+        }
+        return;
+    }
+    let path: Vec<String> = touches.iter().map(|(c, _)| c.clone()).collect();
+    let entry = paths.entry(path).or_default();
+    if converted {
+        entry.0 += 1.0;
+        entry.1 += value;
+        let weights: Vec<f64> = touches
+            .iter()
+            .map(|(_, t)| 2f64.powf(-((end - t) as f64) / half_life as f64))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        for ((channel, _), w) in touches.iter().zip(&weights) {
+            *decay.entry(channel.clone()).or_default() += w / total;
+        }
+    } else {
+        entry.2 += 1.0;
+    }
 }
 
 #[test]
@@ -287,40 +375,18 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
     let referred = rng.random_bool(0.5);
     let keyed = rng.random_bool(0.5);
     let half_life = rng.random_range(1..10) * DAY;
-    let query = AttributionQuery {
-        conversion: Some(Matcher {
-            event_name: "order".to_owned(),
-            filters: Vec::new(),
-        }),
-        touchpoints: if every_event {
-            vec![Matcher::default()]
-        } else {
-            Vec::new()
-        },
-        referrer_field: if referred {
-            REFERRER_PATH.to_owned()
-        } else {
-            String::new()
-        },
-        conversion_key_field: if keyed {
-            KEY_PATH.to_owned()
-        } else {
-            String::new()
-        },
-        lookback_ms: Some(lookback),
-        models: vec![ModelRequest {
-            kind: ModelType::TimeDecay,
-            half_life_ms: Some(half_life),
-            ..ModelRequest::default()
-        }],
-        scope: Scope {
-            start_ms: Some(range.0),
-            end_ms: Some(range.1),
-            ..Scope::default()
-        },
-        ..AttributionQuery::default()
+    // Whole hours, so that pauses fall exactly on the gap too.
+    let gap = rng
+        .random_bool(0.5)
+        .then(|| rng.random_range(1..96) * 3_600_000);
+    let reading = Reading {
+        every_event,
+        referred,
+        keyed,
+        half_life,
+        gap,
     };
-    let valid = match query.validate(T0) {
+    let valid = match query_of(reading, range, lookback).validate(T0) {
         Ok(valid) => valid,
         Err(problems) => panic!("case {case}: {:?}", problems.0),
     };
@@ -348,16 +414,53 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
         Ok(collected) => collected,
         Err(err) => panic!("case {case}: {err}"),
     };
-    let expected = naive(
-        &events,
-        range,
-        lookback,
+    let expected = naive(&events, range, lookback, reading);
+    compare(case, &collected, &expected);
+}
+
+/// The request a case makes: orders are the conversions, over `range`.
+fn query_of(reading: Reading, range: (i64, i64), lookback: i64) -> AttributionQuery {
+    let Reading {
         every_event,
         referred,
         keyed,
         half_life,
-    );
-    compare(case, &collected, &expected);
+        gap,
+    } = reading;
+    AttributionQuery {
+        conversion: Some(Matcher {
+            event_name: "order".to_owned(),
+            filters: Vec::new(),
+        }),
+        touchpoints: if every_event {
+            vec![Matcher::default()]
+        } else {
+            Vec::new()
+        },
+        referrer_field: if referred {
+            REFERRER_PATH.to_owned()
+        } else {
+            String::new()
+        },
+        conversion_key_field: if keyed {
+            KEY_PATH.to_owned()
+        } else {
+            String::new()
+        },
+        lookback_ms: Some(lookback),
+        journey_gap_ms: gap,
+        models: vec![ModelRequest {
+            kind: ModelType::TimeDecay,
+            half_life_ms: Some(half_life),
+            ..ModelRequest::default()
+        }],
+        scope: Scope {
+            start_ms: Some(range.0),
+            end_ms: Some(range.1),
+            ..Scope::default()
+        },
+        ..AttributionQuery::default()
+    }
 }
 
 /// The collected table and time-decay credits against the naive reading's.

@@ -88,6 +88,8 @@ enum StoredRule {
         referrer_field: String,
         #[serde(default)]
         conversion_key_field: String,
+        #[serde(default)]
+        journey_gap_ms: Option<i64>,
     },
     FunnelDropOff {
         funnel: StoredFunnel,
@@ -349,6 +351,7 @@ fn to_json_rule(rule: &Rule) -> StoredRule {
             touchpoints: a.query.touchpoints.iter().map(to_stored).collect(),
             referrer_field: a.query.referrer_field.clone(),
             conversion_key_field: a.query.conversion_key_field.clone(),
+            journey_gap_ms: a.query.journey_gap_ms,
         },
         Rule::Identifier(held) => StoredRule::Identifier {
             id_type: held.id_type.clone(),
@@ -444,6 +447,7 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
             touchpoints,
             referrer_field,
             conversion_key_field,
+            journey_gap_ms,
         } => Rule::AttributedChannel(Box::new(Attributed {
             query: AttributionQuery {
                 conversion: conversion.map(from_stored),
@@ -451,6 +455,7 @@ fn from_json_rule(rule: StoredRule) -> Result<Rule, &'static str> {
                 referrer_field,
                 conversion_key_field,
                 lookback_ms,
+                journey_gap_ms,
                 models: vec![model.try_into()?],
                 touchpoints: touchpoints.into_iter().map(from_stored).collect(),
                 ..AttributionQuery::default()
