@@ -30,7 +30,16 @@
 //!   session out, with the referrer read too;
 //! - the same, with an order's reports (the SDK's `submit_order`, the web shop's and the CRM's
 //!   `purchase`) counted as one conversion by `order_id` (the request's
-//!   `conversion_key_field`).
+//!   `conversion_key_field`);
+//! - the same, with journeys that end after 2 and after 7 days without a touch (the request's
+//!   `journey_gap`): a person's spells of interest without an order are journeys that did not
+//!   convert, as the truth's are, instead of joining the next order's journey.
+//!
+//! Before them, two measures of what the stored data keeps: per channel, the share of the
+//! buyers' touch events stored on the buyer (the stored person holding most of their orders),
+//! and per channel, of the true converting journeys that touched it, the share whose order's
+//! stored journey shows it (and how often a stored journey shows a channel its true journey
+//! did not touch).
 //!
 //! Last, the same models run on the generator's own journey list sent as supplied paths
 //! (perfect data), which separates what the stored data loses from how the models' credit
