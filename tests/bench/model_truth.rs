@@ -175,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             "dictionary:read",
             "dictionary:write",
             "segments:write",
+            "segments:read",
         ],
     );
     touchline_e2e::publish_retail_dictionary(
@@ -224,9 +225,11 @@ async fn main() -> anyhow::Result<()> {
             .map(|t| stored_channel(*t))
     })
     .await?;
+    let identified = identified_segment(&mut modeling).await?;
     let keyed = "events that reach a person, read as their referrer; an order's reports (SDK, \
                  web shop, CRM) one conversion by order_id";
-    for (reading, touches, referrer, key, gap_days) in [
+    let gapped = |days| Some((days, None));
+    for (reading, touches, referrer, key, gap) in [
         ("every classified touchpoint event", &[][..], "", "", None),
         (
             "every classified touchpoint event, read as its referrer when it has one",
@@ -254,27 +257,39 @@ async fn main() -> anyhow::Result<()> {
             &reaching[..],
             "properties.utm_source",
             "properties.order_id",
-            Some(2),
+            gapped(2),
         ),
         (
             keyed,
             &reaching[..],
             "properties.utm_source",
             "properties.order_id",
-            Some(7),
+            gapped(7),
+        ),
+        (
+            keyed,
+            &reaching[..],
+            "properties.utm_source",
+            "properties.order_id",
+            Some((2, Some(identified.as_str()))),
         ),
     ] {
-        match gap_days {
+        match gap {
             None => println!("\n=== touches: {reading}"),
-            Some(days) => println!(
+            Some((days, None)) => println!(
                 "\n=== touches: {reading}; a journey ends after {days} days without a touch"
+            ),
+            Some((days, Some(_))) => println!(
+                "\n=== touches: {reading}; a journey ends after {days} days without a touch; \
+                 only persons identity holds a phone of (no anonymous fragment)"
             ),
         }
         let reading = Reading {
             touches,
             referrer,
             key,
-            gap_days,
+            gap_days: gap.map(|g| g.0),
+            segment: gap.and_then(|g| g.1),
         };
         compare(&mut modeling, &cfg, reading, &truth).await?;
     }
@@ -301,6 +316,57 @@ struct Reading<'a> {
     key: &'a str,
     /// The journey gap in days.
     gap_days: Option<i64>,
+    /// Only this segment's persons.
+    segment: Option<&'a str>,
+}
+
+/// A segment of every person identity holds a phone of: the persons a brand can name, so
+/// not the fragments of browsers and mini-programs that never logged in (whose journeys can
+/// never convert, since an order names its buyer). Returns its name once its count holds
+/// still for three seconds.
+async fn identified_segment(modeling: &mut Modeling) -> anyhow::Result<String> {
+    use touchline_proto::modeling::v1::{
+        CreateSegmentRequest, GetSegmentRequest, IdentifierCondition, Segment, SegmentRule,
+        SegmentState, segment_rule,
+    };
+    let created = modeling
+        .create_segment(CreateSegmentRequest {
+            segment_id: "identified".to_owned(),
+            segment: Some(Segment {
+                display_name: "identified / 可识别".to_owned(),
+                rule: Some(SegmentRule {
+                    rule: Some(segment_rule::Rule::Identifier(IdentifierCondition {
+                        r#type: "phone".to_owned(),
+                        scope: String::new(),
+                    })),
+                }),
+                ..Segment::default()
+            }),
+            ..CreateSegmentRequest::default()
+        })
+        .await
+        .context("CreateSegment")?
+        .into_inner()
+        .segment
+        .unwrap_or_default();
+    let (mut last, mut since) = (-1, Instant::now());
+    loop {
+        let segment = modeling
+            .get_segment(GetSegmentRequest {
+                name: created.name.clone(),
+            })
+            .await?
+            .into_inner()
+            .segment
+            .unwrap_or_default();
+        if segment.state != SegmentState::Active as i32 || segment.member_count != last {
+            (last, since) = (segment.member_count, Instant::now());
+        } else if since.elapsed().as_secs() >= 3 {
+            println!("\n{last} persons hold a phone (segment {})", created.name);
+            return Ok(created.name);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 async fn compare(
@@ -325,6 +391,7 @@ async fn compare(
                     start_time: Some(timestamp(cfg.start_ms())),
                     end_time: Some(timestamp(cfg.end_ms() + 86_400_000)),
                 }),
+                segment: reading.segment.unwrap_or_default().to_owned(),
                 ..AnalysisScope::default()
             }),
             referrer_field: reading.referrer.to_owned(),

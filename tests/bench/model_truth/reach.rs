@@ -208,12 +208,12 @@ pub(crate) async fn converting_journeys_kept(
         "\n=== true converting journeys against the buyer's stored touches before the same order: {found} orders found, {missing} not stored, {empty} with no stored touch"
     );
     println!(
-        "  {:<18}{:>16}{:>10}{:>10}{:>16}",
+        "  {:<18}{:>16}{:>10}{:>10}{:>20}",
         "channel", "true journeys", "kept", "share", "added (not true)"
     );
     for (channel, (in_truth, both, added)) in &kept {
         println!(
-            "  {channel:<18}{in_truth:>16}{both:>10}{:>9.1}%{added:>16}",
+            "  {channel:<18}{in_truth:>16}{both:>10}{:>9.1}%{added:>20}",
             *both as f64 * 100.0 / (*in_truth).max(1) as f64
         );
     }
