@@ -10,6 +10,14 @@ pub mod acceptance;
 
 use touchline_proto::common::v1::{Event, EventType, Identifier};
 
+/// An instant in epoch milliseconds as a contract timestamp, in whole seconds.
+pub fn at(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1_000),
+        nanos: 0,
+    }
+}
+
 /// A valid track event with a unique id for `person` at `epoch_ms`.
 pub fn sample_event(message_id: &str, person: u64, event: &str, epoch_ms: i64) -> Event {
     Event {

@@ -85,13 +85,6 @@ fn stored_channel(touch: Touch) -> &'static str {
     }
 }
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
-}
-
 /// Each channel's share of all credit, over `channels`.
 fn shares<'a>(values: &BTreeMap<&'a str, f64>) -> BTreeMap<&'a str, f64> {
     let total: f64 = values.values().sum();
@@ -388,8 +381,8 @@ async fn compare(
                 .collect(),
             scope: Some(AnalysisScope {
                 time_range: Some(TimeRange {
-                    start_time: Some(timestamp(cfg.start_ms())),
-                    end_time: Some(timestamp(cfg.end_ms() + 86_400_000)),
+                    start_time: Some(touchline_e2e::at(cfg.start_ms())),
+                    end_time: Some(touchline_e2e::at(cfg.end_ms() + 86_400_000)),
                 }),
                 segment: reading.segment.unwrap_or_default().to_owned(),
                 ..AnalysisScope::default()

@@ -7,6 +7,7 @@
 //! Bad input is refused with a field violation naming each problem.
 
 use std::collections::BTreeMap;
+use touchline_e2e::at;
 
 use touchline_e2e::{Collection, Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
@@ -24,13 +25,6 @@ const TENANT: &str = "attribution";
 /// 2026-09-07 00:00 UTC.
 const T0: i64 = 1_788_739_200_000;
 const DAY: i64 = 86_400_000;
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
-}
 
 fn model(kind: T) -> AttributionModel {
     AttributionModel {

@@ -23,6 +23,7 @@
 //! purchase; under BG/NBD the same buyers score 0.
 
 use std::collections::BTreeMap;
+use touchline_e2e::at;
 
 use prost_types::{Duration, FieldMask};
 use touchline_e2e::{Modeling, sample_event};
@@ -68,13 +69,6 @@ const PURCHASES: [(u64, i64, f64); 11] = [
 ];
 /// The fixed BG/NBD parameters the scores are checked with.
 const PARAMS: [f64; 4] = [0.8, 12.0, 0.6, 2.5];
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
-}
 
 fn days(n: i64) -> Duration {
     Duration {

@@ -2,6 +2,7 @@
 //! worked out by hand: p1 active in weeks 0 and 1, p2 in weeks 0 and 2, p3 in week 1 only.
 
 use std::collections::BTreeMap;
+use touchline_e2e::at;
 
 use touchline_e2e::sample_event;
 use touchline_proto::collection::v1::IngestEventsRequest;
@@ -19,13 +20,6 @@ const TENANT: &str = "cohorts";
 /// Monday 2026-09-07 00:00 UTC.
 const WEEK_0_MS: i64 = 1_788_739_200_000;
 const WEEK_MS: i64 = 7 * 86_400_000;
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms / 1_000,
-        nanos: 0,
-    }
-}
 
 /// Weeks 0 to 2, in UTC with Monday weeks.
 fn three_weeks() -> AnalysisScope {

@@ -4,6 +4,7 @@
 //! shows as a direct conversion. With `conversion_key_field = properties.order_id` a person's
 //! reports of one order count once.
 
+use touchline_e2e::at;
 use touchline_e2e::sample_event;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::TimeRange;
@@ -25,13 +26,6 @@ const SCOPES: &[&str] = &[
 /// 2026-09-07 00:00 UTC.
 const T0: i64 = 1_788_739_200_000;
 const MINUTE: i64 = 60_000;
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
-}
 
 /// An event of `person` on the web at `ms`, with `order_id` when given.
 fn web_event(

@@ -2,6 +2,7 @@
 //! a pause longer than the gap are a journey that did not convert, and an order after the
 //! pause has no touch; without it, every touch since the previous order is the order's.
 
+use touchline_e2e::at;
 use touchline_e2e::sample_event;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::TimeRange;
@@ -25,13 +26,6 @@ const SCOPES: &[&str] = &[
 const T0: i64 = 1_788_739_200_000;
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
-}
 
 fn days(n: i64) -> Option<prost_types::Duration> {
     Some(prost_types::Duration {

@@ -6,6 +6,7 @@
 //! A segment defined by a property ("paid over 100") limits a funnel to its members.
 
 use std::collections::BTreeMap;
+use touchline_e2e::at;
 
 use prost_types::value::Kind;
 use rand::{Rng as _, SeedableRng as _};
@@ -46,13 +47,6 @@ struct Sent {
 
 fn value(kind: Kind) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
-}
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
 }
 
 fn filter(field: &str, operator: FilterOperator, values: Vec<Kind>) -> PropertyFilter {

@@ -13,6 +13,7 @@
 //! that never identify are most of the rest).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use touchline_e2e::at;
 
 use touchline_e2e::Modeling;
 use touchline_proto::common::v1::TimeRange;
@@ -58,13 +59,6 @@ fn furthest(timeline: &[Known]) -> usize {
         best = best.max(reached);
     }
     best
-}
-
-fn at(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1_000),
-        nanos: 0,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

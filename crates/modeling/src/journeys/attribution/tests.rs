@@ -420,38 +420,31 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
 
 /// The request a case makes: orders are the conversions, over `range`.
 fn query_of(reading: Reading, range: (i64, i64), lookback: i64) -> AttributionQuery {
-    let Reading {
-        every_event,
-        referred,
-        keyed,
-        half_life,
-        gap,
-    } = reading;
     AttributionQuery {
         conversion: Some(Matcher {
             event_name: "order".to_owned(),
             filters: Vec::new(),
         }),
-        touchpoints: if every_event {
+        touchpoints: if reading.every_event {
             vec![Matcher::default()]
         } else {
             Vec::new()
         },
-        referrer_field: if referred {
+        referrer_field: if reading.referred {
             REFERRER_PATH.to_owned()
         } else {
             String::new()
         },
-        conversion_key_field: if keyed {
+        conversion_key_field: if reading.keyed {
             KEY_PATH.to_owned()
         } else {
             String::new()
         },
         lookback_ms: Some(lookback),
-        journey_gap_ms: gap,
+        journey_gap_ms: reading.gap,
         models: vec![ModelRequest {
             kind: ModelType::TimeDecay,
-            half_life_ms: Some(half_life),
+            half_life_ms: Some(reading.half_life),
             ..ModelRequest::default()
         }],
         scope: Scope {
