@@ -134,6 +134,15 @@ async fn a_pause_longer_than_the_journey_gap_ends_a_journey() -> anyhow::Result<
         .await?
         .into_inner();
     assert_eq!(long.summary, whole.summary);
+    // Up to the lookback window: 40 days pass with a window of 60.
+    let wide = modeling
+        .run_attribution(RunAttributionRequest {
+            lookback_window: days(60),
+            ..request(days(40))
+        })
+        .await?
+        .into_inner();
+    assert_eq!(wide.summary, whole.summary);
 
     for (gap, why) in [
         (
@@ -143,7 +152,10 @@ async fn a_pause_longer_than_the_journey_gap_ends_a_journey() -> anyhow::Result<
             }),
             "shorter than an hour",
         ),
-        (days(367), "longer than 366 days"),
+        (
+            days(31),
+            "longer than the lookback window, 30 days by default",
+        ),
         (
             Some(prost_types::Duration {
                 seconds: -86_400,

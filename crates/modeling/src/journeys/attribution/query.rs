@@ -557,14 +557,17 @@ impl AttributionQuery {
                 "from 1 second to 366 days; unset for 30 days",
             );
         }
+        // A journey a pause ended is cut to the lookback window before the pause's end, so
+        // a longer gap would leave none of its touches.
         if self
             .journey_gap_ms
-            .is_some_and(|gap| !(MIN_JOURNEY_GAP_MS..=MAX_LOOKBACK_MS).contains(&gap))
+            .is_some_and(|gap| !(MIN_JOURNEY_GAP_MS..=lookback_ms).contains(&gap))
         {
             problems.add(
                 "journey_gap",
                 "OUT_OF_RANGE",
-                "from 1 hour to 366 days; unset for journeys that end at conversions only",
+                "from 1 hour to the lookback window (30 days unless set); unset for journeys \
+                 that end at conversions only",
             );
         }
         let models = check_models(&self.models, true, &mut problems);

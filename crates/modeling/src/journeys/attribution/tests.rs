@@ -375,10 +375,10 @@ fn check_case(case: usize, rng: &mut ChaCha8Rng) {
     let referred = rng.random_bool(0.5);
     let keyed = rng.random_bool(0.5);
     let half_life = rng.random_range(1..10) * DAY;
-    // Whole hours, so that pauses fall exactly on the gap too.
+    // Whole hours up to the lookback window, so that pauses fall exactly on the gap too.
     let gap = rng
         .random_bool(0.5)
-        .then(|| rng.random_range(1..96) * 3_600_000);
+        .then(|| rng.random_range(1..=lookback / 3_600_000) * 3_600_000);
     let reading = Reading {
         every_event,
         referred,
@@ -498,4 +498,81 @@ fn compare(case: usize, collected: &super::collect::Collected, expected: &Expect
             "case {case}: time decay of {channel}: {got} vs {want}"
         );
     }
+}
+
+/// The converting rows of a collected table (path → conversions, value) and its direct
+/// conversions.
+type Converting = (BTreeMap<Vec<String>, (f64, f64)>, (f64, f64));
+
+fn converting(collected: &super::collect::Collected) -> Converting {
+    let table = &collected.table;
+    let names = table.channel_names();
+    let rows = table
+        .rows()
+        .filter(|row| row.conversions > 0.0)
+        .map(|row| {
+            let path = row
+                .channels
+                .iter()
+                .map(|&c| names[c as usize].clone())
+                .collect();
+            (path, (row.conversions, row.value))
+        })
+        .collect();
+    (rows, (table.direct_conversions(), table.direct_value()))
+}
+
+/// A gap as long as the lookback window (the longest allowed) never changes what a
+/// conversion is credited to: a touch before a longer pause is outside the window anyway.
+/// Only journeys that did not convert change (which is why a segment's credit may take such
+/// a gap).
+#[test]
+fn a_gap_as_long_as_the_lookback_changes_no_converting_journey() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut converted = 0;
+    for case in 0..1_000 {
+        let events = random_events(&mut rng);
+        if events.iter().all(|e| e.name != "order") {
+            continue;
+        }
+        let view = view_of(&events);
+        let range = (T0, T0 + rng.random_range(1..30) * DAY);
+        let lookback = rng.random_range(1..15) * DAY / [1, 2, 24][rng.random_range(0..3)];
+        let reading = Reading {
+            every_event: rng.random_bool(0.5),
+            referred: rng.random_bool(0.5),
+            keyed: rng.random_bool(0.5),
+            half_life: DAY,
+            gap: None,
+        };
+        let run = RunContext {
+            defined: Vec::new(),
+            threads: 1 + case % 3,
+            cancel: Cancel::default(),
+            persons: None,
+        };
+        let read = |gap: Option<i64>| {
+            let query = query_of(Reading { gap, ..reading }, range, lookback);
+            let valid = match query.validate(T0) {
+                Ok(valid) => valid,
+                Err(problems) => panic!("case {case}: {:?}", problems.0),
+            };
+            let plan = match Plan::new(&view, &valid, &run) {
+                Ok(plan) => plan,
+                Err(problems) => panic!("case {case}: {:?}", problems.0),
+            };
+            match collect(&view, &plan, &run) {
+                Ok(collected) => collected,
+                Err(err) => panic!("case {case}: {err}"),
+            }
+        };
+        let without = read(None);
+        let with = read(Some(lookback));
+        assert_eq!(converting(&with), converting(&without), "case {case}");
+        converted += usize::from(without.table.total_conversions() > 0.0);
+    }
+    assert!(
+        converted > 300,
+        "only {converted} cases had a converting journey"
+    );
 }
