@@ -40,6 +40,7 @@
 //!   effects, never NaN.
 
 mod credits;
+mod dense;
 mod distinct_paths;
 mod fxhash;
 mod heuristics;

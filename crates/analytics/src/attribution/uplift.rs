@@ -22,6 +22,7 @@
 //!   gets no credit.
 
 use super::credits::{AttributionError, ChannelCredits};
+use super::dense::eliminate;
 use super::path_table::PathTable;
 use super::shapley::{
     ChannelSets, ShapleyGame, ShapleyOptions, ShapleyResult, SplitMix64, channel_sets,
@@ -144,7 +145,7 @@ pub(super) fn fit(n: usize, sets: &[(Vec<u32>, f64, f64)]) -> Vec<f64> {
         // The intercept alone may be unpinned (every journey converts or none does): a tiny
         // ridge keeps the system solvable without moving a real fit.
         curvature[0] += 1e-9;
-        let Some(step) = solve(dim, &mut curvature, &mut gradient) else {
+        let Some(step) = solve(dim, &mut curvature, &gradient) else {
             break;
         };
         // Backtracking: a full Newton step can overshoot far from the optimum.
@@ -183,41 +184,14 @@ fn softplus(x: f64) -> f64 {
     if x > 30.0 { x } else { x.exp().ln_1p() }
 }
 
-/// Solves `matrix · x = rhs` (dense, `dim × dim`, row-major) by Gaussian elimination with
-/// partial pivoting, in place; `None` when the matrix is singular.
-fn solve(dim: usize, matrix: &mut [f64], rhs: &mut [f64]) -> Option<Vec<f64>> {
-    for col in 0..dim {
-        let pivot = (col..dim).max_by(|&a, &b| {
-            matrix[a * dim + col]
-                .abs()
-                .total_cmp(&matrix[b * dim + col].abs())
-        })?;
-        if matrix[pivot * dim + col].abs() < 1e-300 {
-            return None;
-        }
-        if pivot != col {
-            for k in 0..dim {
-                matrix.swap(col * dim + k, pivot * dim + k);
-            }
-            rhs.swap(col, pivot);
-        }
-        let diagonal = matrix[col * dim + col];
-        for row in col + 1..dim {
-            let factor = matrix[row * dim + col] / diagonal;
-            if factor == 0.0 {
-                continue;
-            }
-            for k in col..dim {
-                matrix[row * dim + k] -= factor * matrix[col * dim + k];
-            }
-            rhs[row] -= factor * rhs[col];
-        }
+/// Solves `matrix · x = rhs` (`dim × dim`, row-major) in place; `None` when the matrix is
+/// singular or the solution is not finite.
+fn solve(dim: usize, matrix: &mut [f64], rhs: &[f64]) -> Option<Vec<f64>> {
+    let mut columns: Vec<[f64; 1]> = rhs.iter().map(|&r| [r]).collect();
+    if !eliminate(matrix, &mut columns, dim) {
+        return None;
     }
-    let mut x = vec![0.0; dim];
-    for row in (0..dim).rev() {
-        let tail: f64 = (row + 1..dim).map(|k| matrix[row * dim + k] * x[k]).sum();
-        x[row] = (rhs[row] - tail) / matrix[row * dim + row];
-    }
+    let x: Vec<f64> = columns.into_iter().map(|[v]| v).collect();
     x.iter().all(|v| v.is_finite()).then_some(x)
 }
 

@@ -14,6 +14,7 @@
 
 use super::chain::{CONVERSION, Chain, NULL, START};
 use crate::attribution::credits::AttributionError;
+use crate::attribution::dense::eliminate;
 
 /// Largest block solved directly. Tests lower it so the random chains of the property tests
 /// exercise both the direct and the iterative block solve.
@@ -159,62 +160,13 @@ impl Workspace {
                 }
             }
         }
+        // `I − Q` of a transient block is non-singular, so every pivot is non-zero for chains
+        // built from paths.
         eliminate(&mut self.matrix, &mut self.rhs, m);
         for (i, &s) in self.live.iter().enumerate() {
             let s = s as usize;
             [self.x[s], self.y[s], self.v[s]] = self.rhs[i];
             self.local[s] = NOT_LOCAL;
         }
-    }
-}
-
-/// Gaussian elimination with partial pivoting; leaves the solution in `rhs`. `I − Q` of a
-/// transient block is non-singular, so a pivot is never zero for chains built from paths.
-fn eliminate(matrix: &mut [f64], rhs: &mut [[f64; 3]], m: usize) {
-    for col in 0..m {
-        let pivot = (col..m)
-            .max_by(|&a, &b| {
-                matrix[a * m + col]
-                    .abs()
-                    .total_cmp(&matrix[b * m + col].abs())
-            })
-            .unwrap_or(col);
-        if pivot != col {
-            for k in 0..m {
-                matrix.swap(col * m + k, pivot * m + k);
-            }
-            rhs.swap(col, pivot);
-        }
-        let diagonal = matrix[col * m + col];
-        if diagonal == 0.0 {
-            continue;
-        }
-        for row in col + 1..m {
-            let factor = matrix[row * m + col] / diagonal;
-            if factor == 0.0 {
-                continue;
-            }
-            for k in col..m {
-                matrix[row * m + k] -= factor * matrix[col * m + k];
-            }
-            let pivot_rhs = rhs[col];
-            for (r, p) in rhs[row].iter_mut().zip(pivot_rhs) {
-                *r -= factor * p;
-            }
-        }
-    }
-    for col in (0..m).rev() {
-        let diagonal = matrix[col * m + col];
-        let mut solution = rhs[col];
-        for k in col + 1..m {
-            let a = matrix[col * m + k];
-            for (s, known) in solution.iter_mut().zip(rhs[k]) {
-                *s -= a * known;
-            }
-        }
-        if diagonal != 0.0 {
-            solution.iter_mut().for_each(|s| *s /= diagonal);
-        }
-        rhs[col] = solution;
     }
 }
