@@ -73,16 +73,7 @@ pub(crate) async fn violations(
         panic!("the request was accepted");
     };
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    let details = tonic_types::StatusExt::get_error_details(&status);
-    details
-        .bad_request()
-        .map(|b| {
-            b.field_violations
-                .iter()
-                .map(|v| (v.field.clone(), v.reason.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+    touchline_e2e::field_violations(&status)
 }
 
 /// (person, channel, source event name, time, revenue)

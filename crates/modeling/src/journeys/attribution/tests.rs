@@ -461,18 +461,7 @@ fn compare(case: usize, collected: &super::collect::Collected, expected: &Expect
     let (paths, direct, decay) = expected;
     let table = &collected.table;
     let names = table.channel_names();
-    let got: BTreeMap<Vec<String>, (f64, f64, f64)> = table
-        .rows()
-        .map(|row| {
-            let path = row
-                .channels
-                .iter()
-                .map(|&c| names[c as usize].clone())
-                .collect();
-            (path, (row.conversions, row.value, row.nulls))
-        })
-        .collect();
-    assert_eq!(&got, paths, "case {case}: paths");
+    assert_eq!(&rows_by_path(collected), paths, "case {case}: paths");
     assert_eq!(
         (table.direct_conversions(), table.direct_value()),
         *direct,
@@ -505,21 +494,31 @@ fn compare(case: usize, collected: &super::collect::Collected, expected: &Expect
 type Converting = (BTreeMap<Vec<String>, (f64, f64)>, (f64, f64));
 
 fn converting(collected: &super::collect::Collected) -> Converting {
+    let rows = rows_by_path(collected)
+        .into_iter()
+        .filter(|(_, (conversions, _, _))| *conversions > 0.0)
+        .map(|(path, (conversions, value, _))| (path, (conversions, value)))
+        .collect();
+    let table = &collected.table;
+    (rows, (table.direct_conversions(), table.direct_value()))
+}
+
+/// A collected table's rows by path of channel names: (conversions, value, non-converting
+/// journeys).
+fn rows_by_path(collected: &super::collect::Collected) -> BTreeMap<Vec<String>, (f64, f64, f64)> {
     let table = &collected.table;
     let names = table.channel_names();
-    let rows = table
+    table
         .rows()
-        .filter(|row| row.conversions > 0.0)
         .map(|row| {
             let path = row
                 .channels
                 .iter()
                 .map(|&c| names[c as usize].clone())
                 .collect();
-            (path, (row.conversions, row.value))
+            (path, (row.conversions, row.value, row.nulls))
         })
-        .collect();
-    (rows, (table.direct_conversions(), table.direct_value()))
+        .collect()
 }
 
 /// A gap as long as the lookback window (the longest allowed) never changes what a
