@@ -197,7 +197,16 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    churn::churn_auc(&mut modeling, &cfg, &churned).await?;
+    // Every stored event, and the true person each sent message came from.
+    let stored = touchline_e2e::stored_events(&mut modeling).await?;
+    let mut truth_of_message: HashMap<String, String> = HashMap::new();
+    let mut stream = touchline_sim::events(cfg.clone())?;
+    while let Some(event) = stream.next_with_truth() {
+        if let Some(person) = event.person {
+            truth_of_message.insert(event.event.message_id, person);
+        }
+    }
+    churn::churn_auc(&mut modeling, &cfg, (&stored, &truth_of_message), &churned).await?;
 
     let reaching = [
         "page_view",
@@ -210,14 +219,13 @@ async fn main() -> anyhow::Result<()> {
         "service_ticket",
         "survey_response",
     ];
-    reach::touches_reaching_the_buyer(&mut modeling, &cfg, &reaching).await?;
-    reach::converting_journeys_kept(&mut modeling, &reaching, &journeys_csv, |name| {
+    reach::touches_reaching_the_buyer(&stored, &truth_of_message, &reaching);
+    reach::converting_journeys_kept(&stored, &reaching, &journeys_csv, |name| {
         Touch::ALL
             .iter()
             .find(|t| t.name() == name)
             .map(|t| stored_channel(*t))
-    })
-    .await?;
+    });
     let identified = identified_segment(&mut modeling).await?;
     let keyed = "events that reach a person, read as their referrer; an order's reports (SDK, \
                  web shop, CRM) one conversion by order_id";

@@ -6,43 +6,36 @@ use std::collections::HashMap;
 use anyhow::Context as _;
 use touchline_proto::modeling::v1::{
     ChurnModel, ChurnModelEvents, ChurnSettings, EventMatcher, GetModelSettingsRequest,
-    ListChurnScoresRequest, ModelSettings, UpdateModelSettingsRequest,
+    ListChurnScoresRequest, ModelSettings, StoredEvent, UpdateModelSettingsRequest,
 };
 use touchline_sim::SimConfig;
 
 use super::Modeling;
 
 /// The true person behind each stored person: the one most of its events came from.
-async fn true_persons(
-    modeling: &mut Modeling,
-    cfg: &SimConfig,
-) -> anyhow::Result<HashMap<String, String>> {
-    let mut truth_of_message: HashMap<String, String> = HashMap::new();
-    let mut stream = touchline_sim::events(cfg.clone())?;
-    while let Some(event) = stream.next_with_truth() {
-        if let Some(person) = event.person {
-            truth_of_message.insert(event.event.message_id, person);
-        }
-    }
-    let mut votes: HashMap<String, HashMap<String, u64>> = HashMap::new();
-    for stored in touchline_e2e::stored_events(modeling).await? {
-        if let Some(person) = truth_of_message.get(&stored.message_id) {
+fn true_persons(
+    stored: &[StoredEvent],
+    truth_of_message: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let mut votes: HashMap<&str, HashMap<&str, u64>> = HashMap::new();
+    for event in stored {
+        if let Some(person) = truth_of_message.get(&event.message_id) {
             *votes
-                .entry(stored.person_id)
+                .entry(event.person_id.as_str())
                 .or_default()
-                .entry(person.clone())
+                .entry(person.as_str())
                 .or_default() += 1;
         }
     }
-    Ok(votes
+    votes
         .into_iter()
         .filter_map(|(stored, counts)| {
             counts
                 .into_iter()
-                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-                .map(|(person, _)| (stored, person))
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+                .map(|(person, _)| (stored.to_owned(), person.to_owned()))
         })
-        .collect())
+        .collect()
 }
 
 /// ROC AUC: the chance that a random positive scores above a random negative (ties half).
@@ -247,9 +240,10 @@ fn cell_rates(rows: &[Listed]) -> Vec<Listed> {
 pub(crate) async fn churn_auc(
     modeling: &mut Modeling,
     cfg: &SimConfig,
+    (stored, truth_of_message): (&[StoredEvent], &HashMap<String, String>),
     churned: &HashMap<String, i64>,
 ) -> anyhow::Result<()> {
-    let truth = true_persons(modeling, cfg).await?;
+    let truth = true_persons(stored, truth_of_message);
     let all: fn(&Listed) -> bool = |_| true;
     let repeat: fn(&Listed) -> bool = |row| row.repeat_purchases > 0;
     let once: fn(&Listed) -> bool = |row| row.repeat_purchases == 0;

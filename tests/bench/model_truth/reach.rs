@@ -6,9 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use touchline_sim::SimConfig;
-
-use super::Modeling;
+use touchline_proto::modeling::v1::StoredEvent;
 
 /// Events that report an order.
 const ORDER_EVENTS: [&str; 2] = ["purchase", "submit_order"];
@@ -22,38 +20,23 @@ struct Stored {
 
 /// Prints, per channel, how many of the buyers' `touch_events` (read as their referrer) are
 /// stored on the buyer.
-pub(crate) async fn touches_reaching_the_buyer(
-    modeling: &mut Modeling,
-    cfg: &SimConfig,
+pub(crate) fn touches_reaching_the_buyer(
+    stored: &[StoredEvent],
+    truth_of_message: &HashMap<String, String>,
     touch_events: &[&str],
-) -> anyhow::Result<()> {
-    let mut truth_of_message: HashMap<String, String> = HashMap::new();
-    let mut stream = touchline_sim::events(cfg.clone())?;
-    while let Some(event) = stream.next_with_truth() {
-        if let Some(person) = event.person {
-            truth_of_message.insert(event.event.message_id, person);
-        }
-    }
+) {
     let mut by_true_person: HashMap<String, Vec<Stored>> = HashMap::new();
-    for event in touchline_e2e::stored_events(modeling).await? {
+    for event in stored {
         let Some(person) = truth_of_message.get(&event.message_id) else {
             continue;
         };
-        let referrer = event
-            .properties
-            .as_ref()
-            .and_then(|p| p.fields.get("utm_source"))
-            .and_then(|v| match &v.kind {
-                Some(prost_types::value::Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
-                _ => None,
-            });
         by_true_person
             .entry(person.clone())
             .or_default()
             .push(Stored {
-                person: event.person_id,
-                channel: referrer.unwrap_or(event.channel),
-                name: event.event_name,
+                person: event.person_id.clone(),
+                channel: channel_read(event),
+                name: event.event_name.clone(),
             });
     }
     // channel → (touch events of buyers, of those on the buyer)
@@ -101,7 +84,23 @@ pub(crate) async fn touches_reaching_the_buyer(
             *on_buyer as f64 * 100.0 / (*all).max(1) as f64
         );
     }
-    Ok(())
+}
+
+/// A non-empty text property of a stored event.
+fn text(event: &StoredEvent, field: &str) -> Option<String> {
+    event
+        .properties
+        .as_ref()
+        .and_then(|p| p.fields.get(field))
+        .and_then(|v| match &v.kind {
+            Some(prost_types::value::Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// The channel an event is read as: what referred it when something did, else its own.
+fn channel_read(event: &StoredEvent) -> String {
+    text(event, "utm_source").unwrap_or_else(|| event.channel.clone())
 }
 
 /// A stored event as the journey check reads it.
@@ -115,32 +114,22 @@ struct Read {
 /// those the stored journey before the same order (the buyer's touch events from the true
 /// journey's first touch to the order) shows it in, and how many stored journeys show it
 /// where the true journey did not touch it.
-pub(crate) async fn converting_journeys_kept(
-    modeling: &mut Modeling,
+pub(crate) fn converting_journeys_kept(
+    stored: &[StoredEvent],
     touch_events: &[&str],
     journeys_csv: &str,
     stored_channel: impl Fn(&str) -> Option<&'static str>,
-) -> anyhow::Result<()> {
-    let text = |event: &touchline_proto::modeling::v1::StoredEvent, field: &str| {
-        event
-            .properties
-            .as_ref()
-            .and_then(|p| p.fields.get(field))
-            .and_then(|v| match &v.kind {
-                Some(prost_types::value::Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
-                _ => None,
-            })
-    };
+) {
     let mut timelines: HashMap<String, Vec<Read>> = HashMap::new();
     // order id → (stored person, first report's instant)
     let mut orders: HashMap<String, (String, i64)> = HashMap::new();
-    for event in touchline_e2e::stored_events(modeling).await? {
+    for event in stored {
         let ms = event
             .event_time
             .as_ref()
             .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
         if ORDER_EVENTS.contains(&event.event_name.as_str()) {
-            if let Some(order) = text(&event, "order_id") {
+            if let Some(order) = text(event, "order_id") {
                 let slot = orders
                     .entry(order)
                     .or_insert_with(|| (event.person_id.clone(), ms));
@@ -153,12 +142,14 @@ pub(crate) async fn converting_journeys_kept(
         if !touch_events.contains(&event.event_name.as_str()) {
             continue;
         }
-        let channel = text(&event, "utm_source").unwrap_or_else(|| event.channel.clone());
-        timelines.entry(event.person_id).or_default().push(Read {
-            ms,
-            name: event.event_name,
-            channel,
-        });
+        timelines
+            .entry(event.person_id.clone())
+            .or_default()
+            .push(Read {
+                ms,
+                name: event.event_name.clone(),
+                channel: channel_read(event),
+            });
     }
     // channel → (true journeys touching it, of those kept, stored journeys adding it)
     let mut kept: BTreeMap<&'static str, (u64, u64, u64)> = BTreeMap::new();
@@ -217,5 +208,4 @@ pub(crate) async fn converting_journeys_kept(
             *both as f64 * 100.0 / (*in_truth).max(1) as f64
         );
     }
-    Ok(())
 }
