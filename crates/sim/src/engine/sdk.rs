@@ -177,7 +177,9 @@ impl Gen<'_> {
     }
 
     /// A store visit: the customer checks in by scanning the store's QR code; sometimes the
-    /// assistant serves them on a shared iPad.
+    /// assistant serves them on a shared iPad. The app on a store's iPad runs in store mode,
+    /// which tags its sessions with the store as what opened them, as the check-in QR code
+    /// does: the session is part of the visit, not a visit to the app.
     pub fn store_visit(&mut self, t: i64) -> i64 {
         self.store_checkin(t + 30_000);
         if self.chance(DefectKind::SharedDevice) {
@@ -185,7 +187,7 @@ impl Gen<'_> {
             // shifts the journey stream (a clean run has the same journeys).
             let side = rng::stream(self.mess.random(), 5, self.p.idx);
             let journey_rng = std::mem::replace(&mut self.rng, side);
-            self.session(Surface::App, t + 120_000, None, None, true);
+            self.session(Surface::App, t + 120_000, None, Some(referrer::STORE), true);
             self.rng = journey_rng;
         }
         // The visit lasts the same whether or not an iPad was used, so later touches do not move.
