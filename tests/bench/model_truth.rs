@@ -43,7 +43,12 @@
 //!
 //! Last, the same models run on the generator's own journey list sent as supplied paths
 //! (perfect data), which separates what the stored data loses from how the models' credit
-//! differs from the truth's uplift.
+//! differs from the truth's uplift; and the uplift game on bootstrap samples of that list,
+//! which says how far its shares move by chance.
+//!
+//! First of all, where the sent events went (clean, quarantined by first reason, duplicates
+//! by kind, stored, set aside by the store), so two runs of one seed that store different
+//! counts can be compared stage by stage.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 #![allow(
     clippy::too_many_lines,
@@ -66,8 +71,12 @@ use touchline_sim::{SendOptions, SimConfig, TemplateKind};
 use touchline_testkit::{TestApp, token};
 
 // The binary's own folder holds its churn half (the attribution half is this file).
+#[path = "model_truth/accounting.rs"]
+mod accounting;
 #[path = "model_truth/churn.rs"]
 mod churn;
+#[path = "model_truth/noise.rs"]
+mod noise;
 #[path = "model_truth/reach.rs"]
 mod reach;
 
@@ -169,6 +178,8 @@ async fn main() -> anyhow::Result<()> {
             "dictionary:write",
             "segments:write",
             "segments:read",
+            "quality:read",
+            "quarantine:read",
         ],
     );
     touchline_e2e::publish_retail_dictionary(
@@ -196,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         sent.accepted,
         started.elapsed().as_secs_f64()
     );
+    accounting::print(app.channel(&token)?, &mut modeling, last).await?;
 
     // Every stored event, and the true person each sent message came from.
     let stored = touchline_e2e::stored_events(&mut modeling).await?;
@@ -429,39 +441,15 @@ async fn oracle(
     journeys_csv: &str,
     truth: &touchline_sim::Summary,
 ) -> anyhow::Result<()> {
-    // person_id,journey,start_ms,touches,p_convert,converted,...
-    let mut paths: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for line in journeys_csv.lines().skip(1) {
-        let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
-        let (Some(touches), Some(converted)) = (cells.get(3), cells.get(5)) else {
-            continue;
-        };
-        let path: Vec<&str> = touches
-            .split('>')
-            .filter_map(|name| {
-                Touch::ALL
-                    .iter()
-                    .find(|t| t.name() == name)
-                    .map(|t| stored_channel(*t))
-            })
-            .collect();
-        if path.is_empty() {
-            continue;
-        }
-        let entry = paths.entry(path.join(" > ")).or_default();
-        if matches!(*converted, "true" | "Y" | "1") {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
-        }
-    }
-    let text: String = paths
-        .iter()
-        .map(|(path, (conversions, nulls))| format!("{path};{conversions};0;{nulls}\n"))
-        .collect();
+    let journeys = true_journeys(journeys_csv);
+    let paths = path_counts(
+        journeys
+            .iter()
+            .map(|(path, converted)| (path.as_str(), *converted)),
+    );
     let reply = modeling
         .run_attribution_on_paths(RunAttributionOnPathsRequest {
-            paths_input: Some(PathsInput::PathsText(text)),
+            paths_input: Some(PathsInput::PathsText(paths_text(&paths))),
             models: models(),
             ..RunAttributionOnPathsRequest::default()
         })
@@ -470,7 +458,55 @@ async fn oracle(
         .into_inner();
     println!("{} distinct true paths", paths.len());
     report(&reply.results, truth);
+    noise::print(modeling, &journeys, truth).await?;
     Ok(())
+}
+
+/// Every journey of the generator's list as its path of stored channel names and whether it
+/// converted (`person_id,journey,start_ms,touches,p_convert,converted,...`).
+fn true_journeys(journeys_csv: &str) -> Vec<(String, bool)> {
+    journeys_csv
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
+            let (touches, converted) = (cells.get(3)?, cells.get(5)?);
+            let path: Vec<&str> = touches
+                .split('>')
+                .filter_map(|name| {
+                    Touch::ALL
+                        .iter()
+                        .find(|t| t.name() == name)
+                        .map(|t| stored_channel(*t))
+                })
+                .collect();
+            (!path.is_empty()).then(|| (path.join(" > "), matches!(*converted, "true" | "Y" | "1")))
+        })
+        .collect()
+}
+
+/// Conversions and non-conversions per distinct path.
+fn path_counts<'a>(
+    journeys: impl Iterator<Item = (&'a str, bool)>,
+) -> BTreeMap<&'a str, (u64, u64)> {
+    let mut paths: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (path, converted) in journeys {
+        let entry = paths.entry(path).or_default();
+        if converted {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+    paths
+}
+
+/// The `path;conversions;value;nulls` text of path counts.
+fn paths_text(paths: &BTreeMap<&str, (u64, u64)>) -> String {
+    paths
+        .iter()
+        .map(|(path, (conversions, nulls))| format!("{path};{conversions};0;{nulls}\n"))
+        .collect()
 }
 
 /// The models compared: Markov of order 1, Shapley on the conversions game, on the
