@@ -294,3 +294,48 @@ fn streamed_events_carry_their_truth() {
     }
     assert!(total > 1000 && aliases > 0 && resent > 0);
 }
+
+#[test]
+fn a_store_ipads_app_sessions_name_the_store_as_what_opened_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = SimConfig::new(TemplateKind::Retail, 600, 13);
+    let mut rates = Rates::none();
+    rates
+        .set(DefectKind::SharedDevice, 0.3)
+        .expect("valid rate");
+    cfg.rates = rates;
+    run(cfg, dir.path());
+    let shared = std::fs::read_to_string(dir.path().join("truth/shared_devices.csv"))
+        .expect("shared devices");
+    let devices: std::collections::HashSet<&str> = shared
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').next())
+        .map(|id| id.trim_matches('"'))
+        .collect();
+    assert!(!devices.is_empty(), "the truth lists the stores' iPads");
+    let app = std::fs::read_to_string(dir.path().join("sdk/app.jsonl")).expect("app log");
+    let (mut on_ipad, mut elsewhere_from_store) = (0, 0);
+    for line in app.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        let device = event["context"]["device"]["id"]
+            .as_str()
+            .unwrap_or_default();
+        let opened_by = event["properties"]["utm_source"].as_str();
+        if devices.contains(device) {
+            on_ipad += 1;
+            assert_eq!(
+                opened_by,
+                Some("pos"),
+                "an iPad event without the store: {line}"
+            );
+        } else if opened_by == Some("pos") {
+            elsewhere_from_store += 1;
+        }
+    }
+    assert!(on_ipad > 100, "only {on_ipad} events on the stores' iPads");
+    assert_eq!(
+        elsewhere_from_store, 0,
+        "only a store's own devices tag app sessions with the store"
+    );
+}
