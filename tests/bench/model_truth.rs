@@ -232,12 +232,18 @@ async fn main() -> anyhow::Result<()> {
         "survey_response",
     ];
     reach::touches_reaching_the_buyer(&stored, &truth_of_message, &reaching);
-    reach::converting_journeys_kept(&stored, &reaching, &journeys_csv, |name| {
-        Touch::ALL
-            .iter()
-            .find(|t| t.name() == name)
-            .map(|t| stored_channel(*t))
-    });
+    reach::converting_journeys_kept(
+        &stored,
+        &truth_of_message,
+        &reaching,
+        &journeys_csv,
+        |name| {
+            Touch::ALL
+                .iter()
+                .find(|t| t.name() == name)
+                .map(|t| stored_channel(*t))
+        },
+    );
     let identified = identified_segment(&mut modeling).await?;
     let keyed = "events that reach a person, read as their referrer; an order's reports (SDK, \
                  web shop, CRM) one conversion by order_id";

@@ -2,9 +2,11 @@
 //! stored person holding most of their orders (the buyer the models see), and per channel
 //! the share of the person's touch events stored on that buyer. A touch stored on another
 //! fragment (a browser that never logged in, a mini-program never bound to the member) is
-//! a journey of its own to every model, whatever the model.
+//! a journey of its own to every model, whatever the model. An order stored without a person
+//! (a walk-in's POS sale with neither member card nor phone) is in no journey at all: the
+//! models see its touches, wherever they are stored, as a journey that did not convert.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use touchline_proto::modeling::v1::StoredEvent;
 
@@ -44,9 +46,11 @@ pub(crate) fn touches_reaching_the_buyer(
     let (mut buyers, mut fragments) = (0u64, 0u64);
     for events in by_true_person.values() {
         let mut orders: HashMap<&str, u64> = HashMap::new();
+        // An order stored without a person (a walk-in's POS sale with no member card or
+        // phone) names no buyer.
         for e in events
             .iter()
-            .filter(|e| ORDER_EVENTS.contains(&e.name.as_str()))
+            .filter(|e| ORDER_EVENTS.contains(&e.name.as_str()) && !e.person.is_empty())
         {
             *orders.entry(e.person.as_str()).or_default() += 1;
         }
@@ -108,14 +112,18 @@ struct Read {
     ms: i64,
     name: String,
     channel: String,
+    /// The true person whose message it was.
+    true_person: Option<String>,
 }
 
 /// Per channel, of the true converting journeys: how many the channel touched, how many of
 /// those the stored journey before the same order (the buyer's touch events from the true
 /// journey's first touch to the order) shows it in, and how many stored journeys show it
-/// where the true journey did not touch it.
+/// where the true journey did not touch it (and of those, how many show it only through events
+/// another true person sent: identity put them on the buyer).
 pub(crate) fn converting_journeys_kept(
     stored: &[StoredEvent],
+    truth_of_message: &HashMap<String, String>,
     touch_events: &[&str],
     journeys_csv: &str,
     stored_channel: impl Fn(&str) -> Option<&'static str>,
@@ -123,7 +131,14 @@ pub(crate) fn converting_journeys_kept(
     let mut timelines: HashMap<String, Vec<Read>> = HashMap::new();
     // order id → (stored person, first report's instant)
     let mut orders: HashMap<String, (String, i64)> = HashMap::new();
-    for event in stored {
+    // Events stored without a person (a walk-in's POS sale with no member card or phone, a
+    // screen on a shared device) belong to no journey: they are not one person's timeline.
+    let without_person: HashSet<String> = stored
+        .iter()
+        .filter(|e| e.person_id.is_empty() && ORDER_EVENTS.contains(&e.event_name.as_str()))
+        .filter_map(|e| text(e, "order_id"))
+        .collect();
+    for event in stored.iter().filter(|e| !e.person_id.is_empty()) {
         let ms = event
             .event_time
             .as_ref()
@@ -149,15 +164,18 @@ pub(crate) fn converting_journeys_kept(
                 ms,
                 name: event.event_name.clone(),
                 channel: channel_read(event),
+                true_person: truth_of_message.get(&event.message_id).cloned(),
             });
     }
-    // channel → (true journeys touching it, of those kept, stored journeys adding it)
-    let mut kept: BTreeMap<&'static str, (u64, u64, u64)> = BTreeMap::new();
-    let (mut found, mut missing, mut empty) = (0u64, 0u64, 0u64);
+    // channel → (true journeys touching it, of those kept, stored journeys adding it, of
+    // those only through another true person's events)
+    let mut kept: BTreeMap<&'static str, (u64, u64, u64, u64)> = BTreeMap::new();
+    let (mut found, mut missing, mut anonymous, mut empty) = (0u64, 0u64, 0u64, 0u64);
     // person_id,journey,start_ms,touches,p_convert,converted,conversion_channel,conversion_ms,order_id,value
     for line in journeys_csv.lines().skip(1) {
         let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
-        let (Some(start), Some(touches), Some(order)) = (
+        let (Some(buyer), Some(start), Some(touches), Some(order)) = (
+            cells.first(),
             cells.get(2).and_then(|c| c.parse::<i64>().ok()),
             cells.get(3),
             cells.get(8).filter(|o| !o.is_empty()),
@@ -165,18 +183,22 @@ pub(crate) fn converting_journeys_kept(
             continue;
         };
         let Some((person, at)) = orders.get(*order) else {
-            missing += 1;
+            if without_person.contains(*order) {
+                anonymous += 1;
+            } else {
+                missing += 1;
+            }
             continue;
         };
         found += 1;
         let truth: Vec<&'static str> = touches.split('>').filter_map(&stored_channel).collect();
-        let stored: Vec<&str> = timelines.get(person).map_or_else(Vec::new, |events| {
+        let window: Vec<&Read> = timelines.get(person).map_or_else(Vec::new, |events| {
             events
                 .iter()
                 .filter(|e| e.ms >= start - 60_000 && e.ms <= *at && !e.name.is_empty())
-                .map(|e| e.channel.as_str())
                 .collect()
         });
+        let stored: Vec<&str> = window.iter().map(|e| e.channel.as_str()).collect();
         empty += u64::from(stored.is_empty());
         for channel in [
             "ads",
@@ -193,18 +215,23 @@ pub(crate) fn converting_journeys_kept(
             slot.0 += u64::from(in_truth);
             slot.1 += u64::from(in_truth && in_stored);
             slot.2 += u64::from(!in_truth && in_stored);
+            let anothers = window
+                .iter()
+                .filter(|e| e.channel == channel)
+                .all(|e| e.true_person.as_deref().is_some_and(|p| p != *buyer));
+            slot.3 += u64::from(!in_truth && in_stored && anothers);
         }
     }
     println!(
-        "\n=== true converting journeys against the buyer's stored touches before the same order: {found} orders found, {missing} not stored, {empty} with no stored touch"
+        "\n=== true converting journeys against the buyer's stored touches before the same order: {found} orders found on a person, {anonymous} stored without a person, {missing} not stored, {empty} with no stored touch"
     );
     println!(
-        "  {:<18}{:>16}{:>10}{:>10}{:>20}",
-        "channel", "true journeys", "kept", "share", "added (not true)"
+        "  {:<18}{:>16}{:>10}{:>10}{:>20}{:>20}",
+        "channel", "true journeys", "kept", "share", "added (not true)", "another's events"
     );
-    for (channel, (in_truth, both, added)) in &kept {
+    for (channel, (in_truth, both, added, anothers)) in &kept {
         println!(
-            "  {channel:<18}{in_truth:>16}{both:>10}{:>9.1}%{added:>20}",
+            "  {channel:<18}{in_truth:>16}{both:>10}{:>9.1}%{added:>20}{anothers:>20}",
             *both as f64 * 100.0 / (*in_truth).max(1) as f64
         );
     }
