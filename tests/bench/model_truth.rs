@@ -1,5 +1,5 @@
 //! Attribution and churn scores against the generator's truth: a retail data set, its period
-//! ending today, generated and streamed through the whole application (collection, cleaning,
+//! ending at the last midnight (UTC), generated and streamed through the whole application (collection, cleaning,
 //! identity, the event store). Churn: ListChurnScores over every buyer under each
 //! probability-alive model (BG/NBD, then MBG/NBD, chosen through UpdateModelSettings), each
 //! stored person mapped to the true person most of their events came from, and the ROC AUC of
@@ -147,8 +147,11 @@ async fn main() -> anyhow::Result<()> {
     let persons: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5_000);
     let seed: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(42);
     let mut cfg = SimConfig::new(TemplateKind::Retail, persons, seed);
-    // Churn scores are computed as of now: the period ends today.
-    cfg.end_date = chrono::Utc::now().date_naive();
+    // Churn scores are computed as of now, so the period ends at the last midnight (UTC)
+    // before now: a period ending today would hold events of the hours still to come, which
+    // governance rightly quarantines as in the future, fewer the later the run, so two runs
+    // of one seed would store different events.
+    cfg.end_date = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
 
     let scratch = std::env::temp_dir().join(format!("model-truth-{}", std::process::id()));
     let truth = touchline_sim::generate(cfg.clone(), &scratch, &mut |_| {})?;
