@@ -94,6 +94,14 @@ fn stored_channel(touch: Touch) -> &'static str {
     }
 }
 
+/// A truth figure per touch kind (indexed as [`Touch::ALL`]) under its stored channel's name.
+fn by_stored_channel(per_touch: &[f64; 8]) -> BTreeMap<&'static str, f64> {
+    Touch::ALL
+        .iter()
+        .map(|t| (stored_channel(*t), per_touch[*t as usize]))
+        .collect()
+}
+
 /// Each channel's share of all credit, over `channels`.
 fn shares<'a>(values: &BTreeMap<&'a str, f64>) -> BTreeMap<&'a str, f64> {
     let total: f64 = values.values().sum();
@@ -552,14 +560,8 @@ fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
         return;
     };
     let names: Vec<&'static str> = Touch::ALL.iter().map(|t| stored_channel(*t)).collect();
-    let truth_removal: BTreeMap<&'static str, f64> = Touch::ALL
-        .iter()
-        .map(|t| (stored_channel(*t), truth.stats.removal[*t as usize]))
-        .collect();
-    let truth_shapley: BTreeMap<&'static str, f64> = Touch::ALL
-        .iter()
-        .map(|t| (stored_channel(*t), truth.stats.shapley[*t as usize]))
-        .collect();
+    let truth_removal = by_stored_channel(&truth.stats.removal);
+    let truth_shapley = by_stored_channel(&truth.stats.shapley);
     let markov = credited(markov_result, &names);
     let shapley = credited(shapley_result, &names);
     let rate = credited(rate_result, &names);

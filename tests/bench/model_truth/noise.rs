@@ -15,7 +15,10 @@ use touchline_proto::modeling::v1::{
 };
 use touchline_sim::template::Touch;
 
-use super::{Modeling, credited, path_counts, paths_text, ranks, shares, spearman, stored_channel};
+use super::{
+    Modeling, by_stored_channel, credited, path_counts, paths_text, ranks, shares, spearman,
+    stored_channel,
+};
 
 /// Bootstrap samples.
 const SAMPLES: usize = 200;
@@ -31,12 +34,7 @@ pub(crate) async fn print(
         return Ok(());
     }
     let names: Vec<&'static str> = Touch::ALL.iter().map(|t| stored_channel(*t)).collect();
-    let truth_shares = shares(
-        &Touch::ALL
-            .iter()
-            .map(|t| (stored_channel(*t), truth.stats.shapley[*t as usize]))
-            .collect(),
-    );
+    let truth_shares = shares(&by_stored_channel(&truth.stats.shapley));
     let truth_ranks = ranks(&truth_shares);
     let uplift = AttributionModel {
         r#type: AttributionModelType::Shapley.into(),
