@@ -31,6 +31,8 @@ use touchline_proto::modeling::v1::{
 use touchline_testkit::{TestApp, eventually, token};
 
 const TENANT: &str = "lanes";
+/// Deliveries in flight per destination in the failing-batch test.
+const CONCURRENCY: i32 = 4;
 const SCOPES: &[&str] = &[
     "events:write",
     "dictionary:read",
@@ -222,24 +224,45 @@ async fn answer(
     response
 }
 
-/// Whether a request was answered 500, and whether a batch of only later triggers was
-/// acknowledged before that one was (it held nothing of theirs back).
+/// Whether a request was answered 500, and whether the destination went on past it before its
+/// retry was acknowledged: either a batch of only later triggers was acknowledged first, or
+/// more batches of other persons than the destination's `CONCURRENCY` were (at most
+/// `CONCURRENCY − 1` were in flight when the 500 came back, so one of them was sent after it).
+/// The second covers a failed batch that already held the last triggers, which no batch can
+/// come after.
 fn failed_and_overtaken(log: &Log) -> (bool, bool) {
-    let Some(failed) = log.answered.iter().find(|a| a.status == 500) else {
+    let Some(at) = log.answered.iter().position(|a| a.status == 500) else {
         return (false, false);
     };
+    let failed = &log.answered[at];
     let newest = failed
         .triggers
         .iter()
         .map(|(s, _)| *s)
         .max()
         .unwrap_or_default();
-    let overtaken = log
+    let before_retry: Vec<&Answered> = log
         .answered
         .iter()
         .take_while(|a| !(a.status == 204 && a.webhook_id == failed.webhook_id))
+        .collect();
+    let later = before_retry
+        .iter()
         .any(|a| a.status == 204 && a.triggers.iter().all(|(s, _)| *s > newest));
-    (true, overtaken)
+    let others_after_the_failure = before_retry
+        .iter()
+        .skip(at + 1)
+        .filter(|a| {
+            a.status == 204
+                && a.triggers
+                    .iter()
+                    .all(|(_, p)| failed.triggers.iter().all(|(_, q)| p != q))
+        })
+        .count();
+    (
+        true,
+        later || others_after_the_failure >= usize::try_from(CONCURRENCY).unwrap_or(usize::MAX),
+    )
 }
 
 /// Waits until `endpoint` has acknowledged `count` triggers.
@@ -364,7 +387,7 @@ async fn a_failing_batch_holds_back_only_its_lane_and_each_person_keeps_their_or
             "unordered",
             &unordered.url,
             WebhookOrdering::Unordered,
-            4,
+            CONCURRENCY,
             2,
         ))
         .await?;
@@ -373,7 +396,7 @@ async fn a_failing_batch_holds_back_only_its_lane_and_each_person_keeps_their_or
             "per-person",
             &per_person.url,
             WebhookOrdering::PerPerson,
-            4,
+            CONCURRENCY,
             2,
         ))
         .await?;
