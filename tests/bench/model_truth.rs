@@ -437,11 +437,12 @@ async fn compare(
         .into_inner();
     let summary = reply.summary.unwrap_or_default();
     println!(
-        "journeys: {:.0} converting, {:.0} direct, {:.0} not converting, {} paths; truth: {} journeys, {} conversions drawn",
+        "journeys: {:.0} converting, {:.0} direct, {:.0} not converting, {} paths; {:.0} conversions without a person; truth: {} journeys, {} conversions drawn",
         summary.conversions,
         summary.direct_conversions,
         summary.non_converting_journeys,
         summary.path_count,
+        summary.unidentified_conversions,
         truth.stats.journeys,
         truth.stats.conversions
     );

@@ -33,6 +33,7 @@ mod tracing_spans;
 mod transport_codes;
 mod trigger_definitions;
 mod truth_funnel;
+mod unidentified_conversions;
 mod webhook_concurrency;
 mod webhook_operations;
 mod webhooks;

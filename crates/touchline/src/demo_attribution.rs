@@ -99,9 +99,10 @@ pub async fn print_attribution(
         .into_inner();
     let summary = reply.summary.unwrap_or_default();
     println!(
-        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} journeys without an order, {} channels, {} paths ({} ms)",
+        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} without a person (no model can credit them / 无法识别到人的订单，不参与归因), {:.0} journeys without an order, {} channels, {} paths ({} ms)",
         summary.conversions,
         summary.direct_conversions,
+        summary.unidentified_conversions,
         summary.non_converting_journeys,
         summary.channel_count,
         summary.path_count,

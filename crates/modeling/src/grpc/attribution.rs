@@ -251,6 +251,8 @@ fn summary(summary: Summary) -> pb::AttributionSummary {
         path_count: i64::try_from(summary.paths).unwrap_or(i64::MAX),
         direct_conversions: summary.direct_conversions,
         direct_value: summary.direct_value,
+        unidentified_conversions: 0.0,
+        unidentified_value: 0.0,
     }
 }
 
@@ -259,8 +261,13 @@ pub(super) fn attribution_reply(attribution: Attribution) -> pb::RunAttributionR
     let (cost_rows, cost_rows_left_out) = attribution
         .cost_reports
         .map_or((0, 0), |c| (c.rows, c.rows_left_out));
+    let unidentified = attribution.unidentified;
     pb::RunAttributionResponse {
-        summary: Some(summary(figures.summary)),
+        summary: Some(pb::AttributionSummary {
+            unidentified_conversions: unidentified.conversions,
+            unidentified_value: unidentified.value,
+            ..summary(figures.summary)
+        }),
         results: figures.results.into_iter().map(result).collect(),
         computation: Some(computation(figures.computation)),
         cost_rows: i64::try_from(cost_rows).unwrap_or(i64::MAX),

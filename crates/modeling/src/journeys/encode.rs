@@ -101,6 +101,18 @@ fn property_codes(
     Ok(codes)
 }
 
+/// The text of the event property `name` (`properties.{name}`) of a stored payload, as the
+/// projection codes it; `None` when it has none or the payload does not decode.
+pub(crate) fn property_text(payload: &[u8], name: &str) -> Option<String> {
+    use super::properties::{lookup, value_text};
+    let fields = PropertyFields::decode(payload).ok()?;
+    fields
+        .properties
+        .as_ref()
+        .and_then(|s| lookup(s, name))
+        .and_then(value_text)
+}
+
 /// Encodes `stored` for the person `keys` gives its person, interning its texts and the
 /// values of the analysable `properties` (names, by slot).
 pub fn encode(

@@ -8,9 +8,11 @@ use crate::journeys::attribution::models::ModelsError;
 use crate::journeys::attribution::on_paths::{
     self, AttributionFigures, OnPathsError, OnPathsQuery,
 };
-use crate::journeys::attribution::query::{AttributionQuery, Conversion, Costs};
+use crate::journeys::attribution::query::{AttributionQuery, Conversion, Costs, ValidAttribution};
+use crate::journeys::attribution::unidentified::{self, Unidentified};
 use crate::journeys::attribution::{self, StoredError, StoredFigures};
 use crate::store::costs::{CostSums, cost_sums};
+use crate::store::journal;
 
 fn models_failed(err: ModelsError) -> ModelingError {
     match err {
@@ -33,6 +35,9 @@ pub struct Attribution {
     pub figures: StoredFigures,
     /// The cost reports read (`None` without cost events).
     pub cost_reports: Option<CostSums>,
+    /// The conversions in the range stored without a person, which no model credits (none
+    /// counted when the scope names a segment: no segment holds them).
+    pub unidentified: Unidentified,
 }
 
 impl Modeling {
@@ -70,17 +75,73 @@ impl Modeling {
         };
         let names = valid.event_names().map(str::to_owned).collect();
         let segment = InSegment::at(&query.scope.segment, "scope.segment");
-        let figures = self
+        let request = valid.clone();
+        let (figures, properties, revision) = self
             .on_scoped_view(tenant, names, segment, move |view, run| {
-                attribution::run(view, &valid, &costs, run).map_err(|err| match err {
-                    StoredError::Invalid(problems) => ModelingError::Invalid(problems.0),
-                    StoredError::Models(err) => models_failed(err),
-                })
+                let figures =
+                    attribution::run(view, &valid, &costs, run).map_err(|err| match err {
+                        StoredError::Invalid(problems) => ModelingError::Invalid(problems.0),
+                        StoredError::Models(err) => models_failed(err),
+                    })?;
+                Ok((figures, view.properties.clone(), view.positions.revision))
             })
             .await?;
+        let unidentified = if query.scope.segment.is_empty() {
+            self.unidentified_conversions(tenant, request, properties, revision)
+                .await?
+        } else {
+            Unidentified::default()
+        };
         Ok(Attribution {
             figures,
             cost_reports,
+            unidentified,
+        })
+    }
+
+    /// The conversions of `query` among the events stored without a person, up to the
+    /// `revision` the models read: the rows stream from the store to a reader on the
+    /// blocking pool, a few chunks in flight.
+    async fn unidentified_conversions(
+        &self,
+        tenant: &str,
+        query: ValidAttribution,
+        properties: Vec<String>,
+        revision: i64,
+    ) -> Result<Unidentified, ModelingError> {
+        let names = unidentified::conversion_names(&query);
+        let range = query.range;
+        let threads = self.journeys.threads();
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<journal::JournalEvent>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            unidentified::count(
+                std::iter::from_fn(|| receiver.blocking_recv()),
+                properties,
+                &query,
+                threads,
+            )
+        });
+        let read = journal::unowned(
+            &self.pool,
+            tenant,
+            names.as_deref(),
+            range,
+            revision,
+            &sender,
+        )
+        .await;
+        drop(sender);
+        let counted = reader.await.map_err(|err| {
+            tracing::error!(error = %err, "the unidentified-conversion count failed");
+            ModelingError::Internal("attribution")
+        })?;
+        read?;
+        counted.map_err(|err| match err {
+            unidentified::UnidentifiedError::Projection(err) => ModelingError::Projection(err),
+            err => {
+                tracing::error!(error = %err, "conversions without a person could not be counted");
+                ModelingError::Internal("attribution")
+            }
         })
     }
 

@@ -44,6 +44,52 @@ pub struct Positions {
     pub identity_sequence: i64,
 }
 
+/// Streams to `sink`, in chunks of [`LOAD_CHUNK`], the events of `tenant` stored without a
+/// person at `revision` or before, named one of `names` (`None`: any name) and in
+/// `[start_ms, end_ms)`: the conversions attribution cannot put on any journey. Their
+/// `person_id` is the nil id; the caller decides whom each stands for. Stops early when the
+/// sink's receiver is gone.
+pub async fn unowned(
+    pool: &PgPool,
+    tenant: &str,
+    names: Option<&[String]>,
+    (start_ms, end_ms): (i64, i64),
+    revision: i64,
+    sink: &tokio::sync::mpsc::Sender<Vec<JournalEvent>>,
+) -> Result<(), sqlx::Error> {
+    let start = DateTime::from_timestamp_millis(start_ms).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let end = DateTime::from_timestamp_millis(end_ms).unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let mut rows = sqlx::query_as::<_, JournalEvent>(
+        "SELECT sequence, '00000000-0000-0000-0000-000000000000'::uuid AS person_id,
+                event_name, channel, event_time, payload
+           FROM modeling.events
+          WHERE tenant_id = $1 AND person_id IS NULL AND revision <= $2
+            AND event_time >= $3 AND event_time < $4
+            AND ($5::text[] IS NULL OR event_name = ANY($5))",
+    )
+    .bind(tenant)
+    .bind(revision)
+    .bind(start)
+    .bind(end)
+    .bind(names)
+    .fetch(pool);
+    let mut chunk = Vec::with_capacity(LOAD_CHUNK.min(1024));
+    while let Some(row) = rows.try_next().await? {
+        chunk.push(row);
+        if chunk.len() == LOAD_CHUNK {
+            let full = std::mem::take(&mut chunk);
+            if sink.send(full).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        // A closed sink means the reader already failed and reports why.
+        let _closed = sink.send(chunk).await;
+    }
+    Ok(())
+}
+
 /// What changed since a revision: removals first, then the events as they are now.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {

@@ -8,6 +8,7 @@ pub mod models;
 pub mod on_paths;
 pub mod per_person;
 pub mod query;
+pub mod unidentified;
 
 use touchline_analytics::attribution::AttributionError;
 

@@ -1,0 +1,217 @@
+//! Sales no one can be named for, through the real services. A store's till is used by two
+//! members' logins, so identity stops linking it; the sales it then records alone are stored
+//! without a person. Attribution cannot put them on a journey, and says so: they are counted
+//! apart (once per order with a conversion key), never in the conversions the models credit.
+
+use touchline_e2e::{at, sample_event};
+use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
+use touchline_proto::common::v1::{Event, Identifier, TimeRange};
+use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
+use touchline_proto::modeling::v1::{
+    AnalysisScope, AttributionModel, AttributionModelType, AttributionSummary,
+    RunAttributionRequest,
+};
+use touchline_testkit::{TestApp, token};
+
+const TENANT: &str = "unidentified-conversions";
+/// 2026-09-07 00:00 UTC.
+const T0: i64 = 1_788_739_200_000;
+const HOUR: i64 = 3_600_000;
+
+fn id(kind: &str, value: &str) -> Identifier {
+    Identifier {
+        r#type: kind.to_owned(),
+        value: value.to_owned(),
+        scope: String::new(),
+    }
+}
+
+/// A store event at `ms` carrying exactly `identifiers`, with a revenue and an order id
+/// when given.
+fn store_event(
+    message: &str,
+    name: &str,
+    ms: i64,
+    identifiers: Vec<Identifier>,
+    sale: Option<(f64, &str)>,
+) -> Event {
+    let mut event = sample_event(message, 0, name, ms);
+    event.channel = "pos".to_owned();
+    event.anonymous_id = String::new();
+    event.identifiers = identifiers;
+    if let Some((revenue, order)) = sale {
+        let mut properties = prost_types::Struct::default();
+        properties.fields.insert(
+            "revenue".to_owned(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::NumberValue(revenue)),
+            },
+        );
+        if !order.is_empty() {
+            properties.fields.insert(
+                "order_id".to_owned(),
+                prost_types::Value {
+                    kind: Some(prost_types::value::Kind::StringValue(order.to_owned())),
+                },
+            );
+        }
+        event.properties = Some(properties);
+    }
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(
+        TENANT,
+        &[
+            "events:write",
+            "models:read",
+            "dictionary:read",
+            "dictionary:write",
+            "segments:write",
+        ],
+    );
+    touchline_e2e::publish_retail_dictionary(app.channel(&token)?, "").await?;
+    let mut collection: touchline_e2e::Collection =
+        CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: touchline_e2e::Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    touchline_e2e::mark_analysable(&mut modeling, TENANT, &["properties.order_id"]).await?;
+
+    let till = || id("device_id", "till-7");
+    // Two members log in on the store's till: the second login makes it a shared device.
+    let logins = vec![
+        store_event(
+            "login-a",
+            "page_view",
+            T0 - 48 * HOUR,
+            vec![id("user_id", "member-a"), till()],
+            None,
+        ),
+        store_event(
+            "login-b",
+            "page_view",
+            T0 - 47 * HOUR,
+            vec![id("user_id", "member-b"), till()],
+            None,
+        ),
+    ];
+    touchline_e2e::ingest_and_store(&mut collection, &mut modeling, logins).await?;
+    let sales = vec![
+        // Member A's own order: a store visit, then the sale on her id.
+        store_event(
+            "visit-a",
+            "page_view",
+            T0 + HOUR,
+            vec![id("user_id", "member-a")],
+            None,
+        ),
+        store_event(
+            "sale-a",
+            "submit_order",
+            T0 + 2 * HOUR,
+            vec![id("user_id", "member-a")],
+            Some((100.0, "S-A")),
+        ),
+        // Walk-in sales the till records alone: one order reported twice, one without an
+        // order id, one before the range, and a page view that is no sale.
+        store_event(
+            "till-1",
+            "submit_order",
+            T0 + 3 * HOUR,
+            vec![till()],
+            Some((30.0, "S-1")),
+        ),
+        store_event(
+            "till-1-again",
+            "submit_order",
+            T0 + 3 * HOUR + 60_000,
+            vec![till()],
+            Some((30.0, "S-1")),
+        ),
+        store_event(
+            "till-2",
+            "submit_order",
+            T0 + 5 * HOUR,
+            vec![till()],
+            Some((20.0, "")),
+        ),
+        store_event(
+            "till-early",
+            "submit_order",
+            T0 - 5 * HOUR,
+            vec![till()],
+            Some((99.0, "S-0")),
+        ),
+        store_event("till-view", "page_view", T0 + 6 * HOUR, vec![till()], None),
+    ];
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, sales).await?;
+    let without_person: Vec<&str> = stored
+        .iter()
+        .filter(|s| s.person_id.is_empty())
+        .map(|s| s.message_id.as_str())
+        .collect();
+    assert_eq!(
+        without_person.len(),
+        5,
+        "the till's own events have no person: {stored:?}"
+    );
+
+    let request = |key: &str| RunAttributionRequest {
+        models: vec![AttributionModel {
+            r#type: AttributionModelType::LastTouch.into(),
+            ..AttributionModel::default()
+        }],
+        conversion_key_field: key.to_owned(),
+        scope: Some(AnalysisScope {
+            time_range: Some(TimeRange {
+                start_time: Some(at(T0)),
+                end_time: Some(at(T0 + 24 * HOUR)),
+            }),
+            ..AnalysisScope::default()
+        }),
+        ..RunAttributionRequest::default()
+    };
+    let summary = |reply: tonic::Response<
+        touchline_proto::modeling::v1::RunAttributionResponse,
+    >| { reply.into_inner().summary.unwrap_or_default() };
+    let every_report = summary(modeling.run_attribution(request("")).await?);
+    let AttributionSummary {
+        conversions,
+        value,
+        direct_conversions,
+        unidentified_conversions,
+        unidentified_value,
+        ..
+    } = every_report;
+    assert_eq!(
+        (conversions, value, direct_conversions),
+        (1.0, 100.0, 0.0),
+        "member A's order is the one conversion on a journey: {every_report:?}"
+    );
+    assert_eq!(
+        (unidentified_conversions, unidentified_value),
+        (3.0, 80.0),
+        "the till's three sales in the range, each report counted: {every_report:?}"
+    );
+
+    let keyed = summary(
+        modeling
+            .run_attribution(request("properties.order_id"))
+            .await?,
+    );
+    assert_eq!(
+        (
+            keyed.conversions,
+            keyed.unidentified_conversions,
+            keyed.unidentified_value
+        ),
+        (1.0, 2.0, 50.0),
+        "order S-1 counts once with the key: {keyed:?}"
+    );
+
+    app.stop().await;
+    Ok(())
+}
