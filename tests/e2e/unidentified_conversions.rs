@@ -1,15 +1,18 @@
 //! Sales no one can be named for, through the real services. A store's till is used by two
 //! members' logins, so identity stops linking it; the sales it then records alone are stored
 //! without a person. Attribution cannot put them on a journey, and says so: they are counted
-//! apart (once per order with a conversion key), never in the conversions the models credit.
+//! apart (once per order with a conversion key), never in the conversions the models credit,
+//! and a request scoped to a segment counts none of them.
 
 use touchline_e2e::{at, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::common::v1::{Event, Identifier, TimeRange};
+use touchline_proto::common::v1::{Event, FilterOperator, Identifier, TimeRange};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelType, AttributionSummary,
-    RunAttributionRequest,
+    CreateSegmentRequest, EventAggregateCondition, EventAggregation, EventMatcher,
+    NumberComparison, RunAttributionRequest, Segment, SegmentRule, event_aggregate_condition,
+    segment_rule,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -159,7 +162,7 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
         "the till's own events have no person: {stored:?}"
     );
 
-    let request = |key: &str| RunAttributionRequest {
+    let request = |key: &str, segment: &str| RunAttributionRequest {
         models: vec![AttributionModel {
             r#type: AttributionModelType::LastTouch.into(),
             ..AttributionModel::default()
@@ -170,6 +173,7 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
                 start_time: Some(at(T0)),
                 end_time: Some(at(T0 + 24 * HOUR)),
             }),
+            segment: segment.to_owned(),
             ..AnalysisScope::default()
         }),
         ..RunAttributionRequest::default()
@@ -177,7 +181,7 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
     let summary = |reply: tonic::Response<
         touchline_proto::modeling::v1::RunAttributionResponse,
     >| { reply.into_inner().summary.unwrap_or_default() };
-    let every_report = summary(modeling.run_attribution(request("")).await?);
+    let every_report = summary(modeling.run_attribution(request("", "")).await?);
     let AttributionSummary {
         conversions,
         value,
@@ -199,7 +203,7 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
 
     let keyed = summary(
         modeling
-            .run_attribution(request("properties.order_id"))
+            .run_attribution(request("properties.order_id", ""))
             .await?,
     );
     assert_eq!(
@@ -210,6 +214,67 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
         ),
         (1.0, 2.0, 50.0),
         "order S-1 counts once with the key: {keyed:?}"
+    );
+
+    // The buyers on record: member A alone. Within the segment no sale of the till counts.
+    let rule = SegmentRule {
+        rule: Some(segment_rule::Rule::EventAggregate(
+            EventAggregateCondition {
+                event: Some(EventMatcher {
+                    event_name: "submit_order".to_owned(),
+                    filters: Vec::new(),
+                }),
+                aggregation: EventAggregation::Count as i32,
+                field: String::new(),
+                comparison: Some(NumberComparison {
+                    operator: FilterOperator::GreaterThanOrEqual as i32,
+                    value: 1.0,
+                    upper_value: 0.0,
+                }),
+                window: Some(event_aggregate_condition::Window::WithinLast(
+                    prost_types::Duration {
+                        seconds: 1_000 * 86_400,
+                        nanos: 0,
+                    },
+                )),
+            },
+        )),
+    };
+    modeling
+        .create_segment(CreateSegmentRequest {
+            segment_id: "buyers".to_owned(),
+            segment: Some(Segment {
+                display_name: "buyers / 购买过的会员".to_owned(),
+                rule: Some(rule),
+                ..Segment::default()
+            }),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..CreateSegmentRequest::default()
+        })
+        .await?;
+    let in_segment = request("", &format!("tenants/{TENANT}/segments/buyers"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let scoped = loop {
+        let ran = modeling
+            .run_attribution(in_segment.clone())
+            .await?
+            .into_inner();
+        let considered = ran.computation.as_ref().map_or(0, |c| c.persons_considered);
+        if considered == 1 || std::time::Instant::now() > deadline {
+            break ran;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        scoped.computation.as_ref().map(|c| c.persons_considered),
+        Some(1),
+        "member A is the segment: {scoped:?}"
+    );
+    let scoped = scoped.summary.unwrap_or_default();
+    assert_eq!(
+        (scoped.conversions, scoped.unidentified_conversions),
+        (1.0, 0.0),
+        "no segment holds a sale without a person: {scoped:?}"
     );
 
     app.stop().await;
