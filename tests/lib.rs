@@ -38,6 +38,38 @@ pub fn sample_event(message_id: &str, person: u64, event: &str, epoch_ms: i64) -
     }
 }
 
+/// A segment rule: persons who did `event` at least once within the last `days` days.
+pub fn did_within(event: &str, days: i64) -> touchline_proto::modeling::v1::SegmentRule {
+    use touchline_proto::common::v1::FilterOperator;
+    use touchline_proto::modeling::v1::{
+        EventAggregateCondition, EventAggregation, EventMatcher, NumberComparison, SegmentRule,
+        event_aggregate_condition, segment_rule,
+    };
+    SegmentRule {
+        rule: Some(segment_rule::Rule::EventAggregate(
+            EventAggregateCondition {
+                event: Some(EventMatcher {
+                    event_name: event.to_owned(),
+                    filters: Vec::new(),
+                }),
+                aggregation: EventAggregation::Count as i32,
+                field: String::new(),
+                comparison: Some(NumberComparison {
+                    operator: FilterOperator::GreaterThanOrEqual as i32,
+                    value: 1.0,
+                    upper_value: 0.0,
+                }),
+                window: Some(event_aggregate_condition::Window::WithinLast(
+                    prost_types::Duration {
+                        seconds: days * 86_400,
+                        nanos: 0,
+                    },
+                )),
+            },
+        )),
+    }
+}
+
 /// The modeling client the suite calls with (credentials on every call).
 pub type Modeling = touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient<
     tonic::service::interceptor::InterceptedService<

@@ -54,14 +54,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use touchline_e2e::{Collection, Modeling, sample_event};
 use touchline_proto::collection::v1::IngestEventsRequest;
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::common::v1::FilterOperator;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     CountEventsRequest, CreateSegmentRequest, CreateWebhookDestinationRequest,
-    DeleteWebhookDestinationRequest, EventAggregateCondition, EventAggregation, EventMatcher,
-    GetSegmentRequest, GetWebhookDestinationRequest, ListSegmentChangesRequest, NumberComparison,
-    Segment, SegmentRule, SegmentState, StreamSegmentChangesRequest, SubscribeTriggersRequest,
-    TriggerType, WebhookDestination, WebhookOrdering, event_aggregate_condition, segment_rule,
+    DeleteWebhookDestinationRequest, GetSegmentRequest, GetWebhookDestinationRequest,
+    ListSegmentChangesRequest, Segment, SegmentState, StreamSegmentChangesRequest,
+    SubscribeTriggersRequest, TriggerType, WebhookDestination, WebhookOrdering,
 };
 use touchline_testkit::{TestApp, TestDatabase, token};
 use touchline_webhooks::SigningSecret;
@@ -361,29 +359,7 @@ impl Silent {
 
 /// At least one purchase within the last `days` days.
 fn bought_within(id: &str, days: i64) -> CreateSegmentRequest {
-    let rule = SegmentRule {
-        rule: Some(segment_rule::Rule::EventAggregate(
-            EventAggregateCondition {
-                event: Some(EventMatcher {
-                    event_name: "purchase".into(),
-                    filters: Vec::new(),
-                }),
-                aggregation: EventAggregation::Count as i32,
-                field: String::new(),
-                comparison: Some(NumberComparison {
-                    operator: FilterOperator::GreaterThanOrEqual as i32,
-                    value: 1.0,
-                    upper_value: 0.0,
-                }),
-                window: Some(event_aggregate_condition::Window::WithinLast(
-                    prost_types::Duration {
-                        seconds: days * 86_400,
-                        nanos: 0,
-                    },
-                )),
-            },
-        )),
-    };
+    let rule = touchline_e2e::did_within("purchase", days);
     CreateSegmentRequest {
         segment_id: id.to_owned(),
         segment: Some(Segment {

@@ -6,13 +6,11 @@
 
 use touchline_e2e::{at, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::common::v1::{Event, FilterOperator, Identifier, TimeRange};
+use touchline_proto::common::v1::{Event, Identifier, TimeRange};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelType, AttributionSummary,
-    CreateSegmentRequest, EventAggregateCondition, EventAggregation, EventMatcher,
-    NumberComparison, RunAttributionRequest, Segment, SegmentRule, event_aggregate_condition,
-    segment_rule,
+    CreateSegmentRequest, RunAttributionRequest, Segment,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -217,29 +215,7 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
     );
 
     // The buyers on record: member A alone. Within the segment no sale of the till counts.
-    let rule = SegmentRule {
-        rule: Some(segment_rule::Rule::EventAggregate(
-            EventAggregateCondition {
-                event: Some(EventMatcher {
-                    event_name: "submit_order".to_owned(),
-                    filters: Vec::new(),
-                }),
-                aggregation: EventAggregation::Count as i32,
-                field: String::new(),
-                comparison: Some(NumberComparison {
-                    operator: FilterOperator::GreaterThanOrEqual as i32,
-                    value: 1.0,
-                    upper_value: 0.0,
-                }),
-                window: Some(event_aggregate_condition::Window::WithinLast(
-                    prost_types::Duration {
-                        seconds: 1_000 * 86_400,
-                        nanos: 0,
-                    },
-                )),
-            },
-        )),
-    };
+    let rule = touchline_e2e::did_within("submit_order", 1_000);
     modeling
         .create_segment(CreateSegmentRequest {
             segment_id: "buyers".to_owned(),

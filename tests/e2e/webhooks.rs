@@ -13,18 +13,16 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use touchline_e2e::{Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
-use touchline_proto::common::v1::FilterOperator;
 use touchline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use touchline_proto::identity::v1::{SetConsentRequest, set_consent_request};
 use touchline_proto::modeling::v1::DeleteWebhookDestinationRequest;
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
-    ChurnSettings, CreateSegmentRequest, CreateWebhookDestinationRequest, EventAggregateCondition,
-    EventAggregation, EventMatcher, GetWebhookDestinationRequest, InactivityRule,
-    ListSegmentChangesRequest, ListWebhookDeliveriesRequest, ModelSettings, NumberComparison,
-    ResumeWebhookDestinationRequest, RotateWebhookSecretRequest, Segment, SegmentRule,
-    SubscribeTriggersRequest, TriggerType, UpdateModelSettingsRequest, WebhookAttemptOutcome,
-    WebhookDestination, WebhookState, event_aggregate_condition, segment_rule,
+    ChurnSettings, CreateSegmentRequest, CreateWebhookDestinationRequest,
+    GetWebhookDestinationRequest, InactivityRule, ListSegmentChangesRequest,
+    ListWebhookDeliveriesRequest, ModelSettings, ResumeWebhookDestinationRequest,
+    RotateWebhookSecretRequest, Segment, SubscribeTriggersRequest, TriggerType,
+    UpdateModelSettingsRequest, WebhookAttemptOutcome, WebhookDestination, WebhookState,
 };
 use touchline_testkit::{TestApp, token};
 use touchline_webhooks::SigningSecret;
@@ -53,29 +51,7 @@ fn buyers() -> CreateSegmentRequest {
     CreateSegmentRequest {
         segment_id: "buyers".into(),
         segment: Some(Segment {
-            rule: Some(SegmentRule {
-                rule: Some(segment_rule::Rule::EventAggregate(
-                    EventAggregateCondition {
-                        event: Some(EventMatcher {
-                            event_name: "purchase".into(),
-                            filters: Vec::new(),
-                        }),
-                        aggregation: EventAggregation::Count as i32,
-                        field: String::new(),
-                        comparison: Some(NumberComparison {
-                            operator: FilterOperator::GreaterThanOrEqual as i32,
-                            value: 1.0,
-                            upper_value: 0.0,
-                        }),
-                        window: Some(event_aggregate_condition::Window::WithinLast(
-                            prost_types::Duration {
-                                seconds: 30 * 86_400,
-                                nanos: 0,
-                            },
-                        )),
-                    },
-                )),
-            }),
+            rule: Some(touchline_e2e::did_within("purchase", 30)),
             ..Segment::default()
         }),
         ..CreateSegmentRequest::default()
