@@ -244,7 +244,7 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         .run_attribution(request.clone())
         .await?
         .into_inner();
-    let summary = ran.summary.unwrap_or_default();
+    let summary = ran.summary.clone().unwrap_or_default();
     assert_eq!(summary.conversions, 4.0, "{summary:?}");
     assert_eq!(summary.direct_conversions, 2.0, "{summary:?}");
     assert_eq!(summary.non_converting_journeys, 1.0, "{summary:?}");

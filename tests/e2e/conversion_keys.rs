@@ -116,7 +116,7 @@ async fn an_order_reported_twice_is_one_conversion_with_a_conversion_key() -> an
         ..RunAttributionRequest::default()
     };
     let summary = |reply: &touchline_proto::modeling::v1::RunAttributionResponse| {
-        reply.summary.unwrap_or_default()
+        reply.summary.clone().unwrap_or_default()
     };
     let web_credit = |reply: &touchline_proto::modeling::v1::RunAttributionResponse| {
         reply

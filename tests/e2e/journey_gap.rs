@@ -99,7 +99,7 @@ async fn a_pause_longer_than_the_journey_gap_ends_a_journey() -> anyhow::Result<
         non_converting_journeys,
         path_count,
         ..
-    } = whole.summary.unwrap_or_default();
+    } = whole.summary.clone().unwrap_or_default();
     // Person 1's order gets `web > app`, person 2's `web`; person 3 is one journey.
     assert_eq!(
         (conversions, direct_conversions, non_converting_journeys),
@@ -118,7 +118,7 @@ async fn a_pause_longer_than_the_journey_gap_ends_a_journey() -> anyhow::Result<
         direct_conversions,
         non_converting_journeys,
         ..
-    } = split.summary.unwrap_or_default();
+    } = split.summary.clone().unwrap_or_default();
     // Person 1: `web` did not convert, `app` did. Person 2: `web` did not convert, the order
     // is direct. Person 3: two journeys, `app` and `web`.
     assert_eq!(

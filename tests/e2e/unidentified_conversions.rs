@@ -198,6 +198,16 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
         (3.0, 80.0),
         "the till's three sales in the range, each report counted: {every_report:?}"
     );
+    let by_channel: Vec<(&str, f64, f64)> = every_report
+        .unidentified_by_channel
+        .iter()
+        .map(|c| (c.channel.as_str(), c.conversions, c.value))
+        .collect();
+    assert_eq!(
+        by_channel,
+        vec![("pos", 3.0, 80.0)],
+        "all at the store's till"
+    );
 
     let keyed = summary(
         modeling

@@ -85,6 +85,31 @@ async fn mark_analysable(modeling: &mut Modeling, parent: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// The journey totals of an attribution reply, with where orders went unidentified.
+fn print_summary(summary: &modeling::AttributionSummary, elapsed: std::time::Duration) {
+    println!(
+        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} without a person (no model can credit them / 无法识别到人的订单，不参与归因), {:.0} journeys without an order, {} channels, {} paths ({} ms)",
+        summary.conversions,
+        summary.direct_conversions,
+        summary.unidentified_conversions,
+        summary.non_converting_journeys,
+        summary.channel_count,
+        summary.path_count,
+        elapsed.as_millis()
+    );
+    if !summary.unidentified_by_channel.is_empty() {
+        let places: Vec<String> = summary
+            .unidentified_by_channel
+            .iter()
+            .map(|c| format!("{} {:.0}", c.channel, c.conversions))
+            .collect();
+        println!(
+            "  orders without a person, by channel / 无法识别到人的订单（按渠道）: {}",
+            places.join(", ")
+        );
+    }
+}
+
 /// Prints the orders each model credits to each channel, and ROI per channel under Markov.
 pub async fn print_attribution(
     modeling: &mut Modeling,
@@ -97,16 +122,9 @@ pub async fn print_attribution(
         .run_attribution(request(parent, range))
         .await?
         .into_inner();
-    let summary = reply.summary.unwrap_or_default();
-    println!(
-        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} without a person (no model can credit them / 无法识别到人的订单，不参与归因), {:.0} journeys without an order, {} channels, {} paths ({} ms)",
-        summary.conversions,
-        summary.direct_conversions,
-        summary.unidentified_conversions,
-        summary.non_converting_journeys,
-        summary.channel_count,
-        summary.path_count,
-        started.elapsed().as_millis()
+    print_summary(
+        &reply.summary.clone().unwrap_or_default(),
+        started.elapsed(),
     );
     let mut by_channel: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (column, result) in reply.results.iter().enumerate() {

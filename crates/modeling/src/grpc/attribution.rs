@@ -253,6 +253,7 @@ fn summary(summary: Summary) -> pb::AttributionSummary {
         direct_value: summary.direct_value,
         unidentified_conversions: 0.0,
         unidentified_value: 0.0,
+        unidentified_by_channel: Vec::new(),
     }
 }
 
@@ -266,6 +267,15 @@ pub(super) fn attribution_reply(attribution: Attribution) -> pb::RunAttributionR
         summary: Some(pb::AttributionSummary {
             unidentified_conversions: unidentified.conversions,
             unidentified_value: unidentified.value,
+            unidentified_by_channel: unidentified
+                .by_channel
+                .into_iter()
+                .map(|(channel, conversions, value)| pb::ChannelConversions {
+                    channel,
+                    conversions,
+                    value,
+                })
+                .collect(),
             ..summary(figures.summary)
         }),
         results: figures.results.into_iter().map(result).collect(),

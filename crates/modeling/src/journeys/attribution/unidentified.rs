@@ -18,17 +18,20 @@ use super::collect::{Plan, collect};
 use super::query::{Conversion, ValidAttribution};
 use crate::journeys::RunContext;
 use crate::journeys::encode::property_text;
-use crate::journeys::query::Violations;
+use crate::journeys::query::{FieldFilter, Operator, Violations};
 use crate::journeys::view::TenantView;
 use crate::store::journal::JournalEvent;
 
-/// Conversions without a person, and their value.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Conversions without a person, and their value, in all and by channel.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Unidentified {
     /// Conversions.
     pub conversions: f64,
     /// Their value.
     pub value: f64,
+    /// `(channel, conversions, value)` by the channel of the events that recorded them, most
+    /// conversions first, counted among that channel's events alone.
+    pub by_channel: Vec<(String, f64, f64)>,
 }
 
 /// Why the count could not be made.
@@ -131,12 +134,51 @@ pub fn count(
         threads,
         ..RunContext::default()
     };
-    let plan = Plan::new(&view, &reading, &run).map_err(UnidentifiedError::Plan)?;
-    let table = collect(&view, &plan, &run)?.table;
+    let (conversions, value) = conversions_of(&view, &reading, &run)?;
+    // Where sales go unidentified is what a brand can act on (the tills that ask for no
+    // member card or phone), so the count is repeated with each stored channel as a scope
+    // condition: the same rules, on that channel's events alone.
+    let channels = &view.projection.dictionaries().channels;
+    let mut by_channel = Vec::new();
+    for code in 0..channels.len() as u32 {
+        let Some(channel) = channels.text(code).filter(|name| !name.is_empty()) else {
+            continue;
+        };
+        let mut scope_filters = reading.scope_filters.clone();
+        scope_filters.push(FieldFilter {
+            field: "channel".to_owned(),
+            operator: Operator::Equals,
+            values: vec![channel.to_owned()],
+        });
+        let on_channel = ValidAttribution {
+            scope_filters,
+            ..reading.clone()
+        };
+        let (count, worth) = conversions_of(&view, &on_channel, &run)?;
+        if count > 0.0 {
+            by_channel.push((channel.to_owned(), count, worth));
+        }
+    }
+    by_channel.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Ok(Unidentified {
-        conversions: table.total_conversions() + table.direct_conversions(),
-        value: table.total_value() + table.direct_value(),
+        conversions,
+        value,
+        by_channel,
     })
+}
+
+/// The conversions (with touches or without) and their value that `reading` finds in `view`.
+fn conversions_of(
+    view: &TenantView,
+    reading: &ValidAttribution,
+    run: &RunContext,
+) -> Result<(f64, f64), UnidentifiedError> {
+    let plan = Plan::new(view, reading, run).map_err(UnidentifiedError::Plan)?;
+    let table = collect(view, &plan, run)?.table;
+    Ok((
+        table.total_conversions() + table.direct_conversions(),
+        table.total_value() + table.direct_value(),
+    ))
 }
 
 #[cfg(test)]
@@ -161,8 +203,16 @@ mod tests {
     const T0: i64 = 1_788_739_200_000;
     const HOUR: i64 = 3_600_000;
     const KEYS: [&str; 4] = ["", "o1", "o2", "o3"];
+    /// Channels: a till, a CRM import, none.
+    const CHANNELS: [&str; 3] = ["pos", "crm", ""];
 
-    fn row(sequence: i64, name: &str, time: i64, value: f64, key: &str) -> JournalEvent {
+    fn row(
+        sequence: i64,
+        (name, channel): (&str, &str),
+        time: i64,
+        value: f64,
+        key: &str,
+    ) -> JournalEvent {
         let mut properties = prost_types::Struct::default();
         if !key.is_empty() {
             properties.fields.insert(
@@ -176,7 +226,7 @@ mod tests {
             sequence,
             person_id: Uuid::nil(),
             event_name: name.to_owned(),
-            channel: "pos".to_owned(),
+            channel: channel.to_owned(),
             event_time: chrono::DateTime::from_timestamp_millis(time).unwrap_or_default(),
             payload: CleanEvent {
                 touchpoint_type: 1,
@@ -209,6 +259,36 @@ mod tests {
         count
     }
 
+    /// The count by channel against the naive reading of each channel's rows alone.
+    fn assert_by_channel(
+        case: usize,
+        counted: &Unidentified,
+        rows: &[JournalEvent],
+        range: (i64, i64),
+        keyed: bool,
+    ) {
+        let mut by_channel: Vec<(String, f64, f64)> = CHANNELS
+            .iter()
+            .filter(|channel| !channel.is_empty())
+            .map(|channel| {
+                let own: Vec<JournalEvent> = rows
+                    .iter()
+                    .filter(|r| r.channel == *channel)
+                    .cloned()
+                    .collect();
+                let alone = naive(&own, range, keyed);
+                ((*channel).to_owned(), alone.conversions, alone.value)
+            })
+            .filter(|(_, conversions, _)| *conversions > 0.0)
+            .collect();
+        by_channel.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        assert_eq!(counted.by_channel.len(), by_channel.len(), "case {case}");
+        for (got, want) in counted.by_channel.iter().zip(&by_channel) {
+            assert_eq!((&got.0, got.1), (&want.0, want.1), "case {case}");
+            assert!((got.2 - want.2).abs() < 1e-6, "case {case}");
+        }
+    }
+
     #[test]
     fn the_count_equals_a_naive_reading_on_random_rows() {
         let mut rng = ChaCha8Rng::seed_from_u64(16);
@@ -226,13 +306,9 @@ mod tests {
                     } else {
                         0.0
                     };
-                    row(
-                        i + 1,
-                        name,
-                        time,
-                        value,
-                        KEYS[rng.random_range(0..KEYS.len())],
-                    )
+                    let channel = CHANNELS[rng.random_range(0..CHANNELS.len())];
+                    let key = KEYS[rng.random_range(0..KEYS.len())];
+                    row(i + 1, (name, channel), time, value, key)
                 })
                 .collect();
             let keyed = rng.random_bool(0.5);
@@ -288,6 +364,7 @@ mod tests {
                 (counted.value - expected.value).abs() < 1e-6,
                 "case {case}: {counted:?} against {expected:?}"
             );
+            assert_by_channel(case, &counted, &rows, range, keyed);
         }
     }
 }
