@@ -59,7 +59,7 @@ pub async fn unowned(
 ) -> Result<(), sqlx::Error> {
     let start = DateTime::from_timestamp_millis(start_ms).unwrap_or(DateTime::<Utc>::MIN_UTC);
     let end = DateTime::from_timestamp_millis(end_ms).unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let mut rows = sqlx::query_as::<_, JournalEvent>(
+    let rows = sqlx::query_as::<_, JournalEvent>(
         "SELECT sequence, '00000000-0000-0000-0000-000000000000'::uuid AS person_id,
                 event_name, channel, event_time, payload
            FROM modeling.events
@@ -73,11 +73,20 @@ pub async fn unowned(
     .bind(end)
     .bind(names)
     .fetch(pool);
-    let mut chunk = Vec::with_capacity(LOAD_CHUNK.min(1024));
+    send_in_chunks(rows, sink).await
+}
+
+/// Sends `rows` to `sink` in chunks of [`LOAD_CHUNK`]; stops early when the sink's receiver is
+/// gone (the reader already failed and reports why).
+async fn send_in_chunks(
+    mut rows: impl futures::Stream<Item = Result<JournalEvent, sqlx::Error>> + Unpin,
+    sink: &tokio::sync::mpsc::Sender<Vec<JournalEvent>>,
+) -> Result<(), sqlx::Error> {
+    let mut chunk = Vec::with_capacity(LOAD_CHUNK);
     while let Some(row) = rows.try_next().await? {
         chunk.push(row);
         if chunk.len() == LOAD_CHUNK {
-            let full = std::mem::take(&mut chunk);
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
             if sink.send(full).await.is_err() {
                 return Ok(());
             }
@@ -145,27 +154,13 @@ pub async fn load(
     let mut tx = pool.begin().await?;
     snapshot(&mut tx).await?;
     let positions = positions(&mut tx, tenant, 0).await?;
-    let mut rows = sqlx::query_as::<_, JournalEvent>(
+    let rows = sqlx::query_as::<_, JournalEvent>(
         "SELECT sequence, person_id, event_name, channel, event_time, payload
            FROM modeling.events WHERE tenant_id = $1 AND person_id IS NOT NULL",
     )
     .bind(tenant)
     .fetch(&mut *tx);
-    let mut chunk = Vec::with_capacity(LOAD_CHUNK);
-    while let Some(row) = rows.try_next().await? {
-        chunk.push(row);
-        if chunk.len() == LOAD_CHUNK {
-            let full = std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
-            if sink.send(full).await.is_err() {
-                break;
-            }
-        }
-    }
-    drop(rows);
-    if !chunk.is_empty() {
-        // A closed sink means the builder already failed and reports why.
-        let _closed = sink.send(chunk).await;
-    }
+    send_in_chunks(rows, sink).await?;
     tx.commit().await?;
     Ok(positions)
 }
