@@ -70,8 +70,8 @@ compare: services ## Side by side with the peers on the same data: ClickHouse wi
 	  $$PY bench/attribution_compare.py && \
 	  $$PY bench/churn_compare.py
 
-model-truth: services ## Attribution and churn scores through the whole application against the generator's truth, and the same models on the generator's own journeys (PERSONS, SEED)
-	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),5000) $(or $(SEED),42)
+model-truth: services ## Attribution and churn scores through the whole application against the generator's truth, and the same models on the generator's own journeys (PERSONS, SEED, MODEL=logistic|chain)
+	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),5000) $(or $(SEED),42) $(or $(MODEL),logistic)
 
 fuzz-long: services ## The cross-stage fuzz run on 100,000 arbitrary events through the real services, then random segments over 50 seeds
 	$(CARGO) run --release -p touchline-e2e --bin fuzz-pipeline -- $(or $(EVENTS),100000)

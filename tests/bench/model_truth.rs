@@ -11,8 +11,17 @@
 //! expected removal effect and Shapley conversions of its logistic model — as shares of all
 //! credit, with the rank each gives every channel.
 //!
-//! `cargo run --release -p touchline-e2e --bin model-truth -- [PERSONS] [SEED]`
-//! (PERSONS defaults to 5,000, SEED to 42).
+//! `cargo run --release -p touchline-e2e --bin model-truth -- [PERSONS] [SEED] [MODEL]`
+//! (PERSONS defaults to 5,000, SEED to 42, MODEL to `logistic`).
+//!
+//! MODEL `chain` has the generator draw journeys from its chain conversion model instead: the
+//! touches walk a first-order chain over the channels, and the truth is each channel's removal
+//! effect on that chain as Markov attribution defines it. Markov's removal effect is not the
+//! logistic truth's `p(S) − p(S∖{c})` (it credits a channel with the conversions of the paths
+//! through it, not with what it adds to them), so under the logistic model Markov cannot rank
+//! as the truth even on perfect data; under the chain model the same question has an answer
+//! Markov should recover, and what it misses on the stored data is what the pipeline lost.
+//! There is no Shapley truth under the chain model, so only Markov is compared.
 //!
 //! The stored channels name the generator's touch kinds differently (an ad click arrives on
 //! `ads`, a store visit on `pos`, a CRM message on `crm`); the table maps them. The truth
@@ -67,7 +76,7 @@ use touchline_proto::modeling::v1::{
     run_attribution_on_paths_request::PathsInput,
 };
 use touchline_sim::template::Touch;
-use touchline_sim::{SendOptions, SimConfig, TemplateKind};
+use touchline_sim::{ConversionModel, SendOptions, SimConfig, TemplateKind};
 use touchline_testkit::{TestApp, token};
 
 // The binary's own folder holds its churn half (the attribution half is this file).
@@ -155,6 +164,11 @@ async fn main() -> anyhow::Result<()> {
     let persons: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5_000);
     let seed: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(42);
     let mut cfg = SimConfig::new(TemplateKind::Retail, persons, seed);
+    cfg.conversion_model = match args.next().as_deref() {
+        None | Some("logistic") => ConversionModel::Logistic,
+        Some("chain") => ConversionModel::Chain,
+        Some(other) => anyhow::bail!("MODEL is `logistic` or `chain`, not `{other}`"),
+    };
     // Churn scores are computed as of now, so the period ends at the last midnight (UTC)
     // before now: a period ending today would hold events of the hours still to come, which
     // governance rightly quarantines as in the future, fewer the later the run, so two runs
@@ -162,7 +176,10 @@ async fn main() -> anyhow::Result<()> {
     cfg.end_date = chrono::Utc::now().date_naive() - chrono::Duration::days(1);
 
     let scratch = std::env::temp_dir().join(format!("model-truth-{}", std::process::id()));
-    let truth = touchline_sim::generate(cfg.clone(), &scratch, &mut |_| {})?;
+    let truth = Truth::of(
+        &cfg,
+        &touchline_sim::generate(cfg.clone(), &scratch, &mut |_| {})?,
+    );
     let journeys_csv = std::fs::read_to_string(scratch.join("truth/journeys.csv"))?;
     // person_id,churn_date,churn_ms,last_activity_ms
     let churned: HashMap<String, i64> = std::fs::read_to_string(scratch.join("truth/churn.csv"))?
@@ -403,7 +420,7 @@ async fn compare(
     modeling: &mut Modeling,
     cfg: &SimConfig,
     reading: Reading<'_>,
-    truth: &touchline_sim::Summary,
+    truth: &Truth,
 ) -> anyhow::Result<()> {
     let reply = modeling
         .run_attribution(RunAttributionRequest {
@@ -443,8 +460,8 @@ async fn compare(
         summary.non_converting_journeys,
         summary.path_count,
         summary.unidentified_conversions,
-        truth.stats.journeys,
-        truth.stats.conversions
+        truth.journeys,
+        truth.conversions
     );
     report(&reply.results, truth);
     Ok(())
@@ -454,11 +471,7 @@ async fn compare(
 /// the way) as supplied paths: what the same models give on perfect data, which tells a
 /// difference of the models from the truth's definition apart from what the stored data
 /// loses.
-async fn oracle(
-    modeling: &mut Modeling,
-    journeys_csv: &str,
-    truth: &touchline_sim::Summary,
-) -> anyhow::Result<()> {
+async fn oracle(modeling: &mut Modeling, journeys_csv: &str, truth: &Truth) -> anyhow::Result<()> {
     let journeys = true_journeys(journeys_csv);
     let paths = path_counts(
         journeys
@@ -476,7 +489,27 @@ async fn oracle(
         .into_inner();
     println!("{} distinct true paths", paths.len());
     report(&reply.results, truth);
-    noise::print(modeling, &journeys, truth).await?;
+    match &truth.shapley {
+        Some(shapley) => {
+            let uplift = AttributionModel {
+                r#type: T::Shapley.into(),
+                shapley_game: ShapleyGame::Uplift.into(),
+                ..AttributionModel::default()
+            };
+            noise::print(
+                modeling,
+                &journeys,
+                (uplift, "Shapley, uplift game"),
+                shapley,
+            )
+            .await?;
+        }
+        None => {
+            let markov = models().swap_remove(0);
+            let title = "Markov, order 1";
+            noise::print(modeling, &journeys, (markov, title), &truth.removal).await?;
+        }
+    }
     Ok(())
 }
 
@@ -549,8 +582,52 @@ fn models() -> Vec<AttributionModel> {
     ]
 }
 
+/// What the generator's run says each channel is worth.
+pub(crate) struct Truth {
+    /// Per stored channel, the removal effect: the logistic model's expected
+    /// `Σ p(S) − p(S∖{c})`, or the chain model's removal effect on its expected chain.
+    removal: BTreeMap<&'static str, f64>,
+    /// Per stored channel, the logistic model's expected Shapley conversions (none under the
+    /// chain model).
+    shapley: Option<BTreeMap<&'static str, f64>>,
+    /// What the removal effects are, for the tables' titles.
+    removal_title: &'static str,
+    journeys: u64,
+    conversions: u64,
+}
+
+impl Truth {
+    fn of(cfg: &SimConfig, summary: &touchline_sim::Summary) -> Truth {
+        let stats = &summary.stats;
+        let (removal, shapley, removal_title) = match cfg.conversion_model {
+            ConversionModel::Logistic => (
+                by_stored_channel(&stats.removal),
+                Some(by_stored_channel(&stats.shapley)),
+                "expected removal effects (logistic model)",
+            ),
+            ConversionModel::Chain => {
+                let template = touchline_sim::template::get(cfg.template);
+                let (effects, _) =
+                    touchline_sim::engine::chain::removal_effects(template, &stats.chain_journeys);
+                (
+                    by_stored_channel(&effects),
+                    None,
+                    "removal effects of the true chain",
+                )
+            }
+        };
+        Truth {
+            removal,
+            shapley,
+            removal_title,
+            journeys: stats.journeys,
+            conversions: stats.conversions,
+        }
+    }
+}
+
 /// The shares and ranks of [`models`]' results (in that order) next to the truth's.
-fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
+fn report(results: &[AttributionModelResult], truth: &Truth) {
     let (Some(markov_result), Some(shapley_result), Some(rate_result), Some(uplift_result)) = (
         results.first(),
         results.get(1),
@@ -561,34 +638,33 @@ fn report(results: &[AttributionModelResult], truth: &touchline_sim::Summary) {
         return;
     };
     let names: Vec<&'static str> = Touch::ALL.iter().map(|t| stored_channel(*t)).collect();
-    let truth_removal = by_stored_channel(&truth.stats.removal);
-    let truth_shapley = by_stored_channel(&truth.stats.shapley);
-    let markov = credited(markov_result, &names);
-    let shapley = credited(shapley_result, &names);
-    let rate = credited(rate_result, &names);
-    let uplift = credited(uplift_result, &names);
-    for (title, ours, theirs) in [
-        (
-            "Markov, order 1, vs expected removal effects",
-            &markov,
-            &truth_removal,
-        ),
-        (
-            "Shapley, conversions game, vs expected Shapley conversions",
-            &shapley,
-            &truth_shapley,
-        ),
-        (
-            "Shapley, conversion-rate game, vs expected Shapley conversions",
-            &rate,
-            &truth_shapley,
-        ),
-        (
-            "Shapley, uplift game (fitted logistic model), vs expected Shapley conversions",
-            &uplift,
-            &truth_shapley,
-        ),
-    ] {
+    let markov_title = format!("Markov, order 1, vs {}", truth.removal_title);
+    let mut tables = vec![(
+        markov_title.as_str(),
+        credited(markov_result, &names),
+        &truth.removal,
+    )];
+    if let Some(truth_shapley) = &truth.shapley {
+        tables.extend([
+            (
+                "Shapley, conversions game, vs expected Shapley conversions",
+                credited(shapley_result, &names),
+                truth_shapley,
+            ),
+            (
+                "Shapley, conversion-rate game, vs expected Shapley conversions",
+                credited(rate_result, &names),
+                truth_shapley,
+            ),
+            (
+                "Shapley, uplift game (fitted logistic model), vs expected Shapley conversions",
+                credited(uplift_result, &names),
+                truth_shapley,
+            ),
+        ]);
+    }
+    for (title, ours, theirs) in &tables {
+        let (ours, theirs) = (ours, *theirs);
         let (ours_share, theirs_share) = (shares(ours), shares(theirs));
         let (ours_rank, theirs_rank) = (ranks(ours), ranks(theirs));
         println!("\n{title}");

@@ -215,6 +215,22 @@ pub enum TemplateKind {
     Healthcare,
 }
 
+/// How a journey's touches and its conversion are drawn; the truth states each model's own
+/// quantities (`truth/conversion_model.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversionModel {
+    /// Touches drawn independently; the journey converts with probability
+    /// `σ(intercept + propensity + Σ β_c)` over its distinct channels. The truth states each
+    /// channel's expected removal effect `p(S) − p(S∖{c})` and Shapley share of the uplift.
+    #[default]
+    Logistic,
+    /// Touches walk the template's first-order chain over the channels until it converts or
+    /// leaves ([`crate::template::Chain`]). The truth states each channel's removal effect
+    /// on the expected chain, as Markov attribution defines it, computed exactly.
+    Chain,
+}
+
 /// A fully resolved run configuration.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -232,6 +248,8 @@ pub struct SimConfig {
     pub rates: Rates,
     /// Households whose members share a phone number (see [`crate::household`]).
     pub phones: PhoneSharing,
+    /// How journeys and their conversions are drawn.
+    pub conversion_model: ConversionModel,
 }
 
 /// Fractions of households (pairs of persons) sharing one phone number. Not defects: real
@@ -264,6 +282,7 @@ impl SimConfig {
             days: 180,
             rates: Rates::default(),
             phones: PhoneSharing::default(),
+            conversion_model: ConversionModel::default(),
         }
     }
 

@@ -28,7 +28,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use config::{DefectKind, PhoneSharing, Preset, Rates, SimConfig, TemplateKind};
+pub use config::{
+    ConversionModel, DefectKind, PhoneSharing, Preset, Rates, SimConfig, TemplateKind,
+};
 pub use record::{Event, Identifier};
 pub use send::{EventStream, SendOptions, SendSummary, TruthEvent, events, send};
 
@@ -104,6 +106,10 @@ pub struct SimArgs {
     /// Share of households whose phone number the carrier recycles from one to the other.
     #[arg(long, default_value_t = PhoneSharing::default().recycled)]
     pub recycled_phones: f64,
+    /// How journeys convert: `logistic` (independent touches, a logistic model over the
+    /// channels touched) or `chain` (touches walk a first-order chain over the channels).
+    #[arg(long, value_enum, default_value = "logistic")]
+    pub conversion_model: ConversionModel,
     /// Stream the events to a collection service at this address instead of writing files.
     #[arg(long, value_name = "ADDR")]
     pub send: Option<String>,
@@ -128,6 +134,7 @@ impl SimArgs {
         let mut cfg = SimConfig::new(self.template, persons, self.seed);
         cfg.days = self.days;
         cfg.end_date = self.end_date;
+        cfg.conversion_model = self.conversion_model;
         if !(self.mess >= 0.0 && self.mess.is_finite()) {
             return Err(SimError::InvalidArgument(format!(
                 "--mess must be a non-negative number, got {}",

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::SimError;
-use crate::config::DefectKind;
-use crate::engine::{Ctx, Stats};
+use crate::config::{ConversionModel, DefectKind};
+use crate::engine::{Ctx, Stats, chain};
 use crate::output::{Output, truth_paths};
 use crate::template::Touch;
 
@@ -21,8 +21,17 @@ fn write_json(path: &Path, v: &Value) -> Result<(), SimError> {
     std::fs::write(path, text).map_err(|e| SimError::io(path, e))
 }
 
-/// Writes the conversion model truth.
+/// Writes the conversion model truth: the logistic model's expected removal effects and
+/// Shapley shares, or the chain model's removal effects on its expected chain.
 pub fn write_model(ctx: &Ctx, stats: &Stats, root: &Path) -> Result<(), SimError> {
+    let v = match ctx.cfg.conversion_model {
+        ConversionModel::Logistic => logistic_model(ctx, stats),
+        ConversionModel::Chain => chain_model(ctx, stats),
+    };
+    write_json(&root.join(truth_paths::MODEL), &v)
+}
+
+fn logistic_model(ctx: &Ctx, stats: &Stats) -> Value {
     let t = ctx.t;
     let removal_total: f64 = stats.removal.iter().sum();
     let shapley_total: f64 = stats.shapley.iter().sum();
@@ -41,9 +50,10 @@ pub fn write_model(ctx: &Ctx, stats: &Stats, root: &Path) -> Result<(), SimError
             })
         })
         .collect();
-    let v = json!({
+    json!({
         "model": "per journey: p = sigmoid(intercept + propensity + sum of beta over distinct channels touched); \
                   propensity ~ Normal(0, 0.5) per person; conversion drawn from Bernoulli(p)",
+        "conversion_model": ConversionModel::Logistic,
         "intercept": t.intercept,
         "propensity_sd": 0.5,
         "channels": channels,
@@ -51,16 +61,53 @@ pub fn write_model(ctx: &Ctx, stats: &Stats, root: &Path) -> Result<(), SimError
         "expected_conversions": round6(stats.expected_conversions),
         "baseline_conversions": round6(stats.baseline_conversions),
         "drawn_conversions": stats.conversions,
-        "conversions_by_channel": {
-            "app": stats.conv_by_channel[0],
-            "mini_program": stats.conv_by_channel[1],
-            "web": stats.conv_by_channel[2],
-            "marketplace": stats.conv_by_channel[3],
-            "store": stats.conv_by_channel[4],
-        },
+        "conversions_by_channel": conversions_by_channel(stats),
         "revenue_fen": stats.revenue,
-    });
-    write_json(&root.join(truth_paths::MODEL), &v)
+    })
+}
+
+fn chain_model(ctx: &Ctx, stats: &Stats) -> Value {
+    let (effects, p) = chain::removal_effects(ctx.t, &stats.chain_journeys);
+    let total: f64 = effects.iter().sum();
+    let channels: Vec<Value> = Touch::ALL
+        .iter()
+        .map(|c| {
+            let i = *c as usize;
+            json!({
+                "channel": c.name(),
+                "touches": stats.touches[i],
+                "next": ctx.t.chain.next[i],
+                "convert": ctx.t.chain.convert[i],
+                "leave": ctx.t.chain.leave[i],
+                "removal_effect": round6(effects[i]),
+                "removal_share": round6(if total > 0.0 { effects[i] / total } else { 0.0 }),
+            })
+        })
+        .collect();
+    json!({
+        "model": "per journey: the first channel drawn from the touch weights, then each next channel, \
+                  converting or leaving from the chain's row of the channel touched (rows renormalised over \
+                  the channels that can reach the person); removal effects on the pooled expected chain, \
+                  1 - P(conversion | transitions into c leave) / P(conversion), solved exactly",
+        "conversion_model": ConversionModel::Chain,
+        "channels": channels,
+        "journeys": stats.journeys,
+        "chain_conversion_probability": round6(p),
+        "expected_conversions": round6(stats.expected_conversions),
+        "drawn_conversions": stats.conversions,
+        "conversions_by_channel": conversions_by_channel(stats),
+        "revenue_fen": stats.revenue,
+    })
+}
+
+fn conversions_by_channel(stats: &Stats) -> Value {
+    json!({
+        "app": stats.conv_by_channel[0],
+        "mini_program": stats.conv_by_channel[1],
+        "web": stats.conv_by_channel[2],
+        "marketplace": stats.conv_by_channel[3],
+        "store": stats.conv_by_channel[4],
+    })
 }
 
 fn round6(x: f64) -> f64 {

@@ -1,8 +1,9 @@
-//! How far the uplift game's shares move by chance on the generator's own journeys. The
-//! journeys are drawn again with replacement (a bootstrap, the same number as the list holds)
-//! and the game is run on each sample: a share's spread over the samples is how far the
-//! estimate moves with which conversions happened to be drawn, so a difference from the truth
-//! within it is not one the data can show, and one outside it is the model's own.
+//! How far a model's shares move by chance on the generator's own journeys (the uplift game
+//! under the logistic model, Markov under the chain model). The journeys are drawn again with
+//! replacement (a bootstrap, the same number as the list holds) and the model is run on each
+//! sample: a share's spread over the samples is how far the estimate moves with which
+//! conversions happened to be drawn, so a difference from the truth within it is not one the
+//! data can show, and one outside it is the model's own.
 
 use std::collections::BTreeMap;
 
@@ -10,37 +11,29 @@ use anyhow::Context as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use touchline_proto::modeling::v1::{
-    AttributionModel, AttributionModelType, RunAttributionOnPathsRequest, ShapleyGame,
-    run_attribution_on_paths_request::PathsInput,
+    AttributionModel, RunAttributionOnPathsRequest, run_attribution_on_paths_request::PathsInput,
 };
 use touchline_sim::template::Touch;
 
-use super::{
-    Modeling, by_stored_channel, credited, path_counts, paths_text, ranks, shares, spearman,
-    stored_channel,
-};
+use super::{Modeling, credited, path_counts, paths_text, ranks, shares, spearman, stored_channel};
 
 /// Bootstrap samples.
 const SAMPLES: usize = 200;
 
-/// Prints, per channel, the truth's Shapley share next to the 95 % interval of the uplift
-/// game's share over the samples, and how often a sample ranks every channel as the truth does.
+/// Prints, per channel, the truth's share next to the 95 % interval of the model's share
+/// over the samples, and how often a sample ranks every channel as the truth does.
 pub(crate) async fn print(
     modeling: &mut Modeling,
     journeys: &[(String, bool)],
-    truth: &touchline_sim::Summary,
+    (model, title): (AttributionModel, &str),
+    truth: &BTreeMap<&'static str, f64>,
 ) -> anyhow::Result<()> {
     if journeys.is_empty() {
         return Ok(());
     }
     let names: Vec<&'static str> = Touch::ALL.iter().map(|t| stored_channel(*t)).collect();
-    let truth_shares = shares(&by_stored_channel(&truth.stats.shapley));
+    let truth_shares = shares(truth);
     let truth_ranks = ranks(&truth_shares);
-    let uplift = AttributionModel {
-        r#type: AttributionModelType::Shapley.into(),
-        shapley_game: ShapleyGame::Uplift.into(),
-        ..AttributionModel::default()
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut draws: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut same_ranking = 0;
@@ -52,7 +45,7 @@ pub(crate) async fn print(
         let reply = modeling
             .run_attribution_on_paths(RunAttributionOnPathsRequest {
                 paths_input: Some(PathsInput::PathsText(paths_text(&path_counts(sample)))),
-                models: vec![uplift],
+                models: vec![model],
                 ..RunAttributionOnPathsRequest::default()
             })
             .await
@@ -70,7 +63,7 @@ pub(crate) async fn print(
         }
     }
     println!(
-        "\nShapley, uplift game, over {SAMPLES} bootstrap samples of the same journeys: 95 % interval of each share"
+        "\n{title}, over {SAMPLES} bootstrap samples of the same journeys: 95 % interval of each share"
     );
     println!(
         "  {:<18}{:>12}{:>20}{:>10}",

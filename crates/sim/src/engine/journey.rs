@@ -4,12 +4,15 @@
 //! `σ(intercept + propensity + Σ_{c touched} β_c)` over the distinct channels touched; the
 //! generator draws the conversion from exactly that, and adds to the truth both the removal
 //! effect `p(S) − p(S∖{c})` and the exact Shapley share of `p(S) − p(∅)` of every channel.
+//! Under the chain model ([`super::chain`]) the touches walk a chain instead; what follows the
+//! touches (the order, its channel, what comes after a purchase) is the same for both.
 
 use rand::Rng;
 
 use super::Gen;
 use super::sdk::Surface;
 use crate::DAY_MS;
+use crate::config::ConversionModel;
 use crate::layout::referrer;
 use crate::rng;
 use crate::template::{ConvChannel, Touch};
@@ -92,8 +95,47 @@ impl Gen<'_> {
     }
 
     fn journey(&mut self, n: u32, start: i64, active_end: i64) {
-        let mut t = self.waking(start).max(self.ctx.start_ms);
-        let first_touch = t;
+        let first_touch = self.waking(start).max(self.ctx.start_ms);
+        let drawn = match self.ctx.cfg.conversion_model {
+            ConversionModel::Logistic => self.logistic_journey(first_touch, active_end),
+            ConversionModel::Chain => self.chain_walk(first_touch, active_end),
+        };
+        let Some((touches, last_end, p, converts)) = drawn else {
+            return;
+        };
+        self.stats.journeys += 1;
+        self.stats.expected_conversions += p;
+        let t_conv = last_end + 60_000 + rng::exponential(&mut self.rng, 40.0 * 60_000.0) as i64;
+        let mut conversion = None;
+        if converts && t_conv < active_end {
+            let last = touches[touches.len() - 1];
+            let ch = self.conversion_channel(last);
+            let (order_id, value) = self.convert(ch, t_conv);
+            self.stats.conversions += 1;
+            self.stats.conv_by_channel[ch as usize] += 1;
+            self.stats.revenue += value;
+            self.after_purchase(ch, t_conv, active_end);
+            conversion = Some((ch, t_conv, order_id, value));
+        }
+        self.out.journeys.push(JourneyTruth {
+            n,
+            start_ms: first_touch,
+            touches,
+            p,
+            converted: conversion.is_some(),
+            conversion,
+        });
+    }
+
+    /// A journey of the logistic model: its touches, the end of the last one, its conversion
+    /// probability and whether the conversion was drawn; none when it would start after the
+    /// person's active period. Adds its removal effects and Shapley shares to the truth.
+    fn logistic_journey(
+        &mut self,
+        first_touch: i64,
+        active_end: i64,
+    ) -> Option<(Vec<Touch>, i64, f64, bool)> {
+        let mut t = first_touch;
         let k = 1 + rng::poisson(&mut self.rng, 1.8);
         let mut touches = Vec::new();
         let mut last_end = t;
@@ -110,7 +152,7 @@ impl Gen<'_> {
             t = last_end + gap + 300_000;
         }
         if touches.is_empty() {
-            return;
+            return None;
         }
         let t_model = self.ctx.t;
         let base = t_model.intercept + self.p.propensity;
@@ -129,30 +171,9 @@ impl Gen<'_> {
         for (c, phi) in distinct.iter().zip(shapley(base, &betas)) {
             self.stats.shapley[*c as usize] += phi;
         }
-        self.stats.journeys += 1;
-        self.stats.expected_conversions += p;
         self.stats.baseline_conversions += sigmoid(base);
         let draw: f64 = self.rng.random();
-        let t_conv = last_end + 60_000 + rng::exponential(&mut self.rng, 40.0 * 60_000.0) as i64;
-        let mut conversion = None;
-        if draw < p && t_conv < active_end {
-            let last = touches[touches.len() - 1];
-            let ch = self.conversion_channel(last);
-            let (order_id, value) = self.convert(ch, t_conv);
-            self.stats.conversions += 1;
-            self.stats.conv_by_channel[ch as usize] += 1;
-            self.stats.revenue += value;
-            self.after_purchase(ch, t_conv, active_end);
-            conversion = Some((ch, t_conv, order_id, value));
-        }
-        self.out.journeys.push(JourneyTruth {
-            n,
-            start_ms: first_touch,
-            touches,
-            p,
-            converted: conversion.is_some(),
-            conversion,
-        });
+        Some((touches, last_end, p, draw < p))
     }
 
     fn conversion_channel(&mut self, last: Touch) -> ConvChannel {
@@ -183,7 +204,7 @@ impl Gen<'_> {
         CH[rng::weighted(&mut self.rng, &w)]
     }
 
-    fn touch(&mut self, touch: Touch, t: i64) -> i64 {
+    pub(super) fn touch(&mut self, touch: Touch, t: i64) -> i64 {
         match touch {
             Touch::PaidAds => self.ad_click(t),
             Touch::WechatOa => {

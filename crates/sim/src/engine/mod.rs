@@ -7,6 +7,7 @@
 //! bounded by campaigns × days and independent of the number of persons. Shared store devices
 //! are derived from the seed and site index, not stored. Hence memory stays flat as persons grow.
 
+pub mod chain;
 mod journey;
 mod mess;
 pub use mess::{ID_COLUMNS, ZERO_ID};
@@ -92,13 +93,16 @@ pub struct Stats {
     pub removal: [f64; 8],
     /// Expected Shapley share of the uplift p(S) − p(∅) per touch channel.
     pub shapley: [f64; 8],
+    /// Chain model only: journeys per availability mask (bit `i`: channel `Touch::ALL[i]`
+    /// could reach the person when the journey started); at most 256 entries.
+    pub chain_journeys: BTreeMap<u8, u64>,
     /// Touches per channel.
     pub touches: [u64; 8],
     /// Journeys.
     pub journeys: u64,
-    /// Sum of conversion probabilities.
+    /// Sum of conversion probabilities (the chain model: from each journey's first channel).
     pub expected_conversions: f64,
-    /// Sum of baseline probabilities p(∅).
+    /// Sum of baseline probabilities p(∅) (logistic model only).
     pub baseline_conversions: f64,
     /// Drawn conversions.
     pub conversions: u64,

@@ -2,7 +2,7 @@
 //! mini-program, app, web or a third-party booking platform, register at the clinic desk (HIS
 //! export), and are followed up by phone and surveyed.
 
-use super::{Campaign, Item, Paths, Platform, PosFile, Site, Template, Vocabulary};
+use super::{Campaign, Chain, Item, Paths, Platform, PosFile, Site, Template, Vocabulary};
 
 /// The healthcare template.
 pub static HEALTHCARE: Template = Template {
@@ -151,6 +151,22 @@ pub static HEALTHCARE: Template = Template {
     betas: [0.7, 0.3, 0.5, 0.65, 0.6, 0.45, 0.9, 0.4],
     touch_weights: [1.8, 0.9, 0.6, 1.8, 1.0, 1.0, 0.5, 0.4],
     conv_weights: [0.2, 0.35, 0.1, 0.15, 0.2],
+    // Ads and articles lead to the booking mini-program; a clinic visit converts most often.
+    chain: Chain {
+        //      ads  oa   crm  mini app  web  clinic cs
+        next: [
+            [0.0, 0.5, 0.1, 1.8, 0.3, 1.6, 0.2, 0.3], // ads
+            [0.3, 0.0, 0.1, 2.4, 0.3, 0.2, 0.4, 0.4], // official account
+            [0.2, 0.4, 0.0, 1.6, 0.8, 0.4, 0.6, 0.3], // crm
+            [0.3, 0.5, 0.1, 0.0, 0.3, 0.2, 0.6, 0.6], // mini-program
+            [0.3, 0.2, 0.2, 0.4, 0.0, 0.3, 0.5, 0.5], // app
+            [0.7, 0.2, 0.1, 0.8, 0.3, 0.0, 0.3, 0.5], // web
+            [0.2, 0.3, 0.2, 0.8, 0.4, 0.2, 0.0, 0.3], // clinic
+            [0.2, 0.1, 0.1, 0.8, 0.4, 0.4, 0.6, 0.0], // service
+        ],
+        convert: [0.3, 0.3, 0.5, 1.1, 1.0, 0.5, 2.0, 0.4],
+        leave: [3.4, 3.0, 3.0, 3.0, 3.0, 3.2, 2.4, 3.0],
+    },
     journeys_per_180d: 2.6,
     member_share: 0.3,
     app_share: 0.3,

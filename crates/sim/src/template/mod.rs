@@ -241,12 +241,30 @@ pub struct Template {
     pub touch_weights: [f64; 8],
     /// Relative frequency of conversion channels: app, mini-program, web, marketplace, store.
     pub conv_weights: [f64; 5],
+    /// The journey chain of the chain conversion model.
+    pub chain: Chain,
     /// Mean journeys per person over 180 days.
     pub journeys_per_180d: f64,
     /// Share of persons who are members before the period starts.
     pub member_share: f64,
     /// Share of persons with the app installed.
     pub app_share: f64,
+}
+
+/// The true journey chain of the chain conversion model ([`crate::ConversionModel::Chain`]):
+/// from each touch channel (rows in [`Touch::ALL`] order), the relative weights of the next
+/// channel, of converting and of leaving. A journey's first channel is drawn from
+/// [`Template::touch_weights`]. A channel the person cannot be reached through is left out
+/// and the rest of its row renormalised; the diagonal is never read (a channel does not
+/// follow itself, as Markov attribution collapses repeats).
+#[derive(Debug)]
+pub struct Chain {
+    /// Weights of the next channel, in [`Touch::ALL`] order.
+    pub next: [[f64; 8]; 8],
+    /// Weight of converting after the channel.
+    pub convert: [f64; 8],
+    /// Weight of leaving without converting after the channel.
+    pub leave: [f64; 8],
 }
 
 /// The template for `kind`.

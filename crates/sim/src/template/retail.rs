@@ -1,7 +1,7 @@
 //! `retail`: a mother-and-baby brand selling through ads, WeChat, app, web shop, a marketplace
 //! store and physical stores in mainland China plus one cross-border store in Sydney.
 
-use super::{Campaign, Item, Paths, Platform, PosFile, Site, Template, Vocabulary};
+use super::{Campaign, Chain, Item, Paths, Platform, PosFile, Site, Template, Vocabulary};
 
 /// The retail template.
 pub static RETAIL: Template = Template {
@@ -215,6 +215,23 @@ pub static RETAIL: Template = Template {
     betas: [0.55, 0.35, 0.45, 0.6, 0.75, 0.4, 1.1, 0.25],
     touch_weights: [1.6, 1.0, 0.7, 2.0, 1.6, 1.2, 0.8, 0.25],
     conv_weights: [0.25, 0.25, 0.12, 0.2, 0.18],
+    // Ads land in the web shop or the mini-program; official-account articles open the
+    // mini-program; a store visit converts most often; service contacts mostly end a journey.
+    chain: Chain {
+        //      ads  oa   crm  mini app  web  store cs
+        next: [
+            [0.0, 0.4, 0.1, 1.4, 0.4, 2.6, 0.3, 0.2], // ads
+            [0.3, 0.0, 0.1, 2.6, 0.3, 0.2, 0.6, 0.3], // official account
+            [0.2, 0.3, 0.0, 1.4, 1.4, 0.5, 1.0, 0.2], // crm
+            [0.3, 0.6, 0.1, 0.0, 0.3, 0.2, 0.8, 0.4], // mini-program
+            [0.3, 0.2, 0.2, 0.4, 0.0, 0.3, 0.6, 0.4], // app
+            [0.8, 0.2, 0.1, 0.5, 0.4, 0.0, 0.4, 0.4], // web
+            [0.2, 0.3, 0.2, 0.8, 0.5, 0.2, 0.0, 0.2], // store
+            [0.2, 0.1, 0.1, 0.5, 0.5, 0.5, 0.6, 0.0], // service
+        ],
+        convert: [0.25, 0.2, 0.4, 0.7, 1.1, 0.35, 2.2, 0.15],
+        leave: [2.8, 2.2, 2.2, 2.4, 2.2, 2.6, 1.8, 2.6],
+    },
     journeys_per_180d: 3.5,
     member_share: 0.35,
     app_share: 0.45,

@@ -7,6 +7,8 @@ use touchline_sim::config::{DefectKind, Rates, SimConfig, TemplateKind};
 use touchline_sim::generate;
 use touchline_sim::verify::verify;
 
+mod chain;
+
 fn run(cfg: SimConfig, dir: &Path) -> touchline_sim::Summary {
     generate(cfg, dir, &mut |_| {}).expect("generation succeeds")
 }
