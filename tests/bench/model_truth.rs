@@ -42,7 +42,10 @@
 //!   `conversion_key_field`);
 //! - the same, with journeys that end after 2 and after 7 days without a touch (the request's
 //!   `journey_gap`): a person's spells of interest without an order are journeys that did not
-//!   convert, as the truth's are, instead of joining the next order's journey.
+//!   convert, as the truth's are, instead of joining the next order's journey;
+//! - the keyed reading without a gap and with the 2-day gap again, each sale stored without a
+//!   person credited to the channel that recorded it (the request's `unidentified_conversions`).
+//!   The conversion-rate and uplift games leave those sales out by design.
 //!
 //! Before them, two measures of what the stored data keeps: per channel, the share of the
 //! buyers' touch events stored on the buyer (the stored person holding most of their orders),
@@ -73,7 +76,7 @@ use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClien
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelResult, AttributionModelType as T,
     EventMatcher, RunAttributionOnPathsRequest, RunAttributionRequest, ShapleyGame,
-    run_attribution_on_paths_request::PathsInput,
+    UnidentifiedConversions, run_attribution_on_paths_request::PathsInput,
 };
 use touchline_sim::template::Touch;
 use touchline_sim::{ConversionModel, SendOptions, SimConfig, TemplateKind};
@@ -337,6 +340,26 @@ async fn main() -> anyhow::Result<()> {
             key,
             gap_days: gap.map(|g| g.0),
             segment: gap.and_then(|g| g.1),
+            credit: false,
+        };
+        compare(&mut modeling, &cfg, reading, &truth).await?;
+    }
+    for gap_days in [None, Some(2)] {
+        match gap_days {
+            None => println!(
+                "\n=== touches: {keyed}; each sale without a person credited to the channel that recorded it"
+            ),
+            Some(days) => println!(
+                "\n=== touches: {keyed}; a journey ends after {days} days without a touch; each sale without a person credited to the channel that recorded it"
+            ),
+        }
+        let reading = Reading {
+            touches: &reaching,
+            referrer: "properties.utm_source",
+            key: "properties.order_id",
+            gap_days,
+            segment: None,
+            credit: true,
         };
         compare(&mut modeling, &cfg, reading, &truth).await?;
     }
@@ -365,6 +388,9 @@ struct Reading<'a> {
     gap_days: Option<i64>,
     /// Only this segment's persons.
     segment: Option<&'a str>,
+    /// Whether conversions stored without a person are credited to the channel that
+    /// recorded them.
+    credit: bool,
 }
 
 /// A segment of every person identity holds a phone of: the persons a brand can name, so
@@ -447,6 +473,11 @@ async fn compare(
                 seconds: days * 86_400,
                 nanos: 0,
             }),
+            unidentified_conversions: if reading.credit {
+                UnidentifiedConversions::RecordingChannel.into()
+            } else {
+                UnidentifiedConversions::Apart.into()
+            },
             ..RunAttributionRequest::default()
         })
         .await
@@ -454,12 +485,13 @@ async fn compare(
         .into_inner();
     let summary = reply.summary.unwrap_or_default();
     println!(
-        "journeys: {:.0} converting, {:.0} direct, {:.0} not converting, {} paths; {:.0} conversions without a person; truth: {} journeys, {} conversions drawn",
+        "journeys: {:.0} converting, {:.0} direct, {:.0} not converting, {} paths; {:.0} conversions without a person ({:.0} credited); truth: {} journeys, {} conversions drawn",
         summary.conversions,
         summary.direct_conversions,
         summary.non_converting_journeys,
         summary.path_count,
         summary.unidentified_conversions,
+        summary.unidentified_credited,
         truth.journeys,
         truth.conversions
     );

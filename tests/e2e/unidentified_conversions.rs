@@ -1,8 +1,9 @@
 //! Sales no one can be named for, through the real services. A store's till is used by two
 //! members' logins, so identity stops linking it; the sales it then records alone are stored
 //! without a person. Attribution cannot put them on a journey, and says so: they are counted
-//! apart (once per order with a conversion key), never in the conversions the models credit,
-//! and a request scoped to a segment counts none of them.
+//! apart (once per order with a conversion key), never in the conversions the models credit
+//! unless the request credits each to the channel that recorded it, and a request scoped to a
+//! segment counts none of them.
 
 use touchline_e2e::{at, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
@@ -10,7 +11,7 @@ use touchline_proto::common::v1::{Event, Identifier, TimeRange};
 use touchline_proto::modeling::v1::modeling_service_client::ModelingServiceClient;
 use touchline_proto::modeling::v1::{
     AnalysisScope, AttributionModel, AttributionModelType, AttributionSummary,
-    CreateSegmentRequest, RunAttributionRequest, Segment,
+    CreateSegmentRequest, RunAttributionRequest, Segment, ShapleyGame, UnidentifiedConversions,
 };
 use touchline_testkit::{TestApp, token};
 
@@ -224,6 +225,79 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
         "order S-1 counts once with the key: {keyed:?}"
     );
 
+    // Credited to the channel that recorded them: the two keyed walk-in sales join member
+    // A's order as journeys of one touch at the till.
+    let credit = RunAttributionRequest {
+        unidentified_conversions: UnidentifiedConversions::RecordingChannel.into(),
+        ..request("properties.order_id", "")
+    };
+    let credited = modeling.run_attribution(credit.clone()).await?.into_inner();
+    let credited_summary = credited.summary.clone().unwrap_or_default();
+    assert_eq!(
+        (
+            credited_summary.conversions,
+            credited_summary.value,
+            credited_summary.direct_conversions,
+            credited_summary.unidentified_conversions,
+            credited_summary.unidentified_credited,
+            credited_summary.unidentified_credited_value,
+        ),
+        (3.0, 150.0, 0.0, 2.0, 2.0, 50.0),
+        "the walk-in sales enter the conversions and stay counted apart too: {credited:?}"
+    );
+    let last_touch: Vec<(&str, f64, f64)> = credited
+        .results
+        .first()
+        .map(|r| {
+            r.channels
+                .iter()
+                .map(|c| (c.channel.as_str(), c.conversions, c.value))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        last_touch,
+        vec![("pos", 3.0, 150.0)],
+        "the store is credited with its own walk-in sales"
+    );
+
+    // The conversion-rate game weighs converting journeys against the rest, which no
+    // walk-in without a purchase leaves: it reads the journeys as they are.
+    let rate_game = |mode: UnidentifiedConversions| RunAttributionRequest {
+        models: vec![AttributionModel {
+            r#type: AttributionModelType::Shapley.into(),
+            shapley_game: ShapleyGame::ConversionRate.into(),
+            ..AttributionModel::default()
+        }],
+        unidentified_conversions: mode.into(),
+        ..request("properties.order_id", "")
+    };
+    let apart = modeling
+        .run_attribution(rate_game(UnidentifiedConversions::Apart))
+        .await?
+        .into_inner();
+    let credited = modeling
+        .run_attribution(rate_game(UnidentifiedConversions::RecordingChannel))
+        .await?
+        .into_inner();
+    assert_eq!(
+        apart.results, credited.results,
+        "the conversion-rate game is the same either way"
+    );
+
+    // A choice the API does not define is refused, not read as the default.
+    let unknown = RunAttributionRequest {
+        unidentified_conversions: 7,
+        ..request("", "")
+    };
+    assert_eq!(
+        crate::attribution::violations(modeling.run_attribution(unknown).await).await,
+        vec![(
+            "unidentified_conversions".to_owned(),
+            "UNKNOWN_VALUE".to_owned()
+        )]
+    );
+
     // The buyers on record: member A alone. Within the segment no sale of the till counts.
     let rule = touchline_e2e::did_within("submit_order", 1_000);
     modeling
@@ -261,6 +335,20 @@ async fn sales_stored_without_a_person_are_counted_apart() -> anyhow::Result<()>
         (scoped.conversions, scoped.unidentified_conversions),
         (1.0, 0.0),
         "no segment holds a sale without a person: {scoped:?}"
+    );
+    let scoped_credit = RunAttributionRequest {
+        unidentified_conversions: UnidentifiedConversions::RecordingChannel.into(),
+        ..in_segment
+    };
+    let scoped_credit = summary(modeling.run_attribution(scoped_credit).await?);
+    assert_eq!(
+        (
+            scoped_credit.conversions,
+            scoped_credit.unidentified_conversions,
+            scoped_credit.unidentified_credited
+        ),
+        (1.0, 0.0, 0.0),
+        "nor is one credited within it: {scoped_credit:?}"
     );
 
     app.stop().await;

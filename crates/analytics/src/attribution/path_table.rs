@@ -278,6 +278,17 @@ impl PathTableBuilder {
         Ok(())
     }
 
+    /// A builder holding `table`'s channels and paths, to add more to.
+    pub fn from_table(table: PathTable) -> Self {
+        let mut builder = Self::with_channels(table.channels.clone());
+        for row in table.rows() {
+            builder.add_checked(row.channels, row.conversions, row.value, row.nulls);
+        }
+        builder.table.direct_conversions = table.direct_conversions;
+        builder.table.direct_value = table.direct_value;
+        builder
+    }
+
     /// Folds another partition in; its channels are matched by name.
     pub fn merge(&mut self, other: PathTableBuilder) {
         let remap: Vec<u32> = other

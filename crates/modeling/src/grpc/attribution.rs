@@ -11,7 +11,7 @@ use crate::journeys::attribution::on_paths::{
     AttributionFigures, OnPathsQuery, PathsInput, SuppliedPath,
 };
 use crate::journeys::attribution::query::{
-    AttributionQuery, CostRequest, GameChoice, Model, ModelRequest, ModelType,
+    AttributionQuery, CostRequest, GameChoice, Model, ModelRequest, ModelType, UnidentifiedChoice,
 };
 use crate::service::Attribution;
 
@@ -105,6 +105,16 @@ pub(super) fn attribution_query(request: &pb::RunAttributionRequest) -> Attribut
         conversion_key_field: request.conversion_key_field.clone(),
         lookback_ms: request.lookback_window.as_ref().map(span_ms),
         journey_gap_ms: request.journey_gap.as_ref().map(span_ms),
+        unidentified: match pb::UnidentifiedConversions::try_from(request.unidentified_conversions)
+        {
+            Ok(pb::UnidentifiedConversions::Unspecified | pb::UnidentifiedConversions::Apart) => {
+                UnidentifiedChoice::Apart
+            }
+            Ok(pb::UnidentifiedConversions::RecordingChannel) => {
+                UnidentifiedChoice::RecordingChannel
+            }
+            Err(_) => UnidentifiedChoice::Unknown,
+        },
         models: request.models.iter().map(model_request).collect(),
         costs,
         scope: scope(request.scope.as_ref()),
@@ -254,6 +264,8 @@ fn summary(summary: Summary) -> pb::AttributionSummary {
         unidentified_conversions: 0.0,
         unidentified_value: 0.0,
         unidentified_by_channel: Vec::new(),
+        unidentified_credited: 0.0,
+        unidentified_credited_value: 0.0,
     }
 }
 
@@ -263,8 +275,16 @@ pub(super) fn attribution_reply(attribution: Attribution) -> pb::RunAttributionR
         .cost_reports
         .map_or((0, 0), |c| (c.rows, c.rows_left_out));
     let unidentified = attribution.unidentified;
+    let (credited, credited_value) = unidentified
+        .recorded
+        .iter()
+        .fold((0.0, 0.0), |(n, v), (_, conversions, value)| {
+            (n + conversions, v + value)
+        });
     pb::RunAttributionResponse {
         summary: Some(pb::AttributionSummary {
+            unidentified_credited: credited,
+            unidentified_credited_value: credited_value,
             unidentified_conversions: unidentified.conversions,
             unidentified_value: unidentified.value,
             unidentified_by_channel: unidentified

@@ -14,6 +14,13 @@ use crate::journeys::attribution::{self, StoredError, StoredFigures};
 use crate::store::costs::{CostSums, cost_sums};
 use crate::store::journal;
 
+fn stored(err: StoredError) -> ModelingError {
+    match err {
+        StoredError::Invalid(problems) => ModelingError::Invalid(problems.0),
+        StoredError::Models(err) => models_failed(err),
+    }
+}
+
 fn models_failed(err: ModelsError) -> ModelingError {
     match err {
         ModelsError::TooManyChannels { model, channels } => ModelingError::TooManyChannels {
@@ -35,8 +42,9 @@ pub struct Attribution {
     pub figures: StoredFigures,
     /// The cost reports read (`None` without cost events).
     pub cost_reports: Option<CostSums>,
-    /// The conversions in the range stored without a person, which no model credits (none
-    /// counted when the scope names a segment: no segment holds them).
+    /// The conversions in the range stored without a person, which no model credits unless
+    /// the request credits them to the channel that recorded them (none counted when the
+    /// scope names a segment: no segment holds them).
     pub unidentified: Unidentified,
 }
 
@@ -75,23 +83,32 @@ impl Modeling {
         };
         let names = valid.event_names().map(str::to_owned).collect();
         let segment = InSegment::at(&query.scope.segment, "scope.segment");
+        let person_less = query.scope.segment.is_empty();
         let request = valid.clone();
-        let (figures, properties, revision) = self
+        let (journeys, properties, revision) = self
             .on_scoped_view(tenant, names, segment, move |view, run| {
-                let figures =
-                    attribution::run(view, &valid, &costs, run).map_err(|err| match err {
-                        StoredError::Invalid(problems) => ModelingError::Invalid(problems.0),
-                        StoredError::Models(err) => models_failed(err),
-                    })?;
-                Ok((figures, view.properties.clone(), view.positions.revision))
+                let journeys = attribution::read_journeys(view, &valid, run).map_err(stored)?;
+                Ok((journeys, view.properties.clone(), view.positions.revision))
             })
             .await?;
-        let unidentified = if query.scope.segment.is_empty() {
-            self.unidentified_conversions(tenant, request, properties, revision)
+        // The conversions without a person are counted first: crediting them to the channel
+        // that recorded them adds them to the journeys the models read.
+        let unidentified = if person_less {
+            self.unidentified_conversions(tenant, request.clone(), properties, revision)
                 .await?
         } else {
             Unidentified::default()
         };
+        let recorded = unidentified.recorded.clone();
+        let threads = self.journeys.threads();
+        let figures = tokio::task::spawn_blocking(move || {
+            attribution::credit(journeys, &request, &costs, &recorded, threads).map_err(stored)
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "the attribution models failed");
+            ModelingError::Internal("attribution")
+        })??;
         Ok(Attribution {
             figures,
             cost_reports,

@@ -123,6 +123,10 @@ pub struct Plan {
     journey_gap_ms: Option<i64>,
     /// Half-lives of the time-decay models, in model order.
     half_lives: Vec<i64>,
+    /// Whether a conversion is also the last touch of its own journey, on the channel its
+    /// event is read as (for conversions stored without a person, credited to the channel
+    /// that recorded them).
+    conversion_touch: bool,
 }
 
 /// The slot of the analysable property `name`, or a NOT_ANALYSABLE violation under `field`.
@@ -281,7 +285,18 @@ impl Plan {
                     _ => None,
                 })
                 .collect(),
+            conversion_touch: false,
         })
+    }
+
+    /// The same plan with no touch but the conversions themselves: each conversion is the
+    /// one touch of its own journey, on the channel its event is read as.
+    pub fn with_conversion_touch(self) -> Self {
+        Self {
+            touches: Vec::new(),
+            conversion_touch: true,
+            ..self
+        }
     }
 }
 
@@ -501,6 +516,16 @@ pub(super) fn walk<E>(
             if time >= start {
                 // A conversion's value is never negative: a refund is not a conversion.
                 let value = event.value().filter(|v| *v > 0.0).unwrap_or(0.0);
+                if plan.conversion_touch {
+                    let channel = plan.channel(&event);
+                    if channel != NO_CHANNEL {
+                        touches.push(Touch {
+                            channel,
+                            first_ms: time,
+                            last_ms: time,
+                        });
+                    }
+                }
                 let first = cut(touches, time);
                 on_journey(&touches[first..], time, true, value)?;
             }

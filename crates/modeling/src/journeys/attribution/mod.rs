@@ -8,6 +8,7 @@ pub mod models;
 pub mod on_paths;
 pub mod per_person;
 pub mod query;
+pub mod recorded;
 pub mod unidentified;
 
 use touchline_analytics::attribution::AttributionError;
@@ -46,26 +47,57 @@ pub fn run(
     costs: &[(String, f64)],
     run: &RunContext,
 ) -> Result<StoredFigures, StoredError> {
+    let journeys = read_journeys(view, query, run)?;
+    credit(journeys, query, costs, &[], run.threads)
+}
+
+/// A view's journeys, read and not yet credited.
+#[derive(Debug)]
+pub struct Journeys {
+    collected: collect::Collected,
+    computation: Computation,
+}
+
+/// Reads the journeys of `query` from `view`.
+pub fn read_journeys(
+    view: &TenantView,
+    query: &ValidAttribution,
+    run: &RunContext,
+) -> Result<Journeys, StoredError> {
     let plan = collect::Plan::new(view, query, run).map_err(StoredError::Invalid)?;
     let collected = collect::collect(view, &plan, run)
         .map_err(|err: AttributionError| StoredError::Models(ModelsError::Model(err)))?;
-    let by_code = models::costs_by_code(&collected.table, costs);
-    let (summary, results) = models::run(
-        &collected.table,
-        &query.models,
-        &collected.decay,
-        &by_code,
-        run.threads,
-    )
-    .map_err(StoredError::Models)?;
-    Ok(StoredFigures {
-        summary,
-        results,
+    Ok(Journeys {
         computation: Computation {
             positions: view.positions,
             range: query.range,
             persons_considered: collected.persons,
         },
+        collected,
+    })
+}
+
+/// Runs the models of `query` over `journeys`, with `recorded` — `(channel, conversions,
+/// value)` of conversions stored without a person — credited to their channel (see
+/// [`recorded`]); `costs` as for [`run`].
+pub fn credit(
+    journeys: Journeys,
+    query: &ValidAttribution,
+    costs: &[(String, f64)],
+    recorded: &[(String, f64, f64)],
+    threads: usize,
+) -> Result<StoredFigures, StoredError> {
+    let Journeys {
+        collected,
+        computation,
+    } = journeys;
+    let (summary, results) =
+        recorded::run_models(collected, &query.models, recorded, costs, threads)
+            .map_err(StoredError::Models)?;
+    Ok(StoredFigures {
+        summary,
+        results,
+        computation,
     })
 }
 

@@ -355,6 +355,31 @@ pub enum Costs {
     Supplied(Vec<(String, f64)>),
 }
 
+/// What a caller asked to be done with the conversions stored without a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnidentifiedChoice {
+    /// Counted apart, credited to no channel.
+    #[default]
+    Apart,
+    /// Each also credited to the channel that recorded it, as a journey of one touch.
+    RecordingChannel,
+    /// A value the API does not define.
+    Unknown,
+}
+
+/// Whether `choice` credits the conversions stored without a person; a value the API does
+/// not define is a violation.
+fn credits_unidentified(choice: UnidentifiedChoice, problems: &mut Violations) -> bool {
+    if choice == UnidentifiedChoice::Unknown {
+        problems.add(
+            "unidentified_conversions".to_owned(),
+            "UNKNOWN_VALUE",
+            "APART or RECORDING_CHANNEL",
+        );
+    }
+    choice == UnidentifiedChoice::RecordingChannel
+}
+
 /// Attribution on stored events as a caller asked for it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AttributionQuery {
@@ -374,6 +399,8 @@ pub struct AttributionQuery {
     pub lookback_ms: Option<i64>,
     /// The pause that ends a journey, when given.
     pub journey_gap_ms: Option<i64>,
+    /// What becomes of the conversions stored without a person.
+    pub unidentified: UnidentifiedChoice,
     /// The models.
     pub models: Vec<ModelRequest>,
     /// Costs for ROI.
@@ -412,6 +439,9 @@ pub struct ValidAttribution {
     /// The pause after a touch that ends a journey, in ms (`None`: journeys end at
     /// conversions and at the range's end only).
     pub journey_gap_ms: Option<i64>,
+    /// Whether each conversion stored without a person is credited to the channel that
+    /// recorded it, as a journey of one touch (otherwise it is counted apart only).
+    pub credit_unidentified: bool,
     /// The models, defaults filled in.
     pub models: Vec<Model>,
     /// Costs for ROI.
@@ -572,6 +602,7 @@ impl AttributionQuery {
         }
         let models = check_models(&self.models, true, &mut problems);
         let costs = check_cost_request(&self.costs, &mut problems);
+        let credit_unidentified = credits_unidentified(self.unidentified, &mut problems);
         let range = resolve_range(
             &self.scope,
             now_ms,
@@ -591,6 +622,7 @@ impl AttributionQuery {
             conversion_key,
             lookback_ms,
             journey_gap_ms: self.journey_gap_ms,
+            credit_unidentified,
             models,
             costs,
             range,

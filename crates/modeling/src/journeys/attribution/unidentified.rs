@@ -32,6 +32,11 @@ pub struct Unidentified {
     /// `(channel, conversions, value)` by the channel of the events that recorded them, most
     /// conversions first, counted among that channel's events alone.
     pub by_channel: Vec<(String, f64, f64)>,
+    /// When the query credits them ([`ValidAttribution::credit_unidentified`]): `(channel,
+    /// conversions, value)` by the channel each conversion's own event is read as (as
+    /// touches are read), each conversion once, in channel order; a conversion whose event
+    /// names no channel is in none. Empty otherwise.
+    pub recorded: Vec<(String, f64, f64)>,
 }
 
 /// Why the count could not be made.
@@ -160,11 +165,47 @@ pub fn count(
         }
     }
     by_channel.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let recorded = if query.credit_unidentified {
+        recorded(&view, query, &run)?
+    } else {
+        Vec::new()
+    };
     Ok(Unidentified {
         conversions,
         value,
         by_channel,
+        recorded,
     })
+}
+
+/// Each conversion of `view` by the channel its own event is read as: the request's plan,
+/// with the conversion its journey's one touch, over the stand-ins (who hold nothing else).
+fn recorded(
+    view: &TenantView,
+    query: &ValidAttribution,
+    run: &RunContext,
+) -> Result<Vec<(String, f64, f64)>, UnidentifiedError> {
+    let reading = ValidAttribution {
+        touchpoints: Vec::new(),
+        models: Vec::new(),
+        ..query.clone()
+    };
+    let plan = Plan::new(view, &reading, run)
+        .map_err(UnidentifiedError::Plan)?
+        .with_conversion_touch();
+    let table = collect(view, &plan, run)?.table;
+    let names = table.channel_names();
+    let mut by_channel: Vec<(String, f64, f64)> = table
+        .rows()
+        .filter(|row| row.conversions > 0.0)
+        .filter_map(|row| {
+            let [code] = row.channels else { return None };
+            let name = names.get(*code as usize)?;
+            Some((name.clone(), row.conversions, row.value))
+        })
+        .collect();
+    by_channel.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(by_channel)
 }
 
 /// The conversions (with touches or without) and their value that `reading` finds in `view`.
@@ -186,7 +227,7 @@ mod tests {
     //! The count against a naive reading on random person-less rows: an `order` counts once
     //! per key (the first by time, then sequence, with its value: a later one is a repeat
     //! even when the first lies before the range) and once per row without a key, when it
-    //! lies in the range. The store reads only the range's rows, so there a key counts once
+    //! lies in the range; credited, it counts under the channel of that first report. The store reads only the range's rows, so there a key counts once
     //! within the range.
 
     use std::collections::BTreeMap;
@@ -197,7 +238,9 @@ mod tests {
     use touchline_proto::governance::v1::CleanEvent;
 
     use super::*;
-    use crate::journeys::attribution::query::{AttributionQuery, ModelRequest, ModelType};
+    use crate::journeys::attribution::query::{
+        AttributionQuery, ModelRequest, ModelType, UnidentifiedChoice,
+    };
     use crate::journeys::query::{Matcher, Scope};
 
     const T0: i64 = 1_788_739_200_000;
@@ -252,10 +295,22 @@ mod tests {
             if !(range.0..range.1).contains(&order.event_time.timestamp_millis()) {
                 continue;
             }
-            count.conversions += 1.0;
-            count.value +=
+            let value =
                 CleanEvent::decode(order.payload.as_slice()).map_or(0.0, |clean| clean.value);
+            count.conversions += 1.0;
+            count.value += value;
+            // Credited to the channel of the report that counted, when it names one.
+            if !order.channel.is_empty() {
+                match count.recorded.iter_mut().find(|r| r.0 == order.channel) {
+                    Some(entry) => {
+                        entry.1 += 1.0;
+                        entry.2 += value;
+                    }
+                    None => count.recorded.push((order.channel.clone(), 1.0, value)),
+                }
+            }
         }
+        count.recorded.sort_by(|a, b| a.0.cmp(&b.0));
         count
     }
 
@@ -289,29 +344,36 @@ mod tests {
         }
     }
 
+    /// Up to 30 rows: orders and views, around the range, with and without value, channel
+    /// and key.
+    fn random_rows(rng: &mut ChaCha8Rng) -> Vec<JournalEvent> {
+        (0..rng.random_range(0..30))
+            .map(|i| {
+                let name = if rng.random_bool(0.7) {
+                    "order"
+                } else {
+                    "view"
+                };
+                let time = T0 + rng.random_range(-30..60) * HOUR;
+                let value = if rng.random_bool(0.8) {
+                    f64::from(rng.random_range(1..900u32))
+                } else {
+                    0.0
+                };
+                let channel = CHANNELS[rng.random_range(0..CHANNELS.len())];
+                let key = KEYS[rng.random_range(0..KEYS.len())];
+                row(i + 1, (name, channel), time, value, key)
+            })
+            .collect()
+    }
+
     #[test]
     fn the_count_equals_a_naive_reading_on_random_rows() {
         let mut rng = ChaCha8Rng::seed_from_u64(16);
         for case in 0..2_000 {
-            let rows: Vec<JournalEvent> = (0..rng.random_range(0..30))
-                .map(|i| {
-                    let name = if rng.random_bool(0.7) {
-                        "order"
-                    } else {
-                        "view"
-                    };
-                    let time = T0 + rng.random_range(-30..60) * HOUR;
-                    let value = if rng.random_bool(0.8) {
-                        f64::from(rng.random_range(1..900u32))
-                    } else {
-                        0.0
-                    };
-                    let channel = CHANNELS[rng.random_range(0..CHANNELS.len())];
-                    let key = KEYS[rng.random_range(0..KEYS.len())];
-                    row(i + 1, (name, channel), time, value, key)
-                })
-                .collect();
+            let rows = random_rows(&mut rng);
             let keyed = rng.random_bool(0.5);
+            let credit_unidentified = rng.random_bool(0.5);
             let range = (T0, T0 + rng.random_range(1..40) * HOUR);
             let query = AttributionQuery {
                 conversion: Some(Matcher {
@@ -332,6 +394,11 @@ mod tests {
                     kind: ModelType::LastTouch,
                     ..ModelRequest::default()
                 }],
+                unidentified: if credit_unidentified {
+                    UnidentifiedChoice::RecordingChannel
+                } else {
+                    UnidentifiedChoice::Apart
+                },
                 ..AttributionQuery::default()
             };
             let valid = match query.validate(T0 + 100 * HOUR) {
@@ -365,6 +432,27 @@ mod tests {
                 "case {case}: {counted:?} against {expected:?}"
             );
             assert_by_channel(case, &counted, &rows, range, keyed);
+            assert_recorded(case, &counted, &expected, credit_unidentified);
+        }
+    }
+
+    /// Credited, each counted conversion under its report's channel, as the naive reading
+    /// has it; otherwise none.
+    fn assert_recorded(case: usize, counted: &Unidentified, naive: &Unidentified, credit: bool) {
+        if !credit {
+            assert!(counted.recorded.is_empty(), "case {case}");
+            return;
+        }
+        assert_eq!(
+            counted.recorded.len(),
+            naive.recorded.len(),
+            "case {case}: {:?} against {:?}",
+            counted.recorded,
+            naive.recorded
+        );
+        for (got, want) in counted.recorded.iter().zip(&naive.recorded) {
+            assert_eq!((&got.0, got.1), (&want.0, want.1), "case {case}");
+            assert!((got.2 - want.2).abs() < 1e-6, "case {case}");
         }
     }
 }
