@@ -44,9 +44,9 @@ fn logistic_model(ctx: &Ctx, stats: &Stats) -> Value {
                 "beta": t.betas[i],
                 "touches": stats.touches[i],
                 "expected_removal_effect": round6(stats.removal[i]),
-                "removal_share": round6(if removal_total > 0.0 { stats.removal[i] / removal_total } else { 0.0 }),
+                "removal_share": share(stats.removal[i], removal_total),
                 "expected_shapley_conversions": round6(stats.shapley[i]),
-                "shapley_share": round6(if shapley_total > 0.0 { stats.shapley[i] / shapley_total } else { 0.0 }),
+                "shapley_share": share(stats.shapley[i], shapley_total),
             })
         })
         .collect();
@@ -80,7 +80,7 @@ fn chain_model(ctx: &Ctx, stats: &Stats) -> Value {
                 "convert": ctx.t.chain.convert[i],
                 "leave": ctx.t.chain.leave[i],
                 "removal_effect": round6(effects[i]),
-                "removal_share": round6(if total > 0.0 { effects[i] / total } else { 0.0 }),
+                "removal_share": share(effects[i], total),
             })
         })
         .collect();
@@ -108,6 +108,11 @@ fn conversions_by_channel(stats: &Stats) -> Value {
         "marketplace": stats.conv_by_channel[3],
         "store": stats.conv_by_channel[4],
     })
+}
+
+/// `part` of `total`, to six places (0 of nothing).
+fn share(part: f64, total: f64) -> f64 {
+    round6(if total > 0.0 { part / total } else { 0.0 })
 }
 
 fn round6(x: f64) -> f64 {
