@@ -11,14 +11,16 @@
 //!    attribution of `submit_order` over 180 days with every model in one call (first, last,
 //!    linear, position based, time decay, Markov of orders 1–3, both Shapley games), then
 //!    the same with journeys that end after 2 days without a touch — medians of several
-//!    runs;
+//!    runs; with `--person-less-orders P`, P % of the orders are stored without a person
+//!    and attribution runs a third time, crediting them to the channel that recorded them;
 //! 3. freshness: a writer commits 200 events every 100 ms (2,000 events a second, merges of
 //!    persons among them) while a reader runs the funnel back to back; for each committed
 //!    batch, the time until a funnel that reflects it has answered (p50, p99).
 //!
 //! ```text
 //! cargo run --release -p touchline-modeling --example journeys_bench -- \
-//!     [--persons 1000000] [--events-per-person 10] [--runs 7] [--fresh-seconds 20]
+//!     [--persons 1000000] [--events-per-person 10] [--runs 7] [--fresh-seconds 20] \
+//!     [--person-less-orders 0]
 //! ```
 //!
 //! It needs the local PostgreSQL (`make services`), and prints each figure next to the
@@ -33,7 +35,7 @@ use touchline_analytics::calendar::Interval;
 use touchline_db::testing::TestDatabase;
 use touchline_modeling::journeys::Journeys;
 use touchline_modeling::journeys::attribution::query::{
-    AttributionQuery, GameChoice, ModelRequest, ModelType,
+    AttributionQuery, GameChoice, ModelRequest, ModelType, UnidentifiedChoice,
 };
 use touchline_modeling::journeys::lifecycle::{LifecycleOptions, LifecycleQuery};
 use touchline_modeling::journeys::paths::PathsQuery;
@@ -81,6 +83,8 @@ struct Options {
     events_per_person: i64,
     runs: usize,
     fresh_seconds: u64,
+    /// Percent of the orders stored without a person.
+    person_less_orders: i64,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -89,6 +93,7 @@ fn options() -> anyhow::Result<Options> {
         events_per_person: 10,
         runs: 7,
         fresh_seconds: 20,
+        person_less_orders: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -98,6 +103,7 @@ fn options() -> anyhow::Result<Options> {
             "--events-per-person" => options.events_per_person = value.parse()?,
             "--runs" => options.runs = value.parse()?,
             "--fresh-seconds" => options.fresh_seconds = value.parse()?,
+            "--person-less-orders" => options.person_less_orders = value.parse()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -254,7 +260,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
-async fn time_queries(modeling: &Modeling, runs: usize) -> anyhow::Result<()> {
+async fn time_queries(modeling: &Modeling, runs: usize, credit: bool) -> anyhow::Result<()> {
     let (funnel_time, figures) = median(runs, || async {
         Ok(modeling.run_funnel(TENANT, &funnel()).await?)
     })
@@ -319,17 +325,35 @@ async fn time_queries(modeling: &Modeling, runs: usize) -> anyhow::Result<()> {
         "paths, 5 steps, 50 edges               p50 {:>8.1} ms   target <= 500 ms",
         ms(paths_time)
     );
-    time_attribution(modeling, runs).await
+    time_attribution(modeling, runs, credit).await
 }
 
-/// Attribution with every model, with and without a journey gap.
-async fn time_attribution(modeling: &Modeling, runs: usize) -> anyhow::Result<()> {
-    for (label, gap_ms) in [
-        ("attribution, 10 models, 165 days      ", None),
-        ("  the same, journeys end after 2 days ", Some(2 * DAY_MS)),
-    ] {
+/// Attribution with every model, with and without a journey gap, and (`credit`) with the
+/// orders stored without a person credited to the channel that recorded them.
+async fn time_attribution(modeling: &Modeling, runs: usize, credit: bool) -> anyhow::Result<()> {
+    let mut readings = vec![
+        (
+            "attribution, 10 models, 165 days      ",
+            None,
+            UnidentifiedChoice::Apart,
+        ),
+        (
+            "  the same, journeys end after 2 days ",
+            Some(2 * DAY_MS),
+            UnidentifiedChoice::Apart,
+        ),
+    ];
+    if credit {
+        readings.push((
+            "  the same, no gap, sales without a person credited",
+            None,
+            UnidentifiedChoice::RecordingChannel,
+        ));
+    }
+    for (label, gap_ms, unidentified) in readings {
         let query = AttributionQuery {
             journey_gap_ms: gap_ms,
+            unidentified,
             ..attribution()
         };
         let (attribution_time, attribution) = median(runs, || async {
@@ -338,11 +362,12 @@ async fn time_attribution(modeling: &Modeling, runs: usize) -> anyhow::Result<()
         .await?;
         let summary = attribution.figures.summary;
         println!(
-            "{label} p50 {:>8.1} ms   target <= 2000 ms   {:.0} conversions, {:.0} non-converting, {} paths",
+            "{label} p50 {:>8.1} ms   target <= 2000 ms   {:.0} conversions, {:.0} non-converting, {} paths, {:.0} without a person",
             ms(attribution_time),
             summary.conversions,
             summary.non_converting,
-            summary.paths
+            summary.paths,
+            attribution.unidentified.conversions
         );
     }
     Ok(())
@@ -468,6 +493,21 @@ async fn main() -> anyhow::Result<()> {
         options.persons,
         started.elapsed().as_secs_f64()
     );
+    if options.person_less_orders > 0 {
+        // As if the tills had recorded these sales alone: no identifier, no person.
+        let taken = sqlx::query(
+            "UPDATE modeling.events SET person_id = NULL
+              WHERE tenant_id = $1 AND event_name = 'submit_order'
+                AND (hashint8(sequence * 13)::bigint & 2147483647) % 100 < $2",
+        )
+        .bind(TENANT)
+        .bind(options.person_less_orders)
+        .execute(&pool)
+        .await
+        .context("storing orders without a person")?
+        .rows_affected();
+        println!("{taken} orders stored without a person");
+    }
     sqlx::query("VACUUM ANALYZE modeling.events")
         .execute(&pool)
         .await?;
@@ -494,7 +534,7 @@ async fn main() -> anyhow::Result<()> {
     drop(journeys);
 
     let modeling = Modeling::new(pool.clone());
-    time_queries(&modeling, options.runs).await?;
+    time_queries(&modeling, options.runs, options.person_less_orders > 0).await?;
     let lags = freshness(&pool, &modeling, options.fresh_seconds, total + 1).await?;
     if !lags.is_empty() {
         let at = |q: f64| lags[((lags.len() - 1) as f64 * q) as usize];
