@@ -40,17 +40,6 @@ pub enum StoredError {
     Models(ModelsError),
 }
 
-/// Runs `query` over `view`; `costs` are the channels' costs by name (empty: no ROI).
-pub fn run(
-    view: &TenantView,
-    query: &ValidAttribution,
-    costs: &[(String, f64)],
-    run: &RunContext,
-) -> Result<StoredFigures, StoredError> {
-    let journeys = read_journeys(view, query, run)?;
-    credit(journeys, query, costs, &[], run.threads)
-}
-
 /// A view's journeys, read and not yet credited.
 #[derive(Debug)]
 pub struct Journeys {
@@ -79,7 +68,7 @@ pub fn read_journeys(
 
 /// Runs the models of `query` over `journeys`, with `recorded` — `(channel, conversions,
 /// value)` of conversions stored without a person — credited to their channel (see
-/// [`recorded`]); `costs` as for [`run`].
+/// [`recorded`]); `costs` are the channels' costs by name (empty: no ROI).
 pub fn credit(
     journeys: Journeys,
     query: &ValidAttribution,
