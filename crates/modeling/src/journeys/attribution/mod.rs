@@ -4,6 +4,7 @@
 
 pub mod channels;
 pub mod collect;
+pub mod model_request;
 pub mod models;
 pub mod on_paths;
 pub mod per_person;
