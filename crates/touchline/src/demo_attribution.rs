@@ -88,7 +88,7 @@ async fn mark_analysable(modeling: &mut Modeling, parent: &str) -> anyhow::Resul
 /// The journey totals of an attribution reply, with where orders went unidentified.
 fn print_summary(summary: &modeling::AttributionSummary, elapsed: std::time::Duration) {
     println!(
-        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} without a person (no model can credit them / 无法识别到人的订单，不参与归因), {:.0} journeys without an order, {} channels, {} paths ({} ms)",
+        "\nattribution of orders, touches credited to what opened them ({REFERRER}) / 订单归因（触点按打开来源归因）: {:.0} orders with touches, {:.0} direct, {:.0} without a person (left out of the table; unidentified_conversions = RECORDING_CHANNEL would credit each to the channel that recorded it / 无法识别到人的订单，此表不计入；设 unidentified_conversions = RECORDING_CHANNEL 可计入记录它的渠道), {:.0} journeys without an order, {} channels, {} paths ({} ms)",
         summary.conversions,
         summary.direct_conversions,
         summary.unidentified_conversions,
