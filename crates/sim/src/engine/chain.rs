@@ -140,6 +140,33 @@ fn absorption(w: &Walk, removed: Option<usize>) -> [f64; N] {
     solve(a, b)
 }
 
+/// Every availability mask's walk with, per channel, the probability that a walk standing
+/// there converts: solved once per run, not once per journey.
+#[derive(Debug, Clone, Default)]
+pub struct Walks {
+    by_mask: Vec<(Walk, [f64; N])>,
+}
+
+impl Walks {
+    /// The walks of the template's chain, one per mask.
+    pub(crate) fn of(t: &Template) -> Self {
+        let by_mask = (0..=u8::MAX)
+            .map(|mask| {
+                let w = walk(t, mask);
+                let h = absorption(&w, None);
+                (w, h)
+            })
+            .collect();
+        Self { by_mask }
+    }
+
+    /// The walk of `mask` and its conversion probabilities; `None` when the run draws no
+    /// chain journeys.
+    fn get(&self, mask: u8) -> Option<&(Walk, [f64; N])> {
+        self.by_mask.get(usize::from(mask))
+    }
+}
+
 /// The probability that a journey of `w` converts, with `removed` as in [`absorption`].
 pub(crate) fn conversion_probability(w: &Walk, removed: Option<usize>) -> f64 {
     let h = absorption(w, removed);
@@ -222,9 +249,10 @@ impl Gen<'_> {
     ) -> Option<(Vec<Touch>, i64, f64, bool)> {
         let weights = self.touch_weights(first);
         let mask = mask_of(&weights);
-        let w = walk(self.ctx.t, mask);
+        let ctx = self.ctx;
+        let (w, from) = ctx.walks.get(mask)?;
         let mut state = rng::weighted(&mut self.rng, &w.start);
-        let p = absorption(&w, None)[state];
+        let p = from[state];
         let (mut t, mut last_end) = (first, first);
         let mut touches = Vec::new();
         let mut converts = false;

@@ -47,6 +47,8 @@ pub struct Ctx {
     pub start_ms: i64,
     /// Period end (exclusive), epoch ms.
     pub end_ms: i64,
+    /// The chain model's walks (empty under the logistic model).
+    pub(crate) walks: chain::Walks,
 }
 
 impl Ctx {
@@ -56,12 +58,17 @@ impl Ctx {
         let t = template::get(cfg.template);
         let (start_ms, end_ms) = (cfg.start_ms(), cfg.end_ms());
         let layout = Layout::new(t, start_ms, end_ms)?;
+        let walks = match cfg.conversion_model {
+            crate::config::ConversionModel::Chain => chain::Walks::of(t),
+            crate::config::ConversionModel::Logistic => chain::Walks::default(),
+        };
         Ok(Ctx {
             cfg,
             t,
             layout,
             start_ms,
             end_ms,
+            walks,
         })
     }
 
