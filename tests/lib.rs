@@ -18,6 +18,18 @@ pub fn at(ms: i64) -> prost_types::Timestamp {
     }
 }
 
+/// An event's properties from `(name, value)` pairs.
+pub fn properties<'a>(
+    fields: impl IntoIterator<Item = (&'a str, prost_types::value::Kind)>,
+) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: fields
+            .into_iter()
+            .map(|(name, kind)| (name.to_owned(), prost_types::Value { kind: Some(kind) }))
+            .collect(),
+    }
+}
+
 /// A valid track event with a unique id for `person` at `epoch_ms`.
 pub fn sample_event(message_id: &str, person: u64, event: &str, epoch_ms: i64) -> Event {
     Event {

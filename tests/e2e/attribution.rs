@@ -122,14 +122,10 @@ pub(crate) async fn send(
             let mut event = sample_event(&format!("a{i}"), *person, name, *time);
             event.channel = (*channel).to_owned();
             if let Some(revenue) = revenue {
-                let mut properties = prost_types::Struct::default();
-                properties.fields.insert(
-                    "revenue".to_owned(),
-                    prost_types::Value {
-                        kind: Some(prost_types::value::Kind::NumberValue(*revenue)),
-                    },
-                );
-                event.properties = Some(properties);
+                event.properties = Some(touchline_e2e::properties([(
+                    "revenue",
+                    prost_types::value::Kind::NumberValue(*revenue),
+                )]));
             }
             event
         })
@@ -142,14 +138,10 @@ pub(crate) async fn send(
         report.anonymous_id = String::new();
         report.identifiers = Vec::new();
         report.channel = "web".to_owned();
-        let mut properties = prost_types::Struct::default();
-        properties.fields.insert(
-            "spend".to_owned(),
-            prost_types::Value {
-                kind: Some(prost_types::value::Kind::NumberValue(spend)),
-            },
-        );
-        report.properties = Some(properties);
+        report.properties = Some(touchline_e2e::properties([(
+            "spend",
+            prost_types::value::Kind::NumberValue(spend),
+        )]));
         events.push(report);
     }
     let stored = touchline_e2e::ingest_and_store(collection, modeling, events.clone()).await?;

@@ -38,14 +38,10 @@ fn web_event(
     let mut event = sample_event(id, person, name, ms);
     event.channel = "web".to_owned();
     if let Some(order) = order {
-        let mut properties = prost_types::Struct::default();
-        properties.fields.insert(
-            "order_id".to_owned(),
-            prost_types::Value {
-                kind: Some(prost_types::value::Kind::StringValue(order.to_owned())),
-            },
-        );
-        event.properties = Some(properties);
+        event.properties = Some(touchline_e2e::properties([(
+            "order_id",
+            prost_types::value::Kind::StringValue(order.to_owned()),
+        )]));
     }
     event
 }

@@ -53,14 +53,10 @@ const DAY_MS: i64 = 86_400_000;
 
 fn purchase(id: &str, person: u64, at_ms: i64, amount: f64) -> touchline_proto::common::v1::Event {
     let mut event = sample_event(id, person, "purchase", at_ms);
-    let mut properties = prost_types::Struct::default();
-    properties.fields.insert(
-        "amount".to_owned(),
-        prost_types::Value {
-            kind: Some(prost_types::value::Kind::NumberValue(amount)),
-        },
-    );
-    event.properties = Some(properties);
+    event.properties = Some(touchline_e2e::properties([(
+        "amount",
+        prost_types::value::Kind::NumberValue(amount),
+    )]));
     event
 }
 

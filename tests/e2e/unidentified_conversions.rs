@@ -5,6 +5,7 @@
 //! unless the request credits each to the channel that recorded it, and a request scoped to a
 //! segment counts none of them.
 
+use prost_types::value::Kind;
 use touchline_e2e::{at, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::common::v1::{Event, Identifier, TimeRange};
@@ -42,22 +43,11 @@ fn store_event(
     event.anonymous_id = String::new();
     event.identifiers = identifiers;
     if let Some((revenue, order)) = sale {
-        let mut properties = prost_types::Struct::default();
-        properties.fields.insert(
-            "revenue".to_owned(),
-            prost_types::Value {
-                kind: Some(prost_types::value::Kind::NumberValue(revenue)),
-            },
-        );
+        let mut fields = vec![("revenue", Kind::NumberValue(revenue))];
         if !order.is_empty() {
-            properties.fields.insert(
-                "order_id".to_owned(),
-                prost_types::Value {
-                    kind: Some(prost_types::value::Kind::StringValue(order.to_owned())),
-                },
-            );
+            fields.push(("order_id", Kind::StringValue(order.to_owned())));
         }
-        event.properties = Some(properties);
+        event.properties = Some(touchline_e2e::properties(fields));
     }
     event
 }
