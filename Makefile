@@ -18,7 +18,7 @@ SERVICES := bash scripts/services.sh
 # Installs the pinned buf into .tools/ on first use; the version is set in the script.
 BUF := bash scripts/buf.sh
 
-.PHONY: buf-breaking help demo test lint fmt proto bench bench-activation bench-analytics compare model-truth fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests receiver-venv
+.PHONY: buf-breaking help demo test lint fmt proto bench bench-activation bench-analytics compare model-truth truth-consistency fuzz-long build clean services fmt-check buf-lint clippy run-tests doc-tests receiver-venv
 
 help: ## List the targets (the default goal)
 	@echo "usage: make <target>"
@@ -72,6 +72,9 @@ compare: services ## Side by side with the peers on the same data: ClickHouse wi
 
 model-truth: services ## Attribution and churn scores through the whole application against the generator's truth, and the same models on the generator's own journeys (PERSONS, SEED, MODEL=logistic|chain)
 	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),5000) $(or $(SEED),42) $(or $(MODEL),logistic)
+
+truth-consistency: ## The uplift game and Markov on the generator's own journeys at growing sizes and several seeds, against the truth: how fast each error shrinks (SIZES, SEEDS)
+	$(CARGO) run --release -p touchline-e2e --bin truth-consistency -- $(or $(SIZES),5000,20000,50000) $(or $(SEEDS),3)
 
 fuzz-long: services ## The cross-stage fuzz run on 100,000 arbitrary events through the real services, then random segments over 50 seeds
 	$(CARGO) run --release -p touchline-e2e --bin fuzz-pipeline -- $(or $(EVENTS),100000)

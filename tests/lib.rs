@@ -269,10 +269,15 @@ pub async fn mark_analysable(
 
 /// Waits until the event store of the caller's tenant has not grown for `quiet` seconds
 /// (for data sent without acknowledged positions, such as a generator's stream); returns
-/// how many events it holds. Gives up after five minutes.
-pub async fn wait_for_quiet_store(modeling: &mut Modeling, quiet: u32) -> anyhow::Result<i64> {
+/// how many events it holds. Gives up after `patience`: a large data set sent faster than
+/// the pipeline stores it takes longer to settle than a test's.
+pub async fn wait_for_quiet_store(
+    modeling: &mut Modeling,
+    quiet: u32,
+    patience: std::time::Duration,
+) -> anyhow::Result<i64> {
     let (mut last, mut still) = (-1, 0);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let deadline = std::time::Instant::now() + patience;
     while still < quiet {
         anyhow::ensure!(
             std::time::Instant::now() < deadline,

@@ -86,7 +86,8 @@ async fn the_purchase_funnel_on_generated_data_equals_the_truths() -> anyhow::Re
     opts.progress_every = None;
     touchline_sim::send(cfg.clone(), &opts).await?;
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
-    touchline_e2e::wait_for_quiet_store(&mut modeling, 3).await?;
+    touchline_e2e::wait_for_quiet_store(&mut modeling, 3, std::time::Duration::from_secs(300))
+        .await?;
 
     // The truth of every message, and each generator name's canonical name as the store
     // has it for events without a planted alias.
