@@ -71,7 +71,7 @@ compare: services ## Side by side with the peers on the same data: ClickHouse wi
 	  $$PY bench/churn_compare.py
 
 model-truth: services ## Attribution and churn scores through the whole application against the generator's truth, and the same models on the generator's own journeys (PERSONS, SEED, MODEL=logistic|chain)
-	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),5000) $(or $(SEED),42) $(or $(MODEL),logistic)
+	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),20000) $(or $(SEED),42) $(or $(MODEL),logistic)
 
 truth-consistency: ## The uplift game and Markov on the generator's own journeys at growing sizes and several seeds, against the truth: how fast each error shrinks (SIZES, SEEDS)
 	$(CARGO) run --release -p touchline-e2e --bin truth-consistency -- $(or $(SIZES),5000,20000,50000) $(or $(SEEDS),3)
