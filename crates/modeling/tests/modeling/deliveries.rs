@@ -377,3 +377,64 @@ async fn random_acknowledgements_move_the_cursor_as_a_plain_walk_says() -> anyho
     }
     Ok(())
 }
+
+/// The interleaving that once left a destination's delivered cursor behind for good: a round
+/// moves the freezing cursor over triggers of other types while the last batch is being
+/// acknowledged. The acknowledgement takes the destination's row first and reads the freezing
+/// cursor before the move; the round's skip, blocked on that row, still sees the batch (its
+/// statement's snapshot is older) and keeps the delivered cursor. Nothing is frozen then, so
+/// a later skip to the same head must move the delivered cursor, which the delivery task now
+/// asks for whenever no batch is left and the delivered cursor is behind the head.
+#[tokio::test]
+async fn an_acknowledgement_racing_a_skip_leaves_a_cursor_a_later_skip_moves() -> anyhow::Result<()>
+{
+    let (_db, pool) = migrated().await?;
+    let created = create(&pool, "crm").await?;
+    assert!(freeze(&pool, "crm", &[batch("crm", 1, 6)]).await?);
+
+    let mut acknowledging = pool.begin().await?;
+    let kept = deliveries::record_attempts(
+        &mut acknowledging,
+        &[record("crm", created, (1, 6), DELIVERED, None)],
+    )
+    .await?;
+    assert_eq!(kept, vec![true]);
+    let skipping = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tx = pool.begin().await?;
+            deliveries::skip_to(&mut tx, "t", "crm", 8).await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        })
+    };
+    // The skip has taken its snapshot and waits for the row the acknowledgement holds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut blocked = 0_i64;
+    while blocked == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        blocked = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await?;
+    }
+    acknowledging.commit().await?;
+    skipping.await??;
+    assert_eq!(
+        blocked, 1,
+        "the skip waited for the acknowledgement's row lock"
+    );
+
+    let d = store::destination(&pool, "t", "crm")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("crm is gone"))?;
+    assert!(frozen(&pool, "crm").await?.is_empty());
+    assert_eq!((d.frozen_sequence, d.delivered_sequence), (8, 6));
+
+    let mut conn = pool.acquire().await?;
+    deliveries::skip_to(&mut conn, "t", "crm", 8).await?;
+    assert_eq!(cursor_and_state(&pool, "crm").await?, (8, ACTIVE));
+    Ok(())
+}
