@@ -87,13 +87,26 @@ pub async fn freeze(
 }
 
 /// Moves a destination's freezing cursor to `head` when no trigger after it up to `head` is
-/// for the destination, and its delivered cursor too when it has no batch frozen.
+/// for the destination, and its delivered cursor too when it has no batch frozen. Run it in
+/// a transaction: the destination's row is locked first, so the update's look at the batches
+/// comes after any acknowledgement holding the row has committed. Without the lock, an
+/// acknowledgement of the last batch that took the row first would read the freezing cursor
+/// before the move, and this update, waiting for the row, would still see the batch and keep
+/// the delivered cursor: both cursors would stay apart until the next trigger.
 pub async fn skip_to(
     conn: &mut PgConnection,
     tenant: &str,
     id: &str,
     head: i64,
 ) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT 1 FROM modeling.webhook_destinations
+          WHERE tenant_id = $1 AND destination_id = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE modeling.webhook_destinations
             SET frozen_sequence = GREATEST(frozen_sequence, $3),

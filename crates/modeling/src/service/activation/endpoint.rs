@@ -407,7 +407,7 @@ impl EndpointTask {
         let triggers =
             store::triggers_after(&mut *tx, tenant, &filter, d.frozen_sequence, room_rows).await?;
         if triggers.is_empty() {
-            if skips_to_head(head, d, count) {
+            if head > d.frozen_sequence {
                 deliveries::skip_to(&mut tx, tenant, id, head).await?;
             }
             tx.commit().await?;
@@ -520,15 +520,4 @@ pub(super) fn secrets(destination: &Destination) -> Vec<SigningSecret> {
         secrets.extend(SigningSecret::parse(previous));
     }
     secrets
-}
-
-/// Whether a round that found no trigger for the destination past its freezing cursor moves
-/// the cursors to `head`: when the freezing cursor is behind it, and also when only the
-/// delivered cursor is behind it with no batch left (`stored`: the batches read this round).
-/// The second case arises when a batch is acknowledged while a round moves the freezing
-/// cursor over triggers of other types: that round's check still saw the batch and kept the
-/// delivered cursor, the acknowledgement read the freezing cursor before the move, and no
-/// later round would move the delivered cursor again until a new trigger came.
-fn skips_to_head(head: i64, destination: &Destination, stored: usize) -> bool {
-    head > destination.frozen_sequence || (stored == 0 && head > destination.delivered_sequence)
 }
