@@ -74,7 +74,7 @@ model-truth: services ## Attribution and churn scores through the whole applicat
 	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),20000) $(or $(SEED),42) $(or $(MODEL),logistic)
 
 truth-consistency: ## The uplift game and Markov on the generator's own journeys at growing sizes and several seeds, against the truth: how fast each error shrinks (SIZES, SEEDS)
-	$(CARGO) run --release -p touchline-e2e --bin truth-consistency -- $(or $(SIZES),5000,20000,50000) $(or $(SEEDS),3)
+	$(CARGO) run --release -p touchline-e2e --bin truth-consistency -- $(or $(SIZES),5000,20000,50000,100000) $(or $(SEEDS),3)
 
 fuzz-long: services ## The cross-stage fuzz run on 100,000 arbitrary events through the real services, then random segments over 50 seeds
 	$(CARGO) run --release -p touchline-e2e --bin fuzz-pipeline -- $(or $(EVENTS),100000)

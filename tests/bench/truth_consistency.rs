@@ -12,8 +12,8 @@
 //! is chance, and the ranking needs more journeys, not another model.
 //!
 //! `cargo run --release -p touchline-e2e --bin truth-consistency -- [SIZES] [SEEDS]`
-//! (SIZES, persons, defaults to `5000,20000,50000`; SEEDS to 3: seeds 1 to SEEDS at every
-//! size). The data sets are written to a scratch folder and removed.
+//! (SIZES, persons, defaults to `5000,20000,50000,100000`; SEEDS to 3: seeds 1 to SEEDS at
+//! every size). The data sets are written to a scratch folder and removed.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
 use std::collections::BTreeMap;
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let sizes: Vec<u64> = args
         .next()
-        .unwrap_or_else(|| "5000,20000,50000".to_owned())
+        .unwrap_or_else(|| "5000,20000,50000,100000".to_owned())
         .split(',')
         .map(|s| {
             s.trim()
