@@ -129,7 +129,11 @@ impl ModelingError {
 impl ApiError for ModelingError {
     fn code(&self) -> ErrorCode {
         match self {
-            ModelingError::Invalid(_) => ErrorCode::InvalidArgument,
+            // Too many channels is the request's to fix (set the flag or narrow the
+            // channels), whatever the stored data holds, so it is an invalid argument.
+            ModelingError::Invalid(_) | ModelingError::TooManyChannels { .. } => {
+                ErrorCode::InvalidArgument
+            }
             ModelingError::NotYetVisible { .. } => ErrorCode::Unavailable,
             ModelingError::DeadlineExceeded { .. } => ErrorCode::DeadlineExceeded,
             ModelingError::Upstream { code, .. } => ErrorCode::after_hop(*code),
@@ -141,9 +145,7 @@ impl ApiError for ModelingError {
                 ..
             }) => ErrorCode::ResourceExhausted,
             ModelingError::NotFound(_) => ErrorCode::NotFound,
-            ModelingError::ListingExpired | ModelingError::TooManyChannels { .. } => {
-                ErrorCode::FailedPrecondition
-            }
+            ModelingError::ListingExpired => ErrorCode::FailedPrecondition,
             ModelingError::TooLarge { .. } => ErrorCode::ResourceExhausted,
             ModelingError::Aborted(_) => ErrorCode::Aborted,
             ModelingError::AlreadyExists(_) => ErrorCode::AlreadyExists,
@@ -160,6 +162,11 @@ impl ApiError for ModelingError {
     fn field_violations(&self) -> Vec<FieldViolation> {
         match self {
             ModelingError::Invalid(violations) => violations.clone(),
+            ModelingError::TooManyChannels { model, .. } => vec![FieldViolation::new(
+                format!("models[{model}].allow_approximation"),
+                "TOO_MANY_CHANNELS",
+                self.to_string(),
+            )],
             ModelingError::NotYetVisible { .. }
             | ModelingError::DeadlineExceeded { .. }
             | ModelingError::Upstream { .. }
@@ -167,7 +174,6 @@ impl ApiError for ModelingError {
             | ModelingError::Projection(_)
             | ModelingError::ListingExpired
             | ModelingError::TooLarge { .. }
-            | ModelingError::TooManyChannels { .. }
             | ModelingError::NotFound(_)
             | ModelingError::Aborted(_)
             | ModelingError::AlreadyExists(_)

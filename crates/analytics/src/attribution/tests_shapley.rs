@@ -118,6 +118,71 @@ fn no_journeys_or_no_conversions_give_zeros() {
 }
 
 #[test]
+fn twenty_channels_are_valued_exactly_as_the_definition_gives() {
+    // The largest game computed exactly: 20 active channels, 2^20 coalitions. Each path's
+    // channels come from a fixed linear congruential sequence, so the game is irregular but
+    // the same every run; every channel is on at least one path.
+    let mut builder = PathTableBuilder::with_channels((0..20).map(|c| format!("ch{c}")).collect());
+    let mut state = 0x2545_f491_u32;
+    let mut next = |below: u32| {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (state >> 8) % below
+    };
+    for row in 0..60u32 {
+        let mut path = vec![row % 20];
+        for _ in 0..next(4) {
+            path.push(next(20));
+        }
+        let (conversions, nulls) = (f64::from(next(4)), f64::from(1 + next(6)));
+        builder
+            .add_path(row as usize, &path, conversions, conversions * 10.0, nulls)
+            .unwrap();
+    }
+    let paths = builder.finish();
+    assert_eq!(paths.channel_count(), 20);
+    let result = shapley_attribution(&paths, options(ShapleyGame::ConversionRate)).unwrap();
+    assert!(!result.approximate && result.samples == 0, "{result:?}");
+
+    // The reference: v(S) by scanning every path for every coalition, then the weighted
+    // marginal contributions of the definition.
+    let rows: Vec<(u32, f64, f64)> = paths
+        .rows()
+        .map(|r| {
+            let mask = r.channels.iter().fold(0u32, |m, &c| m | 1 << c);
+            (mask, r.conversions, r.conversions + r.nulls)
+        })
+        .collect();
+    let game: Vec<f64> = (0..1u32 << 20)
+        .map(|coalition| {
+            let (mut conversions, mut journeys) = (0.0, 0.0);
+            for &(mask, c, j) in &rows {
+                if mask & !coalition == 0 {
+                    conversions += c;
+                    journeys += j;
+                }
+            }
+            if journeys > 0.0 {
+                conversions / journeys
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let weights: Vec<f64> = (0..20)
+        .map(|size| factorial(size) * factorial(19 - size) / factorial(20))
+        .collect();
+    for (i, got) in result.values.iter().enumerate() {
+        let want: f64 = (0..1u32 << 20)
+            .filter(|s| s & (1 << i) == 0)
+            .map(|s| {
+                weights[s.count_ones() as usize] * (game[(s | 1 << i) as usize] - game[s as usize])
+            })
+            .sum();
+        assert!(close(*got, want, 1e-9), "channel {i}: {got} vs {want}");
+    }
+}
+
+#[test]
 fn past_the_exact_limit_sampling_is_flagged_deterministic_and_close() {
     let mut builder = PathTableBuilder::with_channels((0..24).map(|c| format!("ch{c}")).collect());
     for c in 0..24u32 {
