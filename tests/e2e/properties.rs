@@ -206,7 +206,10 @@ async fn last_touch_credit(
     modeling: &mut touchline_e2e::Modeling,
     request: RunAttributionRequest,
 ) -> anyhow::Result<BTreeMap<String, f64>> {
-    let attribution = modeling.run_attribution(request).await?.into_inner();
+    let attribution = match modeling.run_attribution(request).await {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => anyhow::bail!("refused: {:?}", field_violations(&status)),
+    };
     Ok(attribution
         .results
         .first()
@@ -637,5 +640,102 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
             "UNKNOWN_SEGMENT".to_owned()
         )])
     );
+    Ok(())
+}
+
+/// An ad visit tagged by its platform alone (a click id, no `utm_*` parameter) is credited to
+/// the platform when attribution reads `utm_source` as the referrer; a source tagged by hand
+/// wins over a click id, and an untagged visit keeps its own channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    let mut collection: touchline_e2e::Collection =
+        CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: touchline_e2e::Modeling = ModelingServiceClient::new(app.channel(&token)?);
+
+    // Person 0 (app) lands with a Tencent Ads click id, person 1 (mini-program) with a Google
+    // click id and a source tagged by hand, person 2 (web) with neither; each pays a day later.
+    let landings: [&[(&str, &str)]; 3] = [
+        &[("gdt_vid", "wx0a1b2c")],
+        &[("gclid", "Cj0KCQ"), ("utm_source", "newsletter")],
+        &[],
+    ];
+    let mut events = Vec::new();
+    for (person, tags) in landings.iter().enumerate() {
+        let person = person as u64;
+        let mut landing = sample_event(&format!("land-{person}"), person, "view", T0 + DAY);
+        landing.properties = Some(prost_types::Struct {
+            fields: tags
+                .iter()
+                .map(|(name, text)| {
+                    (
+                        (*name).to_owned(),
+                        value(Kind::StringValue((*text).to_owned())),
+                    )
+                })
+                .collect(),
+        });
+        events.push(landing);
+        events.push(sample_event(
+            &format!("pay-{person}"),
+            person,
+            "pay",
+            T0 + 2 * DAY,
+        ));
+    }
+    let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events).await?;
+    assert_eq!(stored.len(), 6, "every event is stored");
+    let text_of = |message: &str, field: &str| {
+        stored
+            .iter()
+            .find(|e| e.message_id == message)
+            .and_then(|e| e.properties.as_ref()?.fields.get(field)?.kind.clone())
+    };
+    assert_eq!(
+        (
+            text_of("land-0", "utm_source"),
+            text_of("land-0", "utm_medium"),
+            text_of("land-0", "gdt_vid")
+        ),
+        (
+            Some(Kind::StringValue("tencent_ads".to_owned())),
+            Some(Kind::StringValue("cpc".to_owned())),
+            Some(Kind::StringValue("wx0a1b2c".to_owned()))
+        ),
+        "the click id names source and medium, and stays"
+    );
+    let name_of = |message: &str| {
+        stored
+            .iter()
+            .find(|e| e.message_id == message)
+            .map(|e| e.event_name.clone())
+            .unwrap_or_default()
+    };
+    touchline_e2e::mark_analysable(&mut modeling, TENANT, &["properties.utm_source"]).await?;
+    let credited = last_touch_credit(
+        &mut modeling,
+        RunAttributionRequest {
+            conversion_event: matcher(&name_of("pay-0"), Vec::new()),
+            touchpoint_events: vec![EventMatcher {
+                event_name: name_of("land-0"),
+                filters: Vec::new(),
+            }],
+            referrer_field: "properties.utm_source".to_owned(),
+            models: vec![AttributionModel {
+                r#type: AttributionModelType::LastTouch.into(),
+                ..AttributionModel::default()
+            }],
+            scope: scope(),
+            ..RunAttributionRequest::default()
+        },
+    )
+    .await?;
+    let want: BTreeMap<String, f64> = [("tencent_ads", 1.0), ("newsletter", 1.0), ("web", 1.0)]
+        .into_iter()
+        .map(|(channel, n)| (channel.to_owned(), n))
+        .collect();
+    assert_eq!(credited, want);
     Ok(())
 }

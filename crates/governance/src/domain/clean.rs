@@ -270,6 +270,10 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
         violations.push(violation(reason, &ids.first_invalid_field, detail));
     }
 
+    // An auto-tagged ad visit names its source by its click id alone; read after the alias
+    // renames, so a source's own name for a click id counts once mapped.
+    super::ad_clicks::name_source(&mut w.properties);
+
     // Property specs.
     if let Some(def) = def {
         check_properties(&mut w, def, inputs, &mut violations);

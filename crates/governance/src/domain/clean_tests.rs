@@ -215,6 +215,28 @@ fn an_import_corrects_skew_against_the_collector_receipt() {
 }
 
 #[test]
+fn an_ad_click_id_without_utm_tags_names_the_platform_as_source() {
+    let dict = retail();
+    let with = |props: serde_json::Value| {
+        let mut e = sdk_event();
+        e.properties = Some(to_struct(&props.as_object().cloned().unwrap_or_default()));
+        let c = run(&e, &SourceSpec::generic("app"), Some(&dict)).expect("clean");
+        from_struct(c.event.properties.as_ref())
+    };
+    let auto_tagged = with(json!({"order_id": "O-1", "revenue": 129, "gdt_vid": "wx0a1b"}));
+    assert_eq!(auto_tagged.get("utm_source"), Some(&json!("tencent_ads")));
+    assert_eq!(auto_tagged.get("utm_medium"), Some(&json!("cpc")));
+    assert_eq!(
+        auto_tagged.get("gdt_vid"),
+        Some(&json!("wx0a1b")),
+        "kept as sent"
+    );
+    let tagged = with(json!({"order_id": "O-1", "gclid": "Cj0", "utm_source": "newsletter"}));
+    assert_eq!(tagged.get("utm_source"), Some(&json!("newsletter")));
+    assert!(!tagged.contains_key("utm_medium"), "{tagged:?}");
+}
+
+#[test]
 fn masked_and_null_contact_fields_stay_as_delivered() {
     let mut e = sdk_event();
     e.properties = Some(to_struct(

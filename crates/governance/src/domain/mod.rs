@@ -2,7 +2,8 @@
 //!
 //! `dictionary` holds the tenant's canonical events, `source` the settings
 //! of a registered source, `timestamp`, `pii` and `mapping` the individual
-//! normalisations, `natural_key` the cross-source record identity, and
+//! normalisations, `ad_clicks` the traffic source an ad click id names,
+//! `natural_key` the cross-source record identity, and
 //! `clean` puts them together into the one cleaning function; `diff`
 //! compares two cleanings of one event.
 //!
@@ -11,6 +12,7 @@
 //! `versions` (what a publish changes) and `ranges` (the time ranges a report or a
 //! reprocess job may cover).
 
+pub mod ad_clicks;
 pub mod clean;
 pub mod client_time;
 pub mod dictionary;
