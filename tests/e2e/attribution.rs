@@ -130,14 +130,21 @@ pub(crate) async fn send(
             event
         })
         .collect();
-    // Two rows of an ad platform's daily report: aggregates without a person, spend 40 and
-    // 50 on web, for ROI from cost events.
+    // Rows of an ad platform's daily report: aggregates without a person, for ROI from cost
+    // events. Spend 40 and 50 on web in the analysed range (days 0–30); 500 the day before it
+    // and 1,000 the day after it, on web and app, which no cost of the range may include.
     let mut events = events;
-    for (i, spend) in [40.0, 50.0].into_iter().enumerate() {
-        let mut report = sample_event(&format!("cost{i}"), 0, "ad_daily_report", T0 + DAY);
+    let reports = [
+        (40.0, "web", T0 + DAY),
+        (50.0, "web", T0 + DAY),
+        (500.0, "web", T0 - DAY),
+        (1_000.0, "app", T0 + 31 * DAY),
+    ];
+    for (i, (spend, channel, day)) in reports.into_iter().enumerate() {
+        let mut report = sample_event(&format!("cost{i}"), 0, "ad_daily_report", day);
         report.anonymous_id = String::new();
         report.identifiers = Vec::new();
-        report.channel = "web".to_owned();
+        report.channel = channel.to_owned();
         report.properties = Some(touchline_e2e::properties([(
             "spend",
             prost_types::value::Kind::NumberValue(spend),
@@ -329,12 +336,14 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         (from_reports.cost_rows, from_reports.cost_rows_left_out),
         (2, 0)
     );
-    let web_cost = from_reports.results[1]
-        .channels
-        .iter()
-        .find(|c| c.channel == "web")
-        .map(|c| c.cost);
-    assert_eq!(web_cost, Some(90.0));
+    let cost_of = |channel: &str| {
+        from_reports.results[1]
+            .channels
+            .iter()
+            .find(|c| c.channel == channel)
+            .map(|c| c.cost)
+    };
+    assert_eq!((cost_of("web"), cost_of("app")), (Some(90.0), Some(0.0)));
 
     // The same journeys as supplied paths: every model but time decay answers the same.
     let text = "path;conversions;value;nulls\n\
@@ -609,11 +618,20 @@ async fn attribution_on_paths_gives_known_answers_and_names_bad_input() -> anyho
     let wide: String = (0..21)
         .map(|i| format!("c{i} > c{};1;0;3\n", (i + 1) % 21))
         .collect();
+    // The refusal names the model that needs the flag by its index.
     let refused = modeling
-        .run_attribution_on_paths(run(&wide, vec![shapley(ShapleyGame::ConversionRate)]))
+        .run_attribution_on_paths(run(
+            &wide,
+            vec![model(T::FirstTouch), shapley(ShapleyGame::ConversionRate)],
+        ))
         .await;
-    let status = refused.err().map(|s| s.code());
-    assert_eq!(status, Some(tonic::Code::FailedPrecondition));
+    assert_eq!(
+        violations(refused).await,
+        vec![(
+            "models[1].allow_approximation".to_owned(),
+            "TOO_MANY_CHANNELS".to_owned()
+        )]
+    );
     let estimated = modeling
         .run_attribution_on_paths(run(
             &wide,
