@@ -966,3 +966,180 @@ async fn churn_scores_are_kept_fresh_as_events_arrive_without_a_read() -> anyhow
     app.stop().await;
     Ok(())
 }
+
+/// Inactivity rules per segment: the five buyers of the module docs, p1 and p3 of whom also
+/// viewed a product three days ago. The rule for the segment "viewed within 30 days" churns
+/// after 30 days without a purchase, the default rule after 200 days: p3 (last purchase 60
+/// days ago, a viewer) is churned and p4 (100 days, not one) is not, p5 (300 days) is. Each
+/// rule suggests its threshold from the gaps of its own persons: p1's three for the segment,
+/// p2's one and p4's two for the default rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactivity_rules_per_segment_flag_each_person_by_their_own_rule() -> anyhow::Result<()> {
+    use touchline_proto::modeling::v1::{CreateSegmentRequest, Segment};
+
+    crate::init();
+    let app = TestApp::spawn().await?;
+    let token = token(TENANT, SCOPES);
+    dictionary(&app, &token).await?;
+    let mut collection = CollectionServiceClient::new(app.channel(&token)?);
+    let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
+    let now = chrono::Utc::now().timestamp_millis();
+    let t0 = now - now.rem_euclid(DAY_MS);
+    let mut events: Vec<_> = PURCHASES
+        .iter()
+        .enumerate()
+        .map(|(i, (person, k, amount))| {
+            let mut event = sample_event(
+                &format!("b{i}"),
+                *person,
+                "purchase",
+                t0 - k * DAY_MS - 3_600_000,
+            );
+            event.properties = Some(touchline_e2e::properties([(
+                "amount",
+                prost_types::value::Kind::NumberValue(*amount),
+            )]));
+            event
+        })
+        .collect();
+    for person in [1, 3] {
+        events.push(sample_event(
+            &format!("v{person}"),
+            person,
+            "view",
+            t0 - 3 * DAY_MS,
+        ));
+    }
+    let stored =
+        touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
+    assert_eq!(stored.len(), events.len(), "every event is stored");
+    let p = |n: u64| touchline_e2e::person_of(&stored, &format!("v{n}"));
+    let buyer = |i: usize| touchline_e2e::person_of(&stored, &format!("b{i}"));
+    // PURCHASES rows 4, 7 and 10 are p2's, p4's and p5's.
+    let (p2, p4, p5) = (buyer(4), buyer(7), buyer(10));
+
+    let viewers = format!("tenants/{TENANT}/segments/viewers");
+    let rule = |segment: &str, threshold: i64| InactivityRule {
+        segment: segment.to_owned(),
+        threshold: Some(days(threshold)),
+        ..InactivityRule::default()
+    };
+    // A segment that does not exist yet is refused by name.
+    let refused = set_churn(
+        &mut modeling,
+        ChurnSettings {
+            inactivity_rules: vec![rule(&viewers, 30), rule("", 200)],
+            ..ChurnSettings::default()
+        },
+        "churn.inactivity_rules",
+    )
+    .await
+    .err()
+    .map(|status| touchline_e2e::field_violations(&status));
+    assert_eq!(
+        refused,
+        Some(vec![(
+            "model_settings.churn.inactivity_rules[0].segment".to_owned(),
+            "UNKNOWN_SEGMENT".to_owned()
+        )])
+    );
+    modeling
+        .create_segment(CreateSegmentRequest {
+            segment_id: "viewers".to_owned(),
+            segment: Some(Segment {
+                display_name: "viewed within 30 days / 30 天内浏览过".to_owned(),
+                rule: Some(touchline_e2e::did_within("view", 30)),
+                ..Segment::default()
+            }),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..CreateSegmentRequest::default()
+        })
+        .await?;
+    let settings = set_churn(
+        &mut modeling,
+        ChurnSettings {
+            inactivity_rules: vec![rule(&viewers, 30), rule("", 200)],
+            ..ChurnSettings::default()
+        },
+        "churn.inactivity_rules",
+    )
+    .await?;
+    assert_eq!(
+        settings
+            .churn
+            .map(|c| c.inactivity_rules.len())
+            .unwrap_or_default(),
+        2
+    );
+
+    // Membership reaches the rules once the segment worker has published it.
+    let everyone = [p(1), p2.clone(), p(3), p4.clone(), p5.clone()];
+    let names: Vec<String> = everyone
+        .iter()
+        .map(|id| format!("tenants/{TENANT}/persons/{id}"))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let scores = loop {
+        let scores = modeling
+            .get_churn_scores(GetChurnScoresRequest {
+                persons: names.clone(),
+                ..GetChurnScoresRequest::default()
+            })
+            .await?
+            .into_inner()
+            .scores;
+        let in_segment = scores
+            .iter()
+            .filter(|s| !s.inactivity_rule_segment.is_empty())
+            .count();
+        if in_segment == 2 || std::time::Instant::now() > deadline {
+            break scores;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let got: BTreeMap<String, (bool, String, Option<Duration>)> = scores
+        .iter()
+        .map(|s| {
+            (
+                s.person_id.clone(),
+                (
+                    s.churned,
+                    s.inactivity_rule_segment.clone(),
+                    s.inactivity_threshold,
+                ),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, (bool, String, Option<Duration>)> = [
+        (p(1), (false, viewers.clone(), Some(days(30)))),
+        (p2, (false, String::new(), Some(days(200)))),
+        (p(3), (true, viewers.clone(), Some(days(30)))),
+        (p4, (false, String::new(), Some(days(200)))),
+        (p5, (true, String::new(), Some(days(200)))),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want);
+
+    // Each rule's suggestion reads its own persons' gaps (fewer than 10: the 90-day fallback).
+    let rules = modeling
+        .get_model_settings(GetModelSettingsRequest::default())
+        .await?
+        .into_inner()
+        .model_settings
+        .and_then(|s| s.churn)
+        .map(|c| c.inactivity_rules)
+        .unwrap_or_default();
+    let samples: Vec<(String, i64, Option<Duration>)> = rules
+        .iter()
+        .map(|r| (r.segment.clone(), r.gap_sample_size, r.suggested_threshold))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            (viewers.clone(), 3, Some(days(90))),
+            (String::new(), 3, Some(days(90)))
+        ]
+    );
+    Ok(())
+}

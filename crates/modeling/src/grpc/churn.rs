@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
-use touchline_analytics::churn::inactivity::SECONDS_PER_DAY;
 use touchline_analytics::churn::rfm::RfmSegment;
 use touchline_proto::common::v1 as common;
 use touchline_proto::modeling::v1 as pb;
 
 use super::journeys::{matcher, ms, timestamp_ms};
-use crate::journeys::churn::{ChurnRow, ChurnTable, PersonRfm};
+use crate::journeys::churn::{ChurnRow, ChurnTable, PersonRfm, RuleOutcome};
 use crate::journeys::churn_pages::{ChurnListQuery, ChurnOrder};
 use crate::journeys::churn_settings::{
     BgNbdSettings, ChurnSettings, DEFAULT_CHURN_INTERVALS, DEFAULT_CHURN_MODEL,
@@ -214,25 +213,39 @@ fn span_or(span: Option<Span>, default_secs: i64) -> prost_types::Duration {
 }
 
 fn churn_reply(s: &ChurnSettings, table: Option<&Arc<ChurnTable>>) -> pb::ChurnSettings {
-    let suggestion = table.map(|t| t.suggestion);
-    let suggested = |rule: &RuleSettings| pb::InactivityRule {
-        segment: rule.segment.clone(),
-        threshold: rule
-            .threshold
-            .map(|(seconds, nanos)| prost_types::Duration { seconds, nanos }),
-        suggestion_percentile: if rule.suggestion_percentile > 0.0 {
-            rule.suggestion_percentile
-        } else {
-            touchline_analytics::churn::inactivity::DEFAULT_SUGGESTION_PERCENTILE
-        },
-        suggested_threshold: suggestion.map(|s| duration_secs(s.threshold.seconds())),
-        gap_sample_size: suggestion.map_or(0, |s| i64::try_from(s.gap_sample_size).unwrap_or(0)),
+    // The table holds one outcome per rule as set (and the implicit default rule last when
+    // none was set), in order.
+    let outcome = |index: usize| table.and_then(|t| t.rules.get(index));
+    let suggested = |(index, rule): (usize, &RuleSettings)| {
+        let suggestion = outcome(index).map(|o| o.suggestion);
+        pb::InactivityRule {
+            segment: rule.segment.clone(),
+            threshold: rule
+                .threshold
+                .map(|(seconds, nanos)| prost_types::Duration { seconds, nanos }),
+            suggestion_percentile: if rule.suggestion_percentile > 0.0 {
+                rule.suggestion_percentile
+            } else {
+                touchline_analytics::churn::inactivity::DEFAULT_SUGGESTION_PERCENTILE
+            },
+            suggested_threshold: suggestion.map(|s| duration_secs(s.threshold.seconds())),
+            gap_sample_size: suggestion
+                .map_or(0, |s| i64::try_from(s.gap_sample_size).unwrap_or(0)),
+        }
     };
-    let rules = if s.inactivity_rules.is_empty() {
-        vec![suggested(&RuleSettings::default())]
-    } else {
-        s.inactivity_rules.iter().map(suggested).collect()
-    };
+    let mut rules: Vec<pb::InactivityRule> = s
+        .inactivity_rules
+        .iter()
+        .enumerate()
+        .map(suggested)
+        .collect();
+    if s.inactivity_rules
+        .last()
+        .is_none_or(|rule| !rule.segment.is_empty())
+    {
+        // The implicit default rule, shown so callers see the threshold everyone else has.
+        rules.push(suggested((rules.len(), &RuleSettings::default())));
+    }
     let bg = &s.bg_nbd;
     let last_fit = table.and_then(|t| t.fit).map(|fit| pb::BgNbdFit {
         model: churn_model_number(fit.model),
@@ -407,16 +420,17 @@ fn score(
     row: &ChurnRow,
     opted_out: bool,
     compute_ms: i64,
-    days: u32,
+    rules: &[RuleOutcome],
 ) -> pb::ChurnScore {
+    let rule = rules.get(usize::from(row.rule));
     pb::ChurnScore {
         person: format!("tenants/{tenant}/persons/{}", row.person),
         person_id: row.person.to_string(),
         score: row.score,
         probability_alive: row.probability_alive,
         churned: row.churned,
-        inactivity_threshold: Some(duration_secs(i64::from(days) * SECONDS_PER_DAY)),
-        inactivity_rule_segment: String::new(),
+        inactivity_threshold: rule.map(|r| duration_secs(r.threshold.seconds())),
+        inactivity_rule_segment: rule.and_then(|r| r.segment.clone()).unwrap_or_default(),
         inactive_for: row.inactive_for_ms.map(duration_of_ms),
         repeat_purchases: i64::try_from(row.repeat_purchases).unwrap_or(i64::MAX),
         first_purchase_time: row.first_purchase_ms.map(timestamp_ms),
@@ -434,13 +448,7 @@ pub(super) fn scores_reply(tenant: &str, scores: ChurnScores) -> pb::GetChurnSco
             .iter()
             .map(|row| {
                 let opted_out = scores.opted_out.contains(&row.person);
-                score(
-                    tenant,
-                    row,
-                    opted_out,
-                    scores.compute_ms,
-                    scores.threshold_days,
-                )
+                score(tenant, row, opted_out, scores.compute_ms, &scores.rules)
             })
             .collect(),
         missing_persons: scores.missing,
@@ -478,7 +486,7 @@ pub(super) fn list_reply(tenant: &str, page: ChurnScoresPage) -> pb::ListChurnSc
             .page
             .rows
             .iter()
-            .map(|row| score(tenant, row, false, page.compute_ms, page.threshold_days))
+            .map(|row| score(tenant, row, false, page.compute_ms, &page.rules))
             .collect(),
         next_page_token: page.page.next_page_token,
         total_size: i64::try_from(page.page.total).unwrap_or(i64::MAX),

@@ -272,7 +272,7 @@ pub fn rfm_token(request: u64, cursor: RfmCursor) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journeys::churn::ChurnRow;
+    use crate::journeys::churn::{ChurnRow, RuleOutcome};
     use touchline_analytics::churn::inactivity::{InactivityThreshold, ThresholdSuggestion};
 
     fn row(n: u128, score: Option<f64>, churned: bool) -> ChurnRow {
@@ -285,6 +285,7 @@ mod tests {
             repeat_purchases: 0,
             first_purchase_ms: None,
             last_purchase_ms: None,
+            rule: 0,
         }
     }
 
@@ -300,12 +301,15 @@ mod tests {
         ChurnTable {
             rows,
             by_score,
-            suggestion: ThresholdSuggestion {
+            rules: vec![RuleOutcome {
+                segment: None,
+                suggestion: ThresholdSuggestion {
+                    threshold,
+                    gap_sample_size: 0,
+                    percentile_gap_secs: None,
+                },
                 threshold,
-                gap_sample_size: 0,
-                percentile_gap_secs: None,
-            },
-            threshold,
+            }],
             fit: None,
             compute_ms: 0,
             positions: Default::default(),

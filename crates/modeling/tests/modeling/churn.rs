@@ -1,7 +1,8 @@
 //! RFM and churn through the projection equal a deliberately naive computation from the raw
 //! list of purchases, on a few hundred random histories: values, scores and quantile bounds,
 //! P(alive) and the churn score by the chosen model's formula (BG/NBD, MBG/NBD or the default)
-//! on whole UTC days, the inactivity flag and the suggested threshold.
+//! on whole UTC days, the inactivity flag and the suggested threshold, with a random segment
+//! rule before the default rule in half the histories.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use touchline_analytics::churn::rfm::{RfmScores, ScoreLevels, classify_default};
 use touchline_modeling::journeys::churn::{
-    ChurnRow, ChurnTable, PurchaseEvent, churn_table, purchase_condition, run_rfm,
+    ChurnRow, ChurnTable, PurchaseEvent, RuleMembers, churn_table, purchase_condition, run_rfm,
 };
 use touchline_modeling::journeys::churn_settings::{
     BgNbdSettings, CHURN_MODEL_BG_NBD, CHURN_MODEL_EVENTS_ANY_EVENT, CHURN_MODEL_EVENTS_PURCHASES,
@@ -320,13 +321,42 @@ fn check_churn(
         CHURN_MODEL_EVENTS_PURCHASES,
         CHURN_MODEL_EVENTS_ANY_EVENT,
     ][rng.random_range(0..3)];
+    // Half the histories have a segment rule first: a random third of the persons (and one
+    // id nobody has) with its own threshold, fixed or suggested from its members' gaps.
+    let segment_rule = rng.random_bool(0.5).then(|| {
+        let mut members: Vec<Uuid> = persons
+            .iter()
+            .copied()
+            .filter(|_| rng.random_bool(0.33))
+            .chain(std::iter::once(Uuid::from_u128(u128::MAX)))
+            .collect();
+        members.sort();
+        members.dedup();
+        let fixed = rng.random_bool(0.5).then(|| rng.random_range(1..200i64));
+        let percentile = [0.0, 0.25, 0.75][rng.random_range(0..3)];
+        (members, fixed, percentile)
+    });
+    let mut inactivity_rules: Vec<RuleSettings> = segment_rule
+        .iter()
+        .map(|(_, fixed, percentile)| RuleSettings {
+            segment: "tenants/t/segments/members".to_owned(),
+            threshold: fixed.map(|d| (d * DAY_S, 0)),
+            suggestion_percentile: *percentile,
+        })
+        .collect();
+    // Without a default rule the implicit one (suggested at the 90th percentile) closes the
+    // list: a fixed default threshold always comes with an explicit rule.
+    let implicit_default = segment_rule.is_some() && fixed_days.is_none() && percentile == 0.0;
+    if !implicit_default {
+        inactivity_rules.push(RuleSettings {
+            segment: String::new(),
+            threshold: fixed_days.map(|d| (d * DAY_S, 0)),
+            suggestion_percentile: percentile,
+        });
+    }
     let settings = ModelSettings {
         churn: ChurnSettings {
-            inactivity_rules: vec![RuleSettings {
-                segment: String::new(),
-                threshold: fixed_days.map(|d| (d * DAY_S, 0)),
-                suggestion_percentile: percentile,
-            }],
+            inactivity_rules,
             qualifying: Vec::new(),
             model: chosen,
             model_events,
@@ -345,7 +375,18 @@ fn check_churn(
         panic!("the purchase event compiles");
     };
     let now_ms = NOW_S * 1_000 + 250;
-    let table: ChurnTable = churn_table(view, &condition, &effective, now_ms, None, &run);
+    let members = RuleMembers(
+        effective
+            .rules
+            .iter()
+            .map(|rule| match (&rule.segment, &segment_rule) {
+                (Some(_), Some((members, _, _))) => members.clone(),
+                _ => Vec::new(),
+            })
+            .collect(),
+    );
+    let table: ChurnTable =
+        churn_table(view, &condition, (&effective, &members), now_ms, None, &run);
 
     let bought = purchases(raw, persons, NOW_S);
     let counted = events_of(
@@ -354,10 +395,48 @@ fn check_churn(
         NOW_S,
         model_events != CHURN_MODEL_EVENTS_ANY_EVENT,
     );
-    let suggestion = suggested_days(&bought, if percentile > 0.0 { percentile } else { 0.9 });
-    assert_eq!(table.suggestion.threshold.days(), suggestion, "suggestion");
-    let threshold_days = fixed_days.map_or(i64::from(suggestion), |d| d);
-    assert_eq!(i64::from(table.threshold.days()), threshold_days);
+    // The rules by hand: a member of the segment falls under its rule, everyone else under
+    // the default; each suggestion reads the gaps of its own persons only.
+    let member = |person: &Uuid| {
+        segment_rule
+            .as_ref()
+            .is_some_and(|(members, _, _)| members.binary_search(person).is_ok())
+    };
+    let of = |segment: bool| -> ByPerson {
+        bought
+            .iter()
+            .filter(|(person, _)| member(person) == segment)
+            .map(|(person, list)| (*person, list.clone()))
+            .collect()
+    };
+    let or_default = |p: f64| if p > 0.0 { p } else { 0.9 };
+    let default_suggestion = suggested_days(&of(false), or_default(percentile));
+    let default_days = fixed_days.map_or(i64::from(default_suggestion), |d| d);
+    let mut expected_rules = Vec::new();
+    if let Some((_, fixed, segment_percentile)) = &segment_rule {
+        let suggestion = suggested_days(&of(true), or_default(*segment_percentile));
+        expected_rules.push((
+            Some("tenants/t/segments/members".to_owned()),
+            suggestion,
+            fixed.map_or(i64::from(suggestion), |d| d),
+        ));
+    }
+    expected_rules.push((None, default_suggestion, default_days));
+    let got_rules: Vec<(Option<String>, u32, i64)> = table
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.segment.clone(),
+                r.suggestion.threshold.days(),
+                i64::from(r.threshold.days()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got_rules, expected_rules,
+        "each rule's suggestion and threshold"
+    );
     let mut everyone: Vec<Uuid> = raw.iter().map(|r| persons[r.person]).collect();
     everyone.sort();
     everyone.dedup();
@@ -367,13 +446,16 @@ fn check_churn(
         "every person with an event has a row, by id"
     );
     for row in &table.rows {
+        // Index 0 is the segment rule when there is one; the default rule comes last.
+        let rule = usize::from(segment_rule.is_some() && !member(&row.person));
+        assert_eq!(usize::from(row.rule), rule, "the rule of {}", row.person);
         check_row(
             row,
             (&bought, &counted),
             raw,
             persons,
             (model, params),
-            threshold_days,
+            expected_rules[rule].2,
         );
     }
     // Score order: highest first, unscored last, ties by id.

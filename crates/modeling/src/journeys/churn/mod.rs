@@ -11,8 +11,10 @@
 //! - The probability-alive model (BG/NBD or MBG/NBD, as the settings choose) is fitted on each
 //!   purchaser's purchases inside the fit window; a person's P(alive) uses all their purchases
 //!   up to now (the fit window bounds the fit, not who is scored).
-//! - Inactivity: activity is the qualifying events (purchases when none are set); the default
-//!   rule's threshold is the fixed one or the suggestion from every purchaser's gaps.
+//! - Inactivity: activity is the qualifying events (purchases when none are set). Each person
+//!   falls under the first rule whose segment holds them (segment membership as the segment
+//!   worker last published it), else the default rule; a rule's threshold is the fixed one or
+//!   the suggestion from the purchase gaps of the persons it applies to.
 
 use touchline_analytics::churn::bgnbd::{
     BetaGeoModel, BgNbdParams, CustomerSummary, FitOptions, SummaryBuilder, TimeUnit,
@@ -30,7 +32,7 @@ use touchline_projection::{CodeSet, PersonEvents};
 use uuid::Uuid;
 
 use super::RunContext;
-use super::churn_settings::{Effective, ModelEvents, RfmOptions};
+use super::churn_settings::{Effective, EffectiveRule, ModelEvents, RfmOptions};
 use super::compile::{self, Known};
 use super::query::{Matcher, Violations};
 use super::view::TenantView;
@@ -264,6 +266,44 @@ pub struct ChurnRow {
     pub first_purchase_ms: Option<i64>,
     /// The last purchase (ms).
     pub last_purchase_ms: Option<i64>,
+    /// The index of the inactivity rule that applied (in `ChurnTable::rules`).
+    pub rule: u16,
+}
+
+/// The members of each inactivity rule's segment, in the settings' rule order, each list
+/// sorted; the default rule's entry, and a segment that no longer exists, hold nobody.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleMembers(pub Vec<Vec<Uuid>>);
+
+impl RuleMembers {
+    /// The index of the rule that applies to `person`: the first segment rule whose members
+    /// hold them, else the last rule (the default rule closes every effective list).
+    pub fn rule_of(&self, rules: &[EffectiveRule], person: &Uuid) -> u16 {
+        let index = rules
+            .iter()
+            .enumerate()
+            .position(|(i, rule)| {
+                rule.segment.is_none()
+                    || self
+                        .0
+                        .get(i)
+                        .is_some_and(|members| members.binary_search(person).is_ok())
+            })
+            .unwrap_or(rules.len().saturating_sub(1));
+        u16::try_from(index).unwrap_or(u16::MAX)
+    }
+}
+
+/// What one inactivity rule gave: its segment, the suggestion from its persons' gaps and the
+/// threshold that applied (the fixed one, else the suggestion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleOutcome {
+    /// The rule's segment; `None` for the default rule.
+    pub segment: Option<String>,
+    /// The suggested threshold and its gap sample.
+    pub suggestion: ThresholdSuggestion,
+    /// The threshold that applied.
+    pub threshold: InactivityThreshold,
 }
 
 /// The outcome of the probability-alive model's fit.
@@ -290,10 +330,8 @@ pub struct ChurnTable {
     pub rows: Vec<ChurnRow>,
     /// Row indices by score, highest first, unscored last, ties by person id.
     pub by_score: Vec<u32>,
-    /// The suggested threshold and its gap sample.
-    pub suggestion: ThresholdSuggestion,
-    /// The threshold that applied.
-    pub threshold: InactivityThreshold,
+    /// Each inactivity rule's outcome, in the settings' order (the default rule last).
+    pub rules: Vec<RuleOutcome>,
     /// The fit used; `None` when nobody has a purchase in the fit window.
     pub fit: Option<FitOutcome>,
     /// When it was computed (ms).
@@ -303,6 +341,11 @@ pub struct ChurnTable {
 }
 
 impl ChurnTable {
+    /// The outcome of the rule that applied to `row`.
+    pub fn rule_of(&self, row: &ChurnRow) -> Option<&RuleOutcome> {
+        self.rules.get(usize::from(row.rule))
+    }
+
     /// The row of `person`.
     pub fn row(&self, person: &Uuid) -> Option<&ChurnRow> {
         self.rows
@@ -346,15 +389,17 @@ fn row_of(
         repeat_purchases: p.repeat_purchases,
         first_purchase_ms: p.first_purchase_ms,
         last_purchase_ms: p.last_purchase_ms,
+        rule: p.rule,
     }
 }
 
-/// Computes every person's churn outputs at `now_ms`; `reuse_fit` (a recent fit of the same
-/// settings) is used instead of fitting again.
+/// Computes every person's churn outputs at `now_ms`, each under the inactivity rule
+/// `members` gives them; `reuse_fit` (a recent fit of the same settings) is used instead of
+/// fitting again.
 pub fn churn_table(
     view: &TenantView,
     purchase: &Condition,
-    settings: &Effective,
+    (settings, members): (&Effective, &RuleMembers),
     now_ms: i64,
     reuse_fit: Option<FitOutcome>,
     run: &RunContext,
@@ -365,36 +410,53 @@ pub fn churn_table(
         view,
         purchase,
         activity.as_ref(),
-        settings,
+        (settings, members),
         now_ms,
         run.threads,
     );
-    let options = SuggestionOptions {
-        percentile: settings.suggestion_percentile,
-        ..SuggestionOptions::default()
-    };
-    let fallback = ThresholdSuggestion {
-        threshold: fallback_threshold(),
-        gap_sample_size: scanned.gaps.len(),
-        percentile_gap_secs: None,
-    };
-    let suggestion = scanned.gaps.suggest(&options).unwrap_or(fallback);
-    let threshold = settings.threshold.unwrap_or(suggestion.threshold);
+    let rules: Vec<RuleOutcome> = settings
+        .rules
+        .iter()
+        .zip(scanned.gaps.iter_mut())
+        .map(|(rule, gaps)| rule_outcome(rule, gaps))
+        .collect();
     let fit = fit_of(settings, reuse_fit, &scanned.fit, now_ms, run.threads);
     let rows: Vec<ChurnRow> = scanned
         .persons
         .iter()
-        .map(|p| row_of(p, fit, threshold, now_ms))
+        .map(|p| {
+            let threshold = rules
+                .get(usize::from(p.rule))
+                .map_or_else(fallback_threshold, |rule| rule.threshold);
+            row_of(p, fit, threshold, now_ms)
+        })
         .collect();
     let by_score = score_order(&rows);
     ChurnTable {
         rows,
         by_score,
-        suggestion,
-        threshold,
+        rules,
         fit,
         compute_ms: now_ms,
         positions: view.positions,
+    }
+}
+
+/// A rule's suggestion from the gaps of its persons, and the threshold that applies.
+fn rule_outcome(rule: &EffectiveRule, gaps: &mut PurchaseGapSample) -> RuleOutcome {
+    let options = SuggestionOptions {
+        percentile: rule.suggestion_percentile,
+        ..SuggestionOptions::default()
+    };
+    let suggestion = gaps.suggest(&options).unwrap_or(ThresholdSuggestion {
+        threshold: fallback_threshold(),
+        gap_sample_size: gaps.len(),
+        percentile_gap_secs: None,
+    });
+    RuleOutcome {
+        segment: rule.segment.clone(),
+        suggestion,
+        threshold: rule.threshold.unwrap_or(suggestion.threshold),
     }
 }
 

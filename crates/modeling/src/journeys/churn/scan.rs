@@ -14,24 +14,28 @@ pub(super) struct Gathered {
     pub(super) first_purchase_ms: Option<i64>,
     pub(super) last_purchase_ms: Option<i64>,
     pub(super) last_activity_ms: Option<i64>,
+    /// The index of the inactivity rule that applies to them.
+    pub(super) rule: u16,
 }
 
 #[derive(Debug, Default)]
 struct ScanState {
     persons: Vec<Gathered>,
     fit: Vec<CustomerSummary>,
-    gaps: PurchaseGapSample,
+    /// Purchase gaps per inactivity rule, of the persons the rule applies to.
+    gaps: Vec<PurchaseGapSample>,
     times: Vec<i64>,
     /// Days with any event, when the model counts those instead of purchases.
     active: Vec<i64>,
     window: Vec<i64>,
 }
 
-/// What one scan gathers: persons by id, the fit's customers and the purchase gaps.
+/// What one scan gathers: persons by id, the fit's customers and the purchase gaps of each
+/// inactivity rule's persons.
 pub(super) struct Scanned {
     pub(super) persons: Vec<Gathered>,
     pub(super) fit: Vec<CustomerSummary>,
-    pub(super) gaps: PurchaseGapSample,
+    pub(super) gaps: Vec<PurchaseGapSample>,
 }
 
 /// A person's summaries once their events are read: the purchase gaps for the threshold
@@ -45,7 +49,9 @@ fn summarise(
 ) {
     // Times are sorted and in range of the projection, so neither refuses them. The threshold
     // suggestion reads purchase gaps whatever the model counts.
-    let _ = state.gaps.add_person(&state.times);
+    if let Some(gaps) = state.gaps.get_mut(usize::from(gathered.rule)) {
+        let _ = gaps.add_person(&state.times);
+    }
     if any_event {
         std::mem::swap(&mut state.times, &mut state.active);
     }
@@ -74,22 +80,27 @@ fn summarise(
     }
 }
 
-/// Gathers every person's purchases and activity up to `now_ms`.
+/// Gathers every person's purchases and activity up to `now_ms`, each person under the
+/// inactivity rule `members` gives them.
 pub(super) fn gather(
     view: &TenantView,
     purchase: &Condition,
     activity: Option<&Condition>,
-    settings: &Effective,
+    (settings, members): (&Effective, &RuleMembers),
     now_ms: i64,
     threads: usize,
 ) -> Scanned {
+    let rule_count = settings.rules.len();
     let now = secs(now_ms);
     let fit_start = now.saturating_sub(settings.fit_window_secs);
     let tz = settings.time_zone;
     let any_event = settings.model_events == ModelEvents::AnyEvent;
     let states = view.projection.scan(
         threads,
-        ScanState::default,
+        || ScanState {
+            gaps: vec![PurchaseGapSample::new(); rule_count],
+            ..ScanState::default()
+        },
         |state: &mut ScanState, person| {
             let Some(id) = view.persons.id(person.person()) else {
                 return Ok::<(), ()>(());
@@ -106,6 +117,7 @@ pub(super) fn gather(
                 first_purchase_ms: None,
                 last_purchase_ms: None,
                 last_activity_ms: None,
+                rule: members.rule_of(&settings.rules, &id),
             };
             for event in person.iter() {
                 let event = event.to_event();
@@ -131,12 +143,14 @@ pub(super) fn gather(
     let mut scanned = Scanned {
         persons: Vec::new(),
         fit: Vec::new(),
-        gaps: PurchaseGapSample::new(),
+        gaps: vec![PurchaseGapSample::new(); rule_count],
     };
     for state in states.unwrap_or_default() {
         scanned.persons.extend(state.persons);
         scanned.fit.extend(state.fit);
-        scanned.gaps.merge(state.gaps);
+        for (all, part) in scanned.gaps.iter_mut().zip(state.gaps) {
+            all.merge(part);
+        }
     }
     scanned.persons.sort_unstable_by_key(|p| p.person);
     scanned

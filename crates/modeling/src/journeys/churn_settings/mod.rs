@@ -5,8 +5,11 @@
 //! - Purchases are the projection's events; their value is the dictionary's value property
 //!   (what the projection keeps), so `value_field` must stay empty: another field cannot be
 //!   read yet and is refused rather than silently ignored.
-//! - Segments are not evaluated yet, so an inactivity rule naming a segment is refused; the
-//!   one rule left is the default rule.
+//! - Inactivity rules are tried in order and the first whose segment holds the person applies;
+//!   the rule without a segment (the default) may only come last. A list without one ends
+//!   with the implicit default rule (suggested threshold, 90th percentile), so every person
+//!   has a rule. A segment rule's threshold, when not fixed, is suggested from the gaps of the
+//!   purchasers the rule applies to.
 //! - Durations the contract counts in whole days (thresholds) must be whole days; the other
 //!   spans are taken to the second.
 //! - The probability-alive model is stored as chosen (unset stays unset), so a tenant who never
@@ -27,6 +30,9 @@ mod rfm;
 pub use mask::{MASK_PATHS, apply_mask};
 pub use rfm::{default_segment_rules, rfm_options};
 
+/// The most inactivity rules a tenant may set: each segment rule reads the segment's members
+/// whenever the scores are computed.
+pub const MAX_INACTIVITY_RULES: usize = 20;
 /// The default fit window: three years of 365 days.
 pub const DEFAULT_FIT_WINDOW_SECS: i64 = 3 * 365 * SECONDS_PER_DAY;
 /// The default refit interval: a day.
@@ -211,10 +217,8 @@ pub struct Effective {
     pub purchase_event: Option<Matcher>,
     /// Activity for the inactivity rule; empty means purchases.
     pub qualifying: Vec<Matcher>,
-    /// The fixed threshold, when set; otherwise the suggestion applies.
-    pub threshold: Option<InactivityThreshold>,
-    /// The suggestion's percentile.
-    pub suggestion_percentile: f64,
+    /// The inactivity rules in order, the last one the default rule (no segment).
+    pub rules: Vec<EffectiveRule>,
     /// The fit window, seconds.
     pub fit_window_secs: i64,
     /// The refit interval, seconds.
@@ -227,6 +231,29 @@ pub struct Effective {
     pub fixed_parameters: Option<BgNbdParams>,
     /// RFM.
     pub rfm: RfmOptions,
+}
+
+/// One inactivity rule after defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveRule {
+    /// The segment (`tenants/{tenant}/segments/{id}`) whose members it applies to; `None` for
+    /// the default rule, which applies to everyone no earlier rule took.
+    pub segment: Option<String>,
+    /// The fixed threshold, when set; otherwise the suggestion applies.
+    pub threshold: Option<InactivityThreshold>,
+    /// The suggestion's percentile.
+    pub suggestion_percentile: f64,
+}
+
+impl EffectiveRule {
+    /// The default rule with the suggested threshold at the default percentile.
+    pub fn suggested_default() -> Self {
+        Self {
+            segment: None,
+            threshold: None,
+            suggestion_percentile: DEFAULT_SUGGESTION_PERCENTILE,
+        }
+    }
 }
 
 /// Whole seconds of a span, refusing negative, zero and fractional-second spans.
@@ -346,7 +373,7 @@ impl ModelSettings {
             &format!("{prefix}churn.qualifying_events"),
             &mut problems,
         );
-        let (threshold, suggestion_percentile) = self.rule(prefix, &mut problems);
+        let rules = self.rules(prefix, &mut problems);
         let model = churn_model(churn.model).unwrap_or_else(|| {
             problems.add(
                 format!("{prefix}churn.model"),
@@ -377,8 +404,7 @@ impl ModelSettings {
             time_zone,
             purchase_event: self.purchase_event.clone(),
             qualifying: churn.qualifying.clone(),
-            threshold,
-            suggestion_percentile,
+            rules,
             fit_window_secs,
             refit_secs,
             model,
@@ -461,46 +487,68 @@ impl ModelSettings {
         );
     }
 
-    /// The one inactivity rule's threshold (when fixed) and suggestion percentile.
-    fn rule(&self, prefix: &str, problems: &mut Violations) -> (Option<InactivityThreshold>, f64) {
+    /// The inactivity rules after defaults, each problem named: a segment must be a segment
+    /// name (`tenants/{tenant}/segments/{id}`, whether it exists is the service's to check),
+    /// named by one rule only; the rule without a segment must come last.
+    fn rules(&self, prefix: &str, problems: &mut Violations) -> Vec<EffectiveRule> {
         let rules = &self.churn.inactivity_rules;
         let path = format!("{prefix}churn.inactivity_rules");
-        let mut fixed = None;
-        let mut percentile = DEFAULT_SUGGESTION_PERCENTILE;
+        if rules.len() > MAX_INACTIVITY_RULES {
+            problems.add(
+                path.clone(),
+                "TOO_MANY",
+                format!("at most {MAX_INACTIVITY_RULES} rules"),
+            );
+        }
+        let mut effective = Vec::with_capacity(rules.len() + 1);
         for (index, rule) in rules.iter().enumerate() {
             let at = format!("{path}[{index}]");
-            if !rule.segment.is_empty() {
-                problems.add(
+            let segment = (!rule.segment.is_empty()).then(|| rule.segment.clone());
+            match &segment {
+                Some(name) if crate::domain::segment_name(name).is_none() => problems.add(
                     format!("{at}.segment"),
-                    "UNSUPPORTED",
-                    "inactivity rules cannot be limited to a segment yet; leave segment empty",
-                );
-            } else if index + 1 != rules.len() {
-                problems.add(
+                    "INVALID_NAME",
+                    "a segment is named tenants/{tenant}/segments/{segment}",
+                ),
+                Some(name) if rules[..index].iter().any(|r| r.segment == *name) => problems.add(
+                    format!("{at}.segment"),
+                    "DUPLICATE_SEGMENT",
+                    "an earlier rule names the same segment, so this one would never apply",
+                ),
+                Some(_) => {}
+                None if index + 1 != rules.len() => problems.add(
                     format!("{at}.segment"),
                     "DEFAULT_RULE_NOT_LAST",
                     "the rule without a segment is the default and must come last",
-                );
+                ),
+                None => {}
             }
             let asked = rule.suggestion_percentile;
-            if !(asked.is_finite() && (0.0..=1.0).contains(&asked)) {
+            let suggestion_percentile = if !(asked.is_finite() && (0.0..=1.0).contains(&asked)) {
                 problems.add(
                     format!("{at}.suggestion_percentile"),
                     "OUT_OF_RANGE",
                     "from 0 to 1",
                 );
-            } else if index + 1 == rules.len() {
-                if asked > 0.0 {
-                    percentile = asked;
-                }
-                fixed = rule
-                    .threshold
-                    .and_then(|span| threshold(span, &format!("{at}.threshold"), problems));
-            } else if let Some(span) = rule.threshold {
-                threshold(span, &format!("{at}.threshold"), problems);
-            }
+                DEFAULT_SUGGESTION_PERCENTILE
+            } else if asked > 0.0 {
+                asked
+            } else {
+                DEFAULT_SUGGESTION_PERCENTILE
+            };
+            let threshold = rule
+                .threshold
+                .and_then(|span| threshold(span, &format!("{at}.threshold"), problems));
+            effective.push(EffectiveRule {
+                segment,
+                threshold,
+                suggestion_percentile,
+            });
         }
-        (fixed, percentile)
+        if effective.last().is_none_or(|rule| rule.segment.is_some()) {
+            effective.push(EffectiveRule::suggested_default());
+        }
+        effective
     }
 }
 

@@ -13,9 +13,9 @@ fn the_defaults_are_valid_and_filled_in() {
         panic!("defaults must be valid");
     };
     assert_eq!(effective.time_zone, Tz::UTC);
-    assert_eq!(effective.threshold, None);
+    assert_eq!(effective.rules, [EffectiveRule::suggested_default()]);
     assert_eq!(
-        effective.suggestion_percentile,
+        effective.rules[0].suggestion_percentile,
         DEFAULT_SUGGESTION_PERCENTILE
     );
     assert_eq!(effective.rfm.lookback_secs, DEFAULT_LOOKBACK_SECS);
@@ -114,6 +114,7 @@ fn every_problem_is_named() {
         [
             "model_settings.time_zone",
             "model_settings.churn.inactivity_rules[0].suggestion_percentile",
+            "model_settings.churn.inactivity_rules[0].threshold",
             "model_settings.churn.bg_nbd.refit_interval",
             "model_settings.churn.bg_nbd.fixed_parameters.alpha",
             "model_settings.rfm.score_levels",
@@ -132,4 +133,91 @@ fn every_problem_is_named() {
     };
     let problems = negative.validate("").err().unwrap_or_default();
     assert_eq!(fields(&problems), ["churn.inactivity_rules[0].threshold"]);
+}
+
+#[test]
+fn segment_rules_come_first_in_order_and_the_default_closes_the_list() {
+    let rule = |segment: &str, days: Option<i64>, percentile: f64| RuleSettings {
+        segment: segment.to_owned(),
+        threshold: days.map(|d| (d * SECONDS_PER_DAY, 0)),
+        suggestion_percentile: percentile,
+    };
+    let with = |rules: Vec<RuleSettings>| ModelSettings {
+        churn: ChurnSettings {
+            inactivity_rules: rules,
+            ..ChurnSettings::default()
+        },
+        ..ModelSettings::default()
+    };
+    let vip = "tenants/t/segments/vip";
+    let days = |d: u32| InactivityThreshold::from_days(d).ok();
+    // Without a default rule, the implicit one closes the list.
+    let effective = with(vec![rule(vip, Some(30), 0.0)])
+        .validate("")
+        .map(|e| e.rules)
+        .ok();
+    assert_eq!(
+        effective,
+        Some(vec![
+            EffectiveRule {
+                segment: Some(vip.to_owned()),
+                threshold: days(30),
+                suggestion_percentile: DEFAULT_SUGGESTION_PERCENTILE,
+            },
+            EffectiveRule::suggested_default(),
+        ])
+    );
+    // With one, it is kept as set.
+    let effective = with(vec![rule(vip, None, 0.75), rule("", Some(120), 0.0)])
+        .validate("")
+        .map(|e| e.rules)
+        .ok();
+    assert_eq!(
+        effective,
+        Some(vec![
+            EffectiveRule {
+                segment: Some(vip.to_owned()),
+                threshold: None,
+                suggestion_percentile: 0.75,
+            },
+            EffectiveRule {
+                segment: None,
+                threshold: days(120),
+                suggestion_percentile: DEFAULT_SUGGESTION_PERCENTILE,
+            },
+        ])
+    );
+    // A malformed name, a segment named twice, a default rule before the last: each named.
+    let problems = with(vec![
+        rule("vip", None, 0.0),
+        rule(vip, None, 0.0),
+        rule("", None, 0.0),
+        rule(vip, None, 0.0),
+    ])
+    .validate("model_settings.")
+    .err()
+    .unwrap_or_default();
+    let reasons: Vec<(String, &str)> = problems
+        .0
+        .iter()
+        .map(|v| (v.field.clone(), v.reason))
+        .collect();
+    let at = |i: usize| format!("model_settings.churn.inactivity_rules[{i}].segment");
+    assert_eq!(
+        reasons,
+        [
+            (at(0), "INVALID_NAME"),
+            (at(2), "DEFAULT_RULE_NOT_LAST"),
+            (at(3), "DUPLICATE_SEGMENT"),
+        ]
+    );
+    let many = with(vec![rule("", None, 0.0); MAX_INACTIVITY_RULES + 1]);
+    let problems = many.validate("").err().unwrap_or_default();
+    assert!(
+        problems
+            .0
+            .iter()
+            .any(|v| v.field == "churn.inactivity_rules" && v.reason == "TOO_MANY"),
+        "{problems:?}"
+    );
 }

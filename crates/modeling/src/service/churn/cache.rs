@@ -100,7 +100,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::journeys::churn::ChurnRow;
+    use crate::journeys::churn::{ChurnRow, RuleOutcome};
 
     fn table(rows: usize, fit_ms: i64) -> Arc<ChurnTable> {
         let threshold = InactivityThreshold::from_days(90).unwrap_or_else(|_| unreachable!());
@@ -113,16 +113,20 @@ mod tests {
             repeat_purchases: 0,
             first_purchase_ms: None,
             last_purchase_ms: None,
+            rule: 0,
         };
         Arc::new(ChurnTable {
             rows: vec![row; rows],
             by_score: Vec::new(),
-            suggestion: ThresholdSuggestion {
+            rules: vec![RuleOutcome {
+                segment: None,
+                suggestion: ThresholdSuggestion {
+                    threshold,
+                    gap_sample_size: 0,
+                    percentile_gap_secs: None,
+                },
                 threshold,
-                gap_sample_size: 0,
-                percentile_gap_secs: None,
-            },
-            threshold,
+            }],
             fit: Some(FitOutcome {
                 model: BetaGeoModel::MbgNbd,
                 params: BgNbdParams {

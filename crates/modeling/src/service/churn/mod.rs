@@ -15,13 +15,15 @@ use cache::TableKey;
 
 use super::Modeling;
 use crate::error::ModelingError;
-use crate::journeys::churn::{self, ChurnRow, ChurnTable, PersonRfm, PurchaseEvent};
+use crate::journeys::churn::{
+    self, ChurnRow, ChurnTable, PersonRfm, PurchaseEvent, RuleMembers, RuleOutcome,
+};
 use crate::journeys::churn_pages::{
     self, ChurnListQuery, ChurnPage, MAX_PAGE_SIZE, RfmCursor, decode_rfm_token, rfm_token,
 };
 use crate::journeys::churn_settings::{
-    ModelSettings, RfmOptions, RfmSettings, VersionedSettings, apply_mask, check_purchase,
-    rfm_options,
+    Effective, ModelSettings, RfmOptions, RfmSettings, VersionedSettings, apply_mask,
+    check_purchase, rfm_options,
 };
 use crate::journeys::listings::request_key;
 use crate::journeys::query::{Matcher, Violations, check_instant};
@@ -90,8 +92,8 @@ pub struct ChurnScores {
     pub opted_out: HashSet<Uuid>,
     /// When the table was computed (ms).
     pub compute_ms: i64,
-    /// The inactivity threshold that applied.
-    pub threshold_days: u32,
+    /// The inactivity rules' outcomes, which rows name by index.
+    pub rules: Vec<RuleOutcome>,
 }
 
 /// A page of churn outputs.
@@ -101,8 +103,42 @@ pub struct ChurnScoresPage {
     pub page: ChurnPage,
     /// When the table was computed (ms).
     pub compute_ms: i64,
-    /// The inactivity threshold that applied.
-    pub threshold_days: u32,
+    /// The inactivity rules' outcomes, which rows name by index.
+    pub rules: Vec<RuleOutcome>,
+}
+
+/// Each inactivity rule naming a segment that is not one of the tenant's live segments.
+async fn unknown_rule_segments(
+    conn: &mut sqlx::PgConnection,
+    tenant: &str,
+    settings: &ModelSettings,
+) -> Result<Violations, ModelingError> {
+    let mut problems = Violations::default();
+    for (index, rule) in settings.churn.inactivity_rules.iter().enumerate() {
+        if rule.segment.is_empty() {
+            continue;
+        }
+        let id = crate::domain::segment_name(&rule.segment)
+            .filter(|(parent, _)| parent.strip_prefix("tenants/") == Some(tenant))
+            .map(|(_, id)| id);
+        let live = match id {
+            Some(id) => crate::store::segments::get(conn, tenant, id)
+                .await?
+                .is_some(),
+            None => false,
+        };
+        if !live {
+            problems.add(
+                format!("model_settings.churn.inactivity_rules[{index}].segment"),
+                "UNKNOWN_SEGMENT",
+                format!(
+                    "{:?} is not a segment of this tenant / 该租户没有这个分群",
+                    rule.segment
+                ),
+            );
+        }
+    }
+    Ok(problems)
 }
 
 fn invalid(problems: Violations) -> ModelingError {
@@ -255,6 +291,10 @@ impl Modeling {
         let base = current.map(|c| c.settings).unwrap_or_default();
         let next = apply_mask(&base, &update.incoming, &update.paths).map_err(invalid)?;
         next.validate("model_settings.").map_err(invalid)?;
+        let unknown = unknown_rule_segments(&mut tx, tenant, &next).await?;
+        if !unknown.is_empty() {
+            return Err(invalid(unknown));
+        }
         if update.validate_only {
             return Ok(VersionedSettings {
                 settings: next,
@@ -325,7 +365,10 @@ impl Modeling {
         let purchase = self
             .purchase_event(tenant, effective.purchase_event.as_ref())
             .await?;
-        let settings_key = request_key(&format!("{}|{purchase:?}", settings.etag));
+        let members = self.rule_members(tenant, &effective).await?;
+        // The members are part of the key: a segment's new members change the table even when
+        // the events did not move.
+        let settings_key = request_key(&(&settings.etag, format!("{purchase:?}"), &members.0));
         let cache = self.churn.clone();
         let tenant_name = tenant.to_owned();
         let refit = Duration::from_secs(u64::try_from(effective.refit_secs).unwrap_or(86_400));
@@ -343,12 +386,45 @@ impl Modeling {
                 churn::purchase_condition(view, &purchase, run, "purchase_event", false)
                     .map_err(invalid)?;
             let table = Arc::new(churn::churn_table(
-                view, &condition, &effective, now, reuse, run,
+                view,
+                &condition,
+                (&effective, &members),
+                now,
+                reuse,
+                run,
             ));
             cache.keep(&tenant_name, key, table.clone());
             Ok(table)
         })
         .await
+    }
+
+    /// The members of each segment rule's segment as the segment worker last published them,
+    /// sorted; a segment that no longer exists (or another tenant's) holds nobody, so its
+    /// rule applies to nobody until the settings name another.
+    async fn rule_members(
+        &self,
+        tenant: &str,
+        effective: &Effective,
+    ) -> Result<RuleMembers, ModelingError> {
+        let mut members = Vec::with_capacity(effective.rules.len());
+        for rule in &effective.rules {
+            let id = rule
+                .segment
+                .as_deref()
+                .and_then(crate::domain::segment_name)
+                .filter(|(parent, _)| parent.strip_prefix("tenants/") == Some(tenant))
+                .map(|(_, id)| id);
+            let mut persons = match id {
+                Some(id) => crate::store::segments::live_members(&self.pool, tenant, id)
+                    .await?
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            persons.sort_unstable();
+            members.push(persons);
+        }
+        Ok(RuleMembers(members))
     }
 
     /// Recomputes the tenant's churn table when its events moved (at most every few
@@ -497,7 +573,7 @@ impl Modeling {
             missing,
             opted_out,
             compute_ms: table.compute_ms,
-            threshold_days: table.threshold.days(),
+            rules: table.rules.clone(),
         })
     }
 
@@ -514,7 +590,7 @@ impl Modeling {
         Ok(ChurnScoresPage {
             page: valid.page(&table, &opted_out),
             compute_ms: table.compute_ms,
-            threshold_days: table.threshold.days(),
+            rules: table.rules.clone(),
         })
     }
 }
