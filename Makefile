@@ -65,10 +65,11 @@ bench-analytics: services ## Release-mode journey models on 10 M synthetic event
 
 # The peers are installed by scripts/peers.sh into a virtual environment of their own.
 compare: services ## Side by side with the peers on the same data: ClickHouse windowFunnel (chdb), ChannelAttribution, lifetimes
-	PY=$$(bash scripts/peers.sh | tail -1) && \
-	  $$PY bench/funnel_chdb.py && \
-	  $$PY bench/attribution_compare.py && \
-	  $$PY bench/churn_compare.py
+	PY=$$(bash scripts/peers.sh | tail -1) && status=0 && \
+	  { $$PY bench/funnel_chdb.py || status=1; } && \
+	  { $$PY bench/attribution_compare.py || status=1; } && \
+	  { $$PY bench/churn_compare.py || status=1; } && \
+	  exit $$status
 
 model-truth: services ## Attribution and churn scores through the whole application against the generator's truth, and the same models on the generator's own journeys (PERSONS, SEED, MODEL=logistic|chain)
 	$(CARGO) run --release -p touchline-e2e --bin model-truth -- $(or $(PERSONS),20000) $(or $(SEED),42) $(or $(MODEL),logistic)
