@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use touchline_e2e::at;
 
 use prost_types::{Duration, FieldMask};
+use touchline_analytics::churn::bgnbd::{BetaGeoModel, BgNbdParams, CustomerSummary};
 use touchline_e2e::{Modeling, sample_event};
 use touchline_proto::collection::v1::collection_service_client::CollectionServiceClient;
 use touchline_proto::governance::v1::governance_service_client::GovernanceServiceClient;
@@ -215,6 +216,11 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
     assert_eq!(rule.suggested_threshold, Some(days(90)));
     assert_eq!(rule.gap_sample_size, 6);
     assert_eq!(churn.model, ChurnModel::MbgNbd as i32, "the default model");
+    assert_eq!(
+        churn.bg_nbd.as_ref().and_then(|b| b.prediction_period),
+        Some(days(30)),
+        "the default prediction period"
+    );
     let fit = churn.bg_nbd.and_then(|b| b.last_fit).unwrap_or_default();
     assert_eq!(fit.person_count, 5, "five persons bought in the fit window");
     assert_eq!(fit.model, ChurnModel::MbgNbd as i32);
@@ -403,6 +409,29 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
             "p{n}: score is 1 − P(alive)"
         );
         assert_eq!(score.churned, churned, "p{n}");
+        // Expected purchases in the default 30-day period: BG/NBD's forecast on the same
+        // summary (the forecast itself is checked against lifetimes in the analytics crate).
+        let forecast = BetaGeoModel::BgNbd
+            .expected_purchases(
+                &BgNbdParams {
+                    r: PARAMS[0],
+                    alpha: PARAMS[1],
+                    a: PARAMS[2],
+                    b: PARAMS[3],
+                },
+                &CustomerSummary {
+                    repeat_purchases: ks.len() as u64 - 1,
+                    recency: (last - first) as f64,
+                    age: (today - first) as f64,
+                },
+                30.0,
+            )
+            .unwrap_or(f64::NAN);
+        let expected_purchases = score.expected_purchases.unwrap_or(f64::NAN);
+        assert!(
+            (expected_purchases - forecast).abs() < 1e-12 * (1.0 + forecast),
+            "p{n}: {expected_purchases} vs {forecast}"
+        );
         assert_eq!(score.repeat_purchases, ks.len() as i64 - 1);
         assert_eq!(score.inactivity_threshold, Some(days(30)));
         let k_min = ks.iter().min().copied().unwrap_or(0);
@@ -416,7 +445,14 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
         );
     }
     let browser = &scores.scores[5];
-    assert_eq!((browser.score, browser.probability_alive), (None, None));
+    assert_eq!(
+        (
+            browser.score,
+            browser.probability_alive,
+            browser.expected_purchases
+        ),
+        (None, None, None)
+    );
     assert!(!browser.churned, "no purchase: never active, never churned");
 
     // Listings: score order across pages of 2, ties by id, the unscored person last.

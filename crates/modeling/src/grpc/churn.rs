@@ -13,8 +13,8 @@ use crate::journeys::churn::{ChurnRow, ChurnTable, PersonRfm, RuleOutcome};
 use crate::journeys::churn_pages::{ChurnListQuery, ChurnOrder};
 use crate::journeys::churn_settings::{
     BgNbdSettings, ChurnSettings, DEFAULT_CHURN_INTERVALS, DEFAULT_CHURN_MODEL,
-    DEFAULT_FIT_WINDOW_SECS, DEFAULT_LOOKBACK_SECS, DEFAULT_MODEL_EVENTS, DEFAULT_REFIT_SECS,
-    INTERVAL_WEEK, LifecycleSettings, ModelSettings, RfmSettings, RuleSettings,
+    DEFAULT_FIT_WINDOW_SECS, DEFAULT_LOOKBACK_SECS, DEFAULT_MODEL_EVENTS, DEFAULT_PREDICTION_DAYS,
+    DEFAULT_REFIT_SECS, INTERVAL_WEEK, LifecycleSettings, ModelSettings, RfmSettings, RuleSettings,
     SegmentRuleSettings, Span, VersionedSettings, churn_model_number, default_segment_rules,
     model_events_number,
 };
@@ -118,6 +118,7 @@ pub(super) fn settings(settings: Option<&pb::ModelSettings>) -> ModelSettings {
                 fixed_parameters: bg
                     .and_then(|b| b.fixed_parameters.as_ref())
                     .map(|p| [p.r, p.alpha, p.a, p.b]),
+                prediction_period: bg.and_then(|b| span(b.prediction_period.as_ref())),
             },
         }
     });
@@ -272,6 +273,10 @@ fn churn_reply(s: &ChurnSettings, table: Option<&Arc<ChurnTable>>) -> pb::ChurnS
                 .fixed_parameters
                 .map(|[r, alpha, a, b]| pb::BgNbdParameters { r, alpha, a, b }),
             last_fit,
+            prediction_period: Some(span_or(
+                bg.prediction_period,
+                i64::from(DEFAULT_PREDICTION_DAYS) * 86_400,
+            )),
         }),
     }
 }
@@ -437,6 +442,7 @@ fn score(
         last_purchase_time: row.last_purchase_ms.map(timestamp_ms),
         marketing_opt_out: opted_out,
         compute_time: Some(timestamp_ms(compute_ms)),
+        expected_purchases: row.expected_purchases,
     }
 }
 

@@ -280,6 +280,7 @@ mod tests {
             person: Uuid::from_u128(n),
             score,
             probability_alive: score.map(|s| 1.0 - s),
+            expected_purchases: None,
             churned,
             inactive_for_ms: None,
             repeat_purchases: 0,

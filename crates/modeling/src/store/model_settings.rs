@@ -57,6 +57,7 @@ struct Stored {
     fit_window: Option<(i64, i32)>,
     refit_interval: Option<(i64, i32)>,
     fixed_parameters: Option<[f64; 4]>,
+    prediction_period: Option<(i64, i32)>,
     rfm_lookback: Option<(i64, i32)>,
     rfm_score_levels: i32,
     rfm_segment_rules: Vec<(i32, [i32; 6])>,
@@ -158,6 +159,7 @@ impl From<&ModelSettings> for Stored {
             fit_window: s.churn.bg_nbd.fit_window,
             refit_interval: s.churn.bg_nbd.refit_interval,
             fixed_parameters: s.churn.bg_nbd.fixed_parameters,
+            prediction_period: s.churn.bg_nbd.prediction_period,
             rfm_lookback: s.rfm.lookback,
             rfm_score_levels: s.rfm.score_levels,
             rfm_segment_rules: s
@@ -204,6 +206,7 @@ impl From<Stored> for ModelSettings {
                     fit_window: s.fit_window,
                     refit_interval: s.refit_interval,
                     fixed_parameters: s.fixed_parameters,
+                    prediction_period: s.prediction_period,
                 },
             },
             rfm: RfmSettings {

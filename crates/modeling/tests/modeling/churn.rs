@@ -10,6 +10,7 @@ use chrono::{TimeZone as _, Utc};
 use prost::Message as _;
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
+use touchline_analytics::churn::bgnbd::{BetaGeoModel, BgNbdParams, CustomerSummary};
 use touchline_analytics::churn::rfm::{RfmScores, ScoreLevels, classify_default};
 use touchline_modeling::journeys::churn::{
     ChurnRow, ChurnTable, PurchaseEvent, RuleMembers, churn_table, purchase_condition, run_rfm,
@@ -241,7 +242,7 @@ fn check_row(
     (bought, counted): (&ByPerson, &ByPerson),
     raw: &[Raw],
     persons: &[Uuid],
-    (model, params): (i32, [f64; 4]),
+    (model, params, prediction_days): (i32, [f64; 4], u32),
     threshold_days: i64,
 ) {
     let [r, alpha, a, b] = params;
@@ -257,7 +258,10 @@ fn check_row(
         assert!(!row.churned, "never active by purchases");
     }
     let Some(list) = counted.get(&row.person) else {
-        assert_eq!((row.score, row.probability_alive), (None, None));
+        assert_eq!(
+            (row.score, row.probability_alive, row.expected_purchases),
+            (None, None, None)
+        );
         return;
     };
     let days = days_of(list);
@@ -276,6 +280,30 @@ fn check_row(
     let got_score = row.score.unwrap_or(f64::NAN);
     assert!((got_alive - alive).abs() < 1e-9, "{got_alive} vs {alive}");
     assert!((got_score - (1.0 - alive)).abs() < 1e-9);
+    // Expected purchases: the model's forecast (checked against its series and lifetimes in
+    // the analytics crate) on the summary counted here by hand, over the chosen period.
+    let chosen = if model == CHURN_MODEL_MBG_NBD {
+        BetaGeoModel::MbgNbd
+    } else {
+        BetaGeoModel::BgNbd
+    };
+    let summary = CustomerSummary {
+        repeat_purchases: days.len() as u64 - 1,
+        recency: t_x,
+        age,
+    };
+    let expected = chosen
+        .expected_purchases(
+            &BgNbdParams { r, alpha, a, b },
+            &summary,
+            f64::from(prediction_days),
+        )
+        .ok();
+    let got = row.expected_purchases.unwrap_or(f64::NAN);
+    assert!(
+        expected.is_some_and(|e| (got - e).abs() <= 1e-9 * (1.0 + e.abs())),
+        "{got} vs {expected:?} over {prediction_days} days"
+    );
     // Activity after now (clock skew) counts as inactive for no time at all.
     let last_s = raw
         .iter()
@@ -316,6 +344,7 @@ fn check_churn(
         number => number,
     };
     let percentile = [0.0, 0.5, 0.9, 1.0][rng.random_range(0..4)];
+    let prediction = rng.random_bool(0.5).then(|| rng.random_range(1..=366i64));
     let model_events = [
         0,
         CHURN_MODEL_EVENTS_PURCHASES,
@@ -362,6 +391,7 @@ fn check_churn(
             model_events,
             bg_nbd: BgNbdSettings {
                 fixed_parameters: Some(params),
+                prediction_period: prediction.map(|d| (d * DAY_S, 0)),
                 ..BgNbdSettings::default()
             },
         },
@@ -454,7 +484,11 @@ fn check_churn(
             (&bought, &counted),
             raw,
             persons,
-            (model, params),
+            (
+                model,
+                params,
+                prediction.map_or(30, |d| u32::try_from(d).unwrap_or(0)),
+            ),
             expected_rules[rule].2,
         );
     }

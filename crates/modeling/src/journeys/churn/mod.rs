@@ -256,6 +256,8 @@ pub struct ChurnRow {
     pub score: Option<f64>,
     /// P(alive); `None` without a purchase.
     pub probability_alive: Option<f64>,
+    /// Expected purchases in the settings' prediction period; `None` without a purchase.
+    pub expected_purchases: Option<f64>,
     /// Flagged by the inactivity rule.
     pub churned: bool,
     /// Time since the last qualifying activity (ms); `None` without any.
@@ -362,16 +364,22 @@ use scan::{Gathered, gather};
 /// One person's outputs from what the scan gathered.
 fn row_of(
     p: &Gathered,
-    fit: Option<FitOutcome>,
+    (fit, prediction_days): (Option<FitOutcome>, u32),
     threshold: InactivityThreshold,
     now_ms: i64,
 ) -> ChurnRow {
-    let (score, probability_alive) = match (p.summary, fit) {
+    let (score, probability_alive, expected_purchases) = match (p.summary, fit) {
         (Some(summary), Some(fit)) => (
             Some(fit.model.churn_score(&fit.params, &summary)),
             Some(fit.model.probability_alive(&fit.params, &summary)),
+            // The parameters are positive and finite and the horizon is 1–366 days, so the
+            // model refuses nothing; an error would leave the figure unset, never wrong.
+            fit.model
+                .expected_purchases(&fit.params, &summary, f64::from(prediction_days))
+                .ok()
+                .filter(|e| e.is_finite()),
         ),
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let status = inactivity_status(p.last_activity_ms.map(secs), secs(now_ms), threshold);
     let inactive_for_ms = match status {
@@ -384,6 +392,7 @@ fn row_of(
         person: p.person,
         score,
         probability_alive,
+        expected_purchases,
         churned: status.is_churned(),
         inactive_for_ms,
         repeat_purchases: p.repeat_purchases,
@@ -428,7 +437,7 @@ pub fn churn_table(
             let threshold = rules
                 .get(usize::from(p.rule))
                 .map_or_else(fallback_threshold, |rule| rule.threshold);
-            row_of(p, fit, threshold, now_ms)
+            row_of(p, (fit, settings.prediction_days), threshold, now_ms)
         })
         .collect();
     let by_score = score_order(&rows);

@@ -23,6 +23,7 @@ pub const MASK_PATHS: &[&str] = &[
     "churn.bg_nbd.fit_window",
     "churn.bg_nbd.refit_interval",
     "churn.bg_nbd.fixed_parameters",
+    "churn.bg_nbd.prediction_period",
     "rfm",
     "rfm.lookback",
     "rfm.score_levels",
@@ -80,6 +81,9 @@ pub fn apply_mask(
             }
             "churn.bg_nbd.refit_interval" => {
                 next.churn.bg_nbd.refit_interval = incoming.churn.bg_nbd.refit_interval;
+            }
+            "churn.bg_nbd.prediction_period" => {
+                next.churn.bg_nbd.prediction_period = incoming.churn.bg_nbd.prediction_period;
             }
             "churn.bg_nbd.fixed_parameters" => {
                 next.churn.bg_nbd.fixed_parameters = incoming.churn.bg_nbd.fixed_parameters;

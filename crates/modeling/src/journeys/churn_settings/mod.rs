@@ -30,6 +30,10 @@ mod rfm;
 pub use mask::{MASK_PATHS, apply_mask};
 pub use rfm::{default_segment_rules, rfm_options};
 
+/// The default period expected purchases are predicted for, in days.
+pub const DEFAULT_PREDICTION_DAYS: u32 = 30;
+/// The longest prediction period, in days.
+pub const MAX_PREDICTION_DAYS: i64 = 366;
 /// The most inactivity rules a tenant may set: each segment rule reads the segment's members
 /// whenever the scores are computed.
 pub const MAX_INACTIVITY_RULES: usize = 20;
@@ -116,6 +120,8 @@ pub struct BgNbdSettings {
     pub refit_interval: Option<Span>,
     /// `[r, α, a, b]`, when fixed.
     pub fixed_parameters: Option<[f64; 4]>,
+    /// The period expected purchases are predicted for, when set.
+    pub prediction_period: Option<Span>,
 }
 
 /// One RFM segment rule as set: the contract's segment number and its six bounds
@@ -229,6 +235,8 @@ pub struct Effective {
     pub model_events: ModelEvents,
     /// Fixed model parameters, when set.
     pub fixed_parameters: Option<BgNbdParams>,
+    /// The period expected purchases are predicted for, whole days.
+    pub prediction_days: u32,
     /// RFM.
     pub rfm: RfmOptions,
 }
@@ -391,6 +399,7 @@ impl ModelSettings {
             DEFAULT_MODEL_EVENTS
         });
         let (fit_window_secs, refit_secs, fixed_parameters) = self.bg_nbd(prefix, &mut problems);
+        let prediction_days = self.prediction_days(prefix, &mut problems);
         let rfm = rfm_options(&self.rfm, &format!("{prefix}rfm"), &mut problems);
         crate::journeys::properties::check_analysable(
             &self.analysable_properties,
@@ -410,8 +419,26 @@ impl ModelSettings {
             model,
             model_events: events,
             fixed_parameters,
+            prediction_days,
             rfm,
         })
+    }
+
+    /// The prediction period in whole days (1–366), after its default.
+    fn prediction_days(&self, prefix: &str, problems: &mut Violations) -> u32 {
+        let Some(span) = self.churn.bg_nbd.prediction_period else {
+            return DEFAULT_PREDICTION_DAYS;
+        };
+        let field = format!("{prefix}churn.bg_nbd.prediction_period");
+        let Some(secs) = positive_secs(span, &field, problems) else {
+            return DEFAULT_PREDICTION_DAYS;
+        };
+        let days = secs / SECONDS_PER_DAY;
+        if secs % SECONDS_PER_DAY != 0 || !(1..=MAX_PREDICTION_DAYS).contains(&days) {
+            problems.add(field, "OUT_OF_RANGE", "whole days, from 1 to 366");
+            return DEFAULT_PREDICTION_DAYS;
+        }
+        u32::try_from(days).unwrap_or(DEFAULT_PREDICTION_DAYS)
     }
 
     /// The fit window and refit interval (seconds) and the fixed parameters, after defaults.

@@ -136,6 +136,37 @@ fn every_problem_is_named() {
 }
 
 #[test]
+fn the_prediction_period_is_whole_days_up_to_366() {
+    let with = |span: Option<Span>| ModelSettings {
+        churn: ChurnSettings {
+            bg_nbd: BgNbdSettings {
+                prediction_period: span,
+                ..BgNbdSettings::default()
+            },
+            ..ChurnSettings::default()
+        },
+        ..ModelSettings::default()
+    };
+    let days = |span: Option<Span>| with(span).validate("").ok().map(|e| e.prediction_days);
+    assert_eq!(days(None), Some(DEFAULT_PREDICTION_DAYS));
+    assert_eq!(days(Some((7 * SECONDS_PER_DAY, 0))), Some(7));
+    assert_eq!(days(Some((366 * SECONDS_PER_DAY, 0))), Some(366));
+    for bad in [
+        (0, 0),
+        (367 * SECONDS_PER_DAY, 0),
+        (SECONDS_PER_DAY + 1, 0),
+        (SECONDS_PER_DAY, 5),
+    ] {
+        let problems = with(Some(bad)).validate("").err().unwrap_or_default();
+        assert_eq!(
+            fields(&problems),
+            ["churn.bg_nbd.prediction_period"],
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
 fn segment_rules_come_first_in_order_and_the_default_closes_the_list() {
     let rule = |segment: &str, days: Option<i64>, percentile: f64| RuleSettings {
         segment: segment.to_owned(),

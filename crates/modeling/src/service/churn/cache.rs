@@ -108,6 +108,7 @@ mod tests {
             person: Uuid::nil(),
             score: None,
             probability_alive: None,
+            expected_purchases: None,
             churned: false,
             inactive_for_ms: None,
             repeat_purchases: 0,
