@@ -301,6 +301,18 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
     assert_eq!(sizes.len(), 5);
     assert!(sizes.iter().all(|(_, n)| *n == 1));
     assert_eq!(rfm.cells.len(), 5);
+    // Each segment is named for people in both languages.
+    let at_risk = rfm
+        .segments
+        .iter()
+        .find(|s| s.segment == RfmSegment::AtRisk as i32)
+        .map(|s| (s.display_name_en.as_str(), s.display_name_zh_cn.as_str()));
+    assert_eq!(at_risk, Some(("At risk", "流失风险客户")));
+    assert!(
+        rfm.segments
+            .iter()
+            .all(|s| !s.display_name_en.is_empty() && !s.display_name_zh_cn.is_empty())
+    );
 
     // Settings: BG/NBD with fixed parameters and a 30-day rule, with an etag and a request id.
     let change = UpdateModelSettingsRequest {

@@ -379,6 +379,8 @@ pub(super) fn rfm_reply(tenant: &str, page: RfmPage) -> pb::RunRfmResponse {
             mean_frequency: s.mean_frequency,
             mean_monetary: s.mean_monetary,
             total_monetary: s.total_monetary,
+            display_name_en: s.segment.name_en().to_owned(),
+            display_name_zh_cn: s.segment.name_zh_cn().to_owned(),
         })
         .collect();
     let cells = run
