@@ -517,6 +517,50 @@ async fn attribution_on_paths_gives_known_answers_and_names_bad_input() -> anyho
             < 1e-12
     );
 
+    // Position-based 40/20/40 (one touch takes all, two split 50/50) and linear per
+    // occurrence and per distinct channel, side by side in one call.
+    let shares = modeling
+        .run_attribution_on_paths(run(
+            "a > b > c;1;0;0\nd;1;0;0\na > d;1;0;0\na > b > a;1;0;0",
+            vec![
+                model(T::PositionBased),
+                model(T::Linear),
+                AttributionModel {
+                    linear_distinct_channels: true,
+                    ..model(T::Linear)
+                },
+            ],
+        ))
+        .await?
+        .into_inner();
+    // a > b > c: a 0.4, b 0.2, c 0.4; d: d 1; a > d: 0.5 each; a > b > a: a 0.4 + 0.4, b 0.2.
+    assert_close(
+        &credits(&shares.results[0]),
+        &[("a", 1.7), ("b", 0.4), ("c", 0.4), ("d", 1.5)],
+        "position-based",
+    );
+    // Per occurrence a > b > a gives a two thirds; per distinct channel a half.
+    assert_close(
+        &credits(&shares.results[1]),
+        &[
+            ("a", 1.0 / 3.0 + 0.5 + 2.0 / 3.0),
+            ("b", 1.0 / 3.0 + 1.0 / 3.0),
+            ("c", 1.0 / 3.0),
+            ("d", 1.5),
+        ],
+        "linear",
+    );
+    assert_close(
+        &credits(&shares.results[2]),
+        &[
+            ("a", 1.0 / 3.0 + 0.5 + 0.5),
+            ("b", 1.0 / 3.0 + 0.5),
+            ("c", 1.0 / 3.0),
+            ("d", 1.5),
+        ],
+        "linear per distinct channel",
+    );
+
     // Structured rows with the same path add up.
     let rows = modeling
         .run_attribution_on_paths(RunAttributionOnPathsRequest {
