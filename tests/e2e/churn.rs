@@ -1189,5 +1189,32 @@ async fn inactivity_rules_per_segment_flag_each_person_by_their_own_rule() -> an
             (String::new(), 3, Some(days(90)))
         ]
     );
+
+    // A listing limited to the segment holds its members only; an unknown one is named.
+    let (listed, _, total) = all_pages(
+        &mut modeling,
+        ListChurnScoresRequest {
+            segment: viewers.clone(),
+            order_by: ChurnScoreOrder::PersonId as i32,
+            ..ListChurnScoresRequest::default()
+        },
+    )
+    .await?;
+    let mut viewers_ids = vec![p(1), p(3)];
+    viewers_ids.sort();
+    let listed_ids: Vec<String> = listed.iter().map(|s| s.person_id.clone()).collect();
+    assert_eq!((listed_ids, total), (viewers_ids, 2));
+    let unknown = modeling
+        .list_churn_scores(ListChurnScoresRequest {
+            segment: format!("tenants/{TENANT}/segments/nobody"),
+            ..ListChurnScoresRequest::default()
+        })
+        .await
+        .err()
+        .map(|status| touchline_e2e::field_violations(&status));
+    assert_eq!(
+        unknown,
+        Some(vec![("segment".to_owned(), "UNKNOWN_SEGMENT".to_owned())])
+    );
     Ok(())
 }

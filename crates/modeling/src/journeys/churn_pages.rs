@@ -110,13 +110,6 @@ impl ChurnListQuery {
         if !(self.min_score.is_finite() && (0.0..=1.0).contains(&self.min_score)) {
             problems.add("min_score", "OUT_OF_RANGE", "from 0 to 1");
         }
-        if !self.segment.is_empty() {
-            problems.add(
-                "segment",
-                "UNSUPPORTED",
-                "churn listings cannot be limited to a segment yet; leave segment empty",
-            );
-        }
         let request = request_key(&(
             self.min_score.to_bits(),
             self.churned_only,
@@ -166,9 +159,12 @@ impl ChurnListQuery {
 }
 
 impl ValidChurnList {
-    fn keeps(&self, row: &ChurnRow, opted_out: &HashSet<Uuid>) -> bool {
+    fn keeps(&self, row: &ChurnRow, (opted_out, members): Excluded<'_>) -> bool {
         let scored = self.min_score <= 0.0 || row.score.is_some_and(|s| s >= self.min_score);
-        scored && (!self.churned_only || row.churned) && !opted_out.contains(&row.person)
+        scored
+            && (!self.churned_only || row.churned)
+            && !opted_out.contains(&row.person)
+            && members.is_none_or(|m| m.binary_search(&row.person).is_ok())
     }
 
     fn token(&self, row: &ChurnRow) -> String {
@@ -180,8 +176,15 @@ impl ValidChurnList {
         ])
     }
 
-    /// The page of `table` this request asks for, opted-out persons left out.
-    pub fn page(&self, table: &ChurnTable, opted_out: &HashSet<Uuid>) -> ChurnPage {
+    /// The page of `table` this request asks for, opted-out persons left out and, when the
+    /// request names a segment, only its `members` (sorted) kept.
+    pub fn page(
+        &self,
+        table: &ChurnTable,
+        opted_out: &HashSet<Uuid>,
+        members: Option<&[Uuid]>,
+    ) -> ChurnPage {
+        let excluded = (opted_out, members);
         let rows = &table.rows;
         let ordered: Box<dyn Iterator<Item = &ChurnRow>> = match self.order {
             ChurnOrder::PersonId => {
@@ -204,14 +207,14 @@ impl ValidChurnList {
         };
         let mut page = Vec::with_capacity(self.size.min(rows.len()));
         let mut more = false;
-        for row in ordered.filter(|row| self.keeps(row, opted_out)) {
+        for row in ordered.filter(|row| self.keeps(row, excluded)) {
             if page.len() == self.size {
                 more = true;
                 break;
             }
             page.push(*row);
         }
-        let total = rows.iter().filter(|row| self.keeps(row, opted_out)).count() as u64;
+        let total = rows.iter().filter(|row| self.keeps(row, excluded)).count() as u64;
         let next_page_token = match page.last() {
             Some(last) if more => self.token(last),
             _ => String::new(),
@@ -223,6 +226,10 @@ impl ValidChurnList {
         }
     }
 }
+
+/// Who a listing leaves out: the persons who opted out, and, when it names a segment, everyone
+/// not among its members (sorted).
+type Excluded<'a> = (&'a HashSet<Uuid>, Option<&'a [Uuid]>);
 
 /// Where an RFM run's person page starts: the evaluation time of the first page and the
 /// last person already returned.
@@ -344,7 +351,7 @@ mod tests {
             let valid = list(ChurnOrder::Score, 2, &token)
                 .validate()
                 .unwrap_or_else(|err| panic!("{err}"));
-            let page = valid.page(&table, &opted_out);
+            let page = valid.page(&table, &opted_out, None);
             assert_eq!(page.total, 4);
             seen.extend(page.rows.iter().map(|r| r.person.as_u128()));
             if page.next_page_token.is_empty() {
@@ -356,7 +363,7 @@ mod tests {
         let by_id = list(ChurnOrder::PersonId, 10, "")
             .validate()
             .unwrap_or_else(|err| panic!("{err}"))
-            .page(&table, &opted_out);
+            .page(&table, &opted_out, None);
         let ids: Vec<u128> = by_id.rows.iter().map(|r| r.person.as_u128()).collect();
         assert_eq!(ids, [1, 2, 3, 4]);
         let churned = ChurnListQuery {
@@ -367,8 +374,19 @@ mod tests {
         let page = churned
             .validate()
             .unwrap_or_else(|err| panic!("{err}"))
-            .page(&table, &opted_out);
+            .page(&table, &opted_out, None);
         assert_eq!(page.rows.len(), 1);
         assert!(list(ChurnOrder::Score, 2, "nope").validate().is_err());
+        // Limited to a segment: only its members, still by score and without opted-out ones.
+        let members = [1, 3, 5].map(Uuid::from_u128);
+        let in_segment = ChurnListQuery {
+            segment: "tenants/t/segments/s".to_owned(),
+            ..list(ChurnOrder::Score, 10, "")
+        }
+        .validate()
+        .unwrap_or_else(|err| panic!("{err}"))
+        .page(&table, &opted_out, Some(&members));
+        let ids: Vec<u128> = in_segment.rows.iter().map(|r| r.person.as_u128()).collect();
+        assert_eq!((ids, in_segment.total), (vec![1, 3], 2));
     }
 }

@@ -75,7 +75,7 @@ impl Modeling {
 
     /// The persons of the segment a scope names, as they are now; a name that is not one of
     /// the tenant's live segments is a violation of `segment.field`.
-    async fn segment_members(
+    pub(super) async fn segment_members(
         &self,
         tenant: &str,
         segment: &InSegment<'_>,

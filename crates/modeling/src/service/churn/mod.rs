@@ -584,11 +584,19 @@ impl Modeling {
         query: &ChurnListQuery,
     ) -> Result<ChurnScoresPage, ModelingError> {
         let valid = query.validate()?;
+        let members = if query.segment.is_empty() {
+            None
+        } else {
+            let segment = super::journeys::InSegment::at(&query.segment, "segment");
+            let mut members = self.segment_members(tenant, &segment).await?;
+            members.sort_unstable();
+            Some(members)
+        };
         let settings = self.model_settings(tenant).await?;
         let table = self.churn_table(tenant, &settings).await?;
         let opted_out = crate::store::opted_out_persons(&self.pool, tenant).await?;
         Ok(ChurnScoresPage {
-            page: valid.page(&table, &opted_out),
+            page: valid.page(&table, &opted_out, members.as_deref()),
             compute_ms: table.compute_ms,
             rules: table.rules.clone(),
         })
