@@ -289,6 +289,41 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         ],
         "time decay, half-life 1 day",
     );
+    // The same journeys read by another channel field: by the recording source every touch
+    // is the SDK's; by touchpoint, `{channel}/{touchpoint}` splits each channel's credit.
+    let last_touch_by = |field: &str| RunAttributionRequest {
+        channel_field: field.to_owned(),
+        models: vec![model(T::LastTouch)],
+        costs: None,
+        ..request.clone()
+    };
+    let by_source = modeling
+        .run_attribution(last_touch_by("source"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        credits(&by_source.results[0]),
+        BTreeMap::from([("sdk-app".to_owned(), 4.0)]),
+        "by source"
+    );
+    let by_touchpoint = modeling
+        .run_attribution(last_touch_by("touchpoint"))
+        .await?
+        .into_inner();
+    let mut per_channel: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, credit) in credits(&by_touchpoint.results[0]) {
+        let (channel, touchpoint) = name
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("{name} is not channel/touchpoint"))?;
+        assert!(!touchpoint.is_empty(), "{name}");
+        *per_channel.entry(channel.to_owned()).or_default() += credit;
+    }
+    assert_close(
+        &per_channel,
+        &[("web", 1.0), ("mini_program", 2.0), ("app", 1.0)],
+        "by touchpoint, summed per channel",
+    );
+
     // The uplift game answers with its own values (incremental conversions, finite), and its
     // credits split the four conversions with touches.
     let uplift = &ran.results[models.len() - 1];
