@@ -71,6 +71,27 @@ const PURCHASES: [(u64, i64, f64); 11] = [
 /// The fixed BG/NBD parameters the scores are checked with.
 const PARAMS: [f64; 4] = [0.8, 12.0, 0.6, 2.5];
 
+/// The purchases of `PURCHASES` as events (`b{row}`), at 23:00 UTC k days before `t0`.
+fn purchase_events(t0: i64) -> Vec<touchline_proto::common::v1::Event> {
+    PURCHASES
+        .iter()
+        .enumerate()
+        .map(|(i, (person, k, amount))| {
+            let mut event = sample_event(
+                &format!("b{i}"),
+                *person,
+                "purchase",
+                t0 - k * DAY_MS - 3_600_000,
+            );
+            event.properties = Some(touchline_e2e::properties([(
+                "amount",
+                prost_types::value::Kind::NumberValue(*amount),
+            )]));
+            event
+        })
+        .collect()
+}
+
 fn days(n: i64) -> Duration {
     Duration {
         seconds: n * 86_400,
@@ -162,24 +183,7 @@ async fn rfm_churn_scores_and_settings_match_the_hand_worked_answers() -> anyhow
 
     let now = chrono::Utc::now().timestamp_millis();
     let t0 = now - now.rem_euclid(DAY_MS);
-    let mut events = Vec::new();
-    for (i, (person, k, amount)) in PURCHASES.iter().enumerate() {
-        let mut event = sample_event(
-            &format!("b{i}"),
-            *person,
-            "purchase",
-            t0 - k * DAY_MS - 3_600_000,
-        );
-        let mut properties = prost_types::Struct::default();
-        properties.fields.insert(
-            "amount".to_owned(),
-            prost_types::Value {
-                kind: Some(prost_types::value::Kind::NumberValue(*amount)),
-            },
-        );
-        event.properties = Some(properties);
-        events.push(event);
-    }
+    let mut events = purchase_events(t0);
     events.push(sample_event("v6", 6, "view", t0 - 3 * DAY_MS));
     let stored =
         touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events.clone()).await?;
@@ -1033,23 +1037,7 @@ async fn inactivity_rules_per_segment_flag_each_person_by_their_own_rule() -> an
     let mut modeling: Modeling = ModelingServiceClient::new(app.channel(&token)?);
     let now = chrono::Utc::now().timestamp_millis();
     let t0 = now - now.rem_euclid(DAY_MS);
-    let mut events: Vec<_> = PURCHASES
-        .iter()
-        .enumerate()
-        .map(|(i, (person, k, amount))| {
-            let mut event = sample_event(
-                &format!("b{i}"),
-                *person,
-                "purchase",
-                t0 - k * DAY_MS - 3_600_000,
-            );
-            event.properties = Some(touchline_e2e::properties([(
-                "amount",
-                prost_types::value::Kind::NumberValue(*amount),
-            )]));
-            event
-        })
-        .collect();
+    let mut events = purchase_events(t0);
     for person in [1, 3] {
         events.push(sample_event(
             &format!("v{person}"),

@@ -202,6 +202,23 @@ fn campaign_of(sent: &Sent) -> Option<String> {
 }
 
 /// Last-touch conversions per channel of one attribution request.
+/// Last-touch attribution of `conversion` events over `touch` events in the scope's range.
+fn last_touch(conversion: &str, touch: &str) -> RunAttributionRequest {
+    RunAttributionRequest {
+        conversion_event: matcher(conversion, Vec::new()),
+        touchpoint_events: vec![EventMatcher {
+            event_name: touch.to_owned(),
+            filters: Vec::new(),
+        }],
+        models: vec![AttributionModel {
+            r#type: AttributionModelType::LastTouch.into(),
+            ..AttributionModel::default()
+        }],
+        scope: scope(),
+        ..RunAttributionRequest::default()
+    }
+}
+
 async fn last_touch_credit(
     modeling: &mut touchline_e2e::Modeling,
     request: RunAttributionRequest,
@@ -487,18 +504,8 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
 
     // Attribution by campaign: last touch equals the naive reading.
     let by_campaign = RunAttributionRequest {
-        conversion_event: matcher(&names[2], Vec::new()),
-        touchpoint_events: vec![EventMatcher {
-            event_name: names[0].clone(),
-            filters: Vec::new(),
-        }],
         channel_field: "properties.utm_campaign".to_owned(),
-        models: vec![AttributionModel {
-            r#type: AttributionModelType::LastTouch.into(),
-            ..AttributionModel::default()
-        }],
-        scope: scope(),
-        ..RunAttributionRequest::default()
+        ..last_touch(&names[2], &names[0])
     };
     let credited = last_touch_credit(&mut modeling, by_campaign.clone()).await?;
     assert_eq!(
@@ -717,18 +724,8 @@ async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
     let credited = last_touch_credit(
         &mut modeling,
         RunAttributionRequest {
-            conversion_event: matcher(&name_of("pay-0"), Vec::new()),
-            touchpoint_events: vec![EventMatcher {
-                event_name: name_of("land-0"),
-                filters: Vec::new(),
-            }],
             referrer_field: "properties.utm_source".to_owned(),
-            models: vec![AttributionModel {
-                r#type: AttributionModelType::LastTouch.into(),
-                ..AttributionModel::default()
-            }],
-            scope: scope(),
-            ..RunAttributionRequest::default()
+            ..last_touch(&name_of("pay-0"), &name_of("land-0"))
         },
     )
     .await?;

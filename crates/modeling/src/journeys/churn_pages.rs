@@ -280,7 +280,6 @@ pub fn rfm_token(request: u64, cursor: RfmCursor) -> String {
 mod tests {
     use super::*;
     use crate::journeys::churn::{ChurnRow, RuleOutcome};
-    use touchline_analytics::churn::inactivity::{InactivityThreshold, ThresholdSuggestion};
 
     fn row(n: u128, score: Option<f64>, churned: bool) -> ChurnRow {
         ChurnRow {
@@ -305,19 +304,10 @@ mod tests {
                 .total_cmp(&score_key(x))
                 .then(x.person.cmp(&y.person))
         });
-        let threshold = InactivityThreshold::from_days(90).unwrap_or_else(|_| unreachable!());
         ChurnTable {
             rows,
             by_score,
-            rules: vec![RuleOutcome {
-                segment: None,
-                suggestion: ThresholdSuggestion {
-                    threshold,
-                    gap_sample_size: 0,
-                    percentile_gap_secs: None,
-                },
-                threshold,
-            }],
+            rules: vec![RuleOutcome::fallback_default()],
             fit: None,
             compute_ms: 0,
             positions: Default::default(),

@@ -451,6 +451,22 @@ pub fn churn_table(
     }
 }
 
+#[cfg(test)]
+impl RuleOutcome {
+    /// The default rule with the fallback threshold and no gaps: a table's rules in tests.
+    pub(crate) fn fallback_default() -> Self {
+        Self {
+            segment: None,
+            suggestion: ThresholdSuggestion {
+                threshold: fallback_threshold(),
+                gap_sample_size: 0,
+                percentile_gap_secs: None,
+            },
+            threshold: fallback_threshold(),
+        }
+    }
+}
+
 /// A rule's suggestion from the gaps of its persons, and the threshold that applies.
 fn rule_outcome(rule: &EffectiveRule, gaps: &mut PurchaseGapSample) -> RuleOutcome {
     let options = SuggestionOptions {

@@ -183,12 +183,9 @@ fn segment_rules_come_first_in_order_and_the_default_closes_the_list() {
     let vip = "tenants/t/segments/vip";
     let days = |d: u32| InactivityThreshold::from_days(d).ok();
     // Without a default rule, the implicit one closes the list.
-    let effective = with(vec![rule(vip, Some(30), 0.0)])
-        .validate("")
-        .map(|e| e.rules)
-        .ok();
+    let rules_of = |rules| with(rules).validate("").map(|e| e.rules).ok();
     assert_eq!(
-        effective,
+        rules_of(vec![rule(vip, Some(30), 0.0)]),
         Some(vec![
             EffectiveRule {
                 segment: Some(vip.to_owned()),
@@ -199,12 +196,8 @@ fn segment_rules_come_first_in_order_and_the_default_closes_the_list() {
         ])
     );
     // With one, it is kept as set.
-    let effective = with(vec![rule(vip, None, 0.75), rule("", Some(120), 0.0)])
-        .validate("")
-        .map(|e| e.rules)
-        .ok();
     assert_eq!(
-        effective,
+        rules_of(vec![rule(vip, None, 0.75), rule("", Some(120), 0.0)]),
         Some(vec![
             EffectiveRule {
                 segment: Some(vip.to_owned()),

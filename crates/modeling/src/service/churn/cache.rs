@@ -96,14 +96,12 @@ impl ChurnCache {
 #[cfg(test)]
 mod tests {
     use touchline_analytics::churn::bgnbd::{BetaGeoModel, BgNbdParams};
-    use touchline_analytics::churn::inactivity::{InactivityThreshold, ThresholdSuggestion};
     use uuid::Uuid;
 
     use super::*;
     use crate::journeys::churn::{ChurnRow, RuleOutcome};
 
     fn table(rows: usize, fit_ms: i64) -> Arc<ChurnTable> {
-        let threshold = InactivityThreshold::from_days(90).unwrap_or_else(|_| unreachable!());
         let row = ChurnRow {
             person: Uuid::nil(),
             score: None,
@@ -119,15 +117,7 @@ mod tests {
         Arc::new(ChurnTable {
             rows: vec![row; rows],
             by_score: Vec::new(),
-            rules: vec![RuleOutcome {
-                segment: None,
-                suggestion: ThresholdSuggestion {
-                    threshold,
-                    gap_sample_size: 0,
-                    percentile_gap_secs: None,
-                },
-                threshold,
-            }],
+            rules: vec![RuleOutcome::fallback_default()],
             fit: Some(FitOutcome {
                 model: BetaGeoModel::MbgNbd,
                 params: BgNbdParams {
