@@ -51,7 +51,14 @@ pub async fn print_rfm(
     for segment in &reply.segments {
         println!(
             "{:<40} {:>8} {:>6.1}% {:>12.2}",
-            segment_label(segment.segment),
+            if segment.display_name_en.is_empty() {
+                segment_label(segment.segment)
+            } else {
+                format!(
+                    "{} / {}",
+                    segment.display_name_en, segment.display_name_zh_cn
+                )
+            },
             segment.person_count,
             segment.share * 100.0,
             segment.mean_monetary
@@ -104,7 +111,7 @@ pub async fn print_churn(
         })
         .await?
         .into_inner();
-    let model = modeling
+    let churn = modeling
         .get_model_settings(modeling::GetModelSettingsRequest {
             name: format!("{parent}/modelSettings"),
         })
@@ -112,7 +119,12 @@ pub async fn print_churn(
         .into_inner()
         .model_settings
         .and_then(|s| s.churn)
-        .map_or(0, |c| c.model);
+        .unwrap_or_default();
+    let period_days = churn
+        .bg_nbd
+        .and_then(|b| b.prediction_period)
+        .map_or(30, |d| d.seconds / 86_400);
+    let model = churn.model;
     println!(
         "\nhighest churn scores / 流失分最高的用户 (1 − P(alive), {}, of {} persons / 共 {} 位, {} ms)",
         model_label(model),
@@ -121,8 +133,13 @@ pub async fn print_churn(
         started.elapsed().as_millis()
     );
     println!(
-        "{:<34} {:>7} {:>8} {:>9} {:>14}",
-        "person / 用户 (masked / 脱敏)", "score", "P(alive)", "purchases", "churned / 流失"
+        "{:<34} {:>7} {:>8} {:>9} {:>12} {:>14}",
+        "person / 用户 (masked / 脱敏)",
+        "score",
+        "P(alive)",
+        "purchases",
+        format!("next {period_days}d/预计"),
+        "churned / 流失"
     );
     for score in &reply.scores {
         let who = masked(identity, &score.person, &score.person_id).await;
@@ -130,7 +147,7 @@ pub async fn print_churn(
             .inactive_for
             .map_or(0.0, |d| d.seconds as f64 / 86_400.0);
         println!(
-            "{:<34} {:>7.3} {:>8.3} {:>9} {:>14}",
+            "{:<34} {:>7.3} {:>8.3} {:>9} {:>12.2} {:>14}",
             who,
             score.score.unwrap_or(0.0),
             score.probability_alive.unwrap_or(1.0),
@@ -139,6 +156,7 @@ pub async fn print_churn(
             } else {
                 0
             },
+            score.expected_purchases.unwrap_or(0.0),
             if score.churned {
                 format!("yes/是 {inactive_days:.0}d")
             } else {
