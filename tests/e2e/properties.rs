@@ -651,10 +651,11 @@ async fn analysable_properties_filter_break_down_and_name_channels() -> anyhow::
 }
 
 /// An ad visit tagged by its platform alone (a click id, no `utm_*` parameter) is credited to
-/// the platform when attribution reads `utm_source` as the referrer; a source tagged by hand
-/// wins over a click id, and an untagged visit keeps its own channel.
+/// the platform when attribution reads `utm_source` as the referrer, and a visit whose landing
+/// URL carries the tags to the source they name; a source tagged by hand wins over a click id,
+/// and an untagged visit keeps its own channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
+async fn ad_click_ids_and_landing_urls_name_the_source_attribution_credits() -> anyhow::Result<()> {
     crate::init();
     let app = TestApp::spawn().await?;
     let token = token(TENANT, SCOPES);
@@ -663,11 +664,16 @@ async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
     let mut modeling: touchline_e2e::Modeling = ModelingServiceClient::new(app.channel(&token)?);
 
     // Person 0 (app) lands with a Tencent Ads click id, person 1 (mini-program) with a Google
-    // click id and a source tagged by hand, person 2 (web) with neither; each pays a day later.
-    let landings: [&[(&str, &str)]; 3] = [
+    // click id and a source tagged by hand, person 2 (web) with neither, person 3 (pos) on a
+    // URL whose query tags the source and a campaign; each pays a day later.
+    let landings: [&[(&str, &str)]; 4] = [
         &[("gdt_vid", "wx0a1b2c")],
         &[("gclid", "Cj0KCQ"), ("utm_source", "newsletter")],
         &[],
+        &[(
+            "url",
+            "https://shop.example/l?utm_source=wechat_oa&utm_campaign=%E5%8F%8C%E5%8D%81%E4%B8%80",
+        )],
     ];
     let mut events = Vec::new();
     for (person, tags) in landings.iter().enumerate() {
@@ -693,7 +699,7 @@ async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
         ));
     }
     let stored = touchline_e2e::ingest_and_store(&mut collection, &mut modeling, events).await?;
-    assert_eq!(stored.len(), 6, "every event is stored");
+    assert_eq!(stored.len(), 8, "every event is stored");
     let text_of = |message: &str, field: &str| {
         stored
             .iter()
@@ -713,6 +719,11 @@ async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
         ),
         "the click id names source and medium, and stays"
     );
+    assert_eq!(
+        text_of("land-3", "utm_campaign"),
+        Some(Kind::StringValue("双十一".to_owned())),
+        "the landing URL's tags, decoded"
+    );
     let name_of = |message: &str| {
         stored
             .iter()
@@ -729,10 +740,15 @@ async fn an_ad_click_id_alone_credits_the_ad_platform() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let want: BTreeMap<String, f64> = [("tencent_ads", 1.0), ("newsletter", 1.0), ("web", 1.0)]
-        .into_iter()
-        .map(|(channel, n)| (channel.to_owned(), n))
-        .collect();
+    let want: BTreeMap<String, f64> = [
+        ("tencent_ads", 1.0),
+        ("newsletter", 1.0),
+        ("web", 1.0),
+        ("wechat_oa", 1.0),
+    ]
+    .into_iter()
+    .map(|(channel, n)| (channel.to_owned(), n))
+    .collect();
     assert_eq!(credited, want);
     Ok(())
 }

@@ -270,9 +270,9 @@ pub fn clean(inputs: Inputs<'_>) -> Result<Cleaned, Quarantine> {
         violations.push(violation(reason, &ids.first_invalid_field, detail));
     }
 
-    // An auto-tagged ad visit names its source by its click id alone; read after the alias
-    // renames, so a source's own name for a click id counts once mapped.
-    super::ad_clicks::name_source(&mut w.properties);
+    // A visit's source from its landing URL's tags, else from an ad click id; read after the
+    // alias renames, so a source's own name for a click id counts once mapped.
+    super::ad_clicks::name_source(&mut w.properties, &w.context);
 
     // Property specs.
     if let Some(def) = def {

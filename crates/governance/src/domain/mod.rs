@@ -2,7 +2,7 @@
 //!
 //! `dictionary` holds the tenant's canonical events, `source` the settings
 //! of a registered source, `timestamp`, `pii` and `mapping` the individual
-//! normalisations, `ad_clicks` the traffic source an ad click id names,
+//! normalisations, `ad_clicks` the traffic source a landing URL or an ad click id names,
 //! `natural_key` the cross-source record identity, and
 //! `clean` puts them together into the one cleaning function; `diff`
 //! compares two cleanings of one event.
