@@ -131,24 +131,30 @@ pub(crate) async fn send(
         })
         .collect();
     // Rows of an ad platform's daily report: aggregates without a person, for ROI from cost
-    // events. Spend 40 and 50 on web in the analysed range (days 0–30); 500 the day before it
-    // and 1,000 the day after it, on web and app, which no cost of the range may include.
+    // events, each with the channel it records and the channel its ad account bills
+    // (`ad_channel`). In the analysed range (days 0–30): 40 and 50 on web, and 30 recorded by
+    // the app but billed to web; outside it, 500 the day before and 1,000 the day after, which
+    // no cost of the range may include.
     let mut events = events;
     let reports = [
-        (40.0, "web", T0 + DAY),
-        (50.0, "web", T0 + DAY),
-        (500.0, "web", T0 - DAY),
-        (1_000.0, "app", T0 + 31 * DAY),
+        (40.0, "web", "web", T0 + DAY),
+        (50.0, "web", "web", T0 + DAY),
+        (30.0, "app", "web", T0 + 2 * DAY),
+        (500.0, "web", "web", T0 - DAY),
+        (1_000.0, "app", "app", T0 + 31 * DAY),
     ];
-    for (i, (spend, channel, day)) in reports.into_iter().enumerate() {
+    for (i, (spend, channel, billed, day)) in reports.into_iter().enumerate() {
         let mut report = sample_event(&format!("cost{i}"), 0, "ad_daily_report", day);
         report.anonymous_id = String::new();
         report.identifiers = Vec::new();
         report.channel = channel.to_owned();
-        report.properties = Some(touchline_e2e::properties([(
-            "spend",
-            prost_types::value::Kind::NumberValue(spend),
-        )]));
+        report.properties = Some(touchline_e2e::properties([
+            ("spend", prost_types::value::Kind::NumberValue(spend)),
+            (
+                "ad_channel",
+                prost_types::value::Kind::StringValue(billed.to_owned()),
+            ),
+        ]));
         events.push(report);
     }
     let stored = touchline_e2e::ingest_and_store(collection, modeling, events.clone()).await?;
@@ -352,33 +358,40 @@ async fn attribution_on_stored_events_matches_hand_worked_journeys() -> anyhow::
         "most attributed first"
     );
 
-    // ROI from the stored cost reports gives web the same 90.
-    let from_reports = modeling
-        .run_attribution(RunAttributionRequest {
-            costs: Some(CostInput {
-                costs: Some(cost_input::Costs::CostEvents(CostEvents {
-                    event: Some(matcher("ad_report")),
-                    cost_field: "properties.spend".to_owned(),
-                    channel_field: String::new(),
-                })),
-                currency: "CNY".to_owned(),
-            }),
-            ..request.clone()
-        })
-        .await?
-        .into_inner();
-    assert_eq!(
-        (from_reports.cost_rows, from_reports.cost_rows_left_out),
-        (2, 0)
-    );
-    let cost_of = |channel: &str| {
-        from_reports.results[1]
-            .channels
-            .iter()
-            .find(|c| c.channel == channel)
-            .map(|c| c.cost)
-    };
-    assert_eq!((cost_of("web"), cost_of("app")), (Some(90.0), Some(0.0)));
+    // ROI from the stored cost reports: web's 90 as supplied above, and the app's 30.
+    // By the channel each row records, and by the channel a property of it names.
+    for (channel_field, web, app) in [("", 90.0, 30.0), ("properties.ad_channel", 120.0, 0.0)] {
+        let from_reports = modeling
+            .run_attribution(RunAttributionRequest {
+                costs: Some(CostInput {
+                    costs: Some(cost_input::Costs::CostEvents(CostEvents {
+                        event: Some(matcher("ad_report")),
+                        cost_field: "properties.spend".to_owned(),
+                        channel_field: channel_field.to_owned(),
+                    })),
+                    currency: "CNY".to_owned(),
+                }),
+                ..request.clone()
+            })
+            .await?
+            .into_inner();
+        assert_eq!(
+            (from_reports.cost_rows, from_reports.cost_rows_left_out),
+            (3, 0)
+        );
+        let cost_of = |channel: &str| {
+            from_reports.results[1]
+                .channels
+                .iter()
+                .find(|c| c.channel == channel)
+                .map(|c| c.cost)
+        };
+        assert_eq!(
+            (cost_of("web"), cost_of("app")),
+            (Some(web), Some(app)),
+            "costs by {channel_field:?}"
+        );
+    }
 
     // The same journeys as supplied paths: every model but time decay answers the same.
     let text = "path;conversions;value;nulls\n\
