@@ -32,12 +32,28 @@
 //! after term n is at most `|term n| · q/(1−q)`. The series converges for every z < 1 but needs
 //! about `35/(1−z)` terms; past `MAX_SERIES_TERMS` the forecast fails with
 //! `SeriesDidNotConverge`.
+//!
+//! A fit on buyers who hardly ever drop out drives a and b to large values (a retail fit gave
+//! about 10^12) with a/(a+b) finite. The series' sum then grows like `(1−z)^−a`: past e^600 it
+//! overflows, and long before it cancels against `(1−z)^(a−1)`; it would also need about
+//! `a·z` terms. So when `a·ln(1/(1−z)) > 600`, or `a+b+d ≥ 10^6`, the Beta(a, b+d) of the
+//! dropout probability q is narrow and the mean of `g(q) = (1 − ((α+T)/(α+T+qt))^(r+x)) / q`
+//! over it is taken at its two sigma points, `(g(q̄−σ) + g(q̄+σ))/2 · P(alive)`: exact for a
+//! quadratic g, off by the Beta's skewness times σ³ beyond. Against the integral of the
+//! definition it is within 1e-6 relative in the tests, from a+b = 10 to 4.4·10^12.
 
 use super::model::{BetaGeoModel, BgNbdParams, CustomerSummary};
 use crate::churn::error::ChurnError;
 
 /// The most terms the hypergeometric series may take.
 pub const MAX_SERIES_TERMS: usize = 1_000_000;
+
+/// From this `a+b+d` on, the mean over the dropout probability is taken at the Beta's sigma
+/// points instead of by the series (see the module docs).
+pub const SIGMA_POINTS_FROM: f64 = 1e6;
+
+/// Past this `a · ln(1/(1−z))` the series is not summed (see the module docs).
+const SERIES_GROWTH_LIMIT: f64 = 600.0;
 
 /// The BG/NBD expected purchases of `customer` in the next `horizon` time units (same unit as
 /// the summaries and α); `horizon` must be finite and not negative.
@@ -81,11 +97,23 @@ fn expected(
     }
     let BgNbdParams { r, alpha, a, b } = *params;
     let d = model.dropout_chances(customer.repeat_purchases);
+    // Given alive with dropout probability q, the mean purchases in the horizon.
+    let shape = r + customer.repeat_purchases as f64;
+    let bought = |q: f64| -(-shape * (q * horizon / (alpha + customer.age)).ln_1p()).exp_m1() / q;
+    let mean = a / (a + b + d);
     let z = horizon / (alpha + customer.age + horizon);
     let log_one_minus_z = -(horizon / (alpha + customer.age)).ln_1p();
     let epsilon = a - 1.0;
     // p = a+b+d−1−r−x, with d − x taken exactly rather than as a difference of large numbers.
     let p = a + b + model.first_purchase_chance() - 1.0 - r;
+    if a + b + d >= SIGMA_POINTS_FROM || -a * log_one_minus_z > SERIES_GROWTH_LIMIT {
+        let sd = (mean * (1.0 - mean) / (a + b + d + 1.0)).sqrt();
+        if sd < mean && mean + sd < 1.0 {
+            let both = 0.5 * (bought(mean - sd) + bought(mean + sd));
+            return Ok(both * model.probability_alive(params, customer));
+        }
+        return Err(ChurnError::SeriesDidNotConverge { horizon, terms: 0 });
+    }
     let g = tail_series(p, a, a + b + d - 1.0, z).ok_or(ChurnError::SeriesDidNotConverge {
         horizon,
         terms: MAX_SERIES_TERMS,

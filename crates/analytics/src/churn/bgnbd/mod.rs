@@ -16,7 +16,7 @@ pub(crate) mod special;
 pub mod summary;
 
 pub use fit::{BgNbdFit, DEFAULT_WARM_START_SAMPLE, FitOptions, fit_bgnbd};
-pub use forecast::{MAX_SERIES_TERMS, expected_purchases};
+pub use forecast::{MAX_SERIES_TERMS, SIGMA_POINTS_FROM, expected_purchases};
 pub use model::{
     BetaGeoModel, BgNbdParams, CustomerSummary, churn_score, customer_log_likelihood,
     log_likelihood, probability_alive,
