@@ -12,6 +12,14 @@ pub fn segment_name(name: &str) -> Option<(&str, &str)> {
     child_name(name, "segments")
 }
 
+/// The id of a segment `name` names when it is one of `tenant`'s; `None` when malformed or
+/// another tenant's.
+pub fn tenant_segment_id<'a>(name: &'a str, tenant: &str) -> Option<&'a str> {
+    segment_name(name)
+        .filter(|(parent, _)| parent.strip_prefix("tenants/") == Some(tenant))
+        .map(|(_, id)| id)
+}
+
 /// The parent (`tenants/{tenant}`) and the id of a name `tenants/{tenant}/{collection}/{id}`;
 /// `None` when malformed.
 pub fn child_name<'a>(name: &'a str, collection: &str) -> Option<(&'a str, &'a str)> {

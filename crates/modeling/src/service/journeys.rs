@@ -90,10 +90,7 @@ impl Modeling {
                 ),
             )
         };
-        let id = match crate::domain::segment_name(segment.name) {
-            Some((parent, id)) if parent.strip_prefix("tenants/") == Some(tenant) => id,
-            _ => return Err(unknown()),
-        };
+        let id = crate::domain::tenant_segment_id(segment.name, tenant).ok_or_else(unknown)?;
         crate::store::segments::live_members(&self.pool, tenant, id)
             .await?
             .ok_or_else(unknown)

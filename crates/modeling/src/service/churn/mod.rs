@@ -266,9 +266,7 @@ impl Modeling {
             let id = rule
                 .segment
                 .as_deref()
-                .and_then(crate::domain::segment_name)
-                .filter(|(parent, _)| parent.strip_prefix("tenants/") == Some(tenant))
-                .map(|(_, id)| id);
+                .and_then(|name| crate::domain::tenant_segment_id(name, tenant));
             let mut persons = match id {
                 Some(id) => crate::store::segments::live_members(&self.pool, tenant, id)
                     .await?

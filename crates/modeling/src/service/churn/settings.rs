@@ -38,10 +38,7 @@ async fn unknown_rule_segments(
         if rule.segment.is_empty() {
             continue;
         }
-        let id = crate::domain::segment_name(&rule.segment)
-            .filter(|(parent, _)| parent.strip_prefix("tenants/") == Some(tenant))
-            .map(|(_, id)| id);
-        let live = match id {
+        let live = match crate::domain::tenant_segment_id(&rule.segment, tenant) {
             Some(id) => crate::store::segments::get(conn, tenant, id)
                 .await?
                 .is_some(),
